@@ -1,0 +1,161 @@
+/* Allocation, detail lines, status strings and limits: the base of the library. */
+#include "format_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void *libc_malloc(void *o, size_t n)
+{
+	(void)o;
+	return malloc(n ? n : 1);
+}
+static void *libc_realloc(void *o, void *p, size_t n)
+{
+	(void)o;
+	return realloc(p, n ? n : 1);
+}
+static void libc_free(void *o, void *p)
+{
+	(void)o;
+	free(p);
+}
+
+void alcm_alloc_copy(alcm_allocator *dst, const alcm_allocator *src)
+{
+	if (src && src->malloc_fn && src->realloc_fn && src->free_fn) {
+		*dst = *src;
+		return;
+	}
+	dst->malloc_fn = libc_malloc;
+	dst->realloc_fn = libc_realloc;
+	dst->free_fn = libc_free;
+	dst->opaque = NULL;
+}
+
+void *alcm_mem_alloc(const alcm_allocator *a, size_t n)
+{
+	if (a && a->malloc_fn)
+		return a->malloc_fn(a->opaque, n ? n : 1);
+	return malloc(n ? n : 1);
+}
+
+void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(count, size, &n))
+		return NULL;
+	void *p = alcm_mem_alloc(a, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+void *alcm_mem_realloc(const alcm_allocator *a, void *p, size_t n)
+{
+	if (a && a->realloc_fn)
+		return a->realloc_fn(a->opaque, p, n ? n : 1);
+	return realloc(p, n ? n : 1);
+}
+
+void alcm_mem_free(const alcm_allocator *a, void *p)
+{
+	if (!p)
+		return;
+	if (a && a->free_fn)
+		a->free_fn(a->opaque, p);
+	else
+		free(p);
+}
+
+void alcm_detail_vset(char *detail, const char *fmt, va_list ap)
+{
+	if (!detail)
+		return;
+	vsnprintf(detail, ALCM_DETAIL_MAX, fmt, ap);
+}
+
+void alcm_detail_set(char *detail, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(detail, fmt, ap);
+	va_end(ap);
+}
+
+void alcm_detail_quote(char *dst, size_t cap, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	if (cap == 0)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (o + 8 >= cap) {
+			if (o + 4 < cap) {
+				memcpy(dst + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o] = '\0';
+}
+
+const char *alcm_strerror(int status)
+{
+	switch (status) {
+	case ALCM_OK: return "success";
+	case ALCM_E_ARG: return "invalid argument";
+	case ALCM_E_IO: return "i/o error";
+	case ALCM_E_CORRUPT: return "malformed input";
+	case ALCM_E_DIGEST: return "digest mismatch";
+	case ALCM_E_LIMIT: return "limit exceeded";
+	case ALCM_E_UNSUPPORTED: return "unsupported feature";
+	case ALCM_E_NOMEM: return "out of memory";
+	case ALCM_E_STATE: return "invalid state";
+	case ALCM_E_EXISTS: return "file exists";
+	case ALCM_E_NOTFOUND: return "not found";
+	case ALCM_E_BOUND: return "lossy bound not applicable";
+	default: return "unknown error";
+	}
+}
+
+const char *alcm_version(void)
+{
+	return ALCM_VERSION_STRING;
+}
+
+void alcm_limits_default(alcm_limits *lim)
+{
+	/* A forged count makes the reader allocate count * 64 bytes of table: 1M entries
+	 * (64 MiB) is far above any real archive and caps that allocation. */
+	lim->max_sections = 1u << 20;
+	/* One section is read whole into memory when a tensor chunk is decoded: 64 GiB
+	 * stops a length field from claiming the address space. */
+	lim->max_section_bytes = (uint64_t)64 << 30;
+	/* Metadata, directory and attribute sections are parsed in memory: 256 MiB bounds a
+	 * forged length before it is allocated. */
+	lim->max_meta_bytes = (uint64_t)256 << 20;
+	/* Each directory entry costs a few hundred bytes of state. */
+	lim->max_tensors = 1u << 20;
+	/* Shape arrays are fixed-size; a rank above this is refused before it is read. */
+	lim->max_ndim = ALCM_MAX_NDIM;
+	/* Names are copied for messages and lookups. */
+	lim->max_name_bytes = 65535;
+	/* A shape product drives the decode buffer: 2^36 elements (256 GiB of float32) keeps a
+	 * forged shape from overflowing size arithmetic downstream. */
+	lim->max_elements = (uint64_t)1 << 36;
+	/* The caller allocates the decoded tensor: 64 GiB unless the application says more. */
+	lim->max_decoded_bytes = (uint64_t)64 << 30;
+	/* zstd's decoder allocates its window: 2^27 = 128 MiB, the encoder's maximum at
+	 * the levels alcm uses, stops a frame from demanding 2 GiB. */
+	lim->zstd_window_log_max = 27;
+}

@@ -1,0 +1,103 @@
+/*
+ * Internals shared by format/ and lib/: allocation, little-endian access, detail lines,
+ * checked arithmetic and atomic output files. Not installed.
+ */
+#ifndef ALCM_FORMAT_INTERNAL_H
+#define ALCM_FORMAT_INTERNAL_H
+
+#include "alcm.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ALCM_DETAIL_MAX 512
+
+/* Allocation through the optional allocator; a NULL allocator means libc. */
+void *alcm_mem_alloc(const alcm_allocator *a, size_t n);
+void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size);
+void *alcm_mem_realloc(const alcm_allocator *a, void *p, size_t n);
+void alcm_mem_free(const alcm_allocator *a, void *p);
+/* Copies *src (or the libc allocator when src is NULL) into *dst. */
+void alcm_alloc_copy(alcm_allocator *dst, const alcm_allocator *src);
+
+/* printf into a detail buffer of ALCM_DETAIL_MAX bytes; always NUL-terminated. */
+void alcm_detail_set(char *detail, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void alcm_detail_vset(char *detail, const char *fmt, va_list ap);
+/* Writes a byte string for messages: printable ASCII as is, others as \xNN; truncates. */
+void alcm_detail_quote(char *dst, size_t cap, const char *s, size_t len);
+
+static inline int alcm_add_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return __builtin_add_overflow(a, b, r);
+}
+static inline int alcm_mul_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return __builtin_mul_overflow(a, b, r);
+}
+
+static inline uint16_t alcm_load16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t alcm_load32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+static inline uint64_t alcm_load64(const uint8_t *p)
+{
+	return (uint64_t)alcm_load32(p) | ((uint64_t)alcm_load32(p + 4) << 32);
+}
+static inline void alcm_store16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static inline void alcm_store32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void alcm_store64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * An output file written atomically: data goes to "<dir>/.<name>.XXXXXX", which
+ * alcm_atomic_commit() fsyncs and renames over the target (then fsyncs the directory).
+ * Without overwrite, commit uses link()+unlink() so an existing target is never replaced,
+ * even if it appeared after open. Every temp file alive in the process is registered so
+ * that a signal handler can remove them (alcm_atomic_cleanup_all()).
+ */
+typedef struct alcm_atomic {
+	int fd;
+	int overwrite;
+	int sync;
+	char *path;
+	char *tmp;
+	const alcm_allocator *alloc;
+} alcm_atomic;
+
+/* @return ALCM_OK, ALCM_E_EXISTS (target exists, no overwrite), ALCM_E_IO, ALCM_E_NOMEM. */
+int alcm_atomic_open(alcm_atomic *f, const char *path, int overwrite, int sync,
+                     const alcm_allocator *alloc, char *detail);
+/* Writes all of buf (retrying short writes). */
+int alcm_atomic_write(alcm_atomic *f, const void *buf, size_t len, char *detail);
+int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off, char *detail);
+int alcm_atomic_commit(alcm_atomic *f, char *detail);
+/* Removes the temp file if not committed; frees the paths. Safe to call twice. */
+void alcm_atomic_abort(alcm_atomic *f);
+/* Async-signal-safe: unlinks every registered temp file. For CLI signal handlers. */
+ALCM_API void alcm_atomic_cleanup_all(void);
+
+/* Writes all of buf with pwrite/write loops. @return 0 or errno. */
+int alcm_write_all(int fd, const void *buf, size_t len);
+int alcm_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Reads exactly len bytes at off. @return 0, errno, or -1 on a short file. */
+int alcm_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
+#endif

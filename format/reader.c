@@ -1,0 +1,558 @@
+/*
+ * The container reader: every number read from the file is checked against the file size
+ * and the limits before it is used (spec section 7, "conformance").
+ */
+#include "container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct alcm_reader {
+	alcm_allocator alloc;
+	alcm_limits lim;
+	int fd;
+	const uint8_t *mem;
+	uint64_t size;
+	char *name;
+	unsigned open_flags;
+	unsigned major, minor;
+	uint32_t hflags;
+	uint64_t generation;
+	unsigned active_slot;
+	uint64_t table_offset, table_size, tail;
+	uint32_t count;
+	alcm_entry *e;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+static int fail(alcm_reader *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(alcm_reader *r, int status, const char *fmt, ...)
+{
+	char msg[ALCM_DETAIL_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	alcm_detail_set(r->detail, "%s: %s", r->name ? r->name : "<archive>", msg);
+	return status;
+}
+
+static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
+{
+	uint64_t end;
+	if (alcm_add_u64(off, len, &end) || end > r->size)
+		return fail(r, ALCM_E_CORRUPT, "read of %zu bytes at offset %llu past end of file",
+		            len, (unsigned long long)off);
+	if (r->mem) {
+		memcpy(buf, r->mem + off, len);
+		return ALCM_OK;
+	}
+	int e = alcm_pread_all(r->fd, buf, len, off);
+	if (e == -1)
+		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
+		            (unsigned long long)off);
+	if (e)
+		return fail(r, ALCM_E_IO, "read error at offset %llu: %s",
+		            (unsigned long long)off, strerror(e));
+	return ALCM_OK;
+}
+
+/* Text-mode transfers rewrite CR LF or LF: the signature's bytes 5..8 tell which. */
+static int check_signature(alcm_reader *r, const uint8_t *h, uint64_t avail)
+{
+	static const uint8_t crlf_to_lf[] = {0x89, 'A', 'L', 'C', 'M', 0x0a, 0x1a};
+	static const uint8_t lf_to_crlf[] = {0x89, 'A', 'L', 'C', 'M', 0x0d, 0x0d, 0x0a};
+	if (avail >= ALCM_SIGNATURE_LEN && memcmp(h, alcm_signature, ALCM_SIGNATURE_LEN) == 0)
+		return ALCM_OK;
+	if (avail >= 5 && h[0] == 0x09 && memcmp(h + 1, "ALCM", 4) == 0)
+		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 0: the high bit of byte 0 "
+		            "was stripped (7-bit transfer)");
+	if (avail >= sizeof(crlf_to_lf) && memcmp(h, crlf_to_lf, sizeof(crlf_to_lf)) == 0)
+		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 5: CR LF became LF "
+		            "(file transferred in text mode)");
+	if (avail >= sizeof(lf_to_crlf) && memcmp(h, lf_to_crlf, sizeof(lf_to_crlf)) == 0)
+		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 5: LF became CR LF "
+		            "(file transferred in text mode)");
+	if (avail >= 8 && memcmp(h, alcm_signature, 8) == 0)
+		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 8: LF became CR LF "
+		            "(file transferred in text mode)");
+	return fail(r, ALCM_E_CORRUPT, "not an .alcm file (bad signature at offset 0)");
+}
+
+static int parse_fixed(alcm_reader *r, const uint8_t *h)
+{
+	uint8_t d[ALCM_DIGEST_LEN];
+	r->major = h[9];
+	r->minor = alcm_load16(h + 10);
+	if (r->major != ALCM_FORMAT_MAJOR)
+		return fail(r, ALCM_E_UNSUPPORTED, "format version %u.%u at offset 9 is not "
+		            "supported (this reader knows %u.x)", r->major, r->minor,
+		            ALCM_FORMAT_MAJOR);
+	alcm_digest(d, h, 32);
+	if (sodium_memcmp(d, h + 32, ALCM_DIGEST_LEN) != 0)
+		return fail(r, ALCM_E_DIGEST, "header digest mismatch at offset 32");
+	r->hflags = alcm_load32(h + 12);
+	if (r->hflags & ~ALCM_KNOWN_HEADER_FLAGS)
+		return fail(r, ALCM_E_CORRUPT, "reserved header flag bits 0x%08x set at offset 12",
+		            r->hflags & ~ALCM_KNOWN_HEADER_FLAGS);
+	if (alcm_load32(h + 16) != ALCM_HEADER_SIZE)
+		return fail(r, ALCM_E_CORRUPT, "header size %u at offset 16 is not %u",
+		            alcm_load32(h + 16), ALCM_HEADER_SIZE);
+	if (h[20] != ALCM_ALIGN_LOG2)
+		return fail(r, ALCM_E_CORRUPT, "alignment log2 %u at offset 20 is not %u", h[20],
+		            ALCM_ALIGN_LOG2);
+	for (int i = 21; i < 32; i++)
+		if (h[i])
+			return fail(r, ALCM_E_CORRUPT, "reserved header byte at offset %d is not zero", i);
+	return ALCM_OK;
+}
+
+/* @return 1 valid, 0 empty (all zero), -1 damaged. */
+static int slot_state(const uint8_t *fixed, const uint8_t *s)
+{
+	uint8_t buf[ALCM_FIXED_SIZE + 32], d[ALCM_DIGEST_LEN];
+	int zero = 1;
+	for (unsigned i = 0; i < ALCM_SLOT_SIZE; i++)
+		zero &= s[i] == 0;
+	if (zero)
+		return 0;
+	memcpy(buf, fixed, ALCM_FIXED_SIZE);
+	memcpy(buf + ALCM_FIXED_SIZE, s, 32);
+	alcm_digest(d, buf, sizeof(buf));
+	if (sodium_memcmp(d, s + 32, ALCM_DIGEST_LEN) != 0 || alcm_load64(s) == 0 ||
+	    alcm_load64(s + 24) != 0)
+		return -1;
+	return 1;
+}
+
+static int pick_slot(alcm_reader *r, const uint8_t *h)
+{
+	int a = slot_state(h, h + ALCM_SLOT_A), b = slot_state(h, h + ALCM_SLOT_B);
+	int stream = (r->hflags & ALCM_FLAG_STREAM) != 0;
+	if (!stream && b != 0)
+		return fail(r, ALCM_E_CORRUPT, "commit slot B at offset %u is not empty in a "
+		            "non-stream archive", ALCM_SLOT_B);
+	if (a < 0 && b <= 0)
+		return fail(r, ALCM_E_DIGEST, "commit slot A at offset %u is damaged", ALCM_SLOT_A);
+	if (a == 0 && b <= 0)
+		return fail(r, ALCM_E_CORRUPT, "no committed table (commit slots empty): the "
+		            "archive was never finished");
+	const uint8_t *s;
+	if (a == 1 && b == 1) {
+		uint64_t ga = alcm_load64(h + ALCM_SLOT_A), gb = alcm_load64(h + ALCM_SLOT_B);
+		if (ga == gb)
+			return fail(r, ALCM_E_CORRUPT, "both commit slots claim generation %llu",
+			            (unsigned long long)ga);
+		s = h + (ga > gb ? ALCM_SLOT_A : ALCM_SLOT_B);
+	} else {
+		s = h + (a == 1 ? ALCM_SLOT_A : ALCM_SLOT_B);
+	}
+	unsigned soff = (unsigned)(s - h);
+	r->active_slot = soff;
+	r->generation = alcm_load64(s);
+	r->table_offset = alcm_load64(s + 8);
+	r->table_size = alcm_load64(s + 16);
+	uint64_t end;
+	if (r->table_offset < ALCM_HEADER_SIZE || r->table_offset % ALCM_ALIGN)
+		return fail(r, ALCM_E_CORRUPT, "table offset %llu in slot at offset %u is not an "
+		            "aligned offset after the header", (unsigned long long)r->table_offset,
+		            soff);
+	if (r->table_size < alcm_table_size(0) ||
+	    (r->table_size - alcm_table_size(0)) % ALCM_TABLE_ENTRY)
+		return fail(r, ALCM_E_CORRUPT, "table size %llu in slot at offset %u is not "
+		            "48 + 64 * count", (unsigned long long)r->table_size, soff);
+	if ((r->table_size - alcm_table_size(0)) / ALCM_TABLE_ENTRY > r->lim.max_sections)
+		return fail(r, ALCM_E_LIMIT, "table of %llu bytes (slot at offset %u) exceeds the "
+		            "limit of %u sections", (unsigned long long)r->table_size, soff,
+		            r->lim.max_sections);
+	if (alcm_add_u64(r->table_offset, r->table_size, &end) || end > r->size)
+		return fail(r, ALCM_E_CORRUPT, "table [%llu, +%llu) in slot at offset %u runs past "
+		            "the end of the file (%llu bytes)", (unsigned long long)r->table_offset,
+		            (unsigned long long)r->table_size, soff, (unsigned long long)r->size);
+	r->tail = r->size - end;
+	if (r->tail && !stream)
+		return fail(r, ALCM_E_CORRUPT, "%llu trailing bytes after the table at offset %llu",
+		            (unsigned long long)r->tail, (unsigned long long)end);
+	return ALCM_OK;
+}
+
+static int check_entry(alcm_reader *r, const alcm_entry *e, uint32_t i, uint64_t expect)
+{
+	char t[5] = {e->type[0], e->type[1], e->type[2], e->type[3], 0};
+	uint64_t eoff = r->table_offset + ALCM_TABLE_HEAD + (uint64_t)i * ALCM_TABLE_ENTRY;
+	uint64_t end;
+	if (!alcm_section_type_valid(e->type))
+		return fail(r, ALCM_E_CORRUPT, "section %u: type is not 4 printable characters "
+		            "(table entry at offset %llu)", i, (unsigned long long)eoff);
+	if (e->flags & ~ALCM_KNOWN_FLAGS)
+		return fail(r, ALCM_E_CORRUPT, "section %u (%s): reserved flag bits 0x%08x set at "
+		            "offset %llu", i, t, e->flags & ~ALCM_KNOWN_FLAGS,
+		            (unsigned long long)eoff + 4);
+	if (e->offset != expect)
+		return fail(r, ALCM_E_CORRUPT, "section %u (%s): offset %llu at offset %llu, "
+		            "expected %llu (sections are packed in order at 64-byte alignment)", i,
+		            t, (unsigned long long)e->offset, (unsigned long long)eoff + 16,
+		            (unsigned long long)expect);
+	if (e->length > r->lim.max_section_bytes)
+		return fail(r, ALCM_E_LIMIT, "section %u (%s): length %llu at offset %llu exceeds "
+		            "the limit of %llu bytes", i, t, (unsigned long long)e->length,
+		            (unsigned long long)eoff + 24,
+		            (unsigned long long)r->lim.max_section_bytes);
+	if (alcm_add_u64(e->offset, e->length, &end) || end > r->table_offset)
+		return fail(r, ALCM_E_CORRUPT, "section %u (%s): length %llu at offset %llu runs "
+		            "into the table at offset %llu", i, t, (unsigned long long)e->length,
+		            (unsigned long long)eoff + 24, (unsigned long long)r->table_offset);
+	if ((e->flags & ALCM_SECTION_CRITICAL) && !alcm_section_type_known(e->type))
+		return fail(r, ALCM_E_UNSUPPORTED, "section %u: unknown critical section type '%s' "
+		            "at offset %llu", i, t, (unsigned long long)e->offset);
+	return ALCM_OK;
+}
+
+static int parse_table(alcm_reader *r)
+{
+	size_t n = (size_t)r->table_size;
+	uint8_t d[ALCM_DIGEST_LEN];
+	uint8_t *t = alcm_mem_alloc(&r->alloc, n);
+	if (!t)
+		return fail(r, ALCM_E_NOMEM, "cannot allocate %zu bytes for the table", n);
+	int st = src_read(r, r->table_offset, t, n);
+	if (st)
+		goto out;
+	alcm_digest(d, t, n - ALCM_DIGEST_LEN);
+	if (sodium_memcmp(d, t + n - ALCM_DIGEST_LEN, ALCM_DIGEST_LEN) != 0) {
+		st = fail(r, ALCM_E_DIGEST, "table digest mismatch at offset %llu",
+		          (unsigned long long)(r->table_offset + n - ALCM_DIGEST_LEN));
+		goto out;
+	}
+	if (memcmp(t, ALCM_TABLE_MAGIC, 4) != 0 || alcm_load64(t + 8) != 0) {
+		st = fail(r, ALCM_E_CORRUPT, "bad table head at offset %llu",
+		          (unsigned long long)r->table_offset);
+		goto out;
+	}
+	r->count = alcm_load32(t + 4);
+	if ((uint64_t)r->count * ALCM_TABLE_ENTRY + alcm_table_size(0) != r->table_size) {
+		st = fail(r, ALCM_E_CORRUPT, "table count %u at offset %llu disagrees with its "
+		          "size %llu", r->count, (unsigned long long)r->table_offset + 4,
+		          (unsigned long long)r->table_size);
+		goto out;
+	}
+	r->e = alcm_mem_calloc(&r->alloc, r->count ? r->count : 1, sizeof(alcm_entry));
+	if (!r->e) {
+		st = fail(r, ALCM_E_NOMEM, "cannot allocate %u table entries", r->count);
+		goto out;
+	}
+	uint64_t expect = ALCM_HEADER_SIZE;
+	for (uint32_t i = 0; i < r->count; i++) {
+		const uint8_t *p = t + ALCM_TABLE_HEAD + (size_t)i * ALCM_TABLE_ENTRY;
+		alcm_entry *e = &r->e[i];
+		memcpy(e->type, p, 4);
+		e->flags = alcm_load32(p + 4);
+		e->tag = alcm_load32(p + 8);
+		e->offset = alcm_load64(p + 16);
+		e->length = alcm_load64(p + 24);
+		memcpy(e->digest, p + 32, ALCM_DIGEST_LEN);
+		if (alcm_load32(p + 12) != 0) {
+			st = fail(r, ALCM_E_CORRUPT, "section %u: reserved field at offset %llu is not "
+			          "zero", i, (unsigned long long)(r->table_offset + (uint64_t)(p - t) + 12));
+			goto out;
+		}
+		if ((st = check_entry(r, e, i, expect)))
+			goto out;
+		expect = alcm_align_up(e->offset + e->length);
+	}
+	if (expect != r->table_offset)
+		st = fail(r, ALCM_E_CORRUPT, "table at offset %llu does not follow the last section "
+		          "(expected offset %llu)", (unsigned long long)r->table_offset,
+		          (unsigned long long)expect);
+out:
+	alcm_mem_free(&r->alloc, t);
+	return st;
+}
+
+static int reader_new(alcm_reader **out, const char *name, const alcm_limits *lim,
+                      const alcm_allocator *alloc, unsigned flags)
+{
+	alcm_allocator a;
+	alcm_alloc_copy(&a, alloc);
+	*out = NULL;
+	if (sodium_init() < 0)
+		return ALCM_E_UNSUPPORTED;
+	alcm_reader *r = alcm_mem_calloc(&a, 1, sizeof(*r));
+	if (!r)
+		return ALCM_E_NOMEM;
+	r->alloc = a;
+	r->fd = -1;
+	r->open_flags = flags;
+	if (lim)
+		r->lim = *lim;
+	else
+		alcm_limits_default(&r->lim);
+	size_t n = strlen(name) + 1;
+	r->name = alcm_mem_alloc(&a, n);
+	if (!r->name) {
+		alcm_mem_free(&a, r);
+		return ALCM_E_NOMEM;
+	}
+	memcpy(r->name, name, n);
+	*out = r;
+	return ALCM_OK;
+}
+
+static int reader_parse(alcm_reader *r)
+{
+	uint8_t h[ALCM_HEADER_SIZE];
+	uint64_t avail = r->size < ALCM_HEADER_SIZE ? r->size : ALCM_HEADER_SIZE;
+	int st = src_read(r, 0, h, (size_t)avail);
+	if (st)
+		return st;
+	if ((st = check_signature(r, h, avail)))
+		return st;
+	if (r->size < ALCM_HEADER_SIZE + alcm_table_size(0))
+		return fail(r, ALCM_E_CORRUPT, "file of %llu bytes is shorter than the smallest "
+		            "archive (%llu bytes)", (unsigned long long)r->size,
+		            (unsigned long long)(ALCM_HEADER_SIZE + alcm_table_size(0)));
+	if ((st = parse_fixed(r, h)) || (st = pick_slot(r, h)))
+		return st;
+	return parse_table(r);
+}
+
+int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits *lim,
+                          const alcm_allocator *alloc, unsigned flags)
+{
+	if (!out || !path)
+		return ALCM_E_ARG;
+	int st = reader_new(out, path, lim, alloc, flags);
+	if (st)
+		return st;
+	alcm_reader *r = *out;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
+		return fail(r, ALCM_E_IO, "cannot open: %s", strerror(errno));
+	struct stat sb;
+	if (fstat(r->fd, &sb) != 0)
+		return fail(r, ALCM_E_IO, "cannot stat: %s", strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return fail(r, ALCM_E_IO, "not a regular file");
+	r->size = (uint64_t)sb.st_size;
+	return reader_parse(r);
+}
+
+int alcm_reader_open_memory(alcm_reader **out, const void *buf, size_t len,
+                            const char *display_name, const alcm_limits *lim,
+                            const alcm_allocator *alloc, unsigned flags)
+{
+	if (!out || (!buf && len))
+		return ALCM_E_ARG;
+	int st = reader_new(out, display_name ? display_name : "<memory>", lim, alloc, flags);
+	if (st)
+		return st;
+	(*out)->mem = buf ? buf : (const uint8_t *)"";
+	(*out)->size = len;
+	return reader_parse(*out);
+}
+
+void alcm_reader_free(alcm_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	alcm_allocator a = r->alloc;
+	alcm_mem_free(&a, r->e);
+	alcm_mem_free(&a, r->name);
+	alcm_mem_free(&a, r);
+}
+
+const char *alcm_reader_detail(const alcm_reader *r)
+{
+	return r ? r->detail : "";
+}
+
+void alcm_reader_version(const alcm_reader *r, unsigned *major, unsigned *minor)
+{
+	if (major)
+		*major = r->major;
+	if (minor)
+		*minor = r->minor;
+}
+
+uint32_t alcm_reader_flags(const alcm_reader *r)
+{
+	return r->hflags;
+}
+uint64_t alcm_reader_tail_bytes(const alcm_reader *r)
+{
+	return r->tail;
+}
+uint64_t alcm_reader_generation(const alcm_reader *r)
+{
+	return r->generation;
+}
+uint64_t alcm_reader_file_size(const alcm_reader *r)
+{
+	return r->size;
+}
+uint32_t alcm_reader_section_count(const alcm_reader *r)
+{
+	return r->e ? r->count : 0;
+}
+
+int alcm_reader_section_info(const alcm_reader *r, uint32_t i, alcm_section_info *info)
+{
+	if (!r || !info || !r->e || i >= r->count)
+		return ALCM_E_ARG;
+	const alcm_entry *e = &r->e[i];
+	memcpy(info->type, e->type, 4);
+	info->type[4] = '\0';
+	info->flags = e->flags;
+	info->tag = e->tag;
+	info->offset = e->offset;
+	info->length = e->length;
+	memcpy(info->digest, e->digest, ALCM_DIGEST_LEN);
+	info->digest_state = e->state;
+	info->known = alcm_section_type_known(e->type);
+	return ALCM_OK;
+}
+
+int alcm_reader_find_section(const alcm_reader *r, const char *type, uint32_t start,
+                             uint32_t *index)
+{
+	if (!r || !type || !r->e)
+		return ALCM_E_ARG;
+	for (uint32_t i = start; i < r->count; i++)
+		if (memcmp(r->e[i].type, type, 4) == 0) {
+			if (index)
+				*index = i;
+			return ALCM_OK;
+		}
+	return ALCM_E_NOTFOUND;
+}
+
+static int digest_result(alcm_reader *r, uint32_t i, const uint8_t *d)
+{
+	alcm_entry *e = &r->e[i];
+	if (sodium_memcmp(d, e->digest, ALCM_DIGEST_LEN) != 0) {
+		e->state = ALCM_DIGEST_BAD;
+		char t[5] = {e->type[0], e->type[1], e->type[2], e->type[3], 0};
+		return fail(r, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu", i,
+		            t, (unsigned long long)e->offset);
+	}
+	e->state = ALCM_DIGEST_OK;
+	return ALCM_OK;
+}
+
+int alcm_reader_section_read(alcm_reader *r, uint32_t i, void *out, size_t cap)
+{
+	if (!r || !r->e || i >= r->count || (!out && r->e[i].length))
+		return ALCM_E_ARG;
+	alcm_entry *e = &r->e[i];
+	if (e->length > cap)
+		return ALCM_E_ARG;
+	int st = src_read(r, e->offset, out, (size_t)e->length);
+	if (st || (r->open_flags & ALCM_READ_NO_VERIFY))
+		return st;
+	uint8_t d[ALCM_DIGEST_LEN];
+	alcm_digest(d, out, (size_t)e->length);
+	return digest_result(r, i, d);
+}
+
+int alcm_reader_section_pread(alcm_reader *r, uint32_t i, uint64_t pos, void *out, size_t len)
+{
+	uint64_t end;
+	if (!r || !r->e || i >= r->count || alcm_add_u64(pos, len, &end) ||
+	    end > r->e[i].length || (!out && len))
+		return ALCM_E_ARG;
+	return src_read(r, r->e[i].offset + pos, out, len);
+}
+
+#define VERIFY_BUF ((size_t)1 << 20)
+
+int alcm_reader_verify_section(alcm_reader *r, uint32_t i)
+{
+	if (!r || !r->e || i >= r->count)
+		return ALCM_E_ARG;
+	alcm_entry *e = &r->e[i];
+	crypto_generichash_state hs;
+	uint8_t d[ALCM_DIGEST_LEN];
+	crypto_generichash_init(&hs, NULL, 0, ALCM_DIGEST_LEN);
+	if (r->mem) {
+		crypto_generichash_update(&hs, r->mem + e->offset, e->length);
+	} else {
+		size_t bn = e->length < VERIFY_BUF ? (size_t)e->length : VERIFY_BUF;
+		uint8_t *buf = alcm_mem_alloc(&r->alloc, bn);
+		if (!buf)
+			return fail(r, ALCM_E_NOMEM, "cannot allocate a verify buffer");
+		for (uint64_t pos = 0; pos < e->length;) {
+			size_t n = e->length - pos < bn ? (size_t)(e->length - pos) : bn;
+			int st = src_read(r, e->offset + pos, buf, n);
+			if (st) {
+				alcm_mem_free(&r->alloc, buf);
+				return st;
+			}
+			crypto_generichash_update(&hs, buf, n);
+			pos += n;
+		}
+		alcm_mem_free(&r->alloc, buf);
+	}
+	crypto_generichash_final(&hs, d, ALCM_DIGEST_LEN);
+	return digest_result(r, i, d);
+}
+
+static int check_zero(alcm_reader *r, uint64_t from, uint64_t to)
+{
+	uint8_t buf[ALCM_ALIGN];
+	if (to <= from)
+		return ALCM_OK;
+	int st = src_read(r, from, buf, (size_t)(to - from));
+	if (st)
+		return st;
+	for (uint64_t k = 0; k < to - from; k++)
+		if (buf[k])
+			return fail(r, ALCM_E_CORRUPT, "non-zero padding byte at offset %llu",
+			            (unsigned long long)(from + k));
+	return ALCM_OK;
+}
+
+int alcm_reader_verify(alcm_reader *r, uint32_t *bad)
+{
+	if (bad)
+		*bad = UINT32_MAX;
+	if (!r || !r->e)
+		return ALCM_E_STATE;
+	for (uint32_t i = 0; i < r->count; i++) {
+		int st = alcm_reader_verify_section(r, i);
+		if (st) {
+			if (bad)
+				*bad = i;
+			return st;
+		}
+		uint64_t end = r->e[i].offset + r->e[i].length;
+		if ((st = check_zero(r, end, alcm_align_up(end))))
+			return st;
+	}
+	return ALCM_OK;
+}
+
+const uint8_t *alcm_reader_section_data(const alcm_reader *r, uint32_t i)
+{
+	if (!r || !r->mem || !r->e || i >= r->count)
+		return NULL;
+	return r->mem + r->e[i].offset;
+}
+
+void alcm_reader_committed(const alcm_reader *r, const alcm_entry **e, uint32_t *count,
+                           uint64_t *table_offset, uint64_t *table_size, uint64_t *generation,
+                           unsigned *active_slot)
+{
+	*e = r->e;
+	*count = r->count;
+	*table_offset = r->table_offset;
+	*table_size = r->table_size;
+	*generation = r->generation;
+	*active_slot = r->active_slot;
+}

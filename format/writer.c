@@ -1,0 +1,416 @@
+/*
+ * The container writer: streams sections to a temporary file (or memory), digesting as it
+ * goes, then writes the table and a commit slot. Appends flip the inactive slot last.
+ */
+#include "container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { W_FILE, W_MEMORY, W_APPEND };
+
+struct alcm_writer {
+	alcm_allocator alloc;
+	int kind;
+	alcm_atomic atom;      /* W_FILE */
+	int fd;                /* W_FILE (atom.fd) and W_APPEND */
+	char *path;            /* W_APPEND */
+	uint8_t *mem;          /* W_MEMORY */
+	size_t mem_cap;
+	uint64_t pos;          /* end of the data written so far */
+	uint32_t hflags;
+	int sync;
+	alcm_entry *e;
+	uint32_t count, cap, base_count;
+	int in_section;
+	crypto_generichash_state hs;
+	uint64_t generation;
+	unsigned next_slot;
+	int committed, poisoned;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+static int wfail(alcm_writer *w, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int wfail(alcm_writer *w, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(w->detail, fmt, ap);
+	va_end(ap);
+	if (status != ALCM_E_ARG)
+		w->poisoned = 1;
+	return status;
+}
+
+static int raw_pwrite(alcm_writer *w, const void *buf, size_t len, uint64_t off)
+{
+	if (w->kind == W_MEMORY) {
+		uint64_t end;
+		if (alcm_add_u64(off, len, &end) || end > SIZE_MAX / 2)
+			return wfail(w, ALCM_E_NOMEM, "archive too large for memory");
+		if (end > w->mem_cap) {
+			size_t nc = w->mem_cap ? w->mem_cap : 4096;
+			while (nc < end)
+				nc *= 2;
+			uint8_t *m = alcm_mem_realloc(&w->alloc, w->mem, nc);
+			if (!m)
+				return wfail(w, ALCM_E_NOMEM, "cannot grow the archive buffer to %zu bytes",
+				             nc);
+			memset(m + w->mem_cap, 0, nc - w->mem_cap);
+			w->mem = m;
+			w->mem_cap = nc;
+		}
+		memcpy(w->mem + off, buf, len);
+		return ALCM_OK;
+	}
+	int e = alcm_pwrite_all(w->fd, buf, len, off);
+	if (e)
+		return wfail(w, ALCM_E_IO, "cannot write '%s' at offset %llu: %s",
+		             w->kind == W_FILE ? w->atom.path : w->path, (unsigned long long)off,
+		             strerror(e));
+	return ALCM_OK;
+}
+
+static int pad_to_alignment(alcm_writer *w)
+{
+	static const uint8_t zero[ALCM_ALIGN];
+	uint64_t to = alcm_align_up(w->pos);
+	int st = to > w->pos ? raw_pwrite(w, zero, (size_t)(to - w->pos), w->pos) : ALCM_OK;
+	if (!st)
+		w->pos = to;
+	return st;
+}
+
+static int writer_new(alcm_writer **out, int kind, unsigned flags, const alcm_allocator *alloc)
+{
+	alcm_allocator a;
+	alcm_alloc_copy(&a, alloc);
+	*out = NULL;
+	if (sodium_init() < 0)
+		return ALCM_E_UNSUPPORTED;
+	alcm_writer *w = alcm_mem_calloc(&a, 1, sizeof(*w));
+	if (!w)
+		return ALCM_E_NOMEM;
+	w->alloc = a;
+	w->kind = kind;
+	w->fd = -1;
+	w->atom.fd = -1;
+	w->hflags = (flags & ALCM_WRITE_STREAM) ? ALCM_FLAG_STREAM : 0;
+	w->sync = !(flags & ALCM_WRITE_NO_SYNC);
+	w->pos = ALCM_HEADER_SIZE;
+	w->generation = 1;
+	w->next_slot = ALCM_SLOT_A;
+	*out = w;
+	return ALCM_OK;
+}
+
+int alcm_writer_open_file(alcm_writer **out, const char *path, unsigned flags,
+                          const alcm_allocator *alloc)
+{
+	if (!out || !path)
+		return ALCM_E_ARG;
+	int st = writer_new(out, W_FILE, flags, alloc);
+	if (st)
+		return st;
+	alcm_writer *w = *out;
+	st = alcm_atomic_open(&w->atom, path, (flags & ALCM_WRITE_OVERWRITE) != 0, w->sync,
+	                      &w->alloc, w->detail);
+	if (st) {
+		w->poisoned = 1;
+		return st;
+	}
+	w->fd = w->atom.fd;
+	return ALCM_OK;
+}
+
+int alcm_writer_open_memory(alcm_writer **out, unsigned flags, const alcm_allocator *alloc)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	return writer_new(out, W_MEMORY, flags, alloc);
+}
+
+static int reserve_entries(alcm_writer *w, uint32_t need)
+{
+	if (need <= w->cap)
+		return ALCM_OK;
+	uint32_t nc = w->cap ? w->cap : 16;
+	while (nc < need) {
+		if (nc > UINT32_MAX / 2)
+			return wfail(w, ALCM_E_LIMIT, "too many sections");
+		nc *= 2;
+	}
+	alcm_entry *e = alcm_mem_realloc(&w->alloc, w->e, (size_t)nc * sizeof(*e));
+	if (!e)
+		return wfail(w, ALCM_E_NOMEM, "cannot grow the section table");
+	w->e = e;
+	w->cap = nc;
+	return ALCM_OK;
+}
+
+int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limits *lim,
+                            const alcm_allocator *alloc, unsigned flags)
+{
+	if (!out || !path)
+		return ALCM_E_ARG;
+	int st = writer_new(out, W_APPEND, flags, alloc);
+	if (st)
+		return st;
+	alcm_writer *w = *out;
+	alcm_reader *r = NULL;
+	st = alcm_reader_open_file(&r, path, lim, &w->alloc, ALCM_READ_NO_VERIFY);
+	if (st) {
+		wfail(w, st, "%s", r ? alcm_reader_detail(r) : alcm_strerror(st));
+		alcm_reader_free(r);
+		return st;
+	}
+	if (!(alcm_reader_flags(r) & ALCM_FLAG_STREAM)) {
+		alcm_reader_free(r);
+		return wfail(w, ALCM_E_STATE, "%s: not a stream archive (pack it with --stream to "
+		             "append to it)", path);
+	}
+	const alcm_entry *old;
+	uint32_t n;
+	uint64_t toff, tsize;
+	unsigned active;
+	alcm_reader_committed(r, &old, &n, &toff, &tsize, &w->generation, &active);
+	w->hflags = alcm_reader_flags(r);
+	st = reserve_entries(w, n + 1);
+	if (!st) {
+		memcpy(w->e, old, (size_t)n * sizeof(*old));
+		w->count = n;
+	}
+	alcm_reader_free(r);
+	if (st)
+		return st;
+	/* The committed table stays where it is and becomes a section (PTBL), so an
+	 * interrupted append leaves it valid and every byte stays accounted for. */
+	uint8_t *tbl = alcm_mem_alloc(&w->alloc, (size_t)tsize);
+	w->path = alcm_mem_alloc(&w->alloc, strlen(path) + 1);
+	if (!tbl || !w->path) {
+		alcm_mem_free(&w->alloc, tbl);
+		return wfail(w, ALCM_E_NOMEM, "out of memory");
+	}
+	strcpy(w->path, path);
+	w->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (w->fd < 0 || alcm_pread_all(w->fd, tbl, (size_t)tsize, toff) != 0) {
+		alcm_mem_free(&w->alloc, tbl);
+		return wfail(w, ALCM_E_IO, "cannot open '%s' for appending: %s", path,
+		             strerror(errno));
+	}
+	alcm_entry *pe = &w->e[w->count];
+	memset(pe, 0, sizeof(*pe));
+	memcpy(pe->type, "PTBL", 4);
+	pe->tag = (uint32_t)w->generation;
+	pe->offset = toff;
+	pe->length = tsize;
+	alcm_digest(pe->digest, tbl, (size_t)tsize);
+	alcm_mem_free(&w->alloc, tbl);
+	w->count++;
+	w->base_count = w->count;
+	w->pos = toff + tsize;
+	/* Drop an uncommitted tail left by an earlier interrupted append. */
+	if (ftruncate(w->fd, (off_t)w->pos) != 0)
+		return wfail(w, ALCM_E_IO, "cannot truncate '%s': %s", path, strerror(errno));
+	w->next_slot = active == ALCM_SLOT_A ? ALCM_SLOT_B : ALCM_SLOT_A;
+	w->generation++;
+	return ALCM_OK;
+}
+
+uint32_t alcm_writer_section_count(const alcm_writer *w)
+{
+	return w ? w->count : 0;
+}
+
+int alcm_writer_section_info(const alcm_writer *w, uint32_t i, alcm_section_info *info)
+{
+	if (!w || !info || i >= w->count)
+		return ALCM_E_ARG;
+	const alcm_entry *e = &w->e[i];
+	memcpy(info->type, e->type, 4);
+	info->type[4] = '\0';
+	info->flags = e->flags;
+	info->tag = e->tag;
+	info->offset = e->offset;
+	info->length = e->length;
+	memcpy(info->digest, e->digest, ALCM_DIGEST_LEN);
+	info->digest_state = ALCM_DIGEST_OK;
+	info->known = alcm_section_type_known(e->type);
+	return ALCM_OK;
+}
+
+static int usable(alcm_writer *w)
+{
+	if (w->poisoned || w->committed)
+		return ALCM_E_STATE;
+	return ALCM_OK;
+}
+
+int alcm_writer_section_begin(alcm_writer *w, const char *type, uint32_t flags, uint32_t tag)
+{
+	if (!w || !type)
+		return ALCM_E_ARG;
+	if (usable(w) || w->in_section)
+		return ALCM_E_STATE;
+	if (strlen(type) != 4 || !alcm_section_type_valid(type) || (flags & ~ALCM_KNOWN_FLAGS))
+		return wfail(w, ALCM_E_ARG, "bad section type or flags");
+	int st = reserve_entries(w, w->count + 1);
+	if (st)
+		return st;
+	if ((st = pad_to_alignment(w)))
+		return st;
+	alcm_entry *e = &w->e[w->count];
+	memset(e, 0, sizeof(*e));
+	memcpy(e->type, type, 4);
+	e->flags = flags;
+	e->tag = tag;
+	e->offset = w->pos;
+	crypto_generichash_init(&w->hs, NULL, 0, ALCM_DIGEST_LEN);
+	w->in_section = 1;
+	return ALCM_OK;
+}
+
+int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
+{
+	if (!w || (!data && len))
+		return ALCM_E_ARG;
+	if (usable(w) || !w->in_section)
+		return ALCM_E_STATE;
+	if (!len)
+		return ALCM_OK;
+	int st = raw_pwrite(w, data, len, w->pos);
+	if (st)
+		return st;
+	crypto_generichash_update(&w->hs, data, len);
+	w->pos += len;
+	w->e[w->count].length += len;
+	return ALCM_OK;
+}
+
+int alcm_writer_section_end(alcm_writer *w, uint32_t *index)
+{
+	if (!w)
+		return ALCM_E_ARG;
+	if (usable(w) || !w->in_section)
+		return ALCM_E_STATE;
+	crypto_generichash_final(&w->hs, w->e[w->count].digest, ALCM_DIGEST_LEN);
+	w->in_section = 0;
+	if (index)
+		*index = w->count;
+	w->count++;
+	return ALCM_OK;
+}
+
+int alcm_writer_add_section(alcm_writer *w, const char *type, uint32_t flags, uint32_t tag,
+                            const void *data, size_t len, uint32_t *index)
+{
+	int st = alcm_writer_section_begin(w, type, flags, tag);
+	if (!st)
+		st = alcm_writer_section_write(w, data, len);
+	if (!st)
+		st = alcm_writer_section_end(w, index);
+	return st;
+}
+
+static int sync_fd(alcm_writer *w)
+{
+	if (w->kind == W_MEMORY || !w->sync)
+		return ALCM_OK;
+	if (fsync(w->fd) != 0)
+		return wfail(w, ALCM_E_IO, "cannot write '%s': fsync: %s",
+		             w->kind == W_FILE ? w->atom.path : w->path, strerror(errno));
+	return ALCM_OK;
+}
+
+int alcm_writer_commit(alcm_writer *w)
+{
+	if (!w)
+		return ALCM_E_ARG;
+	if (usable(w) || w->in_section)
+		return ALCM_E_STATE;
+	uint8_t *tbl = NULL;
+	size_t tlen = 0;
+	uint8_t fixed[ALCM_FIXED_SIZE], slot[ALCM_SLOT_SIZE];
+	int st = pad_to_alignment(w);
+	if (st)
+		return st;
+	if (alcm_table_build(&w->alloc, w->e, w->count, &tbl, &tlen))
+		return wfail(w, ALCM_E_NOMEM, "cannot allocate the section table");
+	uint64_t toff = w->pos;
+	st = raw_pwrite(w, tbl, tlen, toff);
+	alcm_mem_free(&w->alloc, tbl);
+	if (st)
+		return st;
+	w->pos += tlen;
+	alcm_header_fixed_build(fixed, w->hflags);
+	alcm_slot_build(slot, fixed, w->generation, toff, tlen);
+	if (w->kind == W_APPEND) {
+		/* Table first, durable; only then the slot that points at it. */
+		if ((st = sync_fd(w)) || (st = raw_pwrite(w, slot, ALCM_SLOT_SIZE, w->next_slot)) ||
+		    (st = sync_fd(w)))
+			return st;
+	} else {
+		uint8_t h[ALCM_HEADER_SIZE];
+		memset(h, 0, sizeof(h));
+		memcpy(h, fixed, ALCM_FIXED_SIZE);
+		memcpy(h + ALCM_SLOT_A, slot, ALCM_SLOT_SIZE);
+		if ((st = raw_pwrite(w, h, sizeof(h), 0)))
+			return st;
+		if (w->kind == W_FILE) {
+			st = alcm_atomic_commit(&w->atom, w->detail);
+			w->fd = -1;
+			if (st) {
+				w->poisoned = 1;
+				return st;
+			}
+		}
+	}
+	w->committed = 1;
+	return ALCM_OK;
+}
+
+int alcm_writer_memory(const alcm_writer *w, const void **buf, size_t *len)
+{
+	if (!w || !buf || !len || w->kind != W_MEMORY)
+		return ALCM_E_ARG;
+	if (!w->committed)
+		return ALCM_E_STATE;
+	*buf = w->mem;
+	*len = (size_t)w->pos;
+	return ALCM_OK;
+}
+
+uint64_t alcm_writer_bytes(const alcm_writer *w)
+{
+	return w ? w->pos : 0;
+}
+
+void alcm_writer_free(alcm_writer *w)
+{
+	if (!w)
+		return;
+	alcm_allocator a = w->alloc;
+	if (w->kind == W_FILE)
+		alcm_atomic_abort(&w->atom);
+	if (w->kind == W_APPEND && w->fd >= 0) {
+		/* An unfinished append: cut the file back to the committed archive. */
+		if (!w->committed && w->base_count)
+			(void)ftruncate(w->fd, (off_t)(w->e[w->base_count - 1].offset +
+			                               w->e[w->base_count - 1].length));
+		close(w->fd);
+	}
+	alcm_mem_free(&a, w->path);
+	alcm_mem_free(&a, w->mem);
+	alcm_mem_free(&a, w->e);
+	alcm_mem_free(&a, w);
+}
+
+const char *alcm_writer_detail(const alcm_writer *w)
+{
+	return w ? w->detail : "";
+}

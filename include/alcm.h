@@ -1,0 +1,563 @@
+/*
+ * alcm.h - the public interface of libalcm, the .alcm tensor archive library.
+ *
+ * Copyright (c) 2026 the alcm authors. MIT licence, see LICENSE.
+ *
+ * Overview
+ * ========
+ * An .alcm file is a container of checksummed sections (see spec/alcm-format.md). The
+ * library has three layers, and this header declares all of them:
+ *
+ *   1. The container (alcm_reader, alcm_writer): sections, BLAKE2b-256 digests, the section
+ *      table, limits. It knows nothing of tensors.
+ *   2. The codec (alcm_encoder, alcm_archive): turns tensors into sections and back, lossless
+ *      by default, error-bounded lossy on request.
+ *   3. File formats (alcm_input, alcm_output): .npy, .npz and .safetensors readers and
+ *      writers, so that tools never parse those formats themselves.
+ *
+ * Decoding a file
+ * ---------------
+ *   1. alcm_limits_default(&lim), then tighten what your application allows.
+ *   2. alcm_reader_open_file() (or _open_memory()) parses and checks the header, the commit
+ *      slots and the section table against the file size and the limits. Nothing of the
+ *      payload is read yet.
+ *   3. alcm_archive_open() reads and checks the metadata and the tensor directory.
+ *   4. alcm_archive_tensor_info() gives each tensor's name, dtype, shape and decoded size.
+ *      The decoded size is computed from the shape, which the file declares: it was checked
+ *      against lim.max_elements and lim.max_decoded_bytes, but it is still a number a
+ *      stranger chose. Allocate it only if your application can afford it.
+ *   5. alcm_archive_decode() decodes one tensor into a buffer you own. It reads only the
+ *      sections of that tensor and verifies their digests as it reads them.
+ *   6. alcm_archive_free(), then alcm_reader_free().
+ *
+ * Conventions
+ * -----------
+ * - Every function that can fail returns an int: ALCM_OK (0) or an enum alcm_status value.
+ *   Objects keep one detail line (alcm_*_detail()) naming the file, section or tensor and
+ *   the byte offset where the first problem was found.
+ * - A fatal error while decoding poisons the object: later calls return ALCM_E_STATE.
+ * - The library never prints, never aborts, and never opens a network connection.
+ * - All multi-byte values in files are little-endian. Tensor data in memory is in C order,
+ *   little-endian, packed, whatever the host (big-endian hosts are not supported in 1.0).
+ * - Sizes are in bytes unless a name says otherwise ("elems", "count").
+ * - *_free(NULL) is a no-op.
+ */
+#ifndef ALCM_H
+#define ALCM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ALCM_STATIC_DEFINE)
+#define ALCM_API
+#elif defined(__GNUC__)
+#define ALCM_API __attribute__((visibility("default")))
+#else
+#define ALCM_API
+#endif
+
+/** Library version (not the format version). */
+#define ALCM_VERSION_MAJOR 0
+#define ALCM_VERSION_MINOR 1
+#define ALCM_VERSION_PATCH 0
+#define ALCM_VERSION_STRING "0.1.0"
+
+/** Version of the container format this library writes, see spec/alcm-format.md. */
+#define ALCM_FORMAT_MAJOR 1
+#define ALCM_FORMAT_MINOR 0
+
+/** @return the library version string, e.g. "0.1.0". Static, never NULL. */
+ALCM_API const char *alcm_version(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Status codes                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+enum alcm_status {
+	ALCM_OK = 0,
+	ALCM_E_ARG = 1,         /**< a bad argument from the caller (NULL, out of range) */
+	ALCM_E_IO = 2,          /**< the operating system refused a read, write, rename... */
+	ALCM_E_CORRUPT = 3,     /**< the input is malformed: it breaks a rule of the spec */
+	ALCM_E_DIGEST = 4,      /**< a section's or the table's BLAKE2b digest does not match */
+	ALCM_E_LIMIT = 5,       /**< a size or count exceeds an alcm_limits field */
+	ALCM_E_UNSUPPORTED = 6, /**< valid, but needs a feature this build lacks */
+	ALCM_E_NOMEM = 7,       /**< an allocation failed */
+	ALCM_E_STATE = 8,       /**< the object is poisoned by an earlier error or misused */
+	ALCM_E_EXISTS = 9,      /**< the output exists and overwriting was not asked for */
+	ALCM_E_NOTFOUND = 10,   /**< no tensor or section of that name */
+	ALCM_E_BOUND = 11       /**< a lossy request cannot be honoured (e.g. lossy integers) */
+};
+
+/** @return a static, lowercase description of a status code. Never NULL. */
+ALCM_API const char *alcm_strerror(int status);
+
+/* ------------------------------------------------------------------------------------ */
+/* Allocation and limits                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * Optional allocator used for every allocation the library makes. Pass NULL anywhere an
+ * allocator is accepted to use malloc/realloc/free. The functions must be thread-safe when
+ * an encoder runs with several threads.
+ */
+typedef struct alcm_allocator {
+	void *(*malloc_fn)(void *opaque, size_t size);
+	void *(*realloc_fn)(void *opaque, void *ptr, size_t size);
+	void (*free_fn)(void *opaque, void *ptr);
+	void *opaque;
+} alcm_allocator;
+
+/**
+ * Limits a reader enforces on untrusted input. Every count and size read from a file is
+ * checked against these (and against the file size) before anything is allocated for it.
+ * Defaults come from alcm_limits_default(); each field's comment there names the attack it
+ * stops. A limit error (ALCM_E_LIMIT) is distinct from a corruption error: the file may be
+ * valid, but larger than this application agreed to handle.
+ */
+typedef struct alcm_limits {
+	uint32_t max_sections;       /**< entries in the section table */
+	uint64_t max_section_bytes;  /**< stored length of any one section */
+	uint64_t max_meta_bytes;     /**< metadata, directory, attribute and predictor sections */
+	uint32_t max_tensors;        /**< tensors in a directory */
+	uint32_t max_ndim;           /**< rank of a tensor (hard cap: ALCM_MAX_NDIM) */
+	uint32_t max_name_bytes;     /**< length of a tensor name */
+	uint64_t max_elements;       /**< elements of one tensor */
+	uint64_t max_decoded_bytes;  /**< decoded bytes of one tensor */
+	uint32_t zstd_window_log_max;/**< passed to ZSTD_d_windowLogMax */
+} alcm_limits;
+
+/** Hard cap on tensor rank; limits can only lower it. */
+#define ALCM_MAX_NDIM 32
+
+/** Fills *lim with conservative defaults suited to checkpoints up to tens of GB. */
+ALCM_API void alcm_limits_default(alcm_limits *lim);
+
+/* ------------------------------------------------------------------------------------ */
+/* Container: reader                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/** Section flags, as stored in the table. */
+#define ALCM_SECTION_CRITICAL 0x1u /**< a reader that does not know the type must refuse */
+
+/** Digest state of a section as known to a reader. */
+enum alcm_digest_state {
+	ALCM_DIGEST_UNCHECKED = 0, /**< not read yet */
+	ALCM_DIGEST_OK = 1,
+	ALCM_DIGEST_BAD = 2
+};
+
+/** Header flags. */
+#define ALCM_FLAG_STREAM 0x1u /**< appendable stream archive: an uncommitted tail is allowed */
+
+typedef struct alcm_section_info {
+	char type[5];            /**< four ASCII characters and a NUL */
+	uint32_t flags;          /**< ALCM_SECTION_* */
+	uint32_t tag;            /**< owner-defined number (tensor or frame index) */
+	uint64_t offset;         /**< from the start of the file; a multiple of 64 */
+	uint64_t length;         /**< stored bytes */
+	uint8_t digest[32];      /**< BLAKE2b-256 of the stored bytes, as the table declares */
+	int digest_state;        /**< enum alcm_digest_state */
+	int known;               /**< 1 if this library knows the type */
+} alcm_section_info;
+
+typedef struct alcm_reader alcm_reader;
+
+/** Reader open flags. */
+#define ALCM_READ_NO_VERIFY 0x1u /**< skip digest checks on section reads (trusted input) */
+
+/**
+ * Opens an archive from a path, reading with pread(2); the file stays open until
+ * alcm_reader_free(). Checks the header, the commit slots and the table (its digest, every
+ * offset and length against the file size and lim).
+ * @param out  receives the reader, also on failure (so that alcm_reader_detail() can say
+ *             why); free it with alcm_reader_free() in both cases. May receive NULL if the
+ *             reader itself could not be allocated.
+ * @param lim  NULL for alcm_limits_default().
+ * @return ALCM_OK, ALCM_E_IO, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT,
+ *         ALCM_E_UNSUPPORTED (newer major version, unknown critical section), ALCM_E_NOMEM.
+ */
+ALCM_API int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits *lim,
+                                   const alcm_allocator *alloc, unsigned flags);
+
+/**
+ * Same as alcm_reader_open_file() on bytes in memory. The buffer is borrowed: it must
+ * outlive the reader. `display_name` is used in messages (NULL: "<memory>").
+ */
+ALCM_API int alcm_reader_open_memory(alcm_reader **out, const void *buf, size_t len,
+                                     const char *display_name, const alcm_limits *lim,
+                                     const alcm_allocator *alloc, unsigned flags);
+
+ALCM_API void alcm_reader_free(alcm_reader *r);
+
+/** @return the detail line of the last error ("" if none). Valid until the next call. */
+ALCM_API const char *alcm_reader_detail(const alcm_reader *r);
+
+/** Format version read from the header. */
+ALCM_API void alcm_reader_version(const alcm_reader *r, unsigned *major, unsigned *minor);
+/** Header flags (ALCM_FLAG_*). */
+ALCM_API uint32_t alcm_reader_flags(const alcm_reader *r);
+/** Bytes after the committed table (only a stream archive may have them). */
+ALCM_API uint64_t alcm_reader_tail_bytes(const alcm_reader *r);
+/** Generation of the commit slot in use (1 for a new archive, +1 per append). */
+ALCM_API uint64_t alcm_reader_generation(const alcm_reader *r);
+ALCM_API uint64_t alcm_reader_file_size(const alcm_reader *r);
+
+ALCM_API uint32_t alcm_reader_section_count(const alcm_reader *r);
+
+/** @return ALCM_OK or ALCM_E_ARG if `index` is out of range. */
+ALCM_API int alcm_reader_section_info(const alcm_reader *r, uint32_t index,
+                                      alcm_section_info *info);
+
+/**
+ * Finds the first section of `type` (4 characters) at or after `start`.
+ * @return ALCM_OK with *index set, or ALCM_E_NOTFOUND.
+ */
+ALCM_API int alcm_reader_find_section(const alcm_reader *r, const char *type, uint32_t start,
+                                      uint32_t *index);
+
+/**
+ * Reads the stored bytes of one section into `out` (capacity `cap`, at least the section's
+ * length) and verifies its digest unless the reader was opened with ALCM_READ_NO_VERIFY.
+ * @return ALCM_OK, ALCM_E_ARG (cap too small), ALCM_E_IO, ALCM_E_DIGEST.
+ */
+ALCM_API int alcm_reader_section_read(alcm_reader *r, uint32_t index, void *out, size_t cap);
+
+/**
+ * Reads `len` bytes at `pos` inside a section, without verifying the digest (the caller
+ * checks the data it gets, or verifies the whole section with alcm_reader_verify_section()).
+ * @return ALCM_OK, ALCM_E_ARG (range outside the section), ALCM_E_IO.
+ */
+ALCM_API int alcm_reader_section_pread(alcm_reader *r, uint32_t index, uint64_t pos, void *out,
+                                       size_t len);
+
+/** Verifies one section's digest by streaming it (bounded memory). */
+ALCM_API int alcm_reader_verify_section(alcm_reader *r, uint32_t index);
+
+/**
+ * Verifies every section's digest and that every byte between sections is zero padding.
+ * Streams the file with a fixed buffer: memory does not grow with the archive.
+ * @param bad  receives the index of the first bad section (UINT32_MAX for padding).
+ * @return ALCM_OK, ALCM_E_DIGEST, ALCM_E_CORRUPT (non-zero padding), ALCM_E_IO.
+ */
+ALCM_API int alcm_reader_verify(alcm_reader *r, uint32_t *bad);
+
+/**
+ * @return a pointer to the section's bytes when the reader was opened from memory, else
+ * NULL. Digest not verified.
+ */
+ALCM_API const uint8_t *alcm_reader_section_data(const alcm_reader *r, uint32_t index);
+
+/* ------------------------------------------------------------------------------------ */
+/* Container: writer                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct alcm_writer alcm_writer;
+
+/** Writer open flags. */
+#define ALCM_WRITE_OVERWRITE 0x1u /**< replace an existing file (else ALCM_E_EXISTS) */
+#define ALCM_WRITE_STREAM 0x2u    /**< set ALCM_FLAG_STREAM: the archive may be appended to */
+#define ALCM_WRITE_NO_SYNC 0x4u   /**< skip fsync (tests, scratch files) */
+
+/**
+ * Starts a new archive at `path`. Data goes to a temporary file in the same directory; the
+ * target appears only at alcm_writer_commit(), atomically (fsync, rename, fsync of the
+ * directory). Freeing an uncommitted writer removes the temporary file.
+ */
+ALCM_API int alcm_writer_open_file(alcm_writer **out, const char *path, unsigned flags,
+                                   const alcm_allocator *alloc);
+
+/** Starts a new archive in memory; fetch it with alcm_writer_memory() after commit. */
+ALCM_API int alcm_writer_open_memory(alcm_writer **out, unsigned flags,
+                                     const alcm_allocator *alloc);
+
+/**
+ * Opens an existing stream archive to append sections. Earlier sections are neither read
+ * (beyond the table) nor rewritten. New sections go after the committed table; commit
+ * writes a new table, fsyncs, then flips the inactive commit slot and fsyncs again, so a
+ * crash at any point leaves the previous archive readable.
+ */
+ALCM_API int alcm_writer_open_append(alcm_writer **out, const char *path,
+                                     const alcm_limits *lim, const alcm_allocator *alloc,
+                                     unsigned flags);
+
+/** Sections already in the archive when appending (0 for a new archive). */
+ALCM_API uint32_t alcm_writer_section_count(const alcm_writer *w);
+/** Reads back info about a section of this writer (old or new). */
+ALCM_API int alcm_writer_section_info(const alcm_writer *w, uint32_t index,
+                                      alcm_section_info *info);
+
+/** Begins a section; the payload is streamed with _write() and digested as it goes. */
+ALCM_API int alcm_writer_section_begin(alcm_writer *w, const char *type, uint32_t flags,
+                                       uint32_t tag);
+ALCM_API int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len);
+/** Ends the current section. @param index receives its table index (may be NULL). */
+ALCM_API int alcm_writer_section_end(alcm_writer *w, uint32_t *index);
+
+/** begin + write + end in one call. */
+ALCM_API int alcm_writer_add_section(alcm_writer *w, const char *type, uint32_t flags,
+                                     uint32_t tag, const void *data, size_t len,
+                                     uint32_t *index);
+
+/** Writes the table and the commit slot, and publishes the file. */
+ALCM_API int alcm_writer_commit(alcm_writer *w);
+
+/** After commit of a memory writer: the archive bytes (owned by the writer). */
+ALCM_API int alcm_writer_memory(const alcm_writer *w, const void **buf, size_t *len);
+
+/** Bytes written so far (header and sections). */
+ALCM_API uint64_t alcm_writer_bytes(const alcm_writer *w);
+
+ALCM_API void alcm_writer_free(alcm_writer *w);
+ALCM_API const char *alcm_writer_detail(const alcm_writer *w);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensors                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/** Element types. The numbers are stored in files: never renumber. */
+enum alcm_dtype {
+	ALCM_DTYPE_BOOL = 1,
+	ALCM_DTYPE_U8 = 2,
+	ALCM_DTYPE_I8 = 3,
+	ALCM_DTYPE_U16 = 4,
+	ALCM_DTYPE_I16 = 5,
+	ALCM_DTYPE_U32 = 6,
+	ALCM_DTYPE_I32 = 7,
+	ALCM_DTYPE_U64 = 8,
+	ALCM_DTYPE_I64 = 9,
+	ALCM_DTYPE_F16 = 10,
+	ALCM_DTYPE_BF16 = 11,
+	ALCM_DTYPE_F32 = 12,
+	ALCM_DTYPE_F64 = 13
+};
+
+/** @return bytes per element, or 0 for an unknown dtype. */
+ALCM_API size_t alcm_dtype_size(int dtype);
+/** @return a short name ("float32", "bfloat16", "int8", "bool"...), or NULL if unknown. */
+ALCM_API const char *alcm_dtype_name(int dtype);
+/** @return 1 for the float types (f16, bf16, f32, f64). */
+ALCM_API int alcm_dtype_is_float(int dtype);
+
+/**
+ * A tensor in memory: C order, little-endian. Names are byte strings of `name_len` bytes
+ * (they may hold any byte; they are kept byte for byte).
+ */
+typedef struct alcm_tensor {
+	const char *name;
+	size_t name_len;
+	int dtype;                      /**< enum alcm_dtype */
+	uint32_t ndim;                  /**< 0 for a scalar */
+	uint64_t shape[ALCM_MAX_NDIM];
+	const void *data;               /**< nbytes bytes; may be NULL when nbytes == 0 */
+	uint64_t nbytes;                /**< elements * dtype size */
+} alcm_tensor;
+
+/**
+ * Element count of a shape, with overflow check.
+ * @return ALCM_OK, or ALCM_E_LIMIT on overflow of 64 bits.
+ */
+ALCM_API int alcm_shape_elements(const uint64_t *shape, uint32_t ndim, uint64_t *elems);
+
+/* ------------------------------------------------------------------------------------ */
+/* Codec: encoding                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/** Coding modes. The numbers are stored in files. */
+enum alcm_mode {
+	ALCM_MODE_LOSSLESS = 0,  /**< bit-exact (the default) */
+	ALCM_MODE_MAX_ERROR = 1, /**< |x - x'| <= bound for every value */
+	ALCM_MODE_REL_ERROR = 2, /**< |x - x'| <= bound * max|x| of the value's channel */
+	ALCM_MODE_SNR = 3,       /**< tensor SNR >= bound dB; also |x - x'| <= step/2 */
+	ALCM_MODE_BITS = 4       /**< fixed width: `bits` bits per value, per-channel scale */
+};
+
+/** What to do when a lossy mode meets an integer or bool tensor. */
+enum alcm_int_policy {
+	ALCM_INT_LOSSLESS = 0, /**< store it losslessly and count it in the report (default) */
+	ALCM_INT_REFUSE = 1    /**< fail with ALCM_E_BOUND */
+};
+
+typedef struct alcm_pack_options {
+	int mode;             /**< enum alcm_mode */
+	double bound;         /**< E, R or dB, depending on mode */
+	unsigned bits;        /**< for ALCM_MODE_BITS: 2..16 */
+	double prune;         /**< fraction of smallest magnitudes to drop into masks, 0..0.25 */
+	int level;            /**< zstd level, 1..19 (default 3) */
+	unsigned threads;     /**< worker threads; 0 = all cores */
+	uint64_t chunk_bytes; /**< raw bytes per independently coded chunk (default 4 MiB) */
+	int int_policy;       /**< enum alcm_int_policy */
+	const char *producer; /**< stored in the metadata; NULL: "libalcm <version>" */
+	const char *source_format; /**< stored in the metadata, e.g. "npz"; may be NULL */
+} alcm_pack_options;
+
+ALCM_API void alcm_pack_options_default(alcm_pack_options *opt);
+
+/** What the encoder did with one tensor. */
+typedef struct alcm_tensor_report {
+	uint64_t raw_bytes;     /**< the tensor's bytes */
+	uint64_t stored_bytes;  /**< bytes of its sections in the archive */
+	int mode;               /**< mode used (lossless for integers under a lossy request) */
+	unsigned bits;          /**< bits per symbol for lossy modes, 0 for lossless */
+	double max_abs_error;   /**< largest |x - x'| over finite values (0 when lossless) */
+	double snr_db;          /**< signal-to-noise ratio (INFINITY when exact) */
+	uint64_t pruned;        /**< values dropped into the mask */
+	uint64_t escapes;       /**< values stored exactly (NaN, inf, -0, subnormal, outliers) */
+	int downgraded;         /**< 1 if a lossy request was stored losslessly (integers) */
+} alcm_tensor_report;
+
+typedef struct alcm_encoder alcm_encoder;
+
+/**
+ * Creates an encoder that writes tensors as sections of `w` (borrowed; the caller commits
+ * it after alcm_encoder_finish()).
+ * @return ALCM_OK, ALCM_E_ARG (options out of range), ALCM_E_NOMEM.
+ */
+ALCM_API int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options *opt,
+                              const alcm_allocator *alloc);
+
+/**
+ * Codes one tensor and writes its sections. The tensor's data is only read during the call.
+ * @param rep  receives what was done (may be NULL).
+ */
+ALCM_API int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep);
+
+/**
+ * Adds a metadata key/value pair (bytes) to the archive's META section. Keys starting with
+ * "alcm." are reserved for the library.
+ */
+ALCM_API int alcm_encoder_set_meta(alcm_encoder *e, const char *key, const void *value,
+                                   size_t value_len);
+
+/** Writes the tensor directory and metadata sections. Call once, before committing. */
+ALCM_API int alcm_encoder_finish(alcm_encoder *e);
+ALCM_API void alcm_encoder_free(alcm_encoder *e);
+ALCM_API const char *alcm_encoder_detail(const alcm_encoder *e);
+
+/* ------------------------------------------------------------------------------------ */
+/* Codec: decoding                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct alcm_archive alcm_archive;
+
+/** One directory entry, as stored. Pointers stay valid until alcm_archive_free(). */
+typedef struct alcm_tensor_info {
+	const char *name;
+	size_t name_len;
+	int dtype;
+	uint32_t ndim;
+	uint64_t shape[ALCM_MAX_NDIM];
+	uint64_t elements;
+	uint64_t raw_bytes;     /**< decoded size: elements * dtype size */
+	uint64_t stored_bytes;  /**< sum of the tensor's section lengths */
+	int mode;               /**< enum alcm_mode */
+	unsigned bits;
+	double bound;
+	double max_abs_error;   /**< as measured by the encoder */
+	uint64_t scales;        /**< per-channel scales stored */
+	uint64_t pruned;
+	uint64_t escapes;
+	uint32_t chunks;
+	uint32_t transform;     /**< lossless transform id (spec: transforms) */
+} alcm_tensor_info;
+
+/**
+ * Reads the archive's metadata and tensor directory through `r` (borrowed; it must outlive
+ * the archive). Checks every entry against the reader's limits and the table.
+ */
+ALCM_API int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_allocator *alloc);
+ALCM_API void alcm_archive_free(alcm_archive *a);
+ALCM_API const char *alcm_archive_detail(const alcm_archive *a);
+
+ALCM_API size_t alcm_archive_tensor_count(const alcm_archive *a);
+ALCM_API int alcm_archive_tensor_info(const alcm_archive *a, size_t index, alcm_tensor_info *info);
+/** @return ALCM_OK with *index set, or ALCM_E_NOTFOUND. */
+ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t name_len,
+                               size_t *index);
+
+/**
+ * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads only that
+ * tensor's sections; verifies their digests unless the reader skips them.
+ * @return ALCM_OK, ALCM_E_ARG, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT, ALCM_E_IO,
+ *         ALCM_E_NOMEM. On a corrupt or digest error the archive is poisoned.
+ */
+ALCM_API int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap);
+
+/** Number of META key/value pairs, and each pair (value bytes are not NUL-terminated). */
+ALCM_API size_t alcm_archive_meta_count(const alcm_archive *a);
+ALCM_API int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key,
+                               const uint8_t **value, size_t *value_len);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensor file formats                                                                   */
+/* ------------------------------------------------------------------------------------ */
+
+enum alcm_file_format {
+	ALCM_FILE_UNKNOWN = 0,
+	ALCM_FILE_ALCM = 1,
+	ALCM_FILE_NPY = 2,
+	ALCM_FILE_NPZ = 3,
+	ALCM_FILE_SAFETENSORS = 4,
+	ALCM_FILE_HDF5 = 5
+};
+
+/** Guesses a format from the first bytes of a file (16 are enough). */
+ALCM_API int alcm_detect_format(const void *head, size_t len);
+/** Format named by a path's extension (.npy .npz .safetensors .h5 .hdf5 .alcm). */
+ALCM_API int alcm_format_from_extension(const char *path);
+/** "npy", "npz", "safetensors", "hdf5", "alcm" or "unknown". */
+ALCM_API const char *alcm_format_name(int format);
+
+typedef struct alcm_input alcm_input;
+
+/**
+ * Opens a tensor file for reading, detecting its format from its magic bytes. Tensors are
+ * then read one at a time with alcm_input_next(), so the whole file is never loaded.
+ * Every header field is checked against `lim` and the file size before use.
+ * @return ALCM_OK, ALCM_E_IO, ALCM_E_CORRUPT, ALCM_E_LIMIT, ALCM_E_UNSUPPORTED.
+ *         On failure *out is still set (or NULL) so that alcm_input_detail() can explain.
+ */
+ALCM_API int alcm_input_open(alcm_input **out, const char *path, const alcm_limits *lim,
+                             const alcm_allocator *alloc);
+/** Same, from bytes in memory (borrowed). `format` 0 means detect. */
+ALCM_API int alcm_input_open_memory(alcm_input **out, const void *buf, size_t len, int format,
+                                    const char *display_name, const alcm_limits *lim,
+                                    const alcm_allocator *alloc);
+/** @return the detected format. */
+ALCM_API int alcm_input_format(const alcm_input *in);
+/** Total size of the input in bytes (for progress). */
+ALCM_API uint64_t alcm_input_size(const alcm_input *in);
+/**
+ * Reads the next tensor. *t stays valid until the next call or alcm_input_free().
+ * @param has  receives 1 when a tensor was read, 0 at the end.
+ */
+ALCM_API int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has);
+ALCM_API void alcm_input_free(alcm_input *in);
+ALCM_API const char *alcm_input_detail(const alcm_input *in);
+
+typedef struct alcm_output alcm_output;
+
+/**
+ * Creates a tensor file, written atomically like an archive (temp file, fsync, rename).
+ * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC.
+ */
+ALCM_API int alcm_output_open(alcm_output **out, const char *path, int format, unsigned flags,
+                              const alcm_allocator *alloc);
+/**
+ * Declares the tensors to come (data ignored), in order. Required before the first write for
+ * formats whose header lists every tensor (.safetensors); accepted and checked for others.
+ */
+ALCM_API int alcm_output_plan(alcm_output *o, const alcm_tensor *tensors, size_t count);
+/** Writes one tensor. .npy takes exactly one. */
+ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
+ALCM_API int alcm_output_commit(alcm_output *o);
+ALCM_API void alcm_output_free(alcm_output *o);
+ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ALCM_H */

@@ -1,0 +1,109 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tu_path(const char *name)
+{
+	static char buf[8][4096];
+	static int next;
+	const char *dir = getenv("ALCM_TEST_TMP");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	mkdir(dir, 0755);
+	char *b = buf[next++ & 7];
+	snprintf(b, 4096, "%s/%ld-%s", dir, (long)getpid(), name);
+	return b;
+}
+
+uint8_t *tu_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *p = malloc(n > 0 ? (size_t)n : 1);
+	if (p && n > 0 && fread(p, 1, (size_t)n, f) != (size_t)n) {
+		free(p);
+		p = NULL;
+	}
+	fclose(f);
+	if (p)
+		*len = (size_t)n;
+	return p;
+}
+
+int tu_write_file(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	size_t w = fwrite(buf, 1, len, f);
+	return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+int tu_file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void *ta_malloc(void *o, size_t n)
+{
+	tu_alloc *t = o;
+	t->calls++;
+	if (t->fail_at && t->calls == t->fail_at)
+		return NULL;
+	void *p = malloc(n);
+	if (p)
+		t->live++;
+	return p;
+}
+static void *ta_realloc(void *o, void *p, size_t n)
+{
+	tu_alloc *t = o;
+	t->calls++;
+	if (t->fail_at && t->calls == t->fail_at)
+		return NULL;
+	void *q = realloc(p, n);
+	if (q && !p)
+		t->live++;
+	return q;
+}
+static void ta_free(void *o, void *p)
+{
+	tu_alloc *t = o;
+	if (p)
+		t->live--;
+	free(p);
+}
+
+void tu_alloc_init(tu_alloc *t, long fail_at)
+{
+	memset(t, 0, sizeof(*t));
+	t->a.malloc_fn = ta_malloc;
+	t->a.realloc_fn = ta_realloc;
+	t->a.free_fn = ta_free;
+	t->a.opaque = t;
+	t->fail_at = fail_at;
+}
+
+uint64_t tu_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+double tu_gauss(uint64_t *s)
+{
+	double u1 = ((tu_rand(s) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+	double u2 = (tu_rand(s) >> 11) * (1.0 / 9007199254740992.0);
+	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}

@@ -1,0 +1,35 @@
+/* Helpers shared by the cmocka tests: temp paths, a counting allocator, data generators. */
+#ifndef ALCM_TESTUTIL_H
+#define ALCM_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "alcm.h"
+
+/* A fresh path under $ALCM_TEST_TMP (or /tmp) for this process: "<tmp>/<pid>-<name>". */
+const char *tu_path(const char *name);
+/* Reads a whole file; *len receives its size. Caller frees. NULL on error. */
+uint8_t *tu_read_file(const char *path, size_t *len);
+int tu_write_file(const char *path, const void *buf, size_t len);
+int tu_file_exists(const char *path);
+
+/*
+ * Counting allocator: counts live blocks, and fails the allocation number `fail_at`
+ * (1-based; 0 = never) so that every failure path can be walked.
+ */
+typedef struct tu_alloc {
+	alcm_allocator a;
+	long live;
+	long calls;
+	long fail_at;
+} tu_alloc;
+void tu_alloc_init(tu_alloc *t, long fail_at);
+
+/* Deterministic generator (splitmix64). */
+uint64_t tu_rand(uint64_t *state);
+double tu_gauss(uint64_t *state);
+#endif

@@ -1,0 +1,1 @@
+typedef int alcm_cli_placeholder;
