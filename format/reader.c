@@ -556,3 +556,14 @@ void alcm_reader_committed(const alcm_reader *r, const alcm_entry **e, uint32_t 
 	*generation = r->generation;
 	*active_slot = r->active_slot;
 }
+
+/* For the codec layer, which decodes under the limits and flags the caller chose. */
+void alcm_reader_limits(const alcm_reader *r, alcm_limits *lim)
+{
+	*lim = r->lim;
+}
+
+unsigned alcm_reader_open_flags(const alcm_reader *r)
+{
+	return r->open_flags;
+}

@@ -1,0 +1,520 @@
+/* The decoder: directory parsing against the table and limits, tensor decoding (spec 6). */
+#include "codec_internal.h"
+
+#include <math.h>
+#include <sodium.h>
+
+typedef struct tentry {
+	alcm_tensor_info info;
+	uint32_t data_idx, scal_idx, mask_idx;
+	uint64_t chunk_elems;
+	const uint8_t *ctab; /* chunk_count * 16 bytes inside the directory copy */
+} tentry;
+
+typedef struct meta_pair {
+	char *key;
+	const uint8_t *val;
+	size_t len;
+} meta_pair;
+
+struct alcm_archive {
+	alcm_allocator alloc;
+	alcm_reader *r;
+	alcm_limits lim;
+	uint8_t *dir, *meta;
+	tentry *t;
+	size_t count;
+	meta_pair *m;
+	size_t nmeta;
+	int poisoned;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+static int afail(alcm_archive *a, int st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int afail(alcm_archive *a, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(a->detail, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Reads a whole metadata-class section, bounded by max_meta_bytes. */
+static int load_small(alcm_archive *a, uint32_t idx, uint8_t **out, size_t *len)
+{
+	alcm_section_info si;
+	alcm_reader_section_info(a->r, idx, &si);
+	if (si.length > a->lim.max_meta_bytes)
+		return afail(a, ALCM_E_LIMIT, "section %u (%s) at offset %llu: %llu bytes exceed the "
+		             "metadata limit of %llu", idx, si.type, (unsigned long long)si.offset,
+		             (unsigned long long)si.length,
+		             (unsigned long long)a->lim.max_meta_bytes);
+	*out = alcm_mem_alloc(&a->alloc, (size_t)si.length);
+	if (!*out)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	*len = (size_t)si.length;
+	int st = alcm_reader_section_read(a->r, idx, *out, *len);
+	if (st)
+		return afail(a, st, "%s", alcm_reader_detail(a->r));
+	return ALCM_OK;
+}
+
+static int parse_meta(alcm_archive *a, uint32_t idx)
+{
+	size_t len;
+	int st = load_small(a, idx, &a->meta, &len);
+	if (st)
+		return st;
+	alcm_cursor c = {a->meta, len, 0};
+	uint32_t n;
+	alcm_section_info si;
+	alcm_reader_section_info(a->r, idx, &si);
+	if (alcm_cur_u32(&c, &n) || n > len / 8)
+		return afail(a, ALCM_E_CORRUPT, "META section %u at offset %llu: bad pair count", idx,
+		             (unsigned long long)si.offset);
+	a->m = alcm_mem_calloc(&a->alloc, n ? n : 1, sizeof(meta_pair));
+	if (!a->m)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t kl, vl;
+		const uint8_t *k, *v;
+		size_t at = c.pos;
+		if (alcm_cur_u32(&c, &kl) || alcm_cur_bytes(&c, kl, &k) || alcm_cur_u32(&c, &vl) ||
+		    alcm_cur_bytes(&c, vl, &v) || memchr(k, 0, kl))
+			return afail(a, ALCM_E_CORRUPT, "META section %u: pair %u at offset %llu runs "
+			             "past the section or has a NUL in its key", idx, i,
+			             (unsigned long long)(si.offset + at));
+		a->m[i].key = alcm_mem_alloc(&a->alloc, (size_t)kl + 1);
+		if (!a->m[i].key)
+			return afail(a, ALCM_E_NOMEM, "out of memory");
+		memcpy(a->m[i].key, k, kl);
+		a->m[i].key[kl] = '\0';
+		a->m[i].val = v;
+		a->m[i].len = vl;
+		a->nmeta++;
+	}
+	if (c.pos != len)
+		return afail(a, ALCM_E_CORRUPT, "META section %u: %zu trailing bytes", idx,
+		             len - c.pos);
+	return ALCM_OK;
+}
+
+static int ref_ok(alcm_archive *a, uint32_t idx, const char *type)
+{
+	alcm_section_info si;
+	if (alcm_reader_section_info(a->r, idx, &si))
+		return 0;
+	return memcmp(si.type, type, 4) == 0;
+}
+
+static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, uint64_t base)
+{
+	const alcm_limits *L = &a->lim;
+	alcm_tensor_info *ti = &te->info;
+	uint32_t nl;
+	const uint8_t *name, *ctab;
+	uint8_t b4[4];
+	const uint8_t *p4;
+	size_t at = c->pos;
+#define BAD(st, ...) afail(a, st, __VA_ARGS__)
+	if (alcm_cur_u32(c, &nl))
+		return BAD(ALCM_E_CORRUPT, "TDIR: entry %zu at offset %llu is truncated", i,
+		           (unsigned long long)(base + at));
+	if (nl > L->max_name_bytes)
+		return BAD(ALCM_E_LIMIT, "TDIR: entry %zu at offset %llu: name of %u bytes exceeds "
+		           "the limit", i, (unsigned long long)(base + at), nl);
+	if (alcm_cur_bytes(c, nl, &name) || alcm_cur_bytes(c, 4, &p4))
+		return BAD(ALCM_E_CORRUPT, "TDIR: entry %zu at offset %llu is truncated", i,
+		           (unsigned long long)(base + at));
+	memcpy(b4, p4, 4);
+	ti->name = (const char *)name;
+	ti->name_len = nl;
+	ti->dtype = b4[0];
+	ti->mode = b4[1];
+	ti->ndim = b4[2];
+	ti->bits = b4[3];
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), (const char *)name, nl);
+	if (!alcm_dtype_size(ti->dtype))
+		return BAD(ALCM_E_UNSUPPORTED, "tensor '%s': unknown dtype %u at offset %llu", q,
+		           b4[0], (unsigned long long)(base + at + 4 + nl));
+	if (ti->mode > ALCM_MODE_BITS || (ti->mode && !alcm_dtype_is_float(ti->dtype)))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': bad mode %u at offset %llu", q, b4[1],
+		           (unsigned long long)(base + at + 5 + nl));
+	if (ti->ndim > L->max_ndim || ti->ndim > ALCM_MAX_NDIM)
+		return BAD(ALCM_E_LIMIT, "tensor '%s': rank %u at offset %llu exceeds the limit", q,
+		           ti->ndim, (unsigned long long)(base + at + 6 + nl));
+	for (uint32_t d = 0; d < ti->ndim; d++)
+		if (alcm_cur_u64(c, &ti->shape[d]))
+			return BAD(ALCM_E_CORRUPT, "tensor '%s': truncated shape", q);
+	uint64_t chunks;
+	if (alcm_cur_u32(c, &te->data_idx) || alcm_cur_u32(c, &te->scal_idx) ||
+	    alcm_cur_u32(c, &te->mask_idx) || alcm_cur_u64(c, &te->chunk_elems) ||
+	    alcm_cur_u64(c, &chunks) || alcm_cur_f64(c, &ti->bound) ||
+	    alcm_cur_f64(c, &ti->max_abs_error) || alcm_cur_u64(c, &ti->pruned) ||
+	    alcm_cur_u64(c, &ti->escapes))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': truncated directory entry at offset %llu", q,
+		           (unsigned long long)(base + at));
+	size_t w = alcm_dtype_size(ti->dtype);
+	if (alcm_shape_elements(ti->shape, ti->ndim, &ti->elements) ||
+	    ti->elements > L->max_elements ||
+	    alcm_mul_u64(ti->elements, w, &ti->raw_bytes) || ti->raw_bytes > L->max_decoded_bytes)
+		return BAD(ALCM_E_LIMIT, "tensor '%s': shape at offset %llu exceeds the element or "
+		           "decoded-size limit", q, (unsigned long long)(base + at + 8 + nl));
+	uint64_t ce_bytes;
+	if (te->chunk_elems == 0 || alcm_mul_u64(te->chunk_elems, w, &ce_bytes) ||
+	    ce_bytes > ((uint64_t)1 << 30))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk size %llu out of range", q,
+		           (unsigned long long)te->chunk_elems);
+	uint64_t want = ti->elements ? (ti->elements - 1) / te->chunk_elems + 1 : 0;
+	if (chunks != want || chunks > (c->len - c->pos) / 16)
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': %llu chunks declared, %llu expected", q,
+		           (unsigned long long)chunks, (unsigned long long)want);
+	ti->chunks = (uint32_t)chunks;
+	if (alcm_cur_bytes(c, (size_t)chunks * 16, &ctab))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': truncated chunk table", q);
+	te->ctab = ctab;
+	/* Section references must name sections of the right type, and the chunk table must
+	 * tile them exactly. */
+	int lossless = ti->mode == ALCM_MODE_LOSSLESS;
+	if (!ref_ok(a, te->data_idx, lossless ? "LDAT" : "QDAT"))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': data section %u is missing or of the wrong "
+		           "type", q, te->data_idx);
+	uint64_t nch = 1;
+	if (!lossless) {
+		nch = (ti->ndim >= 2 && ti->mode != ALCM_MODE_MAX_ERROR && ti->mode != ALCM_MODE_SNR)
+		          ? ti->shape[0] : 1;
+		alcm_section_info si;
+		if (!ref_ok(a, te->scal_idx, "SCAL") || alcm_reader_section_info(a->r, te->scal_idx, &si) ||
+		    si.length != nch * 8)
+			return BAD(ALCM_E_CORRUPT, "tensor '%s': scale section %u is missing, of the "
+			           "wrong type or not %llu bytes", q, te->scal_idx,
+			           (unsigned long long)(nch * 8));
+		ti->scales = nch;
+		if (te->mask_idx != ALCM_NONE && !ref_ok(a, te->mask_idx, "MASK"))
+			return BAD(ALCM_E_CORRUPT, "tensor '%s': mask section %u is of the wrong type", q,
+			           te->mask_idx);
+	} else if (te->scal_idx != ALCM_NONE || te->mask_idx != ALCM_NONE) {
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': lossless entry names scale or mask sections",
+		           q);
+	}
+	uint64_t dsum = 0, msum = 0;
+	for (uint64_t k = 0; k < chunks; k++) {
+		uint64_t dl = alcm_load64(ctab + 16 * k), ml = alcm_load64(ctab + 16 * k + 8);
+		if (alcm_add_u64(dsum, dl, &dsum) || alcm_add_u64(msum, ml, &msum))
+			return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk lengths overflow", q);
+	}
+	alcm_section_info ds, ms;
+	alcm_reader_section_info(a->r, te->data_idx, &ds);
+	uint64_t mlen = 0;
+	if (te->mask_idx != ALCM_NONE) {
+		alcm_reader_section_info(a->r, te->mask_idx, &ms);
+		mlen = ms.length;
+	}
+	if (dsum != ds.length || msum != mlen)
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk table does not add up to its sections "
+		           "(%llu vs %llu bytes)", q, (unsigned long long)dsum,
+		           (unsigned long long)ds.length);
+	ti->stored_bytes = ds.length + mlen + (lossless ? 0 : nch * 8);
+	return ALCM_OK;
+#undef BAD
+}
+
+static int parse_dir(alcm_archive *a, uint32_t idx)
+{
+	size_t len;
+	int st = load_small(a, idx, &a->dir, &len);
+	if (st)
+		return st;
+	alcm_section_info si;
+	alcm_reader_section_info(a->r, idx, &si);
+	alcm_cursor c = {a->dir, len, 0};
+	uint32_t n;
+	if (alcm_cur_u32(&c, &n))
+		return afail(a, ALCM_E_CORRUPT, "TDIR section %u at offset %llu is truncated", idx,
+		             (unsigned long long)si.offset);
+	if (n > a->lim.max_tensors)
+		return afail(a, ALCM_E_LIMIT, "TDIR section %u at offset %llu: %u tensors exceed the "
+		             "limit of %u", idx, (unsigned long long)si.offset, n, a->lim.max_tensors);
+	if (n > len / 60)
+		return afail(a, ALCM_E_CORRUPT, "TDIR section %u at offset %llu: %u tensors cannot "
+		             "fit in %zu bytes", idx, (unsigned long long)si.offset, n, len);
+	a->t = alcm_mem_calloc(&a->alloc, n ? n : 1, sizeof(tentry));
+	if (!a->t)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		if ((st = parse_entry(a, &c, &a->t[i], i, si.offset)))
+			return st;
+		a->count++;
+	}
+	if (c.pos != len)
+		return afail(a, ALCM_E_CORRUPT, "TDIR section %u: %zu trailing bytes", idx,
+		             len - c.pos);
+	return ALCM_OK;
+}
+
+static uint32_t last_section(alcm_reader *r, const char *type)
+{
+	uint32_t idx = ALCM_NONE, i = 0, k;
+	while (alcm_reader_find_section(r, type, i, &k) == ALCM_OK) {
+		idx = k;
+		i = k + 1;
+	}
+	return idx;
+}
+
+int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_allocator *alloc)
+{
+	if (!out || !r)
+		return ALCM_E_ARG;
+	alcm_allocator al;
+	alcm_alloc_copy(&al, alloc);
+	alcm_archive *a = alcm_mem_calloc(&al, 1, sizeof(*a));
+	*out = a;
+	if (!a)
+		return ALCM_E_NOMEM;
+	a->alloc = al;
+	a->r = r;
+	/* The reader's limits are the ones the caller chose. */
+	alcm_limits_default(&a->lim);
+	alcm_reader_limits(r, &a->lim);
+	uint32_t m = last_section(r, "META"), d = last_section(r, "TDIR");
+	int st = ALCM_OK;
+	if (m != ALCM_NONE)
+		st = parse_meta(a, m);
+	if (!st && d == ALCM_NONE)
+		st = afail(a, ALCM_E_CORRUPT, "no tensor directory (TDIR section)");
+	if (!st)
+		st = parse_dir(a, d);
+	if (st)
+		a->poisoned = 1;
+	return st;
+}
+
+void alcm_archive_free(alcm_archive *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->nmeta; i++)
+		alcm_mem_free(&a->alloc, a->m[i].key);
+	alcm_mem_free(&a->alloc, a->m);
+	alcm_mem_free(&a->alloc, a->t);
+	alcm_mem_free(&a->alloc, a->dir);
+	alcm_mem_free(&a->alloc, a->meta);
+	alcm_allocator al = a->alloc;
+	alcm_mem_free(&al, a);
+}
+
+const char *alcm_archive_detail(const alcm_archive *a)
+{
+	return a ? a->detail : "";
+}
+
+size_t alcm_archive_tensor_count(const alcm_archive *a)
+{
+	return a ? a->count : 0;
+}
+
+int alcm_archive_tensor_info(const alcm_archive *a, size_t i, alcm_tensor_info *info)
+{
+	if (!a || !info || i >= a->count)
+		return ALCM_E_ARG;
+	*info = a->t[i].info;
+	return ALCM_OK;
+}
+
+int alcm_archive_find(const alcm_archive *a, const char *name, size_t len, size_t *index)
+{
+	if (!a || (!name && len))
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < a->count; i++)
+		if (a->t[i].info.name_len == len && memcmp(a->t[i].info.name, name, len) == 0) {
+			if (index)
+				*index = i;
+			return ALCM_OK;
+		}
+	return ALCM_E_NOTFOUND;
+}
+
+size_t alcm_archive_meta_count(const alcm_archive *a)
+{
+	return a ? a->nmeta : 0;
+}
+
+int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key, const uint8_t **value,
+                      size_t *len)
+{
+	if (!a || i >= a->nmeta)
+		return ALCM_E_ARG;
+	*key = a->m[i].key;
+	*value = a->m[i].val;
+	*len = a->m[i].len;
+	return ALCM_OK;
+}
+
+/* ---- decoding --------------------------------------------------------------------------- */
+
+typedef struct dec {
+	alcm_archive *a;
+	tentry *te;
+	alcm_coder *coder;
+	alcm_qparams qp;
+	double *steps;
+	uint8_t *cbuf, *mbuf, *scratch;
+	crypto_generichash_state hd, hm;
+	int verify;
+} dec;
+
+static int read_piece(dec *d, uint32_t idx, uint64_t pos, uint8_t *buf, uint64_t len,
+                      crypto_generichash_state *h)
+{
+	int st = alcm_reader_section_pread(d->a->r, idx, pos, buf, (size_t)len);
+	if (st)
+		return afail(d->a, st, "%s", alcm_reader_detail(d->a->r));
+	if (d->verify)
+		crypto_generichash_update(h, buf, len);
+	return ALCM_OK;
+}
+
+static int check_digest(dec *d, uint32_t idx, crypto_generichash_state *h)
+{
+	alcm_section_info si;
+	uint8_t out[32];
+	if (!d->verify)
+		return ALCM_OK;
+	crypto_generichash_final(h, out, 32);
+	alcm_reader_section_info(d->a->r, idx, &si);
+	if (sodium_memcmp(out, si.digest, 32) != 0)
+		return afail(d->a, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu",
+		             idx, si.type, (unsigned long long)si.offset);
+	return ALCM_OK;
+}
+
+static int decode_chunks(dec *d, uint8_t *out)
+{
+	tentry *te = d->te;
+	alcm_tensor_info *ti = &te->info;
+	size_t w = alcm_dtype_size(ti->dtype);
+	uint64_t dpos = 0, mpos = 0;
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
+	for (uint64_t k = 0; k < ti->chunks; k++) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * k), ml = alcm_load64(te->ctab + 16 * k + 8);
+		uint64_t first = k * te->chunk_elems;
+		uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first
+		                                                    : te->chunk_elems;
+		int st = read_piece(d, te->data_idx, dpos, d->cbuf, dl, &d->hd);
+		if (!st && ml)
+			st = read_piece(d, te->mask_idx, mpos, d->mbuf, ml, &d->hm);
+		if (st)
+			return st;
+		alcm_cursor dc = {d->cbuf, (size_t)dl, 0}, mc = {d->mbuf, (size_t)ml, 0};
+		if (ti->mode == ALCM_MODE_LOSSLESS)
+			st = alcm_lossless_decode(d->coder, &dc, ti->dtype, out + first * w, n, d->scratch);
+		else
+			st = alcm_quant_decode(d->coder, &dc, te->mask_idx != ALCM_NONE ? &mc : NULL,
+			                       &d->qp, out, first, n, d->scratch,
+			                       (size_t)alcm_quant_scratch(te->chunk_elems));
+		if (!st && (dc.pos != dc.len || mc.pos != mc.len))
+			st = ALCM_E_CORRUPT;
+		if (st) {
+			if (st == ALCM_E_CORRUPT)
+				return afail(d->a, st, "tensor '%s': chunk %llu at offset %llu of section %u "
+				             "is malformed", q, (unsigned long long)k,
+				             (unsigned long long)dpos, te->data_idx);
+			return afail(d->a, st, "tensor '%s': chunk %llu: %s", q, (unsigned long long)k,
+			             alcm_strerror(st));
+		}
+		dpos += dl;
+		mpos += ml;
+	}
+	return ALCM_OK;
+}
+
+static uint64_t max_chunk(const tentry *te, int mask)
+{
+	uint64_t m = 0;
+	for (uint64_t k = 0; k < te->info.chunks; k++) {
+		uint64_t v = alcm_load64(te->ctab + 16 * k + (mask ? 8 : 0));
+		if (v > m)
+			m = v;
+	}
+	return m;
+}
+
+static int load_steps(dec *d)
+{
+	tentry *te = d->te;
+	size_t n = (size_t)te->info.scales;
+	d->steps = alcm_mem_alloc(&d->a->alloc, n * 8);
+	if (!d->steps)
+		return afail(d->a, ALCM_E_NOMEM, "out of memory");
+	int st = alcm_reader_section_read(d->a->r, te->scal_idx, d->steps, n * 8);
+	if (st)
+		return afail(d->a, st, "%s", alcm_reader_detail(d->a->r));
+	for (size_t c = 0; c < n; c++) {
+		double s;
+		uint64_t u = alcm_load64((const uint8_t *)&d->steps[c]);
+		memcpy(&s, &u, 8);
+		if (!(s >= 0) || !isfinite(s))
+			return afail(d->a, ALCM_E_CORRUPT, "tensor scale %zu in section %u is not a "
+			             "finite non-negative number", c, te->scal_idx);
+		d->steps[c] = s;
+	}
+	d->qp.dtype = te->info.dtype;
+	d->qp.step = d->steps;
+	d->qp.nsteps = n;
+	d->qp.inner = n ? te->info.elements / n : 1;
+	return ALCM_OK;
+}
+
+int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
+{
+	if (!a || index >= a->count || (!out && a->t[index].info.raw_bytes))
+		return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
+	tentry *te = &a->t[index];
+	if (cap < te->info.raw_bytes)
+		return ALCM_E_ARG;
+	dec d;
+	memset(&d, 0, sizeof(d));
+	d.a = a;
+	d.te = te;
+	d.verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
+	crypto_generichash_init(&d.hd, NULL, 0, 32);
+	crypto_generichash_init(&d.hm, NULL, 0, 32);
+	int st = ALCM_OK;
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? ce * w : alcm_quant_scratch(ce);
+	d.coder = alcm_coder_new(&a->alloc, &a->lim);
+	d.cbuf = alcm_mem_alloc(&a->alloc, (size_t)max_chunk(te, 0));
+	d.mbuf = alcm_mem_alloc(&a->alloc, (size_t)max_chunk(te, 1));
+	d.scratch = alcm_mem_alloc(&a->alloc, (size_t)scratch);
+	if (!d.coder || !d.cbuf || !d.mbuf || !d.scratch)
+		st = afail(a, ALCM_E_NOMEM, "out of memory");
+	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
+		st = load_steps(&d);
+	if (!st)
+		st = decode_chunks(&d, out);
+	/* A damaged chunk usually shows first as a decoding error: name the digest instead
+	 * when the section's bytes are not the ones the table promises. */
+	if (st == ALCM_E_CORRUPT && d.verify &&
+	    alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST)
+		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
+	if (!st)
+		st = check_digest(&d, te->data_idx, &d.hd);
+	if (!st && te->mask_idx != ALCM_NONE)
+		st = check_digest(&d, te->mask_idx, &d.hm);
+	alcm_coder_free(d.coder);
+	alcm_mem_free(&a->alloc, d.cbuf);
+	alcm_mem_free(&a->alloc, d.mbuf);
+	alcm_mem_free(&a->alloc, d.scratch);
+	alcm_mem_free(&a->alloc, d.steps);
+	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST)
+		a->poisoned = 1;
+	return st;
+}

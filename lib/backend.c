@@ -1,0 +1,309 @@
+/* Entropy backends behind one interface, and the coded-stream framing (spec 6.2). */
+#define ZSTD_STATIC_LINKING_ONLY
+#include "codec_internal.h"
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+struct alcm_coder {
+	const alcm_allocator *a;
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+	int level;
+};
+
+alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
+{
+	alcm_coder *c = alcm_mem_calloc(a, 1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->a = a;
+	c->dctx = ZSTD_createDCtx();
+	if (!c->dctx) {
+		alcm_mem_free(a, c);
+		return NULL;
+	}
+	ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
+	                       lim ? (int)lim->zstd_window_log_max : 27);
+	return c;
+}
+
+const alcm_allocator *alcm_coder_alloc(const alcm_coder *c)
+{
+	return c->a;
+}
+
+void alcm_coder_free(alcm_coder *c)
+{
+	if (!c)
+		return;
+	ZSTD_freeCCtx(c->cctx);
+	ZSTD_freeDCtx(c->dctx);
+	alcm_mem_free(c->a, c);
+}
+
+static size_t raw_bound(size_t n)
+{
+	return n;
+}
+
+static int raw_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                      int level, size_t *out_len)
+{
+	(void)c;
+	(void)level;
+	if (cap < n)
+		return ALCM_E_ARG;
+	memcpy(dst, src, n);
+	*out_len = n;
+	return ALCM_OK;
+}
+
+static int raw_decode(alcm_coder *c, uint8_t *dst, size_t exact, const uint8_t *src, size_t n)
+{
+	(void)c;
+	if (n != exact)
+		return ALCM_E_CORRUPT;
+	memcpy(dst, src, n);
+	return ALCM_OK;
+}
+
+static size_t zstd_bound(size_t n)
+{
+	return ZSTD_compressBound(n);
+}
+
+static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                       int level, size_t *out_len)
+{
+	if (!c->cctx) {
+		c->cctx = ZSTD_createCCtx();
+		if (!c->cctx)
+			return ALCM_E_NOMEM;
+		c->level = 0;
+	}
+	if (c->level != level) {
+		ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_and_parameters);
+		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level);
+		/* Frames carry their size so a reader can check it against what it expects;
+		 * no checksum: the section digest covers the bytes. */
+		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1);
+		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0);
+		/* Chunks are at most a few MiB: a 2^24 window is enough and keeps decoding
+		 * within the default window limit. */
+		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_windowLog, 24);
+		c->level = level;
+	}
+	size_t r = ZSTD_compress2(c->cctx, dst, cap, src, n);
+	if (ZSTD_isError(r))
+		return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? ALCM_E_ARG
+		                                                             : ALCM_E_NOMEM;
+	*out_len = r;
+	return ALCM_OK;
+}
+
+static int zstd_decode(alcm_coder *c, uint8_t *dst, size_t exact, const uint8_t *src, size_t n)
+{
+	unsigned long long fcs = ZSTD_getFrameContentSize(src, n);
+	if (fcs != exact)
+		return ALCM_E_CORRUPT;
+	if (ZSTD_findFrameCompressedSize(src, n) != n)
+		return ALCM_E_CORRUPT;
+	size_t r = ZSTD_decompressDCtx(c->dctx, dst, exact, src, n);
+	if (ZSTD_isError(r)) {
+		ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
+		if (e == ZSTD_error_frameParameter_windowTooLarge)
+			return ALCM_E_LIMIT;
+		if (e == ZSTD_error_memory_allocation)
+			return ALCM_E_NOMEM;
+		return ALCM_E_CORRUPT;
+	}
+	return r == exact ? ALCM_OK : ALCM_E_CORRUPT;
+}
+
+static const alcm_backend backends[] = {
+	{ALCM_BACKEND_RAW, "raw", raw_bound, raw_encode, raw_decode},
+	{ALCM_BACKEND_ZSTD, "zstd", zstd_bound, zstd_encode, zstd_decode},
+};
+
+const alcm_backend *alcm_backend_get(unsigned id)
+{
+	return id < sizeof(backends) / sizeof(backends[0]) ? &backends[id] : NULL;
+}
+
+/* ---- buffers and cursors ---------------------------------------------------------------- */
+
+int alcm_buf_reserve(alcm_buf *b, size_t extra)
+{
+	size_t need;
+	if (__builtin_add_overflow(b->len, extra, &need))
+		return ALCM_E_NOMEM;
+	if (need <= b->cap)
+		return ALCM_OK;
+	size_t nc = b->cap ? b->cap : 256;
+	while (nc < need) {
+		if (nc > SIZE_MAX / 2)
+			return ALCM_E_NOMEM;
+		nc *= 2;
+	}
+	uint8_t *p = alcm_mem_realloc(b->a, b->p, nc);
+	if (!p)
+		return ALCM_E_NOMEM;
+	b->p = p;
+	b->cap = nc;
+	return ALCM_OK;
+}
+
+int alcm_buf_put(alcm_buf *b, const void *p, size_t n)
+{
+	int st = alcm_buf_reserve(b, n);
+	if (st)
+		return st;
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return ALCM_OK;
+}
+
+int alcm_buf_put_varint(alcm_buf *b, uint64_t v)
+{
+	uint8_t t[10];
+	size_t n = 0;
+	do {
+		t[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			t[n] |= 0x80;
+		n++;
+	} while (v);
+	return alcm_buf_put(b, t, n);
+}
+
+void alcm_buf_free(alcm_buf *b)
+{
+	alcm_mem_free(b->a, b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+int alcm_cur_varint(alcm_cursor *c, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (unsigned i = 0; i < 10; i++) {
+		if (c->pos >= c->len)
+			return ALCM_E_CORRUPT;
+		uint8_t b = c->p[c->pos++];
+		if (i == 9 && b > 1)
+			return ALCM_E_CORRUPT;
+		r |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			/* Minimal encoding only, so that every value has one byte string. */
+			if (i > 0 && b == 0)
+				return ALCM_E_CORRUPT;
+			*v = r;
+			return ALCM_OK;
+		}
+	}
+	return ALCM_E_CORRUPT;
+}
+
+int alcm_cur_bytes(alcm_cursor *c, size_t n, const uint8_t **p)
+{
+	if (n > c->len - c->pos)
+		return ALCM_E_CORRUPT;
+	*p = c->p + c->pos;
+	c->pos += n;
+	return ALCM_OK;
+}
+
+int alcm_cur_u8(alcm_cursor *c, uint8_t *v)
+{
+	const uint8_t *p;
+	int st = alcm_cur_bytes(c, 1, &p);
+	if (!st)
+		*v = p[0];
+	return st;
+}
+
+int alcm_cur_u32(alcm_cursor *c, uint32_t *v)
+{
+	const uint8_t *p;
+	int st = alcm_cur_bytes(c, 4, &p);
+	if (!st)
+		*v = alcm_load32(p);
+	return st;
+}
+
+int alcm_cur_u64(alcm_cursor *c, uint64_t *v)
+{
+	const uint8_t *p;
+	int st = alcm_cur_bytes(c, 8, &p);
+	if (!st)
+		*v = alcm_load64(p);
+	return st;
+}
+
+int alcm_cur_f64(alcm_cursor *c, double *v)
+{
+	uint64_t u;
+	int st = alcm_cur_u64(c, &u);
+	if (!st)
+		memcpy(v, &u, 8);
+	return st;
+}
+
+/* ---- coded streams ---------------------------------------------------------------------- */
+
+int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level)
+{
+	const alcm_backend *z = alcm_backend_get(ALCM_BACKEND_ZSTD);
+	size_t bound = z->bound(n);
+	/* Header: backend byte + two varints of at most 10 bytes. */
+	int st = alcm_buf_reserve(out, 21 + bound);
+	if (st)
+		return st;
+	size_t hdr = out->len;
+	uint8_t *dst = out->p + hdr + 21;
+	size_t clen = 0;
+	unsigned id = ALCM_BACKEND_RAW;
+	if (n >= 64 && level > 0) {
+		st = z->encode(c, dst, bound, src, n, level, &clen);
+		if (st)
+			return st;
+		if (clen < n)
+			id = ALCM_BACKEND_ZSTD;
+	}
+	if (id == ALCM_BACKEND_RAW) {
+		memcpy(dst, src, n);
+		clen = n;
+	}
+	uint8_t h[21];
+	alcm_buf hb = {h, 0, sizeof(h), NULL};
+	h[0] = (uint8_t)id;
+	hb.len = 1;
+	alcm_buf_put_varint(&hb, n);
+	alcm_buf_put_varint(&hb, clen);
+	memmove(out->p + hdr + hb.len, dst, clen);
+	memcpy(out->p + hdr, h, hb.len);
+	out->len = hdr + hb.len + clen;
+	return ALCM_OK;
+}
+
+int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact)
+{
+	uint8_t id;
+	uint64_t raw, clen;
+	const uint8_t *p;
+	int st;
+	if ((st = alcm_cur_u8(cur, &id)) || (st = alcm_cur_varint(cur, &raw)) ||
+	    (st = alcm_cur_varint(cur, &clen)))
+		return st;
+	if (raw != exact || clen > cur->len - cur->pos)
+		return ALCM_E_CORRUPT;
+	const alcm_backend *b = alcm_backend_get(id);
+	if (!b)
+		return ALCM_E_CORRUPT;
+	if ((st = alcm_cur_bytes(cur, (size_t)clen, &p)))
+		return st;
+	return b->decode(c, dst, exact, p, (size_t)clen);
+}

@@ -1,0 +1,147 @@
+/*
+ * Internals of the codec layer: entropy backends, coded streams, chunk coders, the worker
+ * pool. Layouts are those of spec/alcm-format.md chapter 6.
+ */
+#ifndef ALCM_CODEC_INTERNAL_H
+#define ALCM_CODEC_INTERNAL_H
+
+#include "format_internal.h"
+
+#include <stdint.h>
+
+#define ALCM_NONE 0xffffffffu
+
+/* Defined in format/reader.c: the limits and open flags a reader was given. */
+void alcm_reader_limits(const alcm_reader *r, alcm_limits *lim);
+unsigned alcm_reader_open_flags(const alcm_reader *r);
+
+/* ---- entropy backends ---------------------------------------------------------------- */
+
+/* Backend ids stored in every coded stream (spec 6.2). */
+enum alcm_backend_id { ALCM_BACKEND_RAW = 0, ALCM_BACKEND_ZSTD = 1 };
+
+/* Per-thread state of every backend (zstd contexts). */
+typedef struct alcm_coder alcm_coder;
+
+typedef struct alcm_backend {
+	uint8_t id;
+	const char *name;
+	/* Worst-case coded size of n bytes. */
+	size_t (*bound)(size_t n);
+	/* Codes src into dst (capacity cap). @return ALCM_OK or ALCM_E_ARG when cap is short. */
+	int (*encode)(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+	              int level, size_t *out_len);
+	/* Decodes exactly `exact` bytes; any other size is ALCM_E_CORRUPT. */
+	int (*decode)(alcm_coder *c, uint8_t *dst, size_t exact, const uint8_t *src, size_t n);
+} alcm_backend;
+
+const alcm_backend *alcm_backend_get(unsigned id);
+
+alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim);
+void alcm_coder_free(alcm_coder *c);
+const alcm_allocator *alcm_coder_alloc(const alcm_coder *c);
+
+/* ---- growable byte buffer -------------------------------------------------------------- */
+
+typedef struct alcm_buf {
+	uint8_t *p;
+	size_t len, cap;
+	const alcm_allocator *a;
+} alcm_buf;
+
+int alcm_buf_reserve(alcm_buf *b, size_t extra);
+int alcm_buf_put(alcm_buf *b, const void *p, size_t n);
+int alcm_buf_put_varint(alcm_buf *b, uint64_t v);
+void alcm_buf_free(alcm_buf *b);
+
+/* A bounds-checked cursor over untrusted bytes. */
+typedef struct alcm_cursor {
+	const uint8_t *p;
+	size_t len, pos;
+} alcm_cursor;
+
+int alcm_cur_varint(alcm_cursor *c, uint64_t *v);
+int alcm_cur_bytes(alcm_cursor *c, size_t n, const uint8_t **p);
+int alcm_cur_u8(alcm_cursor *c, uint8_t *v);
+int alcm_cur_u32(alcm_cursor *c, uint32_t *v);
+int alcm_cur_u64(alcm_cursor *c, uint64_t *v);
+int alcm_cur_f64(alcm_cursor *c, double *v);
+
+/*
+ * A coded stream (spec 6.2): u8 backend, varint raw length, varint coded length, bytes.
+ * The encoder tries zstd and keeps raw bytes when zstd does not shrink them.
+ */
+int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level);
+/* Decodes a stream whose raw length must be `exact` into dst. */
+int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact);
+
+/* ---- scalar conversions ---------------------------------------------------------------- */
+
+float alcm_half_to_float(uint16_t h);
+uint16_t alcm_float_to_half(float f);
+float alcm_bf16_to_float(uint16_t h);
+uint16_t alcm_float_to_bf16(float f);
+
+/* ---- chunk coders ---------------------------------------------------------------------- */
+
+/* Lossless transforms (spec 6.4). */
+enum alcm_transform {
+	ALCM_TRANSFORM_NONE = 0,   /* one stream of the raw bytes */
+	ALCM_TRANSFORM_PLANES = 1, /* one stream per byte of the element */
+	ALCM_TRANSFORM_FLOAT = 2   /* float bits rotated left by 1 (exponent first), then planes */
+};
+
+int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, unsigned transform,
+                         const uint8_t *src, uint64_t elems, int level);
+int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst,
+                         uint64_t elems, uint8_t *scratch);
+/* Picks a transform for a tensor from a sample of its bytes. */
+unsigned alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
+                              uint64_t elems, int level);
+
+/* Parameters of a quantized tensor, shared read-only by its chunk jobs. */
+typedef struct alcm_qparams {
+	int dtype;
+	const double *step;    /* per channel; step 0 codes every value as zero */
+	uint64_t nsteps;
+	uint64_t inner;        /* elements per channel (product of shape[1:]) */
+	double max_err;        /* per-value bound: |x - x'| <= max_err_c (see bound_c) */
+	const double *bound_c; /* per channel bound on |x - x'|; NULL: no bound (bits mode) */
+	double prune_below;    /* |x| < this (and within the bound) goes to the mask; 0: none */
+	int level;
+} alcm_qparams;
+
+typedef struct alcm_qstats {
+	uint64_t pruned, escapes;
+	double max_err, sig, noise;
+} alcm_qstats;
+
+/* Codes elements [first, first+elems) of the tensor at src (the whole tensor's base). */
+int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
+                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st);
+/* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements. */
+static inline uint64_t alcm_quant_scratch(uint64_t elems)
+{
+	return elems / 8 + 1 + 4 * elems;
+}
+int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
+                      const alcm_qparams *qp, uint8_t *dst, uint64_t first, uint64_t elems,
+                      uint8_t *scratch, size_t scratch_len);
+/* The reconstruction of symbol q in channel step s, as the dtype stores it, in double. */
+double alcm_quant_value(int dtype, int64_t q, double s);
+/* Reads element i of src as double. */
+double alcm_load_float(int dtype, const uint8_t *src, uint64_t i);
+/* 1 if element i must be stored exactly: NaN, inf, -0, subnormal. */
+int alcm_is_special(int dtype, const uint8_t *src, uint64_t i);
+
+/* ---- worker pool ----------------------------------------------------------------------- */
+
+typedef struct alcm_pool alcm_pool;
+/* Runs fn(arg, job, worker) for job in [0, njobs) on the pool's threads; returns when done. */
+typedef void (*alcm_pool_fn)(void *arg, size_t job, unsigned worker);
+int alcm_pool_new(alcm_pool **out, unsigned threads, const alcm_allocator *a);
+void alcm_pool_run(alcm_pool *p, alcm_pool_fn fn, void *arg, size_t njobs);
+unsigned alcm_pool_threads(const alcm_pool *p);
+void alcm_pool_free(alcm_pool *p);
+
+#endif

@@ -1,0 +1,615 @@
+/* The encoder: tensor parameters, chunk jobs on the pool, sections, directory (spec 6). */
+#include "codec_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+
+struct alcm_encoder {
+	alcm_allocator alloc;
+	alcm_writer *w;
+	alcm_pack_options opt;
+	alcm_pool *pool;
+	alcm_coder **coders;
+	unsigned ncoders;
+	alcm_buf tdir;
+	uint32_t ntensors;
+	alcm_buf meta;
+	uint32_t nmeta;
+	int finished, poisoned;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+static int efail(alcm_encoder *e, int st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int efail(alcm_encoder *e, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(e->detail, fmt, ap);
+	va_end(ap);
+	if (st != ALCM_E_ARG && st != ALCM_E_BOUND)
+		e->poisoned = 1;
+	return st;
+}
+
+void alcm_pack_options_default(alcm_pack_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->mode = ALCM_MODE_LOSSLESS;
+	o->level = 3;
+	o->chunk_bytes = (uint64_t)4 << 20;
+}
+
+static int check_options(const alcm_pack_options *o)
+{
+	if (o->mode < ALCM_MODE_LOSSLESS || o->mode > ALCM_MODE_BITS)
+		return 0;
+	if (o->mode == ALCM_MODE_MAX_ERROR || o->mode == ALCM_MODE_REL_ERROR)
+		if (!(o->bound > 0) || !isfinite(o->bound))
+			return 0;
+	if (o->mode == ALCM_MODE_REL_ERROR && o->bound >= 1)
+		return 0;
+	if (o->mode == ALCM_MODE_SNR && (!(o->bound > 0) || o->bound > 300))
+		return 0;
+	if (o->mode == ALCM_MODE_BITS && (o->bits < 2 || o->bits > 16))
+		return 0;
+	if (!(o->prune >= 0 && o->prune <= 0.25))
+		return 0;
+	if (o->prune > 0 && o->mode == ALCM_MODE_LOSSLESS)
+		return 0;
+	if (o->level < 1 || o->level > 22)
+		return 0;
+	if (o->chunk_bytes < 4096 || o->chunk_bytes > ((uint64_t)1 << 30))
+		return 0;
+	return 1;
+}
+
+int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options *opt,
+                     const alcm_allocator *alloc)
+{
+	if (!out || !w)
+		return ALCM_E_ARG;
+	*out = NULL;
+	alcm_pack_options o;
+	if (opt)
+		o = *opt;
+	else
+		alcm_pack_options_default(&o);
+	if (!check_options(&o))
+		return ALCM_E_ARG;
+	alcm_allocator a;
+	alcm_alloc_copy(&a, alloc);
+	alcm_encoder *e = alcm_mem_calloc(&a, 1, sizeof(*e));
+	if (!e)
+		return ALCM_E_NOMEM;
+	e->alloc = a;
+	e->w = w;
+	e->opt = o;
+	e->tdir.a = &e->alloc;
+	e->meta.a = &e->alloc;
+	*out = e;
+	if (alcm_pool_new(&e->pool, o.threads, &e->alloc))
+		return efail(e, ALCM_E_NOMEM, "cannot start worker threads");
+	e->ncoders = alcm_pool_threads(e->pool);
+	e->coders = alcm_mem_calloc(&e->alloc, e->ncoders, sizeof(*e->coders));
+	if (!e->coders)
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	for (unsigned i = 0; i < e->ncoders; i++)
+		if (!(e->coders[i] = alcm_coder_new(&e->alloc, NULL)))
+			return efail(e, ALCM_E_NOMEM, "out of memory");
+	return ALCM_OK;
+}
+
+void alcm_encoder_free(alcm_encoder *e)
+{
+	if (!e)
+		return;
+	alcm_pool_free(e->pool);
+	if (e->coders)
+		for (unsigned i = 0; i < e->ncoders; i++)
+			alcm_coder_free(e->coders[i]);
+	alcm_mem_free(&e->alloc, e->coders);
+	alcm_buf_free(&e->tdir);
+	alcm_buf_free(&e->meta);
+	alcm_allocator a = e->alloc;
+	alcm_mem_free(&a, e);
+}
+
+const char *alcm_encoder_detail(const alcm_encoder *e)
+{
+	return e ? e->detail : "";
+}
+
+static int put_u32(alcm_buf *b, uint32_t v)
+{
+	uint8_t t[4];
+	alcm_store32(t, v);
+	return alcm_buf_put(b, t, 4);
+}
+static int put_u64(alcm_buf *b, uint64_t v)
+{
+	uint8_t t[8];
+	alcm_store64(t, v);
+	return alcm_buf_put(b, t, 8);
+}
+static int put_f64(alcm_buf *b, double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, 8);
+	return put_u64(b, u);
+}
+
+int alcm_encoder_set_meta(alcm_encoder *e, const char *key, const void *value, size_t len)
+{
+	if (!e || !key || (!value && len) || len > UINT32_MAX || strlen(key) > 65535)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	int st = put_u32(&e->meta, (uint32_t)strlen(key));
+	if (!st)
+		st = alcm_buf_put(&e->meta, key, strlen(key));
+	if (!st)
+		st = put_u32(&e->meta, (uint32_t)len);
+	if (!st)
+		st = alcm_buf_put(&e->meta, value, len);
+	if (st)
+		return efail(e, st, "out of memory");
+	e->nmeta++;
+	return ALCM_OK;
+}
+
+/* ---- tensor parameters ------------------------------------------------------------------ */
+
+typedef struct tparams {
+	int mode;
+	unsigned bits;
+	uint64_t elems, nch, inner;
+	double *step, *bound;
+	alcm_qparams qp;
+} tparams;
+
+static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
+{
+	const uint8_t *src = t->data;
+	for (uint64_t c = 0; c < p->nch; c++)
+		mx[c] = 0;
+	for (uint64_t i = 0; i < p->elems; i++) {
+		if (alcm_is_special(t->dtype, src, i))
+			continue;
+		double a = fabs(alcm_load_float(t->dtype, src, i));
+		uint64_t c = p->nch == 1 ? 0 : i / p->inner;
+		if (a > mx[c])
+			mx[c] = a;
+	}
+}
+
+/* Noise of quantizing with one step, exactly as the chunk coder reconstructs. */
+static double snr_of_step(const alcm_tensor *t, uint64_t elems, double s, double sig)
+{
+	const uint8_t *src = t->data;
+	double noise = 0, inv = 1.0 / s;
+	for (uint64_t i = 0; i < elems; i++) {
+		if (alcm_is_special(t->dtype, src, i))
+			continue;
+		double x = alcm_load_float(t->dtype, src, i);
+		double q = nearbyint(x * inv);
+		double r = fabs(q) < (double)((int64_t)1 << 30) ? alcm_quant_value(t->dtype, (int64_t)q, s) : x;
+		noise += (x - r) * (x - r);
+	}
+	return noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+}
+
+static double pick_snr_step(const alcm_tensor *t, uint64_t elems, double db)
+{
+	const uint8_t *src = t->data;
+	double sig = 0;
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < elems; i++) {
+		if (alcm_is_special(t->dtype, src, i))
+			continue;
+		double x = alcm_load_float(t->dtype, src, i);
+		sig += x * x;
+		n++;
+	}
+	if (!(sig > 0) || !isfinite(sig))
+		return 0;
+	/* Uniform quantization noise is step^2 / 12 per value. */
+	double s = sqrt(12.0 * (sig / (double)n) * pow(10.0, -db / 10.0));
+	for (int it = 0; it < 40 && s > 0; it++) {
+		double got = snr_of_step(t, elems, s, sig);
+		if (got >= db)
+			return s;
+		s *= pow(10.0, (got - db) / 20.0) * 0.97;
+	}
+	return 0;
+}
+
+/* Truncating float key of a magnitude: key < T (float T) iff a < T. */
+static uint32_t mag_key(double a)
+{
+	float f = (float)a;
+	if ((double)f > a)
+		f = nextafterf(f, 0.0f);
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+/* Largest P such that fewer than k candidates have |x| < P (radix select on float keys). */
+static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams *p, uint64_t k,
+                           double *out)
+{
+	const uint8_t *src = t->data;
+	uint64_t *h = alcm_mem_calloc(&e->alloc, 65536, sizeof(uint64_t));
+	if (!h)
+		return ALCM_E_NOMEM;
+	uint64_t below = 0;
+	uint32_t hi = 0, lo = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		memset(h, 0, 65536 * sizeof(uint64_t));
+		for (uint64_t i = 0; i < p->elems; i++) {
+			if (alcm_is_special(t->dtype, src, i))
+				continue;
+			double a = fabs(alcm_load_float(t->dtype, src, i));
+			uint64_t c = p->nch == 1 ? 0 : i / p->inner;
+			if (p->bound && a > p->bound[p->nch == 1 ? 0 : c])
+				continue;
+			uint32_t key = mag_key(a);
+			if (pass == 0)
+				h[key >> 16]++;
+			else if ((key >> 16) == hi)
+				h[key & 0xffff]++;
+		}
+		uint64_t acc = pass == 0 ? 0 : below;
+		uint32_t b = 0;
+		for (; b < 65536; b++) {
+			if (acc + h[b] >= k)
+				break;
+			acc += h[b];
+		}
+		if (b == 65536) { /* fewer than k candidates: prune them all */
+			alcm_mem_free(&e->alloc, h);
+			*out = INFINITY;
+			return ALCM_OK;
+		}
+		if (pass == 0) {
+			hi = b;
+			below = acc;
+		} else {
+			lo = b;
+		}
+	}
+	alcm_mem_free(&e->alloc, h);
+	uint32_t key = (hi << 16) | lo;
+	float f;
+	memcpy(&f, &key, 4);
+	*out = f;
+	return ALCM_OK;
+}
+
+static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
+{
+	const alcm_pack_options *o = &e->opt;
+	p->nch = (t->ndim >= 2 && o->mode != ALCM_MODE_MAX_ERROR && o->mode != ALCM_MODE_SNR)
+	             ? t->shape[0] : 1;
+	p->inner = p->elems / p->nch;
+	p->step = alcm_mem_calloc(&e->alloc, p->nch, sizeof(double));
+	p->bound = alcm_mem_calloc(&e->alloc, p->nch, sizeof(double));
+	if (!p->step || !p->bound)
+		return ALCM_E_NOMEM;
+	double qmax = 0;
+	switch (o->mode) {
+	case ALCM_MODE_MAX_ERROR:
+		p->step[0] = 2 * o->bound;
+		p->bound[0] = o->bound;
+		channel_max(t, p, &qmax);
+		qmax /= p->step[0];
+		break;
+	case ALCM_MODE_REL_ERROR:
+		channel_max(t, p, p->bound);
+		for (uint64_t c = 0; c < p->nch; c++) {
+			p->bound[c] *= o->bound;
+			p->step[c] = 2 * p->bound[c];
+		}
+		qmax = 1 / (2 * o->bound);
+		break;
+	case ALCM_MODE_SNR:
+		p->step[0] = pick_snr_step(t, p->elems, o->bound);
+		p->bound[0] = p->step[0] / 2;
+		channel_max(t, p, &qmax);
+		qmax = p->step[0] > 0 ? qmax / p->step[0] : 0;
+		break;
+	default: /* bits */
+		channel_max(t, p, p->step);
+		for (uint64_t c = 0; c < p->nch; c++)
+			p->step[c] /= (double)((1u << (o->bits - 1)) - 1);
+		alcm_mem_free(&e->alloc, p->bound);
+		p->bound = NULL;
+		qmax = (double)((1u << (o->bits - 1)) - 1);
+		break;
+	}
+	p->bits = o->mode == ALCM_MODE_BITS ? o->bits
+	                                     : (unsigned)ceil(log2(2 * ceil(qmax) + 1));
+	p->qp.dtype = t->dtype;
+	p->qp.step = p->step;
+	p->qp.nsteps = p->nch;
+	p->qp.inner = p->inner;
+	p->qp.bound_c = p->bound;
+	p->qp.level = o->level;
+	p->qp.prune_below = 0;
+	if (o->prune > 0) {
+		uint64_t k = (uint64_t)floor(o->prune * (double)p->elems);
+		if (k > 0) {
+			int st = prune_threshold(e, t, p, k, &p->qp.prune_below);
+			if (st)
+				return st;
+		}
+	}
+	return ALCM_OK;
+}
+
+/* ---- chunk jobs ------------------------------------------------------------------------- */
+
+typedef struct job {
+	alcm_buf data, mask;
+	alcm_qstats st;
+	int status;
+} job;
+
+typedef struct wave {
+	alcm_encoder *e;
+	const alcm_tensor *t;
+	const tparams *p;
+	uint64_t chunk_elems, first_chunk;
+	job *jobs;
+} wave;
+
+static void run_chunk(void *arg, size_t j, unsigned worker)
+{
+	wave *wv = arg;
+	job *jb = &wv->jobs[j];
+	alcm_coder *c = wv->e->coders[worker];
+	uint64_t k = wv->first_chunk + j;
+	uint64_t first = k * wv->chunk_elems;
+	uint64_t n = wv->p->elems - first < wv->chunk_elems ? wv->p->elems - first : wv->chunk_elems;
+	const uint8_t *src = wv->t->data;
+	jb->data.len = 0;
+	jb->mask.len = 0;
+	if (wv->p->mode == ALCM_MODE_LOSSLESS) {
+		size_t w = alcm_dtype_size(wv->t->dtype);
+		unsigned tr = alcm_lossless_choose(c, &jb->data, wv->t->dtype, src + first * w, n,
+		                                   wv->e->opt.level);
+		jb->data.len = 0;
+		jb->status = alcm_lossless_encode(c, &jb->data, wv->t->dtype, tr, src + first * w, n,
+		                                  wv->e->opt.level);
+	} else {
+		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
+		                               &jb->st);
+	}
+}
+
+static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
+{
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), t->name ? t->name : "", t->name ? t->name_len : 0);
+	if (!alcm_dtype_size(t->dtype))
+		return efail(e, ALCM_E_ARG, "tensor '%s': unknown dtype %d", q, t->dtype);
+	if (t->ndim > ALCM_MAX_NDIM || t->name_len > 65535 || (!t->name && t->name_len))
+		return efail(e, ALCM_E_ARG, "tensor '%s': rank or name length out of range", q);
+	uint64_t nb;
+	if (alcm_shape_elements(t->shape, t->ndim, elems) ||
+	    alcm_mul_u64(*elems, alcm_dtype_size(t->dtype), &nb) || nb != t->nbytes ||
+	    (!t->data && nb))
+		return efail(e, ALCM_E_ARG, "tensor '%s': %llu bytes do not match its shape", q,
+		             (unsigned long long)t->nbytes);
+	if (e->ntensors == UINT32_MAX)
+		return efail(e, ALCM_E_LIMIT, "too many tensors");
+	return ALCM_OK;
+}
+
+static void free_params(alcm_encoder *e, tparams *p)
+{
+	alcm_mem_free(&e->alloc, p->step);
+	alcm_mem_free(&e->alloc, p->bound);
+}
+
+/* Codes all chunks in waves of a few per thread and streams them into the data section;
+ * masks are kept (they are small) and written as their own section afterwards. */
+static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64_t chunk_elems,
+                       uint64_t nchunks, alcm_buf *ctab, alcm_buf *masks, alcm_qstats *tot)
+{
+	unsigned per = e->ncoders * 2;
+	job *jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job));
+	if (!jobs)
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	for (unsigned i = 0; i < per; i++)
+		jobs[i].data.a = jobs[i].mask.a = &e->alloc;
+	int st = ALCM_OK;
+	for (uint64_t k = 0; k < nchunks && !st; k += per) {
+		uint64_t nj = nchunks - k < per ? nchunks - k : per;
+		wave wv = {e, t, p, chunk_elems, k, jobs};
+		alcm_pool_run(e->pool, run_chunk, &wv, (size_t)nj);
+		for (uint64_t j = 0; j < nj && !st; j++) {
+			job *jb = &jobs[j];
+			if (jb->status) {
+				st = efail(e, jb->status, "coding chunk %llu: %s",
+				           (unsigned long long)(k + j), alcm_strerror(jb->status));
+				break;
+			}
+			st = alcm_writer_section_write(e->w, jb->data.p, jb->data.len);
+			if (st) {
+				st = efail(e, st, "%s", alcm_writer_detail(e->w));
+				break;
+			}
+			if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
+			    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
+				st = efail(e, ALCM_E_NOMEM, "out of memory");
+			tot->pruned += jb->st.pruned;
+			tot->escapes += jb->st.escapes;
+			tot->sig += jb->st.sig;
+			tot->noise += jb->st.noise;
+			if (jb->st.max_err > tot->max_err)
+				tot->max_err = jb->st.max_err;
+			memset(&jb->st, 0, sizeof(jb->st));
+		}
+	}
+	for (unsigned i = 0; i < per; i++) {
+		alcm_buf_free(&jobs[i].data);
+		alcm_buf_free(&jobs[i].mask);
+	}
+	alcm_mem_free(&e->alloc, jobs);
+	return st;
+}
+
+static int add_section(alcm_encoder *e, const char *type, const void *p, size_t n,
+                       uint32_t *idx)
+{
+	int st = alcm_writer_add_section(e->w, type, ALCM_SECTION_CRITICAL, e->ntensors, p, n, idx);
+	return st ? efail(e, st, "%s", alcm_writer_detail(e->w)) : ALCM_OK;
+}
+
+int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
+{
+	if (!e || !t)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	uint64_t elems;
+	int st = check_tensor(e, t, &elems);
+	if (st)
+		return st;
+	tparams p;
+	memset(&p, 0, sizeof(p));
+	p.elems = elems;
+	p.mode = ALCM_MODE_LOSSLESS;
+	int downgraded = 0;
+	if (e->opt.mode != ALCM_MODE_LOSSLESS) {
+		if (!alcm_dtype_is_float(t->dtype)) {
+			if (e->opt.int_policy == ALCM_INT_REFUSE) {
+				char q[96];
+				alcm_detail_quote(q, sizeof(q), t->name, t->name_len);
+				return efail(e, ALCM_E_BOUND, "tensor '%s': lossy coding of %s values is "
+				             "refused (integers are always stored losslessly)", q,
+				             alcm_dtype_name(t->dtype));
+			}
+			downgraded = 1;
+		} else if (elems > 0) {
+			p.mode = e->opt.mode;
+			if ((st = lossy_params(e, t, &p))) {
+				free_params(e, &p);
+				return efail(e, st, "out of memory");
+			}
+		}
+	}
+	size_t w = alcm_dtype_size(t->dtype);
+	uint64_t chunk_elems = e->opt.chunk_bytes / w;
+	uint64_t nchunks = elems ? (elems - 1) / chunk_elems + 1 : 0;
+	alcm_buf ctab = {NULL, 0, 0, &e->alloc}, masks = {NULL, 0, 0, &e->alloc};
+	alcm_qstats tot;
+	memset(&tot, 0, sizeof(tot));
+	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
+	uint64_t stored = 0, before = alcm_writer_bytes(e->w);
+	st = alcm_writer_section_begin(e->w, p.mode == ALCM_MODE_LOSSLESS ? "LDAT" : "QDAT",
+	                               ALCM_SECTION_CRITICAL, e->ntensors);
+	if (st)
+		st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	if (!st)
+		st = code_chunks(e, t, &p, chunk_elems, nchunks, &ctab, &masks, &tot);
+	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
+		st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	if (!st && p.mode != ALCM_MODE_LOSSLESS) {
+		alcm_buf sc = {NULL, 0, 0, &e->alloc};
+		for (uint64_t c = 0; c < p.nch && !st; c++)
+			st = put_f64(&sc, p.step[c]);
+		if (!st)
+			st = add_section(e, "SCAL", sc.p, sc.len, &scal_idx);
+		alcm_buf_free(&sc);
+		if (!st && p.qp.prune_below > 0)
+			st = add_section(e, "MASK", masks.p, masks.len, &mask_idx);
+	}
+	stored = alcm_writer_bytes(e->w) - before;
+	/* Directory entry (spec 6.3). */
+	alcm_buf *d = &e->tdir;
+	if (!st) {
+		uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)p.mode, (uint8_t)t->ndim,
+		                 (uint8_t)p.bits};
+		double bound = p.mode == ALCM_MODE_BITS ? 0 : e->opt.bound;
+		if (put_u32(d, (uint32_t)t->name_len) || alcm_buf_put(d, t->name, t->name_len) ||
+		    alcm_buf_put(d, b4, 4))
+			st = ALCM_E_NOMEM;
+		for (uint32_t i = 0; i < t->ndim && !st; i++)
+			st = put_u64(d, t->shape[i]);
+		if (!st && (put_u32(d, data_idx) || put_u32(d, scal_idx) || put_u32(d, mask_idx) ||
+		            put_u64(d, chunk_elems) || put_u64(d, nchunks) ||
+		            put_f64(d, p.mode == ALCM_MODE_LOSSLESS ? 0 : bound) ||
+		            put_f64(d, tot.max_err) || put_u64(d, tot.pruned) ||
+		            put_u64(d, tot.escapes) || alcm_buf_put(d, ctab.p, ctab.len)))
+			st = ALCM_E_NOMEM;
+		if (st)
+			efail(e, st, "out of memory");
+	}
+	alcm_buf_free(&ctab);
+	alcm_buf_free(&masks);
+	if (!st) {
+		e->ntensors++;
+		if (rep) {
+			memset(rep, 0, sizeof(*rep));
+			rep->raw_bytes = t->nbytes;
+			rep->stored_bytes = stored;
+			rep->mode = p.mode;
+			rep->bits = p.bits;
+			rep->max_abs_error = tot.max_err;
+			rep->snr_db = tot.noise > 0 ? 10 * log10(tot.sig / tot.noise) : INFINITY;
+			rep->pruned = tot.pruned;
+			rep->escapes = tot.escapes;
+			rep->downgraded = downgraded;
+		}
+	}
+	free_params(e, &p);
+	return st;
+}
+
+int alcm_encoder_finish(alcm_encoder *e)
+{
+	if (!e)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	char prod[64];
+	snprintf(prod, sizeof(prod), "libalcm %s", ALCM_VERSION_STRING);
+	const char *producer = e->opt.producer ? e->opt.producer : prod;
+	alcm_buf m = {NULL, 0, 0, &e->alloc};
+	int st = put_u32(&m, e->nmeta + 1 + (e->opt.source_format ? 1 : 0));
+	const char *k1 = "alcm.producer", *k2 = "alcm.source_format";
+	if (!st)
+		st = put_u32(&m, (uint32_t)strlen(k1)) || alcm_buf_put(&m, k1, strlen(k1)) ||
+		     put_u32(&m, (uint32_t)strlen(producer)) ||
+		     alcm_buf_put(&m, producer, strlen(producer));
+	if (!st && e->opt.source_format)
+		st = put_u32(&m, (uint32_t)strlen(k2)) || alcm_buf_put(&m, k2, strlen(k2)) ||
+		     put_u32(&m, (uint32_t)strlen(e->opt.source_format)) ||
+		     alcm_buf_put(&m, e->opt.source_format, strlen(e->opt.source_format));
+	if (!st)
+		st = alcm_buf_put(&m, e->meta.p, e->meta.len);
+	if (st) {
+		alcm_buf_free(&m);
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	}
+	st = alcm_writer_add_section(e->w, "META", 0, 0, m.p, m.len, NULL);
+	alcm_buf_free(&m);
+	if (!st) {
+		uint8_t c[4];
+		alcm_store32(c, e->ntensors);
+		st = alcm_writer_section_begin(e->w, "TDIR", ALCM_SECTION_CRITICAL, 0);
+		if (!st)
+			st = alcm_writer_section_write(e->w, c, 4);
+		if (!st)
+			st = alcm_writer_section_write(e->w, e->tdir.p, e->tdir.len);
+		if (!st)
+			st = alcm_writer_section_end(e->w, NULL);
+	}
+	if (st)
+		return efail(e, st, "%s", alcm_writer_detail(e->w));
+	e->finished = 1;
+	return ALCM_OK;
+}

@@ -1,0 +1,151 @@
+/* A small fork-join pool: the caller's thread works too, jobs are taken in index order. */
+#include "codec_internal.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+struct alcm_pool {
+	const alcm_allocator *a;
+	unsigned nthreads; /* including the caller */
+	pthread_t *th;
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	alcm_pool_fn fn;
+	void *arg;
+	size_t njobs, next, finished;
+	unsigned long round;
+	int quit;
+};
+
+typedef struct worker_arg {
+	alcm_pool *p;
+	unsigned id;
+} worker_arg;
+
+static void work(alcm_pool *p, unsigned id)
+{
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		if (p->next >= p->njobs) {
+			pthread_mutex_unlock(&p->mu);
+			return;
+		}
+		size_t j = p->next++;
+		pthread_mutex_unlock(&p->mu);
+		p->fn(p->arg, j, id);
+		pthread_mutex_lock(&p->mu);
+		if (++p->finished == p->njobs)
+			pthread_cond_broadcast(&p->done);
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
+static void *worker_main(void *v)
+{
+	worker_arg *wa = v;
+	alcm_pool *p = wa->p;
+	unsigned id = wa->id;
+	unsigned long seen = 0;
+	alcm_mem_free(p->a, wa);
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->quit && p->round == seen)
+			pthread_cond_wait(&p->go, &p->mu);
+		if (p->quit)
+			break;
+		seen = p->round;
+		pthread_mutex_unlock(&p->mu);
+		work(p, id);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+int alcm_pool_new(alcm_pool **out, unsigned threads, const alcm_allocator *a)
+{
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n : 1;
+	}
+	if (threads > 256)
+		threads = 256;
+	alcm_pool *p = alcm_mem_calloc(a, 1, sizeof(*p));
+	if (!p)
+		return ALCM_E_NOMEM;
+	p->a = a;
+	p->nthreads = 1;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->go, NULL);
+	pthread_cond_init(&p->done, NULL);
+	*out = p;
+	if (threads == 1)
+		return ALCM_OK;
+	p->th = alcm_mem_calloc(a, threads, sizeof(pthread_t));
+	if (!p->th)
+		goto fail;
+	for (unsigned i = 1; i < threads; i++) {
+		worker_arg *wa = alcm_mem_alloc(a, sizeof(*wa));
+		if (!wa)
+			goto fail;
+		wa->p = p;
+		wa->id = i;
+		if (pthread_create(&p->th[i], NULL, worker_main, wa) != 0) {
+			alcm_mem_free(a, wa);
+			goto fail;
+		}
+		p->nthreads++;
+	}
+	return ALCM_OK;
+fail:
+	alcm_pool_free(p);
+	*out = NULL;
+	return ALCM_E_NOMEM;
+}
+
+void alcm_pool_run(alcm_pool *p, alcm_pool_fn fn, void *arg, size_t njobs)
+{
+	if (njobs == 0)
+		return;
+	if (p->nthreads == 1 || njobs == 1) {
+		for (size_t j = 0; j < njobs; j++)
+			fn(arg, j, 0);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->fn = fn;
+	p->arg = arg;
+	p->njobs = njobs;
+	p->next = 0;
+	p->finished = 0;
+	p->round++;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	work(p, 0);
+	pthread_mutex_lock(&p->mu);
+	while (p->finished < p->njobs)
+		pthread_cond_wait(&p->done, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+unsigned alcm_pool_threads(const alcm_pool *p)
+{
+	return p->nthreads;
+}
+
+void alcm_pool_free(alcm_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 1; i < p->nthreads; i++)
+		pthread_join(p->th[i], NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->done);
+	alcm_mem_free(p->a, p->th);
+	alcm_mem_free(p->a, p);
+}

@@ -1,0 +1,584 @@
+/* Codec round trips: lossless bit-exactness, lossy bounds on every element, specials,
+ * determinism across thread counts, integer policy, hostile section bytes. */
+#include "testutil.h"
+#include "codec_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct packed {
+	const void *buf;
+	size_t len;
+	alcm_writer *w;
+} packed;
+
+/* Packs the tensors into memory; returns the writer holding the bytes. */
+static int pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, packed *out,
+                alcm_tensor_report *reps)
+{
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	int st = alcm_writer_open_memory(&w, 0, NULL);
+	if (!st)
+		st = alcm_encoder_new(&e, w, o, NULL);
+	for (size_t i = 0; i < n && !st; i++)
+		st = alcm_encoder_add(e, &t[i], reps ? &reps[i] : NULL);
+	if (!st)
+		st = alcm_encoder_finish(e);
+	if (!st)
+		st = alcm_writer_commit(w);
+	alcm_encoder_free(e);
+	if (!st)
+		st = alcm_writer_memory(w, &out->buf, &out->len);
+	out->w = w;
+	return st;
+}
+
+/* Decodes tensor i; the caller frees the result. */
+static uint8_t *unpack_one(const packed *p, size_t i, alcm_tensor_info *info, int *status)
+{
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	uint8_t *out = NULL;
+	int st = alcm_reader_open_memory(&r, p->buf, p->len, "t", NULL, NULL, 0);
+	if (!st)
+		st = alcm_archive_open(&a, r, NULL);
+	if (!st)
+		st = alcm_archive_tensor_info(a, i, info);
+	if (!st) {
+		/* info->name points into the archive, which is freed below. */
+		static char name[256];
+		memcpy(name, info->name, info->name_len < 256 ? info->name_len : 256);
+		info->name = name;
+		out = malloc(info->raw_bytes ? info->raw_bytes : 1);
+		st = alcm_archive_decode(a, i, out, info->raw_bytes);
+	}
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	*status = st;
+	if (st) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void fill_float(int dtype, uint8_t *p, uint64_t n, uint64_t *seed, double scale)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		double v = tu_gauss(seed) * scale;
+		switch (dtype) {
+		case ALCM_DTYPE_F16: alcm_store16(p + 2 * i, alcm_float_to_half((float)v)); break;
+		case ALCM_DTYPE_BF16: alcm_store16(p + 2 * i, alcm_float_to_bf16((float)v)); break;
+		case ALCM_DTYPE_F32: {
+			float f = (float)v;
+			memcpy(p + 4 * i, &f, 4);
+			break;
+		}
+		default: memcpy(p + 8 * i, &v, 8);
+		}
+	}
+}
+
+static alcm_tensor make(const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
+                        uint8_t **data, uint64_t *seed)
+{
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.name = name;
+	t.name_len = strlen(name);
+	t.dtype = dtype;
+	t.ndim = ndim;
+	uint64_t n = 1;
+	for (uint32_t i = 0; i < ndim; i++) {
+		t.shape[i] = shape[i];
+		n *= shape[i];
+	}
+	t.nbytes = n * alcm_dtype_size(dtype);
+	*data = malloc(t.nbytes ? t.nbytes : 1);
+	if (alcm_dtype_is_float(dtype))
+		fill_float(dtype, *data, n, seed, 0.05);
+	else
+		for (uint64_t i = 0; i < t.nbytes; i++)
+			(*data)[i] = (uint8_t)(tu_rand(seed) % 7);
+	if (dtype == ALCM_DTYPE_BOOL)
+		for (uint64_t i = 0; i < t.nbytes; i++)
+			(*data)[i] &= 1;
+	t.data = *data;
+	return t;
+}
+
+static void test_lossless_all_dtypes(void **state)
+{
+	(void)state;
+	uint64_t seed = 1;
+	const uint64_t shapes[][5] = {{0}, {1}, {1000}, {3, 0, 2}, {2, 3, 4, 5, 6}, {70000}};
+	const uint32_t ranks[] = {0, 1, 1, 3, 5, 1};
+	for (int dt = ALCM_DTYPE_BOOL; dt <= ALCM_DTYPE_F64; dt++) {
+		for (size_t s = 0; s < 6; s++) {
+			uint8_t *data;
+			alcm_tensor t = make("layer.0/weight", dt, ranks[s], shapes[s], &data, &seed);
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.chunk_bytes = 4096; /* many chunks */
+			packed p;
+			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			alcm_tensor_info info;
+			int st;
+			uint8_t *back = unpack_one(&p, 0, &info, &st);
+			assert_int_equal(st, ALCM_OK);
+			assert_int_equal(info.dtype, dt);
+			assert_int_equal(info.ndim, ranks[s]);
+			assert_int_equal(info.raw_bytes, t.nbytes);
+			assert_memory_equal(info.name, t.name, t.name_len);
+			assert_true(t.nbytes == 0 || memcmp(back, data, t.nbytes) == 0);
+			free(back);
+			free(data);
+			alcm_writer_free(p.w);
+		}
+	}
+}
+
+/* Float bit patterns that must survive every mode exactly. */
+static void put_specials(int dtype, uint8_t *p)
+{
+	uint64_t pat[8];
+	int n = 0;
+	switch (dtype) {
+	case ALCM_DTYPE_F16:
+	case ALCM_DTYPE_BF16: {
+		uint16_t f16[] = {0x7e01, 0xfc00, 0x7c00, 0x8000, 0x0001, 0x8003, 0x03ff, 0x7d55};
+		uint16_t b16[] = {0x7fc1, 0xff80, 0x7f80, 0x8000, 0x0001, 0x8003, 0x007f, 0xffc3};
+		for (n = 0; n < 8; n++)
+			pat[n] = dtype == ALCM_DTYPE_F16 ? f16[n] : b16[n];
+		for (int i = 0; i < n; i++)
+			alcm_store16(p + 2 * (size_t)i * 37, (uint16_t)pat[i]);
+		return;
+	}
+	case ALCM_DTYPE_F32: {
+		uint32_t f[] = {0x7fc00001u, 0xff800000u, 0x7f800000u, 0x80000000u,
+		                0x00000001u, 0x80000003u, 0x007fffffu, 0xffc12345u};
+		for (int i = 0; i < 8; i++)
+			alcm_store32(p + 4 * (size_t)i * 37, f[i]);
+		return;
+	}
+	default: {
+		uint64_t f[] = {0x7ff8000000000001ull, 0xfff0000000000000ull, 0x7ff0000000000000ull,
+		                0x8000000000000000ull, 1ull, 0x8000000000000003ull,
+		                0x000fffffffffffffull, 0x7ff0000000000001ull};
+		for (int i = 0; i < 8; i++)
+			alcm_store64(p + 8 * (size_t)i * 37, f[i]);
+	}
+	}
+}
+
+static int same_bits(int dtype, const uint8_t *a, const uint8_t *b, uint64_t i)
+{
+	size_t w = alcm_dtype_size(dtype);
+	return memcmp(a + i * w, b + i * w, w) == 0;
+}
+
+/* Checks |x - x'| <= bound(i) on every finite non-special element, exactness elsewhere. */
+static void check_bound(int dtype, const uint8_t *x, const uint8_t *y, uint64_t n,
+                        const double *bound_c, uint64_t inner)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		if (alcm_is_special(dtype, x, i)) {
+			assert_true(same_bits(dtype, x, y, i));
+			continue;
+		}
+		double a = alcm_load_float(dtype, x, i), b = alcm_load_float(dtype, y, i);
+		double bnd = bound_c[inner ? i / inner : 0];
+		if (!(fabs(a - b) <= bnd))
+			fail_msg("element %llu: %.9g vs %.9g exceeds %.9g", (unsigned long long)i, a, b,
+			         bnd);
+	}
+}
+
+static void test_max_error_every_element(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_F16, ALCM_DTYPE_BF16, ALCM_DTYPE_F32, ALCM_DTYPE_F64};
+	const double bounds[] = {1e-4, 1e-3, 0.02};
+	uint64_t seed = 7;
+	for (int d = 0; d < 4; d++) {
+		for (int b = 0; b < 3; b++) {
+			for (int prune = 0; prune < 2; prune++) {
+				uint64_t shape[2] = {64, 300};
+				uint8_t *data;
+				alcm_tensor t = make("w", dts[d], 2, shape, &data, &seed);
+				put_specials(dts[d], data);
+				alcm_pack_options o;
+				alcm_pack_options_default(&o);
+				o.mode = ALCM_MODE_MAX_ERROR;
+				o.bound = bounds[b];
+				o.prune = prune ? 0.25 : 0;
+				o.chunk_bytes = 8192;
+				packed p;
+				alcm_tensor_report rep;
+				assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+				assert_true(rep.max_abs_error <= bounds[b]);
+				assert_true(rep.pruned <= (uint64_t)(0.25 * 64 * 300));
+				assert_true(rep.escapes >= 8);
+				alcm_tensor_info info;
+				int st;
+				uint8_t *back = unpack_one(&p, 0, &info, &st);
+				assert_int_equal(st, ALCM_OK);
+				assert_int_equal(info.mode, ALCM_MODE_MAX_ERROR);
+				check_bound(dts[d], data, back, 64 * 300, &bounds[b], 0);
+				free(back);
+				free(data);
+				alcm_writer_free(p.w);
+			}
+		}
+	}
+}
+
+static void test_rel_error_per_channel(void **state)
+{
+	(void)state;
+	uint64_t seed = 9, shape[3] = {16, 8, 32};
+	uint8_t *data;
+	alcm_tensor t = make("conv", ALCM_DTYPE_F32, 3, shape, &data, &seed);
+	/* Channels of very different magnitude: a per-tensor scale would crush the small ones. */
+	float *f = (float *)data;
+	for (uint64_t c = 0; c < 16; c++)
+		for (uint64_t i = 0; i < 256; i++)
+			f[c * 256 + i] *= powf(10.0f, (float)c - 8.0f);
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_REL_ERROR;
+	o.bound = 0.01;
+	o.prune = 0.1;
+	packed p;
+	assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+	alcm_tensor_info info;
+	int st;
+	uint8_t *back = unpack_one(&p, 0, &info, &st);
+	assert_int_equal(st, ALCM_OK);
+	assert_int_equal(info.scales, 16);
+	double bound[16];
+	for (int c = 0; c < 16; c++) {
+		double m = 0;
+		for (int i = 0; i < 256; i++)
+			m = fmax(m, fabs(f[c * 256 + i]));
+		bound[c] = 0.01 * m;
+	}
+	check_bound(ALCM_DTYPE_F32, data, back, 16 * 256, bound, 256);
+	free(back);
+	free(data);
+	alcm_writer_free(p.w);
+}
+
+static void test_snr_floor_and_bits(void **state)
+{
+	(void)state;
+	uint64_t seed = 11, shape[2] = {32, 1000};
+	const double dbs[] = {20, 40, 60};
+	for (int k = 0; k < 3; k++) {
+		uint8_t *data;
+		alcm_tensor t = make("g", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.mode = ALCM_MODE_SNR;
+		o.bound = dbs[k];
+		packed p;
+		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		alcm_tensor_info info;
+		int st;
+		uint8_t *back = unpack_one(&p, 0, &info, &st);
+		assert_int_equal(st, ALCM_OK);
+		double sig = 0, noise = 0;
+		for (uint64_t i = 0; i < 32000; i++) {
+			double a = ((float *)data)[i], b = ((float *)back)[i];
+			sig += a * a;
+			noise += (a - b) * (a - b);
+		}
+		assert_true(10 * log10(sig / noise) >= dbs[k]);
+		free(back);
+		free(data);
+		alcm_writer_free(p.w);
+	}
+	for (unsigned bits = 2; bits <= 12; bits += 5) {
+		uint8_t *data;
+		alcm_tensor t = make("b", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.mode = ALCM_MODE_BITS;
+		o.bits = bits;
+		packed p;
+		alcm_tensor_report rep;
+		assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+		alcm_tensor_info info;
+		int st;
+		uint8_t *back = unpack_one(&p, 0, &info, &st);
+		assert_int_equal(st, ALCM_OK);
+		assert_int_equal(info.bits, bits);
+		/* Every value lies within half a step of its channel's scale. */
+		const float *x = (const float *)data, *y = (const float *)back;
+		for (int c = 0; c < 32; c++) {
+			double m = 0;
+			for (int i = 0; i < 1000; i++)
+				m = fmax(m, fabs(x[c * 1000 + i]));
+			double half = m / ((1u << (bits - 1)) - 1) / 2 * (1 + 1e-6);
+			for (int i = 0; i < 1000; i++)
+				assert_true(fabs(x[c * 1000 + i] - y[c * 1000 + i]) <= half);
+		}
+		free(back);
+		free(data);
+		alcm_writer_free(p.w);
+	}
+}
+
+static void test_constant_and_tiny_tensors(void **state)
+{
+	(void)state;
+	float one[1] = {3.25f}, zeros[100], wide[6] = {1e-30f, -1e30f, 5.0f, 0.0f, 1e38f, -1e-38f};
+	memset(zeros, 0, sizeof(zeros));
+	float *bufs[] = {one, zeros, wide};
+	uint64_t lens[] = {1, 100, 6};
+	for (int mode = ALCM_MODE_LOSSLESS; mode <= ALCM_MODE_BITS; mode++) {
+		for (int k = 0; k < 3; k++) {
+			alcm_tensor t;
+			memset(&t, 0, sizeof(t));
+			t.name = "c";
+			t.name_len = 1;
+			t.dtype = ALCM_DTYPE_F32;
+			t.ndim = 1;
+			t.shape[0] = lens[k];
+			t.data = bufs[k];
+			t.nbytes = lens[k] * 4;
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.mode = mode;
+			o.bound = mode == ALCM_MODE_SNR ? 30 : 0.001;
+			o.bits = 8;
+			packed p;
+			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			alcm_tensor_info info;
+			int st;
+			uint8_t *back = unpack_one(&p, 0, &info, &st);
+			assert_int_equal(st, ALCM_OK);
+			const float *y = (const float *)back;
+			for (uint64_t i = 0; i < lens[k]; i++) {
+				double err = fabs((double)bufs[k][i] - y[i]);
+				if (mode == ALCM_MODE_LOSSLESS)
+					assert_true(memcmp(&bufs[k][i], &y[i], 4) == 0);
+				else if (mode == ALCM_MODE_MAX_ERROR)
+					assert_true(err <= 0.001);
+				else if (mode == ALCM_MODE_REL_ERROR)
+					assert_true(err <= 0.001 * 1e38 * 1.0000001);
+			}
+			free(back);
+			alcm_writer_free(p.w);
+		}
+	}
+}
+
+static void test_threads_identical_bytes(void **state)
+{
+	(void)state;
+	uint64_t seed = 3, shape[2] = {512, 1024};
+	uint8_t *data;
+	alcm_tensor t[2];
+	t[0] = make("a", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+	uint8_t *data2;
+	t[1] = make("b", ALCM_DTYPE_BF16, 2, shape, &data2, &seed);
+	for (int mode = 0; mode < 2; mode++) {
+		packed ref;
+		memset(&ref, 0, sizeof(ref));
+		for (unsigned th = 1; th <= 4; th++) {
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.threads = th;
+			o.chunk_bytes = 65536;
+			o.mode = mode ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS;
+			o.bound = 1e-3;
+			packed p;
+			assert_int_equal(pack(t, 2, &o, &p, NULL), ALCM_OK);
+			if (th == 1) {
+				ref = p;
+				continue;
+			}
+			assert_int_equal(p.len, ref.len);
+			assert_memory_equal(p.buf, ref.buf, p.len);
+			alcm_writer_free(p.w);
+		}
+		alcm_writer_free(ref.w);
+	}
+	free(data);
+	free(data2);
+}
+
+static void test_integer_policy(void **state)
+{
+	(void)state;
+	uint64_t seed = 5, shape[1] = {999};
+	uint8_t *data;
+	alcm_tensor t = make("steps", ALCM_DTYPE_I64, 1, shape, &data, &seed);
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = 0.5;
+	packed p;
+	alcm_tensor_report rep;
+	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+	assert_int_equal(rep.downgraded, 1);
+	assert_int_equal(rep.mode, ALCM_MODE_LOSSLESS);
+	alcm_tensor_info info;
+	int st;
+	uint8_t *back = unpack_one(&p, 0, &info, &st);
+	assert_int_equal(st, ALCM_OK);
+	assert_memory_equal(back, data, t.nbytes);
+	free(back);
+	alcm_writer_free(p.w);
+	o.int_policy = ALCM_INT_REFUSE;
+	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_E_BOUND);
+	alcm_writer_free(p.w);
+	free(data);
+}
+
+static void test_lossless_not_worse_than_zstd(void **state)
+{
+	(void)state;
+	uint64_t seed = 13, shape[1] = {1 << 18};
+	uint8_t *data;
+	alcm_tensor t = make("w", ALCM_DTYPE_F32, 1, shape, &data, &seed);
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	packed p;
+	alcm_tensor_report rep;
+	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+	alcm_coder *c = alcm_coder_new(NULL, NULL);
+	alcm_buf b = {NULL, 0, 0, NULL};
+	assert_int_equal(alcm_stream_put(c, &b, data, t.nbytes, 3), ALCM_OK);
+	/* Exponent-plane coding must beat zstd on the raw bytes of Gaussian weights. */
+	assert_true(rep.stored_bytes < b.len);
+	alcm_buf_free(&b);
+	alcm_coder_free(c);
+	alcm_writer_free(p.w);
+	free(data);
+}
+
+/* Every byte of the coded sections flipped in turn: decode fails cleanly or, where the
+ * digest is skipped, returns some tensor, and never crashes. */
+static void test_hostile_chunks(void **state)
+{
+	(void)state;
+	uint64_t seed = 17, shape[2] = {8, 40};
+	uint8_t *data;
+	alcm_tensor t = make("h", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+	put_specials(ALCM_DTYPE_F32, data);
+	for (int mode = 0; mode < 2; mode++) {
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.mode = mode ? ALCM_MODE_REL_ERROR : ALCM_MODE_LOSSLESS;
+		o.bound = 0.01;
+		o.prune = mode ? 0.2 : 0;
+		o.chunk_bytes = 4096;
+		packed p;
+		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		uint8_t *copy = malloc(p.len);
+		for (size_t pos = 192; pos < p.len; pos++) {
+			for (unsigned verify = 0; verify < 2; verify++) {
+				memcpy(copy, p.buf, p.len);
+				copy[pos] ^= (uint8_t)(1u << (pos % 8));
+				alcm_reader *r = NULL;
+				alcm_archive *a = NULL;
+				int st = alcm_reader_open_memory(&r, copy, p.len, "x", NULL, NULL,
+				                                 verify ? 0 : ALCM_READ_NO_VERIFY);
+				if (!st)
+					st = alcm_archive_open(&a, r, NULL);
+				if (!st) {
+					uint8_t *out = malloc(t.nbytes);
+					st = alcm_archive_decode(a, 0, out, t.nbytes);
+					/* Padding is outside every digest: only a full verify sees it. */
+					if (verify && st == ALCM_OK)
+						assert_int_not_equal(alcm_reader_verify(r, NULL), ALCM_OK);
+					free(out);
+				}
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+		}
+		free(copy);
+		alcm_writer_free(p.w);
+	}
+	free(data);
+}
+
+static void test_allocation_failures(void **state)
+{
+	(void)state;
+	uint64_t seed = 19, shape[2] = {4, 3000};
+	uint8_t *data;
+	alcm_tensor t = make("f", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+	for (int mode = 0; mode < 2; mode++) {
+		int ok_seen = 0;
+		for (long fail = 1; fail < 400 && !ok_seen; fail++) {
+			tu_alloc ta;
+			tu_alloc_init(&ta, fail);
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.threads = 1;
+			o.chunk_bytes = 8192;
+			o.mode = mode ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS;
+			o.bound = 1e-3;
+			o.prune = mode ? 0.1 : 0;
+			alcm_writer *w = NULL;
+			alcm_encoder *e = NULL;
+			int st = alcm_writer_open_memory(&w, 0, &ta.a);
+			if (!st)
+				st = alcm_encoder_new(&e, w, &o, &ta.a);
+			if (!st)
+				st = alcm_encoder_add(e, &t, NULL);
+			if (!st)
+				st = alcm_encoder_finish(e);
+			if (!st)
+				st = alcm_writer_commit(w);
+			const void *buf;
+			size_t len;
+			if (!st) {
+				alcm_writer_memory(w, &buf, &len);
+				alcm_reader *r = NULL;
+				alcm_archive *a = NULL;
+				st = alcm_reader_open_memory(&r, buf, len, "m", NULL, &ta.a, 0);
+				if (!st)
+					st = alcm_archive_open(&a, r, &ta.a);
+				uint8_t *out = malloc(t.nbytes);
+				if (!st)
+					st = alcm_archive_decode(a, 0, out, t.nbytes);
+				if (!st)
+					ok_seen = 1;
+				free(out);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+			alcm_encoder_free(e);
+			alcm_writer_free(w);
+			if (!ok_seen)
+				assert_true(st == ALCM_E_NOMEM || st == ALCM_E_STATE);
+			assert_int_equal(ta.live, 0);
+		}
+		assert_true(ok_seen);
+	}
+	free(data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lossless_all_dtypes),
+		cmocka_unit_test(test_max_error_every_element),
+		cmocka_unit_test(test_rel_error_per_channel),
+		cmocka_unit_test(test_snr_floor_and_bits),
+		cmocka_unit_test(test_constant_and_tiny_tensors),
+		cmocka_unit_test(test_threads_identical_bytes),
+		cmocka_unit_test(test_integer_policy),
+		cmocka_unit_test(test_lossless_not_worse_than_zstd),
+		cmocka_unit_test(test_hostile_chunks),
+		cmocka_unit_test(test_allocation_failures),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
