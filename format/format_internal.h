@@ -91,8 +91,6 @@ int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off
 int alcm_atomic_commit(alcm_atomic *f, char *detail);
 /* Removes the temp file if not committed; frees the paths. Safe to call twice. */
 void alcm_atomic_abort(alcm_atomic *f);
-/* Async-signal-safe: unlinks every registered temp file. For CLI signal handlers. */
-ALCM_API void alcm_atomic_cleanup_all(void);
 
 /* Writes all of buf with pwrite/write loops. @return 0 or errno. */
 int alcm_write_all(int fd, const void *buf, size_t len);

@@ -437,6 +437,28 @@ ALCM_API int alcm_encoder_finish(alcm_encoder *e);
 ALCM_API void alcm_encoder_free(alcm_encoder *e);
 ALCM_API const char *alcm_encoder_detail(const alcm_encoder *e);
 
+/** How far a decoded tensor is from its original (see alcm_tensor_measure()). */
+typedef struct alcm_error_stats {
+	int identical;          /**< 1 if the bytes are equal */
+	int specials_exact;     /**< 1 if NaN, inf, -0 and subnormals kept their exact bits */
+	double max_abs_error;   /**< over values that are not special */
+	double max_rel_error;   /**< max over channels (axis 0) of max error / max |x| */
+	double snr_db;          /**< 10 log10(sum x^2 / sum (x - y)^2); INFINITY when exact */
+} alcm_error_stats;
+
+/**
+ * Compares `y` (x->nbytes bytes, same dtype and shape) with the tensor x, value by value.
+ * Integer and bool tensors are compared bytewise.
+ */
+ALCM_API int alcm_tensor_measure(const alcm_tensor *x, const void *y, alcm_error_stats *st);
+
+/**
+ * @return 1 if `st` meets what `mode` and `bound` promise (lossless: identical; max-error:
+ * max_abs_error <= bound; rel-error: max_rel_error <= bound; snr: snr_db >= bound; bits:
+ * always), with specials exact in every mode.
+ */
+ALCM_API int alcm_error_within(const alcm_error_stats *st, int mode, double bound);
+
 /* ------------------------------------------------------------------------------------ */
 /* Codec: decoding                                                                       */
 /* ------------------------------------------------------------------------------------ */
@@ -556,6 +578,17 @@ ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+/* ------------------------------------------------------------------------------------ */
+/* Process-wide                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * Removes every temporary file that an uncommitted writer or output of this process holds.
+ * Async-signal-safe (only unlink(2)): call it from a SIGINT/SIGTERM handler so that an
+ * interrupted program leaves no partial file behind.
+ */
+ALCM_API void alcm_atomic_cleanup_all(void);
 
 #ifdef __cplusplus
 }

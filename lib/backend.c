@@ -256,6 +256,12 @@ int alcm_cur_f64(alcm_cursor *c, double *v)
 
 int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level)
 {
+	return alcm_stream_put2(c, out, src, n, level, 1, NULL);
+}
+
+int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level,
+                     int try_zstd, int *zstd_used)
+{
 	const alcm_backend *z = alcm_backend_get(ALCM_BACKEND_ZSTD);
 	size_t bound = z->bound(n);
 	/* Header: backend byte + two varints of at most 10 bytes. */
@@ -266,7 +272,7 @@ int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, 
 	uint8_t *dst = out->p + hdr + 21;
 	size_t clen = 0;
 	unsigned id = ALCM_BACKEND_RAW;
-	if (n >= 64 && level > 0) {
+	if (n >= 64 && level > 0 && try_zstd) {
 		st = z->encode(c, dst, bound, src, n, level, &clen);
 		if (st)
 			return st;
@@ -286,10 +292,22 @@ int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, 
 	memmove(out->p + hdr + hb.len, dst, clen);
 	memcpy(out->p + hdr, h, hb.len);
 	out->len = hdr + hb.len + clen;
+	if (zstd_used)
+		*zstd_used = id == ALCM_BACKEND_ZSTD;
 	return ALCM_OK;
 }
 
 int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact)
+{
+	const uint8_t *p;
+	int st = alcm_stream_view(c, cur, dst, exact, &p);
+	if (!st && p != dst)
+		memcpy(dst, p, exact);
+	return st;
+}
+
+int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact,
+                     const uint8_t **out)
 {
 	uint8_t id;
 	uint64_t raw, clen;
@@ -305,5 +323,12 @@ int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact)
 		return ALCM_E_CORRUPT;
 	if ((st = alcm_cur_bytes(cur, (size_t)clen, &p)))
 		return st;
+	if (id == ALCM_BACKEND_RAW) {
+		if (clen != exact)
+			return ALCM_E_CORRUPT;
+		*out = p;
+		return ALCM_OK;
+	}
+	*out = dst;
 	return b->decode(c, dst, exact, p, (size_t)clen);
 }

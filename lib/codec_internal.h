@@ -72,8 +72,15 @@ int alcm_cur_f64(alcm_cursor *c, double *v);
  * The encoder tries zstd and keeps raw bytes when zstd does not shrink them.
  */
 int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level);
+/* Same, storing raw without trying zstd when try_zstd is 0. @param saved receives 1 if
+ * zstd was used (may be NULL). */
+int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level,
+                     int try_zstd, int *zstd_used);
 /* Decodes a stream whose raw length must be `exact` into dst. */
 int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact);
+/* Same, but a raw stream is not copied: *out points into the cursor's bytes, else to dst. */
+int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact,
+                     const uint8_t **out);
 
 /* ---- scalar conversions ---------------------------------------------------------------- */
 
@@ -91,13 +98,20 @@ enum alcm_transform {
 	ALCM_TRANSFORM_FLOAT = 2   /* float bits rotated left by 1 (exponent first), then planes */
 };
 
-int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, unsigned transform,
+/* A lossless plan: the transform, and which planes are worth giving to zstd (bit k set:
+ * plane k). Planes whose sample did not shrink are stored raw without trying. */
+typedef struct alcm_lplan {
+	unsigned transform;
+	unsigned zmask;
+} alcm_lplan;
+
+int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,
                          const uint8_t *src, uint64_t elems, int level);
 int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst,
                          uint64_t elems, uint8_t *scratch);
 /* Picks a transform for a tensor from a sample of its bytes. */
-unsigned alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
-                              uint64_t elems, int level);
+alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
+                                uint64_t elems, int level);
 
 /* Parameters of a quantized tensor, shared read-only by its chunk jobs. */
 typedef struct alcm_qparams {

@@ -377,11 +377,11 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 	jb->mask.len = 0;
 	if (wv->p->mode == ALCM_MODE_LOSSLESS) {
 		size_t w = alcm_dtype_size(wv->t->dtype);
-		unsigned tr = alcm_lossless_choose(c, &jb->data, wv->t->dtype, src + first * w, n,
-		                                   wv->e->opt.level);
+		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, wv->t->dtype, src + first * w, n,
+		                                       wv->e->opt.level);
 		jb->data.len = 0;
-		jb->status = alcm_lossless_encode(c, &jb->data, wv->t->dtype, tr, src + first * w, n,
-		                                  wv->e->opt.level);
+		jb->status = alcm_lossless_encode(c, &jb->data, wv->t->dtype, &plan, src + first * w,
+		                                  n, wv->e->opt.level);
 	} else {
 		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
 		                               &jb->st);

@@ -59,33 +59,38 @@ static void split(uint8_t *planes, const uint8_t *src, uint64_t n, size_t w, int
 	}
 }
 
-static void join(uint8_t *dst, const uint8_t *planes, uint64_t n, size_t w, int rot)
+/* pl[k][i] = byte k of element i. Separate loops keep the rotation out of the hot path. */
+static void join(uint8_t *dst, const uint8_t *const *pl, uint64_t n, size_t w, int rot)
 {
 	if (w == 2) {
-		for (uint64_t i = 0; i < n; i++) {
-			uint16_t v = (uint16_t)(planes[i] | (planes[n + i] << 8));
-			alcm_store16(dst + 2 * i, rot ? rotr16(v) : v);
-		}
+		const uint8_t *a = pl[0], *b = pl[1];
+		if (rot)
+			for (uint64_t i = 0; i < n; i++)
+				alcm_store16(dst + 2 * i, rotr16((uint16_t)(a[i] | (b[i] << 8))));
+		else
+			for (uint64_t i = 0; i < n; i++)
+				alcm_store16(dst + 2 * i, (uint16_t)(a[i] | (b[i] << 8)));
 	} else if (w == 4) {
+		const uint8_t *a = pl[0], *b = pl[1], *c = pl[2], *d = pl[3];
 		for (uint64_t i = 0; i < n; i++) {
-			uint32_t v = (uint32_t)planes[i] | ((uint32_t)planes[n + i] << 8) |
-			             ((uint32_t)planes[2 * n + i] << 16) |
-			             ((uint32_t)planes[3 * n + i] << 24);
+			uint32_t v = (uint32_t)a[i] | ((uint32_t)b[i] << 8) | ((uint32_t)c[i] << 16) |
+			             ((uint32_t)d[i] << 24);
 			alcm_store32(dst + 4 * i, rot ? rotr32(v) : v);
 		}
 	} else {
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t v = 0;
 			for (size_t k = 0; k < 8; k++)
-				v |= (uint64_t)planes[k * n + i] << (8 * k);
+				v |= (uint64_t)pl[k][i] << (8 * k);
 			alcm_store64(dst + 8 * i, rot ? rotr64(v) : v);
 		}
 	}
 }
 
-int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, unsigned transform,
+int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,
                          const uint8_t *src, uint64_t elems, int level)
 {
+	unsigned transform = plan->transform;
 	size_t w = alcm_dtype_size(dtype);
 	size_t n = (size_t)(elems * w);
 	uint8_t t = (uint8_t)transform;
@@ -93,13 +98,14 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, unsigned trans
 	if (st)
 		return st;
 	if (transform == ALCM_TRANSFORM_NONE || w == 1)
-		return alcm_stream_put(c, out, src, n, level);
+		return alcm_stream_put2(c, out, src, n, level, plan->zmask & 1, NULL);
 	uint8_t *planes = alcm_mem_alloc(out->a, n);
 	if (!planes)
 		return ALCM_E_NOMEM;
 	split(planes, src, elems, w, transform == ALCM_TRANSFORM_FLOAT);
 	for (size_t k = 0; k < w && !st; k++)
-		st = alcm_stream_put(c, out, planes + k * elems, (size_t)elems, level);
+		st = alcm_stream_put2(c, out, planes + k * elems, (size_t)elems, level,
+		                      (plan->zmask >> k) & 1, NULL);
 	alcm_mem_free(out->a, planes);
 	return st;
 }
@@ -117,37 +123,63 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 		return alcm_stream_get(c, cur, dst, n);
 	if (t > ALCM_TRANSFORM_FLOAT || (t == ALCM_TRANSFORM_FLOAT && !alcm_dtype_is_float(dtype)))
 		return ALCM_E_CORRUPT;
+	const uint8_t *pl[8];
 	for (size_t k = 0; k < w; k++)
-		if ((st = alcm_stream_get(c, cur, scratch + k * elems, (size_t)elems)))
+		if ((st = alcm_stream_view(c, cur, scratch + k * elems, (size_t)elems, &pl[k])))
 			return st;
-	join(dst, scratch, elems, w, t == ALCM_TRANSFORM_FLOAT);
+	join(dst, pl, elems, w, t == ALCM_TRANSFORM_FLOAT);
 	return ALCM_OK;
 }
 
-unsigned alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
-                              uint64_t elems, int level)
+/* Codes a sample with every plane offered to zstd, recording which planes shrank. */
+static size_t trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
+                    const uint8_t *s, uint64_t ns, int level, unsigned *zmask)
+{
+	size_t w = alcm_dtype_size(dtype), planes = transform == ALCM_TRANSFORM_NONE ? 1 : w;
+	alcm_lplan all = {transform, 0xffu};
+	tmp->len = 0;
+	if (alcm_lossless_encode(c, tmp, dtype, &all, s, ns, level))
+		return SIZE_MAX;
+	/* Walk the stream headers: backend byte 1 means zstd won on that plane. */
+	alcm_cursor cur = {tmp->p, tmp->len, 1};
+	*zmask = 0;
+	for (size_t k = 0; k < planes; k++) {
+		uint8_t id;
+		uint64_t raw, clen;
+		const uint8_t *p;
+		if (alcm_cur_u8(&cur, &id) || alcm_cur_varint(&cur, &raw) ||
+		    alcm_cur_varint(&cur, &clen) || alcm_cur_bytes(&cur, (size_t)clen, &p))
+			return SIZE_MAX;
+		/* Keep zstd where it saved at least 1%: below that, raw decodes faster. */
+		if (id == ALCM_BACKEND_ZSTD && clen < raw - raw / 100)
+			*zmask |= 1u << k;
+	}
+	return tmp->len;
+}
+
+alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
+                                uint64_t elems, int level)
 {
 	size_t w = alcm_dtype_size(dtype);
-	if (w == 1)
-		return ALCM_TRANSFORM_NONE;
+	alcm_lplan best = {ALCM_TRANSFORM_NONE, 0xffu};
 	unsigned alt = alcm_dtype_is_float(dtype) ? ALCM_TRANSFORM_FLOAT : ALCM_TRANSFORM_PLANES;
 	/* A 64 KiB sample from the middle of the chunk decides; coding it twice costs a few
 	 * percent of the chunk's time. */
 	uint64_t ns = ((uint64_t)1 << 16) / w;
 	if (ns > elems)
 		ns = elems;
+	if (ns < 256)
+		return w == 1 ? best : (alcm_lplan){alt, 0xffu};
 	const uint8_t *s = src + (size_t)((elems - ns) / 2 * w);
-	size_t best = SIZE_MAX;
-	unsigned pick = alt;
-	const unsigned cand[2] = {alt, ALCM_TRANSFORM_NONE};
-	for (int i = 0; i < 2; i++) {
-		tmp->len = 0;
-		if (alcm_lossless_encode(c, tmp, dtype, cand[i], s, ns, level))
-			return alt;
-		if (tmp->len < best) {
-			best = tmp->len;
-			pick = cand[i];
+	unsigned zm;
+	size_t len = trial(c, tmp, dtype, ALCM_TRANSFORM_NONE, s, ns, level, &zm);
+	best.zmask = zm;
+	if (w > 1) {
+		size_t len2 = trial(c, tmp, dtype, alt, s, ns, level, &zm);
+		if (len2 <= len) {
+			best.transform = alt;
+			best.zmask = zm;
 		}
 	}
-	return pick;
+	return best;
 }

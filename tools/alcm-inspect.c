@@ -1,1 +1,229 @@
-int main(void){return 0;}
+/* alcm-inspect: summary of an .alcm archive; --json; --verify checks every digest. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: alcm-inspect [--json] [--verify] [-q] FILE.alcm\n"
+	"\n"
+	"Prints the format version, each section (type, offset, size, digest state) and each\n"
+	"tensor (name, dtype, shape, mode, bits, scales, pruned share, stored and original bytes,\n"
+	"ratio).\n"
+	"\n"
+	"  --json       print the same as one JSON object\n"
+	"  --verify     check every section digest and the zero padding; exit 5 naming the\n"
+	"               first bad section\n"
+	"  -q, --quiet  print nothing; only the exit status tells\n"
+	"  -h, --help   this help        -V, --version   print the version\n"
+	"\n" CLI_EXIT_CODES_HELP;
+
+static const char *mode_name(int m)
+{
+	static const char *n[] = {"lossless", "max-error", "rel-error", "snr", "bits"};
+	return m >= 0 && m <= 4 ? n[m] : "?";
+}
+
+static const char *digest_name(int s)
+{
+	return s == ALCM_DIGEST_OK ? "ok" : s == ALCM_DIGEST_BAD ? "BAD" : "unchecked";
+}
+
+static void hex(FILE *f, const uint8_t *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", d[i]);
+}
+
+static double ratio(uint64_t raw, uint64_t stored)
+{
+	return stored ? (double)raw / (double)stored : 0;
+}
+
+static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
+{
+	unsigned maj, min;
+	alcm_reader_version(r, &maj, &min);
+	uint32_t n = alcm_reader_section_count(r);
+	printf("file:     %s\n", path);
+	printf("format:   %u.%u%s, generation %llu, %llu bytes\n", maj, min,
+	       (alcm_reader_flags(r) & ALCM_FLAG_STREAM) ? " (stream)" : "",
+	       (unsigned long long)alcm_reader_generation(r),
+	       (unsigned long long)alcm_reader_file_size(r));
+	if (alcm_reader_tail_bytes(r))
+		printf("tail:     %llu uncommitted bytes after the table (interrupted append)\n",
+		       (unsigned long long)alcm_reader_tail_bytes(r));
+	printf("digests:  %s\n", verified ? "all verified" : "not checked (use --verify)");
+	printf("sections: %u\n", n);
+	printf("  %4s  %-4s  %-8s  %6s  %12s  %12s  %s\n", "#", "type", "flags", "tag", "offset",
+	       "length", "digest");
+	for (uint32_t i = 0; i < n; i++) {
+		alcm_section_info si;
+		alcm_reader_section_info(r, i, &si);
+		printf("  %4u  %-4s  %-8s  %6u  %12llu  %12llu  %s%s\n", i, si.type,
+		       (si.flags & ALCM_SECTION_CRITICAL) ? "critical" : "optional", si.tag,
+		       (unsigned long long)si.offset, (unsigned long long)si.length,
+		       digest_name(si.digest_state), si.known ? "" : " (unknown type, skipped)");
+	}
+	if (!a) {
+		printf("tensors:  none (no tensor directory)\n");
+		return;
+	}
+	size_t nt = alcm_archive_tensor_count(a);
+	uint64_t raw = 0, stored = 0;
+	printf("tensors:  %zu\n", nt);
+	printf("  %-32s  %-8s  %-16s  %-9s  %4s  %6s  %7s  %10s  %10s  %7s\n", "name", "dtype",
+	       "shape", "mode", "bits", "scales", "pruned", "stored", "original", "ratio");
+	for (size_t i = 0; i < nt; i++) {
+		alcm_tensor_info ti;
+		alcm_archive_tensor_info(a, i, &ti);
+		raw += ti.raw_bytes;
+		stored += ti.stored_bytes;
+		printf("  %-32s  %-8s  %-16s  %-9s  %4u  %6llu  %6.2f%%  %10llu  %10llu  %6.2fx\n",
+		       cli_name(ti.name, ti.name_len), alcm_dtype_name(ti.dtype),
+		       cli_shape(ti.shape, ti.ndim), mode_name(ti.mode), ti.bits,
+		       (unsigned long long)ti.scales,
+		       ti.elements ? 100.0 * (double)ti.pruned / (double)ti.elements : 0.0,
+		       (unsigned long long)ti.stored_bytes, (unsigned long long)ti.raw_bytes,
+		       ratio(ti.raw_bytes, ti.stored_bytes));
+	}
+	printf("total:    %llu bytes of tensors in %llu bytes of file (%.2fx)\n",
+	       (unsigned long long)raw, (unsigned long long)alcm_reader_file_size(r),
+	       ratio(raw, alcm_reader_file_size(r)));
+	size_t nm = alcm_archive_meta_count(a);
+	for (size_t i = 0; i < nm; i++) {
+		const char *k;
+		const uint8_t *v;
+		size_t vl;
+		alcm_archive_meta(a, i, &k, &v, &vl);
+		printf("meta:     %s = %s\n", cli_name(k, strlen(k)), cli_name((const char *)v, vl));
+	}
+	(void)stored;
+}
+
+static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int verified)
+{
+	unsigned maj, min;
+	alcm_reader_version(r, &maj, &min);
+	uint32_t n = alcm_reader_section_count(r);
+	printf("{\"file\":");
+	cli_json_string(stdout, path, strlen(path));
+	printf(",\"version\":\"%u.%u\",\"stream\":%s,\"generation\":%llu,\"file_bytes\":%llu,"
+	       "\"tail_bytes\":%llu,\"verified\":%s,\"sections\":[",
+	       maj, min, (alcm_reader_flags(r) & ALCM_FLAG_STREAM) ? "true" : "false",
+	       (unsigned long long)alcm_reader_generation(r),
+	       (unsigned long long)alcm_reader_file_size(r),
+	       (unsigned long long)alcm_reader_tail_bytes(r), verified ? "true" : "false");
+	for (uint32_t i = 0; i < n; i++) {
+		alcm_section_info si;
+		alcm_reader_section_info(r, i, &si);
+		printf("%s{\"index\":%u,\"type\":", i ? "," : "", i);
+		cli_json_string(stdout, si.type, 4);
+		printf(",\"critical\":%s,\"known\":%s,\"tag\":%u,\"offset\":%llu,\"length\":%llu,"
+		       "\"digest\":\"",
+		       (si.flags & ALCM_SECTION_CRITICAL) ? "true" : "false",
+		       si.known ? "true" : "false", si.tag, (unsigned long long)si.offset,
+		       (unsigned long long)si.length);
+		hex(stdout, si.digest, 32);
+		printf("\",\"digest_state\":\"%s\"}", digest_name(si.digest_state));
+	}
+	printf("],\"tensors\":[");
+	size_t nt = a ? alcm_archive_tensor_count(a) : 0;
+	for (size_t i = 0; i < nt; i++) {
+		alcm_tensor_info ti;
+		alcm_archive_tensor_info(a, i, &ti);
+		printf("%s{\"name\":", i ? "," : "");
+		cli_json_string(stdout, ti.name, ti.name_len);
+		printf(",\"dtype\":\"%s\",\"shape\":[", alcm_dtype_name(ti.dtype));
+		for (uint32_t d = 0; d < ti.ndim; d++)
+			printf("%s%llu", d ? "," : "", (unsigned long long)ti.shape[d]);
+		printf("],\"mode\":\"%s\",\"bits\":%u,\"bound\":%.17g,\"max_abs_error\":%.17g,"
+		       "\"scales\":%llu,\"pruned\":%llu,\"escapes\":%llu,\"chunks\":%u,"
+		       "\"stored_bytes\":%llu,\"original_bytes\":%llu,\"ratio\":%.6f}",
+		       mode_name(ti.mode), ti.bits, ti.bound, ti.max_abs_error,
+		       (unsigned long long)ti.scales, (unsigned long long)ti.pruned,
+		       (unsigned long long)ti.escapes, ti.chunks, (unsigned long long)ti.stored_bytes,
+		       (unsigned long long)ti.raw_bytes, ratio(ti.raw_bytes, ti.stored_bytes));
+	}
+	printf("],\"meta\":{");
+	size_t nm = a ? alcm_archive_meta_count(a) : 0;
+	for (size_t i = 0; i < nm; i++) {
+		const char *k;
+		const uint8_t *v;
+		size_t vl;
+		alcm_archive_meta(a, i, &k, &v, &vl);
+		printf("%s", i ? "," : "");
+		cli_json_string(stdout, k, strlen(k));
+		putchar(':');
+		cli_json_string(stdout, (const char *)v, vl);
+	}
+	printf("}}\n");
+}
+
+int main(int argc, char **argv)
+{
+	cli_init("alcm-inspect");
+	int json = 0, verify = 0;
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},  {"verify", no_argument, NULL, 'c'},
+		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "qhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'c': verify = 1; break;
+		case 'q': cli_quiet = 1; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("alcm-inspect %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
+		                 ALCM_FORMAT_MINOR); return 0;
+		default: fputs(usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_err("expected one FILE argument (see --help)");
+		return EXIT_USAGE;
+	}
+	const char *path = argv[optind];
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	int st = alcm_reader_open_file(&r, path, NULL, NULL, 0);
+	int rc = 0;
+	if (st) {
+		rc = cli_fail(st, "read", path, alcm_reader_detail(r));
+		goto out;
+	}
+	if (verify) {
+		uint32_t bad;
+		st = alcm_reader_verify(r, &bad);
+		if (st) {
+			rc = cli_fail(st, "verify", path, alcm_reader_detail(r));
+			goto out;
+		}
+	}
+	uint32_t dummy;
+	if (alcm_reader_find_section(r, "TDIR", 0, &dummy) == ALCM_OK) {
+		st = alcm_archive_open(&a, r, NULL);
+		if (st) {
+			rc = cli_fail(st, "read", path, alcm_archive_detail(a));
+			goto out;
+		}
+	}
+	if (!cli_quiet) {
+		if (json)
+			print_json(r, a, path, verify);
+		else
+			print_text(r, a, path, verify);
+		if (fflush(stdout) != 0) {
+			cli_err("cannot write the output");
+			rc = EXIT_IO;
+		}
+	}
+out:
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	return rc;
+}

@@ -1,1 +1,322 @@
-int main(void){return 0;}
+/* alcm-pack: pack a tensor file (.npy, .npz, .safetensors) into an .alcm archive. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: alcm-pack INPUT -o OUTPUT.alcm [options]\n"
+	"\n"
+	"Packs every tensor of INPUT (.npy, .npz, .safetensors; detected from its bytes) into an\n"
+	"archive. Lossless (bit-exact) unless a bound, a width or a budget is named. Lossy modes\n"
+	"apply to float tensors; integer and bool tensors are always stored losslessly.\n"
+	"\n"
+	"Output:\n"
+	"  -o, --output FILE     archive to write (required); written atomically\n"
+	"  -f, --force           replace OUTPUT if it exists\n"
+	"      --stream          make an appendable stream archive\n"
+	"Lossy modes (choose at most one; NaN, inf, -0 and subnormals always stay exact):\n"
+	"      --max-error E     |x - x'| <= E for every value\n"
+	"      --rel-error R     |x - x'| <= R * max|x| of the value's channel (axis 0), R < 1\n"
+	"      --snr DB          signal-to-noise ratio of every tensor >= DB decibels\n"
+	"      --bits N          fixed width: N-bit symbols (2..16), per-channel scale\n"
+	"      --prune F         drop up to a share F (<= 0.25) of the smallest values into masks;\n"
+	"                        a pruned value still meets the bound\n"
+	"      --int-lossy=MODE  integers under a lossy mode: 'store' losslessly with a warning\n"
+	"                        (default) or 'refuse' (exit 10)\n"
+	"Coding:\n"
+	"  -l, --level N         zstd level 1..19 (default 3)\n"
+	"  -T, --threads N       worker threads (default: all cores); output is identical for\n"
+	"                        every N\n"
+	"      --chunk-size B    bytes per independently coded chunk (default 4M)\n"
+	"      --check           decode the archive after writing and compare with INPUT\n"
+	"Messages:\n"
+	"  -q, --quiet           no summary, no warnings     -v, --verbose  one line per tensor\n"
+	"  -h, --help            this help                   -V, --version  print the version\n"
+	"\n"
+	"After packing, one summary line: tensors, bytes in and out, ratio, MB/s, largest error.\n"
+	"\n" CLI_EXIT_CODES_HELP;
+
+enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
+       OPT_CHECK, OPT_STREAM };
+
+typedef struct pack_args {
+	const char *in, *out;
+	int force, stream, check, modes;
+	alcm_pack_options o;
+} pack_args;
+
+static int parse_args(int argc, char **argv, pack_args *a)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
+		{"stream", no_argument, NULL, OPT_STREAM}, {"max-error", required_argument, NULL, OPT_MAXERR},
+		{"rel-error", required_argument, NULL, OPT_RELERR}, {"snr", required_argument, NULL, OPT_SNR},
+		{"bits", required_argument, NULL, OPT_BITS}, {"prune", required_argument, NULL, OPT_PRUNE},
+		{"int-lossy", required_argument, NULL, OPT_INT}, {"level", required_argument, NULL, 'l'},
+		{"threads", required_argument, NULL, 'T'}, {"chunk-size", required_argument, NULL, OPT_CHUNK},
+		{"check", no_argument, NULL, OPT_CHECK}, {"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+	};
+	alcm_pack_options_default(&a->o);
+	int c;
+	uint64_t u;
+	double d;
+	while ((c = getopt_long(argc, argv, "o:fl:T:qvhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': a->out = optarg; break;
+		case 'f': a->force = 1; break;
+		case OPT_STREAM: a->stream = 1; break;
+		case OPT_CHECK: a->check = 1; break;
+		case 'q': cli_quiet = 1; break;
+		case 'v': cli_verbose = 1; break;
+		case 'h': fputs(usage, stdout); exit(0);
+		case 'V': printf("alcm-pack %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
+		                 ALCM_FORMAT_MINOR); exit(0);
+		case OPT_MAXERR:
+		case OPT_RELERR:
+		case OPT_SNR:
+			if (cli_parse_double(optarg, &d) || !(d > 0)) {
+				cli_err("invalid bound '%s': expected a positive number", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.mode = c == OPT_MAXERR ? ALCM_MODE_MAX_ERROR
+			          : c == OPT_RELERR ? ALCM_MODE_REL_ERROR : ALCM_MODE_SNR;
+			a->o.bound = d;
+			a->modes++;
+			break;
+		case OPT_BITS:
+			if (cli_parse_u64(optarg, &u) || u < 2 || u > 16) {
+				cli_err("invalid --bits '%s': expected 2..16", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.mode = ALCM_MODE_BITS;
+			a->o.bits = (unsigned)u;
+			a->modes++;
+			break;
+		case OPT_PRUNE:
+			if (cli_parse_double(optarg, &d) || d < 0 || d > 0.25) {
+				cli_err("invalid --prune '%s': expected a share between 0 and 0.25", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.prune = d;
+			break;
+		case OPT_INT:
+			if (strcmp(optarg, "store") == 0)
+				a->o.int_policy = ALCM_INT_LOSSLESS;
+			else if (strcmp(optarg, "refuse") == 0)
+				a->o.int_policy = ALCM_INT_REFUSE;
+			else {
+				cli_err("invalid --int-lossy '%s': expected 'store' or 'refuse'", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'l':
+			if (cli_parse_u64(optarg, &u) || u < 1 || u > 19) {
+				cli_err("invalid --level '%s': expected 1..19", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.level = (int)u;
+			break;
+		case 'T':
+			if (cli_parse_u64(optarg, &u) || u > 256) {
+				cli_err("invalid --threads '%s': expected 0..256", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.threads = (unsigned)u;
+			break;
+		case OPT_CHUNK:
+			if (cli_parse_u64(optarg, &u) || u < 4096 || u > ((uint64_t)1 << 30)) {
+				cli_err("invalid --chunk-size '%s': expected 4k..1G", optarg);
+				return EXIT_USAGE;
+			}
+			a->o.chunk_bytes = u;
+			break;
+		default: fputs(usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || !a->out) {
+		cli_err("expected INPUT and -o OUTPUT (see --help)");
+		return EXIT_USAGE;
+	}
+	if (a->modes > 1) {
+		cli_err("choose one of --max-error, --rel-error, --snr, --bits");
+		return EXIT_USAGE;
+	}
+	if (a->o.prune > 0 && a->o.mode == ALCM_MODE_LOSSLESS) {
+		cli_err("--prune is lossy: name a bound (--max-error, --rel-error, --snr) or --bits");
+		return EXIT_USAGE;
+	}
+	a->in = argv[optind];
+	return 0;
+}
+
+/* 1 if the decoded tensor y keeps x's identity and meets the promise of its mode. */
+static int roundtrip_ok(const alcm_tensor *x, const alcm_tensor_info *ti, const uint8_t *y,
+                        alcm_error_stats *es)
+{
+	if (x->dtype != ti->dtype || x->ndim != ti->ndim || x->nbytes != ti->raw_bytes ||
+	    x->name_len != ti->name_len || memcmp(x->name, ti->name, x->name_len) ||
+	    memcmp(x->shape, ti->shape, x->ndim * sizeof(uint64_t)))
+		return 0;
+	alcm_tensor_measure(x, y, es);
+	return alcm_error_within(es, ti->mode, ti->bound);
+}
+
+static int check_roundtrip(const pack_args *a, int lossless)
+{
+	alcm_input *in = NULL;
+	alcm_reader *r = NULL;
+	alcm_archive *ar = NULL;
+	uint8_t *buf = NULL;
+	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
+	if (st)
+		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	st = alcm_reader_open_file(&r, a->out, NULL, NULL, 0);
+	if (!st)
+		st = alcm_archive_open(&ar, r, NULL);
+	if (st) {
+		rc = cli_fail(st, "check", a->out, ar ? alcm_archive_detail(ar) : alcm_reader_detail(r));
+		goto out;
+	}
+	size_t i = 0, n = alcm_archive_tensor_count(ar);
+	for (;; i++) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+			goto out;
+		}
+		if (!has)
+			break;
+		alcm_tensor_info ti;
+		if (i >= n || alcm_archive_tensor_info(ar, i, &ti)) {
+			cli_err("check failed: '%s' has fewer tensors than '%s'", a->out, a->in);
+			rc = EXIT_FAIL;
+			goto out;
+		}
+		free(buf);
+		buf = malloc(ti.raw_bytes ? ti.raw_bytes : 1);
+		if (!buf) {
+			rc = EXIT_NOMEM;
+			goto out;
+		}
+		if ((st = alcm_archive_decode(ar, i, buf, ti.raw_bytes))) {
+			rc = cli_fail(st, "check", a->out, alcm_archive_detail(ar));
+			goto out;
+		}
+		alcm_error_stats es;
+		if (!roundtrip_ok(&t, &ti, buf, &es)) {
+			cli_err("check failed: tensor '%s' breaks its %s promise after decoding "
+			        "(max error %.6g, snr %.2f dB)", cli_name(t.name, t.name_len),
+			        ti.mode == ALCM_MODE_LOSSLESS ? "bit-exact" : "error-bound",
+			        es.max_abs_error, es.snr_db);
+			rc = EXIT_FAIL;
+			goto out;
+		}
+	}
+	if (i != n) {
+		cli_err("check failed: '%s' has more tensors than '%s'", a->out, a->in);
+		rc = EXIT_FAIL;
+	} else if (!cli_quiet) {
+		fprintf(stderr, "%s: check: %zu tensors decoded, %s\n", cli_prog, n,
+		        lossless ? "all bit-exact" : "integers bit-exact, floats within the bound, "
+		                                     "specials exact");
+	}
+out:
+	free(buf);
+	alcm_archive_free(ar);
+	alcm_reader_free(r);
+	alcm_input_free(in);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	cli_init("alcm-pack");
+	pack_args a;
+	memset(&a, 0, sizeof(a));
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc;
+	alcm_input *in = NULL;
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	int st = alcm_input_open(&in, a.in, NULL, NULL);
+	if (st) {
+		rc = cli_fail(st, "read", a.in, alcm_input_detail(in));
+		goto out;
+	}
+	a.o.source_format = alcm_format_name(alcm_input_format(in));
+	unsigned wflags = (a.force ? ALCM_WRITE_OVERWRITE : 0) | (a.stream ? ALCM_WRITE_STREAM : 0);
+	if ((st = alcm_writer_open_file(&w, a.out, wflags, NULL))) {
+		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
+		goto out;
+	}
+	if ((st = alcm_encoder_new(&e, w, &a.o, NULL))) {
+		rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
+		goto out;
+	}
+	cli_progress p;
+	cli_progress_start(&p, "packing", alcm_input_size(in), (uint64_t)100 << 20);
+	double t0 = cli_now(), maxerr = 0;
+	uint64_t raw = 0, ntensors = 0, downgraded = 0;
+	for (;;) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a.in, alcm_input_detail(in));
+			goto out;
+		}
+		if (!has)
+			break;
+		alcm_tensor_report rep;
+		if ((st = alcm_encoder_add(e, &t, &rep))) {
+			rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
+			goto out;
+		}
+		ntensors++;
+		raw += t.nbytes;
+		downgraded += (uint64_t)rep.downgraded;
+		if (rep.max_abs_error > maxerr)
+			maxerr = rep.max_abs_error;
+		cli_progress_add(&p, t.nbytes);
+		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
+		         cli_name(t.name, t.name_len), alcm_dtype_name(t.dtype),
+		         cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
+		         cli_size(rep.stored_bytes),
+		         rep.stored_bytes ? (double)rep.raw_bytes / (double)rep.stored_bytes : 0.0,
+		         rep.max_abs_error, (unsigned long long)rep.pruned,
+		         (unsigned long long)rep.escapes);
+	}
+	if ((st = alcm_encoder_finish(e))) {
+		rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
+		goto out;
+	}
+	uint64_t out_bytes = alcm_writer_bytes(w);
+	if ((st = alcm_writer_commit(w))) {
+		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
+		goto out;
+	}
+	cli_progress_end(&p);
+	double dt = cli_now() - t0;
+	if (downgraded)
+		cli_warn("%llu integer or bool tensors stored losslessly (lossy modes apply to floats)",
+		         (unsigned long long)downgraded);
+	if (!cli_quiet)
+		fprintf(stderr, "%s: %llu tensors, %s -> %s (%.2fx), %.1f MB/s, max error %.3g%s\n",
+		        cli_prog, (unsigned long long)ntensors, cli_size(raw), cli_size(out_bytes),
+		        out_bytes ? (double)raw / (double)out_bytes : 0.0,
+		        dt > 0 ? (double)raw / dt / 1e6 : 0.0, maxerr,
+		        a.o.mode == ALCM_MODE_LOSSLESS ? " (lossless)" : "");
+	if (a.check)
+		rc = check_roundtrip(&a, a.o.mode == ALCM_MODE_LOSSLESS);
+out:
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	alcm_input_free(in);
+	return rc;
+}

@@ -1,1 +1,276 @@
-typedef int alcm_cli_placeholder;
+/* Shared command-line code of the alcm tools. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *cli_prog = "alcm";
+int cli_quiet, cli_verbose;
+
+static void on_signal(int sig)
+{
+	alcm_atomic_cleanup_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_init(const char *prog)
+{
+	cli_prog = prog;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void vmsg(const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: %s", cli_prog, prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_err(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	if (cli_quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void cli_info(const char *fmt, ...)
+{
+	if (!cli_verbose)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+int cli_exit_code(int st)
+{
+	switch (st) {
+	case ALCM_OK: return EXIT_OK_;
+	case ALCM_E_ARG: return EXIT_USAGE;
+	case ALCM_E_IO: return EXIT_IO;
+	case ALCM_E_CORRUPT: return EXIT_MALFORMED;
+	case ALCM_E_DIGEST: return EXIT_DIGEST;
+	case ALCM_E_LIMIT: return EXIT_LIMIT;
+	case ALCM_E_UNSUPPORTED: return EXIT_UNSUPPORTED;
+	case ALCM_E_EXISTS: return EXIT_EXISTS;
+	case ALCM_E_NOMEM: return EXIT_NOMEM;
+	case ALCM_E_BOUND: return EXIT_BOUND;
+	default: return EXIT_FAIL;
+	}
+}
+
+int cli_fail(int st, const char *verb, const char *path, const char *detail)
+{
+	const char *d = detail && *detail ? detail : alcm_strerror(st);
+	/* Library details often start with the path already: do not say it twice. */
+	size_t pl = strlen(path);
+	if (strncmp(d, path, pl) == 0 && d[pl] == ':' && d[pl + 1] == ' ')
+		d += pl + 2;
+	cli_err("cannot %s '%s': %s", verb, path, d);
+	return cli_exit_code(st);
+}
+
+int cli_parse_double(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	unsigned shift = 0;
+	if (*end == 'k' || *end == 'K')
+		shift = 10, end++;
+	else if (*end == 'M')
+		shift = 20, end++;
+	else if (*end == 'G')
+		shift = 30, end++;
+	if (*end || (shift && v > (~0ull >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *label, uint64_t total, uint64_t min_total)
+{
+	memset(p, 0, sizeof(*p));
+	p->on = !cli_quiet && total >= min_total && isatty(STDERR_FILENO);
+	p->total = total;
+	p->label = label;
+	p->start = p->last = cli_now();
+}
+
+static void progress_draw(cli_progress *p)
+{
+	double f = p->total ? (double)p->done / (double)p->total : 1;
+	if (f > 1)
+		f = 1;
+	int w = 30, fill = (int)(f * w);
+	double el = cli_now() - p->start;
+	fprintf(stderr, "\r%s [%.*s%*s] %3d%% %8.1f MB/s", p->label, fill,
+	        "##############################", w - fill, "", (int)(f * 100),
+	        el > 0 ? (double)p->done / el / 1e6 : 0.0);
+	fflush(stderr);
+}
+
+void cli_progress_add(cli_progress *p, uint64_t n)
+{
+	p->done += n;
+	if (!p->on)
+		return;
+	double t = cli_now();
+	if (t - p->last >= 0.1) {
+		p->last = t;
+		progress_draw(p);
+	}
+}
+
+void cli_progress_end(cli_progress *p)
+{
+	if (!p->on)
+		return;
+	progress_draw(p);
+	fputc('\n', stderr);
+}
+
+#define RING 8
+static char ring[RING][256];
+static int ring_next;
+static char *ring_buf(void)
+{
+	return ring[ring_next++ % RING];
+}
+
+const char *cli_size(uint64_t b)
+{
+	char *s = ring_buf();
+	if (b < 1000)
+		snprintf(s, 256, "%llu B", (unsigned long long)b);
+	else if (b < 1000000)
+		snprintf(s, 256, "%.1f kB", (double)b / 1e3);
+	else if (b < 1000000000)
+		snprintf(s, 256, "%.1f MB", (double)b / 1e6);
+	else
+		snprintf(s, 256, "%.2f GB", (double)b / 1e9);
+	return s;
+}
+
+const char *cli_shape(const uint64_t *shape, uint32_t ndim)
+{
+	char *s = ring_buf();
+	size_t o = 0;
+	o += (size_t)snprintf(s + o, 256 - o, "[");
+	for (uint32_t i = 0; i < ndim && o < 200; i++)
+		o += (size_t)snprintf(s + o, 256 - o, "%s%llu", i ? ", " : "",
+		                      (unsigned long long)shape[i]);
+	snprintf(s + o, 256 - o, o >= 200 ? ", ...]" : "]");
+	return s;
+}
+
+const char *cli_name(const char *n, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = ring_buf();
+	size_t o = 0;
+	for (size_t i = 0; i < len && o < 240; i++) {
+		unsigned char c = (unsigned char)n[i];
+		if (c >= 0x20 && c != 0x7f && c != '\\') {
+			s[o++] = (char)c;
+		} else {
+			s[o++] = '\\';
+			s[o++] = 'x';
+			s[o++] = hex[c >> 4];
+			s[o++] = hex[c & 15];
+		}
+	}
+	if (o >= 240)
+		memcpy(s + o, "...", 3), o += 3;
+	s[o] = '\0';
+	return s;
+}
+
+/* Length of a valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	if (s[0] < 0x80)
+		return 1;
+	size_t l = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (!l || l > n || s[0] == 0xc0 || s[0] == 0xc1 || s[0] > 0xf4)
+		return 0;
+	for (size_t i = 1; i < l; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return l;
+}
+
+void cli_json_string(FILE *f, const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	fputc('"', f);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		if (c == '"' || c == '\\') {
+			fputc('\\', f);
+			fputc(c, f);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\u%04x", c);
+			i++;
+		} else {
+			size_t l = utf8_len(s + i, len - i);
+			if (!l) {
+				/* Not UTF-8: keep the byte visible and distinguishable. */
+				fprintf(f, "\\u00%02x", c);
+				i++;
+			} else {
+				fwrite(s + i, 1, l, f);
+				i += l;
+			}
+		}
+	}
+	fputc('"', f);
+}

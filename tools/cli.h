@@ -1,0 +1,72 @@
+/* Shared command-line code of the alcm tools: messages, exit codes, number parsing,
+ * progress bar and signal cleanup. */
+#ifndef ALCM_CLI_H
+#define ALCM_CLI_H
+
+#include "alcm.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, the same for every tool (documented in each --help and man page). */
+enum cli_exit {
+	EXIT_OK_ = 0,
+	EXIT_FAIL = 1,       /* other failure */
+	EXIT_USAGE = 2,      /* bad command line */
+	EXIT_IO = 3,         /* cannot read or write a file */
+	EXIT_MALFORMED = 4,  /* input breaks its format's rules */
+	EXIT_DIGEST = 5,     /* a digest does not match */
+	EXIT_LIMIT = 6,      /* input exceeds a limit */
+	EXIT_UNSUPPORTED = 7,/* valid input needing a feature this build lacks */
+	EXIT_EXISTS = 8,     /* output exists and -f was not given */
+	EXIT_NOMEM = 9,      /* out of memory */
+	EXIT_BOUND = 10      /* the lossy request cannot be honoured (e.g. integer tensors) */
+};
+
+#define CLI_EXIT_CODES_HELP \
+	"Exit status:\n" \
+	"  0  success            5  digest mismatch      9  out of memory\n" \
+	"  1  other failure      6  limit exceeded      10  lossy request refused\n" \
+	"  2  usage error        7  unsupported feature\n" \
+	"  3  i/o error          8  output exists (use -f)\n" \
+	"  4  malformed input\n"
+
+extern const char *cli_prog;
+extern int cli_quiet, cli_verbose;
+
+/* Sets cli_prog and installs SIGINT/SIGTERM/SIGHUP handlers that remove temp files. */
+void cli_init(const char *prog);
+/* "prog: message" on stderr (lowercase, no full stop). */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Maps an alcm status to an exit code. */
+int cli_exit_code(int status);
+/* Reports a library failure: "prog: cannot <verb> 'path': <detail or strerror>". */
+int cli_fail(int status, const char *verb, const char *path, const char *detail);
+
+int cli_parse_double(const char *s, double *out);
+int cli_parse_u64(const char *s, uint64_t *out); /* accepts k, M, G suffixes (powers of 2) */
+
+/* Progress bar on stderr, only if stderr is a terminal and total >= min_total. */
+typedef struct cli_progress {
+	int on;
+	uint64_t total, done;
+	double start, last;
+	const char *label;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, uint64_t total, uint64_t min_total);
+void cli_progress_add(cli_progress *p, uint64_t n);
+void cli_progress_end(cli_progress *p);
+
+double cli_now(void);
+/* Human size: "12.3 MB". Uses a static ring of buffers. */
+const char *cli_size(uint64_t bytes);
+/* Shape as "[3, 4]". Static ring. */
+const char *cli_shape(const uint64_t *shape, uint32_t ndim);
+/* Quoted name safe for terminals; static ring. */
+const char *cli_name(const char *s, size_t len);
+/* Writes a JSON string literal of s (bytes; invalid UTF-8 escaped as \u00XX). */
+void cli_json_string(FILE *f, const char *s, size_t len);
+
+#endif
