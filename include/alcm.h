@@ -508,6 +508,12 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
  */
 ALCM_API int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap);
 
+/**
+ * Decodes with `threads` threads (0: all cores; default 1). Chunks of a tensor are decoded in
+ * parallel and the digest is computed beside them; the result is the same for any count.
+ */
+ALCM_API int alcm_archive_set_threads(alcm_archive *a, unsigned threads);
+
 /** Number of META key/value pairs, and each pair (value bytes are not NUL-terminated). */
 ALCM_API size_t alcm_archive_meta_count(const alcm_archive *a);
 ALCM_API int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key,

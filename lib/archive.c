@@ -26,6 +26,10 @@ struct alcm_archive {
 	size_t count;
 	meta_pair *m;
 	size_t nmeta;
+	alcm_pool *pool;
+	alcm_coder **coders;
+	unsigned ncoders, threads;
+	int threads_set;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -303,6 +307,7 @@ void alcm_archive_free(alcm_archive *a)
 	alcm_mem_free(&a->alloc, a->t);
 	alcm_mem_free(&a->alloc, a->dir);
 	alcm_mem_free(&a->alloc, a->meta);
+	alcm_archive_set_threads(a, 1);
 	alcm_allocator al = a->alloc;
 	alcm_mem_free(&al, a);
 }
@@ -356,25 +361,158 @@ int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key, const u
 
 /* ---- decoding --------------------------------------------------------------------------- */
 
+/* One chunk in flight: its bytes, its decoder scratch, its outcome. */
+typedef struct dslot {
+	uint8_t *cbuf, *mbuf, *scratch;
+	size_t ccap, mcap, scap;
+	uint64_t k, dl, ml, dpos;
+	int status;
+} dslot;
+
 typedef struct dec {
 	alcm_archive *a;
 	tentry *te;
-	alcm_coder *coder;
 	alcm_qparams qp;
 	double *steps;
-	uint8_t *cbuf, *mbuf, *scratch;
+	uint8_t *out;
 	crypto_generichash_state hd, hm;
 	int verify;
+	dslot *slots;
+	size_t nslots, wave_n;
 } dec;
 
-static int read_piece(dec *d, uint32_t idx, uint64_t pos, uint8_t *buf, uint64_t len,
-                      crypto_generichash_state *h)
+static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
-	int st = alcm_reader_section_pread(d->a->r, idx, pos, buf, (size_t)len);
+	if (need <= *cap)
+		return ALCM_OK;
+	uint8_t *q = alcm_mem_realloc(&a->alloc, *p, (size_t)need);
+	if (!q)
+		return ALCM_E_NOMEM;
+	*p = q;
+	*cap = (size_t)need;
+	return ALCM_OK;
+}
+
+static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
+{
+	tentry *te = d->te;
+	alcm_tensor_info *ti = &te->info;
+	size_t w = alcm_dtype_size(ti->dtype);
+	uint64_t first = sl->k * te->chunk_elems;
+	uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first : te->chunk_elems;
+	alcm_cursor dc = {sl->cbuf, (size_t)sl->dl, 0}, mc = {sl->mbuf, (size_t)sl->ml, 0};
+	int st;
+	if (ti->mode == ALCM_MODE_LOSSLESS)
+		st = alcm_lossless_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
+	else
+		st = alcm_quant_decode(coder, &dc, te->mask_idx != ALCM_NONE ? &mc : NULL, &d->qp,
+		                       d->out, first, n, sl->scratch, sl->scap);
+	if (!st && (dc.pos != dc.len || mc.pos != mc.len))
+		st = ALCM_E_CORRUPT;
+	sl->status = st;
+}
+
+static void run_slot(void *arg, size_t j, unsigned worker)
+{
+	dec *d = arg;
+	if (j == d->wave_n) {
+		/* The digest job: runs beside the decoders, in chunk order. */
+		for (size_t i = 0; i < d->wave_n; i++) {
+			crypto_generichash_update(&d->hd, d->slots[i].cbuf, d->slots[i].dl);
+			if (d->slots[i].ml)
+				crypto_generichash_update(&d->hm, d->slots[i].mbuf, d->slots[i].ml);
+		}
+		return;
+	}
+	decode_slot(d, &d->slots[j], d->a->coders[worker]);
+}
+
+static int read_slot(dec *d, dslot *sl, uint64_t mpos)
+{
+	alcm_archive *a = d->a;
+	tentry *te = d->te;
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? ce * w : alcm_quant_scratch(ce);
+	if (grow(a, &sl->cbuf, &sl->ccap, sl->dl ? sl->dl : 1) ||
+	    grow(a, &sl->mbuf, &sl->mcap, sl->ml ? sl->ml : 1) ||
+	    grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	int st = alcm_reader_section_pread(a->r, te->data_idx, sl->dpos, sl->cbuf, (size_t)sl->dl);
+	if (!st && sl->ml)
+		st = alcm_reader_section_pread(a->r, te->mask_idx, mpos, sl->mbuf, (size_t)sl->ml);
 	if (st)
-		return afail(d->a, st, "%s", alcm_reader_detail(d->a->r));
-	if (d->verify)
-		crypto_generichash_update(h, buf, len);
+		return afail(a, st, "%s", alcm_reader_detail(a->r));
+	return ALCM_OK;
+}
+
+static int decode_chunks(dec *d)
+{
+	tentry *te = d->te;
+	alcm_tensor_info *ti = &te->info;
+	uint64_t dpos = 0, mpos = 0;
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
+	for (uint64_t k0 = 0; k0 < ti->chunks; k0 += d->nslots) {
+		size_t nj = (size_t)(ti->chunks - k0 < d->nslots ? ti->chunks - k0 : d->nslots);
+		for (size_t j = 0; j < nj; j++) {
+			dslot *sl = &d->slots[j];
+			sl->k = k0 + j;
+			sl->dl = alcm_load64(te->ctab + 16 * sl->k);
+			sl->ml = alcm_load64(te->ctab + 16 * sl->k + 8);
+			sl->dpos = dpos;
+			int st = read_slot(d, sl, mpos);
+			if (st)
+				return st;
+			dpos += sl->dl;
+			mpos += sl->ml;
+		}
+		d->wave_n = nj;
+		alcm_pool_run(d->a->pool, run_slot, d, d->verify ? nj + 1 : nj);
+		for (size_t j = 0; j < nj; j++) {
+			dslot *sl = &d->slots[j];
+			if (!sl->status)
+				continue;
+			if (sl->status == ALCM_E_CORRUPT)
+				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+				             "section %u is malformed", q, (unsigned long long)sl->k,
+				             (unsigned long long)sl->dpos, te->data_idx);
+			return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
+			             (unsigned long long)sl->k, alcm_strerror(sl->status));
+		}
+	}
+	return ALCM_OK;
+}
+
+int alcm_archive_set_threads(alcm_archive *a, unsigned threads)
+{
+	if (!a)
+		return ALCM_E_ARG;
+	if (a->coders)
+		for (unsigned i = 0; i < a->ncoders; i++)
+			alcm_coder_free(a->coders[i]);
+	alcm_mem_free(&a->alloc, a->coders);
+	a->coders = NULL;
+	alcm_pool_free(a->pool);
+	a->pool = NULL;
+	a->threads = threads ? threads : 0;
+	a->threads_set = 1;
+	return ALCM_OK;
+}
+
+static int ensure_pool(alcm_archive *a)
+{
+	if (a->pool)
+		return ALCM_OK;
+	if (alcm_pool_new(&a->pool, a->threads_set ? a->threads : 1, &a->alloc))
+		return afail(a, ALCM_E_NOMEM, "cannot start worker threads");
+	a->ncoders = alcm_pool_threads(a->pool);
+	a->coders = alcm_mem_calloc(&a->alloc, a->ncoders, sizeof(*a->coders));
+	if (!a->coders)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	for (unsigned i = 0; i < a->ncoders; i++)
+		if (!(a->coders[i] = alcm_coder_new(&a->alloc, &a->lim)))
+			return afail(a, ALCM_E_NOMEM, "out of memory");
 	return ALCM_OK;
 }
 
@@ -390,58 +528,6 @@ static int check_digest(dec *d, uint32_t idx, crypto_generichash_state *h)
 		return afail(d->a, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu",
 		             idx, si.type, (unsigned long long)si.offset);
 	return ALCM_OK;
-}
-
-static int decode_chunks(dec *d, uint8_t *out)
-{
-	tentry *te = d->te;
-	alcm_tensor_info *ti = &te->info;
-	size_t w = alcm_dtype_size(ti->dtype);
-	uint64_t dpos = 0, mpos = 0;
-	char q[96];
-	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
-	for (uint64_t k = 0; k < ti->chunks; k++) {
-		uint64_t dl = alcm_load64(te->ctab + 16 * k), ml = alcm_load64(te->ctab + 16 * k + 8);
-		uint64_t first = k * te->chunk_elems;
-		uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first
-		                                                    : te->chunk_elems;
-		int st = read_piece(d, te->data_idx, dpos, d->cbuf, dl, &d->hd);
-		if (!st && ml)
-			st = read_piece(d, te->mask_idx, mpos, d->mbuf, ml, &d->hm);
-		if (st)
-			return st;
-		alcm_cursor dc = {d->cbuf, (size_t)dl, 0}, mc = {d->mbuf, (size_t)ml, 0};
-		if (ti->mode == ALCM_MODE_LOSSLESS)
-			st = alcm_lossless_decode(d->coder, &dc, ti->dtype, out + first * w, n, d->scratch);
-		else
-			st = alcm_quant_decode(d->coder, &dc, te->mask_idx != ALCM_NONE ? &mc : NULL,
-			                       &d->qp, out, first, n, d->scratch,
-			                       (size_t)alcm_quant_scratch(te->chunk_elems));
-		if (!st && (dc.pos != dc.len || mc.pos != mc.len))
-			st = ALCM_E_CORRUPT;
-		if (st) {
-			if (st == ALCM_E_CORRUPT)
-				return afail(d->a, st, "tensor '%s': chunk %llu at offset %llu of section %u "
-				             "is malformed", q, (unsigned long long)k,
-				             (unsigned long long)dpos, te->data_idx);
-			return afail(d->a, st, "tensor '%s': chunk %llu: %s", q, (unsigned long long)k,
-			             alcm_strerror(st));
-		}
-		dpos += dl;
-		mpos += ml;
-	}
-	return ALCM_OK;
-}
-
-static uint64_t max_chunk(const tentry *te, int mask)
-{
-	uint64_t m = 0;
-	for (uint64_t k = 0; k < te->info.chunks; k++) {
-		uint64_t v = alcm_load64(te->ctab + 16 * k + (mask ? 8 : 0));
-		if (v > m)
-			m = v;
-	}
-	return m;
 }
 
 static int load_steps(dec *d)
@@ -479,27 +565,25 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 	tentry *te = &a->t[index];
 	if (cap < te->info.raw_bytes)
 		return ALCM_E_ARG;
+	int st = ensure_pool(a);
+	if (st)
+		return st;
 	dec d;
 	memset(&d, 0, sizeof(d));
 	d.a = a;
 	d.te = te;
+	d.out = out;
 	d.verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
-	int st = ALCM_OK;
-	size_t w = alcm_dtype_size(te->info.dtype);
-	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
-	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? ce * w : alcm_quant_scratch(ce);
-	d.coder = alcm_coder_new(&a->alloc, &a->lim);
-	d.cbuf = alcm_mem_alloc(&a->alloc, (size_t)max_chunk(te, 0));
-	d.mbuf = alcm_mem_alloc(&a->alloc, (size_t)max_chunk(te, 1));
-	d.scratch = alcm_mem_alloc(&a->alloc, (size_t)scratch);
-	if (!d.coder || !d.cbuf || !d.mbuf || !d.scratch)
+	d.nslots = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
+	d.slots = alcm_mem_calloc(&a->alloc, d.nslots, sizeof(dslot));
+	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
 	if (!st)
-		st = decode_chunks(&d, out);
+		st = decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
 	if (st == ALCM_E_CORRUPT && d.verify &&
@@ -509,10 +593,13 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
-	alcm_coder_free(d.coder);
-	alcm_mem_free(&a->alloc, d.cbuf);
-	alcm_mem_free(&a->alloc, d.mbuf);
-	alcm_mem_free(&a->alloc, d.scratch);
+	if (d.slots)
+		for (size_t j = 0; j < d.nslots; j++) {
+			alcm_mem_free(&a->alloc, d.slots[j].cbuf);
+			alcm_mem_free(&a->alloc, d.slots[j].mbuf);
+			alcm_mem_free(&a->alloc, d.slots[j].scratch);
+		}
+	alcm_mem_free(&a->alloc, d.slots);
 	alcm_mem_free(&a->alloc, d.steps);
 	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST)
 		a->poisoned = 1;

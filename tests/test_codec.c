@@ -411,6 +411,47 @@ static void test_threads_identical_bytes(void **state)
 	free(data2);
 }
 
+static void test_decode_threads_same_result(void **state)
+{
+	(void)state;
+	uint64_t seed = 23, shape[2] = {300, 1000};
+	uint8_t *data;
+	alcm_tensor t = make("d", ALCM_DTYPE_F32, 2, shape, &data, &seed);
+	for (int mode = 0; mode < 2; mode++) {
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.chunk_bytes = 16384;
+		o.mode = mode ? ALCM_MODE_REL_ERROR : ALCM_MODE_LOSSLESS;
+		o.bound = 0.01;
+		o.prune = mode ? 0.2 : 0;
+		packed p;
+		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		uint8_t *ref = NULL;
+		for (unsigned th = 1; th <= 3; th++) {
+			alcm_reader *r = NULL;
+			alcm_archive *a = NULL;
+			assert_int_equal(alcm_reader_open_memory(&r, p.buf, p.len, "m", NULL, NULL, 0), 0);
+			assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
+			assert_int_equal(alcm_archive_set_threads(a, th), ALCM_OK);
+			uint8_t *out = malloc(t.nbytes);
+			assert_int_equal(alcm_archive_decode(a, 0, out, t.nbytes), ALCM_OK);
+			if (!mode)
+				assert_memory_equal(out, data, t.nbytes);
+			if (ref) {
+				assert_memory_equal(out, ref, t.nbytes);
+				free(out);
+			} else {
+				ref = out;
+			}
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+		}
+		free(ref);
+		alcm_writer_free(p.w);
+	}
+	free(data);
+}
+
 static void test_integer_policy(void **state)
 {
 	(void)state;
@@ -575,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
 		cmocka_unit_test(test_threads_identical_bytes),
+		cmocka_unit_test(test_decode_threads_same_result),
 		cmocka_unit_test(test_integer_policy),
 		cmocka_unit_test(test_lossless_not_worse_than_zstd),
 		cmocka_unit_test(test_hostile_chunks),

@@ -15,6 +15,7 @@ static const char usage[] =
 	"  -f, --force          replace OUTPUT if it exists\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
+	"  -T, --threads N      decoding threads (default: all cores)\n"
 	"  -q, --quiet          no summary    -v, --verbose   one line per tensor\n"
 	"  -h, --help           this help     -V, --version   print the version\n"
 	"\n"
@@ -28,23 +29,32 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"tensor", required_argument, NULL, 't'}, {"no-verify", no_argument, NULL, 'n'},
+		{"threads", required_argument, NULL, 'T'},
 		{"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *out = NULL;
 	int force = 0, c;
+	uint64_t threads = 0;
 	unsigned rflags = 0;
 	const char **names = calloc((size_t)argc, sizeof(char *));
 	size_t nnames = 0;
 	if (!names)
 		return EXIT_NOMEM;
-	while ((c = getopt_long(argc, argv, "o:ft:qvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:ft:T:qvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'f': force = 1; break;
 		case 't': names[nnames++] = optarg; break;
 		case 'n': rflags |= ALCM_READ_NO_VERIFY; break;
+		case 'T':
+			if (cli_parse_u64(optarg, &threads) || threads > 256) {
+				cli_err("invalid --threads '%s': expected 0..256", optarg);
+				free(names);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); free(names); return 0;
@@ -80,6 +90,7 @@ int main(int argc, char **argv)
 		rc = cli_fail(st, "read", in, alcm_archive_detail(a));
 		goto out;
 	}
+	alcm_archive_set_threads(a, (unsigned)threads);
 	size_t nt = alcm_archive_tensor_count(a);
 	sel = calloc(nt + nnames + 1, sizeof(size_t));
 	plan = calloc(nt + nnames + 1, sizeof(alcm_tensor));

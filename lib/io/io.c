@@ -1,0 +1,696 @@
+/* Tensor file formats: detection, the alcm_input and alcm_output objects, shared helpers. */
+#include "io_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int alcm_detect_format(const void *head, size_t len)
+{
+	const uint8_t *h = head;
+	if (!h)
+		return ALCM_FILE_UNKNOWN;
+	if (len >= 8 && memcmp(h, "\x89" "ALCM\r\n\x1a", 8) == 0)
+		return ALCM_FILE_ALCM;
+	if (len >= 8 && memcmp(h, "\x89" "HDF\r\n\x1a\n", 8) == 0)
+		return ALCM_FILE_HDF5;
+	if (len >= 6 && memcmp(h, "\x93" "NUMPY", 6) == 0)
+		return ALCM_FILE_NPY;
+	if (len >= 4 && (memcmp(h, "PK\x03\x04", 4) == 0 || memcmp(h, "PK\x05\x06", 4) == 0))
+		return ALCM_FILE_NPZ;
+	/* safetensors has no magic: a u64 header length, then the JSON object. The length is
+	 * not judged here so that a forged one is reported by the reader, not as "unknown". */
+	if (len >= 9 && h[8] == '{')
+		return ALCM_FILE_SAFETENSORS;
+	return ALCM_FILE_UNKNOWN;
+}
+
+int alcm_format_from_extension(const char *path)
+{
+	static const struct {
+		const char *ext;
+		int format;
+	} exts[] = {
+		{"npy", ALCM_FILE_NPY},   {"npz", ALCM_FILE_NPZ},   {"safetensors", ALCM_FILE_SAFETENSORS},
+		{"h5", ALCM_FILE_HDF5},   {"hdf5", ALCM_FILE_HDF5}, {"alcm", ALCM_FILE_ALCM},
+	};
+	if (!path)
+		return ALCM_FILE_UNKNOWN;
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	const char *dot = strrchr(base, '.');
+	if (!dot || dot == base)
+		return ALCM_FILE_UNKNOWN;
+	for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+		if (strcasecmp(dot + 1, exts[i].ext) == 0)
+			return exts[i].format;
+	return ALCM_FILE_UNKNOWN;
+}
+
+const char *alcm_format_name(int format)
+{
+	switch (format) {
+	case ALCM_FILE_ALCM: return "alcm";
+	case ALCM_FILE_NPY: return "npy";
+	case ALCM_FILE_NPZ: return "npz";
+	case ALCM_FILE_SAFETENSORS: return "safetensors";
+	case ALCM_FILE_HDF5: return "hdf5";
+	default: return "unknown";
+	}
+}
+
+/* ---- shared helpers ---- */
+
+int alcm_io_fail(alcm_input *in, int status, const char *fmt, ...)
+{
+	char msg[ALCM_DETAIL_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	alcm_detail_set(in->detail, "%s: %s", in->label ? in->label : "<input>", msg);
+	return status;
+}
+
+int alcm_io_read(alcm_input *in, void *dst, size_t n, uint64_t off)
+{
+	uint64_t end;
+	if (alcm_add_u64(off, n, &end) || end > in->size)
+		return alcm_io_fail(in, ALCM_E_CORRUPT,
+		                    "unexpected end of file: %zu bytes needed at offset %llu, "
+		                    "the file has %llu", n, (unsigned long long)off,
+		                    (unsigned long long)in->size);
+	if (n == 0)
+		return ALCM_OK;
+	if (in->mem) {
+		memcpy(dst, in->mem + off, n);
+		return ALCM_OK;
+	}
+	int e = alcm_pread_all(in->fd, dst, n, off);
+	if (e == -1)
+		return alcm_io_fail(in, ALCM_E_IO, "file shrank while reading at offset %llu",
+		                    (unsigned long long)off);
+	if (e)
+		return alcm_io_fail(in, ALCM_E_IO, "read error at offset %llu: %s",
+		                    (unsigned long long)off, strerror(e));
+	return ALCM_OK;
+}
+
+int alcm_io_reserve(alcm_input *in, uint64_t n)
+{
+	if (in->buf && n <= in->buf_cap)
+		return ALCM_OK;
+	if (n > SIZE_MAX)
+		return alcm_io_fail(in, ALCM_E_LIMIT, "%llu bytes do not fit in memory",
+		                    (unsigned long long)n);
+	/* free + alloc rather than realloc: the old contents are not needed. */
+	alcm_mem_free(&in->alloc, in->buf);
+	in->buf_cap = 0;
+	in->buf = alcm_mem_alloc(&in->alloc, (size_t)n);
+	if (!in->buf)
+		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory for %llu bytes of tensor data",
+		                    (unsigned long long)n);
+	in->buf_cap = (size_t)n;
+	return ALCM_OK;
+}
+
+const char *alcm_io_quote(char *q, const char *s, size_t len)
+{
+	alcm_detail_quote(q, ALCM_IO_QUOTE, s ? s : "", s ? len : 0);
+	return q;
+}
+
+int alcm_io_shape_bytes(const alcm_limits *lim, int dtype, uint32_t ndim, const uint64_t *shape,
+                        uint64_t *nbytes, char *why)
+{
+	uint64_t el, nb;
+	if (alcm_shape_elements(shape, ndim, &el) != ALCM_OK) {
+		alcm_detail_set(why, "the shape's element count overflows 64 bits");
+		return ALCM_E_LIMIT;
+	}
+	if (el > lim->max_elements) {
+		alcm_detail_set(why, "%llu elements exceed the limit of %llu", (unsigned long long)el,
+		                (unsigned long long)lim->max_elements);
+		return ALCM_E_LIMIT;
+	}
+	if (alcm_mul_u64(el, alcm_dtype_size(dtype), &nb)) {
+		alcm_detail_set(why, "the tensor's byte size overflows 64 bits");
+		return ALCM_E_LIMIT;
+	}
+	if (nb > lim->max_decoded_bytes || nb > SIZE_MAX) {
+		alcm_detail_set(why, "%llu bytes exceed the limit of %llu", (unsigned long long)nb,
+		                (unsigned long long)lim->max_decoded_bytes);
+		return ALCM_E_LIMIT;
+	}
+	*nbytes = nb;
+	return ALCM_OK;
+}
+
+int alcm_io_utf8_valid(const uint8_t *s, size_t n, size_t *bad)
+{
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k;
+		uint32_t cp, min;
+		if (c >= 0xc2 && c <= 0xdf) {
+			k = 1, cp = c & 0x1fu, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			k = 2, cp = c & 0x0fu, min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			k = 3, cp = c & 0x07u, min = 0x10000;
+		} else {
+			goto bad_byte;
+		}
+		if (n - i <= k)
+			goto bad_byte;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				goto bad_byte;
+			cp = (cp << 6) | (s[i + j] & 0x3fu);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad_byte;
+		i += k + 1;
+	}
+	return 1;
+bad_byte:
+	if (bad)
+		*bad = i;
+	return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	const alcm_io_name_ref *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = n ? memcmp(x->p, y->p, n) : 0;
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+size_t alcm_io_names_dup(alcm_io_name_ref *refs, size_t n)
+{
+	if (n < 2)
+		return SIZE_MAX;
+	qsort(refs, n, sizeof(*refs), name_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (refs[i].len == refs[i - 1].len &&
+		    (refs[i].len == 0 || memcmp(refs[i].p, refs[i - 1].p, refs[i].len) == 0))
+			return i;
+	return SIZE_MAX;
+}
+
+void alcm_io_sb_put(alcm_io_sb *b, const void *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (n > SIZE_MAX - b->len) {
+		b->oom = 1;
+		return;
+	}
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n)
+			cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
+		uint8_t *p = alcm_mem_realloc(b->a, b->p, cap);
+		if (!p) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+void alcm_io_sb_str(alcm_io_sb *b, const char *s)
+{
+	alcm_io_sb_put(b, s, strlen(s));
+}
+
+void alcm_io_sb_u64(alcm_io_sb *b, uint64_t v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+	alcm_io_sb_put(b, tmp, (size_t)n);
+}
+
+void alcm_io_sb_free(alcm_io_sb *b)
+{
+	alcm_mem_free(b->a, b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* ---- alcm_input ---- */
+
+static char *dup_bytes(const alcm_allocator *a, const char *s, size_t n)
+{
+	char *d = alcm_mem_alloc(a, n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+/* The base name without its last extension: "dir/w.npy" -> "w". */
+static char *base_name(const alcm_allocator *a, const char *path)
+{
+	if (!path)
+		return dup_bytes(a, "tensor", 6);
+	const char *slash = strrchr(path, '/');
+	const char *b = slash ? slash + 1 : path;
+	const char *dot = strrchr(b, '.');
+	size_t n = (dot && dot != b) ? (size_t)(dot - b) : strlen(b);
+	if (n == 0)
+		return dup_bytes(a, "tensor", 6);
+	return dup_bytes(a, b, n);
+}
+
+static int input_new(alcm_input **out, const char *label, const char *base_of,
+                     const alcm_limits *lim, const alcm_allocator *alloc)
+{
+	alcm_input *in = alcm_mem_alloc(alloc, sizeof(*in));
+	*out = in;
+	if (!in)
+		return ALCM_E_NOMEM;
+	memset(in, 0, sizeof(*in));
+	alcm_alloc_copy(&in->alloc, alloc);
+	in->fd = -1;
+	if (lim)
+		in->lim = *lim;
+	else
+		alcm_limits_default(&in->lim);
+	if (in->lim.max_ndim > ALCM_MAX_NDIM)
+		in->lim.max_ndim = ALCM_MAX_NDIM;
+	in->label = dup_bytes(&in->alloc, label, strlen(label));
+	in->base = base_name(&in->alloc, base_of);
+	if (!in->label || !in->base) {
+		in->poisoned = 1;
+		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
+	}
+	return ALCM_OK;
+}
+
+static int input_start(alcm_input *in, int format)
+{
+	uint8_t head[16];
+	size_t n = in->size < sizeof(head) ? (size_t)in->size : sizeof(head);
+	int rc = alcm_io_read(in, head, n, 0);
+	if (rc)
+		goto out;
+	if (format == ALCM_FILE_UNKNOWN)
+		format = alcm_detect_format(head, n);
+	in->format = format;
+	switch (format) {
+	case ALCM_FILE_NPY: rc = alcm_io_npy_open(in); break;
+	case ALCM_FILE_NPZ: rc = alcm_io_npz_open(in); break;
+	case ALCM_FILE_SAFETENSORS: rc = alcm_io_st_open(in); break;
+	case ALCM_FILE_HDF5:
+		rc = alcm_io_fail(in, ALCM_E_UNSUPPORTED,
+		                  "an HDF5 file: the HDF5 bridge (alcm_hdf5.h) reads it, not alcm_input");
+		break;
+	case ALCM_FILE_ALCM:
+		rc = alcm_io_fail(in, ALCM_E_UNSUPPORTED,
+		                  "an .alcm archive, not a tensor file: open it with alcm_reader_open_file()");
+		break;
+	default:
+		if (format != ALCM_FILE_UNKNOWN)
+			rc = alcm_io_fail(in, ALCM_E_ARG, "unknown format %d", format);
+		else
+			rc = alcm_io_fail(in, ALCM_E_UNSUPPORTED,
+			                  "unrecognized format at offset 0 (%llu bytes; not .npy, .npz or "
+			                  ".safetensors)", (unsigned long long)in->size);
+		break;
+	}
+out:
+	if (rc)
+		in->poisoned = 1;
+	return rc;
+}
+
+int alcm_input_open(alcm_input **out, const char *path, const alcm_limits *lim,
+                    const alcm_allocator *alloc)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	*out = NULL;
+	if (!path)
+		return ALCM_E_ARG;
+	int rc = input_new(out, path, path, lim, alloc);
+	if (rc)
+		return rc;
+	alcm_input *in = *out;
+	in->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (in->fd < 0) {
+		in->poisoned = 1;
+		return alcm_io_fail(in, ALCM_E_IO, "cannot open: %s", strerror(errno));
+	}
+	struct stat st;
+	if (fstat(in->fd, &st) != 0) {
+		in->poisoned = 1;
+		return alcm_io_fail(in, ALCM_E_IO, "cannot stat: %s", strerror(errno));
+	}
+	if (S_ISDIR(st.st_mode)) {
+		in->poisoned = 1;
+		return alcm_io_fail(in, ALCM_E_IO, "is a directory");
+	}
+	in->size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+	return input_start(in, ALCM_FILE_UNKNOWN);
+}
+
+int alcm_input_open_memory(alcm_input **out, const void *buf, size_t len, int format,
+                           const char *display_name, const alcm_limits *lim,
+                           const alcm_allocator *alloc)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	*out = NULL;
+	if (!buf && len)
+		return ALCM_E_ARG;
+	int rc = input_new(out, display_name ? display_name : "<memory>", display_name, lim, alloc);
+	if (rc)
+		return rc;
+	alcm_input *in = *out;
+	in->mem = buf ? buf : (const uint8_t *)"";
+	in->size = len;
+	return input_start(in, format);
+}
+
+int alcm_input_format(const alcm_input *in)
+{
+	return in ? in->format : ALCM_FILE_UNKNOWN;
+}
+
+uint64_t alcm_input_size(const alcm_input *in)
+{
+	return in ? in->size : 0;
+}
+
+int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
+{
+	if (has)
+		*has = 0;
+	if (!in || !t || !has)
+		return ALCM_E_ARG;
+	if (in->poisoned || !in->ops)
+		return ALCM_E_STATE;
+	memset(t, 0, sizeof(*t));
+	int rc = in->ops->next(in, t, has);
+	if (rc) {
+		in->poisoned = 1;
+		*has = 0;
+		memset(t, 0, sizeof(*t));
+	}
+	return rc;
+}
+
+void alcm_input_free(alcm_input *in)
+{
+	if (!in)
+		return;
+	if (in->ops && in->ops->free)
+		in->ops->free(in);
+	if (in->fd >= 0)
+		close(in->fd);
+	alcm_mem_free(&in->alloc, in->buf);
+	alcm_mem_free(&in->alloc, in->label);
+	alcm_mem_free(&in->alloc, in->base);
+	alcm_allocator a = in->alloc;
+	alcm_mem_free(&a, in);
+}
+
+const char *alcm_input_detail(const alcm_input *in)
+{
+	return in ? in->detail : "";
+}
+
+/* ---- alcm_output ---- */
+
+int alcm_io_out_fail(alcm_output *o, int status, const char *fmt, ...)
+{
+	char msg[ALCM_DETAIL_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	alcm_detail_set(o->detail, "%s: %s", o->file.path ? o->file.path : "<output>", msg);
+	return status;
+}
+
+int alcm_io_out_write(alcm_output *o, const void *buf, size_t len)
+{
+	int rc = alcm_atomic_write(&o->file, buf, len, o->detail);
+	if (rc == ALCM_OK)
+		o->pos += len;
+	return rc;
+}
+
+int alcm_io_out_pwrite(alcm_output *o, const void *buf, size_t len, uint64_t off)
+{
+	return alcm_atomic_pwrite(&o->file, buf, len, off, o->detail);
+}
+
+int alcm_output_open(alcm_output **out, const char *path, int format, unsigned flags,
+                     const alcm_allocator *alloc)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	alcm_output *o = alcm_mem_alloc(alloc, sizeof(*o));
+	*out = o;
+	if (!o)
+		return ALCM_E_NOMEM;
+	memset(o, 0, sizeof(*o));
+	alcm_alloc_copy(&o->alloc, alloc);
+	o->file.fd = -1;
+	o->format = format;
+	o->flags = flags;
+	o->poisoned = 1;
+	if (!path || !*path) {
+		alcm_detail_set(o->detail, "empty output path");
+		return ALCM_E_ARG;
+	}
+	switch (format) {
+	case ALCM_FILE_NPY:
+	case ALCM_FILE_NPZ:
+	case ALCM_FILE_SAFETENSORS: break;
+	case ALCM_FILE_HDF5:
+		alcm_detail_set(o->detail, "%s: HDF5 output goes through the HDF5 bridge (alcm_hdf5.h)",
+		                path);
+		return ALCM_E_UNSUPPORTED;
+	case ALCM_FILE_ALCM:
+		alcm_detail_set(o->detail, "%s: .alcm archives are written with alcm_writer", path);
+		return ALCM_E_UNSUPPORTED;
+	default:
+		alcm_detail_set(o->detail, "%s: unknown output format %d (use .npy, .npz or "
+		                ".safetensors)", path, format);
+		return ALCM_E_ARG;
+	}
+	int rc = alcm_atomic_open(&o->file, path, (flags & ALCM_WRITE_OVERWRITE) != 0,
+	                          (flags & ALCM_WRITE_NO_SYNC) == 0, &o->alloc, o->detail);
+	if (rc)
+		return rc;
+	o->file_open = 1;
+	if (format == ALCM_FILE_NPY)
+		rc = alcm_io_npy_out(o);
+	else if (format == ALCM_FILE_NPZ)
+		rc = alcm_io_npz_out(o);
+	else
+		rc = alcm_io_st_out(o);
+	if (rc)
+		return rc;
+	o->poisoned = 0;
+	return ALCM_OK;
+}
+
+static int check_tensor(alcm_output *o, const alcm_tensor *t, int need_data)
+{
+	char q[ALCM_IO_QUOTE];
+	uint64_t el, nb;
+	if (!t->name && t->name_len)
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor name is NULL with name_len %zu",
+		                        t->name_len);
+	alcm_io_quote(q, t->name, t->name_len);
+	size_t size = alcm_dtype_size(t->dtype);
+	if (!size)
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor '%s': unknown dtype %d", q, t->dtype);
+	if (t->ndim > ALCM_MAX_NDIM)
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor '%s': rank %u exceeds %d", q,
+		                        (unsigned)t->ndim, ALCM_MAX_NDIM);
+	if (alcm_shape_elements(t->shape, t->ndim, &el) || alcm_mul_u64(el, size, &nb) ||
+	    nb > SIZE_MAX)
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor '%s': shape too large", q);
+	if (nb != t->nbytes)
+		return alcm_io_out_fail(o, ALCM_E_ARG,
+		                        "tensor '%s': nbytes %llu, but shape and dtype give %llu", q,
+		                        (unsigned long long)t->nbytes, (unsigned long long)nb);
+	if (need_data && nb && !t->data)
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor '%s': data is NULL", q);
+	return ALCM_OK;
+}
+
+static void free_plan(alcm_output *o)
+{
+	for (size_t i = 0; i < o->plan_count; i++)
+		alcm_mem_free(&o->alloc, o->plan[i].name);
+	alcm_mem_free(&o->alloc, o->plan);
+	o->plan = NULL;
+	o->plan_count = 0;
+	o->has_plan = 0;
+}
+
+int alcm_output_plan(alcm_output *o, const alcm_tensor *tensors, size_t count)
+{
+	if (!o || (!tensors && count))
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	if (o->has_plan || o->written)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "a plan must come once, before any write");
+	for (size_t i = 0; i < count; i++) {
+		int rc = check_tensor(o, &tensors[i], 0);
+		if (rc)
+			return rc;
+	}
+	o->plan = alcm_mem_calloc(&o->alloc, count ? count : 1, sizeof(*o->plan));
+	if (!o->plan)
+		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+	for (size_t i = 0; i < count; i++) {
+		const alcm_tensor *t = &tensors[i];
+		alcm_io_entry *e = &o->plan[i];
+		e->name = dup_bytes(&o->alloc, t->name ? t->name : "", t->name_len);
+		if (!e->name) {
+			o->plan_count = i;
+			free_plan(o);
+			return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+		}
+		e->name_len = t->name_len;
+		e->dtype = t->dtype;
+		e->ndim = t->ndim;
+		memcpy(e->shape, t->shape, sizeof(e->shape[0]) * t->ndim);
+		e->nbytes = t->nbytes;
+	}
+	o->plan_count = count;
+	o->has_plan = 1;
+	alcm_io_name_ref *refs = alcm_mem_calloc(&o->alloc, count ? count : 1, sizeof(*refs));
+	if (!refs) {
+		free_plan(o);
+		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < count; i++)
+		refs[i] = (alcm_io_name_ref){(const uint8_t *)o->plan[i].name, o->plan[i].name_len, i};
+	size_t d = alcm_io_names_dup(refs, count);
+	size_t dup_idx = d != SIZE_MAX ? refs[d].idx : 0;
+	alcm_mem_free(&o->alloc, refs);
+	if (d != SIZE_MAX) {
+		char q[ALCM_IO_QUOTE];
+		alcm_io_quote(q, o->plan[dup_idx].name, o->plan[dup_idx].name_len);
+		free_plan(o);
+		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor name '%s' appears twice in the plan", q);
+	}
+	int rc = o->ops->plan ? o->ops->plan(o) : ALCM_OK;
+	if (rc == ALCM_E_IO || rc == ALCM_E_NOMEM)
+		o->poisoned = 1;
+	else if (rc)
+		free_plan(o);
+	return rc;
+}
+
+static int same_as_planned(const alcm_io_entry *e, const alcm_tensor *t)
+{
+	if (e->name_len != t->name_len || e->dtype != t->dtype || e->ndim != t->ndim)
+		return 0;
+	if (t->name_len && memcmp(e->name, t->name, t->name_len) != 0)
+		return 0;
+	for (uint32_t i = 0; i < t->ndim; i++)
+		if (e->shape[i] != t->shape[i])
+			return 0;
+	return 1;
+}
+
+int alcm_output_write(alcm_output *o, const alcm_tensor *t)
+{
+	if (!o || !t)
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	int rc = check_tensor(o, t, 1);
+	if (rc)
+		return rc;
+	if (o->has_plan) {
+		char q[ALCM_IO_QUOTE], p[ALCM_IO_QUOTE];
+		alcm_io_quote(q, t->name, t->name_len);
+		if (o->written >= o->plan_count)
+			return alcm_io_out_fail(o, ALCM_E_STATE,
+			                        "tensor '%s' is beyond the plan of %zu tensors", q,
+			                        o->plan_count);
+		const alcm_io_entry *e = &o->plan[o->written];
+		if (!same_as_planned(e, t))
+			return alcm_io_out_fail(o, ALCM_E_ARG,
+			                        "tensor '%s' does not match the plan, which expects "
+			                        "'%s' (%s, rank %u) at position %zu", q,
+			                        alcm_io_quote(p, e->name, e->name_len),
+			                        alcm_dtype_name(e->dtype), (unsigned)e->ndim, o->written);
+	}
+	rc = o->ops->write(o, t);
+	if (rc == ALCM_E_IO || rc == ALCM_E_NOMEM)
+		o->poisoned = 1;
+	if (rc == ALCM_OK)
+		o->written++;
+	return rc;
+}
+
+int alcm_output_commit(alcm_output *o)
+{
+	if (!o)
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	if (o->has_plan && o->written != o->plan_count)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "%zu of %zu planned tensors written",
+		                        o->written, o->plan_count);
+	int rc = o->ops->commit ? o->ops->commit(o) : ALCM_OK;
+	if (rc == ALCM_OK)
+		rc = alcm_atomic_commit(&o->file, o->detail);
+	if (rc) {
+		if (rc != ALCM_E_STATE)
+			o->poisoned = 1;
+		return rc;
+	}
+	o->committed = 1;
+	o->file_open = 0;
+	return ALCM_OK;
+}
+
+void alcm_output_free(alcm_output *o)
+{
+	if (!o)
+		return;
+	if (o->ops && o->ops->free)
+		o->ops->free(o);
+	if (o->file_open)
+		alcm_atomic_abort(&o->file);
+	free_plan(o);
+	alcm_allocator a = o->alloc;
+	alcm_mem_free(&a, o);
+}
+
+const char *alcm_output_detail(const alcm_output *o)
+{
+	return o ? o->detail : "";
+}

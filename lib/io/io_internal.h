@@ -1,0 +1,202 @@
+/*
+ * Internals shared by the tensor file readers and writers in lib/io/. Not installed.
+ *
+ * An alcm_input holds the source (a file read with pread, or borrowed memory), the limits,
+ * one detail line and one data buffer that alcm_input_next() reuses. Each format plugs in
+ * through alcm_io_in_ops / alcm_io_out_ops and keeps its own state behind `state`.
+ */
+#ifndef ALCM_IO_INTERNAL_H
+#define ALCM_IO_INTERNAL_H
+
+#include "format_internal.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for a quoted tensor or member name in a message. */
+#define ALCM_IO_QUOTE 128
+/* numpy's largest header length field we accept (a .npy header of rank 32 is < 1 KiB). */
+#define ALCM_IO_NPY_HEADER_MAX 65535u
+/* Longest prefix before the header text: magic, version, 4-byte length. */
+#define ALCM_IO_NPY_PREFIX_MAX 12u
+
+typedef struct alcm_io_in_ops {
+	int (*next)(alcm_input *in, alcm_tensor *t, int *has);
+	void (*free)(alcm_input *in);
+} alcm_io_in_ops;
+
+struct alcm_input {
+	alcm_allocator alloc;
+	alcm_limits lim;
+	int format;
+	int fd;                 /* -1 for memory input */
+	const uint8_t *mem;
+	uint64_t size;
+	char *label;            /* the path or display name, for messages */
+	char *base;             /* base name without extension: the name of a lone .npy */
+	int poisoned;
+	uint8_t *buf;           /* tensor data handed out by alcm_input_next() */
+	size_t buf_cap;
+	const alcm_io_in_ops *ops;
+	void *state;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+/* One planned or written tensor of an output. */
+typedef struct alcm_io_entry {
+	char *name;
+	size_t name_len;
+	int dtype;
+	uint32_t ndim;
+	uint64_t shape[ALCM_MAX_NDIM];
+	uint64_t nbytes;
+	uint64_t offset;        /* format-specific: data offset (safetensors) */
+} alcm_io_entry;
+
+typedef struct alcm_io_out_ops {
+	int (*plan)(alcm_output *o);                        /* after o->plan is filled */
+	int (*write)(alcm_output *o, const alcm_tensor *t); /* t is validated */
+	int (*commit)(alcm_output *o);                      /* before the atomic commit */
+	void (*free)(alcm_output *o);
+} alcm_io_out_ops;
+
+struct alcm_output {
+	alcm_allocator alloc;
+	int format;
+	unsigned flags;
+	alcm_atomic file;
+	int file_open;
+	int poisoned;
+	int committed;
+	uint64_t pos;           /* bytes written sequentially so far */
+	alcm_io_entry *plan;
+	size_t plan_count;      /* valid when has_plan */
+	int has_plan;
+	size_t written;         /* tensors written */
+	const alcm_io_out_ops *ops;
+	void *state;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+/* ---- input helpers (io.c) ---- */
+
+/* Sets in->detail to "<label>: <message>". @return status. */
+int alcm_io_fail(alcm_input *in, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Reads exactly n bytes at off; a range past the end is ALCM_E_CORRUPT. */
+int alcm_io_read(alcm_input *in, void *dst, size_t n, uint64_t off);
+/* Makes in->buf hold at least n bytes (contents not kept). */
+int alcm_io_reserve(alcm_input *in, uint64_t n);
+/* Quotes a byte-string name into q (ALCM_IO_QUOTE bytes) and returns q. */
+const char *alcm_io_quote(char *q, const char *s, size_t len);
+/*
+ * Byte size of a tensor, checked for overflow and against lim (elements, decoded bytes).
+ * @return ALCM_OK or ALCM_E_LIMIT with a reason in why (ALCM_DETAIL_MAX bytes).
+ */
+int alcm_io_shape_bytes(const alcm_limits *lim, int dtype, uint32_t ndim, const uint64_t *shape,
+                        uint64_t *nbytes, char *why);
+/* @return 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF); else 0
+ * with *bad at the first offending byte. */
+int alcm_io_utf8_valid(const uint8_t *s, size_t n, size_t *bad);
+/* A name to sort for a duplicate check; idx is the caller's. */
+typedef struct alcm_io_name_ref {
+	const uint8_t *p;
+	size_t len;
+	size_t idx;
+} alcm_io_name_ref;
+/* Sorts refs by name bytes. @return the position in refs of the second of two equal
+ * neighbours, or SIZE_MAX when all names differ. */
+size_t alcm_io_names_dup(alcm_io_name_ref *refs, size_t n);
+
+/* ---- output helpers (io.c) ---- */
+
+int alcm_io_out_fail(alcm_output *o, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int alcm_io_out_write(alcm_output *o, const void *buf, size_t len);
+int alcm_io_out_pwrite(alcm_output *o, const void *buf, size_t len, uint64_t off);
+
+/* A growable byte buffer; an allocation failure sets oom and drops later appends. */
+typedef struct alcm_io_sb {
+	uint8_t *p;
+	size_t len, cap;
+	const alcm_allocator *a;
+	int oom;
+} alcm_io_sb;
+void alcm_io_sb_put(alcm_io_sb *b, const void *s, size_t n);
+void alcm_io_sb_str(alcm_io_sb *b, const char *s);
+void alcm_io_sb_u64(alcm_io_sb *b, uint64_t v);
+void alcm_io_sb_free(alcm_io_sb *b);
+
+/* ---- .npy (npy.c), also used for the members of .npz ---- */
+
+typedef struct alcm_io_npy_info {
+	int dtype;
+	uint32_t ndim;
+	uint64_t shape[ALCM_MAX_NDIM];
+	int fortran;            /* data in Fortran order: transposed on read */
+	int swap;               /* big-endian data: byte-swapped on read */
+	uint64_t data_off;      /* offset of the data from the start of the .npy bytes */
+	uint64_t nbytes;
+} alcm_io_npy_info;
+
+/* A forward-only source of .npy bytes (a file range, or an inflating zip member). */
+typedef struct alcm_io_npy_src {
+	int (*read)(alcm_input *in, void *ctx, void *dst, size_t n);
+	void *ctx;
+	uint64_t size;          /* bytes of the whole .npy */
+	const char *tname;      /* tensor name, for messages */
+	size_t tname_len;
+	uint64_t member_off;    /* local header offset inside a zip, or UINT64_MAX */
+} alcm_io_npy_src;
+
+/* Reads and checks the magic and header; the data size must be exactly what remains. */
+int alcm_io_npy_read_header(alcm_input *in, const alcm_io_npy_src *src, alcm_io_npy_info *info);
+/* Byte-swaps and transposes in->buf (info->nbytes bytes) into C order, little-endian. */
+int alcm_io_npy_fixup(alcm_input *in, const alcm_io_npy_info *info);
+/* numpy's descr for a dtype, or NULL (bfloat16 has none). */
+const char *alcm_io_npy_descr(int dtype);
+/* Builds the exact header numpy.save writes for a C-order little-endian array.
+ * @return its length, or 0 if the dtype has no descr. out needs 1024 bytes. */
+size_t alcm_io_npy_build_header(uint8_t *out, int dtype, uint32_t ndim, const uint64_t *shape);
+#define ALCM_IO_NPY_HEADER_BUF 1024
+
+int alcm_io_npy_open(alcm_input *in);
+int alcm_io_npz_open(alcm_input *in);
+int alcm_io_st_open(alcm_input *in);
+
+int alcm_io_npy_out(alcm_output *o);
+int alcm_io_npz_out(alcm_output *o);
+int alcm_io_st_out(alcm_output *o);
+
+/* ---- strict JSON lexing (json.c), for the safetensors header ---- */
+
+typedef struct alcm_io_json {
+	const uint8_t *p;
+	size_t len;
+	size_t pos;
+	int status;             /* first error: ALCM_E_CORRUPT or ALCM_E_LIMIT */
+	const char *err;        /* static reason */
+	size_t err_pos;
+} alcm_io_json;
+
+#define ALCM_IO_JSON_DEPTH 64
+
+int alcm_io_json_error(alcm_io_json *j, int status, const char *err);
+void alcm_io_json_ws(alcm_io_json *j);
+/* Skips whitespace; @return the next byte or -1 at the end. */
+int alcm_io_json_peek(alcm_io_json *j);
+/* Skips whitespace and consumes c, or fails. */
+int alcm_io_json_expect(alcm_io_json *j, char c);
+/*
+ * Parses a string at pos (after whitespace), decoding escapes into out (up to cap bytes;
+ * more is parsed but dropped). *len receives the full decoded length. Raw bytes are copied
+ * as is: the caller has checked that the text is UTF-8.
+ */
+int alcm_io_json_string(alcm_io_json *j, uint8_t *out, size_t cap, size_t *len);
+/* An unsigned integer without sign, fraction, exponent or leading zero; > 2^64-1: LIMIT. */
+int alcm_io_json_u64(alcm_io_json *j, uint64_t *v);
+/* Skips one value of any kind, nesting at most `depth` containers (deeper: LIMIT). */
+int alcm_io_json_skip(alcm_io_json *j, unsigned depth);
+
+#endif
