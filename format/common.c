@@ -124,6 +124,7 @@ const char *alcm_strerror(int status)
 	case ALCM_E_EXISTS: return "file exists";
 	case ALCM_E_NOTFOUND: return "not found";
 	case ALCM_E_BOUND: return "lossy bound not applicable";
+	case ALCM_E_SIGNATURE: return "signature check failed";
 	default: return "unknown error";
 	}
 }

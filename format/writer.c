@@ -414,3 +414,8 @@ const char *alcm_writer_detail(const alcm_writer *w)
 {
 	return w ? w->detail : "";
 }
+
+uint32_t alcm_writer_flags(const alcm_writer *w)
+{
+	return w ? w->hflags : 0;
+}

@@ -89,7 +89,8 @@ enum alcm_status {
 	ALCM_E_STATE = 8,       /**< the object is poisoned by an earlier error or misused */
 	ALCM_E_EXISTS = 9,      /**< the output exists and overwriting was not asked for */
 	ALCM_E_NOTFOUND = 10,   /**< no tensor or section of that name */
-	ALCM_E_BOUND = 11       /**< a lossy request cannot be honoured (e.g. lossy integers) */
+	ALCM_E_BOUND = 11,      /**< a lossy request cannot be honoured (e.g. lossy integers) */
+	ALCM_E_SIGNATURE = 12   /**< no signature, a bad one, or one made by another key */
 };
 
 /** @return a static, lowercase description of a status code. Never NULL. */
@@ -284,7 +285,9 @@ ALCM_API int alcm_writer_open_append(alcm_writer **out, const char *path,
                                      const alcm_limits *lim, const alcm_allocator *alloc,
                                      unsigned flags);
 
-/** Sections already in the archive when appending (0 for a new archive). */
+/** Header flags (ALCM_FLAG_*) the archive will carry. */
+ALCM_API uint32_t alcm_writer_flags(const alcm_writer *w);
+/** Sections so far, those of the archive being appended to included. */
 ALCM_API uint32_t alcm_writer_section_count(const alcm_writer *w);
 /** Reads back info about a section of this writer (old or new). */
 ALCM_API int alcm_writer_section_info(const alcm_writer *w, uint32_t index,
@@ -584,6 +587,47 @@ ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+/* ------------------------------------------------------------------------------------ */
+/* Signatures                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+#define ALCM_PUBLIC_KEY_BYTES 32
+#define ALCM_SECRET_KEY_BYTES 64
+
+/**
+ * Creates an Ed25519 key pair (libsodium). Wipe `sk` with alcm_wipe() after use.
+ */
+ALCM_API int alcm_keypair_new(uint8_t pk[ALCM_PUBLIC_KEY_BYTES],
+                              uint8_t sk[ALCM_SECRET_KEY_BYTES]);
+/** Overwrites secret bytes so that the compiler cannot elide it (sodium_memzero). */
+ALCM_API void alcm_wipe(void *p, size_t len);
+
+/**
+ * Adds a SIGN section: an Ed25519 signature over the manifest of the archive (format
+ * version, header flags, and the type, flags, tag, length and digest of every section
+ * written so far, in table order; spec 6.10). Call it last, right before
+ * alcm_writer_commit(): a section added after it breaks the signature.
+ */
+ALCM_API int alcm_writer_sign(alcm_writer *w, const uint8_t sk[ALCM_SECRET_KEY_BYTES]);
+
+/** Signature state of an archive, from alcm_reader_check_signature(). */
+enum alcm_signature_state {
+	ALCM_SIG_NONE = 0,     /**< the archive carries no SIGN section */
+	ALCM_SIG_VALID = 1,    /**< signed by the given key over these exact sections */
+	ALCM_SIG_OTHER_KEY = 2,/**< a valid signature by a different key */
+	ALCM_SIG_BAD = 3       /**< the signature does not match the sections */
+};
+
+/**
+ * Checks the archive's signature against `pk`. Reads only the SIGN section and the table:
+ * combine with alcm_reader_verify() (which streams every section through its digest) to
+ * prove the bytes. A NULL pk checks the signature against the key stored beside it.
+ * @param state  receives an enum alcm_signature_state.
+ * @return ALCM_OK whatever the state, or ALCM_E_CORRUPT (malformed or duplicate SIGN),
+ *         ALCM_E_DIGEST, ALCM_E_IO.
+ */
+ALCM_API int alcm_reader_check_signature(alcm_reader *r, const uint8_t *pk, int *state);
 
 /* ------------------------------------------------------------------------------------ */
 /* Process-wide                                                                          */

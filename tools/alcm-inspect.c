@@ -16,6 +16,10 @@ static const char usage[] =
 	"  --json       print the same as one JSON object\n"
 	"  --verify     check every section digest and the zero padding; exit 5 naming the\n"
 	"               first bad section\n"
+	"  --pubkey F   with --verify: also check the archive's signature against the public\n"
+	"               key file F (from alcm-keygen); exit 11 if unsigned, bad or another key's\n"
+	"  --require-signature\n"
+	"               fail (exit 11) when the archive carries no valid signature\n"
 	"  -q, --quiet  print nothing; only the exit status tells\n"
 	"  -h, --help   this help        -V, --version   print the version\n"
 	"\n" CLI_EXIT_CODES_HELP;
@@ -42,6 +46,14 @@ static double ratio(uint64_t raw, uint64_t stored)
 	return stored ? (double)raw / (double)stored : 0;
 }
 
+static const char *sig_name(int s)
+{
+	static const char *n[] = {"none", "valid", "valid, but by another key", "BAD"};
+	return s >= 0 && s <= 3 ? n[s] : "?";
+}
+
+static int sig_state = -1; /* -1: not checked */
+
 static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
 {
 	unsigned maj, min;
@@ -56,6 +68,8 @@ static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int ve
 		printf("tail:     %llu uncommitted bytes after the table (interrupted append)\n",
 		       (unsigned long long)alcm_reader_tail_bytes(r));
 	printf("digests:  %s\n", verified ? "all verified" : "not checked (use --verify)");
+	if (sig_state >= 0)
+		printf("signature: %s\n", sig_name(sig_state));
 	printf("sections: %u\n", n);
 	printf("  %4s  %-4s  %-8s  %6s  %12s  %12s  %s\n", "#", "type", "flags", "tag", "offset",
 	       "length", "digest");
@@ -116,6 +130,8 @@ static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int ve
 	       (unsigned long long)alcm_reader_generation(r),
 	       (unsigned long long)alcm_reader_file_size(r),
 	       (unsigned long long)alcm_reader_tail_bytes(r), verified ? "true" : "false");
+	if (sig_state >= 0)
+		printf("\"signature\":\"%s\",", sig_name(sig_state));
 	for (uint32_t i = 0; i < n; i++) {
 		alcm_section_info si;
 		alcm_reader_section_info(r, i, &si);
@@ -165,9 +181,12 @@ static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int ve
 int main(int argc, char **argv)
 {
 	cli_init("alcm-inspect");
-	int json = 0, verify = 0;
+	int json = 0, verify = 0, require = 0;
+	const char *pubkey = NULL;
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, 'j'},  {"verify", no_argument, NULL, 'c'},
+		{"pubkey", required_argument, NULL, 'p'},
+		{"require-signature", no_argument, NULL, 'r'},
 		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
 	};
@@ -176,6 +195,8 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'c': verify = 1; break;
+		case 'p': pubkey = optarg; break;
+		case 'r': require = 1, verify = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("alcm-inspect %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
@@ -188,6 +209,16 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *path = argv[optind];
+	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
+	if (pubkey) {
+		if (!verify) {
+			cli_err("--pubkey needs --verify: a signature proves nothing without the digests");
+			return EXIT_USAGE;
+		}
+		int krc = cli_read_key(pubkey, 0, pk, sizeof(pk));
+		if (krc)
+			return krc;
+	}
 	alcm_reader *r = NULL;
 	alcm_archive *a = NULL;
 	int st = alcm_reader_open_file(&r, path, NULL, NULL, 0);
@@ -201,6 +232,19 @@ int main(int argc, char **argv)
 		st = alcm_reader_verify(r, &bad);
 		if (st) {
 			rc = cli_fail(st, "verify", path, alcm_reader_detail(r));
+			goto out;
+		}
+	}
+	if (pubkey || require) {
+		st = alcm_reader_check_signature(r, pubkey ? pk : NULL, &sig_state);
+		if (st) {
+			rc = cli_fail(st, "check the signature of", path, alcm_reader_detail(r));
+			goto out;
+		}
+		if (sig_state != ALCM_SIG_VALID && (require || pubkey)) {
+			cli_err("cannot verify '%s': signature %s", path,
+			        sig_state == ALCM_SIG_NONE ? "missing" : sig_name(sig_state));
+			rc = EXIT_SIGNATURE;
 			goto out;
 		}
 	}

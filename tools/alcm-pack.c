@@ -17,6 +17,7 @@ static const char usage[] =
 	"  -o, --output FILE     archive to write (required); written atomically\n"
 	"  -f, --force           replace OUTPUT if it exists\n"
 	"      --stream          make an appendable stream archive\n"
+	"      --sign KEY        sign the archive with a secret key from alcm-keygen\n"
 	"Lossy modes (choose at most one; NaN, inf, -0 and subnormals always stay exact):\n"
 	"      --max-error E     |x - x'| <= E for every value\n"
 	"      --rel-error R     |x - x'| <= R * max|x| of the value's channel (axis 0), R < 1\n"
@@ -40,10 +41,10 @@ static const char usage[] =
 	"\n" CLI_EXIT_CODES_HELP;
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
-       OPT_CHECK, OPT_STREAM };
+       OPT_CHECK, OPT_STREAM, OPT_SIGN };
 
 typedef struct pack_args {
-	const char *in, *out;
+	const char *in, *out, *sign;
 	int force, stream, check, modes;
 	alcm_pack_options o;
 } pack_args;
@@ -52,7 +53,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 {
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
-		{"stream", no_argument, NULL, OPT_STREAM}, {"max-error", required_argument, NULL, OPT_MAXERR},
+		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN}, {"max-error", required_argument, NULL, OPT_MAXERR},
 		{"rel-error", required_argument, NULL, OPT_RELERR}, {"snr", required_argument, NULL, OPT_SNR},
 		{"bits", required_argument, NULL, OPT_BITS}, {"prune", required_argument, NULL, OPT_PRUNE},
 		{"int-lossy", required_argument, NULL, OPT_INT}, {"level", required_argument, NULL, 'l'},
@@ -71,6 +72,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case 'f': a->force = 1; break;
 		case OPT_STREAM: a->stream = 1; break;
 		case OPT_CHECK: a->check = 1; break;
+		case OPT_SIGN: a->sign = optarg; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
@@ -245,6 +247,9 @@ int main(int argc, char **argv)
 	alcm_input *in = NULL;
 	alcm_writer *w = NULL;
 	alcm_encoder *e = NULL;
+	uint8_t sk[ALCM_SECRET_KEY_BYTES];
+	if (a.sign && (rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
+		return rc;
 	int st = alcm_input_open(&in, a.in, NULL, NULL);
 	if (st) {
 		rc = cli_fail(st, "read", a.in, alcm_input_detail(in));
@@ -296,6 +301,10 @@ int main(int argc, char **argv)
 		rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
 		goto out;
 	}
+	if (a.sign && (st = alcm_writer_sign(w, sk))) {
+		rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
+		goto out;
+	}
 	uint64_t out_bytes = alcm_writer_bytes(w);
 	if ((st = alcm_writer_commit(w))) {
 		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
@@ -315,6 +324,7 @@ int main(int argc, char **argv)
 	if (a.check)
 		rc = check_roundtrip(&a, a.o.mode == ALCM_MODE_LOSSLESS);
 out:
+	alcm_wipe(sk, sizeof(sk));
 	alcm_encoder_free(e);
 	alcm_writer_free(w);
 	alcm_input_free(in);

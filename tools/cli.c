@@ -2,6 +2,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -80,6 +82,7 @@ int cli_exit_code(int st)
 	case ALCM_E_EXISTS: return EXIT_EXISTS;
 	case ALCM_E_NOMEM: return EXIT_NOMEM;
 	case ALCM_E_BOUND: return EXIT_BOUND;
+	case ALCM_E_SIGNATURE: return EXIT_SIGNATURE;
 	default: return EXIT_FAIL;
 	}
 }
@@ -273,4 +276,81 @@ void cli_json_string(FILE *f, const char *str, size_t len)
 		}
 	}
 	fputc('"', f);
+}
+
+static const char *key_label(int secret)
+{
+	return secret ? "alcm-ed25519-secret-key" : "alcm-ed25519-public-key";
+}
+
+int cli_read_key(const char *path, int secret, uint8_t *key, size_t len)
+{
+	char buf[256];
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		cli_err("cannot read key '%s': %s", path, strerror(errno));
+		return EXIT_IO;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *label = key_label(secret);
+	size_t ll = strlen(label);
+	int ok = n >= ll + 1 + 2 * len && strncmp(buf, label, ll) == 0 && buf[ll] == ' ';
+	for (size_t i = 0; ok && i < len; i++) {
+		unsigned v;
+		if (sscanf(buf + ll + 1 + 2 * i, "%2x", &v) != 1 ||
+		    !strchr("0123456789abcdef", buf[ll + 1 + 2 * i]) ||
+		    !strchr("0123456789abcdef", buf[ll + 2 + 2 * i]))
+			ok = 0;
+		else
+			key[i] = (uint8_t)v;
+	}
+	const char *rest = buf + ll + 1 + 2 * len;
+	if (ok && !(rest[0] == '\0' || (rest[0] == '\n' && rest[1] == '\0')))
+		ok = 0;
+	memset(buf, 0, sizeof(buf));
+	if (!ok) {
+		cli_err("cannot read key '%s': not an alcm %s key file", path,
+		        secret ? "secret" : "public");
+		alcm_wipe(key, len);
+		return EXIT_MALFORMED;
+	}
+	return 0;
+}
+
+int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
+		cli_err("cannot write key '%s': path too long", path);
+		return EXIT_USAGE;
+	}
+	if (!force && access(path, F_OK) == 0) {
+		cli_err("cannot write key '%s': file exists (use -f)", path);
+		return EXIT_EXISTS;
+	}
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		cli_err("cannot write key '%s': %s", path, strerror(errno));
+		return EXIT_IO;
+	}
+	fchmod(fd, secret ? 0600 : 0644);
+	char line[256];
+	int o = snprintf(line, sizeof(line), "%s ", key_label(secret));
+	for (size_t i = 0; i < len; i++)
+		o += snprintf(line + o, sizeof(line) - (size_t)o, "%02x", key[i]);
+	line[o++] = '\n';
+	int bad = write(fd, line, (size_t)o) != o || fsync(fd) != 0;
+	memset(line, 0, sizeof(line));
+	bad |= close(fd) != 0;
+	if (!bad && (force ? rename(tmp, path) : link(tmp, path)) != 0)
+		bad = 1;
+	int e = errno;
+	unlink(tmp);
+	if (bad) {
+		cli_err("cannot write key '%s': %s", path, strerror(e));
+		return e == EEXIST ? EXIT_EXISTS : EXIT_IO;
+	}
+	return 0;
 }

@@ -20,7 +20,8 @@ enum cli_exit {
 	EXIT_UNSUPPORTED = 7,/* valid input needing a feature this build lacks */
 	EXIT_EXISTS = 8,     /* output exists and -f was not given */
 	EXIT_NOMEM = 9,      /* out of memory */
-	EXIT_BOUND = 10      /* the lossy request cannot be honoured (e.g. integer tensors) */
+	EXIT_BOUND = 10,     /* the lossy request cannot be honoured (e.g. integer tensors) */
+	EXIT_SIGNATURE = 11  /* signature missing, bad, or by another key */
 };
 
 #define CLI_EXIT_CODES_HELP \
@@ -29,7 +30,7 @@ enum cli_exit {
 	"  1  other failure      6  limit exceeded      10  lossy request refused\n" \
 	"  2  usage error        7  unsupported feature\n" \
 	"  3  i/o error          8  output exists (use -f)\n" \
-	"  4  malformed input\n"
+	"  4  malformed input   11  signature missing, bad or by another key\n"
 
 extern const char *cli_prog;
 extern int cli_quiet, cli_verbose;
@@ -66,6 +67,15 @@ const char *cli_size(uint64_t bytes);
 const char *cli_shape(const uint64_t *shape, uint32_t ndim);
 /* Quoted name safe for terminals; static ring. */
 const char *cli_name(const char *s, size_t len);
+/*
+ * Key files: one line "alcm-ed25519-secret-key <128 hex digits>" or
+ * "alcm-ed25519-public-key <64 hex digits>". Reads one; prints the error itself.
+ * @return 0 or an exit code.
+ */
+int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
+/* Writes a key file atomically (mode 0600 for secret keys). @return 0 or an exit code. */
+int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force);
+
 /* Writes a JSON string literal of s (bytes; invalid UTF-8 escaped as \u00XX). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
