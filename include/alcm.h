@@ -369,6 +369,8 @@ ALCM_API int alcm_shape_elements(const uint64_t *shape, uint32_t ndim, uint64_t 
 /* Codec: encoding                                                                       */
 /* ------------------------------------------------------------------------------------ */
 
+typedef struct alcm_predictor alcm_predictor;
+
 /** Coding modes. The numbers are stored in files. */
 enum alcm_mode {
 	ALCM_MODE_LOSSLESS = 0,  /**< bit-exact (the default) */
@@ -395,6 +397,8 @@ typedef struct alcm_pack_options {
 	int int_policy;       /**< enum alcm_int_policy */
 	const char *producer; /**< stored in the metadata; NULL: "libalcm <version>" */
 	const char *source_format; /**< stored in the metadata, e.g. "npz"; may be NULL */
+	uint32_t frame;       /**< frame number of a stream archive (the TDIR's tag), else 0 */
+	const alcm_predictor *predictor; /**< NULL: alcm_predictor_default(); stored in PRED */
 } alcm_pack_options;
 
 ALCM_API void alcm_pack_options_default(alcm_pack_options *opt);
@@ -429,13 +433,35 @@ ALCM_API int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pac
 ALCM_API int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep);
 
 /**
+ * Same as alcm_encoder_add(), and writes into `recon` (t->nbytes bytes, may be NULL) the
+ * exact values a decoder will produce, without decoding: training loops use it for error
+ * feedback.
+ */
+ALCM_API int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t,
+                                    alcm_tensor_report *rep, void *recon);
+
+/**
  * Adds a metadata key/value pair (bytes) to the archive's META section. Keys starting with
  * "alcm." are reserved for the library.
  */
 ALCM_API int alcm_encoder_set_meta(alcm_encoder *e, const char *key, const void *value,
                                    size_t value_len);
 
-/** Writes the tensor directory and metadata sections. Call once, before committing. */
+/**
+ * Changes the mode and bound for the tensors added next (budget packing and the stream
+ * scheduler choose them per tensor). Same ranges as alcm_pack_options.
+ */
+ALCM_API int alcm_encoder_set_mode(alcm_encoder *e, int mode, double bound, unsigned bits,
+                                   double prune);
+
+/**
+ * Adds an optional section (for example FRAM or ATTR) tagged with the frame number.
+ * @param critical  1 if a reader that does not know `type` must refuse the archive.
+ */
+ALCM_API int alcm_encoder_add_section(alcm_encoder *e, const char *type, int critical,
+                                      const void *data, size_t len);
+
+/** Writes the metadata, predictor and tensor directory sections. Call once, then commit. */
 ALCM_API int alcm_encoder_finish(alcm_encoder *e);
 ALCM_API void alcm_encoder_free(alcm_encoder *e);
 ALCM_API const char *alcm_encoder_detail(const alcm_encoder *e);
@@ -494,6 +520,21 @@ typedef struct alcm_tensor_info {
  * the archive). Checks every entry against the reader's limits and the table.
  */
 ALCM_API int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_allocator *alloc);
+
+/** Number of frames (tensor directories) in the archive: 1 unless it is a stream. */
+ALCM_API uint32_t alcm_archive_frame_count(const alcm_reader *r);
+
+/**
+ * Like alcm_archive_open() for frame `frame` of a stream archive (alcm_archive_open() takes
+ * the last one). @return ALCM_E_NOTFOUND if there is no such frame.
+ */
+ALCM_API int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
+                                     const alcm_allocator *alloc);
+/** The frame this archive object reads. */
+ALCM_API uint32_t alcm_archive_frame(const alcm_archive *a);
+
+/** The predictor weights the archive stores (PRED), if any. @return ALCM_E_NOTFOUND if none. */
+ALCM_API int alcm_archive_predictor(const alcm_archive *a, alcm_predictor *p);
 ALCM_API void alcm_archive_free(alcm_archive *a);
 ALCM_API const char *alcm_archive_detail(const alcm_archive *a);
 
@@ -587,6 +628,126 @@ ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+/* ------------------------------------------------------------------------------------ */
+/* Gradient streams                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * A stream encoder for training loops: one call per step or epoch encodes a frame of the same
+ * tensors, keeps the error-feedback residuals, and lets the CAQ scheduler tune how
+ * aggressively the next frame is coded. CAQ = ratio / (cpu_seconds + 1) (Compression-Accuracy
+ * Quotient); the scheduler raises aggressiveness (bound from `pack.bound` towards
+ * `bound_max`, pruning share up to 0.25) while the CAQ trend over the last `window` frames
+ * rises and every frame's SNR stays at or above `fidelity_floor_db`, and backs off otherwise.
+ */
+typedef struct alcm_stream_options {
+	alcm_pack_options pack;   /**< starting mode and bound (max-error or rel-error to schedule) */
+	int error_feedback;       /**< 1: add frame t's coding error to frame t+1 before coding */
+	int schedule;             /**< 1: run the CAQ scheduler (needs a max- or rel-error mode) */
+	double bound_max;         /**< most aggressive bound the scheduler may use */
+	double fidelity_floor_db; /**< back off when a frame's SNR falls below this */
+	unsigned window;          /**< frames in the CAQ trend window (default 5) */
+} alcm_stream_options;
+
+ALCM_API void alcm_stream_options_default(alcm_stream_options *o);
+
+/** Scheduler decisions, stored in each frame's FRAM section. */
+enum alcm_decision {
+	ALCM_DECIDE_START = 0,    /**< first frames: not enough history */
+	ALCM_DECIDE_RAISE = 1,    /**< CAQ rising and fidelity held: more aggressive next */
+	ALCM_DECIDE_HOLD = 2,     /**< at the most aggressive setting already */
+	ALCM_DECIDE_BACKOFF_CAQ = 3,      /**< CAQ falling: less aggressive next */
+	ALCM_DECIDE_BACKOFF_FIDELITY = 4  /**< SNR under the floor: less aggressive next */
+};
+
+/** What one frame did (also the FRAM payload, spec 6.8). */
+typedef struct alcm_frame_report {
+	uint32_t frame;
+	uint64_t raw_bytes, stored_bytes;
+	double ratio, cpu_seconds, caq, caq_trend, snr_db, max_abs_error;
+	double bound, prune, aggressiveness;  /**< the setting this frame was coded with */
+	int decision;                         /**< enum alcm_decision, for the next frame */
+	double next_bound, next_prune;
+} alcm_frame_report;
+
+typedef struct alcm_stream alcm_stream;
+
+ALCM_API int alcm_stream_new(alcm_stream **out, const alcm_stream_options *opt,
+                             const alcm_allocator *alloc);
+ALCM_API void alcm_stream_free(alcm_stream *s);
+ALCM_API const char *alcm_stream_detail(const alcm_stream *s);
+
+/**
+ * Encodes one frame of `n` tensors as sections of `w` (a memory writer for in-memory use, or
+ * an append writer on a stream archive file), with the frame number as tags, a FRAM section
+ * recording the scheduler's state, and the frame's tensor directory. The caller commits `w`.
+ * Tensors are matched across frames by position; their shapes must not change.
+ */
+ALCM_API int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, size_t n,
+                                alcm_frame_report *rep);
+
+/**
+ * Continues a stream archive written earlier (by another process): takes the frame number,
+ * the CAQ history and the scheduler's next setting from its FRAM sections. Residuals of
+ * error feedback are not stored in archives, so feedback restarts from zero.
+ */
+ALCM_API int alcm_stream_resume(alcm_stream *s, alcm_reader *r);
+
+/** Parses a FRAM payload. */
+ALCM_API int alcm_frame_report_load(alcm_frame_report *rep, const uint8_t *buf, size_t len);
+
+/* ------------------------------------------------------------------------------------ */
+/* Entropy predictor                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+#define ALCM_PRED_FEATURES 6
+#define ALCM_PRED_HIDDEN 64
+
+/**
+ * A 6 -> 64 -> 1 multilayer perceptron that predicts the coded size, in bits per value, of a
+ * float tensor quantized with a given step (max-error mode with bound step/2). Inputs are
+ * normalised as (feature - mean) / scale; the hidden layer uses tanh. The encoder uses it to
+ * choose parameters; it never sits in the decoding path. Every archive stores the weights it
+ * used in its PRED section (spec 6.7).
+ */
+struct alcm_predictor {
+	float mean[ALCM_PRED_FEATURES], scale[ALCM_PRED_FEATURES];
+	float w1[ALCM_PRED_HIDDEN][ALCM_PRED_FEATURES];
+	float b1[ALCM_PRED_HIDDEN];
+	float w2[ALCM_PRED_HIDDEN];
+	float b2;
+};
+
+/** The compiled-in default weights (produced by alcm-train; see tools/alcm-train.c). */
+ALCM_API const alcm_predictor *alcm_predictor_default(void);
+
+/**
+ * Computes the six features of a float tensor at quantization step `step` (> 0):
+ * log2 of the element count, log2(std / step), excess kurtosis, the share of values with
+ * |x| < step / 2, skewness, and the share of values beyond 4 std (spec 6.7 defines them
+ * exactly). Non-finite values are ignored. Allocation-free; O(elements), or a fixed sample of
+ * large tensors.
+ */
+ALCM_API int alcm_tensor_features(const alcm_tensor *t, double step,
+                                  float feat[ALCM_PRED_FEATURES]);
+
+/** Predicted bits per value. Allocation-free, a few hundred flops. */
+ALCM_API double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES]);
+
+/**
+ * Fits `p` to n samples (x[i] features, y[i] measured bits per value) with MSE and backprop
+ * (Adam), deterministic for `seed`. @param mse receives the final training MSE.
+ */
+ALCM_API int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES],
+                                  const float *y, size_t n, uint64_t seed, unsigned epochs,
+                                  double *mse);
+
+/** PRED payload of `p` (spec 6.7): ALCM_PRED_BYTES bytes, little-endian float32. */
+#define ALCM_PRED_BYTES (8 + 4 * (2 * ALCM_PRED_FEATURES + ALCM_PRED_HIDDEN * ALCM_PRED_FEATURES + 2 * ALCM_PRED_HIDDEN + 1))
+ALCM_API void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES]);
+/** Parses a PRED payload; refuses a wrong size, version or non-finite weight. */
+ALCM_API int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------ */
 /* Signatures                                                                            */

@@ -26,6 +26,9 @@ struct alcm_archive {
 	size_t count;
 	meta_pair *m;
 	size_t nmeta;
+	uint32_t frame;
+	alcm_predictor pred;
+	int has_pred;
 	alcm_pool *pool;
 	alcm_coder **coders;
 	unsigned ncoders, threads;
@@ -269,7 +272,52 @@ static uint32_t last_section(alcm_reader *r, const char *type)
 	return idx;
 }
 
+uint32_t alcm_archive_frame_count(const alcm_reader *r)
+{
+	uint32_t n = 0, i = 0, k;
+	while (r && alcm_reader_find_section(r, "TDIR", i, &k) == ALCM_OK) {
+		n++;
+		i = k + 1;
+	}
+	return n;
+}
+
+/* The directory of a frame: the last TDIR whose tag is `frame` (ALCM_NONE: the last one). */
+static uint32_t frame_dir(alcm_reader *r, uint32_t frame)
+{
+	uint32_t idx = ALCM_NONE, i = 0, k;
+	while (alcm_reader_find_section(r, "TDIR", i, &k) == ALCM_OK) {
+		alcm_section_info si;
+		alcm_reader_section_info(r, k, &si);
+		if (frame == ALCM_NONE || si.tag == frame)
+			idx = k;
+		i = k + 1;
+	}
+	return idx;
+}
+
 int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_allocator *alloc)
+{
+	return alcm_archive_open_frame(out, r, ALCM_NONE, alloc);
+}
+
+uint32_t alcm_archive_frame(const alcm_archive *a)
+{
+	return a ? a->frame : 0;
+}
+
+int alcm_archive_predictor(const alcm_archive *a, alcm_predictor *p)
+{
+	if (!a || !p)
+		return ALCM_E_ARG;
+	if (!a->has_pred)
+		return ALCM_E_NOTFOUND;
+	*p = a->pred;
+	return ALCM_OK;
+}
+
+int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
+                            const alcm_allocator *alloc)
 {
 	if (!out || !r)
 		return ALCM_E_ARG;
@@ -284,14 +332,28 @@ int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_allocator *
 	/* The reader's limits are the ones the caller chose. */
 	alcm_limits_default(&a->lim);
 	alcm_reader_limits(r, &a->lim);
-	uint32_t m = last_section(r, "META"), d = last_section(r, "TDIR");
+	uint32_t m = last_section(r, "META"), d = frame_dir(r, frame), pi = last_section(r, "PRED");
 	int st = ALCM_OK;
 	if (m != ALCM_NONE)
 		st = parse_meta(a, m);
 	if (!st && d == ALCM_NONE)
-		st = afail(a, ALCM_E_CORRUPT, "no tensor directory (TDIR section)");
-	if (!st)
+		st = frame == ALCM_NONE ? afail(a, ALCM_E_CORRUPT, "no tensor directory (TDIR section)")
+		                        : afail(a, ALCM_E_NOTFOUND, "no frame %u", frame);
+	if (!st) {
+		alcm_section_info si;
+		alcm_reader_section_info(r, d, &si);
+		a->frame = si.tag;
 		st = parse_dir(a, d);
+	}
+	if (!st && pi != ALCM_NONE) {
+		uint8_t *pb = NULL;
+		size_t pl;
+		st = load_small(a, pi, &pb, &pl);
+		if (!st && alcm_predictor_load(&a->pred, pb, pl) != ALCM_OK)
+			st = afail(a, ALCM_E_CORRUPT, "PRED section %u is malformed", pi);
+		a->has_pred = !st;
+		alcm_mem_free(&a->alloc, pb);
+	}
 	if (st)
 		a->poisoned = 1;
 	return st;

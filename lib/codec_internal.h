@@ -131,8 +131,10 @@ typedef struct alcm_qstats {
 } alcm_qstats;
 
 /* Codes elements [first, first+elems) of the tensor at src (the whole tensor's base). */
+/* recon (may be NULL) receives the values a decoder will produce, at the same offsets. */
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
-                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st);
+                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
+                      uint8_t *recon);
 /* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)
 {

@@ -362,6 +362,7 @@ typedef struct wave {
 	const tparams *p;
 	uint64_t chunk_elems, first_chunk;
 	job *jobs;
+	uint8_t *recon;
 } wave;
 
 static void run_chunk(void *arg, size_t j, unsigned worker)
@@ -384,7 +385,7 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 		                                  n, wv->e->opt.level);
 	} else {
 		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
-		                               &jb->st);
+		                               &jb->st, wv->recon);
 	}
 }
 
@@ -416,7 +417,8 @@ static void free_params(alcm_encoder *e, tparams *p)
 /* Codes all chunks in waves of a few per thread and streams them into the data section;
  * masks are kept (they are small) and written as their own section afterwards. */
 static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64_t chunk_elems,
-                       uint64_t nchunks, alcm_buf *ctab, alcm_buf *masks, alcm_qstats *tot)
+                       uint64_t nchunks, alcm_buf *ctab, alcm_buf *masks, alcm_qstats *tot,
+                       uint8_t *recon)
 {
 	unsigned per = e->ncoders * 2;
 	job *jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job));
@@ -427,7 +429,7 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 	int st = ALCM_OK;
 	for (uint64_t k = 0; k < nchunks && !st; k += per) {
 		uint64_t nj = nchunks - k < per ? nchunks - k : per;
-		wave wv = {e, t, p, chunk_elems, k, jobs};
+		wave wv = {e, t, p, chunk_elems, k, jobs, recon};
 		alcm_pool_run(e->pool, run_chunk, &wv, (size_t)nj);
 		for (uint64_t j = 0; j < nj && !st; j++) {
 			job *jb = &jobs[j];
@@ -461,6 +463,35 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 	return st;
 }
 
+int alcm_encoder_set_mode(alcm_encoder *e, int mode, double bound, unsigned bits, double prune)
+{
+	if (!e)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	alcm_pack_options o = e->opt;
+	o.mode = mode;
+	o.bound = bound;
+	o.bits = bits;
+	o.prune = prune;
+	if (!check_options(&o))
+		return ALCM_E_ARG;
+	e->opt = o;
+	return ALCM_OK;
+}
+
+int alcm_encoder_add_section(alcm_encoder *e, const char *type, int critical, const void *data,
+                             size_t len)
+{
+	if (!e || !type || (!data && len))
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	int st = alcm_writer_add_section(e->w, type, critical ? ALCM_SECTION_CRITICAL : 0,
+	                                 e->opt.frame, data, len, NULL);
+	return st ? efail(e, st, "%s", alcm_writer_detail(e->w)) : ALCM_OK;
+}
+
 static int add_section(alcm_encoder *e, const char *type, const void *p, size_t n,
                        uint32_t *idx)
 {
@@ -469,6 +500,12 @@ static int add_section(alcm_encoder *e, const char *type, const void *p, size_t 
 }
 
 int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
+{
+	return alcm_encoder_add_recon(e, t, rep, NULL);
+}
+
+int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep,
+                           void *recon)
 {
 	if (!e || !t)
 		return ALCM_E_ARG;
@@ -514,7 +551,10 @@ int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *
 	if (st)
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st)
-		st = code_chunks(e, t, &p, chunk_elems, nchunks, &ctab, &masks, &tot);
+		st = code_chunks(e, t, &p, chunk_elems, nchunks, &ctab, &masks, &tot,
+		                 p.mode == ALCM_MODE_LOSSLESS ? NULL : recon);
+	if (!st && recon && p.mode == ALCM_MODE_LOSSLESS && recon != t->data && t->nbytes)
+		memcpy(recon, t->data, t->nbytes);
 	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && p.mode != ALCM_MODE_LOSSLESS) {
@@ -595,12 +635,25 @@ int alcm_encoder_finish(alcm_encoder *e)
 		alcm_buf_free(&m);
 		return efail(e, ALCM_E_NOMEM, "out of memory");
 	}
-	st = alcm_writer_add_section(e->w, "META", 0, 0, m.p, m.len, NULL);
+	st = alcm_writer_add_section(e->w, "META", 0, e->opt.frame, m.p, m.len, NULL);
 	alcm_buf_free(&m);
+	/* The predictor weights that chose this archive's parameters, once per archive. */
+	int have_pred = 0;
+	for (uint32_t i = 0; i < alcm_writer_section_count(e->w) && !st; i++) {
+		alcm_section_info si;
+		alcm_writer_section_info(e->w, i, &si);
+		have_pred |= memcmp(si.type, "PRED", 4) == 0;
+	}
+	if (!st && !have_pred) {
+		uint8_t pb[ALCM_PRED_BYTES];
+		alcm_predictor_store(e->opt.predictor ? e->opt.predictor : alcm_predictor_default(),
+		                     pb);
+		st = alcm_writer_add_section(e->w, "PRED", 0, 0, pb, sizeof(pb), NULL);
+	}
 	if (!st) {
 		uint8_t c[4];
 		alcm_store32(c, e->ntensors);
-		st = alcm_writer_section_begin(e->w, "TDIR", ALCM_SECTION_CRITICAL, 0);
+		st = alcm_writer_section_begin(e->w, "TDIR", ALCM_SECTION_CRITICAL, e->opt.frame);
 		if (!st)
 			st = alcm_writer_section_write(e->w, c, 4);
 		if (!st)

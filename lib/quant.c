@@ -198,8 +198,11 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint6
 	return st;
 }
 
+static void store_value(int dtype, uint8_t *dst, uint64_t i, double v);
+
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
-                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *stt)
+                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *stt,
+                      uint8_t *recon)
 {
 	const alcm_allocator *a = data->a;
 	size_t w = alcm_dtype_size(qp->dtype);
@@ -235,6 +238,8 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 				last = i;
 				nesc++;
 				sym[nsym++] = 0;
+				if (recon)
+					memcpy(recon + (first + i) * w, src + (first + i) * w, w);
 				continue;
 			}
 			double x = alcm_load_float(qp->dtype, src, first + i);
@@ -244,6 +249,8 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 				bits[i >> 3] |= (uint8_t)(1u << (i & 7));
 				pruned++;
 				noise += x * x;
+				if (recon)
+					store_value(qp->dtype, recon, first + i, 0.0);
 				if (ax > maxe)
 					maxe = ax;
 				continue;
@@ -279,12 +286,16 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 				last = i;
 				nesc++;
 				sym[nsym++] = 0;
+				if (recon)
+					memcpy(recon + (first + i) * w, src + (first + i) * w, w);
 				continue;
 			}
 			if (err > maxe)
 				maxe = err;
 			noise += err * err;
 			sym[nsym++] = zigzag(q);
+			if (recon)
+				store_value(qp->dtype, recon, first + i, (double)q * s);
 		}
 	}
 	if (!st) {

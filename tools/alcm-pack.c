@@ -16,7 +16,12 @@ static const char usage[] =
 	"Output:\n"
 	"  -o, --output FILE     archive to write (required); written atomically\n"
 	"  -f, --force           replace OUTPUT if it exists\n"
-	"      --stream          make an appendable stream archive\n"
+	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
+	"      --append          add INPUT as the next frame of an existing stream archive,\n"
+	"                        without rewriting earlier frames (crash-safe)\n"
+	"      --schedule        let the CAQ scheduler tune the bound per frame, between the\n"
+	"                        bound given and --bound-max B, pruning up to 0.25, backing\n"
+	"                        off under --fidelity-floor DB (default 20)\n"
 	"      --sign KEY        sign the archive with a secret key from alcm-keygen\n"
 	"Lossy modes (choose at most one; NaN, inf, -0 and subnormals always stay exact):\n"
 	"      --max-error E     |x - x'| <= E for every value\n"
@@ -41,11 +46,12 @@ static const char usage[] =
 	"\n" CLI_EXIT_CODES_HELP;
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
-       OPT_CHECK, OPT_STREAM, OPT_SIGN };
+       OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR };
 
 typedef struct pack_args {
 	const char *in, *out, *sign;
-	int force, stream, check, modes;
+	int force, stream, check, modes, append, schedule;
+	double bound_max, floor_db;
 	alcm_pack_options o;
 } pack_args;
 
@@ -53,7 +59,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 {
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
-		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN}, {"max-error", required_argument, NULL, OPT_MAXERR},
+		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN},
+		{"append", no_argument, NULL, OPT_APPEND}, {"schedule", no_argument, NULL, OPT_SCHEDULE},
+		{"bound-max", required_argument, NULL, OPT_BOUNDMAX},
+		{"fidelity-floor", required_argument, NULL, OPT_FLOOR}, {"max-error", required_argument, NULL, OPT_MAXERR},
 		{"rel-error", required_argument, NULL, OPT_RELERR}, {"snr", required_argument, NULL, OPT_SNR},
 		{"bits", required_argument, NULL, OPT_BITS}, {"prune", required_argument, NULL, OPT_PRUNE},
 		{"int-lossy", required_argument, NULL, OPT_INT}, {"level", required_argument, NULL, 'l'},
@@ -73,6 +82,16 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case OPT_STREAM: a->stream = 1; break;
 		case OPT_CHECK: a->check = 1; break;
 		case OPT_SIGN: a->sign = optarg; break;
+		case OPT_APPEND: a->append = 1; break;
+		case OPT_SCHEDULE: a->schedule = 1; break;
+		case OPT_BOUNDMAX:
+		case OPT_FLOOR:
+			if (cli_parse_double(optarg, &d) || !(d > 0)) {
+				cli_err("invalid value '%s': expected a positive number", optarg);
+				return EXIT_USAGE;
+			}
+			*(c == OPT_BOUNDMAX ? &a->bound_max : &a->floor_db) = d;
+			break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
@@ -142,6 +161,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 	}
 	if (optind != argc - 1 || !a->out) {
 		cli_err("expected INPUT and -o OUTPUT (see --help)");
+		return EXIT_USAGE;
+	}
+	if (a->append && a->force) {
+		cli_err("--append adds to OUTPUT: it cannot be combined with -f");
 		return EXIT_USAGE;
 	}
 	if (a->modes > 1) {
@@ -236,6 +259,168 @@ out:
 	return rc;
 }
 
+/* Tensors of one frame, copied out of the input (which reuses its buffers). */
+typedef struct frame_buf {
+	alcm_tensor *t;
+	size_t n, cap;
+} frame_buf;
+
+static int frame_add(frame_buf *f, const alcm_tensor *t)
+{
+	if (f->n == f->cap) {
+		size_t nc = f->cap ? 2 * f->cap : 16;
+		alcm_tensor *nt = realloc(f->t, nc * sizeof(*nt));
+		if (!nt)
+			return -1;
+		f->t = nt;
+		f->cap = nc;
+	}
+	alcm_tensor c = *t;
+	char *name = malloc(t->name_len + 1);
+	void *data = malloc(t->nbytes ? t->nbytes : 1);
+	if (!name || !data) {
+		free(name);
+		free(data);
+		return -1;
+	}
+	memcpy(name, t->name, t->name_len);
+	memcpy(data, t->data, t->nbytes);
+	c.name = name;
+	c.data = data;
+	f->t[f->n++] = c;
+	return 0;
+}
+
+static void frame_free(frame_buf *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free((void *)f->t[i].name);
+		free((void *)f->t[i].data);
+	}
+	free(f->t);
+}
+
+typedef struct totals {
+	uint64_t raw, ntensors, downgraded;
+	double maxerr;
+} totals;
+
+/* One archive (or one more frame) from every tensor of the input, streamed. */
+static int pack_plain(const pack_args *a, alcm_input *in, alcm_writer *w, totals *tot)
+{
+	alcm_encoder *e = NULL;
+	int rc = 0, st = alcm_encoder_new(&e, w, &a->o, NULL);
+	if (st) {
+		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+		goto out;
+	}
+	cli_progress p;
+	cli_progress_start(&p, "packing", alcm_input_size(in), (uint64_t)100 << 20);
+	for (;;) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+			goto out;
+		}
+		if (!has)
+			break;
+		alcm_tensor_report rep;
+		if ((st = alcm_encoder_add(e, &t, &rep))) {
+			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+			goto out;
+		}
+		tot->ntensors++;
+		tot->raw += t.nbytes;
+		tot->downgraded += (uint64_t)rep.downgraded;
+		if (rep.max_abs_error > tot->maxerr)
+			tot->maxerr = rep.max_abs_error;
+		cli_progress_add(&p, t.nbytes);
+		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
+		         cli_name(t.name, t.name_len), alcm_dtype_name(t.dtype),
+		         cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
+		         cli_size(rep.stored_bytes),
+		         rep.stored_bytes ? (double)rep.raw_bytes / (double)rep.stored_bytes : 0.0,
+		         rep.max_abs_error, (unsigned long long)rep.pruned,
+		         (unsigned long long)rep.escapes);
+	}
+	if ((st = alcm_encoder_finish(e)))
+		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+	cli_progress_end(&p);
+out:
+	alcm_encoder_free(e);
+	return rc;
+}
+
+static const char *decision_name(int d)
+{
+	static const char *n[] = {"start", "raise", "hold", "back off (caq falling)",
+	                          "back off (snr under floor)"};
+	return d >= 0 && d <= 4 ? n[d] : "?";
+}
+
+/* One frame of a stream archive, through the stream encoder and its scheduler. */
+static int pack_frame(const pack_args *a, alcm_input *in, alcm_writer *w, totals *tot)
+{
+	frame_buf f;
+	memset(&f, 0, sizeof(f));
+	alcm_stream *s = NULL;
+	alcm_reader *r = NULL;
+	alcm_stream_options so;
+	alcm_stream_options_default(&so);
+	so.pack = a->o;
+	so.schedule = a->schedule;
+	so.bound_max = a->bound_max;
+	if (a->floor_db > 0)
+		so.fidelity_floor_db = a->floor_db;
+	int rc = 0, st = alcm_stream_new(&s, &so, NULL);
+	if (st) {
+		cli_err("invalid stream options: --schedule needs --max-error or --rel-error and "
+		        "--bound-max at least the bound");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (a->append) {
+		if ((st = alcm_reader_open_file(&r, a->out, NULL, NULL, 0)) ||
+		    (st = alcm_stream_resume(s, r))) {
+			rc = cli_fail(st, "read", a->out, r ? alcm_reader_detail(r) : "");
+			goto out;
+		}
+	}
+	for (;;) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+			goto out;
+		}
+		if (!has)
+			break;
+		if (frame_add(&f, &t)) {
+			rc = EXIT_NOMEM;
+			goto out;
+		}
+		tot->raw += t.nbytes;
+		tot->ntensors++;
+	}
+	alcm_frame_report fr;
+	if ((st = alcm_stream_encode(s, w, f.t, f.n, &fr))) {
+		rc = cli_fail(st, "pack", a->in, alcm_stream_detail(s));
+		goto out;
+	}
+	tot->maxerr = fr.max_abs_error;
+	if (!cli_quiet)
+		fprintf(stderr, "%s: frame %u: ratio %.2fx, cpu %.3f s, caq %.3f, trend %+.4f, snr %.1f dB, "
+		        "bound %.3g, prune %.3f; next: %s\n", cli_prog, fr.frame, fr.ratio,
+		        fr.cpu_seconds, fr.caq, fr.caq_trend, fr.snr_db, fr.bound, fr.prune,
+		        decision_name(fr.decision));
+out:
+	alcm_reader_free(r);
+	alcm_stream_free(s);
+	frame_free(&f);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	cli_init("alcm-pack");
@@ -246,8 +431,9 @@ int main(int argc, char **argv)
 		return rc;
 	alcm_input *in = NULL;
 	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
 	uint8_t sk[ALCM_SECRET_KEY_BYTES];
+	totals tot;
+	memset(&tot, 0, sizeof(tot));
 	if (a.sign && (rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
 		return rc;
 	int st = alcm_input_open(&in, a.in, NULL, NULL);
@@ -257,50 +443,16 @@ int main(int argc, char **argv)
 	}
 	a.o.source_format = alcm_format_name(alcm_input_format(in));
 	unsigned wflags = (a.force ? ALCM_WRITE_OVERWRITE : 0) | (a.stream ? ALCM_WRITE_STREAM : 0);
-	if ((st = alcm_writer_open_file(&w, a.out, wflags, NULL))) {
-		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
+	st = a.append ? alcm_writer_open_append(&w, a.out, NULL, NULL, 0)
+	              : alcm_writer_open_file(&w, a.out, wflags, NULL);
+	if (st) {
+		rc = cli_fail(st, a.append ? "append to" : "write", a.out, alcm_writer_detail(w));
 		goto out;
 	}
-	if ((st = alcm_encoder_new(&e, w, &a.o, NULL))) {
-		rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
+	double t0 = cli_now();
+	rc = a.stream || a.append ? pack_frame(&a, in, w, &tot) : pack_plain(&a, in, w, &tot);
+	if (rc)
 		goto out;
-	}
-	cli_progress p;
-	cli_progress_start(&p, "packing", alcm_input_size(in), (uint64_t)100 << 20);
-	double t0 = cli_now(), maxerr = 0;
-	uint64_t raw = 0, ntensors = 0, downgraded = 0;
-	for (;;) {
-		alcm_tensor t;
-		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a.in, alcm_input_detail(in));
-			goto out;
-		}
-		if (!has)
-			break;
-		alcm_tensor_report rep;
-		if ((st = alcm_encoder_add(e, &t, &rep))) {
-			rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
-			goto out;
-		}
-		ntensors++;
-		raw += t.nbytes;
-		downgraded += (uint64_t)rep.downgraded;
-		if (rep.max_abs_error > maxerr)
-			maxerr = rep.max_abs_error;
-		cli_progress_add(&p, t.nbytes);
-		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
-		         cli_name(t.name, t.name_len), alcm_dtype_name(t.dtype),
-		         cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
-		         cli_size(rep.stored_bytes),
-		         rep.stored_bytes ? (double)rep.raw_bytes / (double)rep.stored_bytes : 0.0,
-		         rep.max_abs_error, (unsigned long long)rep.pruned,
-		         (unsigned long long)rep.escapes);
-	}
-	if ((st = alcm_encoder_finish(e))) {
-		rc = cli_fail(st, "pack", a.in, alcm_encoder_detail(e));
-		goto out;
-	}
 	if (a.sign && (st = alcm_writer_sign(w, sk))) {
 		rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
 		goto out;
@@ -310,22 +462,20 @@ int main(int argc, char **argv)
 		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
 		goto out;
 	}
-	cli_progress_end(&p);
 	double dt = cli_now() - t0;
-	if (downgraded)
+	if (tot.downgraded)
 		cli_warn("%llu integer or bool tensors stored losslessly (lossy modes apply to floats)",
-		         (unsigned long long)downgraded);
+		         (unsigned long long)tot.downgraded);
 	if (!cli_quiet)
 		fprintf(stderr, "%s: %llu tensors, %s -> %s (%.2fx), %.1f MB/s, max error %.3g%s\n",
-		        cli_prog, (unsigned long long)ntensors, cli_size(raw), cli_size(out_bytes),
-		        out_bytes ? (double)raw / (double)out_bytes : 0.0,
-		        dt > 0 ? (double)raw / dt / 1e6 : 0.0, maxerr,
+		        cli_prog, (unsigned long long)tot.ntensors, cli_size(tot.raw),
+		        cli_size(out_bytes), out_bytes ? (double)tot.raw / (double)out_bytes : 0.0,
+		        dt > 0 ? (double)tot.raw / dt / 1e6 : 0.0, tot.maxerr,
 		        a.o.mode == ALCM_MODE_LOSSLESS ? " (lossless)" : "");
 	if (a.check)
 		rc = check_roundtrip(&a, a.o.mode == ALCM_MODE_LOSSLESS);
 out:
 	alcm_wipe(sk, sizeof(sk));
-	alcm_encoder_free(e);
 	alcm_writer_free(w);
 	alcm_input_free(in);
 	return rc;

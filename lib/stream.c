@@ -1,0 +1,372 @@
+/* Gradient streams: frames, error feedback, and the CAQ scheduler (spec 6.8). */
+#include "codec_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <time.h>
+
+#define FRAM_BYTES (4 + 4 + 8 + 8 + 11 * 8 + 4 + 4)
+#define MAX_WINDOW 64
+
+typedef struct resid {
+	uint8_t *r;   /* residual in the tensor's dtype-independent form: float64 per value */
+	uint64_t n;
+} resid;
+
+struct alcm_stream {
+	alcm_allocator alloc;
+	alcm_stream_options opt;
+	uint32_t frame;
+	double aggr;
+	double caq[MAX_WINDOW];
+	unsigned ncaq;
+	resid *res;
+	size_t nres;
+	char detail[ALCM_DETAIL_MAX];
+};
+
+void alcm_stream_options_default(alcm_stream_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	alcm_pack_options_default(&o->pack);
+	o->window = 5;
+	o->fidelity_floor_db = 20;
+}
+
+int alcm_stream_new(alcm_stream **out, const alcm_stream_options *opt, const alcm_allocator *al)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	*out = NULL;
+	alcm_stream_options o;
+	if (opt)
+		o = *opt;
+	else
+		alcm_stream_options_default(&o);
+	if (o.window < 2 || o.window > MAX_WINDOW)
+		return ALCM_E_ARG;
+	if (o.schedule && ((o.pack.mode != ALCM_MODE_MAX_ERROR && o.pack.mode != ALCM_MODE_REL_ERROR) ||
+	                   !(o.bound_max >= o.pack.bound)))
+		return ALCM_E_ARG;
+	alcm_allocator a;
+	alcm_alloc_copy(&a, al);
+	alcm_stream *s = alcm_mem_calloc(&a, 1, sizeof(*s));
+	if (!s)
+		return ALCM_E_NOMEM;
+	s->alloc = a;
+	s->opt = o;
+	*out = s;
+	return ALCM_OK;
+}
+
+void alcm_stream_free(alcm_stream *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nres; i++)
+		alcm_mem_free(&s->alloc, s->res[i].r);
+	alcm_mem_free(&s->alloc, s->res);
+	alcm_allocator a = s->alloc;
+	alcm_mem_free(&a, s);
+}
+
+const char *alcm_stream_detail(const alcm_stream *s)
+{
+	return s ? s->detail : "";
+}
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Least-squares slope of the last k CAQ values against their frame index. */
+static double trend(const alcm_stream *s)
+{
+	unsigned k = s->ncaq < s->opt.window ? s->ncaq : s->opt.window;
+	if (k < 2)
+		return 0;
+	double mx = (k - 1) / 2.0, my = 0, sxy = 0, sxx = 0;
+	for (unsigned i = 0; i < k; i++)
+		my += s->caq[s->ncaq - k + i];
+	my /= k;
+	for (unsigned i = 0; i < k; i++) {
+		double dx = i - mx;
+		sxy += dx * (s->caq[s->ncaq - k + i] - my);
+		sxx += dx * dx;
+	}
+	return sxy / sxx;
+}
+
+static void setting(const alcm_stream *s, double aggr, double *bound, double *prune)
+{
+	const alcm_pack_options *p = &s->opt.pack;
+	if (!s->opt.schedule) {
+		*bound = p->bound;
+		*prune = p->prune;
+		return;
+	}
+	/* Geometric between the starting bound and the most aggressive one. */
+	*bound = p->bound * pow(s->opt.bound_max / p->bound, aggr);
+	*prune = p->prune + (0.25 - p->prune) * aggr;
+}
+
+static void store_report(uint8_t *b, const alcm_frame_report *r)
+{
+	const double d[11] = {r->ratio, r->cpu_seconds, r->caq, r->caq_trend, r->snr_db,
+	                      r->max_abs_error, r->bound, r->prune, r->aggressiveness,
+	                      r->next_bound, r->next_prune};
+	alcm_store32(b, 1);
+	alcm_store32(b + 4, r->frame);
+	alcm_store64(b + 8, r->raw_bytes);
+	alcm_store64(b + 16, r->stored_bytes);
+	for (int i = 0; i < 11; i++) {
+		uint64_t u;
+		memcpy(&u, &d[i], 8);
+		alcm_store64(b + 24 + 8 * i, u);
+	}
+	alcm_store32(b + 24 + 88, (uint32_t)r->decision);
+	alcm_store32(b + 28 + 88, 0);
+}
+
+int alcm_frame_report_load(alcm_frame_report *r, const uint8_t *b, size_t len)
+{
+	if (!r || !b || len != FRAM_BYTES || alcm_load32(b) != 1 || alcm_load32(b + 28 + 88))
+		return ALCM_E_CORRUPT;
+	double d[11];
+	for (int i = 0; i < 11; i++) {
+		uint64_t u = alcm_load64(b + 24 + 8 * i);
+		memcpy(&d[i], &u, 8);
+	}
+	memset(r, 0, sizeof(*r));
+	r->frame = alcm_load32(b + 4);
+	r->raw_bytes = alcm_load64(b + 8);
+	r->stored_bytes = alcm_load64(b + 16);
+	r->ratio = d[0], r->cpu_seconds = d[1], r->caq = d[2], r->caq_trend = d[3];
+	r->snr_db = d[4], r->max_abs_error = d[5], r->bound = d[6], r->prune = d[7];
+	r->aggressiveness = d[8], r->next_bound = d[9], r->next_prune = d[10];
+	r->decision = (int)alcm_load32(b + 24 + 88);
+	if (r->decision > ALCM_DECIDE_BACKOFF_FIDELITY)
+		return ALCM_E_CORRUPT;
+	return ALCM_OK;
+}
+
+/* Aggressiveness after a decision: small steps up, larger steps down when fidelity fails. */
+static double next_aggr(const alcm_stream *s, int decision, double a)
+{
+	if (!s->opt.schedule)
+		return 0;
+	switch (decision) {
+	case ALCM_DECIDE_BACKOFF_CAQ: return fmax(0, a - 0.1);
+	case ALCM_DECIDE_BACKOFF_FIDELITY: return fmax(0, a - 0.25);
+	default: return fmin(1, a + 0.1);
+	}
+}
+
+static int sfail(alcm_stream *s, int st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int sfail(alcm_stream *s, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(s->detail, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Adds the stored residual to a float tensor: x + r, in a buffer of the tensor's dtype. */
+static int with_feedback(alcm_stream *s, size_t i, const alcm_tensor *t, uint8_t *buf)
+{
+	size_t w = alcm_dtype_size(t->dtype);
+	uint64_t n = t->nbytes / w;
+	memcpy(buf, t->data, t->nbytes);
+	if (i >= s->nres || !s->res[i].r)
+		return ALCM_OK;
+	if (s->res[i].n != n)
+		return sfail(s, ALCM_E_ARG, "tensor %zu changed size between frames", i);
+	const double *r = (const double *)s->res[i].r;
+	for (uint64_t k = 0; k < n; k++) {
+		if (alcm_is_special(t->dtype, buf, k))
+			continue;
+		double v = alcm_load_float(t->dtype, buf, k) + r[k];
+		switch (t->dtype) {
+		case ALCM_DTYPE_F16: alcm_store16(buf + 2 * k, alcm_float_to_half((float)v)); break;
+		case ALCM_DTYPE_BF16: alcm_store16(buf + 2 * k, alcm_float_to_bf16((float)v)); break;
+		case ALCM_DTYPE_F32: {
+			float f = (float)v;
+			memcpy(buf + 4 * k, &f, 4);
+			break;
+		}
+		default: memcpy(buf + 8 * k, &v, 8);
+		}
+	}
+	return ALCM_OK;
+}
+
+static int keep_residual(alcm_stream *s, size_t i, const alcm_tensor *x, const uint8_t *recon)
+{
+	size_t w = alcm_dtype_size(x->dtype);
+	uint64_t n = x->nbytes / w;
+	if (i >= s->nres) {
+		resid *nr = alcm_mem_realloc(&s->alloc, s->res, (i + 1) * sizeof(resid));
+		if (!nr)
+			return ALCM_E_NOMEM;
+		memset(nr + s->nres, 0, (i + 1 - s->nres) * sizeof(resid));
+		s->res = nr;
+		s->nres = i + 1;
+	}
+	if (!s->res[i].r) {
+		s->res[i].r = alcm_mem_calloc(&s->alloc, n ? n : 1, sizeof(double));
+		if (!s->res[i].r)
+			return ALCM_E_NOMEM;
+		s->res[i].n = n;
+	}
+	double *r = (double *)s->res[i].r;
+	const uint8_t *a = x->data;
+	for (uint64_t k = 0; k < n; k++)
+		r[k] = alcm_is_special(x->dtype, a, k)
+		           ? 0
+		           : alcm_load_float(x->dtype, a, k) - alcm_load_float(x->dtype, recon, k);
+	return ALCM_OK;
+}
+
+static void accumulate(const alcm_tensor *x, const uint8_t *y, double *sig, double *noise,
+                       double *maxerr)
+{
+	size_t w = alcm_dtype_size(x->dtype);
+	for (uint64_t k = 0; k < x->nbytes / w; k++) {
+		if (alcm_is_special(x->dtype, x->data, k))
+			continue;
+		double u = alcm_load_float(x->dtype, x->data, k), v = alcm_load_float(x->dtype, y, k);
+		*sig += u * u;
+		*noise += (u - v) * (u - v);
+		if (fabs(u - v) > *maxerr)
+			*maxerr = fabs(u - v);
+	}
+}
+
+int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, size_t n,
+                       alcm_frame_report *rep)
+{
+	if (!s || !w || (!t && n))
+		return ALCM_E_ARG;
+	alcm_frame_report fr;
+	memset(&fr, 0, sizeof(fr));
+	fr.frame = s->frame;
+	fr.aggressiveness = s->aggr;
+	setting(s, s->aggr, &fr.bound, &fr.prune);
+	alcm_pack_options po = s->opt.pack;
+	po.frame = s->frame;
+	po.bound = fr.bound;
+	po.prune = po.mode == ALCM_MODE_LOSSLESS ? 0 : fr.prune;
+	alcm_encoder *e = NULL;
+	uint8_t *in = NULL, *recon = NULL;
+	double sig = 0, noise = 0;
+	double c0 = cpu_now();
+	uint64_t w0 = alcm_writer_bytes(w);
+	int st = alcm_encoder_new(&e, w, &po, &s->alloc);
+	for (size_t i = 0; i < n && !st; i++) {
+		int fb = s->opt.error_feedback && alcm_dtype_is_float(t[i].dtype) &&
+		         po.mode != ALCM_MODE_LOSSLESS;
+		alcm_tensor x = t[i];
+		alcm_mem_free(&s->alloc, in);
+		alcm_mem_free(&s->alloc, recon);
+		in = fb ? alcm_mem_alloc(&s->alloc, (size_t)x.nbytes) : NULL;
+		recon = alcm_mem_alloc(&s->alloc, (size_t)x.nbytes);
+		if ((fb && !in) || !recon) {
+			st = sfail(s, ALCM_E_NOMEM, "out of memory");
+			break;
+		}
+		if (fb && (st = with_feedback(s, i, &t[i], in)))
+			break;
+		if (fb)
+			x.data = in;
+		alcm_tensor_report tr;
+		if ((st = alcm_encoder_add_recon(e, &x, &tr, recon))) {
+			sfail(s, st, "%s", alcm_encoder_detail(e));
+			break;
+		}
+		if (fb && (st = keep_residual(s, i, &x, recon)))
+			break;
+		/* Fidelity against what the training loop handed in, before feedback. */
+		if (alcm_dtype_is_float(t[i].dtype))
+			accumulate(&t[i], recon, &sig, &noise, &fr.max_abs_error);
+		fr.raw_bytes += t[i].nbytes;
+	}
+	fr.cpu_seconds = cpu_now() - c0;
+	fr.stored_bytes = alcm_writer_bytes(w) - w0;
+	fr.ratio = fr.stored_bytes ? (double)fr.raw_bytes / (double)fr.stored_bytes : 0;
+	fr.caq = fr.ratio / (fr.cpu_seconds + 1);
+	fr.snr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+	if (!st) {
+		if (s->ncaq == MAX_WINDOW) {
+			memmove(s->caq, s->caq + 1, (MAX_WINDOW - 1) * sizeof(double));
+			s->ncaq--;
+		}
+		s->caq[s->ncaq++] = fr.caq;
+		fr.caq_trend = trend(s);
+		if (!s->opt.schedule)
+			fr.decision = ALCM_DECIDE_HOLD;
+		else if (fr.snr_db < s->opt.fidelity_floor_db)
+			fr.decision = ALCM_DECIDE_BACKOFF_FIDELITY;
+		else if (s->ncaq < 2)
+			fr.decision = ALCM_DECIDE_START;
+		else if (fr.caq_trend >= 0)
+			fr.decision = s->aggr >= 1 ? ALCM_DECIDE_HOLD : ALCM_DECIDE_RAISE;
+		else
+			fr.decision = ALCM_DECIDE_BACKOFF_CAQ;
+		double a = next_aggr(s, fr.decision, s->aggr);
+		s->aggr = a;
+		setting(s, a, &fr.next_bound, &fr.next_prune);
+		uint8_t fb[FRAM_BYTES];
+		store_report(fb, &fr);
+		st = alcm_encoder_add_section(e, "FRAM", 0, fb, sizeof(fb));
+		if (!st)
+			st = alcm_encoder_finish(e);
+		if (st)
+			sfail(s, st, "%s", alcm_encoder_detail(e));
+		/* The FRAM and directory bytes count too. */
+		fr.stored_bytes = alcm_writer_bytes(w) - w0;
+	}
+	alcm_encoder_free(e);
+	alcm_mem_free(&s->alloc, in);
+	alcm_mem_free(&s->alloc, recon);
+	if (!st) {
+		s->frame++;
+		if (rep)
+			*rep = fr;
+	}
+	return st;
+}
+
+int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
+{
+	if (!s || !r)
+		return ALCM_E_ARG;
+	uint32_t i = 0, k;
+	s->frame = alcm_archive_frame_count(r);
+	s->ncaq = 0;
+	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK) {
+		uint8_t b[FRAM_BYTES];
+		alcm_section_info si;
+		alcm_frame_report fr;
+		alcm_reader_section_info(r, k, &si);
+		int st = si.length == FRAM_BYTES ? alcm_reader_section_read(r, k, b, sizeof(b))
+		                                 : ALCM_E_CORRUPT;
+		if (!st)
+			st = alcm_frame_report_load(&fr, b, sizeof(b));
+		if (st)
+			return sfail(s, st, "FRAM section %u: %s", k, alcm_strerror(st));
+		if (s->ncaq == MAX_WINDOW) {
+			memmove(s->caq, s->caq + 1, (MAX_WINDOW - 1) * sizeof(double));
+			s->ncaq--;
+		}
+		s->caq[s->ncaq++] = fr.caq;
+		/* The decision stored with frame t sets frame t+1. */
+		s->aggr = next_aggr(s, fr.decision, fr.aggressiveness);
+		i = k + 1;
+	}
+	return ALCM_OK;
+}
