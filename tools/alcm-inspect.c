@@ -54,6 +54,59 @@ static const char *sig_name(int s)
 
 static int sig_state = -1; /* -1: not checked */
 
+static const char *decision_name(int d)
+{
+	static const char *n[] = {"start", "raise", "hold", "back off (caq)", "back off (snr)"};
+	return d >= 0 && d <= 4 ? n[d] : "?";
+}
+
+/* Calls fn for each FRAM section that parses; a malformed one is reported and skipped. */
+static void each_frame(alcm_reader *r, void (*fn)(const alcm_frame_report *, int first))
+{
+	uint32_t i = 0, k;
+	int first = 1;
+	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK) {
+		alcm_section_info si;
+		alcm_frame_report fr;
+		uint8_t buf[256];
+		alcm_reader_section_info(r, k, &si);
+		if (si.length <= sizeof(buf) &&
+		    alcm_reader_section_read(r, k, buf, (size_t)si.length) == ALCM_OK &&
+		    alcm_frame_report_load(&fr, buf, (size_t)si.length) == ALCM_OK) {
+			fn(&fr, first);
+			first = 0;
+		} else {
+			cli_warn("section %u (FRAM) is malformed; skipped", k);
+		}
+		i = k + 1;
+	}
+}
+
+static uint64_t frames_raw; /* raw bytes over every frame, for the total line */
+
+static void frame_text(const alcm_frame_report *f, int first)
+{
+	frames_raw += f->raw_bytes;
+	if (first)
+		printf("  %5s  %8s  %8s  %8s  %9s  %7s  %10s  %6s  %s\n", "frame", "ratio", "cpu s",
+		       "caq", "trend", "snr dB", "bound", "prune", "decision");
+	printf("  %5u  %7.2fx  %8.3f  %8.3f  %+9.4f  %7.2f  %10.3g  %6.3f  %s\n", f->frame, f->ratio,
+	       f->cpu_seconds, f->caq, f->caq_trend, f->snr_db, f->bound, f->prune,
+	       decision_name(f->decision));
+}
+
+static void frame_json(const alcm_frame_report *f, int first)
+{
+	printf("%s{\"frame\":%u,\"raw_bytes\":%llu,\"stored_bytes\":%llu,\"ratio\":%.6g,"
+	       "\"cpu_seconds\":%.6g,\"caq\":%.6g,\"caq_trend\":%.6g,\"snr_db\":%.6g,"
+	       "\"max_abs_error\":%.6g,\"bound\":%.6g,\"prune\":%.6g,\"aggressiveness\":%.6g,"
+	       "\"decision\":\"%s\",\"next_bound\":%.6g,\"next_prune\":%.6g}",
+	       first ? "" : ",", f->frame, (unsigned long long)f->raw_bytes,
+	       (unsigned long long)f->stored_bytes, f->ratio, f->cpu_seconds, f->caq, f->caq_trend,
+	       isfinite(f->snr_db) ? f->snr_db : 999.0, f->max_abs_error, f->bound, f->prune,
+	       f->aggressiveness, decision_name(f->decision), f->next_bound, f->next_prune);
+}
+
 static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
 {
 	unsigned maj, min;
@@ -102,6 +155,12 @@ static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int ve
 		       ti.elements ? 100.0 * (double)ti.pruned / (double)ti.elements : 0.0,
 		       (unsigned long long)ti.stored_bytes, (unsigned long long)ti.raw_bytes,
 		       ratio(ti.raw_bytes, ti.stored_bytes));
+	}
+	uint32_t nf = alcm_archive_frame_count(r);
+	if (nf > 1 || alcm_reader_find_section(r, "FRAM", 0, NULL) == ALCM_OK) {
+		printf("frames:   %u (tensors above are frame %u)\n", nf, alcm_archive_frame(a));
+		each_frame(r, frame_text);
+		raw = frames_raw;
 	}
 	printf("total:    %llu bytes of tensors in %llu bytes of file (%.2fx)\n",
 	       (unsigned long long)raw, (unsigned long long)alcm_reader_file_size(r),
@@ -163,6 +222,8 @@ static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int ve
 		       (unsigned long long)ti.escapes, ti.chunks, (unsigned long long)ti.stored_bytes,
 		       (unsigned long long)ti.raw_bytes, ratio(ti.raw_bytes, ti.stored_bytes));
 	}
+	printf("],\"frames\":[");
+	each_frame(r, frame_json);
 	printf("],\"meta\":{");
 	size_t nm = a ? alcm_archive_meta_count(a) : 0;
 	for (size_t i = 0; i < nm; i++) {

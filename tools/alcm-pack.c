@@ -450,6 +450,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	double t0 = cli_now();
+	uint64_t before = a.append ? alcm_writer_bytes(w) : 0;
 	rc = a.stream || a.append ? pack_frame(&a, in, w, &tot) : pack_plain(&a, in, w, &tot);
 	if (rc)
 		goto out;
@@ -457,7 +458,7 @@ int main(int argc, char **argv)
 		rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
 		goto out;
 	}
-	uint64_t out_bytes = alcm_writer_bytes(w);
+	uint64_t out_bytes = alcm_writer_bytes(w) - before;
 	if ((st = alcm_writer_commit(w))) {
 		rc = cli_fail(st, "write", a.out, alcm_writer_detail(w));
 		goto out;
