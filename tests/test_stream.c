@@ -1,0 +1,211 @@
+/* Gradient streams: frames, error feedback, the CAQ scheduler and resuming. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 4096
+
+static void gradient(float *g, uint64_t *seed, double scale)
+{
+	for (int i = 0; i < N; i++)
+		g[i] = (float)(tu_gauss(seed) * scale);
+}
+
+static alcm_tensor tensor_of(float *g)
+{
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.name = "grad";
+	t.name_len = 4;
+	t.dtype = ALCM_DTYPE_F32;
+	t.ndim = 2;
+	t.shape[0] = 64;
+	t.shape[1] = N / 64;
+	t.data = g;
+	t.nbytes = N * 4;
+	return t;
+}
+
+static void decode_frame(const void *buf, size_t len, uint32_t frame, float *out)
+{
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, buf, len, "s", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_open_frame(&a, r, frame, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_frame(a), frame);
+	assert_int_equal(alcm_archive_decode(a, 0, out, N * 4), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+}
+
+/* Packs `frames` frames into one in-memory stream archive; returns its bytes. */
+static uint8_t *run(int feedback, int frames, float (*in)[N], size_t *len,
+                    alcm_frame_report *reps)
+{
+	alcm_stream_options o;
+	alcm_stream_options_default(&o);
+	o.pack.mode = ALCM_MODE_MAX_ERROR;
+	o.pack.bound = 1e-3;
+	o.pack.threads = 1;
+	o.error_feedback = feedback;
+	alcm_stream *s = NULL;
+	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_STREAM, NULL), ALCM_OK);
+	for (int f = 0; f < frames; f++) {
+		alcm_tensor t = tensor_of(in[f]);
+		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &reps[f]), ALCM_OK);
+		assert_int_equal(reps[f].frame, f);
+	}
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
+	uint8_t *copy = malloc(*len);
+	memcpy(copy, b, *len);
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+	return copy;
+}
+
+/* With error feedback the running sum of decoded frames stays within one bound of the
+ * running sum of the true gradients: quantization error does not accumulate. */
+static void test_error_feedback_bounds_accumulated_error(void **state)
+{
+	(void)state;
+	enum { F = 12 };
+	static float in[F][N], out[N];
+	uint64_t seed = 3;
+	for (int f = 0; f < F; f++)
+		gradient(in[f], &seed, 1e-3); /* values of the order of the bound */
+	alcm_frame_report reps[F];
+	double worst[2] = {0, 0};
+	for (int fb = 0; fb < 2; fb++) {
+		size_t len;
+		uint8_t *buf = run(fb, F, in, &len, reps);
+		assert_int_equal(alcm_archive_frame_count(NULL), 0);
+		static double sum_in[N], sum_out[N];
+		memset(sum_in, 0, sizeof(sum_in));
+		memset(sum_out, 0, sizeof(sum_out));
+		for (int f = 0; f < F; f++) {
+			decode_frame(buf, len, (uint32_t)f, out);
+			for (int i = 0; i < N; i++) {
+				sum_in[i] += in[f][i];
+				sum_out[i] += out[i];
+				worst[fb] = fmax(worst[fb], fabs(sum_in[i] - sum_out[i]));
+			}
+		}
+		free(buf);
+	}
+	assert_true(worst[1] <= 1e-3 * 1.001);
+	assert_true(worst[0] > 2 * worst[1]);
+}
+
+static void test_frames_and_reports(void **state)
+{
+	(void)state;
+	enum { F = 3 };
+	static float in[F][N];
+	uint64_t seed = 5;
+	for (int f = 0; f < F; f++)
+		gradient(in[f], &seed, 0.01);
+	alcm_frame_report reps[F];
+	size_t len;
+	uint8_t *buf = run(0, F, in, &len, reps);
+	alcm_reader *r = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, buf, len, "s", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_frame_count(r), F);
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_archive_open_frame(&a, r, 7, NULL), ALCM_E_NOTFOUND);
+	alcm_archive_free(a);
+	/* Each FRAM section holds the report the encoder returned. */
+	uint32_t i = 0, k;
+	int f = 0;
+	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK) {
+		uint8_t b[512];
+		alcm_section_info si;
+		alcm_reader_section_info(r, k, &si);
+		assert_true(si.length < sizeof(b));
+		assert_int_equal(alcm_reader_section_read(r, k, b, sizeof(b)), ALCM_OK);
+		alcm_frame_report fr;
+		assert_int_equal(alcm_frame_report_load(&fr, b, (size_t)si.length), ALCM_OK);
+		assert_int_equal(fr.frame, f);
+		assert_true(fr.ratio > 1 && fr.caq > 0 && fr.caq <= fr.ratio);
+		assert_true(fabs(fr.ratio - reps[f].ratio) < 1e-12);
+		b[0] ^= 1;
+		assert_int_equal(alcm_frame_report_load(&fr, b, (size_t)si.length), ALCM_E_CORRUPT);
+		i = k + 1;
+		f++;
+	}
+	assert_int_equal(f, F);
+	alcm_reader_free(r);
+	free(buf);
+}
+
+/* The scheduler raises aggressiveness while fidelity holds, never beyond the limits, and
+ * backs off when the floor is not met; resuming from an archive continues the same way. */
+static void test_scheduler_and_resume(void **state)
+{
+	(void)state;
+	enum { F = 8 };
+	static float g[N];
+	uint64_t seed = 9;
+	alcm_stream_options o;
+	alcm_stream_options_default(&o);
+	o.pack.mode = ALCM_MODE_MAX_ERROR;
+	o.pack.bound = 1e-5;
+	o.pack.threads = 1;
+	o.schedule = 1;
+	o.bound_max = 1e-2;
+	o.fidelity_floor_db = 10;
+	alcm_stream *s = NULL;
+	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_STREAM, NULL), ALCM_OK);
+	alcm_frame_report rep[F];
+	for (int f = 0; f < F; f++) {
+		gradient(g, &seed, 0.01);
+		alcm_tensor t = tensor_of(g);
+		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &rep[f]), ALCM_OK);
+		assert_true(rep[f].bound >= 1e-5 * 0.999 && rep[f].bound <= 1e-2 * 1.001);
+		assert_true(rep[f].prune >= 0 && rep[f].prune <= 0.25);
+		if (rep[f].snr_db < 10)
+			assert_int_equal(rep[f].decision, ALCM_DECIDE_BACKOFF_FIDELITY);
+	}
+	/* Coarser bounds shrink gradients of this size: the CAQ rises, so it raised first. */
+	assert_int_equal(rep[1].decision, ALCM_DECIDE_RAISE);
+	assert_true(rep[3].bound > rep[0].bound);
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	size_t len;
+	alcm_writer_memory(w, &b, &len);
+	alcm_reader *r = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, b, len, "s", NULL, NULL, 0), ALCM_OK);
+	alcm_stream *s2 = NULL;
+	assert_int_equal(alcm_stream_new(&s2, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_stream_resume(s2, r), ALCM_OK);
+	alcm_writer *w2 = NULL;
+	assert_int_equal(alcm_writer_open_memory(&w2, ALCM_WRITE_STREAM, NULL), ALCM_OK);
+	gradient(g, &seed, 0.01);
+	alcm_tensor t = tensor_of(g);
+	alcm_frame_report next;
+	assert_int_equal(alcm_stream_encode(s2, w2, &t, 1, &next), ALCM_OK);
+	assert_int_equal(next.frame, F);
+	assert_true(fabs(next.bound - rep[F - 1].next_bound) < 1e-12 * rep[F - 1].next_bound + 1e-18);
+	alcm_writer_free(w2);
+	alcm_stream_free(s2);
+	alcm_reader_free(r);
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_error_feedback_bounds_accumulated_error),
+		cmocka_unit_test(test_frames_and_reports),
+		cmocka_unit_test(test_scheduler_and_resume),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
