@@ -161,6 +161,9 @@ const char *alcm_io_npy_descr(int dtype);
 size_t alcm_io_npy_build_header(uint8_t *out, int dtype, uint32_t ndim, const uint64_t *shape);
 #define ALCM_IO_NPY_HEADER_BUF 1024
 
+/* Refuses a bfloat16 tensor for .npy/.npz with ALCM_E_UNSUPPORTED and a hint. */
+int alcm_io_npy_refuse_bf16(alcm_output *o, const char *name, size_t name_len);
+
 int alcm_io_npy_open(alcm_input *in);
 int alcm_io_npz_open(alcm_input *in);
 int alcm_io_st_open(alcm_input *in);
