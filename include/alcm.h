@@ -589,8 +589,17 @@ typedef struct alcm_input alcm_input;
  * Opens a tensor file for reading, detecting its format from its magic bytes. Tensors are
  * then read one at a time with alcm_input_next(), so the whole file is never loaded.
  * Every header field is checked against `lim` and the file size before use.
- * @return ALCM_OK, ALCM_E_IO, ALCM_E_CORRUPT, ALCM_E_LIMIT, ALCM_E_UNSUPPORTED.
- *         On failure *out is still set (or NULL) so that alcm_input_detail() can explain.
+ *
+ * - .npy: versions 1-3, any byte order (big-endian data is swapped), Fortran order is
+ *   transposed to C order. The tensor's name is the file's base name without ".npy".
+ * - .npz: read through the central directory (zip64 included), stored and deflated members,
+ *   CRC-32 checked; "x.npy" members give tensor "x".
+ * - .safetensors: as strict as the reference implementation (header cap, offsets in order,
+ *   no gap, overlap or trailing byte), and duplicate names refused; tensors come in data
+ *   order.
+ * @return ALCM_OK, ALCM_E_IO, ALCM_E_CORRUPT, ALCM_E_LIMIT, ALCM_E_UNSUPPORTED (also for a
+ *         file in none of these formats). On failure *out is still set (or NULL) so that
+ *         alcm_input_detail() can explain; free it with alcm_input_free().
  */
 ALCM_API int alcm_input_open(alcm_input **out, const char *path, const alcm_limits *lim,
                              const alcm_allocator *alloc);
@@ -614,7 +623,11 @@ typedef struct alcm_output alcm_output;
 
 /**
  * Creates a tensor file, written atomically like an archive (temp file, fsync, rename).
+ * Output is deterministic: .npy as numpy.save writes it, .npz as numpy.savez (stored
+ * members, fixed timestamps), .safetensors as the reference implementation orders it.
+ * bfloat16 cannot be written to .npy/.npz (ALCM_E_UNSUPPORTED): numpy has no such type.
  * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC.
+ * @return as alcm_input_open(); *out is set on failure too: free it.
  */
 ALCM_API int alcm_output_open(alcm_output **out, const char *path, int format, unsigned flags,
                               const alcm_allocator *alloc);
