@@ -1,5 +1,5 @@
 /*
- * Byte layout constants of the .alcm container (spec/alcm-format.md, sections 3-5), shared
+ * Byte layout constants of the .alcm container (spec/alcm-format.md, chapter 4), shared
  * by the reader and the writer.
  */
 #ifndef ALCM_CONTAINER_H
@@ -39,7 +39,7 @@ static inline uint64_t alcm_align_up(uint64_t v)
 	return (v + (ALCM_ALIGN - 1)) & ~(uint64_t)(ALCM_ALIGN - 1);
 }
 
-/* 1 if the library knows this section type (spec section 6). */
+/* 1 if the library knows this section type (spec 4.6). */
 int alcm_section_type_known(const char type[4]);
 /* 1 if all four bytes are printable ASCII other than space. */
 int alcm_section_type_valid(const char type[4]);

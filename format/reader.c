@@ -1,6 +1,7 @@
 /*
  * The container reader: every number read from the file is checked against the file size
- * and the limits before it is used (spec section 7, "conformance").
+ * and the limits before it is used (spec/alcm-format.md chapter 5, "conformance"), in the
+ * order of 5.2, so that each malformed file gets the error class the spec gives it.
  */
 #include "container.h"
 
@@ -48,6 +49,8 @@ static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
 	if (alcm_add_u64(off, len, &end) || end > r->size)
 		return fail(r, ALCM_E_CORRUPT, "read of %zu bytes at offset %llu past end of file",
 		            len, (unsigned long long)off);
+	if (len == 0)
+		return ALCM_OK; /* out may be NULL for an empty section */
 	if (r->mem) {
 		memcpy(buf, r->mem + off, len);
 		return ALCM_OK;
@@ -62,13 +65,21 @@ static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
 	return ALCM_OK;
 }
 
-/* Text-mode transfers rewrite CR LF or LF: the signature's bytes 5..8 tell which. */
+/*
+ * Text-mode transfers rewrite CR LF or LF, and 7-bit links clear bit 7: the signature's
+ * bytes 0 and 5..8 tell which damage happened, so that the message can say it.
+ */
 static int check_signature(alcm_reader *r, const uint8_t *h, uint64_t avail)
 {
 	static const uint8_t crlf_to_lf[] = {0x89, 'A', 'L', 'C', 'M', 0x0a, 0x1a};
 	static const uint8_t lf_to_crlf[] = {0x89, 'A', 'L', 'C', 'M', 0x0d, 0x0d, 0x0a};
 	if (avail >= ALCM_SIGNATURE_LEN && memcmp(h, alcm_signature, ALCM_SIGNATURE_LEN) == 0)
 		return ALCM_OK;
+	if (avail == 0)
+		return fail(r, ALCM_E_CORRUPT, "empty file (not an .alcm file)");
+	if (avail < ALCM_SIGNATURE_LEN && memcmp(h, alcm_signature, (size_t)avail) == 0)
+		return fail(r, ALCM_E_CORRUPT, "file of %llu bytes is truncated inside the signature",
+		            (unsigned long long)avail);
 	if (avail >= 5 && h[0] == 0x09 && memcmp(h + 1, "ALCM", 4) == 0)
 		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 0: the high bit of byte 0 "
 		            "was stripped (7-bit transfer)");
@@ -78,7 +89,7 @@ static int check_signature(alcm_reader *r, const uint8_t *h, uint64_t avail)
 	if (avail >= sizeof(lf_to_crlf) && memcmp(h, lf_to_crlf, sizeof(lf_to_crlf)) == 0)
 		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 5: LF became CR LF "
 		            "(file transferred in text mode)");
-	if (avail >= 8 && memcmp(h, alcm_signature, 8) == 0)
+	if (avail >= ALCM_SIGNATURE_LEN && memcmp(h, alcm_signature, 8) == 0 && h[8] == 0x0d)
 		return fail(r, ALCM_E_CORRUPT, "bad signature at offset 8: LF became CR LF "
 		            "(file transferred in text mode)");
 	return fail(r, ALCM_E_CORRUPT, "not an .alcm file (bad signature at offset 0)");
@@ -112,7 +123,12 @@ static int parse_fixed(alcm_reader *r, const uint8_t *h)
 	return ALCM_OK;
 }
 
-/* @return 1 valid, 0 empty (all zero), -1 damaged. */
+enum { SLOT_EMPTY, SLOT_VALID, SLOT_TORN, SLOT_BAD };
+
+/*
+ * A digest mismatch is what a torn write leaves (SLOT_TORN); a slot whose digest matches
+ * but whose fields break the rules was written that way (SLOT_BAD), which is corruption.
+ */
 static int slot_state(const uint8_t *fixed, const uint8_t *s)
 {
 	uint8_t buf[ALCM_FIXED_SIZE + 32], d[ALCM_DIGEST_LEN];
@@ -120,39 +136,68 @@ static int slot_state(const uint8_t *fixed, const uint8_t *s)
 	for (unsigned i = 0; i < ALCM_SLOT_SIZE; i++)
 		zero &= s[i] == 0;
 	if (zero)
-		return 0;
+		return SLOT_EMPTY;
 	memcpy(buf, fixed, ALCM_FIXED_SIZE);
 	memcpy(buf + ALCM_FIXED_SIZE, s, 32);
 	alcm_digest(d, buf, sizeof(buf));
-	if (sodium_memcmp(d, s + 32, ALCM_DIGEST_LEN) != 0 || alcm_load64(s) == 0 ||
-	    alcm_load64(s + 24) != 0)
-		return -1;
-	return 1;
+	if (sodium_memcmp(d, s + 32, ALCM_DIGEST_LEN) != 0)
+		return SLOT_TORN;
+	if (alcm_load64(s) == 0 || alcm_load64(s + 24) != 0)
+		return SLOT_BAD;
+	return SLOT_VALID;
 }
 
-static int pick_slot(alcm_reader *r, const uint8_t *h)
+static int slot_bad(alcm_reader *r, const uint8_t *h, unsigned off)
+{
+	if (alcm_load64(h + off) == 0)
+		return fail(r, ALCM_E_CORRUPT, "commit slot at offset %u has generation 0", off);
+	return fail(r, ALCM_E_CORRUPT, "reserved field of commit slot at offset %u is not zero",
+	            off + 24);
+}
+
+/* Chooses the commit slot to read (spec 5.2 step 6): *soff receives its offset. */
+static int choose_slot(alcm_reader *r, const uint8_t *h, unsigned *soff)
 {
 	int a = slot_state(h, h + ALCM_SLOT_A), b = slot_state(h, h + ALCM_SLOT_B);
-	int stream = (r->hflags & ALCM_FLAG_STREAM) != 0;
-	if (!stream && b != 0)
-		return fail(r, ALCM_E_CORRUPT, "commit slot B at offset %u is not empty in a "
-		            "non-stream archive", ALCM_SLOT_B);
-	if (a < 0 && b <= 0)
-		return fail(r, ALCM_E_DIGEST, "commit slot A at offset %u is damaged", ALCM_SLOT_A);
-	if (a == 0 && b <= 0)
-		return fail(r, ALCM_E_CORRUPT, "no committed table (commit slots empty): the "
-		            "archive was never finished");
-	const uint8_t *s;
-	if (a == 1 && b == 1) {
+	if (!(r->hflags & ALCM_FLAG_STREAM)) {
+		if (b != SLOT_EMPTY)
+			return fail(r, ALCM_E_CORRUPT, "commit slot B at offset %u is not empty in a "
+			            "non-stream archive", ALCM_SLOT_B);
+		if (a == SLOT_TORN)
+			return fail(r, ALCM_E_DIGEST, "commit slot A at offset %u: digest mismatch",
+			            ALCM_SLOT_A);
+	}
+	if (a == SLOT_BAD)
+		return slot_bad(r, h, ALCM_SLOT_A);
+	if (b == SLOT_BAD)
+		return slot_bad(r, h, ALCM_SLOT_B);
+	if (a == SLOT_VALID && b == SLOT_VALID) {
 		uint64_t ga = alcm_load64(h + ALCM_SLOT_A), gb = alcm_load64(h + ALCM_SLOT_B);
 		if (ga == gb)
 			return fail(r, ALCM_E_CORRUPT, "both commit slots claim generation %llu",
 			            (unsigned long long)ga);
-		s = h + (ga > gb ? ALCM_SLOT_A : ALCM_SLOT_B);
-	} else {
-		s = h + (a == 1 ? ALCM_SLOT_A : ALCM_SLOT_B);
+		*soff = ga > gb ? ALCM_SLOT_A : ALCM_SLOT_B;
+		return ALCM_OK;
 	}
-	unsigned soff = (unsigned)(s - h);
+	if (a == SLOT_VALID || b == SLOT_VALID) {
+		*soff = a == SLOT_VALID ? ALCM_SLOT_A : ALCM_SLOT_B;
+		return ALCM_OK;
+	}
+	if (a == SLOT_TORN || b == SLOT_TORN)
+		return fail(r, ALCM_E_DIGEST, "no valid commit slot: digest mismatch in slot %s at "
+		            "offset %u", a == SLOT_TORN ? "A" : "B",
+		            a == SLOT_TORN ? ALCM_SLOT_A : ALCM_SLOT_B);
+	return fail(r, ALCM_E_CORRUPT, "no committed table (commit slots empty): the archive was "
+	            "never finished");
+}
+
+static int pick_slot(alcm_reader *r, const uint8_t *h)
+{
+	unsigned soff = 0;
+	int st = choose_slot(r, h, &soff);
+	if (st)
+		return st;
+	const uint8_t *s = h + soff;
 	r->active_slot = soff;
 	r->generation = alcm_load64(s);
 	r->table_offset = alcm_load64(s + 8);
@@ -166,18 +211,20 @@ static int pick_slot(alcm_reader *r, const uint8_t *h)
 	    (r->table_size - alcm_table_size(0)) % ALCM_TABLE_ENTRY)
 		return fail(r, ALCM_E_CORRUPT, "table size %llu in slot at offset %u is not "
 		            "48 + 64 * count", (unsigned long long)r->table_size, soff);
-	if ((r->table_size - alcm_table_size(0)) / ALCM_TABLE_ENTRY > r->lim.max_sections)
-		return fail(r, ALCM_E_LIMIT, "table of %llu bytes (slot at offset %u) exceeds the "
-		            "limit of %u sections", (unsigned long long)r->table_size, soff,
-		            r->lim.max_sections);
+	/* Against the file first: a LIMIT error then always means the bytes are really there. */
 	if (alcm_add_u64(r->table_offset, r->table_size, &end) || end > r->size)
 		return fail(r, ALCM_E_CORRUPT, "table [%llu, +%llu) in slot at offset %u runs past "
 		            "the end of the file (%llu bytes)", (unsigned long long)r->table_offset,
 		            (unsigned long long)r->table_size, soff, (unsigned long long)r->size);
 	r->tail = r->size - end;
-	if (r->tail && !stream)
+	if (r->tail && !(r->hflags & ALCM_FLAG_STREAM))
 		return fail(r, ALCM_E_CORRUPT, "%llu trailing bytes after the table at offset %llu",
 		            (unsigned long long)r->tail, (unsigned long long)end);
+	if ((r->table_size - alcm_table_size(0)) / ALCM_TABLE_ENTRY > r->lim.max_sections)
+		return fail(r, ALCM_E_LIMIT, "table of %llu sections (slot at offset %u) exceeds the "
+		            "limit of %u sections",
+		            (unsigned long long)((r->table_size - alcm_table_size(0)) / ALCM_TABLE_ENTRY),
+		            soff, r->lim.max_sections);
 	return ALCM_OK;
 }
 
@@ -198,15 +245,19 @@ static int check_entry(alcm_reader *r, const alcm_entry *e, uint32_t i, uint64_t
 		            "expected %llu (sections are packed in order at 64-byte alignment)", i,
 		            t, (unsigned long long)e->offset, (unsigned long long)eoff + 16,
 		            (unsigned long long)expect);
+	if (alcm_add_u64(e->offset, e->length, &end))
+		return fail(r, ALCM_E_CORRUPT, "section %u (%s): length %llu at offset %llu wraps "
+		            "past 2^64", i, t, (unsigned long long)e->length,
+		            (unsigned long long)eoff + 24);
+	if (end > r->table_offset)
+		return fail(r, ALCM_E_CORRUPT, "section %u (%s): length %llu at offset %llu runs "
+		            "into the table at offset %llu", i, t, (unsigned long long)e->length,
+		            (unsigned long long)eoff + 24, (unsigned long long)r->table_offset);
 	if (e->length > r->lim.max_section_bytes)
 		return fail(r, ALCM_E_LIMIT, "section %u (%s): length %llu at offset %llu exceeds "
 		            "the limit of %llu bytes", i, t, (unsigned long long)e->length,
 		            (unsigned long long)eoff + 24,
 		            (unsigned long long)r->lim.max_section_bytes);
-	if (alcm_add_u64(e->offset, e->length, &end) || end > r->table_offset)
-		return fail(r, ALCM_E_CORRUPT, "section %u (%s): length %llu at offset %llu runs "
-		            "into the table at offset %llu", i, t, (unsigned long long)e->length,
-		            (unsigned long long)eoff + 24, (unsigned long long)r->table_offset);
 	if ((e->flags & ALCM_SECTION_CRITICAL) && !alcm_section_type_known(e->type))
 		return fail(r, ALCM_E_UNSUPPORTED, "section %u: unknown critical section type '%s' "
 		            "at offset %llu", i, t, (unsigned long long)e->offset);
@@ -316,9 +367,13 @@ static int reader_parse(alcm_reader *r)
 		return fail(r, ALCM_E_CORRUPT, "file of %llu bytes is shorter than the smallest "
 		            "archive (%llu bytes)", (unsigned long long)r->size,
 		            (unsigned long long)(ALCM_HEADER_SIZE + alcm_table_size(0)));
-	if ((st = parse_fixed(r, h)) || (st = pick_slot(r, h)))
-		return st;
-	return parse_table(r);
+	if ((st = parse_fixed(r, h)) || (st = pick_slot(r, h)) || (st = parse_table(r))) {
+		/* A reader that failed to open keeps only its detail line: no half-checked table. */
+		alcm_mem_free(&r->alloc, r->e);
+		r->e = NULL;
+		r->count = 0;
+	}
+	return st;
 }
 
 int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits *lim,
@@ -330,7 +385,8 @@ int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits
 	if (st)
 		return st;
 	alcm_reader *r = *out;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not hang the open; it is refused as not a regular file. */
+	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (r->fd < 0)
 		return fail(r, ALCM_E_IO, "cannot open: %s", strerror(errno));
 	struct stat sb;
@@ -376,30 +432,30 @@ const char *alcm_reader_detail(const alcm_reader *r)
 void alcm_reader_version(const alcm_reader *r, unsigned *major, unsigned *minor)
 {
 	if (major)
-		*major = r->major;
+		*major = r ? r->major : 0;
 	if (minor)
-		*minor = r->minor;
+		*minor = r ? r->minor : 0;
 }
 
 uint32_t alcm_reader_flags(const alcm_reader *r)
 {
-	return r->hflags;
+	return r ? r->hflags : 0;
 }
 uint64_t alcm_reader_tail_bytes(const alcm_reader *r)
 {
-	return r->tail;
+	return r ? r->tail : 0;
 }
 uint64_t alcm_reader_generation(const alcm_reader *r)
 {
-	return r->generation;
+	return r ? r->generation : 0;
 }
 uint64_t alcm_reader_file_size(const alcm_reader *r)
 {
-	return r->size;
+	return r ? r->size : 0;
 }
 uint32_t alcm_reader_section_count(const alcm_reader *r)
 {
-	return r->e ? r->count : 0;
+	return r && r->e ? r->count : 0;
 }
 
 int alcm_reader_section_info(const alcm_reader *r, uint32_t i, alcm_section_info *info)

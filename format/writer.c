@@ -30,7 +30,9 @@ struct alcm_writer {
 	crypto_generichash_state hs;
 	uint64_t generation;
 	unsigned next_slot;
+	uint8_t fixed[ALCM_FIXED_SIZE]; /* the fixed header the commit slot is bound to */
 	int committed, poisoned;
+	int slot_touched;      /* W_APPEND: the new slot may be on disk, keep the new table */
 	char detail[ALCM_DETAIL_MAX];
 };
 
@@ -105,6 +107,7 @@ static int writer_new(alcm_writer **out, int kind, unsigned flags, const alcm_al
 	w->pos = ALCM_HEADER_SIZE;
 	w->generation = 1;
 	w->next_slot = ALCM_SLOT_A;
+	alcm_header_fixed_build(w->fixed, w->hflags);
 	*out = w;
 	return ALCM_OK;
 }
@@ -180,6 +183,10 @@ int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limi
 	unsigned active;
 	alcm_reader_committed(r, &old, &n, &toff, &tsize, &w->generation, &active);
 	w->hflags = alcm_reader_flags(r);
+	if (n >= UINT32_MAX - 1) {
+		alcm_reader_free(r);
+		return wfail(w, ALCM_E_LIMIT, "%s: too many sections to append to", path);
+	}
 	st = reserve_entries(w, n + 1);
 	if (!st) {
 		memcpy(w->e, old, (size_t)n * sizeof(*old));
@@ -198,10 +205,20 @@ int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limi
 	}
 	strcpy(w->path, path);
 	w->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (w->fd < 0 || alcm_pread_all(w->fd, tbl, (size_t)tsize, toff) != 0) {
+	if (w->fd < 0) {
 		alcm_mem_free(&w->alloc, tbl);
 		return wfail(w, ALCM_E_IO, "cannot open '%s' for appending: %s", path,
 		             strerror(errno));
+	}
+	/* The new slot is bound to the fixed header as the file has it (a higher minor version
+	 * included), so it is read back rather than rebuilt. */
+	int e = alcm_pread_all(w->fd, w->fixed, ALCM_FIXED_SIZE, 0);
+	if (!e)
+		e = alcm_pread_all(w->fd, tbl, (size_t)tsize, toff);
+	if (e) {
+		alcm_mem_free(&w->alloc, tbl);
+		return wfail(w, ALCM_E_IO, "cannot read '%s' for appending: %s", path,
+		             e == -1 ? "file shrank" : strerror(e));
 	}
 	alcm_entry *pe = &w->e[w->count];
 	memset(pe, 0, sizeof(*pe));
@@ -335,7 +352,7 @@ int alcm_writer_commit(alcm_writer *w)
 		return ALCM_E_STATE;
 	uint8_t *tbl = NULL;
 	size_t tlen = 0;
-	uint8_t fixed[ALCM_FIXED_SIZE], slot[ALCM_SLOT_SIZE];
+	uint8_t slot[ALCM_SLOT_SIZE];
 	int st = pad_to_alignment(w);
 	if (st)
 		return st;
@@ -347,17 +364,19 @@ int alcm_writer_commit(alcm_writer *w)
 	if (st)
 		return st;
 	w->pos += tlen;
-	alcm_header_fixed_build(fixed, w->hflags);
-	alcm_slot_build(slot, fixed, w->generation, toff, tlen);
+	alcm_slot_build(slot, w->fixed, w->generation, toff, tlen);
 	if (w->kind == W_APPEND) {
-		/* Table first, durable; only then the slot that points at it. */
-		if ((st = sync_fd(w)) || (st = raw_pwrite(w, slot, ALCM_SLOT_SIZE, w->next_slot)) ||
-		    (st = sync_fd(w)))
+		/* Table first, durable; only then the slot that points at it. Once the slot write
+		 * has started, the new table must stay even if this commit reports an error. */
+		if ((st = sync_fd(w)))
+			return st;
+		w->slot_touched = 1;
+		if ((st = raw_pwrite(w, slot, ALCM_SLOT_SIZE, w->next_slot)) || (st = sync_fd(w)))
 			return st;
 	} else {
 		uint8_t h[ALCM_HEADER_SIZE];
 		memset(h, 0, sizeof(h));
-		memcpy(h, fixed, ALCM_FIXED_SIZE);
+		memcpy(h, w->fixed, ALCM_FIXED_SIZE);
 		memcpy(h + ALCM_SLOT_A, slot, ALCM_SLOT_SIZE);
 		if ((st = raw_pwrite(w, h, sizeof(h), 0)))
 			return st;
@@ -399,7 +418,7 @@ void alcm_writer_free(alcm_writer *w)
 		alcm_atomic_abort(&w->atom);
 	if (w->kind == W_APPEND && w->fd >= 0) {
 		/* An unfinished append: cut the file back to the committed archive. */
-		if (!w->committed && w->base_count)
+		if (!w->committed && !w->slot_touched && w->base_count)
 			(void)ftruncate(w->fd, (off_t)(w->e[w->base_count - 1].offset +
 			                               w->e[w->base_count - 1].length));
 		close(w->fd);
