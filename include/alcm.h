@@ -763,6 +763,46 @@ ALCM_API void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRE
 ALCM_API int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------ */
+/* Size budgets                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+#define ALCM_BUDGET_STEPS 41
+
+/**
+ * What the budget solver needs to know of one tensor: for float tensors, the predicted
+ * coded bits per value at each candidate quantization step (std * 2^(k/2 - 16),
+ * k = 0..40); for other tensors, the bytes they take losslessly. Made in one pass over the
+ * tensor, so the tensor need not stay in memory.
+ */
+typedef struct alcm_budget_profile {
+	uint64_t elements;
+	int lossy;                          /**< 1 for float tensors with a non-zero spread */
+	double variance;
+	double step[ALCM_BUDGET_STEPS];
+	double bits[ALCM_BUDGET_STEPS];
+	double fixed_bytes;                 /**< bytes of a tensor that stays lossless */
+} alcm_budget_profile;
+
+/**
+ * Profiles a tensor with the predictor (NULL: the default one). `lossless_bytes` is what the
+ * tensor costs if it is not quantized (the caller measures or estimates it).
+ */
+ALCM_API int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
+                                      double lossless_bytes, alcm_budget_profile *prof);
+
+/**
+ * Chooses a max-error bound per tensor so that the predicted size meets `budget_bytes` with
+ * the least total squared error (equal slope: every tensor at the step where one more bit
+ * buys the same drop in squared error). `scale[i]` (NULL: 1) multiplies tensor i's predicted
+ * rate, to calibrate against sizes measured in an earlier attempt.
+ * @param bound  receives the max-error bound of each tensor (0: keep it lossless).
+ * @param predicted  receives the predicted total bytes of the tensors.
+ * @return ALCM_OK, or ALCM_E_BOUND if even the coarsest steps exceed the budget.
+ */
+ALCM_API int alcm_budget_solve(const alcm_budget_profile *prof, size_t n, double budget_bytes,
+                               const double *scale, double *bound, double *predicted);
+
+/* ------------------------------------------------------------------------------------ */
 /* Signatures                                                                            */
 /* ------------------------------------------------------------------------------------ */
 

@@ -28,6 +28,9 @@ static const char usage[] =
 	"      --rel-error R     |x - x'| <= R * max|x| of the value's channel (axis 0), R < 1\n"
 	"      --snr DB          signal-to-noise ratio of every tensor >= DB decibels\n"
 	"      --bits N          fixed width: N-bit symbols (2..16), per-channel scale\n"
+	"      --size BYTES      fit the archive in BYTES (within 3%), choosing a max-error bound\n"
+	"                        per tensor from predicted rates (least total squared error)\n"
+	"      --ratio R         the same, for a size of (input bytes / R)\n"
 	"      --prune F         drop up to a share F (<= 0.25) of the smallest values into masks;\n"
 	"                        a pruned value still meets the bound\n"
 	"      --int-lossy=MODE  integers under a lossy mode: 'store' losslessly with a warning\n"
@@ -46,12 +49,14 @@ static const char usage[] =
 	"\n" CLI_EXIT_CODES_HELP;
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
-       OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR };
+       OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR,
+       OPT_SIZE, OPT_RATIO };
 
 typedef struct pack_args {
 	const char *in, *out, *sign;
 	int force, stream, check, modes, append, schedule;
-	double bound_max, floor_db;
+	double bound_max, floor_db, ratio;
+	uint64_t size;
 	alcm_pack_options o;
 } pack_args;
 
@@ -62,7 +67,8 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN},
 		{"append", no_argument, NULL, OPT_APPEND}, {"schedule", no_argument, NULL, OPT_SCHEDULE},
 		{"bound-max", required_argument, NULL, OPT_BOUNDMAX},
-		{"fidelity-floor", required_argument, NULL, OPT_FLOOR}, {"max-error", required_argument, NULL, OPT_MAXERR},
+		{"fidelity-floor", required_argument, NULL, OPT_FLOOR},
+		{"size", required_argument, NULL, OPT_SIZE}, {"ratio", required_argument, NULL, OPT_RATIO}, {"max-error", required_argument, NULL, OPT_MAXERR},
 		{"rel-error", required_argument, NULL, OPT_RELERR}, {"snr", required_argument, NULL, OPT_SNR},
 		{"bits", required_argument, NULL, OPT_BITS}, {"prune", required_argument, NULL, OPT_PRUNE},
 		{"int-lossy", required_argument, NULL, OPT_INT}, {"level", required_argument, NULL, 'l'},
@@ -83,6 +89,20 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case OPT_CHECK: a->check = 1; break;
 		case OPT_SIGN: a->sign = optarg; break;
 		case OPT_APPEND: a->append = 1; break;
+		case OPT_SIZE:
+			if (cli_parse_u64(optarg, &a->size) || a->size == 0) {
+				cli_err("invalid --size '%s': expected bytes (suffixes k, M, G)", optarg);
+				return EXIT_USAGE;
+			}
+			a->modes++;
+			break;
+		case OPT_RATIO:
+			if (cli_parse_double(optarg, &a->ratio) || !(a->ratio > 1)) {
+				cli_err("invalid --ratio '%s': expected a number above 1", optarg);
+				return EXIT_USAGE;
+			}
+			a->modes++;
+			break;
 		case OPT_SCHEDULE: a->schedule = 1; break;
 		case OPT_BOUNDMAX:
 		case OPT_FLOOR:
@@ -163,12 +183,16 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		cli_err("expected INPUT and -o OUTPUT (see --help)");
 		return EXIT_USAGE;
 	}
+	if ((a->size || a->ratio > 0) && (a->stream || a->append)) {
+		cli_err("--size and --ratio apply to whole archives, not stream frames");
+		return EXIT_USAGE;
+	}
 	if (a->append && a->force) {
 		cli_err("--append adds to OUTPUT: it cannot be combined with -f");
 		return EXIT_USAGE;
 	}
 	if (a->modes > 1) {
-		cli_err("choose one of --max-error, --rel-error, --snr, --bits");
+		cli_err("choose one of --max-error, --rel-error, --snr, --bits, --size, --ratio");
 		return EXIT_USAGE;
 	}
 	if (a->o.prune > 0 && a->o.mode == ALCM_MODE_LOSSLESS) {
@@ -421,6 +445,183 @@ out:
 	return rc;
 }
 
+/* Bytes of everything but the tensors' own sections: metadata, predictor, directory, table
+ * and padding. An estimate for the budget; the measured size decides. */
+static double overhead_bytes(size_t ntensors)
+{
+	return 2300.0 + 330.0 * (double)ntensors;
+}
+
+typedef struct budget_state {
+	alcm_budget_profile *prof;
+	double *scale, *bound, *actual;
+	size_t n;
+} budget_state;
+
+/* Pass 1: a profile of every tensor, then the tensors are dropped. */
+static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
+{
+	alcm_input *in = NULL;
+	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
+	if (st)
+		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	for (;;) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+			break;
+		}
+		if (!has)
+			break;
+		alcm_budget_profile *np = realloc(b->prof, (b->n + 1) * sizeof(*np));
+		if (!np) {
+			rc = EXIT_NOMEM;
+			break;
+		}
+		b->prof = np;
+		/* Tensors that stay lossless (integers) are costed at their raw size: usually small,
+		 * and the calibration pass corrects the estimate with the measured size. */
+		if ((st = alcm_budget_profile_make(a->o.predictor, &t, (double)t.nbytes,
+		                                   &b->prof[b->n]))) {
+			rc = cli_fail(st, "profile", a->in, "");
+			break;
+		}
+		*raw += t.nbytes;
+		b->n++;
+	}
+	alcm_input_free(in);
+	if (!rc) {
+		b->scale = malloc((b->n + 1) * sizeof(double));
+		b->bound = calloc(b->n + 1, sizeof(double));
+		b->actual = calloc(b->n + 1, sizeof(double));
+		if (!b->scale || !b->bound || !b->actual)
+			return EXIT_NOMEM;
+		for (size_t i = 0; i < b->n; i++)
+			b->scale[i] = 1;
+	}
+	return rc;
+}
+
+/* One attempt: every tensor with its own bound, into `w`. */
+static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, totals *tot)
+{
+	alcm_input *in = NULL;
+	alcm_encoder *e = NULL;
+	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
+	if (st)
+		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	alcm_pack_options o = a->o;
+	o.mode = ALCM_MODE_LOSSLESS;
+	if ((st = alcm_encoder_new(&e, w, &o, NULL))) {
+		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+		goto out;
+	}
+	memset(tot, 0, sizeof(*tot));
+	for (size_t i = 0;; i++) {
+		alcm_tensor t;
+		int has;
+		if ((st = alcm_input_next(in, &t, &has))) {
+			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+			goto out;
+		}
+		if (!has)
+			break;
+		if (i >= b->n) {
+			cli_err("'%s' changed while packing", a->in);
+			rc = EXIT_IO;
+			goto out;
+		}
+		int lossy = b->bound[i] > 0;
+		alcm_encoder_set_mode(e, lossy ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS,
+		                      lossy ? b->bound[i] : 0, 0, 0);
+		alcm_tensor_report rep;
+		if ((st = alcm_encoder_add(e, &t, &rep))) {
+			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+			goto out;
+		}
+		b->actual[i] = (double)rep.stored_bytes;
+		tot->ntensors++;
+		tot->raw += t.nbytes;
+		if (rep.max_abs_error > tot->maxerr)
+			tot->maxerr = rep.max_abs_error;
+	}
+	if ((st = alcm_encoder_finish(e)))
+		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+out:
+	alcm_encoder_free(e);
+	alcm_input_free(in);
+	return rc;
+}
+
+/*
+ * --size / --ratio: plan bounds from predicted rates, pack, and if the archive misses the
+ * budget by more than 3%, scale each tensor's predicted rate by what it really took and plan
+ * again (at most 4 attempts; every attempt but the kept one is discarded).
+ */
+static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, totals *tot)
+{
+	budget_state b;
+	memset(&b, 0, sizeof(b));
+	uint64_t raw = 0;
+	int rc = budget_profile(a, &b, &raw);
+	double target = a->size ? (double)a->size : (double)raw / a->ratio;
+	double over = overhead_bytes(b.n);
+	for (int attempt = 0; !rc && attempt < 4; attempt++) {
+		double predicted;
+		int st = alcm_budget_solve(b.prof, b.n, target - over, b.scale, b.bound, &predicted);
+		/* Predicted not to fit even at the coarsest steps: try those (bound[] holds them);
+		 * the measured size decides. */
+		if (st == ALCM_E_BOUND)
+			cli_info("budget: predicted %.0f bytes at the coarsest steps", predicted + over);
+		if (attempt > 0) {
+			alcm_writer_free(*wp);
+			*wp = NULL;
+			if ((st = alcm_writer_open_file(wp, a->out, wflags, NULL))) {
+				rc = cli_fail(st, "write", a->out, alcm_writer_detail(*wp));
+				break;
+			}
+		}
+		if ((rc = budget_encode(a, &b, *wp, tot)))
+			break;
+		/* The committed size: what is written, padding, and the table still to come. */
+		double got = (double)((alcm_writer_bytes(*wp) + 63) / 64 * 64) + 48.0 +
+		             64.0 * (double)alcm_writer_section_count(*wp);
+		cli_info("budget attempt %d: predicted %.0f + overhead, got %.0f bytes for a target "
+		         "of %.0f (%+.2f%%)", attempt + 1, predicted, got, target,
+		         100 * (got - target) / target);
+		if (fabs(got - target) <= 0.03 * target && got <= target * 1.03)
+			break;
+		double tensors = 0;
+		for (size_t i = 0; i < b.n; i++)
+			tensors += b.actual[i];
+		over = got - tensors;
+		for (size_t i = 0; i < b.n; i++) {
+			/* Calibrate: the rate this tensor really took against the prediction. */
+			if (b.bound[i] > 0 && b.actual[i] > 0) {
+				int k = 0;
+				while (k < ALCM_BUDGET_STEPS - 1 && b.prof[i].step[k] / 2 < b.bound[i])
+					k++;
+				double p = (double)b.prof[i].elements * b.prof[i].bits[k] * b.scale[i] / 8;
+				if (p > 0)
+					b.scale[i] *= b.actual[i] / p;
+			} else if (!b.prof[i].lossy) {
+				b.prof[i].fixed_bytes = b.actual[i];
+			}
+		}
+		if (attempt == 3) {
+			cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f",
+			        a->in, target, got);
+			rc = EXIT_BOUND;
+		}
+	}
+	free(b.prof);
+	free(b.scale);
+	free(b.bound);
+	free(b.actual);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	cli_init("alcm-pack");
@@ -429,6 +630,7 @@ int main(int argc, char **argv)
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc;
+	int lossless = a.o.mode == ALCM_MODE_LOSSLESS && !a.size && !(a.ratio > 0);
 	alcm_input *in = NULL;
 	alcm_writer *w = NULL;
 	uint8_t sk[ALCM_SECRET_KEY_BYTES];
@@ -451,7 +653,12 @@ int main(int argc, char **argv)
 	}
 	double t0 = cli_now();
 	uint64_t before = a.append ? alcm_writer_bytes(w) : 0;
-	rc = a.stream || a.append ? pack_frame(&a, in, w, &tot) : pack_plain(&a, in, w, &tot);
+	if (a.size || a.ratio > 0)
+		rc = pack_budget(&a, &w, wflags, &tot);
+	else if (a.stream || a.append)
+		rc = pack_frame(&a, in, w, &tot);
+	else
+		rc = pack_plain(&a, in, w, &tot);
 	if (rc)
 		goto out;
 	if (a.sign && (st = alcm_writer_sign(w, sk))) {
@@ -472,9 +679,9 @@ int main(int argc, char **argv)
 		        cli_prog, (unsigned long long)tot.ntensors, cli_size(tot.raw),
 		        cli_size(out_bytes), out_bytes ? (double)tot.raw / (double)out_bytes : 0.0,
 		        dt > 0 ? (double)tot.raw / dt / 1e6 : 0.0, tot.maxerr,
-		        a.o.mode == ALCM_MODE_LOSSLESS ? " (lossless)" : "");
+		        lossless ? " (lossless)" : "");
 	if (a.check)
-		rc = check_roundtrip(&a, a.o.mode == ALCM_MODE_LOSSLESS);
+		rc = check_roundtrip(&a, lossless);
 out:
 	alcm_wipe(sk, sizeof(sk));
 	alcm_writer_free(w);

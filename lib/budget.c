@@ -1,0 +1,125 @@
+/* Size-budget packing: per-tensor steps from predicted rates, by equal slope (reverse
+ * water-filling), without trial-compressing every tensor at every step. */
+#include "codec_internal.h"
+
+#include <math.h>
+
+int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
+                             double lossless_bytes, alcm_budget_profile *prof)
+{
+	if (!t || !prof)
+		return ALCM_E_ARG;
+	memset(prof, 0, sizeof(*prof));
+	size_t w = alcm_dtype_size(t->dtype);
+	if (!w)
+		return ALCM_E_ARG;
+	prof->elements = t->nbytes / w;
+	prof->fixed_bytes = lossless_bytes;
+	if (!alcm_dtype_is_float(t->dtype) || prof->elements == 0)
+		return ALCM_OK;
+	double m = 0, m2 = 0;
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < prof->elements; i++) {
+		if (alcm_is_special(t->dtype, t->data, i))
+			continue;
+		double x = alcm_load_float(t->dtype, t->data, i);
+		n++;
+		double d = x - m;
+		m += d / (double)n;
+		m2 += d * (x - m);
+	}
+	prof->variance = n > 1 ? m2 / (double)n : 0;
+	if (!(prof->variance > 0) || !isfinite(prof->variance))
+		return ALCM_OK;
+	prof->lossy = 1;
+	const alcm_predictor *pr = p ? p : alcm_predictor_default();
+	double sd = sqrt(prof->variance);
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
+		float f[ALCM_PRED_FEATURES];
+		prof->step[k] = sd * pow(2.0, k / 2.0 - 16);
+		int st = alcm_tensor_features(t, prof->step[k], f);
+		if (st)
+			return st;
+		prof->bits[k] = alcm_predict_bits(pr, f);
+	}
+	/* A coarser step never costs more: keep the curve monotone against predictor noise. */
+	for (int k = 1; k < ALCM_BUDGET_STEPS; k++)
+		if (prof->bits[k] > prof->bits[k - 1])
+			prof->bits[k] = prof->bits[k - 1];
+	return ALCM_OK;
+}
+
+/* Squared error of uniform quantization with step s, which cannot exceed the variance
+ * (coding everything as the mean). */
+static double distortion(const alcm_budget_profile *p, int k)
+{
+	double d = p->step[k] * p->step[k] / 12.0;
+	return (double)p->elements * (d < p->variance ? d : p->variance);
+}
+
+static double rate_bytes(const alcm_budget_profile *p, int k, double scale)
+{
+	return (double)p->elements * p->bits[k] * scale / 8.0;
+}
+
+/* Each tensor's best step at slope lambda; returns the total predicted bytes. */
+static double pick(const alcm_budget_profile *prof, size_t n, const double *scale,
+                   double lambda, int *k_out)
+{
+	double total = 0;
+	for (size_t i = 0; i < n; i++) {
+		const alcm_budget_profile *p = &prof[i];
+		double sc = scale ? scale[i] : 1;
+		if (!p->lossy) {
+			total += p->fixed_bytes;
+			k_out[i] = -1;
+			continue;
+		}
+		int best = ALCM_BUDGET_STEPS - 1;
+		double bcost = INFINITY;
+		for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
+			double c = distortion(p, k) + lambda * rate_bytes(p, k, sc);
+			if (c < bcost) {
+				bcost = c;
+				best = k;
+			}
+		}
+		k_out[i] = best;
+		total += rate_bytes(p, best, sc);
+	}
+	return total;
+}
+
+int alcm_budget_solve(const alcm_budget_profile *prof, size_t n, double budget_bytes,
+                      const double *scale, double *bound, double *predicted)
+{
+	if ((!prof && n) || !bound || !(budget_bytes > 0))
+		return ALCM_E_ARG;
+	int *k = alcm_mem_calloc(NULL, n ? n : 1, sizeof(int));
+	if (!k)
+		return ALCM_E_NOMEM;
+	/* Slopes span squared error per byte from far below to far above any tensor's. */
+	double lo = 1e-300, hi = 1e300, total;
+	total = pick(prof, n, scale, hi, k);
+	int st = ALCM_OK;
+	if (total > budget_bytes) {
+		st = ALCM_E_BOUND;
+	} else {
+		for (int it = 0; it < 200; it++) {
+			double mid = sqrt(lo * hi);
+			if (pick(prof, n, scale, mid, k) > budget_bytes)
+				lo = mid;
+			else
+				hi = mid;
+			if (hi / lo < 1 + 1e-9)
+				break;
+		}
+		total = pick(prof, n, scale, hi, k);
+	}
+	for (size_t i = 0; i < n; i++)
+		bound[i] = k[i] < 0 ? 0 : prof[i].step[k[i]] / 2;
+	if (predicted)
+		*predicted = total;
+	alcm_mem_free(NULL, k);
+	return st;
+}
