@@ -1,0 +1,534 @@
+/* The entropy predictor: tensor features, a 6-64-1 MLP, its training and its PRED payload
+ * (spec 6.7). The encoder consults it; no decoder ever does. */
+#include "codec_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define NF ALCM_PRED_FEATURES
+#define NH ALCM_PRED_HIDDEN
+
+static const alcm_predictor pred_default =
+#include "predict_default.h"
+	;
+
+const alcm_predictor *alcm_predictor_default(void)
+{
+	return &pred_default;
+}
+
+/* ---- features --------------------------------------------------------------------------- */
+
+/*
+ * Which elements are read (spec 6.7): every element of a tensor of up to SAMPLE_ALL; else
+ * R = clamp(N / 512, 512, 16384) runs of RUN consecutive elements, one per stratum of N/R
+ * elements at a pseudo-random place in it. About N/32 elements in a few hundred KB: the
+ * second pass finds them in cache, features cost about 1% of packing, and a stride never
+ * aliases with a row length.
+ */
+#define SAMPLE_ALL ((uint64_t)8192)
+#define RUN 16
+#define RUNS_MIN ((uint64_t)512)
+#define RUNS_MAX ((uint64_t)16384)
+#define BLOCK 256 /* values decoded at a time: 16 runs */
+
+typedef struct sampler {
+	uint64_t n, runs, q, r;
+	int all;
+} sampler;
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void sampler_init(sampler *sp, uint64_t n)
+{
+	uint64_t runs = n / 512;
+	sp->n = n;
+	sp->all = n <= SAMPLE_ALL;
+	sp->runs = runs < RUNS_MIN ? RUNS_MIN : runs > RUNS_MAX ? RUNS_MAX : runs;
+	sp->q = n / sp->runs;
+	sp->r = n % sp->runs;
+}
+
+/* First element of run k. Stratum k is [floor(k n / R), floor((k + 1) n / R)), at least
+ * 16 elements wide; q and r keep k n from overflowing. */
+static uint64_t run_start(const sampler *sp, uint64_t k)
+{
+	uint64_t lo = k * sp->q + k * sp->r / sp->runs;
+	uint64_t hi = (k + 1) * sp->q + (k + 1) * sp->r / sp->runs;
+	return lo + mix64(k) % (hi - lo - (RUN - 1));
+}
+
+/* Decodes elements [i, i + cnt) to out[m...], dropping non-finite values. @return new m. */
+static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m)
+{
+	const uint8_t *src = t->data;
+	switch (t->dtype) {
+	case ALCM_DTYPE_F16:
+		for (size_t j = 0; j < cnt; j++) {
+			double x = alcm_half_to_float(alcm_load16(src + 2 * (i + j)));
+			out[m] = x;
+			m += isfinite(x) != 0;
+		}
+		break;
+	case ALCM_DTYPE_BF16:
+		for (size_t j = 0; j < cnt; j++) {
+			double x = alcm_bf16_to_float(alcm_load16(src + 2 * (i + j)));
+			out[m] = x;
+			m += isfinite(x) != 0;
+		}
+		break;
+	case ALCM_DTYPE_F32:
+		for (size_t j = 0; j < cnt; j++) {
+			uint32_t u = alcm_load32(src + 4 * (i + j));
+			float f;
+			memcpy(&f, &u, 4);
+			out[m] = f;
+			m += isfinite(f) != 0;
+		}
+		break;
+	default:
+		for (size_t j = 0; j < cnt; j++) {
+			uint64_t u = alcm_load64(src + 8 * (i + j));
+			double x;
+			memcpy(&x, &u, 8);
+			out[m] = x;
+			m += isfinite(x) != 0;
+		}
+	}
+	return m;
+}
+
+/* Number of blocks, and the finite values of block b in out. */
+static uint64_t blocks(const sampler *sp)
+{
+	return sp->all ? (sp->n + BLOCK - 1) / BLOCK : (sp->runs + BLOCK / RUN - 1) / (BLOCK / RUN);
+}
+
+static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double *out)
+{
+	if (sp->all) {
+		uint64_t i = b * BLOCK;
+		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, 0);
+	}
+	/* Runs are far apart: ask for all of their cache lines before decoding any. */
+	uint64_t start[BLOCK / RUN], k0 = b * (BLOCK / RUN);
+	size_t nr = sp->runs - k0 < BLOCK / RUN ? (size_t)(sp->runs - k0) : BLOCK / RUN, m = 0;
+	size_t w = alcm_dtype_size(t->dtype);
+	for (size_t j = 0; j < nr; j++) {
+		start[j] = run_start(sp, k0 + j);
+		const uint8_t *p = (const uint8_t *)t->data + start[j] * w;
+		__builtin_prefetch(p);
+		__builtin_prefetch(p + RUN * w - 1);
+	}
+	for (size_t j = 0; j < nr; j++)
+		m = decode(t, start[j], RUN, out, m);
+	return m;
+}
+
+static float clampf(double v, double lo, double hi)
+{
+	return (float)(v < lo ? lo : v > hi ? hi : v);
+}
+
+/* Sums over the sample in four interleaved lanes, in a fixed order (results never vary
+ * from run to run). */
+typedef struct moments {
+	double s1[4], s2[4], s3[4], s4[4];
+	uint64_t small[4], far[4], cnt;
+} moments;
+
+static void pass1(const double *x, size_t n, double shift, moments *mo)
+{
+	size_t j = 0;
+	for (; j + 4 <= n; j += 4)
+		for (int l = 0; l < 4; l++) {
+			double d = x[j + l] - shift;
+			mo->s1[l] += d;
+			mo->s2[l] += d * d;
+		}
+	for (; j < n; j++) {
+		double d = x[j] - shift;
+		mo->s1[0] += d;
+		mo->s2[0] += d * d;
+	}
+	mo->cnt += n;
+}
+
+static void pass2(const double *x, size_t n, double mean, double half, double lim,
+                  moments *mo)
+{
+	size_t j = 0;
+	for (; j + 4 <= n; j += 4)
+		for (int l = 0; l < 4; l++) {
+			double d = x[j + l] - mean, d2 = d * d;
+			mo->s2[l] += d2;
+			mo->s3[l] += d2 * d;
+			mo->s4[l] += d2 * d2;
+			mo->small[l] += fabs(x[j + l]) < half;
+			mo->far[l] += fabs(d) > lim;
+		}
+	for (; j < n; j++) {
+		double d = x[j] - mean, d2 = d * d;
+		mo->s2[0] += d2;
+		mo->s3[0] += d2 * d;
+		mo->s4[0] += d2 * d2;
+		mo->small[0] += fabs(x[j]) < half;
+		mo->far[0] += fabs(d) > lim;
+	}
+}
+
+static double lanes(const double *v)
+{
+	return (v[0] + v[1]) + (v[2] + v[3]);
+}
+
+int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED_FEATURES])
+{
+	uint64_t n, nb;
+	if (!t || !feat || !(step > 0) || !isfinite(step) || !alcm_dtype_is_float(t->dtype) ||
+	    t->ndim > ALCM_MAX_NDIM || alcm_shape_elements(t->shape, t->ndim, &n) ||
+	    alcm_mul_u64(n, alcm_dtype_size(t->dtype), &nb) || nb != t->nbytes ||
+	    (!t->data && n))
+		return ALCM_E_ARG;
+	sampler sp;
+	sampler_init(&sp, n);
+	uint64_t nblk = blocks(&sp);
+	double buf[BLOCK];
+
+	/* Pass 1: mean and spread, shifted by the first finite value against cancellation. */
+	moments a;
+	memset(&a, 0, sizeof(a));
+	double shift = 0;
+	for (uint64_t b = 0; b < nblk; b++) {
+		size_t got = block(t, &sp, b, buf);
+		if (!a.cnt && got)
+			shift = buf[0];
+		pass1(buf, got, shift, &a);
+	}
+	feat[0] = (float)(n ? log2((double)n) : 0.0);
+	if (!a.cnt) {
+		feat[1] = -30.0f;
+		feat[2] = feat[4] = feat[5] = 0.0f;
+		feat[3] = 1.0f;
+		return ALCM_OK;
+	}
+	double inv = 1.0 / (double)a.cnt, s1 = lanes(a.s1) * inv;
+	double mean = shift + s1, var1 = lanes(a.s2) * inv - s1 * s1;
+	double lim = var1 > 0 ? 4 * sqrt(var1) : INFINITY;
+
+	/* Pass 2: central moments, the share under half a step, the share beyond 4 sd. */
+	moments c;
+	memset(&c, 0, sizeof(c));
+	for (uint64_t b = 0; b < nblk; b++) {
+		size_t got = block(t, &sp, b, buf);
+		pass2(buf, got, mean, step / 2, lim, &c);
+	}
+	double m2 = lanes(c.s2) * inv, m3 = lanes(c.s3) * inv, m4 = lanes(c.s4) * inv;
+	double sd = sqrt(m2);
+	uint64_t small = (c.small[0] + c.small[1]) + (c.small[2] + c.small[3]);
+	uint64_t far = (c.far[0] + c.far[1]) + (c.far[2] + c.far[3]);
+	/* A spread under 2^-30 of the step (or none) codes like a constant. */
+	feat[1] = sd > 0 && isfinite(sd) ? clampf(log2(sd / step), -30, 30) : -30.0f;
+	/* Kurtosis is at least 1 and at most the sample size; its log keeps heavy tails from
+	 * pushing the network far outside what it was trained on. */
+	if (m2 > 0 && isfinite(m4) && m2 * m2 > 0) {
+		feat[2] = clampf(log2(m4 / (m2 * m2)), 0, 30);
+		feat[4] = clampf(m3 / (m2 * sd), -100, 100);
+	} else {
+		feat[2] = feat[4] = 0.0f;
+	}
+	feat[3] = (float)((double)small * inv);
+	feat[5] = (float)((double)far * inv);
+	return ALCM_OK;
+}
+
+/* ---- inference -------------------------------------------------------------------------- */
+
+static double forward(const alcm_predictor *p, const float *f)
+{
+	double z[NF];
+	for (int k = 0; k < NF; k++)
+		z[k] = ((double)f[k] - p->mean[k]) / p->scale[k];
+	double y = p->b2;
+	for (int j = 0; j < NH; j++) {
+		double a = p->b1[j];
+		for (int k = 0; k < NF; k++)
+			a += p->w1[j][k] * z[k];
+		y += p->w2[j] * tanh(a);
+	}
+	return y;
+}
+
+double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])
+{
+	if (!p || !feat)
+		return 64;
+	for (int k = 0; k < NF; k++)
+		if (!isfinite(feat[k]))
+			return 64;
+	double y = forward(p, feat);
+	if (!(y > 0)) /* also NaN from a hand-made predictor */
+		return isnan(y) ? 64 : 0;
+	return y < 64 ? y : 64;
+}
+
+/* ---- training --------------------------------------------------------------------------- */
+
+typedef struct rng {
+	uint64_t s;
+} rng;
+
+/* splitmix64: the generator of the spec's sample (mix64), stepped. */
+static uint64_t rng_next(rng *r)
+{
+	uint64_t z = mix64(r->s);
+	r->s += 0x9e3779b97f4a7c15ull;
+	return z;
+}
+
+static double rng_unit(rng *r)
+{
+	return ((double)(rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_gauss(rng *r)
+{
+	double u = rng_unit(r), v = rng_unit(r);
+	return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Parameters as one flat vector, in PRED order after the normalisation. */
+#define NP (NH * NF + NH + NH + 1)
+#define P_W1 0
+#define P_B1 (NH * NF)
+#define P_W2 (P_B1 + NH)
+#define P_B2 (P_W2 + NH)
+
+#define BATCH 32
+#define DEFAULT_EPOCHS 400
+
+typedef struct trainer {
+	double w[NP], g[NP], m[NP], v[NP];
+	double mean[NF], scale[NF];
+	double ymean, yscale;
+} trainer;
+
+static double net(const trainer *tr, const double *z, double *h)
+{
+	double y = tr->w[P_B2];
+	for (int j = 0; j < NH; j++) {
+		double a = tr->w[P_B1 + j];
+		for (int k = 0; k < NF; k++)
+			a += tr->w[P_W1 + j * NF + k] * z[k];
+		h[j] = tanh(a);
+		y += tr->w[P_W2 + j] * h[j];
+	}
+	return y;
+}
+
+static void normalise(const trainer *tr, const float *x, double *z)
+{
+	for (int k = 0; k < NF; k++)
+		z[k] = ((double)x[k] - tr->mean[k]) / tr->scale[k];
+}
+
+/* Mean and standard deviation of each feature; a feature that never varies gets scale 1. */
+static void fit_normalisation(trainer *tr, const float (*x)[NF], const float *y, size_t n)
+{
+	for (int k = 0; k < NF; k++) {
+		double s = 0, s2 = 0;
+		for (size_t i = 0; i < n; i++)
+			s += x[i][k];
+		double mu = s / (double)n;
+		for (size_t i = 0; i < n; i++)
+			s2 += ((double)x[i][k] - mu) * ((double)x[i][k] - mu);
+		double sd = sqrt(s2 / (double)n);
+		tr->mean[k] = (float)mu;
+		tr->scale[k] = sd > 1e-6 * (fabs(mu) + 1) ? (float)sd : 1.0f;
+	}
+	double s = 0, s2 = 0;
+	for (size_t i = 0; i < n; i++)
+		s += y[i];
+	tr->ymean = s / (double)n;
+	for (size_t i = 0; i < n; i++)
+		s2 += (y[i] - tr->ymean) * (y[i] - tr->ymean);
+	double sd = sqrt(s2 / (double)n);
+	tr->yscale = sd > 1e-6 ? sd : 1.0;
+}
+
+int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES],
+                         const float *y, size_t n, uint64_t seed, unsigned epochs,
+                         double *mse)
+{
+	if (!p || !x || !y || !n || n > SIZE_MAX / sizeof(size_t))
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(y[i]))
+			return ALCM_E_ARG;
+		for (int k = 0; k < NF; k++)
+			if (!isfinite(x[i][k]))
+				return ALCM_E_ARG;
+	}
+	if (!epochs)
+		epochs = DEFAULT_EPOCHS;
+	trainer *tr = calloc(1, sizeof(*tr));
+	size_t *order = malloc(n * sizeof(size_t));
+	if (!tr || !order) {
+		free(tr);
+		free(order);
+		return ALCM_E_NOMEM;
+	}
+	fit_normalisation(tr, x, y, n);
+	rng r = {seed ^ 0x616c636d70726564ull}; /* "alcmpred" */
+	/* Glorot-style initialisation for tanh; zero biases, zero output bias (targets are
+	 * standardised). */
+	double a1 = sqrt(1.0 / NF), a2 = sqrt(1.0 / NH);
+	for (int i = 0; i < NH * NF; i++)
+		tr->w[P_W1 + i] = a1 * rng_gauss(&r);
+	for (int j = 0; j < NH; j++)
+		tr->w[P_W2 + j] = a2 * rng_gauss(&r);
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+
+	const double b1 = 0.9, b2 = 0.999, eps = 1e-8, lr0 = 3e-3;
+	uint64_t step = 0, total = (uint64_t)epochs * ((n + BATCH - 1) / BATCH);
+	double z[NF], h[NH];
+	for (unsigned ep = 0; ep < epochs; ep++) {
+		for (size_t i = n - 1; i > 0; i--) {
+			size_t j = (size_t)(rng_next(&r) % (i + 1));
+			size_t tmp = order[i];
+			order[i] = order[j];
+			order[j] = tmp;
+		}
+		for (size_t s = 0; s < n; s += BATCH) {
+			size_t nb = n - s < BATCH ? n - s : BATCH;
+			memset(tr->g, 0, sizeof(tr->g));
+			for (size_t b = 0; b < nb; b++) {
+				size_t i = order[s + b];
+				normalise(tr, x[i], z);
+				double err = net(tr, z, h) - (y[i] - tr->ymean) / tr->yscale;
+				double d = 2 * err / (double)nb;
+				tr->g[P_B2] += d;
+				for (int j = 0; j < NH; j++) {
+					tr->g[P_W2 + j] += d * h[j];
+					double dj = d * tr->w[P_W2 + j] * (1 - h[j] * h[j]);
+					tr->g[P_B1 + j] += dj;
+					for (int k = 0; k < NF; k++)
+						tr->g[P_W1 + j * NF + k] += dj * z[k];
+				}
+			}
+			/* Adam with a cosine decay to a tenth of the rate. */
+			step++;
+			double lr = lr0 * (0.1 + 0.45 * (1 + cos(3.141592653589793 * (double)step /
+			                                         (double)total)));
+			double c1 = 1 - pow(b1, (double)step), c2 = 1 - pow(b2, (double)step);
+			for (int q = 0; q < NP; q++) {
+				tr->m[q] = b1 * tr->m[q] + (1 - b1) * tr->g[q];
+				tr->v[q] = b2 * tr->v[q] + (1 - b2) * tr->g[q] * tr->g[q];
+				tr->w[q] -= lr * (tr->m[q] / c1) / (sqrt(tr->v[q] / c2) + eps);
+			}
+		}
+	}
+
+	/* Fold the target standardisation into the output layer. */
+	for (int k = 0; k < NF; k++) {
+		p->mean[k] = (float)tr->mean[k];
+		p->scale[k] = (float)tr->scale[k];
+	}
+	for (int j = 0; j < NH; j++) {
+		for (int k = 0; k < NF; k++)
+			p->w1[j][k] = (float)tr->w[P_W1 + j * NF + k];
+		p->b1[j] = (float)tr->w[P_B1 + j];
+		p->w2[j] = (float)(tr->w[P_W2 + j] * tr->yscale);
+	}
+	p->b2 = (float)(tr->w[P_B2] * tr->yscale + tr->ymean);
+	if (mse) {
+		double se = 0;
+		for (size_t i = 0; i < n; i++) {
+			double e = forward(p, x[i]) - y[i];
+			se += e * e;
+		}
+		*mse = se / (double)n;
+	}
+	free(order);
+	free(tr);
+	return ALCM_OK;
+}
+
+/* ---- PRED payload ----------------------------------------------------------------------- */
+
+#define PRED_VERSION 1
+
+static uint8_t *put_f32(uint8_t *o, float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	alcm_store32(o, u);
+	return o + 4;
+}
+
+void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES])
+{
+	if (!p || !out)
+		return;
+	uint8_t *o = out;
+	alcm_store32(o, PRED_VERSION);
+	alcm_store16(o + 4, NF);
+	alcm_store16(o + 6, NH);
+	o += 8;
+	for (int k = 0; k < NF; k++)
+		o = put_f32(o, p->mean[k]);
+	for (int k = 0; k < NF; k++)
+		o = put_f32(o, p->scale[k]);
+	for (int j = 0; j < NH; j++)
+		for (int k = 0; k < NF; k++)
+			o = put_f32(o, p->w1[j][k]);
+	for (int j = 0; j < NH; j++)
+		o = put_f32(o, p->b1[j]);
+	for (int j = 0; j < NH; j++)
+		o = put_f32(o, p->w2[j]);
+	put_f32(o, p->b2);
+}
+
+/* Reads one float32; 0 if it is not finite. */
+static int get_f32(const uint8_t **pp, float *f)
+{
+	uint32_t u = alcm_load32(*pp);
+	*pp += 4;
+	memcpy(f, &u, 4);
+	return isfinite(*f);
+}
+
+int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len)
+{
+	if (!p || (!buf && len))
+		return ALCM_E_ARG;
+	if (len != ALCM_PRED_BYTES || alcm_load32(buf) != PRED_VERSION ||
+	    alcm_load16(buf + 4) != NF || alcm_load16(buf + 6) != NH)
+		return ALCM_E_CORRUPT;
+	alcm_predictor q;
+	const uint8_t *s = buf + 8;
+	int ok = 1;
+	for (int k = 0; k < NF; k++)
+		ok &= get_f32(&s, &q.mean[k]);
+	for (int k = 0; k < NF; k++)
+		ok &= get_f32(&s, &q.scale[k]) && q.scale[k] > 0;
+	for (int j = 0; j < NH; j++)
+		for (int k = 0; k < NF; k++)
+			ok &= get_f32(&s, &q.w1[j][k]);
+	for (int j = 0; j < NH; j++)
+		ok &= get_f32(&s, &q.b1[j]);
+	for (int j = 0; j < NH; j++)
+		ok &= get_f32(&s, &q.w2[j]);
+	ok &= get_f32(&s, &q.b2);
+	if (!ok)
+		return ALCM_E_CORRUPT;
+	*p = q;
+	return ALCM_OK;
+}

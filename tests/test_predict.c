@@ -1,0 +1,454 @@
+/* Entropy predictor: features of known tensors, the PRED payload and what a reader must
+ * refuse, deterministic training, and the default weights against measured sizes. */
+#include "testutil.h"
+#include "codec_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static alcm_tensor tensor_of(int dtype, const void *data, uint64_t n)
+{
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.name = "t";
+	t.name_len = 1;
+	t.dtype = dtype;
+	t.ndim = 1;
+	t.shape[0] = n;
+	t.data = data;
+	t.nbytes = n * alcm_dtype_size(dtype);
+	return t;
+}
+
+static float *gauss_f32(uint64_t n, uint64_t seed, double sd)
+{
+	float *v = malloc(n * sizeof(float));
+	assert_non_null(v);
+	for (uint64_t i = 0; i < n; i++)
+		v[i] = (float)(sd * tu_gauss(&seed));
+	return v;
+}
+
+/* Bits per value of t packed alone, max-error with bound step / 2, one thread. */
+static double measured_bits(const alcm_tensor *t, double step)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = step / 2;
+	o.threads = 1;
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_tensor_report rep;
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_add(e, t, &rep), ALCM_OK);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	return (double)rep.stored_bytes * 8 / (double)t->shape[0];
+}
+
+/* ---- features ----------------------------------------------------------------------------- */
+
+static void test_features_constant(void **state)
+{
+	(void)state;
+	float v[1000];
+	for (int i = 0; i < 1000; i++)
+		v[i] = 3.0f;
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, 1000);
+	float f[ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[0], log2(1000.0), 1e-5);
+	assert_float_equal(f[1], -30, 0);
+	assert_float_equal(f[2], 0, 0);
+	assert_float_equal(f[3], 0, 0); /* |3| >= step / 2 */
+	assert_float_equal(f[4], 0, 0);
+	assert_float_equal(f[5], 0, 0);
+	assert_int_equal(alcm_tensor_features(&t, 8.0, f), ALCM_OK);
+	assert_float_equal(f[3], 1, 0); /* |3| < 4 */
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		assert_true(isfinite(f[k]));
+}
+
+static void check_gaussian(const float *f, uint64_t n)
+{
+	/* sd 2, step 0.5; P(|x| < 0.25) = erf(0.25 / (2 sqrt 2)) = 0.0995. */
+	assert_float_equal(f[0], log2((double)n), 1e-4);
+	assert_float_equal(f[1], 2.0, 0.03);
+	assert_float_equal(f[2], log2(3.0), 0.08);
+	assert_float_equal(f[3], 0.0995, 0.01);
+	assert_float_equal(f[4], 0.0, 0.1);
+	assert_true(f[5] >= 0 && f[5] < 0.002); /* 6.3e-5 expected */
+}
+
+static void test_features_gaussian(void **state)
+{
+	(void)state;
+	float f[ALCM_PRED_FEATURES];
+	uint64_t n = 100000;
+	float *v = gauss_f32(n, 11, 2.0);
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, n);
+	assert_int_equal(alcm_tensor_features(&t, 0.5, f), ALCM_OK);
+	check_gaussian(f, n);
+	free(v);
+	/* Above 8192 elements a sample is read; a large tensor still gives the same. */
+	n = (uint64_t)3 << 20;
+	v = gauss_f32(n, 12, 2.0);
+	t = tensor_of(ALCM_DTYPE_F32, v, n);
+	t.ndim = 2;
+	t.shape[0] = 3072;
+	t.shape[1] = 1024;
+	assert_int_equal(alcm_tensor_features(&t, 0.5, f), ALCM_OK);
+	check_gaussian(f, n);
+	float g[ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features(&t, 0.5, g), ALCM_OK);
+	assert_memory_equal(f, g, sizeof(f)); /* deterministic */
+	free(v);
+}
+
+static void test_features_sparse_and_tails(void **state)
+{
+	(void)state;
+	uint64_t n = 50000, seed = 5;
+	float *v = calloc(n, sizeof(float));
+	assert_non_null(v);
+	for (uint64_t i = 0; i < n; i++)
+		if (i % 10 == 0)
+			v[i] = (float)tu_gauss(&seed);
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, n);
+	float f[ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features(&t, 1e-3, f), ALCM_OK);
+	assert_float_equal(f[3], 0.9, 0.01);
+	/* 90% zeros: kurtosis 3 / 0.1 = 30, log2 4.9. */
+	assert_float_equal(f[2], log2(30.0), 0.25);
+	/* Mostly tiny values and a few large ones: heavy tails, a share beyond 4 sd. */
+	for (uint64_t i = 0; i < n; i++)
+		v[i] = (float)(tu_gauss(&seed) * (i % 100 == 0 ? 1.0 : 1e-3));
+	assert_int_equal(alcm_tensor_features(&t, 1e-3, f), ALCM_OK);
+	assert_true(f[2] > 5);
+	assert_true(f[5] > 0.002 && f[5] < 0.01);
+	/* Positive skew: exponential values. */
+	for (uint64_t i = 0; i < n; i++)
+		v[i] = (float)-log(((tu_rand(&seed) >> 11) + 0.5) / 9007199254740992.0);
+	assert_int_equal(alcm_tensor_features(&t, 1e-3, f), ALCM_OK);
+	assert_float_equal(f[4], 2.0, 0.3);
+	free(v);
+}
+
+static void test_features_dtypes_and_specials(void **state)
+{
+	(void)state;
+	uint64_t n = 8000; /* with 3 more, still read whole (no sample) */
+	float *v = gauss_f32(n, 21, 0.5);
+	uint16_t *h = malloc(n * 2), *b = malloc(n * 2);
+	double *d = malloc(n * 8);
+	assert_true(h && b && d);
+	for (uint64_t i = 0; i < n; i++) {
+		h[i] = alcm_float_to_half(v[i]);
+		b[i] = alcm_float_to_bf16(v[i]);
+		d[i] = v[i];
+	}
+	float f32[ALCM_PRED_FEATURES], f[ALCM_PRED_FEATURES];
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, n);
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f32), ALCM_OK);
+	t = tensor_of(ALCM_DTYPE_F64, d, n);
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
+	assert_memory_equal(f, f32, sizeof(f)); /* the same values, decoded exactly */
+	t = tensor_of(ALCM_DTYPE_F16, h, n);
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		assert_float_equal(f[k], f32[k], 0.01);
+	t = tensor_of(ALCM_DTYPE_BF16, b, n);
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		assert_float_equal(f[k], f32[k], 0.03);
+	/* NaN and infinities are left out; only the element count sees them. */
+	double *e = malloc((n + 3) * 8);
+	assert_non_null(e);
+	memcpy(e, d, n * 8);
+	e[n] = NAN;
+	e[n + 1] = INFINITY;
+	e[n + 2] = -INFINITY;
+	t = tensor_of(ALCM_DTYPE_F64, e, n + 3);
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
+	assert_float_equal(f[0], log2((double)(n + 3)), 1e-5);
+	assert_memory_equal(f + 1, f32 + 1, sizeof(float) * (ALCM_PRED_FEATURES - 1));
+	/* All non-finite: still finite features. */
+	for (uint64_t i = 0; i < n; i++)
+		e[i] = NAN;
+	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		assert_true(isfinite(f[k]));
+	free(e);
+	free(v);
+	free(h);
+	free(b);
+	free(d);
+}
+
+static void test_features_arguments(void **state)
+{
+	(void)state;
+	float v[4] = {1, 2, 3, 4}, f[ALCM_PRED_FEATURES];
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, 4);
+	assert_int_equal(alcm_tensor_features(&t, 0, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features(&t, -1, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features(&t, NAN, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features(&t, INFINITY, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features(NULL, 1, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features(&t, 1, NULL), ALCM_E_ARG);
+	t.nbytes = 12;
+	assert_int_equal(alcm_tensor_features(&t, 1, f), ALCM_E_ARG);
+	t = tensor_of(ALCM_DTYPE_I32, v, 4);
+	assert_int_equal(alcm_tensor_features(&t, 1, f), ALCM_E_ARG);
+	t = tensor_of(ALCM_DTYPE_F32, NULL, 0); /* empty */
+	assert_int_equal(alcm_tensor_features(&t, 1, f), ALCM_OK);
+	assert_float_equal(f[0], 0, 0);
+	assert_float_equal(f[1], -30, 0);
+	assert_float_equal(f[3], 1, 0);
+}
+
+/* ---- PRED payload ------------------------------------------------------------------------- */
+
+static void test_store_load(void **state)
+{
+	(void)state;
+	assert_int_equal(ALCM_PRED_BYTES, 2108);
+	const alcm_predictor *d = alcm_predictor_default();
+	uint8_t b[ALCM_PRED_BYTES];
+	alcm_predictor_store(d, b);
+	assert_int_equal(alcm_load32(b), 1);
+	assert_int_equal(alcm_load16(b + 4), ALCM_PRED_FEATURES);
+	assert_int_equal(alcm_load16(b + 6), ALCM_PRED_HIDDEN);
+	uint32_t u;
+	memcpy(&u, &d->scale[0], 4);
+	assert_int_equal(alcm_load32(b + 8 + 4 * ALCM_PRED_FEATURES), u);
+	memcpy(&u, &d->b2, 4);
+	assert_int_equal(alcm_load32(b + ALCM_PRED_BYTES - 4), u);
+	alcm_predictor p;
+	memset(&p, 0xa5, sizeof(p));
+	assert_int_equal(alcm_predictor_load(&p, b, sizeof(b)), ALCM_OK);
+	assert_memory_equal(&p, d, sizeof(p));
+	uint8_t c[ALCM_PRED_BYTES];
+	alcm_predictor_store(&p, c);
+	assert_memory_equal(b, c, sizeof(b));
+}
+
+static void test_load_refuses(void **state)
+{
+	(void)state;
+	uint8_t b[ALCM_PRED_BYTES + 1], c[ALCM_PRED_BYTES + 1];
+	alcm_predictor_store(alcm_predictor_default(), b);
+	b[ALCM_PRED_BYTES] = 0;
+	alcm_predictor p, keep;
+	memset(&keep, 0x5a, sizeof(keep));
+	p = keep;
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES - 1), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES + 1), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_predictor_load(&p, b, 0), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_predictor_load(&p, NULL, 0), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_predictor_load(NULL, b, ALCM_PRED_BYTES), ALCM_E_ARG);
+	struct {
+		size_t at;
+		uint32_t v;
+		int word16;
+	} bad[] = {
+		{0, 2, 0},          /* version */
+		{0, 0, 0},
+		{4, 5, 1},          /* features */
+		{6, 32, 1},         /* hidden */
+		{8, 0x7fc00000, 0}, /* NaN mean */
+		{8 + 4 * ALCM_PRED_FEATURES, 0, 0},           /* zero scale */
+		{8 + 4 * ALCM_PRED_FEATURES, 0xbf800000, 0},  /* negative scale */
+		{8 + 4 * 20, 0x7f800000, 0},                  /* inf in w1 */
+		{ALCM_PRED_BYTES - 4, 0xff800000, 0},         /* -inf b2 */
+		{ALCM_PRED_BYTES - 8, 0x7fffffff, 0},         /* NaN w2 */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(c, b, sizeof(b));
+		if (bad[i].word16)
+			alcm_store16(c + bad[i].at, (uint16_t)bad[i].v);
+		else
+			alcm_store32(c + bad[i].at, bad[i].v);
+		assert_int_equal(alcm_predictor_load(&p, c, ALCM_PRED_BYTES), ALCM_E_CORRUPT);
+		assert_memory_equal(&p, &keep, sizeof(p)); /* untouched on failure */
+	}
+	/* Every single NaN weight is found. */
+	for (size_t at = 8; at < ALCM_PRED_BYTES; at += 4) {
+		memcpy(c, b, sizeof(b));
+		alcm_store32(c + at, 0x7fc00001);
+		assert_int_equal(alcm_predictor_load(&p, c, ALCM_PRED_BYTES), ALCM_E_CORRUPT);
+	}
+}
+
+static void test_archive_carries_weights(void **state)
+{
+	(void)state;
+	alcm_predictor mine = *alcm_predictor_default();
+	mine.b2 += 1.25f;
+	mine.w1[3][2] = -7.5f;
+	float v[256];
+	uint64_t seed = 3;
+	for (int i = 0; i < 256; i++)
+		v[i] = (float)tu_gauss(&seed);
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, 256);
+	for (int pass = 0; pass < 2; pass++) {
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.predictor = pass ? &mine : NULL;
+		alcm_writer *w = NULL;
+		alcm_encoder *e = NULL;
+		assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_add(e, &t, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+		alcm_encoder_free(e);
+		const void *buf;
+		size_t len;
+		assert_int_equal(alcm_writer_memory(w, &buf, &len), ALCM_OK);
+		alcm_reader *r = NULL;
+		alcm_archive *a = NULL;
+		assert_int_equal(alcm_reader_open_memory(&r, buf, len, "t", NULL, NULL, 0), ALCM_OK);
+		assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
+		alcm_predictor got;
+		assert_int_equal(alcm_archive_predictor(a, &got), ALCM_OK);
+		assert_memory_equal(&got, pass ? &mine : alcm_predictor_default(), sizeof(got));
+		alcm_archive_free(a);
+		alcm_reader_free(r);
+		alcm_writer_free(w);
+	}
+}
+
+/* ---- inference and training --------------------------------------------------------------- */
+
+static void test_predict_clamps(void **state)
+{
+	(void)state;
+	alcm_predictor p;
+	memset(&p, 0, sizeof(p));
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		p.scale[k] = 1;
+	float f[ALCM_PRED_FEATURES] = {10, 2, 1.6f, 0.1f, 0, 0};
+	p.b2 = 5;
+	assert_float_equal(alcm_predict_bits(&p, f), 5, 1e-9);
+	p.b2 = 100;
+	assert_float_equal(alcm_predict_bits(&p, f), 64, 0);
+	p.b2 = -3;
+	assert_float_equal(alcm_predict_bits(&p, f), 0, 0);
+	p.b2 = 0;
+	p.w2[0] = 1;
+	p.w1[0][1] = 1; /* tanh(feature 1) */
+	assert_float_equal(alcm_predict_bits(&p, f), tanh(2.0), 1e-6);
+	f[1] = NAN;
+	assert_float_equal(alcm_predict_bits(&p, f), 64, 0);
+	assert_float_equal(alcm_predict_bits(NULL, f), 64, 0);
+}
+
+/* A smooth target of the six inputs (uniform in [-2, 2)), between 1 and 17 so that the
+ * clamp of alcm_predict_bits() never bites. */
+static void synthetic(size_t n, float (*x)[ALCM_PRED_FEATURES], float *y)
+{
+	uint64_t s = 99;
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+			x[i][k] = (float)(4.0 * (double)(tu_rand(&s) >> 11) / 9007199254740992.0 - 2);
+		x[i][0] = 10 + 5 * x[i][0];
+		y[i] = (float)(8 + 2 * x[i][1] + tanh(x[i][2]) - 0.5 * x[i][3] * x[i][3] +
+		               0.05 * x[i][0]);
+	}
+}
+
+static void test_train_deterministic_and_fits(void **state)
+{
+	(void)state;
+	size_t n = 2000;
+	float(*x)[ALCM_PRED_FEATURES] = malloc(n * sizeof(*x));
+	float *y = malloc(n * sizeof(float));
+	assert_true(x && y);
+	synthetic(n, x, y);
+	double mean = 0, var = 0;
+	for (size_t i = 0; i < n; i++)
+		mean += y[i];
+	mean /= (double)n;
+	for (size_t i = 0; i < n; i++)
+		var += (y[i] - mean) * (y[i] - mean);
+	var /= (double)n;
+	alcm_predictor a, b, c;
+	double mse_a, mse_b, mse_c;
+	const float(*cx)[ALCM_PRED_FEATURES] = (const float(*)[ALCM_PRED_FEATURES])x;
+	assert_int_equal(alcm_predictor_train(&a, cx, y, n, 7, 40, &mse_a), ALCM_OK);
+	assert_int_equal(alcm_predictor_train(&b, cx, y, n, 7, 40, &mse_b), ALCM_OK);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_true(mse_a == mse_b);
+	assert_int_equal(alcm_predictor_train(&c, cx, y, n, 8, 40, &mse_c), ALCM_OK);
+	assert_memory_not_equal(&a, &c, sizeof(a));
+	/* The variance of y is about 6; training takes the error well under a twentieth. */
+	assert_true(mse_a < var / 20);
+	double se = 0;
+	for (size_t i = 0; i < n; i++) {
+		double e = alcm_predict_bits(&a, x[i]) - y[i];
+		se += e * e;
+	}
+	assert_float_equal(se / (double)n, mse_a, 1e-6);
+	/* Normalisation comes from the data: feature 0 has mean 10 and sd 10 / sqrt 3. */
+	assert_float_equal(a.mean[0], 10, 0.3);
+	assert_float_equal(a.scale[0], 10 / sqrt(3.0), 0.3);
+	/* The weights survive a PRED round trip. */
+	uint8_t buf[ALCM_PRED_BYTES];
+	alcm_predictor_store(&a, buf);
+	assert_int_equal(alcm_predictor_load(&c, buf, sizeof(buf)), ALCM_OK);
+	assert_memory_equal(&a, &c, sizeof(a));
+	/* Bad input. */
+	assert_int_equal(alcm_predictor_train(&c, cx, y, 0, 7, 1, NULL), ALCM_E_ARG);
+	assert_int_equal(alcm_predictor_train(NULL, cx, y, n, 7, 1, NULL), ALCM_E_ARG);
+	y[5] = NAN;
+	assert_int_equal(alcm_predictor_train(&c, cx, y, n, 7, 1, NULL), ALCM_E_ARG);
+	y[5] = 1;
+	x[9][4] = INFINITY;
+	assert_int_equal(alcm_predictor_train(&c, cx, y, n, 7, 1, NULL), ALCM_E_ARG);
+	free(x);
+	free(y);
+}
+
+/* What the budget packer relies on: on a tensor none of the training saw, the default
+ * weights are within a bit per value of the real encoder over the lossy range. */
+static void test_default_against_encoder(void **state)
+{
+	(void)state;
+	uint64_t n = 65536;
+	float *v = gauss_f32(n, 0x5eed1234, 0.02);
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, n);
+	static const int ks[] = {-8, -6, -4, -2, 0, 2};
+	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
+		double step = 0.02 * ldexp(1.0, ks[i]);
+		float f[ALCM_PRED_FEATURES];
+		assert_int_equal(alcm_tensor_features(&t, step, f), ALCM_OK);
+		double pred = alcm_predict_bits(alcm_predictor_default(), f);
+		double got = measured_bits(&t, step);
+		print_message("step sd*2^%d: predicted %.2f, measured %.2f bits per value\n", ks[i],
+		              pred, got);
+		assert_true(fabs(pred - got) < 1.0);
+	}
+	free(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_features_constant),
+		cmocka_unit_test(test_features_gaussian),
+		cmocka_unit_test(test_features_sparse_and_tails),
+		cmocka_unit_test(test_features_dtypes_and_specials),
+		cmocka_unit_test(test_features_arguments),
+		cmocka_unit_test(test_store_load),
+		cmocka_unit_test(test_load_refuses),
+		cmocka_unit_test(test_archive_carries_weights),
+		cmocka_unit_test(test_predict_clamps),
+		cmocka_unit_test(test_train_deterministic_and_fits),
+		cmocka_unit_test(test_default_against_encoder),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
