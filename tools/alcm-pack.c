@@ -1,7 +1,10 @@
-/* alcm-pack: pack a tensor file (.npy, .npz, .safetensors) into an .alcm archive. */
+/* alcm-pack: pack a tensor file (.npy, .npz, .safetensors, .h5) into an .alcm archive. */
 #include "cli.h"
+#include "alcm_hdf5.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +12,8 @@
 static const char usage[] =
 	"usage: alcm-pack INPUT -o OUTPUT.alcm [options]\n"
 	"\n"
-	"Packs every tensor of INPUT (.npy, .npz, .safetensors; detected from its bytes) into an\n"
-	"archive. Lossless (bit-exact) unless a bound, a width or a budget is named. Lossy modes\n"
+	"Packs every tensor of INPUT (.npy, .npz, .safetensors, .h5; detected from its bytes) into\n"
+	"an archive. Lossless (bit-exact) unless a bound, a width or a budget is named. Lossy modes\n"
 	"apply to float tensors; integer and bool tensors are always stored losslessly.\n"
 	"\n"
 	"Output:\n"
@@ -41,6 +44,14 @@ static const char usage[] =
 	"                        every N\n"
 	"      --chunk-size B    bytes per independently coded chunk (default 4M)\n"
 	"      --check           decode the archive after writing and compare with INPUT\n"
+	"HDF5 inputs (every dataset at any depth; groups, attributes and links kept in ATTR):\n"
+	"      --skip-unsupported  leave out objects the format cannot describe (references,\n"
+	"                        ...), list them in the summary and the archive's metadata\n"
+	"      --allow-external  keep external links (recorded, never followed) and read\n"
+	"                        external or virtual datasets; refused by default\n"
+	"      --allow-plugins   let libhdf5 load filter plugins from HDF5_PLUGIN_PATH\n"
+	"      --h5-in-process   run libhdf5 in this process instead of an isolated child (faster\n"
+	"                        for trusted files; a libhdf5 crash then takes alcm-pack down)\n"
 	"Messages:\n"
 	"  -q, --quiet           no summary, no warnings     -v, --verbose  one line per tensor\n"
 	"  -h, --help            this help                   -V, --version  print the version\n"
@@ -50,7 +61,7 @@ static const char usage[] =
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
        OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR,
-       OPT_SIZE, OPT_RATIO };
+       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC };
 
 typedef struct pack_args {
 	const char *in, *out, *sign;
@@ -75,7 +86,11 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		{"threads", required_argument, NULL, 'T'}, {"chunk-size", required_argument, NULL, OPT_CHUNK},
 		{"check", no_argument, NULL, OPT_CHECK}, {"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+		{"version", no_argument, NULL, 'V'},
+		{"skip-unsupported", no_argument, NULL, OPT_SKIP},
+		{"allow-external", no_argument, NULL, OPT_EXTERNAL},
+		{"allow-plugins", no_argument, NULL, OPT_PLUGINS},
+		{"h5-in-process", no_argument, NULL, OPT_INPROC}, {NULL, 0, NULL, 0},
 	};
 	alcm_pack_options_default(&a->o);
 	int c;
@@ -104,6 +119,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 			a->modes++;
 			break;
 		case OPT_SCHEDULE: a->schedule = 1; break;
+		case OPT_SKIP: cli_h5_flags |= ALCM_H5_SKIP_UNSUPPORTED; break;
+		case OPT_EXTERNAL: cli_h5_flags |= ALCM_H5_ALLOW_EXTERNAL; break;
+		case OPT_PLUGINS: cli_h5_flags |= ALCM_H5_ALLOW_PLUGINS; break;
+		case OPT_INPROC: cli_h5_flags &= ~ALCM_H5_ISOLATE; break;
 		case OPT_BOUNDMAX:
 		case OPT_FLOOR:
 			if (cli_parse_double(optarg, &d) || !(d > 0)) {
@@ -217,13 +236,13 @@ static int roundtrip_ok(const alcm_tensor *x, const alcm_tensor_info *ti, const 
 
 static int check_roundtrip(const pack_args *a, int lossless)
 {
-	alcm_input *in = NULL;
+	cli_input *in = NULL;
 	alcm_reader *r = NULL;
 	alcm_archive *ar = NULL;
 	uint8_t *buf = NULL;
-	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
-	if (st)
-		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	int st, rc = cli_input_open_or_fail(&in, a->in);
+	if (rc)
+		return rc;
 	st = alcm_reader_open_file(&r, a->out, NULL, NULL, 0);
 	if (!st)
 		st = alcm_archive_open(&ar, r, NULL);
@@ -235,8 +254,8 @@ static int check_roundtrip(const pack_args *a, int lossless)
 	for (;; i++) {
 		alcm_tensor t;
 		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
 			goto out;
 		}
 		if (!has)
@@ -279,7 +298,7 @@ out:
 	free(buf);
 	alcm_archive_free(ar);
 	alcm_reader_free(r);
-	alcm_input_free(in);
+	cli_input_free(in);
 	return rc;
 }
 
@@ -329,8 +348,51 @@ typedef struct totals {
 	double maxerr;
 } totals;
 
+/*
+ * An .h5 input: its groups, attributes and links go into the ATTR section, and the objects
+ * left out under --skip-unsupported into the metadata key "hdf5.skipped" (one
+ * "name: reason" line each) and the summary, so that nothing is dropped silently.
+ */
+static int add_h5_structure(const pack_args *a, cli_input *in, alcm_encoder *e)
+{
+	const void *buf;
+	size_t len;
+	if (cli_input_structure(in, &buf, &len) != ALCM_OK)
+		return 0;
+	int st = alcm_encoder_add_section(e, "ATTR", 0, buf, len);
+	size_t n = cli_input_skipped(in), cap = 1, used = 0;
+	char *list = NULL;
+	for (size_t i = 0; !st && i < n; i++) {
+		const char *why = NULL, *name = cli_input_skipped_name(in, i, &why);
+		if (!name)
+			continue;
+		if (!cli_quiet)
+			fprintf(stderr, "%s: skipped '%s': %s\n", cli_prog, name, why ? why : "");
+		size_t need = strlen(name) + (why ? strlen(why) : 0) + 4;
+		if (used + need >= cap) {
+			cap = 2 * (used + need);
+			char *nl = realloc(list, cap);
+			if (!nl) {
+				free(list);
+				return EXIT_NOMEM;
+			}
+			list = nl;
+		}
+		used += (size_t)snprintf(list + used, cap - used, "%s: %s\n", name, why ? why : "");
+	}
+	if (!st && used)
+		st = alcm_encoder_set_meta(e, "hdf5.skipped", list, used);
+	free(list);
+	if (st)
+		return cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+	if (n)
+		cli_warn("%zu HDF5 objects skipped (listed in the archive's metadata, "
+		         "key hdf5.skipped)", n);
+	return 0;
+}
+
 /* One archive (or one more frame) from every tensor of the input, streamed. */
-static int pack_plain(const pack_args *a, alcm_input *in, alcm_writer *w, totals *tot)
+static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	alcm_encoder *e = NULL;
 	int rc = 0, st = alcm_encoder_new(&e, w, &a->o, NULL);
@@ -339,12 +401,12 @@ static int pack_plain(const pack_args *a, alcm_input *in, alcm_writer *w, totals
 		goto out;
 	}
 	cli_progress p;
-	cli_progress_start(&p, "packing", alcm_input_size(in), (uint64_t)100 << 20);
+	cli_progress_start(&p, "packing", cli_input_size(in), (uint64_t)100 << 20);
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
 			goto out;
 		}
 		if (!has)
@@ -368,6 +430,8 @@ static int pack_plain(const pack_args *a, alcm_input *in, alcm_writer *w, totals
 		         rep.max_abs_error, (unsigned long long)rep.pruned,
 		         (unsigned long long)rep.escapes);
 	}
+	if ((rc = add_h5_structure(a, in, e)))
+		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 	cli_progress_end(&p);
@@ -384,7 +448,7 @@ static const char *decision_name(int d)
 }
 
 /* One frame of a stream archive, through the stream encoder and its scheduler. */
-static int pack_frame(const pack_args *a, alcm_input *in, alcm_writer *w, totals *tot)
+static int pack_frame(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	frame_buf f;
 	memset(&f, 0, sizeof(f));
@@ -414,8 +478,8 @@ static int pack_frame(const pack_args *a, alcm_input *in, alcm_writer *w, totals
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
 			goto out;
 		}
 		if (!has)
@@ -427,6 +491,11 @@ static int pack_frame(const pack_args *a, alcm_input *in, alcm_writer *w, totals
 		tot->raw += t.nbytes;
 		tot->ntensors++;
 	}
+	const void *sb;
+	size_t sl;
+	if (cli_input_structure(in, &sb, &sl) == ALCM_OK)
+		cli_warn("stream frames keep the HDF5 datasets as tensors, not their groups and "
+		         "attributes");
 	alcm_frame_report fr;
 	if ((st = alcm_stream_encode(s, w, f.t, f.n, &fr))) {
 		rc = cli_fail(st, "pack", a->in, alcm_stream_detail(s));
@@ -461,15 +530,15 @@ typedef struct budget_state {
 /* Pass 1: a profile of every tensor, then the tensors are dropped. */
 static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 {
-	alcm_input *in = NULL;
-	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
-	if (st)
-		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	cli_input *in = NULL;
+	int st, rc = cli_input_open_or_fail(&in, a->in);
+	if (rc)
+		return rc;
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
 			break;
 		}
 		if (!has)
@@ -490,7 +559,7 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 		*raw += t.nbytes;
 		b->n++;
 	}
-	alcm_input_free(in);
+	cli_input_free(in);
 	if (!rc) {
 		b->scale = malloc((b->n + 1) * sizeof(double));
 		b->bound = calloc(b->n + 1, sizeof(double));
@@ -506,11 +575,11 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 /* One attempt: every tensor with its own bound, into `w`. */
 static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, totals *tot)
 {
-	alcm_input *in = NULL;
+	cli_input *in = NULL;
 	alcm_encoder *e = NULL;
-	int rc = 0, st = alcm_input_open(&in, a->in, NULL, NULL);
-	if (st)
-		return cli_fail(st, "read", a->in, alcm_input_detail(in));
+	int st, rc = cli_input_open_or_fail(&in, a->in);
+	if (rc)
+		return rc;
 	alcm_pack_options o = a->o;
 	o.mode = ALCM_MODE_LOSSLESS;
 	if ((st = alcm_encoder_new(&e, w, &o, NULL))) {
@@ -521,8 +590,8 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 	for (size_t i = 0;; i++) {
 		alcm_tensor t;
 		int has;
-		if ((st = alcm_input_next(in, &t, &has))) {
-			rc = cli_fail(st, "read", a->in, alcm_input_detail(in));
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
 			goto out;
 		}
 		if (!has)
@@ -546,11 +615,13 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		if (rep.max_abs_error > tot->maxerr)
 			tot->maxerr = rep.max_abs_error;
 	}
+	if ((rc = add_h5_structure(a, in, e)))
+		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 out:
 	alcm_encoder_free(e);
-	alcm_input_free(in);
+	cli_input_free(in);
 	return rc;
 }
 
@@ -631,19 +702,19 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	int lossless = a.o.mode == ALCM_MODE_LOSSLESS && !a.size && !(a.ratio > 0);
-	alcm_input *in = NULL;
+	cli_input *in = NULL;
 	alcm_writer *w = NULL;
-	uint8_t sk[ALCM_SECRET_KEY_BYTES];
+	uint8_t sk[ALCM_SECRET_KEY_BYTES] = {0};
 	totals tot;
 	memset(&tot, 0, sizeof(tot));
-	if (a.sign && (rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
-		return rc;
-	int st = alcm_input_open(&in, a.in, NULL, NULL);
-	if (st) {
-		rc = cli_fail(st, "read", a.in, alcm_input_detail(in));
-		goto out;
+	int st;
+	if (a.sign && access(a.sign, R_OK) != 0) { /* fail early; the key is read at the end */
+		cli_err("cannot read '%s': %s", a.sign, strerror(errno));
+		return EXIT_IO;
 	}
-	a.o.source_format = alcm_format_name(alcm_input_format(in));
+	if ((rc = cli_input_open_or_fail(&in, a.in)))
+		goto out;
+	a.o.source_format = alcm_format_name(cli_input_format(in));
 	unsigned wflags = (a.force ? ALCM_WRITE_OVERWRITE : 0) | (a.stream ? ALCM_WRITE_STREAM : 0);
 	st = a.append ? alcm_writer_open_append(&w, a.out, NULL, NULL, 0)
 	              : alcm_writer_open_file(&w, a.out, wflags, NULL);
@@ -661,9 +732,17 @@ int main(int argc, char **argv)
 		rc = pack_plain(&a, in, w, &tot);
 	if (rc)
 		goto out;
-	if (a.sign && (st = alcm_writer_sign(w, sk))) {
-		rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
-		goto out;
+	/* The secret key is read only now: an HDF5 input's reader process (a fork of this one)
+	 * must never hold a copy of it (spec 6.6.14). */
+	if (a.sign) {
+		if ((rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
+			goto out;
+		st = alcm_writer_sign(w, sk);
+		alcm_wipe(sk, sizeof(sk));
+		if (st) {
+			rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
+			goto out;
+		}
 	}
 	uint64_t out_bytes = alcm_writer_bytes(w) - before;
 	if ((st = alcm_writer_commit(w))) {
@@ -685,6 +764,6 @@ int main(int argc, char **argv)
 out:
 	alcm_wipe(sk, sizeof(sk));
 	alcm_writer_free(w);
-	alcm_input_free(in);
+	cli_input_free(in);
 	return rc;
 }

@@ -19,7 +19,7 @@ static const char usage[] =
 	"corpus is a set of generated tensor families (Gaussian, Laplace, Student-t, uniform,\n"
 	"sparse, row-scaled heavy tails, low-rank, gradient-like, offset; float32, float64,\n"
 	"bfloat16, float16; 1K to 1M elements) plus every float tensor of FILES (.npy, .npz,\n"
-	".safetensors). Each tensor is packed alone in max-error mode at 15 steps, std * 2^k\n"
+	".safetensors, .h5). Each tensor is packed alone in max-error mode at 15 steps, std * 2^k\n"
 	"for k in -12..2 (shifted by a per-tensor offset in [0, 1)); its bits per value are the\n"
 	"label. One tensor in five is held out, the predictor is trained on the rest, and the\n"
 	"training time, training and held-out errors are printed. Smooth tensors (neighbours\n"
@@ -503,17 +503,14 @@ static item *push(corpus *c)
 static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfile,
                     size_t *skipped)
 {
-	alcm_input *in = NULL;
-	int st = alcm_input_open(&in, path, NULL, NULL);
-	if (st) {
-		int rc = cli_fail(st, "read", path, in ? alcm_input_detail(in) : NULL);
-		alcm_input_free(in);
-		return rc;
-	}
+	cli_input *in = NULL;
+	int st = cli_input_open_or_fail(&in, path);
+	if (st)
+		return st;
 	for (;;) {
 		alcm_tensor t;
 		int has = 0;
-		st = alcm_input_next(in, &t, &has);
+		st = cli_input_next(in, &t, &has);
 		if (st || !has)
 			break;
 		uint64_t n;
@@ -524,7 +521,7 @@ static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfi
 		}
 		item *it = push(c);
 		if (!it || !(it->data = malloc(t.nbytes))) {
-			alcm_input_free(in);
+			cli_input_free(in);
 			cli_err("out of memory");
 			return EXIT_NOMEM;
 		}
@@ -539,11 +536,11 @@ static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfi
 		snprintf(it->name, sizeof(it->name), "%s", cli_name(t.name, t.name_len));
 	}
 	if (st) {
-		int rc = cli_fail(st, "read", path, alcm_input_detail(in));
-		alcm_input_free(in);
+		int rc = cli_input_fail(in, st, path);
+		cli_input_free(in);
 		return rc;
 	}
-	alcm_input_free(in);
+	cli_input_free(in);
 	return 0;
 }
 

@@ -1,27 +1,147 @@
-/* alcm-unpack: decode an .alcm archive into .npy, .npz or .safetensors. */
+/* alcm-unpack: decode an .alcm archive into .npy, .npz, .safetensors or .h5. */
 #include "cli.h"
+#include "alcm_hdf5.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
-	"usage: alcm-unpack IN.alcm -o OUTPUT.{npz,npy,safetensors} [options]\n"
+	"usage: alcm-unpack IN.alcm -o OUTPUT.{npz,npy,safetensors,h5} [options]\n"
 	"\n"
 	"Decodes the tensors of an archive and writes them in the format named by OUTPUT's\n"
-	"extension. Every section read is checked against its BLAKE2b digest.\n"
+	"extension. Every section read is checked against its BLAKE2b digest. An archive packed\n"
+	"from .h5 gives back its groups, attributes, links, datatypes and storage in .h5 output.\n"
 	"\n"
 	"  -o, --output FILE    file to write (required); written atomically\n"
 	"  -f, --force          replace OUTPUT if it exists\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
 	"  -T, --threads N      decoding threads (default: all cores)\n"
+	"HDF5 output (.h5, .hdf5):\n"
+	"      --h5-chunk BYTES chunk every dataset, chunks of at most BYTES (k, M suffixes)\n"
+	"      --h5-gzip N      deflate level 0..9 on every dataset instead of the source's filters\n"
+	"      --h5-shuffle     with --h5-gzip: the shuffle filter before deflate\n"
+	"      --allow-external recreate the external links the archive records (never followed)\n"
 	"  -q, --quiet          no summary    -v, --verbose   one line per tensor\n"
 	"  -h, --help           this help     -V, --version   print the version\n"
 	"\n"
 	".npy holds exactly one tensor: use --tensor when the archive has several.\n"
 	"bfloat16 tensors can be written to .safetensors only (numpy has no bfloat16).\n"
 	"\n" CLI_EXIT_CODES_HELP;
+
+/* Where decoded tensors go: the core's writers, or the HDF5 bridge for .h5. */
+typedef struct sink {
+	int fmt;
+	alcm_output *o;
+#ifdef ALCM_HAVE_HDF5
+	alcm_h5_output *h5;
+#endif
+} sink;
+
+typedef struct h5_args {
+	uint64_t chunk;
+	int gzip, shuffle, external, given;
+} h5_args;
+
+/* The archive's ATTR payload (malloc'd) or NULL. @return 0 or an exit code. */
+static int read_structure(alcm_reader *r, const char *in, void **buf, size_t *len)
+{
+	uint32_t idx;
+	alcm_section_info si;
+	*buf = NULL;
+	*len = 0;
+	if (alcm_reader_find_section(r, "ATTR", 0, &idx) != ALCM_OK)
+		return 0;
+	/* The last ATTR wins, as for every single-instance section (spec 5.5). */
+	for (uint32_t j = idx; alcm_reader_find_section(r, "ATTR", j + 1, &j) == ALCM_OK;)
+		idx = j;
+	if (alcm_reader_section_info(r, idx, &si))
+		return EXIT_FAIL;
+	*buf = malloc(si.length ? (size_t)si.length : 1);
+	if (!*buf)
+		return EXIT_NOMEM;
+	int st = alcm_reader_section_read(r, idx, *buf, (size_t)si.length);
+	if (st) {
+		free(*buf);
+		*buf = NULL;
+		return cli_fail(st, "read", in, alcm_reader_detail(r));
+	}
+	*len = (size_t)si.length;
+	return 0;
+}
+
+static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h,
+                     alcm_reader *r, const char *in, const alcm_tensor *plan, size_t n,
+                     int partial)
+{
+	if (k->fmt != ALCM_FILE_HDF5) {
+		int st = alcm_output_open(&k->o, out, k->fmt, wflags, NULL);
+		if (!st)
+			st = alcm_output_plan(k->o, plan, n);
+		return st ? cli_fail(st, "write", out, alcm_output_detail(k->o)) : 0;
+	}
+#ifdef ALCM_HAVE_HDF5
+	void *sbuf;
+	size_t slen;
+	int rc = read_structure(r, in, &sbuf, &slen);
+	if (rc)
+		return rc;
+	alcm_h5_output_options opt;
+	alcm_h5_output_options_default(&opt);
+	opt.chunk_bytes = h->chunk;
+	if (h->gzip >= 0) {
+		opt.gzip_level = h->gzip;
+		opt.shuffle = h->shuffle;
+	}
+	unsigned f = wflags | (h->external ? ALCM_H5_OUT_ALLOW_EXTERNAL : 0) |
+	             (partial ? ALCM_H5_OUT_PARTIAL : 0);
+	int st = alcm_h5_output_open(&k->h5, out, f, sbuf, slen, &opt);
+	free(sbuf);
+	return st ? cli_fail(st, "write", out, alcm_h5_output_detail(k->h5)) : 0;
+#else
+	(void)wflags, (void)h, (void)r, (void)in, (void)plan, (void)n, (void)partial;
+	cli_err("cannot write '%s': this build has no HDF5 support (ALCM_WITH_HDF5=OFF)", out);
+	return EXIT_UNSUPPORTED;
+#endif
+}
+
+static int sink_write(sink *k, const alcm_tensor *t)
+{
+#ifdef ALCM_HAVE_HDF5
+	if (k->h5)
+		return alcm_h5_output_write(k->h5, t);
+#endif
+	return alcm_output_write(k->o, t);
+}
+
+static int sink_commit(sink *k)
+{
+#ifdef ALCM_HAVE_HDF5
+	if (k->h5)
+		return alcm_h5_output_commit(k->h5);
+#endif
+	return alcm_output_commit(k->o);
+}
+
+static const char *sink_detail(const sink *k)
+{
+#ifdef ALCM_HAVE_HDF5
+	if (k->h5)
+		return alcm_h5_output_detail(k->h5);
+#endif
+	return k->o ? alcm_output_detail(k->o) : "";
+}
+
+static void sink_free(sink *k)
+{
+#ifdef ALCM_HAVE_HDF5
+	alcm_h5_output_free(k->h5);
+#endif
+	alcm_output_free(k->o);
+}
+
+enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL };
 
 int main(int argc, char **argv)
 {
@@ -30,14 +150,19 @@ int main(int argc, char **argv)
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"tensor", required_argument, NULL, 't'}, {"no-verify", no_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 'T'},
+		{"h5-chunk", required_argument, NULL, OPT_H5CHUNK},
+		{"h5-gzip", required_argument, NULL, OPT_H5GZIP},
+		{"h5-shuffle", no_argument, NULL, OPT_H5SHUFFLE},
+		{"allow-external", no_argument, NULL, OPT_EXTERNAL},
 		{"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *out = NULL;
 	int force = 0, c;
-	uint64_t threads = 0;
+	uint64_t threads = 0, u;
 	unsigned rflags = 0;
+	h5_args h = {0, -1, 0, 0, 0};
 	const char **names = calloc((size_t)argc, sizeof(char *));
 	size_t nnames = 0;
 	if (!names)
@@ -55,6 +180,25 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case OPT_H5CHUNK:
+			if (cli_parse_u64(optarg, &h.chunk) || h.chunk == 0) {
+				cli_err("invalid --h5-chunk '%s': expected bytes (suffixes k, M, G)", optarg);
+				free(names);
+				return EXIT_USAGE;
+			}
+			h.given = 1;
+			break;
+		case OPT_H5GZIP:
+			if (cli_parse_u64(optarg, &u) || u > 9) {
+				cli_err("invalid --h5-gzip '%s': expected a level 0..9", optarg);
+				free(names);
+				return EXIT_USAGE;
+			}
+			h.gzip = (int)u;
+			h.given = 1;
+			break;
+		case OPT_H5SHUFFLE: h.shuffle = 1, h.given = 1; break;
+		case OPT_EXTERNAL: h.external = 1, h.given = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); free(names); return 0;
@@ -69,16 +213,30 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *in = argv[optind];
-	int fmt = alcm_format_from_extension(out);
-	if (fmt != ALCM_FILE_NPY && fmt != ALCM_FILE_NPZ && fmt != ALCM_FILE_SAFETENSORS) {
-		cli_err("cannot tell the output format of '%s': use .npz, .npy or .safetensors", out);
+	sink k;
+	memset(&k, 0, sizeof(k));
+	k.fmt = alcm_format_from_extension(out);
+	if (k.fmt != ALCM_FILE_NPY && k.fmt != ALCM_FILE_NPZ && k.fmt != ALCM_FILE_SAFETENSORS &&
+	    k.fmt != ALCM_FILE_HDF5) {
+		cli_err("cannot tell the output format of '%s': use .npz, .npy, .safetensors or .h5",
+		        out);
+		free(names);
+		return EXIT_USAGE;
+	}
+	if (h.given && k.fmt != ALCM_FILE_HDF5) {
+		cli_err("--h5-chunk, --h5-gzip, --h5-shuffle and --allow-external apply to .h5 "
+		        "output only");
+		free(names);
+		return EXIT_USAGE;
+	}
+	if (h.shuffle && h.gzip < 0) {
+		cli_err("--h5-shuffle goes with --h5-gzip N");
 		free(names);
 		return EXIT_USAGE;
 	}
 	int rc = 0, st;
 	alcm_reader *r = NULL;
 	alcm_archive *a = NULL;
-	alcm_output *o = NULL;
 	size_t *sel = NULL, nsel = 0;
 	alcm_tensor *plan = NULL;
 	uint8_t *buf = NULL;
@@ -99,9 +257,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (nnames) {
-		for (size_t k = 0; k < nnames; k++) {
-			if (alcm_archive_find(a, names[k], strlen(names[k]), &sel[nsel]) != ALCM_OK) {
-				cli_err("cannot find tensor '%s' in '%s'", names[k], in);
+		for (size_t j = 0; j < nnames; j++) {
+			if (alcm_archive_find(a, names[j], strlen(names[j]), &sel[nsel]) != ALCM_OK) {
+				cli_err("cannot find tensor '%s' in '%s'", names[j], in);
 				rc = EXIT_USAGE;
 				goto out;
 			}
@@ -111,59 +269,57 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < nt; i++)
 			sel[nsel++] = i;
 	}
-	if (fmt == ALCM_FILE_NPY && nsel != 1) {
+	if (k.fmt == ALCM_FILE_NPY && nsel != 1) {
 		cli_err("'%s' holds one tensor, the selection has %zu: use --tensor NAME or .npz", out,
 		        nsel);
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	for (size_t k = 0; k < nsel; k++) {
+	for (size_t j = 0; j < nsel; j++) {
 		alcm_tensor_info ti;
-		alcm_archive_tensor_info(a, sel[k], &ti);
-		plan[k].name = ti.name;
-		plan[k].name_len = ti.name_len;
-		plan[k].dtype = ti.dtype;
-		plan[k].ndim = ti.ndim;
-		memcpy(plan[k].shape, ti.shape, sizeof(ti.shape));
-		plan[k].nbytes = ti.raw_bytes;
+		alcm_archive_tensor_info(a, sel[j], &ti);
+		plan[j].name = ti.name;
+		plan[j].name_len = ti.name_len;
+		plan[j].dtype = ti.dtype;
+		plan[j].ndim = ti.ndim;
+		memcpy(plan[j].shape, ti.shape, sizeof(ti.shape));
+		plan[j].nbytes = ti.raw_bytes;
 	}
-	if ((st = alcm_output_open(&o, out, fmt, force ? ALCM_WRITE_OVERWRITE : 0, NULL)) ||
-	    (st = alcm_output_plan(o, plan, nsel))) {
-		rc = cli_fail(st, "write", out, alcm_output_detail(o));
+	if ((rc = sink_open(&k, out, force ? ALCM_WRITE_OVERWRITE : 0, &h, r, in, plan, nsel,
+	                    nnames > 0)))
 		goto out;
-	}
 	uint64_t total = 0;
-	for (size_t k = 0; k < nsel; k++)
-		total += plan[k].nbytes;
+	for (size_t j = 0; j < nsel; j++)
+		total += plan[j].nbytes;
 	cli_progress p;
 	cli_progress_start(&p, "unpacking", total, (uint64_t)100 << 20);
 	double t0 = cli_now();
-	for (size_t k = 0; k < nsel; k++) {
+	for (size_t j = 0; j < nsel; j++) {
 		/* One tensor in memory at a time; its size was checked against the limits. */
 		free(buf);
-		buf = malloc(plan[k].nbytes ? plan[k].nbytes : 1);
+		buf = malloc(plan[j].nbytes ? plan[j].nbytes : 1);
 		if (!buf) {
-			cli_err("cannot allocate %s for tensor '%s'", cli_size(plan[k].nbytes),
-			        cli_name(plan[k].name, plan[k].name_len));
+			cli_err("cannot allocate %s for tensor '%s'", cli_size(plan[j].nbytes),
+			        cli_name(plan[j].name, plan[j].name_len));
 			rc = EXIT_NOMEM;
 			goto out;
 		}
-		if ((st = alcm_archive_decode(a, sel[k], buf, plan[k].nbytes))) {
+		if ((st = alcm_archive_decode(a, sel[j], buf, plan[j].nbytes))) {
 			rc = cli_fail(st, "read", in, alcm_archive_detail(a));
 			goto out;
 		}
-		plan[k].data = buf;
-		if ((st = alcm_output_write(o, &plan[k]))) {
-			rc = cli_fail(st, "write", out, alcm_output_detail(o));
+		plan[j].data = buf;
+		if ((st = sink_write(&k, &plan[j]))) {
+			rc = cli_fail(st, "write", out, sink_detail(&k));
 			goto out;
 		}
-		plan[k].data = NULL;
-		cli_progress_add(&p, plan[k].nbytes);
-		cli_info("%s: %s %s", cli_name(plan[k].name, plan[k].name_len),
-		         alcm_dtype_name(plan[k].dtype), cli_shape(plan[k].shape, plan[k].ndim));
+		plan[j].data = NULL;
+		cli_progress_add(&p, plan[j].nbytes);
+		cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
+		         alcm_dtype_name(plan[j].dtype), cli_shape(plan[j].shape, plan[j].ndim));
 	}
-	if ((st = alcm_output_commit(o))) {
-		rc = cli_fail(st, "write", out, alcm_output_detail(o));
+	if ((st = sink_commit(&k))) {
+		rc = cli_fail(st, "write", out, sink_detail(&k));
 		goto out;
 	}
 	cli_progress_end(&p);
@@ -177,7 +333,7 @@ out:
 	free(plan);
 	free(sel);
 	free(names);
-	alcm_output_free(o);
+	sink_free(&k);
 	alcm_archive_free(a);
 	alcm_reader_free(r);
 	return rc;

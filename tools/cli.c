@@ -32,6 +32,9 @@ void cli_init(const char *prog)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* Past RLIMIT_FSIZE a write fails with EFBIG and the atomic writer cleans up; the default
+	 * action of SIGXFSZ would kill the process and leave the temporary file behind. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 static void vmsg(const char *prefix, const char *fmt, va_list ap)

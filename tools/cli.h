@@ -79,4 +79,28 @@ int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, 
 /* Writes a JSON string literal of s (bytes; invalid UTF-8 escaped as \u00XX). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
+/*
+ * Tensor inputs of the tools: .npy, .npz, .safetensors through alcm_input, and .h5 through
+ * the HDF5 bridge when the build has it (ALCM_HAVE_HDF5). The format is detected from the
+ * file's bytes. cli_h5_flags (ALCM_H5_* of alcm_hdf5.h) apply to .h5 inputs; the tools
+ * default to ALCM_H5_ISOLATE.
+ */
+typedef struct cli_input cli_input;
+extern unsigned cli_h5_flags;
+int cli_input_open(cli_input **in, const char *path);
+int cli_input_next(cli_input *in, alcm_tensor *t, int *has);
+int cli_input_format(const cli_input *in);
+uint64_t cli_input_size(const cli_input *in);
+const char *cli_input_detail(const cli_input *in);
+/* The HDF5 structure (ATTR payload). @return ALCM_E_NOTFOUND for other formats. */
+int cli_input_structure(cli_input *in, const void **buf, size_t *len);
+/* Objects left out under --skip-unsupported: count, and "name: reason" of entry i. */
+size_t cli_input_skipped(const cli_input *in);
+const char *cli_input_skipped_name(const cli_input *in, size_t i, const char **reason);
+void cli_input_free(cli_input *in);
+/* Opens, and on failure reports and returns the exit code (0 on success). */
+int cli_input_open_or_fail(cli_input **in, const char *path);
+/* Reports a failure of cli_input_next() and returns the exit code. */
+int cli_input_fail(const cli_input *in, int st, const char *path);
+
 #endif
