@@ -328,8 +328,10 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		qmax = (double)((1u << (o->bits - 1)) - 1);
 		break;
 	}
-	p->bits = o->mode == ALCM_MODE_BITS ? o->bits
-	                                     : (unsigned)ceil(log2(2 * ceil(qmax) + 1));
+	/* Reported width of the symbols. qmax is infinite or huge when the range of the values
+	 * dwarfs the step (1e300 with a bound of 1e-300): escapes carry those, report 64. */
+	double w = ceil(log2(2 * ceil(qmax) + 1));
+	p->bits = o->mode == ALCM_MODE_BITS ? o->bits : w < 64 ? (unsigned)w : 64;
 	p->qp.dtype = t->dtype;
 	p->qp.step = p->step;
 	p->qp.nsteps = p->nch;

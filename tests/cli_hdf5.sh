@@ -88,7 +88,11 @@ expect 4 "$B/alcm-pack" "$T/junk.h5" -o "$T/junk.alcm"
 
 # The filter plugin: h5repack with it and back, h5diff within the bound.
 P=$(dirname "$B")/lib/plugin
-if [ -e "$P/libH5Zalcm.so" ]; then
+if [ -e "$P/libH5Zalcm.so" ] && ldd "$P/libH5Zalcm.so" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+	# A sanitized plugin cannot load into the uninstrumented h5repack; the plain build runs
+	# these checks.
+	echo "cli_hdf5: sanitizer build: plugin checks skipped"
+elif [ -e "$P/libH5Zalcm.so" ]; then
 	export HDF5_PLUGIN_PATH=$P
 	expect 0 h5repack -f UD=417,0,6,1,0,0,0,0,3 "$T/keras.h5" "$T/z.h5"
 	same "$T/keras.h5" "$T/z.h5" ""

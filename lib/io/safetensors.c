@@ -402,8 +402,9 @@ static int validate(alcm_input *in, struct st_in *st)
 		               "duplicate tensor name");
 	for (size_t i = 0; i < st->n; i++) {
 		struct st_entry *e = &st->e[i];
-		int rc = alcm_io_shape_bytes(&in->lim, e->dtype, e->ndim, st->shapes + e->shape_at,
-		                             &e->nbytes, why);
+		/* All-scalar files have no shape array at all: no pointer arithmetic on NULL. */
+		const uint64_t *shape = st->shapes ? st->shapes + e->shape_at : NULL;
+		int rc = alcm_io_shape_bytes(&in->lim, e->dtype, e->ndim, shape, &e->nbytes, why);
 		if (rc)
 			return st_fail(in, e, rc, e->json_at, "shape: %s", why);
 		if (e->end - e->begin != e->nbytes)
@@ -460,7 +461,8 @@ static int st_next(alcm_input *in, alcm_tensor *t, int *has)
 	t->name_len = e->name_len;
 	t->dtype = e->dtype;
 	t->ndim = e->ndim;
-	memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
+	if (e->ndim)
+		memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
 	t->data = in->buf;
 	t->nbytes = e->nbytes;
 	*has = 1;

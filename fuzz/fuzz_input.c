@@ -1,0 +1,101 @@
+/*
+ * Surfaces: the tensor file readers (.npy, .npz, .safetensors), one harness each, built from
+ * this file with FUZZ_FORMAT set to an enum alcm_file_format value. Input: file bytes, then
+ * one options byte:
+ *   0x01  default limits instead of the tight ones (a reader must still check every size
+ *         against the file before allocating: the fuzzer's malloc limit catches it if not);
+ *   0x02  detect the format from the bytes instead of forcing it;
+ *   0x04  read through a file descriptor (memfd) instead of memory.
+ */
+#include "fuzz_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef FUZZ_FORMAT
+#error "build with -DFUZZ_FORMAT=<enum alcm_file_format> -DFUZZ_SURFACE=\"name\""
+#endif
+#define S FUZZ_SURFACE
+
+#define OPT_DEFAULTS 0x01u
+#define OPT_DETECT 0x02u
+#define OPT_FILE 0x04u
+
+static void check_tensor(const alcm_tensor *t, const alcm_limits *lim)
+{
+	size_t w = alcm_dtype_size(t->dtype);
+	FUZZ_CHECK(S, w != 0, "tensor of unknown dtype %d", t->dtype);
+	FUZZ_CHECK(S, t->ndim <= lim->max_ndim && t->ndim <= ALCM_MAX_NDIM, "rank %u", t->ndim);
+	uint64_t elems;
+	FUZZ_CHECK(S, alcm_shape_elements(t->shape, t->ndim, &elems) == ALCM_OK &&
+	           elems <= lim->max_elements, "element count over the limit");
+	FUZZ_CHECK(S, elems * w == t->nbytes && t->nbytes <= lim->max_decoded_bytes,
+	           "%llu bytes for %llu elements of %zu bytes", (unsigned long long)t->nbytes,
+	           (unsigned long long)elems, w);
+	FUZZ_CHECK(S, t->data || !t->nbytes, "no data for %llu bytes",
+	           (unsigned long long)t->nbytes);
+	FUZZ_CHECK(S, t->name || !t->name_len, "no name for %zu bytes", t->name_len);
+	FUZZ_CHECK(S, t->name_len <= lim->max_name_bytes, "name of %zu bytes over the limit",
+	           t->name_len);
+	fuzz_touch(t->name, t->name_len);
+	fuzz_touch(t->data, (size_t)t->nbytes);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t opt;
+	if (!fuzz_split(&data, &size, &opt))
+		return 0;
+	alcm_limits lim;
+	if (opt & OPT_DEFAULTS)
+		alcm_limits_default(&lim);
+	else
+		fuzz_limits_tight(&lim);
+	int format = (opt & OPT_DETECT) ? ALCM_FILE_UNKNOWN : FUZZ_FORMAT;
+	alcm_input *in = NULL;
+	int st, fd = -1;
+	uint8_t *buf = NULL;
+	if (opt & OPT_FILE) {
+		char path[64];
+		fd = fuzz_memfd(data, size, path);
+		if (fd < 0)
+			return 0;
+		st = alcm_input_open(&in, path, &lim, NULL);
+	} else {
+		buf = fuzz_dup(data, size);
+		if (!buf)
+			return 0;
+		st = alcm_input_open_memory(&in, buf, size, format, "fuzz." S, &lim, NULL);
+	}
+	if (st == ALCM_OK) {
+		FUZZ_CHECK(S, in != NULL, "ALCM_OK without an input");
+		if (!(opt & (OPT_DETECT | OPT_FILE)))
+			FUZZ_CHECK(S, alcm_input_format(in) == FUZZ_FORMAT, "format %d",
+			           alcm_input_format(in));
+		for (;;) {
+			alcm_tensor t;
+			int has = 0;
+			st = alcm_input_next(in, &t, &has);
+			if (st != ALCM_OK) {
+				FUZZ_CHECK(S, !has, "a tensor with an error");
+				FUZZ_CHECK(S, strlen(alcm_input_detail(in)) > 0, "failure without a detail");
+				FUZZ_CHECK(S, alcm_input_next(in, &t, &has) == ALCM_E_STATE,
+				           "a failed input goes on");
+				break;
+			}
+			if (!has)
+				break;
+			check_tensor(&t, &lim);
+		}
+	} else {
+		FUZZ_CHECK(S, st > ALCM_OK && st <= ALCM_E_SIGNATURE, "status %d", st);
+		FUZZ_CHECK(S, alcm_strerror(st)[0] != '\0', "no message for status %d", st);
+		FUZZ_CHECK(S, !in || strlen(alcm_input_detail(in)) > 0, "failure without a detail");
+	}
+	alcm_input_free(in);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return 0;
+}

@@ -1,0 +1,656 @@
+/*
+ * Writes the seed corpus of every harness: small valid files made by the library's own
+ * writers, a few hand-made variants the writers never produce (Fortran order, big-endian,
+ * .npy 2.0/3.0, deflated .npz members, safetensors metadata), each followed by the
+ * harness's options byte. Deterministic except the FRAM timings of the stream archive.
+ *
+ *   alcm-fuzz-corpus OUTDIR [VECTORS_DIR]
+ *
+ * writes OUTDIR/<surface>/<name>; .alcm files found in VECTORS_DIR (spec/vectors) are added
+ * to the container and unpack corpora. fuzz/make_corpus.sh runs it into fuzz/corpus/.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "alcm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static const char *outdir;
+static int failures;
+
+#define DIE(...)                                                                        \
+	do {                                                                            \
+		fprintf(stderr, "alcm-fuzz-corpus: " __VA_ARGS__);                      \
+		fputc('\n', stderr);                                                    \
+		exit(1);                                                                \
+	} while (0)
+
+static void put(const char *surface, const char *name, const void *buf, size_t len, int opt)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", outdir, surface);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", outdir, surface, name);
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		DIE("cannot create '%s': %s", path, strerror(errno));
+	fwrite(buf, 1, len, f);
+	if (opt >= 0)
+		fputc(opt, f);
+	if (fclose(f) != 0)
+		DIE("cannot write '%s'", path);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0, got;
+	uint8_t *p = malloc(cap);
+	while (p && (got = fread(p + n, 1, cap - n, f)) > 0) {
+		n += got;
+		if (n == cap)
+			p = realloc(p, cap *= 2);
+	}
+	fclose(f);
+	*len = n;
+	return p;
+}
+
+static uint64_t rng = 0x5eedu;
+static double gauss(void)
+{
+	uint64_t a, b;
+	rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+	a = rng >> 11;
+	rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+	b = rng >> 11;
+	double u1 = (a + 1.0) / 9007199254740993.0, u2 = b / 9007199254740992.0;
+	return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ---- tensors ---------------------------------------------------------------------- */
+
+typedef struct tbuf {
+	alcm_tensor t;
+	uint8_t data[1 << 14];
+} tbuf;
+
+static void half_store(uint8_t *p, float f, int bf16)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint16_t h;
+	if (bf16) {
+		h = (uint16_t)(u >> 16);
+	} else {
+		/* Round toward zero; enough for seeds. */
+		uint32_t s = (u >> 16) & 0x8000, e = (u >> 23) & 0xff, m = u & 0x7fffff;
+		if (e == 0xff)
+			h = (uint16_t)(s | 0x7c00 | (m ? 0x200 : 0));
+		else if (e > 142)
+			h = (uint16_t)(s | 0x7bff);
+		else if (e < 113)
+			h = (uint16_t)s;
+		else
+			h = (uint16_t)(s | ((e - 112) << 10) | (m >> 13));
+	}
+	p[0] = (uint8_t)h;
+	p[1] = (uint8_t)(h >> 8);
+}
+
+/* Fills a tensor of `dtype` and shape with smooth values (compressible) or noise. */
+static void make(tbuf *b, const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
+                 int noise, int specials)
+{
+	memset(&b->t, 0, sizeof(b->t));
+	b->t.name = name;
+	b->t.name_len = strlen(name);
+	b->t.dtype = dtype;
+	b->t.ndim = ndim;
+	uint64_t n = 1;
+	for (uint32_t d = 0; d < ndim; d++)
+		n *= b->t.shape[d] = shape[d];
+	size_t w = alcm_dtype_size(dtype);
+	if (n * w > sizeof(b->data))
+		DIE("seed tensor %s too large", name);
+	b->t.nbytes = n * w;
+	b->t.data = b->data;
+	for (uint64_t i = 0; i < n; i++) {
+		double v = noise ? gauss() : round(8 * sin((double)i / 7)) / 8;
+		uint8_t *p = b->data + i * w;
+		switch (dtype) {
+		case ALCM_DTYPE_F32: { float f = (float)v; memcpy(p, &f, 4); break; }
+		case ALCM_DTYPE_F64: memcpy(p, &v, 8); break;
+		case ALCM_DTYPE_F16: half_store(p, (float)v, 0); break;
+		case ALCM_DTYPE_BF16: half_store(p, (float)v, 1); break;
+		case ALCM_DTYPE_BOOL: p[0] = v > 0; break;
+		default: {
+			int64_t k = (int64_t)(v * 20);
+			memcpy(p, &k, w); /* little-endian host: the low bytes */
+		}
+		}
+	}
+	if (specials && n >= 4 && dtype == ALCM_DTYPE_F32) {
+		float sp[4] = {NAN, INFINITY, -0.0f, 1e-40f};
+		for (int k = 0; k < 4; k++)
+			memcpy(b->data + (size_t)(k * (n / 4)) * 4, &sp[k], 4);
+	}
+}
+
+/* ---- archives --------------------------------------------------------------------- */
+
+typedef struct pack {
+	int mode;
+	double bound;
+	unsigned bits;
+	double prune;
+	unsigned flags;   /* writer flags */
+	int meta, attr;   /* add metadata pairs, ATTR and an unknown optional section */
+	int sign;
+} pack;
+
+static uint8_t *archive(const pack *pk, tbuf *const *t, size_t n, size_t *len)
+{
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.threads = 1;
+	o.chunk_bytes = 4096;
+	o.mode = pk->mode;
+	o.bound = pk->bound;
+	o.bits = pk->bits;
+	o.prune = pk->prune;
+	o.producer = "alcm-fuzz-corpus";
+	if (alcm_writer_open_memory(&w, pk->flags, NULL) || alcm_encoder_new(&e, w, &o, NULL))
+		DIE("cannot start an archive");
+	for (size_t i = 0; i < n; i++)
+		if (alcm_encoder_add(e, &t[i]->t, NULL))
+			DIE("encode %s: %s", t[i]->t.name, alcm_encoder_detail(e));
+	if (pk->meta) {
+		alcm_encoder_set_meta(e, "source", "fuzz seed", 9);
+		alcm_encoder_set_meta(e, "empty", "", 0);
+	}
+	if (pk->attr) {
+		static const uint8_t attr[] = "{\"note\": \"an attribute section\"}";
+		alcm_encoder_add_section(e, "ATTR", 0, attr, sizeof(attr) - 1);
+		alcm_encoder_add_section(e, "XTRA", 0, "unknown but optional", 20);
+	}
+	if (alcm_encoder_finish(e))
+		DIE("finish: %s", alcm_encoder_detail(e));
+	if (pk->sign) {
+		uint8_t pub[32], sk[64], seed[32];
+		memset(seed, 7, sizeof(seed));
+		crypto_sign_seed_keypair(pub, sk, seed);
+		if (alcm_writer_sign(w, sk))
+			DIE("sign");
+	}
+	if (alcm_writer_commit(w))
+		DIE("commit: %s", alcm_writer_detail(w));
+	const void *p;
+	alcm_writer_memory(w, &p, len);
+	uint8_t *copy = malloc(*len);
+	memcpy(copy, p, *len);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	return copy;
+}
+
+static void put_archive(const char *name, const uint8_t *a, size_t len, const int *copt,
+                        size_t ncopt, const int *uopt, size_t nuopt)
+{
+	char nm[256];
+	for (size_t i = 0; i < ncopt; i++) {
+		snprintf(nm, sizeof(nm), "%s-o%02x", name, copt[i]);
+		put("container", nm, a, len, copt[i]);
+	}
+	for (size_t i = 0; i < nuopt; i++) {
+		snprintf(nm, sizeof(nm), "%s-o%02x", name, uopt[i]);
+		put("unpack", nm, a, len, uopt[i]);
+	}
+}
+
+static void archives(void)
+{
+	static tbuf a, b, c, d, e, f, g;
+	const int c0[] = {0x00}, u0[] = {0x00};
+	const int call[] = {0x00, 0x01, 0x02, 0x0c}, uall[] = {0x00, 0x06, 0x1d};
+	size_t len;
+	uint8_t *p;
+
+	/* Lossless, one tensor of each kind. */
+	make(&a, "w", ALCM_DTYPE_F32, 2, (uint64_t[]){4, 8}, 1, 0);
+	make(&b, "ids", ALCM_DTYPE_I32, 1, (uint64_t[]){5}, 0, 0);
+	make(&c, "mask", ALCM_DTYPE_BOOL, 1, (uint64_t[]){6}, 0, 0);
+	make(&d, "step", ALCM_DTYPE_I64, 0, NULL, 0, 0);
+	make(&e, "h", ALCM_DTYPE_F16, 1, (uint64_t[]){10}, 1, 0);
+	make(&f, "bf", ALCM_DTYPE_BF16, 2, (uint64_t[]){2, 3}, 1, 0);
+	make(&g, "empty", ALCM_DTYPE_F64, 2, (uint64_t[]){3, 0}, 0, 0);
+	p = archive(&(pack){0}, (tbuf *[]){&a, &b, &c, &d, &e, &f, &g}, 7, &len);
+	put_archive("lossless-mixed", p, len, call, 4, uall, 3);
+	free(p);
+
+	/* Lossy modes: quantized data, scales, masks and escapes. */
+	make(&a, "maxerr", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 32}, 1, 1);
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.01, .prune = 0.1},
+	            (tbuf *[]){&a}, 1, &len);
+	put_archive("maxerr-prune-specials", p, len, c0, 1, uall, 3);
+	free(p);
+	make(&a, "rel", ALCM_DTYPE_F16, 2, (uint64_t[]){8, 16}, 1, 0);
+	make(&b, "ints", ALCM_DTYPE_U8, 1, (uint64_t[]){7}, 0, 0);
+	p = archive(&(pack){.mode = ALCM_MODE_REL_ERROR, .bound = 0.01}, (tbuf *[]){&a, &b}, 2, &len);
+	put_archive("relerr-f16-and-int", p, len, c0, 1, u0, 1);
+	free(p);
+	make(&a, "snr", ALCM_DTYPE_BF16, 1, (uint64_t[]){200}, 1, 0);
+	p = archive(&(pack){.mode = ALCM_MODE_SNR, .bound = 30}, (tbuf *[]){&a}, 1, &len);
+	put_archive("snr-bf16", p, len, c0, 1, u0, 1);
+	free(p);
+	make(&a, "bits", ALCM_DTYPE_F64, 3, (uint64_t[]){4, 2, 8}, 1, 0);
+	p = archive(&(pack){.mode = ALCM_MODE_BITS, .bits = 6, .prune = 0.25}, (tbuf *[]){&a}, 1,
+	            &len);
+	put_archive("bits6-f64-prune", p, len, c0, 1, u0, 1);
+	free(p);
+
+	/* Several chunks per tensor (4 KiB chunks), lossless and lossy. */
+	make(&a, "long", ALCM_DTYPE_F32, 1, (uint64_t[]){2500}, 0, 0);
+	p = archive(&(pack){0}, (tbuf *[]){&a}, 1, &len);
+	put_archive("multichunk-lossless", p, len, c0, 1, uall, 3);
+	free(p);
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.001, .prune = 0.05},
+	            (tbuf *[]){&a}, 1, &len);
+	put_archive("multichunk-lossy", p, len, c0, 1, uall, 3);
+	free(p);
+
+	/* Metadata, ATTR, an unknown optional section, a signature, no tensors. */
+	make(&a, "x", ALCM_DTYPE_I16, 1, (uint64_t[]){4}, 0, 0);
+	p = archive(&(pack){.meta = 1, .attr = 1, .sign = 1}, (tbuf *[]){&a}, 1, &len);
+	put_archive("meta-attr-signed", p, len, call, 4, u0, 1);
+	free(p);
+	p = archive(&(pack){0}, NULL, 0, &len);
+	put_archive("no-tensors", p, len, c0, 1, u0, 1);
+	free(p);
+
+	/* A stream archive: two frames in one writer, then a raw container with no sections. */
+	alcm_writer *w = NULL;
+	alcm_stream *s = NULL;
+	alcm_stream_options so;
+	alcm_stream_options_default(&so);
+	so.pack.mode = ALCM_MODE_MAX_ERROR;
+	so.pack.bound = 0.01;
+	so.pack.threads = 1;
+	so.pack.chunk_bytes = 4096;
+	so.error_feedback = 1;
+	make(&a, "grad", ALCM_DTYPE_F32, 2, (uint64_t[]){4, 16}, 1, 0);
+	if (alcm_writer_open_memory(&w, ALCM_WRITE_STREAM, NULL) || alcm_stream_new(&s, &so, NULL))
+		DIE("stream");
+	for (int fr = 0; fr < 2; fr++)
+		if (alcm_stream_encode(s, w, &a.t, 1, NULL))
+			DIE("stream frame %d: %s", fr, alcm_stream_detail(s));
+	if (alcm_writer_commit(w))
+		DIE("stream commit");
+	const void *mp;
+	alcm_writer_memory(w, &mp, &len);
+	put_archive("stream-2frames", mp, len, call, 4, uall, 3);
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+
+	if (alcm_writer_open_memory(&w, 0, NULL) ||
+	    alcm_writer_add_section(w, "XTRA", 0, 9, "payload", 7, NULL) ||
+	    alcm_writer_add_section(w, "META", 0, 0, "\0\0\0\0", 4, NULL) || alcm_writer_commit(w))
+		DIE("raw container");
+	alcm_writer_memory(w, &mp, &len);
+	put_archive("raw-sections", mp, len, call, 4, u0, 1);
+	alcm_writer_free(w);
+	if (alcm_writer_open_memory(&w, 0, NULL) || alcm_writer_commit(w))
+		DIE("empty container");
+	alcm_writer_memory(w, &mp, &len);
+	put_archive("empty-container", mp, len, c0, 1, u0, 1);
+
+	/* The damage a transfer does to the signature, which the reader names (raw: digests
+	 * left alone). */
+	uint8_t dmg[512];
+	const int raw[] = {0x01};
+	memcpy(dmg, mp, len);
+	dmg[0] = 0x09; /* bit 7 stripped */
+	put_archive("sig-7bit", dmg, len, raw, 1, NULL, 0);
+	memcpy(dmg, mp, 5); /* CR LF -> LF */
+	memcpy(dmg + 5, (const uint8_t *)mp + 6, len - 6);
+	put_archive("sig-crlf-to-lf", dmg, len - 1, raw, 1, NULL, 0);
+	memcpy(dmg, mp, 6); /* LF -> CR LF, at offset 6 */
+	dmg[6] = 0x0d;
+	memcpy(dmg + 7, (const uint8_t *)mp + 6, len - 6);
+	put_archive("sig-lf-to-crlf", dmg, len + 1, raw, 1, NULL, 0);
+	memcpy(dmg, mp, 8); /* LF -> CR LF, at offset 8 */
+	dmg[8] = 0x0d;
+	memcpy(dmg + 9, (const uint8_t *)mp + 8, len - 8);
+	put_archive("sig-lf-to-crlf-end", dmg, len + 1, raw, 1, NULL, 0);
+	put_archive("sig-truncated", mp, 5, raw, 1, NULL, 0);
+	put_archive("empty-file", mp, 0, raw, 1, NULL, 0);
+	put_archive("short-garbage", (const uint8_t *)"xyz", 3, raw, 1, NULL, 0);
+	put_archive("sig-tab-not-alcm", (const uint8_t *)"\x09XLCM\r\n\x1a\n\x01\0\0\0\0\0\0", 16,
+	            raw, 1, NULL, 0);
+	alcm_writer_free(w);
+}
+
+/* ---- tensor files ----------------------------------------------------------------- */
+
+/* Writes tensors with alcm_output into a temporary file and returns its bytes. */
+static uint8_t *tensor_file(int format, tbuf *const *t, size_t n, size_t *len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/.seed.%s", outdir, alcm_format_name(format));
+	alcm_output *o = NULL;
+	alcm_tensor plan[16];
+	for (size_t i = 0; i < n; i++)
+		plan[i] = t[i]->t;
+	int st = alcm_output_open(&o, path, format, ALCM_WRITE_OVERWRITE | ALCM_WRITE_NO_SYNC, NULL);
+	if (!st)
+		st = alcm_output_plan(o, plan, n);
+	for (size_t i = 0; i < n && !st; i++)
+		st = alcm_output_write(o, &t[i]->t);
+	if (!st)
+		st = alcm_output_commit(o);
+	if (st)
+		DIE("cannot write a %s seed: %s", alcm_format_name(format), alcm_output_detail(o));
+	alcm_output_free(o);
+	uint8_t *p = slurp(path, len);
+	unlink(path);
+	if (!p)
+		DIE("cannot read back %s", path);
+	return p;
+}
+
+/* A .npy file with a hand-written header dict (version 1, 2 or 3). */
+static size_t npy_raw(uint8_t *out, int version, const char *dict, const void *data, size_t n)
+{
+	size_t pre = version == 1 ? 10 : 12, dl = strlen(dict);
+	size_t hl = (pre + dl + 1 + 63) / 64 * 64 - pre;
+	memcpy(out, "\x93NUMPY", 6);
+	out[6] = (uint8_t)version;
+	out[7] = 0;
+	if (version == 1) {
+		out[8] = (uint8_t)hl;
+		out[9] = (uint8_t)(hl >> 8);
+	} else {
+		for (int i = 0; i < 4; i++)
+			out[8 + i] = (uint8_t)(hl >> (8 * i));
+	}
+	memcpy(out + pre, dict, dl);
+	memset(out + pre + dl, ' ', hl - dl - 1);
+	out[pre + hl - 1] = '\n';
+	memcpy(out + pre + hl, data, n);
+	return pre + hl + n;
+}
+
+static void npy_seeds(void)
+{
+	static tbuf t;
+	size_t len;
+	uint8_t *p;
+	struct { const char *name; int dtype; uint32_t ndim; uint64_t shape[3]; } v[] = {
+		{"f32-2x3", ALCM_DTYPE_F32, 2, {2, 3}}, {"f64-scalar", ALCM_DTYPE_F64, 0, {0}},
+		{"bool-4", ALCM_DTYPE_BOOL, 1, {4}},     {"i8-empty", ALCM_DTYPE_I8, 1, {0}},
+		{"u16-3x1x2", ALCM_DTYPE_U16, 3, {3, 1, 2}}, {"f16-5", ALCM_DTYPE_F16, 1, {5}},
+		{"i64-2", ALCM_DTYPE_I64, 1, {2}},       {"u32-2x2", ALCM_DTYPE_U32, 2, {2, 2}},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		make(&t, "x", v[i].dtype, v[i].ndim, v[i].shape, 1, 0);
+		p = tensor_file(ALCM_FILE_NPY, (tbuf *[]){&t}, 1, &len);
+		put("npy", v[i].name, p, len, 0);
+		if (i == 0) {
+			put("npy", "f32-2x3-defaults", p, len, 1);
+			put("npy", "f32-2x3-detect-file", p, len, 6);
+		}
+		free(p);
+	}
+	uint8_t buf[512];
+	const float f6[6] = {1, 2, 3, 4, 5, 6};
+	const uint8_t be[12] = {0, 0, 0, 1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xfd};
+	len = npy_raw(buf, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", f6, 24);
+	put("npy", "fortran-f32", buf, len, 0);
+	len = npy_raw(buf, 1, "{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", be, 12);
+	put("npy", "bigendian-i4", buf, len, 0);
+	len = npy_raw(buf, 2, "{'shape': (6,), 'descr': '<f4', 'fortran_order': False}", f6, 24);
+	put("npy", "v2-keys-reordered", buf, len, 0);
+	len = npy_raw(buf, 3, "{\"descr\": \"|b1\", \"fortran_order\": False, \"shape\": (2,)}",
+	              "\1\0", 2);
+	put("npy", "v3-bool", buf, len, 0);
+	len = npy_raw(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': ()}", f6, 8);
+	put("npy", "scalar-f8", buf, len, 0);
+}
+
+/* Appends a little-endian number to a byte buffer. */
+static void le(uint8_t **p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		*(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+/* A zip of .npy members, deflated (method 8) or stored, without zip64 fields. */
+static size_t zip_build(uint8_t *out, const char *const *names, const uint8_t *const *data,
+                        const size_t *lens, size_t n, int deflated)
+{
+	uint8_t *p = out, cd[2048], *q = cd;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t comp[4096];
+		size_t clen = lens[i];
+		if (deflated) {
+			z_stream z;
+			memset(&z, 0, sizeof(z));
+			deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+			z.next_in = (Bytef *)data[i];
+			z.avail_in = (uInt)lens[i];
+			z.next_out = comp;
+			z.avail_out = sizeof(comp);
+			deflate(&z, Z_FINISH);
+			clen = z.total_out;
+			deflateEnd(&z);
+		} else {
+			memcpy(comp, data[i], lens[i]);
+		}
+		uint32_t crc = (uint32_t)crc32(0, data[i], (uInt)lens[i]);
+		size_t nl = strlen(names[i]);
+		uint64_t off = (uint64_t)(p - out);
+		le(&p, 0x04034b50, 4); le(&p, 20, 2); le(&p, 0, 2); le(&p, deflated ? 8 : 0, 2);
+		le(&p, 0, 2); le(&p, 0x21, 2); le(&p, crc, 4); le(&p, clen, 4); le(&p, lens[i], 4);
+		le(&p, nl, 2); le(&p, 0, 2);
+		memcpy(p, names[i], nl); p += nl;
+		memcpy(p, comp, clen); p += clen;
+		le(&q, 0x02014b50, 4); le(&q, 20, 2); le(&q, 20, 2); le(&q, 0, 2);
+		le(&q, deflated ? 8 : 0, 2); le(&q, 0, 2); le(&q, 0x21, 2); le(&q, crc, 4);
+		le(&q, clen, 4); le(&q, lens[i], 4); le(&q, nl, 2); le(&q, 0, 2); le(&q, 0, 2);
+		le(&q, 0, 2); le(&q, 0, 2); le(&q, 0, 4); le(&q, off, 4);
+		memcpy(q, names[i], nl); q += nl;
+	}
+	uint64_t cdoff = (uint64_t)(p - out), cdlen = (uint64_t)(q - cd);
+	memcpy(p, cd, cdlen);
+	p += cdlen;
+	le(&p, 0x06054b50, 4); le(&p, 0, 2); le(&p, 0, 2); le(&p, n, 2); le(&p, n, 2);
+	le(&p, cdlen, 4); le(&p, cdoff, 4); le(&p, 0, 2);
+	return (size_t)(p - out);
+}
+
+static void npz_seeds(void)
+{
+	static tbuf a, b, c;
+	size_t len;
+	make(&a, "a", ALCM_DTYPE_F32, 2, (uint64_t[]){2, 3}, 1, 0);
+	make(&b, "b", ALCM_DTYPE_I32, 1, (uint64_t[]){4}, 0, 0);
+	make(&c, "c", ALCM_DTYPE_BOOL, 0, NULL, 0, 0);
+	uint8_t *p = tensor_file(ALCM_FILE_NPZ, (tbuf *[]){&a, &b, &c}, 3, &len);
+	put("npz", "savez-3", p, len, 0);
+	put("npz", "savez-3-defaults", p, len, 1);
+	put("npz", "savez-3-detect-file", p, len, 6);
+	free(p);
+	p = tensor_file(ALCM_FILE_NPZ, NULL, 0, &len);
+	put("npz", "savez-empty", p, len, 0);
+	free(p);
+
+	uint8_t m1[512], m2[512], zip[4096];
+	const double d4[4] = {0.5, -1, 2, 1e300};
+	const int16_t s3[3] = {1, -2, 300};
+	size_t l1 = npy_raw(m1, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
+	                    d4, sizeof(d4));
+	size_t l2 = npy_raw(m2, 1, "{'descr': '<i2', 'fortran_order': True, 'shape': (3,), }", s3,
+	                    sizeof(s3));
+	const char *names[2] = {"d.npy", "sub/s.npy"};
+	const uint8_t *data[2] = {m1, m2};
+	size_t lens[2] = {l1, l2};
+	len = zip_build(zip, names, data, lens, 2, 1);
+	put("npz", "deflated-2", zip, len, 0);
+	len = zip_build(zip, names, data, lens, 2, 0);
+	put("npz", "stored-plain-zip", zip, len, 0);
+}
+
+static void st_raw(const char *name, const char *json, const void *data, size_t n)
+{
+	uint8_t buf[2048];
+	size_t jl = strlen(json), pad = (8 - jl % 8) % 8;
+	uint64_t hl = jl + pad;
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)(hl >> (8 * i));
+	memcpy(buf + 8, json, jl);
+	memset(buf + 8 + jl, ' ', pad);
+	memcpy(buf + 8 + hl, data, n);
+	put("safetensors", name, buf, 8 + hl + n, 0);
+}
+
+static void safetensors_seeds(void)
+{
+	static tbuf t[7];
+	size_t len;
+	make(&t[0], "f32", ALCM_DTYPE_F32, 2, (uint64_t[]){2, 3}, 1, 0);
+	make(&t[1], "bf16", ALCM_DTYPE_BF16, 1, (uint64_t[]){4}, 1, 0);
+	make(&t[2], "i64", ALCM_DTYPE_I64, 0, NULL, 0, 0);
+	make(&t[3], "u8", ALCM_DTYPE_U8, 1, (uint64_t[]){3}, 0, 0);
+	make(&t[4], "bool", ALCM_DTYPE_BOOL, 1, (uint64_t[]){2}, 0, 0);
+	make(&t[5], "f16", ALCM_DTYPE_F16, 2, (uint64_t[]){1, 2}, 1, 0);
+	make(&t[6], "f64.empty", ALCM_DTYPE_F64, 1, (uint64_t[]){0}, 0, 0);
+	uint8_t *p = tensor_file(ALCM_FILE_SAFETENSORS,
+	                         (tbuf *[]){&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6]}, 7,
+	                         &len);
+	put("safetensors", "mixed-7", p, len, 0);
+	put("safetensors", "mixed-7-defaults", p, len, 1);
+	put("safetensors", "mixed-7-detect-file", p, len, 6);
+	free(p);
+	const uint8_t data[16] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 1, 2, 3, 4, 5, 6, 7, 8};
+	st_raw("metadata", "{\"__metadata__\":{\"format\":\"pt\",\"k\":\"v\\u00e9\"},"
+	       "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+	       "\"b\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[8,12]},"
+	       "\"c\":{\"dtype\":\"U16\",\"shape\":[2,1],\"data_offsets\":[12,16]}}", data, 16);
+	st_raw("empty", "{}", NULL, 0);
+	st_raw("escaped-name", "{\"n\\u0000\\\"\\\\\\/\\b\\f\\n\\r\\t\\ud83d\\ude00\":"
+	       "{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]},\"__metadata__\":null}",
+	       data, 8);
+}
+
+/* ---- round trip ------------------------------------------------------------------- */
+
+static void roundtrip_seeds(void)
+{
+	/* Header bytes: dtype index, mode|prune|second|level, rank|rows, bound, name length. */
+	static const char *mode_names[5] = {"lossless", "maxerr", "relerr", "snr", "bits"};
+	static const char *dt_names[4] = {"f32", "f16", "bf16", "f64"};
+	const uint8_t bounds[5] = {0, 30, 6, 40, 4};
+	uint8_t buf[8192];
+	char name[64];
+	for (int dt = 0; dt < 4; dt++) {
+		for (int mode = 0; mode < 5; mode++) {
+			size_t w = dt == 0 ? 4 : dt == 3 ? 8 : 2, n = 96;
+			buf[0] = (uint8_t)dt;
+			buf[1] = (uint8_t)(mode | (mode ? (1 << 3) : 0) | ((mode == 2) << 5));
+			buf[2] = (uint8_t)(2 | (3 << 2)); /* rank 2, 4 rows */
+			buf[3] = bounds[mode];
+			buf[4] = 1;
+			buf[5] = 't';
+			tbuf t;
+			int dtype = dt == 0 ? ALCM_DTYPE_F32 : dt == 1 ? ALCM_DTYPE_F16
+			          : dt == 2 ? ALCM_DTYPE_BF16 : ALCM_DTYPE_F64;
+			make(&t, "t", dtype, 1, (uint64_t[]){n}, 1, mode == 1);
+			memcpy(buf + 6, t.data, n * w);
+			snprintf(name, sizeof(name), "%s-%s", dt_names[dt], mode_names[mode]);
+			put("roundtrip", name, buf, 6 + n * w, -1);
+		}
+	}
+	for (int dt = 7; dt < 16; dt++) {
+		buf[0] = (uint8_t)dt;
+		buf[1] = 1; /* lossy request on an integer: stored losslessly */
+		buf[2] = 1;
+		buf[3] = 20;
+		buf[4] = 0;
+		for (int i = 0; i < 64; i++)
+			buf[5 + i] = (uint8_t)(i * 37 + dt);
+		snprintf(name, sizeof(name), "int-%d", dt);
+		put("roundtrip", name, buf, 5 + 64, -1);
+	}
+	/* Several 4 KiB chunks, and a scalar. */
+	tbuf t;
+	make(&t, "t", ALCM_DTYPE_F32, 1, (uint64_t[]){1500}, 1, 1);
+	memcpy(buf, "\x00\x01\x01\x1e\x00", 5);
+	memcpy(buf + 5, t.data, 6000);
+	put("roundtrip", "f32-maxerr-multichunk", buf, 5 + 6000, -1);
+	memcpy(buf, "\x03\x00\x00\x00\x03" "abc", 8);
+	memcpy(buf + 8, t.data, 8);
+	put("roundtrip", "f64-scalar", buf, 16, -1);
+}
+
+/* ---- spec vectors ----------------------------------------------------------------- */
+
+static void vectors(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (n < 6 || strcmp(de->d_name + n - 5, ".alcm") != 0)
+			continue;
+		char path[4096], name[300];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		size_t len;
+		uint8_t *p = slurp(path, &len);
+		if (!p || len > 65536) {
+			free(p);
+			continue;
+		}
+		snprintf(name, sizeof(name), "vector-%.*s", (int)(n - 5), de->d_name);
+		const int o0[] = {0x00};
+		put_archive(name, p, len, o0, 1, o0, 1);
+		free(p);
+	}
+	closedir(d);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: alcm-fuzz-corpus OUTDIR [VECTORS_DIR]\n");
+		return 2;
+	}
+	outdir = argv[1];
+	if (mkdir(outdir, 0755) != 0 && errno != EEXIST)
+		DIE("cannot create '%s': %s", outdir, strerror(errno));
+	if (sodium_init() < 0)
+		DIE("sodium_init");
+	archives();
+	npy_seeds();
+	npz_seeds();
+	safetensors_seeds();
+	roundtrip_seeds();
+	if (argc == 3)
+		vectors(argv[2]);
+	return failures != 0;
+}
