@@ -133,5 +133,42 @@ expect 0 "$B/alcm-inspect" --verify "$T/st.alcm"
 has "frames:   2" out
 expect 2 "$B/alcm-pack" "$T/m2.npz" -o "$T/st.alcm" --append -f
 
+# inspect shows the predictor the archive carries and, with --features, what it sees.
+expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/q.alcm" --max-error 1e-3
+expect 0 "$B/alcm-inspect" --features "$T/q.alcm"
+has "predictor: 6-64-1 MLP in PRED" out
+has "feature mean:" out
+if grep -E '^  embed\.weight +0\.002 +16\.97 ' "$T/out" >/dev/null; then ok; else bad "no features row for embed.weight: $(grep embed "$T/out")"; fi
+expect 0 "$B/alcm-inspect" --predictor "$T/q.alcm"
+if [ "$(grep -c '^  hidden ' "$T/out")" -eq 64 ]; then ok; else bad "--predictor did not print 64 hidden units"; fi
+expect 0 "$B/alcm-inspect" --json --features "$T/q.alcm"
+if python3 - "$T/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["predictor"]
+assert len(p["w1"]) == 64 and all(len(r) == 6 for r in p["w1"]) and len(p["w2"]) == 64
+f = [t for t in d["tensors"] if t["name"] == "embed.weight"][0]["features"]
+assert len(f["values"]) == 6 and f["step"] == 0.002 and 0 < f["predicted_bits_per_value"] < 32
+assert "features" not in [t for t in d["tensors"] if t["name"] == "step"][0]
+PY
+then ok; else bad "inspect --json --features: predictor or features missing"; fi
+
+# Size budgets: the archive lands within 3% of --size, or of input / --ratio, and every
+# value still meets the bound its tensor was given (--check).
+raw=$(stat -c %s "$T/m.safetensors")
+for target in 400000 650000 900000 ratio:8; do
+	case $target in
+	ratio:*) r=${target#ratio:}; want=$((raw / r)); expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/b.alcm" -f --ratio "$r" --check ;;
+	*) want=$target; expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/b.alcm" -f --size "$target" --check ;;
+	esac
+	has "floats within the bound"
+	got=$(stat -c %s "$T/b.alcm")
+	if [ $(( (got - want) * 1000 / want )) -le 30 ] && [ $(( (want - got) * 1000 / want )) -le 30 ]; then
+		ok; else bad "--size/--ratio $target: $got bytes for a budget of $want"; fi
+done
+# A budget under what the coarsest steps reach is refused, leaving no file.
+expect 10 "$B/alcm-pack" "$T/m.safetensors" -o "$T/tiny.alcm" --size 2000
+if [ ! -e "$T/tiny.alcm" ]; then ok; else bad "refused budget left a file"; fi
+
 echo "cli_tools: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

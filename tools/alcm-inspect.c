@@ -7,7 +7,7 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: alcm-inspect [--json] [--verify] [-q] FILE.alcm\n"
+	"usage: alcm-inspect [--json] [--verify] [--features] [--predictor] [-q] FILE.alcm\n"
 	"\n"
 	"Prints the format version, each section (type, offset, size, digest state) and each\n"
 	"tensor (name, dtype, shape, mode, bits, scales, pruned share, stored and original bytes,\n"
@@ -20,6 +20,11 @@ static const char usage[] =
 	"               key file F (from alcm-keygen); exit 11 if unsigned, bad or another key's\n"
 	"  --require-signature\n"
 	"               fail (exit 11) when the archive carries no valid signature\n"
+	"  --features   decode each float tensor and print the six features the entropy\n"
+	"               predictor sees (spec 6.7.2) at the tensor's step (twice its bound; 2e-3\n"
+	"               for lossless tensors), with predicted and stored bits per value\n"
+	"  --predictor  print every weight of the predictor the archive carries (PRED); the\n"
+	"               summary shows its shape and feature normalisation\n"
 	"  -q, --quiet  print nothing; only the exit status tells\n"
 	"  -h, --help   this help        -V, --version   print the version\n"
 	"\n" CLI_EXIT_CODES_HELP;
@@ -107,7 +112,171 @@ static void frame_json(const alcm_frame_report *f, int first)
 	       f->aggressiveness, decision_name(f->decision), f->next_bound, f->next_prune);
 }
 
-static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
+
+/* ---- the entropy predictor and the features of each tensor ---------------------------- */
+
+static int show_features, show_weights;
+
+static void floats(const float *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		printf("%s%.9g", i ? (show_weights ? ", " : " ") : "", (double)v[i]);
+}
+
+static void json_floats(const float *v, int n)
+{
+	putchar('[');
+	for (int i = 0; i < n; i++)
+		printf("%s%.9g", i ? "," : "", (double)v[i]);
+	putchar(']');
+}
+
+static void predictor_text(alcm_archive *a)
+{
+	alcm_predictor p;
+	if (alcm_archive_predictor(a, &p) != ALCM_OK) {
+		printf("predictor: none stored\n");
+		return;
+	}
+	int dflt = memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0;
+	printf("predictor: %d-%d-1 MLP in PRED (%s)\n", ALCM_PRED_FEATURES, ALCM_PRED_HIDDEN,
+	       dflt ? "this build's default weights" : "weights differ from this build's default");
+	printf("  feature mean:  ");
+	floats(p.mean, ALCM_PRED_FEATURES);
+	printf("\n  feature scale: ");
+	floats(p.scale, ALCM_PRED_FEATURES);
+	printf("\n");
+	if (!show_weights) {
+		printf("  (--predictor prints all %d weights)\n",
+		       ALCM_PRED_HIDDEN * (ALCM_PRED_FEATURES + 2) + 1);
+		return;
+	}
+	for (int j = 0; j < ALCM_PRED_HIDDEN; j++) {
+		printf("  hidden %2d: w1 ", j);
+		floats(p.w1[j], ALCM_PRED_FEATURES);
+		printf("  b1 %.9g  w2 %.9g\n", (double)p.b1[j], (double)p.w2[j]);
+	}
+	printf("  output bias b2 %.9g\n", (double)p.b2);
+}
+
+static void predictor_json(alcm_archive *a)
+{
+	alcm_predictor p;
+	if (!a || alcm_archive_predictor(a, &p) != ALCM_OK) {
+		printf(",\"predictor\":null");
+		return;
+	}
+	printf(",\"predictor\":{\"features\":%d,\"hidden\":%d,\"default\":%s,\"mean\":",
+	       ALCM_PRED_FEATURES, ALCM_PRED_HIDDEN,
+	       memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0 ? "true" : "false");
+	json_floats(p.mean, ALCM_PRED_FEATURES);
+	printf(",\"scale\":");
+	json_floats(p.scale, ALCM_PRED_FEATURES);
+	printf(",\"w1\":[");
+	for (int j = 0; j < ALCM_PRED_HIDDEN; j++) {
+		printf("%s", j ? "," : "");
+		json_floats(p.w1[j], ALCM_PRED_FEATURES);
+	}
+	printf("],\"b1\":");
+	json_floats(p.b1, ALCM_PRED_HIDDEN);
+	printf(",\"w2\":");
+	json_floats(p.w2, ALCM_PRED_HIDDEN);
+	printf(",\"b2\":%.9g}", (double)p.b2);
+}
+
+/* The step the features are taken at: the tensor's own (twice its max-error bound, or
+ * twice the largest error it has), else 2e-3, the step of --max-error 1e-3. */
+static double feature_step(const alcm_tensor_info *ti)
+{
+	if (ti->mode == ALCM_MODE_MAX_ERROR && ti->bound > 0)
+		return 2 * ti->bound;
+	if (ti->mode != ALCM_MODE_LOSSLESS && ti->max_abs_error > 0)
+		return 2 * ti->max_abs_error;
+	return 2e-3;
+}
+
+/* Decodes tensor i and computes its features. @return 0, 1 if not a float tensor, or an
+ * exit code. */
+static int tensor_features(alcm_archive *a, size_t i, const alcm_tensor_info *ti,
+                           float feat[ALCM_PRED_FEATURES], double *step)
+{
+	if (!alcm_dtype_is_float(ti->dtype) || ti->elements == 0)
+		return 1;
+	uint8_t *buf = malloc(ti->raw_bytes);
+	if (!buf)
+		return EXIT_NOMEM;
+	int st = alcm_archive_decode(a, i, buf, ti->raw_bytes);
+	if (st) {
+		free(buf);
+		return cli_fail(st, "decode", "tensor", alcm_archive_detail(a));
+	}
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.name = ti->name;
+	t.name_len = ti->name_len;
+	t.dtype = ti->dtype;
+	t.ndim = ti->ndim;
+	memcpy(t.shape, ti->shape, sizeof(t.shape));
+	t.data = buf;
+	t.nbytes = ti->raw_bytes;
+	*step = feature_step(ti);
+	st = alcm_tensor_features(&t, *step, feat);
+	free(buf);
+	return st ? cli_fail(st, "compute the features of", "tensor", "") : 0;
+}
+
+static int features_text(alcm_archive *a)
+{
+	alcm_predictor p;
+	const alcm_predictor *pp = alcm_archive_predictor(a, &p) == ALCM_OK ? &p : NULL;
+	printf("features: at step = 2 x bound (2e-3 for lossless tensors); predicted and stored "
+	       "bits per value\n");
+	printf("  %-32s  %10s  %7s  %8s  %7s  %8s  %7s  %7s  %9s  %7s\n", "name", "step",
+	       "log2 n", "log2 sd/s", "log2 kurt", "|x|<s/2", "skew", ">4 sd", "predicted",
+	       "stored");
+	size_t nt = alcm_archive_tensor_count(a);
+	for (size_t i = 0; i < nt; i++) {
+		alcm_tensor_info ti;
+		alcm_archive_tensor_info(a, i, &ti);
+		float f[ALCM_PRED_FEATURES];
+		double step;
+		int rc = tensor_features(a, i, &ti, f, &step);
+		if (rc == 1)
+			continue;
+		if (rc)
+			return rc;
+		double stored = 8.0 * (double)ti.stored_bytes / (double)ti.elements;
+		printf("  %-32s  %10.3g  %7.2f  %8.2f  %7.2f  %8.4f  %7.2f  %7.4f  ",
+		       cli_name(ti.name, ti.name_len), step, (double)f[0], (double)f[1],
+		       (double)f[2], (double)f[3], (double)f[4], (double)f[5]);
+		if (pp)
+			printf("%9.2f", alcm_predict_bits(pp, f));
+		else
+			printf("%9s", "-");
+		printf("  %7.2f%s\n", stored, ti.mode == ALCM_MODE_LOSSLESS ? " (lossless)" : "");
+	}
+	return 0;
+}
+
+static int features_json(alcm_archive *a, size_t i, const alcm_tensor_info *ti)
+{
+	float f[ALCM_PRED_FEATURES];
+	double step;
+	int rc = tensor_features(a, i, ti, f, &step);
+	if (rc == 1)
+		return 0;
+	if (rc)
+		return rc;
+	alcm_predictor p;
+	printf(",\"features\":{\"step\":%.17g,\"values\":", step);
+	json_floats(f, ALCM_PRED_FEATURES);
+	if (alcm_archive_predictor(a, &p) == ALCM_OK)
+		printf(",\"predicted_bits_per_value\":%.6f", alcm_predict_bits(&p, f));
+	printf("}");
+	return 0;
+}
+
+static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
 {
 	unsigned maj, min;
 	alcm_reader_version(r, &maj, &min);
@@ -136,7 +305,7 @@ static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int ve
 	}
 	if (!a) {
 		printf("tensors:  none (no tensor directory)\n");
-		return;
+		return 0;
 	}
 	size_t nt = alcm_archive_tensor_count(a);
 	uint64_t raw = 0, stored = 0;
@@ -174,9 +343,11 @@ static void print_text(alcm_reader *r, alcm_archive *a, const char *path, int ve
 		printf("meta:     %s = %s\n", cli_name(k, strlen(k)), cli_name((const char *)v, vl));
 	}
 	(void)stored;
+	predictor_text(a);
+	return show_features ? features_text(a) : 0;
 }
 
-static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int verified)
+static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int verified)
 {
 	unsigned maj, min;
 	alcm_reader_version(r, &maj, &min);
@@ -216,11 +387,15 @@ static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int ve
 			printf("%s%llu", d ? "," : "", (unsigned long long)ti.shape[d]);
 		printf("],\"mode\":\"%s\",\"bits\":%u,\"bound\":%.17g,\"max_abs_error\":%.17g,"
 		       "\"scales\":%llu,\"pruned\":%llu,\"escapes\":%llu,\"chunks\":%u,"
-		       "\"stored_bytes\":%llu,\"original_bytes\":%llu,\"ratio\":%.6f}",
+		       "\"stored_bytes\":%llu,\"original_bytes\":%llu,\"ratio\":%.6f",
 		       mode_name(ti.mode), ti.bits, ti.bound, ti.max_abs_error,
 		       (unsigned long long)ti.scales, (unsigned long long)ti.pruned,
 		       (unsigned long long)ti.escapes, ti.chunks, (unsigned long long)ti.stored_bytes,
 		       (unsigned long long)ti.raw_bytes, ratio(ti.raw_bytes, ti.stored_bytes));
+		int rc = show_features ? features_json(a, i, &ti) : 0;
+		if (rc)
+			return rc;
+		putchar('}');
 	}
 	printf("],\"frames\":[");
 	each_frame(r, frame_json);
@@ -236,7 +411,10 @@ static void print_json(alcm_reader *r, alcm_archive *a, const char *path, int ve
 		putchar(':');
 		cli_json_string(stdout, (const char *)v, vl);
 	}
-	printf("}}\n");
+	putchar('}');
+	predictor_json(a);
+	printf("}\n");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -248,6 +426,7 @@ int main(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},  {"verify", no_argument, NULL, 'c'},
 		{"pubkey", required_argument, NULL, 'p'},
 		{"require-signature", no_argument, NULL, 'r'},
+		{"features", no_argument, NULL, 'F'}, {"predictor", no_argument, NULL, 'P'},
 		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
 	};
@@ -258,6 +437,8 @@ int main(int argc, char **argv)
 		case 'c': verify = 1; break;
 		case 'p': pubkey = optarg; break;
 		case 'r': require = 1, verify = 1; break;
+		case 'F': show_features = 1; break;
+		case 'P': show_weights = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("alcm-inspect %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
@@ -318,10 +499,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!cli_quiet) {
-		if (json)
-			print_json(r, a, path, verify);
-		else
-			print_text(r, a, path, verify);
+		rc = json ? print_json(r, a, path, verify) : print_text(r, a, path, verify);
 		if (fflush(stdout) != 0) {
 			cli_err("cannot write the output");
 			rc = EXIT_IO;
