@@ -652,7 +652,9 @@ ALCM_API const char *alcm_output_detail(const alcm_output *o);
  * aggressively the next frame is coded. CAQ = ratio / (cpu_seconds + 1) (Compression-Accuracy
  * Quotient); the scheduler raises aggressiveness (bound from `pack.bound` towards
  * `bound_max`, pruning share up to 0.25) while the CAQ trend over the last `window` frames
- * rises and every frame's SNR stays at or above `fidelity_floor_db`, and backs off otherwise.
+ * rises and every frame's SNR stays at or above `fidelity_floor_db`, holds while the trend is
+ * flat, and backs off when the trend falls or the SNR breaks the floor; after breaking the
+ * floor it stays a step under that level until a whole window shows room (spec 6.8).
  */
 typedef struct alcm_stream_options {
 	alcm_pack_options pack;   /**< starting mode and bound (max-error or rel-error to schedule) */
@@ -661,6 +663,14 @@ typedef struct alcm_stream_options {
 	double bound_max;         /**< most aggressive bound the scheduler may use */
 	double fidelity_floor_db; /**< back off when a frame's SNR falls below this */
 	unsigned window;          /**< frames in the CAQ trend window (default 5) */
+	/**
+	 * Dead band of the trend, relative to the window's mean CAQ per frame (default 0.01):
+	 * a trend within +/- this share counts as flat and keeps the setting. Timing noise on a
+	 * loaded machine moves CAQ by far less than 1% for frames coded in under a tenth of a
+	 * second, so the decisions, and with them every frame's bytes and ratio, are the same
+	 * from run to run. 0 reacts to any change, noise included.
+	 */
+	double trend_tolerance;
 } alcm_stream_options;
 
 ALCM_API void alcm_stream_options_default(alcm_stream_options *o);
@@ -669,7 +679,8 @@ ALCM_API void alcm_stream_options_default(alcm_stream_options *o);
 enum alcm_decision {
 	ALCM_DECIDE_START = 0,    /**< first frames: not enough history */
 	ALCM_DECIDE_RAISE = 1,    /**< CAQ rising and fidelity held: more aggressive next */
-	ALCM_DECIDE_HOLD = 2,     /**< at the most aggressive setting already */
+	ALCM_DECIDE_HOLD = 2,     /**< CAQ flat (within the dead band), or rising at the most
+	                               aggressive setting already: keep the setting */
 	ALCM_DECIDE_BACKOFF_CAQ = 3,      /**< CAQ falling: less aggressive next */
 	ALCM_DECIDE_BACKOFF_FIDELITY = 4  /**< SNR under the floor: less aggressive next */
 };

@@ -18,6 +18,9 @@ struct alcm_stream {
 	alcm_stream_options opt;
 	uint32_t frame;
 	double aggr;
+	double ceiling;   /* no raise above this: one step under a level that broke the floor */
+	int reset;        /* the window restarted after a back-off (no raise on short history) */
+	unsigned calm;    /* frames in a row whose SNR had room for one more step */
 	double caq[MAX_WINDOW];
 	unsigned ncaq;
 	resid *res;
@@ -31,6 +34,7 @@ void alcm_stream_options_default(alcm_stream_options *o)
 	alcm_pack_options_default(&o->pack);
 	o->window = 5;
 	o->fidelity_floor_db = 20;
+	o->trend_tolerance = 0.01;
 }
 
 int alcm_stream_new(alcm_stream **out, const alcm_stream_options *opt, const alcm_allocator *al)
@@ -43,7 +47,8 @@ int alcm_stream_new(alcm_stream **out, const alcm_stream_options *opt, const alc
 		o = *opt;
 	else
 		alcm_stream_options_default(&o);
-	if (o.window < 2 || o.window > MAX_WINDOW)
+	if (o.window < 2 || o.window > MAX_WINDOW || !(o.trend_tolerance >= 0) ||
+	    !(o.trend_tolerance < 1))
 		return ALCM_E_ARG;
 	if (o.schedule && ((o.pack.mode != ALCM_MODE_MAX_ERROR && o.pack.mode != ALCM_MODE_REL_ERROR) ||
 	                   !(o.bound_max >= o.pack.bound)))
@@ -55,6 +60,7 @@ int alcm_stream_new(alcm_stream **out, const alcm_stream_options *opt, const alc
 		return ALCM_E_NOMEM;
 	s->alloc = a;
 	s->opt = o;
+	s->ceiling = 1;
 	*out = s;
 	return ALCM_OK;
 }
@@ -82,16 +88,19 @@ static double cpu_now(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Least-squares slope of the last k CAQ values against their frame index. */
-static double trend(const alcm_stream *s)
+/* Least-squares slope of the last k CAQ values against their frame index; *mean gets their
+ * mean. */
+static double trend(const alcm_stream *s, double *mean)
 {
 	unsigned k = s->ncaq < s->opt.window ? s->ncaq : s->opt.window;
+	*mean = k ? s->caq[s->ncaq - 1] : 0;
 	if (k < 2)
 		return 0;
 	double mx = (k - 1) / 2.0, my = 0, sxy = 0, sxx = 0;
 	for (unsigned i = 0; i < k; i++)
 		my += s->caq[s->ncaq - k + i];
 	my /= k;
+	*mean = my;
 	for (unsigned i = 0; i < k; i++) {
 		double dx = i - mx;
 		sxy += dx * (s->caq[s->ncaq - k + i] - my);
@@ -153,16 +162,79 @@ int alcm_frame_report_load(alcm_frame_report *r, const uint8_t *b, size_t len)
 	return ALCM_OK;
 }
 
-/* Aggressiveness after a decision: small steps up, larger steps down when fidelity fails. */
-static double next_aggr(const alcm_stream *s, int decision, double a)
+/* SNR a step of aggressiveness (0.1) costs, about: the bound grows by (bmax/b0)^0.1. */
+static double step_db(const alcm_stream *s)
 {
-	if (!s->opt.schedule)
-		return 0;
-	switch (decision) {
-	case ALCM_DECIDE_BACKOFF_CAQ: return fmax(0, a - 0.1);
-	case ALCM_DECIDE_BACKOFF_FIDELITY: return fmax(0, a - 0.25);
-	default: return fmin(1, a + 0.1);
+	return 2 * log10(s->opt.bound_max / s->opt.pack.bound) + 1;
+}
+
+/* Takes in a coded frame: its CAQ into the window, its SNR into the calm count. */
+static void observe(alcm_stream *s, double caq, double snr_db)
+{
+	if (s->ncaq == MAX_WINDOW) {
+		memmove(s->caq, s->caq + 1, (MAX_WINDOW - 1) * sizeof(double));
+		s->ncaq--;
 	}
+	s->caq[s->ncaq++] = caq;
+	s->calm = snr_db >= s->opt.fidelity_floor_db + step_db(s) ? s->calm + 1 : 0;
+}
+
+/* The decision for the frame after one coded at aggressiveness s->aggr whose CAQ was just
+ * pushed. A back-off restarts the window: the frames before it were coded with another
+ * setting, and the CAQ drop a back-off itself causes must not read as a reason to back off
+ * again. A fidelity back-off also caps later raises one step under the failed level. */
+static int decide(const alcm_stream *s, double snr_db, double *trend_out)
+{
+	double mean;
+	*trend_out = trend(s, &mean);
+	double band = s->opt.trend_tolerance * fabs(mean);
+	if (!s->opt.schedule)
+		return ALCM_DECIDE_HOLD;
+	if (snr_db < s->opt.fidelity_floor_db)
+		return ALCM_DECIDE_BACKOFF_FIDELITY;
+	if (s->ncaq < 2)
+		return s->reset ? ALCM_DECIDE_HOLD : ALCM_DECIDE_START;
+	/* Under the ceiling; or at it with a whole window of SNR room for one more step, which
+	 * lifts the ceiling (the frame that broke the floor may have been a passing one). */
+	int room = s->aggr < 1 - 1e-9 &&
+	           (s->aggr < s->ceiling - 1e-9 || s->calm >= s->opt.window);
+	if (*trend_out > band)
+		return room ? ALCM_DECIDE_RAISE : ALCM_DECIDE_HOLD;
+	/* Flat over a whole window with fidelity held: probe one step up. A fall seen over
+	 * two frames only is as likely the data's own jitter: wait for a third. */
+	if (*trend_out >= -band || s->ncaq < 3)
+		return room && s->ncaq >= s->opt.window ? ALCM_DECIDE_RAISE : ALCM_DECIDE_HOLD;
+	return ALCM_DECIDE_BACKOFF_CAQ;
+}
+
+/* Applies a decision taken on a frame coded at aggressiveness a (also when resuming). */
+static void apply(alcm_stream *s, int decision, double a)
+{
+	if (!s->opt.schedule) {
+		s->aggr = 0;
+		return;
+	}
+	switch (decision) {
+	case ALCM_DECIDE_HOLD: break;
+	case ALCM_DECIDE_BACKOFF_CAQ: a = fmax(0, a - 0.1); break;
+	case ALCM_DECIDE_BACKOFF_FIDELITY:
+		s->ceiling = fmax(0, a - 0.1);
+		a = fmax(0, a - 0.25);
+		break;
+	case ALCM_DECIDE_RAISE:
+		if (a + 0.1 > s->ceiling + 1e-9) {
+			s->ceiling = fmin(1, a + 0.1);
+			s->calm = 0;
+		}
+		a = fmin(s->ceiling, a + 0.1);
+		break;
+	default: a = fmin(s->ceiling, fmin(1, a + 0.1)); /* start */
+	}
+	if (decision == ALCM_DECIDE_BACKOFF_CAQ || decision == ALCM_DECIDE_BACKOFF_FIDELITY) {
+		s->ncaq = 0;
+		s->reset = 1;
+	}
+	s->aggr = a;
 }
 
 static int sfail(alcm_stream *s, int st, const char *fmt, ...)
@@ -301,24 +373,10 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 	fr.caq = fr.ratio / (fr.cpu_seconds + 1);
 	fr.snr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
 	if (!st) {
-		if (s->ncaq == MAX_WINDOW) {
-			memmove(s->caq, s->caq + 1, (MAX_WINDOW - 1) * sizeof(double));
-			s->ncaq--;
-		}
-		s->caq[s->ncaq++] = fr.caq;
-		fr.caq_trend = trend(s);
-		if (!s->opt.schedule)
-			fr.decision = ALCM_DECIDE_HOLD;
-		else if (fr.snr_db < s->opt.fidelity_floor_db)
-			fr.decision = ALCM_DECIDE_BACKOFF_FIDELITY;
-		else if (s->ncaq < 2)
-			fr.decision = ALCM_DECIDE_START;
-		else if (fr.caq_trend >= 0)
-			fr.decision = s->aggr >= 1 ? ALCM_DECIDE_HOLD : ALCM_DECIDE_RAISE;
-		else
-			fr.decision = ALCM_DECIDE_BACKOFF_CAQ;
-		double a = next_aggr(s, fr.decision, s->aggr);
-		s->aggr = a;
+		observe(s, fr.caq, fr.snr_db);
+		fr.decision = decide(s, fr.snr_db, &fr.caq_trend);
+		apply(s, fr.decision, s->aggr);
+		double a = s->aggr;
 		setting(s, a, &fr.next_bound, &fr.next_prune);
 		uint8_t fb[FRAM_BYTES];
 		store_report(fb, &fr);
@@ -348,6 +406,9 @@ int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
 	uint32_t i = 0, k;
 	s->frame = alcm_archive_frame_count(r);
 	s->ncaq = 0;
+	s->reset = 0;
+	s->calm = 0;
+	s->ceiling = 1;
 	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK) {
 		uint8_t b[FRAM_BYTES];
 		alcm_section_info si;
@@ -359,13 +420,9 @@ int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
 			st = alcm_frame_report_load(&fr, b, sizeof(b));
 		if (st)
 			return sfail(s, st, "FRAM section %u: %s", k, alcm_strerror(st));
-		if (s->ncaq == MAX_WINDOW) {
-			memmove(s->caq, s->caq + 1, (MAX_WINDOW - 1) * sizeof(double));
-			s->ncaq--;
-		}
-		s->caq[s->ncaq++] = fr.caq;
+		observe(s, fr.caq, fr.snr_db);
 		/* The decision stored with frame t sets frame t+1. */
-		s->aggr = next_aggr(s, fr.decision, fr.aggressiveness);
+		apply(s, fr.decision, fr.aggressiveness);
 		i = k + 1;
 	}
 	return ALCM_OK;

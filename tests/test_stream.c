@@ -200,12 +200,76 @@ static void test_scheduler_and_resume(void **state)
 	alcm_stream_free(s);
 }
 
+/* A scheduled stream that runs into its fidelity floor: it backs off, does not spiral down to
+ * the starting bound (a back-off's own CAQ drop is not read as a reason to back off again),
+ * does not break the floor again once it has learnt where it lies, settles with the SNR held
+ * well above the starting setting, and
+ * codes every frame to the same bytes when run again (timing noise stays in the dead band). */
+static void run_floor(alcm_frame_report *rep, int frames, uint64_t *bytes)
+{
+	static float g[N];
+	uint64_t seed = 21;
+	alcm_stream_options o;
+	alcm_stream_options_default(&o);
+	o.pack.mode = ALCM_MODE_REL_ERROR;
+	o.pack.bound = 1e-3;
+	o.pack.threads = 1;
+	o.schedule = 1;
+	o.error_feedback = 1;
+	o.bound_max = 1e-1;
+	o.fidelity_floor_db = 25;
+	alcm_stream *s = NULL;
+	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_STREAM, NULL), ALCM_OK);
+	for (int f = 0; f < frames; f++) {
+		gradient(g, &seed, 0.01);
+		alcm_tensor t = tensor_of(g);
+		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &rep[f]), ALCM_OK);
+		bytes[f] = rep[f].stored_bytes;
+	}
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+}
+
+static void test_scheduler_settles_at_the_floor(void **state)
+{
+	(void)state;
+	enum { F = 40 };
+	alcm_frame_report a[F], b[F];
+	uint64_t ba[F], bb[F];
+	run_floor(a, F, ba);
+	run_floor(b, F, bb);
+	int first_fail = -1, late_fails = 0;
+	double lowest = 2;
+	for (int f = 0; f < F; f++) {
+		assert_int_equal(ba[f], bb[f]);
+		assert_int_equal(a[f].decision, b[f].decision);
+		if (a[f].decision == ALCM_DECIDE_BACKOFF_FIDELITY && first_fail < 0)
+			first_fail = f;
+		else if (first_fail >= 0)
+			lowest = fmin(lowest, a[f].aggressiveness);
+		late_fails += f >= F / 3 && a[f].decision == ALCM_DECIDE_BACKOFF_FIDELITY;
+	}
+	assert_true(first_fail > 0);
+	/* At most two fidelity back-offs from the level that broke the floor, no CAQ spiral. */
+	assert_true(lowest >= a[first_fail].aggressiveness - 0.5 - 1e-9);
+	/* The ceiling keeps later probes from breaking the floor again. */
+	assert_int_equal(late_fails, 0);
+	/* Settled: the last ten frames hold the floor, well above the starting setting. */
+	for (int f = F - 10; f < F; f++) {
+		assert_true(a[f].snr_db >= 25);
+		assert_true(a[f].aggressiveness >= 0.5);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error_feedback_bounds_accumulated_error),
 		cmocka_unit_test(test_frames_and_reports),
 		cmocka_unit_test(test_scheduler_and_resume),
+		cmocka_unit_test(test_scheduler_settles_at_the_floor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
