@@ -473,6 +473,7 @@ typedef struct alcm_error_stats {
 	double max_abs_error;   /**< over values that are not special */
 	double max_rel_error;   /**< max over channels (axis 0) of max error / max |x| */
 	double snr_db;          /**< 10 log10(sum x^2 / sum (x - y)^2); INFINITY when exact */
+	double sq_error;        /**< sum (x - y)^2 over values that are not special */
 } alcm_error_stats;
 
 /**

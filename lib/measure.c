@@ -46,6 +46,7 @@ int alcm_tensor_measure(const alcm_tensor *x, const void *yv, alcm_error_stats *
 			st->max_rel_error = rel;
 	}
 	st->snr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+	st->sq_error = noise;
 	return ALCM_OK;
 }
 

@@ -149,5 +149,33 @@ expect 2 "$bench" --runs 0
 expect 2 "$bench" --make-bundle mixed_stream
 expect 2 "$bench" --make-bundle checkpoint_small --out "$T/c"
 
+# alcm-stream-bench: the release's table, with every ratio the same in every run (it exits 1
+# otherwise), a JSON twin, and a frames directory read in name order.
+sb=$B/alcm-stream-bench
+expect 0 "$sb" --runs 3 --json "$T/s.json"
+has "ratios identical in all 3 runs: yes" out
+has "| 9 |" out
+has "release (ALCM vs NumPy savez" out
+has '"ratios_identical": true' s.json
+mkdir "$T/frames"
+for e in 0 1 2; do
+	"$B/alcm-make-checkpoint" --seed $((e + 3)) --layers 1 "$T/frames/epoch_00$e.safetensors" >/dev/null 2>&1 || bad "make frame $e"
+done
+expect 0 "$sb" --runs 2 --no-synthetic --frames "$T/frames"
+has "3 epochs" out
+has "ratios identical in all 2 runs: yes" out
+expect 3 "$sb" --no-synthetic --frames "$T/no-such-dir"
+expect 2 "$sb" --no-synthetic
+expect 2 "$sb" --runs 0
+
+# alcm-budget-bench: --size lands within 3% and the table compares it with one bound.
+bb=$B/alcm-budget-bench
+"$B/alcm-make-checkpoint" --layers 1 "$T/ck.safetensors" >/dev/null 2>&1 || bad "make checkpoint"
+expect 0 "$bb" --ratios 8 "$T/ck.safetensors"
+has "| 8 |" out
+has "every archive within 3% of its budget: yes" out
+expect 2 "$bb" --ratios 0.5 "$T/ck.safetensors"
+expect 3 "$bb" "$T/no-such.npy"
+
 echo "cli_bench: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -525,7 +525,47 @@ typedef struct budget_state {
 	alcm_budget_profile *prof;
 	double *scale, *bound, *actual;
 	size_t n;
+	int lossy;      /* some tensor can be quantized */
+	int used;       /* the writer holds an attempt: reopen it before the next */
+	double sse;     /* total squared error of the last attempt, over float values */
 } budget_state;
+
+/* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
+ * interpolated linearly in log step, times its calibration scale. */
+static double predicted_at(const alcm_budget_profile *p, double step, double scale)
+{
+	if (!p->lossy)
+		return p->fixed_bytes;
+	double x = 2 * log2(step / p->step[0]), bits;
+	if (!(x > 0))
+		bits = p->bits[0];
+	else if (x >= ALCM_BUDGET_STEPS - 1)
+		bits = p->bits[ALCM_BUDGET_STEPS - 1];
+	else {
+		int k = (int)x;
+		bits = p->bits[k] + (x - k) * (p->bits[k + 1] - p->bits[k]);
+	}
+	return (double)p->elements * bits * scale / 8;
+}
+
+/* One bound for every float tensor such that the predicted size meets `budget`. */
+static void solve_uniform(const budget_state *b, double budget, double *bound)
+{
+	double lo = INFINITY, hi = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->prof[i].lossy) {
+			lo = fmin(lo, b->prof[i].step[0]);
+			hi = fmax(hi, b->prof[i].step[ALCM_BUDGET_STEPS - 1]);
+		}
+	for (int it = 0; it < 100 && hi / lo > 1 + 1e-9; it++) {
+		double mid = sqrt(lo * hi), total = 0;
+		for (size_t i = 0; i < b->n; i++)
+			total += predicted_at(&b->prof[i], mid, b->scale[i]);
+		*(total > budget ? &lo : &hi) = mid;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		bound[i] = b->prof[i].lossy ? hi / 2 : 0;
+}
 
 /* Pass 1: a profile of every tensor, then the tensors are dropped. */
 static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
@@ -557,6 +597,7 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 			break;
 		}
 		*raw += t.nbytes;
+		b->lossy |= b->prof[b->n].lossy;
 		b->n++;
 	}
 	cli_input_free(in);
@@ -577,9 +618,11 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 {
 	cli_input *in = NULL;
 	alcm_encoder *e = NULL;
+	uint8_t *recon = NULL;
 	int st, rc = cli_input_open_or_fail(&in, a->in);
 	if (rc)
 		return rc;
+	b->sse = 0;
 	alcm_pack_options o = a->o;
 	o.mode = ALCM_MODE_LOSSLESS;
 	if ((st = alcm_encoder_new(&e, w, &o, NULL))) {
@@ -605,10 +648,19 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		alcm_encoder_set_mode(e, lossy ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS,
 		                      lossy ? b->bound[i] : 0, 0, 0);
 		alcm_tensor_report rep;
-		if ((st = alcm_encoder_add(e, &t, &rep))) {
+		uint8_t *nr = realloc(recon, t.nbytes ? (size_t)t.nbytes : 1);
+		if (!nr) {
+			rc = EXIT_NOMEM;
+			goto out;
+		}
+		recon = nr;
+		alcm_error_stats es;
+		if ((st = alcm_encoder_add_recon(e, &t, &rep, recon)) ||
+		    (st = alcm_tensor_measure(&t, recon, &es))) {
 			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 			goto out;
 		}
+		b->sse += es.sq_error;
 		b->actual[i] = (double)rep.stored_bytes;
 		tot->ntensors++;
 		tot->raw += t.nbytes;
@@ -620,72 +672,141 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 out:
+	free(recon);
 	alcm_encoder_free(e);
 	cli_input_free(in);
 	return rc;
 }
 
+/* Starts a fresh attempt in the writer if it holds an earlier one. */
+static int budget_reopen(const pack_args *a, budget_state *b, alcm_writer **wp, unsigned wflags)
+{
+	if (!b->used) {
+		b->used = 1;
+		return 0;
+	}
+	alcm_writer_free(*wp);
+	*wp = NULL;
+	int st = alcm_writer_open_file(wp, a->out, wflags, NULL);
+	return st ? cli_fail(st, "write", a->out, alcm_writer_detail(*wp)) : 0;
+}
+
+/* The committed size of what the writer holds: written bytes, padding, the table to come. */
+static double budget_committed(const alcm_writer *w)
+{
+	return (double)((alcm_writer_bytes(w) + 63) / 64 * 64) + 48.0 +
+	       64.0 * (double)alcm_writer_section_count(w);
+}
+
+static int budget_fits(double got, double target)
+{
+	return fabs(got - target) <= 0.03 * target;
+}
+
 /*
- * --size / --ratio: plan bounds from predicted rates, pack, and if the archive misses the
- * budget by more than 3%, scale each tensor's predicted rate by what it really took and plan
- * again (at most 4 attempts; every attempt but the kept one is discarded).
+ * One plan for --size / --ratio: bounds from predicted rates (by equal slope, or one bound for
+ * every tensor when `uniform`), pack, and if the archive misses the budget by more than 3%,
+ * scale each tensor's predicted rate by what it really took and plan again (at most 4
+ * attempts). On return the writer holds the last attempt, *got its size.
+ */
+static int budget_plan(const pack_args *a, budget_state *b, int uniform, double target,
+                       alcm_writer **wp, unsigned wflags, totals *tot, double *got)
+{
+	double over = overhead_bytes(b->n);
+	for (size_t i = 0; i < b->n; i++)
+		b->scale[i] = 1;
+	const char *plan = uniform ? "uniform" : "equal-slope";
+	for (int attempt = 0; attempt < 4; attempt++) {
+		double predicted = 0;
+		if (uniform) {
+			solve_uniform(b, target - over, b->bound);
+			for (size_t i = 0; i < b->n; i++)
+				predicted += predicted_at(&b->prof[i], 2 * b->bound[i], b->scale[i]);
+		} else if (alcm_budget_solve(b->prof, b->n, target - over, b->scale, b->bound,
+		                             &predicted) == ALCM_E_BOUND) {
+			/* Predicted not to fit even at the coarsest steps: try those (bound[] holds
+			 * them); the measured size decides. */
+			cli_info("budget: predicted %.0f bytes at the coarsest steps", predicted + over);
+		}
+		int rc = budget_reopen(a, b, wp, wflags);
+		if (!rc)
+			rc = budget_encode(a, b, *wp, tot);
+		if (rc)
+			return rc;
+		*got = budget_committed(*wp);
+		cli_info("budget, %s plan, attempt %d: predicted %.0f + overhead, got %.0f bytes for a "
+		         "target of %.0f (%+.2f%%), squared error %.6g",
+		         plan, attempt + 1, predicted, *got, target, 100 * (*got - target) / target,
+		         b->sse);
+		if (budget_fits(*got, target))
+			break;
+		double tensors = 0;
+		for (size_t i = 0; i < b->n; i++)
+			tensors += b->actual[i];
+		over = *got - tensors;
+		for (size_t i = 0; i < b->n; i++) {
+			/* Calibrate: the rate this tensor really took against the prediction. */
+			if (b->bound[i] > 0 && b->actual[i] > 0) {
+				double p = predicted_at(&b->prof[i], 2 * b->bound[i], b->scale[i]);
+				if (p > 0)
+					b->scale[i] *= b->actual[i] / p;
+			} else if (!b->prof[i].lossy) {
+				b->prof[i].fixed_bytes = b->actual[i];
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * --size / --ratio: two plans, equal slope from the predicted rates and one bound for every
+ * tensor (which equal slope should beat, but the predictor's curves are estimates), each
+ * calibrated to the budget; the archive keeps whichever fits with the smaller total squared
+ * error, so a budget archive is never worse than the uniform setting.
  */
 static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, totals *tot)
 {
 	budget_state b;
 	memset(&b, 0, sizeof(b));
 	uint64_t raw = 0;
+	double *slope_bound = NULL;
 	int rc = budget_profile(a, &b, &raw);
 	double target = a->size ? (double)a->size : (double)raw / a->ratio;
-	double over = overhead_bytes(b.n);
-	for (int attempt = 0; !rc && attempt < 4; attempt++) {
-		double predicted;
-		int st = alcm_budget_solve(b.prof, b.n, target - over, b.scale, b.bound, &predicted);
-		/* Predicted not to fit even at the coarsest steps: try those (bound[] holds them);
-		 * the measured size decides. */
-		if (st == ALCM_E_BOUND)
-			cli_info("budget: predicted %.0f bytes at the coarsest steps", predicted + over);
-		if (attempt > 0) {
-			alcm_writer_free(*wp);
-			*wp = NULL;
-			if ((st = alcm_writer_open_file(wp, a->out, wflags, NULL))) {
-				rc = cli_fail(st, "write", a->out, alcm_writer_detail(*wp));
-				break;
-			}
+	double got_s = 0, got_u = 0, sse_s = 0;
+	if (!rc)
+		rc = budget_plan(a, &b, 0, target, wp, wflags, tot, &got_s);
+	sse_s = b.sse;
+	if (!rc && b.lossy) {
+		if (!(slope_bound = malloc((b.n + 1) * sizeof(double)))) {
+			rc = EXIT_NOMEM;
+			goto out;
 		}
-		if ((rc = budget_encode(a, &b, *wp, tot)))
-			break;
-		/* The committed size: what is written, padding, and the table still to come. */
-		double got = (double)((alcm_writer_bytes(*wp) + 63) / 64 * 64) + 48.0 +
-		             64.0 * (double)alcm_writer_section_count(*wp);
-		cli_info("budget attempt %d: predicted %.0f + overhead, got %.0f bytes for a target "
-		         "of %.0f (%+.2f%%)", attempt + 1, predicted, got, target,
-		         100 * (got - target) / target);
-		if (fabs(got - target) <= 0.03 * target && got <= target * 1.03)
-			break;
-		double tensors = 0;
-		for (size_t i = 0; i < b.n; i++)
-			tensors += b.actual[i];
-		over = got - tensors;
-		for (size_t i = 0; i < b.n; i++) {
-			/* Calibrate: the rate this tensor really took against the prediction. */
-			if (b.bound[i] > 0 && b.actual[i] > 0) {
-				int k = 0;
-				while (k < ALCM_BUDGET_STEPS - 1 && b.prof[i].step[k] / 2 < b.bound[i])
-					k++;
-				double p = (double)b.prof[i].elements * b.prof[i].bits[k] * b.scale[i] / 8;
-				if (p > 0)
-					b.scale[i] *= b.actual[i] / p;
-			} else if (!b.prof[i].lossy) {
-				b.prof[i].fixed_bytes = b.actual[i];
-			}
-		}
-		if (attempt == 3) {
-			cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f",
-			        a->in, target, got);
-			rc = EXIT_BOUND;
+		memcpy(slope_bound, b.bound, b.n * sizeof(double));
+		if ((rc = budget_plan(a, &b, 1, target, wp, wflags, tot, &got_u)))
+			goto out;
+		int fs = budget_fits(got_s, target), fu = budget_fits(got_u, target);
+		int keep_uniform = fu && (!fs || b.sse < sse_s);
+		if (!fs && !fu && fabs(got_s - target) < fabs(got_u - target))
+			keep_uniform = 0;
+		else if (!fs && !fu)
+			keep_uniform = 1;
+		cli_info("budget: keeping the %s plan (equal slope: %.0f bytes, squared error %.6g; "
+		         "uniform: %.0f bytes, squared error %.6g)",
+		         keep_uniform ? "uniform" : "equal-slope", got_s, sse_s, got_u, b.sse);
+		if (!keep_uniform) {
+			memcpy(b.bound, slope_bound, b.n * sizeof(double));
+			if ((rc = budget_reopen(a, &b, wp, wflags)) || (rc = budget_encode(a, &b, *wp, tot)))
+				goto out;
+			got_u = budget_committed(*wp);
 		}
 	}
+	if (!rc && !budget_fits(got_u ? got_u : got_s, target)) {
+		cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f", a->in, target,
+		        got_u ? got_u : got_s);
+		rc = EXIT_BOUND;
+	}
+out:
+	free(slope_bound);
 	free(b.prof);
 	free(b.scale);
 	free(b.bound);
