@@ -143,6 +143,19 @@ static void test_frames_and_reports(void **state)
 	free(buf);
 }
 
+/* Options of a scheduled stream, one thread. */
+static void scheduled(alcm_stream_options *o, int mode, double bound, double bound_max,
+                      double floor_db)
+{
+	alcm_stream_options_default(o);
+	o->pack.mode = mode;
+	o->pack.bound = bound;
+	o->pack.threads = 1;
+	o->schedule = 1;
+	o->bound_max = bound_max;
+	o->fidelity_floor_db = floor_db;
+}
+
 /* The scheduler raises aggressiveness while fidelity holds, never beyond the limits, and
  * backs off when the floor is not met; resuming from an archive continues the same way. */
 static void test_scheduler_and_resume(void **state)
@@ -152,13 +165,7 @@ static void test_scheduler_and_resume(void **state)
 	static float g[N];
 	uint64_t seed = 9;
 	alcm_stream_options o;
-	alcm_stream_options_default(&o);
-	o.pack.mode = ALCM_MODE_MAX_ERROR;
-	o.pack.bound = 1e-5;
-	o.pack.threads = 1;
-	o.schedule = 1;
-	o.bound_max = 1e-2;
-	o.fidelity_floor_db = 10;
+	scheduled(&o, ALCM_MODE_MAX_ERROR, 1e-5, 1e-2, 10);
 	alcm_stream *s = NULL;
 	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
 	alcm_writer *w = NULL;
@@ -210,14 +217,8 @@ static void run_floor(alcm_frame_report *rep, int frames, uint64_t *bytes)
 	static float g[N];
 	uint64_t seed = 21;
 	alcm_stream_options o;
-	alcm_stream_options_default(&o);
-	o.pack.mode = ALCM_MODE_REL_ERROR;
-	o.pack.bound = 1e-3;
-	o.pack.threads = 1;
-	o.schedule = 1;
+	scheduled(&o, ALCM_MODE_REL_ERROR, 1e-3, 1e-1, 25);
 	o.error_feedback = 1;
-	o.bound_max = 1e-1;
-	o.fidelity_floor_db = 25;
 	alcm_stream *s = NULL;
 	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
 	alcm_writer *w = NULL;

@@ -70,9 +70,7 @@ static int load(input *in, const char *path)
 		in->name[i][t.name_len] = 0;
 		in->t[i].data = in->data[i];
 		in->t[i].name = in->name[i];
-		int fl = t.dtype == ALCM_DTYPE_F32 || t.dtype == ALCM_DTYPE_F64 ||
-		         t.dtype == ALCM_DTYPE_F16 || t.dtype == ALCM_DTYPE_BF16;
-		*(fl ? &in->float_bytes : &in->other_bytes) += t.nbytes;
+		*(alcm_dtype_is_float(t.dtype) ? &in->float_bytes : &in->other_bytes) += t.nbytes;
 	}
 	if (st)
 		fprintf(stderr, "alcm-budget-bench: %s: %s\n", path,
@@ -86,24 +84,6 @@ static void input_free(input *in)
 	for (size_t i = 0; i < in->n; i++) {
 		free(in->data[i]);
 		free(in->name[i]);
-	}
-}
-
-static double value(int dtype, const uint8_t *p, uint64_t k)
-{
-	switch (dtype) {
-	case ALCM_DTYPE_F32: {
-		float f;
-		memcpy(&f, p + 4 * k, 4);
-		return f;
-	}
-	case ALCM_DTYPE_F64: {
-		double d;
-		memcpy(&d, p + 8 * k, 8);
-		return d;
-	}
-	case ALCM_DTYPE_F16: return bench_f16_to_f32((uint16_t)(p[2 * k] | p[2 * k + 1] << 8));
-	default: return bench_bf16_to_f32((uint16_t)(p[2 * k] | p[2 * k + 1] << 8));
 	}
 }
 
@@ -151,19 +131,12 @@ static double sse_of_archive(const input *in)
 		buf = bench_xrealloc(buf, t->nbytes ? (size_t)t->nbytes : 1);
 		if ((st = alcm_archive_decode(a, i, buf, (size_t)t->nbytes)))
 			break;
-		size_t w = t->dtype == ALCM_DTYPE_F64 ? 8 : t->dtype == ALCM_DTYPE_F32 ? 4 : 2;
-		int fl = t->dtype == ALCM_DTYPE_F32 || t->dtype == ALCM_DTYPE_F64 ||
-		         t->dtype == ALCM_DTYPE_F16 || t->dtype == ALCM_DTYPE_BF16;
-		if (!fl) {
-			if (memcmp(buf, t->data, (size_t)t->nbytes))
-				st = ALCM_E_CORRUPT; /* integers are always lossless */
-			continue;
-		}
-		for (uint64_t k = 0; k < t->nbytes / w; k++) {
-			double x = value(t->dtype, t->data, k), y = value(t->dtype, buf, k);
-			if (isfinite(x))
-				sse += (x - y) * (x - y);
-		}
+		alcm_error_stats es;
+		if ((st = alcm_tensor_measure(t, buf, &es)))
+			break;
+		if (!alcm_dtype_is_float(t->dtype) && !es.identical)
+			st = ALCM_E_CORRUPT; /* integers are always lossless */
+		sse += es.sq_error;
 	}
 	if (st)
 		fprintf(stderr, "alcm-budget-bench: decoding %s: %s\n", tmp_path,
