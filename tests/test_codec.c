@@ -235,6 +235,57 @@ static void test_max_error_every_element(void **state)
 	}
 }
 
+/* Near a narrow dtype's own resolution, a coarser bound must not give a bigger tensor: the
+ * steps are chosen on the dtype's grid, not left to escapes whose number rises and falls with
+ * where 2 * bound lands on it. Every value still meets its bound. */
+static void test_narrow_dtype_bound_sweep(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_BF16, ALCM_DTYPE_F16};
+	for (int d = 0; d < 2; d++) {
+		uint64_t seed = 11, shape[2] = {128, 512};
+		uint8_t *data = malloc(128 * 512 * 2);
+		/* Gaussian with scale 0.3: the top values sit in the binade [0.5, 1) and above,
+		 * where bfloat16's spacing is 2^-8; the bounds sweep across it. */
+		fill_float(dts[d], data, 128 * 512, &seed, dts[d] == ALCM_DTYPE_BF16 ? 0.3 : 0.3 / 16);
+		alcm_tensor t;
+		memset(&t, 0, sizeof(t));
+		t.name = "w";
+		t.name_len = 1;
+		t.dtype = dts[d];
+		t.ndim = 2;
+		memcpy(t.shape, shape, sizeof(shape));
+		t.data = data;
+		t.nbytes = 128 * 512 * 2;
+		double scale = dts[d] == ALCM_DTYPE_BF16 ? 1 : 1.0 / 16 / 8; /* f16: 3 more bits */
+		size_t smallest = SIZE_MAX;
+		for (int k = 0; k <= 12; k++) {
+			double bound = (0.0038 + 0.0001 * k) * scale;
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.mode = ALCM_MODE_MAX_ERROR;
+			o.bound = bound;
+			o.threads = 1;
+			packed p;
+			alcm_tensor_report rep;
+			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+			if (p.len > smallest + smallest / 100)
+				fail_msg("%s bound %.6g: %zu bytes, a finer bound took %zu",
+				         alcm_dtype_name(dts[d]), bound, p.len, smallest);
+			if (p.len < smallest)
+				smallest = p.len;
+			alcm_tensor_info info;
+			int st;
+			uint8_t *back = unpack_one(&p, 0, &info, &st);
+			assert_int_equal(st, ALCM_OK);
+			check_bound(dts[d], data, back, 128 * 512, &bound, 0);
+			free(back);
+			alcm_writer_free(p.w);
+		}
+		free(data);
+	}
+}
+
 static void test_rel_error_per_channel(void **state)
 {
 	(void)state;
@@ -612,6 +663,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lossless_all_dtypes),
 		cmocka_unit_test(test_max_error_every_element),
+		cmocka_unit_test(test_narrow_dtype_bound_sweep),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),

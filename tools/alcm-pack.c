@@ -734,10 +734,14 @@ static int budget_plan(const pack_args *a, budget_state *b, int uniform, double 
 		if (rc)
 			return rc;
 		*got = budget_committed(*wp);
-		cli_info("budget, %s plan, attempt %d: predicted %.0f + overhead, got %.0f bytes for a "
-		         "target of %.0f (%+.2f%%), squared error %.6g",
-		         plan, attempt + 1, predicted, *got, target, 100 * (*got - target) / target,
-		         b->sse);
+		double lo = INFINITY, hi = 0;
+		for (size_t i = 0; i < b->n; i++)
+			if (b->bound[i] > 0)
+				lo = fmin(lo, b->bound[i]), hi = fmax(hi, b->bound[i]);
+		cli_info("budget, %s plan, attempt %d: bounds %.4g..%.4g, predicted %.0f + overhead, "
+		         "got %.0f bytes for a target of %.0f (%+.2f%%), squared error %.6g",
+		         plan, attempt + 1, lo, hi, predicted, *got, target,
+		         100 * (*got - target) / target, b->sse);
 		if (budget_fits(*got, target))
 			break;
 		double tensors = 0;
@@ -762,7 +766,8 @@ static int budget_plan(const pack_args *a, budget_state *b, int uniform, double 
  * --size / --ratio: two plans, equal slope from the predicted rates and one bound for every
  * tensor (which equal slope should beat, but the predictor's curves are estimates), each
  * calibrated to the budget; the archive keeps whichever fits with the smaller total squared
- * error, so a budget archive is never worse than the uniform setting.
+ * error (corrected to the target size), so a budget archive is never worse than the uniform
+ * setting.
  */
 static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, totals *tot)
 {
@@ -785,7 +790,14 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 		if ((rc = budget_plan(a, &b, 1, target, wp, wflags, tot, &got_u)))
 			goto out;
 		int fs = budget_fits(got_s, target), fu = budget_fits(got_u, target);
-		int keep_uniform = fu && (!fs || b.sse < sse_s);
+		/* Compared as if both were exactly on target: at high rate each byte more over N
+		 * quantized values divides the squared error by 2^(16 / N). */
+		double nq = 0;
+		for (size_t i = 0; i < b.n; i++)
+			nq += b.prof[i].lossy ? (double)b.prof[i].elements : 0;
+		double adj_s = sse_s * exp2(16 * (got_s - target) / nq);
+		double adj_u = b.sse * exp2(16 * (got_u - target) / nq);
+		int keep_uniform = fu && (!fs || adj_u < adj_s);
 		if (!fs && !fu && fabs(got_s - target) < fabs(got_u - target))
 			keep_uniform = 0;
 		else if (!fs && !fu)
