@@ -299,26 +299,15 @@ static double ulp_at(int dtype, double m)
 	return fmax(ldexp(1.0, e - 1 - 10), ldexp(1.0, -24)); /* float16; subnormal spacing */
 }
 
-/*
- * For float16 and bfloat16, steps that are whole multiples of the dtype's spacing at the
- * channel's largest magnitude. With step = 2 * bound, a reconstruction q * step rounded to the
- * dtype can land past the bound (by up to half that spacing), and each such value is stored
- * as an exact escape; how many depended on where the step fell on the dtype's grid, so sizes
- * rose and fell as the bound grew. A multiple k of the spacing u is exact in the dtype for
- * every |q * step| under the top of that binade (it is m * u with m < 2^(significand bits)),
- * so no value escapes for rounding. When the top binades are coarser than twice the bound,
- * the spacing of the highest binade that is not is used: the few values above it can only be
- * kept exactly anyway. Finer grids bring the step closer to 2 * bound and let a few top
- * values escape; the cheapest candidate, by counted escapes, is kept.
- */
-/* Values of t[first, first + n) that quantizing with step s would leave outside bound b once
- * the reconstruction is rounded to the dtype (the quantizer stores them as escapes). */
-static uint64_t rounding_escapes(const alcm_tensor *t, uint64_t first, uint64_t n, double s,
-                                 double b)
+/* Values of t that quantizing with step s would leave outside bound b once the
+ * reconstruction is rounded to the dtype (the quantizer stores them as escapes), counted on
+ * at most 2^16 evenly spaced values and scaled to the whole tensor. */
+static double rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double b)
 {
-	uint64_t esc = 0;
+	uint64_t esc = 0, seen = 0, stride = n > 65536 ? n / 65536 : 1;
 	double inv = 1 / s;
-	for (uint64_t i = first; i < first + n; i++) {
+	for (uint64_t i = 0; i < n; i += stride) {
+		seen++;
 		if (alcm_is_special(t->dtype, t->data, i))
 			continue;
 		double x = alcm_load_float(t->dtype, t->data, i), q = nearbyint(x * inv);
@@ -329,50 +318,51 @@ static uint64_t rounding_escapes(const alcm_tensor *t, uint64_t first, uint64_t 
 			err = fmin(err, fabs(x - alcm_quant_value(t->dtype, (int64_t)q + d, s)));
 		esc += err > b;
 	}
-	return esc;
+	return seen ? (double)esc * (double)n / (double)seen : 0;
 }
 
-static void dtype_steps(const alcm_tensor *t, tparams *p, const double *cmax, double rel)
+/*
+ * Max-error mode on float16 and bfloat16. With step = 2 * bound, a reconstruction q * step
+ * rounded to the dtype can land past the bound (by up to half the dtype's spacing there), and
+ * each such value is stored as an exact escape; how many depends on where the step falls on
+ * the dtype's grid, so sizes rose and fell as the bound grew. A multiple k of the spacing u at
+ * the tensor's largest magnitude is exact in the dtype for every |q * step| under the top of
+ * that binade (it is m * u with m < 2^(significand bits)), so no value escapes for rounding;
+ * when the top binades are coarser than twice the bound, the spacing of the highest binade
+ * that is not is used (the few values above it can only be kept exactly anyway). Finer grids
+ * u / 2^j bring the step closer to 2 * bound and let a few top values escape. A narrower
+ * step costs log2(2 bound / step) bits on every value, an escape the value, its position and
+ * a symbol: the candidates' escapes are counted and the cheapest is kept.
+ */
+static void dtype_step(const alcm_tensor *t, tparams *p, double max)
 {
 	if (t->dtype != ALCM_DTYPE_F16 && t->dtype != ALCM_DTYPE_BF16)
 		return;
-	for (uint64_t c = 0; c < p->nch; c++) {
-		/* Without cmax, bound[c] is max[c] * rel (rel-error mode). */
-		double b2 = 2 * p->bound[c];
-		double u = ulp_at(t->dtype, cmax ? cmax[c] : p->bound[c] / rel);
-		if (u > b2) {
-			/* The top binades are coarser than the bound (their values can only be kept
-			 * exactly): take the spacing of the highest binade that is not. */
-			int e;
-			frexp(b2, &e);
-			u = ldexp(1.0, e - 1);
-			if (u < (t->dtype == ALCM_DTYPE_BF16 ? 0x1p-133 : 0x1p-24))
-				continue; /* under the dtype's finest spacing */
-		}
-		/* Candidates: 2 * bound, and the largest multiple of u / 2^j under it, j = 0..3 (the
-		 * finer the grid, the closer to 2 * bound, the more top values round past it). A
-		 * narrower step costs log2(2 bound / step) bits on every value; an escape costs the
-		 * value, its position and a symbol. Count each candidate's escapes and keep the
-		 * cheapest. */
-		uint64_t first = p->nch == 1 ? 0 : c * p->inner, n = p->nch == 1 ? p->elems : p->inner;
-		double w = (double)alcm_dtype_size(t->dtype);
-		double best = b2;
-		double cost = (double)rounding_escapes(t, first, n, b2, p->bound[c]) * (8 * w + 4);
-		for (int j = 0; j < 4 && cost > 0; j++) {
-			double g = ldexp(u, -j), k = floor(b2 / g);
-			if (k < 1 || k * g == b2 || k * g == best)
-				continue;
-			double cj = (double)n * log2(b2 / (k * g));
-			if (cj >= cost)
-				continue;
-			cj += (double)rounding_escapes(t, first, n, k * g, p->bound[c]) * (8 * w + 4);
-			if (cj < cost) {
-				cost = cj;
-				best = k * g;
-			}
-		}
-		p->step[c] = best;
+	double b2 = 2 * p->bound[0], u = ulp_at(t->dtype, max);
+	if (u > b2) {
+		int e;
+		frexp(b2, &e);
+		u = ldexp(1.0, e - 1);
+		if (u < (t->dtype == ALCM_DTYPE_BF16 ? 0x1p-133 : 0x1p-24))
+			return; /* under the dtype's finest spacing */
 	}
+	if (floor(b2 / u) * u == b2)
+		return; /* 2 * bound is on the grid already: nothing rounds past it */
+	double bits = 8 * (double)alcm_dtype_size(t->dtype) + 4, n = (double)p->elems;
+	double best = b2, cost = rounding_escapes(t, p->elems, b2, p->bound[0]) * bits;
+	for (int j = 0; j < 4 && cost > 0; j++) {
+		double g = ldexp(u, -j), k = floor(b2 / g);
+		if (k < 1 || k * g == b2 || k * g == best)
+			continue;
+		double cj = n * log2(b2 / (k * g));
+		if (cj < cost)
+			cj += rounding_escapes(t, p->elems, k * g, p->bound[0]) * bits;
+		if (cj < cost) {
+			cost = cj;
+			best = k * g;
+		}
+	}
+	p->step[0] = best;
 }
 
 static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
@@ -391,7 +381,7 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		p->step[0] = 2 * o->bound;
 		p->bound[0] = o->bound;
 		channel_max(t, p, &qmax);
-		dtype_steps(t, p, &qmax, 0);
+		dtype_step(t, p, qmax);
 		qmax /= p->step[0];
 		break;
 	case ALCM_MODE_REL_ERROR:
@@ -400,7 +390,6 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 			p->bound[c] *= o->bound;
 			p->step[c] = 2 * p->bound[c];
 		}
-		dtype_steps(t, p, NULL, o->bound);
 		qmax = 1 / (2 * o->bound);
 		break;
 	case ALCM_MODE_SNR:

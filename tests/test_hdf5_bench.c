@@ -5,7 +5,8 @@
  *                                           give the same tensors; timings printed, not judged
  *   ALCM_H5_BENCH_MB=128 test_hdf5_bench    the figures: import + pack of a 128 MB .h5 against
  *                                           the same tensors from .npz (stored .npy members),
- *                                           target within 1.5x; with ALCM_H5_BENCH_PLUGIN=DIR
+ *                                           target within 1.5x (printed, not asserted; run by
+ *                                           tools/bench/h5_bench.sh); with ALCM_H5_BENCH_PLUGIN=DIR
  *                                           (holding libH5Zalcm.so) also the filter plugin
  *                                           against deflate+shuffle through h5repack
  *
@@ -326,8 +327,8 @@ static void test_import_vs_npz(void **state)
 	              (double)m.raw / tn / 1e6);
 	print_message("  archive %llu bytes from .h5 (ATTR included), %llu from .npz\n",
 	              (unsigned long long)file_size(a1), (unsigned long long)file_size(a3));
-	if (env)
-		assert_true(th <= 1.5 * tn);
+	/* The 1.5x target is judged by tools/bench/h5_bench.sh, never here: timings are noisy. */
+	print_message("  target (.h5 within 1.5x the .npz time): %s\n", th <= 1.5 * tn ? "holds" : "missed");
 	if (!getenv("ALCM_H5_BENCH_KEEP"))
 		unlink(h5), unlink(npz), unlink(a1), unlink(a2), unlink(a3);
 	const char *pd = getenv("ALCM_H5_BENCH_PLUGIN");
