@@ -95,7 +95,8 @@ uint16_t alcm_float_to_bf16(float f);
 enum alcm_transform {
 	ALCM_TRANSFORM_NONE = 0,   /* one stream of the raw bytes */
 	ALCM_TRANSFORM_PLANES = 1, /* one stream per byte of the element */
-	ALCM_TRANSFORM_FLOAT = 2   /* float bits rotated left by 1 (exponent first), then planes */
+	ALCM_TRANSFORM_FLOAT = 2,  /* float bits rotated left by 1 (exponent first), then planes */
+	ALCM_TRANSFORM_PALETTE = 3 /* at most 256 distinct values: a sorted palette, byte indices */
 };
 
 /* A lossless plan: the transform, and which planes are worth giving to zstd (bit k set:

@@ -555,6 +555,120 @@ static void test_lossless_not_worse_than_zstd(void **state)
 
 /* Every byte of the coded sections flipped in turn: decode fails cleanly or, where the
  * digest is skipped, returns some tensor, and never crashes. */
+/* Weights quantized to 8 bits and saved dequantized (TF.js, many converters): at most 256
+ * distinct values per tensor. Lossless must stay bit-exact and beat zstd -19 on the raw
+ * bytes, in float32 and float16, and a chunk whose sample looked like a palette but which
+ * holds more values must still round-trip. */
+static void fill_dequantized(int dtype, uint8_t *p, uint64_t n, uint64_t *seed)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		double q = nearbyint(tu_gauss(seed) * 30 + 128);
+		q = q < 0 ? 0 : q > 255 ? 255 : q;
+		float v = (float)((q - 128) * 0.0021 - 0.0003);
+		if (dtype == ALCM_DTYPE_F16)
+			alcm_store16(p + 2 * i, alcm_float_to_half(v));
+		else
+			memcpy(p + 4 * i, &v, 4);
+	}
+}
+
+static void test_palette_dequantized_weights(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_F32, ALCM_DTYPE_F16};
+	for (int d = 0; d < 2; d++) {
+		for (int mixed = 0; mixed < 2; mixed++) {
+			uint64_t seed = 23, n = 1 << 17, shape[2] = {128, 1 << 10};
+			size_t w = alcm_dtype_size(dts[d]);
+			uint8_t *data = malloc(n * w);
+			fill_dequantized(dts[d], data, n, &seed);
+			if (mixed) /* the head of the chunk holds many values, the sampled middle few */
+				fill_float(dts[d], data, 4096, &seed, 0.05);
+			alcm_tensor t;
+			memset(&t, 0, sizeof(t));
+			t.name = "q";
+			t.name_len = 1;
+			t.dtype = dts[d];
+			t.ndim = 2;
+			memcpy(t.shape, shape, sizeof(shape));
+			t.data = data;
+			t.nbytes = n * w;
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.chunk_bytes = 1 << 18; /* several chunks */
+			packed p;
+			alcm_tensor_report rep;
+			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+			alcm_tensor_info info;
+			int st;
+			uint8_t *back = unpack_one(&p, 0, &info, &st);
+			assert_int_equal(st, ALCM_OK);
+			assert_memory_equal(back, data, n * w);
+			if (!mixed) {
+				alcm_coder *c = alcm_coder_new(NULL, NULL);
+				alcm_buf b = {NULL, 0, 0, NULL};
+				assert_int_equal(alcm_stream_put(c, &b, data, n * w, 19), ALCM_OK);
+				if (!(rep.stored_bytes < b.len))
+					fail_msg("%s: %llu bytes, zstd -19 %zu", alcm_dtype_name(dts[d]),
+					         (unsigned long long)rep.stored_bytes, b.len);
+				alcm_buf_free(&b);
+				alcm_coder_free(c);
+			}
+			free(back);
+			free(data);
+			alcm_writer_free(p.w);
+		}
+	}
+}
+
+/* Palette chunks a reader must refuse: no values, more than 256, a palette out of order or
+ * with a repeat, an index past the palette, a palette on 1-byte elements. */
+static void test_palette_hostile(void **state)
+{
+	(void)state;
+	alcm_coder *c = alcm_coder_new(NULL, NULL);
+	const struct {
+		int dtype;
+		uint64_t m;
+		uint32_t pal[3];
+		uint8_t ix[4];
+		int want;
+	} cases[] = {
+		{ALCM_DTYPE_F32, 3, {1, 2, 3}, {0, 1, 2, 1}, ALCM_OK},
+		{ALCM_DTYPE_F32, 0, {1, 2, 3}, {0, 0, 0, 0}, ALCM_E_CORRUPT},
+		{ALCM_DTYPE_F32, 257, {1, 2, 3}, {0, 0, 0, 0}, ALCM_E_CORRUPT},
+		{ALCM_DTYPE_F32, 5, {1, 2, 3}, {0, 0, 0, 0}, ALCM_E_CORRUPT}, /* m > elements */
+		{ALCM_DTYPE_F32, 3, {1, 3, 2}, {0, 1, 2, 1}, ALCM_E_CORRUPT},
+		{ALCM_DTYPE_F32, 3, {1, 1, 2}, {0, 1, 2, 1}, ALCM_E_CORRUPT},
+		{ALCM_DTYPE_F32, 3, {1, 2, 3}, {0, 1, 3, 1}, ALCM_E_CORRUPT},
+		{ALCM_DTYPE_U8, 3, {1, 2, 3}, {0, 1, 2, 1}, ALCM_E_CORRUPT},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		size_t w = alcm_dtype_size(cases[k].dtype);
+		uint8_t pal[3 * 8];
+		for (int j = 0; j < 3; j++)
+			for (size_t b = 0; b < w; b++)
+				pal[j * w + b] = (uint8_t)(cases[k].pal[j] >> (8 * b));
+		alcm_buf b = {NULL, 0, 0, NULL};
+		uint8_t t = ALCM_TRANSFORM_PALETTE;
+		size_t plen = cases[k].m <= 3 ? (size_t)cases[k].m * w : 3 * w;
+		assert_int_equal(alcm_buf_put(&b, &t, 1), ALCM_OK);
+		assert_int_equal(alcm_buf_put_varint(&b, cases[k].m), ALCM_OK);
+		assert_int_equal(alcm_stream_put(c, &b, pal, plen, 0), ALCM_OK);
+		assert_int_equal(alcm_stream_put(c, &b, cases[k].ix, 4, 0), ALCM_OK);
+		uint8_t out[32], scratch[32];
+		alcm_cursor cur = {b.p, b.len, 0};
+		int st = alcm_lossless_decode(c, &cur, cases[k].dtype, out, 4, scratch);
+		if (st != cases[k].want)
+			fail_msg("case %zu: status %d, want %d", k, st, cases[k].want);
+		if (st == ALCM_OK)
+			for (int i = 0; i < 4; i++)
+				assert_int_equal(alcm_load32(out + 4 * i), cases[k].pal[cases[k].ix[i]]);
+		alcm_buf_free(&b);
+	}
+	alcm_coder_free(c);
+}
+
 static void test_hostile_chunks(void **state)
 {
 	(void)state;
@@ -562,12 +676,15 @@ static void test_hostile_chunks(void **state)
 	uint8_t *data;
 	alcm_tensor t = make("h", ALCM_DTYPE_F32, 2, shape, &data, &seed);
 	put_specials(ALCM_DTYPE_F32, data);
-	for (int mode = 0; mode < 2; mode++) {
+	/* mode 2: lossless on few distinct values, so that the chunks are palettes */
+	for (int mode = 0; mode < 3; mode++) {
+		if (mode == 2)
+			fill_dequantized(ALCM_DTYPE_F32, data, 8 * 40, &seed);
 		alcm_pack_options o;
 		alcm_pack_options_default(&o);
-		o.mode = mode ? ALCM_MODE_REL_ERROR : ALCM_MODE_LOSSLESS;
+		o.mode = mode == 1 ? ALCM_MODE_REL_ERROR : ALCM_MODE_LOSSLESS;
 		o.bound = 0.01;
-		o.prune = mode ? 0.2 : 0;
+		o.prune = mode == 1 ? 0.2 : 0;
 		o.chunk_bytes = 4096;
 		packed p;
 		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
@@ -664,6 +781,8 @@ int main(void)
 		cmocka_unit_test(test_lossless_all_dtypes),
 		cmocka_unit_test(test_max_error_every_element),
 		cmocka_unit_test(test_narrow_dtype_bound_sweep),
+		cmocka_unit_test(test_palette_dequantized_weights),
+		cmocka_unit_test(test_palette_hostile),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
