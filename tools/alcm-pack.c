@@ -762,63 +762,86 @@ static int budget_plan(const pack_args *a, budget_state *b, int uniform, double 
 	return 0;
 }
 
+/* One candidate archive of the budget search: its bounds, size and error corrected to the
+ * target (at high rate each byte more over N quantized values divides the squared error by
+ * 2^(16 / N), so errors of archives a little off target compare as if both were on it). */
+typedef struct budget_cand {
+	double *bound, got, adj;
+	int fits, set;
+} budget_cand;
+
+static void budget_offer(budget_cand *best, const budget_state *b, double got, double target,
+                         double nq, int *last_is_best)
+{
+	int fits = budget_fits(got, target);
+	double adj = b->sse * exp2(16 * (got - target) / nq);
+	int better = !best->set || (fits && !best->fits) ||
+	             (fits == best->fits && (fits ? adj < best->adj
+	                                          : fabs(got - target) < fabs(best->got - target)));
+	*last_is_best = better;
+	if (!better)
+		return;
+	memcpy(best->bound, b->bound, b->n * sizeof(double));
+	best->got = got, best->adj = adj, best->fits = fits, best->set = 1;
+}
+
 /*
  * --size / --ratio: two plans, equal slope from the predicted rates and one bound for every
  * tensor (which equal slope should beat, but the predictor's curves are estimates), each
- * calibrated to the budget; the archive keeps whichever fits with the smaller total squared
- * error (corrected to the target size), so a budget archive is never worse than the uniform
- * setting.
+ * calibrated to the budget; then the better one's bounds scaled by 1% either way, because size
+ * and error do not move smoothly with the bound (float16 and bfloat16 steps sit on the
+ * dtype's grid). The archive keeps the candidate that fits with the smallest squared error
+ * corrected to the target size, so it is never worse than the uniform plan.
  */
 static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, totals *tot)
 {
 	budget_state b;
 	memset(&b, 0, sizeof(b));
 	uint64_t raw = 0;
-	double *slope_bound = NULL;
-	int rc = budget_profile(a, &b, &raw);
-	double target = a->size ? (double)a->size : (double)raw / a->ratio;
-	double got_s = 0, got_u = 0, sse_s = 0;
-	if (!rc)
-		rc = budget_plan(a, &b, 0, target, wp, wflags, tot, &got_s);
-	sse_s = b.sse;
-	if (!rc && b.lossy) {
-		if (!(slope_bound = malloc((b.n + 1) * sizeof(double)))) {
+	budget_cand best = {0};
+	int rc = budget_profile(a, &b, &raw), last_is_best = 1;
+	double target = a->size ? (double)a->size : (double)raw / a->ratio, got = 0, nq = 0;
+	if (!rc && !(best.bound = malloc((b.n + 1) * sizeof(double))))
+		rc = EXIT_NOMEM;
+	for (size_t i = 0; !rc && i < b.n; i++)
+		nq += b.prof[i].lossy ? (double)b.prof[i].elements : 0;
+	if (nq < 1)
+		nq = 1;
+	for (int uniform = 0; !rc && uniform <= b.lossy; uniform++)
+		if (!(rc = budget_plan(a, &b, uniform, target, wp, wflags, tot, &got)))
+			budget_offer(&best, &b, got, target, nq, &last_is_best);
+	double *base = NULL;
+	if (!rc && b.lossy && best.fits) {
+		if (!(base = malloc((b.n + 1) * sizeof(double))))
 			rc = EXIT_NOMEM;
-			goto out;
-		}
-		memcpy(slope_bound, b.bound, b.n * sizeof(double));
-		if ((rc = budget_plan(a, &b, 1, target, wp, wflags, tot, &got_u)))
-			goto out;
-		int fs = budget_fits(got_s, target), fu = budget_fits(got_u, target);
-		/* Compared as if both were exactly on target: at high rate each byte more over N
-		 * quantized values divides the squared error by 2^(16 / N). */
-		double nq = 0;
-		for (size_t i = 0; i < b.n; i++)
-			nq += b.prof[i].lossy ? (double)b.prof[i].elements : 0;
-		double adj_s = sse_s * exp2(16 * (got_s - target) / nq);
-		double adj_u = b.sse * exp2(16 * (got_u - target) / nq);
-		int keep_uniform = fu && (!fs || adj_u < adj_s);
-		if (!fs && !fu && fabs(got_s - target) < fabs(got_u - target))
-			keep_uniform = 0;
-		else if (!fs && !fu)
-			keep_uniform = 1;
-		cli_info("budget: keeping the %s plan (equal slope: %.0f bytes, squared error %.6g; "
-		         "uniform: %.0f bytes, squared error %.6g)",
-		         keep_uniform ? "uniform" : "equal-slope", got_s, sse_s, got_u, b.sse);
-		if (!keep_uniform) {
-			memcpy(b.bound, slope_bound, b.n * sizeof(double));
-			if ((rc = budget_reopen(a, &b, wp, wflags)) || (rc = budget_encode(a, &b, *wp, tot)))
-				goto out;
-			got_u = budget_committed(*wp);
+		else
+			memcpy(base, best.bound, b.n * sizeof(double));
+		for (int k = 0; !rc && k < 2; k++) {
+			for (size_t i = 0; i < b.n; i++)
+				b.bound[i] = base[i] * (k ? 0.99 : 1.01);
+			if (!(rc = budget_reopen(a, &b, wp, wflags)) && !(rc = budget_encode(a, &b, *wp, tot))) {
+				got = budget_committed(*wp);
+				cli_info("budget: bounds x%.2f: %.0f bytes, squared error %.6g", k ? 0.99 : 1.01,
+				         got, b.sse);
+				budget_offer(&best, &b, got, target, nq, &last_is_best);
+			}
 		}
 	}
-	if (!rc && !budget_fits(got_u ? got_u : got_s, target)) {
+	if (!rc && !last_is_best) {
+		memcpy(b.bound, best.bound, b.n * sizeof(double));
+		if (!(rc = budget_reopen(a, &b, wp, wflags)))
+			rc = budget_encode(a, &b, *wp, tot);
+	}
+	if (!rc)
+		cli_info("budget: kept %.0f bytes for a target of %.0f, squared error %.6g", best.got,
+		         target, best.adj * exp2(-16 * (best.got - target) / nq));
+	if (!rc && !best.fits) {
 		cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f", a->in, target,
-		        got_u ? got_u : got_s);
+		        best.got);
 		rc = EXIT_BOUND;
 	}
-out:
-	free(slope_bound);
+	free(base);
+	free(best.bound);
 	free(b.prof);
 	free(b.scale);
 	free(b.bound);
