@@ -12,13 +12,30 @@ struct alcm_coder {
 	int level;
 };
 
+/* zstd's own allocations go through the caller's allocator too, so that a counting or
+ * failing allocator sees every byte the codec takes. */
+static void *zstd_alloc(void *opaque, size_t size)
+{
+	return alcm_mem_alloc(opaque, size);
+}
+
+static void zstd_free(void *opaque, void *p)
+{
+	alcm_mem_free(opaque, p);
+}
+
+static ZSTD_customMem zstd_mem(const alcm_allocator *a)
+{
+	return (ZSTD_customMem){zstd_alloc, zstd_free, (void *)a};
+}
+
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
 {
 	alcm_coder *c = alcm_mem_calloc(a, 1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->a = a;
-	c->dctx = ZSTD_createDCtx();
+	c->dctx = ZSTD_createDCtx_advanced(zstd_mem(a));
 	if (!c->dctx) {
 		alcm_mem_free(a, c);
 		return NULL;
@@ -77,7 +94,7 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
                        int level, size_t *out_len)
 {
 	if (!c->cctx) {
-		c->cctx = ZSTD_createCCtx();
+		c->cctx = ZSTD_createCCtx_advanced(zstd_mem(c->a));
 		if (!c->cctx)
 			return ALCM_E_NOMEM;
 		c->level = 0;
