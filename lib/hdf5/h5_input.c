@@ -1413,9 +1413,15 @@ static void child_error(int fd, int rc, const char *detail)
 	_exit(0);
 }
 
+/* Present only in sanitizer builds (weak: NULL otherwise). A host such as a fuzzer registers
+ * a death callback that reports a crash as its own; in the reader child it must not run. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 static void child_run(int fd, const char *path, const void *buf, size_t len,
                       const alcm_limits *lim, unsigned flags)
 {
+	if (__sanitizer_set_death_callback)
+		__sanitizer_set_death_callback(NULL);
 	/* The host's handlers (temp-file cleanup, crash reporters, test harnesses) are not for
 	 * this process: a crash must end it, visibly, for the parent. */
 	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGSEGV, SIGBUS, SIGILL,
