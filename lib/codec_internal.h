@@ -104,6 +104,8 @@ enum alcm_transform {
 typedef struct alcm_lplan {
 	unsigned transform;
 	unsigned zmask;
+	/* For the palette, chosen from a sample: the plan for a chunk of more than 256 values. */
+	unsigned fb_transform, fb_zmask;
 } alcm_lplan;
 
 int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,

@@ -210,7 +210,7 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 		if (!pal || !pal_build(pal, src, elems, w)) {
 			alcm_mem_free(out->a, pal);
 			pal = NULL;
-			transform = alcm_dtype_is_float(dtype) ? ALCM_TRANSFORM_FLOAT : ALCM_TRANSFORM_PLANES;
+			transform = plan->fb_transform;
 		}
 	}
 	uint8_t t = (uint8_t)transform;
@@ -223,7 +223,7 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 	}
 	if (st)
 		return st;
-	unsigned zmask = plan->transform == ALCM_TRANSFORM_PALETTE ? 0xffu : plan->zmask;
+	unsigned zmask = plan->transform == ALCM_TRANSFORM_PALETTE ? plan->fb_zmask : plan->zmask;
 	if (transform == ALCM_TRANSFORM_NONE || w == 1)
 		return alcm_stream_put2(c, out, src, n, level, zmask & 1, NULL);
 	uint8_t *planes = alcm_mem_alloc(out->a, n);
@@ -265,7 +265,7 @@ static size_t trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
                     const uint8_t *s, uint64_t ns, int level, unsigned *zmask)
 {
 	size_t w = alcm_dtype_size(dtype), planes = transform == ALCM_TRANSFORM_NONE ? 1 : w;
-	alcm_lplan all = {transform, 0xffu};
+	alcm_lplan all = {.transform = transform, .zmask = 0xffu};
 	tmp->len = 0;
 	if (alcm_lossless_encode(c, tmp, dtype, &all, s, ns, level))
 		return SIZE_MAX;
@@ -290,7 +290,7 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
                                 uint64_t elems, int level)
 {
 	size_t w = alcm_dtype_size(dtype);
-	alcm_lplan best = {ALCM_TRANSFORM_NONE, 0xffu};
+	alcm_lplan best = {.transform = ALCM_TRANSFORM_NONE, .zmask = 0xffu};
 	unsigned alt = alcm_dtype_is_float(dtype) ? ALCM_TRANSFORM_FLOAT : ALCM_TRANSFORM_PLANES;
 	/* A 64 KiB sample from the middle of the chunk decides; coding it twice costs a few
 	 * percent of the chunk's time. */
@@ -298,7 +298,7 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
 	if (ns > elems)
 		ns = elems;
 	if (ns < 256)
-		return w == 1 ? best : (alcm_lplan){alt, 0xffu};
+		return w == 1 ? best : (alcm_lplan){.transform = alt, .zmask = 0xffu};
 	const uint8_t *s = src + (size_t)((elems - ns) / 2 * w);
 	unsigned zm;
 	size_t len = trial(c, tmp, dtype, ALCM_TRANSFORM_NONE, s, ns, level, &zm);
@@ -318,7 +318,7 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
 			uint8_t t = ALCM_TRANSFORM_PALETTE;
 			if (!alcm_buf_put(tmp, &t, 1) &&
 			    !pal_encode(c, tmp, pal, s, ns, w, 3u, level) && tmp->len < len)
-				best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, 3u};
+				best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, 3u, best.transform, best.zmask};
 		}
 		alcm_mem_free(tmp->a, pal);
 	}

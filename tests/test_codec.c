@@ -621,6 +621,54 @@ static void test_palette_dequantized_weights(void **state)
 	}
 }
 
+/* A sparse probability table (float32, mostly zeros, as a bigram matrix): the chunk's middle,
+ * which the coder samples, holds few distinct values and its head many, so the palette is
+ * planned and then impossible. The chunk must fall back to what the sample found best
+ * without the palette, and so never cost more than zstd on the raw bytes plus framing. */
+static void test_palette_fallback_not_worse(void **state)
+{
+	(void)state;
+	uint64_t seed = 29, n = 1 << 16, shape[2] = {256, 256};
+	float *p = malloc(n * 4);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t r = tu_rand(&seed);
+		if (i < 2048)
+			p[i] = (float)(r % 1000003) * 1e-6f;
+		else
+			p[i] = r % 20 ? 0.0f : (float)(1 + r % 50) / 64.0f;
+	}
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.name = "bigram";
+	t.name_len = 6;
+	t.dtype = ALCM_DTYPE_F32;
+	t.ndim = 2;
+	memcpy(t.shape, shape, sizeof(shape));
+	t.data = p;
+	t.nbytes = n * 4;
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	packed pk;
+	alcm_tensor_report rep;
+	assert_int_equal(pack(&t, 1, &o, &pk, &rep), ALCM_OK);
+	alcm_coder *c = alcm_coder_new(NULL, NULL);
+	alcm_buf b = {NULL, 0, 0, NULL};
+	assert_int_equal(alcm_stream_put(c, &b, (const uint8_t *)p, n * 4, 3), ALCM_OK);
+	if (!(rep.stored_bytes <= b.len + 64))
+		fail_msg("%llu bytes, zstd -3 on the raw bytes %zu", (unsigned long long)rep.stored_bytes,
+		         b.len);
+	alcm_tensor_info info;
+	int st;
+	uint8_t *back = unpack_one(&pk, 0, &info, &st);
+	assert_int_equal(st, ALCM_OK);
+	assert_memory_equal(back, p, n * 4);
+	free(back);
+	alcm_buf_free(&b);
+	alcm_coder_free(c);
+	alcm_writer_free(pk.w);
+	free(p);
+}
+
 /* Palette chunks a reader must refuse: no values, more than 256, a palette out of order or
  * with a repeat, an index past the palette, a palette on 1-byte elements. */
 static void test_palette_hostile(void **state)
@@ -783,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_narrow_dtype_bound_sweep),
 		cmocka_unit_test(test_palette_dequantized_weights),
 		cmocka_unit_test(test_palette_hostile),
+		cmocka_unit_test(test_palette_fallback_not_worse),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
