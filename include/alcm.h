@@ -666,10 +666,10 @@ typedef struct alcm_stream_options {
 	unsigned window;          /**< frames in the CAQ trend window (default 5) */
 	/**
 	 * Dead band of the trend, relative to the window's mean CAQ per frame (default 0.01):
-	 * a trend within +/- this share counts as flat and keeps the setting. Timing noise on a
-	 * loaded machine moves CAQ by far less than 1% for frames coded in under a tenth of a
-	 * second, so the decisions, and with them every frame's bytes and ratio, are the same
-	 * from run to run. 0 reacts to any change, noise included.
+	 * a trend within +/- this share counts as flat and keeps the setting (0: none). The
+	 * scheduler's CAQ takes a nominal coding cost of 10 ns per raw byte, not the measured CPU
+	 * seconds (which alcm_frame_report and FRAM still give), so that its decisions, and with
+	 * them every frame's bytes, are the same from run to run on any machine.
 	 */
 	double trend_tolerance;
 } alcm_stream_options;

@@ -162,6 +162,15 @@ int alcm_frame_report_load(alcm_frame_report *r, const uint8_t *b, size_t len)
 	return ALCM_OK;
 }
 
+/* The CAQ the scheduler decides on: the frame's ratio over a nominal coding cost of 10 ns per
+ * raw byte (about 100 MB/s) plus one, instead of the measured CPU seconds, which depend on the
+ * machine's load: decisions, and with them every frame's bytes, are then the same from run to
+ * run. FRAM records the measured CPU seconds and CAQ beside it. */
+static double sched_caq(double ratio, uint64_t raw_bytes)
+{
+	return ratio / ((double)raw_bytes * 1e-8 + 1);
+}
+
 /* SNR a step of aggressiveness (0.1) costs, about: the bound grows by (bmax/b0)^0.1. */
 static double step_db(const alcm_stream *s)
 {
@@ -373,7 +382,7 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 	fr.caq = fr.ratio / (fr.cpu_seconds + 1);
 	fr.snr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
 	if (!st) {
-		observe(s, fr.caq, fr.snr_db);
+		observe(s, sched_caq(fr.ratio, fr.raw_bytes), fr.snr_db);
 		fr.decision = decide(s, fr.snr_db, &fr.caq_trend);
 		apply(s, fr.decision, s->aggr);
 		double a = s->aggr;
@@ -420,7 +429,7 @@ int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
 			st = alcm_frame_report_load(&fr, b, sizeof(b));
 		if (st)
 			return sfail(s, st, "FRAM section %u: %s", k, alcm_strerror(st));
-		observe(s, fr.caq, fr.snr_db);
+		observe(s, sched_caq(fr.ratio, fr.raw_bytes), fr.snr_db);
 		/* The decision stored with frame t sets frame t+1. */
 		apply(s, fr.decision, fr.aggressiveness);
 		i = k + 1;
