@@ -672,6 +672,12 @@ typedef struct alcm_stream_options {
 	 * them every frame's bytes, are the same from run to run on any machine.
 	 */
 	double trend_tolerance;
+	/**
+	 * 1: FRAM records the measured CPU seconds and the CAQ from them. 0 (default): it records
+	 * 0 CPU seconds and the scheduler's nominal CAQ, so that the same frames give the same
+	 * archive bytes; the measured values still come back in alcm_frame_report.
+	 */
+	int record_cpu;
 } alcm_stream_options;
 
 ALCM_API void alcm_stream_options_default(alcm_stream_options *o);

@@ -388,7 +388,12 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 		double a = s->aggr;
 		setting(s, a, &fr.next_bound, &fr.next_prune);
 		uint8_t fb[FRAM_BYTES];
-		store_report(fb, &fr);
+		alcm_frame_report rec = fr;
+		if (!s->opt.record_cpu) {
+			rec.cpu_seconds = 0;
+			rec.caq = sched_caq(fr.ratio, fr.raw_bytes);
+		}
+		store_report(fb, &rec);
 		st = alcm_encoder_add_section(e, "FRAM", 0, fb, sizeof(fb));
 		if (!st)
 			st = alcm_encoder_finish(e);

@@ -264,6 +264,72 @@ static void test_scheduler_settles_at_the_floor(void **state)
 	}
 }
 
+/* The same frames give the same archive bytes (the scheduler decides on a nominal cost and
+ * FRAM records no timing), unless the caller asks FRAM to record the CPU seconds. */
+static uint8_t *stream_bytes(int record_cpu, size_t *len)
+{
+	static float g[N];
+	uint64_t seed = 5;
+	alcm_stream_options o;
+	scheduled(&o, ALCM_MODE_REL_ERROR, 1e-3, 5e-2, 20);
+	o.error_feedback = 1;
+	o.record_cpu = record_cpu;
+	alcm_stream *s = NULL;
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_stream_new(&s, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_STREAM, NULL), ALCM_OK);
+	for (int f = 0; f < 8; f++) {
+		gradient(g, &seed, 0.01 / (1 + f));
+		alcm_tensor t = tensor_of(g);
+		alcm_frame_report rep;
+		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &rep), ALCM_OK);
+		assert_true(rep.cpu_seconds > 0); /* the caller always gets the measurement */
+	}
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
+	uint8_t *copy = malloc(*len);
+	memcpy(copy, b, *len);
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+	return copy;
+}
+
+static double last_fram_cpu(const uint8_t *b, size_t len)
+{
+	alcm_reader *r = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, b, len, "s", NULL, NULL, 0), ALCM_OK);
+	uint32_t k = 0, from = 0;
+	double cpu = -1;
+	while (alcm_reader_find_section(r, "FRAM", from, &k) == ALCM_OK) {
+		uint8_t fb[120]; /* spec 6.8 */
+		alcm_section_info si;
+		alcm_frame_report fr;
+		assert_int_equal(alcm_reader_section_info(r, k, &si), ALCM_OK);
+		assert_int_equal(si.length, sizeof(fb));
+		assert_int_equal(alcm_reader_section_read(r, k, fb, sizeof(fb)), ALCM_OK);
+		assert_int_equal(alcm_frame_report_load(&fr, fb, sizeof(fb)), ALCM_OK);
+		cpu = fr.cpu_seconds;
+		from = k + 1;
+	}
+	alcm_reader_free(r);
+	return cpu;
+}
+
+static void test_same_frames_same_bytes(void **state)
+{
+	(void)state;
+	size_t l1, l2, l3;
+	uint8_t *a = stream_bytes(0, &l1), *b = stream_bytes(0, &l2), *c = stream_bytes(1, &l3);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(a, b, l1);
+	assert_true(last_fram_cpu(a, l1) == 0);
+	assert_true(last_fram_cpu(c, l3) > 0);
+	free(a);
+	free(b);
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_frames_and_reports),
 		cmocka_unit_test(test_scheduler_and_resume),
 		cmocka_unit_test(test_scheduler_settles_at_the_floor),
+		cmocka_unit_test(test_same_frames_same_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
