@@ -81,8 +81,9 @@ static void fill_float(int dtype, uint8_t *p, uint64_t n, uint64_t *seed, double
 	}
 }
 
-static alcm_tensor make(const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
-                        uint8_t **data, uint64_t *seed)
+/* A tensor over bytes the caller owns. */
+static alcm_tensor view(const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
+                        const void *data)
 {
 	alcm_tensor t;
 	memset(&t, 0, sizeof(t));
@@ -96,6 +97,15 @@ static alcm_tensor make(const char *name, int dtype, uint32_t ndim, const uint64
 		n *= shape[i];
 	}
 	t.nbytes = n * alcm_dtype_size(dtype);
+	t.data = data;
+	return t;
+}
+
+static alcm_tensor make(const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
+                        uint8_t **data, uint64_t *seed)
+{
+	alcm_tensor t = view(name, dtype, ndim, shape, NULL);
+	uint64_t n = t.nbytes / alcm_dtype_size(dtype);
 	*data = malloc(t.nbytes ? t.nbytes : 1);
 	if (alcm_dtype_is_float(dtype))
 		fill_float(dtype, *data, n, seed, 0.05);
@@ -248,15 +258,7 @@ static void test_narrow_dtype_bound_sweep(void **state)
 		/* Gaussian with scale 0.3: the top values sit in the binade [0.5, 1) and above,
 		 * where bfloat16's spacing is 2^-8; the bounds sweep across it. */
 		fill_float(dts[d], data, 128 * 512, &seed, dts[d] == ALCM_DTYPE_BF16 ? 0.3 : 0.3 / 16);
-		alcm_tensor t;
-		memset(&t, 0, sizeof(t));
-		t.name = "w";
-		t.name_len = 1;
-		t.dtype = dts[d];
-		t.ndim = 2;
-		memcpy(t.shape, shape, sizeof(shape));
-		t.data = data;
-		t.nbytes = 128 * 512 * 2;
+		alcm_tensor t = view("w", dts[d], 2, shape, data);
 		double scale = dts[d] == ALCM_DTYPE_BF16 ? 1 : 1.0 / 16 / 8; /* f16: 3 more bits */
 		size_t smallest = SIZE_MAX;
 		for (int k = 0; k <= 12; k++) {
@@ -584,15 +586,7 @@ static void test_palette_dequantized_weights(void **state)
 			fill_dequantized(dts[d], data, n, &seed);
 			if (mixed) /* the head of the chunk holds many values, the sampled middle few */
 				fill_float(dts[d], data, 4096, &seed, 0.05);
-			alcm_tensor t;
-			memset(&t, 0, sizeof(t));
-			t.name = "q";
-			t.name_len = 1;
-			t.dtype = dts[d];
-			t.ndim = 2;
-			memcpy(t.shape, shape, sizeof(shape));
-			t.data = data;
-			t.nbytes = n * w;
+			alcm_tensor t = view("q", dts[d], 2, shape, data);
 			alcm_pack_options o;
 			alcm_pack_options_default(&o);
 			o.chunk_bytes = 1 << 18; /* several chunks */
@@ -637,15 +631,7 @@ static void test_palette_fallback_not_worse(void **state)
 		else
 			p[i] = r % 20 ? 0.0f : (float)(1 + r % 50) / 64.0f;
 	}
-	alcm_tensor t;
-	memset(&t, 0, sizeof(t));
-	t.name = "bigram";
-	t.name_len = 6;
-	t.dtype = ALCM_DTYPE_F32;
-	t.ndim = 2;
-	memcpy(t.shape, shape, sizeof(shape));
-	t.data = p;
-	t.nbytes = n * 4;
+	alcm_tensor t = view("bigram", ALCM_DTYPE_F32, 2, shape, p);
 	alcm_pack_options o;
 	alcm_pack_options_default(&o);
 	packed pk;

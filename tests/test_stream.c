@@ -40,6 +40,19 @@ static void decode_frame(const void *buf, size_t len, uint32_t frame, float *out
 	alcm_reader_free(r);
 }
 
+/* Commits the in-memory stream archive and returns a copy of its bytes; frees w and s. */
+static uint8_t *finish(alcm_writer *w, alcm_stream *s, size_t *len)
+{
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
+	uint8_t *copy = malloc(*len);
+	memcpy(copy, b, *len);
+	alcm_writer_free(w);
+	alcm_stream_free(s);
+	return copy;
+}
+
 /* Packs `frames` frames into one in-memory stream archive; returns its bytes. */
 static uint8_t *run(int feedback, int frames, float (*in)[N], size_t *len,
                     alcm_frame_report *reps)
@@ -59,14 +72,7 @@ static uint8_t *run(int feedback, int frames, float (*in)[N], size_t *len,
 		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &reps[f]), ALCM_OK);
 		assert_int_equal(reps[f].frame, f);
 	}
-	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
-	const void *b;
-	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
-	uint8_t *copy = malloc(*len);
-	memcpy(copy, b, *len);
-	alcm_writer_free(w);
-	alcm_stream_free(s);
-	return copy;
+	return finish(w, s, len);
 }
 
 /* With error feedback the running sum of decoded frames stays within one bound of the
@@ -285,14 +291,7 @@ static uint8_t *stream_bytes(int record_cpu, size_t *len)
 		assert_int_equal(alcm_stream_encode(s, w, &t, 1, &rep), ALCM_OK);
 		assert_true(rep.cpu_seconds > 0); /* the caller always gets the measurement */
 	}
-	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
-	const void *b;
-	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
-	uint8_t *copy = malloc(*len);
-	memcpy(copy, b, *len);
-	alcm_writer_free(w);
-	alcm_stream_free(s);
-	return copy;
+	return finish(w, s, len);
 }
 
 static double last_fram_cpu(const uint8_t *b, size_t len)
