@@ -19,7 +19,6 @@ struct alcm_stream {
 	uint32_t frame;
 	double aggr;
 	double ceiling;   /* no raise above this: one step under a level that broke the floor */
-	int reset;        /* the window restarted after a back-off (no raise on short history) */
 	unsigned calm;    /* frames in a row whose SNR had room for one more step */
 	double caq[MAX_WINDOW];
 	unsigned ncaq;
@@ -202,7 +201,8 @@ static int decide(const alcm_stream *s, double snr_db, double *trend_out)
 	if (snr_db < s->opt.fidelity_floor_db)
 		return ALCM_DECIDE_BACKOFF_FIDELITY;
 	if (s->ncaq < 2)
-		return s->reset ? ALCM_DECIDE_HOLD : ALCM_DECIDE_START;
+		/* Short history: the stream's first frame, or a window a back-off emptied. */
+		return s->frame == 0 ? ALCM_DECIDE_START : ALCM_DECIDE_HOLD;
 	/* Under the ceiling; or at it with a whole window of SNR room for one more step, which
 	 * lifts the ceiling (the frame that broke the floor may have been a passing one). */
 	int room = s->aggr < 1 - 1e-9 &&
@@ -239,10 +239,8 @@ static void apply(alcm_stream *s, int decision, double a)
 		break;
 	default: a = fmin(s->ceiling, fmin(1, a + 0.1)); /* start */
 	}
-	if (decision == ALCM_DECIDE_BACKOFF_CAQ || decision == ALCM_DECIDE_BACKOFF_FIDELITY) {
+	if (decision == ALCM_DECIDE_BACKOFF_CAQ || decision == ALCM_DECIDE_BACKOFF_FIDELITY)
 		s->ncaq = 0;
-		s->reset = 1;
-	}
 	s->aggr = a;
 }
 
@@ -420,7 +418,6 @@ int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
 	uint32_t i = 0, k;
 	s->frame = alcm_archive_frame_count(r);
 	s->ncaq = 0;
-	s->reset = 0;
 	s->calm = 0;
 	s->ceiling = 1;
 	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK) {
