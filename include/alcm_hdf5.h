@@ -106,8 +106,12 @@ extern "C" {
                                            tensors and the structure come back through a pipe
                                            and are checked again; a crash of libhdf5 on a
                                            malformed file becomes ALCM_E_CORRUPT instead of
-                                           taking this process down. Recommended for files
-                                           from strangers; the tools use it by default. */
+                                           taking this process down, and a child silent
+                                           for ALCM_H5_TIMEOUT seconds (environment,
+                                           default 600; libhdf5 loops forever on some
+                                           malformed files) is killed: ALCM_E_LIMIT.
+                                           Recommended for files from strangers; the tools
+                                           use it by default. */
 
 typedef struct alcm_h5_input alcm_h5_input;
 

@@ -4,7 +4,7 @@
 # --h5-chunk/--h5-gzip; refusal naming the object, --skip-unsupported listing it; external
 # links; a damaged .h5; the filter plugin through h5repack.
 # Usage: cli_hdf5.sh BIN_DIR SOURCE_DIR. Fixtures come from `test_hdf5 --fixture DIR` (the
-# HDF5 C API, no binary blobs).
+# HDF5 C API), but for tests/data/libhdf5-loops.h5, found by the fuzzer.
 set -u
 B=$1
 T=$(mktemp -d)
@@ -109,6 +109,22 @@ elif [ -e "$P/libH5Zalcm.so" ]; then
 	unset HDF5_PLUGIN_PATH
 else
 	echo "cli_hdf5: $P/libH5Zalcm.so not built: plugin checks skipped"
+fi
+
+# A file on which libhdf5 (1.10, Debian 12) loops forever, found by fuzz_hdf5 (the one binary
+# fixture here: no API call makes it). The isolated reader is stopped after ALCM_H5_TIMEOUT
+# seconds of silence: a limit error naming the file, no output, no process left behind.
+loops=${2:-.}/tests/data/libhdf5-loops.h5
+if [ -f "$loops" ]; then
+	t0=$(date +%s)
+	expect 6 env ALCM_H5_TIMEOUT=2 "$B/alcm-pack" "$loops" -o "$T/loops.alcm"
+	has "libhdf5-loops.h5"
+	has "no answer for 2 s"
+	if [ -e "$T/loops.alcm" ]; then bad "output left after the timeout"; else ok; fi
+	if [ $(($(date +%s) - t0)) -lt 30 ]; then ok; else bad "the timeout took too long"; fi
+	if pgrep -f "alcm-pack $loops" >/dev/null; then bad "reader process left running"; else ok; fi
+else
+	bad "missing $loops"
 fi
 
 echo "cli_hdf5: $pass passed, $fail failed"

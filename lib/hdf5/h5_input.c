@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -67,6 +68,7 @@ struct alcm_h5_input {
 	size_t buf_cap;
 	/* ALCM_H5_ISOLATE: libhdf5 runs in `child`, messages arrive on `fd`. */
 	int isolated, fd, done;
+	int timeout_s, timed_out; /* seconds the child may stay silent (ALCM_H5_TIMEOUT) */
 	pid_t child;
 	char *tname;
 	size_t received;
@@ -1475,11 +1477,32 @@ static void child_run(int fd, const char *path, const void *buf, size_t len,
 	_exit(0);
 }
 
-/* Reads exactly n bytes. @return 0, or -1 at end of file or on an error. */
+/* Seconds the reader child may stay silent before it is stopped: libhdf5 loops forever on
+ * some malformed files. ALCM_H5_TIMEOUT overrides the default of 600. */
+static int child_timeout(void)
+{
+	const char *e = getenv("ALCM_H5_TIMEOUT");
+	char *end;
+	long v = e ? strtol(e, &end, 10) : 0;
+	return e && *e && !*end && v > 0 && v <= 86400 ? (int)v : 600;
+}
+
+/* Reads exactly n bytes. @return 0, or -1 at end of file, on an error, or when the child
+ * said nothing for timeout_s seconds (then it is killed and timed_out set). */
 static int parent_get(alcm_h5_input *in, void *p, size_t n)
 {
 	uint8_t *b = p;
 	while (n) {
+		struct pollfd pf = {in->fd, POLLIN, 0};
+		int pr = poll(&pf, 1, in->timeout_s * 1000);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0) {
+			in->timed_out = 1;
+			if (in->child > 0)
+				kill(in->child, SIGKILL);
+			return -1;
+		}
 		ssize_t r = read(in->fd, b, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -1518,6 +1541,11 @@ static int child_died(alcm_h5_input *in)
 	in->child = 0;
 	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (in->timed_out)
+		return fail(in, ALCM_E_LIMIT,
+		            "libhdf5 gave no answer for %d s reading the file (it loops on some "
+		            "malformed files): stopped; ALCM_H5_TIMEOUT=SECONDS sets the limit",
+		            in->timeout_s);
 	if (pid > 0 && WIFSIGNALED(status))
 		return fail(in, WTERMSIG(status) == SIGKILL ? ALCM_E_NOMEM : ALCM_E_CORRUPT,
 		            "libhdf5 died reading the file (signal %d): the file is malformed, or the "
@@ -1682,6 +1710,7 @@ static int isolate_open(alcm_h5_input **out, const char *path, const void *buf, 
 	close(p[1]);
 	in->fd = p[0];
 	in->child = pid;
+	in->timeout_s = child_timeout();
 	int type;
 	uint64_t n;
 	int rc = msg_head(in, &type, &n);
