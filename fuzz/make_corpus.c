@@ -242,6 +242,16 @@ static void archives(void)
 	put_archive("lossless-mixed", p, len, call, 4, uall, 3);
 	free(p);
 
+	/* Lossless transforms 4 (sparse: a third of the values zero) and 3 (palette). */
+	make(&a, "grad", ALCM_DTYPE_F32, 2, (uint64_t[]){2, 512}, 1, 1);
+	for (size_t i = 4; i < 1024; i++)
+		if (i % 3 == 0)
+			memset(a.data + 4 * i, 0, 4);
+	make(&b, "pal", ALCM_DTYPE_F16, 1, (uint64_t[]){600}, 0, 0);
+	p = archive(&(pack){0}, (tbuf *[]){&a, &b}, 2, &len);
+	put_archive("lossless-sparse-palette", p, len, c0, 1, uall, 3);
+	free(p);
+
 	/* Lossy modes: quantized data, scales, masks and escapes. */
 	make(&a, "maxerr", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 32}, 1, 1);
 	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.01, .prune = 0.1},

@@ -495,7 +495,8 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	tentry *te = d->te;
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
 	size_t w = alcm_dtype_size(te->info.dtype);
-	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? ce * w : alcm_quant_scratch(ce);
+	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? alcm_lossless_scratch(ce, w)
+	                                                       : alcm_quant_scratch(ce);
 	if (grow(a, &sl->cbuf, &sl->ccap, sl->dl ? sl->dl : 1) ||
 	    grow(a, &sl->mbuf, &sl->mcap, sl->ml ? sl->ml : 1) ||
 	    grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))

@@ -349,3 +349,17 @@ int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact
 	*out = dst;
 	return b->decode(c, dst, exact, p, (size_t)clen);
 }
+
+int alcm_bitmap_get(alcm_coder *c, alcm_cursor *cur, uint8_t *bits, uint64_t n, uint64_t *ones)
+{
+	int st = alcm_stream_get(c, cur, bits, (size_t)(n / 8 + 1));
+	if (st)
+		return st;
+	if (bits[n / 8] >> (n % 8))
+		return ALCM_E_CORRUPT; /* bits past the end must be zero */
+	uint64_t k = 0;
+	for (uint64_t i = 0; i < n / 8; i++)
+		k += (uint64_t)__builtin_popcount(bits[i]);
+	*ones = k + (uint64_t)__builtin_popcount(bits[n / 8]);
+	return ALCM_OK;
+}

@@ -76,6 +76,9 @@ int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, 
  * zstd was used (may be NULL). */
 int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level,
                      int try_zstd, int *zstd_used);
+/* Decodes a bitmap stream of n elements (floor(n / 8) + 1 bytes, bit i % 8 of byte i / 8,
+ * bits past n zero, else corrupt) into bits, and counts its set bits into *ones. */
+int alcm_bitmap_get(alcm_coder *c, alcm_cursor *cur, uint8_t *bits, uint64_t n, uint64_t *ones);
 /* Decodes a stream whose raw length must be `exact` into dst. */
 int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact);
 /* Same, but a raw stream is not copied: *out points into the cursor's bytes, else to dst. */
@@ -96,7 +99,8 @@ enum alcm_transform {
 	ALCM_TRANSFORM_NONE = 0,   /* one stream of the raw bytes */
 	ALCM_TRANSFORM_PLANES = 1, /* one stream per byte of the element */
 	ALCM_TRANSFORM_FLOAT = 2,  /* float bits rotated left by 1 (exponent first), then planes */
-	ALCM_TRANSFORM_PALETTE = 3 /* at most 256 distinct values: a sorted palette, byte indices */
+	ALCM_TRANSFORM_PALETTE = 3, /* at most 256 distinct values: a sorted palette, byte indices */
+	ALCM_TRANSFORM_SPARSE = 4   /* a bitmap of the nonzero elements, then their planes */
 };
 
 /* A lossless plan: the transform, and which planes are worth giving to zstd (bit k set:
@@ -110,8 +114,15 @@ typedef struct alcm_lplan {
 
 int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,
                          const uint8_t *src, uint64_t elems, int level);
+/* scratch: alcm_lossless_scratch(elems, dtype size) bytes. */
 int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst,
                          uint64_t elems, uint8_t *scratch);
+static inline uint64_t alcm_lossless_scratch(uint64_t elems, size_t w)
+{
+	return elems * w + elems / 8 + 1;
+}
+/* The number of coded streams of a chunk in this transform. */
+size_t alcm_lossless_streams(unsigned transform, size_t w);
 /* Picks a transform for a tensor from a sample of its bytes. */
 alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
                                 uint64_t elems, int level);

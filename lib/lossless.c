@@ -122,48 +122,54 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Collects the distinct values of n elements, sorted; 0 if there are more than 256. */
-static int pal_build(palette *p, const uint8_t *src, uint64_t n, size_t w)
+/* Collects the distinct values of n elements, sorted; 0 if there are more than 256. When ix
+ * is not NULL it receives each element's index into the sorted palette: one hash lookup per
+ * element, in first-seen order, then a byte remap. */
+static int pal_build(palette *p, const uint8_t *src, uint64_t n, size_t w, uint8_t *ix)
 {
+	uint8_t remap[PAL_MAX];
 	memset(p->used, 0, sizeof(p->used));
 	p->m = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = elem_bits(src + i * w, w);
 		unsigned s = pal_slot(p, k);
-		if (p->used[s])
-			continue;
-		if (p->m == PAL_MAX)
-			return 0;
-		p->used[s] = 1;
-		p->key[s] = k;
-		p->val[p->m++] = k;
+		if (!p->used[s]) {
+			if (p->m == PAL_MAX)
+				return 0;
+			p->used[s] = 1;
+			p->key[s] = k;
+			p->idx[s] = (uint8_t)p->m;
+			p->val[p->m++] = k;
+		}
+		if (ix)
+			ix[i] = p->idx[s];
 	}
 	qsort(p->val, p->m, sizeof(uint64_t), cmp_u64);
-	for (unsigned j = 0; j < p->m; j++)
-		p->idx[pal_slot(p, p->val[j])] = (uint8_t)j;
+	for (unsigned j = 0; j < p->m; j++) {
+		unsigned s = pal_slot(p, p->val[j]);
+		remap[p->idx[s]] = (uint8_t)j;
+		p->idx[s] = (uint8_t)j;
+	}
+	if (ix)
+		for (uint64_t i = 0; i < n; i++)
+			ix[i] = remap[ix[i]];
 	return 1;
 }
 
 /* Transform 3: varint m, the palette (m elements, ascending as unsigned integers), then one
- * index byte per element. */
-static int pal_encode(alcm_coder *c, alcm_buf *out, const palette *p, const uint8_t *src,
+ * index byte per element (ix, from pal_build). */
+static int pal_encode(alcm_coder *c, alcm_buf *out, const palette *p, const uint8_t *ix,
                       uint64_t n, size_t w, unsigned zmask, int level)
 {
 	uint8_t pal[PAL_MAX * 8];
 	for (unsigned j = 0; j < p->m; j++)
 		for (size_t b = 0; b < w; b++)
 			pal[j * w + b] = (uint8_t)(p->val[j] >> (8 * b));
-	uint8_t *ix = alcm_mem_alloc(out->a, (size_t)(n ? n : 1));
-	if (!ix)
-		return ALCM_E_NOMEM;
-	for (uint64_t i = 0; i < n; i++)
-		ix[i] = p->idx[pal_slot(p, elem_bits(src + i * w, w))];
 	int st = alcm_buf_put_varint(out, p->m);
 	if (!st)
 		st = alcm_stream_put2(c, out, pal, p->m * w, level, zmask & 1, NULL);
 	if (!st)
 		st = alcm_stream_put2(c, out, ix, (size_t)n, level, (zmask >> 1) & 1, NULL);
-	alcm_mem_free(out->a, ix);
 	return st;
 }
 
@@ -185,45 +191,189 @@ static int pal_decode(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t n,
 			return ALCM_E_CORRUPT; /* not strictly ascending */
 	if ((st = alcm_stream_view(c, cur, scratch, (size_t)n, &ix)))
 		return st;
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = 0; i < n; i++)
 		if (ix[i] >= m)
 			return ALCM_E_CORRUPT;
-		memcpy(dst + i * w, pal + (size_t)ix[i] * w, w);
+	if (w == 4) {
+		uint32_t v[PAL_MAX];
+		for (uint64_t j = 0; j < m; j++)
+			v[j] = alcm_load32(pal + 4 * j);
+		for (uint64_t i = 0; i < n; i++)
+			alcm_store32(dst + 4 * i, v[ix[i]]);
+	} else {
+		for (uint64_t i = 0; i < n; i++)
+			memcpy(dst + i * w, pal + (size_t)ix[i] * w, w);
+	}
+	return ALCM_OK;
+}
+
+/* ---- sparse -------------------------------------------------------------------------------- */
+
+static inline uint64_t rotl_w(uint64_t v, size_t w)
+{
+	return w == 2 ? rotl16((uint16_t)v) : w == 4 ? rotl32((uint32_t)v) : w == 8 ? rotl64(v) : v;
+}
+static inline uint64_t rotr_w(uint64_t v, size_t w)
+{
+	return w == 2 ? rotr16((uint16_t)v) : w == 4 ? rotr32((uint32_t)v) : w == 8 ? rotr64(v) : v;
+}
+
+/* Transform 4: varint nz, a bitmap stream of floor(n / 8) + 1 bytes (bit i set: element i is
+ * not all zero bits), then w streams of nz bytes, the planes of the nonzero elements (bits
+ * rotated as in transform 2 for floats). Gradients with many exact zeros, pruned weights. */
+static int sparse_encode(alcm_coder *c, alcm_buf *out, const uint8_t *src, uint64_t n,
+                         size_t w, int rot, unsigned zmask, int level)
+{
+	size_t mb = (size_t)(n / 8 + 1);
+	uint8_t *bits = alcm_mem_alloc(out->a, mb + (size_t)n * w);
+	if (!bits)
+		return ALCM_E_NOMEM;
+	uint8_t *pl = bits + mb;
+	memset(bits, 0, mb);
+	uint64_t nz = 0;
+	/* Branch-free: every element is written at the next free slot, which only a nonzero one
+	 * keeps (zeros are as frequent as not in gradients, a branch would mispredict). */
+	if (w == 4) {
+		uint8_t *a = pl, *b = pl + n, *cc = pl + 2 * n, *d = pl + 3 * n;
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t v = alcm_load32(src + 4 * i);
+			uint32_t keep = v != 0;
+			bits[i >> 3] |= (uint8_t)(keep << (i & 7));
+			if (rot)
+				v = rotl32(v);
+			a[nz] = (uint8_t)v;
+			b[nz] = (uint8_t)(v >> 8);
+			cc[nz] = (uint8_t)(v >> 16);
+			d[nz] = (uint8_t)(v >> 24);
+			nz += keep;
+		}
+	} else {
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t v = elem_bits(src + i * w, w);
+			uint64_t keep = v != 0;
+			bits[i >> 3] |= (uint8_t)(keep << (i & 7));
+			if (rot)
+				v = rotl_w(v, w);
+			for (size_t k = 0; k < w; k++)
+				pl[k * n + nz] = (uint8_t)(v >> (8 * k));
+			nz += keep;
+		}
+	}
+	int st = alcm_buf_put_varint(out, nz);
+	if (!st)
+		st = alcm_stream_put2(c, out, bits, mb, level, zmask & 1, NULL);
+	for (size_t k = 0; k < w && !st; k++)
+		st = alcm_stream_put2(c, out, pl + k * n, (size_t)nz, level, (zmask >> (k + 1)) & 1,
+		                      NULL);
+	alcm_mem_free(out->a, bits);
+	return st;
+}
+
+static int sparse_decode(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t n, size_t w,
+                         int rot, uint8_t *scratch)
+{
+	uint64_t nz;
+	size_t mb = (size_t)(n / 8 + 1);
+	int st = alcm_cur_varint(cur, &nz);
+	if (st)
+		return st;
+	if (nz > n)
+		return ALCM_E_CORRUPT;
+	uint8_t *bits = scratch;
+	uint64_t ones;
+	if ((st = alcm_bitmap_get(c, cur, bits, n, &ones)))
+		return st;
+	if (ones != nz)
+		return ALCM_E_CORRUPT;
+	const uint8_t *pl[8];
+	for (size_t k = 0; k < w; k++)
+		if ((st = alcm_stream_view(c, cur, scratch + mb + k * nz, (size_t)nz, &pl[k])))
+			return st;
+	if (!nz) {
+		memset(dst, 0, (size_t)n * w);
+		return ALCM_OK;
+	}
+	/* Branch-free as the encoder: j stops at the last value, a zero element masks it out. */
+	uint64_t j = 0, last = nz - 1;
+	if (w == 4) {
+		const uint8_t *a = pl[0], *b = pl[1], *cc = pl[2], *d = pl[3];
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t keep = (bits[i >> 3] >> (i & 7)) & 1;
+			uint64_t jj = j < last ? j : last;
+			uint32_t v = (uint32_t)a[jj] | ((uint32_t)b[jj] << 8) | ((uint32_t)cc[jj] << 16) |
+			             ((uint32_t)d[jj] << 24);
+			if (rot)
+				v = rotr32(v);
+			alcm_store32(dst + 4 * i, v & (0u - keep));
+			j += keep;
+		}
+		return ALCM_OK;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t keep = (bits[i >> 3] >> (i & 7)) & 1;
+		uint64_t jj = j < last ? j : last, v = 0;
+		for (size_t k = 0; k < w; k++)
+			v |= (uint64_t)pl[k][jj] << (8 * k);
+		if (rot)
+			v = rotr_w(v, w);
+		v &= 0 - keep;
+		for (size_t k = 0; k < w; k++)
+			dst[i * w + k] = (uint8_t)(v >> (8 * k));
+		j += keep;
 	}
 	return ALCM_OK;
 }
 
 /* ---- chunks -------------------------------------------------------------------------------- */
 
+size_t alcm_lossless_streams(unsigned transform, size_t w)
+{
+	switch (transform) {
+	case ALCM_TRANSFORM_NONE: return 1;
+	case ALCM_TRANSFORM_PALETTE: return 2;
+	case ALCM_TRANSFORM_SPARSE: return w + 1;
+	default: return w;
+	}
+}
+
 int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,
                          const uint8_t *src, uint64_t elems, int level)
 {
-	unsigned transform = plan->transform;
+	unsigned transform = plan->transform, zmask = plan->zmask;
 	size_t w = alcm_dtype_size(dtype);
 	size_t n = (size_t)(elems * w);
-	palette *pal = NULL;
+	int fl = alcm_dtype_is_float(dtype);
 	if (transform == ALCM_TRANSFORM_PALETTE) {
 		/* The plan came from a sample: the whole chunk may hold more values. */
-		pal = w >= 2 ? alcm_mem_alloc(out->a, sizeof(*pal)) : NULL;
-		if (w >= 2 && !pal)
-			return ALCM_E_NOMEM;
-		if (!pal || !pal_build(pal, src, elems, w)) {
+		palette *pal = w >= 2 ? alcm_mem_alloc(out->a, sizeof(*pal)) : NULL;
+		uint8_t *ix = pal ? alcm_mem_alloc(out->a, (size_t)(elems ? elems : 1)) : NULL;
+		if (w >= 2 && !ix) {
 			alcm_mem_free(out->a, pal);
-			pal = NULL;
-			transform = plan->fb_transform;
+			return ALCM_E_NOMEM;
 		}
+		int fits = pal && pal_build(pal, src, elems, w, ix), st = ALCM_OK;
+		if (fits) {
+			uint8_t t = ALCM_TRANSFORM_PALETTE;
+			st = alcm_buf_put(out, &t, 1);
+			if (!st)
+				st = pal_encode(c, out, pal, ix, elems, w, zmask, level);
+		}
+		alcm_mem_free(out->a, ix);
+		alcm_mem_free(out->a, pal);
+		if (fits)
+			return st;
+		/* A fallback that is the palette again means none (the chooser's trial). */
+		if (plan->fb_transform == ALCM_TRANSFORM_PALETTE)
+			return ALCM_E_ARG;
+		transform = plan->fb_transform;
+		zmask = plan->fb_zmask;
 	}
 	uint8_t t = (uint8_t)transform;
 	int st = alcm_buf_put(out, &t, 1);
-	if (pal) {
-		if (!st)
-			st = pal_encode(c, out, pal, src, elems, w, plan->zmask, level);
-		alcm_mem_free(out->a, pal);
-		return st;
-	}
 	if (st)
 		return st;
-	unsigned zmask = plan->transform == ALCM_TRANSFORM_PALETTE ? plan->fb_zmask : plan->zmask;
+	if (transform == ALCM_TRANSFORM_SPARSE)
+		return sparse_encode(c, out, src, elems, w, fl, zmask, level);
 	if (transform == ALCM_TRANSFORM_NONE || w == 1)
 		return alcm_stream_put2(c, out, src, n, level, zmask & 1, NULL);
 	uint8_t *planes = alcm_mem_alloc(out->a, n);
@@ -242,6 +392,7 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 {
 	size_t w = alcm_dtype_size(dtype);
 	size_t n = (size_t)(elems * w);
+	int fl = alcm_dtype_is_float(dtype);
 	uint8_t t;
 	int st = alcm_cur_u8(cur, &t);
 	if (st)
@@ -250,7 +401,9 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 		return alcm_stream_get(c, cur, dst, n);
 	if (t == ALCM_TRANSFORM_PALETTE)
 		return pal_decode(c, cur, dst, elems, w, scratch);
-	if (t > ALCM_TRANSFORM_FLOAT || (t == ALCM_TRANSFORM_FLOAT && !alcm_dtype_is_float(dtype)))
+	if (t == ALCM_TRANSFORM_SPARSE)
+		return sparse_decode(c, cur, dst, elems, w, fl, scratch);
+	if (t > ALCM_TRANSFORM_FLOAT || (t == ALCM_TRANSFORM_FLOAT && !fl))
 		return ALCM_E_CORRUPT;
 	const uint8_t *pl[8];
 	for (size_t k = 0; k < w; k++)
@@ -260,19 +413,25 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 	return ALCM_OK;
 }
 
-/* Codes a sample with every plane offered to zstd, recording which planes shrank. */
+/* Codes a sample with every stream offered to zstd, recording which streams shrank.
+ * @return the coded length, SIZE_MAX if the transform does not apply (a palette of more than
+ * 256 values) or failed. */
 static size_t trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
                     const uint8_t *s, uint64_t ns, int level, unsigned *zmask)
 {
-	size_t w = alcm_dtype_size(dtype), planes = transform == ALCM_TRANSFORM_NONE ? 1 : w;
-	alcm_lplan all = {.transform = transform, .zmask = 0xffu};
+	size_t w = alcm_dtype_size(dtype), streams = alcm_lossless_streams(transform, w);
+	alcm_lplan all = {transform, 0x1ffu, ALCM_TRANSFORM_PALETTE, 0};
 	tmp->len = 0;
 	if (alcm_lossless_encode(c, tmp, dtype, &all, s, ns, level))
 		return SIZE_MAX;
-	/* Walk the stream headers: backend byte 1 means zstd won on that plane. */
+	/* Walk the stream headers: backend byte 1 means zstd won on that stream. */
 	alcm_cursor cur = {tmp->p, tmp->len, 1};
+	uint64_t skip;
+	if ((transform == ALCM_TRANSFORM_PALETTE || transform == ALCM_TRANSFORM_SPARSE) &&
+	    alcm_cur_varint(&cur, &skip))
+		return SIZE_MAX;
 	*zmask = 0;
-	for (size_t k = 0; k < planes; k++) {
+	for (size_t k = 0; k < streams; k++) {
 		uint8_t id;
 		uint64_t raw, clen;
 		const uint8_t *p;
@@ -286,11 +445,20 @@ static size_t trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
 	return tmp->len;
 }
 
+/* Elements of the sample whose bits are all zero, in 1/64ths. */
+static unsigned zero_share(const uint8_t *s, uint64_t ns, size_t w)
+{
+	uint64_t z = 0;
+	for (uint64_t i = 0; i < ns; i++)
+		z += elem_bits(s + i * w, w) == 0;
+	return (unsigned)(z * 64 / ns);
+}
+
 alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
                                 uint64_t elems, int level)
 {
 	size_t w = alcm_dtype_size(dtype);
-	alcm_lplan best = {.transform = ALCM_TRANSFORM_NONE, .zmask = 0xffu};
+	alcm_lplan best = {.transform = ALCM_TRANSFORM_NONE, .zmask = 0x1ffu};
 	unsigned alt = alcm_dtype_is_float(dtype) ? ALCM_TRANSFORM_FLOAT : ALCM_TRANSFORM_PLANES;
 	/* A 64 KiB sample from the middle of the chunk decides; coding it twice costs a few
 	 * percent of the chunk's time. */
@@ -298,29 +466,28 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
 	if (ns > elems)
 		ns = elems;
 	if (ns < 256)
-		return w == 1 ? best : (alcm_lplan){.transform = alt, .zmask = 0xffu};
+		return w == 1 ? best : (alcm_lplan){.transform = alt, .zmask = 0x1ffu};
 	const uint8_t *s = src + (size_t)((elems - ns) / 2 * w);
 	unsigned zm;
 	size_t len = trial(c, tmp, dtype, ALCM_TRANSFORM_NONE, s, ns, level, &zm);
 	best.zmask = zm;
-	if (w > 1) {
-		size_t len2 = trial(c, tmp, dtype, alt, s, ns, level, &zm);
-		if (len2 <= len) {
-			best.transform = alt;
-			best.zmask = zm;
-			len = len2;
-		}
-		/* A sample of at most 256 distinct values: try the palette (both streams offered
-		 * to zstd; each is stored raw where zstd does not shrink it). */
-		palette *pal = alcm_mem_alloc(tmp->a, sizeof(*pal));
-		if (pal && pal_build(pal, s, ns, w)) {
-			tmp->len = 0;
-			uint8_t t = ALCM_TRANSFORM_PALETTE;
-			if (!alcm_buf_put(tmp, &t, 1) &&
-			    !pal_encode(c, tmp, pal, s, ns, w, 3u, level) && tmp->len < len)
-				best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, 3u, best.transform, best.zmask};
-		}
-		alcm_mem_free(tmp->a, pal);
+	if (w == 1)
+		return best;
+	/* Byte planes; the palette when the sample holds at most 256 distinct values (its
+	 * fallback, for a chunk that holds more, is the best plan without it); zeros elided
+	 * when at least 1/8 of the elements are zero. */
+	unsigned cand[3] = {alt, ALCM_TRANSFORM_SPARSE, ALCM_TRANSFORM_PALETTE};
+	for (unsigned i = 0; i < 3; i++) {
+		if (cand[i] == ALCM_TRANSFORM_SPARSE && zero_share(s, ns, w) < 8)
+			continue;
+		size_t l = trial(c, tmp, dtype, cand[i], s, ns, level, &zm);
+		if (l > len || (l == len && cand[i] == ALCM_TRANSFORM_PALETTE))
+			continue;
+		if (cand[i] == ALCM_TRANSFORM_PALETTE)
+			best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, zm, best.transform, best.zmask};
+		else
+			best = (alcm_lplan){.transform = cand[i], .zmask = zm};
+		len = l;
 	}
 	return best;
 }

@@ -330,16 +330,6 @@ out:
 
 /* ---- chunk decoder ---------------------------------------------------------------------- */
 
-static uint64_t popcount_bits(const uint8_t *bits, uint64_t n)
-{
-	uint64_t c = 0;
-	for (uint64_t i = 0; i < n / 8; i++)
-		c += (uint64_t)__builtin_popcount(bits[i]);
-	for (uint64_t i = n / 8 * 8; i < n; i++)
-		c += (bits[i >> 3] >> (i & 7)) & 1;
-	return c;
-}
-
 /*
  * scratch holds: mask bitmap (elems/8+1), then symbol planes (up to 4 * elems). The caller
  * sizes it with alcm_quant_scratch().
@@ -357,11 +347,10 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	uint64_t expect = elems;
 	if (mask) {
 		bits = scratch;
-		if ((st = alcm_stream_get(c, mask, bits, mbytes)))
+		uint64_t pruned;
+		if ((st = alcm_bitmap_get(c, mask, bits, elems, &pruned)))
 			return st;
-		if (elems % 8 && (bits[elems / 8] >> (elems % 8)))
-			return ALCM_E_CORRUPT; /* bits past the end must be zero */
-		expect -= popcount_bits(bits, elems);
+		expect -= pruned;
 	}
 	uint8_t width;
 	uint64_t nsym;

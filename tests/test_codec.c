@@ -703,6 +703,114 @@ static void test_palette_hostile(void **state)
 	alcm_coder_free(c);
 }
 
+/* Gradients and pruned weights: most elements exactly zero. Lossless stays bit-exact in
+ * every dtype (negative zeros, NaN and infinities kept; a chunk of only zeros and one with
+ * none), and float32 gradients with half their values zero take less room than zstd -19 on
+ * the raw bytes. */
+static void test_sparse_gradients(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_F32, ALCM_DTYPE_F16, ALCM_DTYPE_BF16, ALCM_DTYPE_F64,
+	                   ALCM_DTYPE_I32};
+	for (size_t d = 0; d < sizeof(dts) / sizeof(dts[0]); d++) {
+		uint64_t seed = 31 + d, rows = 64, cols = 1024, n = rows * cols;
+		uint64_t shape[2] = {rows, cols};
+		size_t w = alcm_dtype_size(dts[d]);
+		uint8_t *data = malloc(n * w);
+		if (dts[d] == ALCM_DTYPE_I32)
+			for (uint64_t i = 0; i < n; i++)
+				alcm_store32(data + 4 * i, (uint32_t)(tu_rand(&seed) % 2000) - 1000);
+		else
+			fill_float(dts[d], data, n, &seed, 1e-3);
+		put_specials(dts[d], data); /* NaN, infinities, -0.0, subnormals */
+		for (uint64_t i = 16; i < n; i++) {
+			uint64_t row = i / cols;
+			/* rows 8-15: only zeros (a whole chunk); rows 16-23: no zeros */
+			int zero = row >= 8 && row < 16 ? 1 : row >= 16 && row < 24 ? 0
+			                                                             : tu_rand(&seed) % 2 == 0;
+			if (zero)
+				memset(data + i * w, 0, w);
+		}
+		alcm_tensor t = view("g", dts[d], 2, shape, data);
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.chunk_bytes = 8 * cols * w; /* a chunk per 8 rows */
+		packed p;
+		alcm_tensor_report rep;
+		assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+		alcm_tensor_info info;
+		int st;
+		uint8_t *back = unpack_one(&p, 0, &info, &st);
+		assert_int_equal(st, ALCM_OK);
+		assert_memory_equal(back, data, n * w);
+		if (dts[d] == ALCM_DTYPE_F32) {
+			alcm_coder *c = alcm_coder_new(NULL, NULL);
+			alcm_buf b = {NULL, 0, 0, NULL};
+			assert_int_equal(alcm_stream_put(c, &b, data, n * w, 19), ALCM_OK);
+			if (!(rep.stored_bytes < b.len))
+				fail_msg("%llu bytes, zstd -19 %zu", (unsigned long long)rep.stored_bytes,
+				         b.len);
+			alcm_buf_free(&b);
+			alcm_coder_free(c);
+		}
+		free(back);
+		free(data);
+		alcm_writer_free(p.w);
+	}
+}
+
+/* Sparse chunks (transform 4) a reader must refuse: more nonzero elements than elements, a
+ * count that differs from the bitmap's, bits set past the end, planes of the wrong length;
+ * and a valid one decodes zeros where the bitmap is clear. */
+static void test_sparse_hostile(void **state)
+{
+	(void)state;
+	alcm_coder *c = alcm_coder_new(NULL, NULL);
+	const struct {
+		uint64_t nz;
+		uint8_t bits[2];
+		size_t plane_len;
+		int want;
+	} cases[] = {
+		{3, {0x2d, 0}, 3, ALCM_E_CORRUPT}, /* bitmap has 4 ones */
+		{4, {0x2d, 0}, 4, ALCM_OK},
+		{11, {0x2d, 0}, 11, ALCM_E_CORRUPT}, /* more than the 10 elements */
+		{5, {0x2d, 0x04}, 5, ALCM_E_CORRUPT}, /* bit 10 set, past the end */
+		{4, {0x2d, 0}, 3, ALCM_E_CORRUPT},    /* planes shorter than the count */
+		{0, {0, 0}, 0, ALCM_OK},
+	};
+	const uint32_t vals[4] = {0x3f800000u, 0x80000000u, 0x7fc00000u, 0x00000001u};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		alcm_buf b = {NULL, 0, 0, NULL};
+		uint8_t t = ALCM_TRANSFORM_SPARSE, planes[4][16] = {{0}};
+		for (size_t j = 0; j < 4; j++) {
+			uint32_t v = (vals[j] << 1) | (vals[j] >> 31); /* rotated as transform 2 */
+			for (int q = 0; q < 4; q++)
+				planes[q][j] = (uint8_t)(v >> (8 * q));
+		}
+		assert_int_equal(alcm_buf_put(&b, &t, 1), ALCM_OK);
+		assert_int_equal(alcm_buf_put_varint(&b, cases[k].nz), ALCM_OK);
+		assert_int_equal(alcm_stream_put(c, &b, cases[k].bits, 2, 0), ALCM_OK);
+		for (int q = 0; q < 4; q++)
+			assert_int_equal(alcm_stream_put(c, &b, planes[q], cases[k].plane_len, 0), ALCM_OK);
+		uint8_t out[40], scratch[64];
+		memset(out, 0xee, sizeof(out));
+		alcm_cursor cur = {b.p, b.len, 0};
+		int st = alcm_lossless_decode(c, &cur, ALCM_DTYPE_F32, out, 10, scratch);
+		if (st != cases[k].want)
+			fail_msg("case %zu: status %d, want %d", k, st, cases[k].want);
+		if (st == ALCM_OK) {
+			size_t j = 0;
+			for (int i = 0; i < 10; i++) {
+				int set = (cases[k].bits[i / 8] >> (i % 8)) & 1;
+				assert_int_equal(alcm_load32(out + 4 * i), set ? vals[j++] : 0u);
+			}
+		}
+		alcm_buf_free(&b);
+	}
+	alcm_coder_free(c);
+}
+
 static void test_hostile_chunks(void **state)
 {
 	(void)state;
@@ -818,6 +926,8 @@ int main(void)
 		cmocka_unit_test(test_palette_dequantized_weights),
 		cmocka_unit_test(test_palette_hostile),
 		cmocka_unit_test(test_palette_fallback_not_worse),
+		cmocka_unit_test(test_sparse_gradients),
+		cmocka_unit_test(test_sparse_hostile),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
