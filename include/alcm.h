@@ -391,7 +391,8 @@ typedef struct alcm_pack_options {
 	double bound;         /**< E, R or dB, depending on mode */
 	unsigned bits;        /**< for ALCM_MODE_BITS: 2..16 */
 	double prune;         /**< fraction of smallest magnitudes to drop into masks, 0..0.25 */
-	int level;            /**< zstd level, 1..19 (default 3) */
+	int level;            /**< zstd level, 1..19 (default 3); lossless streams that
+	                           code their chunk's sample smaller at level 1 use 1 */
 	unsigned threads;     /**< worker threads; 0 = all cores */
 	uint64_t chunk_bytes; /**< raw bytes per independently coded chunk (default 4 MiB) */
 	int int_policy;       /**< enum alcm_int_policy */

@@ -103,13 +103,15 @@ enum alcm_transform {
 	ALCM_TRANSFORM_SPARSE = 4   /* a bitmap of the nonzero elements, then their planes */
 };
 
-/* A lossless plan: the transform, and which planes are worth giving to zstd (bit k set:
- * plane k). Planes whose sample did not shrink are stored raw without trying. */
+/* A lossless plan: the transform; which streams are worth giving to zstd (bit k set: stream
+ * k; the others are stored raw without trying); which streams zstd codes at level 1 instead
+ * of the caller's level (bit k of lmask). */
 typedef struct alcm_lplan {
 	unsigned transform;
 	unsigned zmask;
+	unsigned lmask;
 	/* For the palette, chosen from a sample: the plan for a chunk of more than 256 values. */
-	unsigned fb_transform, fb_zmask;
+	unsigned fb_transform, fb_zmask, fb_lmask;
 } alcm_lplan;
 
 int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,

@@ -31,6 +31,15 @@ static inline uint64_t rotr64(uint64_t v)
 	return (v >> 1) | (v << 63);
 }
 
+/* Stream k of a chunk: zstd at the level the plan gives it (level 1 where its bit of lmask
+ * is set, else the caller's), or raw where zmask says zstd does not pay. */
+static int put_k(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n,
+                 const alcm_lplan *pl, unsigned k, int level)
+{
+	int lv = (pl->lmask >> k) & 1 ? 1 : level;
+	return alcm_stream_put2(c, out, src, n, lv, (pl->zmask >> k) & 1, NULL);
+}
+
 /* planes[k * n + i] = byte k of element i (after rotation when `rot`). */
 static void split(uint8_t *planes, const uint8_t *src, uint64_t n, size_t w, int rot)
 {
@@ -159,7 +168,7 @@ static int pal_build(palette *p, const uint8_t *src, uint64_t n, size_t w, uint8
 /* Transform 3: varint m, the palette (m elements, ascending as unsigned integers), then one
  * index byte per element (ix, from pal_build). */
 static int pal_encode(alcm_coder *c, alcm_buf *out, const palette *p, const uint8_t *ix,
-                      uint64_t n, size_t w, unsigned zmask, int level)
+                      uint64_t n, size_t w, const alcm_lplan *pl, int level)
 {
 	uint8_t pal[PAL_MAX * 8];
 	for (unsigned j = 0; j < p->m; j++)
@@ -167,9 +176,9 @@ static int pal_encode(alcm_coder *c, alcm_buf *out, const palette *p, const uint
 			pal[j * w + b] = (uint8_t)(p->val[j] >> (8 * b));
 	int st = alcm_buf_put_varint(out, p->m);
 	if (!st)
-		st = alcm_stream_put2(c, out, pal, p->m * w, level, zmask & 1, NULL);
+		st = put_k(c, out, pal, p->m * w, pl, 0, level);
 	if (!st)
-		st = alcm_stream_put2(c, out, ix, (size_t)n, level, (zmask >> 1) & 1, NULL);
+		st = put_k(c, out, ix, (size_t)n, pl, 1, level);
 	return st;
 }
 
@@ -222,7 +231,7 @@ static inline uint64_t rotr_w(uint64_t v, size_t w)
  * not all zero bits), then w streams of nz bytes, the planes of the nonzero elements (bits
  * rotated as in transform 2 for floats). Gradients with many exact zeros, pruned weights. */
 static int sparse_encode(alcm_coder *c, alcm_buf *out, const uint8_t *src, uint64_t n,
-                         size_t w, int rot, unsigned zmask, int level)
+                         size_t w, int rot, const alcm_lplan *pl0, int level)
 {
 	size_t mb = (size_t)(n / 8 + 1);
 	uint8_t *bits = alcm_mem_alloc(out->a, mb + (size_t)n * w);
@@ -261,10 +270,9 @@ static int sparse_encode(alcm_coder *c, alcm_buf *out, const uint8_t *src, uint6
 	}
 	int st = alcm_buf_put_varint(out, nz);
 	if (!st)
-		st = alcm_stream_put2(c, out, bits, mb, level, zmask & 1, NULL);
+		st = put_k(c, out, bits, mb, pl0, 0, level);
 	for (size_t k = 0; k < w && !st; k++)
-		st = alcm_stream_put2(c, out, pl + k * n, (size_t)nz, level, (zmask >> (k + 1)) & 1,
-		                      NULL);
+		st = put_k(c, out, pl + k * n, (size_t)nz, pl0, (unsigned)k + 1, level);
 	alcm_mem_free(out->a, bits);
 	return st;
 }
@@ -339,11 +347,10 @@ size_t alcm_lossless_streams(unsigned transform, size_t w)
 int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lplan *plan,
                          const uint8_t *src, uint64_t elems, int level)
 {
-	unsigned transform = plan->transform, zmask = plan->zmask;
 	size_t w = alcm_dtype_size(dtype);
 	size_t n = (size_t)(elems * w);
 	int fl = alcm_dtype_is_float(dtype);
-	if (transform == ALCM_TRANSFORM_PALETTE) {
+	if (plan->transform == ALCM_TRANSFORM_PALETTE) {
 		/* The plan came from a sample: the whole chunk may hold more values. */
 		palette *pal = w >= 2 ? alcm_mem_alloc(out->a, sizeof(*pal)) : NULL;
 		uint8_t *ix = pal ? alcm_mem_alloc(out->a, (size_t)(elems ? elems : 1)) : NULL;
@@ -356,7 +363,7 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 			uint8_t t = ALCM_TRANSFORM_PALETTE;
 			st = alcm_buf_put(out, &t, 1);
 			if (!st)
-				st = pal_encode(c, out, pal, ix, elems, w, zmask, level);
+				st = pal_encode(c, out, pal, ix, elems, w, plan, level);
 		}
 		alcm_mem_free(out->a, ix);
 		alcm_mem_free(out->a, pal);
@@ -365,24 +372,23 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 		/* A fallback that is the palette again means none (the chooser's trial). */
 		if (plan->fb_transform == ALCM_TRANSFORM_PALETTE)
 			return ALCM_E_ARG;
-		transform = plan->fb_transform;
-		zmask = plan->fb_zmask;
+		alcm_lplan fb = {plan->fb_transform, plan->fb_zmask, plan->fb_lmask, 0, 0, 0};
+		return alcm_lossless_encode(c, out, dtype, &fb, src, elems, level);
 	}
-	uint8_t t = (uint8_t)transform;
+	uint8_t t = (uint8_t)plan->transform;
 	int st = alcm_buf_put(out, &t, 1);
 	if (st)
 		return st;
-	if (transform == ALCM_TRANSFORM_SPARSE)
-		return sparse_encode(c, out, src, elems, w, fl, zmask, level);
-	if (transform == ALCM_TRANSFORM_NONE || w == 1)
-		return alcm_stream_put2(c, out, src, n, level, zmask & 1, NULL);
+	if (t == ALCM_TRANSFORM_SPARSE)
+		return sparse_encode(c, out, src, elems, w, fl, plan, level);
+	if (t == ALCM_TRANSFORM_NONE || w == 1)
+		return put_k(c, out, src, n, plan, 0, level);
 	uint8_t *planes = alcm_mem_alloc(out->a, n);
 	if (!planes)
 		return ALCM_E_NOMEM;
-	split(planes, src, elems, w, transform == ALCM_TRANSFORM_FLOAT);
+	split(planes, src, elems, w, t == ALCM_TRANSFORM_FLOAT);
 	for (size_t k = 0; k < w && !st; k++)
-		st = alcm_stream_put2(c, out, planes + k * elems, (size_t)elems, level,
-		                      (zmask >> k) & 1, NULL);
+		st = put_k(c, out, planes + k * elems, (size_t)elems, plan, (unsigned)k, level);
 	alcm_mem_free(out->a, planes);
 	return st;
 }
@@ -413,36 +419,45 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 	return ALCM_OK;
 }
 
-/* Codes a sample with every stream offered to zstd, recording which streams shrank.
- * @return the coded length, SIZE_MAX if the transform does not apply (a palette of more than
- * 256 values) or failed. */
-static size_t trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
-                    const uint8_t *s, uint64_t ns, int level, unsigned *zmask)
+/* A trial of one transform on a sample: its coded length (SIZE_MAX if the transform does not
+ * apply, as a palette of more than 256 values, or failed), and per stream whether zstd won
+ * and the stream's coded length. */
+typedef struct trial_out {
+	size_t len;
+	unsigned zmask;
+	size_t slen[9];
+} trial_out;
+
+/* Codes the sample with every stream offered to zstd at one level. */
+static void trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
+                  const uint8_t *s, uint64_t ns, int level, trial_out *r)
 {
 	size_t w = alcm_dtype_size(dtype), streams = alcm_lossless_streams(transform, w);
-	alcm_lplan all = {transform, 0x1ffu, ALCM_TRANSFORM_PALETTE, 0};
+	alcm_lplan all = {transform, 0x1ffu, 0, ALCM_TRANSFORM_PALETTE, 0, 0};
+	r->len = SIZE_MAX;
 	tmp->len = 0;
 	if (alcm_lossless_encode(c, tmp, dtype, &all, s, ns, level))
-		return SIZE_MAX;
+		return;
 	/* Walk the stream headers: backend byte 1 means zstd won on that stream. */
 	alcm_cursor cur = {tmp->p, tmp->len, 1};
 	uint64_t skip;
 	if ((transform == ALCM_TRANSFORM_PALETTE || transform == ALCM_TRANSFORM_SPARSE) &&
 	    alcm_cur_varint(&cur, &skip))
-		return SIZE_MAX;
-	*zmask = 0;
+		return;
+	r->zmask = 0;
 	for (size_t k = 0; k < streams; k++) {
 		uint8_t id;
 		uint64_t raw, clen;
 		const uint8_t *p;
 		if (alcm_cur_u8(&cur, &id) || alcm_cur_varint(&cur, &raw) ||
 		    alcm_cur_varint(&cur, &clen) || alcm_cur_bytes(&cur, (size_t)clen, &p))
-			return SIZE_MAX;
+			return;
 		/* Keep zstd where it saved at least 1%: below that, raw decodes faster. */
 		if (id == ALCM_BACKEND_ZSTD && clen < raw - raw / 100)
-			*zmask |= 1u << k;
+			r->zmask |= 1u << k;
+		r->slen[k] = (size_t)clen;
 	}
-	return tmp->len;
+	r->len = tmp->len;
 }
 
 /* Elements of the sample whose bits are all zero, in 1/64ths. */
@@ -460,34 +475,48 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
 	size_t w = alcm_dtype_size(dtype);
 	alcm_lplan best = {.transform = ALCM_TRANSFORM_NONE, .zmask = 0x1ffu};
 	unsigned alt = alcm_dtype_is_float(dtype) ? ALCM_TRANSFORM_FLOAT : ALCM_TRANSFORM_PLANES;
-	/* A 64 KiB sample from the middle of the chunk decides; coding it twice costs a few
-	 * percent of the chunk's time. */
+	/* A 64 KiB sample from the middle of the chunk decides; coding it a few times costs a
+	 * few percent of a 4 MiB chunk's time. */
 	uint64_t ns = ((uint64_t)1 << 16) / w;
 	if (ns > elems)
 		ns = elems;
 	if (ns < 256)
 		return w == 1 ? best : (alcm_lplan){.transform = alt, .zmask = 0x1ffu};
 	const uint8_t *s = src + (size_t)((elems - ns) / 2 * w);
-	unsigned zm;
-	size_t len = trial(c, tmp, dtype, ALCM_TRANSFORM_NONE, s, ns, level, &zm);
-	best.zmask = zm;
-	if (w == 1)
-		return best;
-	/* Byte planes; the palette when the sample holds at most 256 distinct values (its
-	 * fallback, for a chunk that holds more, is the best plan without it); zeros elided
-	 * when at least 1/8 of the elements are zero. */
+	/* The transform is chosen on zstd level 1 (fast, and on byte planes of floats, which
+	 * are nearly all literals, often smaller than the higher levels). Candidates: byte
+	 * planes; zeros elided when at least 1/8 of the sample is zero; the palette when the
+	 * sample holds at most 256 distinct values (its fallback, for a chunk that holds more,
+	 * is the best plan without it). */
+	trial_out r, b;
+	trial(c, tmp, dtype, ALCM_TRANSFORM_NONE, s, ns, 1, &b);
+	best.zmask = b.zmask;
 	unsigned cand[3] = {alt, ALCM_TRANSFORM_SPARSE, ALCM_TRANSFORM_PALETTE};
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = 0; w > 1 && i < 3; i++) {
 		if (cand[i] == ALCM_TRANSFORM_SPARSE && zero_share(s, ns, w) < 8)
 			continue;
-		size_t l = trial(c, tmp, dtype, cand[i], s, ns, level, &zm);
-		if (l > len || (l == len && cand[i] == ALCM_TRANSFORM_PALETTE))
+		trial(c, tmp, dtype, cand[i], s, ns, 1, &r);
+		if (r.len > b.len || (r.len == b.len && cand[i] == ALCM_TRANSFORM_PALETTE))
 			continue;
 		if (cand[i] == ALCM_TRANSFORM_PALETTE)
-			best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, zm, best.transform, best.zmask};
+			best = (alcm_lplan){ALCM_TRANSFORM_PALETTE, r.zmask, 0, best.transform,
+			                    best.zmask, (1u << 9) - 1};
 		else
-			best = (alcm_lplan){.transform = cand[i], .zmask = zm};
-		len = l;
+			best = (alcm_lplan){.transform = cand[i], .zmask = r.zmask};
+		b = r;
+	}
+	/* Then each stream of the chosen transform keeps the caller's level where that codes
+	 * the sample smaller, else level 1. */
+	best.lmask = (1u << 9) - 1;
+	if (level != 1 && b.len != SIZE_MAX) {
+		trial(c, tmp, dtype, best.transform, s, ns, level, &r);
+		size_t streams = alcm_lossless_streams(best.transform, w);
+		for (size_t k = 0; r.len != SIZE_MAX && k < streams; k++) {
+			if (r.slen[k] >= b.slen[k])
+				continue;
+			best.lmask &= ~(1u << k);
+			best.zmask = (best.zmask & ~(1u << k)) | (r.zmask & (1u << k));
+		}
 	}
 	return best;
 }
