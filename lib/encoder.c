@@ -168,19 +168,44 @@ typedef struct tparams {
 	alcm_qparams qp;
 } tparams;
 
-static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
+/* On the bits: for non-negative floats the order of the bit patterns is the order of the
+ * values, so the largest magnitude is the largest pattern with the sign cleared, among the
+ * normal ones (specials: infinities, NaN, subnormals are left out; zero counts as 0). */
+ALCM_ALWAYS_INLINE int channel_max_t(const int dtype, const alcm_tensor *t, const tparams *p,
+                                     double *mx)
 {
 	const uint8_t *src = t->data;
-	for (uint64_t c = 0; c < p->nch; c++)
-		mx[c] = 0;
-	for (uint64_t i = 0; i < p->elems; i++) {
-		if (alcm_is_special(t->dtype, src, i))
-			continue;
-		double a = fabs(alcm_load_float(t->dtype, src, i));
-		uint64_t c = p->nch == 1 ? 0 : i / p->inner;
-		if (a > mx[c])
-			mx[c] = a;
+	const uint64_t lo_n = dtype == ALCM_DTYPE_F16    ? 0x0400u
+	                      : dtype == ALCM_DTYPE_BF16 ? 0x0080u
+	                      : dtype == ALCM_DTYPE_F32  ? 0x00800000u
+	                                                 : 0x0010000000000000ull;
+	const uint64_t inf = dtype == ALCM_DTYPE_F16    ? 0x7c00u
+	                     : dtype == ALCM_DTYPE_BF16 ? 0x7f80u
+	                     : dtype == ALCM_DTYPE_F32  ? 0x7f800000u
+	                                                : 0x7ff0000000000000ull;
+	const size_t w = alcm_dtype_size(dtype);
+	for (uint64_t c = 0; c < p->nch; c++) {
+		uint64_t lo = p->nch == 1 ? 0 : c * p->inner;
+		uint64_t hi = p->nch == 1 ? p->elems : lo + p->inner;
+		uint64_t m = 0;
+		for (uint64_t i = lo; i < hi; i++) {
+			uint64_t v = w == 2 ? alcm_load16(src + 2 * i)
+			             : w == 4 ? alcm_load32(src + 4 * i) : alcm_load64(src + 8 * i);
+			uint64_t a = v & (inf | (inf - 1)); /* sign cleared */
+			a = a >= lo_n && a < inf ? a : 0;
+			m = a > m ? a : m;
+		}
+		uint8_t b[8];
+		for (size_t k = 0; k < 8; k++)
+			b[k] = (uint8_t)(m >> (8 * k));
+		mx[c] = alcm_load_float(dtype, b, 0);
 	}
+	return 0;
+}
+
+static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
+{
+	(void)ALCM_FLOAT_DISPATCH(t->dtype, channel_max_t, t, p, mx);
 }
 
 /* Noise of quantizing with one step, exactly as the chunk coder reconstructs. */

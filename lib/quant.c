@@ -57,75 +57,19 @@ uint16_t alcm_float_to_half(float f)
 
 float alcm_bf16_to_float(uint16_t h)
 {
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
+	return alcm_bf16_to_float_i(h);
 }
 
 uint16_t alcm_float_to_bf16(float f)
 {
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
+	return alcm_float_to_bf16_i(f);
 }
 
-/* ---- element access --------------------------------------------------------------------- */
-
-double alcm_load_float(int dtype, const uint8_t *src, uint64_t i)
-{
-	switch (dtype) {
-	case ALCM_DTYPE_F16: return alcm_half_to_float(alcm_load16(src + 2 * i));
-	case ALCM_DTYPE_BF16: return alcm_bf16_to_float(alcm_load16(src + 2 * i));
-	case ALCM_DTYPE_F32: {
-		uint32_t u = alcm_load32(src + 4 * i);
-		float f;
-		memcpy(&f, &u, 4);
-		return f;
-	}
-	default: {
-		uint64_t u = alcm_load64(src + 8 * i);
-		double d;
-		memcpy(&d, &u, 8);
-		return d;
-	}
-	}
-}
-
-int alcm_is_special(int dtype, const uint8_t *src, uint64_t i)
-{
-	uint64_t bits, expmask, signbit;
-	switch (dtype) {
-	case ALCM_DTYPE_F16:
-		bits = alcm_load16(src + 2 * i), expmask = 0x7c00, signbit = 0x8000;
-		break;
-	case ALCM_DTYPE_BF16:
-		bits = alcm_load16(src + 2 * i), expmask = 0x7f80, signbit = 0x8000;
-		break;
-	case ALCM_DTYPE_F32:
-		bits = alcm_load32(src + 4 * i), expmask = 0x7f800000u, signbit = 0x80000000u;
-		break;
-	default:
-		bits = alcm_load64(src + 8 * i), expmask = 0x7ff0000000000000ull,
-		signbit = 0x8000000000000000ull;
-	}
-	uint64_t e = bits & expmask;
-	if (e == expmask)
-		return 1; /* inf, NaN */
-	if (e == 0)
-		return bits != 0; /* -0 and subnormals; +0 codes as symbol 0 */
-	(void)signbit;
-	return 0;
-}
-
-static void store_value(int dtype, uint8_t *dst, uint64_t i, double v)
+static inline void store_value(int dtype, uint8_t *dst, uint64_t i, double v)
 {
 	switch (dtype) {
 	case ALCM_DTYPE_F16: alcm_store16(dst + 2 * i, alcm_float_to_half((float)v)); break;
-	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16((float)v)); break;
+	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16_i((float)v)); break;
 	case ALCM_DTYPE_F32: {
 		float f = (float)v;
 		uint32_t u;
@@ -138,17 +82,6 @@ static void store_value(int dtype, uint8_t *dst, uint64_t i, double v)
 		memcpy(&u, &v, 8);
 		alcm_store64(dst + 8 * i, u);
 	}
-	}
-}
-
-double alcm_quant_value(int dtype, int64_t q, double s)
-{
-	double r = (double)q * s;
-	switch (dtype) {
-	case ALCM_DTYPE_F16: return alcm_half_to_float(alcm_float_to_half((float)r));
-	case ALCM_DTYPE_BF16: return alcm_bf16_to_float(alcm_float_to_bf16((float)r));
-	case ALCM_DTYPE_F32: return (double)(float)r;
-	default: return r;
 	}
 }
 
@@ -198,26 +131,134 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint6
 	return st;
 }
 
-static void store_value(int dtype, uint8_t *dst, uint64_t i, double v);
+enum { Q_SYMBOL, Q_PRUNED, Q_SPECIAL, Q_MISS };
 
-int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
-                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *stt,
-                      uint8_t *recon)
+/* What becomes of element k in a channel of step s (inv = 1 / s, 0 if s is 0), bound b:
+ * a symbol (*q, at distance *err from the value), pruned, or stored exactly (a special
+ * value, or one the grid cannot bring within the bound). *x receives the value. */
+ALCM_ALWAYS_INLINE int classify(const int dtype, const uint8_t *src, uint64_t k, double s,
+                                double inv, double b, double prune_below, int64_t *q,
+                                double *x, double *err)
+{
+	if (alcm_is_special(dtype, src, k))
+		return Q_SPECIAL;
+	double v = alcm_load_float(dtype, src, k), av = fabs(v);
+	*x = v;
+	if (av < prune_below && av <= b)
+		return Q_PRUNED;
+	*q = 0;
+	*err = av;
+	if (s > 0) {
+		double t = v * inv;
+		double qd = fabs(t) < 0x1p51 ? alcm_round_small(t) : t;
+		if (!(fabs(qd) < (double)QMAX))
+			return Q_MISS;
+		int64_t qq = (int64_t)qd;
+		double e = fabs(v - alcm_quant_value(dtype, qq, s));
+		/* v * inv can land one step off; the neighbours fix it. */
+		for (int d = -1; d <= 1 && e > b; d += 2) {
+			double e2 = fabs(v - alcm_quant_value(dtype, qq + d, s));
+			if (e2 < e) {
+				qq += d;
+				e = e2;
+			}
+		}
+		*q = qq;
+		*err = e;
+	}
+	return *err > b || (s <= 0 && v != 0) || !isfinite(*err) ? Q_MISS : Q_SYMBOL;
+}
+
+/* For 2-byte dtypes on long channels: what classify() says of each of the 65536 bit
+ * patterns, filled on first sight, and how often each occurred (the statistics are summed
+ * from the counts at the end of the channel). */
+#define MEMO_UNSEEN 0xffffffffu
+#define MEMO_PRUNED 0xfffffffeu
+#define MEMO_EXACT 0xfffffffdu
+#define MEMO_MIN_ELEMS 32768
+typedef struct memo {
+	uint32_t code[65536]; /* zigzag symbol, or MEMO_* */
+	uint32_t count[65536];
+	uint16_t rec[65536];  /* the decoded bits of a symbol */
+	double err[65536];
+} memo;
+
+typedef struct qsum {
+	double maxe, sig, noise;
+	uint64_t pruned;
+} qsum;
+
+ALCM_ALWAYS_INLINE uint32_t memo_fill(const int dtype, memo *m, const uint8_t *src, uint64_t k,
+                                      double s, double inv, double b, double prune_below)
+{
+	uint16_t pat = alcm_load16(src + 2 * k);
+	int64_t q = 0;
+	double x = 0, err = 0;
+	int kind = classify(dtype, src, k, s, inv, b, prune_below, &q, &x, &err);
+	uint32_t code = kind == Q_SYMBOL ? zigzag(q) : kind == Q_PRUNED ? MEMO_PRUNED : MEMO_EXACT;
+	if (kind == Q_SYMBOL) {
+		uint8_t r[8]; /* 8: the copies for the wider dtypes compile, never run */
+		store_value(dtype, r, 0, (double)q * s);
+		m->rec[pat] = alcm_load16(r);
+	}
+	/* The statistic each occurrence adds: its error; the value itself for a pruned one;
+	 * none (NaN marks "no signal") for specials. */
+	m->err[pat] = kind == Q_SYMBOL ? err : kind == Q_PRUNED ? fabs(x) : kind == Q_MISS ? -1 : NAN;
+	m->code[pat] = code;
+	return code;
+}
+
+/* Adds a channel's counts to the sums, in pattern order, and clears the memo. */
+ALCM_ALWAYS_INLINE void memo_sum(const int dtype, memo *m, qsum *sum)
+{
+	for (uint32_t p = 0; p < 65536; p++) {
+		if (m->code[p] == MEMO_UNSEEN)
+			continue;
+		double n = (double)m->count[p], e = m->err[p];
+		uint8_t pb[8] = {(uint8_t)p, (uint8_t)(p >> 8), 0, 0, 0, 0, 0, 0};
+		if (!isnan(e)) {
+			double x = alcm_load_float(dtype, pb, 0);
+			sum->sig += n * x * x;
+			if (e >= 0) {
+				sum->noise += n * e * e;
+				sum->maxe = e > sum->maxe ? e : sum->maxe;
+			}
+		}
+		if (m->code[p] == MEMO_PRUNED)
+			sum->pruned += m->count[p];
+	}
+	memset(m->code, 0xff, sizeof(m->code));
+	memset(m->count, 0, sizeof(m->count));
+}
+
+/* The chunk coder, one copy per float dtype (ALCM_FLOAT_DISPATCH). */
+ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *data,
+                                      alcm_buf *mask, const alcm_qparams *qp,
+                                      const uint8_t *src, uint64_t first, uint64_t elems,
+                                      alcm_qstats *stt, uint8_t *recon)
 {
 	const alcm_allocator *a = data->a;
-	size_t w = alcm_dtype_size(qp->dtype);
+	size_t w = alcm_dtype_size(dtype);
 	int st = ALCM_OK;
 	uint32_t *sym = alcm_mem_alloc(a, (size_t)(elems ? elems : 1) * sizeof(uint32_t));
 	uint8_t *bits = qp->prune_below > 0 ? alcm_mem_calloc(a, 1, (size_t)(elems / 8 + 1)) : NULL;
 	alcm_buf esc = {NULL, 0, 0, a};
+	alcm_buf escval = {NULL, 0, 0, a};
+	memo *m = NULL;
+	if (w == 2 && (qp->nsteps == 1 ? elems : qp->inner) >= MEMO_MIN_ELEMS) {
+		m = alcm_mem_alloc(a, sizeof(*m));
+		if (m) {
+			memset(m->code, 0xff, sizeof(m->code));
+			memset(m->count, 0, sizeof(m->count));
+		}
+	}
 	if (!sym || (qp->prune_below > 0 && !bits)) {
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
 	uint64_t nsym = 0, nesc = 0, last = 0;
-	alcm_buf escval = {NULL, 0, 0, a};
-	double maxe = 0, sig = 0, noise = 0;
-	uint64_t pruned = 0;
+	qsum sum = {0, 0, 0, 0};
+	double pb = bits ? qp->prune_below : 0;
 	uint64_t i = 0;
 	while (i < elems && !st) {
 		uint64_t g = first + i;
@@ -228,75 +269,63 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 		double s = qp->step[ch];
 		double inv = s > 0 ? 1.0 / s : 0.0;
 		double b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
+		memo *mm = m && seg_end - i >= MEMO_MIN_ELEMS ? m : NULL;
 		for (; i < seg_end; i++) {
-			if (alcm_is_special(qp->dtype, src, first + i)) {
-				st = alcm_buf_put_varint(&esc, i - last - (nesc ? 1 : 0));
-				if (!st)
-					st = alcm_buf_put(&escval, src + (first + i) * w, w);
-				if (st)
-					break;
-				last = i;
-				nesc++;
-				sym[nsym++] = 0;
-				if (recon)
-					memcpy(recon + (first + i) * w, src + (first + i) * w, w);
-				continue;
-			}
-			double x = alcm_load_float(qp->dtype, src, first + i);
-			double ax = fabs(x);
-			sig += x * x;
-			if (bits && ax < qp->prune_below && ax <= b) {
-				bits[i >> 3] |= (uint8_t)(1u << (i & 7));
-				pruned++;
-				noise += x * x;
-				if (recon)
-					store_value(qp->dtype, recon, first + i, 0.0);
-				if (ax > maxe)
-					maxe = ax;
-				continue;
-			}
+			uint64_t k = first + i;
 			int64_t q = 0;
-			double r = 0, err = ax;
-			if (s > 0) {
-				double qd = nearbyint(x * inv);
-				if (fabs(qd) < (double)QMAX) {
-					q = (int64_t)qd;
-					r = alcm_quant_value(qp->dtype, q, s);
-					err = fabs(x - r);
-					/* x * inv can land one step off; the neighbours fix it. */
-					for (int d = -1; d <= 1 && err > b; d += 2) {
-						double r2 = alcm_quant_value(qp->dtype, q + d, s);
-						if (fabs(x - r2) < err) {
-							q += d;
-							r = r2;
-							err = fabs(x - r2);
-						}
-					}
-				} else {
-					err = INFINITY;
+			double x = 0, err = 0;
+			int kind;
+			if (mm) {
+				uint16_t pat = alcm_load16(src + 2 * k);
+				uint32_t code = mm->code[pat];
+				if (code == MEMO_UNSEEN)
+					code = memo_fill(dtype, mm, src, k, s, inv, b, pb);
+				mm->count[pat]++;
+				if (code < MEMO_EXACT) {
+					sym[nsym++] = code;
+					if (recon)
+						alcm_store16(recon + 2 * k, mm->rec[pat]);
+					continue;
 				}
+				kind = code == MEMO_PRUNED ? Q_PRUNED : Q_MISS;
+			} else {
+				kind = classify(dtype, src, k, s, inv, b, pb, &q, &x, &err);
+				if (kind != Q_SPECIAL)
+					sum.sig += x * x;
 			}
-			if (err > b || (s <= 0 && x != 0) || !isfinite(err)) {
-				/* Outlier or bound miss: store the value exactly. */
+			if (kind == Q_PRUNED) {
+				bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+				if (recon)
+					store_value(dtype, recon, k, 0.0);
+				if (!mm) {
+					sum.pruned++;
+					sum.noise += x * x;
+					sum.maxe = fabs(x) > sum.maxe ? fabs(x) : sum.maxe;
+				}
+				continue;
+			}
+			if (kind != Q_SYMBOL) {
+				/* Special, outlier or bound miss: store the value exactly. */
 				st = alcm_buf_put_varint(&esc, i - last - (nesc ? 1 : 0));
 				if (!st)
-					st = alcm_buf_put(&escval, src + (first + i) * w, w);
+					st = alcm_buf_put(&escval, src + k * w, w);
 				if (st)
 					break;
 				last = i;
 				nesc++;
 				sym[nsym++] = 0;
 				if (recon)
-					memcpy(recon + (first + i) * w, src + (first + i) * w, w);
+					memcpy(recon + k * w, src + k * w, w);
 				continue;
 			}
-			if (err > maxe)
-				maxe = err;
-			noise += err * err;
+			sum.maxe = err > sum.maxe ? err : sum.maxe;
+			sum.noise += err * err;
 			sym[nsym++] = zigzag(q);
 			if (recon)
-				store_value(qp->dtype, recon, first + i, (double)q * s);
+				store_value(dtype, recon, k, (double)q * s);
 		}
+		if (mm)
+			memo_sum(dtype, mm, &sum);
 	}
 	if (!st) {
 		/* Escape block: count, gaps, then the raw values. */
@@ -314,21 +343,64 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 			st = alcm_stream_put(c, mask, bits, (size_t)(elems / 8 + 1), qp->level);
 		alcm_buf_free(&blk);
 	}
-	alcm_buf_free(&escval);
-	stt->pruned += pruned;
+	stt->pruned += sum.pruned;
 	stt->escapes += nesc;
-	if (maxe > stt->max_err)
-		stt->max_err = maxe;
-	stt->sig += sig;
-	stt->noise += noise;
+	if (sum.maxe > stt->max_err)
+		stt->max_err = sum.maxe;
+	stt->sig += sum.sig;
+	stt->noise += sum.noise;
 out:
+	alcm_buf_free(&escval);
 	alcm_buf_free(&esc);
+	alcm_mem_free(a, m);
 	alcm_mem_free(a, sym);
 	alcm_mem_free(a, bits);
 	return st;
 }
 
+int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
+                      const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *stt,
+                      uint8_t *recon)
+{
+	return ALCM_FLOAT_DISPATCH(qp->dtype, quant_encode_t, c, data, mask, qp, src, first, elems,
+	                           stt, recon);
+}
+
 /* ---- chunk decoder ---------------------------------------------------------------------- */
+
+/* Symbols to values, one copy per float dtype (ALCM_FLOAT_DISPATCH). */
+ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_t *dst,
+                                 uint64_t first, uint64_t elems, const uint8_t *bits,
+                                 const uint8_t *planes, unsigned width, uint64_t nsym)
+{
+	uint64_t si = 0, i = 0;
+	while (i < elems) {
+		uint64_t g = first + i;
+		uint64_t ch = qp->nsteps == 1 ? 0 : g / qp->inner;
+		uint64_t seg_end = qp->nsteps == 1 ? elems : (ch + 1) * qp->inner - first;
+		if (seg_end > elems)
+			seg_end = elems;
+		double s = qp->step[ch];
+		for (; i < seg_end; i++) {
+			if (bits && ((bits[i >> 3] >> (i & 7)) & 1)) {
+				store_value(dtype, dst, first + i, 0.0);
+				continue;
+			}
+			uint32_t z = planes[si];
+			if (width > 1)
+				z |= (uint32_t)planes[nsym + si] << 8;
+			if (width > 2)
+				z |= ((uint32_t)planes[2 * nsym + si] << 16) |
+				     ((uint32_t)planes[3 * nsym + si] << 24);
+			si++;
+			if (z >= (uint32_t)(2 * QMAX))
+				return ALCM_E_CORRUPT;
+			double r = (double)unzigzag(z) * s;
+			store_value(dtype, dst, first + i, r);
+		}
+	}
+	return ALCM_OK;
+}
 
 /*
  * scratch holds: mask bitmap (elems/8+1), then symbol planes (up to 4 * elems). The caller
@@ -362,32 +434,9 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	for (unsigned k = 0; k < width; k++)
 		if ((st = alcm_stream_get(c, data, planes + k * nsym, (size_t)nsym)))
 			return st;
-	uint64_t si = 0, i = 0;
-	while (i < elems) {
-		uint64_t g = first + i;
-		uint64_t ch = qp->nsteps == 1 ? 0 : g / qp->inner;
-		uint64_t seg_end = qp->nsteps == 1 ? elems : (ch + 1) * qp->inner - first;
-		if (seg_end > elems)
-			seg_end = elems;
-		double s = qp->step[ch];
-		for (; i < seg_end; i++) {
-			if (bits && ((bits[i >> 3] >> (i & 7)) & 1)) {
-				store_value(qp->dtype, dst, first + i, 0.0);
-				continue;
-			}
-			uint32_t z = planes[si];
-			if (width > 1)
-				z |= (uint32_t)planes[nsym + si] << 8;
-			if (width > 2)
-				z |= ((uint32_t)planes[2 * nsym + si] << 16) |
-				     ((uint32_t)planes[3 * nsym + si] << 24);
-			si++;
-			if (z >= (uint32_t)(2 * QMAX))
-				return ALCM_E_CORRUPT;
-			double r = (double)unzigzag(z) * s;
-			store_value(qp->dtype, dst, first + i, r);
-		}
-	}
+	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, planes,
+	                              width, nsym)))
+		return st;
 	/* Escapes: exact values patched over their placeholders. */
 	uint64_t blen, nesc;
 	if ((st = alcm_cur_varint(data, &blen)))
