@@ -288,6 +288,53 @@ static void test_narrow_dtype_bound_sweep(void **state)
 	}
 }
 
+/* float16 and bfloat16 channels of 32k values or more are quantized by looking each bit
+ * pattern up once; shorter ones value by value. The decoded values and the report (error,
+ * pruned, escapes, SNR) must not depend on which: the same tensor packed in one chunk and
+ * in chunks of 4096 values, with specials and pruning, in max-error and rel-error modes. */
+static void test_chunking_same_values(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_BF16, ALCM_DTYPE_F16};
+	for (int d = 0; d < 2; d++) {
+		for (int rel = 0; rel < 2; rel++) {
+			uint64_t seed = 41, shape[2] = {2, 40000}, n = 80000;
+			uint8_t *data = malloc(n * 2);
+			fill_float(dts[d], data, n, &seed, 0.05);
+			put_specials(dts[d], data);
+			alcm_tensor t = view("w", dts[d], 2, shape, data);
+			alcm_tensor_report rep[2];
+			uint8_t *back[2];
+			for (int k = 0; k < 2; k++) {
+				alcm_pack_options o;
+				alcm_pack_options_default(&o);
+				o.mode = rel ? ALCM_MODE_REL_ERROR : ALCM_MODE_MAX_ERROR;
+				o.bound = rel ? 0.01 : 1e-3;
+				o.prune = 0.2;
+				o.chunk_bytes = k ? 4096 * 2 : n * 2;
+				packed p;
+				assert_int_equal(pack(&t, 1, &o, &p, &rep[k]), ALCM_OK);
+				alcm_tensor_info info;
+				int st;
+				back[k] = unpack_one(&p, 0, &info, &st);
+				assert_int_equal(st, ALCM_OK);
+				alcm_writer_free(p.w);
+			}
+			assert_memory_equal(back[0], back[1], n * 2);
+			assert_true(rep[0].max_abs_error == rep[1].max_abs_error);
+			assert_int_equal(rep[0].pruned, rep[1].pruned);
+			assert_int_equal(rep[0].escapes, rep[1].escapes);
+			assert_true(rep[0].pruned > 100 && rep[0].escapes >= 4);
+			if (!(fabs(rep[0].snr_db - rep[1].snr_db) < 1e-9))
+				fail_msg("%s: SNR %.12g vs %.12g", alcm_dtype_name(dts[d]), rep[0].snr_db,
+				         rep[1].snr_db);
+			free(back[0]);
+			free(back[1]);
+			free(data);
+		}
+	}
+}
+
 static void test_rel_error_per_channel(void **state)
 {
 	(void)state;
@@ -928,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_palette_fallback_not_worse),
 		cmocka_unit_test(test_sparse_gradients),
 		cmocka_unit_test(test_sparse_hostile),
+		cmocka_unit_test(test_chunking_same_values),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
