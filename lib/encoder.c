@@ -208,34 +208,47 @@ static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
 	(void)ALCM_FLOAT_DISPATCH(t->dtype, channel_max_t, t, p, mx);
 }
 
-/* Noise of quantizing with one step, exactly as the chunk coder reconstructs. */
-static double snr_of_step(const alcm_tensor *t, uint64_t elems, double s, double sig)
+/* Noise of quantizing with one step, exactly as the chunk coder reconstructs (one copy per
+ * float dtype, ALCM_FLOAT_DISPATCH). */
+ALCM_ALWAYS_INLINE double noise_t(const int dtype, const uint8_t *src, uint64_t elems, double s)
 {
-	const uint8_t *src = t->data;
 	double noise = 0, inv = 1.0 / s;
 	for (uint64_t i = 0; i < elems; i++) {
-		if (alcm_is_special(t->dtype, src, i))
+		if (alcm_is_special(dtype, src, i))
 			continue;
-		double x = alcm_load_float(t->dtype, src, i);
-		double q = nearbyint(x * inv);
-		double r = fabs(q) < (double)((int64_t)1 << 30) ? alcm_quant_value(t->dtype, (int64_t)q, s) : x;
+		double x = alcm_load_float(dtype, src, i), t = x * inv;
+		double q = fabs(t) < 0x1p51 ? alcm_round_small(t) : t;
+		double r = fabs(q) < (double)((int64_t)1 << 30) ? alcm_quant_value(dtype, (int64_t)q, s)
+		                                                 : x;
 		noise += (x - r) * (x - r);
 	}
+	return noise;
+}
+
+ALCM_ALWAYS_INLINE double signal_t(const int dtype, const uint8_t *src, uint64_t elems,
+                                   uint64_t *n)
+{
+	double sig = 0;
+	for (uint64_t i = 0; i < elems; i++) {
+		if (alcm_is_special(dtype, src, i))
+			continue;
+		double x = alcm_load_float(dtype, src, i);
+		sig += x * x;
+		(*n)++;
+	}
+	return sig;
+}
+
+static double snr_of_step(const alcm_tensor *t, uint64_t elems, double s, double sig)
+{
+	double noise = ALCM_FLOAT_DISPATCH(t->dtype, noise_t, t->data, elems, s);
 	return noise > 0 ? 10 * log10(sig / noise) : INFINITY;
 }
 
 static double pick_snr_step(const alcm_tensor *t, uint64_t elems, double db)
 {
-	const uint8_t *src = t->data;
-	double sig = 0;
 	uint64_t n = 0;
-	for (uint64_t i = 0; i < elems; i++) {
-		if (alcm_is_special(t->dtype, src, i))
-			continue;
-		double x = alcm_load_float(t->dtype, src, i);
-		sig += x * x;
-		n++;
-	}
+	double sig = ALCM_FLOAT_DISPATCH(t->dtype, signal_t, t->data, elems, &n);
 	if (!(sig > 0) || !isfinite(sig))
 		return 0;
 	/* Uniform quantization noise is step^2 / 12 per value. */
