@@ -363,3 +363,29 @@ int alcm_bitmap_get(alcm_coder *c, alcm_cursor *cur, uint8_t *bits, uint64_t n, 
 	*ones = k + (uint64_t)__builtin_popcount(bits[n / 8]);
 	return ALCM_OK;
 }
+
+int alcm_stream_put_best(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level)
+{
+	const size_t sample = (size_t)1 << 16;
+	if (level == 1 || n < 64)
+		return alcm_stream_put(c, out, src, n, level);
+	size_t at = out->len;
+	/* Short: code it both ways and keep the smaller. */
+	const uint8_t *s = n <= sample ? src : src + (n - sample) / 2;
+	size_t sn = n <= sample ? n : sample;
+	int st = alcm_stream_put(c, out, s, sn, 1);
+	if (st)
+		return st;
+	size_t l1 = out->len - at;
+	if ((st = alcm_stream_put(c, out, s, sn, level)))
+		return st;
+	size_t l2 = out->len - at - l1;
+	if (n <= sample) {
+		if (l2 < l1)
+			memmove(out->p + at, out->p + at + l1, l2);
+		out->len = at + (l2 < l1 ? l2 : l1);
+		return ALCM_OK;
+	}
+	out->len = at;
+	return alcm_stream_put(c, out, src, n, l2 < l1 ? level : 1);
+}

@@ -72,6 +72,9 @@ int alcm_cur_f64(alcm_cursor *c, double *v);
  * The encoder tries zstd and keeps raw bytes when zstd does not shrink them.
  */
 int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level);
+/* Same, at zstd level 1 or `level`, whichever codes the stream (a 64 KiB sample of it from
+ * the middle, when longer) smaller: level 1 often wins on literal-heavy symbol planes. */
+int alcm_stream_put_best(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level);
 /* Same, storing raw without trying zstd when try_zstd is 0. @param saved receives 1 if
  * zstd was used (may be NULL). */
 int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level,

@@ -125,7 +125,7 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint6
 	for (unsigned k = 0; k < w && !st; k++) {
 		for (uint64_t i = 0; i < n; i++)
 			plane[i] = (uint8_t)(sym[i] >> (8 * k));
-		st = alcm_stream_put(c, data, plane, (size_t)n, level);
+		st = alcm_stream_put_best(c, data, plane, (size_t)n, level);
 	}
 	alcm_mem_free(data->a, plane);
 	return st;
