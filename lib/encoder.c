@@ -273,6 +273,38 @@ static uint32_t mag_key(double a)
 	return u;
 }
 
+/* One pass of the radix select: histogram of the top 16 bits of the keys (pass 0), or of the
+ * low 16 bits of the keys whose top bits are hi (pass 1), over the values within their
+ * channel's bound. Float16, bfloat16 and float32 magnitudes are floats exactly: their key is
+ * their bits with the sign cleared. */
+ALCM_ALWAYS_INLINE int prune_hist_t(const int dtype, const uint8_t *src, const tparams *p,
+                                    int pass, uint32_t hi, uint64_t *h)
+{
+	for (uint64_t i = 0; i < p->elems; i++) {
+		if (alcm_is_special(dtype, src, i))
+			continue;
+		double a = fabs(alcm_load_float(dtype, src, i));
+		uint64_t c = p->nch == 1 ? 0 : i / p->inner;
+		if (p->bound && a > p->bound[c])
+			continue;
+		uint32_t key;
+		if (dtype == ALCM_DTYPE_F32)
+			key = alcm_load32(src + 4 * i) & 0x7fffffffu;
+		else if (dtype == ALCM_DTYPE_BF16)
+			key = (uint32_t)(alcm_load16(src + 2 * i) & 0x7fff) << 16;
+		else if (dtype == ALCM_DTYPE_F16) {
+			float f = (float)a;
+			memcpy(&key, &f, 4);
+		} else
+			key = mag_key(a);
+		if (pass == 0)
+			h[key >> 16]++;
+		else if ((key >> 16) == hi)
+			h[key & 0xffff]++;
+	}
+	return 0;
+}
+
 /* Largest P such that fewer than k candidates have |x| < P (radix select on float keys). */
 static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams *p, uint64_t k,
                            double *out)
@@ -285,19 +317,7 @@ static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams 
 	uint32_t hi = 0, lo = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		memset(h, 0, 65536 * sizeof(uint64_t));
-		for (uint64_t i = 0; i < p->elems; i++) {
-			if (alcm_is_special(t->dtype, src, i))
-				continue;
-			double a = fabs(alcm_load_float(t->dtype, src, i));
-			uint64_t c = p->nch == 1 ? 0 : i / p->inner;
-			if (p->bound && a > p->bound[p->nch == 1 ? 0 : c])
-				continue;
-			uint32_t key = mag_key(a);
-			if (pass == 0)
-				h[key >> 16]++;
-			else if ((key >> 16) == hi)
-				h[key & 0xffff]++;
-		}
+		(void)ALCM_FLOAT_DISPATCH(t->dtype, prune_hist_t, src, p, pass, hi, h);
 		uint64_t acc = pass == 0 ? 0 : below;
 		uint32_t b = 0;
 		for (; b < 65536; b++) {
@@ -313,6 +333,8 @@ static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams 
 		if (pass == 0) {
 			hi = b;
 			below = acc;
+			if (t->dtype == ALCM_DTYPE_BF16)
+				break; /* its keys' low 16 bits are zero: pass 1 would find lo = 0 */
 		} else {
 			lo = b;
 		}
