@@ -1,6 +1,7 @@
 /* The encoder: tensor parameters, chunk jobs on the pool, sections, directory (spec 6). */
 #include "codec_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -251,9 +252,11 @@ static double pick_snr_step(const alcm_tensor *t, uint64_t elems, double db)
 	double sig = ALCM_FLOAT_DISPATCH(t->dtype, signal_t, t->data, elems, &n);
 	if (!(sig > 0) || !isfinite(sig))
 		return 0;
-	/* Uniform quantization noise is step^2 / 12 per value. */
-	double s = sqrt(12.0 * (sig / (double)n) * pow(10.0, -db / 10.0));
-	for (int it = 0; it < 40 && s > 0; it++) {
+	/* Uniform quantization noise is step^2 / 12 per value. Factored so that a signal near
+	 * the top of the double range does not overflow (12 * 4.5e307 is infinite). A step that
+	 * is not finite is no step: 0, every value then stored exactly. */
+	double s = sqrt(12.0 * pow(10.0, -db / 10.0)) * sqrt(sig / (double)n);
+	for (int it = 0; it < 40 && s > 0 && isfinite(s); it++) {
 		double got = snr_of_step(t, elems, s, sig);
 		if (got >= db)
 			return s;
@@ -467,6 +470,12 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		qmax = (double)((1u << (o->bits - 1)) - 1);
 		break;
 	}
+	/* Twice a bound near the top of the double range (max-error 1e308, or rel-error 0.6 of
+	 * 1.7e308) overflows: a step must be finite (spec 6.5.1). The largest double keeps the
+	 * symbols 0 and +-1 finite; values that need more are stored exactly. */
+	for (uint64_t c = 0; c < p->nch; c++)
+		if (!(p->step[c] <= DBL_MAX))
+			p->step[c] = isnan(p->step[c]) ? 0 : DBL_MAX;
 	/* Reported width of the symbols. qmax is infinite or huge when the range of the values
 	 * dwarfs the step (1e300 with a bound of 1e-300): escapes carry those, report 64. */
 	double w = ceil(log2(2 * ceil(qmax) + 1));

@@ -335,6 +335,47 @@ static void test_chunking_same_values(void **state)
 	}
 }
 
+/* Values and bounds near the top of the double range: twice the bound, or the SNR search's
+ * first guess, overflow to infinity, which no reader accepts as a step. The archive must
+ * open, and every value come back within its bound (found by the fuzzer). */
+static void test_huge_bounds_readable(void **state)
+{
+	(void)state;
+	const double v[4] = {1.7e308, -5.6e307, 1.0, -6.7e153};
+	const struct {
+		int mode;
+		double bound, abs; /* abs: the absolute bound every value must meet */
+	} cases[] = {
+		{ALCM_MODE_MAX_ERROR, 1e308, 1e308},
+		{ALCM_MODE_MAX_ERROR, 1.7e308, 1.7e308},
+		{ALCM_MODE_REL_ERROR, 0.6, 0.6 * 1.7e308},
+		{ALCM_MODE_SNR, 13.5, INFINITY},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		for (int one = 0; one < 2; one++) { /* all four values, then the last alone */
+			uint64_t shape[1] = {one ? 1 : 4};
+			alcm_tensor t = view("big", ALCM_DTYPE_F64, 1, shape, (const void *)(v + 3 * one));
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.mode = cases[k].mode;
+			o.bound = cases[k].bound;
+			packed p;
+			alcm_tensor_report rep;
+			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+			alcm_tensor_info info;
+			int st;
+			double *back = (double *)unpack_one(&p, 0, &info, &st);
+			if (st != ALCM_OK)
+				fail_msg("case %zu: decode status %d", k, st);
+			for (uint64_t i = 0; i < shape[0]; i++)
+				if (!(fabs(back[i] - v[3 * one + i]) <= cases[k].abs))
+					fail_msg("case %zu: %.17g came back as %.17g", k, v[3 * one + i], back[i]);
+			free(back);
+			alcm_writer_free(p.w);
+		}
+	}
+}
+
 static void test_rel_error_per_channel(void **state)
 {
 	(void)state;
@@ -662,7 +703,7 @@ static void test_palette_dequantized_weights(void **state)
 	}
 }
 
-/* A sparse probability table (float32, mostly zeros, as a bigram matrix): the chunk's middle,
+/* A probability table (float32, a bigram matrix of 50 distinct values): the chunk's middle,
  * which the coder samples, holds few distinct values and its head many, so the palette is
  * planned and then impossible. The chunk must fall back to what the sample found best
  * without the palette, and so never cost more than zstd on the raw bytes plus framing. */
@@ -676,7 +717,22 @@ static void test_palette_fallback_not_worse(void **state)
 		if (i < 2048)
 			p[i] = (float)(r % 1000003) * 1e-6f;
 		else
-			p[i] = r % 20 ? 0.0f : (float)(1 + r % 50) / 64.0f;
+			p[i] = (float)(1 + r % 50) / 64.0f;
+	}
+	{
+		/* The coder's own view: a palette planned, the fallback written. */
+		alcm_coder *c = alcm_coder_new(NULL, NULL);
+		alcm_buf b = {NULL, 0, 0, NULL};
+		alcm_lplan plan = alcm_lossless_choose(c, &b, ALCM_DTYPE_F32, (const uint8_t *)p, n, 3);
+		assert_int_equal(plan.transform, ALCM_TRANSFORM_PALETTE);
+		assert_int_not_equal(plan.fb_transform, ALCM_TRANSFORM_PALETTE);
+		b.len = 0;
+		assert_int_equal(alcm_lossless_encode(c, &b, ALCM_DTYPE_F32, &plan, (const uint8_t *)p,
+		                                      n, 3),
+		                 ALCM_OK);
+		assert_int_equal(b.p[0], plan.fb_transform);
+		alcm_buf_free(&b);
+		alcm_coder_free(c);
 	}
 	alcm_tensor t = view("bigram", ALCM_DTYPE_F32, 2, shape, p);
 	alcm_pack_options o;
@@ -976,6 +1032,7 @@ int main(void)
 		cmocka_unit_test(test_sparse_gradients),
 		cmocka_unit_test(test_sparse_hostile),
 		cmocka_unit_test(test_chunking_same_values),
+		cmocka_unit_test(test_huge_bounds_readable),
 		cmocka_unit_test(test_rel_error_per_channel),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
