@@ -1695,6 +1695,11 @@ static int isolate_open(alcm_h5_input **out, const char *path, const void *buf, 
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return fail(in, ALCM_E_IO, "cannot create a pipe: %s", strerror(errno));
+#ifdef F_SETPIPE_SZ
+	/* 1 MiB (Linux's default ceiling for unprivileged pipes) instead of 64 KiB: tensors
+	 * cross in 16 times fewer wake-ups of each side. A refusal only costs speed. */
+	(void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+#endif
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
