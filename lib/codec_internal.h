@@ -7,6 +7,8 @@
 
 #include "format_internal.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 
 #define ALCM_NONE 0xffffffffu
@@ -241,8 +243,12 @@ static inline double alcm_quant_value(int dtype, int64_t q, double s)
  * C specifies it (no -ffast-math, which would fold the two operations away). */
 static inline double alcm_round_small(double x)
 {
+#if defined(__FAST_MATH__) || (defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0)
+	return nearbyint(x); /* -ffast-math folds the trick away; x87 rounds it twice */
+#else
 	const double big = 6755399441055744.0;
 	return (x + big) - big;
+#endif
 }
 
 /* ---- worker pool ----------------------------------------------------------------------- */

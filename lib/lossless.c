@@ -114,7 +114,7 @@ typedef struct palette {
 
 static uint64_t elem_bits(const uint8_t *p, size_t w)
 {
-	return w == 2 ? alcm_load16(p) : w == 4 ? alcm_load32(p) : alcm_load64(p);
+	return w == 1 ? p[0] : w == 2 ? alcm_load16(p) : w == 4 ? alcm_load32(p) : alcm_load64(p);
 }
 
 static unsigned pal_slot(const palette *p, uint64_t k)
@@ -139,6 +139,8 @@ static int pal_build(palette *p, const uint8_t *src, uint64_t n, size_t w, uint8
 	uint8_t remap[PAL_MAX];
 	memset(p->used, 0, sizeof(p->used));
 	p->m = 0;
+	if (n == 0)
+		return 0; /* a palette holds at least one entry (spec 6.4) */
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = elem_bits(src + i * w, w);
 		unsigned s = pal_slot(p, k);
@@ -434,6 +436,7 @@ static void trial(alcm_coder *c, alcm_buf *tmp, int dtype, unsigned transform,
 {
 	size_t w = alcm_dtype_size(dtype), streams = alcm_lossless_streams(transform, w);
 	alcm_lplan all = {transform, 0x1ffu, 0, ALCM_TRANSFORM_PALETTE, 0, 0};
+	memset(r, 0, sizeof(*r));
 	r->len = SIZE_MAX;
 	tmp->len = 0;
 	if (alcm_lossless_encode(c, tmp, dtype, &all, s, ns, level))
