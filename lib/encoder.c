@@ -210,59 +210,80 @@ static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
 }
 
 /* Noise of quantizing with one step, exactly as the chunk coder reconstructs (one copy per
- * float dtype, ALCM_FLOAT_DISPATCH). */
-ALCM_ALWAYS_INLINE double noise_t(const int dtype, const uint8_t *src, uint64_t elems, double s)
+ * float dtype, ALCM_FLOAT_DISPATCH). With cnt, element i stands for cnt[i] values. */
+ALCM_ALWAYS_INLINE double noise_t(const int dtype, const uint8_t *src, uint64_t elems,
+                                  const uint64_t *cnt, double s)
 {
 	double noise = 0, inv = 1.0 / s;
 	for (uint64_t i = 0; i < elems; i++) {
-		if (alcm_is_special(dtype, src, i))
+		if ((cnt && !cnt[i]) || alcm_is_special(dtype, src, i))
 			continue;
 		double x = alcm_load_float(dtype, src, i), t = x * inv;
 		double q = fabs(t) < 0x1p51 ? alcm_round_small(t) : t;
 		double r = fabs(q) < (double)((int64_t)1 << 30) ? alcm_quant_value(dtype, (int64_t)q, s)
 		                                                 : x;
-		noise += (x - r) * (x - r);
+		noise += (x - r) * (x - r) * (cnt ? (double)cnt[i] : 1.0);
 	}
 	return noise;
 }
 
 ALCM_ALWAYS_INLINE double signal_t(const int dtype, const uint8_t *src, uint64_t elems,
-                                   uint64_t *n)
+                                   const uint64_t *cnt, uint64_t *n)
 {
 	double sig = 0;
 	for (uint64_t i = 0; i < elems; i++) {
-		if (alcm_is_special(dtype, src, i))
+		if ((cnt && !cnt[i]) || alcm_is_special(dtype, src, i))
 			continue;
-		double x = alcm_load_float(dtype, src, i);
-		sig += x * x;
-		(*n)++;
+		double x = alcm_load_float(dtype, src, i), k = cnt ? (double)cnt[i] : 1.0;
+		sig += x * x * k;
+		*n += cnt ? cnt[i] : 1;
 	}
 	return sig;
 }
 
-static double snr_of_step(const alcm_tensor *t, uint64_t elems, double s, double sig)
+/* The step whose noise keeps the tensor's SNR at least db (0: none, store exactly). A float16
+ * or bfloat16 tensor of 64k values or more is searched on the counts of its 65536 bit
+ * patterns: each pass of the search then costs 65536 terms, not a pass over the tensor. */
+static double pick_snr_step(alcm_encoder *e, const alcm_tensor *t, uint64_t elems, double db)
 {
-	double noise = ALCM_FLOAT_DISPATCH(t->dtype, noise_t, t->data, elems, s);
-	return noise > 0 ? 10 * log10(sig / noise) : INFINITY;
-}
-
-static double pick_snr_step(const alcm_tensor *t, uint64_t elems, double db)
-{
-	uint64_t n = 0;
-	double sig = ALCM_FLOAT_DISPATCH(t->dtype, signal_t, t->data, elems, &n);
-	if (!(sig > 0) || !isfinite(sig))
-		return 0;
+	const uint8_t *src = t->data;
+	uint64_t n = 0, *cnt = NULL;
+	uint8_t *pat = NULL;
+	if (alcm_dtype_size(t->dtype) == 2 && elems >= 65536) {
+		cnt = alcm_mem_calloc(&e->alloc, 65536, sizeof(uint64_t));
+		pat = alcm_mem_alloc(&e->alloc, 2 * 65536);
+		if (cnt && pat) {
+			for (uint64_t i = 0; i < elems; i++)
+				cnt[alcm_load16(src + 2 * i)]++;
+			for (uint32_t k = 0; k < 65536; k++)
+				alcm_store16(pat + 2 * k, (uint16_t)k);
+			src = pat;
+			elems = 65536;
+		} else {
+			alcm_mem_free(&e->alloc, cnt);
+			cnt = NULL;
+		}
+	}
+	double sig = ALCM_FLOAT_DISPATCH(t->dtype, signal_t, src, elems, cnt, &n), found = 0;
 	/* Uniform quantization noise is step^2 / 12 per value. Factored so that a signal near
 	 * the top of the double range does not overflow (12 * 4.5e307 is infinite). A step that
 	 * is not finite is no step: 0, every value then stored exactly. */
-	double s = sqrt(12.0 * pow(10.0, -db / 10.0)) * sqrt(sig / (double)n);
+	double s = sig > 0 && isfinite(sig) ? sqrt(12.0 * pow(10.0, -db / 10.0)) *
+	                                          sqrt(sig / (double)n)
+	                                    : 0;
 	for (int it = 0; it < 40 && s > 0 && isfinite(s); it++) {
-		double got = snr_of_step(t, elems, s, sig);
-		if (got >= db)
-			return s;
+		double noise = ALCM_FLOAT_DISPATCH(t->dtype, noise_t, src, elems, cnt, s);
+		double got = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+		/* A hair of margin: the tensor's own sum runs in another order than the counts'. */
+		if (got >= db + 1e-9) {
+			found = s;
+			break;
+		}
 		s *= pow(10.0, (got - db) / 20.0) * 0.97;
 	}
-	return 0;
+	alcm_mem_free(&e->alloc, cnt);
+	alcm_mem_free(&e->alloc, pat);
+	return found;
 }
 
 /* Truncating float key of a magnitude: key < T (float T) iff a < T. */
@@ -456,7 +477,7 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		qmax = 1 / (2 * o->bound);
 		break;
 	case ALCM_MODE_SNR:
-		p->step[0] = pick_snr_step(t, p->elems, o->bound);
+		p->step[0] = pick_snr_step(e, t, p->elems, o->bound);
 		p->bound[0] = p->step[0] / 2;
 		channel_max(t, p, &qmax);
 		qmax = p->step[0] > 0 ? qmax / p->step[0] : 0;

@@ -412,6 +412,43 @@ static void test_rel_error_per_channel(void **state)
 	alcm_writer_free(p.w);
 }
 
+/* float16 and bfloat16 tensors of 64k values or more search their SNR step on the counts of
+ * their bit patterns: the floor must hold on the decoded tensor, specials kept exactly. */
+static void test_snr_floor_narrow(void **state)
+{
+	(void)state;
+	const int dts[] = {ALCM_DTYPE_BF16, ALCM_DTYPE_F16};
+	const double dbs[] = {15, 30, 45};
+	for (int d = 0; d < 2; d++) {
+		for (int k = 0; k < 3; k++) {
+			uint64_t seed = 53 + (uint64_t)k, shape[2] = {4, 20000}, n = 80000;
+			uint8_t *data = malloc(n * 2);
+			fill_float(dts[d], data, n, &seed, 0.05);
+			put_specials(dts[d], data);
+			alcm_tensor t = view("w", dts[d], 2, shape, data);
+			alcm_pack_options o;
+			alcm_pack_options_default(&o);
+			o.mode = ALCM_MODE_SNR;
+			o.bound = dbs[k];
+			packed p;
+			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			alcm_tensor_info info;
+			int st;
+			uint8_t *back = unpack_one(&p, 0, &info, &st);
+			assert_int_equal(st, ALCM_OK);
+			alcm_error_stats es;
+			assert_int_equal(alcm_tensor_measure(&t, back, &es), ALCM_OK);
+			assert_true(es.specials_exact);
+			if (!(es.snr_db >= dbs[k]))
+				fail_msg("%s: SNR %.3f dB under the floor %g", alcm_dtype_name(dts[d]),
+				         es.snr_db, dbs[k]);
+			free(back);
+			free(data);
+			alcm_writer_free(p.w);
+		}
+	}
+}
+
 static void test_snr_floor_and_bits(void **state)
 {
 	(void)state;
@@ -1034,6 +1071,7 @@ int main(void)
 		cmocka_unit_test(test_chunking_same_values),
 		cmocka_unit_test(test_huge_bounds_readable),
 		cmocka_unit_test(test_rel_error_per_channel),
+		cmocka_unit_test(test_snr_floor_narrow),
 		cmocka_unit_test(test_snr_floor_and_bits),
 		cmocka_unit_test(test_constant_and_tiny_tensors),
 		cmocka_unit_test(test_threads_identical_bytes),
