@@ -514,7 +514,6 @@ typedef struct alcm_tensor_info {
 	uint64_t pruned;
 	uint64_t escapes;
 	uint32_t chunks;
-	uint32_t transform;     /**< lossless transform id (spec: transforms) */
 } alcm_tensor_info;
 
 /**
@@ -542,6 +541,24 @@ ALCM_API const char *alcm_archive_detail(const alcm_archive *a);
 
 ALCM_API size_t alcm_archive_tensor_count(const alcm_archive *a);
 ALCM_API int alcm_archive_tensor_info(const alcm_archive *a, size_t index, alcm_tensor_info *info);
+/** Lossless transforms of a chunk (spec 6.4). */
+enum alcm_transform {
+	ALCM_TRANSFORM_NONE = 0,    /**< one stream of the raw bytes */
+	ALCM_TRANSFORM_PLANES = 1,  /**< one stream per byte of the element */
+	ALCM_TRANSFORM_FLOAT = 2,   /**< float bits rotated left by 1 (exponent first), then planes */
+	ALCM_TRANSFORM_PALETTE = 3, /**< at most 256 distinct values: a sorted palette, byte indices */
+	ALCM_TRANSFORM_SPARSE = 4   /**< a bitmap of the nonzero elements, then their planes */
+};
+
+/**
+ * How a lossless tensor's chunks are coded: bit t of *transforms is set when some chunk uses
+ * transform t (enum alcm_transform). 0 for a quantized tensor or one without chunks. Reads
+ * the first byte of each chunk, without checking digests: for display (alcm-inspect), not
+ * for trusting the data.
+ * @return ALCM_OK, ALCM_E_ARG, or an I/O error from the reader.
+ */
+ALCM_API int alcm_archive_tensor_coding(alcm_archive *a, size_t index, uint32_t *transforms);
+
 /** @return ALCM_OK with *index set, or ALCM_E_NOTFOUND. */
 ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t name_len,
                                size_t *index);

@@ -392,6 +392,30 @@ int alcm_archive_tensor_info(const alcm_archive *a, size_t i, alcm_tensor_info *
 	return ALCM_OK;
 }
 
+int alcm_archive_tensor_coding(alcm_archive *a, size_t i, uint32_t *transforms)
+{
+	if (!a || !transforms || i >= a->count)
+		return ALCM_E_ARG;
+	*transforms = 0;
+	const tentry *te = &a->t[i];
+	if (te->info.mode != ALCM_MODE_LOSSLESS)
+		return ALCM_OK;
+	uint64_t pos = 0;
+	for (uint32_t k = 0; k < te->info.chunks; k++) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * (size_t)k);
+		uint8_t t;
+		if (dl) {
+			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, &t, 1);
+			if (st)
+				return afail(a, st, "tensor %zu: cannot read chunk %u of section %u", i, k,
+				             te->data_idx);
+			*transforms |= t < 32 ? 1u << t : 0;
+		}
+		pos += dl;
+	}
+	return ALCM_OK;
+}
+
 int alcm_archive_find(const alcm_archive *a, const char *name, size_t len, size_t *index)
 {
 	if (!a || (!name && len))

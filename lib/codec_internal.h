@@ -99,14 +99,7 @@ uint16_t alcm_float_to_bf16(float f);
 
 /* ---- chunk coders ---------------------------------------------------------------------- */
 
-/* Lossless transforms (spec 6.4). */
-enum alcm_transform {
-	ALCM_TRANSFORM_NONE = 0,   /* one stream of the raw bytes */
-	ALCM_TRANSFORM_PLANES = 1, /* one stream per byte of the element */
-	ALCM_TRANSFORM_FLOAT = 2,  /* float bits rotated left by 1 (exponent first), then planes */
-	ALCM_TRANSFORM_PALETTE = 3, /* at most 256 distinct values: a sorted palette, byte indices */
-	ALCM_TRANSFORM_SPARSE = 4   /* a bitmap of the nonzero elements, then their planes */
-};
+/* Lossless transforms: enum alcm_transform (alcm.h, spec 6.4). */
 
 /* A lossless plan: the transform; which streams are worth giving to zstd (bit k set: stream
  * k; the others are stored raw without trying); which streams zstd codes at level 1 instead

@@ -88,6 +88,11 @@ expect 0 "$B/alcm-inspect" "$T/l.alcm"
 has "max-error" out
 expect 0 "$B/alcm-inspect" --json "$T/l.alcm"
 if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["tensors"] and d["sections"]' "$T/out"; then ok; else bad "inspect --json output is not the expected JSON"; fi
+# Coding: quantized tensors say quant, lossless ones the transforms of their chunks.
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert all(t["coding"] == ("quant" if t["mode"] != "lossless" else t["coding"]) and t["coding"] for t in d["tensors"]); assert any(t["coding"] == "quant" for t in d["tensors"])' "$T/out"; then ok; else bad "inspect --json: coding missing or wrong for quantized tensors"; fi
+expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/ll.alcm"
+expect 0 "$B/alcm-inspect" --json "$T/ll.alcm"
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); ok={"raw","planes","float","palette","sparse"}; assert all(set(t["coding"].split("+")) <= ok for t in d["tensors"])' "$T/out"; then ok; else bad "inspect --json: lossless coding names"; fi
 cp "$T/l.alcm" "$T/dmg.alcm"
 printf '\xff' | dd of="$T/dmg.alcm" bs=1 seek=300 conv=notrunc status=none
 expect 5 "$B/alcm-inspect" --verify "$T/dmg.alcm"

@@ -64,6 +64,20 @@ static uint8_t *unpack_one(const packed *p, size_t i, alcm_tensor_info *info, in
 	return out;
 }
 
+/* The lossless transforms tensor i's chunks use (alcm_archive_tensor_coding), 0 on error. */
+static uint32_t coding_of(const packed *p, size_t i)
+{
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	uint32_t mask = 0;
+	if (alcm_reader_open_memory(&r, p->buf, p->len, "t", NULL, NULL, 0) ||
+	    alcm_archive_open(&a, r, NULL) || alcm_archive_tensor_coding(a, i, &mask))
+		mask = 0;
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	return mask;
+}
+
 static void fill_float(int dtype, uint8_t *p, uint64_t n, uint64_t *seed, double scale)
 {
 	for (uint64_t i = 0; i < n; i++) {
@@ -724,6 +738,7 @@ static void test_palette_dequantized_weights(void **state)
 			assert_int_equal(st, ALCM_OK);
 			assert_memory_equal(back, data, n * w);
 			if (!mixed) {
+				assert_int_equal(coding_of(&p, 0), 1u << ALCM_TRANSFORM_PALETTE);
 				alcm_coder *c = alcm_coder_new(NULL, NULL);
 				alcm_buf b = {NULL, 0, 0, NULL};
 				assert_int_equal(alcm_stream_put(c, &b, data, n * w, 19), ALCM_OK);
@@ -883,6 +898,8 @@ static void test_sparse_gradients(void **state)
 		uint8_t *back = unpack_one(&p, 0, &info, &st);
 		assert_int_equal(st, ALCM_OK);
 		assert_memory_equal(back, data, n * w);
+		/* Half-zero chunks are coded sparse; inspect's view says so. */
+		assert_true(coding_of(&p, 0) & (1u << ALCM_TRANSFORM_SPARSE));
 		if (dts[d] == ALCM_DTYPE_F32) {
 			alcm_coder *c = alcm_coder_new(NULL, NULL);
 			alcm_buf b = {NULL, 0, 0, NULL};

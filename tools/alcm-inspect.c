@@ -10,8 +10,10 @@ static const char usage[] =
 	"usage: alcm-inspect [--json] [--verify] [--features] [--predictor] [-q] FILE.alcm\n"
 	"\n"
 	"Prints the format version, each section (type, offset, size, digest state) and each\n"
-	"tensor (name, dtype, shape, mode, bits, scales, pruned share, stored and original bytes,\n"
-	"ratio).\n"
+	"tensor (name, dtype, shape, mode, coding, bits, scales, pruned share, stored and original\n"
+	"bytes, ratio). Coding is \"quant\" for a quantized tensor, else the lossless transforms\n"
+	"of its chunks: raw, planes, float (byte planes of rotated float bits), palette, sparse\n"
+	"(zeros elided).\n"
 	"\n"
 	"  --json       print the same as one JSON object\n"
 	"  --verify     check every section digest and the zero padding; exit 5 naming the\n"
@@ -33,6 +35,30 @@ static const char *mode_name(int m)
 {
 	static const char *n[] = {"lossless", "max-error", "rel-error", "snr", "bits"};
 	return m >= 0 && m <= 4 ? n[m] : "?";
+}
+
+/* How tensor i is coded: "quant" for a quantized tensor, else its chunks' lossless
+ * transforms joined by '+' (spec 6.4), in transform order. */
+static const char *coding_name(alcm_archive *a, size_t i, char *buf, size_t cap)
+{
+	static const char *n[] = {"raw", "planes", "float", "palette", "sparse"};
+	alcm_tensor_info ti;
+	uint32_t mask = 0;
+	if (alcm_archive_tensor_info(a, i, &ti) || ti.mode != ALCM_MODE_LOSSLESS)
+		return "quant";
+	if (alcm_archive_tensor_coding(a, i, &mask) || !mask)
+		return "-";
+	buf[0] = 0;
+	for (unsigned t = 0; t < 32; t++) {
+		if (!(mask & (1u << t)))
+			continue;
+		size_t l = strlen(buf);
+		if (t < 5)
+			snprintf(buf + l, cap - l, "%s%s", l ? "+" : "", n[t]);
+		else
+			snprintf(buf + l, cap - l, "%s%u", l ? "+" : "", t);
+	}
+	return buf;
 }
 
 static const char *digest_name(int s)
@@ -310,16 +336,19 @@ static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int ver
 	size_t nt = alcm_archive_tensor_count(a);
 	uint64_t raw = 0, stored = 0;
 	printf("tensors:  %zu\n", nt);
-	printf("  %-32s  %-8s  %-16s  %-9s  %4s  %6s  %7s  %10s  %10s  %7s\n", "name", "dtype",
-	       "shape", "mode", "bits", "scales", "pruned", "stored", "original", "ratio");
+	printf("  %-32s  %-8s  %-16s  %-9s  %-14s  %4s  %6s  %7s  %10s  %10s  %7s\n", "name",
+	       "dtype", "shape", "mode", "coding", "bits", "scales", "pruned", "stored", "original",
+	       "ratio");
 	for (size_t i = 0; i < nt; i++) {
 		alcm_tensor_info ti;
+		char cb[64];
 		alcm_archive_tensor_info(a, i, &ti);
 		raw += ti.raw_bytes;
 		stored += ti.stored_bytes;
-		printf("  %-32s  %-8s  %-16s  %-9s  %4u  %6llu  %6.2f%%  %10llu  %10llu  %6.2fx\n",
+		printf("  %-32s  %-8s  %-16s  %-9s  %-14s  %4u  %6llu  %6.2f%%  %10llu  %10llu  %6.2fx\n",
 		       cli_name(ti.name, ti.name_len), alcm_dtype_name(ti.dtype),
-		       cli_shape(ti.shape, ti.ndim), mode_name(ti.mode), ti.bits,
+		       cli_shape(ti.shape, ti.ndim), mode_name(ti.mode), coding_name(a, i, cb, sizeof(cb)),
+		       ti.bits,
 		       (unsigned long long)ti.scales,
 		       ti.elements ? 100.0 * (double)ti.pruned / (double)ti.elements : 0.0,
 		       (unsigned long long)ti.stored_bytes, (unsigned long long)ti.raw_bytes,
@@ -385,10 +414,12 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 		printf(",\"dtype\":\"%s\",\"shape\":[", alcm_dtype_name(ti.dtype));
 		for (uint32_t d = 0; d < ti.ndim; d++)
 			printf("%s%llu", d ? "," : "", (unsigned long long)ti.shape[d]);
-		printf("],\"mode\":\"%s\",\"bits\":%u,\"bound\":%.17g,\"max_abs_error\":%.17g,"
+		char cb[64];
+		printf("],\"mode\":\"%s\",\"coding\":\"%s\",\"bits\":%u,\"bound\":%.17g,\"max_abs_error\":%.17g,"
 		       "\"scales\":%llu,\"pruned\":%llu,\"escapes\":%llu,\"chunks\":%u,"
 		       "\"stored_bytes\":%llu,\"original_bytes\":%llu,\"ratio\":%.6f",
-		       mode_name(ti.mode), ti.bits, ti.bound, ti.max_abs_error,
+		       mode_name(ti.mode), coding_name(a, i, cb, sizeof(cb)), ti.bits, ti.bound,
+		       ti.max_abs_error,
 		       (unsigned long long)ti.scales, (unsigned long long)ti.pruned,
 		       (unsigned long long)ti.escapes, ti.chunks, (unsigned long long)ti.stored_bytes,
 		       (unsigned long long)ti.raw_bytes, ratio(ti.raw_bytes, ti.stored_bytes));
