@@ -131,6 +131,16 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint6
 	return st;
 }
 
+/* Element i of a chunk of elems elements starting at element first: its channel (*ch) and
+ * where that channel's run inside the chunk ends. */
+static inline uint64_t channel_run(const alcm_qparams *qp, uint64_t first, uint64_t i,
+                                   uint64_t elems, uint64_t *ch)
+{
+	*ch = qp->nsteps == 1 ? 0 : (first + i) / qp->inner;
+	uint64_t end = qp->nsteps == 1 ? elems : (*ch + 1) * qp->inner - first;
+	return end < elems ? end : elems;
+}
+
 enum { Q_SYMBOL, Q_PRUNED, Q_SPECIAL, Q_MISS };
 
 /* What becomes of element k in a channel of step s (inv = 1 / s, 0 if s is 0), bound b:
@@ -261,11 +271,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	double pb = bits ? qp->prune_below : 0;
 	uint64_t i = 0;
 	while (i < elems && !st) {
-		uint64_t g = first + i;
-		uint64_t ch = qp->nsteps == 1 ? 0 : g / qp->inner;
-		uint64_t seg_end = qp->nsteps == 1 ? elems : (ch + 1) * qp->inner - first;
-		if (seg_end > elems)
-			seg_end = elems;
+		uint64_t ch, seg_end = channel_run(qp, first, i, elems, &ch);
 		double s = qp->step[ch];
 		double inv = s > 0 ? 1.0 / s : 0.0;
 		double b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
@@ -375,11 +381,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 {
 	uint64_t si = 0, i = 0;
 	while (i < elems) {
-		uint64_t g = first + i;
-		uint64_t ch = qp->nsteps == 1 ? 0 : g / qp->inner;
-		uint64_t seg_end = qp->nsteps == 1 ? elems : (ch + 1) * qp->inner - first;
-		if (seg_end > elems)
-			seg_end = elems;
+		uint64_t ch, seg_end = channel_run(qp, first, i, elems, &ch);
 		double s = qp->step[ch];
 		for (; i < seg_end; i++) {
 			if (bits && ((bits[i >> 3] >> (i & 7)) & 1)) {
