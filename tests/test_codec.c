@@ -64,6 +64,37 @@ static uint8_t *unpack_one(const packed *p, size_t i, alcm_tensor_info *info, in
 	return out;
 }
 
+/* Length of zstd at `level` on n raw bytes, as one coded stream with its framing: the peer a
+ * lossless tensor is measured against. */
+static size_t zstd_len(const void *data, size_t n, int level)
+{
+	alcm_coder *c = alcm_coder_new(NULL, NULL);
+	alcm_buf b = {NULL, 0, 0, NULL};
+	assert_int_equal(alcm_stream_put(c, &b, data, n, level), ALCM_OK);
+	size_t len = b.len;
+	alcm_buf_free(&b);
+	alcm_coder_free(c);
+	return len;
+}
+
+/* Packs t losslessly (chunks of chunk_bytes; 0: the default), decodes it and checks that
+ * every byte came back. The caller frees p->w. */
+static void lossless_exact(const alcm_tensor *t, uint64_t chunk_bytes, packed *p,
+                           alcm_tensor_report *rep)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	if (chunk_bytes)
+		o.chunk_bytes = chunk_bytes;
+	assert_int_equal(pack(t, 1, &o, p, rep), ALCM_OK);
+	alcm_tensor_info info;
+	int st;
+	uint8_t *back = unpack_one(p, 0, &info, &st);
+	assert_int_equal(st, ALCM_OK);
+	assert_memory_equal(back, t->data, t->nbytes);
+	free(back);
+}
+
 /* The lossless transforms tensor i's chunks use (alcm_archive_tensor_coding), 0 on error. */
 static uint32_t coding_of(const packed *p, size_t i)
 {
@@ -667,18 +698,11 @@ static void test_lossless_not_worse_than_zstd(void **state)
 	uint64_t seed = 13, shape[1] = {1 << 18};
 	uint8_t *data;
 	alcm_tensor t = make("w", ALCM_DTYPE_F32, 1, shape, &data, &seed);
-	alcm_pack_options o;
-	alcm_pack_options_default(&o);
 	packed p;
 	alcm_tensor_report rep;
-	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
-	alcm_coder *c = alcm_coder_new(NULL, NULL);
-	alcm_buf b = {NULL, 0, 0, NULL};
-	assert_int_equal(alcm_stream_put(c, &b, data, t.nbytes, 3), ALCM_OK);
+	lossless_exact(&t, 0, &p, &rep);
 	/* Exponent-plane coding must beat zstd on the raw bytes of Gaussian weights. */
-	assert_true(rep.stored_bytes < b.len);
-	alcm_buf_free(&b);
-	alcm_coder_free(c);
+	assert_true(rep.stored_bytes < zstd_len(data, t.nbytes, 3));
 	alcm_writer_free(p.w);
 	free(data);
 }
@@ -715,29 +739,16 @@ static void test_palette_dequantized_weights(void **state)
 			if (mixed) /* the head of the chunk holds many values, the sampled middle few */
 				fill_float(dts[d], data, 4096, &seed, 0.05);
 			alcm_tensor t = view("q", dts[d], 2, shape, data);
-			alcm_pack_options o;
-			alcm_pack_options_default(&o);
-			o.chunk_bytes = 1 << 18; /* several chunks */
 			packed p;
 			alcm_tensor_report rep;
-			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
-			alcm_tensor_info info;
-			int st;
-			uint8_t *back = unpack_one(&p, 0, &info, &st);
-			assert_int_equal(st, ALCM_OK);
-			assert_memory_equal(back, data, n * w);
+			lossless_exact(&t, 1 << 18, &p, &rep); /* several chunks */
 			if (!mixed) {
 				assert_int_equal(coding_of(&p, 0), 1u << ALCM_TRANSFORM_PALETTE);
-				alcm_coder *c = alcm_coder_new(NULL, NULL);
-				alcm_buf b = {NULL, 0, 0, NULL};
-				assert_int_equal(alcm_stream_put(c, &b, data, n * w, 19), ALCM_OK);
-				if (!(rep.stored_bytes < b.len))
+				size_t z = zstd_len(data, n * w, 19);
+				if (!(rep.stored_bytes < z))
 					fail_msg("%s: %llu bytes, zstd -19 %zu", alcm_dtype_name(dts[d]),
-					         (unsigned long long)rep.stored_bytes, b.len);
-				alcm_buf_free(&b);
-				alcm_coder_free(c);
+					         (unsigned long long)rep.stored_bytes, z);
 			}
-			free(back);
 			free(data);
 			alcm_writer_free(p.w);
 		}
@@ -776,25 +787,13 @@ static void test_palette_fallback_not_worse(void **state)
 		alcm_coder_free(c);
 	}
 	alcm_tensor t = view("bigram", ALCM_DTYPE_F32, 2, shape, p);
-	alcm_pack_options o;
-	alcm_pack_options_default(&o);
 	packed pk;
 	alcm_tensor_report rep;
-	assert_int_equal(pack(&t, 1, &o, &pk, &rep), ALCM_OK);
-	alcm_coder *c = alcm_coder_new(NULL, NULL);
-	alcm_buf b = {NULL, 0, 0, NULL};
-	assert_int_equal(alcm_stream_put(c, &b, (const uint8_t *)p, n * 4, 3), ALCM_OK);
-	if (!(rep.stored_bytes <= b.len + 64))
+	lossless_exact(&t, 0, &pk, &rep);
+	size_t z = zstd_len(p, n * 4, 3);
+	if (!(rep.stored_bytes <= z + 64))
 		fail_msg("%llu bytes, zstd -3 on the raw bytes %zu", (unsigned long long)rep.stored_bytes,
-		         b.len);
-	alcm_tensor_info info;
-	int st;
-	uint8_t *back = unpack_one(&pk, 0, &info, &st);
-	assert_int_equal(st, ALCM_OK);
-	assert_memory_equal(back, p, n * 4);
-	free(back);
-	alcm_buf_free(&b);
-	alcm_coder_free(c);
+		         z);
 	alcm_writer_free(pk.w);
 	free(p);
 }
@@ -876,30 +875,16 @@ static void test_sparse_gradients(void **state)
 				memset(data + i * w, 0, w);
 		}
 		alcm_tensor t = view("g", dts[d], 2, shape, data);
-		alcm_pack_options o;
-		alcm_pack_options_default(&o);
-		o.chunk_bytes = 8 * cols * w; /* a chunk per 8 rows */
 		packed p;
 		alcm_tensor_report rep;
-		assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
-		alcm_tensor_info info;
-		int st;
-		uint8_t *back = unpack_one(&p, 0, &info, &st);
-		assert_int_equal(st, ALCM_OK);
-		assert_memory_equal(back, data, n * w);
+		lossless_exact(&t, 8 * cols * w, &p, &rep); /* a chunk per 8 rows */
 		/* Half-zero chunks are coded sparse; inspect's view says so. */
 		assert_true(coding_of(&p, 0) & (1u << ALCM_TRANSFORM_SPARSE));
 		if (dts[d] == ALCM_DTYPE_F32) {
-			alcm_coder *c = alcm_coder_new(NULL, NULL);
-			alcm_buf b = {NULL, 0, 0, NULL};
-			assert_int_equal(alcm_stream_put(c, &b, data, n * w, 19), ALCM_OK);
-			if (!(rep.stored_bytes < b.len))
-				fail_msg("%llu bytes, zstd -19 %zu", (unsigned long long)rep.stored_bytes,
-				         b.len);
-			alcm_buf_free(&b);
-			alcm_coder_free(c);
+			size_t z = zstd_len(data, n * w, 19);
+			if (!(rep.stored_bytes < z))
+				fail_msg("%llu bytes, zstd -19 %zu", (unsigned long long)rep.stored_bytes, z);
 		}
-		free(back);
 		free(data);
 		alcm_writer_free(p.w);
 	}
