@@ -33,12 +33,12 @@ void alcm_digest(uint8_t out[ALCM_DIGEST_LEN], const void *buf, size_t len)
 	crypto_generichash(out, ALCM_DIGEST_LEN, buf, len, NULL, 0);
 }
 
-void alcm_header_fixed_build(uint8_t out[ALCM_FIXED_SIZE], uint32_t flags)
+void alcm_header_fixed_build(uint8_t out[ALCM_FIXED_SIZE], uint32_t flags, unsigned minor)
 {
 	memset(out, 0, ALCM_FIXED_SIZE);
 	memcpy(out, alcm_signature, ALCM_SIGNATURE_LEN);
 	out[9] = ALCM_FORMAT_MAJOR;
-	alcm_store16(out + 10, ALCM_FORMAT_MINOR);
+	alcm_store16(out + 10, (uint16_t)minor);
 	alcm_store32(out + 12, flags);
 	alcm_store32(out + 16, ALCM_HEADER_SIZE);
 	out[20] = ALCM_ALIGN_LOG2;

@@ -48,7 +48,7 @@ int alcm_section_type_valid(const char type[4]);
 void alcm_digest(uint8_t out[ALCM_DIGEST_LEN], const void *buf, size_t len);
 
 /* Fills the 64-byte fixed part of the header (magic, version, flags, digest). */
-void alcm_header_fixed_build(uint8_t out[ALCM_FIXED_SIZE], uint32_t flags);
+void alcm_header_fixed_build(uint8_t out[ALCM_FIXED_SIZE], uint32_t flags, unsigned minor);
 /* Fills a commit slot bound to the fixed header. */
 void alcm_slot_build(uint8_t out[ALCM_SLOT_SIZE], const uint8_t fixed[ALCM_FIXED_SIZE],
                      uint64_t generation, uint64_t table_offset, uint64_t table_size);

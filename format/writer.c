@@ -107,7 +107,7 @@ static int writer_new(alcm_writer **out, int kind, unsigned flags, const alcm_al
 	w->pos = ALCM_HEADER_SIZE;
 	w->generation = 1;
 	w->next_slot = ALCM_SLOT_A;
-	alcm_header_fixed_build(w->fixed, w->hflags);
+	alcm_header_fixed_build(w->fixed, w->hflags, 0);
 	*out = w;
 	return ALCM_OK;
 }
@@ -437,4 +437,28 @@ const char *alcm_writer_detail(const alcm_writer *w)
 uint32_t alcm_writer_flags(const alcm_writer *w)
 {
 	return w ? w->hflags : 0;
+}
+
+unsigned alcm_writer_minor(const alcm_writer *w)
+{
+	return w ? alcm_load16(w->fixed + 10) : 0;
+}
+
+int alcm_writer_require_minor(alcm_writer *w, unsigned minor)
+{
+	if (!w || minor > ALCM_FORMAT_MINOR)
+		return ALCM_E_ARG;
+	if (w->poisoned || w->committed)
+		return ALCM_E_STATE;
+	unsigned have = alcm_writer_minor(w);
+	if (minor <= have)
+		return ALCM_OK;
+	/* An append cannot raise the version: both commit slots are bound to the fixed header,
+	 * and a reader of the lower minor version would meet the new feature unannounced. */
+	if (w->kind == W_APPEND)
+		return wfail(w, ALCM_E_UNSUPPORTED, "the archive is format %u.%u; this needs format "
+		             "%u.%u, which an append cannot raise", ALCM_FORMAT_MAJOR, have,
+		             ALCM_FORMAT_MAJOR, minor);
+	alcm_header_fixed_build(w->fixed, w->hflags, minor);
+	return ALCM_OK;
 }

@@ -66,9 +66,10 @@ extern "C" {
 #define ALCM_VERSION_PATCH 0
 #define ALCM_VERSION_STRING "0.1.0"
 
-/** Version of the container format this library writes, see spec/alcm-format.md. */
+/** Newest container format version this library reads and writes (spec/alcm-format.md). A writer
+ * puts the lowest minor version whose features the archive uses in the header (chapter 8). */
 #define ALCM_FORMAT_MAJOR 1
-#define ALCM_FORMAT_MINOR 0
+#define ALCM_FORMAT_MINOR 1
 
 /** @return the library version string, e.g. "0.1.0". Static, never NULL. */
 ALCM_API const char *alcm_version(void);
@@ -287,6 +288,16 @@ ALCM_API int alcm_writer_open_append(alcm_writer **out, const char *path,
 
 /** Header flags (ALCM_FLAG_*) the archive will carry. */
 ALCM_API uint32_t alcm_writer_flags(const alcm_writer *w);
+/** The minor format version the archive's header carries (0 until a feature raises it). */
+ALCM_API unsigned alcm_writer_minor(const alcm_writer *w);
+/**
+ * Declares that the archive uses a feature of format 1.`minor` (spec chapter 8: writers write
+ * the lowest minor version whose features they use). A new archive's header is raised to it
+ * (never lowered). An append cannot change the header: it returns ALCM_E_UNSUPPORTED when the
+ * archive has a lower minor version, and the caller then codes without that feature.
+ * @return ALCM_E_ARG for a minor above ALCM_FORMAT_MINOR, ALCM_E_STATE after commit.
+ */
+ALCM_API int alcm_writer_require_minor(alcm_writer *w, unsigned minor);
 /** Sections so far, those of the archive being appended to included. */
 ALCM_API uint32_t alcm_writer_section_count(const alcm_writer *w);
 /** Reads back info about a section of this writer (old or new). */

@@ -880,6 +880,49 @@ static void test_append_higher_minor(void **state)
 	free_secs(s);
 }
 
+/* A new archive takes the minor version its features need; an append cannot raise it. */
+static void test_require_minor(void **state)
+{
+	(void)state;
+	const char *path = tu_path("require-minor.alcm");
+	sec s[NSIZES];
+	make_secs(s, 3);
+	pack_file(path, s, 1, ALCM_WRITE_STREAM);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_append(&w, path, NULL, NULL, NO_SYNC), ALCM_OK);
+	assert_int_equal(alcm_writer_minor(w), 0);
+	assert_int_equal(alcm_writer_require_minor(w, 0), ALCM_OK);
+	assert_int_equal(alcm_writer_require_minor(w, ALCM_FORMAT_MINOR + 1), ALCM_E_ARG);
+	assert_int_equal(alcm_writer_require_minor(w, 1), ALCM_E_UNSUPPORTED);
+	assert_non_null(strstr(alcm_writer_detail(w), "format 1.0"));
+	alcm_writer_free(w);
+
+	unlink(path);
+	assert_int_equal(alcm_writer_open_file(&w, path, ALCM_WRITE_STREAM | NO_SYNC, NULL), ALCM_OK);
+	add_all(w, s, 1);
+	assert_int_equal(alcm_writer_require_minor(w, 1), ALCM_OK);
+	assert_int_equal(alcm_writer_require_minor(w, 0), ALCM_OK);
+	assert_int_equal(alcm_writer_minor(w), 1);
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	assert_int_equal(alcm_writer_require_minor(w, 1), ALCM_E_STATE);
+	alcm_writer_free(w);
+	alcm_reader *r = NULL;
+	unsigned major, minor;
+	assert_int_equal(alcm_reader_open_file(&r, path, NULL, NULL, 0), ALCM_OK);
+	alcm_reader_version(r, &major, &minor);
+	assert_int_equal(minor, 1);
+	check_reader(r, s, 1, 0);
+	alcm_reader_free(r);
+	/* The raised header survives appends, which keep the file's fixed header. */
+	append_secs(path, s + 1, 1, 1);
+	assert_int_equal(alcm_writer_open_append(&w, path, NULL, NULL, NO_SYNC), ALCM_OK);
+	assert_int_equal(alcm_writer_minor(w), 1);
+	assert_int_equal(alcm_writer_require_minor(w, 1), ALCM_OK);
+	alcm_writer_free(w);
+	unlink(path);
+	free_secs(s);
+}
+
 /* ---- allocation failures ----------------------------------------------------------- */
 
 typedef int (*alloc_op)(const alcm_allocator *a, void *ctx);
@@ -1097,7 +1140,7 @@ static void test_sparse_5gib(void **state)
 	size_t tlen;
 	assert_int_equal(alcm_table_build(NULL, &e, 1, &tbl, &tlen), ALCM_OK);
 	uint8_t h[ALCM_HEADER_SIZE] = {0};
-	alcm_header_fixed_build(h, 0);
+	alcm_header_fixed_build(h, 0, 0);
 	alcm_slot_build(h + ALCM_SLOT_A, h, 1, toff, tlen);
 	assert_int_equal(alcm_pwrite_all(fd, tbl, tlen, toff), 0);
 	assert_int_equal(alcm_pwrite_all(fd, h, sizeof(h), 0), 0);
@@ -1153,6 +1196,7 @@ int main(void)
 		cmocka_unit_test(test_append_refused),
 		cmocka_unit_test(test_append_crash),
 		cmocka_unit_test(test_append_higher_minor),
+		cmocka_unit_test(test_require_minor),
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_sparse_5gib),
 	};
