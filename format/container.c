@@ -8,7 +8,7 @@ const uint8_t alcm_signature[ALCM_SIGNATURE_LEN] = {0x89, 'A', 'L', 'C', 'M',
 
 static const char known_types[][4] = {
 	{'M', 'E', 'T', 'A'}, {'T', 'D', 'I', 'R'}, {'L', 'D', 'A', 'T'}, {'Q', 'D', 'A', 'T'},
-	{'S', 'C', 'A', 'L'}, {'M', 'A', 'S', 'K'}, {'E', 'S', 'C', 'P'}, {'P', 'R', 'E', 'D'},
+	{'S', 'C', 'A', 'L'}, {'M', 'A', 'S', 'K'}, {'P', 'R', 'E', 'D'},
 	{'S', 'I', 'G', 'N'}, {'F', 'R', 'A', 'M'}, {'A', 'T', 'T', 'R'}, {'P', 'T', 'B', 'L'},
 };
 

@@ -147,9 +147,13 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	if (!alcm_dtype_size(ti->dtype))
 		return BAD(ALCM_E_UNSUPPORTED, "tensor '%s': unknown dtype %u at offset %llu", q,
 		           b4[0], (unsigned long long)(base + at + 4 + nl));
-	if (ti->mode > ALCM_MODE_BITS || (ti->mode && !alcm_dtype_is_float(ti->dtype)))
-		return BAD(ALCM_E_CORRUPT, "tensor '%s': bad mode %u at offset %llu", q, b4[1],
+	if (ti->mode > ALCM_MODE_BITS)
+		return BAD(ALCM_E_UNSUPPORTED, "tensor '%s': unknown mode %u at offset %llu", q, b4[1],
 		           (unsigned long long)(base + at + 5 + nl));
+	if (ti->mode && !alcm_dtype_is_float(ti->dtype))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': mode %u at offset %llu is not valid for "
+		           "dtype %s", q, b4[1], (unsigned long long)(base + at + 5 + nl),
+		           alcm_dtype_name(ti->dtype));
 	if (ti->ndim > L->max_ndim || ti->ndim > ALCM_MAX_NDIM)
 		return BAD(ALCM_E_LIMIT, "tensor '%s': rank %u at offset %llu exceeds the limit", q,
 		           ti->ndim, (unsigned long long)(base + at + 6 + nl));
@@ -564,6 +568,15 @@ static int decode_chunks(dec *d)
 				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
 				             "section %u is malformed", q, (unsigned long long)sl->k,
 				             (unsigned long long)sl->dpos, te->data_idx);
+			if (sl->status == ALCM_E_UNSUPPORTED) {
+				unsigned major, minor;
+				alcm_reader_version(d->a->r, &major, &minor);
+				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+				             "section %u uses a coding this reader does not know (archive "
+				             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
+				             (unsigned long long)sl->dpos, te->data_idx, major, minor,
+				             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
+			}
 			return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
 			             (unsigned long long)sl->k, alcm_strerror(sl->status));
 		}
@@ -673,7 +686,7 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		st = decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
-	if (st == ALCM_E_CORRUPT && d.verify &&
+	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && d.verify &&
 	    alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST)
 		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
 	if (!st)
@@ -688,7 +701,7 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		}
 	alcm_mem_free(&a->alloc, d.slots);
 	alcm_mem_free(&a->alloc, d.steps);
-	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST)
+	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
 		a->poisoned = 1;
 	return st;
 }

@@ -333,10 +333,11 @@ int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact
 	if ((st = alcm_cur_u8(cur, &id)) || (st = alcm_cur_varint(cur, &raw)) ||
 	    (st = alcm_cur_varint(cur, &clen)))
 		return st;
-	if (raw != exact || clen > cur->len - cur->pos)
-		return ALCM_E_CORRUPT;
+	/* An id this reader does not know is a feature it lacks (spec 6.2), checked first. */
 	const alcm_backend *b = alcm_backend_get(id);
 	if (!b)
+		return ALCM_E_UNSUPPORTED;
+	if (raw != exact || clen > cur->len - cur->pos)
 		return ALCM_E_CORRUPT;
 	if ((st = alcm_cur_bytes(cur, (size_t)clen, &p)))
 		return st;

@@ -411,7 +411,9 @@ int alcm_lossless_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *ds
 		return pal_decode(c, cur, dst, elems, w, scratch);
 	if (t == ALCM_TRANSFORM_SPARSE)
 		return sparse_decode(c, cur, dst, elems, w, fl, scratch);
-	if (t > ALCM_TRANSFORM_FLOAT || (t == ALCM_TRANSFORM_FLOAT && !fl))
+	if (t > ALCM_TRANSFORM_FLOAT)
+		return ALCM_E_UNSUPPORTED; /* a transform of a later version (spec 6.4) */
+	if (t == ALCM_TRANSFORM_FLOAT && !fl)
 		return ALCM_E_CORRUPT;
 	const uint8_t *pl[8];
 	for (size_t k = 0; k < w; k++)

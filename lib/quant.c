@@ -430,7 +430,9 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	uint64_t nsym;
 	if ((st = alcm_cur_u8(data, &width)) || (st = alcm_cur_varint(data, &nsym)))
 		return st;
-	if ((width != 1 && width != 2 && width != 4) || nsym != expect)
+	if (width != 1 && width != 2 && width != 4)
+		return ALCM_E_UNSUPPORTED; /* a symbol coding of a later version (spec 6.5.4) */
+	if (nsym != expect)
 		return ALCM_E_CORRUPT;
 	uint8_t *planes = scratch + mbytes;
 	for (unsigned k = 0; k < width; k++)

@@ -45,11 +45,13 @@ typedef struct mv_section {
 typedef struct mv_vector {
 	const char *name;
 	/* "ok": opens and verifies; "open": refused when opened; "verify": opens, but
-	 * alcm_reader_verify() fails. */
+	 * alcm_reader_verify() fails; "decode": opens and verifies, then decoding its tensors
+	 * (6.3 to 6.5) gives the status. */
 	const char *stage;
 	int status;
 	/* For failures, a substring of the detail line; for "ok", "generation=G tail=T
-	 * sections=N". */
+	 * sections=N"; for a "decode" that succeeds, "NAME=HEX ..." per tensor in directory
+	 * order, the hex of its decoded bytes. */
 	const char *expect;
 	int (*build)(mv_bytes *out, const char *scratch);
 	const char *what; /* for the spec */
@@ -96,6 +98,15 @@ static void mv_reseal_table(uint8_t *p)
 {
 	uint64_t off = alcm_load64(p + ALCM_SLOT_A + 8), size = alcm_load64(p + ALCM_SLOT_A + 16);
 	alcm_digest(p + off + size - 32, p + off, (size_t)size - 32);
+}
+
+/* Digest of section i, then the table's: after an edit of the section's bytes. */
+static void mv_reseal_section(uint8_t *p, unsigned i)
+{
+	uint64_t off = alcm_load64(p + ALCM_SLOT_A + 8);
+	uint8_t *e = p + off + 16 + 64 * i;
+	alcm_digest(e + 32, p + alcm_load64(e + 16), (size_t)alcm_load64(e + 24));
+	mv_reseal_table(p);
 }
 
 static const mv_section two_sections[] = {
@@ -203,6 +214,18 @@ static int v_unknown_critical(mv_bytes *o, const char *scratch)
 	return st;
 }
 
+/* ESCP is a reserved name, not a known type: flagged critical, it stops a reader at open. */
+static int v_critical_escp(mv_bytes *o, const char *scratch)
+{
+	int st = v_two(o, scratch);
+	if (!st) {
+		memcpy(o->p + 320 + 16 + 64, "ESCP", 4);
+		alcm_store32(o->p + 320 + 16 + 64 + 4, ALCM_SECTION_CRITICAL);
+		mv_reseal_table(o->p);
+	}
+	return st;
+}
+
 static int v_overlap(mv_bytes *o, const char *scratch)
 {
 	int st = v_two(o, scratch);
@@ -268,6 +291,216 @@ static int v_unfinished(mv_bytes *o, const char *scratch)
 	return st;
 }
 
+/* ---- payload vectors: tensors whose decoding every reader must agree on -------------- */
+
+/* A byte string built field by field (little-endian). */
+typedef struct mv_buf {
+	uint8_t p[512];
+	size_t n;
+} mv_buf;
+
+static void mv_put(mv_buf *b, const void *p, size_t n)
+{
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void mv_u8(mv_buf *b, unsigned v)
+{
+	b->p[b->n++] = (uint8_t)v;
+}
+
+static void mv_u32(mv_buf *b, uint32_t v)
+{
+	alcm_store32(b->p + b->n, v);
+	b->n += 4;
+}
+
+static void mv_u64(mv_buf *b, uint64_t v)
+{
+	alcm_store64(b->p + b->n, v);
+	b->n += 8;
+}
+
+static void mv_f64(mv_buf *b, double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, 8);
+	mv_u64(b, u);
+}
+
+/* A one-dimensional tensor of one chunk: its directory entry (6.3). */
+typedef struct mv_tensor {
+	const char *name;
+	unsigned dtype, mode;
+	uint64_t elems;
+	uint32_t data, scale; /* section indices; scale NONE for lossless */
+	double bound;
+	size_t data_len;
+} mv_tensor;
+
+static void mv_entry(mv_buf *d, const mv_tensor *t)
+{
+	mv_u32(d, (uint32_t)strlen(t->name));
+	mv_put(d, t->name, strlen(t->name));
+	mv_u8(d, t->dtype);
+	mv_u8(d, t->mode);
+	mv_u8(d, 1);                  /* ndim */
+	mv_u8(d, 0);                  /* bits, informative */
+	mv_u64(d, t->elems);          /* shape[0] */
+	mv_u32(d, t->data);
+	mv_u32(d, t->scale);
+	mv_u32(d, 0xFFFFFFFFu);       /* no mask */
+	mv_u64(d, t->elems);          /* chunk_elems: one chunk */
+	mv_u64(d, 1);                 /* chunk_count */
+	mv_f64(d, t->bound);
+	mv_f64(d, 0);                 /* max_abs_error, informative */
+	mv_u64(d, 0);                 /* pruned */
+	mv_u64(d, 0);                 /* escapes */
+	mv_u64(d, t->data_len);
+	mv_u64(d, 0);                 /* mask_len */
+}
+
+/* Writes sections (type, critical, bytes) then a TDIR of the given entries. */
+static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf *secs,
+                             size_t nsecs, const mv_tensor *t, size_t nt)
+{
+	alcm_writer *w = NULL;
+	const void *buf;
+	size_t len;
+	mv_buf dir = {{0}, 0};
+	mv_u32(&dir, (uint32_t)nt);
+	for (size_t i = 0; i < nt; i++)
+		mv_entry(&dir, &t[i]);
+	int st = alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL);
+	for (size_t i = 0; i < nsecs && !st; i++)
+		st = alcm_writer_add_section(w, types[i], ALCM_SECTION_CRITICAL, 0, secs[i].p,
+		                             secs[i].n, NULL);
+	if (!st)
+		st = alcm_writer_add_section(w, "TDIR", ALCM_SECTION_CRITICAL, 0, dir.p, dir.n, NULL);
+	if (!st)
+		st = alcm_writer_commit(w);
+	if (!st)
+		st = alcm_writer_memory(w, &buf, &len);
+	if (!st) {
+		o->p = malloc(len);
+		o->n = len;
+		if (!o->p)
+			st = ALCM_E_NOMEM;
+		else
+			memcpy(o->p, buf, len);
+	}
+	alcm_writer_free(w);
+	return st;
+}
+
+/* A coded stream (6.2) with the raw backend, or another backend id over the same bytes. */
+static void mv_stream(mv_buf *b, unsigned backend, const void *p, size_t n)
+{
+	mv_u8(b, backend);
+	mv_u8(b, (unsigned)n); /* varints of one byte: n < 128 */
+	mv_u8(b, (unsigned)n);
+	mv_put(b, p, n);
+}
+
+/* A QDAT chunk of one symbol q = 1 (zigzag 2) and no escapes (6.5.4). */
+static void mv_one_symbol(mv_buf *b)
+{
+	static const uint8_t sym = 2, count = 0;
+	mv_u8(b, 1);          /* width */
+	mv_u8(b, 1);          /* nsym */
+	mv_stream(b, 0, &sym, 1);
+	mv_u8(b, 1);          /* esc_len */
+	mv_stream(b, 0, &count, 1);
+}
+
+/* Two max-error tensors of one value, 1 x step, whose steps lie a hair above the midpoint of
+ * two float16 (bfloat16) neighbours: rounding through binary32 lands on the midpoint, and ties
+ * to even give 1.0; rounding the binary64 product directly would give the next value up. */
+static int v_narrow_rounding(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	static const char *const types[] = {"QDAT", "SCAL", "QDAT", "SCAL"};
+	mv_buf s[4] = {{{0}, 0}, {{0}, 0}, {{0}, 0}, {{0}, 0}};
+	const double h = 1 + 0x1p-11 + 0x1p-40, bf = 1 + 0x1p-8 + 0x1p-40;
+	mv_one_symbol(&s[0]);
+	mv_f64(&s[1], h);
+	mv_one_symbol(&s[2]);
+	mv_f64(&s[3], bf);
+	const mv_tensor t[2] = {
+		{"h", ALCM_DTYPE_F16, ALCM_MODE_MAX_ERROR, 1, 0, 1, h / 2, s[0].n},
+		{"b", ALCM_DTYPE_BF16, ALCM_MODE_MAX_ERROR, 1, 2, 3, bf / 2, s[2].n},
+	};
+	return mv_tensor_archive(o, types, s, 4, t, 2);
+}
+
+/* A lossless int8 tensor of 4 elements whose one stream names backend `backend`, with `extra`
+ * bytes left in the chunk after it. */
+static int mv_lossless_chunk(mv_bytes *o, unsigned backend, size_t extra)
+{
+	static const char *const types[] = {"LDAT"};
+	static const uint8_t v[4] = {1, 2, 3, 4};
+	mv_buf s[1] = {{{0}, 0}};
+	mv_u8(&s[0], 0); /* transform 0 */
+	mv_stream(&s[0], backend, v, sizeof(v));
+	for (size_t i = 0; i < extra; i++)
+		mv_u8(&s[0], 0);
+	const mv_tensor t = {"x", ALCM_DTYPE_I8, ALCM_MODE_LOSSLESS, 4, 0, 0xFFFFFFFFu, 0, s[0].n};
+	return mv_tensor_archive(o, types, s, 1, &t, 1);
+}
+
+static int v_lossless_chunk(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_lossless_chunk(o, 0, 0);
+}
+
+static int v_unknown_backend(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_lossless_chunk(o, 9, 0);
+}
+
+/* A lossless chunk with a transform code no version defines yet. */
+static int v_unknown_transform(mv_bytes *o, const char *scratch)
+{
+	int st = v_lossless_chunk(o, scratch);
+	if (!st) {
+		o->p[192] = 9;
+		mv_reseal_section(o->p, 0);
+	}
+	return st;
+}
+
+/* A QDAT chunk whose symbol width no version defines yet (3 bytes per symbol). */
+static int v_unknown_width(mv_bytes *o, const char *scratch)
+{
+	int st = v_narrow_rounding(o, scratch);
+	if (!st) {
+		o->p[192] = 3;
+		mv_reseal_section(o->p, 0);
+	}
+	return st;
+}
+
+/* A tensor mode no version defines yet: refused when the directory is read. */
+static int v_unknown_mode(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	static const char *const types[] = {"LDAT"};
+	mv_buf s[1] = {{{0}, 0}};
+	mv_u8(&s[0], 0);
+	mv_stream(&s[0], 0, "\x01\x02\x03\x04", 4);
+	const mv_tensor t = {"x", ALCM_DTYPE_I8, 7, 4, 0, 0xFFFFFFFFu, 0, s[0].n};
+	return mv_tensor_archive(o, types, s, 1, &t, 1);
+}
+
+static int v_chunk_leftover(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_lossless_chunk(o, 0, 1);
+}
+
 static const mv_vector mv_vectors[] = {
 	{"empty-archive.alcm", "ok", ALCM_OK, "generation=1 tail=0 sections=0", v_empty,
 	 "A non-stream archive with no sections: the header, slot A (generation 1, table at "
@@ -304,6 +537,11 @@ static const mv_vector mv_vectors[] = {
 	{"unknown-critical.alcm", "open", ALCM_E_UNSUPPORTED,
 	 "section 1: unknown critical section type 'XTRA' at offset 256", v_unknown_critical,
 	 "two-sections.alcm with section 1 (XTRA) flagged critical, table digest recomputed."},
+	{"critical-escp.alcm", "open", ALCM_E_UNSUPPORTED,
+	 "section 1: unknown critical section type 'ESCP' at offset 256", v_critical_escp,
+	 "two-sections.alcm with section 1 renamed ESCP and flagged critical, table digest "
+	 "recomputed. ESCP is a reserved name whose contents this version does not define "
+	 "(6.5.3), so it is an unknown type."},
 	{"overlap.alcm", "open", ALCM_E_CORRUPT,
 	 "section 1 (XTRA): offset 192 at offset 416, expected 256", v_overlap,
 	 "two-sections.alcm with the offset of section 1 set to 192, on top of section 0, table "
@@ -321,6 +559,37 @@ static const mv_vector mv_vectors[] = {
 	{"unfinished.alcm", "open", ALCM_E_CORRUPT, "no committed table", v_unfinished,
 	 "two-sections.alcm with slot A zeroed, as a writer that never committed would leave "
 	 "it."},
+	{"lossless-int8.alcm", "decode", ALCM_OK, "x=01020304", v_lossless_chunk,
+	 "The smallest tensor archive: an LDAT (section 0) holding one chunk, transform 0 and one "
+	 "raw stream of the bytes 01 02 03 04, and a TDIR (section 1) of one int8 tensor `x` of "
+	 "shape [4]. No META, no PRED: neither is needed to decode."},
+	{"narrow-rounding.alcm", "decode", ALCM_OK, "h=003c b=803f", v_narrow_rounding,
+	 "Two max-error tensors of one element each, both the symbol 2 (q = 1): `h`, float16, step "
+	 "1 + 2^-11 + 2^-40 (sections 0 and 1), and `b`, bfloat16, step 1 + 2^-8 + 2^-40 "
+	 "(sections 2 and 3). Each product lies above the midpoint of 1.0 and the next value of "
+	 "its dtype by 2^-40; rounded to binary32 first (6.5.5) it becomes the midpoint, which "
+	 "rounds to even: 1.0 (`00 3c`, `80 3f`). A reader that rounds the binary64 product "
+	 "straight to the narrow type gets `01 3c` and `81 3f`, and is not conforming."},
+	{"unknown-backend.alcm", "decode", ALCM_E_UNSUPPORTED, "coding this reader does not know",
+	 v_unknown_backend,
+	 "lossless-int8.alcm with the stream's backend byte (offset 193) set to 9, an id no "
+	 "version defines yet: the archive opens and verifies, and decoding the tensor is "
+	 "refused as unsupported (6.2)."},
+	{"unknown-transform.alcm", "decode", ALCM_E_UNSUPPORTED, "coding this reader does not know",
+	 v_unknown_transform,
+	 "lossless-int8.alcm with the chunk's transform byte (offset 192) set to 9 and the "
+	 "digests recomputed: unsupported (6.4)."},
+	{"unknown-width.alcm", "decode", ALCM_E_UNSUPPORTED, "coding this reader does not know",
+	 v_unknown_width,
+	 "narrow-rounding.alcm with the first QDAT chunk's symbol width (offset 192) set to 3 and "
+	 "the digests recomputed: unsupported (6.5.4)."},
+	{"unknown-mode.alcm", "decode", ALCM_E_UNSUPPORTED, "unknown mode 7", v_unknown_mode,
+	 "lossless-int8.alcm with the tensor's mode (offset 266) set to 7, a mode no version "
+	 "defines yet: refused as unsupported when the directory is read (6.3), before the mode is "
+	 "checked against the dtype."},
+	{"chunk-leftover.alcm", "decode", ALCM_E_CORRUPT, "is malformed", v_chunk_leftover,
+	 "lossless-int8.alcm with one zero byte after the chunk's last stream, counted in the "
+	 "chunk's data_len and the LDAT's length: refused as corrupt (6.4)."},
 };
 #define MV_COUNT (sizeof(mv_vectors) / sizeof(mv_vectors[0]))
 
