@@ -74,6 +74,14 @@ extern "C" {
 /** @return the library version string, e.g. "0.1.0". Static, never NULL. */
 ALCM_API const char *alcm_version(void);
 
+/**
+ * The number of CPUs this process may run on: its affinity mask (taskset, numactl, a batch
+ * scheduler's binding), capped by a cgroup CPU quota rounded up (cgroup v2 `cpu.max` on the
+ * process's path, or v1 `cpu.cfs_quota_us`: container and Slurm limits). Every `threads = 0`
+ * ("default") in this library means this many. At least 1.
+ */
+ALCM_API unsigned alcm_cpu_count(void);
+
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                          */
 /* ------------------------------------------------------------------------------------ */

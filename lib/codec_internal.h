@@ -246,6 +246,11 @@ static inline double alcm_round_small(double x)
 
 /* ---- worker pool ----------------------------------------------------------------------- */
 
+/* The tightest cgroup CPU quota (v2 cpu.max along the process's path, else v1 cfs quota)
+ * under `root` ("" for the real /proc and /sys; tests pass a fake tree), in whole CPUs
+ * rounded up; 0 when there is none. */
+unsigned alcm_cpu_quota(const char *root);
+
 typedef struct alcm_pool alcm_pool;
 /* Runs fn(arg, job, worker) for job in [0, njobs) on the pool's threads; returns when done. */
 typedef void (*alcm_pool_fn)(void *arg, size_t job, unsigned worker);

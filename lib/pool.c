@@ -64,10 +64,8 @@ static void *worker_main(void *v)
 
 int alcm_pool_new(alcm_pool **out, unsigned threads, const alcm_allocator *a)
 {
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (unsigned)n : 1;
-	}
+	if (threads == 0)
+		threads = alcm_cpu_count();
 	if (threads > 256)
 		threads = 256;
 	alcm_pool *p = alcm_mem_calloc(a, 1, sizeof(*p));

@@ -35,7 +35,8 @@ static const char usage[] =
 	"      --test-default    no training: evaluate the compiled-in weights, with every\n"
 	"                        tensor held out (use another --seed than theirs)\n"
 	"      --max-elements N  skip FILES tensors larger than N elements (default 4M)\n"
-	"  -T, --threads N       worker threads (default: all cores); results do not depend on it\n"
+	"  -T, --threads N       worker threads (default: the CPUs it may use); results do\n"
+	"                        not depend on it\n"
 	"  -q, --quiet           print nothing but errors\n"
 	"  -v, --verbose         every tensor: its measured and predicted bits at each step\n"
 	"  -h, --help            this help\n"
@@ -746,10 +747,8 @@ int main(int argc, char **argv)
 		cli_err("--test-default and --out-header exclude each other");
 		return EXIT_USAGE;
 	}
-	if (!threads) {
-		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = nc > 0 ? (uint64_t)nc : 1;
-	}
+	if (!threads)
+		threads = alcm_cpu_count();
 
 	corpus co;
 	memset(&co, 0, sizeof(co));

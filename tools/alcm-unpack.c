@@ -17,7 +17,7 @@ static const char usage[] =
 	"  -f, --force          replace OUTPUT if it exists\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
-	"  -T, --threads N      decoding threads (default: all cores)\n"
+	"  -T, --threads N      decoding threads (default: the CPUs it may use)\n"
 	"HDF5 output (.h5, .hdf5):\n"
 	"      --h5-chunk BYTES chunk every dataset, chunks of at most BYTES (k, M suffixes)\n"
 	"      --h5-gzip N      deflate level 0..9 on every dataset instead of the source's filters\n"
