@@ -451,6 +451,7 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 int main(int argc, char **argv)
 {
 	cli_init("alcm-inspect");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	int json = 0, verify = 0, require = 0;
 	const char *pubkey = NULL;
 	static const struct option opts[] = {
@@ -472,14 +473,12 @@ int main(int argc, char **argv)
 		case 'P': show_weights = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
-		case 'V': printf("alcm-inspect %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
-		                 ALCM_FORMAT_MINOR); return 0;
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		case 'V': return cli_version();
+		default: return cli_usage_error(usage, NULL);
 		}
 	}
 	if (optind != argc - 1) {
-		cli_err("expected one FILE argument (see --help)");
-		return EXIT_USAGE;
+		return cli_usage_error(usage, "expected one FILE argument");
 	}
 	const char *path = argv[optind];
 	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];

@@ -14,29 +14,31 @@ static const char usage[] =
 	"\n"
 	"  -f, --force    replace existing key files\n"
 	"  -h, --help     this help\n"
+	"  -V, --version  print the version and exit\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 int main(int argc, char **argv)
 {
 	cli_init("alcm-keygen");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	static const struct option opts[] = {
-		{"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+		{"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
 	int force = 0, c;
-	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fhV", opts, NULL)) != -1) {
 		if (c == 'f')
 			force = 1;
 		else if (c == 'h') {
 			fputs(usage, stdout);
 			return 0;
+		} else if (c == 'V') {
+			return cli_version();
 		} else {
-			fputs(usage, stderr);
-			return EXIT_USAGE;
+			return cli_usage_error(usage, NULL);
 		}
 	}
-	if (optind != argc - 1) {
-		cli_err("expected one NAME argument (see --help)");
-		return EXIT_USAGE;
-	}
+	if (optind != argc - 1)
+		return cli_usage_error(usage, "expected one NAME argument");
 	size_t n = strlen(argv[optind]);
 	char *kp = malloc(n + 5), *pp = malloc(n + 5);
 	if (!kp || !pp)

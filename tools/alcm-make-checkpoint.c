@@ -16,6 +16,8 @@ static const char usage[] =
 	"  -f, --force     replace OUTPUT if it exists\n"
 	"      --seed N    random seed (default 1)\n"
 	"      --layers N  transformer blocks (default 4)\n"
+	"  -h, --help      this help\n"
+	"  -V, --version   print the version and exit\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 static uint64_t rng;
@@ -82,14 +84,15 @@ static void fill(const spec *s, uint8_t *out)
 int main(int argc, char **argv)
 {
 	cli_init("alcm-make-checkpoint");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	static const struct option opts[] = {
 		{"force", no_argument, NULL, 'f'}, {"seed", required_argument, NULL, 's'},
 		{"layers", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
 	};
 	int force = 0, c;
 	uint64_t seed = 1, layers = 4;
-	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': force = 1; break;
 		case 's':
@@ -105,12 +108,12 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'h': fputs(usage, stdout); return 0;
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		case 'V': return cli_version();
+		default: return cli_usage_error(usage, NULL);
 		}
 	}
 	if (optind != argc - 1) {
-		cli_err("expected one OUTPUT argument (see --help)");
-		return EXIT_USAGE;
+		return cli_usage_error(usage, "expected one OUTPUT argument");
 	}
 	const char *path = argv[optind];
 	int fmt = alcm_format_from_extension(path);

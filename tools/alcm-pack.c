@@ -135,8 +135,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
-		case 'V': printf("alcm-pack %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
-		                 ALCM_FORMAT_MINOR); exit(0);
+		case 'V': exit(cli_version());
 		case OPT_MAXERR:
 		case OPT_RELERR:
 		case OPT_SNR:
@@ -196,12 +195,11 @@ static int parse_args(int argc, char **argv, pack_args *a)
 			}
 			a->o.chunk_bytes = u;
 			break;
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		default: return cli_usage_error(usage, NULL);
 		}
 	}
 	if (optind != argc - 1 || !a->out) {
-		cli_err("expected INPUT and -o OUTPUT (see --help)");
-		return EXIT_USAGE;
+		return cli_usage_error(usage, "expected INPUT and -o OUTPUT");
 	}
 	if ((a->size || a->ratio > 0) && (a->stream || a->append)) {
 		cli_err("--size and --ratio apply to whole archives, not stream frames");
@@ -853,6 +851,7 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 int main(int argc, char **argv)
 {
 	cli_init("alcm-pack");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	pack_args a;
 	memset(&a, 0, sizeof(a));
 	int rc = parse_args(argc, argv, &a);

@@ -40,6 +40,7 @@ static const char usage[] =
 	"  -q, --quiet           print nothing but errors\n"
 	"  -v, --verbose         every tensor: its measured and predicted bits at each step\n"
 	"  -h, --help            this help\n"
+	"  -V, --version         print the version and exit\n"
 	"\n"
 	"The default weights are made by (from the source root, after building):\n"
 	"  alcm-train --seed 1 --out-header lib/predict_default.h\n"
@@ -701,6 +702,7 @@ enum { OPT_EVAL = 256, OPT_MAXEL, OPT_TESTDEF };
 int main(int argc, char **argv)
 {
 	cli_init("alcm-train");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	static const struct option opts[] = {
 		{"seed", required_argument, NULL, 's'},    {"epochs", required_argument, NULL, 'e'},
 		{"samples", required_argument, NULL, 'n'}, {"out-header", required_argument, NULL, 'o'},
@@ -708,12 +710,12 @@ int main(int argc, char **argv)
 		{"test-default", no_argument, NULL, OPT_TESTDEF},
 		{"threads", required_argument, NULL, 'T'}, {"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
 	};
 	uint64_t seed = 1, epochs = 400, samples = 7200, max_el = (uint64_t)4 << 20, threads = 0;
 	const char *header = NULL;
 	int eval = 0, test_default = 0, c;
-	while ((c = getopt_long(argc, argv, "s:e:n:o:T:qvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:e:n:o:T:qvhV", opts, NULL)) != -1) {
 		uint64_t *target = NULL;
 		uint64_t lo = 0, hi = UINT64_MAX;
 		switch (c) {
@@ -728,7 +730,8 @@ int main(int argc, char **argv)
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		case 'V': return cli_version();
+		default: return cli_usage_error(usage, NULL);
 		}
 		if (target && (cli_parse_u64(optarg, target) || *target < lo || *target > hi)) {
 			const char *name = "?";

@@ -146,6 +146,7 @@ enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL };
 int main(int argc, char **argv)
 {
 	cli_init("alcm-unpack");
+	argv[0] = (char *)cli_prog; /* getopt's messages name the tool, not its path */
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"tensor", required_argument, NULL, 't'}, {"no-verify", no_argument, NULL, 'n'},
@@ -202,13 +203,12 @@ int main(int argc, char **argv)
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); free(names); return 0;
-		case 'V': printf("alcm-unpack %s (format %d.%d)\n", alcm_version(), ALCM_FORMAT_MAJOR,
-		                 ALCM_FORMAT_MINOR); free(names); return 0;
-		default: fputs(usage, stderr); free(names); return EXIT_USAGE;
+		case 'V': free(names); return cli_version();
+		default: free(names); return cli_usage_error(usage, NULL);
 		}
 	}
 	if (optind != argc - 1 || !out) {
-		cli_err("expected IN.alcm and -o OUTPUT (see --help)");
+		cli_usage_error(usage, "expected IN.alcm and -o OUTPUT");
 		free(names);
 		return EXIT_USAGE;
 	}

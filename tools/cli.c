@@ -37,6 +37,29 @@ void cli_init(const char *prog)
 	signal(SIGXFSZ, SIG_IGN);
 }
 
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		fprintf(stderr, "%s: ", cli_prog);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+		va_end(ap);
+	}
+	const char *nl = strchr(usage, '\n');
+	fprintf(stderr, "%.*s\nTry '%s --help' for more information.\n",
+	        (int)(nl ? (size_t)(nl - usage) : strlen(usage)), usage, cli_prog);
+	return EXIT_USAGE;
+}
+
+int cli_version(void)
+{
+	printf("%s %s (format %d.%d)\n", cli_prog, alcm_version(), ALCM_FORMAT_MAJOR,
+	       ALCM_FORMAT_MINOR);
+	return 0;
+}
+
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "%s: %s", cli_prog, prefix);

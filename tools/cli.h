@@ -41,6 +41,13 @@ void cli_init(const char *prog);
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A usage error: "prog: <message>" when fmt is not NULL, then the first line of `usage` and
+ * "Try 'prog --help' for more information." on stderr. @return EXIT_USAGE.
+ */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --version: "prog <library version> (format M.m)" on stdout. @return 0. */
+int cli_version(void);
 /* Maps an alcm status to an exit code. */
 int cli_exit_code(int status);
 /* Reports a library failure: "prog: cannot <verb> 'path': <detail or strerror>". */
