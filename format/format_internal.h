@@ -11,8 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ALCM_DETAIL_MAX 512
-
 /* Allocation through the optional allocator; a NULL allocator means libc. */
 void *alcm_mem_alloc(const alcm_allocator *a, size_t n);
 void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size);

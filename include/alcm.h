@@ -71,6 +71,9 @@ extern "C" {
 #define ALCM_FORMAT_MAJOR 1
 #define ALCM_FORMAT_MINOR 1
 
+/** Bytes of a detail line (the one-line reason of a failure) with its terminating NUL. */
+#define ALCM_DETAIL_MAX 512
+
 /** @return the library version string, e.g. "0.1.0". Static, never NULL. */
 ALCM_API const char *alcm_version(void);
 
@@ -679,6 +682,45 @@ ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+/* ------------------------------------------------------------------------------------ */
+/* One call: files                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * Packs every tensor of a .npy, .npz or .safetensors file (format detected from its bytes)
+ * into a new archive, in one call:
+ *
+ *     alcm_pack_options o;
+ *     alcm_pack_options_default(&o);          // lossless; or o.mode, o.bound = ...
+ *     int st = alcm_file_pack("model.safetensors", "model.alcm", &o, 0, NULL, 0);
+ *
+ * The archive is written atomically (a temporary file in the target's directory, fsynced,
+ * then linked into place); on failure nothing is left behind. Inputs are read with the
+ * default limits (alcm_limits_default).
+ * @param opt     NULL for the defaults (lossless)
+ * @param flags   ALCM_WRITE_OVERWRITE (else an existing out_path gives ALCM_E_EXISTS),
+ *                ALCM_WRITE_STREAM, ALCM_WRITE_NO_SYNC
+ * @param detail  receives the one-line reason of a failure (file, tensor or section,
+ *                offset); may be NULL. ALCM_DETAIL_MAX bytes are enough.
+ * @return ALCM_OK or the status of the first failure (alcm_strerror()).
+ */
+ALCM_API int alcm_file_pack(const char *in_path, const char *out_path,
+                            const alcm_pack_options *opt, unsigned flags, char *detail,
+                            size_t detail_cap);
+
+/**
+ * Decodes every tensor of an archive into a .npy (one tensor), .npz or .safetensors file,
+ * the format named by out_path's extension, in one call. Every section is checked against
+ * its digest; one tensor is held in memory at a time; the output is written atomically.
+ * Archives are read with the default limits: use the full API (alcm_reader_open_file) to
+ * set others. HDF5 output is in the HDF5 bridge (alcm_hdf5.h).
+ * @param flags   ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC
+ * @return ALCM_OK, ALCM_E_UNSUPPORTED for another extension (or a dtype the format cannot
+ *         hold, such as bfloat16 in .npz), or the first failure; `detail` as above.
+ */
+ALCM_API int alcm_file_unpack(const char *in_path, const char *out_path, unsigned flags,
+                              char *detail, size_t detail_cap);
 
 /* ------------------------------------------------------------------------------------ */
 /* Gradient streams                                                                      */
