@@ -404,6 +404,27 @@ int alcm_writer_memory(const alcm_writer *w, const void **buf, size_t *len)
 	return ALCM_OK;
 }
 
+int alcm_writer_rollback(alcm_writer *w, uint32_t count)
+{
+	if (!w)
+		return ALCM_E_ARG;
+	if (usable(w) || w->in_section)
+		return ALCM_E_STATE;
+	if (count < w->base_count || count > w->count)
+		return ALCM_E_ARG;
+	const alcm_entry *last = count ? &w->e[count - 1] : NULL;
+	uint64_t pos = last ? last->offset + last->length : ALCM_HEADER_SIZE;
+	/* Files are cut back, so that no byte of a dropped section can trail the table. */
+	if (w->kind != W_MEMORY && ftruncate(w->fd, (off_t)pos) != 0) {
+		w->poisoned = 1;
+		return wfail(w, ALCM_E_IO, "cannot truncate the archive to %llu bytes: %s",
+		             (unsigned long long)pos, strerror(errno));
+	}
+	w->count = count;
+	w->pos = pos;
+	return ALCM_OK;
+}
+
 uint64_t alcm_writer_bytes(const alcm_writer *w)
 {
 	return w ? w->pos : 0;

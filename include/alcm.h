@@ -327,6 +327,16 @@ ALCM_API int alcm_writer_add_section(alcm_writer *w, const char *type, uint32_t 
                                      uint32_t tag, const void *data, size_t len,
                                      uint32_t *index);
 
+/**
+ * Drops the sections written since the writer had `count` of them (the value
+ * alcm_writer_section_count() gave then): they are not committed, and their bytes are
+ * overwritten or cut off. Only sections of this writer can be dropped, never those of the
+ * archive being appended to. Used to code something again at another setting.
+ * @return ALCM_E_ARG for a count outside [sections of the old archive, sections now],
+ *         ALCM_E_STATE inside a section or after commit.
+ */
+ALCM_API int alcm_writer_rollback(alcm_writer *w, uint32_t count);
+
 /** Writes the table and the commit slot, and publishes the file. */
 ALCM_API int alcm_writer_commit(alcm_writer *w);
 
@@ -779,6 +789,13 @@ typedef struct alcm_frame_report {
 	double bound, prune, aggressiveness;  /**< the setting this frame was coded with */
 	int decision;                         /**< enum alcm_decision, for the next frame */
 	double next_bound, next_prune;
+	/**
+	 * Tensors coded again at a safer bound (halved until they fit, at worst losslessly)
+	 * because the frame's setting would have put its SNR under the fidelity floor: with the
+	 * scheduler on, no frame is committed under the floor. Not stored in FRAM. The decision
+	 * is taken on the SNR the setting gave (ALCM_DECIDE_BACKOFF_FIDELITY).
+	 */
+	uint32_t recoded;
 } alcm_frame_report;
 
 typedef struct alcm_stream alcm_stream;

@@ -251,6 +251,10 @@ static inline double alcm_round_small(double x)
  * rounded up; 0 when there is none. */
 unsigned alcm_cpu_quota(const char *root);
 
+/* Takes back the last tensor alcm_encoder_add*() added: its sections and its directory
+ * entry. Once per add. @return ALCM_E_STATE when there is nothing to take back. */
+int alcm_encoder_undo(alcm_encoder *e);
+
 typedef struct alcm_pool alcm_pool;
 /* Runs fn(arg, job, worker) for job in [0, njobs) on the pool's threads; returns when done. */
 typedef void (*alcm_pool_fn)(void *arg, size_t job, unsigned worker);

@@ -16,6 +16,10 @@ struct alcm_encoder {
 	uint32_t ntensors;
 	alcm_buf meta;
 	uint32_t nmeta;
+	/* Where the last tensor began (writer sections, directory bytes), for undo. */
+	uint32_t last_sections;
+	size_t last_tdir;
+	int can_undo;
 	int finished, poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -658,6 +662,7 @@ int alcm_encoder_add_section(alcm_encoder *e, const char *type, int critical, co
 		return ALCM_E_ARG;
 	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
+	e->can_undo = 0; /* an undo would take this section too */
 	int st = alcm_writer_add_section(e->w, type, critical ? ALCM_SECTION_CRITICAL : 0,
 	                                 e->opt.frame, data, len, NULL);
 	return st ? efail(e, st, "%s", alcm_writer_detail(e->w)) : ALCM_OK;
@@ -717,6 +722,9 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 	memset(&tot, 0, sizeof(tot));
 	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
 	uint64_t stored = 0, before = alcm_writer_bytes(e->w);
+	uint32_t sections_before = alcm_writer_section_count(e->w);
+	size_t tdir_before = e->tdir.len;
+	e->can_undo = 0;
 	st = alcm_writer_section_begin(e->w, p.mode == ALCM_MODE_LOSSLESS ? "LDAT" : "QDAT",
 	                               ALCM_SECTION_CRITICAL, e->ntensors);
 	if (st)
@@ -763,6 +771,9 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 	alcm_buf_free(&masks);
 	if (!st) {
 		e->ntensors++;
+		e->last_sections = sections_before;
+		e->last_tdir = tdir_before;
+		e->can_undo = 1;
 		if (rep) {
 			memset(rep, 0, sizeof(*rep));
 			rep->raw_bytes = t->nbytes;
@@ -778,6 +789,21 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 	}
 	free_params(e, &p);
 	return st;
+}
+
+int alcm_encoder_undo(alcm_encoder *e)
+{
+	if (!e)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned || !e->can_undo)
+		return ALCM_E_STATE;
+	int st = alcm_writer_rollback(e->w, e->last_sections);
+	if (st)
+		return efail(e, st, "%s", alcm_writer_detail(e->w));
+	e->tdir.len = e->last_tdir;
+	e->ntensors--;
+	e->can_undo = 0;
+	return ALCM_OK;
 }
 
 int alcm_encoder_finish(alcm_encoder *e)

@@ -231,7 +231,8 @@ static void apply(alcm_stream *s, int decision, double a)
 		a = fmax(0, a - 0.25);
 		break;
 	case ALCM_DECIDE_RAISE:
-		if (a + 0.1 > s->ceiling + 1e-9) {
+		/* Only a probe from the ceiling itself lifts it; a raise from below stops at it. */
+		if (a >= s->ceiling - 1e-9) {
 			s->ceiling = fmin(1, a + 0.1);
 			s->calm = 0;
 		}
@@ -342,13 +343,20 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 	po.prune = po.mode == ALCM_MODE_LOSSLESS ? 0 : fr.prune;
 	alcm_encoder *e = NULL;
 	uint8_t *in = NULL, *recon = NULL;
-	double sig = 0, noise = 0;
+	double sig = 0, noise = 0, noise_first = 0;
 	double c0 = cpu_now();
 	uint64_t w0 = alcm_writer_bytes(w);
+	/* The fidelity floor is kept, not only reacted to: the frame's noise may not exceed
+	 * signal / 10^(floor / 10). Each tensor may use the budget of the signal seen so far (its
+	 * own included) less the noise already spent; a tensor that would overdraw it is coded
+	 * again at half the bound, until it fits (at the end, losslessly). The scheduler still
+	 * decides on the SNR the frame would have had. */
+	int keep_floor = s->opt.schedule && po.mode != ALCM_MODE_LOSSLESS;
+	double budget_per_sig = pow(10, -s->opt.fidelity_floor_db / 10);
 	int st = alcm_encoder_new(&e, w, &po, &s->alloc);
 	for (size_t i = 0; i < n && !st; i++) {
-		int fb = s->opt.error_feedback && alcm_dtype_is_float(t[i].dtype) &&
-		         po.mode != ALCM_MODE_LOSSLESS;
+		int fl = alcm_dtype_is_float(t[i].dtype);
+		int fb = s->opt.error_feedback && fl && po.mode != ALCM_MODE_LOSSLESS;
 		alcm_tensor x = t[i];
 		alcm_mem_free(&s->alloc, in);
 		alcm_mem_free(&s->alloc, recon);
@@ -362,16 +370,48 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 			break;
 		if (fb)
 			x.data = in;
-		alcm_tensor_report tr;
-		if ((st = alcm_encoder_add_recon(e, &x, &tr, recon))) {
-			sfail(s, st, "%s", alcm_encoder_detail(e));
-			break;
+		double si = 0, ni = 0, mi = 0, bound = po.bound;
+		for (int attempt = 0;; attempt++) {
+			alcm_tensor_report tr;
+			if ((st = alcm_encoder_add_recon(e, &x, &tr, recon))) {
+				sfail(s, st, "%s", alcm_encoder_detail(e));
+				break;
+			}
+			/* Fidelity against what the training loop handed in, before feedback. */
+			si = ni = mi = 0;
+			if (fl)
+				accumulate(&t[i], recon, &si, &ni, &mi);
+			if (attempt == 0)
+				noise_first += ni;
+			int lossless = tr.mode == ALCM_MODE_LOSSLESS;
+			if (!keep_floor || !fl || lossless ||
+			    noise + ni <= (sig + si) * budget_per_sig)
+				break;
+			/* Over the budget: take the tensor back and code it again, safer. */
+			if ((st = alcm_encoder_undo(e))) {
+				sfail(s, st, "%s", alcm_encoder_detail(e));
+				break;
+			}
+			bound *= 0.5;
+			st = attempt < 12 ? alcm_encoder_set_mode(e, po.mode, bound, po.bits, 0)
+			                  : alcm_encoder_set_mode(e, ALCM_MODE_LOSSLESS, 0, 0, 0);
+			if (st) {
+				sfail(s, st, "tensor %zu: cannot code it again at bound %g", i, bound);
+				break;
+			}
+			fr.recoded += attempt == 0;
 		}
+		if (!st && bound != po.bound &&
+		    (st = alcm_encoder_set_mode(e, po.mode, po.bound, po.bits, po.prune)))
+			sfail(s, st, "cannot restore the frame's setting");
+		if (st)
+			break;
 		if (fb && (st = keep_residual(s, i, &x, recon)))
 			break;
-		/* Fidelity against what the training loop handed in, before feedback. */
-		if (alcm_dtype_is_float(t[i].dtype))
-			accumulate(&t[i], recon, &sig, &noise, &fr.max_abs_error);
+		sig += si;
+		noise += ni;
+		if (mi > fr.max_abs_error)
+			fr.max_abs_error = mi;
 		fr.raw_bytes += t[i].nbytes;
 	}
 	fr.cpu_seconds = cpu_now() - c0;
@@ -379,9 +419,11 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 	fr.ratio = fr.stored_bytes ? (double)fr.raw_bytes / (double)fr.stored_bytes : 0;
 	fr.caq = fr.ratio / (fr.cpu_seconds + 1);
 	fr.snr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+	/* What the frame's setting gave before any tensor was coded again. */
+	double snr_setting = noise_first > 0 ? 10 * log10(sig / noise_first) : INFINITY;
 	if (!st) {
-		observe(s, sched_caq(fr.ratio, fr.raw_bytes), fr.snr_db);
-		fr.decision = decide(s, fr.snr_db, &fr.caq_trend);
+		observe(s, sched_caq(fr.ratio, fr.raw_bytes), snr_setting);
+		fr.decision = decide(s, snr_setting, &fr.caq_trend);
 		apply(s, fr.decision, s->aggr);
 		double a = s->aggr;
 		setting(s, a, &fr.next_bound, &fr.next_prune);

@@ -23,8 +23,10 @@ static const char usage[] =
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
 	"                        without rewriting earlier frames (crash-safe)\n"
 	"      --schedule        let the CAQ scheduler tune the bound per frame, between the\n"
-	"                        bound given and --bound-max B, pruning up to 0.25, backing\n"
-	"                        off under --fidelity-floor DB (default 20)\n"
+	"                        bound given and --bound-max B, pruning up to 0.25; no frame\n"
+	"                        is written under --fidelity-floor DB (default 20): tensors\n"
+	"                        that would break it are coded again at a safer bound, and\n"
+	"                        the scheduler backs off\n"
 	"      --sign KEY        sign the archive with a secret key from alcm-keygen\n"
 	"Lossy modes (choose at most one; NaN, inf, -0 and subnormals always stay exact):\n"
 	"      --max-error E     |x - x'| <= E for every value\n"
@@ -503,8 +505,10 @@ static int pack_frame(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	tot->maxerr = fr.max_abs_error;
 	if (!cli_quiet)
 		fprintf(stderr, "%s: frame %u: ratio %.2fx, cpu %.3f s, caq %.3f, trend %+.4f, snr %.1f dB, "
-		        "bound %.3g, prune %.3f; next: %s\n", cli_prog, fr.frame, fr.ratio,
+		        "bound %.3g, prune %.3f%s%.0u%s; next: %s\n", cli_prog, fr.frame, fr.ratio,
 		        fr.cpu_seconds, fr.caq, fr.caq_trend, fr.snr_db, fr.bound, fr.prune,
+		        fr.recoded ? ", " : "", fr.recoded,
+		        fr.recoded ? " tensors coded again to keep the floor" : "",
 		        decision_name(fr.decision));
 out:
 	alcm_reader_free(r);
