@@ -21,6 +21,11 @@
 
 #include "alcm.h"
 
+/* numpy 2 hides the descriptor's fields behind accessors; numpy 1 has no accessor. */
+#ifndef PyDataType_ELSIZE
+#define PyDataType_ELSIZE(d) ((d)->elsize)
+#endif
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -101,6 +106,10 @@ static int fs_path(PyObject *path, PyObject **out)
 		return -1;
 	}
 	*out = PyUnicode_EncodeFSDefault(path);
+	if (*out && strlen(PyBytes_AS_STRING(*out)) != (size_t)PyBytes_GET_SIZE(*out)) {
+		Py_CLEAR(*out);
+		PyErr_SetString(PyExc_ValueError, "embedded null byte in path");
+	}
 	return *out ? 0 : -1;
 }
 
@@ -1320,7 +1329,7 @@ static PyObject *mod_set_support(PyObject *Py_UNUSED(m), PyObject *args)
 	PyArray_Descr *bf16;
 	if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &classes, &PyArrayDescr_Type, &bf16))
 		return NULL;
-	if (bf16->elsize != 2 || bf16->type_num != NPY_UINT16) {
+	if (PyDataType_ELSIZE(bf16) != 2 || bf16->type_num != NPY_UINT16) {
 		PyErr_SetString(PyExc_ValueError, "the bfloat16 dtype must be a uint16 dtype");
 		return NULL;
 	}

@@ -394,3 +394,14 @@ def test_header_fields_are_as_specified(tmp):
     b = open("h.alcm", "rb").read(16)
     assert b[:9] == b"\x89ALCM\r\n\x1a\n" and b[9] == 1
     assert struct.unpack_from("<I", b, 12)[0] == 0  # not a stream
+
+
+def test_bad_paths(tmp):
+    with pytest.raises(ValueError):
+        alcm.save("a\0b.alcm", {"x": np.arange(3)})
+    with pytest.raises(alcm.FileError) as e:
+        alcm.save("no/such/dir/x.alcm", {"x": np.arange(3)})
+    assert isinstance(e.value, OSError) and "no/such/dir/x.alcm" in str(e.value)
+    with pytest.raises(TypeError):
+        alcm.save(b"x.alcm", {"x": np.arange(3)})
+    assert os.listdir(tmp) == []
