@@ -36,7 +36,9 @@ class Container:
 def parse(b: bytes) -> Container:
     """A committed archive written by the library (slot A or B, whichever is newer)."""
     assert b[:9] == SIGNATURE
-    major, minor, flags = b[9], struct.unpack_from("<H", b, 10)[0], struct.unpack_from("<I", b, 12)[0]
+    major = b[9]
+    (minor,) = struct.unpack_from("<H", b, 10)
+    (flags,) = struct.unpack_from("<I", b, 12)
     slots = []
     for off in (64, 128):
         gen, toff, tsize = struct.unpack_from("<QQQ", b, off)
