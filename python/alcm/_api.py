@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional, Union
@@ -66,8 +67,9 @@ def _threads(threads: Optional[int], chunks: int) -> int:
     runs in parallel; the archive's bytes do not depend on the count)."""
     if threads is None or threads == 0:
         n = _cpu_count()
-    elif isinstance(threads, int) and not isinstance(threads, bool) and 0 < threads <= 256:
-        n = threads
+    elif isinstance(threads, numbers.Integral) and not isinstance(threads, bool) \
+            and 0 < threads <= 256:
+        n = int(threads)
     else:
         raise _arg_error(f"threads must be None, 0 (all cores) or 1..256, not {threads!r}")
     return max(1, min(n, chunks))
@@ -106,7 +108,7 @@ def _mode(max_error: Optional[float], rel_error: Optional[float], snr: Optional[
                          f"(got {', '.join(named)})")
 
     def positive(v: Any, what: str, hi: float = math.inf) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= hi \
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= hi \
                 or not math.isfinite(v):
             raise _arg_error(f"{what} must be a number in (0, {hi}], not {v!r}")
         return float(v)
@@ -121,13 +123,13 @@ def _mode(max_error: Optional[float], rel_error: Optional[float], snr: Optional[
     elif snr is not None:
         mode, bound = 3, positive(snr, "snr", 300.0)
     elif bits is not None:
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 16:
             raise _arg_error(f"bits must be an int in 2..16, not {bits!r}")
-        mode, nbits = 4, bits
+        mode, nbits = 4, int(bits)
     p = 0.0
     if prune is not None:
         p = prune
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 0.25:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 0.25:
             raise _arg_error(f"prune must be a share in [0, 0.25], not {prune!r}")
         if p > 0 and mode == 0:
             raise _arg_error("prune is lossy: name a bound (max_error, rel_error, snr) or bits")
@@ -305,9 +307,10 @@ def _save(path: Optional[PathLike], tensors: Mapping[str, Any], *,
           ) -> tuple[SaveReport, Optional[bytes]]:
     p = None if path is None else _path(path)
     mode = _mode(max_error, rel_error, snr, bits, prune, size, ratio)
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
+                             or size <= 0):
         raise _arg_error(f"size must be a positive int (bytes), not {size!r}")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real)
                               or not ratio > 1 or not math.isfinite(ratio)):
         raise _arg_error(f"ratio must be a number above 1, not {ratio!r}")
     items, aliases = _prepare(tensors)
@@ -598,9 +601,9 @@ class Archive(Mapping[str, np.ndarray]):
 
         Aliases (``alcm.alias``) belong to the archive's last directory only.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise _arg_error(f"frame must be a non-negative int, not {n!r}")
-        arch = _core.Archive(self._reader, n)
+        arch = _core.Archive(self._reader, int(n))
         try:
             child = Archive(self._reader, arch, self._path, self._threads_arg,
                             aliases=arch.frame() == self._arch.frame())
@@ -762,15 +765,16 @@ class Stream:
         elif not bound_max >= bound or (mode == 2 and bound_max >= 1):
             raise _arg_error(f"bound_max must be at least the bound ({bound}) "
                              f"{'and below 1 ' if mode == 2 else ''}not {bound_max!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= 64:
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) \
+                or not 2 <= window <= 64:
             raise _arg_error(f"window must be an int in 2..64, not {window!r}")
-        if not isinstance(fidelity_floor, (int, float)) or not math.isfinite(fidelity_floor):
+        if not isinstance(fidelity_floor, numbers.Real) or not math.isfinite(fidelity_floor):
             raise _arg_error(f"fidelity_floor must be a number, not {fidelity_floor!r}")
         n = _threads(threads, 1 << 30)
         self._core = _core.Stream(mode=mode, bound=bound, bits=nbits, prune=p, threads=n,
                                   producer=_PRODUCER, error_feedback=bool(error_feedback),
                                   schedule=sched, bound_max=float(bound_max),
-                                  fidelity_floor_db=float(fidelity_floor), window=window)
+                                  fidelity_floor_db=float(fidelity_floor), window=int(window))
         self._names: Optional[list[str]] = None
         self._create, self._overwrite = True, overwrite
         if resume and os.path.lexists(self._path):

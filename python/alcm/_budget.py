@@ -1,10 +1,13 @@
 """``save(size=)`` and ``save(ratio=)``: a max-error bound per tensor that fits a byte budget.
 
-The same search as ``alcm-pack --size`` (tools/alcm-pack.c: budget_plan, pack_budget): two
-plans, equal slope from the predictor's rates (alcm_budget_solve) and one bound for every
-tensor, each calibrated against the sizes measured (at most 4 attempts), then the better
-one's bounds scaled by 1% either way; the archive kept is the candidate that fits (within
-3%) with the least squared error corrected to the target size.
+The search of ``alcm-pack --size`` (tools/alcm-pack.c: budget_plan, pack_budget): two plans,
+equal slope from the predictor's rates (alcm_budget_solve) and one bound for every tensor,
+each calibrated against the sizes measured (at most 4 attempts), then the best bounds scaled
+by 1% either way; the archive kept is the candidate that fits (within 3%) with the least
+squared error corrected to the target size. Unlike alcm-pack, every attempt is a candidate
+(not only each plan's last), at no extra cost; and when every attempt comes out under the
+target, the archive kept is the lossless one if it fits, else the attempt under the target
+with the least squared error (alcm-pack refuses such a budget).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class _Search:
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
         self.best: dict | None = None
+        self.cands: list[tuple[list[float], float, float]] = []  # (bounds, size, sq. error)
         self.last_is_best = True
 
     def encode(self, bounds: list[float]) -> tuple[float, float, list[float]]:
@@ -83,7 +87,7 @@ class _Search:
     def fits(self, got: float) -> bool:
         return abs(got - self.target) <= FIT * self.target
 
-    def plan(self, uniform: bool) -> tuple[list[float], float, float]:
+    def plan(self, uniform: bool) -> None:
         n = len(self.profs)
         over = _overhead(n)
         scale = [1.0] * n
@@ -97,6 +101,7 @@ class _Search:
                 _fits, bounds, _pred = _core.budget_solve([tuple(p) for p in self.profs],
                                                           budget, scale)
             got, sse, actual = self.encode(bounds)
+            self.offer(bounds, got, sse)
             if self.fits(got):
                 break
             over = got - sum(actual)
@@ -107,11 +112,11 @@ class _Search:
                         scale[i] *= actual[i] / pred
                 elif not p[1]:
                     p[5] = actual[i]
-        return bounds, got, sse
 
     def offer(self, bounds: list[float], got: float, sse: float) -> None:
         # At high rate each byte more over N quantized values divides the squared error by
         # 2^(16 / N): errors of archives a little off target compare as if both were on it.
+        self.cands.append((list(bounds), got, sse))
         fits = self.fits(got)
         adj = sse * 2.0 ** (16 * (got - self.target) / self.nq)
         b = self.best
@@ -129,13 +134,25 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
     s = _Search(job, target)
     try:
         for uniform in range(2 if s.lossy else 1):
-            s.offer(*s.plan(bool(uniform)))
+            s.plan(bool(uniform))
         if s.lossy and s.best["fits"]:
             base = s.best["bounds"]
             for k in (1.01, 0.99):
                 b = [x * k for x in base]
                 got, sse, _ = s.encode(b)
                 s.offer(b, got, sse)
+        if not s.best["fits"] and s.best["got"] <= s.target:
+            # Every attempt came out under the target: the tensors code smaller than the
+            # budget asks (small or very regular tensors, where the fixed sections dominate).
+            # Keep the least error under the target: lossless if it fits, else the attempt
+            # with the smallest squared error.
+            got, _, _ = s.encode([0.0] * len(s.profs))
+            if got <= s.target * (1 + FIT):
+                pk, s.packer = s.packer, None
+                return pk, s.reps
+            under = [c for c in s.cands if c[1] <= s.target]
+            s.best = {"bounds": min(under, key=lambda c: c[2])[0], "fits": True}
+            s.last_is_best = False
         if not s.best["fits"]:
             path = job.path or "<memory>"
             raise _errors.make(_errors.BoundError,

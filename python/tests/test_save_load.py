@@ -405,3 +405,23 @@ def test_bad_paths(tmp):
     with pytest.raises(TypeError):
         alcm.save(b"x.alcm", {"x": np.arange(3)})
     assert os.listdir(tmp) == []
+
+
+def test_numpy_scalars_as_options(tmp):
+    x = {"x": np.linspace(0, 1, 5000, dtype=np.float32)}
+    alcm.save("a.alcm", x, max_error=np.float32(1e-3), threads=np.int64(1))
+    alcm.save("b.alcm", x, bits=np.int32(8), prune=np.float64(0.1))
+    alcm.save("c.alcm", x, size=np.int64(4000))
+    with alcm.Stream("s.alcm", max_error=np.float32(1e-3), window=np.int8(3)) as s:
+        s.append(x)
+    assert alcm.open("s.alcm").frame(np.int64(0)).frame_number == 0
+
+
+def test_size_budget_above_what_the_tensors_need(tmp):
+    # A budget the tensors undercut at every bound tried is met, with the least error.
+    x = {"x": np.linspace(0, 1, 5000, dtype=np.float32)}
+    lossless = alcm.save("l.alcm", x).stored_bytes
+    r = alcm.save("a.alcm", x, size=lossless + 500)
+    assert r.max_abs_error == 0 and r.stored_bytes == lossless
+    r = alcm.save("b.alcm", x, size=4000)
+    assert r.stored_bytes <= 4000 * 1.03 and r.max_abs_error < 0.01
