@@ -444,7 +444,8 @@ def decompress(data: Any) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
-    """A tensor's directory entry, read without decoding the tensor."""
+    """A tensor's directory entry, read without decoding the tensor. A name stored as an
+    alias (tied weights) shows its target's entry, with ``alias_of`` set."""
 
     name: str
     dtype: str                #: "float32", "bfloat16", "int64", "bool", ...
