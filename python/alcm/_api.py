@@ -66,6 +66,8 @@ def _threads(threads: Optional[int], chunks: int) -> int:
     """Worker threads for a job whose largest tensor has `chunks` chunks (chunks are what
     runs in parallel; the archive's bytes do not depend on the count)."""
     if threads is None or threads == 0:
+        if chunks <= 1:
+            return 1  # and no sched_getaffinity() call, which costs microseconds
         n = _cpu_count()
     elif isinstance(threads, numbers.Integral) and not isinstance(threads, bool) \
             and 0 < threads <= 256:
