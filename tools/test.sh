@@ -2,6 +2,9 @@
 # The test command of README.md: installs what is missing, then builds and runs every test
 # twice, in a plain -Werror release build (NDEBUG) and under ASan+UBSan; then runs each
 # libFuzzer harness for a short fixed time and prints the coverage of format/ and lib/io/.
+# The Python package's tests are ctest tests too (python_pytest, python_pip_wheel): under
+# ASan+UBSan pytest runs with the sanitizer runtimes preloaded into /usr/bin/python3 and
+# without torch (python/CMakeLists.txt says why).
 # ALCM_FUZZ_SECONDS (default 20) sets the fuzzing time per harness; 0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
