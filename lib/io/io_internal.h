@@ -172,6 +172,92 @@ int alcm_io_npy_out(alcm_output *o);
 int alcm_io_npz_out(alcm_output *o);
 int alcm_io_st_out(alcm_output *o);
 
+/* ---- zip (zip.c): the reader and writer shared by .npz and .pt ---- */
+
+/* Holds the end-of-archive tail (22 + 65535 bytes) and is the inflate input buffer. */
+#define ALCM_IO_ZIP_BUF 65600
+
+typedef struct alcm_io_zip_entry {
+	uint64_t local_off;
+	uint64_t csize, usize;
+	uint64_t limit;          /* where the next member or the central directory starts */
+	uint64_t cd_at;          /* file offset of the central directory entry */
+	uint32_t crc;
+	uint16_t method, flags;
+	const uint8_t *name;     /* into the central directory buffer */
+	uint16_t name_len;
+	size_t aux;              /* the caller's (npz: the tensor name's length) */
+} alcm_io_zip_entry;
+
+typedef struct alcm_io_zip_limits {
+	uint64_t max_entries;
+	const char *entries_what;        /* "tensors", for the message */
+	uint64_t max_inflated;           /* a deflated member declaring more: limit error */
+	uint64_t max_stored;             /* a stored member declaring more: limit error */
+	/* Optional, called for each entry once its method is known to be readable. */
+	int (*check_entry)(alcm_input *in, alcm_io_zip_entry *e);
+} alcm_io_zip_limits;
+
+typedef struct alcm_io_zip {
+	uint8_t *cd;
+	alcm_io_zip_entry *e;    /* in central directory order */
+	size_t count;
+	uint64_t cd_off;
+	uint8_t *buf;            /* ALCM_IO_ZIP_BUF bytes */
+	struct z_stream_s *z;    /* one inflater, reset for each deflated member */
+} alcm_io_zip;
+
+/* A member being read forward. */
+typedef struct alcm_io_zip_member {
+	alcm_io_zip *zip;
+	const alcm_io_zip_entry *e;
+	uint64_t data_off;       /* file offset of the member's compressed bytes */
+	uint64_t cpos;           /* compressed bytes fed to inflate */
+	uint64_t produced;
+	unsigned long crc;
+	int ended;
+} alcm_io_zip_member;
+
+int alcm_io_zip_fail(alcm_input *in, const alcm_io_zip_entry *e, int status, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+/* Reads and checks the central directory: entries, sizes, no overlap (names unchecked). */
+int alcm_io_zip_open(alcm_input *in, alcm_io_zip *z, const alcm_io_zip_limits *zl);
+void alcm_io_zip_free(alcm_input *in, alcm_io_zip *z);
+/* Checks the member's local header and starts reading it (one member at a time). */
+int alcm_io_zip_member_open(alcm_input *in, alcm_io_zip *z, const alcm_io_zip_entry *e,
+                            alcm_io_zip_member *m);
+/* The next n bytes (ctx: the alcm_io_zip_member); reading past the declared size: CORRUPT. */
+int alcm_io_zip_member_read(alcm_input *in, void *ctx, void *dst, size_t n);
+int alcm_io_zip_member_skip(alcm_input *in, alcm_io_zip_member *m, uint64_t n);
+/* After the last byte: the deflate stream must end there, and the CRC-32 match. */
+int alcm_io_zip_member_finish(alcm_input *in, alcm_io_zip_member *m);
+
+uint32_t alcm_io_crc32(uint32_t crc, const void *p, uint64_t n);
+
+typedef struct alcm_io_zipw_entry {
+	char *name;
+	size_t name_len;
+	uint32_t crc;
+	uint64_t size;
+	uint64_t off;
+	uint16_t flags;
+} alcm_io_zipw_entry;
+
+typedef struct alcm_io_zipw {
+	alcm_io_zipw_entry *e;
+	size_t n, cap;
+} alcm_io_zipw;
+
+#define ALCM_IO_ZIPW_ZIP64 1u   /* a zip64 extra in the local header (numpy's force_zip64) */
+#define ALCM_IO_ZIPW_ALIGN64 2u /* data on a multiple of 64, padded as PyTorch does */
+/* Writes the local header of a stored member of `size` bytes and CRC `crc` at the output's
+ * position; the caller writes the bytes next. */
+int alcm_io_zipw_begin(alcm_output *o, alcm_io_zipw *z, const char *name, size_t name_len,
+                       uint64_t size, uint32_t crc, unsigned flags);
+/* Writes the central directory and the end records. */
+int alcm_io_zipw_finish(alcm_output *o, alcm_io_zipw *z);
+void alcm_io_zipw_free(alcm_output *o, alcm_io_zipw *z);
+
 /* ---- strict JSON lexing (json.c), for the safetensors header ---- */
 
 typedef struct alcm_io_json {
