@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libzstd-dev libsodium-dev zlib1g-dev libhdf5-dev
-      hdf5-tools libcmocka-dev libzfp-dev clang)
+      hdf5-tools libcmocka-dev libzfp-dev clang python3-torch python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

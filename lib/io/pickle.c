@@ -852,8 +852,8 @@ static int result(pk_vm *vm, uint32_t top)
 			               "...)) to pack it", q, q);
 		if (v->type != PK_TENSOR)
 			return pk_fail(vm, ALCM_E_UNSUPPORTED,
-			               "'%s' holds a %s: only tensors are stored (a state dict)", q,
-			               type_names[v->type]);
+			               "'%s' holds a value of type %s: only tensors are stored (a state "
+			               "dict)", q, type_names[v->type]);
 		if (k->n > vm->in->lim.max_name_bytes)
 			return pk_fail(vm, ALCM_E_LIMIT, "a name of %u bytes exceeds the limit of %u",
 			               (unsigned)k->n, (unsigned)vm->in->lim.max_name_bytes);

@@ -1000,8 +1000,9 @@ static int place_aliases(alcm_output *o, const pt_state *ps)
 			break;
 		}
 		const struct pt_w tw = so->w[t];
-		rc = add_entry(o, (const char *)al[k].name, al[k].name_len, tw.dtype, tw.ndim,
-		               so->dims + tw.dims_at);
+		uint64_t shape[ALCM_MAX_NDIM]; /* add_entry() may move dims */
+		memcpy(shape, so->dims + tw.dims_at, tw.ndim * sizeof(uint64_t));
+		rc = add_entry(o, (const char *)al[k].name, al[k].name_len, tw.dtype, tw.ndim, shape);
 		if (rc)
 			break;
 		so->nkeys--;

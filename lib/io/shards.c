@@ -589,6 +589,13 @@ int alcm_io_shards_open(alcm_input *in, const char *path)
 
 /* ---- writer ---- */
 
+/* A shard's own error, which already names its file. */
+static int sub_fail(alcm_output *o, int rc, const alcm_output *sub)
+{
+	alcm_detail_set(o->detail, "%s", alcm_output_detail(sub));
+	return rc;
+}
+
 struct shards_out {
 	char *dir;               /* with a trailing '/' */
 	shard_set ss;
@@ -762,7 +769,7 @@ static int sub_meta(alcm_output *o, alcm_output *sub, const shard *s)
 			key[kl + 5] = '\0';
 			rc = alcm_output_set_meta(sub, key, v, vl);
 			if (rc)
-				rc = alcm_io_out_fail(o, rc, "%s", alcm_output_detail(sub));
+				rc = sub_fail(o, rc, sub);
 		}
 		alcm_mem_free(&o->alloc, key);
 		alcm_mem_free(&o->alloc, k);
@@ -871,9 +878,9 @@ static int shards_plan(alcm_output *o)
 		if (rc == ALCM_OK)
 			rc = sub_meta(o, so->sub[k], s);
 		else
-			rc = alcm_io_out_fail(o, rc, "%s", alcm_output_detail(so->sub[k]));
+			rc = sub_fail(o, rc, so->sub[k]);
 		if (rc == ALCM_OK && (rc = alcm_output_plan(so->sub[k], plan, (size_t)s->tensors)))
-			rc = alcm_io_out_fail(o, rc, "%s", alcm_output_detail(so->sub[k]));
+			rc = sub_fail(o, rc, so->sub[k]);
 		alcm_mem_free(&o->alloc, path);
 		alcm_mem_free(&o->alloc, plan);
 		if (rc)
@@ -891,7 +898,7 @@ static int shards_write(alcm_output *o, const alcm_tensor *t)
 		so->cur++, so->in_cur = 0;
 	int rc = alcm_output_write(so->sub[so->cur], t);
 	if (rc)
-		return alcm_io_out_fail(o, rc, "%s", alcm_output_detail(so->sub[so->cur]));
+		return sub_fail(o, rc, so->sub[so->cur]);
 	so->in_cur++;
 	return ALCM_OK;
 }
@@ -904,7 +911,7 @@ static int shards_commit(alcm_output *o)
 	for (size_t k = 0; k < so->ss.ns; k++) {
 		int rc = alcm_output_commit(so->sub[k]);
 		if (rc)
-			return alcm_io_out_fail(o, rc, "%s", alcm_output_detail(so->sub[k]));
+			return sub_fail(o, rc, so->sub[k]);
 	}
 	/* The index last, as it was. */
 	const alcm_io_meta *idx = alcm_io_meta_find(&o->meta, ALCM_IO_REC_INDEX);
