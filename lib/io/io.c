@@ -326,7 +326,10 @@ static int input_start(alcm_input *in, int format)
 	int detected = format == ALCM_FILE_UNKNOWN;
 	if (detected)
 		format = alcm_detect_format(head, n);
-	if (detected && format == ALCM_FILE_NPZ && alcm_io_pt_sniff(in))
+	int is_pt = 0;
+	if (detected && format == ALCM_FILE_NPZ && (rc = alcm_io_pt_sniff(in, &is_pt)))
+		goto out;
+	if (is_pt)
 		format = ALCM_FILE_PT;
 	in->format = format;
 	switch (format) {

@@ -186,8 +186,9 @@ int alcm_io_pt_open(alcm_input *in);
 /* A .safetensors input's tensors, known from its header (shards.c checks them). */
 size_t alcm_io_st_count(const alcm_input *in);
 const uint8_t *alcm_io_st_name(const alcm_input *in, size_t i, size_t *len);
-/* 1 if the zip's first member is "<dir>/data.pkl", as torch.save writes it. */
-int alcm_io_pt_sniff(alcm_input *in);
+/* *is_pt = 1 if the zip has a "<dir>/data.pkl" record and no .npy member, as torch.save
+ * writes it (or is the legacy torch format). @return ALCM_OK, or NOMEM/IO. */
+int alcm_io_pt_sniff(alcm_input *in, int *is_pt);
 /* A shard index (path: the .index.json, or a directory holding one). */
 int alcm_io_shards_open(alcm_input *in, const char *path);
 

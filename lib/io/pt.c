@@ -691,34 +691,39 @@ int alcm_io_pt_open(alcm_input *in)
 	return rc;
 }
 
-int alcm_io_pt_sniff(alcm_input *in)
+int alcm_io_pt_sniff(alcm_input *in, int *is_pt)
 {
+	*is_pt = 0;
 	uint8_t head[sizeof(legacy_magic)];
 	if (in->size >= sizeof(head) && alcm_io_read(in, head, sizeof(head), 0) == ALCM_OK &&
-	    memcmp(head, legacy_magic, sizeof(head)) == 0)
-		return 1;
+	    memcmp(head, legacy_magic, sizeof(head)) == 0) {
+		*is_pt = 1;
+		return ALCM_OK;
+	}
 	/* The central directory, not the first member: a zip rewritten by other tools may put
-	 * data.pkl anywhere. A torch file has "<dir>/data.pkl" and no .npy member. */
+	 * data.pkl anywhere. A torch file has "<dir>/data.pkl" and no .npy member. A zip that
+	 * does not parse is left to the .npz reader to report. */
 	char detail[ALCM_DETAIL_MAX];
 	memcpy(detail, in->detail, sizeof(detail));
 	alcm_io_zip z;
 	alcm_io_zip_limits zl = {in->lim.max_tensors + (uint64_t)64, "records", UINT64_MAX,
 	                         UINT64_MAX, NULL};
-	int pt = 0, npy = 0;
-	if (alcm_io_zip_open(in, &z, &zl) == ALCM_OK) {
-		for (size_t i = 0; i < z.count; i++) {
-			const alcm_io_zip_entry *e = &z.e[i];
-			const uint8_t *slash = memchr(e->name, '/', e->name_len);
-			if (e->name_len >= 4 && memcmp(e->name + e->name_len - 4, ".npy", 4) == 0)
-				npy = 1;
-			if (slash && slash > e->name && (size_t)(slash - e->name) + 9 == e->name_len &&
-			    memcmp(slash + 1, "data.pkl", 8) == 0)
-				pt = 1;
-		}
+	int pt = 0, npy = 0, rc = alcm_io_zip_open(in, &z, &zl);
+	for (size_t i = 0; rc == ALCM_OK && i < z.count; i++) {
+		const alcm_io_zip_entry *e = &z.e[i];
+		const uint8_t *slash = memchr(e->name, '/', e->name_len);
+		if (e->name_len >= 4 && memcmp(e->name + e->name_len - 4, ".npy", 4) == 0)
+			npy = 1;
+		if (slash && slash > e->name && (size_t)(slash - e->name) + 9 == e->name_len &&
+		    memcmp(slash + 1, "data.pkl", 8) == 0)
+			pt = 1;
 	}
 	alcm_io_zip_free(in, &z);
+	if (rc == ALCM_E_NOMEM || rc == ALCM_E_IO)
+		return rc;
 	memcpy(in->detail, detail, sizeof(detail));
-	return pt && !npy;
+	*is_pt = pt && !npy;
+	return ALCM_OK;
 }
 
 /* ---- writer ---- */
