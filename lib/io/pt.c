@@ -120,6 +120,10 @@ static int read_record(alcm_input *in, struct pt_in *st, const alcm_io_zip_entry
 	if (rc == ALCM_OK)
 		rc = alcm_io_zip_member_finish(in, &m);
 	st->m_e = NULL;
+	if (rc) {
+		alcm_mem_free(&in->alloc, *out);
+		*out = NULL;
+	}
 	return rc;
 }
 
