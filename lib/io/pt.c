@@ -785,6 +785,10 @@ static int add_entry(alcm_output *o, const char *name, size_t name_len, int dtyp
 		                        "tensor '%s': torch has no %s storage that torch.load reads "
 		                        "(bool, uint8, int8/16/32/64, float16, bfloat16, float32 and "
 		                        "float64 have one)", q, alcm_dtype_name(dtype));
+	if (!alcm_io_utf8_valid((const uint8_t *)name, name_len, NULL))
+		return alcm_io_out_fail(o, ALCM_E_UNSUPPORTED,
+		                        "tensor '%s': the name is not UTF-8, which a pickled str needs",
+		                        q);
 	int rc = grow_out(o, (void **)&so->w, &so->cap, so->n + 1, sizeof(*so->w));
 	if (rc == ALCM_OK)
 		rc = grow_out(o, (void **)&so->dims, &so->dims_cap, so->ndims + 2 * (size_t)ndim + 1,
