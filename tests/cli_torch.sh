@@ -105,7 +105,13 @@ else
 	expect 0 "$B/alcm-inspect" "$T/g/views.pt.alcm"
 	has "alias:    head -> emb (stored once)" out
 	has "alias:    head_view -> emb (stored once)" out
+	has "format:   1.1" out # alcm.alias is a 1.1 record (spec 6.1)
+	expect 0 "$B/alcm-inspect" "$T/g/module.pt.alcm"
+	has "format:   1.0" out # torch.state_dict alone keeps 1.0
 	expect 0 "$PY" "$FX" aliases "$T/g/back-views.pt.pt" emb head
+	has "format:   1.1" out # alcm.alias is a 1.1 record (spec 6.1)
+	expect 0 "$B/alcm-inspect" "$T/g/module.pt.alcm"
+	has "format:   1.0" out # torch.state_dict alone keeps 1.0
 	expect 0 "$PY" "$FX" aliases "$T/g/back-views.pt.pt" emb head_view
 	expect 0 "$PY" "$FX" aliases "$T/g/back-tied.bin.pt" emb.weight head.weight
 	# ... and written as copies where the format cannot share
@@ -158,6 +164,7 @@ has '"metadata":{}' out
 expect 0 "$B/alcm-pack" "$T/meta.safetensors" -o "$T/meta.alcm"
 expect 0 "$B/alcm-inspect" "$T/meta.alcm"
 has "metadata: format = pt" out
+has "format:   1.1" out
 has 'metadata: a = tab\\x09here' out
 expect 0 "$B/alcm-inspect" --json "$T/meta.alcm"
 has '"metadata":{"format":"pt","b":"2","a":"tab\\u0009here"}' out

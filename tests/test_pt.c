@@ -416,9 +416,24 @@ static void test_alias_copies(void **state)
 	float w[2] = {1, 2};
 	alcm_tensor t = {.name = "w", .name_len = 1, .dtype = ALCM_DTYPE_F32, .ndim = 1,
 	                 .shape = {2}, .data = w, .nbytes = 8};
-	static const uint8_t alias[] = {2, 0, 0, 0, 1, 0, 0, 0, 'a', 1, 0, 0, 0, 'w',
-	                                1, 0, 0, 0, 'b', 1, 0, 0, 0, 'z'};
-	const int fmts[2] = {ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS};
+	static const uint8_t alias[] = {1, 0, 0, 0, 1, 0, 0, 0, 'a', 1, 0, 0, 0, 'w'};
+	/* a target that is not written, an alias that is a tensor's name: corrupt records */
+	static const uint8_t bad[2][14] = {{1, 0, 0, 0, 1, 0, 0, 0, 'b', 1, 0, 0, 0, 'z'},
+	                                   {1, 0, 0, 0, 1, 0, 0, 0, 'w', 1, 0, 0, 0, 'w'}};
+	static const char *const why[2] = {"target 'z' is not a tensor", "alias 'w' is also"};
+	const int fmts[3] = {ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS, ALCM_FILE_PT};
+	for (int f = 0; f < 3; f++)
+		for (int b = 0; b < 2; b++) {
+			alcm_output *o = NULL;
+			const char *p = tu_path("bad-alias");
+			assert_int_equal(alcm_output_open(&o, p, fmts[f], ALCM_WRITE_NO_SYNC, NULL),
+			                 ALCM_OK);
+			assert_int_equal(alcm_output_set_meta(o, "alcm.alias", bad[b], 14), ALCM_OK);
+			assert_int_equal(alcm_output_plan(o, &t, 1), ALCM_E_CORRUPT);
+			assert_non_null(strstr(alcm_output_detail(o), why[b]));
+			alcm_output_free(o);
+			assert_false(tu_file_exists(p));
+		}
 	for (int f = 0; f < 2; f++) {
 		const char *p = tu_path(f ? "c.safetensors" : "c.npz");
 		alcm_output *o = NULL;
@@ -442,7 +457,7 @@ static void test_alias_copies(void **state)
 		alcm_tensor r;
 		int has;
 		assert_int_equal(alcm_input_next(in, &r, &has), ALCM_OK);
-		assert_int_equal(has, 0); /* 'b' names a tensor that is not there: left out */
+		assert_int_equal(has, 0);
 		alcm_input_free(in);
 	}
 }

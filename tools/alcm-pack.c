@@ -400,14 +400,18 @@ static int add_h5_structure(const pack_args *a, cli_input *in, alcm_encoder *e)
 	return 0;
 }
 
-/* The input's records (safetensors metadata, aliases, torch and shard layout) into META. */
-static int add_input_meta(const pack_args *a, cli_input *in, alcm_encoder *e)
+/* The input's records (safetensors metadata, aliases, torch and shard layout) into META.
+ * alcm.alias and user.K make the archive format 1.1 (spec 6.1). */
+static int add_input_meta(const pack_args *a, cli_input *in, alcm_writer *w, alcm_encoder *e)
 {
 	for (size_t i = 0; i < cli_input_meta_count(in); i++) {
 		const char *k;
 		const uint8_t *v;
 		size_t vl;
 		int st = cli_input_meta(in, i, &k, &v, &vl);
+		if (!st && (strcmp(k, "alcm.alias") == 0 || strncmp(k, "user.", 5) == 0) &&
+		    (st = alcm_writer_require_minor(w, 1)))
+			return cli_fail(st, "write", a->out, alcm_writer_detail(w));
 		if (!st)
 			st = alcm_encoder_set_meta(e, k, v, vl);
 		if (st)
@@ -455,7 +459,7 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 		         rep.max_abs_error, (unsigned long long)rep.pruned,
 		         (unsigned long long)rep.escapes);
 	}
-	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, e)))
+	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
@@ -695,7 +699,7 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		if (rep.max_abs_error > tot->maxerr)
 			tot->maxerr = rep.max_abs_error;
 	}
-	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, e)))
+	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));

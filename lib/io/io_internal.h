@@ -308,6 +308,10 @@ void alcm_io_alias_put(alcm_io_sb *b, const char *alias, size_t alias_len, const
  * or NOMEM with the reason in why (ALCM_DETAIL_MAX bytes). */
 int alcm_io_alias_decode(const alcm_allocator *a, const uint8_t *v, size_t len,
                          alcm_io_alias **out, size_t *n, char *why);
+/* Checks pairs against the names written (sorted here): every target is one, no alias is
+ * one, no alias repeats (spec 6.1.2). @return ALCM_OK, CORRUPT or NOMEM with why set. */
+int alcm_io_alias_check(const alcm_allocator *a, const alcm_io_alias *al, size_t na,
+                        alcm_io_name_ref *names, size_t n, char *why);
 /* .npz and .safetensors output: the plan with each alias (alcm.alias) right after its
  * target; alcm_io_out_aliases_write() then writes the copies after the target. */
 int alcm_io_out_aliases_plan(alcm_output *o, const alcm_tensor *t, size_t count,

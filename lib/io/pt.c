@@ -327,7 +327,7 @@ static int json_name(alcm_input *in, alcm_io_sb *b, const alcm_io_pk_entry *e)
 	return ALCM_OK;
 }
 
-/* torch.state_dict: a JSON object of what a .pt needs besides tensors (spec 6.1.1). */
+/* torch.state_dict: a JSON object of what a .pt needs besides tensors (spec 6.1.4). */
 static int state_record(alcm_input *in, struct pt_in *st, const size_t *alias_of)
 {
 	alcm_io_sb b = {.a = &in->alloc};
@@ -982,7 +982,7 @@ bad:
 }
 
 /*
- * Appends the aliases (alcm.alias) whose targets are entries, then puts them in place:
+ * Appends the aliases (alcm.alias, checked against the entries), then puts them in place:
  * at the positions torch.state_dict's alias_index gives when it fits, else right after
  * their targets.
  */
@@ -994,24 +994,24 @@ static int place_aliases(alcm_output *o, const pt_state *ps)
 		return ALCM_OK;
 	alcm_io_alias *al;
 	size_t na, ntensors = so->n;
-	char why[ALCM_DETAIL_MAX], q[ALCM_IO_QUOTE];
+	char why[ALCM_DETAIL_MAX];
 	int rc = alcm_io_alias_decode(&o->alloc, m->val, m->len, &al, &na, why);
 	if (rc)
 		return alcm_io_out_fail(o, rc, "%s", why);
 	size_t *target = alcm_mem_calloc(&o->alloc, na + 1, sizeof(*target));
-	if (!target)
+	alcm_io_name_ref *names = alcm_mem_calloc(&o->alloc, ntensors + 1, sizeof(*names));
+	if (!target || !names) {
 		rc = alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+	} else {
+		for (size_t i = 0; i < ntensors; i++)
+			names[i] = (alcm_io_name_ref){(const uint8_t *)so->w[i].name, so->w[i].name_len, i};
+		if ((rc = alcm_io_alias_check(&o->alloc, al, na, names, ntensors, why)))
+			rc = alcm_io_out_fail(o, rc, "%s", why);
+	}
+	alcm_mem_free(&o->alloc, names);
 	size_t used = 0;
 	for (size_t k = 0; rc == ALCM_OK && k < na; k++) {
 		int t = find_entry(so, al[k].target, al[k].target_len, ntensors);
-		if (t < 0)
-			continue; /* its target was not written */
-		if (find_entry(so, al[k].name, al[k].name_len, so->n) >= 0) {
-			rc = alcm_io_out_fail(o, ALCM_E_CORRUPT, "META key alcm.alias: alias '%s' is "
-			                      "also the name of a tensor or of another alias",
-			                      alcm_io_quote(q, (const char *)al[k].name, al[k].name_len));
-			break;
-		}
 		const struct pt_w tw = so->w[t];
 		uint64_t shape[ALCM_MAX_NDIM]; /* add_entry() may move dims */
 		memcpy(shape, so->dims + tw.dims_at, tw.ndim * sizeof(uint64_t));

@@ -119,6 +119,47 @@ int alcm_io_alias_decode(const alcm_allocator *a, const uint8_t *v, size_t len,
 	return ALCM_OK;
 }
 
+static int ref_cmp(const void *a, const void *b)
+{
+	const alcm_io_name_ref *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = n ? memcmp(x->p, y->p, n) : 0;
+	return c ? c : (x->len < y->len ? -1 : x->len > y->len);
+}
+
+int alcm_io_alias_check(const alcm_allocator *a, const alcm_io_alias *al, size_t na,
+                        alcm_io_name_ref *names, size_t n, char *why)
+{
+	char q[ALCM_IO_QUOTE];
+	qsort(names, n, sizeof(*names), ref_cmp);
+	alcm_io_name_ref *seen = alcm_mem_calloc(a, na + 1, sizeof(*seen));
+	if (!seen) {
+		alcm_detail_set(why, "out of memory");
+		return ALCM_E_NOMEM;
+	}
+	int rc = ALCM_OK;
+	for (size_t k = 0; k < na && rc == ALCM_OK; k++) {
+		alcm_io_name_ref t = {al[k].target, al[k].target_len, 0};
+		alcm_io_name_ref s = {al[k].name, al[k].name_len, k};
+		if (!bsearch(&t, names, n, sizeof(*names), ref_cmp)) {
+			alcm_detail_set(why, "META key alcm.alias: target '%s' is not a tensor of the "
+			                "archive", alcm_io_quote(q, (const char *)t.p, t.len));
+			rc = ALCM_E_CORRUPT;
+		} else if (bsearch(&s, names, n, sizeof(*names), ref_cmp)) {
+			alcm_detail_set(why, "META key alcm.alias: alias '%s' is also a tensor's name",
+			                alcm_io_quote(q, (const char *)s.p, s.len));
+			rc = ALCM_E_CORRUPT;
+		}
+		seen[k] = s;
+	}
+	if (rc == ALCM_OK && alcm_io_names_dup(seen, na) != SIZE_MAX) {
+		alcm_detail_set(why, "META key alcm.alias: an alias named twice");
+		rc = ALCM_E_CORRUPT;
+	}
+	alcm_mem_free(a, seen);
+	return rc;
+}
+
 /* ---- aliases written as copies (.npz, .safetensors) ---- */
 
 struct alias_out {
@@ -145,8 +186,20 @@ int alcm_io_out_aliases_plan(alcm_output *o, const alcm_tensor *t, size_t count,
 	size_t na;
 	char why[ALCM_DETAIL_MAX];
 	int rc = alcm_io_alias_decode(&o->alloc, m->val, m->len, &al, &na, why);
-	if (rc)
+	alcm_io_name_ref *names = rc ? NULL : alcm_mem_calloc(&o->alloc, count + 1, sizeof(*names));
+	if (!rc && !names) {
+		alcm_detail_set(why, "out of memory");
+		rc = ALCM_E_NOMEM;
+	}
+	for (size_t i = 0; !rc && i < count; i++)
+		names[i] = (alcm_io_name_ref){(const uint8_t *)t[i].name, t[i].name_len, i};
+	if (!rc)
+		rc = alcm_io_alias_check(&o->alloc, al, na, names, count, why);
+	alcm_mem_free(&o->alloc, names);
+	if (rc) {
+		alcm_mem_free(&o->alloc, al);
 		return alcm_io_out_fail(o, rc, "%s", why);
+	}
 	struct alias_out *ao = alcm_mem_calloc(&o->alloc, 1, sizeof(*ao));
 	size_t cap = count + na + 1;
 	if (ao) {

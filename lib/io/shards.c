@@ -8,7 +8,7 @@
  * the weight_map must list exactly the shards' tensors, each under its own shard; then the
  * shards' tensors are read in order of the shard names, one shard open at a time. The
  * archive keeps the index file as it was (safetensors.index) and the layout: each shard's
- * name, tensor count and __metadata__ (safetensors.shards, spec 6.1.2).
+ * name, tensor count and __metadata__ (safetensors.shards, spec 6.1.4).
  *
  * Writing: into a directory, each shard through the .safetensors writer with its
  * __metadata__ again, then the index, as it was. Every file is checked against the layout
