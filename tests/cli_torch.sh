@@ -109,9 +109,6 @@ else
 	expect 0 "$B/alcm-inspect" "$T/g/module.pt.alcm"
 	has "format:   1.0" out # torch.state_dict alone keeps 1.0
 	expect 0 "$PY" "$FX" aliases "$T/g/back-views.pt.pt" emb head
-	has "format:   1.1" out # alcm.alias is a 1.1 record (spec 6.1)
-	expect 0 "$B/alcm-inspect" "$T/g/module.pt.alcm"
-	has "format:   1.0" out # torch.state_dict alone keeps 1.0
 	expect 0 "$PY" "$FX" aliases "$T/g/back-views.pt.pt" emb head_view
 	expect 0 "$PY" "$FX" aliases "$T/g/back-tied.bin.pt" emb.weight head.weight
 	# ... and written as copies where the format cannot share
