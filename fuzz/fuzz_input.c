@@ -1,5 +1,5 @@
 /*
- * Surfaces: the tensor file readers (.npy, .npz, .safetensors), one harness each, built from
+ * Surfaces: the tensor file readers (.npy, .npz, .safetensors, .pt), one harness each, built from
  * this file with FUZZ_FORMAT set to an enum alcm_file_format value. Input: file bytes, then
  * one options byte:
  *   0x01  default limits instead of the tight ones (a reader must still check every size
@@ -84,8 +84,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				           "a failed input goes on");
 				break;
 			}
-			if (!has)
+			if (!has) {
+				/* The records the input carries: well-formed keys, readable values. */
+				for (size_t i = 0; i < alcm_input_meta_count(in); i++) {
+					const char *k;
+					const uint8_t *v;
+					size_t vl;
+					FUZZ_CHECK(S, alcm_input_meta(in, i, &k, &v, &vl) == ALCM_OK,
+					           "record %zu", i);
+					fuzz_touch(k, strlen(k) + 1);
+					fuzz_touch(v, vl);
+				}
 				break;
+			}
 			check_tensor(&t, &lim);
 		}
 	} else {

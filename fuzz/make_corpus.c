@@ -356,6 +356,14 @@ static void archives(void)
 
 /* ---- tensor files ----------------------------------------------------------------- */
 
+/* META records handed to the next tensor_file() (key, value, value length). */
+static const struct seed_meta {
+	const char *key;
+	const void *val;
+	size_t len;
+} *seed_meta;
+static size_t seed_nmeta;
+
 /* Writes tensors with alcm_output into a temporary file and returns its bytes. */
 static uint8_t *tensor_file(int format, tbuf *const *t, size_t n, size_t *len)
 {
@@ -366,6 +374,9 @@ static uint8_t *tensor_file(int format, tbuf *const *t, size_t n, size_t *len)
 	for (size_t i = 0; i < n; i++)
 		plan[i] = t[i]->t;
 	int st = alcm_output_open(&o, path, format, ALCM_WRITE_OVERWRITE | ALCM_WRITE_NO_SYNC, NULL);
+	for (size_t i = 0; i < seed_nmeta && !st; i++)
+		st = alcm_output_set_meta(o, seed_meta[i].key, seed_meta[i].val, seed_meta[i].len);
+	seed_nmeta = 0;
 	if (!st)
 		st = alcm_output_plan(o, plan, n);
 	for (size_t i = 0; i < n && !st; i++)
@@ -644,6 +655,38 @@ static void vectors(const char *dir)
 	closedir(d);
 }
 
+/* torch.save files as the library writes them (torch's own come from
+ * tests/torch_fixtures.py, through make_corpus.sh). */
+static void pt_seeds(void)
+{
+	static tbuf t[6];
+	size_t len;
+	make(&t[0], "w", ALCM_DTYPE_F32, 2, (uint64_t[]){2, 3}, 1, 0);
+	make(&t[1], "bf16", ALCM_DTYPE_BF16, 1, (uint64_t[]){4}, 1, 0);
+	make(&t[2], "step", ALCM_DTYPE_I64, 0, NULL, 0, 0);
+	make(&t[3], "mask", ALCM_DTYPE_BOOL, 1, (uint64_t[]){2}, 0, 0);
+	make(&t[4], "f16", ALCM_DTYPE_F16, 2, (uint64_t[]){1, 2}, 1, 0);
+	make(&t[5], "empty", ALCM_DTYPE_F64, 2, (uint64_t[]){0, 3}, 0, 0);
+	tbuf *all[] = {&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]};
+	uint8_t *p = tensor_file(ALCM_FILE_PT, all, 6, &len);
+	put("pt", "mixed-6", p, len, 0);
+	put("pt", "mixed-6-defaults", p, len, 1);
+	put("pt", "mixed-6-detect-file", p, len, 6);
+	free(p);
+	/* tied weights, a parameter, _metadata */
+	static const uint8_t alias[] = {1, 0, 0, 0, 4, 0, 0, 0, 't', 'i', 'e', 'd', 1, 0, 0, 0, 'w'};
+	static const char state[] = "{\"alias_index\":[1],\"parameters\":{\"w\":true},"
+	                            "\"requires_grad\":[\"mask\"],"
+	                            "\"metadata\":{\"\":{\"version\":1},\"x\":{\"v\":[1,\"a\"]}}}";
+	static const struct seed_meta m[] = {{"alcm.alias", alias, sizeof(alias)},
+	                                     {"torch.state_dict", state, sizeof(state) - 1}};
+	seed_meta = m;
+	seed_nmeta = 2;
+	p = tensor_file(ALCM_FILE_PT, all, 4, &len);
+	put("pt", "tied-params-metadata", p, len, 0);
+	free(p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
@@ -659,6 +702,7 @@ int main(int argc, char **argv)
 	npy_seeds();
 	npz_seeds();
 	safetensors_seeds();
+	pt_seeds();
 	roundtrip_seeds();
 	if (argc == 3)
 		vectors(argv[2]);

@@ -21,6 +21,19 @@ trap 'rm -rf "$tmp"' EXIT
 if [ -x "$build/bin/alcm-fuzz-corpus-hdf5" ]; then
 	"$build/bin/alcm-fuzz-corpus-hdf5" "$tmp"
 fi
+# torch.save files made by torch itself and hostile ones (tests/torch_fixtures.py), with
+# the options byte 0x00, when Debian's python has torch.
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+	mkdir -p "$tmp/torch" "$tmp/pt"
+	/usr/bin/python3 tests/torch_fixtures.py good "$tmp/torch"
+	/usr/bin/python3 tests/torch_fixtures.py hostile "$tmp/torch"
+	for f in "$tmp"/torch/*.p* "$tmp"/torch/*.bin; do
+		[ "$(stat -c %s "$f")" -le 16384 ] || continue
+		n=${f##*/}
+		{ cat "$f"; printf '\0'; } >"$tmp/pt/torch-${n%.*}"
+	done
+	rm -rf "$tmp/torch"
+fi
 for dir in "$tmp"/*/; do
 	s=$(basename "$dir")
 	rm -rf "fuzz/corpus/$s"

@@ -624,14 +624,17 @@ enum alcm_file_format {
 	ALCM_FILE_NPY = 2,
 	ALCM_FILE_NPZ = 3,
 	ALCM_FILE_SAFETENSORS = 4,
-	ALCM_FILE_HDF5 = 5
+	ALCM_FILE_HDF5 = 5,
+	ALCM_FILE_PT = 6,     /**< torch.save (zip, torch >= 1.6) of a state dict: .pt .pth .bin */
+	ALCM_FILE_SHARDS = 7  /**< a sharded checkpoint: *.safetensors.index.json and its shards */
 };
 
 /** Guesses a format from the first bytes of a file (16 are enough). */
 ALCM_API int alcm_detect_format(const void *head, size_t len);
-/** Format named by a path's extension (.npy .npz .safetensors .h5 .hdf5 .alcm). */
+/** Format named by a path's extension (.npy .npz .safetensors .h5 .hdf5 .alcm; .pt .pth
+ * .bin: ALCM_FILE_PT; .json: ALCM_FILE_SHARDS). */
 ALCM_API int alcm_format_from_extension(const char *path);
-/** "npy", "npz", "safetensors", "hdf5", "alcm" or "unknown". */
+/** "npy", "npz", "safetensors", "hdf5", "alcm", "pt", "shards" or "unknown". */
 ALCM_API const char *alcm_format_name(int format);
 
 typedef struct alcm_input alcm_input;
@@ -647,7 +650,20 @@ typedef struct alcm_input alcm_input;
  *   CRC-32 checked; "x.npy" members give tensor "x".
  * - .safetensors: as strict as the reference implementation (header cap, offsets in order,
  *   no gap, overlap or trailing byte), and duplicate names refused; tensors come in data
- *   order.
+ *   order. __metadata__ becomes the records user.K (alcm_input_meta()).
+ * - torch.save files (ALCM_FILE_PT, told apart from .npz by their "<dir>/data.pkl"): state
+ *   dicts only, read WITHOUT running pickle: a restricted reader accepts the opcodes and the
+ *   globals a state dict needs (collections.OrderedDict, torch._utils._rebuild_tensor_v2 and
+ *   _rebuild_parameter, torch.Size, the torch.*Storage classes) and refuses anything else
+ *   as ALCM_E_UNSUPPORTED naming it, before any tensor is read. Every storage record, offset,
+ *   size and stride is checked at open. Tensors come in the dict's order; a name on the same
+ *   view of the same storage as an earlier name (tied weights) is not read again but
+ *   recorded as an alias (record alcm.alias); other views, strided or not, are read as
+ *   tensors of their own. The legacy format (torch < 1.6) is ALCM_E_UNSUPPORTED.
+ * - A sharded checkpoint (ALCM_FILE_SHARDS): path is a *.safetensors.index.json, or a
+ *   directory holding one (model.safetensors.index.json preferred). Its weight_map must list
+ *   exactly the tensors of the shard files beside it, each shard a plain file name; the
+ *   tensors of all shards come in order of the shard names.
  * @return ALCM_OK, ALCM_E_IO, ALCM_E_CORRUPT, ALCM_E_LIMIT, ALCM_E_UNSUPPORTED (also for a
  *         file in none of these formats). On failure *out is still set (or NULL) so that
  *         alcm_input_detail() can explain; free it with alcm_input_free().
@@ -670,13 +686,31 @@ ALCM_API int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has);
 ALCM_API void alcm_input_free(alcm_input *in);
 ALCM_API const char *alcm_input_detail(const alcm_input *in);
 
+/*
+ * Records the input carries besides its tensors, to keep in the archive's META (spec 6.1):
+ * user.K (a safetensors __metadata__ pair), alcm.alias (tied tensors), torch.state_dict,
+ * safetensors.shards and safetensors.index (a sharded checkpoint). Pass each pair to
+ * alcm_encoder_set_meta(); alcm_output_set_meta() takes them back. Known once the input is
+ * open; pointers stay valid until alcm_input_free().
+ */
+ALCM_API size_t alcm_input_meta_count(const alcm_input *in);
+/** @return ALCM_OK, or ALCM_E_ARG for an index out of range. */
+ALCM_API int alcm_input_meta(const alcm_input *in, size_t i, const char **key,
+                             const uint8_t **value, size_t *value_len);
+
 typedef struct alcm_output alcm_output;
 
 /**
  * Creates a tensor file, written atomically like an archive (temp file, fsync, rename).
  * Output is deterministic: .npy as numpy.save writes it, .npz as numpy.savez (stored
- * members, fixed timestamps), .safetensors as the reference implementation orders it.
- * bfloat16 cannot be written to .npy/.npz (ALCM_E_UNSUPPORTED): numpy has no such type.
+ * members, fixed timestamps), .safetensors as the reference implementation orders it,
+ * .pt as torch.save lays it out (loadable with torch.load(weights_only=True)).
+ * bfloat16 cannot be written to .npy/.npz (ALCM_E_UNSUPPORTED): numpy has no such type;
+ * uint16/32/64 cannot be written to .pt: torch has no storage class for them.
+ * ALCM_FILE_SHARDS writes a sharded checkpoint into the directory `path` (created if
+ * missing): it needs the archive's safetensors.shards and safetensors.index records
+ * (alcm_output_set_meta()) and a plan of all its tensors, writes every shard and then the
+ * index, each atomically, and refuses (ALCM_E_CORRUPT) records that disagree with the plan.
  * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC.
  * @return as alcm_input_open(); *out is set on failure too: free it.
  */
@@ -692,6 +726,18 @@ ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);
+
+/**
+ * Gives the output one of the archive's META records, before the plan and the first write.
+ * The output uses those its format can hold and ignores the others: user.K become a
+ * .safetensors __metadata__; alcm.alias names are written as copies of their targets in
+ * .npz and .safetensors, and share their target's storage in .pt; torch.state_dict restores
+ * a .pt's dict type, parameters and _metadata. A malformed record the output uses is
+ * ALCM_E_CORRUPT when it is used (plan, write or commit).
+ * @return ALCM_OK, ALCM_E_ARG, ALCM_E_STATE (after the plan or a write), ALCM_E_NOMEM.
+ */
+ALCM_API int alcm_output_set_meta(alcm_output *o, const char *key, const void *value,
+                                  size_t value_len);
 
 /* ------------------------------------------------------------------------------------ */
 /* One call: files                                                                       */

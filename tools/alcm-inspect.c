@@ -13,7 +13,8 @@ static const char usage[] =
 	"tensor (name, dtype, shape, mode, coding, bits, scales, pruned share, stored and original\n"
 	"bytes, ratio). Coding is \"quant\" for a quantized tensor, else the lossless transforms\n"
 	"of its chunks: raw, planes, float (byte planes of rotated float bits), palette, sparse\n"
-	"(zeros elided).\n"
+	"(zeros elided). Then the metadata: every META pair, the user's metadata (a safetensors\n"
+	"__metadata__) as 'metadata: KEY = VALUE' and tied weights as 'alias: NAME -> TARGET'.\n"
 	"\n"
 	"  --json       print the same as one JSON object\n"
 	"  --verify     check every section digest and the zero padding; exit 5 naming the\n"
@@ -302,6 +303,75 @@ static int features_json(alcm_archive *a, size_t i, const alcm_tensor_info *ti)
 	return 0;
 }
 
+/*
+ * The records of spec 6.1 read for people: user.K (metadata such as a safetensors
+ * __metadata__) and alcm.alias (tied weights). Calls fn(key, key_len, value, value_len) for
+ * each metadata pair (kind 0) and each alias with its target (kind 1), in order.
+ */
+static void each_record(const alcm_archive *a,
+                        void (*fn)(int kind, const char *k, size_t kl, const char *v,
+                                   size_t vl, int first))
+{
+	int first[2] = {1, 1};
+	for (size_t i = 0; a && i < alcm_archive_meta_count(a); i++) {
+		const char *k;
+		const uint8_t *v;
+		size_t vl;
+		alcm_archive_meta(a, i, &k, &v, &vl);
+		if (strncmp(k, "user.", 5) == 0) {
+			fn(0, k + 5, strlen(k) - 5, (const char *)v, vl, first[0]);
+			first[0] = 0;
+		} else if (strcmp(k, "alcm.alias") == 0 && vl >= 4) {
+			/* u32 count, then count x {u32 len, alias, u32 len, target}, checked as read */
+			size_t n = (size_t)v[0] | (size_t)v[1] << 8 | (size_t)v[2] << 16 |
+			           (size_t)v[3] << 24, pos = 4;
+			for (size_t j = 0; j < n; j++) {
+				const char *s[2];
+				size_t l[2];
+				for (int h = 0; h < 2; h++) {
+					if (vl - pos < 4)
+						return;
+					l[h] = (size_t)v[pos] | (size_t)v[pos + 1] << 8 |
+					       (size_t)v[pos + 2] << 16 | (size_t)v[pos + 3] << 24;
+					if (l[h] > vl - pos - 4)
+						return;
+					s[h] = (const char *)v + pos + 4;
+					pos += 4 + l[h];
+				}
+				fn(1, s[0], l[0], s[1], l[1], first[1]);
+				first[1] = 0;
+			}
+		}
+	}
+}
+
+static void record_text(int kind, const char *k, size_t kl, const char *v, size_t vl, int first)
+{
+	(void)first;
+	if (kind == 0)
+		printf("metadata: %s = %s\n", cli_name(k, kl), cli_name(v, vl));
+	else
+		printf("alias:    %s -> %s (stored once)\n", cli_name(k, kl), cli_name(v, vl));
+}
+
+static void records_text(const alcm_archive *a)
+{
+	each_record(a, record_text);
+}
+
+static int json_kind; /* which records record_json prints */
+
+static void record_json(int kind, const char *k, size_t kl, const char *v, size_t vl, int first)
+{
+	if (kind != json_kind)
+		return;
+	if (!first)
+		putchar(',');
+	cli_json_string(stdout, k, kl);
+	putchar(':');
+	cli_json_string(stdout, v, vl);
+}
+
 static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int verified)
 {
 	unsigned maj, min;
@@ -371,6 +441,7 @@ static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int ver
 		alcm_archive_meta(a, i, &k, &v, &vl);
 		printf("meta:     %s = %s\n", cli_name(k, strlen(k)), cli_name((const char *)v, vl));
 	}
+	records_text(a);
 	(void)stored;
 	predictor_text(a);
 	return show_features ? features_text(a) : 0;
@@ -442,6 +513,12 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 		putchar(':');
 		cli_json_string(stdout, (const char *)v, vl);
 	}
+	printf("},\"metadata\":{");
+	json_kind = 0;
+	each_record(a, record_json);
+	printf("},\"aliases\":{");
+	json_kind = 1;
+	each_record(a, record_json);
 	putchar('}');
 	predictor_json(a);
 	printf("}\n");

@@ -1,4 +1,5 @@
-/* alcm-pack: pack a tensor file (.npy, .npz, .safetensors, .h5) into an .alcm archive. */
+/* alcm-pack: pack a tensor file (.npy, .npz, .safetensors, .pt, .h5, a sharded checkpoint)
+ * into an .alcm archive. */
 #include "cli.h"
 #include "alcm_hdf5.h"
 
@@ -12,9 +13,16 @@
 static const char usage[] =
 	"usage: alcm-pack INPUT -o OUTPUT.alcm [options]\n"
 	"\n"
-	"Packs every tensor of INPUT (.npy, .npz, .safetensors, .h5; detected from its bytes) into\n"
-	"an archive. Lossless (bit-exact) unless a bound, a width or a budget is named. Lossy modes\n"
-	"apply to float tensors; integer and bool tensors are always stored losslessly.\n"
+	"Packs every tensor of INPUT (.npy, .npz, .safetensors, .h5, a torch.save state dict .pt,\n"
+	".pth or .bin; detected from its bytes) into an archive. Lossless (bit-exact) unless a\n"
+	"bound, a width or a budget is named. Lossy modes apply to float tensors; integer and\n"
+	"bool tensors are always stored losslessly.\n"
+	"\n"
+	"A .pt file is read without running pickle: only what a state dict needs is accepted, any\n"
+	"other global or opcode is refused naming it (exit 7). Tied weights are stored once. A\n"
+	"sharded checkpoint (INPUT is its *.safetensors.index.json, or the directory holding it)\n"
+	"becomes one archive that alcm-unpack -o DIR/ turns back into the same files. A\n"
+	"safetensors __metadata__ is kept.\n"
 	"\n"
 	"Output:\n"
 	"  -o, --output FILE     archive to write (required); written atomically\n"
@@ -392,6 +400,26 @@ static int add_h5_structure(const pack_args *a, cli_input *in, alcm_encoder *e)
 	return 0;
 }
 
+/* The input's records (safetensors metadata, aliases, torch and shard layout) into META.
+ * alcm.alias and user.K make the archive format 1.1 (spec 6.1). */
+static int add_input_meta(const pack_args *a, cli_input *in, alcm_writer *w, alcm_encoder *e)
+{
+	for (size_t i = 0; i < cli_input_meta_count(in); i++) {
+		const char *k;
+		const uint8_t *v;
+		size_t vl;
+		int st = cli_input_meta(in, i, &k, &v, &vl);
+		if (!st && (strcmp(k, "alcm.alias") == 0 || strncmp(k, "user.", 5) == 0) &&
+		    (st = alcm_writer_require_minor(w, 1)))
+			return cli_fail(st, "write", a->out, alcm_writer_detail(w));
+		if (!st)
+			st = alcm_encoder_set_meta(e, k, v, vl);
+		if (st)
+			return cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+	}
+	return 0;
+}
+
 /* One archive (or one more frame) from every tensor of the input, streamed. */
 static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
@@ -431,7 +459,7 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 		         rep.max_abs_error, (unsigned long long)rep.pruned,
 		         (unsigned long long)rep.escapes);
 	}
-	if ((rc = add_h5_structure(a, in, e)))
+	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
@@ -497,6 +525,9 @@ static int pack_frame(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	if (cli_input_structure(in, &sb, &sl) == ALCM_OK)
 		cli_warn("stream frames keep the HDF5 datasets as tensors, not their groups and "
 		         "attributes");
+	if (cli_input_meta_count(in))
+		cli_warn("stream frames keep tensors only, not the input's metadata, aliases or "
+		         "shard layout");
 	alcm_frame_report fr;
 	if ((st = alcm_stream_encode(s, w, f.t, f.n, &fr))) {
 		rc = cli_fail(st, "pack", a->in, alcm_stream_detail(s));
@@ -670,7 +701,7 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		if (rep.max_abs_error > tot->maxerr)
 			tot->maxerr = rep.max_abs_error;
 	}
-	if ((rc = add_h5_structure(a, in, e)))
+	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));

@@ -1,19 +1,31 @@
-/* alcm-unpack: decode an .alcm archive into .npy, .npz, .safetensors or .h5. */
+/* alcm-unpack: decode an .alcm archive into .npy, .npz, .safetensors, .pt, .h5, or the
+ * files of a sharded checkpoint. */
 #include "cli.h"
 #include "alcm_hdf5.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char usage[] =
-	"usage: alcm-unpack IN.alcm -o OUTPUT.{npz,npy,safetensors,h5} [options]\n"
+	"usage: alcm-unpack IN.alcm -o OUTPUT.{npz,npy,safetensors,pt,h5} [options]\n"
+	"       alcm-unpack IN.alcm -o DIR/ [options]\n"
 	"\n"
 	"Decodes the tensors of an archive and writes them in the format named by OUTPUT's\n"
-	"extension. Every section read is checked against its BLAKE2b digest. An archive packed\n"
+	"extension (.pt, .pth and .bin: a torch.save file that torch.load(weights_only=True)\n"
+	"reads). Every section read is checked against its BLAKE2b digest. An archive packed\n"
 	"from .h5 gives back its groups, attributes, links, datatypes and storage in .h5 output.\n"
+	"The archive's records come back where the format holds them: a safetensors\n"
+	"__metadata__; tied weights, which share one storage again in .pt and are written as\n"
+	"copies in .npz and .safetensors; a .pt's parameters and _metadata.\n"
 	"\n"
-	"  -o, --output FILE    file to write (required); written atomically\n"
+	"An archive packed from a sharded checkpoint (a *.safetensors.index.json) is written back\n"
+	"as the same shard files and index with -o DIR/ (a directory: a trailing slash, or one\n"
+	"that exists; created if missing), byte for byte when it was packed losslessly from files\n"
+	"the safetensors library wrote. Any OUTPUT file instead gets all its tensors in one file.\n"
+	"\n"
+	"  -o, --output FILE    file (or DIR/) to write (required); written atomically\n"
 	"  -f, --force          replace OUTPUT if it exists\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
@@ -27,7 +39,8 @@ static const char usage[] =
 	"  -h, --help           this help     -V, --version   print the version\n"
 	"\n"
 	".npy holds exactly one tensor: use --tensor when the archive has several.\n"
-	"bfloat16 tensors can be written to .safetensors only (numpy has no bfloat16).\n"
+	"bfloat16 tensors can be written to .safetensors and .pt only (numpy has no bfloat16);\n"
+	"uint16/32/64 tensors not to .pt (torch has no storage for them).\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 /* Where decoded tensors go: the core's writers, or the HDF5 bridge for .h5. */
@@ -71,12 +84,31 @@ static int read_structure(alcm_reader *r, const char *in, void **buf, size_t *le
 	return 0;
 }
 
+/* The archive's META records go to the output, which keeps those its format holds. Not
+ * for a selection of tensors: aliases and layouts describe the whole archive. */
+static int give_meta(alcm_output *o, const alcm_archive *a)
+{
+	for (size_t i = 0; i < alcm_archive_meta_count(a); i++) {
+		const char *key;
+		const uint8_t *v;
+		size_t vl;
+		int st = alcm_archive_meta(a, i, &key, &v, &vl);
+		if (!st)
+			st = alcm_output_set_meta(o, key, v, vl);
+		if (st)
+			return st;
+	}
+	return ALCM_OK;
+}
+
 static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h,
-                     alcm_reader *r, const char *in, const alcm_tensor *plan, size_t n,
-                     int partial)
+                     alcm_reader *r, const alcm_archive *a, const char *in,
+                     const alcm_tensor *plan, size_t n, int partial)
 {
 	if (k->fmt != ALCM_FILE_HDF5) {
 		int st = alcm_output_open(&k->o, out, k->fmt, wflags, NULL);
+		if (!st && !partial)
+			st = give_meta(k->o, a);
 		if (!st)
 			st = alcm_output_plan(k->o, plan, n);
 		return st ? cli_fail(st, "write", out, alcm_output_detail(k->o)) : 0;
@@ -100,7 +132,7 @@ static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h
 	free(sbuf);
 	return st ? cli_fail(st, "write", out, alcm_h5_output_detail(k->h5)) : 0;
 #else
-	(void)wflags, (void)h, (void)r, (void)in, (void)plan, (void)n, (void)partial;
+	(void)wflags, (void)h, (void)r, (void)a, (void)in, (void)plan, (void)n, (void)partial;
 	cli_err("cannot write '%s': this build has no HDF5 support (ALCM_WITH_HDF5=OFF)", out);
 	return EXIT_UNSUPPORTED;
 #endif
@@ -216,10 +248,20 @@ int main(int argc, char **argv)
 	sink k;
 	memset(&k, 0, sizeof(k));
 	k.fmt = alcm_format_from_extension(out);
+	struct stat sb;
+	if ((*out && out[strlen(out) - 1] == '/') || (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)))
+		k.fmt = ALCM_FILE_SHARDS;
+	else if (k.fmt == ALCM_FILE_SHARDS)
+		k.fmt = ALCM_FILE_UNKNOWN;
 	if (k.fmt != ALCM_FILE_NPY && k.fmt != ALCM_FILE_NPZ && k.fmt != ALCM_FILE_SAFETENSORS &&
-	    k.fmt != ALCM_FILE_HDF5) {
-		cli_err("cannot tell the output format of '%s': use .npz, .npy, .safetensors or .h5",
-		        out);
+	    k.fmt != ALCM_FILE_HDF5 && k.fmt != ALCM_FILE_PT && k.fmt != ALCM_FILE_SHARDS) {
+		cli_err("cannot tell the output format of '%s': use .npz, .npy, .safetensors, .pt, "
+		        ".h5, or DIR/ for the shards of a sharded checkpoint", out);
+		free(names);
+		return EXIT_USAGE;
+	}
+	if (k.fmt == ALCM_FILE_SHARDS && nnames) {
+		cli_err("a sharded checkpoint is written whole: --tensor goes with a file OUTPUT");
 		free(names);
 		return EXIT_USAGE;
 	}
@@ -285,7 +327,7 @@ int main(int argc, char **argv)
 		memcpy(plan[j].shape, ti.shape, sizeof(ti.shape));
 		plan[j].nbytes = ti.raw_bytes;
 	}
-	if ((rc = sink_open(&k, out, force ? ALCM_WRITE_OVERWRITE : 0, &h, r, in, plan, nsel,
+	if ((rc = sink_open(&k, out, force ? ALCM_WRITE_OVERWRITE : 0, &h, r, a, in, plan, nsel,
 	                    nnames > 0)))
 		goto out;
 	uint64_t total = 0;

@@ -104,6 +104,10 @@ int cli_input_structure(cli_input *in, const void **buf, size_t *len);
 /* Objects left out under --skip-unsupported: count, and "name: reason" of entry i. */
 size_t cli_input_skipped(const cli_input *in);
 const char *cli_input_skipped_name(const cli_input *in, size_t i, const char **reason);
+/* Records of the input for the archive's META (alcm_input_meta()); none for .h5. */
+size_t cli_input_meta_count(const cli_input *in);
+int cli_input_meta(const cli_input *in, size_t i, const char **key, const uint8_t **value,
+                   size_t *len);
 void cli_input_free(cli_input *in);
 /* Opens, and on failure reports and returns the exit code (0 on success). */
 int cli_input_open_or_fail(cli_input **in, const char *path);

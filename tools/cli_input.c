@@ -146,6 +146,17 @@ const char *cli_input_skipped_name(const cli_input *in, size_t i, const char **r
 	return NULL;
 }
 
+size_t cli_input_meta_count(const cli_input *in)
+{
+	return in && in->core ? alcm_input_meta_count(in->core) : 0;
+}
+
+int cli_input_meta(const cli_input *in, size_t i, const char **key, const uint8_t **value,
+                   size_t *len)
+{
+	return in && in->core ? alcm_input_meta(in->core, i, key, value, len) : ALCM_E_ARG;
+}
+
 void cli_input_free(cli_input *in)
 {
 	if (!in)

@@ -21,11 +21,16 @@ int alcm_detect_format(const void *head, size_t len)
 	if (len >= 6 && memcmp(h, "\x93" "NUMPY", 6) == 0)
 		return ALCM_FILE_NPY;
 	if (len >= 4 && (memcmp(h, "PK\x03\x04", 4) == 0 || memcmp(h, "PK\x05\x06", 4) == 0))
-		return ALCM_FILE_NPZ;
+		return ALCM_FILE_NPZ; /* alcm_input_open() tells a torch.save zip apart (ALCM_FILE_PT) */
+	/* torch.save's legacy format (torch < 1.6): pickle protocol 2, then its magic number. */
+	if (len >= 4 && memcmp(h, "\x80\x02\x8a\x0a", 4) == 0)
+		return ALCM_FILE_PT;
 	/* safetensors has no magic: a u64 header length, then the JSON object. The length is
 	 * not judged here so that a forged one is reported by the reader, not as "unknown". */
 	if (len >= 9 && h[8] == '{')
 		return ALCM_FILE_SAFETENSORS;
+	if (len >= 1 && h[0] == '{')
+		return ALCM_FILE_SHARDS; /* a JSON object: the index of a sharded checkpoint */
 	return ALCM_FILE_UNKNOWN;
 }
 
@@ -37,6 +42,8 @@ int alcm_format_from_extension(const char *path)
 	} exts[] = {
 		{"npy", ALCM_FILE_NPY},   {"npz", ALCM_FILE_NPZ},   {"safetensors", ALCM_FILE_SAFETENSORS},
 		{"h5", ALCM_FILE_HDF5},   {"hdf5", ALCM_FILE_HDF5}, {"alcm", ALCM_FILE_ALCM},
+		{"pt", ALCM_FILE_PT},     {"pth", ALCM_FILE_PT},    {"bin", ALCM_FILE_PT},
+		{"json", ALCM_FILE_SHARDS},
 	};
 	if (!path)
 		return ALCM_FILE_UNKNOWN;
@@ -59,6 +66,8 @@ const char *alcm_format_name(int format)
 	case ALCM_FILE_NPZ: return "npz";
 	case ALCM_FILE_SAFETENSORS: return "safetensors";
 	case ALCM_FILE_HDF5: return "hdf5";
+	case ALCM_FILE_PT: return "pt";
+	case ALCM_FILE_SHARDS: return "shards";
 	default: return "unknown";
 	}
 }
@@ -314,13 +323,21 @@ static int input_start(alcm_input *in, int format)
 	int rc = alcm_io_read(in, head, n, 0);
 	if (rc)
 		goto out;
-	if (format == ALCM_FILE_UNKNOWN)
+	int detected = format == ALCM_FILE_UNKNOWN;
+	if (detected)
 		format = alcm_detect_format(head, n);
+	int is_pt = 0;
+	if (detected && format == ALCM_FILE_NPZ && (rc = alcm_io_pt_sniff(in, &is_pt)))
+		goto out;
+	if (is_pt)
+		format = ALCM_FILE_PT;
 	in->format = format;
 	switch (format) {
 	case ALCM_FILE_NPY: rc = alcm_io_npy_open(in); break;
 	case ALCM_FILE_NPZ: rc = alcm_io_npz_open(in); break;
 	case ALCM_FILE_SAFETENSORS: rc = alcm_io_st_open(in); break;
+	case ALCM_FILE_PT: rc = alcm_io_pt_open(in); break;
+	case ALCM_FILE_SHARDS: rc = alcm_io_shards_open(in, in->fd >= 0 ? in->label : NULL); break;
 	case ALCM_FILE_HDF5:
 		rc = alcm_io_fail(in, ALCM_E_UNSUPPORTED,
 		                  "an HDF5 file: the HDF5 bridge (alcm_hdf5.h) reads it, not alcm_input");
@@ -334,8 +351,9 @@ static int input_start(alcm_input *in, int format)
 			rc = alcm_io_fail(in, ALCM_E_ARG, "unknown format %d", format);
 		else
 			rc = alcm_io_fail(in, ALCM_E_UNSUPPORTED,
-			                  "unrecognized format at offset 0 (%llu bytes; not .npy, .npz or "
-			                  ".safetensors)", (unsigned long long)in->size);
+			                  "unrecognized format at offset 0 (%llu bytes; not .npy, .npz, "
+			                  ".safetensors, a torch.save file or a shard index)",
+			                  (unsigned long long)in->size);
 		break;
 	}
 out:
@@ -366,9 +384,12 @@ int alcm_input_open(alcm_input **out, const char *path, const alcm_limits *lim,
 		in->poisoned = 1;
 		return alcm_io_fail(in, ALCM_E_IO, "cannot stat: %s", strerror(errno));
 	}
-	if (S_ISDIR(st.st_mode)) {
-		in->poisoned = 1;
-		return alcm_io_fail(in, ALCM_E_IO, "is a directory");
+	if (S_ISDIR(st.st_mode)) { /* a sharded checkpoint's directory */
+		in->format = ALCM_FILE_SHARDS;
+		rc = alcm_io_shards_open(in, path);
+		if (rc)
+			in->poisoned = 1;
+		return rc;
 	}
 	in->size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
 	return input_start(in, ALCM_FILE_UNKNOWN);
@@ -429,6 +450,7 @@ void alcm_input_free(alcm_input *in)
 	if (in->fd >= 0)
 		close(in->fd);
 	alcm_mem_free(&in->alloc, in->buf);
+	alcm_io_meta_free(&in->alloc, &in->meta);
 	alcm_mem_free(&in->alloc, in->label);
 	alcm_mem_free(&in->alloc, in->base);
 	alcm_allocator a = in->alloc;
@@ -438,6 +460,22 @@ void alcm_input_free(alcm_input *in)
 const char *alcm_input_detail(const alcm_input *in)
 {
 	return in ? in->detail : "";
+}
+
+size_t alcm_input_meta_count(const alcm_input *in)
+{
+	return in ? in->meta.n : 0;
+}
+
+int alcm_input_meta(const alcm_input *in, size_t i, const char **key, const uint8_t **value,
+                    size_t *value_len)
+{
+	if (!in || i >= in->meta.n || !key || !value || !value_len)
+		return ALCM_E_ARG;
+	*key = in->meta.m[i].key;
+	*value = in->meta.m[i].val;
+	*value_len = in->meta.m[i].len;
+	return ALCM_OK;
 }
 
 /* ---- alcm_output ---- */
@@ -488,7 +526,14 @@ int alcm_output_open(alcm_output **out, const char *path, int format, unsigned f
 	switch (format) {
 	case ALCM_FILE_NPY:
 	case ALCM_FILE_NPZ:
-	case ALCM_FILE_SAFETENSORS: break;
+	case ALCM_FILE_SAFETENSORS:
+	case ALCM_FILE_PT: break;
+	case ALCM_FILE_SHARDS: {
+		int rc = alcm_io_shards_out(o, path);
+		if (rc == ALCM_OK)
+			o->poisoned = 0;
+		return rc;
+	}
 	case ALCM_FILE_HDF5:
 		alcm_detail_set(o->detail, "%s: HDF5 output goes through the HDF5 bridge (alcm_hdf5.h)",
 		                path);
@@ -497,8 +542,8 @@ int alcm_output_open(alcm_output **out, const char *path, int format, unsigned f
 		alcm_detail_set(o->detail, "%s: .alcm archives are written with alcm_writer", path);
 		return ALCM_E_UNSUPPORTED;
 	default:
-		alcm_detail_set(o->detail, "%s: unknown output format %d (use .npy, .npz or "
-		                ".safetensors)", path, format);
+		alcm_detail_set(o->detail, "%s: unknown output format %d (use .npy, .npz, "
+		                ".safetensors or .pt)", path, format);
 		return ALCM_E_ARG;
 	}
 	int rc = alcm_atomic_open(&o->file, path, (flags & ALCM_WRITE_OVERWRITE) != 0,
@@ -510,6 +555,8 @@ int alcm_output_open(alcm_output **out, const char *path, int format, unsigned f
 		rc = alcm_io_npy_out(o);
 	else if (format == ALCM_FILE_NPZ)
 		rc = alcm_io_npz_out(o);
+	else if (format == ALCM_FILE_PT)
+		rc = alcm_io_pt_out(o);
 	else
 		rc = alcm_io_st_out(o);
 	if (rc)
@@ -546,6 +593,7 @@ static int check_tensor(alcm_output *o, const alcm_tensor *t, int need_data)
 
 static void free_plan(alcm_output *o)
 {
+	alcm_io_out_aliases_free(o);
 	for (size_t i = 0; i < o->plan_count; i++)
 		alcm_mem_free(&o->alloc, o->plan[i].name);
 	alcm_mem_free(&o->alloc, o->plan);
@@ -562,6 +610,9 @@ int alcm_output_plan(alcm_output *o, const alcm_tensor *tensors, size_t count)
 		return ALCM_E_STATE;
 	if (o->has_plan || o->written)
 		return alcm_io_out_fail(o, ALCM_E_STATE, "a plan must come once, before any write");
+	int ra = alcm_io_out_aliases_plan(o, tensors, count, &tensors, &count);
+	if (ra)
+		return ra;
 	for (size_t i = 0; i < count; i++) {
 		int rc = check_tensor(o, &tensors[i], 0);
 		if (rc)
@@ -648,10 +699,12 @@ int alcm_output_write(alcm_output *o, const alcm_tensor *t)
 			                        alcm_dtype_name(e->dtype), (unsigned)e->ndim, o->written);
 	}
 	rc = o->ops->write(o, t);
+	if (rc == ALCM_OK) {
+		o->written++;
+		rc = alcm_io_out_aliases_write(o, t);
+	}
 	if (rc == ALCM_E_IO || rc == ALCM_E_NOMEM)
 		o->poisoned = 1;
-	if (rc == ALCM_OK)
-		o->written++;
 	return rc;
 }
 
@@ -686,6 +739,7 @@ void alcm_output_free(alcm_output *o)
 	if (o->file_open)
 		alcm_atomic_abort(&o->file);
 	free_plan(o);
+	alcm_io_meta_free(&o->alloc, &o->meta);
 	alcm_allocator a = o->alloc;
 	alcm_mem_free(&a, o);
 }
@@ -693,4 +747,18 @@ void alcm_output_free(alcm_output *o)
 const char *alcm_output_detail(const alcm_output *o)
 {
 	return o ? o->detail : "";
+}
+
+int alcm_output_set_meta(alcm_output *o, const char *key, const void *value, size_t value_len)
+{
+	if (!o || !key || (!value && value_len))
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	if (o->has_plan || o->written)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "metadata must come before the plan and "
+		                        "the first write");
+	if (alcm_io_meta_put(&o->alloc, &o->meta, key, strlen(key), value, value_len))
+		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+	return ALCM_OK;
 }

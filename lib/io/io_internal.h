@@ -21,6 +21,18 @@
 /* Longest prefix before the header text: magic, version, 4-byte length. */
 #define ALCM_IO_NPY_PREFIX_MAX 12u
 
+/* META records a tensor file carries (records.c). */
+typedef struct alcm_io_meta {
+	char *key;              /* NUL-terminated */
+	uint8_t *val;
+	size_t len;
+} alcm_io_meta;
+
+typedef struct alcm_io_meta_list {
+	alcm_io_meta *m;
+	size_t n, cap;
+} alcm_io_meta_list;
+
 typedef struct alcm_io_in_ops {
 	int (*next)(alcm_input *in, alcm_tensor *t, int *has);
 	void (*free)(alcm_input *in);
@@ -40,6 +52,7 @@ struct alcm_input {
 	size_t buf_cap;
 	const alcm_io_in_ops *ops;
 	void *state;
+	alcm_io_meta_list meta; /* records for the archive's META (alcm_input_meta) */
 	char detail[ALCM_DETAIL_MAX];
 };
 
@@ -76,6 +89,8 @@ struct alcm_output {
 	size_t written;         /* tensors written */
 	const alcm_io_out_ops *ops;
 	void *state;
+	alcm_io_meta_list meta; /* the archive's META (alcm_output_set_meta) */
+	void *aliases;          /* aliases written as copies (records.c) */
 	char detail[ALCM_DETAIL_MAX];
 };
 
@@ -167,10 +182,217 @@ int alcm_io_npy_refuse_bf16(alcm_output *o, const char *name, size_t name_len);
 int alcm_io_npy_open(alcm_input *in);
 int alcm_io_npz_open(alcm_input *in);
 int alcm_io_st_open(alcm_input *in);
+int alcm_io_pt_open(alcm_input *in);
+/* A .safetensors input's tensors, known from its header (shards.c checks them). */
+size_t alcm_io_st_count(const alcm_input *in);
+const uint8_t *alcm_io_st_name(const alcm_input *in, size_t i, size_t *len);
+/* *is_pt = 1 if the zip has a "<dir>/data.pkl" record and no .npy member, as torch.save
+ * writes it (or is the legacy torch format). @return ALCM_OK, or NOMEM/IO. */
+int alcm_io_pt_sniff(alcm_input *in, int *is_pt);
+/* A shard index (path: the .index.json, or a directory holding one). */
+int alcm_io_shards_open(alcm_input *in, const char *path);
 
 int alcm_io_npy_out(alcm_output *o);
 int alcm_io_npz_out(alcm_output *o);
 int alcm_io_st_out(alcm_output *o);
+int alcm_io_pt_out(alcm_output *o);
+int alcm_io_shards_out(alcm_output *o, const char *dir);
+
+/* ---- zip (zip.c): the reader and writer shared by .npz and .pt ---- */
+
+/* Holds the end-of-archive tail (22 + 65535 bytes) and is the inflate input buffer. */
+#define ALCM_IO_ZIP_BUF 65600
+
+typedef struct alcm_io_zip_entry {
+	uint64_t local_off;
+	uint64_t csize, usize;
+	uint64_t limit;          /* where the next member or the central directory starts */
+	uint64_t cd_at;          /* file offset of the central directory entry */
+	uint32_t crc;
+	uint16_t method, flags;
+	const uint8_t *name;     /* into the central directory buffer */
+	uint16_t name_len;
+	size_t aux;              /* the caller's (npz: the tensor name's length) */
+} alcm_io_zip_entry;
+
+typedef struct alcm_io_zip_limits {
+	uint64_t max_entries;
+	const char *entries_what;        /* "tensors", for the message */
+	uint64_t max_inflated;           /* a deflated member declaring more: limit error */
+	uint64_t max_stored;             /* a stored member declaring more: limit error */
+	/* Optional, called for each entry once its method is known to be readable. */
+	int (*check_entry)(alcm_input *in, alcm_io_zip_entry *e);
+} alcm_io_zip_limits;
+
+typedef struct alcm_io_zip {
+	uint8_t *cd;
+	alcm_io_zip_entry *e;    /* in central directory order */
+	size_t count;
+	uint64_t cd_off;
+	uint8_t *buf;            /* ALCM_IO_ZIP_BUF bytes */
+	struct z_stream_s *z;    /* one inflater, reset for each deflated member */
+} alcm_io_zip;
+
+/* A member being read forward. */
+typedef struct alcm_io_zip_member {
+	alcm_io_zip *zip;
+	const alcm_io_zip_entry *e;
+	uint64_t data_off;       /* file offset of the member's compressed bytes */
+	uint64_t cpos;           /* compressed bytes fed to inflate */
+	uint64_t produced;
+	unsigned long crc;
+	int ended;
+} alcm_io_zip_member;
+
+int alcm_io_zip_fail(alcm_input *in, const alcm_io_zip_entry *e, int status, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+/* Reads and checks the central directory: entries, sizes, no overlap (names unchecked). */
+int alcm_io_zip_open(alcm_input *in, alcm_io_zip *z, const alcm_io_zip_limits *zl);
+void alcm_io_zip_free(alcm_input *in, alcm_io_zip *z);
+/* Checks the member's local header and starts reading it (one member at a time). */
+int alcm_io_zip_member_open(alcm_input *in, alcm_io_zip *z, const alcm_io_zip_entry *e,
+                            alcm_io_zip_member *m);
+/* The next n bytes (ctx: the alcm_io_zip_member); reading past the declared size: CORRUPT. */
+int alcm_io_zip_member_read(alcm_input *in, void *ctx, void *dst, size_t n);
+int alcm_io_zip_member_skip(alcm_input *in, alcm_io_zip_member *m, uint64_t n);
+/* After the last byte: the deflate stream must end there, and the CRC-32 match. */
+int alcm_io_zip_member_finish(alcm_input *in, alcm_io_zip_member *m);
+
+uint32_t alcm_io_crc32(uint32_t crc, const void *p, uint64_t n);
+
+typedef struct alcm_io_zipw_entry {
+	char *name;
+	size_t name_len;
+	uint32_t crc;
+	uint64_t size;
+	uint64_t off;
+	uint16_t flags;
+} alcm_io_zipw_entry;
+
+typedef struct alcm_io_zipw {
+	alcm_io_zipw_entry *e;
+	size_t n, cap;
+} alcm_io_zipw;
+
+#define ALCM_IO_ZIPW_ZIP64 1u   /* a zip64 extra in the local header (numpy's force_zip64) */
+#define ALCM_IO_ZIPW_ALIGN64 2u /* data on a multiple of 64, padded as PyTorch does */
+/* Writes the local header of a stored member of `size` bytes and CRC `crc` at the output's
+ * position; the caller writes the bytes next. */
+int alcm_io_zipw_begin(alcm_output *o, alcm_io_zipw *z, const char *name, size_t name_len,
+                       uint64_t size, uint32_t crc, unsigned flags);
+/* Writes the central directory and the end records. */
+int alcm_io_zipw_finish(alcm_output *o, alcm_io_zipw *z);
+void alcm_io_zipw_free(alcm_output *o, alcm_io_zipw *z);
+
+/* ---- META records (records.c) ---- */
+
+#define ALCM_IO_REC_ALIAS "alcm.alias"        /* tied tensors: (alias, target) pairs */
+#define ALCM_IO_REC_USER "user."              /* user.K: string metadata */
+#define ALCM_IO_REC_TORCH "torch.state_dict"  /* pt.c: what a .pt needs besides tensors */
+#define ALCM_IO_REC_SHARDS "safetensors.shards" /* shards.c: the shard layout */
+#define ALCM_IO_REC_INDEX "safetensors.index"   /* shards.c: the index file, as it was */
+
+int alcm_io_meta_put(const alcm_allocator *a, alcm_io_meta_list *l, const char *key,
+                     size_t key_len, const void *v, size_t len);
+/* The last record of that key, or NULL. */
+const alcm_io_meta *alcm_io_meta_find(const alcm_io_meta_list *l, const char *key);
+void alcm_io_meta_free(const alcm_allocator *a, alcm_io_meta_list *l);
+
+typedef struct alcm_io_alias {
+	const uint8_t *name, *target; /* into the record's value */
+	size_t name_len, target_len;
+} alcm_io_alias;
+void alcm_io_alias_put(alcm_io_sb *b, const char *alias, size_t alias_len, const char *target,
+                       size_t target_len);
+/* Parses an alcm.alias value into *out (free with alcm_mem_free). @return ALCM_OK, CORRUPT
+ * or NOMEM with the reason in why (ALCM_DETAIL_MAX bytes). */
+int alcm_io_alias_decode(const alcm_allocator *a, const uint8_t *v, size_t len,
+                         alcm_io_alias **out, size_t *n, char *why);
+/* Checks pairs against the names written (sorted here): every target is one, no alias is
+ * one, no alias repeats (spec 6.1.2). @return ALCM_OK, CORRUPT or NOMEM with why set. */
+int alcm_io_alias_check(const alcm_allocator *a, const alcm_io_alias *al, size_t na,
+                        alcm_io_name_ref *names, size_t n, char *why);
+/* .npz and .safetensors output: the plan with each alias (alcm.alias) right after its
+ * target; alcm_io_out_aliases_write() then writes the copies after the target. */
+int alcm_io_out_aliases_plan(alcm_output *o, const alcm_tensor *t, size_t count,
+                             const alcm_tensor **plan, size_t *n);
+int alcm_io_out_aliases_write(alcm_output *o, const alcm_tensor *t);
+void alcm_io_out_aliases_free(alcm_output *o);
+/* 1 if a user.K key K can be stored (no NUL, fits a META key). */
+int alcm_io_user_key_ok(const uint8_t *k, size_t len);
+
+/* ---- restricted pickle of state dicts (pickle.c) ---- */
+
+#define ALCM_IO_PK_MARKS 64              /* MARK nesting; a state dict needs 3 */
+#define ALCM_IO_PK_OBJECTS_PER_TENSOR 64 /* pickle objects allowed per max_tensors */
+#define ALCM_IO_PK_JSON_DEPTH 16         /* nesting of state_dict._metadata */
+#define ALCM_IO_PT_WINDOW ((uint64_t)1 << 20)  /* storage bytes read at once for a strided view */
+#define ALCM_IO_PT_SPAN_MAX (64u << 20)        /* a self-overlapping view is read whole up to this */
+
+typedef struct alcm_io_pk_storage {
+	const uint8_t *key;      /* into the pickle bytes: the record is <root>/data/<key> */
+	size_t key_len;
+	int dtype;
+	uint64_t numel;          /* elements the storage declares */
+	size_t at;               /* pickle offset of its first persistent id */
+} alcm_io_pk_storage;
+
+typedef struct alcm_io_pk_tensor {
+	uint32_t storage;        /* index into storages */
+	uint32_t ndim;
+	uint64_t offset;         /* in elements */
+	size_t dims_at;          /* shape at dims[dims_at], strides right after */
+	uint8_t requires_grad, parameter;
+} alcm_io_pk_tensor;
+
+typedef struct alcm_io_pk_entry {
+	const uint8_t *name;     /* into the pickle bytes */
+	size_t name_len;
+	size_t tensor;           /* index into tensors */
+} alcm_io_pk_entry;
+
+typedef struct alcm_io_pk_result {
+	alcm_io_pk_storage *storages;
+	size_t nstorages;
+	alcm_io_pk_tensor *tensors;
+	size_t ntensors;
+	alcm_io_pk_entry *entries; /* the dict, in order */
+	size_t nentries;
+	uint64_t *dims;
+	size_t ndims;
+	int ordered;             /* an OrderedDict (1) or a dict (0) */
+	uint8_t *metadata;       /* state_dict._metadata as JSON, or NULL */
+	size_t metadata_len;
+} alcm_io_pk_result;
+
+/* Reads a state dict from pickle bytes p (borrowed: r points into them). label names the
+ * record in messages. @return ALCM_OK, or CORRUPT, UNSUPPORTED (a global, opcode or value a
+ * state dict does not have), LIMIT, NOMEM with in->detail set. Free r in any case. */
+int alcm_io_pickle_load(alcm_input *in, const char *label, const uint8_t *p, size_t len,
+                        alcm_io_pk_result *r);
+void alcm_io_pickle_free(alcm_input *in, alcm_io_pk_result *r);
+
+/* One entry of a state dict to write. */
+typedef struct alcm_io_pkw_tensor {
+	const char *name;
+	size_t name_len;
+	int dtype;               /* one alcm_io_pickle_storage_class() knows */
+	const char *key;         /* storage record key */
+	size_t key_len;
+	uint64_t numel, offset;
+	uint32_t ndim;
+	const uint64_t *shape, *stride;
+	int parameter, requires_grad;
+} alcm_io_pkw_tensor;
+
+/* "FloatStorage" etc., or NULL for a dtype torch has no storage class for. */
+const char *alcm_io_pickle_storage_class(int dtype);
+/* Appends the pickle of a state dict (protocol 2, as torch.save writes it) to b. meta: JSON
+ * of state_dict._metadata (an object), or NULL. @return ALCM_OK, NOMEM, or the JSON's error
+ * (CORRUPT, LIMIT, UNSUPPORTED) with its offset and reason. */
+int alcm_io_pickle_write(alcm_io_sb *b, const alcm_io_pkw_tensor *t, size_t n, int ordered,
+                         const uint8_t *meta, size_t meta_len, size_t *bad_at,
+                         const char **why);
 
 /* ---- strict JSON lexing (json.c), for the safetensors header ---- */
 
@@ -201,5 +423,8 @@ int alcm_io_json_string(alcm_io_json *j, uint8_t *out, size_t cap, size_t *len);
 int alcm_io_json_u64(alcm_io_json *j, uint64_t *v);
 /* Skips one value of any kind, nesting at most `depth` containers (deeper: LIMIT). */
 int alcm_io_json_skip(alcm_io_json *j, unsigned depth);
+/* Appends s as a JSON string, escaped as serde_json does (\b \f \n \r \t, \u00xx for other
+ * controls; other bytes as they are). */
+void alcm_io_json_put_string(alcm_io_sb *b, const char *s, size_t n);
 
 #endif

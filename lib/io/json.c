@@ -295,3 +295,35 @@ int alcm_io_json_skip(alcm_io_json *j, unsigned depth)
 		}
 	}
 }
+
+/* Escapes as serde_json does: short forms for \b \f \n \r \t, \u00xx for other controls. */
+void alcm_io_json_put_string(alcm_io_sb *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	alcm_io_sb_put(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[7] = {'\\', 0, 0, 0, 0, 0, 0};
+		size_t el = 2;
+		switch (c) {
+		case '"': e[1] = '"'; break;
+		case '\\': e[1] = '\\'; break;
+		case '\b': e[1] = 'b'; break;
+		case '\f': e[1] = 'f'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		case '\t': e[1] = 't'; break;
+		default:
+			if (c >= 0x20) {
+				alcm_io_sb_put(b, &s[i], 1);
+				continue;
+			}
+			memcpy(e + 1, "u00", 3);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			el = 6;
+		}
+		alcm_io_sb_put(b, e, el);
+	}
+	alcm_io_sb_put(b, "\"", 1);
+}

@@ -15,562 +15,76 @@
  */
 #include "io_internal.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
-
-/* Holds the end-of-archive tail (22 + 65535 bytes) and is the inflate input buffer. */
-#define NPZ_BUF 65600
-#define NPZ_CHUNK 65536
-/* Python's zipfile switches to zip64 fields above this (ZIP64_LIMIT). */
-#define ZIP64_LIMIT (((uint64_t)1 << 31) - 1)
-#define ZIP_VERSION64 45
-#define ZIP_MADE_BY ((3u << 8) | ZIP_VERSION64) /* unix, version 4.5 */
-#define ZIP_DOS_DATE 0x21                        /* 1980-01-01 */
-#define ZIP_EXT_ATTR (0600u << 16)               /* what zipfile gives members it writes */
-
-struct npz_entry {
-	uint64_t local_off;
-	uint64_t csize, usize;
-	uint64_t limit;          /* where the next member or the central directory starts */
-	uint64_t cd_at;          /* file offset of the central directory entry */
-	uint32_t crc;
-	uint16_t method, flags;
-	const uint8_t *name;     /* into the central directory buffer */
-	uint16_t name_len;
-	size_t tname_len;        /* name_len without a ".npy" suffix */
-};
 
 struct npz_in {
-	uint8_t *cd;
-	struct npz_entry *e;
-	size_t count, next;
-	uint8_t *buf;
-	z_stream z;
-	int z_init;
+	alcm_io_zip zip;
+	size_t next;
 };
 
-struct member {
-	struct npz_in *st;
-	const struct npz_entry *e;
-	uint64_t data_off;       /* file offset of the member's compressed bytes */
-	uint64_t cpos;           /* compressed bytes fed to inflate */
-	uint64_t produced;
-	uLong crc;
-	int ended;
-};
-
-__attribute__((format(printf, 4, 5)))
-static int member_fail(alcm_input *in, const struct npz_entry *e, int status, const char *fmt,
-                       ...)
+/* The tensor name is the member name without ".npy", within max_name_bytes. */
+static int npz_entry(alcm_input *in, alcm_io_zip_entry *e)
 {
-	char msg[ALCM_DETAIL_MAX], q[ALCM_IO_QUOTE];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return alcm_io_fail(in, status, "member '%s' (local header at offset %llu): %s",
-	                    alcm_io_quote(q, (const char *)e->name, e->name_len),
-	                    (unsigned long long)e->local_off, msg);
-}
-
-static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
-{
-	size_t n;
-	if (__builtin_mul_overflow((size_t)items, (size_t)size, &n))
-		return Z_NULL;
-	return alcm_mem_alloc(opaque, n);
-}
-
-static void z_free(voidpf opaque, voidpf p)
-{
-	alcm_mem_free(opaque, p);
-}
-
-/*
- * Reads the zip64 extra field (id 1): each value is present only when its 32-bit field is
- * saturated, in the order uncompressed size, compressed size, local header offset.
- * @return 0, or -1 when a needed value is missing.
- */
-static int zip64_extra(const uint8_t *x, size_t xlen, uint64_t *usize, uint64_t *csize,
-                       uint64_t *off)
-{
-	size_t p = 0;
-	while (xlen - p >= 4) {
-		size_t id = alcm_load16(x + p), len = alcm_load16(x + p + 2);
-		if (len > xlen - p - 4)
-			return -1;
-		if (id == 1) {
-			const uint8_t *d = x + p + 4;
-			size_t k = 0;
-			uint64_t *v[3] = {usize, csize, off};
-			for (int i = 0; i < 3; i++) {
-				if (!v[i] || *v[i] != 0xffffffffu)
-					continue;
-				if (len - k < 8)
-					return -1;
-				*v[i] = alcm_load64(d + k);
-				k += 8;
-			}
-			return 0;
-		}
-		p += 4 + len;
-	}
-	if ((usize && *usize == 0xffffffffu) || (csize && *csize == 0xffffffffu) ||
-	    (off && *off == 0xffffffffu))
-		return -1;
-	return 0;
-}
-
-typedef struct zip_end {
-	uint64_t count, cd_size, cd_off, cd_end;
-} zip_end;
-
-static int find_end(alcm_input *in, struct npz_in *st, zip_end *z)
-{
-	if (in->size < 22)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "%llu bytes are too few for a zip end record",
-		                    (unsigned long long)in->size);
-	size_t tail = in->size < 22 + 65535 ? (size_t)in->size : 22 + 65535;
-	uint64_t base = in->size - tail;
-	int rc = alcm_io_read(in, st->buf, tail, base);
-	if (rc)
-		return rc;
-	size_t p = tail - 22 + 1;
-	const uint8_t *r = NULL;
-	while (p-- > 0) {
-		const uint8_t *c = st->buf + p;
-		if (memcmp(c, "PK\x05\x06", 4) == 0 && p + 22 + alcm_load16(c + 20) == tail) {
-			r = c;
-			break;
-		}
-	}
-	if (!r)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "no zip end of central directory record in the last %zu bytes "
-		                    "(truncated, or not a zip file)", tail);
-	uint64_t eocd = base + p;
-	unsigned disk = alcm_load16(r + 4), cd_disk = alcm_load16(r + 6);
-	uint64_t n_disk = alcm_load16(r + 8);
-	z->count = alcm_load16(r + 10);
-	z->cd_size = alcm_load32(r + 12);
-	z->cd_off = alcm_load32(r + 16);
-	z->cd_end = eocd;
-	uint8_t loc[20] = {0};
-	if (eocd >= 20) {
-		rc = alcm_io_read(in, loc, 20, eocd - 20);
-		if (rc)
-			return rc;
-	}
-	if (eocd >= 20 && memcmp(loc, "PK\x06\x07", 4) == 0) {
-		uint8_t r64[56];
-		uint64_t loc_at = eocd - 20, z64 = alcm_load64(loc + 8);
-		if (alcm_load32(loc + 4) != 0 || alcm_load32(loc + 16) > 1)
-			return alcm_io_fail(in, ALCM_E_UNSUPPORTED,
-			                    "multi-disk zip (zip64 locator at offset %llu)",
-			                    (unsigned long long)loc_at);
-		if (z64 > loc_at || loc_at - z64 < 56)
-			return alcm_io_fail(in, ALCM_E_CORRUPT,
-			                    "zip64 end record offset %llu in the locator at offset %llu "
-			                    "is not before it", (unsigned long long)z64,
-			                    (unsigned long long)loc_at);
-		rc = alcm_io_read(in, r64, 56, z64);
-		if (rc)
-			return rc;
-		if (memcmp(r64, "PK\x06\x06", 4) != 0)
-			return alcm_io_fail(in, ALCM_E_CORRUPT, "no zip64 end record at offset %llu",
-			                    (unsigned long long)z64);
-		if (alcm_load64(r64 + 4) != loc_at - z64 - 12)
-			return alcm_io_fail(in, ALCM_E_CORRUPT,
-			                    "zip64 end record at offset %llu declares %llu bytes, %llu "
-			                    "lie before the locator", (unsigned long long)z64,
-			                    (unsigned long long)alcm_load64(r64 + 4),
-			                    (unsigned long long)(loc_at - z64 - 12));
-		disk = alcm_load32(r64 + 16);
-		cd_disk = alcm_load32(r64 + 20);
-		n_disk = alcm_load64(r64 + 24);
-		z->count = alcm_load64(r64 + 32);
-		z->cd_size = alcm_load64(r64 + 40);
-		z->cd_off = alcm_load64(r64 + 48);
-		z->cd_end = z64;
-	}
-	if (disk != 0 || cd_disk != 0)
-		return alcm_io_fail(in, ALCM_E_UNSUPPORTED, "multi-disk zip (end record at offset %llu)",
-		                    (unsigned long long)eocd);
-	if (n_disk != z->count)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "end record at offset %llu counts %llu entries on this disk and "
-		                    "%llu in all", (unsigned long long)eocd, (unsigned long long)n_disk,
-		                    (unsigned long long)z->count);
+	size_t nlen = e->name_len;
+	e->aux = nlen >= 4 && memcmp(e->name + nlen - 4, ".npy", 4) == 0 ? nlen - 4 : nlen;
+	if (e->aux > in->lim.max_name_bytes)
+		return alcm_io_zip_fail(in, e, ALCM_E_LIMIT, "name of %zu bytes exceeds the limit of %u",
+		                        e->aux, (unsigned)in->lim.max_name_bytes);
 	return ALCM_OK;
 }
 
-static int parse_entry(alcm_input *in, const zip_end *z, const uint8_t *c, size_t room,
-                       struct npz_entry *e, uint64_t at, size_t *used)
+static int check_names(alcm_input *in, struct npz_in *st)
 {
-	if (room < 46 || memcmp(c, "PK\x01\x02", 4) != 0)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "bad central directory entry at offset %llu",
-		                    (unsigned long long)at);
-	size_t nlen = alcm_load16(c + 28), xlen = alcm_load16(c + 30), clen = alcm_load16(c + 32);
-	if (room - 46 < nlen + xlen + clen)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "central directory entry at offset %llu runs past the directory",
-		                    (unsigned long long)at);
-	e->flags = alcm_load16(c + 8);
-	e->method = alcm_load16(c + 10);
-	e->crc = alcm_load32(c + 16);
-	e->csize = alcm_load32(c + 20);
-	e->usize = alcm_load32(c + 24);
-	e->local_off = alcm_load32(c + 42);
-	e->name = c + 46;
-	e->name_len = (uint16_t)nlen;
-	e->cd_at = at;
-	e->tname_len = nlen >= 4 && memcmp(e->name + nlen - 4, ".npy", 4) == 0 ? nlen - 4 : nlen;
-	*used = 46 + nlen + xlen + clen;
-	unsigned disk = alcm_load16(c + 34);
-	if (zip64_extra(c + 46 + nlen, xlen, &e->usize, &e->csize, &e->local_off))
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "zip64 extra field missing or short in the central directory "
-		                   "entry at offset %llu", (unsigned long long)at);
-	if (e->flags & 0x41)
-		return member_fail(in, e, ALCM_E_UNSUPPORTED, "encrypted member");
-	if (e->method != 0 && e->method != 8)
-		return member_fail(in, e, ALCM_E_UNSUPPORTED,
-		                   "compression method %u (only stored and deflated)", e->method);
-	if (disk != 0)
-		return member_fail(in, e, ALCM_E_UNSUPPORTED, "member on disk %u of a multi-disk zip",
-		                   disk);
-	if (e->method == 0 && e->csize != e->usize)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "stored member with %llu compressed and %llu uncompressed bytes",
-		                   (unsigned long long)e->csize, (unsigned long long)e->usize);
-	if (e->tname_len > in->lim.max_name_bytes)
-		return member_fail(in, e, ALCM_E_LIMIT, "name of %zu bytes exceeds the limit of %u",
-		                   e->tname_len, (unsigned)in->lim.max_name_bytes);
-	uint64_t cap = in->lim.max_decoded_bytes + ALCM_IO_NPY_HEADER_MAX + ALCM_IO_NPY_PREFIX_MAX;
-	if (cap < in->lim.max_decoded_bytes)
-		cap = UINT64_MAX;
-	if (e->usize > cap)
-		return member_fail(in, e, ALCM_E_LIMIT,
-		                   "declares %llu uncompressed bytes, above max_decoded_bytes (%llu)",
-		                   (unsigned long long)e->usize,
-		                   (unsigned long long)in->lim.max_decoded_bytes);
-	uint64_t end;
-	if (alcm_add_u64(e->local_off, 30 + (uint64_t)nlen, &end) ||
-	    alcm_add_u64(end, e->csize, &end) || end > z->cd_off)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "%llu compressed bytes run into the central directory at offset "
-		                   "%llu", (unsigned long long)e->csize,
-		                   (unsigned long long)z->cd_off);
-	return ALCM_OK;
-}
-
-struct by_off {
-	uint64_t off;
-	size_t idx;
-};
-
-static int by_off_cmp(const void *a, const void *b)
-{
-	const struct by_off *x = a, *y = b;
-	return x->off < y->off ? -1 : (x->off > y->off);
-}
-
-/* Members must not overlap; each one's limit is where the next one starts. */
-static int check_layout(alcm_input *in, struct npz_in *st, const zip_end *z)
-{
-	size_t n = st->count;
+	size_t n = st->zip.count;
 	if (n == 0)
 		return ALCM_OK;
-	struct by_off *s = alcm_mem_calloc(&in->alloc, n, sizeof(*s));
 	alcm_io_name_ref *refs = alcm_mem_calloc(&in->alloc, n, sizeof(*refs));
+	if (!refs)
+		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		refs[i] = (alcm_io_name_ref){st->zip.e[i].name, st->zip.e[i].aux, i};
 	int rc = ALCM_OK;
-	if (!s || !refs) {
-		rc = alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		s[i] = (struct by_off){st->e[i].local_off, i};
-		refs[i] = (alcm_io_name_ref){st->e[i].name, st->e[i].tname_len, i};
-	}
-	qsort(s, n, sizeof(*s), by_off_cmp);
-	for (size_t i = 0; i < n; i++) {
-		struct npz_entry *e = &st->e[s[i].idx];
-		e->limit = i + 1 < n ? s[i + 1].off : z->cd_off;
-		if (e->local_off + 30 + e->name_len + e->csize > e->limit) {
-			rc = member_fail(in, e, ALCM_E_CORRUPT,
-			                 "overlaps the member whose local header is at offset %llu",
-			                 (unsigned long long)e->limit);
-			goto out;
-		}
-	}
 	size_t d = alcm_io_names_dup(refs, n);
 	if (d != SIZE_MAX) {
 		char q[ALCM_IO_QUOTE];
-		const struct npz_entry *a = &st->e[refs[d - 1].idx], *b = &st->e[refs[d].idx];
+		const alcm_io_zip_entry *a = &st->zip.e[refs[d - 1].idx], *b = &st->zip.e[refs[d].idx];
 		rc = alcm_io_fail(in, ALCM_E_CORRUPT,
 		                  "tensor name '%s' appears twice (local headers at offsets %llu and "
-		                  "%llu)", alcm_io_quote(q, (const char *)b->name, b->tname_len),
+		                  "%llu)", alcm_io_quote(q, (const char *)b->name, b->aux),
 		                  (unsigned long long)a->local_off, (unsigned long long)b->local_off);
 	}
-out:
-	alcm_mem_free(&in->alloc, s);
 	alcm_mem_free(&in->alloc, refs);
 	return rc;
-}
-
-static int read_directory(alcm_input *in, struct npz_in *st)
-{
-	zip_end z = {0, 0, 0, 0};
-	int rc = find_end(in, st, &z);
-	if (rc)
-		return rc;
-	if (z.count > in->lim.max_tensors)
-		return alcm_io_fail(in, ALCM_E_LIMIT,
-		                    "central directory of %llu entries exceeds the limit of %u tensors",
-		                    (unsigned long long)z.count, (unsigned)in->lim.max_tensors);
-	if (z.cd_off > z.cd_end || z.cd_end - z.cd_off != z.cd_size)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "central directory at offset %llu of %llu bytes does not end where "
-		                    "the end record starts (offset %llu)", (unsigned long long)z.cd_off,
-		                    (unsigned long long)z.cd_size, (unsigned long long)z.cd_end);
-	if (z.cd_size > in->lim.max_meta_bytes)
-		return alcm_io_fail(in, ALCM_E_LIMIT,
-		                    "central directory of %llu bytes exceeds max_meta_bytes (%llu)",
-		                    (unsigned long long)z.cd_size,
-		                    (unsigned long long)in->lim.max_meta_bytes);
-	if (z.count > z.cd_size / 46)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "%llu entries cannot fit in a central directory of %llu bytes at "
-		                    "offset %llu", (unsigned long long)z.count,
-		                    (unsigned long long)z.cd_size, (unsigned long long)z.cd_off);
-	st->cd = alcm_mem_alloc(&in->alloc, (size_t)z.cd_size);
-	st->e = alcm_mem_calloc(&in->alloc, z.count ? (size_t)z.count : 1, sizeof(*st->e));
-	if (!st->cd || !st->e)
-		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory for the central directory");
-	rc = alcm_io_read(in, st->cd, (size_t)z.cd_size, z.cd_off);
-	if (rc)
-		return rc;
-	size_t pos = 0;
-	for (size_t i = 0; i < z.count; i++) {
-		size_t used = 0;
-		rc = parse_entry(in, &z, st->cd + pos, (size_t)z.cd_size - pos, &st->e[i],
-		                 z.cd_off + pos, &used);
-		if (rc)
-			return rc;
-		pos += used;
-		st->count = i + 1;
-	}
-	if (pos != z.cd_size)
-		return alcm_io_fail(in, ALCM_E_CORRUPT,
-		                    "%llu stray bytes at the end of the central directory at offset "
-		                    "%llu", (unsigned long long)(z.cd_size - pos),
-		                    (unsigned long long)(z.cd_off + pos));
-	return check_layout(in, st, &z);
-}
-
-static int inflate_into(alcm_input *in, struct member *m, uint8_t *dst, size_t n)
-{
-	z_stream *z = &m->st->z;
-	const struct npz_entry *e = m->e;
-	uint64_t done = m->produced;
-	while (n) {
-		if (m->ended)
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "deflate stream ends after %llu bytes, %llu declared",
-			                   (unsigned long long)done, (unsigned long long)e->usize);
-		if (z->avail_in == 0 && m->cpos < e->csize) {
-			uint64_t left = e->csize - m->cpos;
-			size_t chunk = left < NPZ_CHUNK ? (size_t)left : NPZ_CHUNK;
-			int rc = alcm_io_read(in, m->st->buf, chunk, m->data_off + m->cpos);
-			if (rc)
-				return rc;
-			z->next_in = m->st->buf;
-			z->avail_in = (uInt)chunk;
-			m->cpos += chunk;
-		}
-		uInt out = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		z->next_out = dst;
-		z->avail_out = out;
-		int zr = inflate(z, Z_NO_FLUSH);
-		size_t got = out - z->avail_out;
-		dst += got;
-		n -= got;
-		done += got;
-		if (zr == Z_STREAM_END)
-			m->ended = 1;
-		else if (zr == Z_BUF_ERROR && z->avail_in == 0 && m->cpos >= e->csize)
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "compressed data ends after inflating %llu of %llu bytes",
-			                   (unsigned long long)done, (unsigned long long)e->usize);
-		else if (zr == Z_MEM_ERROR)
-			return member_fail(in, e, ALCM_E_NOMEM, "out of memory inflating");
-		else if (zr != Z_OK && zr != Z_BUF_ERROR)
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "invalid deflate data (%s) near compressed offset %llu",
-			                   z->msg ? z->msg : "error",
-			                   (unsigned long long)(m->cpos - z->avail_in));
-	}
-	return ALCM_OK;
-}
-
-static int member_read(alcm_input *in, void *ctx, void *dst, size_t n)
-{
-	struct member *m = ctx;
-	const struct npz_entry *e = m->e;
-	if (n > e->usize - m->produced)
-		return member_fail(in, e, ALCM_E_CORRUPT, "read past the declared %llu bytes",
-		                   (unsigned long long)e->usize);
-	int rc = e->method == 0 ? alcm_io_read(in, dst, n, m->data_off + m->produced)
-	                        : inflate_into(in, m, dst, n);
-	if (rc)
-		return rc;
-	m->crc = crc32_z(m->crc, dst, n);
-	m->produced += n;
-	return ALCM_OK;
-}
-
-static int member_finish(alcm_input *in, struct member *m)
-{
-	const struct npz_entry *e = m->e;
-	z_stream *z = &m->st->z;
-	if (m->produced != e->usize)
-		return member_fail(in, e, ALCM_E_CORRUPT, "%llu of %llu bytes used",
-		                   (unsigned long long)m->produced, (unsigned long long)e->usize);
-	if (e->method == 8) {
-		/* The declared size is reached: the stream must end here, with no more output. */
-		while (!m->ended) {
-			uint8_t one;
-			if (z->avail_in == 0 && m->cpos < e->csize) {
-				uint64_t left = e->csize - m->cpos;
-				size_t chunk = left < NPZ_CHUNK ? (size_t)left : NPZ_CHUNK;
-				int rc = alcm_io_read(in, m->st->buf, chunk, m->data_off + m->cpos);
-				if (rc)
-					return rc;
-				z->next_in = m->st->buf;
-				z->avail_in = (uInt)chunk;
-				m->cpos += chunk;
-			}
-			z->next_out = &one;
-			z->avail_out = 1;
-			int zr = inflate(z, Z_NO_FLUSH);
-			if (z->avail_out == 0)
-				return member_fail(in, e, ALCM_E_CORRUPT,
-				                   "inflates to more than the declared %llu bytes",
-				                   (unsigned long long)e->usize);
-			if (zr == Z_STREAM_END)
-				m->ended = 1;
-			else if (zr == Z_MEM_ERROR)
-				return member_fail(in, e, ALCM_E_NOMEM, "out of memory inflating");
-			else if (zr != Z_OK)
-				return member_fail(in, e, ALCM_E_CORRUPT,
-				                   "deflate stream does not end after %llu bytes",
-				                   (unsigned long long)e->usize);
-		}
-		if (z->avail_in || m->cpos < e->csize)
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "%llu compressed bytes after the end of the deflate stream",
-			                   (unsigned long long)(z->avail_in + (e->csize - m->cpos)));
-	}
-	if ((uint32_t)m->crc != e->crc)
-		return member_fail(in, e, ALCM_E_CORRUPT, "CRC-32 mismatch: stored %08x, computed %08x",
-		                   (unsigned)e->crc, (unsigned)m->crc);
-	return ALCM_OK;
-}
-
-/* Checks the local header against the central directory; *data_off receives the data. */
-static int local_header(alcm_input *in, struct npz_in *st, const struct npz_entry *e,
-                        uint64_t *data_off)
-{
-	uint8_t lh[30];
-	int rc = alcm_io_read(in, lh, 30, e->local_off);
-	if (rc)
-		return rc;
-	if (memcmp(lh, "PK\x03\x04", 4) != 0)
-		return member_fail(in, e, ALCM_E_CORRUPT, "bad local header signature");
-	unsigned flags = alcm_load16(lh + 6), method = alcm_load16(lh + 8);
-	uint32_t crc = alcm_load32(lh + 14);
-	uint64_t csize = alcm_load32(lh + 18), usize = alcm_load32(lh + 22);
-	size_t nlen = alcm_load16(lh + 26), xlen = alcm_load16(lh + 28);
-	if (nlen != e->name_len)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "local header name differs from the central directory");
-	rc = alcm_io_read(in, st->buf, nlen, e->local_off + 30);
-	if (rc)
-		return rc;
-	if (nlen && memcmp(st->buf, e->name, nlen) != 0)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "local header name differs from the central directory");
-	if (method != e->method)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "local header method %u differs from the central directory (%u)",
-		                   method, e->method);
-	if (!(flags & 0x8)) {
-		rc = alcm_io_read(in, st->buf, xlen, e->local_off + 30 + nlen);
-		if (rc)
-			return rc;
-		if (zip64_extra(st->buf, xlen, &usize, &csize, NULL))
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "zip64 extra field missing or short in the local header");
-		if (crc != e->crc || csize != e->csize || usize != e->usize)
-			return member_fail(in, e, ALCM_E_CORRUPT,
-			                   "local header CRC or sizes differ from the central directory");
-	}
-	*data_off = e->local_off + 30 + nlen + xlen;
-	if (*data_off > e->limit || e->limit - *data_off < e->csize)
-		return member_fail(in, e, ALCM_E_CORRUPT,
-		                   "%llu compressed bytes at offset %llu run past the next member "
-		                   "or the central directory at offset %llu",
-		                   (unsigned long long)e->csize, (unsigned long long)*data_off,
-		                   (unsigned long long)e->limit);
-	return ALCM_OK;
 }
 
 static int npz_next(alcm_input *in, alcm_tensor *t, int *has)
 {
 	struct npz_in *st = in->state;
-	if (st->next >= st->count)
+	if (st->next >= st->zip.count)
 		return ALCM_OK;
-	const struct npz_entry *e = &st->e[st->next];
-	struct member m = {.st = st, .e = e};
-	int rc = local_header(in, st, e, &m.data_off);
+	const alcm_io_zip_entry *e = &st->zip.e[st->next];
+	alcm_io_zip_member m;
+	int rc = alcm_io_zip_member_open(in, &st->zip, e, &m);
 	if (rc)
 		return rc;
-	if (e->method == 8) {
-		if (!st->z_init) {
-			st->z.zalloc = z_alloc;
-			st->z.zfree = z_free;
-			st->z.opaque = &in->alloc;
-			int zr = inflateInit2(&st->z, -15);
-			if (zr != Z_OK)
-				return member_fail(in, e, zr == Z_MEM_ERROR ? ALCM_E_NOMEM : ALCM_E_CORRUPT,
-				                   "cannot start inflating");
-			st->z_init = 1;
-		} else if (inflateReset(&st->z) != Z_OK) {
-			return member_fail(in, e, ALCM_E_CORRUPT, "cannot restart inflating");
-		}
-		st->z.avail_in = 0;
-	}
-	alcm_io_npy_src src = {member_read, &m, e->usize, (const char *)e->name, e->tname_len,
+	alcm_io_npy_src src = {alcm_io_zip_member_read, &m, e->usize, (const char *)e->name, e->aux,
 	                       e->local_off};
 	alcm_io_npy_info info;
 	rc = alcm_io_npy_read_header(in, &src, &info);
 	if (rc == ALCM_OK)
 		rc = alcm_io_reserve(in, info.nbytes);
 	if (rc == ALCM_OK)
-		rc = member_read(in, &m, in->buf, (size_t)info.nbytes);
+		rc = alcm_io_zip_member_read(in, &m, in->buf, (size_t)info.nbytes);
 	if (rc == ALCM_OK)
-		rc = member_finish(in, &m);
+		rc = alcm_io_zip_member_finish(in, &m);
 	if (rc == ALCM_OK)
 		rc = alcm_io_npy_fixup(in, &info);
 	if (rc)
 		return rc;
 	st->next++;
 	t->name = (const char *)e->name;
-	t->name_len = e->tname_len;
+	t->name_len = e->aux;
 	t->dtype = info.dtype;
 	t->ndim = info.ndim;
 	memcpy(t->shape, info.shape, sizeof(t->shape));
@@ -585,11 +99,7 @@ static void npz_free(alcm_input *in)
 	struct npz_in *st = in->state;
 	if (!st)
 		return;
-	if (st->z_init)
-		inflateEnd(&st->z);
-	alcm_mem_free(&in->alloc, st->cd);
-	alcm_mem_free(&in->alloc, st->e);
-	alcm_mem_free(&in->alloc, st->buf);
+	alcm_io_zip_free(in, &st->zip);
 	alcm_mem_free(&in->alloc, st);
 	in->state = NULL;
 }
@@ -603,52 +113,20 @@ int alcm_io_npz_open(alcm_input *in)
 		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
 	in->state = st;
 	in->ops = &npz_in_ops;
-	st->buf = alcm_mem_alloc(&in->alloc, NPZ_BUF);
-	if (!st->buf)
-		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
-	return read_directory(in, st);
+	uint64_t cap = in->lim.max_decoded_bytes + ALCM_IO_NPY_HEADER_MAX + ALCM_IO_NPY_PREFIX_MAX;
+	if (cap < in->lim.max_decoded_bytes)
+		cap = UINT64_MAX;
+	alcm_io_zip_limits zl = {in->lim.max_tensors, "tensors", cap, cap, npz_entry};
+	int rc = alcm_io_zip_open(in, &st->zip, &zl);
+	return rc ? rc : check_names(in, st);
 }
 
 /* ---- writer ---- */
 
-struct npz_wentry {
-	char *name;             /* "<tensor>.npy" */
-	size_t name_len;
-	uint32_t crc;
-	uint64_t size;
-	uint64_t off;
-	uint16_t flags;
-};
-
-struct npz_out {
-	struct npz_wentry *e;
-	size_t n, cap;
-};
-
-static int is_ascii(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 0;
-	return 1;
-}
-
-static uint32_t crc_of(uint32_t crc, const void *p, uint64_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		size_t k = n > ((uint64_t)1 << 30) ? (size_t)1 << 30 : (size_t)n;
-		crc = (uint32_t)crc32_z(crc, b, k);
-		b += k;
-		n -= k;
-	}
-	return crc;
-}
-
 static int npz_write(alcm_output *o, const alcm_tensor *t)
 {
-	struct npz_out *so = o->state;
-	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF], lh[30 + 20];
+	alcm_io_zipw *z = o->state;
+	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
 	char q[ALCM_IO_QUOTE];
 	size_t hlen = alcm_io_npy_build_header(hdr, t->dtype, t->ndim, t->shape);
 	if (!hlen)
@@ -657,51 +135,16 @@ static int npz_write(alcm_output *o, const alcm_tensor *t)
 		return alcm_io_out_fail(o, ALCM_E_ARG,
 		                        "tensor '%s': a name of %zu bytes does not fit a zip member name",
 		                        alcm_io_quote(q, t->name, t->name_len), t->name_len);
-	if (so->n == so->cap) {
-		size_t cap = so->cap ? so->cap * 2 : 16;
-		struct npz_wentry *ne = alcm_mem_realloc(&o->alloc, so->e, cap * sizeof(*ne));
-		if (!ne)
-			return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
-		so->e = ne;
-		so->cap = cap;
-	}
-	struct npz_wentry *e = &so->e[so->n];
-	memset(e, 0, sizeof(*e));
-	e->name = alcm_mem_alloc(&o->alloc, t->name_len + 4);
-	if (!e->name)
+	char *name = alcm_mem_alloc(&o->alloc, t->name_len + 4);
+	if (!name)
 		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
 	if (t->name_len)
-		memcpy(e->name, t->name, t->name_len);
-	memcpy(e->name + t->name_len, ".npy", 4);
-	e->name_len = t->name_len + 4;
-	so->n++;
-	e->size = hlen + t->nbytes;
-	e->off = o->pos;
-	e->crc = crc_of(crc_of(0, hdr, hlen), t->data, t->nbytes);
-	/* zipfile marks non-ASCII names as UTF-8 (bit 11); other bytes are kept as they are. */
-	if (!is_ascii(e->name, e->name_len) &&
-	    alcm_io_utf8_valid((const uint8_t *)e->name, e->name_len, NULL))
-		e->flags = 0x800;
-	memcpy(lh, "PK\x03\x04", 4);
-	alcm_store16(lh + 4, ZIP_VERSION64);
-	alcm_store16(lh + 6, e->flags);
-	alcm_store16(lh + 8, 0);
-	alcm_store16(lh + 10, 0);
-	alcm_store16(lh + 12, ZIP_DOS_DATE);
-	alcm_store32(lh + 14, e->crc);
-	alcm_store32(lh + 18, 0xffffffffu);
-	alcm_store32(lh + 22, 0xffffffffu);
-	alcm_store16(lh + 26, (uint16_t)e->name_len);
-	alcm_store16(lh + 28, 20);
-	alcm_store16(lh + 30, 1);
-	alcm_store16(lh + 32, 16);
-	alcm_store64(lh + 34, e->size);
-	alcm_store64(lh + 42, e->size);
-	int rc = alcm_io_out_write(o, lh, 30);
-	if (rc == ALCM_OK)
-		rc = alcm_io_out_write(o, e->name, e->name_len);
-	if (rc == ALCM_OK)
-		rc = alcm_io_out_write(o, lh + 30, 20);
+		memcpy(name, t->name, t->name_len);
+	memcpy(name + t->name_len, ".npy", 4);
+	uint32_t crc = alcm_io_crc32(alcm_io_crc32(0, hdr, hlen), t->data, t->nbytes);
+	int rc = alcm_io_zipw_begin(o, z, name, t->name_len + 4, hlen + t->nbytes, crc,
+	                            ALCM_IO_ZIPW_ZIP64);
+	alcm_mem_free(&o->alloc, name);
 	if (rc == ALCM_OK)
 		rc = alcm_io_out_write(o, hdr, hlen);
 	if (rc == ALCM_OK && t->nbytes)
@@ -709,126 +152,31 @@ static int npz_write(alcm_output *o, const alcm_tensor *t)
 	return rc;
 }
 
-static void central_entry(alcm_io_sb *b, const struct npz_wentry *e)
-{
-	uint8_t c[46], x[4 + 24];
-	size_t xl = 0;
-	int big = e->size > ZIP64_LIMIT, far = e->off > ZIP64_LIMIT;
-	if (big || far) {
-		size_t k = 4;
-		if (big) {
-			alcm_store64(x + k, e->size);
-			alcm_store64(x + k + 8, e->size);
-			k += 16;
-		}
-		if (far) {
-			alcm_store64(x + k, e->off);
-			k += 8;
-		}
-		alcm_store16(x, 1);
-		alcm_store16(x + 2, (uint16_t)(k - 4));
-		xl = k;
-	}
-	memcpy(c, "PK\x01\x02", 4);
-	alcm_store16(c + 4, ZIP_MADE_BY);
-	alcm_store16(c + 6, ZIP_VERSION64);
-	alcm_store16(c + 8, e->flags);
-	alcm_store16(c + 10, 0);
-	alcm_store16(c + 12, 0);
-	alcm_store16(c + 14, ZIP_DOS_DATE);
-	alcm_store32(c + 16, e->crc);
-	alcm_store32(c + 20, big ? 0xffffffffu : (uint32_t)e->size);
-	alcm_store32(c + 24, big ? 0xffffffffu : (uint32_t)e->size);
-	alcm_store16(c + 28, (uint16_t)e->name_len);
-	alcm_store16(c + 30, (uint16_t)xl);
-	alcm_store16(c + 32, 0);
-	alcm_store16(c + 34, 0);
-	alcm_store16(c + 36, 0);
-	alcm_store32(c + 38, ZIP_EXT_ATTR);
-	alcm_store32(c + 42, far ? 0xffffffffu : (uint32_t)e->off);
-	alcm_io_sb_put(b, c, 46);
-	alcm_io_sb_put(b, e->name, e->name_len);
-	alcm_io_sb_put(b, x, xl);
-}
-
 static int npz_commit(alcm_output *o)
 {
-	struct npz_out *so = o->state;
+	alcm_io_zipw *z = o->state;
 	int rc = ALCM_OK;
 	char q[ALCM_IO_QUOTE];
-	alcm_io_name_ref *refs = alcm_mem_calloc(&o->alloc, so->n ? so->n : 1, sizeof(*refs));
+	alcm_io_name_ref *refs = alcm_mem_calloc(&o->alloc, z->n ? z->n : 1, sizeof(*refs));
 	if (!refs)
 		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
-	for (size_t i = 0; i < so->n; i++)
-		refs[i] = (alcm_io_name_ref){(const uint8_t *)so->e[i].name, so->e[i].name_len, i};
-	size_t d = alcm_io_names_dup(refs, so->n);
+	for (size_t i = 0; i < z->n; i++)
+		refs[i] = (alcm_io_name_ref){(const uint8_t *)z->e[i].name, z->e[i].name_len, i};
+	size_t d = alcm_io_names_dup(refs, z->n);
 	if (d != SIZE_MAX)
 		rc = alcm_io_out_fail(o, ALCM_E_ARG, "tensor name '%s' was written twice",
 		                      alcm_io_quote(q, (const char *)refs[d].p, refs[d].len - 4));
 	alcm_mem_free(&o->alloc, refs);
-	if (rc)
-		return rc;
-	alcm_io_sb b = {.a = &o->alloc};
-	uint64_t cd_off = o->pos, cd_size = 0;
-	for (size_t i = 0; i < so->n && rc == ALCM_OK; i++) {
-		central_entry(&b, &so->e[i]);
-		if (b.len >= ((size_t)1 << 20) || i + 1 == so->n) {
-			if (b.oom)
-				break;
-			cd_size += b.len;
-			rc = alcm_io_out_write(o, b.p, b.len);
-			b.len = 0;
-		}
-	}
-	uint8_t r[56 + 20 + 22];
-	size_t rl = 0;
-	if (rc == ALCM_OK && !b.oom) {
-		uint64_t count = so->n;
-		if (count > 0xffff || cd_off > ZIP64_LIMIT || cd_size > ZIP64_LIMIT) {
-			uint64_t z64 = o->pos;
-			memcpy(r, "PK\x06\x06", 4);
-			alcm_store64(r + 4, 44);
-			alcm_store16(r + 12, ZIP_VERSION64);
-			alcm_store16(r + 14, ZIP_VERSION64);
-			alcm_store32(r + 16, 0);
-			alcm_store32(r + 20, 0);
-			alcm_store64(r + 24, count);
-			alcm_store64(r + 32, count);
-			alcm_store64(r + 40, cd_size);
-			alcm_store64(r + 48, cd_off);
-			memcpy(r + 56, "PK\x06\x07", 4);
-			alcm_store32(r + 60, 0);
-			alcm_store64(r + 64, z64);
-			alcm_store32(r + 72, 1);
-			rl = 76;
-		}
-		uint8_t *e = r + rl;
-		memcpy(e, "PK\x05\x06", 4);
-		alcm_store16(e + 4, 0);
-		alcm_store16(e + 6, 0);
-		alcm_store16(e + 8, (uint16_t)(count > 0xffff ? 0xffff : count));
-		alcm_store16(e + 10, (uint16_t)(count > 0xffff ? 0xffff : count));
-		alcm_store32(e + 12, cd_size > 0xffffffffu ? 0xffffffffu : (uint32_t)cd_size);
-		alcm_store32(e + 16, cd_off > 0xffffffffu ? 0xffffffffu : (uint32_t)cd_off);
-		alcm_store16(e + 20, 0);
-		rl += 22;
-		rc = alcm_io_out_write(o, r, rl);
-	}
-	if (rc == ALCM_OK && b.oom)
-		rc = alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory writing the central directory");
-	alcm_io_sb_free(&b);
-	return rc;
+	return rc ? rc : alcm_io_zipw_finish(o, z);
 }
 
 static void npz_out_free(alcm_output *o)
 {
-	struct npz_out *so = o->state;
-	if (!so)
+	alcm_io_zipw *z = o->state;
+	if (!z)
 		return;
-	for (size_t i = 0; i < so->n; i++)
-		alcm_mem_free(&o->alloc, so->e[i].name);
-	alcm_mem_free(&o->alloc, so->e);
-	alcm_mem_free(&o->alloc, so);
+	alcm_io_zipw_free(o, z);
+	alcm_mem_free(&o->alloc, z);
 	o->state = NULL;
 }
 
@@ -852,7 +200,7 @@ static const alcm_io_out_ops npz_out_ops = {npz_plan, npz_write, npz_commit, npz
 
 int alcm_io_npz_out(alcm_output *o)
 {
-	o->state = alcm_mem_calloc(&o->alloc, 1, sizeof(struct npz_out));
+	o->state = alcm_mem_calloc(&o->alloc, 1, sizeof(alcm_io_zipw));
 	if (!o->state)
 		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
 	o->ops = &npz_out_ops;

@@ -232,6 +232,36 @@ static int parse_entry(alcm_input *in, struct st_in *st, struct st_entry *e, alc
 	return ALCM_OK;
 }
 
+/* A __metadata__ pair becomes the record user.K (spec 6.1), in the file's order. */
+static int keep_meta(alcm_input *in, alcm_io_json *j, const uint8_t *k, size_t klen, size_t kat,
+                     size_t vat, size_t vlen)
+{
+	char q[ALCM_IO_QUOTE];
+	if (!alcm_io_user_key_ok(k, klen))
+		return st_fail(in, NULL, ALCM_E_UNSUPPORTED, kat,
+		               "__metadata__ key '%s' cannot be kept (a NUL character, or longer than "
+		               "65530 bytes)", alcm_io_quote(q, (const char *)k, klen));
+	uint8_t *key = alcm_mem_alloc(&in->alloc, klen + 5);
+	uint8_t *v = alcm_mem_alloc(&in->alloc, vlen ? vlen : 1);
+	int rc = ALCM_OK;
+	if (!key || !v) {
+		rc = alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
+		goto out;
+	}
+	size_t end = j->pos;
+	j->pos = vat;
+	alcm_io_json_string(j, v, vlen, &vlen);
+	j->pos = end;
+	memcpy(key, ALCM_IO_REC_USER, 5);
+	memcpy(key + 5, k, klen);
+	if (alcm_io_meta_put(&in->alloc, &in->meta, (const char *)key, klen + 5, v, vlen))
+		rc = alcm_io_fail(in, ALCM_E_NOMEM, "out of memory");
+out:
+	alcm_mem_free(&in->alloc, key);
+	alcm_mem_free(&in->alloc, v);
+	return rc;
+}
+
 /* "__metadata__": null or an object of string values; keys must be distinct. */
 static int parse_meta(alcm_input *in, struct st_in *st, alcm_io_json *j)
 {
@@ -271,10 +301,13 @@ static int parse_meta(alcm_input *in, struct st_in *st, alcm_io_json *j)
 			             "__metadata__ values must be strings");
 			goto out;
 		}
+		size_t vat = j->pos;
 		if (alcm_io_json_string(j, NULL, 0, &vlen)) {
 			rc = json_fail(in, NULL, j);
 			goto out;
 		}
+		if ((rc = keep_meta(in, j, dst, len, kat, vat, vlen)))
+			goto out;
 		st->names_used += len;
 		alcm_io_name_ref *nk = grow(in, keys, &cap, nkeys + 1, sizeof(*keys));
 		if (!nk) {
@@ -484,6 +517,19 @@ static void st_free(alcm_input *in)
 
 static const alcm_io_in_ops st_in_ops = {st_next, st_free};
 
+size_t alcm_io_st_count(const alcm_input *in)
+{
+	const struct st_in *st = in->state;
+	return in->ops == &st_in_ops && st ? st->n : 0;
+}
+
+const uint8_t *alcm_io_st_name(const alcm_input *in, size_t i, size_t *len)
+{
+	const struct st_in *st = in->state;
+	*len = st->e[i].name_len;
+	return st->e[i].name;
+}
+
 int alcm_io_st_open(alcm_input *in)
 {
 	uint8_t len8[8];
@@ -560,36 +606,35 @@ static int by_layout(const void *a, const void *b)
 	return x->e->name_len < y->e->name_len ? -1 : (x->e->name_len > y->e->name_len);
 }
 
-/* Escapes as serde_json does: short forms for \b \f \n \r \t, \u00xx for other controls. */
-static void json_escape(alcm_io_sb *b, const char *s, size_t n)
+/*
+ * "{" and the "__metadata__" object made of the user.K records, first as the reference
+ * writes it, in the records' order and escaped as serde_json does: a file written by the
+ * reference comes back byte for byte.
+ */
+static int put_metadata(alcm_output *o, alcm_io_sb *b)
 {
-	static const char hex[] = "0123456789abcdef";
-	alcm_io_sb_put(b, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char e[7] = {'\\', 0, 0, 0, 0, 0, 0};
-		size_t el = 2;
-		switch (c) {
-		case '"': e[1] = '"'; break;
-		case '\\': e[1] = '\\'; break;
-		case '\b': e[1] = 'b'; break;
-		case '\f': e[1] = 'f'; break;
-		case '\n': e[1] = 'n'; break;
-		case '\r': e[1] = 'r'; break;
-		case '\t': e[1] = 't'; break;
-		default:
-			if (c >= 0x20) {
-				alcm_io_sb_put(b, &s[i], 1);
-				continue;
-			}
-			memcpy(e + 1, "u00", 3);
-			e[4] = hex[c >> 4];
-			e[5] = hex[c & 15];
-			el = 6;
-		}
-		alcm_io_sb_put(b, e, el);
+	char q[ALCM_IO_QUOTE];
+	int any = 0;
+	alcm_io_sb_put(b, "{", 1);
+	for (size_t i = 0; i < o->meta.n; i++) {
+		const alcm_io_meta *m = &o->meta.m[i];
+		size_t kl = strlen(m->key);
+		if (kl < 5 || memcmp(m->key, ALCM_IO_REC_USER, 5) != 0)
+			continue;
+		if (!alcm_io_utf8_valid((const uint8_t *)m->key, kl, NULL) ||
+		    !alcm_io_utf8_valid(m->val, m->len, NULL))
+			return alcm_io_out_fail(o, ALCM_E_UNSUPPORTED,
+			                        "metadata '%s' is not UTF-8 text, which a JSON header "
+			                        "cannot hold", alcm_io_quote(q, m->key, kl));
+		alcm_io_sb_str(b, any ? "," : "\"__metadata__\":{");
+		alcm_io_json_put_string(b, m->key + 5, kl - 5);
+		alcm_io_sb_put(b, ":", 1);
+		alcm_io_json_put_string(b, (const char *)m->val, m->len);
+		any = 1;
 	}
-	alcm_io_sb_put(b, "\"", 1);
+	if (any)
+		alcm_io_sb_put(b, "}", 1);
+	return ALCM_OK;
 }
 
 static int st_plan(alcm_output *o)
@@ -612,8 +657,9 @@ static int st_plan(alcm_output *o)
 	qsort(ord, n, sizeof(*ord), by_layout);
 	alcm_io_sb b = {.a = &o->alloc};
 	uint64_t off = 0;
-	int rc = ALCM_OK;
-	alcm_io_sb_put(&b, "{", 1);
+	int rc = put_metadata(o, &b);
+	if (rc)
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		alcm_io_entry *e = (alcm_io_entry *)ord[i].e;
 		if (alcm_add_u64(off, e->nbytes, &e->offset)) {
@@ -623,9 +669,9 @@ static int st_plan(alcm_output *o)
 		uint64_t begin = off;
 		off = e->offset;
 		e->offset = begin;
-		if (i)
+		if (b.len > 1)
 			alcm_io_sb_put(&b, ",", 1);
-		json_escape(&b, e->name, e->name_len);
+		alcm_io_json_put_string(&b, e->name, e->name_len);
 		alcm_io_sb_str(&b, ":{\"dtype\":\"");
 		alcm_io_sb_str(&b, st_dtypes[st_dtype_index(e->dtype)].name);
 		alcm_io_sb_str(&b, "\",\"shape\":[");
