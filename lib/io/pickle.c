@@ -675,8 +675,8 @@ static int step(pk_vm *vm, int op, int *stop)
 		vm->marks[vm->nmarks++] = vm->sp;
 		return ALCM_OK;
 	case 'c': {
-		const uint8_t *m, *n;
-		size_t ml, nl;
+		const uint8_t *m = NULL, *n = NULL;
+		size_t ml = 0, nl = 0;
 		if ((rc = line(vm, &m, &ml)) || (rc = line(vm, &n, &nl)))
 			return rc;
 		return global(vm, m, ml, n, nl);
