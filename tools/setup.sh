@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libzstd-dev libsodium-dev zlib1g-dev libhdf5-dev
-      hdf5-tools libcmocka-dev libzfp-dev clang)
+      hdf5-tools libcmocka-dev libzfp-dev clang
+      libhdf5-openmpi-dev openmpi-bin python3-h5py python3-h5py-mpi python3-mpi4py)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
