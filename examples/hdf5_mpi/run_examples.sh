@@ -13,10 +13,21 @@ command -v mpirun >/dev/null || { echo "run_examples: no mpirun (openmpi-bin): s
 # Root in a container needs --allow-run-as-root; 4 ranks on 2 cores need --oversubscribe.
 mpi=(mpirun --oversubscribe -np)
 [ "$(id -u)" -ne 0 ] || mpi=(mpirun --allow-run-as-root --oversubscribe -np)
+# A sanitized plugin cannot load into the uninstrumented h5diff, h5dump or python: the
+# sanitizer build runs the C example alone (instrumented), without leak checking, which would
+# report Open MPI's own allocations at exit.
+sanitized=0
+if ldd "$pmpi/libH5Zalcm.so" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+	sanitized=1
+	export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+fi
 pass=0 fail=0
 run() {
 	local want=$1 plugin=$2
 	shift 2
+	if [ "$sanitized" = 1 ] && [ "$plugin" = "$pser" ]; then
+		return # a tool that would load the sanitized plugin
+	fi
 	if HDF5_PLUGIN_PATH=$plugin timeout 120 "$@" >"$T/out" 2>&1; then got=0; else got=$?; fi
 	if [ "$got" -eq "$want" ]; then
 		pass=$((pass + 1))
@@ -46,7 +57,9 @@ run 1 "$pser" h5diff -q "$T/ref.h5" "$T/l4.h5"
 run 2 "/nonexistent" "${mpi[@]}" 2 "$ex" read "$T/a4.h5" "${data[@]}"
 
 py=/usr/bin/python3
-if [ -x "$py" ] && "$py" -c 'import mpi4py, h5py' 2>/dev/null; then
+if [ "$sanitized" = 1 ]; then
+	echo "run_examples: sanitizer build: h5diff, h5dump and the h5py example skipped"
+elif [ -x "$py" ] && "$py" -c 'import mpi4py, h5py' 2>/dev/null; then
 	pex=$src/h5py_mpi_checkpoint.py
 	run 0 "$pmpi" "${mpi[@]}" 2 "$py" "$pex" write "$T/p2.h5"
 	run 0 "$pmpi" "${mpi[@]}" 4 "$py" "$pex" read "$T/p2.h5"
