@@ -36,7 +36,7 @@ static void forge(uint8_t *b, size_t n)
 }
 
 /* Compresses t losslessly (or with o), decompresses, and checks the promise. */
-static void round_trip(const alcm_tensor *t, const alcm_pack_options *o)
+static void round_trip(const alcm_tensor *t, const alcm_pack_options *o, const alcm_limits *lim)
 {
 	size_t cap = alcm_tensor_compress_bound(t, o), len;
 	FUZZ_CHECK(S, cap > 0, "no bound for a valid tensor");
@@ -52,7 +52,7 @@ static void round_trip(const alcm_tensor *t, const alcm_pack_options *o)
 	FUZZ_CHECK(S, st == ALCM_OK, "compress: %s", alcm_tensor_ctx_detail(ctx));
 	FUZZ_CHECK(S, len <= cap && rep.stored_bytes == len, "frame of %zu bytes, bound %zu", len,
 	           cap);
-	st = alcm_tensor_ctx_decompress(ctx, back, (size_t)t->nbytes, f, len, NULL, 0);
+	st = alcm_tensor_ctx_decompress(ctx, back, (size_t)t->nbytes, f, len, lim, 0);
 	FUZZ_CHECK(S, st == ALCM_OK, "decompress of a fresh frame: %s", alcm_tensor_ctx_detail(ctx));
 	alcm_error_stats es;
 	FUZZ_CHECK(S, alcm_tensor_measure(t, back, &es) == ALCM_OK, "measure");
@@ -91,7 +91,7 @@ static void tensor_mode(const uint8_t *d, size_t n)
 	o.bound = o.mode == ALCM_MODE_SNR ? 1 + d[2] * 0.5
 	          : o.mode == ALCM_MODE_REL_ERROR ? ldexp(1.0, -1 - (d[2] & 31))
 	                                          : ldexp(1.0, (int)(d[2] & 63) - 40);
-	round_trip(&t, &o);
+	round_trip(&t, &o, NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -145,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					memcpy(t.shape, ti.shape, sizeof(t.shape));
 					t.data = out;
 					t.nbytes = ti.raw_bytes;
-					round_trip(&t, NULL);
+					round_trip(&t, NULL, &lim);
 				} else {
 					FUZZ_CHECK(S, st != ALCM_E_ARG, "ALCM_E_ARG from a valid call");
 					FUZZ_CHECK(S, strlen(alcm_tensor_ctx_detail(ctx)) > 0,

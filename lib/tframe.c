@@ -70,8 +70,8 @@ uint64_t alcm_xxh64(const void *src, size_t len, uint64_t seed)
 
 struct alcm_tensor_ctx {
 	alcm_allocator alloc;
-	alcm_coder *coder;
-	uint32_t window_log; /* of the coder's decoder */
+	alcm_coder *enc, *dec; /* zstd contexts: the encoder's, and a decoder's that refuses */
+	uint32_t window_log;   /* windows above this (recreated when a call asks another) */
 	alcm_buf out, tmp, data, mask;
 	uint8_t *scratch;
 	size_t scap;
@@ -108,7 +108,8 @@ void alcm_tensor_ctx_free(alcm_tensor_ctx *c)
 {
 	if (!c)
 		return;
-	alcm_coder_free(c->coder);
+	alcm_coder_free(c->enc);
+	alcm_coder_free(c->dec);
 	alcm_buf_free(&c->out);
 	alcm_buf_free(&c->tmp);
 	alcm_buf_free(&c->data);
@@ -123,18 +124,24 @@ const char *alcm_tensor_ctx_detail(const alcm_tensor_ctx *c)
 	return c ? c->detail : "";
 }
 
-/* A coder whose decoder refuses zstd windows above window_log (the encoder ignores it). */
-static int get_coder(alcm_tensor_ctx *c, uint32_t window_log)
+static int get_encoder(alcm_tensor_ctx *c)
 {
-	if (c->coder && c->window_log == window_log)
+	if (!c->enc && !(c->enc = alcm_coder_new(&c->alloc, NULL)))
+		return tfail(c, ALCM_E_NOMEM, "out of memory");
+	return ALCM_OK;
+}
+
+static int get_decoder(alcm_tensor_ctx *c, uint32_t window_log)
+{
+	if (c->dec && c->window_log == window_log)
 		return ALCM_OK;
-	alcm_coder_free(c->coder);
+	alcm_coder_free(c->dec);
 	alcm_limits lim;
 	alcm_limits_default(&lim);
 	lim.zstd_window_log_max = window_log;
-	c->coder = alcm_coder_new(&c->alloc, &lim);
+	c->dec = alcm_coder_new(&c->alloc, &lim);
 	c->window_log = window_log;
-	return c->coder ? ALCM_OK : tfail(c, ALCM_E_NOMEM, "out of memory");
+	return c->dec ? ALCM_OK : tfail(c, ALCM_E_NOMEM, "out of memory");
 }
 
 /* Large buffers are not kept between calls. */
@@ -261,16 +268,16 @@ static int code_frame(alcm_tensor_ctx *c, const alcm_tensor *t, uint64_t elems,
 			 * costs more than coding the chunk (the HDF5 filter's chunks are mostly 8 to
 			 * 64 KiB), and the sample-based plan is as good on real checkpoints. */
 			alcm_lplan plan = n * w >= TF_TRIAL_MIN
-			                      ? alcm_lossless_choose(c->coder, &c->tmp, t->dtype,
+			                      ? alcm_lossless_choose(c->enc, &c->tmp, t->dtype,
 			                                             src + first * w, n, o->level)
-			                      : alcm_lossless_choose_fast(c->coder, t->dtype,
+			                      : alcm_lossless_choose_fast(c->enc, t->dtype,
 			                                                  src + first * w, n, o->level);
-			st = alcm_lossless_encode(c->coder, out, t->dtype, &plan, src + first * w, n,
+			st = alcm_lossless_encode(c->enc, out, t->dtype, &plan, src + first * w, n,
 			                          o->level);
 			continue;
 		}
 		c->data.len = c->mask.len = 0;
-		st = alcm_quant_encode(c->coder, &c->data, &c->mask, &p->qp, src, first, n, tot,
+		st = alcm_quant_encode(c->enc, &c->data, &c->mask, &p->qp, src, first, n, tot,
 		                       NULL);
 		if (!st)
 			st = alcm_buf_put(out, c->mask.p, c->mask.len);
@@ -309,7 +316,7 @@ int alcm_tensor_ctx_compress(alcm_tensor_ctx *c, void *dst, size_t cap, size_t *
 	size_t bound = alcm_tensor_compress_bound(t, &o);
 	if (!bound)
 		return tfail(c, ALCM_E_ARG, "the tensor's size overflows");
-	int st = get_coder(c, c->coder ? c->window_log : 27);
+	int st = get_encoder(c);
 	if (st)
 		return st;
 	alcm_tparams p;
@@ -587,13 +594,13 @@ static int decode_chunks(alcm_tensor_ctx *c, alcm_cursor *cur, const tf_head *h,
 		size_t at = cur->pos;
 		int st;
 		if (ti->mode == ALCM_MODE_LOSSLESS) {
-			st = alcm_lossless_decode(c->coder, cur, ti->dtype, dst + first * w, n,
+			st = alcm_lossless_decode(c->dec, cur, ti->dtype, dst + first * w, n,
 			                          c->scratch);
 		} else {
 			alcm_cursor mc = {NULL, 0, 0};
 			st = h->flags & TF_FLAG_MASK ? take_stream(cur, &mc) : ALCM_OK;
 			if (!st)
-				st = alcm_quant_decode(c->coder, cur, h->flags & TF_FLAG_MASK ? &mc : NULL,
+				st = alcm_quant_decode(c->dec, cur, h->flags & TF_FLAG_MASK ? &mc : NULL,
 				                       qp, dst, first, n, c->scratch, c->scap);
 			if (!st && mc.pos != mc.len)
 				st = ALCM_E_CORRUPT;
@@ -643,7 +650,7 @@ int alcm_tensor_ctx_decompress(alcm_tensor_ctx *c, void *dst, size_t cap, const 
 	if (cap < h.info.raw_bytes || (!dst && h.info.raw_bytes))
 		return tfail(c, ALCM_E_ARG, "the output holds %zu bytes, the tensor needs %llu", cap,
 		             (unsigned long long)h.info.raw_bytes);
-	if ((st = get_coder(c, lim->zstd_window_log_max)))
+	if ((st = get_decoder(c, lim->zstd_window_log_max)))
 		return st;
 	alcm_cursor cur = {src, len - TF_CHECK, h.body};
 	double *steps = NULL;
