@@ -10,13 +10,14 @@ build=${1:-build}
 if [ ! -f "$build/CMakeCache.txt" ]; then
 	cmake -S . -B "$build" >/dev/null
 fi
-cmake --build "$build" --target alcm-fuzz-corpus -j"$(nproc)" >/dev/null
+cmake --build "$build" --target alcm-fuzz-corpus alcm-fuzz-corpus-tframe -j"$(nproc)" >/dev/null
 # Only when the HDF5 bridge is built (the target does not exist otherwise).
 cmake --build "$build" --target alcm-fuzz-corpus-hdf5 -j"$(nproc)" >/dev/null 2>&1 || true
 gen="$build/bin/alcm-fuzz-corpus"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$gen" "$tmp" spec/vectors
+"$build/bin/alcm-fuzz-corpus-tframe" "$tmp"
 # HDF5 seeds (fuzz/make_corpus_hdf5.c, libhdf5) when the HDF5 bridge is built.
 if [ -x "$build/bin/alcm-fuzz-corpus-hdf5" ]; then
 	"$build/bin/alcm-fuzz-corpus-hdf5" "$tmp"

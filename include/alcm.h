@@ -615,6 +615,112 @@ ALCM_API int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key
                                const uint8_t **value, size_t *value_len);
 
 /* ------------------------------------------------------------------------------------ */
+/* One tensor in one buffer: compact tensor frames                                       */
+/* ------------------------------------------------------------------------------------ */
+
+/*
+ * A compact tensor frame (spec/alcm-format.md 6.11) holds one tensor in one byte string: its
+ * dtype and shape, the same coded chunks as an archive's LDAT or QDAT section (byte planes,
+ * palettes, zero elision, quantized symbols, pruning masks, exact escapes), the per-channel
+ * steps of a lossy mode, and an XXH64 check of the whole frame. No name, metadata, predictor
+ * weights, section table or digest per section: the frame costs 17 bytes plus the shape
+ * (about 20 bytes for a matrix) beyond its coded chunks. It is what the HDF5 filter stores
+ * per chunk, and the short way to compress one array:
+ *
+ *     size_t cap = alcm_tensor_compress_bound(&t, NULL), len;
+ *     void *buf = malloc(cap);
+ *     alcm_tensor_compress(buf, cap, &len, &t, NULL);            lossless
+ *     ...
+ *     alcm_tensor_info ti;
+ *     alcm_tensor_frame_info(&ti, buf, len, NULL);               dtype, shape, raw_bytes
+ *     void *x = malloc(ti.raw_bytes);                            (a number the frame chose)
+ *     alcm_tensor_decompress(x, ti.raw_bytes, buf, len, NULL);
+ *
+ * Options are those of an archive (alcm_pack_options: mode, bound, bits, prune, level,
+ * chunk_bytes, int_policy; threads, producer, source_format, frame and predictor are not
+ * used): the same bound holds on every value, NaN, infinities, -0 and subnormals stay exact,
+ * integers stay lossless. A lossy frame that would be larger than the lossless bound is
+ * stored losslessly instead (the report says downgraded), so a frame never exceeds
+ * alcm_tensor_compress_bound(). The same tensor and options give the same bytes.
+ *
+ * The check detects damage (bit rot, truncation, a bad copy), not tampering: anyone can
+ * recompute it. The decoder treats every frame as hostile: each length is checked against
+ * the bytes left and each size against `lim` before anything is allocated; the memory it
+ * takes beyond the caller's output is about 4 bytes per element of one chunk.
+ *
+ * The one-call functions create and free their state each time. A program that codes many
+ * small tensors (the HDF5 filter) keeps an alcm_tensor_ctx instead: it holds the zstd
+ * contexts and buffers between calls, and a detail line for the last error.
+ */
+
+/** First bytes of every compact tensor frame: "\x89ALT". */
+#define ALCM_TENSOR_FRAME_MAGIC "\x89" "ALT"
+
+/**
+ * The largest frame alcm_tensor_compress() can write for `t` with `opt` (NULL: the
+ * defaults): the tensor's bytes, plus 1/8 and 512 bytes per chunk, plus the header.
+ * @return the bound in bytes, or 0 if t or opt is invalid or the bound overflows size_t.
+ */
+ALCM_API size_t alcm_tensor_compress_bound(const alcm_tensor *t, const alcm_pack_options *opt);
+
+/**
+ * Compresses one tensor (t->name is not stored) into a compact tensor frame at dst.
+ * @param cap  capacity of dst; alcm_tensor_compress_bound() is always enough.
+ * @param len  receives the frame's length.
+ * @param opt  NULL: lossless, zstd level 3, chunks of 4 MiB.
+ * @return ALCM_OK, ALCM_E_ARG (bad tensor or options, or cap too small), ALCM_E_BOUND (a
+ *         lossy mode on integers with ALCM_INT_REFUSE), ALCM_E_NOMEM.
+ */
+ALCM_API int alcm_tensor_compress(void *dst, size_t cap, size_t *len, const alcm_tensor *t,
+                                  const alcm_pack_options *opt);
+
+/**
+ * Reads a frame's header: dtype, ndim, shape, elements, raw_bytes (the decoded size), mode,
+ * scales (steps stored), chunks, and stored_bytes (the frame's length, check included). The
+ * name is empty; bits, bound, max_abs_error, pruned and escapes are 0 (a frame does not
+ * store them). The check is not verified and no chunk is read: raw_bytes is what a stranger
+ * declared, checked against lim->max_elements and lim->max_decoded_bytes only.
+ * @param lim  NULL for alcm_limits_default().
+ * @return ALCM_OK, ALCM_E_CORRUPT (not a frame, a malformed header, a frame shorter than its
+ *         header and check), ALCM_E_UNSUPPORTED (another frame version, an unknown dtype or
+ *         mode), ALCM_E_LIMIT.
+ */
+ALCM_API int alcm_tensor_frame_info(alcm_tensor_info *info, const void *src, size_t len,
+                                    const alcm_limits *lim);
+
+/**
+ * Decompresses a frame into dst (capacity cap, at least the frame's raw_bytes): little-endian
+ * elements in C order. Verifies the check first, then decodes every chunk; src must be
+ * exactly one frame (no bytes before or after).
+ * @return ALCM_OK, ALCM_E_ARG (cap too small), ALCM_E_DIGEST (the check does not match),
+ *         ALCM_E_CORRUPT, ALCM_E_UNSUPPORTED, ALCM_E_LIMIT, ALCM_E_NOMEM. On failure dst
+ *         holds partial data.
+ */
+ALCM_API int alcm_tensor_decompress(void *dst, size_t cap, const void *src, size_t len,
+                                    const alcm_limits *lim);
+
+/** Reusable state of the frame coder: zstd contexts, buffers, a detail line. Not shared
+ *  between threads (one per thread). */
+typedef struct alcm_tensor_ctx alcm_tensor_ctx;
+
+/** @return ALCM_OK or ALCM_E_NOMEM. */
+ALCM_API int alcm_tensor_ctx_new(alcm_tensor_ctx **out, const alcm_allocator *alloc);
+ALCM_API void alcm_tensor_ctx_free(alcm_tensor_ctx *c);
+/** @return the detail line of the last failed call, naming the chunk and byte offset. */
+ALCM_API const char *alcm_tensor_ctx_detail(const alcm_tensor_ctx *c);
+
+/** alcm_tensor_compress() with c's state. @param rep  receives what was done (may be NULL). */
+ALCM_API int alcm_tensor_ctx_compress(alcm_tensor_ctx *c, void *dst, size_t cap, size_t *len,
+                                      const alcm_tensor *t, const alcm_pack_options *opt,
+                                      alcm_tensor_report *rep);
+
+/** alcm_tensor_decompress() with c's state. @param flags  ALCM_READ_NO_VERIFY skips the
+ *  check (trusted input). An error does not poison c. */
+ALCM_API int alcm_tensor_ctx_decompress(alcm_tensor_ctx *c, void *dst, size_t cap,
+                                        const void *src, size_t len, const alcm_limits *lim,
+                                        unsigned flags);
+
+/* ------------------------------------------------------------------------------------ */
 /* Tensor file formats                                                                   */
 /* ------------------------------------------------------------------------------------ */
 

@@ -317,21 +317,31 @@ ALCM_API int alcm_h5_structure_skipped(const void *buf, size_t len, uint64_t i,
                                        size_t *reason_len);
 
 /* ------------------------------------------------------------------------------------ */
-/* The HDF5 filter plugin (libH5Zalcm.so)                                                */
+/* The HDF5 filter (libH5Zalcm.so, and registered in-process by this bridge)             */
 /* ------------------------------------------------------------------------------------ */
 
 /**
- * Filter id of plugin/H5Zalcm.c, taken from the range HDF5 sets aside for testing
- * (256-511; H5Zpublic.h) until one is registered with The HDF Group. 305 and 307 (LZO,
- * BZIP2) in that range are registered already; 417 is not.
+ * Filter id of the alcm filter (plugin/H5Zalcm.c, lib/hdf5/h5_filter.c), taken from the range
+ * HDF5 sets aside for testing (256-511; H5Zpublic.h) until one is registered with The HDF
+ * Group. 305 and 307 (LZO, BZIP2) in that range are registered already; 417 is not. Spec
+ * 6.6.13 says how a registered id would replace it while files with 417 keep reading.
+ *
+ * Every call of this bridge registers the filter in the calling process's libhdf5
+ * (H5Zregister) when no filter of this id is registered yet, so that alcm_h5_input decodes
+ * datasets stored with it by this library's own code, without loading any plugin. A filter
+ * the application registered under this id first is left in place.
  */
 #define ALCM_H5Z_FILTER_ID 417
 
 /**
- * cd_values of the filter. A user passes the first 6 (or fewer: the rest take their
- * defaults); the filter's set_local callback appends the rest from the dataset.
+ * cd_values of the filter (spec 6.6.13). A user passes the first 6 (or fewer: the rest take
+ * their defaults, 2, 0, 0, 0, 8, 0); the filter's set_local callback appends the rest from the
+ * dataset. A value out of range fails H5Dcreate with a message on HDF5's error stack naming
+ * the index and the allowed range.
  */
-#define ALCM_H5Z_CD_VERSION 0  /**< 1: this layout */
+#define ALCM_H5Z_CD_VERSION 0  /**< chunk encoding: 2 (default) a compact tensor frame per
+                                    chunk (alcm.h, spec 6.11); 1 a whole .alcm archive per
+                                    chunk (format 1.0 files; about 2.9 KB more per chunk) */
 #define ALCM_H5Z_CD_MODE 1     /**< enum alcm_mode (0 lossless, 1 max-error, 2 rel-error,
                                     3 snr, 4 bits); default 0 */
 #define ALCM_H5Z_CD_BOUND_LO 2 /**< the bound, an IEEE double: low 32 bits of its bits */
@@ -344,6 +354,10 @@ ALCM_API int alcm_h5_structure_skipped(const void *buf, size_t len, uint64_t i,
 #define ALCM_H5Z_CD_SWAP 7     /**< set_local: 1 if elements are big-endian */
 #define ALCM_H5Z_CD_RANK 8     /**< set_local: chunk rank r (1..32) */
 #define ALCM_H5Z_CD_DIMS 9     /**< set_local: r chunk dimensions follow */
+
+/** Values of cd_values[ALCM_H5Z_CD_VERSION]. */
+#define ALCM_H5Z_VERSION_ARCHIVE 1
+#define ALCM_H5Z_VERSION_FRAME 2
 
 #ifdef __cplusplus
 }

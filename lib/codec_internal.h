@@ -126,6 +126,11 @@ size_t alcm_lossless_streams(unsigned transform, size_t w);
 /* Picks a transform for a tensor from a sample of its bytes. */
 alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const uint8_t *src,
                                 uint64_t elems, int level);
+/* Picks one without coding: from the distinct values, zero share and byte histograms of a
+ * 1024-element sample (for small chunks, where trials cost more than the chunk); zstd at
+ * level 1 for levels up to 3. */
+alcm_lplan alcm_lossless_choose_fast(alcm_coder *c, int dtype, const uint8_t *src,
+                                     uint64_t elems, int level);
 
 /* Parameters of a quantized tensor, shared read-only by its chunk jobs. */
 typedef struct alcm_qparams {
@@ -243,6 +248,31 @@ static inline double alcm_round_small(double x)
 	return (x + big) - big;
 #endif
 }
+
+/* ---- tensor parameters (lib/encoder.c) ------------------------------------------------- */
+
+/* alcm_encoder_new()'s range check of pack options. @return 1 if they are valid. */
+int alcm_pack_options_check(const alcm_pack_options *o);
+
+/* What a lossy mode decides for one float tensor: channels, steps, bounds, pruning. */
+typedef struct alcm_tparams {
+	int mode;
+	unsigned bits;
+	uint64_t elems, nch, inner;
+	double *step, *bound;
+	alcm_qparams qp;
+} alcm_tparams;
+
+/* Fills p (elems set by the caller, the rest zeroed) for a float tensor with elements under
+ * the lossy mode of o; free with alcm_lossy_params_free() also on failure. */
+int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const alcm_tensor *t,
+                      alcm_tparams *p);
+void alcm_lossy_params_free(const alcm_allocator *a, alcm_tparams *p);
+
+/* ---- compact tensor frames (lib/tframe.c) ------------------------------------------------ */
+
+/* XXH64 of len bytes (the xxHash specification's 64-bit hash): the frame check. */
+uint64_t alcm_xxh64(const void *src, size_t len, uint64_t seed);
 
 /* ---- worker pool ----------------------------------------------------------------------- */
 

@@ -45,7 +45,7 @@ void alcm_pack_options_default(alcm_pack_options *o)
 	o->chunk_bytes = (uint64_t)4 << 20;
 }
 
-static int check_options(const alcm_pack_options *o)
+int alcm_pack_options_check(const alcm_pack_options *o)
 {
 	if (o->mode < ALCM_MODE_LOSSLESS || o->mode > ALCM_MODE_BITS)
 		return 0;
@@ -80,7 +80,7 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 		o = *opt;
 	else
 		alcm_pack_options_default(&o);
-	if (!check_options(&o))
+	if (!alcm_pack_options_check(&o))
 		return ALCM_E_ARG;
 	alcm_allocator a;
 	alcm_alloc_copy(&a, alloc);
@@ -165,13 +165,7 @@ int alcm_encoder_set_meta(alcm_encoder *e, const char *key, const void *value, s
 
 /* ---- tensor parameters ------------------------------------------------------------------ */
 
-typedef struct tparams {
-	int mode;
-	unsigned bits;
-	uint64_t elems, nch, inner;
-	double *step, *bound;
-	alcm_qparams qp;
-} tparams;
+typedef alcm_tparams tparams;
 
 /* On the bits: for non-negative floats the order of the bit patterns is the order of the
  * values, so the largest magnitude is the largest pattern with the sign cleared, among the
@@ -248,14 +242,15 @@ ALCM_ALWAYS_INLINE double signal_t(const int dtype, const uint8_t *src, uint64_t
 /* The step whose noise keeps the tensor's SNR at least db (0: none, store exactly). A float16
  * or bfloat16 tensor of 64k values or more is searched on the counts of its 65536 bit
  * patterns: each pass of the search then costs 65536 terms, not a pass over the tensor. */
-static double pick_snr_step(alcm_encoder *e, const alcm_tensor *t, uint64_t elems, double db)
+static double pick_snr_step(const alcm_allocator *a, const alcm_tensor *t, uint64_t elems,
+                            double db)
 {
 	const uint8_t *src = t->data;
 	uint64_t n = 0, *cnt = NULL;
 	uint8_t *pat = NULL;
 	if (alcm_dtype_size(t->dtype) == 2 && elems >= 65536) {
-		cnt = alcm_mem_calloc(&e->alloc, 65536, sizeof(uint64_t));
-		pat = alcm_mem_alloc(&e->alloc, 2 * 65536);
+		cnt = alcm_mem_calloc(a, 65536, sizeof(uint64_t));
+		pat = alcm_mem_alloc(a, 2 * 65536);
 		if (cnt && pat) {
 			for (uint64_t i = 0; i < elems; i++)
 				cnt[alcm_load16(src + 2 * i)]++;
@@ -264,7 +259,7 @@ static double pick_snr_step(alcm_encoder *e, const alcm_tensor *t, uint64_t elem
 			src = pat;
 			elems = 65536;
 		} else {
-			alcm_mem_free(&e->alloc, cnt);
+			alcm_mem_free(a, cnt);
 			cnt = NULL;
 		}
 	}
@@ -285,8 +280,8 @@ static double pick_snr_step(alcm_encoder *e, const alcm_tensor *t, uint64_t elem
 		}
 		s *= pow(10.0, (got - db) / 20.0) * 0.97;
 	}
-	alcm_mem_free(&e->alloc, cnt);
-	alcm_mem_free(&e->alloc, pat);
+	alcm_mem_free(a, cnt);
+	alcm_mem_free(a, pat);
 	return found;
 }
 
@@ -334,11 +329,11 @@ ALCM_ALWAYS_INLINE int prune_hist_t(const int dtype, const uint8_t *src, const t
 }
 
 /* Largest P such that fewer than k candidates have |x| < P (radix select on float keys). */
-static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams *p, uint64_t k,
-                           double *out)
+static int prune_threshold(const alcm_allocator *a, const alcm_tensor *t, const tparams *p,
+                           uint64_t k, double *out)
 {
 	const uint8_t *src = t->data;
-	uint64_t *h = alcm_mem_calloc(&e->alloc, 65536, sizeof(uint64_t));
+	uint64_t *h = alcm_mem_calloc(a, 65536, sizeof(uint64_t));
 	if (!h)
 		return ALCM_E_NOMEM;
 	uint64_t below = 0;
@@ -354,7 +349,7 @@ static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams 
 			acc += h[b];
 		}
 		if (b == 65536) { /* fewer than k candidates: prune them all */
-			alcm_mem_free(&e->alloc, h);
+			alcm_mem_free(a, h);
 			*out = INFINITY;
 			return ALCM_OK;
 		}
@@ -367,7 +362,7 @@ static int prune_threshold(alcm_encoder *e, const alcm_tensor *t, const tparams 
 			lo = b;
 		}
 	}
-	alcm_mem_free(&e->alloc, h);
+	alcm_mem_free(a, h);
 	uint32_t key = (hi << 16) | lo;
 	float f;
 	memcpy(&f, &key, 4);
@@ -453,14 +448,14 @@ static void dtype_step(const alcm_tensor *t, tparams *p, double max)
 	p->step[0] = best;
 }
 
-static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
+int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const alcm_tensor *t,
+                      tparams *p)
 {
-	const alcm_pack_options *o = &e->opt;
 	p->nch = (t->ndim >= 2 && o->mode != ALCM_MODE_MAX_ERROR && o->mode != ALCM_MODE_SNR)
 	             ? t->shape[0] : 1;
 	p->inner = p->elems / p->nch;
-	p->step = alcm_mem_calloc(&e->alloc, p->nch, sizeof(double));
-	p->bound = alcm_mem_calloc(&e->alloc, p->nch, sizeof(double));
+	p->step = alcm_mem_calloc(a, p->nch, sizeof(double));
+	p->bound = alcm_mem_calloc(a, p->nch, sizeof(double));
 	if (!p->step || !p->bound)
 		return ALCM_E_NOMEM;
 	double qmax = 0;
@@ -481,7 +476,7 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		qmax = 1 / (2 * o->bound);
 		break;
 	case ALCM_MODE_SNR:
-		p->step[0] = pick_snr_step(e, t, p->elems, o->bound);
+		p->step[0] = pick_snr_step(a, t, p->elems, o->bound);
 		p->bound[0] = p->step[0] / 2;
 		channel_max(t, p, &qmax);
 		qmax = p->step[0] > 0 ? qmax / p->step[0] : 0;
@@ -490,7 +485,7 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 		channel_max(t, p, p->step);
 		for (uint64_t c = 0; c < p->nch; c++)
 			p->step[c] /= (double)((1u << (o->bits - 1)) - 1);
-		alcm_mem_free(&e->alloc, p->bound);
+		alcm_mem_free(a, p->bound);
 		p->bound = NULL;
 		qmax = (double)((1u << (o->bits - 1)) - 1);
 		break;
@@ -515,7 +510,7 @@ static int lossy_params(alcm_encoder *e, const alcm_tensor *t, tparams *p)
 	if (o->prune > 0) {
 		uint64_t k = (uint64_t)floor(o->prune * (double)p->elems);
 		if (k > 0) {
-			int st = prune_threshold(e, t, p, k, &p->qp.prune_below);
+			int st = prune_threshold(a, t, p, k, &p->qp.prune_below);
 			if (st)
 				return st;
 		}
@@ -583,10 +578,10 @@ static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
 	return ALCM_OK;
 }
 
-static void free_params(alcm_encoder *e, tparams *p)
+void alcm_lossy_params_free(const alcm_allocator *a, tparams *p)
 {
-	alcm_mem_free(&e->alloc, p->step);
-	alcm_mem_free(&e->alloc, p->bound);
+	alcm_mem_free(a, p->step);
+	alcm_mem_free(a, p->bound);
 }
 
 /* Codes all chunks in waves of a few per thread and streams them into the data section;
@@ -649,7 +644,7 @@ int alcm_encoder_set_mode(alcm_encoder *e, int mode, double bound, unsigned bits
 	o.bound = bound;
 	o.bits = bits;
 	o.prune = prune;
-	if (!check_options(&o))
+	if (!alcm_pack_options_check(&o))
 		return ALCM_E_ARG;
 	e->opt = o;
 	return ALCM_OK;
@@ -708,8 +703,8 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 			downgraded = 1;
 		} else if (elems > 0) {
 			p.mode = e->opt.mode;
-			if ((st = lossy_params(e, t, &p))) {
-				free_params(e, &p);
+			if ((st = alcm_lossy_params(&e->alloc, &e->opt, t, &p))) {
+				alcm_lossy_params_free(&e->alloc, &p);
 				return efail(e, st, "out of memory");
 			}
 		}
@@ -787,7 +782,7 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 			rep->downgraded = downgraded;
 		}
 	}
-	free_params(e, &p);
+	alcm_lossy_params_free(&e->alloc, &p);
 	return st;
 }
 

@@ -318,8 +318,8 @@ static void test_bad_parameters(void **state)
 	hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 	hsize_t d = 100, c = 10;
 	hid_t sp = H5Screate_simple(1, &d, NULL);
-	/* version 2, mode 9, 1-bit symbols, max-error with a zero bound */
-	unsigned bad[4][6] = {{2, 0, 0, 0, 8, 3}, {1, 9, 0, 0, 8, 3}, {1, 4, 0, 0, 1, 3},
+	/* version 3, mode 9, 1-bit symbols, max-error with a zero bound */
+	unsigned bad[4][6] = {{3, 0, 0, 0, 8, 3}, {1, 9, 0, 0, 8, 3}, {1, 4, 0, 0, 1, 3},
 	                      {1, 1, 0, 0, 8, 3}};
 	for (int i = 0; i < 4; i++) {
 		hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);

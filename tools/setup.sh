@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libzstd-dev libsodium-dev zlib1g-dev libhdf5-dev
       hdf5-tools libcmocka-dev libzfp-dev clang groff-base
-      python3-dev python3-numpy python3-pytest python3-pip python3-torch)
+      python3-dev python3-numpy python3-pytest python3-pip python3-torch
+      libhdf5-openmpi-dev openmpi-bin python3-h5py python3-h5py-mpi python3-mpi4py)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -47,6 +47,12 @@ typedef struct ah5_guard {
 void ah5_guard_enter(ah5_guard *g, int allow_plugins);
 void ah5_guard_leave(ah5_guard *g);
 
+/* The alcm filter (h5_filter.c): its H5Z_class2_t, for the plugin's H5PLget_plugin_info;
+ * and its in-process registration, when no filter of its id is registered yet (the guard
+ * does it on entry, so that the bridge decodes alcm-filtered datasets itself). */
+const void *ah5_filter_class(void);
+void ah5_filter_register(void);
+
 /* Appends " (hdf5: <innermost message>)" of the error stack to a detail line and clears
  * the stack. */
 void ah5_append_hdf5_error(char *detail);

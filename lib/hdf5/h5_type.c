@@ -15,6 +15,7 @@ void ah5_guard_enter(ah5_guard *g, int allow_plugins)
 		g->plugin_saved = 1;
 		H5PLset_loading_state(0);
 	}
+	ah5_filter_register();
 }
 
 void ah5_guard_leave(ah5_guard *g)
