@@ -608,6 +608,10 @@ static int decode_chunks(alcm_tensor_ctx *c, alcm_cursor *cur, const tf_head *h,
 		if (st == ALCM_E_CORRUPT)
 			return tfail(c, st, "frame: chunk %llu at offset %zu is malformed",
 			             (unsigned long long)k, at);
+		if (st == ALCM_E_UNSUPPORTED)
+			return tfail(c, st, "frame: chunk %llu at offset %zu uses a coding this reader "
+			             "does not know (reader format %u.%u)", (unsigned long long)k, at,
+			             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
 		if (st)
 			return tfail(c, st, "frame: chunk %llu at offset %zu: %s", (unsigned long long)k,
 			             at, alcm_strerror(st));

@@ -12,6 +12,12 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 "$bin/alcm-make-checkpoint" -f m.safetensors >/dev/null 2>&1
 
+# One tensor in memory: lossless is bit-exact, max-error within the bound and smaller.
+out=$("$bin/example_roundtrip") && [[ $out == *"bit-exact"* ]] && ok || bad "roundtrip lossless: $out"
+out2=$("$bin/example_roundtrip" 1e-4) && [[ $out2 == *"within the bound"* ]] &&
+	awk -v e="$(sed 's/.*largest error \([^,]*\),.*/\1/' <<<"$out2")" 'BEGIN{exit !(e <= 1e-4)}' &&
+	ok || bad "roundtrip max-error: $out2"
+
 # One call each way: lossless is byte-identical, max-error smaller and within the bound.
 "$bin/example_pack_file" m.safetensors m.alcm back.safetensors && cmp -s m.safetensors back.safetensors &&
 	ok || bad "pack_file lossless round trip"

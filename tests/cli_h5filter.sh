@@ -11,6 +11,7 @@ P=$build/lib/plugin
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 py=/usr/bin/python3
+export PYTHONPATH=$build/python${PYTHONPATH:+:$PYTHONPATH}
 if [ ! -e "$P/libH5Zalcm.so" ] || ! command -v h5diff >/dev/null; then
 	echo "cli_h5filter: no plugin or no hdf5-tools: skipped"
 	exit 0

@@ -16,19 +16,20 @@ True
 
 Names people type: :func:`save`, :func:`load`, :func:`open` (an :class:`Archive`),
 :class:`Stream` (gradient frames), :func:`compress` / :func:`decompress` (one array),
-:data:`bfloat16`, :func:`keypair`, and the exceptions (:class:`Error` and its subclasses).
+:data:`bfloat16`, :func:`keypair`, :func:`h5filter` (h5py's filter arguments), and the exceptions (:class:`Error` and its subclasses).
 PyTorch state dicts: ``alcm.torch.save`` / ``alcm.torch.load``.
 """
 
 from ._errors import (ArgumentError, BoundError, DigestError, Error, ExistsError, FileError,
                       FormatError, LimitError, NotFoundError, OutOfMemoryError, SignatureError,
                       StateError, UnsupportedError)
+from ._h5 import H5FILTER_ID, h5filter
 from ._api import (Archive, FrameReport, SaveReport, Stream, TensorInfo, __version__, bfloat16,
                    compress, decompress, keypair, load, open, save)
 
 __all__ = [
     "save", "load", "open", "Archive", "TensorInfo", "SaveReport", "Stream", "FrameReport",
-    "compress", "decompress", "bfloat16", "keypair", "__version__",
+    "compress", "decompress", "bfloat16", "keypair", "h5filter", "H5FILTER_ID", "__version__",
     "Error", "ArgumentError", "FileError", "FormatError", "DigestError", "LimitError",
     "UnsupportedError", "OutOfMemoryError", "StateError", "ExistsError", "NotFoundError",
     "BoundError", "SignatureError",

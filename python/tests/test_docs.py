@@ -10,6 +10,7 @@ import pytest
 
 import alcm
 import alcm._api
+import alcm._h5
 from conftest import torch_or_skip
 
 
@@ -22,6 +23,13 @@ def run(module, tmp):
 @pytest.mark.parametrize("name", ["alcm", "alcm._api"])
 def test_numpy_examples(tmp, name):
     run(__import__(name, fromlist=["_"]), tmp)
+
+
+@pytest.mark.skipif(bool(os.environ.get("ALCM_TEST_NO_TORCH")),
+                    reason="sanitized run: h5py would load the sanitized plugin")
+def test_h5filter_examples(tmp):
+    pytest.importorskip("h5py")
+    run(alcm._h5, tmp)
 
 
 def test_torch_examples(tmp):
@@ -39,6 +47,8 @@ def test_readme_python_examples(tmp):
     assert blocks, "README.md has no python example"
     for b in blocks:
         code = b.split("```")[0]
-        if "import torch" in code and os.environ.get("ALCM_TEST_NO_TORCH"):
+        # Sanitized runs leave out torch, and h5py (it would load the sanitized plugin).
+        if ("import torch" in code or "import h5py" in code) and \
+                os.environ.get("ALCM_TEST_NO_TORCH"):
             continue
         exec(compile(code, "README.md", "exec"), {})
