@@ -11,7 +11,8 @@ struct alcm_coder {
 	ZSTD_DCtx *dctx;
 	int level;
 	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
-	uint8_t *sbuf;      /* ALCM_SREADER_BUF bytes for alcm_sreader, made on first use */
+	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
+	uint8_t *sbuf;      /* ALCM_SREADER_BUF bytes for alcm_sreader; both made on first use */
 };
 
 /* zstd's own allocations go through the caller's allocator too, so that a counting or
@@ -58,6 +59,7 @@ void alcm_coder_free(alcm_coder *c)
 		return;
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
+	ZSTD_freeDCtx(c->sdctx);
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_mem_free(c->a, c);
 }
@@ -408,6 +410,21 @@ int alcm_stream_put_best(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_
 	return alcm_stream_put(c, out, src, n, l2 < l1 ? level : 1);
 }
 
+int alcm_stream_skip(alcm_cursor *cur, size_t exact)
+{
+	uint8_t id;
+	uint64_t raw, clen;
+	const uint8_t *p;
+	int st;
+	if ((st = alcm_cur_u8(cur, &id)) || (st = alcm_cur_varint(cur, &raw)) ||
+	    (st = alcm_cur_varint(cur, &clen)))
+		return st;
+	if (raw != exact || clen > raw || !alcm_backend_get(id) ||
+	    (id == ALCM_BACKEND_RAW && clen != raw))
+		return ALCM_E_CORRUPT;
+	return alcm_cur_bytes(cur, (size_t)clen, &p);
+}
+
 /* ---- streaming reads ----------------------------------------------------------------------- */
 
 int alcm_sreader_open(alcm_sreader *s, alcm_coder *c, alcm_cursor *cur, uint64_t exact)
@@ -433,9 +450,14 @@ int alcm_sreader_open(alcm_sreader *s, alcm_coder *c, alcm_cursor *cur, uint64_t
 		return clen == raw ? ALCM_OK : ALCM_E_CORRUPT;
 	if ((st = zstd_frame_ok(c, (size_t)raw, p, (size_t)clen)))
 		return st;
+	if (!c->sdctx) {
+		if (!(c->sdctx = ZSTD_createDCtx_advanced(zstd_mem(c->a))))
+			return ALCM_E_NOMEM;
+		ZSTD_DCtx_setParameter(c->sdctx, ZSTD_d_windowLogMax, (int)c->wlog_max);
+	}
 	if (!c->sbuf && !(c->sbuf = alcm_mem_alloc(c->a, ALCM_SREADER_BUF)))
 		return ALCM_E_NOMEM;
-	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
+	ZSTD_DCtx_reset(c->sdctx, ZSTD_reset_session_only);
 	return ALCM_OK;
 }
 
@@ -448,7 +470,7 @@ static int sreader_fill(alcm_sreader *s)
 		if (s->done)
 			return ALCM_E_CORRUPT; /* the frame ended before its content size */
 		size_t before = in.pos;
-		size_t r = ZSTD_decompressStream(s->c->dctx, &out, &in);
+		size_t r = ZSTD_decompressStream(s->c->sdctx, &out, &in);
 		if (ZSTD_isError(r)) {
 			ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
 			return e == ZSTD_error_frameParameter_windowTooLarge ? ALCM_E_LIMIT
@@ -522,7 +544,7 @@ int alcm_sreader_end(alcm_sreader *s)
 		uint8_t extra;
 		ZSTD_inBuffer in = {s->src, s->srclen, s->srcpos};
 		ZSTD_outBuffer out = {&extra, 1, 0};
-		size_t r = ZSTD_decompressStream(s->c->dctx, &out, &in);
+		size_t r = ZSTD_decompressStream(s->c->sdctx, &out, &in);
 		if (ZSTD_isError(r) || r != 0 || out.pos != 0)
 			return ALCM_E_CORRUPT;
 		s->srcpos = in.pos;

@@ -90,6 +90,9 @@ int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact)
 int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact,
                      const uint8_t **out);
 
+/* Steps over a stream whose raw length must be `exact`, checking its header only. */
+int alcm_stream_skip(alcm_cursor *cur, size_t exact);
+
 /*
  * A coded stream read front to back in small pieces, for blocks whose decoded size can reach
  * several times the chunk's (escape blocks): memory is the zstd window (at most
@@ -186,10 +189,11 @@ typedef struct alcm_qstats {
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
                       uint8_t *recon);
-/* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements. */
+/* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements: the mask and the
+ * escapes' positions (a bitmap each), and the symbol planes. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)
 {
-	return elems / 8 + 1 + 4 * elems;
+	return 2 * (elems / 8 + 1) + 4 * elems;
 }
 int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
                       const alcm_qparams *qp, uint8_t *dst, uint64_t first, uint64_t elems,

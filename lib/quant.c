@@ -413,18 +413,17 @@ static unsigned varint_len(uint64_t v)
 }
 
 /*
- * The escape block (spec 6.5.4), read as a stream: the count, the gaps (whose positions are
- * set in `pos`, a bitmap of elems bits in scratch), then the values, patched over their
- * placeholders in position order. Its declared length is checked against what the chunk can
- * hold before anything is decoded, and nothing the size of the block is allocated: a block
- * may legitimately be larger than the chunk's output (every value escaped), and a forged
- * length then costs no memory.
+ * The head of the escape block (spec 6.5.4), read as a stream before any symbol is decoded:
+ * its declared length is checked against what the chunk can hold, then the count and the gaps
+ * (positions go into `pos`, a bitmap of elems bits); the values are left in `sr` for
+ * escapes_patch(). Nothing the size of the block is allocated (a block may legitimately
+ * exceed the chunk's output when every value is escaped), and a forged block is refused
+ * before the chunk's symbols are decoded.
  */
-static int escapes_decode(alcm_coder *c, alcm_cursor *data, const alcm_qparams *qp,
-                          uint8_t *dst, uint64_t first, uint64_t elems, uint64_t nsym,
-                          const uint8_t *bits, uint8_t *pos)
+static int escapes_open(alcm_coder *c, alcm_cursor *data, size_t w, uint64_t elems,
+                        uint64_t nsym, const uint8_t *bits, uint8_t *pos, alcm_sreader *sr,
+                        uint64_t *count)
 {
-	size_t w = alcm_dtype_size(qp->dtype);
 	uint64_t blen, nesc;
 	int st;
 	if ((st = alcm_cur_varint(data, &blen)))
@@ -433,8 +432,7 @@ static int escapes_decode(alcm_coder *c, alcm_cursor *data, const alcm_qparams *
 	 * at most nsym values: 10 + elems + nsym * w bytes at most. */
 	if (blen == 0 || blen > 10 + elems + nsym * w)
 		return ALCM_E_CORRUPT;
-	alcm_sreader sr;
-	if ((st = alcm_sreader_open(&sr, c, data, blen)) || (st = alcm_sreader_varint(&sr, &nesc)))
+	if ((st = alcm_sreader_open(sr, c, data, blen)) || (st = alcm_sreader_varint(sr, &nesc)))
 		return st;
 	/* Escapes are unpruned elements, each with a placeholder symbol; the gaps take between
 	 * one and ten bytes each and at most one byte per element they cover. */
@@ -446,7 +444,7 @@ static int escapes_decode(alcm_coder *c, alcm_cursor *data, const alcm_qparams *
 	uint64_t p = 0;
 	for (uint64_t k = 0; k < nesc; k++) {
 		uint64_t gap;
-		if ((st = alcm_sreader_varint(&sr, &gap)))
+		if ((st = alcm_sreader_varint(sr, &gap)))
 			return st;
 		if (k == 0 ? gap >= elems : gap >= elems - p - 1)
 			return ALCM_E_CORRUPT;
@@ -455,30 +453,35 @@ static int escapes_decode(alcm_coder *c, alcm_cursor *data, const alcm_qparams *
 			return ALCM_E_CORRUPT; /* a pruned element has no symbol to replace */
 		pos[p >> 3] |= (uint8_t)(1u << (p & 7));
 	}
-	if (sr.left != nesc * w)
-		return ALCM_E_CORRUPT; /* the values must fill the rest of the block exactly */
+	/* The values must fill the rest of the block exactly. */
+	*count = nesc;
+	return sr->left == nesc * w ? ALCM_OK : ALCM_E_CORRUPT;
+}
+
+/* The escapes' exact values over their placeholders, in position order. */
+static int escapes_patch(alcm_sreader *sr, size_t w, uint8_t *dst, uint64_t first,
+                         uint64_t nesc, const uint8_t *pos)
+{
 	for (uint64_t i = 0, k = 0; k < nesc; i++) {
 		if (!((pos[i >> 3] >> (i & 7)) & 1))
 			continue;
-		if ((st = alcm_sreader_read(&sr, dst + (first + i) * w, w)))
+		int st = alcm_sreader_read(sr, dst + (first + i) * w, w);
+		if (st)
 			return st;
 		k++;
 	}
-	return alcm_sreader_end(&sr);
+	return alcm_sreader_end(sr);
 }
 
-/*
- * scratch holds: mask bitmap (elems/8+1), then symbol planes (up to 4 * elems). The caller
- * sizes it with alcm_quant_scratch().
- */
 int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
                       const alcm_qparams *qp, uint8_t *dst, uint64_t first, uint64_t elems,
                       uint8_t *scratch, size_t scratch_len)
 {
+	size_t w = alcm_dtype_size(qp->dtype);
 	size_t mbytes = (size_t)(elems / 8 + 1);
-	uint8_t *bits = NULL;
+	uint8_t *bits = NULL, *pos = scratch + mbytes, *planes = scratch + 2 * mbytes;
 	int st;
-	if (scratch_len < mbytes + 4 * elems)
+	if (scratch_len < alcm_quant_scratch(elems))
 		return ALCM_E_ARG;
 	uint64_t expect = elems;
 	if (mask) {
@@ -489,18 +492,24 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 		expect -= pruned;
 	}
 	uint8_t width;
-	uint64_t nsym;
+	uint64_t nsym, nesc;
 	if ((st = alcm_cur_u8(data, &width)) || (st = alcm_cur_varint(data, &nsym)))
 		return st;
 	if ((width != 1 && width != 2 && width != 4) || nsym != expect)
 		return ALCM_E_CORRUPT;
-	uint8_t *planes = scratch + mbytes;
+	/* The symbol streams' headers, then the escape block's head, then the symbols. */
+	alcm_cursor syms = *data;
 	for (unsigned k = 0; k < width; k++)
-		if ((st = alcm_stream_get(c, data, planes + k * nsym, (size_t)nsym)))
+		if ((st = alcm_stream_skip(data, (size_t)nsym)))
+			return st;
+	alcm_sreader sr;
+	if ((st = escapes_open(c, data, w, elems, nsym, bits, pos, &sr, &nesc)))
+		return st;
+	for (unsigned k = 0; k < width; k++)
+		if ((st = alcm_stream_get(c, &syms, planes + k * nsym, (size_t)nsym)))
 			return st;
 	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, planes,
 	                              width, nsym)))
 		return st;
-	/* The planes are consumed: their room holds the escapes' positions now. */
-	return escapes_decode(c, data, qp, dst, first, elems, nsym, bits, planes);
+	return escapes_patch(&sr, w, dst, first, nesc, pos);
 }
