@@ -10,6 +10,10 @@
  *   alcm-test-forge dup OUT             two tensors named "a"
  *   alcm-test-forge attr OUT            a valid tensor and an ATTR section of junk
  *   alcm-test-forge names OUT NAME...   one uint8 tensor [1] per name (names as given)
+ *   alcm-test-forge window OUT WLOG     a lossless uint8 tensor of 2^WLOG + 1 zeros, one zstd
+ *                                       frame asking for a window of 2^WLOG bytes
+ *   alcm-test-forge flip IN OUT TYPE POS XOR
+ *       IN rewritten with byte POS of its last TYPE section xored with XOR (digests match)
  */
 #include "forge.h"
 
@@ -19,7 +23,7 @@
 
 static int usage(void)
 {
-	fputs("usage: alcm-test-forge escape|zero-lossy|chunk-len|dup|attr|names OUT ...\n",
+	fputs("usage: alcm-test-forge escape|zero-lossy|chunk-len|dup|attr|names|window|flip OUT ...\n",
 	      stderr);
 	return 2;
 }
@@ -122,6 +126,62 @@ static int named(const char *out, const char *const *names, size_t n, const fg_s
 	return rc;
 }
 
+static int window(const char *out, int wlog)
+{
+	uint64_t n = ((uint64_t)1 << wlog) + 1;
+	fg_buf data = {0}, dir = {0};
+	fg_u8(&data, 0);
+	fg_zero_stream(&data, n, wlog);
+	uint64_t ctab[2] = {data.len, 0};
+	fg_entry e = {"w", ALCM_DTYPE_U8, 0, 1, {n}, 0, FG_NONE, FG_NONE, n, 1, ctab};
+	fg_tdir(&dir, &e, 1);
+	fg_section s[2] = {{"LDAT", 1, 0, data.p, data.len}, {"TDIR", 1, 0, dir.p, dir.len}};
+	int rc = write_out(out, s, 2, 0);
+	fg_free(&data);
+	fg_free(&dir);
+	return rc;
+}
+
+static int flip(const char *in, const char *out, const char *type, uint64_t pos, unsigned x)
+{
+	alcm_reader *r = NULL;
+	int st = alcm_reader_open_file(&r, in, NULL, NULL, 0);
+	if (st) {
+		fprintf(stderr, "alcm-test-forge: %s\n", alcm_reader_detail(r));
+		alcm_reader_free(r);
+		return 1;
+	}
+	uint32_t n = alcm_reader_section_count(r), last = n;
+	fg_section *s = calloc(n ? n : 1, sizeof(*s));
+	alcm_section_info *si = calloc(n ? n : 1, sizeof(*si));
+	uint8_t **p = calloc(n ? n : 1, sizeof(*p));
+	for (uint32_t i = 0; i < n; i++) {
+		alcm_reader_section_info(r, i, &si[i]);
+		p[i] = malloc(si[i].length ? si[i].length : 1);
+		alcm_reader_section_read(r, i, p[i], si[i].length);
+		s[i] = (fg_section){si[i].type, (si[i].flags & ALCM_SECTION_CRITICAL) != 0, si[i].tag,
+		                    p[i], si[i].length};
+		if (strcmp(si[i].type, type) == 0)
+			last = i;
+	}
+	int rc = 1;
+	if (last < n && pos < si[last].length) {
+		p[last][pos] ^= (uint8_t)x;
+		rc = write_out(out, s, n, alcm_reader_flags(r) & ALCM_FLAG_STREAM ? ALCM_WRITE_STREAM
+		                                                                   : 0);
+	} else {
+		fprintf(stderr, "alcm-test-forge: no byte %llu in a %s section\n",
+		        (unsigned long long)pos, type);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		free(p[i]);
+	free(p);
+	free(si);
+	free(s);
+	alcm_reader_free(r);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -144,6 +204,11 @@ int main(int argc, char **argv)
 		const char *n[1] = {"data"};
 		return named(out, n, 1, &a, 1, 0);
 	}
+	if (strcmp(cmd, "window") == 0 && argc == 4)
+		return window(out, atoi(argv[3]));
+	if (strcmp(cmd, "flip") == 0 && argc == 7)
+		return flip(argv[2], argv[3], argv[4], strtoull(argv[5], NULL, 0),
+		            (unsigned)strtoul(argv[6], NULL, 0));
 	if (strcmp(cmd, "names") == 0)
 		return named(out, (const char *const *)argv + 3, (size_t)(argc - 3), NULL, 0, 0);
 	return usage();
