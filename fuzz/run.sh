@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer harness for a fixed time, one after the other, one core each.
 #
-#   fuzz/run.sh SECONDS [SURFACE...]     e.g. fuzz/run.sh 25 (CI: 7 harnesses, ~3 minutes)
+#   fuzz/run.sh SECONDS [SURFACE...]     e.g. fuzz/run.sh 25 (CI: 8 harnesses, ~3.5 minutes)
 #
 # Builds build-fuzz/ with clang (-DALCM_BUILD_FUZZERS=ON) when needed. Each harness fuzzes
 # its working corpus build-fuzz/corpus/<surface>/ (seeded from fuzz/corpus/ and
@@ -32,7 +32,7 @@ cmake --build "$build" -j"$(nproc)" --target $targets >"$build/build.log" 2>&1 |
 
 surfaces=("$@")
 if [ ${#surfaces[@]} -eq 0 ]; then
-	for s in container unpack npy npz safetensors hdf5 roundtrip; do
+	for s in container unpack npy npz safetensors hdf5 roundtrip diff; do
 		[ -x "$build/bin/fuzz_$s" ] && surfaces+=("$s")
 	done
 fi
