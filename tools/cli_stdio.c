@@ -50,7 +50,8 @@ static int make_dir(void)
 	const char *t = getenv("TMPDIR");
 	if (!t || !*t)
 		t = "/tmp";
-	if ((size_t)snprintf(stdio_dir, sizeof(stdio_dir), "%s/alcm-XXXXXX", t) >= sizeof(stdio_dir) || !mkdtemp(stdio_dir)) {
+	int n = snprintf(stdio_dir, sizeof(stdio_dir), "%s/alcm-XXXXXX", t);
+	if (n < 0 || (size_t)n >= sizeof(stdio_dir) || !mkdtemp(stdio_dir)) {
 		cli_err("cannot create a temporary directory in '%s': %s", t, strerror(errno));
 		stdio_dir[0] = '\0';
 		return EXIT_IO;
