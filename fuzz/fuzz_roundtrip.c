@@ -9,7 +9,9 @@
  *   0  dtype (index into `dtypes`)
  *   1  bits 0-2 mode (% 5), 3-4 prune share, 5 second tensor (the same bytes as uint8),
  *      6-7 zstd level - 1
- *   2  bits 0-1 rank (0..3), 2-5 rows - 1 (axis 0 of a rank 2 or 3 tensor)
+ *   2  bits 0-1 rank (0..3), 2-5 rows - 1 (axis 0 of a rank 2 or 3 tensor), 6-7 (k > 0): no
+ *      elements and a huge dimension instead, [2^61 + rows, 0], [2^63, 0, rows] or
+ *      [0, 2^64 - 1] (stored losslessly whatever the mode; measured and profiled at once)
  *   3  bound parameter (see bound_of)
  *   4  name length (% 9); the name's bytes follow, then the tensor bytes
  */
@@ -47,6 +49,22 @@ static uint32_t shape_of(uint8_t b, uint64_t elems, uint64_t *shape, uint64_t *u
 {
 	uint32_t ndim = b & 3;
 	uint64_t rows = 1 + ((b >> 2) & 15);
+	*used = 0;
+	switch (b >> 6) {
+	case 1:
+		shape[0] = ((uint64_t)1 << 61) + rows;
+		shape[1] = 0;
+		return 2;
+	case 2:
+		shape[0] = (uint64_t)1 << 63;
+		shape[1] = 0;
+		shape[2] = rows;
+		return 3;
+	case 3:
+		shape[0] = 0;
+		shape[1] = UINT64_MAX;
+		return 2;
+	}
 	switch (ndim) {
 	case 0:
 		if (elems == 0) { /* a scalar needs one element: make it a rank-1 empty tensor */
@@ -173,6 +191,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(S, rep.raw_bytes == t.nbytes, "report raw bytes");
 	FUZZ_CHECK(S, alcm_dtype_is_float(t.dtype) || rep.mode == ALCM_MODE_LOSSLESS,
 	           "integer tensor stored lossy");
+	FUZZ_CHECK(S, t.nbytes > 0 || rep.mode == ALCM_MODE_LOSSLESS,
+	           "tensor without elements stored in mode %d (spec 6.3.2)", rep.mode);
+	alcm_budget_profile prof;
+	FUZZ_CHECK(S, t.nbytes || (alcm_budget_profile_make(NULL, &t, 0, &prof) == ALCM_OK &&
+	                           !prof.lossy), "budget profile of a tensor without elements");
 	if (second) {
 		st = alcm_encoder_add_recon(e, &u, &rep2, recon2);
 		FUZZ_CHECK(S, st == ALCM_OK, "encode second: %s", alcm_strerror(st));

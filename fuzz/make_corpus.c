@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 static const char *outdir;
 static int failures;
@@ -354,6 +355,194 @@ static void archives(void)
 	alcm_writer_free(w);
 }
 
+/* ---- hostile archives ------------------------------------------------------------- */
+
+/* Archives a writer never makes, with matching digests (written through alcm_writer), at
+ * each class of declared length the decoder bounds (spec 6.3.2, 6.3.3, 6.5.4): the seeds
+ * put the fuzzers next to each limit. */
+typedef struct hb {
+	uint8_t p[1 << 15];
+	size_t n;
+} hb;
+
+static void hb_put(hb *b, const void *p, size_t n)
+{
+	if (b->n + n > sizeof(b->p))
+		DIE("hostile seed too large");
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+static void hb_u8(hb *b, unsigned v)
+{
+	uint8_t c = (uint8_t)v;
+	hb_put(b, &c, 1);
+}
+static void hb_le(hb *b, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		hb_u8(b, (unsigned)(v >> (8 * i)) & 0xff);
+}
+static void hb_varint(hb *b, uint64_t v)
+{
+	do {
+		hb_u8(b, (unsigned)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+/* A coded stream of n bytes of `fill`: raw, or zstd with window log wlog (0: raw). */
+static void hb_stream(hb *b, uint64_t n, uint8_t fill, int wlog)
+{
+	if (!wlog) {
+		hb_u8(b, 0);
+		hb_varint(b, n);
+		hb_varint(b, n);
+		for (uint64_t i = 0; i < n; i++)
+			hb_u8(b, fill);
+		return;
+	}
+	uint8_t *src = malloc(n ? n : 1), z[1 << 14];
+	memset(src, fill, n);
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+	ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wlog);
+	ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+	size_t r = ZSTD_compress2(c, z, sizeof(z), src, n);
+	ZSTD_freeCCtx(c);
+	free(src);
+	if (ZSTD_isError(r))
+		DIE("zstd: %s", ZSTD_getErrorName(r));
+	hb_u8(b, 1);
+	hb_varint(b, n);
+	hb_varint(b, r);
+	hb_put(b, z, r);
+}
+/* One directory entry (spec 6.3) with `nchunks` chunk lengths from ctab. */
+static void hb_entry(hb *d, const char *name, int dtype, int mode, uint32_t ndim,
+                     const uint64_t *shape, uint32_t data, uint32_t scal, uint64_t ce,
+                     uint64_t nchunks, const uint64_t *ctab)
+{
+	hb_le(d, strlen(name), 4);
+	hb_put(d, name, strlen(name));
+	hb_u8(d, (unsigned)dtype);
+	hb_u8(d, (unsigned)mode);
+	hb_u8(d, ndim);
+	hb_u8(d, 0);
+	for (uint32_t i = 0; i < ndim; i++)
+		hb_le(d, shape[i], 8);
+	hb_le(d, data, 4);
+	hb_le(d, scal, 4);
+	hb_le(d, 0xffffffffu, 4);
+	hb_le(d, ce, 8);
+	hb_le(d, nchunks, 8);
+	for (int i = 0; i < 4; i++)
+		hb_le(d, 0, 8);
+	for (uint64_t k = 0; k < 2 * nchunks; k++)
+		hb_le(d, ctab[k], 8);
+}
+/* An archive of `data` (LDAT or QDAT), a SCAL of one step when `scal`, and the directory. */
+static void hb_archive(const char *name, const char *dtype_sec, const hb *data, int scal,
+                       const hb *dir, uint32_t ntensors)
+{
+	alcm_writer *w = NULL;
+	uint8_t count[4] = {(uint8_t)ntensors, 0, 0, 0}, step[8];
+	double one = 1e-3;
+	memcpy(step, &one, 8);
+	hb full = {{0}, 0};
+	hb_put(&full, count, 4);
+	hb_put(&full, dir->p, dir->n);
+	int st = alcm_writer_open_memory(&w, 0, NULL);
+	if (!st)
+		st = alcm_writer_add_section(w, dtype_sec, 1, 0, data->p, data->n, NULL);
+	if (!st && scal)
+		st = alcm_writer_add_section(w, "SCAL", 1, 0, step, 8, NULL);
+	if (!st)
+		st = alcm_writer_add_section(w, "TDIR", 1, 0, full.p, full.n, NULL);
+	if (!st)
+		st = alcm_writer_commit(w);
+	if (st)
+		DIE("hostile seed %s: %s", name, alcm_writer_detail(w));
+	const void *p;
+	size_t len;
+	alcm_writer_memory(w, &p, &len);
+	const int uo[] = {0x00, 0x06};
+	put_archive(name, p, len, NULL, 0, uo, 2);
+	alcm_writer_free(w);
+}
+
+static void hostile_archives(void)
+{
+	static tbuf a, b;
+	size_t len;
+	uint8_t *p;
+	const int uo[] = {0x00, 0x06, 0x1d};
+	/* Zero-element tensors of huge dimensions, asked for lossy: stored lossless. */
+	make(&a, "huge0", ALCM_DTYPE_F32, 2, (uint64_t[]){((uint64_t)1 << 61) + 5, 0}, 0, 0);
+	make(&b, "huge63", ALCM_DTYPE_F16, 3, (uint64_t[]){(uint64_t)1 << 63, 0, 7}, 0, 0);
+	p = archive(&(pack){.mode = ALCM_MODE_REL_ERROR, .bound = 0.01}, (tbuf *[]){&a, &b}, 2,
+	            &len);
+	put_archive("zero-elements-huge", p, len, NULL, 0, uo, 3);
+	free(p);
+	/* Every value escaped (NaN payloads): escape blocks at their largest. */
+	make(&a, "nan", ALCM_DTYPE_F32, 2, (uint64_t[]){4, 256}, 0, 0);
+	for (uint32_t i = 0; i < 1024; i++) {
+		uint32_t u = 0x7fc00000u | (i * 2654435761u >> 12);
+		memcpy(a.data + 4 * i, &u, 4);
+	}
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.01}, (tbuf *[]){&a}, 1, &len);
+	put_archive("escape-every-value", p, len, NULL, 0, uo, 3);
+	free(p);
+
+	hb data = {{0}, 0}, dir = {{0}, 0};
+	uint64_t ctab[2];
+	/* A rel-error tensor of shape [2^61 + 1, 0]: SCAL's 8 * shape[0] wraps to 8. */
+	hb_entry(&dir, "w", ALCM_DTYPE_F32, ALCM_MODE_REL_ERROR, 2,
+	         (uint64_t[]){((uint64_t)1 << 61) + 1, 0}, 0, 1, 1024, 0, NULL);
+	hb_archive("hostile-zero-lossy", "QDAT", &data, 1, &dir, 1);
+	/* Escape blocks: one byte past 10 + n + 4 nsym, exactly at it, and a zstd block with a
+	 * count of 0 and bytes after it (refused once the count is read). */
+	const uint64_t n = 64;
+	const struct {
+		const char *name;
+		uint64_t len;
+		int wlog;
+	} esc[] = {{"hostile-escape-over", 10 + n + 4 * n + 1, 0},
+	           {"hostile-escape-at", 10 + n + 4 * n, 0},
+	           {"hostile-escape-zstd", 10 + n + 4 * n, 17}};
+	for (size_t k = 0; k < 3; k++) {
+		data.n = dir.n = 0;
+		hb_u8(&data, 1);
+		hb_varint(&data, n);
+		hb_stream(&data, n, 0, 0);
+		hb_varint(&data, esc[k].len);
+		hb_stream(&data, esc[k].len, 0, esc[k].wlog);
+		ctab[0] = data.n, ctab[1] = 0;
+		hb_entry(&dir, "e", ALCM_DTYPE_F32, ALCM_MODE_MAX_ERROR, 1, (uint64_t[]){n}, 0, 1, n, 1,
+		         ctab);
+		hb_archive(esc[k].name, "QDAT", &data, 1, &dir, 1);
+	}
+	/* A lossless chunk one byte past n (w + 1) + 256 (spec 6.3.3). */
+	data.n = dir.n = 0;
+	hb_u8(&data, 0);
+	hb_stream(&data, 16 * 4, 0, 0);
+	while (data.n < 16 * 5 + 257)
+		hb_u8(&data, 0);
+	ctab[0] = data.n, ctab[1] = 0;
+	hb_entry(&dir, "c", ALCM_DTYPE_F32, 0, 1, (uint64_t[]){16}, 0, 0xffffffffu, 16, 1, ctab);
+	hb_archive("hostile-chunk-over", "LDAT", &data, 0, &dir, 1);
+	/* One zstd frame whose window (2^21) passes the fuzzers' limit (2^20). */
+	data.n = dir.n = 0;
+	hb_u8(&data, 0);
+	hb_stream(&data, ((uint64_t)1 << 20) + 1, 0, 21);
+	ctab[0] = data.n, ctab[1] = 0;
+	hb_entry(&dir, "win", ALCM_DTYPE_U8, 0, 1, (uint64_t[]){((uint64_t)1 << 20) + 1}, 0,
+	         0xffffffffu, ((uint64_t)1 << 20) + 1, 1, ctab);
+	hb_archive("hostile-window", "LDAT", &data, 0, &dir, 1);
+	/* Two tensors named alike. */
+	data.n = dir.n = 0;
+	hb_entry(&dir, "a", ALCM_DTYPE_U8, 0, 1, (uint64_t[]){0}, 0, 0xffffffffu, 16, 0, NULL);
+	hb_entry(&dir, "a", ALCM_DTYPE_U8, 0, 1, (uint64_t[]){0}, 0, 0xffffffffu, 16, 0, NULL);
+	hb_archive("hostile-duplicate-names", "LDAT", &data, 0, &dir, 2);
+}
+
 /* ---- tensor files ----------------------------------------------------------------- */
 
 /* META records handed to the next tensor_file() (key, value, value length). */
@@ -625,6 +814,28 @@ static void roundtrip_seeds(void)
 	memcpy(buf, "\x03\x00\x00\x00\x03" "abc", 8);
 	memcpy(buf + 8, t.data, 8);
 	put("roundtrip", "f64-scalar", buf, 16, -1);
+	/* No elements, huge dimensions (header byte 2, bits 6-7), in each lossy mode. */
+	for (int k = 1; k <= 3; k++)
+		for (int mode = 1; mode < 5; mode++) {
+			memcpy(buf, "\x00\x00\x00\x06\x01z", 6);
+			buf[1] = (uint8_t)(mode | (1 << 3));
+			buf[2] = (uint8_t)(2 | (3 << 2) | (k << 6));
+			snprintf(name, sizeof(name), "zero-elements-%d-%s", k, mode_names[mode]);
+			put("roundtrip", name, buf, 6 + 64, -1);
+		}
+	/* Every value escaped: NaN payloads in float32, subnormals in float64. */
+	for (int i = 0; i < 512; i++) {
+		uint32_t u = 0x7fc00000u | (uint32_t)i;
+		memcpy(buf + 5 + 4 * i, &u, 4);
+	}
+	memcpy(buf, "\x00\x01\x02\x1e\x00", 5);
+	put("roundtrip", "f32-maxerr-all-nan", buf, 5 + 2048, -1);
+	for (int i = 0; i < 256; i++) {
+		uint64_t u = 1 + (uint64_t)i * 977;
+		memcpy(buf + 5 + 8 * i, &u, 8);
+	}
+	memcpy(buf, "\x03\x02\x06\x06\x00", 5);
+	put("roundtrip", "f64-relerr-all-subnormal", buf, 5 + 2048, -1);
 }
 
 /* ---- spec vectors ----------------------------------------------------------------- */
@@ -687,6 +898,38 @@ static void pt_seeds(void)
 	free(p);
 }
 
+/* The differential harness replays what the others start from: every archive seed of
+ * fuzz_unpack with options 0 and every tensor file, copied under the same name. */
+static void diff_seeds(void)
+{
+	const char *from[] = {"unpack", "npy", "npz", "safetensors"};
+	for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/%s", outdir, from[i]);
+		DIR *d = opendir(dir);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			size_t n = strlen(de->d_name);
+			if (de->d_name[0] == '.' || (i == 0 && (n < 4 || strcmp(de->d_name + n - 4, "-o00"))))
+				continue;
+			char path[4400], name[600];
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			size_t len;
+			uint8_t *p = slurp(path, &len);
+			if (!p || len == 0) {
+				free(p);
+				continue;
+			}
+			snprintf(name, sizeof(name), "%s-%s", from[i], de->d_name);
+			put("diff", name, p, len - 1, 0x00);
+			free(p);
+		}
+		closedir(d);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
@@ -704,7 +947,13 @@ int main(int argc, char **argv)
 	safetensors_seeds();
 	pt_seeds();
 	roundtrip_seeds();
-	if (argc == 3)
+	hostile_archives();
+	if (argc == 3) {
+		char sub[4096];
 		vectors(argv[2]);
+		snprintf(sub, sizeof(sub), "%s/tensors", argv[2]);
+		vectors(sub);
+	}
+	diff_seeds();
 	return failures != 0;
 }

@@ -32,7 +32,7 @@ cmake --build "$build" -j"$(nproc)" --target $targets >"$build/build.log" 2>&1 |
 
 surfaces=("$@")
 if [ ${#surfaces[@]} -eq 0 ]; then
-	for s in container unpack npy npz safetensors pt hdf5 roundtrip tframe; do
+	for s in container unpack npy npz safetensors pt hdf5 roundtrip tframe diff; do
 		[ -x "$build/bin/fuzz_$s" ] && surfaces+=("$s")
 	done
 fi

@@ -807,17 +807,38 @@ ALCM_API int alcm_input_meta(const alcm_input *in, size_t i, const char **key,
 typedef struct alcm_output alcm_output;
 
 /**
+ * alcm_output flag: write tensor names that alcm_name_safe() refuses into formats whose names
+ * become paths (.npz member names). Without it such a name is ALCM_E_UNSUPPORTED: an archive
+ * is untrusted input, and "../../x" or "/etc/x" as a member name is a path out of the
+ * directory a naive extractor unpacks into ("zip slip").
+ */
+#define ALCM_WRITE_UNSAFE_NAMES 0x100u
+
+/**
+ * Whether a tensor name is safe as a relative path (spec 6.3, "Names"): no NUL byte, no
+ * backslash, not starting with '/' or a drive ("C:" as the first component), and no empty,
+ * "." or ".." component between slashes. Names like "model/layer.0/kernel:0", the empty name
+ * and names that are not UTF-8 are safe: none of them leads out of a directory.
+ * @param why  receives a static phrase naming the rule broken (may be NULL).
+ * @return 1 if safe, 0 if not.
+ */
+ALCM_API int alcm_name_safe(const char *name, size_t len, const char **why);
+
+/**
  * Creates a tensor file, written atomically like an archive (temp file, fsync, rename).
  * Output is deterministic: .npy as numpy.save writes it, .npz as numpy.savez (stored
  * members, fixed timestamps), .safetensors as the reference implementation orders it,
  * .pt as torch.save lays it out (loadable with torch.load(weights_only=True)).
  * bfloat16 cannot be written to .npy/.npz (ALCM_E_UNSUPPORTED): numpy has no such type;
  * uint16/32/64 cannot be written to .pt: torch has no storage class for them.
+ * Names the format cannot hold are ALCM_E_UNSUPPORTED (from alcm_output_plan() or _write()):
+ * in .npz a name alcm_name_safe() refuses (unless ALCM_WRITE_UNSAFE_NAMES); in .safetensors a
+ * name that is not UTF-8, or "__metadata__" (the header's metadata key).
  * ALCM_FILE_SHARDS writes a sharded checkpoint into the directory `path` (created if
  * missing): it needs the archive's safetensors.shards and safetensors.index records
  * (alcm_output_set_meta()) and a plan of all its tensors, writes every shard and then the
  * index, each atomically, and refuses (ALCM_E_CORRUPT) records that disagree with the plan.
- * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC.
+ * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC, ALCM_WRITE_UNSAFE_NAMES.
  * @return as alcm_input_open(); *out is set on failure too: free it.
  */
 ALCM_API int alcm_output_open(alcm_output **out, const char *path, int format, unsigned flags,

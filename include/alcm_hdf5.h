@@ -39,8 +39,10 @@
  *   2. alcm_h5_output_open() with it: it is parsed and checked completely (a hostile archive
  *      gets ALCM_E_CORRUPT before any file is created), then groups and named datatypes are
  *      created in a temporary file next to the target.
- *   3. alcm_h5_output_write() for each decoded tensor (any order).
- *   4. alcm_h5_output_commit(): attributes, links and variable-length datasets, then fsync
+ *   3. alcm_h5_output_plan() with the tensors' names, dtypes and shapes: names HDF5 cannot
+ *      hold, and tensors the structure does not match, are refused before any is decoded.
+ *   4. alcm_h5_output_write() for each decoded tensor (any order).
+ *   5. alcm_h5_output_commit(): attributes, links and variable-length datasets, then fsync
  *      and rename. alcm_h5_output_free() without commit removes the temporary file.
  *
  * Security
@@ -258,12 +260,30 @@ ALCM_API int alcm_h5_output_open(alcm_h5_output **out, const char *path, unsigne
                                  const alcm_h5_output_options *opt);
 
 /**
+ * Declares the tensors to come (data ignored), so that what the file cannot hold is refused
+ * before anything is decoded or written. Optional; alcm-unpack calls it right after open.
+ * Every name must be an HDF5 path once one leading '/' is dropped (not empty, no NUL byte, no
+ * empty or "." component, no trailing '/'), no two names the same path, no name a group on
+ * the way to another ("a" and "a/b": a link is a dataset or a group), and every dimension
+ * below 2^63 (libhdf5's limit). With a structure, every tensor must be one of its datasets,
+ * of the dtype and shape it records, and, unless ALCM_H5_OUT_PARTIAL, every dataset it lists
+ * must be planned.
+ * @return ALCM_OK; ALCM_E_UNSUPPORTED for names or shapes an HDF5 file cannot hold (the
+ *         tensors may be valid: write another format); ALCM_E_CORRUPT when the tensors and
+ *         the structure disagree (an archive whose ATTR does not match its directory);
+ *         ALCM_E_STATE, ALCM_E_NOMEM.
+ */
+ALCM_API int alcm_h5_output_plan(alcm_h5_output *o, const alcm_tensor *t, size_t n);
+
+/**
  * Writes one tensor as the dataset at its name (an HDF5 path; a leading '/' is ignored).
  * With a structure, the name must be a dataset the structure lists with a tensor
  * representation, and dtype and shape must be the ones it implies; the dataset gets the
  * recorded datatype (byte order included), dataspace and storage.
- * @return ALCM_OK, ALCM_E_ARG (unknown name, wrong dtype or shape, written twice),
- *         ALCM_E_IO, ALCM_E_STATE.
+ * @return ALCM_OK, ALCM_E_ARG (unknown name, wrong dtype or shape, written twice: what
+ *         alcm_h5_output_plan() refuses first), ALCM_E_IO (a write failed), ALCM_E_CORRUPT
+ *         (libhdf5 refuses what the structure describes), ALCM_E_UNSUPPORTED (libhdf5 refuses
+ *         the plain dataset), ALCM_E_STATE.
  */
 ALCM_API int alcm_h5_output_write(alcm_h5_output *o, const alcm_tensor *t);
 

@@ -2,6 +2,7 @@
 #include "codec_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <sodium.h>
 
 typedef struct tentry {
@@ -183,6 +184,12 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	if (chunks != want || chunks > (c->len - c->pos) / 16)
 		return BAD(ALCM_E_CORRUPT, "tensor '%s': %llu chunks declared, %llu expected", q,
 		           (unsigned long long)chunks, (unsigned long long)want);
+	/* A tensor without elements has nothing to quantize: it is stored losslessly, so that no
+	 * per-channel quantity is ever derived from a dimension of an empty shape (spec 6.3). */
+	if (ti->elements == 0 && ti->mode != ALCM_MODE_LOSSLESS)
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': mode %u at offset %llu on a tensor without "
+		           "elements (it must be 0, lossless)", q, b4[1],
+		           (unsigned long long)(base + at + 5 + nl));
 	ti->chunks = (uint32_t)chunks;
 	if (alcm_cur_bytes(c, (size_t)chunks * 16, &ctab))
 		return BAD(ALCM_E_CORRUPT, "tensor '%s': truncated chunk table", q);
@@ -214,6 +221,14 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	uint64_t dsum = 0, msum = 0;
 	for (uint64_t k = 0; k < chunks; k++) {
 		uint64_t dl = alcm_load64(ctab + 16 * k), ml = alcm_load64(ctab + 16 * k + 8);
+		uint64_t n = ti->elements - k * te->chunk_elems;
+		n = n < te->chunk_elems ? n : te->chunk_elems;
+		/* Bounded by what the chunk decodes to, before anything is read or allocated. */
+		if (dl > alcm_chunk_data_max(ti->mode, n, w) || ml > alcm_chunk_mask_max(n))
+			return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk %llu declares %llu data and %llu "
+			           "mask bytes, more than a chunk of %llu elements can take", q,
+			           (unsigned long long)k, (unsigned long long)dl,
+			           (unsigned long long)ml, (unsigned long long)n);
 		if (alcm_add_u64(dsum, dl, &dsum) || alcm_add_u64(msum, ml, &msum))
 			return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk lengths overflow", q);
 	}
@@ -231,6 +246,40 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	ti->stored_bytes = ds.length + mlen + (lossless ? 0 : nch * 8);
 	return ALCM_OK;
 #undef BAD
+}
+
+static int by_name(const void *x, const void *y)
+{
+	const alcm_tensor_info *a = &(*(const tentry *const *)x)->info;
+	const alcm_tensor_info *b = &(*(const tentry *const *)y)->info;
+	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int c = n ? memcmp(a->name, b->name, n) : 0;
+	if (c)
+		return c;
+	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+/* Names are unique in a directory (spec 6.3): a name must say which tensor it means. */
+static int unique_names(alcm_archive *a, uint32_t idx)
+{
+	if (a->count < 2)
+		return ALCM_OK;
+	tentry **s = alcm_mem_alloc(&a->alloc, a->count * sizeof(*s));
+	if (!s)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	for (size_t i = 0; i < a->count; i++)
+		s[i] = &a->t[i];
+	qsort(s, a->count, sizeof(*s), by_name);
+	int st = ALCM_OK;
+	for (size_t i = 1; i < a->count && !st; i++)
+		if (by_name(&s[i - 1], &s[i]) == 0) {
+			char q[96];
+			alcm_detail_quote(q, sizeof(q), s[i]->info.name, s[i]->info.name_len);
+			st = afail(a, ALCM_E_CORRUPT, "TDIR section %u: tensor name '%s' appears twice",
+			           idx, q);
+		}
+	alcm_mem_free(&a->alloc, s);
+	return st;
 }
 
 static int parse_dir(alcm_archive *a, uint32_t idx)
@@ -263,7 +312,7 @@ static int parse_dir(alcm_archive *a, uint32_t idx)
 	if (c.pos != len)
 		return afail(a, ALCM_E_CORRUPT, "TDIR section %u: %zu trailing bytes", idx,
 		             len - c.pos);
-	return ALCM_OK;
+	return unique_names(a, idx);
 }
 
 static uint32_t last_section(alcm_reader *r, const char *type)

@@ -10,6 +10,9 @@ struct alcm_coder {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	int level;
+	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
+	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
+	uint8_t *sbuf;      /* ALCM_SREADER_BUF bytes for alcm_sreader; both made on first use */
 };
 
 /* zstd's own allocations go through the caller's allocator too, so that a counting or
@@ -40,8 +43,8 @@ alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
 		alcm_mem_free(a, c);
 		return NULL;
 	}
-	ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
-	                       lim ? (int)lim->zstd_window_log_max : 27);
+	c->wlog_max = lim ? lim->zstd_window_log_max : 27;
+	ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax, (int)c->wlog_max);
 	return c;
 }
 
@@ -56,6 +59,8 @@ void alcm_coder_free(alcm_coder *c)
 		return;
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
+	ZSTD_freeDCtx(c->sdctx);
+	alcm_mem_free(c->a, c->sbuf);
 	alcm_mem_free(c->a, c);
 }
 
@@ -119,13 +124,26 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
 	return ALCM_OK;
 }
 
+/* The frame header checks of spec 6.2: one frame, exactly `exact` bytes of content, a window
+ * within the limit. One-shot decoding needs no window buffer and zstd does not check it
+ * there: the limit is applied here so that every reader refuses the same frames, and so that
+ * the streaming reader (which needs the window) accepts what one-shot decoding accepts. */
+static int zstd_frame_ok(const alcm_coder *c, size_t exact, const uint8_t *src, size_t n)
+{
+	ZSTD_frameHeader fh;
+	if (ZSTD_getFrameHeader(&fh, src, n) != 0 || fh.frameType != ZSTD_frame ||
+	    fh.frameContentSize != exact || ZSTD_findFrameCompressedSize(src, n) != n)
+		return ALCM_E_CORRUPT;
+	if (c->wlog_max < 64 && fh.windowSize > ((unsigned long long)1 << c->wlog_max))
+		return ALCM_E_LIMIT;
+	return ALCM_OK;
+}
+
 static int zstd_decode(alcm_coder *c, uint8_t *dst, size_t exact, const uint8_t *src, size_t n)
 {
-	unsigned long long fcs = ZSTD_getFrameContentSize(src, n);
-	if (fcs != exact)
-		return ALCM_E_CORRUPT;
-	if (ZSTD_findFrameCompressedSize(src, n) != n)
-		return ALCM_E_CORRUPT;
+	int st = zstd_frame_ok(c, exact, src, n);
+	if (st)
+		return st;
 	size_t r = ZSTD_decompressDCtx(c->dctx, dst, exact, src, n);
 	if (ZSTD_isError(r)) {
 		ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
@@ -337,7 +355,9 @@ int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact
 	const alcm_backend *b = alcm_backend_get(id);
 	if (!b)
 		return ALCM_E_UNSUPPORTED;
-	if (raw != exact || clen > cur->len - cur->pos)
+	/* No backend may take more room than the raw bytes (writers store raw then), so a
+	 * chunk's length is bounded by what it decodes to (spec 6.3). */
+	if (raw != exact || clen > raw || clen > cur->len - cur->pos)
 		return ALCM_E_CORRUPT;
 	if ((st = alcm_cur_bytes(cur, (size_t)clen, &p)))
 		return st;
@@ -389,4 +409,146 @@ int alcm_stream_put_best(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_
 	}
 	out->len = at;
 	return alcm_stream_put(c, out, src, n, l2 < l1 ? level : 1);
+}
+
+int alcm_stream_skip(alcm_cursor *cur, size_t exact)
+{
+	uint8_t id;
+	uint64_t raw, clen;
+	const uint8_t *p;
+	int st;
+	if ((st = alcm_cur_u8(cur, &id)) || (st = alcm_cur_varint(cur, &raw)) ||
+	    (st = alcm_cur_varint(cur, &clen)))
+		return st;
+	if (raw != exact || clen > raw || !alcm_backend_get(id) ||
+	    (id == ALCM_BACKEND_RAW && clen != raw))
+		return ALCM_E_CORRUPT;
+	return alcm_cur_bytes(cur, (size_t)clen, &p);
+}
+
+/* ---- streaming reads ----------------------------------------------------------------------- */
+
+int alcm_sreader_open(alcm_sreader *s, alcm_coder *c, alcm_cursor *cur, uint64_t exact)
+{
+	uint8_t id;
+	uint64_t raw, clen;
+	const uint8_t *p;
+	int st;
+	memset(s, 0, sizeof(*s));
+	if ((st = alcm_cur_u8(cur, &id)) || (st = alcm_cur_varint(cur, &raw)) ||
+	    (st = alcm_cur_varint(cur, &clen)))
+		return st;
+	if (raw != exact || clen > raw || clen > cur->len - cur->pos || !alcm_backend_get(id))
+		return ALCM_E_CORRUPT;
+	if ((st = alcm_cur_bytes(cur, (size_t)clen, &p)))
+		return st;
+	s->c = c;
+	s->src = p;
+	s->srclen = (size_t)clen;
+	s->left = raw;
+	s->zstd = id == ALCM_BACKEND_ZSTD;
+	if (!s->zstd)
+		return clen == raw ? ALCM_OK : ALCM_E_CORRUPT;
+	if ((st = zstd_frame_ok(c, (size_t)raw, p, (size_t)clen)))
+		return st;
+	if (!c->sdctx) {
+		if (!(c->sdctx = ZSTD_createDCtx_advanced(zstd_mem(c->a))))
+			return ALCM_E_NOMEM;
+		ZSTD_DCtx_setParameter(c->sdctx, ZSTD_d_windowLogMax, (int)c->wlog_max);
+	}
+	if (!c->sbuf && !(c->sbuf = alcm_mem_alloc(c->a, ALCM_SREADER_BUF)))
+		return ALCM_E_NOMEM;
+	ZSTD_DCtx_reset(c->sdctx, ZSTD_reset_session_only);
+	return ALCM_OK;
+}
+
+/* Refills the decoded buffer of a zstd stream. */
+static int sreader_fill(alcm_sreader *s)
+{
+	ZSTD_inBuffer in = {s->src, s->srclen, s->srcpos};
+	ZSTD_outBuffer out = {s->c->sbuf, ALCM_SREADER_BUF, 0};
+	while (out.pos == 0) {
+		if (s->done)
+			return ALCM_E_CORRUPT; /* the frame ended before its content size */
+		size_t before = in.pos;
+		size_t r = ZSTD_decompressStream(s->c->sdctx, &out, &in);
+		if (ZSTD_isError(r)) {
+			ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
+			return e == ZSTD_error_frameParameter_windowTooLarge ? ALCM_E_LIMIT
+			       : e == ZSTD_error_memory_allocation           ? ALCM_E_NOMEM
+			                                                     : ALCM_E_CORRUPT;
+		}
+		s->done = r == 0;
+		if (out.pos == 0 && in.pos == before && !s->done)
+			return ALCM_E_CORRUPT; /* no progress: the input is cut short */
+	}
+	s->srcpos = in.pos;
+	s->buf = s->c->sbuf;
+	s->bufpos = 0;
+	s->buflen = out.pos;
+	return ALCM_OK;
+}
+
+int alcm_sreader_read(alcm_sreader *s, uint8_t *dst, size_t n)
+{
+	if (n > s->left)
+		return ALCM_E_CORRUPT;
+	if (!s->zstd) {
+		memcpy(dst, s->src + s->srcpos, n);
+		s->srcpos += n;
+		s->left -= n;
+		return ALCM_OK;
+	}
+	while (n) {
+		if (s->bufpos == s->buflen) {
+			int st = sreader_fill(s);
+			if (st)
+				return st;
+		}
+		size_t k = s->buflen - s->bufpos < n ? s->buflen - s->bufpos : n;
+		memcpy(dst, s->buf + s->bufpos, k);
+		s->bufpos += k;
+		dst += k;
+		n -= k;
+		s->left -= k;
+	}
+	return ALCM_OK;
+}
+
+int alcm_sreader_varint(alcm_sreader *s, uint64_t *v)
+{
+	/* The same rules as alcm_cur_varint(): at most 10 bytes, minimal. */
+	uint8_t b[10];
+	for (unsigned i = 0; i < 10; i++) {
+		int st = alcm_sreader_read(s, b + i, 1);
+		if (st)
+			return st;
+		if (!(b[i] & 0x80)) {
+			alcm_cursor c = {b, i + 1, 0};
+			return alcm_cur_varint(&c, v);
+		}
+	}
+	return ALCM_E_CORRUPT;
+}
+
+int alcm_sreader_end(alcm_sreader *s)
+{
+	if (s->left)
+		return ALCM_E_CORRUPT;
+	if (!s->zstd)
+		return ALCM_OK;
+	if (s->bufpos != s->buflen)
+		return ALCM_E_CORRUPT;
+	/* The content is complete: the frame must end here (a checksum may follow the last
+	 * block), and no byte may follow it. */
+	if (!s->done) {
+		uint8_t extra;
+		ZSTD_inBuffer in = {s->src, s->srclen, s->srcpos};
+		ZSTD_outBuffer out = {&extra, 1, 0};
+		size_t r = ZSTD_decompressStream(s->c->sdctx, &out, &in);
+		if (ZSTD_isError(r) || r != 0 || out.pos != 0)
+			return ALCM_E_CORRUPT;
+		s->srcpos = in.pos;
+	}
+	return s->srcpos == s->srclen ? ALCM_OK : ALCM_E_CORRUPT;
 }

@@ -90,6 +90,31 @@ int alcm_stream_get(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact)
 int alcm_stream_view(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, size_t exact,
                      const uint8_t **out);
 
+/* Steps over a stream whose raw length must be `exact`, checking its header only. */
+int alcm_stream_skip(alcm_cursor *cur, size_t exact);
+
+/*
+ * A coded stream read front to back in small pieces, for blocks whose decoded size can reach
+ * several times the chunk's (escape blocks): memory is the zstd window (at most
+ * 2^zstd_window_log_max, checked against the frame header) and ALCM_SREADER_BUF bytes of the
+ * coder, not the stream's length. Raw streams are read in place.
+ */
+#define ALCM_SREADER_BUF ((size_t)1 << 16)
+typedef struct alcm_sreader {
+	alcm_coder *c;
+	const uint8_t *src, *buf;
+	size_t srclen, srcpos, bufpos, buflen;
+	uint64_t left;
+	int zstd, done;
+} alcm_sreader;
+/* Reads the stream's header at cur (its raw length must be `exact`) and starts decoding. */
+int alcm_sreader_open(alcm_sreader *s, alcm_coder *c, alcm_cursor *cur, uint64_t exact);
+/* The next n bytes; ALCM_E_CORRUPT past the end. */
+int alcm_sreader_read(alcm_sreader *s, uint8_t *dst, size_t n);
+int alcm_sreader_varint(alcm_sreader *s, uint64_t *v);
+/* Every byte read and the frame complete, else ALCM_E_CORRUPT. */
+int alcm_sreader_end(alcm_sreader *s);
+
 /* ---- scalar conversions ---------------------------------------------------------------- */
 
 float alcm_half_to_float(uint16_t h);
@@ -132,6 +157,21 @@ alcm_lplan alcm_lossless_choose(alcm_coder *c, alcm_buf *tmp, int dtype, const u
 alcm_lplan alcm_lossless_choose_fast(alcm_coder *c, int dtype, const uint8_t *src,
                                      uint64_t elems, int level);
 
+/*
+ * The most bytes a chunk of n elements of w bytes can take in its data section (LDAT for
+ * lossless, QDAT otherwise) and in the MASK section, whatever it holds (spec 6.3): each
+ * stream is at most its raw length plus a 21-byte header, and every length inside is bounded
+ * by n. A directory declaring more is corrupt, and a reader never allocates more for a chunk.
+ */
+static inline uint64_t alcm_chunk_data_max(int mode, uint64_t n, size_t w)
+{
+	return n * (w + (mode == ALCM_MODE_LOSSLESS ? 1 : 5)) + 256;
+}
+static inline uint64_t alcm_chunk_mask_max(uint64_t n)
+{
+	return n / 8 + 64;
+}
+
 /* Parameters of a quantized tensor, shared read-only by its chunk jobs. */
 typedef struct alcm_qparams {
 	int dtype;
@@ -154,10 +194,11 @@ typedef struct alcm_qstats {
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
                       uint8_t *recon);
-/* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements. */
+/* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements: the mask and the
+ * escapes' positions (a bitmap each), and the symbol planes. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)
 {
-	return elems / 8 + 1 + 4 * elems;
+	return 2 * (elems / 8 + 1) + 4 * elems;
 }
 int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
                       const alcm_qparams *qp, uint8_t *dst, uint64_t first, uint64_t elems,

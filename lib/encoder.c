@@ -14,6 +14,11 @@ struct alcm_encoder {
 	unsigned ncoders;
 	alcm_buf tdir;
 	uint32_t ntensors;
+	/* Names so far, for the uniqueness rule (spec 6.3): where each sits in tdir, and an
+	 * open-addressing table of tensor numbers + 1 (0: free), at most half full. */
+	uint64_t *name_at;
+	uint32_t *name_slot;
+	size_t name_slots;
 	alcm_buf meta;
 	uint32_t nmeta;
 	/* Where the last tensor began (writer sections, directory bytes), for undo. */
@@ -116,6 +121,8 @@ void alcm_encoder_free(alcm_encoder *e)
 	alcm_mem_free(&e->alloc, e->coders);
 	alcm_buf_free(&e->tdir);
 	alcm_buf_free(&e->meta);
+	alcm_mem_free(&e->alloc, e->name_at);
+	alcm_mem_free(&e->alloc, e->name_slot);
 	alcm_allocator a = e->alloc;
 	alcm_mem_free(&a, e);
 }
@@ -559,6 +566,64 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 	}
 }
 
+static uint64_t name_hash(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* The tdir offset of a name is 4 bytes past its entry's start (after name_len). */
+static int name_equal(const alcm_encoder *e, uint32_t k, const char *s, size_t n)
+{
+	uint64_t at = e->name_at[k];
+	return alcm_load32(e->tdir.p + at - 4) == n && (n == 0 || memcmp(e->tdir.p + at, s, n) == 0);
+}
+
+static size_t name_find(const alcm_encoder *e, const char *s, size_t n, int *found)
+{
+	size_t mask = e->name_slots - 1, i = (size_t)name_hash(s, n) & mask;
+	while (e->name_slot[i]) {
+		if (name_equal(e, e->name_slot[i] - 1, s, n)) {
+			*found = 1;
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+	*found = 0;
+	return i;
+}
+
+/* Makes room for one more name in the table (and its offset). */
+static int name_reserve(alcm_encoder *e)
+{
+	size_t n = (size_t)e->ntensors + 1;
+	uint64_t *at = alcm_mem_realloc(&e->alloc, e->name_at, n * sizeof(*at));
+	if (!at)
+		return ALCM_E_NOMEM;
+	e->name_at = at;
+	if (2 * n <= e->name_slots)
+		return ALCM_OK;
+	size_t ns = e->name_slots ? 2 * e->name_slots : 64;
+	uint32_t *old = e->name_slot, *slot = alcm_mem_calloc(&e->alloc, ns, sizeof(*slot));
+	if (!slot)
+		return ALCM_E_NOMEM;
+	size_t olds = e->name_slots;
+	e->name_slot = slot;
+	e->name_slots = ns;
+	for (size_t i = 0; i < olds; i++)
+		if (old[i]) {
+			uint64_t at2 = e->name_at[old[i] - 1];
+			int f;
+			size_t j = name_find(e, (const char *)e->tdir.p + at2,
+			                     alcm_load32(e->tdir.p + at2 - 4), &f);
+			slot[j] = old[i];
+		}
+	alcm_mem_free(&e->alloc, old);
+	return ALCM_OK;
+}
+
 static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
 {
 	char q[96];
@@ -575,6 +640,13 @@ static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
 		             (unsigned long long)t->nbytes);
 	if (e->ntensors == UINT32_MAX)
 		return efail(e, ALCM_E_LIMIT, "too many tensors");
+	if (name_reserve(e))
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	int found;
+	name_find(e, t->name, t->name_len, &found);
+	if (found)
+		return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
+		             "already (names are unique)", q);
 	return ALCM_OK;
 }
 
@@ -748,9 +820,15 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 		uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)p.mode, (uint8_t)t->ndim,
 		                 (uint8_t)p.bits};
 		double bound = p.mode == ALCM_MODE_BITS ? 0 : e->opt.bound;
+		uint64_t name_at = d->len + 4;
 		if (put_u32(d, (uint32_t)t->name_len) || alcm_buf_put(d, t->name, t->name_len) ||
 		    alcm_buf_put(d, b4, 4))
 			st = ALCM_E_NOMEM;
+		if (!st) {
+			int found;
+			e->name_at[e->ntensors] = name_at;
+			e->name_slot[name_find(e, t->name, t->name_len, &found)] = e->ntensors + 1;
+		}
 		for (uint32_t i = 0; i < t->ndim && !st; i++)
 			st = put_u64(d, t->shape[i]);
 		if (!st && (put_u32(d, data_idx) || put_u32(d, scal_idx) || put_u32(d, mask_idx) ||

@@ -5,7 +5,11 @@
 
 int alcm_tensor_measure(const alcm_tensor *x, const void *yv, alcm_error_stats *st)
 {
-	if (!x || !st || (!yv && x->nbytes))
+	uint64_t el;
+	size_t w = x ? alcm_dtype_size(x->dtype) : 0;
+	if (!x || !st || (!yv && x->nbytes) || !w || x->ndim > ALCM_MAX_NDIM ||
+	    alcm_shape_elements(x->shape, x->ndim, &el) || el > UINT64_MAX / w ||
+	    el * w != x->nbytes)
 		return ALCM_E_ARG;
 	memset(st, 0, sizeof(*st));
 	st->identical = x->nbytes == 0 || memcmp(x->data, yv, x->nbytes) == 0;
@@ -15,9 +19,10 @@ int alcm_tensor_measure(const alcm_tensor *x, const void *yv, alcm_error_stats *
 		st->specials_exact = st->identical;
 		return ALCM_OK;
 	}
-	size_t w = alcm_dtype_size(x->dtype);
-	uint64_t n = x->nbytes / w;
-	uint64_t nch = x->ndim >= 2 && x->shape[0] ? x->shape[0] : 1, inner = n / nch;
+	/* Channels along axis 0, never more than there are elements: an empty tensor of shape
+	 * [2^61, 0] has no channel to loop over. */
+	uint64_t n = el;
+	uint64_t nch = x->ndim >= 2 && n ? x->shape[0] : 1, inner = n / nch;
 	const uint8_t *a = x->data, *b = yv;
 	double sig = 0, noise = 0;
 	for (uint64_t c = 0; c < nch; c++) {

@@ -404,19 +404,84 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 	return ALCM_OK;
 }
 
+static unsigned varint_len(uint64_t v)
+{
+	unsigned n = 1;
+	while (v >>= 7)
+		n++;
+	return n;
+}
+
 /*
- * scratch holds: mask bitmap (elems/8+1), then symbol planes (up to 4 * elems). The caller
- * sizes it with alcm_quant_scratch().
+ * The head of the escape block (spec 6.5.4), read as a stream before any symbol is decoded:
+ * its declared length is checked against what the chunk can hold, then the count and the gaps
+ * (positions go into `pos`, a bitmap of elems bits); the values are left in `sr` for
+ * escapes_patch(). Nothing the size of the block is allocated (a block may legitimately
+ * exceed the chunk's output when every value is escaped), and a forged block is refused
+ * before the chunk's symbols are decoded.
  */
+static int escapes_open(alcm_coder *c, alcm_cursor *data, size_t w, uint64_t elems,
+                        uint64_t nsym, const uint8_t *bits, uint8_t *pos, alcm_sreader *sr,
+                        uint64_t *count)
+{
+	uint64_t blen, nesc;
+	int st;
+	if ((st = alcm_cur_varint(data, &blen)))
+		return st;
+	/* Count, gaps (a minimal varint takes at most one byte per element it steps over), and
+	 * at most nsym values: 10 + elems + nsym * w bytes at most. */
+	if (blen == 0 || blen > 10 + elems + nsym * w)
+		return ALCM_E_CORRUPT;
+	if ((st = alcm_sreader_open(sr, c, data, blen)) || (st = alcm_sreader_varint(sr, &nesc)))
+		return st;
+	/* Escapes are unpruned elements, each with a placeholder symbol; the gaps take between
+	 * one and ten bytes each and at most one byte per element they cover. */
+	uint64_t gap_bytes = blen - varint_len(nesc);
+	if (nesc > nsym || gap_bytes < nesc * w || (gap_bytes -= nesc * w) < nesc ||
+	    gap_bytes > elems || gap_bytes > 10 * nesc)
+		return ALCM_E_CORRUPT;
+	memset(pos, 0, (size_t)(elems / 8 + 1));
+	uint64_t p = 0;
+	for (uint64_t k = 0; k < nesc; k++) {
+		uint64_t gap;
+		if ((st = alcm_sreader_varint(sr, &gap)))
+			return st;
+		if (k == 0 ? gap >= elems : gap >= elems - p - 1)
+			return ALCM_E_CORRUPT;
+		p = k == 0 ? gap : p + 1 + gap;
+		if (bits && ((bits[p >> 3] >> (p & 7)) & 1))
+			return ALCM_E_CORRUPT; /* a pruned element has no symbol to replace */
+		pos[p >> 3] |= (uint8_t)(1u << (p & 7));
+	}
+	/* The values must fill the rest of the block exactly. */
+	*count = nesc;
+	return sr->left == nesc * w ? ALCM_OK : ALCM_E_CORRUPT;
+}
+
+/* The escapes' exact values over their placeholders, in position order. */
+static int escapes_patch(alcm_sreader *sr, size_t w, uint8_t *dst, uint64_t first,
+                         uint64_t nesc, const uint8_t *pos)
+{
+	for (uint64_t i = 0, k = 0; k < nesc; i++) {
+		if (!((pos[i >> 3] >> (i & 7)) & 1))
+			continue;
+		int st = alcm_sreader_read(sr, dst + (first + i) * w, w);
+		if (st)
+			return st;
+		k++;
+	}
+	return alcm_sreader_end(sr);
+}
+
 int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
                       const alcm_qparams *qp, uint8_t *dst, uint64_t first, uint64_t elems,
                       uint8_t *scratch, size_t scratch_len)
 {
 	size_t w = alcm_dtype_size(qp->dtype);
 	size_t mbytes = (size_t)(elems / 8 + 1);
-	uint8_t *bits = NULL;
+	uint8_t *bits = NULL, *pos = scratch + mbytes, *planes = scratch + 2 * mbytes;
 	int st;
-	if (scratch_len < mbytes + 4 * elems)
+	if (scratch_len < alcm_quant_scratch(elems))
 		return ALCM_E_ARG;
 	uint64_t expect = elems;
 	if (mask) {
@@ -427,68 +492,26 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 		expect -= pruned;
 	}
 	uint8_t width;
-	uint64_t nsym;
+	uint64_t nsym, nesc;
 	if ((st = alcm_cur_u8(data, &width)) || (st = alcm_cur_varint(data, &nsym)))
 		return st;
 	if (width != 1 && width != 2 && width != 4)
 		return ALCM_E_UNSUPPORTED; /* a symbol coding of a later version (spec 6.5.4) */
 	if (nsym != expect)
 		return ALCM_E_CORRUPT;
-	uint8_t *planes = scratch + mbytes;
+	/* The symbol streams' headers, then the escape block's head, then the symbols. */
+	alcm_cursor syms = *data;
 	for (unsigned k = 0; k < width; k++)
-		if ((st = alcm_stream_get(c, data, planes + k * nsym, (size_t)nsym)))
+		if ((st = alcm_stream_skip(data, (size_t)nsym)))
+			return st;
+	alcm_sreader sr;
+	if ((st = escapes_open(c, data, w, elems, nsym, bits, pos, &sr, &nesc)))
+		return st;
+	for (unsigned k = 0; k < width; k++)
+		if ((st = alcm_stream_get(c, &syms, planes + k * nsym, (size_t)nsym)))
 			return st;
 	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, planes,
 	                              width, nsym)))
 		return st;
-	/* Escapes: exact values patched over their placeholders. */
-	uint64_t blen, nesc;
-	if ((st = alcm_cur_varint(data, &blen)))
-		return st;
-	if (blen > 10 + elems * (10 + w))
-		return ALCM_E_CORRUPT;
-	if (blen == 0)
-		return ALCM_E_CORRUPT;
-	uint8_t *blk = alcm_mem_alloc(alcm_coder_alloc(c), (size_t)blen);
-	if (!blk)
-		return ALCM_E_NOMEM;
-	st = alcm_stream_get(c, data, blk, (size_t)blen);
-	alcm_cursor ec = {blk, (size_t)blen, 0};
-	if (!st)
-		st = alcm_cur_varint(&ec, &nesc);
-	if (!st && nesc > elems)
-		st = ALCM_E_CORRUPT;
-	if (!st) {
-		/* Gaps first, then values: walk both with two cursors. */
-		alcm_cursor gc = ec;
-		size_t gaps_start = ec.pos;
-		for (uint64_t k = 0; k < nesc && !st; k++) {
-			uint64_t gap;
-			st = alcm_cur_varint(&gc, &gap);
-			(void)gap;
-		}
-		if (!st && (blen - gc.pos) != nesc * w)
-			st = ALCM_E_CORRUPT;
-		alcm_cursor vc = {blk, (size_t)blen, gc.pos};
-		gc.pos = gaps_start;
-		uint64_t pos = 0;
-		for (uint64_t k = 0; k < nesc && !st; k++) {
-			uint64_t gap;
-			const uint8_t *v;
-			alcm_cur_varint(&gc, &gap);
-			if (k == 0 ? gap >= elems : gap >= elems - pos - 1) {
-				st = ALCM_E_CORRUPT;
-				break;
-			}
-			pos = k == 0 ? gap : pos + 1 + gap;
-			if (bits && ((bits[pos >> 3] >> (pos & 7)) & 1)) {
-				st = ALCM_E_CORRUPT;
-				break;
-			}
-			alcm_cur_bytes(&vc, w, &v);
-			memcpy(dst + (first + pos) * w, v, w);
-		}
-	}
-	alcm_mem_free(alcm_coder_alloc(c), blk);
-	return st;
+	return escapes_patch(&sr, w, dst, first, nesc, pos);
 }

@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include "../tools/cli.c"
+#include "../tools/cli_stdio.c"
 #include "../tools/bench/bench_util.c"
 #include "../tools/bench/bench_codec.c"
 #include "../tools/bench/bench_builtin.c"

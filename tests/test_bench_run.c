@@ -10,6 +10,7 @@
 #include "../tools/bench/alcm_bench.c"
 #undef main
 #include "../tools/cli.c"
+#include "../tools/cli_stdio.c"
 #include "../tools/bench/bench_util.c"
 #include "../tools/bench/bench_codec.c"
 #include "../tools/bench/bench_builtin.c"

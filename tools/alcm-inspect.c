@@ -14,7 +14,8 @@ static const char usage[] =
 	"bytes, ratio). Coding is \"quant\" for a quantized tensor, else the lossless transforms\n"
 	"of its chunks: raw, planes, float (byte planes of rotated float bits), palette, sparse\n"
 	"(zeros elided). Then the metadata: every META pair, the user's metadata (a safetensors\n"
-	"__metadata__) as 'metadata: KEY = VALUE' and tied weights as 'alias: NAME -> TARGET'.\n"
+	"__metadata__) as 'metadata: KEY = VALUE' and tied weights as 'alias: NAME -> TARGET'. FILE '-' reads\n"
+	"the archive from standard input.\n"
 	"\n"
 	"  --json       print the same as one JSON object\n"
 	"  --verify     check every section digest and the zero padding; exit 5 naming the\n"
@@ -558,6 +559,9 @@ int main(int argc, char **argv)
 		return cli_usage_error(usage, "expected one FILE argument");
 	}
 	const char *path = argv[optind];
+	int rc = cli_stdin_path(path, &path);
+	if (rc)
+		return rc;
 	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
 	if (pubkey) {
 		if (!verify) {
@@ -571,7 +575,6 @@ int main(int argc, char **argv)
 	alcm_reader *r = NULL;
 	alcm_archive *a = NULL;
 	int st = alcm_reader_open_file(&r, path, NULL, NULL, 0);
-	int rc = 0;
 	if (st) {
 		rc = cli_fail(st, "read", path, alcm_reader_detail(r));
 		goto out;
@@ -591,7 +594,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		if (sig_state != ALCM_SIG_VALID && (require || pubkey)) {
-			cli_err("cannot verify '%s': signature %s", path,
+			cli_err("cannot verify '%s': signature %s", cli_display(path),
 			        sig_state == ALCM_SIG_NONE ? "missing" : sig_name(sig_state));
 			rc = EXIT_SIGNATURE;
 			goto out;
@@ -606,7 +609,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!cli_quiet) {
-		rc = json ? print_json(r, a, path, verify) : print_text(r, a, path, verify);
+		rc = json ? print_json(r, a, cli_display(path), verify)
+		          : print_text(r, a, cli_display(path), verify);
 		if (fflush(stdout) != 0) {
 			cli_err("cannot write the output");
 			rc = EXIT_IO;

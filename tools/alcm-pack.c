@@ -16,7 +16,8 @@ static const char usage[] =
 	"Packs every tensor of INPUT (.npy, .npz, .safetensors, .h5, a torch.save state dict .pt,\n"
 	".pth or .bin; detected from its bytes) into an archive. Lossless (bit-exact) unless a\n"
 	"bound, a width or a budget is named. Lossy modes apply to float tensors; integer and\n"
-	"bool tensors are always stored losslessly.\n"
+	"bool tensors are always stored losslessly. INPUT '-' reads standard input (spooled to\n"
+	"$TMPDIR; a .npy read so is named 'tensor').\n"
 	"\n"
 	"A .pt file is read without running pickle: only what a state dict needs is accepted, any\n"
 	"other global or opcode is refused naming it (exit 7). Tied weights are stored once. A\n"
@@ -25,8 +26,9 @@ static const char usage[] =
 	"safetensors __metadata__ is kept.\n"
 	"\n"
 	"Output:\n"
-	"  -o, --output FILE     archive to write (required); written atomically\n"
-	"  -f, --force           replace OUTPUT if it exists\n"
+	"  -o, --output FILE     archive to write (required); written atomically; '-' writes\n"
+	"                        standard output once the archive is complete\n"
+	"  -f, --force           replace OUTPUT if it exists (with -o -: write to a terminal)\n"
 	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
 	"                        without rewriting earlier frames (crash-safe)\n"
@@ -76,7 +78,7 @@ enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_
        OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC };
 
 typedef struct pack_args {
-	const char *in, *out, *sign;
+	const char *in, *out, *sign; /* in and out: files ("-" is replaced by a temporary one) */
 	int force, stream, check, modes, append, schedule;
 	double bound_max, floor_db, ratio;
 	uint64_t size;
@@ -220,6 +222,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		cli_err("--append adds to OUTPUT: it cannot be combined with -f");
 		return EXIT_USAGE;
 	}
+	if (a->append && strcmp(a->out, "-") == 0) {
+		cli_err("--append adds to an archive file: it cannot write standard output");
+		return EXIT_USAGE;
+	}
 	if (a->modes > 1) {
 		cli_err("choose one of --max-error, --rel-error, --snr, --bits, --size, --ratio");
 		return EXIT_USAGE;
@@ -272,7 +278,8 @@ static int check_roundtrip(const pack_args *a, int lossless)
 			break;
 		alcm_tensor_info ti;
 		if (i >= n || alcm_archive_tensor_info(ar, i, &ti)) {
-			cli_err("check failed: '%s' has fewer tensors than '%s'", a->out, a->in);
+			cli_err("check failed: '%s' has fewer tensors than '%s'", cli_display(a->out),
+			        cli_display(a->in));
 			rc = EXIT_FAIL;
 			goto out;
 		}
@@ -297,7 +304,8 @@ static int check_roundtrip(const pack_args *a, int lossless)
 		}
 	}
 	if (i != n) {
-		cli_err("check failed: '%s' has more tensors than '%s'", a->out, a->in);
+		cli_err("check failed: '%s' has more tensors than '%s'", cli_display(a->out),
+		        cli_display(a->in));
 		rc = EXIT_FAIL;
 	} else if (!cli_quiet) {
 		fprintf(stderr, "%s: check: %zu tensors decoded, %s\n", cli_prog, n,
@@ -675,7 +683,7 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		if (!has)
 			break;
 		if (i >= b->n) {
-			cli_err("'%s' changed while packing", a->in);
+			cli_err("'%s' changed while packing", cli_display(a->in));
 			rc = EXIT_IO;
 			goto out;
 		}
@@ -871,7 +879,8 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 		cli_info("budget: kept %.0f bytes for a target of %.0f, squared error %.6g", best.got,
 		         target, best.adj * exp2(-16 * (best.got - target) / nq));
 	if (!rc && !best.fits) {
-		cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f", a->in, target,
+		cli_err("cannot fit '%s' in %.0f bytes: the closest attempt took %.0f", cli_display(a->in),
+		        target,
 		        best.got);
 		rc = EXIT_BOUND;
 	}
@@ -881,6 +890,31 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 	free(b.scale);
 	free(b.bound);
 	free(b.actual);
+	return rc;
+}
+
+/*
+ * --append: the archive must be a stream (exit 7 otherwise: it is valid, but not appendable),
+ * and a signed one cannot take --sign (an archive holds one signature, over the sections it
+ * had when signed). Checked before any work, so that the refusal is immediate and says why.
+ */
+static int append_target_ok(const pack_args *a)
+{
+	alcm_reader *r = NULL;
+	uint32_t k;
+	int rc = 0, st = alcm_reader_open_file(&r, a->out, NULL, NULL, ALCM_READ_NO_VERIFY);
+	if (st)
+		rc = cli_fail(st, "append to", a->out, alcm_reader_detail(r));
+	else if (!(alcm_reader_flags(r) & ALCM_FLAG_STREAM)) {
+		cli_err("cannot append to '%s': not a stream archive (only an archive packed with "
+		        "--stream can be appended to)", a->out);
+		rc = EXIT_UNSUPPORTED;
+	} else if (a->sign && alcm_reader_find_section(r, "SIGN", 0, &k) == ALCM_OK) {
+		cli_err("cannot append to '%s' with --sign: it is signed already, and an archive "
+		        "holds one signature (pack a new stream to sign every frame)", a->out);
+		rc = EXIT_UNSUPPORTED;
+	}
+	alcm_reader_free(r);
 	return rc;
 }
 
@@ -904,10 +938,18 @@ int main(int argc, char **argv)
 		cli_err("cannot read '%s': %s", a.sign, strerror(errno));
 		return EXIT_IO;
 	}
+	int to_stdout = strcmp(a.out, "-") == 0;
+	if ((rc = cli_stdout_path(a.out, "alcm", a.force, &a.out)) ||
+	    (rc = cli_stdin_path(a.in, &a.in)))
+		return rc;
+	if (a.append && (rc = append_target_ok(&a)))
+		return rc;
 	if ((rc = cli_input_open_or_fail(&in, a.in)))
 		goto out;
 	a.o.source_format = alcm_format_name(cli_input_format(in));
-	unsigned wflags = (a.force ? ALCM_WRITE_OVERWRITE : 0) | (a.stream ? ALCM_WRITE_STREAM : 0);
+	/* A temporary file for standard output: no fsync, nothing to replace. */
+	unsigned wflags = (a.force && !to_stdout ? ALCM_WRITE_OVERWRITE : 0) |
+	                  (a.stream ? ALCM_WRITE_STREAM : 0) | (to_stdout ? ALCM_WRITE_NO_SYNC : 0);
 	st = a.append ? alcm_writer_open_append(&w, a.out, NULL, NULL, 0)
 	              : alcm_writer_open_file(&w, a.out, wflags, NULL);
 	if (st) {
@@ -953,6 +995,8 @@ int main(int argc, char **argv)
 		        lossless ? " (lossless)" : "");
 	if (a.check)
 		rc = check_roundtrip(&a, lossless);
+	if (!rc)
+		rc = cli_stdout_commit();
 out:
 	alcm_wipe(sk, sizeof(sk));
 	alcm_writer_free(w);

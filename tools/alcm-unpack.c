@@ -13,10 +13,11 @@ static const char usage[] =
 	"       alcm-unpack IN.alcm -o DIR/ [options]\n"
 	"\n"
 	"Decodes the tensors of an archive and writes them in the format named by OUTPUT's\n"
-	"extension (.pt, .pth and .bin: a torch.save file that torch.load(weights_only=True)\n"
-	"reads). Every section read is checked against its BLAKE2b digest. An archive packed\n"
-	"from .h5 gives back its groups, attributes, links, datatypes and storage in .h5 output.\n"
-	"The archive's records come back where the format holds them: a safetensors\n"
+	"extension (or --format; .pt, .pth and .bin: a torch.save file that\n"
+	"torch.load(weights_only=True) reads). Every section read is checked against its BLAKE2b\n"
+	"digest. An archive packed from .h5 gives back its groups, attributes, links, datatypes\n"
+	"and storage in .h5 output. IN '-' reads the archive from standard input (spooled to\n"
+	"$TMPDIR). The archive's records come back where the format holds them: a safetensors\n"
 	"__metadata__; tied weights, which share one storage again in .pt and are written as\n"
 	"copies in .npz and .safetensors; a .pt's parameters and _metadata.\n"
 	"\n"
@@ -25,10 +26,16 @@ static const char usage[] =
 	"that exists; created if missing), byte for byte when it was packed losslessly from files\n"
 	"the safetensors library wrote. Any OUTPUT file instead gets all its tensors in one file.\n"
 	"\n"
-	"  -o, --output FILE    file (or DIR/) to write (required); written atomically\n"
-	"  -f, --force          replace OUTPUT if it exists\n"
+	"  -o, --output FILE    file (or DIR/) to write (required); written atomically; '-' writes\n"
+	"                       standard output once every tensor is decoded (needs --format)\n"
+	"  -F, --format FMT     npz, npy, safetensors, pt or h5, whatever OUTPUT's extension\n"
+	"  -f, --force          replace OUTPUT if it exists (with -o -: write to a terminal)\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
+	"      --allow-unsafe-names  write .npz member names that are not safe relative paths\n"
+	"                       (absolute, a drive, '..', '.' or empty components, backslashes,\n"
+	"                       NUL bytes): refused by default, as a zip extractor could write\n"
+	"                       them outside its directory\n"
 	"  -T, --threads N      decoding threads (default: the CPUs it may use)\n"
 	"HDF5 output (.h5, .hdf5):\n"
 	"      --h5-chunk BYTES chunk every dataset, chunks of at most BYTES (k, M suffixes)\n"
@@ -40,7 +47,8 @@ static const char usage[] =
 	"\n"
 	".npy holds exactly one tensor: use --tensor when the archive has several.\n"
 	"bfloat16 tensors can be written to .safetensors and .pt only (numpy has no bfloat16);\n"
-	"uint16/32/64 tensors not to .pt (torch has no storage for them).\n"
+	"uint16/32/64 tensors not to .pt (torch has no storage for them). An archive the output\n"
+	"format cannot hold (names, shapes) is refused with exit 7 before anything is decoded.\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 /* Where decoded tensors go: the core's writers, or the HDF5 bridge for .h5. */
@@ -130,6 +138,8 @@ static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h
 	             (partial ? ALCM_H5_OUT_PARTIAL : 0);
 	int st = alcm_h5_output_open(&k->h5, out, f, sbuf, slen, &opt);
 	free(sbuf);
+	if (!st)
+		st = alcm_h5_output_plan(k->h5, plan, n);
 	return st ? cli_fail(st, "write", out, alcm_h5_output_detail(k->h5)) : 0;
 #else
 	(void)wflags, (void)h, (void)r, (void)a, (void)in, (void)plan, (void)n, (void)partial;
@@ -173,7 +183,34 @@ static void sink_free(sink *k)
 	alcm_output_free(k->o);
 }
 
-enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL };
+enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE };
+
+/* .npz member names become paths when extracted: refuse the unsafe ones before decoding. */
+static int names_safe(const alcm_tensor *plan, size_t n, const char *out)
+{
+	for (size_t j = 0; j < n; j++) {
+		const char *why;
+		if (!alcm_name_safe(plan[j].name, plan[j].name_len, &why)) {
+			cli_err("cannot write '%s': tensor '%s' has a name that is not a safe member path "
+			        "(%s): a zip extractor could write it outside its directory; "
+			        "--allow-unsafe-names writes it anyway", cli_display(out),
+			        cli_name(plan[j].name, plan[j].name_len), why);
+			return EXIT_UNSUPPORTED;
+		}
+	}
+	return 0;
+}
+
+static int format_named(const char *s)
+{
+	static const char *const names[] = {"npy", "npz", "safetensors", "h5", "hdf5", "pt"};
+	static const int fmts[] = {ALCM_FILE_NPY, ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS,
+	                           ALCM_FILE_HDF5, ALCM_FILE_HDF5, ALCM_FILE_PT};
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return fmts[i];
+	return ALCM_FILE_UNKNOWN;
+}
 
 int main(int argc, char **argv)
 {
@@ -187,12 +224,14 @@ int main(int argc, char **argv)
 		{"h5-gzip", required_argument, NULL, OPT_H5GZIP},
 		{"h5-shuffle", no_argument, NULL, OPT_H5SHUFFLE},
 		{"allow-external", no_argument, NULL, OPT_EXTERNAL},
+		{"allow-unsafe-names", no_argument, NULL, OPT_UNSAFE},
+		{"format", required_argument, NULL, 'F'},
 		{"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *out = NULL;
-	int force = 0, c;
+	int force = 0, c, fmt = ALCM_FILE_UNKNOWN, unsafe = 0;
 	uint64_t threads = 0, u;
 	unsigned rflags = 0;
 	h5_args h = {0, -1, 0, 0, 0};
@@ -200,9 +239,17 @@ int main(int argc, char **argv)
 	size_t nnames = 0;
 	if (!names)
 		return EXIT_NOMEM;
-	while ((c = getopt_long(argc, argv, "o:ft:T:qvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:F:ft:T:qvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
+		case 'F':
+			if ((fmt = format_named(optarg)) == ALCM_FILE_UNKNOWN) {
+				cli_err("invalid --format '%s': expected npz, npy, safetensors or h5", optarg);
+				free(names);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_UNSAFE: unsafe = 1; break;
 		case 'f': force = 1; break;
 		case 't': names[nnames++] = optarg; break;
 		case 'n': rflags |= ALCM_READ_NO_VERIFY; break;
@@ -247,16 +294,21 @@ int main(int argc, char **argv)
 	const char *in = argv[optind];
 	sink k;
 	memset(&k, 0, sizeof(k));
-	k.fmt = alcm_format_from_extension(out);
+	int to_stdout = strcmp(out, "-") == 0;
+	k.fmt = fmt ? fmt : to_stdout ? ALCM_FILE_UNKNOWN : alcm_format_from_extension(out);
 	struct stat sb;
-	if ((*out && out[strlen(out) - 1] == '/') || (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)))
+	if (!fmt && !to_stdout &&
+	    ((*out && out[strlen(out) - 1] == '/') || (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))))
 		k.fmt = ALCM_FILE_SHARDS;
 	else if (k.fmt == ALCM_FILE_SHARDS)
 		k.fmt = ALCM_FILE_UNKNOWN;
 	if (k.fmt != ALCM_FILE_NPY && k.fmt != ALCM_FILE_NPZ && k.fmt != ALCM_FILE_SAFETENSORS &&
 	    k.fmt != ALCM_FILE_HDF5 && k.fmt != ALCM_FILE_PT && k.fmt != ALCM_FILE_SHARDS) {
-		cli_err("cannot tell the output format of '%s': use .npz, .npy, .safetensors, .pt, "
-		        ".h5, or DIR/ for the shards of a sharded checkpoint", out);
+		if (to_stdout)
+			cli_err("standard output has no extension to tell the format: use --format");
+		else
+			cli_err("cannot tell the output format of '%s': use .npz, .npy, .safetensors, .pt, "
+			        ".h5, DIR/ for the shards of a sharded checkpoint, or --format", out);
 		free(names);
 		return EXIT_USAGE;
 	}
@@ -282,6 +334,11 @@ int main(int argc, char **argv)
 	size_t *sel = NULL, nsel = 0;
 	alcm_tensor *plan = NULL;
 	uint8_t *buf = NULL;
+	if ((rc = cli_stdout_path(out, alcm_format_name(k.fmt), force, &out)) ||
+	    (rc = cli_stdin_path(in, &in))) {
+		free(names);
+		return rc;
+	}
 	if ((st = alcm_reader_open_file(&r, in, NULL, NULL, rflags))) {
 		rc = cli_fail(st, "read", in, alcm_reader_detail(r));
 		goto out;
@@ -301,7 +358,7 @@ int main(int argc, char **argv)
 	if (nnames) {
 		for (size_t j = 0; j < nnames; j++) {
 			if (alcm_archive_find(a, names[j], strlen(names[j]), &sel[nsel]) != ALCM_OK) {
-				cli_err("cannot find tensor '%s' in '%s'", names[j], in);
+				cli_err("cannot find tensor '%s' in '%s'", names[j], cli_display(in));
 				rc = EXIT_USAGE;
 				goto out;
 			}
@@ -312,8 +369,8 @@ int main(int argc, char **argv)
 			sel[nsel++] = i;
 	}
 	if (k.fmt == ALCM_FILE_NPY && nsel != 1) {
-		cli_err("'%s' holds one tensor, the selection has %zu: use --tensor NAME or .npz", out,
-		        nsel);
+		cli_err("'%s' holds one tensor, the selection has %zu: use --tensor NAME or .npz",
+		        cli_display(out), nsel);
 		rc = EXIT_USAGE;
 		goto out;
 	}
@@ -327,8 +384,11 @@ int main(int argc, char **argv)
 		memcpy(plan[j].shape, ti.shape, sizeof(ti.shape));
 		plan[j].nbytes = ti.raw_bytes;
 	}
-	if ((rc = sink_open(&k, out, force ? ALCM_WRITE_OVERWRITE : 0, &h, r, a, in, plan, nsel,
-	                    nnames > 0)))
+	if (k.fmt == ALCM_FILE_NPZ && !unsafe && (rc = names_safe(plan, nsel, out)))
+		goto out;
+	unsigned wflags = (force && !to_stdout ? ALCM_WRITE_OVERWRITE : 0) |
+	                  (to_stdout ? ALCM_WRITE_NO_SYNC : 0) | (unsafe ? ALCM_WRITE_UNSAFE_NAMES : 0);
+	if ((rc = sink_open(&k, out, wflags, &h, r, a, in, plan, nsel, nnames > 0)))
 		goto out;
 	uint64_t total = 0;
 	for (size_t j = 0; j < nsel; j++)
@@ -365,6 +425,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	cli_progress_end(&p);
+	if ((rc = cli_stdout_commit()))
+		goto out;
 	double dt = cli_now() - t0;
 	if (!cli_quiet)
 		fprintf(stderr, "%s: %zu tensors, %s -> %s, %.1f MB/s\n", cli_prog, nsel,

@@ -18,6 +18,7 @@ int cli_quiet, cli_verbose;
 static void on_signal(int sig)
 {
 	alcm_atomic_cleanup_all();
+	cli_stdio_cleanup();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -120,7 +121,8 @@ int cli_fail(int st, const char *verb, const char *path, const char *detail)
 	size_t pl = strlen(path);
 	if (strncmp(d, path, pl) == 0 && d[pl] == ':' && d[pl + 1] == ' ')
 		d += pl + 2;
-	cli_err("cannot %s '%s': %s", verb, path, d);
+	d = cli_strip_temp(d);
+	cli_err("cannot %s '%s': %s", verb, cli_display(path), d);
 	return cli_exit_code(st);
 }
 

@@ -83,6 +83,26 @@ int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
 /* Writes a key file atomically (mode 0600 for secret keys). @return 0 or an exit code. */
 int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force);
 
+/*
+ * "-" as INPUT or OUTPUT (tools/cli_stdio.c). Standard input is spooled into a temporary
+ * file, at most CLI_SPOOL_MAX bytes (every format is read with seeks); an output goes to a
+ * temporary file and is copied to standard output once complete. Both live in a private
+ * directory under $TMPDIR, removed at exit and on SIGINT/SIGTERM/SIGHUP.
+ */
+#define CLI_SPOOL_MAX ((uint64_t)64 << 30)
+/* *file = path, or for "-" the spooled copy of standard input (refused from a terminal).
+ * Prints the error itself. @return 0 or an exit code. */
+int cli_stdin_path(const char *path, const char **file);
+/* *file = path, or for "-" a temporary "out.EXT"; refuses a terminal unless `force`. */
+int cli_stdout_path(const char *path, const char *ext, int force, const char **file);
+/* Copies the temporary output to standard output (no-op without "-o -"). @return 0 or 3. */
+int cli_stdout_commit(void);
+/* "-" for the temporary paths standing for standard input and output, else path. */
+const char *cli_display(const char *path);
+/* A library detail line without its leading "<temporary path>: ". */
+const char *cli_strip_temp(const char *detail);
+void cli_stdio_cleanup(void);
+
 /* Writes a JSON string literal of s (bytes; invalid UTF-8 escaped as \u00XX). */
 void cli_json_string(FILE *f, const char *s, size_t len);
 

@@ -29,7 +29,7 @@ if [ "$secs" -gt 0 ]; then
 	# parent's side that checks every answer again. `fuzz/run.sh SECONDS hdf5` without the
 	# variable fuzzes libhdf5 in process and sorts its own crashes apart.
 	echo "== fuzzing, ${secs} s per harness"
-	ALCM_FUZZ_H5_ISOLATE=1 bash fuzz/run.sh "$secs" container unpack npy npz safetensors pt hdf5 roundtrip tframe
+	ALCM_FUZZ_H5_ISOLATE=1 bash fuzz/run.sh "$secs" container unpack npy npz safetensors pt hdf5 roundtrip tframe diff
 fi
 
 echo "== coverage (gcc --coverage, every ctest test and corpus replay)"

@@ -56,6 +56,9 @@ void ah5_filter_register(void);
 /* Appends " (hdf5: <innermost message>)" of the error stack to a detail line and clears
  * the stack. */
 void ah5_append_hdf5_error(char *detail);
+/* 1 if libhdf5's error stack holds a system or file I/O error (a write that failed, a full
+ * disk), 0 if libhdf5 refused the request itself (what was asked cannot be in a file). */
+int ah5_error_is_io(void);
 /* Closes any HDF5 id (>= 0). */
 void ah5_close(hid_t id);
 

@@ -51,6 +51,11 @@ static int ofail(alcm_h5_output *o, int status, int h5, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	alcm_detail_set(o->detail, "%s: %s", o->label ? o->label : "<output>", msg);
+	/* libhdf5 refusing a dataset, group, link or attribute that no I/O error stopped: what
+	 * the structure describes cannot be in an HDF5 file (it is malformed), or, without one,
+	 * the tensor cannot (a dimension of 2^63). Only a failed read or write is i/o. */
+	if (h5 && status == ALCM_E_IO && !ah5_error_is_io())
+		status = o->has_st ? ALCM_E_CORRUPT : ALCM_E_UNSUPPORTED;
 	if (h5)
 		ah5_append_hdf5_error(o->detail);
 	return status;
@@ -562,6 +567,120 @@ int alcm_h5_output_write(alcm_h5_output *o, const alcm_tensor *t)
 	ah5_guard_enter(&g, 0);
 	int rc = o->has_st ? write_structured(o, t, name, n) : write_plain(o, t, name, n);
 	ah5_guard_leave(&g);
+	return rc;
+}
+
+/* ---- plan ---- */
+
+typedef struct pname {
+	const uint8_t *p;
+	size_t n;
+	size_t idx;
+} pname;
+
+static int pname_cmp(const void *x, const void *y)
+{
+	const pname *a = x, *b = y;
+	return ah5_cmp(a->p, a->n, b->p, b->n);
+}
+
+static int plan_names(alcm_h5_output *o, const alcm_tensor *t, size_t n, pname *pn)
+{
+	char q[QUOTE], q2[QUOTE];
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)t[i].name;
+		size_t len = t[i].name_len;
+		if (len && p && p[0] == '/')
+			p++, len--;
+		if (!p || !ah5_path_ok(p, len))
+			return ofail(o, ALCM_E_UNSUPPORTED, 0, "tensor '%s': its name is not an HDF5 path "
+			             "(empty, a NUL byte, an empty or '.' component, or a trailing '/')",
+			             quote(q, t[i].name ? t[i].name : "", t[i].name ? t[i].name_len : 0));
+		for (uint32_t d = 0; d < t[i].ndim; d++)
+			if (t[i].shape[d] >= (uint64_t)1 << 63)
+				return ofail(o, ALCM_E_UNSUPPORTED, 0, "tensor '%s': dimension %u of %llu: "
+				             "HDF5 holds dimensions below 2^63", quote(q, p, len), d,
+				             (unsigned long long)t[i].shape[d]);
+		pn[i] = (pname){p, len, i};
+	}
+	qsort(pn, n, sizeof(*pn), pname_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (pname_cmp(&pn[i - 1], &pn[i]) == 0)
+			return ofail(o, ALCM_E_UNSUPPORTED, 0, "tensors '%s' and '%s' name the same HDF5 "
+			             "path", quote(q, t[pn[i - 1].idx].name, t[pn[i - 1].idx].name_len),
+			             quote(q2, t[pn[i].idx].name, t[pn[i].idx].name_len));
+	/* "a" and "a/b": a link is a dataset or a group, not both. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 1; k < pn[i].n; k++) {
+			if (pn[i].p[k] != '/')
+				continue;
+			pname key = {pn[i].p, k, 0};
+			const pname *hit = bsearch(&key, pn, n, sizeof(*pn), pname_cmp);
+			if (hit)
+				return ofail(o, ALCM_E_UNSUPPORTED, 0, "tensors '%s' and '%s' cannot both be "
+				             "written: HDF5 would need '%s' to be a dataset and a group",
+				             quote(q, hit->p, hit->n), quote(q2, pn[i].p, pn[i].n),
+				             quote(q, hit->p, hit->n));
+		}
+	return ALCM_OK;
+}
+
+/* Each tensor is a dataset of the structure, and each of its datasets is in the plan unless
+ * the output is partial: else the archive's ATTR and its tensors disagree. */
+static int plan_structure(alcm_h5_output *o, const alcm_tensor *t, size_t n, const pname *pn)
+{
+	char q[QUOTE];
+	uint8_t *seen = calloc(o->ps.nobj ? o->ps.nobj : 1, 1);
+	if (!seen)
+		return ofail(o, ALCM_E_NOMEM, 0, "out of memory");
+	int rc = ALCM_OK;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const alcm_tensor *ti = &t[pn[i].idx];
+		long k = ah5_find(&o->ps, pn[i].p, pn[i].n);
+		const ah5_obj *ob = k >= 0 ? &o->ps.obj[k] : NULL;
+		uint32_t nd;
+		uint64_t shape[ALCM_MAX_NDIM + 1];
+		if (!ob || ob->kind != AH5_OBJ_DATASET || ob->repr == AH5_REPR_INLINE) {
+			rc = ofail(o, ALCM_E_CORRUPT, 0, "tensor '%s' is not a dataset of the archive's "
+			           "HDF5 structure (ATTR)", quote(q, pn[i].p, pn[i].n));
+			break;
+		}
+		ah5_tensor_shape(ob, &nd, shape);
+		int dt_ok = ti->dtype == ob->dtype ||
+		            (ob->repr == AH5_REPR_ENUM && ob->dtype == ALCM_DTYPE_BOOL &&
+		             ti->dtype == ALCM_DTYPE_I8) ||
+		            (ob->repr == AH5_REPR_ENUM && ob->dtype == ALCM_DTYPE_I8 &&
+		             ti->dtype == ALCM_DTYPE_BOOL);
+		if (!dt_ok || ti->ndim != nd || memcmp(ti->shape, shape, nd * sizeof(uint64_t)))
+			rc = ofail(o, ALCM_E_CORRUPT, 0, "tensor '%s': its dtype or shape differs from "
+			           "the dataset the archive's HDF5 structure (ATTR) records",
+			           quote(q, pn[i].p, pn[i].n));
+		seen[k] = 1;
+	}
+	for (uint32_t i = 0; i < o->ps.nobj && !rc && !(o->flags & ALCM_H5_OUT_PARTIAL); i++) {
+		const ah5_obj *ob = &o->ps.obj[i];
+		if (ob->kind == AH5_OBJ_DATASET && ob->repr != AH5_REPR_INLINE && !seen[i])
+			rc = ofail(o, ALCM_E_CORRUPT, 0, "the archive's HDF5 structure (ATTR) lists "
+			           "dataset '%s', which is not among its tensors",
+			           quote(q, ob->path, ob->path_len));
+	}
+	free(seen);
+	return rc;
+}
+
+int alcm_h5_output_plan(alcm_h5_output *o, const alcm_tensor *t, size_t n)
+{
+	if (!o || (!t && n))
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	pname *pn = malloc((n ? n : 1) * sizeof(*pn));
+	if (!pn)
+		return ofail(o, ALCM_E_NOMEM, 0, "out of memory");
+	int rc = plan_names(o, t, n, pn);
+	if (!rc && o->has_st)
+		rc = plan_structure(o, t, n, pn);
+	free(pn);
 	return rc;
 }
 

@@ -42,6 +42,25 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 	return 0;
 }
 
+static herr_t io_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+	(void)n;
+	int *io = data;
+	if (e->maj_num == H5E_IO || e->min_num == H5E_SYSERRSTR || e->min_num == H5E_WRITEERROR ||
+	    e->min_num == H5E_READERROR || e->min_num == H5E_SEEKERROR ||
+	    e->min_num == H5E_CANTOPENFILE || e->min_num == H5E_CLOSEERROR ||
+	    e->min_num == H5E_TRUNCATED || e->min_num == H5E_NOSPACE)
+		*io = 1;
+	return 0;
+}
+
+int ah5_error_is_io(void)
+{
+	int io = 0;
+	H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, io_cb, &io);
+	return io;
+}
+
 void ah5_append_hdf5_error(char *detail)
 {
 	walk_ctx w;

@@ -565,6 +565,37 @@ int alcm_output_open(alcm_output **out, const char *path, int format, unsigned f
 	return ALCM_OK;
 }
 
+int alcm_name_safe(const char *name, size_t len, const char **why)
+{
+	const char *w = NULL;
+	const uint8_t *s = (const uint8_t *)name;
+	if (!s && len)
+		w = "a NULL name";
+	for (size_t i = 0; !w && i < len; i++)
+		if (s[i] == 0)
+			w = "a NUL byte"; /* C string APIs would cut the path there */
+		else if (s[i] == '\\')
+			w = "a backslash"; /* a separator on Windows */
+	if (!w && len && s[0] == '/')
+		w = "an absolute path";
+	if (!w && len >= 2 && ((s[0] | 0x20) >= 'a' && (s[0] | 0x20) <= 'z') && s[1] == ':' &&
+	    (len == 2 || s[2] == '/'))
+		w = "a drive letter";
+	for (size_t i = 0, start = 0; !w && len && i <= len; i++) {
+		if (i < len && s[i] != '/')
+			continue;
+		size_t l = i - start;
+		if (l == 0)
+			w = "an empty path component";
+		else if (l <= 2 && memcmp(s + start, "..", l) == 0)
+			w = l == 1 ? "a '.' component" : "a '..' component";
+		start = i + 1;
+	}
+	if (why)
+		*why = w;
+	return w == NULL;
+}
+
 static int check_tensor(alcm_output *o, const alcm_tensor *t, int need_data)
 {
 	char q[ALCM_IO_QUOTE];
@@ -588,6 +619,16 @@ static int check_tensor(alcm_output *o, const alcm_tensor *t, int need_data)
 		                        (unsigned long long)t->nbytes, (unsigned long long)nb);
 	if (need_data && nb && !t->data)
 		return alcm_io_out_fail(o, ALCM_E_ARG, "tensor '%s': data is NULL", q);
+	const char *why;
+	if (o->format == ALCM_FILE_NPZ && !(o->flags & ALCM_WRITE_UNSAFE_NAMES) &&
+	    !alcm_name_safe(t->name, t->name_len, &why))
+		return alcm_io_out_fail(o, ALCM_E_UNSUPPORTED, "tensor '%s': its name is not a safe "
+		                        "member path (%s): a zip extractor could write it outside its "
+		                        "directory", q, why);
+	if (o->format == ALCM_FILE_SAFETENSORS && t->name_len == 12 &&
+	    memcmp(t->name, "__metadata__", 12) == 0)
+		return alcm_io_out_fail(o, ALCM_E_UNSUPPORTED, "tensor '__metadata__': the name of a "
+		                        ".safetensors header's metadata entry, not a tensor");
 	return ALCM_OK;
 }
 
