@@ -873,6 +873,14 @@ int alcm_encoder_undo(alcm_encoder *e)
 	int st = alcm_writer_rollback(e->w, e->last_sections);
 	if (st)
 		return efail(e, st, "%s", alcm_writer_detail(e->w));
+	/* The name goes too. It was the table's last insert, so no probe chain passes over its
+	 * slot: clearing it is safe with linear probing. */
+	uint64_t at = e->name_at[e->ntensors - 1];
+	int found;
+	size_t slot = name_find(e, (const char *)e->tdir.p + at, alcm_load32(e->tdir.p + at - 4),
+	                        &found);
+	if (found)
+		e->name_slot[slot] = 0;
 	e->tdir.len = e->last_tdir;
 	e->ntensors--;
 	e->can_undo = 0;
