@@ -398,6 +398,27 @@ int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits
 	return reader_parse(r);
 }
 
+int alcm_reader_open_fd(alcm_reader **out, int fd, const char *name, const alcm_limits *lim,
+                        const alcm_allocator *alloc, unsigned flags)
+{
+	if (!out || !name || fd < 0)
+		return ALCM_E_ARG;
+	int st = reader_new(out, name, lim, alloc, flags);
+	if (st)
+		return st;
+	alcm_reader *r = *out;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0)
+		return fail(r, ALCM_E_IO, "cannot open: %s", strerror(errno));
+	struct stat sb;
+	if (fstat(r->fd, &sb) != 0)
+		return fail(r, ALCM_E_IO, "cannot stat: %s", strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return fail(r, ALCM_E_IO, "not a regular file");
+	r->size = (uint64_t)sb.st_size;
+	return reader_parse(r);
+}
+
 int alcm_reader_open_memory(alcm_reader **out, const void *buf, size_t len,
                             const char *display_name, const alcm_limits *lim,
                             const alcm_allocator *alloc, unsigned flags)

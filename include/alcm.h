@@ -91,7 +91,8 @@ enum alcm_status {
 	ALCM_E_EXISTS = 9,      /**< the output exists and overwriting was not asked for */
 	ALCM_E_NOTFOUND = 10,   /**< no tensor or section of that name */
 	ALCM_E_BOUND = 11,      /**< a lossy request cannot be honoured (e.g. lossy integers) */
-	ALCM_E_SIGNATURE = 12   /**< no signature, a bad one, or one made by another key */
+	ALCM_E_SIGNATURE = 12,  /**< no signature, a bad one, or one made by another key */
+	ALCM_E_BUSY = 13        /**< another writer holds the archive's lock (ALCM_WRITE_NO_WAIT) */
 };
 
 /** @return a static, lowercase description of a status code. Never NULL. */
@@ -263,11 +264,17 @@ typedef struct alcm_writer alcm_writer;
 #define ALCM_WRITE_OVERWRITE 0x1u /**< replace an existing file (else ALCM_E_EXISTS) */
 #define ALCM_WRITE_STREAM 0x2u    /**< set ALCM_FLAG_STREAM: the archive may be appended to */
 #define ALCM_WRITE_NO_SYNC 0x4u   /**< skip fsync (tests, scratch files) */
+#define ALCM_WRITE_NO_WAIT 0x8u   /**< append: fail with ALCM_E_BUSY instead of waiting while
+                                       another writer holds the archive's lock */
+#define ALCM_WRITE_PRIVATE 0x10u  /**< alcm_atomic_file_open(): mode 0600 (secret keys) */
 
 /**
- * Starts a new archive at `path`. Data goes to a temporary file in the same directory; the
- * target appears only at alcm_writer_commit(), atomically (fsync, rename, fsync of the
- * directory). Freeing an uncommitted writer removes the temporary file.
+ * Starts a new archive at `path`. Data goes to an unnamed temporary file in the same
+ * directory (O_TMPFILE; a named ".NAME.XXXXXX" where the file system refuses it); the target
+ * appears only at alcm_writer_commit(), atomically (fsync, link or rename, fsync of the
+ * directory). Freeing an uncommitted writer removes the temporary file; a process killed
+ * before commit leaves none (with a named one: SIGKILL leaves it, alcm_atomic_cleanup_all()
+ * removes it on other signals).
  */
 ALCM_API int alcm_writer_open_file(alcm_writer **out, const char *path, unsigned flags,
                                    const alcm_allocator *alloc);
@@ -281,6 +288,19 @@ ALCM_API int alcm_writer_open_memory(alcm_writer **out, unsigned flags,
  * (beyond the table) nor rewritten. New sections go after the committed table; commit
  * writes a new table, fsyncs, then flips the inactive commit slot and fsyncs again, so a
  * crash at any point leaves the previous archive readable.
+ *
+ * The writer holds an exclusive lock on the file from this call until alcm_writer_commit()
+ * returns or alcm_writer_free() (spec 7.2): an open file description lock (fcntl
+ * F_OFD_SETLKW, which conflicts with POSIX fcntl/lockf locks of other programs; flock(2)
+ * where the kernel lacks it). A second appender, in this process or another, waits for it,
+ * or with ALCM_WRITE_NO_WAIT in `flags` fails with ALCM_E_BUSY at once. Two append writers
+ * on one file in one thread therefore deadlock without ALCM_WRITE_NO_WAIT. Readers take no
+ * lock and need none: they see the previous generation or the new one. The lock is released
+ * by the kernel when the process dies; a child forked while it is held shares it until the
+ * writer releases it (commit or free), however long the child lives.
+ * @param flags  ALCM_WRITE_NO_SYNC, ALCM_WRITE_NO_WAIT.
+ * @return ALCM_OK, ALCM_E_BUSY, ALCM_E_IO (also when the file system refuses locks),
+ *         ALCM_E_STATE (not a stream archive), or a reader's error for the archive.
  */
 ALCM_API int alcm_writer_open_append(alcm_writer **out, const char *path,
                                      const alcm_limits *lim, const alcm_allocator *alloc,

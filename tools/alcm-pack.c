@@ -21,7 +21,10 @@ static const char usage[] =
 	"  -f, --force           replace OUTPUT if it exists\n"
 	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
-	"                        without rewriting earlier frames (crash-safe)\n"
+	"                        without rewriting earlier frames (crash-safe); the archive is\n"
+	"                        locked for the whole append: a second appender waits\n"
+	"      --no-wait         with --append: exit 12 at once if another writer holds the\n"
+	"                        archive's lock, instead of waiting for it\n"
 	"      --schedule        let the CAQ scheduler tune the bound per frame, between the\n"
 	"                        bound given and --bound-max B, pruning up to 0.25, backing\n"
 	"                        off under --fidelity-floor DB (default 20)\n"
@@ -62,11 +65,11 @@ static const char usage[] =
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
        OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR,
-       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC };
+       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC, OPT_NOWAIT };
 
 typedef struct pack_args {
 	const char *in, *out, *sign;
-	int force, stream, check, modes, append, schedule;
+	int force, stream, check, modes, append, schedule, no_wait;
 	double bound_max, floor_db, ratio;
 	uint64_t size;
 	alcm_pack_options o;
@@ -78,6 +81,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN},
 		{"append", no_argument, NULL, OPT_APPEND}, {"schedule", no_argument, NULL, OPT_SCHEDULE},
+		{"no-wait", no_argument, NULL, OPT_NOWAIT},
 		{"bound-max", required_argument, NULL, OPT_BOUNDMAX},
 		{"fidelity-floor", required_argument, NULL, OPT_FLOOR},
 		{"size", required_argument, NULL, OPT_SIZE}, {"ratio", required_argument, NULL, OPT_RATIO}, {"max-error", required_argument, NULL, OPT_MAXERR},
@@ -105,6 +109,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case OPT_CHECK: a->check = 1; break;
 		case OPT_SIGN: a->sign = optarg; break;
 		case OPT_APPEND: a->append = 1; break;
+		case OPT_NOWAIT: a->no_wait = 1; break;
 		case OPT_SIZE:
 			if (cli_parse_u64(optarg, &a->size) || a->size == 0) {
 				cli_err("invalid --size '%s': expected bytes (suffixes k, M, G)", optarg);
@@ -205,6 +210,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 	}
 	if ((a->size || a->ratio > 0) && (a->stream || a->append)) {
 		cli_err("--size and --ratio apply to whole archives, not stream frames");
+		return EXIT_USAGE;
+	}
+	if (a->no_wait && !a->append) {
+		cli_err("--no-wait applies to --append only");
 		return EXIT_USAGE;
 	}
 	if (a->append && a->force) {
@@ -873,8 +882,20 @@ int main(int argc, char **argv)
 		goto out;
 	a.o.source_format = alcm_format_name(cli_input_format(in));
 	unsigned wflags = (a.force ? ALCM_WRITE_OVERWRITE : 0) | (a.stream ? ALCM_WRITE_STREAM : 0);
-	st = a.append ? alcm_writer_open_append(&w, a.out, NULL, NULL, 0)
-	              : alcm_writer_open_file(&w, a.out, wflags, NULL);
+	if (a.append) {
+		/* Say why nothing happens while another writer holds the lock. */
+		st = alcm_writer_open_append(&w, a.out, NULL, NULL, ALCM_WRITE_NO_WAIT);
+		if (st == ALCM_E_BUSY && !a.no_wait) {
+			if (!cli_quiet)
+				fprintf(stderr, "%s: waiting for another writer to finish with '%s'\n",
+				        cli_prog, a.out);
+			alcm_writer_free(w);
+			w = NULL;
+			st = alcm_writer_open_append(&w, a.out, NULL, NULL, 0);
+		}
+	} else {
+		st = alcm_writer_open_file(&w, a.out, wflags, NULL);
+	}
 	if (st) {
 		rc = cli_fail(st, a.append ? "append to" : "write", a.out, alcm_writer_detail(w));
 		goto out;

@@ -86,6 +86,7 @@ int cli_exit_code(int st)
 	case ALCM_E_NOMEM: return EXIT_NOMEM;
 	case ALCM_E_BOUND: return EXIT_BOUND;
 	case ALCM_E_SIGNATURE: return EXIT_SIGNATURE;
+	case ALCM_E_BUSY: return EXIT_BUSY;
 	default: return EXIT_FAIL;
 	}
 }

@@ -21,7 +21,8 @@ enum cli_exit {
 	EXIT_EXISTS = 8,     /* output exists and -f was not given */
 	EXIT_NOMEM = 9,      /* out of memory */
 	EXIT_BOUND = 10,     /* the lossy request cannot be honoured (e.g. integer tensors) */
-	EXIT_SIGNATURE = 11  /* signature missing, bad, or by another key */
+	EXIT_SIGNATURE = 11, /* signature missing, bad, or by another key */
+	EXIT_BUSY = 12       /* the archive is locked by another writer (--no-wait) */
 };
 
 #define CLI_EXIT_CODES_HELP \
@@ -30,7 +31,8 @@ enum cli_exit {
 	"  1  other failure      6  limit exceeded      10  lossy request refused\n" \
 	"  2  usage error        7  unsupported feature\n" \
 	"  3  i/o error          8  output exists (use -f)\n" \
-	"  4  malformed input   11  signature missing, bad or by another key\n"
+	"  4  malformed input   11  signature missing, bad or by another key\n" \
+	"                       12  archive locked by another writer (--no-wait)\n"
 
 extern const char *cli_prog;
 extern int cli_quiet, cli_verbose;
