@@ -914,13 +914,53 @@ enum alcm_signature_state {
 ALCM_API int alcm_reader_check_signature(alcm_reader *r, const uint8_t *pk, int *state);
 
 /* ------------------------------------------------------------------------------------ */
+/* Atomic output files                                                                   */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * A file written atomically, as the library writes archives and tensor files: the data goes
+ * to an unnamed temporary file in the target's directory (O_TMPFILE on Linux; a named
+ * ".NAME.XXXXXX" where the file system refuses it), and the target appears only at commit,
+ * complete: fsync, then link (which never replaces a file, even one that appeared meanwhile)
+ * or, with ALCM_WRITE_OVERWRITE, rename over the target; then fsync of the directory. Freeing
+ * an uncommitted file discards it; a process killed before commit leaves nothing behind.
+ * For small files the tools write (keys, weights, reports).
+ */
+typedef struct alcm_atomic_file alcm_atomic_file;
+
+/**
+ * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC, ALCM_WRITE_PRIVATE (mode 0600;
+ *               else 0644).
+ * @param out    receives the object, also on failure (for the detail line); free it.
+ * @return ALCM_OK, ALCM_E_EXISTS, ALCM_E_IO, ALCM_E_NOMEM, ALCM_E_ARG.
+ */
+ALCM_API int alcm_atomic_file_open(alcm_atomic_file **out, const char *path, unsigned flags,
+                                   const alcm_allocator *alloc);
+/** Appends `len` bytes. @return ALCM_OK, ALCM_E_IO; ALCM_E_STATE after a failure. */
+ALCM_API int alcm_atomic_file_write(alcm_atomic_file *f, const void *buf, size_t len);
+/**
+ * Flushes the data to stable storage now, whatever ALCM_WRITE_NO_SYNC says. To publish
+ * several files as close together as possible: open them with ALCM_WRITE_NO_SYNC, sync each,
+ * commit them one after the other, then fsync their directory.
+ * @return ALCM_OK, ALCM_E_IO.
+ */
+ALCM_API int alcm_atomic_file_sync(alcm_atomic_file *f);
+/** Publishes the file. @return ALCM_OK, ALCM_E_EXISTS (no overwrite, the target appeared),
+ *  ALCM_E_IO. */
+ALCM_API int alcm_atomic_file_commit(alcm_atomic_file *f);
+/** Discards the file unless committed; frees the object. */
+ALCM_API void alcm_atomic_file_free(alcm_atomic_file *f);
+ALCM_API const char *alcm_atomic_file_detail(const alcm_atomic_file *f);
+
+/* ------------------------------------------------------------------------------------ */
 /* Process-wide                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
 /**
- * Removes every temporary file that an uncommitted writer or output of this process holds.
- * Async-signal-safe (only unlink(2)): call it from a SIGINT/SIGTERM handler so that an
- * interrupted program leaves no partial file behind.
+ * Removes every named temporary file that an uncommitted writer or output of this process
+ * holds (unnamed O_TMPFILE ones vanish with the process by themselves). Async-signal-safe
+ * (only unlink(2)): call it from a SIGINT/SIGTERM handler so that an interrupted program
+ * leaves no partial file behind.
  */
 ALCM_API void alcm_atomic_cleanup_all(void);
 

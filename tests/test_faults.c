@@ -2,12 +2,13 @@
  * Faults: every allocation failing in turn during a full pack (input file -> encoder ->
  * memory or file writer) and a full unpack (reader -> archive -> decode -> output file),
  * lossless and lossy; every I/O call failing in turn (write, pwrite, pread, fsync, close,
- * ftruncate, rename, link, mkostemp, fstat: interposed below), or interrupted (EINTR), or
- * short; a full disk (a 64 KiB tmpfs when one can be mounted, and RLIMIT_FSIZE short
- * writes); a rename that fails; a target that appears during a write. Each must end in a
- * clean error: the right status, nothing left allocated, no temporary file, no partial
- * output, an existing target untouched, a stream archive still readable after a failed
- * append.
+ * ftruncate, rename, link, linkat, mkostemp, fstat, open with O_TMPFILE: interposed below),
+ * or interrupted (EINTR), or short, both with unnamed temporary files (O_TMPFILE) and with
+ * the named ones used where O_TMPFILE is refused; a full disk (a 64 KiB tmpfs when one can
+ * be mounted, and RLIMIT_FSIZE short writes); a rename that fails; a target that appears
+ * during a write. Each must end in a clean error: the right status, nothing left allocated,
+ * no temporary file, no partial output, an existing target untouched, a stream archive still
+ * readable after a failed append.
  */
 #include "testutil.h"
 #include "codec_internal.h"
@@ -15,6 +16,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -523,12 +525,16 @@ static void test_alloc_stream(void **state)
  */
 typedef enum io_op {
 	OP_WRITE, OP_PWRITE, OP_PREAD, OP_FSYNC, OP_CLOSE, OP_FTRUNCATE, OP_RENAME, OP_LINK,
-	OP_MKOSTEMP, OP_FSTAT, OP_COUNT
+	OP_MKOSTEMP, OP_FSTAT, OP_LINKAT, OP_TMPFILE, OP_COUNT
 } io_op;
 static const char *const op_names[OP_COUNT] = {
 	"write", "pwrite", "pread", "fsync", "close", "ftruncate", "rename", "link", "mkostemp",
-	"fstat",
+	"fstat", "linkat", "open(O_TMPFILE)",
 };
+
+/* 1: open(O_TMPFILE) fails with EOPNOTSUPP, as on NFS, so the named temporary files are
+ * used. */
+static int named_only;
 
 enum { HOW_FAIL, HOW_EINTR, HOW_SHORT, HOW_ZERO };
 
@@ -648,6 +654,34 @@ int link(const char *from, const char *to)
 	if (simple_fault(OP_LINK, -1))
 		return -1;
 	return REAL(int (*)(const char *, const char *), link)(from, to);
+}
+
+int linkat(int dfd, const char *from, int tfd, const char *to, int flags)
+{
+	if (simple_fault(OP_LINKAT, -1))
+		return -1;
+	return REAL(int (*)(int, const char *, int, const char *, int), linkat)(dfd, from, tfd, to,
+	                                                                         flags);
+}
+
+int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	if ((flags & O_TMPFILE) == O_TMPFILE) {
+		if (named_only) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+		if (simple_fault(OP_TMPFILE, -1))
+			return -1;
+	}
+	return REAL(int (*)(const char *, int, ...), open)(path, flags, mode);
 }
 
 int mkostemp(char *tmpl, int flags)
@@ -902,9 +936,13 @@ static void test_io_faults(void **state)
 		{OP_PREAD, HOW_ZERO, 0},      {OP_FSYNC, HOW_FAIL, EIO},     {OP_CLOSE, HOW_FAIL, EIO},
 		{OP_FTRUNCATE, HOW_FAIL, EIO}, {OP_RENAME, HOW_FAIL, EXDEV}, {OP_LINK, HOW_FAIL, EPERM},
 		{OP_MKOSTEMP, HOW_FAIL, EMFILE}, {OP_FSTAT, HOW_FAIL, EIO},
+		{OP_LINKAT, HOW_FAIL, EPERM}, {OP_LINKAT, HOW_FAIL, ENOSPC},
+		{OP_TMPFILE, HOW_FAIL, EMFILE},
 	};
 	long total = 0;
-	for (size_t c = 0; c < sizeof(io_cases) / sizeof(io_cases[0]); c++) {
+	for (size_t cm = 0; cm < 2 * sizeof(io_cases) / sizeof(io_cases[0]); cm++) {
+		size_t c = cm / 2;
+		named_only = (int)(cm & 1);
 		long runs = 0;
 		for (size_t f = 0; f < sizeof(faults) / sizeof(faults[0]); f++) {
 			long k = io_walk(&io_cases[c], faults[f].op, faults[f].how, faults[f].err);
@@ -915,9 +953,11 @@ static void test_io_faults(void **state)
 				              : faults[f].how == HOW_SHORT ? "short" : "zero", k);
 			runs += k;
 		}
-		print_message("%s: %ld faulted calls, each handled\n", io_cases[c].name, runs);
+		print_message("%s (%s temporary file): %ld faulted calls, each handled\n",
+		              io_cases[c].name, named_only ? "named" : "unnamed", runs);
 		total += runs;
 	}
+	named_only = 0;
 	unlink(io_target("io.alcm"));
 	unlink(io_target("io-old.alcm"));
 	unlink(io_target("io.npz"));
@@ -1190,33 +1230,38 @@ static void test_target_appears(void **state)
 	unlink(npz);
 }
 
-/* An uncommitted writer or output that is freed removes its temporary file. */
+/* An uncommitted writer or output that is freed removes its temporary file: an unnamed one
+ * (O_TMPFILE) is never visible, a named one (O_TMPFILE refused) is while the file is written. */
 static void test_abandoned_outputs(void **state)
 {
 	(void)state;
-	const char *target = in_dir("abandoned.alcm");
-	alcm_writer *w = NULL;
-	assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
-	assert_int_equal(encode_into(w, NULL, NULL, 1), ALCM_OK);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 1);
-	alcm_writer_free(w);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
-	assert_false(tu_file_exists(target));
-	const char *st = in_dir("abandoned.safetensors");
-	alcm_output *o = NULL;
-	assert_int_equal(alcm_output_open(&o, st, ALCM_FILE_SAFETENSORS, 0, NULL), ALCM_OK);
-	assert_int_equal(alcm_output_plan(o, fx.t, NT), ALCM_OK);
-	assert_int_equal(alcm_output_write(o, &fx.t[0]), ALCM_OK);
-	alcm_output_free(o);
-	assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), 0);
-	assert_false(tu_file_exists(st));
-	/* alcm_atomic_cleanup_all() (the signal handlers' call) removes live temp files. */
-	assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 1);
-	alcm_atomic_cleanup_all();
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
-	alcm_writer_free(w);
-	assert_false(tu_file_exists(target));
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *target = in_dir("abandoned.alcm");
+		alcm_writer *w = NULL;
+		assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
+		assert_int_equal(encode_into(w, NULL, NULL, 1), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), named_only);
+		alcm_writer_free(w);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
+		assert_false(tu_file_exists(target));
+		const char *st = in_dir("abandoned.safetensors");
+		alcm_output *o = NULL;
+		assert_int_equal(alcm_output_open(&o, st, ALCM_FILE_SAFETENSORS, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_output_plan(o, fx.t, NT), ALCM_OK);
+		assert_int_equal(alcm_output_write(o, &fx.t[0]), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), named_only);
+		alcm_output_free(o);
+		assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), 0);
+		assert_false(tu_file_exists(st));
+		/* alcm_atomic_cleanup_all() (the signal handlers' call) removes live temp files. */
+		assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), named_only);
+		alcm_atomic_cleanup_all();
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
+		alcm_writer_free(w);
+		assert_false(tu_file_exists(target));
+	}
+	named_only = 0;
 }
 
 /* More outputs at once than the signal-cleanup registry holds (64): each still removes its
@@ -1225,42 +1270,95 @@ static void test_many_outputs(void **state)
 {
 	(void)state;
 	enum { N = 70 };
-	alcm_writer *w[N];
-	char name[64];
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "many%02d.alcm", i);
-		assert_int_equal(alcm_writer_open_file(&w[i], in_dir(name), 0, NULL), ALCM_OK);
+	for (named_only = 0; named_only < 2; named_only++) {
+		alcm_writer *w[N];
+		char name[64];
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof(name), "many%02d.alcm", i);
+			assert_int_equal(alcm_writer_open_file(&w[i], in_dir(name), 0, NULL), ALCM_OK);
+		}
+		for (int i = 0; i < N; i++)
+			alcm_writer_free(w[i]);
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof(name), "many%02d.alcm", i);
+			assert_int_equal(temps_in(fx.dir, name), 0);
+			assert_false(tu_file_exists(in_dir(name)));
+		}
+		/* A target named relative to the working directory (alcm-pack x -o out.alcm): the
+		 * temp file goes next to it and the directory synced is ".". */
+		char cwd[4096];
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		assert_int_equal(chdir(fx.dir), 0);
+		alcm_writer *rel = NULL;
+		assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", 0, NULL), ALCM_OK);
+		assert_int_equal(temps_in(".", "rel.alcm"), named_only);
+		assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
+		alcm_writer_free(rel);
+		assert_int_equal(temps_in(".", "rel.alcm"), 0);
+		assert_true(tu_file_exists("rel.alcm"));
+		/* And replaced (-f): by rename from a name that exists only for that moment. */
+		assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", ALCM_WRITE_OVERWRITE, NULL),
+		                 ALCM_OK);
+		assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
+		alcm_writer_free(rel);
+		assert_int_equal(temps_in(".", "rel.alcm"), 0);
+		unlink("rel.alcm");
+		assert_int_equal(chdir(cwd), 0);
+		/* Bad paths: nothing is created. */
+		alcm_writer *bad = NULL;
+		assert_int_equal(alcm_writer_open_file(&bad, in_dir("no/such/dir.alcm"), 0, NULL),
+		                 ALCM_E_IO);
+		assert_non_null(strstr(alcm_writer_detail(bad), "dir.alcm"));
+		alcm_writer_free(bad);
+		bad = NULL;
+		assert_int_equal(alcm_writer_open_file(&bad, "", 0, NULL), ALCM_E_ARG);
+		alcm_writer_free(bad);
 	}
-	for (int i = 0; i < N; i++)
-		alcm_writer_free(w[i]);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "many%02d.alcm", i);
-		assert_int_equal(temps_in(fx.dir, name), 0);
-		assert_false(tu_file_exists(in_dir(name)));
+	named_only = 0;
+}
+
+/* The public wrapper: private mode, no overwrite, discard on free. */
+static void test_atomic_file(void **state)
+{
+	(void)state;
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *p = in_dir("secret.key");
+		unlink(p);
+		alcm_atomic_file *f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_PRIVATE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "abc", 3), ALCM_OK);
+		assert_false(tu_file_exists(p));
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		struct stat sb;
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+		assert_true(file_is(p, "abc"));
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, 0, NULL), ALCM_E_EXISTS);
+		assert_non_null(strstr(alcm_atomic_file_detail(f), "secret.key"));
+		alcm_atomic_file_free(f);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "xyz!", 4), ALCM_OK);
+		alcm_atomic_file_free(f); /* discarded */
+		assert_true(file_is(p, "abc"));
+		assert_int_equal(temps_in(fx.dir, "secret.key"), 0);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "xyz!", 4), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		alcm_atomic_file_free(f);
+		assert_true(file_is(p, "xyz!"));
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0644);
+		assert_int_equal(temps_in(fx.dir, "secret.key"), 0);
+		unlink(p);
 	}
-	/* A target named relative to the working directory (alcm-pack x -o out.alcm): the temp
-	 * file goes next to it and the directory synced is ".". */
-	char cwd[4096];
-	assert_non_null(getcwd(cwd, sizeof(cwd)));
-	assert_int_equal(chdir(fx.dir), 0);
-	alcm_writer *rel = NULL;
-	assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", 0, NULL), ALCM_OK);
-	assert_int_equal(temps_in(".", "rel.alcm"), 1);
-	assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
-	assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
-	alcm_writer_free(rel);
-	assert_int_equal(temps_in(".", "rel.alcm"), 0);
-	assert_true(tu_file_exists("rel.alcm"));
-	unlink("rel.alcm");
-	assert_int_equal(chdir(cwd), 0);
-	/* Bad paths: nothing is created. */
-	alcm_writer *bad = NULL;
-	assert_int_equal(alcm_writer_open_file(&bad, in_dir("no/such/dir.alcm"), 0, NULL), ALCM_E_IO);
-	assert_non_null(strstr(alcm_writer_detail(bad), "dir.alcm"));
-	alcm_writer_free(bad);
-	bad = NULL;
-	assert_int_equal(alcm_writer_open_file(&bad, "", 0, NULL), ALCM_E_ARG);
-	alcm_writer_free(bad);
+	named_only = 0;
 }
 
 int main(void)
@@ -1278,6 +1376,7 @@ int main(void)
 		cmocka_unit_test(test_target_appears),
 		cmocka_unit_test(test_abandoned_outputs),
 		cmocka_unit_test(test_many_outputs),
+		cmocka_unit_test(test_atomic_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
