@@ -75,8 +75,17 @@ const char *cli_name(const char *s, size_t len);
  * @return 0 or an exit code.
  */
 int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
-/* Writes a key file atomically (mode 0600 for secret keys). @return 0 or an exit code. */
-int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force);
+/*
+ * Writes a key pair: the secret key file (mode 0600) and the public one, both or neither.
+ * Both are written and flushed before either is published; without force an existing file of
+ * either name stops it before anything is written; if the public key cannot be published
+ * after the secret one, the secret key file is put back as it was (removed, or its old bytes
+ * restored). Only a kill -9 between the two publications (microseconds) can leave the new
+ * secret key beside the old public one. Prints its errors. @return 0 or an exit code.
+ */
+int cli_write_keypair(const char *key_path, const char *pub_path,
+                      const uint8_t sk[ALCM_SECRET_KEY_BYTES],
+                      const uint8_t pk[ALCM_PUBLIC_KEY_BYTES], int force);
 
 /* Writes a JSON string literal of s (bytes; invalid UTF-8 escaped as \u00XX). */
 void cli_json_string(FILE *f, const char *s, size_t len);
