@@ -22,6 +22,7 @@ struct alcm_reader {
 	unsigned open_flags;
 	unsigned major, minor;
 	uint32_t hflags;
+	uint8_t fixed[32];      /* header bytes 0..31, as checked */
 	uint64_t generation;
 	unsigned active_slot;
 	uint64_t table_offset, table_size, tail;
@@ -120,6 +121,7 @@ static int parse_fixed(alcm_reader *r, const uint8_t *h)
 	for (int i = 21; i < 32; i++)
 		if (h[i])
 			return fail(r, ALCM_E_CORRUPT, "reserved header byte at offset %d is not zero", i);
+	memcpy(r->fixed, h, 32);
 	return ALCM_OK;
 }
 
@@ -643,4 +645,9 @@ void alcm_reader_limits(const alcm_reader *r, alcm_limits *lim)
 unsigned alcm_reader_open_flags(const alcm_reader *r)
 {
 	return r->open_flags;
+}
+
+void alcm_reader_fixed_header(const alcm_reader *r, uint8_t out[32])
+{
+	memcpy(out, r->fixed, 32);
 }

@@ -558,3 +558,13 @@ int alcm_writer_require_minor(alcm_writer *w, unsigned minor)
 	alcm_header_fixed_build(w->fixed, w->hflags, minor);
 	return ALCM_OK;
 }
+
+void alcm_writer_fixed_header(const alcm_writer *w, uint8_t out[32])
+{
+	memcpy(out, w->fixed, 32);
+}
+
+int alcm_writer_appending(const alcm_writer *w)
+{
+	return w->kind == W_APPEND;
+}

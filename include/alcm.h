@@ -880,7 +880,9 @@ ALCM_API int alcm_budget_solve(const alcm_budget_profile *prof, size_t n, double
 #define ALCM_SECRET_KEY_BYTES 64
 
 /**
- * Creates an Ed25519 key pair (libsodium). Wipe `sk` with alcm_wipe() after use.
+ * Creates an Ed25519 key pair (libsodium). `sk` is the 32-byte seed (RFC 8032's private key)
+ * followed by `pk`; the key files of spec 6.10 hold them in hex. Wipe `sk` with alcm_wipe()
+ * after use.
  */
 ALCM_API int alcm_keypair_new(uint8_t pk[ALCM_PUBLIC_KEY_BYTES],
                               uint8_t sk[ALCM_SECRET_KEY_BYTES]);
@@ -888,10 +890,16 @@ ALCM_API int alcm_keypair_new(uint8_t pk[ALCM_PUBLIC_KEY_BYTES],
 ALCM_API void alcm_wipe(void *p, size_t len);
 
 /**
- * Adds a SIGN section: an Ed25519 signature over the manifest of the archive (format
- * version, header flags, and the type, flags, tag, length and digest of every section
- * written so far, in table order; spec 6.10). Call it last, right before
- * alcm_writer_commit(): a section added after it breaks the signature.
+ * Adds a SIGN section: plain Ed25519 (not Ed25519ph) over the 64-byte BLAKE2b-512 hash of
+ * the archive's manifest (spec 6.10). Algorithm 2, the default, covers header bytes 0..31
+ * (both version fields and the flags) and every table entry's type, flags, tag, length and
+ * digest in table order, the SIGN entry's own included (with a zero digest); it is a format
+ * 1.1 feature, so a new archive's header says 1.1. An append to a 1.0 stream archive cannot
+ * raise its version: it signs with algorithm 1, which covers neither the minor version nor
+ * the SIGN entry. Call it last, right before alcm_writer_commit(): a section added after it
+ * breaks the signature.
+ * @return ALCM_OK, ALCM_E_ARG (a damaged secret key: its public half is not the key of its
+ *         seed), ALCM_E_STATE (the archive is signed already), or a writer error.
  */
 ALCM_API int alcm_writer_sign(alcm_writer *w, const uint8_t sk[ALCM_SECRET_KEY_BYTES]);
 
@@ -904,14 +912,33 @@ enum alcm_signature_state {
 };
 
 /**
- * Checks the archive's signature against `pk`. Reads only the SIGN section and the table:
- * combine with alcm_reader_verify() (which streams every section through its digest) to
- * prove the bytes. A NULL pk checks the signature against the key stored beside it.
+ * Checks the archive's signature against `pk`, the public key the caller trusts. Reads only
+ * the SIGN section and the table: combine with alcm_reader_verify() (which streams every
+ * section through its digest) to prove the bytes.
+ *
+ * A NULL pk checks the signature only against the key stored beside it: that proves the
+ * archive is unchanged since *someone* signed it, and nothing about who. Anyone can change
+ * an archive and sign it again with their own key, so ALCM_SIG_VALID with a NULL pk must
+ * not be taken as authenticity.
  * @param state  receives an enum alcm_signature_state.
  * @return ALCM_OK whatever the state, or ALCM_E_CORRUPT (malformed or duplicate SIGN),
- *         ALCM_E_DIGEST, ALCM_E_IO.
+ *         ALCM_E_UNSUPPORTED (a signature algorithm this library does not know), ALCM_E_DIGEST,
+ *         ALCM_E_IO.
  */
 ALCM_API int alcm_reader_check_signature(alcm_reader *r, const uint8_t *pk, int *state);
+
+/** What a SIGN section says of itself (spec 6.10). */
+typedef struct alcm_signature_info {
+	unsigned algorithm;                    /**< 1 or 2 */
+	uint8_t signer[ALCM_PUBLIC_KEY_BYTES]; /**< the key stored beside the signature: who
+	                                            claims to have signed, not proof of it */
+} alcm_signature_info;
+
+/**
+ * Reads the SIGN section's algorithm and stored key, without checking the signature.
+ * @return ALCM_OK, ALCM_E_NOTFOUND (unsigned), or as alcm_reader_check_signature().
+ */
+ALCM_API int alcm_reader_signature_info(alcm_reader *r, alcm_signature_info *info);
 
 /* ------------------------------------------------------------------------------------ */
 /* Atomic output files                                                                   */

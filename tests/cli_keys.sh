@@ -65,5 +65,71 @@ expect 0 "$B/alcm-keygen" -f a
 pair_ok a && ! cmp -s a.key a.key.orig && ok || bad "keygen -f: not a new matching pair"
 cd - >/dev/null || exit 1
 
+# ---- signatures ------------------------------------------------------------------------------
+K=$T/a
+"$B/alcm-keygen" "$T/evil" >/dev/null 2>&1 || bad "keygen evil"
+"$B/alcm-make-checkpoint" "$T/ck.npz" >/dev/null 2>&1 || bad "make-checkpoint"
+"$B/alcm-make-checkpoint" --seed 9 "$T/ck2.npz" >/dev/null 2>&1 || bad "make-checkpoint 2"
+expect 0 "$B/alcm-pack" -q "$T/ck.npz" -o "$T/s.alcm" --sign "$K.key"
+expect 0 "$B/alcm-inspect" --verify --pubkey "$K.pub" "$T/s.alcm"
+grep -q "signature: valid (algorithm 2" "$T/out" && ok || bad "inspect does not say what it checked: $(grep signature "$T/out")"
+grep -q "^format:   1.1" "$T/out" && ok || bad "a signed archive is not format 1.1: $(grep format "$T/out")"
+# Without a trusted key the signature is only listed, never called valid.
+expect 0 "$B/alcm-inspect" "$T/s.alcm"
+grep -q "not checked" "$T/out" && ! grep -q "valid" "$T/out" && ok || bad "inspect without --pubkey: $(grep signature "$T/out")"
+expect 2 "$B/alcm-inspect" --require-signature "$T/s.alcm"
+grep -q "pubkey" "$T/err" && ok || bad "--require-signature without --pubkey: $(cat "$T/err")"
+expect 0 "$B/alcm-inspect" --require-signature --verify --pubkey "$K.pub" "$T/s.alcm"
+# An attacker changes the checkpoint and signs it again with their own key.
+expect 0 "$B/alcm-pack" -q "$T/ck2.npz" -o "$T/forged.alcm" --sign "$T/evil.key"
+expect 11 "$B/alcm-inspect" --verify --pubkey "$K.pub" "$T/forged.alcm"
+grep -q "another key" "$T/err" && ok || bad "forged: $(cat "$T/err")"
+expect 0 "$B/alcm-pack" -q "$T/ck.npz" -o "$T/unsigned.alcm"
+# alcm-unpack --pubkey: writes only what the trusted key signed.
+for f in npz safetensors; do
+	expect 0 "$B/alcm-unpack" -q --pubkey "$K.pub" "$T/s.alcm" -o "$T/ok.$f"
+	[ -s "$T/ok.$f" ] && ok || bad "unpack --pubkey of a good archive wrote no $f"
+	for bad_arch in forged unsigned; do
+		expect 11 "$B/alcm-unpack" -q --pubkey "$K.pub" "$T/$bad_arch.alcm" -o "$T/x-$bad_arch.$f"
+		[ ! -e "$T/x-$bad_arch.$f" ] && ok || bad "unpack --pubkey wrote $f from the $bad_arch archive"
+		grep -q "nothing written" "$T/err" && ok || bad "unpack --pubkey $bad_arch: $(cat "$T/err")"
+	done
+done
+# A byte of tensor data changed after signing (digest and signature no longer agree).
+cp "$T/s.alcm" "$T/flip.alcm"
+printf '\x55' | dd of="$T/flip.alcm" bs=1 seek=4000 conv=notrunc 2>/dev/null
+"$B/alcm-unpack" -q --pubkey "$K.pub" "$T/flip.alcm" -o "$T/flip.npz" 2>"$T/err"
+rc=$?
+{ [ $rc -eq 5 ] || [ $rc -eq 11 ]; } && [ ! -e "$T/flip.npz" ] && ok || bad "unpack --pubkey of a changed archive: exit $rc, output $(ls "$T/flip.npz" 2>/dev/null)"
+expect 2 "$B/alcm-unpack" -q --pubkey "$K.pub" --no-verify "$T/s.alcm" -o "$T/nv.npz"
+[ ! -e "$T/nv.npz" ] && ok || bad "--pubkey --no-verify wrote something"
+# Key files: exactly the spec's line; anything else is malformed (exit 4).
+printf 'alcm-ed25519-public-key %s\n' "$(hexof "$K.pub" | tr a-f A-F)" >"$T/upper.pub"
+expect 4 "$B/alcm-inspect" --verify --pubkey "$T/upper.pub" "$T/s.alcm"
+{ cat "$K.pub"; echo extra; } >"$T/long.pub"
+expect 4 "$B/alcm-inspect" --verify --pubkey "$T/long.pub" "$T/s.alcm"
+printf 'alcm-ed25519-public-key %s' "$(hexof "$K.pub")" >"$T/nolf.pub"
+expect 0 "$B/alcm-inspect" --verify --pubkey "$T/nolf.pub" "$T/s.alcm"
+# A damaged secret key (its public half changed) signs nothing.
+sk=$(hexof "$K.key")
+printf 'alcm-ed25519-secret-key %s%s\n' "${sk:0:64}" "$(hexof "$T/evil.pub")" >"$T/damaged.key"
+expect 4 "$B/alcm-pack" -q "$T/ck.npz" -o "$T/d.alcm" --sign "$T/damaged.key"
+[ ! -e "$T/d.alcm" ] && ok || bad "a damaged key signed an archive"
+# NAME.pub beside NAME.key that is not its public half: a warning.
+mkdir "$T/mix" && cp "$K.key" "$T/mix/k.key" && cp "$T/evil.pub" "$T/mix/k.pub"
+expect 0 "$B/alcm-pack" "$T/ck.npz" -o "$T/mix.alcm" --sign "$T/mix/k.key"
+grep -q "is not the public key" "$T/err" && ok || bad "no warning for a mismatched k.pub: $(cat "$T/err")"
+# An append to a 1.0 stream archive signs with algorithm 1, and says so.
+expect 0 "$B/alcm-pack" -q --stream "$T/ck.npz" -o "$T/st.alcm"
+expect 0 "$B/alcm-pack" --append "$T/ck.npz" -o "$T/st.alcm" --sign "$K.key"
+grep -q "algorithm 1" "$T/err" && ok || bad "append --sign on 1.0: no note: $(cat "$T/err")"
+expect 0 "$B/alcm-inspect" --verify --pubkey "$K.pub" "$T/st.alcm"
+grep -q "signature: valid (algorithm 1" "$T/out" && ok || bad "append --sign: $(grep signature "$T/out")"
+# JSON stays valid JSON with the signature fields.
+expect 0 "$B/alcm-inspect" --json --verify --pubkey "$K.pub" "$T/s.alcm"
+if command -v python3 >/dev/null; then
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["signature"]=="valid" and d["signature_algorithm"]==2' "$T/out" && ok || bad "inspect --json: $(head -c 300 "$T/out")"
+fi
+
 echo "cli_keys.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

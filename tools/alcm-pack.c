@@ -859,6 +859,27 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 	return rc;
 }
 
+/*
+ * NAME.pub beside NAME.key should be its public half (a key pair torn by a crash, or files
+ * mixed up, would sign archives that the .pub people were given does not verify).
+ */
+static void warn_pub_mismatch(const char *key_path, const uint8_t sk[ALCM_SECRET_KEY_BYTES])
+{
+	size_t n = strlen(key_path);
+	if (n < 4 || strcmp(key_path + n - 4, ".key") != 0)
+		return;
+	char *pub = malloc(n + 1);
+	if (!pub)
+		return;
+	memcpy(pub, key_path, n - 4);
+	memcpy(pub + n - 4, ".pub", 5);
+	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
+	if (cli_load_key(pub, 0, pk, sizeof(pk)) == 0 && memcmp(pk, sk + 32, sizeof(pk)) != 0)
+		cli_warn("'%s' is not the public key of '%s': archives signed now do not verify with "
+		         "it", pub, key_path);
+	free(pub);
+}
+
 int main(int argc, char **argv)
 {
 	cli_init("alcm-pack");
@@ -915,12 +936,23 @@ int main(int argc, char **argv)
 	if (a.sign) {
 		if ((rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
 			goto out;
+		warn_pub_mismatch(a.sign, sk);
 		st = alcm_writer_sign(w, sk);
 		alcm_wipe(sk, sizeof(sk));
+		if (st == ALCM_E_ARG) {
+			cli_err("cannot sign with '%s': the key is damaged (its public half is not the key "
+			        "of its seed)", a.sign);
+			rc = EXIT_MALFORMED;
+			goto out;
+		}
 		if (st) {
 			rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
 			goto out;
 		}
+		if (alcm_writer_minor(w) < 1)
+			cli_warn("'%s' is a format 1.0 archive, which an append cannot raise: signed with "
+			         "algorithm 1, which does not cover the minor version nor the SIGN entry "
+			         "(spec 6.10)", a.out);
 	}
 	uint64_t out_bytes = alcm_writer_bytes(w) - before;
 	if ((st = alcm_writer_commit(w))) {

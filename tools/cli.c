@@ -287,40 +287,49 @@ static const char *key_label(int secret)
 	return secret ? "alcm-ed25519-secret-key" : "alcm-ed25519-public-key";
 }
 
-int cli_read_key(const char *path, int secret, uint8_t *key, size_t len)
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int cli_load_key(const char *path, int secret, uint8_t *key, size_t len)
 {
 	char buf[256];
 	FILE *f = fopen(path, "rb");
-	if (!f) {
-		cli_err("cannot read key '%s': %s", path, strerror(errno));
+	if (!f)
 		return EXIT_IO;
-	}
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	buf[n] = '\0';
+	/* Exactly "<label> <2 len lowercase hex digits>", then an optional LF (spec 6.10). */
 	const char *label = key_label(secret);
-	size_t ll = strlen(label);
-	int ok = n >= ll + 1 + 2 * len && strncmp(buf, label, ll) == 0 && buf[ll] == ' ';
+	size_t ll = strlen(label), hl = ll + 1 + 2 * len;
+	int ok = (n == hl || (n == hl + 1 && buf[hl] == '\n')) && memcmp(buf, label, ll) == 0 &&
+	         buf[ll] == ' ';
 	for (size_t i = 0; ok && i < len; i++) {
-		unsigned v;
-		if (sscanf(buf + ll + 1 + 2 * i, "%2x", &v) != 1 ||
-		    !strchr("0123456789abcdef", buf[ll + 1 + 2 * i]) ||
-		    !strchr("0123456789abcdef", buf[ll + 2 + 2 * i]))
+		int hi = hex_digit(buf[ll + 1 + 2 * i]), lo = hex_digit(buf[ll + 2 + 2 * i]);
+		if (hi < 0 || lo < 0)
 			ok = 0;
 		else
-			key[i] = (uint8_t)v;
+			key[i] = (uint8_t)(hi << 4 | lo);
 	}
-	const char *rest = buf + ll + 1 + 2 * len;
-	if (ok && !(rest[0] == '\0' || (rest[0] == '\n' && rest[1] == '\0')))
-		ok = 0;
-	memset(buf, 0, sizeof(buf));
+	alcm_wipe(buf, sizeof(buf));
 	if (!ok) {
-		cli_err("cannot read key '%s': not an alcm %s key file", path,
-		        secret ? "secret" : "public");
 		alcm_wipe(key, len);
 		return EXIT_MALFORMED;
 	}
 	return 0;
+}
+
+int cli_read_key(const char *path, int secret, uint8_t *key, size_t len)
+{
+	int rc = cli_load_key(path, secret, key, len);
+	if (rc == EXIT_IO)
+		cli_err("cannot read key '%s': %s", path, strerror(errno));
+	else if (rc)
+		cli_err("cannot read key '%s': not an alcm %s key file (one line: '%s' and %zu "
+		        "lowercase hex digits)", path, secret ? "secret" : "public", key_label(secret),
+		        2 * len);
+	return rc;
 }
 
 #define DETAIL_CAP 512

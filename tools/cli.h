@@ -70,11 +70,13 @@ const char *cli_shape(const uint64_t *shape, uint32_t ndim);
 /* Quoted name safe for terminals; static ring. */
 const char *cli_name(const char *s, size_t len);
 /*
- * Key files: one line "alcm-ed25519-secret-key <128 hex digits>" or
- * "alcm-ed25519-public-key <64 hex digits>". Reads one; prints the error itself.
- * @return 0 or an exit code.
+ * Key files (spec 6.10): one line "alcm-ed25519-secret-key <128 hex digits>" or
+ * "alcm-ed25519-public-key <64 hex digits>", lowercase, then an optional LF, nothing else.
+ * Reads one; prints the error itself. @return 0 or an exit code.
  */
 int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
+/* The same without a message: 0, EXIT_IO (errno set) or EXIT_MALFORMED. */
+int cli_load_key(const char *path, int secret, uint8_t *key, size_t len);
 /*
  * Writes a key pair: the secret key file (mode 0600) and the public one, both or neither.
  * Both are written and flushed before either is published; without force an existing file of
