@@ -453,11 +453,6 @@ void alcm_atomic_abort(alcm_atomic *f)
 	f->path = NULL;
 }
 
-int alcm_atomic_is_named(const alcm_atomic *f)
-{
-	return f->tmp != NULL;
-}
-
 /* ---- the public wrapper ---- */
 
 struct alcm_atomic_file {

@@ -99,8 +99,6 @@ int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off
 int alcm_atomic_commit(alcm_atomic *f, char *detail);
 /* Removes the temp file if not committed; frees the paths. Safe to call twice. */
 void alcm_atomic_abort(alcm_atomic *f);
-/* 1 if the data goes to a named temporary file (O_TMPFILE was refused). */
-int alcm_atomic_is_named(const alcm_atomic *f);
 
 /* Writes all of buf with pwrite/write loops. @return 0 or errno. */
 int alcm_write_all(int fd, const void *buf, size_t len);

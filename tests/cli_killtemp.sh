@@ -9,7 +9,7 @@
 # Usage: cli_killtemp.sh BIN_DIR SOURCE_DIR [KILLS_PER_CASE]
 set -u
 B=$1
-K=${3:-12}
+K=${3:-8}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
@@ -18,7 +18,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
 RANDOM=$$
 
-"$B/alcm-make-checkpoint" --layers 8 "$T/ck.safetensors" >/dev/null 2>&1 || { bad "make-checkpoint"; exit 1; }
+"$B/alcm-make-checkpoint" "$T/ck.safetensors" >/dev/null 2>&1 || { bad "make-checkpoint"; exit 1; }
 "$B/alcm-pack" -q "$T/ck.safetensors" -o "$T/ck.alcm" || { bad "pack"; exit 1; }
 # float32 only, for the numpy outputs (the checkpoint has bfloat16 tensors)
 "$B/alcm-unpack" -q "$T/ck.alcm" -t embed.weight -t layers.0.attn.qkv.weight \
@@ -77,8 +77,8 @@ run_kills() {
 	if [ "$left" -le $([ -n "$old" ] && echo 1 || echo 0) ]; then ok; else bad "$label: $left files left behind in $K kills"; fi
 }
 
-run_kills "pack .alcm" "$T/o1/x.alcm" "" "$B/alcm-pack" -q -T 1 -l 9 "$T/ck.safetensors" -o "$T/o1/x.alcm"
-run_kills "pack -f .alcm" "$T/o2/x.alcm" "$T/f32.alcm" "$B/alcm-pack" -q -f -T 1 -l 9 "$T/ck.safetensors" -o "$T/o2/x.alcm"
+run_kills "pack .alcm" "$T/o1/x.alcm" "" "$B/alcm-pack" -q -T 1 -l 6 "$T/ck.safetensors" -o "$T/o1/x.alcm"
+run_kills "pack -f .alcm" "$T/o2/x.alcm" "$T/f32.alcm" "$B/alcm-pack" -q -f -T 1 -l 6 "$T/ck.safetensors" -o "$T/o2/x.alcm"
 for ext in npz npy safetensors; do
 	sel=""
 	[ $ext = npy ] && sel="-t embed.weight"
