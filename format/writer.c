@@ -225,22 +225,22 @@ static int open_locked(alcm_writer *w, const char *path, unsigned flags)
 	for (int attempt = 0; attempt < 100; attempt++) {
 		int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0)
-			return wfail(w, ALCM_E_IO, "cannot open '%s' for appending: %s", path,
+			return wfail(w, ALCM_E_IO, "%s: cannot open for appending: %s", path,
 			             strerror(errno));
 		struct stat a, b;
 		int bad = fstat(fd, &a) != 0 ? errno : 0;
 		if (bad || !S_ISREG(a.st_mode)) {
 			close(fd);
-			return wfail(w, ALCM_E_IO, "cannot append to '%s': %s", path,
+			return wfail(w, ALCM_E_IO, "%s: %s", path,
 			             bad ? strerror(bad) : "not a regular file");
 		}
 		int e = lock_whole(fd, !(flags & ALCM_WRITE_NO_WAIT));
 		if (e) {
 			close(fd);
 			if (e == EWOULDBLOCK)
-				return wfail(w, ALCM_E_BUSY, "cannot append to '%s': another writer holds "
-				             "its lock", path);
-			return wfail(w, ALCM_E_IO, "cannot lock '%s' for appending: %s", path,
+				return wfail(w, ALCM_E_BUSY, "%s: another writer holds its lock (spec 7.2)",
+				             path);
+			return wfail(w, ALCM_E_IO, "%s: cannot lock it for appending: %s", path,
 			             strerror(e));
 		}
 		if (stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
@@ -250,7 +250,7 @@ static int open_locked(alcm_writer *w, const char *path, unsigned flags)
 		unlock_whole(fd);
 		close(fd);
 	}
-	return wfail(w, ALCM_E_IO, "cannot append to '%s': it keeps being replaced", path);
+	return wfail(w, ALCM_E_IO, "%s: it keeps being replaced while this append waits", path);
 }
 
 int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limits *lim,
