@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Concurrent `alcm-pack --append` on one stream archive (spec 7.2): rounds of three appenders
+# Concurrent `alcm-pack --append` on one stream archive (spec 7.2): 8 rounds of three appenders
 # started at once. Every appender must exit 0, every frame must land (the frame count grows
 # by three per round, numbered 0, 1, 2, ... without gaps or repeats), and the archive must
 # verify after each round. Without the lock, most rounds lose a frame silently.
@@ -20,7 +20,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 # frames FILE: the frame numbers FRAM records, one per line
 frames() { "$B/alcm-inspect" --json "$1" | grep -o '"frame":[0-9]*' | cut -d: -f2; }
 
-rounds=12 lost=0
+rounds=8 lost=0
 for r in $(seq 1 $rounds); do
 	pids=()
 	for k in 1 2 3; do

@@ -68,8 +68,14 @@ cd - >/dev/null || exit 1
 # ---- signatures ------------------------------------------------------------------------------
 K=$T/a
 "$B/alcm-keygen" "$T/evil" >/dev/null 2>&1 || bad "keygen evil"
-"$B/alcm-make-checkpoint" "$T/ck.npz" >/dev/null 2>&1 || bad "make-checkpoint"
-"$B/alcm-make-checkpoint" --seed 9 "$T/ck2.npz" >/dev/null 2>&1 || bad "make-checkpoint 2"
+# Two small inputs (one 64 KiB tensor each, different seeds): fast under ASan too.
+for seed in 1 9; do
+	"$B/alcm-make-checkpoint" --seed $seed "$T/full$seed.safetensors" >/dev/null 2>&1 || bad "make-checkpoint"
+	"$B/alcm-pack" -q "$T/full$seed.safetensors" -o "$T/full$seed.alcm" || bad "pack"
+	"$B/alcm-unpack" -q "$T/full$seed.alcm" -t layers.0.attn.proj.weight -o "$T/ck$seed.npz" || bad "unpack"
+done
+mv "$T/ck1.npz" "$T/ck.npz"
+mv "$T/ck9.npz" "$T/ck2.npz"
 expect 0 "$B/alcm-pack" -q "$T/ck.npz" -o "$T/s.alcm" --sign "$K.key"
 expect 0 "$B/alcm-inspect" --verify --pubkey "$K.pub" "$T/s.alcm"
 grep -q "signature: valid (algorithm 2" "$T/out" && ok || bad "inspect does not say what it checked: $(grep signature "$T/out")"
