@@ -156,21 +156,19 @@ static void temp_template(char *tmp, const char *path)
 	snprintf(tmp + dirlen, n + 16 - dirlen, ".%s.XXXXXX", path + dirlen);
 }
 
-/* Replaces the trailing XXXXXX of a template by random letters and digits. */
+/* Replaces the trailing XXXXXX of a template by random letters and digits (the time and a
+ * counter as well, should getrandom() fail). */
 static void temp_fill(char *tmp)
 {
 	static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-	static unsigned long counter;
-	uint8_t r[6];
-	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-		unsigned long v = (unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16) ^
-		                  (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 2654435761u);
-		for (int i = 0; i < 6; i++, v >>= 5)
-			r[i] = (uint8_t)v;
-	}
+	static uint64_t counter;
+	uint64_t g = 0, v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^
+	                    (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15u);
+	(void)getrandom(&g, sizeof(g), GRND_NONBLOCK);
+	v ^= g;
 	char *x = tmp + strlen(tmp) - 6;
-	for (int i = 0; i < 6; i++)
-		x[i] = set[r[i] % (sizeof(set) - 1)];
+	for (int i = 0; i < 6; i++, v /= sizeof(set) - 1)
+		x[i] = set[v % (sizeof(set) - 1)];
 }
 
 /* The /proc path through which linkat() names an unnamed file. */
@@ -235,7 +233,7 @@ int alcm_atomic_open_mode(alcm_atomic *f, const char *path, int overwrite, int s
 	f->alloc = alloc;
 	f->overwrite = overwrite;
 	f->sync = sync;
-	if (!path || !*path) {
+	if (!*path) {
 		alcm_detail_set(detail, "empty output path");
 		return ALCM_E_ARG;
 	}

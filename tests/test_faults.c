@@ -45,6 +45,14 @@ typedef struct fixture {
 
 static fixture fx;
 
+/* 1: open(O_TMPFILE) fails with EOPNOTSUPP, as on NFS, so the named temporary files are
+ * used. */
+static int named_only;
+/* 1: /proc/self/fd is missing (access() fails), so an unnamed file could not be named. */
+static int no_proc;
+/* 1: open(O_PATH) fails, so commit keeps the unnamed file through a duplicate. */
+static int no_opath;
+
 static void make_tensor(int i, const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
                         uint64_t *seed)
 {
@@ -464,6 +472,14 @@ static void test_alloc_pack_memory(void **state)
 static void test_alloc_pack_file(void **state)
 {
 	(void)state;
+	/* With a named temporary file too (its path is allocated). */
+	named_only = 1;
+	op_ctx nc = {.lossy = 0, .format = ALCM_FILE_NPZ, .target = in_dir("out.alcm")};
+	long nfb, nn = walk(op_pack_file, &nc, "pack a file (named temporary)", &nfb);
+	print_message("pack npz to a file with a named temporary file: %ld allocations, each "
+	              "failed in turn\n", nn);
+	unlink(nc.target);
+	named_only = 0;
 	const int formats[2] = {ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS};
 	for (int lossy = 0; lossy < 2; lossy++)
 		for (int f = 0; f < 2; f++) {
@@ -532,9 +548,6 @@ static const char *const op_names[OP_COUNT] = {
 	"fstat", "linkat", "open(O_TMPFILE)",
 };
 
-/* 1: open(O_TMPFILE) fails with EOPNOTSUPP, as on NFS, so the named temporary files are
- * used. */
-static int named_only;
 
 enum { HOW_FAIL, HOW_EINTR, HOW_SHORT, HOW_ZERO };
 
@@ -681,7 +694,22 @@ int open(const char *path, int flags, ...)
 		if (simple_fault(OP_TMPFILE, -1))
 			return -1;
 	}
+#ifdef O_PATH
+	if ((flags & O_PATH) && no_opath) {
+		errno = EMFILE;
+		return -1;
+	}
+#endif
 	return REAL(int (*)(const char *, int, ...), open)(path, flags, mode);
+}
+
+int access(const char *path, int how)
+{
+	if (no_proc && strncmp(path, "/proc/", 6) == 0) {
+		errno = ENOENT;
+		return -1;
+	}
+	return REAL(int (*)(const char *, int), access)(path, how);
 }
 
 int mkostemp(char *tmpl, int flags)
@@ -937,6 +965,8 @@ static void test_io_faults(void **state)
 		{OP_FTRUNCATE, HOW_FAIL, EIO}, {OP_RENAME, HOW_FAIL, EXDEV}, {OP_LINK, HOW_FAIL, EPERM},
 		{OP_MKOSTEMP, HOW_FAIL, EMFILE}, {OP_FSTAT, HOW_FAIL, EIO},
 		{OP_LINKAT, HOW_FAIL, EPERM}, {OP_LINKAT, HOW_FAIL, ENOSPC},
+		/* ENOENT from the /proc link: retried with AT_EMPTY_PATH (root's way) */
+		{OP_LINKAT, HOW_FAIL, ENOENT},
 		{OP_TMPFILE, HOW_FAIL, EMFILE},
 	};
 	long total = 0;
@@ -1202,10 +1232,19 @@ static void test_rename_fails(void **state)
 	rmdir(target);
 }
 
+static void target_appears(void);
+
 /* Without overwrite, a target that appears while the archive is written is kept. */
 static void test_target_appears(void **state)
 {
 	(void)state;
+	for (named_only = 0; named_only < 2; named_only++)
+		target_appears();
+	named_only = 0;
+}
+
+static void target_appears(void)
+{
 	const char *target = in_dir("race.alcm");
 	unlink(target);
 	alcm_writer *w = NULL;
@@ -1319,6 +1358,62 @@ static void test_many_outputs(void **state)
 	named_only = 0;
 }
 
+/*
+ * The rare turns of commit: no /proc (the unnamed file could not be named, so a named one is
+ * used from the start), no O_PATH descriptor (a duplicate keeps the file), a random name of
+ * the -f replacement already taken (another one is drawn), a commit after a commit.
+ */
+static void test_commit_turns(void **state)
+{
+	(void)state;
+	no_proc = 1;
+	assert_int_equal(sc_pack_new(), ALCM_OK);
+	assert_int_equal(sc_pack_replace(), ALCM_OK);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_file(&w, in_dir("noproc.alcm"), 0, NULL), ALCM_OK);
+	assert_int_equal(temps_in(fx.dir, "noproc.alcm"), 1); /* named: visible */
+	alcm_writer_free(w);
+	assert_int_equal(temps_in(fx.dir, "noproc.alcm"), 0);
+	no_proc = 0;
+	no_opath = 1;
+	assert_int_equal(sc_pack_new(), ALCM_OK);
+	assert_int_equal(sc_npz_replace(), ALCM_OK);
+	no_opath = 0;
+	/* The first name drawn for -f is taken: another is drawn. */
+	memset(&inj, 0, sizeof(inj));
+	inj.op = OP_LINKAT;
+	inj.at = 1;
+	inj.how = HOW_FAIL;
+	inj.err = EEXIST;
+	assert_int_equal(sc_pack_replace(), ALCM_OK);
+	assert_true(inj.hit);
+	memset(&inj, 0, sizeof(inj));
+	/* Without -f, EEXIST from the link is the target that appeared: ALCM_E_EXISTS. */
+	memset(&inj, 0, sizeof(inj));
+	inj.op = OP_LINKAT;
+	inj.at = 1;
+	inj.how = HOW_FAIL;
+	inj.err = EEXIST;
+	int st = sc_pack_new();
+	memset(&inj, 0, sizeof(inj));
+	assert_int_equal(st, ALCM_E_EXISTS);
+	/* The internal object refuses a second commit and a commit after abort. */
+	for (named_only = 0; named_only < 2; named_only++) {
+		alcm_atomic a;
+		char detail[ALCM_DETAIL_MAX];
+		const char *p = in_dir("twice.bin");
+		unlink(p);
+		assert_int_equal(alcm_atomic_open(&a, p, 0, 0, NULL, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_write(&a, "x", 1, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_commit(&a, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_commit(&a, detail), ALCM_E_STATE);
+		alcm_atomic_abort(&a);
+		assert_true(file_is(p, "x"));
+		unlink(p);
+	}
+	named_only = 0;
+}
+
 /* The public wrapper: private mode, no overwrite, discard on free. */
 static void test_atomic_file(void **state)
 {
@@ -1356,6 +1451,33 @@ static void test_atomic_file(void **state)
 		assert_int_equal(stat(p, &sb), 0);
 		assert_int_equal(sb.st_mode & 0777, 0644);
 		assert_int_equal(temps_in(fx.dir, "secret.key"), 0);
+		/* sync, then commit; calls after a failure or on NULL */
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE |
+		                                       ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, NULL, 1), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		assert_true(file_is(p, "s"));
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, in_dir("no/dir/k"), 0, NULL), ALCM_E_IO);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, NULL, 0, NULL), ALCM_E_ARG);
+		alcm_atomic_file_free(f);
+		assert_int_equal(alcm_atomic_file_open(NULL, p, 0, NULL), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_write(NULL, "s", 1), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_sync(NULL), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_commit(NULL), ALCM_E_ARG);
+		assert_string_equal(alcm_atomic_file_detail(NULL), "");
+		alcm_atomic_file_free(NULL);
 		unlink(p);
 	}
 	named_only = 0;
@@ -1377,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_abandoned_outputs),
 		cmocka_unit_test(test_many_outputs),
 		cmocka_unit_test(test_atomic_file),
+		cmocka_unit_test(test_commit_turns),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,22 +3,50 @@
  * from open to commit. A second writer waits, or fails with ALCM_E_BUSY under
  * ALCM_WRITE_NO_WAIT; threads and processes appending at once lose no frame; a process
  * killed while holding the lock releases it; a child forked while it is held does not keep
- * it after commit; alcm-pack --append --no-wait exits 12 and changes nothing.
+ * it after commit; alcm-pack --append --no-wait exits 12 and changes nothing. The same with
+ * flock() (fcntl's OFD locks refused, as on Linux before 3.15), and a wait interrupted by a
+ * signal goes on waiting.
  */
 #include "testutil.h"
+#include "container.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define NVAL 512
+
+/* 1: fcntl() refuses open file description locks (EINVAL), as an old kernel does. */
+static int no_ofd;
+
+/* The library's fcntl() calls land here (the test links the static library). */
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+#ifdef F_OFD_SETLK
+	if (no_ofd && (cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW || cmd == F_OFD_GETLK)) {
+		errno = EINVAL;
+		return -1;
+	}
+#endif
+	static int (*real)(int, int, ...);
+	if (!real)
+		real = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+	return real(fd, cmd, arg);
+}
 
 static float vals[NVAL];
 
@@ -426,6 +454,99 @@ static void test_cli(void **state)
 	unlink(err);
 }
 
+/* The flock() fallback: the same exclusion, in one process and across processes. */
+static void test_flock_fallback(void **state)
+{
+	no_ofd = 1;
+	test_second_writer_busy(state);
+	test_threads(state);
+	test_killed_holder(state);
+	no_ofd = 0;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* A signal that interrupts the wait for the lock (no SA_RESTART) does not end it. */
+static void test_wait_interrupted(void **state)
+{
+	(void)state;
+	for (no_ofd = 0; no_ofd < 2; no_ofd++) {
+		const char *path = tu_path("eintr.alcm");
+		make_stream(path);
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(60);
+			alcm_writer *w = NULL;
+			if (alcm_writer_open_append(&w, path, NULL, NULL, 0) || write(p[1], "x", 1) != 1)
+				_exit(1);
+			struct timespec ts = {0, 600 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+			alcm_writer_free(w);
+			_exit(0);
+		}
+		char c;
+		assert_int_equal(read(p[0], &c, 1), 1);
+		struct sigaction sa, old;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_alarm;
+		sigaction(SIGALRM, &sa, &old);
+		struct itimerval it = {{0, 100 * 1000}, {0, 100 * 1000}};
+		setitimer(ITIMER_REAL, &it, NULL);
+		int st = append_frame(path, 0);
+		memset(&it, 0, sizeof(it));
+		setitimer(ITIMER_REAL, &it, NULL);
+		sigaction(SIGALRM, &old, NULL);
+		waitpid(pid, NULL, 0);
+		close(p[0]);
+		close(p[1]);
+		assert_int_equal(st, ALCM_OK);
+		int ok;
+		assert_int_equal(frames_ok(path, &ok), 2);
+		assert_true(ok);
+		unlink(path);
+	}
+	no_ofd = 0;
+}
+
+/* What is not an archive to append to: a missing path, a FIFO, a descriptor that is not a
+ * regular file for the internal reader. */
+static void test_not_appendable(void **state)
+{
+	(void)state;
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_append(&w, tu_path("missing.alcm"), NULL, NULL, 0),
+	                 ALCM_E_IO);
+	assert_non_null(strstr(alcm_writer_detail(w), "missing.alcm"));
+	alcm_writer_free(w);
+	const char *fifo = tu_path("fifo.alcm");
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	w = NULL;
+	assert_int_equal(alcm_writer_open_append(&w, fifo, NULL, NULL, 0), ALCM_E_IO);
+	assert_non_null(strstr(alcm_writer_detail(w), "not a regular file"));
+	alcm_writer_free(w);
+	unlink(fifo);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	alcm_reader *r = NULL;
+	assert_int_equal(alcm_reader_open_fd(&r, p[0], "pipe", NULL, NULL, 0), ALCM_E_IO);
+	assert_non_null(strstr(alcm_reader_detail(r), "not a regular file"));
+	alcm_reader_free(r);
+	r = NULL;
+	assert_int_equal(alcm_reader_open_fd(&r, -1, "bad", NULL, NULL, 0), ALCM_E_ARG);
+	assert_int_equal(alcm_reader_open_fd(&r, p[0], NULL, NULL, NULL, 0), ALCM_E_ARG);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(alcm_reader_open_fd(&r, p[0], "closed", NULL, NULL, 0), ALCM_E_IO);
+	alcm_reader_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -436,6 +557,9 @@ int main(void)
 		cmocka_unit_test(test_forked_child),
 		cmocka_unit_test(test_replaced_while_waiting),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_flock_fallback),
+		cmocka_unit_test(test_wait_interrupted),
+		cmocka_unit_test(test_not_appendable),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
