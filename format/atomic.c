@@ -435,6 +435,94 @@ int alcm_atomic_commit(alcm_atomic *f, char *detail)
 	return ALCM_OK;
 }
 
+/*
+ * Several files published together (alcm_atomic_file_commit_all): everything that can fail
+ * slowly or leave the targets inconsistent happens first, for every file (fsync, close of
+ * the writing descriptor, a temporary name for an unnamed file), so that publishing them is
+ * one rename after another. A kill between two renames is the only way to see some of them
+ * new and others old; a kill after staging leaves the staged names (hidden, in the targets'
+ * directories) and every target as it was.
+ */
+static int stage(alcm_atomic *f, char *detail)
+{
+	if (f->fd < 0 || !f->path) {
+		alcm_detail_set(detail, "output already committed or aborted");
+		return ALCM_E_STATE;
+	}
+	if (f->sync && fsync(f->fd) != 0) {
+		alcm_detail_set(detail, "cannot write '%s': fsync: %s", f->path, strerror(errno));
+		return ALCM_E_IO;
+	}
+	int rc = ALCM_OK;
+	if (!f->tmp) {
+		size_t n = strlen(f->path) + 16;
+		f->tmp = alcm_mem_alloc(f->alloc, n);
+		if (!f->tmp) {
+			alcm_detail_set(detail, "out of memory");
+			return ALCM_E_NOMEM;
+		}
+		rc = ALCM_E_IO;
+		for (int attempt = 0; attempt < 100; attempt++) {
+			temp_template(f->tmp, f->path);
+			temp_fill(f->tmp);
+			registry_add(f->tmp);
+			if (link_unnamed(f->fd, f->tmp) == 0) {
+				rc = ALCM_OK;
+				break;
+			}
+			int e = errno;
+			registry_remove(f->tmp);
+			errno = e;
+			if (e != EEXIST)
+				break;
+		}
+		if (rc) {
+			alcm_detail_set(detail, "cannot create a temporary name next to '%s': %s", f->path,
+			                strerror(errno));
+			alcm_mem_free(f->alloc, f->tmp);
+			f->tmp = NULL;
+			return rc;
+		}
+	}
+	if (close(f->fd) != 0) {
+		f->fd = -1;
+		alcm_detail_set(detail, "cannot write '%s': close: %s", f->path, strerror(errno));
+		return ALCM_E_IO;
+	}
+	f->fd = -1;
+	return ALCM_OK;
+}
+
+/* The staged name becomes the target: replacing it (overwrite), or not (RENAME_NOREPLACE,
+ * or link and unlink where the file system lacks it). */
+static int publish(alcm_atomic *f, char *detail)
+{
+	int r;
+	if (f->overwrite) {
+		r = rename(f->tmp, f->path);
+	} else {
+		r = -1;
+		errno = ENOSYS;
+#ifdef RENAME_NOREPLACE
+		r = renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE);
+#endif
+		if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
+			r = link(f->tmp, f->path);
+			if (r == 0)
+				unlink(f->tmp);
+		}
+	}
+	if (r != 0) {
+		int e = errno;
+		alcm_detail_set(detail, "cannot create '%s': %s", f->path, strerror(e));
+		return e == EEXIST ? ALCM_E_EXISTS : ALCM_E_IO;
+	}
+	registry_remove(f->tmp);
+	alcm_mem_free(f->alloc, f->tmp);
+	f->tmp = NULL;
+	return ALCM_OK;
+}
+
 void alcm_atomic_abort(alcm_atomic *f)
 {
 	if (f->fd >= 0) {
@@ -529,6 +617,45 @@ void alcm_atomic_file_free(alcm_atomic_file *f)
 	alcm_atomic_abort(&f->a);
 	alcm_allocator a = f->alloc;
 	alcm_mem_free(&a, f);
+}
+
+int alcm_atomic_file_commit_all(alcm_atomic_file *const *f, size_t n, size_t *done)
+{
+	if (done)
+		*done = 0;
+	if (!f)
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (!f[i])
+			return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (f[i]->state)
+			return ALCM_E_STATE;
+	for (size_t i = 0; i < n; i++) {
+		int st = stage(&f[i]->a, f[i]->detail);
+		if (st) {
+			f[i]->state = 2;
+			return st;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int st = publish(&f[i]->a, f[i]->detail);
+		if (st) {
+			f[i]->state = 2;
+			return st;
+		}
+		f[i]->state = 1;
+		if (done)
+			*done = i + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Each directory once would do; a repeat costs little for the few files this is for. */
+		if (f[i]->a.sync)
+			sync_dir(f[i]->a.path);
+		alcm_mem_free(f[i]->a.alloc, f[i]->a.path);
+		f[i]->a.path = NULL;
+	}
+	return ALCM_OK;
 }
 
 const char *alcm_atomic_file_detail(const alcm_atomic_file *f)

@@ -975,6 +975,17 @@ ALCM_API int alcm_atomic_file_sync(alcm_atomic_file *f);
 /** Publishes the file. @return ALCM_OK, ALCM_E_EXISTS (no overwrite, the target appeared),
  *  ALCM_E_IO. */
 ALCM_API int alcm_atomic_file_commit(alcm_atomic_file *f);
+/**
+ * Publishes `n` files as close together as the file system allows (a key pair, say): first,
+ * for every file, what can fail or take time (fsync unless ALCM_WRITE_NO_SYNC, closing, a
+ * hidden temporary name), then one rename after another, then the directories' fsync. A
+ * failure before the renames publishes nothing; a failure at file k leaves files 0..k-1
+ * published (*done = k, the caller may undo them) and the others not. A process killed
+ * between two renames leaves some new and some old; killed after staging and before the
+ * renames, it leaves the hidden names behind and every target as it was.
+ * @return ALCM_OK, or the first failure (its file's detail line says what).
+ */
+ALCM_API int alcm_atomic_file_commit_all(alcm_atomic_file *const *f, size_t n, size_t *done);
 /** Discards the file unless committed; frees the object. */
 ALCM_API void alcm_atomic_file_free(alcm_atomic_file *f);
 ALCM_API const char *alcm_atomic_file_detail(const alcm_atomic_file *f);

@@ -90,12 +90,16 @@ if [ $have_h5 -eq 1 ]; then
 	run_kills "unpack -f .h5" "$T/hf/x.h5" "$T/old.h5" "$B/alcm-unpack" -q -f -T 1 "$T/f32.alcm" -o "$T/hf/x.h5"
 fi
 
-# Key pairs: nothing but k.key and k.pub, and when both are there they match (the public key
-# is the second half of the secret one). The one instant between publishing the two files
-# may leave a lone k.key (new pair) or a new k.key beside the old k.pub (-f): tolerated once.
+# Key pairs. alcm-keygen gives both files hidden names, then renames them into place one
+# right after the other (k.key first). Every kill must leave one of: the old pair (or none),
+# the new pair, or, killed during the first rename, the new k.key beside the old k.pub (or
+# alone) with its own public key under the hidden name ".k.pub.XXXXXX" beside it, from which
+# the pair can be finished. A kill in the microseconds between naming the files and the
+# first rename leaves the old pair with up to two hidden names (counted, tolerated once).
+# Nothing else may be left.
 hexof() { cut -d' ' -f2 "$1" | tr -d '\n'; }
 keygen_kills() { # LABEL FORCE
-	local label=$1 force=$2 t0 span left=0 torn=0 whole=0 none=0
+	local label=$1 force=$2 t0 span whole=0 none=0 torn=0 broken=0 staged=0
 	mkdir -p "$T/k"
 	rm -f "$T/k/"*
 	t0=$(ms)
@@ -110,20 +114,29 @@ keygen_kills() { # LABEL FORCE
 		sleep "$(printf '%d.%03d' $((d / 1000)) $((d % 1000)))"
 		kill -KILL $pid 2>/dev/null
 		wait $pid 2>/dev/null
-		left=$((left + $(find "$T/k" -mindepth 1 -maxdepth 1 ! -name k.key ! -name k.pub | wc -l)))
-		if [ -e "$T/k/k.key" ] && [ -e "$T/k/k.pub" ]; then
-			local sk pk
-			sk=$(hexof "$T/k/k.key")
-			pk=$(hexof "$T/k/k.pub")
-			if [ "${sk:64:64}" = "$pk" ]; then whole=$((whole + 1)); else torn=$((torn + 1)); fi
-		elif [ -e "$T/k/k.key" ] || [ -e "$T/k/k.pub" ]; then
-			torn=$((torn + 1))
-		else
+		local sk="" pk="" hidden=() others
+		[ -e "$T/k/k.key" ] && sk=$(hexof "$T/k/k.key")
+		[ -e "$T/k/k.pub" ] && pk=$(hexof "$T/k/k.pub")
+		mapfile -t hidden < <(find "$T/k" -mindepth 1 -maxdepth 1 -name '.k.*.??????')
+		others=$(find "$T/k" -mindepth 1 -maxdepth 1 ! -name k.key ! -name k.pub ! -name '.k.*.??????' | wc -l)
+		if [ "$others" -ne 0 ]; then
+			broken=$((broken + 1))
+		elif [ -n "$sk" ] && [ "${sk:64:64}" = "$pk" ] && [ ${#hidden[@]} -eq 0 ]; then
+			whole=$((whole + 1))
+		elif [ -z "$sk" ] && [ -z "$pk" ] && [ ${#hidden[@]} -eq 0 ]; then
 			none=$((none + 1))
+		elif { [ -z "$sk$pk" ] || [ "${sk:64:64}" = "$pk" ]; } && [ ${#hidden[@]} -le 2 ]; then
+			staged=$((staged + 1))
+		elif [ -n "$sk" ] && [ ${#hidden[@]} -eq 1 ] && [ "${hidden[0]##*/.k.}" != "${hidden[0]##*/.k.pub.}" ] &&
+			[ "$(hexof "${hidden[0]}")" = "${sk:64:64}" ]; then
+			torn=$((torn + 1)) # finishable: the hidden .k.pub.* is k.key's public half
+		else
+			broken=$((broken + 1))
+			echo "cli_killtemp: $label kill $i left: $(ls -A "$T/k" | tr '\n' ' ')" >&2
 		fi
 	done
-	echo "cli_killtemp: $label: $K kills over ${span} ms: $left leftovers; matching pair $whole, no pair $none, torn pair $torn"
-	if [ "$left" -eq 0 ] && [ "$torn" -le 1 ]; then ok; else bad "$label: $left leftovers, $torn torn pairs"; fi
+	echo "cli_killtemp: $label: $K kills over ${span} ms: matching pair $whole, no pair $none, new key with its public key still hidden $torn, old pair and hidden names $staged, anything else $broken"
+	if [ "$broken" -eq 0 ] && [ "$staged" -le 1 ]; then ok; else bad "$label: $broken kills left an unfinishable state, $staged left hidden names"; fi
 }
 keygen_kills "keygen" ""
 keygen_kills "keygen -f" "-f"

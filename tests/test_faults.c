@@ -1417,6 +1417,85 @@ static void test_commit_turns(void **state)
 	named_only = 0;
 }
 
+/* Several files published together: all, or none when staging fails, or the first k when
+ * the publication of file k fails (done = k); nothing left behind in any case. */
+static void test_commit_all(void **state)
+{
+	(void)state;
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *a = in_dir("pair.key"), *b = in_dir("pair.pub");
+		unlink(a);
+		unlink(b);
+		alcm_atomic_file *f[2] = {NULL, NULL};
+		size_t done = 9;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_PRIVATE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], b, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[0], "K", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[1], "P", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_OK);
+		assert_int_equal(done, 2);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_STATE);
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "K") && file_is(b, "P"));
+		/* Without overwrite, a target that appeared: nothing more is published. */
+		unlink(a);
+		f[0] = f[1] = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], in_dir("pair.other"), 0, NULL), ALCM_OK);
+		assert_int_equal(tu_write_file(a, "precious", 8), 0);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_EXISTS);
+		assert_int_equal(done, 0);
+		assert_non_null(strstr(alcm_atomic_file_detail(f[0]), "pair.key"));
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "precious"));
+		assert_false(tu_file_exists(in_dir("pair.other")));
+		/* The second one cannot be published (a directory is in the way): the first is. */
+		unlink(b);
+		assert_int_equal(mkdir(b, 0755), 0);
+		f[0] = f[1] = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], b, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[0], "K2", 2), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_IO);
+		assert_int_equal(done, 1);
+		assert_non_null(strstr(alcm_atomic_file_detail(f[1]), "pair.pub"));
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "K2"));
+		assert_int_equal(rmdir(b), 0);
+		assert_int_equal(temps_in(fx.dir, "pair.key"), 0);
+		assert_int_equal(temps_in(fx.dir, "pair.pub"), 0);
+		/* Staging fails (the link to a temporary name): nothing published, nothing left. */
+		if (!named_only) {
+			f[0] = f[1] = NULL;
+			assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_OVERWRITE, NULL),
+			                 ALCM_OK);
+			assert_int_equal(alcm_atomic_file_open(&f[1], b, 0, NULL), ALCM_OK);
+			memset(&inj, 0, sizeof(inj));
+			inj.op = OP_LINKAT;
+			inj.at = 2;
+			inj.how = HOW_FAIL;
+			inj.err = ENOSPC;
+			assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_IO);
+			memset(&inj, 0, sizeof(inj));
+			assert_int_equal(done, 0);
+			alcm_atomic_file_free(f[0]);
+			alcm_atomic_file_free(f[1]);
+			assert_true(file_is(a, "K2"));
+			assert_false(tu_file_exists(b));
+			assert_int_equal(temps_in(fx.dir, "pair.key"), 0);
+			assert_int_equal(temps_in(fx.dir, "pair.pub"), 0);
+		}
+		unlink(a);
+		alcm_atomic_file *none[1] = {NULL};
+		assert_int_equal(alcm_atomic_file_commit_all(none, 1, &done), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_commit_all(NULL, 0, NULL), ALCM_E_ARG);
+	}
+	named_only = 0;
+}
+
 /* The public wrapper: private mode, no overwrite, discard on free. */
 static void test_atomic_file(void **state)
 {
@@ -1503,6 +1582,7 @@ int main(void)
 		cmocka_unit_test(test_many_outputs),
 		cmocka_unit_test(test_atomic_file),
 		cmocka_unit_test(test_commit_turns),
+		cmocka_unit_test(test_commit_all),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -438,27 +438,28 @@ int cli_write_keypair(const char *key_path, const char *pub_path,
 		rc = EXIT_IO;
 		goto out;
 	}
-	at = key_path;
-	if ((st = alcm_atomic_file_commit(fk))) {
-		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fk));
-		goto out;
-	}
-	at = pub_path;
-	if ((st = alcm_atomic_file_commit(fp))) {
-		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fp));
-		/* Undo the secret key: the pair on disk stays the old one (or none). */
-		char why2[DETAIL_CAP];
-		int undo = have_old ? put_file(key_path, old, old_len,
-		                               ALCM_WRITE_OVERWRITE | ALCM_WRITE_PRIVATE, why2,
-		                               sizeof(why2))
-		                    : (unlink(key_path) == 0 ? ALCM_OK : ALCM_E_IO);
-		if (undo) {
-			cli_err("cannot write key '%s': %s; and '%s' could not be put back, so it does "
-			        "not match '%s': run alcm-keygen -f again", pub_path,
-			        why[0] ? why : alcm_strerror(st), key_path, pub_path);
-			rc = cli_exit_code(st);
-			goto out;
+	/* Both published by two renames in a row: only a kill between them can tear the pair. */
+	alcm_atomic_file *both[2] = {fk, fp};
+	size_t done = 0;
+	st = alcm_atomic_file_commit_all(both, 2, &done);
+	at = done == 0 ? key_path : pub_path;
+	if (st) {
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(both[done]));
+		if (done == 1) {
+			/* Undo the secret key: the pair on disk stays the old one (or none). */
+			char why2[DETAIL_CAP];
+			int undo = have_old ? put_file(key_path, old, old_len,
+			                               ALCM_WRITE_OVERWRITE | ALCM_WRITE_PRIVATE, why2,
+			                               sizeof(why2))
+			                    : (unlink(key_path) == 0 ? ALCM_OK : ALCM_E_IO);
+			if (undo) {
+				cli_err("cannot write key '%s': %s; and '%s' could not be put back, so it does "
+				        "not match '%s': run alcm-keygen -f again", pub_path,
+				        why[0] ? why : alcm_strerror(st), key_path, pub_path);
+				rc = cli_exit_code(st);
+			}
 		}
+		goto out;
 	}
 	char kd[4096], pd[4096];
 	dir_of(key_path, kd, sizeof(kd));

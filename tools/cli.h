@@ -79,11 +79,13 @@ int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
 int cli_load_key(const char *path, int secret, uint8_t *key, size_t len);
 /*
  * Writes a key pair: the secret key file (mode 0600) and the public one, both or neither.
- * Both are written and flushed before either is published; without force an existing file of
- * either name stops it before anything is written; if the public key cannot be published
- * after the secret one, the secret key file is put back as it was (removed, or its old bytes
- * restored). Only a kill -9 between the two publications (microseconds) can leave the new
- * secret key beside the old public one. Prints its errors. @return 0 or an exit code.
+ * Without force an existing file of either name stops it before anything is written. Both
+ * are written, flushed and given hidden names first, then renamed into place one right after
+ * the other (alcm_atomic_file_commit_all); if the public key's rename fails, the secret key
+ * file is put back as it was (removed, or its old bytes restored). Only a kill -9 between the
+ * two renames can leave the new secret key beside the old public one (or alone); a kill just
+ * before them leaves two hidden names and the old pair. Prints its errors.
+ * @return 0 or an exit code.
  */
 int cli_write_keypair(const char *key_path, const char *pub_path,
                       const uint8_t sk[ALCM_SECRET_KEY_BYTES],
