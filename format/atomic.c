@@ -1,4 +1,9 @@
-/* Atomic output files: temp file in the target's directory, fsync, rename or link. */
+/*
+ * Atomic output files. On Linux the data goes to an unnamed file (O_TMPFILE) in the target's
+ * directory, which gets a name only at commit (linkat): a process killed at any point before
+ * leaves nothing behind. Where O_TMPFILE is refused (an old kernel, NFS, some FUSE file
+ * systems) or /proc is not mounted, a named temporary ".NAME.XXXXXX" is used, as before.
+ */
 #include "format_internal.h"
 
 #include <errno.h>
@@ -8,7 +13,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Registry of live temp files for alcm_atomic_cleanup_all(): a fixed array so that the
@@ -121,15 +128,112 @@ static char *dup_str(const alcm_allocator *a, const char *s)
 	return d;
 }
 
-int alcm_atomic_open(alcm_atomic *f, const char *path, int overwrite, int sync,
-                     const alcm_allocator *alloc, char *detail)
+/* The directory part of path ("." when there is none), in buf. @return 0, or -1 if too long. */
+static int dir_of(const char *path, char *buf, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		snprintf(buf, cap, ".");
+		return 0;
+	}
+	size_t n = (size_t)(slash - path);
+	if (n == 0)
+		n = 1;
+	if (n >= cap)
+		return -1;
+	memcpy(buf, path, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+/* "<dir>/.<name>.XXXXXX" for path, in a buffer of strlen(path) + 16 bytes. */
+static void temp_template(char *tmp, const char *path)
+{
+	size_t n = strlen(path);
+	const char *slash = strrchr(path, '/');
+	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+	memcpy(tmp, path, dirlen);
+	snprintf(tmp + dirlen, n + 16 - dirlen, ".%s.XXXXXX", path + dirlen);
+}
+
+/* Replaces the trailing XXXXXX of a template by random letters and digits (the time and a
+ * counter as well, should getrandom() fail). */
+static void temp_fill(char *tmp)
+{
+	static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	static uint64_t counter;
+	uint64_t g = 0, v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^
+	                    (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15u);
+	(void)getrandom(&g, sizeof(g), GRND_NONBLOCK);
+	v ^= g;
+	char *x = tmp + strlen(tmp) - 6;
+	for (int i = 0; i < 6; i++, v /= sizeof(set) - 1)
+		x[i] = set[v % (sizeof(set) - 1)];
+}
+
+/* The /proc path through which linkat() names an unnamed file. */
+static void proc_path(char *buf, size_t cap, int fd)
+{
+	snprintf(buf, cap, "/proc/self/fd/%d", fd);
+}
+
+#ifdef O_TMPFILE
+
+/* An unnamed file in the target's directory, or -1 where O_TMPFILE is refused or the file
+ * could not be named later (no /proc). */
+static int open_unnamed(const char *path, unsigned mode)
+{
+	char dir[PATH_MAX], pp[64];
+	if (dir_of(path, dir, sizeof(dir)))
+		return -1;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+	if (fd < 0)
+		return -1;
+	proc_path(pp, sizeof(pp), fd);
+	if (access(pp, F_OK) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Gives the unnamed file the name `to`. Fails with EEXIST rather than replace a file. */
+static int link_unnamed(int fd, const char *to)
+{
+	char pp[64];
+	proc_path(pp, sizeof(pp), fd);
+	if (linkat(AT_FDCWD, pp, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	int e = errno;
+	/* Without /proc (it was there at open), a process with CAP_DAC_READ_SEARCH can still. */
+	if (e == ENOENT && linkat(fd, "", AT_FDCWD, to, AT_EMPTY_PATH) == 0)
+		return 0;
+	errno = e;
+	return -1;
+}
+#else
+static int open_unnamed(const char *path, unsigned mode)
+{
+	(void)path, (void)mode;
+	return -1;
+}
+static int link_unnamed(int fd, const char *to)
+{
+	(void)fd, (void)to;
+	errno = ENOTSUP;
+	return -1;
+}
+#endif
+
+int alcm_atomic_open_mode(alcm_atomic *f, const char *path, int overwrite, int sync,
+                          unsigned mode, const alcm_allocator *alloc, char *detail)
 {
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
 	f->alloc = alloc;
 	f->overwrite = overwrite;
 	f->sync = sync;
-	if (!path || !*path) {
+	if (!*path) {
 		alcm_detail_set(detail, "empty output path");
 		return ALCM_E_ARG;
 	}
@@ -139,30 +243,40 @@ int alcm_atomic_open(alcm_atomic *f, const char *path, int overwrite, int sync,
 		return ALCM_E_EXISTS;
 	}
 	f->path = dup_str(alloc, path);
-	size_t n = strlen(path);
-	f->tmp = alcm_mem_alloc(alloc, n + 16);
-	if (!f->path || !f->tmp) {
-		alcm_atomic_abort(f);
+	if (!f->path) {
 		alcm_detail_set(detail, "out of memory");
 		return ALCM_E_NOMEM;
 	}
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	memcpy(f->tmp, path, dirlen);
-	snprintf(f->tmp + dirlen, n + 16 - dirlen, ".%s.XXXXXX", path + dirlen);
-	f->fd = mkostemp(f->tmp, O_CLOEXEC);
+	f->fd = open_unnamed(path, mode);
 	if (f->fd < 0) {
-		int e = errno;
-		alcm_detail_set(detail, "cannot create a temporary file next to '%s': %s", path,
-		                strerror(e));
-		alcm_mem_free(alloc, f->tmp);
-		f->tmp = NULL;
-		alcm_atomic_abort(f);
-		return ALCM_E_IO;
+		f->tmp = alcm_mem_alloc(alloc, strlen(path) + 16);
+		if (!f->tmp) {
+			alcm_atomic_abort(f);
+			alcm_detail_set(detail, "out of memory");
+			return ALCM_E_NOMEM;
+		}
+		temp_template(f->tmp, path);
+		f->fd = mkostemp(f->tmp, O_CLOEXEC);
+		if (f->fd < 0) {
+			int e = errno;
+			alcm_detail_set(detail, "cannot create a temporary file next to '%s': %s", path,
+			                strerror(e));
+			alcm_mem_free(alloc, f->tmp);
+			f->tmp = NULL;
+			alcm_atomic_abort(f);
+			return ALCM_E_IO;
+		}
+		registry_add(f->tmp);
 	}
-	registry_add(f->tmp);
-	(void)fchmod(f->fd, 0644);
+	/* The mode does not depend on the umask, as before O_TMPFILE. */
+	(void)fchmod(f->fd, (mode_t)mode);
 	return ALCM_OK;
+}
+
+int alcm_atomic_open(alcm_atomic *f, const char *path, int overwrite, int sync,
+                     const alcm_allocator *alloc, char *detail)
+{
+	return alcm_atomic_open_mode(f, path, overwrite, sync, 0644, alloc, detail);
 }
 
 int alcm_atomic_write(alcm_atomic *f, const void *buf, size_t len, char *detail)
@@ -188,18 +302,8 @@ int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off
 static void sync_dir(const char *path)
 {
 	char buf[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (slash) {
-		size_t n = (size_t)(slash - path);
-		if (n == 0)
-			n = 1;
-		if (n >= sizeof(buf))
-			return;
-		memcpy(buf, path, n);
-		buf[n] = '\0';
-	} else {
-		strcpy(buf, ".");
-	}
+	if (dir_of(path, buf, sizeof(buf)))
+		return;
 	int dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		(void)fsync(dfd);
@@ -207,17 +311,81 @@ static void sync_dir(const char *path)
 	}
 }
 
-int alcm_atomic_commit(alcm_atomic *f, char *detail)
+/*
+ * Replaces f->path by the unnamed file: linkat() never replaces, so the file is linked to a
+ * fresh temporary name and renamed over the target at once. A kill -9 between the two calls
+ * is the only moment a temporary name can be left behind (microseconds, against the whole
+ * write with a named temporary file); SIGINT/SIGTERM handlers remove it.
+ */
+static int replace_unnamed(alcm_atomic *f, char *detail)
 {
-	if (f->fd < 0 || !f->tmp) {
-		alcm_detail_set(detail, "output already committed or aborted");
-		return ALCM_E_STATE;
+	size_t n = strlen(f->path) + 16;
+	char *tmp = alcm_mem_alloc(f->alloc, n);
+	if (!tmp) {
+		alcm_detail_set(detail, "out of memory");
+		return ALCM_E_NOMEM;
 	}
-	if (f->sync && fsync(f->fd) != 0) {
-		int e = errno;
-		alcm_detail_set(detail, "cannot write '%s': fsync: %s", f->path, strerror(e));
+	int rc = ALCM_E_IO, e = 0;
+	for (int attempt = 0; attempt < 100; attempt++) {
+		temp_template(tmp, f->path);
+		temp_fill(tmp);
+		registry_add(tmp);
+		if (link_unnamed(f->fd, tmp) == 0) {
+			if (rename(tmp, f->path) == 0) {
+				rc = ALCM_OK;
+			} else {
+				e = errno;
+				unlink(tmp);
+			}
+			registry_remove(tmp);
+			break;
+		}
+		e = errno;
+		registry_remove(tmp);
+		if (e != EEXIST)
+			break;
+	}
+	if (rc)
+		alcm_detail_set(detail, "cannot rename to '%s': %s", f->path, strerror(e));
+	alcm_mem_free(f->alloc, tmp);
+	return rc;
+}
+
+static int commit_unnamed(alcm_atomic *f, char *detail)
+{
+	/* The descriptor that wrote is closed before the file is published, so that a write
+	 * error reported only at close (NFS-like file systems) publishes nothing; an O_PATH
+	 * descriptor keeps the unnamed file alive for the link. */
+	int pfd = -1;
+#ifdef O_PATH
+	char pp[64];
+	proc_path(pp, sizeof(pp), f->fd);
+	pfd = open(pp, O_PATH | O_CLOEXEC);
+#endif
+	if (pfd < 0)
+		pfd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3);
+	int pe = pfd < 0 ? errno : 0;
+	int e = close(f->fd) != 0 ? errno : 0;
+	f->fd = pfd;
+	if (e || pe) {
+		alcm_detail_set(detail, "cannot write '%s': close: %s", f->path, strerror(e ? e : pe));
 		return ALCM_E_IO;
 	}
+	int rc = ALCM_OK;
+	if (f->overwrite) {
+		rc = replace_unnamed(f, detail);
+	} else if (link_unnamed(f->fd, f->path) != 0) {
+		e = errno;
+		alcm_detail_set(detail, "cannot create '%s': %s", f->path, strerror(e));
+		rc = e == EEXIST ? ALCM_E_EXISTS : ALCM_E_IO;
+	}
+	close(f->fd);
+	f->fd = -1;
+	return rc;
+}
+
+static int commit_named(alcm_atomic *f, char *detail)
+{
 	if (close(f->fd) != 0) {
 		int e = errno;
 		f->fd = -1;
@@ -241,12 +409,117 @@ int alcm_atomic_commit(alcm_atomic *f, char *detail)
 		unlink(f->tmp);
 	}
 	registry_remove(f->tmp);
-	if (f->sync)
-		sync_dir(f->path);
 	alcm_mem_free(f->alloc, f->tmp);
 	f->tmp = NULL;
+	return ALCM_OK;
+}
+
+int alcm_atomic_commit(alcm_atomic *f, char *detail)
+{
+	if (f->fd < 0 || !f->path) {
+		alcm_detail_set(detail, "output already committed or aborted");
+		return ALCM_E_STATE;
+	}
+	if (f->sync && fsync(f->fd) != 0) {
+		int e = errno;
+		alcm_detail_set(detail, "cannot write '%s': fsync: %s", f->path, strerror(e));
+		return ALCM_E_IO;
+	}
+	int rc = f->tmp ? commit_named(f, detail) : commit_unnamed(f, detail);
+	if (rc)
+		return rc;
+	if (f->sync)
+		sync_dir(f->path);
 	alcm_mem_free(f->alloc, f->path);
 	f->path = NULL;
+	return ALCM_OK;
+}
+
+/*
+ * Several files published together (alcm_atomic_file_commit_all): everything that can fail
+ * slowly or leave the targets inconsistent happens first, for every file (fsync, close of
+ * the writing descriptor, a temporary name for an unnamed file), so that publishing them is
+ * one rename after another. A kill between two renames is the only way to see some of them
+ * new and others old; a kill after staging leaves the staged names (hidden, in the targets'
+ * directories) and every target as it was.
+ */
+static int stage(alcm_atomic *f, char *detail)
+{
+	if (f->fd < 0 || !f->path) {
+		alcm_detail_set(detail, "output already committed or aborted");
+		return ALCM_E_STATE;
+	}
+	if (f->sync && fsync(f->fd) != 0) {
+		alcm_detail_set(detail, "cannot write '%s': fsync: %s", f->path, strerror(errno));
+		return ALCM_E_IO;
+	}
+	int rc = ALCM_OK;
+	if (!f->tmp) {
+		size_t n = strlen(f->path) + 16;
+		f->tmp = alcm_mem_alloc(f->alloc, n);
+		if (!f->tmp) {
+			alcm_detail_set(detail, "out of memory");
+			return ALCM_E_NOMEM;
+		}
+		rc = ALCM_E_IO;
+		for (int attempt = 0; attempt < 100; attempt++) {
+			temp_template(f->tmp, f->path);
+			temp_fill(f->tmp);
+			registry_add(f->tmp);
+			if (link_unnamed(f->fd, f->tmp) == 0) {
+				rc = ALCM_OK;
+				break;
+			}
+			int e = errno;
+			registry_remove(f->tmp);
+			errno = e;
+			if (e != EEXIST)
+				break;
+		}
+		if (rc) {
+			alcm_detail_set(detail, "cannot create a temporary name next to '%s': %s", f->path,
+			                strerror(errno));
+			alcm_mem_free(f->alloc, f->tmp);
+			f->tmp = NULL;
+			return rc;
+		}
+	}
+	if (close(f->fd) != 0) {
+		f->fd = -1;
+		alcm_detail_set(detail, "cannot write '%s': close: %s", f->path, strerror(errno));
+		return ALCM_E_IO;
+	}
+	f->fd = -1;
+	return ALCM_OK;
+}
+
+/* The staged name becomes the target: replacing it (overwrite), or not (RENAME_NOREPLACE,
+ * or link and unlink where the file system lacks it). */
+static int publish(alcm_atomic *f, char *detail)
+{
+	int r;
+	if (f->overwrite) {
+		r = rename(f->tmp, f->path);
+	} else {
+		r = -1;
+		errno = ENOSYS;
+#ifdef RENAME_NOREPLACE
+		r = renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE);
+#endif
+		if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
+			r = link(f->tmp, f->path);
+			if (r == 0)
+				unlink(f->tmp);
+		}
+	}
+	if (r != 0) {
+		int e = errno;
+		alcm_detail_set(detail, "cannot create '%s': %s", f->path, strerror(e));
+		return e == EEXIST ? ALCM_E_EXISTS : ALCM_E_IO;
+	}
+	registry_remove(f->tmp);
+	alcm_mem_free(f->alloc, f->tmp);
+	f->tmp = NULL;
 	return ALCM_OK;
 }
 
@@ -264,4 +537,128 @@ void alcm_atomic_abort(alcm_atomic *f)
 	}
 	alcm_mem_free(f->alloc, f->path);
 	f->path = NULL;
+}
+
+/* ---- the public wrapper ---- */
+
+struct alcm_atomic_file {
+	alcm_allocator alloc;
+	alcm_atomic a;
+	int state; /* 0 open, 1 committed, 2 failed */
+	char detail[ALCM_DETAIL_MAX];
+};
+
+int alcm_atomic_file_open(alcm_atomic_file **out, const char *path, unsigned flags,
+                          const alcm_allocator *alloc)
+{
+	if (!out)
+		return ALCM_E_ARG;
+	*out = NULL;
+	alcm_allocator a;
+	alcm_alloc_copy(&a, alloc);
+	alcm_atomic_file *f = alcm_mem_calloc(&a, 1, sizeof(*f));
+	if (!f)
+		return ALCM_E_NOMEM;
+	f->alloc = a;
+	f->a.fd = -1;
+	*out = f;
+	if (!path)
+		return ALCM_E_ARG;
+	int st = alcm_atomic_open_mode(&f->a, path, (flags & ALCM_WRITE_OVERWRITE) != 0,
+	                               !(flags & ALCM_WRITE_NO_SYNC),
+	                               (flags & ALCM_WRITE_PRIVATE) ? 0600 : 0644, &f->alloc,
+	                               f->detail);
+	if (st)
+		f->state = 2;
+	return st;
+}
+
+int alcm_atomic_file_write(alcm_atomic_file *f, const void *buf, size_t len)
+{
+	if (!f || (!buf && len))
+		return ALCM_E_ARG;
+	if (f->state)
+		return ALCM_E_STATE;
+	int st = alcm_atomic_write(&f->a, buf, len, f->detail);
+	if (st)
+		f->state = 2;
+	return st;
+}
+
+int alcm_atomic_file_sync(alcm_atomic_file *f)
+{
+	if (!f)
+		return ALCM_E_ARG;
+	if (f->state)
+		return ALCM_E_STATE;
+	if (fsync(f->a.fd) != 0) {
+		alcm_detail_set(f->detail, "cannot write '%s': fsync: %s", f->a.path, strerror(errno));
+		f->state = 2;
+		return ALCM_E_IO;
+	}
+	return ALCM_OK;
+}
+
+int alcm_atomic_file_commit(alcm_atomic_file *f)
+{
+	if (!f)
+		return ALCM_E_ARG;
+	if (f->state)
+		return ALCM_E_STATE;
+	int st = alcm_atomic_commit(&f->a, f->detail);
+	f->state = st ? 2 : 1;
+	return st;
+}
+
+void alcm_atomic_file_free(alcm_atomic_file *f)
+{
+	if (!f)
+		return;
+	alcm_atomic_abort(&f->a);
+	alcm_allocator a = f->alloc;
+	alcm_mem_free(&a, f);
+}
+
+int alcm_atomic_file_commit_all(alcm_atomic_file *const *f, size_t n, size_t *done)
+{
+	if (done)
+		*done = 0;
+	if (!f)
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (!f[i])
+			return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (f[i]->state)
+			return ALCM_E_STATE;
+	for (size_t i = 0; i < n; i++) {
+		int st = stage(&f[i]->a, f[i]->detail);
+		if (st) {
+			f[i]->state = 2;
+			return st;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int st = publish(&f[i]->a, f[i]->detail);
+		if (st) {
+			f[i]->state = 2;
+			return st;
+		}
+		f[i]->state = 1;
+		if (done)
+			*done = i + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Each directory once would do; a repeat costs little for the few files this is for. */
+		if (f[i]->a.sync)
+			sync_dir(f[i]->a.path);
+		alcm_mem_free(f[i]->a.alloc, f[i]->a.path);
+		f[i]->a.path = NULL;
+	}
+	return ALCM_OK;
+}
+
+const char *alcm_atomic_file_detail(const alcm_atomic_file *f)
+{
+	return f ? f->detail : "";
 }

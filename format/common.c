@@ -125,6 +125,7 @@ const char *alcm_strerror(int status)
 	case ALCM_E_NOTFOUND: return "not found";
 	case ALCM_E_BOUND: return "lossy bound not applicable";
 	case ALCM_E_SIGNATURE: return "signature check failed";
+	case ALCM_E_BUSY: return "locked by another writer";
 	default: return "unknown error";
 	}
 }

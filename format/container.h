@@ -60,6 +60,11 @@ static inline uint64_t alcm_table_size(uint32_t count)
 	return ALCM_TABLE_HEAD + (uint64_t)count * ALCM_TABLE_ENTRY + ALCM_DIGEST_LEN;
 }
 
+/* alcm_reader_open_file() on an open descriptor (duplicated; the caller keeps fd), so that
+ * the append writer reads exactly the file it has locked. `name` is for messages. */
+int alcm_reader_open_fd(alcm_reader **out, int fd, const char *name, const alcm_limits *lim,
+                        const alcm_allocator *alloc, unsigned flags);
+
 /* The committed table of a parsed archive, for the append writer. */
 void alcm_reader_committed(const alcm_reader *r, const alcm_entry **e, uint32_t *count,
                            uint64_t *table_offset, uint64_t *table_size, uint64_t *generation,

@@ -65,27 +65,35 @@ static inline void alcm_store64(uint8_t *p, uint64_t v)
 }
 
 /*
- * An output file written atomically: data goes to "<dir>/.<name>.XXXXXX", which
- * alcm_atomic_commit() fsyncs and renames over the target (then fsyncs the directory).
- * Without overwrite, commit uses link()+unlink() so an existing target is never replaced,
- * even if it appeared after open. Every temp file alive in the process is registered so
- * that a signal handler can remove them (alcm_atomic_cleanup_all()).
+ * An output file written atomically. On Linux the data goes to an unnamed file in the
+ * target's directory (O_TMPFILE), linked to the target at commit: linkat() fails with EEXIST
+ * rather than replace a file (even one that appeared after open); with overwrite, commit
+ * links it to a fresh ".<name>.XXXXXX" and renames that over the target at once. A process
+ * killed before commit leaves nothing. Where O_TMPFILE is refused (or /proc is missing) the
+ * data goes to a named "<dir>/.<name>.XXXXXX" that commit renames (overwrite) or links and
+ * unlinks; every named temp file alive in the process is registered so that a signal
+ * handler can remove it (alcm_atomic_cleanup_all()). Commit fsyncs the file first and the
+ * directory after, unless sync is 0.
  */
 typedef struct alcm_atomic {
 	int fd;
 	int overwrite;
 	int sync;
 	char *path;
-	char *tmp;
+	char *tmp;  /* the named temporary file, or NULL for an unnamed one */
 	const alcm_allocator *alloc;
 } alcm_atomic;
 
 /* @return ALCM_OK, ALCM_E_EXISTS (target exists, no overwrite), ALCM_E_IO, ALCM_E_NOMEM. */
 int alcm_atomic_open(alcm_atomic *f, const char *path, int overwrite, int sync,
                      const alcm_allocator *alloc, char *detail);
+/* The same with the file's mode (alcm_atomic_open: 0644; secret keys: 0600). */
+int alcm_atomic_open_mode(alcm_atomic *f, const char *path, int overwrite, int sync,
+                          unsigned mode, const alcm_allocator *alloc, char *detail);
 /* Writes all of buf (retrying short writes). */
 int alcm_atomic_write(alcm_atomic *f, const void *buf, size_t len, char *detail);
 int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off, char *detail);
+/* Publishes the file (fsync, link or rename, fsync of the directory). */
 int alcm_atomic_commit(alcm_atomic *f, char *detail);
 /* Removes the temp file if not committed; frees the paths. Safe to call twice. */
 void alcm_atomic_abort(alcm_atomic *f);

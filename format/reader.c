@@ -22,6 +22,7 @@ struct alcm_reader {
 	unsigned open_flags;
 	unsigned major, minor;
 	uint32_t hflags;
+	uint8_t fixed[32];      /* header bytes 0..31, as checked */
 	uint64_t generation;
 	unsigned active_slot;
 	uint64_t table_offset, table_size, tail;
@@ -120,6 +121,7 @@ static int parse_fixed(alcm_reader *r, const uint8_t *h)
 	for (int i = 21; i < 32; i++)
 		if (h[i])
 			return fail(r, ALCM_E_CORRUPT, "reserved header byte at offset %d is not zero", i);
+	memcpy(r->fixed, h, 32);
 	return ALCM_OK;
 }
 
@@ -398,6 +400,27 @@ int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits
 	return reader_parse(r);
 }
 
+int alcm_reader_open_fd(alcm_reader **out, int fd, const char *name, const alcm_limits *lim,
+                        const alcm_allocator *alloc, unsigned flags)
+{
+	if (!out || !name || fd < 0)
+		return ALCM_E_ARG;
+	int st = reader_new(out, name, lim, alloc, flags);
+	if (st)
+		return st;
+	alcm_reader *r = *out;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0)
+		return fail(r, ALCM_E_IO, "cannot open: %s", strerror(errno));
+	struct stat sb;
+	if (fstat(r->fd, &sb) != 0)
+		return fail(r, ALCM_E_IO, "cannot stat: %s", strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return fail(r, ALCM_E_IO, "not a regular file");
+	r->size = (uint64_t)sb.st_size;
+	return reader_parse(r);
+}
+
 int alcm_reader_open_memory(alcm_reader **out, const void *buf, size_t len,
                             const char *display_name, const alcm_limits *lim,
                             const alcm_allocator *alloc, unsigned flags)
@@ -622,4 +645,9 @@ void alcm_reader_limits(const alcm_reader *r, alcm_limits *lim)
 unsigned alcm_reader_open_flags(const alcm_reader *r)
 {
 	return r->open_flags;
+}
+
+void alcm_reader_fixed_header(const alcm_reader *r, uint8_t out[32])
+{
+	memcpy(out, r->fixed, 32);
 }

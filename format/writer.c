@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@ struct alcm_writer {
 	alcm_allocator alloc;
 	int kind;
 	alcm_atomic atom;      /* W_FILE */
-	int fd;                /* W_FILE (atom.fd) and W_APPEND */
+	int fd;                /* W_FILE (atom.fd) and W_APPEND (locked, spec 7.2) */
 	char *path;            /* W_APPEND */
 	uint8_t *mem;          /* W_MEMORY */
 	size_t mem_cap;
@@ -156,6 +157,102 @@ static int reserve_entries(alcm_writer *w, uint32_t need)
 	return ALCM_OK;
 }
 
+/*
+ * An exclusive lock on the whole file (spec 7.2). An open file description lock: unlike a
+ * classic fcntl lock it is not dropped when the process closes another descriptor of the
+ * file (the reader's), and it excludes a second writer in the same process; like one, it
+ * conflicts with the POSIX locks of other programs (lockf, Python's fcntl.lockf) and works
+ * over NFS. flock() where the kernel predates OFD locks (Linux < 3.15, other systems).
+ * @return 0, EWOULDBLOCK when another writer holds it and wait is 0, or an errno.
+ */
+static int lock_whole(int fd, int wait)
+{
+#ifdef F_OFD_SETLKW
+	struct flock fl;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	for (;;) {
+		if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EACCES)
+			return EWOULDBLOCK;
+		if (errno != EINVAL)
+			return errno;
+		break; /* no OFD locks in this kernel */
+	}
+#endif
+	while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+		if (errno != EINTR)
+			return errno;
+	}
+	return 0;
+}
+
+static void unlock_whole(int fd)
+{
+#ifdef F_OFD_SETLK
+	struct flock fl;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return;
+#endif
+	(void)flock(fd, LOCK_UN);
+}
+
+/* Releases the file of an append: an explicit unlock first, so that a child forked
+ * meanwhile (which shares the lock through its copy of the descriptor) does not keep it. */
+static void release_append(alcm_writer *w)
+{
+	if (w->fd < 0)
+		return;
+	unlock_whole(w->fd);
+	close(w->fd);
+	w->fd = -1;
+}
+
+/*
+ * Opens and locks the archive at path for an append. Another process may replace the file
+ * (a new archive written over it) while this one waits: the lock then covers a file that is
+ * no longer at `path`, so the path is checked again after locking, and the open retried.
+ */
+static int open_locked(alcm_writer *w, const char *path, unsigned flags)
+{
+	for (int attempt = 0; attempt < 100; attempt++) {
+		int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			return wfail(w, ALCM_E_IO, "%s: cannot open for appending: %s", path,
+			             strerror(errno));
+		struct stat a, b;
+		int bad = fstat(fd, &a) != 0 ? errno : 0;
+		if (bad || !S_ISREG(a.st_mode)) {
+			close(fd);
+			return wfail(w, ALCM_E_IO, "%s: %s", path,
+			             bad ? strerror(bad) : "not a regular file");
+		}
+		int e = lock_whole(fd, !(flags & ALCM_WRITE_NO_WAIT));
+		if (e) {
+			close(fd);
+			if (e == EWOULDBLOCK)
+				return wfail(w, ALCM_E_BUSY, "%s: another writer holds its lock (spec 7.2)",
+				             path);
+			return wfail(w, ALCM_E_IO, "%s: cannot lock it for appending: %s", path,
+			             strerror(e));
+		}
+		if (stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			w->fd = fd;
+			return ALCM_OK;
+		}
+		unlock_whole(fd);
+		close(fd);
+	}
+	return wfail(w, ALCM_E_IO, "%s: it keeps being replaced while this append waits", path);
+}
+
 int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limits *lim,
                             const alcm_allocator *alloc, unsigned flags)
 {
@@ -165,8 +262,16 @@ int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limi
 	if (st)
 		return st;
 	alcm_writer *w = *out;
+	w->path = alcm_mem_alloc(&w->alloc, strlen(path) + 1);
+	if (!w->path)
+		return wfail(w, ALCM_E_NOMEM, "out of memory");
+	strcpy(w->path, path);
+	/* The lock comes first: the committed state read below is then the one this append
+	 * extends, and no other writer moves it until commit. */
+	if ((st = open_locked(w, path, flags)))
+		return st;
 	alcm_reader *r = NULL;
-	st = alcm_reader_open_file(&r, path, lim, &w->alloc, ALCM_READ_NO_VERIFY);
+	st = alcm_reader_open_fd(&r, w->fd, path, lim, &w->alloc, ALCM_READ_NO_VERIFY);
 	if (st) {
 		wfail(w, st, "%s", r ? alcm_reader_detail(r) : alcm_strerror(st));
 		alcm_reader_free(r);
@@ -198,18 +303,8 @@ int alcm_writer_open_append(alcm_writer **out, const char *path, const alcm_limi
 	/* The committed table stays where it is and becomes a section (PTBL), so an
 	 * interrupted append leaves it valid and every byte stays accounted for. */
 	uint8_t *tbl = alcm_mem_alloc(&w->alloc, (size_t)tsize);
-	w->path = alcm_mem_alloc(&w->alloc, strlen(path) + 1);
-	if (!tbl || !w->path) {
-		alcm_mem_free(&w->alloc, tbl);
+	if (!tbl)
 		return wfail(w, ALCM_E_NOMEM, "out of memory");
-	}
-	strcpy(w->path, path);
-	w->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (w->fd < 0) {
-		alcm_mem_free(&w->alloc, tbl);
-		return wfail(w, ALCM_E_IO, "cannot open '%s' for appending: %s", path,
-		             strerror(errno));
-	}
 	/* The new slot is bound to the fixed header as the file has it (a higher minor version
 	 * included), so it is read back rather than rebuilt. */
 	int e = alcm_pread_all(w->fd, w->fixed, ALCM_FIXED_SIZE, 0);
@@ -373,6 +468,7 @@ int alcm_writer_commit(alcm_writer *w)
 		w->slot_touched = 1;
 		if ((st = raw_pwrite(w, slot, ALCM_SLOT_SIZE, w->next_slot)) || (st = sync_fd(w)))
 			return st;
+		release_append(w);
 	} else {
 		uint8_t h[ALCM_HEADER_SIZE];
 		memset(h, 0, sizeof(h));
@@ -442,7 +538,7 @@ void alcm_writer_free(alcm_writer *w)
 		if (!w->committed && !w->slot_touched && w->base_count)
 			(void)ftruncate(w->fd, (off_t)(w->e[w->base_count - 1].offset +
 			                               w->e[w->base_count - 1].length));
-		close(w->fd);
+		release_append(w);
 	}
 	alcm_mem_free(&a, w->path);
 	alcm_mem_free(&a, w->mem);
@@ -482,4 +578,14 @@ int alcm_writer_require_minor(alcm_writer *w, unsigned minor)
 		             ALCM_FORMAT_MAJOR, minor);
 	alcm_header_fixed_build(w->fixed, w->hflags, minor);
 	return ALCM_OK;
+}
+
+void alcm_writer_fixed_header(const alcm_writer *w, uint8_t out[32])
+{
+	memcpy(out, w->fixed, 32);
+}
+
+int alcm_writer_appending(const alcm_writer *w)
+{
+	return w->kind == W_APPEND;
 }

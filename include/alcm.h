@@ -102,7 +102,8 @@ enum alcm_status {
 	ALCM_E_EXISTS = 9,      /**< the output exists and overwriting was not asked for */
 	ALCM_E_NOTFOUND = 10,   /**< no tensor or section of that name */
 	ALCM_E_BOUND = 11,      /**< a lossy request cannot be honoured (e.g. lossy integers) */
-	ALCM_E_SIGNATURE = 12   /**< no signature, a bad one, or one made by another key */
+	ALCM_E_SIGNATURE = 12,  /**< no signature, a bad one, or one made by another key */
+	ALCM_E_BUSY = 13        /**< another writer holds the archive's lock (ALCM_WRITE_NO_WAIT) */
 };
 
 /** @return a static, lowercase description of a status code. Never NULL. */
@@ -274,11 +275,17 @@ typedef struct alcm_writer alcm_writer;
 #define ALCM_WRITE_OVERWRITE 0x1u /**< replace an existing file (else ALCM_E_EXISTS) */
 #define ALCM_WRITE_STREAM 0x2u    /**< set ALCM_FLAG_STREAM: the archive may be appended to */
 #define ALCM_WRITE_NO_SYNC 0x4u   /**< skip fsync (tests, scratch files) */
+#define ALCM_WRITE_NO_WAIT 0x8u   /**< append: fail with ALCM_E_BUSY instead of waiting while
+                                       another writer holds the archive's lock */
+#define ALCM_WRITE_PRIVATE 0x10u  /**< alcm_atomic_file_open(): mode 0600 (secret keys) */
 
 /**
- * Starts a new archive at `path`. Data goes to a temporary file in the same directory; the
- * target appears only at alcm_writer_commit(), atomically (fsync, rename, fsync of the
- * directory). Freeing an uncommitted writer removes the temporary file.
+ * Starts a new archive at `path`. Data goes to an unnamed temporary file in the same
+ * directory (O_TMPFILE; a named ".NAME.XXXXXX" where the file system refuses it); the target
+ * appears only at alcm_writer_commit(), atomically (fsync, link or rename, fsync of the
+ * directory). Freeing an uncommitted writer removes the temporary file; a process killed
+ * before commit leaves none (with a named one: SIGKILL leaves it, alcm_atomic_cleanup_all()
+ * removes it on other signals).
  */
 ALCM_API int alcm_writer_open_file(alcm_writer **out, const char *path, unsigned flags,
                                    const alcm_allocator *alloc);
@@ -292,6 +299,19 @@ ALCM_API int alcm_writer_open_memory(alcm_writer **out, unsigned flags,
  * (beyond the table) nor rewritten. New sections go after the committed table; commit
  * writes a new table, fsyncs, then flips the inactive commit slot and fsyncs again, so a
  * crash at any point leaves the previous archive readable.
+ *
+ * The writer holds an exclusive lock on the file from this call until alcm_writer_commit()
+ * returns or alcm_writer_free() (spec 7.2): an open file description lock (fcntl
+ * F_OFD_SETLKW, which conflicts with POSIX fcntl/lockf locks of other programs; flock(2)
+ * where the kernel lacks it). A second appender, in this process or another, waits for it,
+ * or with ALCM_WRITE_NO_WAIT in `flags` fails with ALCM_E_BUSY at once. Two append writers
+ * on one file in one thread therefore deadlock without ALCM_WRITE_NO_WAIT. Readers take no
+ * lock and need none: they see the previous generation or the new one. The lock is released
+ * by the kernel when the process dies; a child forked while it is held shares it until the
+ * writer releases it (commit or free), however long the child lives.
+ * @param flags  ALCM_WRITE_NO_SYNC, ALCM_WRITE_NO_WAIT.
+ * @return ALCM_OK, ALCM_E_BUSY, ALCM_E_IO (also when the file system refuses locks),
+ *         ALCM_E_STATE (not a stream archive), or a reader's error for the archive.
  */
 ALCM_API int alcm_writer_open_append(alcm_writer **out, const char *path,
                                      const alcm_limits *lim, const alcm_allocator *alloc,
@@ -1100,7 +1120,9 @@ ALCM_API int alcm_budget_solve(const alcm_budget_profile *prof, size_t n, double
 #define ALCM_SECRET_KEY_BYTES 64
 
 /**
- * Creates an Ed25519 key pair (libsodium). Wipe `sk` with alcm_wipe() after use.
+ * Creates an Ed25519 key pair (libsodium). `sk` is the 32-byte seed (RFC 8032's private key)
+ * followed by `pk`; the key files of spec 6.10 hold them in hex. Wipe `sk` with alcm_wipe()
+ * after use.
  */
 ALCM_API int alcm_keypair_new(uint8_t pk[ALCM_PUBLIC_KEY_BYTES],
                               uint8_t sk[ALCM_SECRET_KEY_BYTES]);
@@ -1108,10 +1130,16 @@ ALCM_API int alcm_keypair_new(uint8_t pk[ALCM_PUBLIC_KEY_BYTES],
 ALCM_API void alcm_wipe(void *p, size_t len);
 
 /**
- * Adds a SIGN section: an Ed25519 signature over the manifest of the archive (format
- * version, header flags, and the type, flags, tag, length and digest of every section
- * written so far, in table order; spec 6.10). Call it last, right before
- * alcm_writer_commit(): a section added after it breaks the signature.
+ * Adds a SIGN section: plain Ed25519 (not Ed25519ph) over the 64-byte BLAKE2b-512 hash of
+ * the archive's manifest (spec 6.10). Algorithm 2, the default, covers header bytes 0..31
+ * (both version fields and the flags) and every table entry's type, flags, tag, length and
+ * digest in table order, the SIGN entry's own included (with a zero digest); it is a format
+ * 1.1 feature, so a new archive's header says 1.1. An append to a 1.0 stream archive cannot
+ * raise its version: it signs with algorithm 1, which covers neither the minor version nor
+ * the SIGN entry. Call it last, right before alcm_writer_commit(): a section added after it
+ * breaks the signature.
+ * @return ALCM_OK, ALCM_E_ARG (a damaged secret key: its public half is not the key of its
+ *         seed), ALCM_E_STATE (the archive is signed already), or a writer error.
  */
 ALCM_API int alcm_writer_sign(alcm_writer *w, const uint8_t sk[ALCM_SECRET_KEY_BYTES]);
 
@@ -1124,23 +1152,93 @@ enum alcm_signature_state {
 };
 
 /**
- * Checks the archive's signature against `pk`. Reads only the SIGN section and the table:
- * combine with alcm_reader_verify() (which streams every section through its digest) to
- * prove the bytes. A NULL pk checks the signature against the key stored beside it.
+ * Checks the archive's signature against `pk`, the public key the caller trusts. Reads only
+ * the SIGN section and the table: combine with alcm_reader_verify() (which streams every
+ * section through its digest) to prove the bytes.
+ *
+ * A NULL pk checks the signature only against the key stored beside it: that proves the
+ * archive is unchanged since *someone* signed it, and nothing about who. Anyone can change
+ * an archive and sign it again with their own key, so ALCM_SIG_VALID with a NULL pk must
+ * not be taken as authenticity.
  * @param state  receives an enum alcm_signature_state.
  * @return ALCM_OK whatever the state, or ALCM_E_CORRUPT (malformed or duplicate SIGN),
- *         ALCM_E_DIGEST, ALCM_E_IO.
+ *         ALCM_E_UNSUPPORTED (a signature algorithm this library does not know), ALCM_E_DIGEST,
+ *         ALCM_E_IO.
  */
 ALCM_API int alcm_reader_check_signature(alcm_reader *r, const uint8_t *pk, int *state);
+
+/** What a SIGN section says of itself (spec 6.10). */
+typedef struct alcm_signature_info {
+	unsigned algorithm;                    /**< 1 or 2 */
+	uint8_t signer[ALCM_PUBLIC_KEY_BYTES]; /**< the key stored beside the signature: who
+	                                            claims to have signed, not proof of it */
+} alcm_signature_info;
+
+/**
+ * Reads the SIGN section's algorithm and stored key, without checking the signature.
+ * @return ALCM_OK, ALCM_E_NOTFOUND (unsigned), or as alcm_reader_check_signature().
+ */
+ALCM_API int alcm_reader_signature_info(alcm_reader *r, alcm_signature_info *info);
+
+/* ------------------------------------------------------------------------------------ */
+/* Atomic output files                                                                   */
+/* ------------------------------------------------------------------------------------ */
+
+/**
+ * A file written atomically, as the library writes archives and tensor files: the data goes
+ * to an unnamed temporary file in the target's directory (O_TMPFILE on Linux; a named
+ * ".NAME.XXXXXX" where the file system refuses it), and the target appears only at commit,
+ * complete: fsync, then link (which never replaces a file, even one that appeared meanwhile)
+ * or, with ALCM_WRITE_OVERWRITE, rename over the target; then fsync of the directory. Freeing
+ * an uncommitted file discards it; a process killed before commit leaves nothing behind.
+ * For small files the tools write (keys, weights, reports).
+ */
+typedef struct alcm_atomic_file alcm_atomic_file;
+
+/**
+ * @param flags  ALCM_WRITE_OVERWRITE, ALCM_WRITE_NO_SYNC, ALCM_WRITE_PRIVATE (mode 0600;
+ *               else 0644).
+ * @param out    receives the object, also on failure (for the detail line); free it.
+ * @return ALCM_OK, ALCM_E_EXISTS, ALCM_E_IO, ALCM_E_NOMEM, ALCM_E_ARG.
+ */
+ALCM_API int alcm_atomic_file_open(alcm_atomic_file **out, const char *path, unsigned flags,
+                                   const alcm_allocator *alloc);
+/** Appends `len` bytes. @return ALCM_OK, ALCM_E_IO; ALCM_E_STATE after a failure. */
+ALCM_API int alcm_atomic_file_write(alcm_atomic_file *f, const void *buf, size_t len);
+/**
+ * Flushes the data to stable storage now, whatever ALCM_WRITE_NO_SYNC says. To publish
+ * several files as close together as possible: open them with ALCM_WRITE_NO_SYNC, sync each,
+ * commit them one after the other, then fsync their directory.
+ * @return ALCM_OK, ALCM_E_IO.
+ */
+ALCM_API int alcm_atomic_file_sync(alcm_atomic_file *f);
+/** Publishes the file. @return ALCM_OK, ALCM_E_EXISTS (no overwrite, the target appeared),
+ *  ALCM_E_IO. */
+ALCM_API int alcm_atomic_file_commit(alcm_atomic_file *f);
+/**
+ * Publishes `n` files as close together as the file system allows (a key pair, say): first,
+ * for every file, what can fail or take time (fsync unless ALCM_WRITE_NO_SYNC, closing, a
+ * hidden temporary name), then one rename after another, then the directories' fsync. A
+ * failure before the renames publishes nothing; a failure at file k leaves files 0..k-1
+ * published (*done = k, the caller may undo them) and the others not. A process killed
+ * between two renames leaves some new and some old; killed after staging and before the
+ * renames, it leaves the hidden names behind and every target as it was.
+ * @return ALCM_OK, or the first failure (its file's detail line says what).
+ */
+ALCM_API int alcm_atomic_file_commit_all(alcm_atomic_file *const *f, size_t n, size_t *done);
+/** Discards the file unless committed; frees the object. */
+ALCM_API void alcm_atomic_file_free(alcm_atomic_file *f);
+ALCM_API const char *alcm_atomic_file_detail(const alcm_atomic_file *f);
 
 /* ------------------------------------------------------------------------------------ */
 /* Process-wide                                                                          */
 /* ------------------------------------------------------------------------------------ */
 
 /**
- * Removes every temporary file that an uncommitted writer or output of this process holds.
- * Async-signal-safe (only unlink(2)): call it from a SIGINT/SIGTERM handler so that an
- * interrupted program leaves no partial file behind.
+ * Removes every named temporary file that an uncommitted writer or output of this process
+ * holds (unnamed O_TMPFILE ones vanish with the process by themselves). Async-signal-safe
+ * (only unlink(2)): call it from a SIGINT/SIGTERM handler so that an interrupted program
+ * leaves no partial file behind.
  */
 ALCM_API void alcm_atomic_cleanup_all(void);
 

@@ -149,7 +149,13 @@ typedef struct alcm_h5_input alcm_h5_input;
  * With ALCM_H5_ISOLATE, all of this runs in a child process (fork) that stays alive until
  * the last tensor is sent or the input is freed; this process then makes no libhdf5 call at
  * all. A tensor is held twice meanwhile (child and caller), and the child starts as a copy of
- * the caller: open HDF5 inputs before loading secrets such as signing keys.
+ * the caller: open HDF5 inputs before loading secrets such as signing keys. The child
+ * cannot dump core, and is tied to this process so that nothing leaves it running: on Linux the kernel kills it (PR_SET_PDEATHSIG) when the thread that opened the
+ * input ends, so open, read and free an isolated input from one thread that outlives those
+ * calls (a worker thread that opens the input and exits early kills the reader: the next
+ * alcm_h5_input_next() then fails); and it has a CPU-time limit (RLIMIT_CPU) of
+ * ALCM_H5_TIMEOUT seconds plus 1 s per 4 MiB of input, past which it is stopped
+ * (ALCM_E_LIMIT) even if this process is stopped or stuck.
  *
  * @return ALCM_OK, ALCM_E_ARG, ALCM_E_IO (cannot open or not a regular file; with
  *         ALCM_H5_ISOLATE also: cannot start the reader process), ALCM_E_CORRUPT (not an

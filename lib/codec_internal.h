@@ -16,6 +16,15 @@
 /* Defined in format/reader.c: the limits and open flags a reader was given. */
 void alcm_reader_limits(const alcm_reader *r, alcm_limits *lim);
 unsigned alcm_reader_open_flags(const alcm_reader *r);
+/* Header bytes 0..31 (signature, versions, flags, header size, alignment, reserved) of an
+ * open archive, and of the archive a writer will commit (spec 6.10, algorithm 2). */
+void alcm_reader_fixed_header(const alcm_reader *r, uint8_t out[32]);
+void alcm_writer_fixed_header(const alcm_writer *w, uint8_t out[32]);
+/* 1 for an append writer (whose header, and so minor version, is fixed). */
+int alcm_writer_appending(const alcm_writer *w);
+
+/* alcm_writer_sign() with a given algorithm (1 or 2; spec 6.10), for tests and vectors. */
+int alcm_sign_with(alcm_writer *w, const uint8_t sk[ALCM_SECRET_KEY_BYTES], unsigned algorithm);
 
 /* ---- entropy backends ---------------------------------------------------------------- */
 

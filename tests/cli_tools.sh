@@ -121,7 +121,7 @@ expect 0 "$B/alcm-inspect" --verify --pubkey "$T/k.pub" "$T/s.alcm"
 has "signature: valid" out
 expect 11 "$B/alcm-inspect" --verify --pubkey "$T/other.pub" "$T/s.alcm"
 has "another key"
-expect 11 "$B/alcm-inspect" --require-signature "$T/m-npz.alcm"
+expect 11 "$B/alcm-inspect" --require-signature --verify --pubkey "$T/k.pub" "$T/m-npz.alcm"
 has "missing"
 
 # Stream archives: frames appended without rewriting, scheduler decisions recorded.

@@ -2,12 +2,13 @@
  * Faults: every allocation failing in turn during a full pack (input file -> encoder ->
  * memory or file writer) and a full unpack (reader -> archive -> decode -> output file),
  * lossless and lossy; every I/O call failing in turn (write, pwrite, pread, fsync, close,
- * ftruncate, rename, link, mkostemp, fstat: interposed below), or interrupted (EINTR), or
- * short; a full disk (a 64 KiB tmpfs when one can be mounted, and RLIMIT_FSIZE short
- * writes); a rename that fails; a target that appears during a write. Each must end in a
- * clean error: the right status, nothing left allocated, no temporary file, no partial
- * output, an existing target untouched, a stream archive still readable after a failed
- * append.
+ * ftruncate, rename, link, linkat, mkostemp, fstat, open with O_TMPFILE: interposed below),
+ * or interrupted (EINTR), or short, both with unnamed temporary files (O_TMPFILE) and with
+ * the named ones used where O_TMPFILE is refused; a full disk (a 64 KiB tmpfs when one can
+ * be mounted, and RLIMIT_FSIZE short writes); a rename that fails; a target that appears
+ * during a write. Each must end in a clean error: the right status, nothing left allocated,
+ * no temporary file, no partial output, an existing target untouched, a stream archive still
+ * readable after a failed append.
  */
 #include "testutil.h"
 #include "codec_internal.h"
@@ -15,6 +16,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,6 +44,14 @@ typedef struct fixture {
 } fixture;
 
 static fixture fx;
+
+/* 1: open(O_TMPFILE) fails with EOPNOTSUPP, as on NFS, so the named temporary files are
+ * used. */
+static int named_only;
+/* 1: /proc/self/fd is missing (access() fails), so an unnamed file could not be named. */
+static int no_proc;
+/* 1: open(O_PATH) fails, so commit keeps the unnamed file through a duplicate. */
+static int no_opath;
 
 static void make_tensor(int i, const char *name, int dtype, uint32_t ndim, const uint64_t *shape,
                         uint64_t *seed)
@@ -462,6 +472,14 @@ static void test_alloc_pack_memory(void **state)
 static void test_alloc_pack_file(void **state)
 {
 	(void)state;
+	/* With a named temporary file too (its path is allocated). */
+	named_only = 1;
+	op_ctx nc = {.lossy = 0, .format = ALCM_FILE_NPZ, .target = in_dir("out.alcm")};
+	long nfb, nn = walk(op_pack_file, &nc, "pack a file (named temporary)", &nfb);
+	print_message("pack npz to a file with a named temporary file: %ld allocations, each "
+	              "failed in turn\n", nn);
+	unlink(nc.target);
+	named_only = 0;
 	const int formats[2] = {ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS};
 	for (int lossy = 0; lossy < 2; lossy++)
 		for (int f = 0; f < 2; f++) {
@@ -523,12 +541,13 @@ static void test_alloc_stream(void **state)
  */
 typedef enum io_op {
 	OP_WRITE, OP_PWRITE, OP_PREAD, OP_FSYNC, OP_CLOSE, OP_FTRUNCATE, OP_RENAME, OP_LINK,
-	OP_MKOSTEMP, OP_FSTAT, OP_COUNT
+	OP_MKOSTEMP, OP_FSTAT, OP_LINKAT, OP_TMPFILE, OP_COUNT
 } io_op;
 static const char *const op_names[OP_COUNT] = {
 	"write", "pwrite", "pread", "fsync", "close", "ftruncate", "rename", "link", "mkostemp",
-	"fstat",
+	"fstat", "linkat", "open(O_TMPFILE)",
 };
+
 
 enum { HOW_FAIL, HOW_EINTR, HOW_SHORT, HOW_ZERO };
 
@@ -648,6 +667,49 @@ int link(const char *from, const char *to)
 	if (simple_fault(OP_LINK, -1))
 		return -1;
 	return REAL(int (*)(const char *, const char *), link)(from, to);
+}
+
+int linkat(int dfd, const char *from, int tfd, const char *to, int flags)
+{
+	if (simple_fault(OP_LINKAT, -1))
+		return -1;
+	return REAL(int (*)(int, const char *, int, const char *, int), linkat)(dfd, from, tfd, to,
+	                                                                         flags);
+}
+
+int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	if ((flags & O_TMPFILE) == O_TMPFILE) {
+		if (named_only) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+		if (simple_fault(OP_TMPFILE, -1))
+			return -1;
+	}
+#ifdef O_PATH
+	if ((flags & O_PATH) && no_opath) {
+		errno = EMFILE;
+		return -1;
+	}
+#endif
+	return REAL(int (*)(const char *, int, ...), open)(path, flags, mode);
+}
+
+int access(const char *path, int how)
+{
+	if (no_proc && strncmp(path, "/proc/", 6) == 0) {
+		errno = ENOENT;
+		return -1;
+	}
+	return REAL(int (*)(const char *, int), access)(path, how);
 }
 
 int mkostemp(char *tmpl, int flags)
@@ -902,9 +964,18 @@ static void test_io_faults(void **state)
 		{OP_PREAD, HOW_ZERO, 0},      {OP_FSYNC, HOW_FAIL, EIO},     {OP_CLOSE, HOW_FAIL, EIO},
 		{OP_FTRUNCATE, HOW_FAIL, EIO}, {OP_RENAME, HOW_FAIL, EXDEV}, {OP_LINK, HOW_FAIL, EPERM},
 		{OP_MKOSTEMP, HOW_FAIL, EMFILE}, {OP_FSTAT, HOW_FAIL, EIO},
+		{OP_LINKAT, HOW_FAIL, EPERM}, {OP_LINKAT, HOW_FAIL, ENOSPC},
+		/* ENOENT from the /proc link: retried with AT_EMPTY_PATH (root's way) */
+		{OP_LINKAT, HOW_FAIL, ENOENT},
+		{OP_TMPFILE, HOW_FAIL, EMFILE},
 	};
 	long total = 0;
-	for (size_t c = 0; c < sizeof(io_cases) / sizeof(io_cases[0]); c++) {
+	for (size_t cm = 0; cm < 2 * sizeof(io_cases) / sizeof(io_cases[0]); cm++) {
+		size_t c = cm / 2;
+		named_only = (int)(cm & 1);
+		/* Named temporary files concern the cases that write a new file (the first six). */
+		if (named_only && c >= 6)
+			continue;
 		long runs = 0;
 		for (size_t f = 0; f < sizeof(faults) / sizeof(faults[0]); f++) {
 			long k = io_walk(&io_cases[c], faults[f].op, faults[f].how, faults[f].err);
@@ -915,9 +986,11 @@ static void test_io_faults(void **state)
 				              : faults[f].how == HOW_SHORT ? "short" : "zero", k);
 			runs += k;
 		}
-		print_message("%s: %ld faulted calls, each handled\n", io_cases[c].name, runs);
+		print_message("%s (%s temporary file): %ld faulted calls, each handled\n",
+		              io_cases[c].name, named_only ? "named" : "unnamed", runs);
 		total += runs;
 	}
+	named_only = 0;
 	unlink(io_target("io.alcm"));
 	unlink(io_target("io-old.alcm"));
 	unlink(io_target("io.npz"));
@@ -1162,10 +1235,19 @@ static void test_rename_fails(void **state)
 	rmdir(target);
 }
 
+static void target_appears(void);
+
 /* Without overwrite, a target that appears while the archive is written is kept. */
 static void test_target_appears(void **state)
 {
 	(void)state;
+	for (named_only = 0; named_only < 2; named_only++)
+		target_appears();
+	named_only = 0;
+}
+
+static void target_appears(void)
+{
 	const char *target = in_dir("race.alcm");
 	unlink(target);
 	alcm_writer *w = NULL;
@@ -1190,33 +1272,38 @@ static void test_target_appears(void **state)
 	unlink(npz);
 }
 
-/* An uncommitted writer or output that is freed removes its temporary file. */
+/* An uncommitted writer or output that is freed removes its temporary file: an unnamed one
+ * (O_TMPFILE) is never visible, a named one (O_TMPFILE refused) is while the file is written. */
 static void test_abandoned_outputs(void **state)
 {
 	(void)state;
-	const char *target = in_dir("abandoned.alcm");
-	alcm_writer *w = NULL;
-	assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
-	assert_int_equal(encode_into(w, NULL, NULL, 1), ALCM_OK);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 1);
-	alcm_writer_free(w);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
-	assert_false(tu_file_exists(target));
-	const char *st = in_dir("abandoned.safetensors");
-	alcm_output *o = NULL;
-	assert_int_equal(alcm_output_open(&o, st, ALCM_FILE_SAFETENSORS, 0, NULL), ALCM_OK);
-	assert_int_equal(alcm_output_plan(o, fx.t, NT), ALCM_OK);
-	assert_int_equal(alcm_output_write(o, &fx.t[0]), ALCM_OK);
-	alcm_output_free(o);
-	assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), 0);
-	assert_false(tu_file_exists(st));
-	/* alcm_atomic_cleanup_all() (the signal handlers' call) removes live temp files. */
-	assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 1);
-	alcm_atomic_cleanup_all();
-	assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
-	alcm_writer_free(w);
-	assert_false(tu_file_exists(target));
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *target = in_dir("abandoned.alcm");
+		alcm_writer *w = NULL;
+		assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
+		assert_int_equal(encode_into(w, NULL, NULL, 1), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), named_only);
+		alcm_writer_free(w);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
+		assert_false(tu_file_exists(target));
+		const char *st = in_dir("abandoned.safetensors");
+		alcm_output *o = NULL;
+		assert_int_equal(alcm_output_open(&o, st, ALCM_FILE_SAFETENSORS, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_output_plan(o, fx.t, NT), ALCM_OK);
+		assert_int_equal(alcm_output_write(o, &fx.t[0]), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), named_only);
+		alcm_output_free(o);
+		assert_int_equal(temps_in(fx.dir, "abandoned.safetensors"), 0);
+		assert_false(tu_file_exists(st));
+		/* alcm_atomic_cleanup_all() (the signal handlers' call) removes live temp files. */
+		assert_int_equal(alcm_writer_open_file(&w, target, 0, NULL), ALCM_OK);
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), named_only);
+		alcm_atomic_cleanup_all();
+		assert_int_equal(temps_in(fx.dir, "abandoned.alcm"), 0);
+		alcm_writer_free(w);
+		assert_false(tu_file_exists(target));
+	}
+	named_only = 0;
 }
 
 /* More outputs at once than the signal-cleanup registry holds (64): each still removes its
@@ -1225,42 +1312,257 @@ static void test_many_outputs(void **state)
 {
 	(void)state;
 	enum { N = 70 };
-	alcm_writer *w[N];
-	char name[64];
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "many%02d.alcm", i);
-		assert_int_equal(alcm_writer_open_file(&w[i], in_dir(name), 0, NULL), ALCM_OK);
+	for (named_only = 0; named_only < 2; named_only++) {
+		alcm_writer *w[N];
+		char name[64];
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof(name), "many%02d.alcm", i);
+			assert_int_equal(alcm_writer_open_file(&w[i], in_dir(name), 0, NULL), ALCM_OK);
+		}
+		for (int i = 0; i < N; i++)
+			alcm_writer_free(w[i]);
+		for (int i = 0; i < N; i++) {
+			snprintf(name, sizeof(name), "many%02d.alcm", i);
+			assert_int_equal(temps_in(fx.dir, name), 0);
+			assert_false(tu_file_exists(in_dir(name)));
+		}
+		/* A target named relative to the working directory (alcm-pack x -o out.alcm): the
+		 * temp file goes next to it and the directory synced is ".". */
+		char cwd[4096];
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		assert_int_equal(chdir(fx.dir), 0);
+		alcm_writer *rel = NULL;
+		assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", 0, NULL), ALCM_OK);
+		assert_int_equal(temps_in(".", "rel.alcm"), named_only);
+		assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
+		alcm_writer_free(rel);
+		assert_int_equal(temps_in(".", "rel.alcm"), 0);
+		assert_true(tu_file_exists("rel.alcm"));
+		/* And replaced (-f): by rename from a name that exists only for that moment. */
+		assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", ALCM_WRITE_OVERWRITE, NULL),
+		                 ALCM_OK);
+		assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
+		alcm_writer_free(rel);
+		assert_int_equal(temps_in(".", "rel.alcm"), 0);
+		unlink("rel.alcm");
+		assert_int_equal(chdir(cwd), 0);
+		/* Bad paths: nothing is created. */
+		alcm_writer *bad = NULL;
+		assert_int_equal(alcm_writer_open_file(&bad, in_dir("no/such/dir.alcm"), 0, NULL),
+		                 ALCM_E_IO);
+		assert_non_null(strstr(alcm_writer_detail(bad), "dir.alcm"));
+		alcm_writer_free(bad);
+		bad = NULL;
+		assert_int_equal(alcm_writer_open_file(&bad, "", 0, NULL), ALCM_E_ARG);
+		alcm_writer_free(bad);
 	}
-	for (int i = 0; i < N; i++)
-		alcm_writer_free(w[i]);
-	for (int i = 0; i < N; i++) {
-		snprintf(name, sizeof(name), "many%02d.alcm", i);
-		assert_int_equal(temps_in(fx.dir, name), 0);
-		assert_false(tu_file_exists(in_dir(name)));
+	named_only = 0;
+}
+
+/*
+ * The rare turns of commit: no /proc (the unnamed file could not be named, so a named one is
+ * used from the start), no O_PATH descriptor (a duplicate keeps the file), a random name of
+ * the -f replacement already taken (another one is drawn), a commit after a commit.
+ */
+static void test_commit_turns(void **state)
+{
+	(void)state;
+	no_proc = 1;
+	assert_int_equal(sc_pack_new(), ALCM_OK);
+	assert_int_equal(sc_pack_replace(), ALCM_OK);
+	alcm_writer *w = NULL;
+	assert_int_equal(alcm_writer_open_file(&w, in_dir("noproc.alcm"), 0, NULL), ALCM_OK);
+	assert_int_equal(temps_in(fx.dir, "noproc.alcm"), 1); /* named: visible */
+	alcm_writer_free(w);
+	assert_int_equal(temps_in(fx.dir, "noproc.alcm"), 0);
+	no_proc = 0;
+	no_opath = 1;
+	assert_int_equal(sc_pack_new(), ALCM_OK);
+	assert_int_equal(sc_npz_replace(), ALCM_OK);
+	no_opath = 0;
+	/* The first name drawn for -f is taken: another is drawn. */
+	memset(&inj, 0, sizeof(inj));
+	inj.op = OP_LINKAT;
+	inj.at = 1;
+	inj.how = HOW_FAIL;
+	inj.err = EEXIST;
+	assert_int_equal(sc_pack_replace(), ALCM_OK);
+	assert_true(inj.hit);
+	memset(&inj, 0, sizeof(inj));
+	/* Without -f, EEXIST from the link is the target that appeared: ALCM_E_EXISTS. */
+	memset(&inj, 0, sizeof(inj));
+	inj.op = OP_LINKAT;
+	inj.at = 1;
+	inj.how = HOW_FAIL;
+	inj.err = EEXIST;
+	int st = sc_pack_new();
+	memset(&inj, 0, sizeof(inj));
+	assert_int_equal(st, ALCM_E_EXISTS);
+	/* The internal object refuses a second commit and a commit after abort. */
+	for (named_only = 0; named_only < 2; named_only++) {
+		alcm_atomic a;
+		char detail[ALCM_DETAIL_MAX];
+		const char *p = in_dir("twice.bin");
+		unlink(p);
+		assert_int_equal(alcm_atomic_open(&a, p, 0, 0, NULL, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_write(&a, "x", 1, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_commit(&a, detail), ALCM_OK);
+		assert_int_equal(alcm_atomic_commit(&a, detail), ALCM_E_STATE);
+		alcm_atomic_abort(&a);
+		assert_true(file_is(p, "x"));
+		unlink(p);
 	}
-	/* A target named relative to the working directory (alcm-pack x -o out.alcm): the temp
-	 * file goes next to it and the directory synced is ".". */
-	char cwd[4096];
-	assert_non_null(getcwd(cwd, sizeof(cwd)));
-	assert_int_equal(chdir(fx.dir), 0);
-	alcm_writer *rel = NULL;
-	assert_int_equal(alcm_writer_open_file(&rel, "rel.alcm", 0, NULL), ALCM_OK);
-	assert_int_equal(temps_in(".", "rel.alcm"), 1);
-	assert_int_equal(encode_into(rel, NULL, NULL, 0), ALCM_OK);
-	assert_int_equal(alcm_writer_commit(rel), ALCM_OK);
-	alcm_writer_free(rel);
-	assert_int_equal(temps_in(".", "rel.alcm"), 0);
-	assert_true(tu_file_exists("rel.alcm"));
-	unlink("rel.alcm");
-	assert_int_equal(chdir(cwd), 0);
-	/* Bad paths: nothing is created. */
-	alcm_writer *bad = NULL;
-	assert_int_equal(alcm_writer_open_file(&bad, in_dir("no/such/dir.alcm"), 0, NULL), ALCM_E_IO);
-	assert_non_null(strstr(alcm_writer_detail(bad), "dir.alcm"));
-	alcm_writer_free(bad);
-	bad = NULL;
-	assert_int_equal(alcm_writer_open_file(&bad, "", 0, NULL), ALCM_E_ARG);
-	alcm_writer_free(bad);
+	named_only = 0;
+}
+
+/* Several files published together: all, or none when staging fails, or the first k when
+ * the publication of file k fails (done = k); nothing left behind in any case. */
+static void test_commit_all(void **state)
+{
+	(void)state;
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *a = in_dir("pair.key"), *b = in_dir("pair.pub");
+		unlink(a);
+		unlink(b);
+		alcm_atomic_file *f[2] = {NULL, NULL};
+		size_t done = 9;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_PRIVATE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], b, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[0], "K", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[1], "P", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_OK);
+		assert_int_equal(done, 2);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_STATE);
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "K") && file_is(b, "P"));
+		/* Without overwrite, a target that appeared: nothing more is published. */
+		unlink(a);
+		f[0] = f[1] = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], in_dir("pair.other"), 0, NULL), ALCM_OK);
+		assert_int_equal(tu_write_file(a, "precious", 8), 0);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_EXISTS);
+		assert_int_equal(done, 0);
+		assert_non_null(strstr(alcm_atomic_file_detail(f[0]), "pair.key"));
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "precious"));
+		assert_false(tu_file_exists(in_dir("pair.other")));
+		/* The second one cannot be published (a directory is in the way): the first is. */
+		unlink(b);
+		assert_int_equal(mkdir(b, 0755), 0);
+		f[0] = f[1] = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_open(&f[1], b, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f[0], "K2", 2), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_IO);
+		assert_int_equal(done, 1);
+		assert_non_null(strstr(alcm_atomic_file_detail(f[1]), "pair.pub"));
+		alcm_atomic_file_free(f[0]);
+		alcm_atomic_file_free(f[1]);
+		assert_true(file_is(a, "K2"));
+		assert_int_equal(rmdir(b), 0);
+		assert_int_equal(temps_in(fx.dir, "pair.key"), 0);
+		assert_int_equal(temps_in(fx.dir, "pair.pub"), 0);
+		/* Staging fails (the link to a temporary name): nothing published, nothing left. */
+		if (!named_only) {
+			f[0] = f[1] = NULL;
+			assert_int_equal(alcm_atomic_file_open(&f[0], a, ALCM_WRITE_OVERWRITE, NULL),
+			                 ALCM_OK);
+			assert_int_equal(alcm_atomic_file_open(&f[1], b, 0, NULL), ALCM_OK);
+			memset(&inj, 0, sizeof(inj));
+			inj.op = OP_LINKAT;
+			inj.at = 2;
+			inj.how = HOW_FAIL;
+			inj.err = ENOSPC;
+			assert_int_equal(alcm_atomic_file_commit_all(f, 2, &done), ALCM_E_IO);
+			memset(&inj, 0, sizeof(inj));
+			assert_int_equal(done, 0);
+			alcm_atomic_file_free(f[0]);
+			alcm_atomic_file_free(f[1]);
+			assert_true(file_is(a, "K2"));
+			assert_false(tu_file_exists(b));
+			assert_int_equal(temps_in(fx.dir, "pair.key"), 0);
+			assert_int_equal(temps_in(fx.dir, "pair.pub"), 0);
+		}
+		unlink(a);
+		alcm_atomic_file *none[1] = {NULL};
+		assert_int_equal(alcm_atomic_file_commit_all(none, 1, &done), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_commit_all(NULL, 0, NULL), ALCM_E_ARG);
+	}
+	named_only = 0;
+}
+
+/* The public wrapper: private mode, no overwrite, discard on free. */
+static void test_atomic_file(void **state)
+{
+	(void)state;
+	for (named_only = 0; named_only < 2; named_only++) {
+		const char *p = in_dir("secret.key");
+		unlink(p);
+		alcm_atomic_file *f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_PRIVATE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "abc", 3), ALCM_OK);
+		assert_false(tu_file_exists(p));
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		struct stat sb;
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+		assert_true(file_is(p, "abc"));
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, 0, NULL), ALCM_E_EXISTS);
+		assert_non_null(strstr(alcm_atomic_file_detail(f), "secret.key"));
+		alcm_atomic_file_free(f);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "xyz!", 4), ALCM_OK);
+		alcm_atomic_file_free(f); /* discarded */
+		assert_true(file_is(p, "abc"));
+		assert_int_equal(temps_in(fx.dir, "secret.key"), 0);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, "xyz!", 4), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		alcm_atomic_file_free(f);
+		assert_true(file_is(p, "xyz!"));
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0644);
+		assert_int_equal(temps_in(fx.dir, "secret.key"), 0);
+		/* sync, then commit; calls after a failure or on NULL */
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE |
+		                                       ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_write(f, NULL, 1), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		assert_true(file_is(p, "s"));
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, in_dir("no/dir/k"), 0, NULL), ALCM_E_IO);
+		assert_int_equal(alcm_atomic_file_write(f, "s", 1), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_commit(f), ALCM_E_STATE);
+		assert_int_equal(alcm_atomic_file_sync(f), ALCM_E_STATE);
+		alcm_atomic_file_free(f);
+		f = NULL;
+		assert_int_equal(alcm_atomic_file_open(&f, NULL, 0, NULL), ALCM_E_ARG);
+		alcm_atomic_file_free(f);
+		assert_int_equal(alcm_atomic_file_open(NULL, p, 0, NULL), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_write(NULL, "s", 1), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_sync(NULL), ALCM_E_ARG);
+		assert_int_equal(alcm_atomic_file_commit(NULL), ALCM_E_ARG);
+		assert_string_equal(alcm_atomic_file_detail(NULL), "");
+		alcm_atomic_file_free(NULL);
+		unlink(p);
+	}
+	named_only = 0;
 }
 
 int main(void)
@@ -1278,6 +1580,9 @@ int main(void)
 		cmocka_unit_test(test_target_appears),
 		cmocka_unit_test(test_abandoned_outputs),
 		cmocka_unit_test(test_many_outputs),
+		cmocka_unit_test(test_atomic_file),
+		cmocka_unit_test(test_commit_turns),
+		cmocka_unit_test(test_commit_all),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -553,11 +553,12 @@ static void test_atomic_writer(void **state)
 	uint8_t b[100] = {7};
 	alcm_writer *w = NULL;
 
-	/* Not there until commit; only a hidden temp file meanwhile. */
+	/* Not there until commit; meanwhile nothing (O_TMPFILE), or a hidden temp file. */
+	int named = tu_tmpfile_refused(path);
 	assert_int_equal(alcm_writer_open_file(&w, path, NO_SYNC, NULL), ALCM_OK);
 	assert_int_equal(alcm_writer_add_section(w, "META", 0, 0, b, sizeof(b), NULL), ALCM_OK);
 	assert_false(tu_file_exists(path));
-	assert_int_equal(dir_entries(dir), 1);
+	assert_int_equal(dir_entries(dir), named);
 	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
 	assert_true(tu_file_exists(path));
 	assert_int_equal(dir_entries(dir), 1);
@@ -571,7 +572,7 @@ static void test_atomic_writer(void **state)
 	snprintf(other, sizeof(other), "%s/never.alcm", dir);
 	assert_int_equal(alcm_writer_open_file(&w, other, NO_SYNC, NULL), ALCM_OK);
 	assert_int_equal(alcm_writer_add_section(w, "META", 0, 0, b, sizeof(b), NULL), ALCM_OK);
-	assert_int_equal(dir_entries(dir), 2);
+	assert_int_equal(dir_entries(dir), 1 + named);
 	alcm_writer_free(w);
 	assert_false(tu_file_exists(other));
 	assert_int_equal(dir_entries(dir), 1);

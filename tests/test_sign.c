@@ -15,11 +15,15 @@ typedef struct sec {
 
 static uint8_t pk[32], sk[64], pk2[32], sk2[64];
 
-/* Builds an archive in memory from sections, optionally signed with `key`. */
+/* Builds an archive in memory from sections, optionally signed with `key`. A copy that
+ * carries a SIGN section keeps the format 1.1 header the signature covers (spec 6.10). */
 static void build(const sec *s, size_t n, const uint8_t *key, uint8_t **out, size_t *len)
 {
 	alcm_writer *w = NULL;
 	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	for (size_t i = 0; i < n; i++)
+		if (!key && strcmp(s[i].type, "SIGN") == 0)
+			assert_int_equal(alcm_writer_require_minor(w, 1), ALCM_OK);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(alcm_writer_add_section(w, s[i].type, s[i].flags, s[i].tag, s[i].data,
 		                                         s[i].len, NULL), ALCM_OK);

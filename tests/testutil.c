@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,24 @@ const char *tu_path(const char *name)
 	char *b = buf[next++ & 7];
 	snprintf(b, 4096, "%s/%ld-%s", dir, (long)getpid(), name);
 	return b;
+}
+
+int tu_tmpfile_refused(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash > path ? slash - path : 1), path);
+#ifdef O_TMPFILE
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		close(fd);
+		return access("/proc/self/fd", F_OK) != 0;
+	}
+#endif
+	return 1;
 }
 
 uint8_t *tu_read_file(const char *path, size_t *len)

@@ -16,6 +16,9 @@ const char *tu_path(const char *name);
 uint8_t *tu_read_file(const char *path, size_t *len);
 int tu_write_file(const char *path, const void *buf, size_t len);
 int tu_file_exists(const char *path);
+/* 1 if the library's atomic outputs next to `path` use a named temporary file (O_TMPFILE
+ * refused by its directory's file system), 0 if an unnamed, invisible one. */
+int tu_tmpfile_refused(const char *path);
 
 /*
  * Counting allocator: counts live blocks, and fails the allocation number `fail_at`

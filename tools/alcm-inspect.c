@@ -23,7 +23,10 @@ static const char usage[] =
 	"  --pubkey F   with --verify: also check the archive's signature against the public\n"
 	"               key file F (from alcm-keygen); exit 11 if unsigned, bad or another key's\n"
 	"  --require-signature\n"
-	"               fail (exit 11) when the archive carries no valid signature\n"
+	"               with --pubkey F: say so when the archive is unsigned (exit 11, as\n"
+	"               --pubkey alone does). A signature is checked only against a key you\n"
+	"               trust: anyone can change an archive and sign it again with their own\n"
+	"               key, so without --pubkey this is a usage error\n"
 	"  --features   decode each float tensor and print the six features the entropy\n"
 	"               predictor sees (spec 6.7.2) at the tensor's step (twice its bound; 2e-3\n"
 	"               for lossless tensors), with predicted and stored bits per value\n"
@@ -86,6 +89,23 @@ static const char *sig_name(int s)
 }
 
 static int sig_state = -1; /* -1: not checked */
+static int sig_present;    /* the archive has a SIGN section */
+static alcm_signature_info sig_info;
+
+static const char *sig_hex(const uint8_t *k)
+{
+	static char buf[2 * ALCM_PUBLIC_KEY_BYTES + 1];
+	for (int i = 0; i < ALCM_PUBLIC_KEY_BYTES; i++)
+		snprintf(buf + 2 * i, 3, "%02x", k[i]);
+	return buf;
+}
+
+/* What a signature of this algorithm covers (spec 6.10). */
+static const char *sig_covers(unsigned algorithm)
+{
+	return algorithm == 2 ? "header, versions and every section"
+	                      : "every section, not the minor version nor the SIGN entry";
+}
 
 static const char *decision_name(int d)
 {
@@ -387,8 +407,14 @@ static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int ver
 		printf("tail:     %llu uncommitted bytes after the table (interrupted append)\n",
 		       (unsigned long long)alcm_reader_tail_bytes(r));
 	printf("digests:  %s\n", verified ? "all verified" : "not checked (use --verify)");
-	if (sig_state >= 0)
+	if (sig_state >= 0 && sig_present)
+		printf("signature: %s (algorithm %u: %s)\n", sig_name(sig_state), sig_info.algorithm,
+		       sig_covers(sig_info.algorithm));
+	else if (sig_state >= 0)
 		printf("signature: %s\n", sig_name(sig_state));
+	else if (sig_present)
+		printf("signature: algorithm %u, claims key %s; not checked (use --verify --pubkey "
+		       "KEY.pub)\n", sig_info.algorithm, sig_hex(sig_info.signer));
 	printf("sections: %u\n", n);
 	printf("  %4s  %-4s  %-8s  %6s  %12s  %12s  %s\n", "#", "type", "flags", "tag", "offset",
 	       "length", "digest");
@@ -456,13 +482,17 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 	printf("{\"file\":");
 	cli_json_string(stdout, path, strlen(path));
 	printf(",\"version\":\"%u.%u\",\"stream\":%s,\"generation\":%llu,\"file_bytes\":%llu,"
-	       "\"tail_bytes\":%llu,\"verified\":%s,\"sections\":[",
+	       "\"tail_bytes\":%llu,\"verified\":%s,",
 	       maj, min, (alcm_reader_flags(r) & ALCM_FLAG_STREAM) ? "true" : "false",
 	       (unsigned long long)alcm_reader_generation(r),
 	       (unsigned long long)alcm_reader_file_size(r),
 	       (unsigned long long)alcm_reader_tail_bytes(r), verified ? "true" : "false");
 	if (sig_state >= 0)
 		printf("\"signature\":\"%s\",", sig_name(sig_state));
+	if (sig_present)
+		printf("\"signature_algorithm\":%u,\"signature_claimed_key\":\"%s\",",
+		       sig_info.algorithm, sig_hex(sig_info.signer));
+	printf("\"sections\":[");
 	for (uint32_t i = 0; i < n; i++) {
 		alcm_section_info si;
 		alcm_reader_section_info(r, i, &si);
@@ -563,6 +593,12 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
+	if (require && !pubkey) {
+		cli_err("--require-signature needs --pubkey KEY.pub: a signature checked against the "
+		        "key stored beside it proves nothing, since anyone can change an archive and "
+		        "sign it again with their own key");
+		return EXIT_USAGE;
+	}
 	if (pubkey) {
 		if (!verify) {
 			cli_err("--pubkey needs --verify: a signature proves nothing without the digests");
@@ -587,15 +623,19 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (pubkey || require) {
-		st = alcm_reader_check_signature(r, pubkey ? pk : NULL, &sig_state);
+	st = alcm_reader_signature_info(r, &sig_info);
+	sig_present = st == ALCM_OK;
+	if (pubkey) {
+		st = alcm_reader_check_signature(r, pk, &sig_state);
 		if (st) {
 			rc = cli_fail(st, "check the signature of", path, alcm_reader_detail(r));
 			goto out;
 		}
-		if (sig_state != ALCM_SIG_VALID && (require || pubkey)) {
-			cli_err("cannot verify '%s': signature %s", cli_display(path),
-			        sig_state == ALCM_SIG_NONE ? "missing" : sig_name(sig_state));
+		if (sig_state != ALCM_SIG_VALID) {
+			cli_err("cannot verify '%s': signature %s%s%s", cli_display(path),
+			        sig_state == ALCM_SIG_NONE ? "missing" : sig_name(sig_state),
+			        sig_state == ALCM_SIG_OTHER_KEY ? ": it claims key " : "",
+			        sig_state == ALCM_SIG_OTHER_KEY ? sig_hex(sig_info.signer) : "");
 			rc = EXIT_SIGNATURE;
 			goto out;
 		}

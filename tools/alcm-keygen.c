@@ -8,9 +8,11 @@
 static const char usage[] =
 	"usage: alcm-keygen [-f] NAME\n"
 	"\n"
-	"Writes an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub. Sign archives\n"
-	"with 'alcm-pack --sign NAME.key'; check them with\n"
-	"'alcm-inspect --verify --pubkey NAME.pub'.\n"
+	"Writes an Ed25519 key pair: NAME.key (secret, mode 0600) and NAME.pub, both or neither\n"
+	"(without -f, nothing is written if either exists). Sign archives with\n"
+	"'alcm-pack --sign NAME.key'; check them with\n"
+	"'alcm-inspect --verify --pubkey NAME.pub' or 'alcm-unpack --pubkey NAME.pub'.\n"
+	"The file formats are in spec/alcm-format.md, section 6.10.\n"
 	"\n"
 	"  -f, --force    replace existing key files\n"
 	"  -h, --help     this help\n"
@@ -48,9 +50,7 @@ int main(int argc, char **argv)
 	uint8_t pk[ALCM_PUBLIC_KEY_BYTES], sk[ALCM_SECRET_KEY_BYTES];
 	int rc = alcm_keypair_new(pk, sk) ? EXIT_FAIL : 0;
 	if (!rc)
-		rc = cli_write_key(kp, 1, sk, sizeof(sk), force);
-	if (!rc)
-		rc = cli_write_key(pp, 0, pk, sizeof(pk), force);
+		rc = cli_write_keypair(kp, pp, sk, pk, force);
 	alcm_wipe(sk, sizeof(sk));
 	if (!rc)
 		fprintf(stderr, "alcm-keygen: wrote '%s' (secret) and '%s'\n", kp, pp);

@@ -31,7 +31,10 @@ static const char usage[] =
 	"  -f, --force           replace OUTPUT if it exists (with -o -: write to a terminal)\n"
 	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
-	"                        without rewriting earlier frames (crash-safe)\n"
+	"                        without rewriting earlier frames (crash-safe); the archive is\n"
+	"                        locked for the whole append: a second appender waits\n"
+	"      --no-wait         with --append: exit 12 at once if another writer holds the\n"
+	"                        archive's lock, instead of waiting for it\n"
 	"      --schedule        let the CAQ scheduler tune the bound per frame, between the\n"
 	"                        bound given and --bound-max B, pruning up to 0.25; no frame\n"
 	"                        is written under --fidelity-floor DB (default 20): tensors\n"
@@ -75,11 +78,11 @@ static const char usage[] =
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
        OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR,
-       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC };
+       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC, OPT_NOWAIT };
 
 typedef struct pack_args {
 	const char *in, *out, *sign; /* in and out: files ("-" is replaced by a temporary one) */
-	int force, stream, check, modes, append, schedule;
+	int force, stream, check, modes, append, schedule, no_wait;
 	double bound_max, floor_db, ratio;
 	uint64_t size;
 	alcm_pack_options o;
@@ -91,6 +94,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"stream", no_argument, NULL, OPT_STREAM}, {"sign", required_argument, NULL, OPT_SIGN},
 		{"append", no_argument, NULL, OPT_APPEND}, {"schedule", no_argument, NULL, OPT_SCHEDULE},
+		{"no-wait", no_argument, NULL, OPT_NOWAIT},
 		{"bound-max", required_argument, NULL, OPT_BOUNDMAX},
 		{"fidelity-floor", required_argument, NULL, OPT_FLOOR},
 		{"size", required_argument, NULL, OPT_SIZE}, {"ratio", required_argument, NULL, OPT_RATIO}, {"max-error", required_argument, NULL, OPT_MAXERR},
@@ -118,6 +122,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case OPT_CHECK: a->check = 1; break;
 		case OPT_SIGN: a->sign = optarg; break;
 		case OPT_APPEND: a->append = 1; break;
+		case OPT_NOWAIT: a->no_wait = 1; break;
 		case OPT_SIZE:
 			if (cli_parse_u64(optarg, &a->size) || a->size == 0) {
 				cli_err("invalid --size '%s': expected bytes (suffixes k, M, G)", optarg);
@@ -216,6 +221,10 @@ static int parse_args(int argc, char **argv, pack_args *a)
 	}
 	if ((a->size || a->ratio > 0) && (a->stream || a->append)) {
 		cli_err("--size and --ratio apply to whole archives, not stream frames");
+		return EXIT_USAGE;
+	}
+	if (a->no_wait && !a->append) {
+		cli_err("--no-wait applies to --append only");
 		return EXIT_USAGE;
 	}
 	if (a->append && a->force) {
@@ -918,6 +927,27 @@ static int append_target_ok(const pack_args *a)
 	return rc;
 }
 
+/*
+ * NAME.pub beside NAME.key should be its public half (a key pair torn by a crash, or files
+ * mixed up, would sign archives that the .pub people were given does not verify).
+ */
+static void warn_pub_mismatch(const char *key_path, const uint8_t sk[ALCM_SECRET_KEY_BYTES])
+{
+	size_t n = strlen(key_path);
+	if (n < 4 || strcmp(key_path + n - 4, ".key") != 0)
+		return;
+	char *pub = malloc(n + 1);
+	if (!pub)
+		return;
+	memcpy(pub, key_path, n - 4);
+	memcpy(pub + n - 4, ".pub", 5);
+	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
+	if (cli_load_key(pub, 0, pk, sizeof(pk)) == 0 && memcmp(pk, sk + 32, sizeof(pk)) != 0)
+		cli_warn("'%s' is not the public key of '%s': archives signed now do not verify with "
+		         "it", pub, key_path);
+	free(pub);
+}
+
 int main(int argc, char **argv)
 {
 	cli_init("alcm-pack");
@@ -950,8 +980,20 @@ int main(int argc, char **argv)
 	/* A temporary file for standard output: no fsync, nothing to replace. */
 	unsigned wflags = (a.force && !to_stdout ? ALCM_WRITE_OVERWRITE : 0) |
 	                  (a.stream ? ALCM_WRITE_STREAM : 0) | (to_stdout ? ALCM_WRITE_NO_SYNC : 0);
-	st = a.append ? alcm_writer_open_append(&w, a.out, NULL, NULL, 0)
-	              : alcm_writer_open_file(&w, a.out, wflags, NULL);
+	if (a.append) {
+		/* Say why nothing happens while another writer holds the lock. */
+		st = alcm_writer_open_append(&w, a.out, NULL, NULL, ALCM_WRITE_NO_WAIT);
+		if (st == ALCM_E_BUSY && !a.no_wait) {
+			if (!cli_quiet)
+				fprintf(stderr, "%s: waiting for another writer to finish with '%s'\n",
+				        cli_prog, a.out);
+			alcm_writer_free(w);
+			w = NULL;
+			st = alcm_writer_open_append(&w, a.out, NULL, NULL, 0);
+		}
+	} else {
+		st = alcm_writer_open_file(&w, a.out, wflags, NULL);
+	}
 	if (st) {
 		rc = cli_fail(st, a.append ? "append to" : "write", a.out, alcm_writer_detail(w));
 		goto out;
@@ -971,12 +1013,23 @@ int main(int argc, char **argv)
 	if (a.sign) {
 		if ((rc = cli_read_key(a.sign, 1, sk, sizeof(sk))))
 			goto out;
+		warn_pub_mismatch(a.sign, sk);
 		st = alcm_writer_sign(w, sk);
 		alcm_wipe(sk, sizeof(sk));
+		if (st == ALCM_E_ARG) {
+			cli_err("cannot sign with '%s': the key is damaged (its public half is not the key "
+			        "of its seed)", a.sign);
+			rc = EXIT_MALFORMED;
+			goto out;
+		}
 		if (st) {
 			rc = cli_fail(st, "sign", a.out, alcm_writer_detail(w));
 			goto out;
 		}
+		if (alcm_writer_minor(w) < 1)
+			cli_warn("'%s' is a format 1.0 archive, which an append cannot raise: signed with "
+			         "algorithm 1, which does not cover the minor version nor the SIGN entry "
+			         "(spec 6.10)", a.out);
 	}
 	uint64_t out_bytes = alcm_writer_bytes(w) - before;
 	if ((st = alcm_writer_commit(w))) {

@@ -36,6 +36,9 @@ static const char usage[] =
 	"                       (absolute, a drive, '..', '.' or empty components, backslashes,\n"
 	"                       NUL bytes): refused by default, as a zip extractor could write\n"
 	"                       them outside its directory\n"
+	"      --pubkey F       write nothing unless the archive is signed by the public key in\n"
+	"                       file F (from alcm-keygen): exit 11 if unsigned, signed by another\n"
+	"                       key, or changed since it was signed\n"
 	"  -T, --threads N      decoding threads (default: the CPUs it may use)\n"
 	"HDF5 output (.h5, .hdf5):\n"
 	"      --h5-chunk BYTES chunk every dataset, chunks of at most BYTES (k, M suffixes)\n"
@@ -183,7 +186,7 @@ static void sink_free(sink *k)
 	alcm_output_free(k->o);
 }
 
-enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE };
+enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE, OPT_PUBKEY };
 
 /* .npz member names become paths when extracted: refuse the unsafe ones before decoding. */
 static int names_safe(const alcm_tensor *plan, size_t n, const char *out)
@@ -226,11 +229,12 @@ int main(int argc, char **argv)
 		{"allow-external", no_argument, NULL, OPT_EXTERNAL},
 		{"allow-unsafe-names", no_argument, NULL, OPT_UNSAFE},
 		{"format", required_argument, NULL, 'F'},
+		{"pubkey", required_argument, NULL, OPT_PUBKEY},
 		{"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *out = NULL;
+	const char *out = NULL, *pubkey = NULL;
 	int force = 0, c, fmt = ALCM_FILE_UNKNOWN, unsafe = 0;
 	uint64_t threads = 0, u;
 	unsigned rflags = 0;
@@ -279,6 +283,7 @@ int main(int argc, char **argv)
 			break;
 		case OPT_H5SHUFFLE: h.shuffle = 1, h.given = 1; break;
 		case OPT_EXTERNAL: h.external = 1, h.given = 1; break;
+		case OPT_PUBKEY: pubkey = optarg; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); free(names); return 0;
@@ -328,7 +333,18 @@ int main(int argc, char **argv)
 		free(names);
 		return EXIT_USAGE;
 	}
+	if (pubkey && (rflags & ALCM_READ_NO_VERIFY)) {
+		cli_err("--pubkey cannot go with --no-verify: the signature vouches for the sections "
+		        "through their digests");
+		free(names);
+		return EXIT_USAGE;
+	}
+	uint8_t pk[ALCM_PUBLIC_KEY_BYTES];
 	int rc = 0, st;
+	if (pubkey && (rc = cli_read_key(pubkey, 0, pk, sizeof(pk)))) {
+		free(names);
+		return rc;
+	}
 	alcm_reader *r = NULL;
 	alcm_archive *a = NULL;
 	size_t *sel = NULL, nsel = 0;
@@ -342,6 +358,25 @@ int main(int argc, char **argv)
 	if ((st = alcm_reader_open_file(&r, in, NULL, NULL, rflags))) {
 		rc = cli_fail(st, "read", in, alcm_reader_detail(r));
 		goto out;
+	}
+	/* The signature covers every section's digest, and every section read below is checked
+	 * against its digest: so nothing reaches the output that the key's owner did not sign
+	 * (an output whose later tensor fails its digest is never published). */
+	if (pubkey) {
+		int sig;
+		if ((st = alcm_reader_check_signature(r, pk, &sig))) {
+			rc = cli_fail(st, "check the signature of", in, alcm_reader_detail(r));
+			goto out;
+		}
+		if (sig != ALCM_SIG_VALID) {
+			cli_err("cannot unpack '%s': %s; nothing written", in,
+			        sig == ALCM_SIG_NONE ? "it is not signed"
+			        : sig == ALCM_SIG_OTHER_KEY ? "it is signed by another key than the one in "
+			                                      "--pubkey"
+			        : "its signature does not match its contents (changed after signing)");
+			rc = EXIT_SIGNATURE;
+			goto out;
+		}
 	}
 	if ((st = alcm_archive_open(&a, r, NULL))) {
 		rc = cli_fail(st, "read", in, alcm_archive_detail(a));

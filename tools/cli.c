@@ -110,6 +110,7 @@ int cli_exit_code(int st)
 	case ALCM_E_NOMEM: return EXIT_NOMEM;
 	case ALCM_E_BOUND: return EXIT_BOUND;
 	case ALCM_E_SIGNATURE: return EXIT_SIGNATURE;
+	case ALCM_E_BUSY: return EXIT_BUSY;
 	default: return EXIT_FAIL;
 	}
 }
@@ -311,74 +312,197 @@ static const char *key_label(int secret)
 	return secret ? "alcm-ed25519-secret-key" : "alcm-ed25519-public-key";
 }
 
-int cli_read_key(const char *path, int secret, uint8_t *key, size_t len)
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int cli_load_key(const char *path, int secret, uint8_t *key, size_t len)
 {
 	char buf[256];
 	FILE *f = fopen(path, "rb");
-	if (!f) {
-		cli_err("cannot read key '%s': %s", path, strerror(errno));
+	if (!f)
 		return EXIT_IO;
-	}
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	buf[n] = '\0';
+	/* Exactly "<label> <2 len lowercase hex digits>", then an optional LF (spec 6.10). */
 	const char *label = key_label(secret);
-	size_t ll = strlen(label);
-	int ok = n >= ll + 1 + 2 * len && strncmp(buf, label, ll) == 0 && buf[ll] == ' ';
+	size_t ll = strlen(label), hl = ll + 1 + 2 * len;
+	int ok = (n == hl || (n == hl + 1 && buf[hl] == '\n')) && memcmp(buf, label, ll) == 0 &&
+	         buf[ll] == ' ';
 	for (size_t i = 0; ok && i < len; i++) {
-		unsigned v;
-		if (sscanf(buf + ll + 1 + 2 * i, "%2x", &v) != 1 ||
-		    !strchr("0123456789abcdef", buf[ll + 1 + 2 * i]) ||
-		    !strchr("0123456789abcdef", buf[ll + 2 + 2 * i]))
+		int hi = hex_digit(buf[ll + 1 + 2 * i]), lo = hex_digit(buf[ll + 2 + 2 * i]);
+		if (hi < 0 || lo < 0)
 			ok = 0;
 		else
-			key[i] = (uint8_t)v;
+			key[i] = (uint8_t)(hi << 4 | lo);
 	}
-	const char *rest = buf + ll + 1 + 2 * len;
-	if (ok && !(rest[0] == '\0' || (rest[0] == '\n' && rest[1] == '\0')))
-		ok = 0;
-	memset(buf, 0, sizeof(buf));
+	alcm_wipe(buf, sizeof(buf));
 	if (!ok) {
-		cli_err("cannot read key '%s': not an alcm %s key file", path,
-		        secret ? "secret" : "public");
 		alcm_wipe(key, len);
 		return EXIT_MALFORMED;
 	}
 	return 0;
 }
 
-int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force)
+int cli_read_key(const char *path, int secret, uint8_t *key, size_t len)
 {
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
-		cli_err("cannot write key '%s': path too long", path);
-		return EXIT_USAGE;
-	}
-	if (!force && access(path, F_OK) == 0) {
-		cli_err("cannot write key '%s': file exists (use -f)", path);
-		return EXIT_EXISTS;
-	}
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		cli_err("cannot write key '%s': %s", path, strerror(errno));
-		return EXIT_IO;
-	}
-	fchmod(fd, secret ? 0600 : 0644);
-	char line[256];
-	int o = snprintf(line, sizeof(line), "%s ", key_label(secret));
+	int rc = cli_load_key(path, secret, key, len);
+	if (rc == EXIT_IO)
+		cli_err("cannot read key '%s': %s", path, strerror(errno));
+	else if (rc)
+		cli_err("cannot read key '%s': not an alcm %s key file (one line: '%s' and %zu "
+		        "lowercase hex digits)", path, secret ? "secret" : "public", key_label(secret),
+		        2 * len);
+	return rc;
+}
+
+#define DETAIL_CAP 512
+
+/* "<label> <hex>\n" into line (256 bytes). @return its length. */
+static size_t key_line(char *line, int secret, const uint8_t *key, size_t len)
+{
+	int o = snprintf(line, 256, "%s ", key_label(secret));
 	for (size_t i = 0; i < len; i++)
-		o += snprintf(line + o, sizeof(line) - (size_t)o, "%02x", key[i]);
+		o += snprintf(line + o, 256 - (size_t)o, "%02x", key[i]);
 	line[o++] = '\n';
-	int bad = write(fd, line, (size_t)o) != o || fsync(fd) != 0;
-	memset(line, 0, sizeof(line));
-	bad |= close(fd) != 0;
-	if (!bad && (force ? rename(tmp, path) : link(tmp, path)) != 0)
-		bad = 1;
-	int e = errno;
-	unlink(tmp);
-	if (bad) {
-		cli_err("cannot write key '%s': %s", path, strerror(e));
-		return e == EEXIST ? EXIT_EXISTS : EXIT_IO;
+	return (size_t)o;
+}
+
+/* The bytes of an existing file, up to cap. @return 1 if read whole, 0 if absent, -1 if
+ * unreadable or larger. */
+static int file_snapshot(const char *path, char *buf, size_t cap, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	*len = fread(buf, 1, cap, f);
+	int whole = !ferror(f) && *len < cap;
+	fclose(f);
+	return whole ? 1 : -1;
+}
+
+/* Writes `len` bytes to path atomically. @return an alcm status; *detail set on failure. */
+static int put_file(const char *path, const void *buf, size_t len, unsigned flags,
+                    char *detail, size_t cap)
+{
+	alcm_atomic_file *f = NULL;
+	int st = alcm_atomic_file_open(&f, path, flags, NULL);
+	if (!st)
+		st = alcm_atomic_file_write(f, buf, len);
+	if (!st)
+		st = alcm_atomic_file_commit(f);
+	if (st)
+		snprintf(detail, cap, "%s", alcm_atomic_file_detail(f));
+	alcm_atomic_file_free(f);
+	return st;
+}
+
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, cap, ".");
+	else
+		snprintf(dir, cap, "%.*s", (int)(slash > path ? slash - path : 1), path);
+}
+
+/* fsync of a directory. */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
 	}
-	return 0;
+}
+
+int cli_write_keypair(const char *key_path, const char *pub_path,
+                      const uint8_t sk[ALCM_SECRET_KEY_BYTES],
+                      const uint8_t pk[ALCM_PUBLIC_KEY_BYTES], int force)
+{
+	/* Synced by hand below: both files before either is published, the directory after. */
+	unsigned flags = (force ? ALCM_WRITE_OVERWRITE : 0) | ALCM_WRITE_NO_SYNC;
+	alcm_atomic_file *fk = NULL, *fp = NULL;
+	char line[256], old[4096], why[DETAIL_CAP] = "";
+	size_t old_len = 0;
+	int rc = 0, have_old = 0;
+	const char *at = key_path;
+	/* Both files are written and flushed before either is published: without -f an existing
+	 * file of either name stops everything before a byte is written. */
+	int st = alcm_atomic_file_open(&fk, key_path, flags | ALCM_WRITE_PRIVATE, NULL);
+	if (!st) {
+		size_t n = key_line(line, 1, sk, ALCM_SECRET_KEY_BYTES);
+		st = alcm_atomic_file_write(fk, line, n);
+		alcm_wipe(line, sizeof(line));
+	}
+	if (st) {
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fk));
+		goto out;
+	}
+	at = pub_path;
+	if (!(st = alcm_atomic_file_open(&fp, pub_path, flags, NULL)))
+		st = alcm_atomic_file_write(fp, line, key_line(line, 0, pk, ALCM_PUBLIC_KEY_BYTES));
+	if (st) {
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fp));
+		goto out;
+	}
+	if ((st = alcm_atomic_file_sync(fk))) {
+		at = key_path;
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fk));
+		goto out;
+	}
+	if ((st = alcm_atomic_file_sync(fp))) {
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(fp));
+		goto out;
+	}
+	/* The old secret key, to put back if the public one cannot follow it. */
+	if (force && (have_old = file_snapshot(key_path, old, sizeof(old), &old_len)) < 0) {
+		cli_err("cannot replace key '%s': cannot read the old key to keep the pair whole: %s",
+		        key_path, strerror(errno));
+		rc = EXIT_IO;
+		goto out;
+	}
+	/* Both published by two renames in a row: only a kill between them can tear the pair. */
+	alcm_atomic_file *both[2] = {fk, fp};
+	size_t done = 0;
+	st = alcm_atomic_file_commit_all(both, 2, &done);
+	at = done == 0 ? key_path : pub_path;
+	if (st) {
+		snprintf(why, sizeof(why), "%s", alcm_atomic_file_detail(both[done]));
+		if (done == 1) {
+			/* Undo the secret key: the pair on disk stays the old one (or none). */
+			char why2[DETAIL_CAP];
+			int undo = have_old ? put_file(key_path, old, old_len,
+			                               ALCM_WRITE_OVERWRITE | ALCM_WRITE_PRIVATE, why2,
+			                               sizeof(why2))
+			                    : (unlink(key_path) == 0 ? ALCM_OK : ALCM_E_IO);
+			if (undo) {
+				cli_err("cannot write key '%s': %s; and '%s' could not be put back, so it does "
+				        "not match '%s': run alcm-keygen -f again", pub_path,
+				        why[0] ? why : alcm_strerror(st), key_path, pub_path);
+				rc = cli_exit_code(st);
+			}
+		}
+		goto out;
+	}
+	char kd[4096], pd[4096];
+	dir_of(key_path, kd, sizeof(kd));
+	dir_of(pub_path, pd, sizeof(pd));
+	sync_dir(kd);
+	if (strcmp(kd, pd) != 0)
+		sync_dir(pd);
+out:
+	if (st && !rc) {
+		if (st == ALCM_E_EXISTS)
+			cli_err("cannot write key '%s': file exists (use -f); nothing written", at);
+		else
+			cli_err("cannot write key '%s': %s; nothing written", at,
+			        why[0] ? why : alcm_strerror(st));
+		rc = cli_exit_code(st);
+	}
+	alcm_wipe(old, sizeof(old));
+	alcm_atomic_file_free(fk);
+	alcm_atomic_file_free(fp);
+	return rc;
 }

@@ -21,7 +21,8 @@ enum cli_exit {
 	EXIT_EXISTS = 8,     /* output exists and -f was not given */
 	EXIT_NOMEM = 9,      /* out of memory */
 	EXIT_BOUND = 10,     /* the lossy request cannot be honoured (e.g. integer tensors) */
-	EXIT_SIGNATURE = 11  /* signature missing, bad, or by another key */
+	EXIT_SIGNATURE = 11, /* signature missing, bad, or by another key */
+	EXIT_BUSY = 12       /* the archive is locked by another writer (--no-wait) */
 };
 
 #define CLI_EXIT_CODES_HELP \
@@ -30,7 +31,8 @@ enum cli_exit {
 	"  1  other failure      6  limit exceeded      10  lossy request refused\n" \
 	"  2  usage error        7  unsupported feature\n" \
 	"  3  i/o error          8  output exists (use -f)\n" \
-	"  4  malformed input   11  signature missing, bad or by another key\n"
+	"  4  malformed input   11  signature missing, bad or by another key\n" \
+	"                       12  archive locked by another writer (--no-wait)\n"
 
 extern const char *cli_prog;
 extern int cli_quiet, cli_verbose;
@@ -75,13 +77,26 @@ const char *cli_shape(const uint64_t *shape, uint32_t ndim);
 /* Quoted name safe for terminals; static ring. */
 const char *cli_name(const char *s, size_t len);
 /*
- * Key files: one line "alcm-ed25519-secret-key <128 hex digits>" or
- * "alcm-ed25519-public-key <64 hex digits>". Reads one; prints the error itself.
- * @return 0 or an exit code.
+ * Key files (spec 6.10): one line "alcm-ed25519-secret-key <128 hex digits>" or
+ * "alcm-ed25519-public-key <64 hex digits>", lowercase, then an optional LF, nothing else.
+ * Reads one; prints the error itself. @return 0 or an exit code.
  */
 int cli_read_key(const char *path, int secret, uint8_t *key, size_t len);
-/* Writes a key file atomically (mode 0600 for secret keys). @return 0 or an exit code. */
-int cli_write_key(const char *path, int secret, const uint8_t *key, size_t len, int force);
+/* The same without a message: 0, EXIT_IO (errno set) or EXIT_MALFORMED. */
+int cli_load_key(const char *path, int secret, uint8_t *key, size_t len);
+/*
+ * Writes a key pair: the secret key file (mode 0600) and the public one, both or neither.
+ * Without force an existing file of either name stops it before anything is written. Both
+ * are written, flushed and given hidden names first, then renamed into place one right after
+ * the other (alcm_atomic_file_commit_all); if the public key's rename fails, the secret key
+ * file is put back as it was (removed, or its old bytes restored). Only a kill -9 between the
+ * two renames can leave the new secret key beside the old public one (or alone); a kill just
+ * before them leaves two hidden names and the old pair. Prints its errors.
+ * @return 0 or an exit code.
+ */
+int cli_write_keypair(const char *key_path, const char *pub_path,
+                      const uint8_t sk[ALCM_SECRET_KEY_BYTES],
+                      const uint8_t pk[ALCM_PUBLIC_KEY_BYTES], int force);
 
 /*
  * "-" as INPUT or OUTPUT (tools/cli_stdio.c). Standard input is spooled into a temporary

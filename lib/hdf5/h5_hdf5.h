@@ -53,6 +53,24 @@ void ah5_guard_leave(ah5_guard *g);
 const void *ah5_filter_class(void);
 void ah5_filter_register(void);
 
+/*
+ * Where an output's file driver (h5_vfd.c) writes: a descriptor the caller owns, and what
+ * happened. After the first failed write or truncation (`err`, an errno) or once `discard`
+ * is set, writes succeed without touching the file; with `lenient` even the first failure
+ * is reported only in `err`. H5Fclose() then cannot fail for I/O, which libhdf5 1.10 cannot
+ * survive (the freed file keeps its id, and the exit handler closes it again).
+ */
+typedef struct ah5_sink {
+	int fd;
+	int err;
+	int lenient;
+	int discard;
+} ah5_sink;
+
+/* A file access property list for H5Fcreate() through `s`, which must outlive the file.
+ * @return the list (close it) or H5I_INVALID_HID. */
+hid_t ah5_sink_fapl(ah5_sink *s);
+
 /* Appends " (hdf5: <innermost message>)" of the error stack to a detail line and clears
  * the stack. */
 void ah5_append_hdf5_error(char *detail);

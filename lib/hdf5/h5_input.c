@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <poll.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +73,7 @@ struct alcm_h5_input {
 	/* ALCM_H5_ISOLATE: libhdf5 runs in `child`, messages arrive on `fd`. */
 	int isolated, fd, done;
 	int timeout_s, timed_out; /* seconds the child may stay silent (ALCM_H5_TIMEOUT) */
+	unsigned cpu_s;           /* the child's CPU-time limit (RLIMIT_CPU) */
 	pid_t child;
 	char *tname;
 	size_t received;
@@ -1419,15 +1424,37 @@ static void child_error(int fd, int rc, const char *detail)
  * a death callback that reports a crash as its own; in the reader child it must not run. */
 extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
 
-static void child_run(int fd, const char *path, const void *buf, size_t len,
-                      const alcm_limits *lim, unsigned flags)
+/*
+ * Ties the reader process to its parent, so that no path leaves it running: libhdf5 loops
+ * forever on some malformed files, and a parent killed meanwhile (SIGKILL, or SIGTERM to its
+ * pid only, as job schedulers send) would leave it spinning. The kernel kills it when the
+ * parent dies (the check after prctl catches a parent that died before it), and a CPU-time
+ * limit stops it whatever happens. (Inherited descriptors stay open: libhdf5's state, copied
+ * from the host, may use them for a file the host has open too.)
+ */
+static void child_bind(pid_t parent, unsigned cpu_seconds)
+{
+#ifdef PR_SET_PDEATHSIG
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		_exit(1);
+#endif
+	if (getppid() != parent)
+		_exit(1);
+	struct rlimit cpu = {cpu_seconds, cpu_seconds + 5};
+	struct rlimit core = {0, 0};
+	(void)setrlimit(RLIMIT_CPU, &cpu);
+	(void)setrlimit(RLIMIT_CORE, &core); /* no core file of a hostile input's crash */
+}
+
+static void child_run(int fd, pid_t parent, unsigned cpu_seconds, const char *path,
+                      const void *buf, size_t len, const alcm_limits *lim, unsigned flags)
 {
 	if (__sanitizer_set_death_callback)
 		__sanitizer_set_death_callback(NULL);
 	/* The host's handlers (temp-file cleanup, crash reporters, test harnesses) are not for
 	 * this process: a crash must end it, visibly, for the parent. */
 	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGSEGV, SIGBUS, SIGILL,
-	                           SIGFPE, SIGABRT, SIGSYS};
+	                           SIGFPE, SIGABRT, SIGSYS, SIGXCPU};
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], SIG_DFL);
 	/* The library never prints: neither may libc's abort messages from a corrupted heap. */
@@ -1438,6 +1465,7 @@ static void child_run(int fd, const char *path, const void *buf, size_t len,
 		if (dn > 2)
 			close(dn);
 	}
+	child_bind(parent, cpu_seconds);
 	alcm_h5_input *in = NULL;
 	int rc = open_common(&in, path, buf, len, lim, flags & ~ALCM_H5_ISOLATE);
 	if (rc)
@@ -1546,6 +1574,11 @@ static int child_died(alcm_h5_input *in)
 		            "libhdf5 gave no answer for %d s reading the file (it loops on some "
 		            "malformed files): stopped; ALCM_H5_TIMEOUT=SECONDS sets the limit",
 		            in->timeout_s);
+	if (pid > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU)
+		return fail(in, ALCM_E_LIMIT,
+		            "libhdf5 used %u s of CPU time reading the file (it loops on some "
+		            "malformed files): stopped; ALCM_H5_TIMEOUT=SECONDS raises the limit",
+		            in->cpu_s);
 	if (pid > 0 && WIFSIGNALED(status))
 		return fail(in, WTERMSIG(status) == SIGKILL ? ALCM_E_NOMEM : ALCM_E_CORRUPT,
 		            "libhdf5 died reading the file (signal %d): the file is malformed, or the "
@@ -1700,6 +1733,12 @@ static int isolate_open(alcm_h5_input **out, const char *path, const void *buf, 
 	 * cross in 16 times fewer wake-ups of each side. A refusal only costs speed. */
 	(void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
 #endif
+	in->timeout_s = child_timeout();
+	/* CPU time: the silence timeout, plus 1 s per 4 MiB of input for large files (libhdf5
+	 * decompresses at hundreds of MB/s: a real file never comes near it). */
+	uint64_t cpu = (uint64_t)in->timeout_s + (in->size >> 22);
+	in->cpu_s = cpu > 1000000 ? 1000000u : (unsigned)cpu;
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -1709,13 +1748,12 @@ static int isolate_open(alcm_h5_input **out, const char *path, const void *buf, 
 	}
 	if (pid == 0) {
 		close(p[0]);
-		child_run(p[1], path, buf, len, lim, flags);
+		child_run(p[1], parent, in->cpu_s, path, buf, len, lim, flags);
 		_exit(0);
 	}
 	close(p[1]);
 	in->fd = p[0];
 	in->child = pid;
-	in->timeout_s = child_timeout();
 	int type;
 	uint64_t n;
 	int rc = msg_head(in, &type, &n);

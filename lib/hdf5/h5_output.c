@@ -7,6 +7,7 @@
 struct alcm_h5_output {
 	hid_t file, lcpl;
 	alcm_atomic f;
+	ah5_sink sink;          /* libhdf5 writes to f.fd through it */
 	int f_open, committed, poisoned;
 	unsigned flags;
 	alcm_h5_output_options opt;
@@ -54,10 +55,16 @@ static int ofail(alcm_h5_output *o, int status, int h5, const char *fmt, ...)
 	/* libhdf5 refusing a dataset, group, link or attribute that no I/O error stopped: what
 	 * the structure describes cannot be in an HDF5 file (it is malformed), or, without one,
 	 * the tensor cannot (a dimension of 2^63). Only a failed read or write is i/o. */
-	if (h5 && status == ALCM_E_IO && !ah5_error_is_io())
+	if (h5 && status == ALCM_E_IO && !o->sink.err && !ah5_error_is_io())
 		status = o->has_st ? ALCM_E_CORRUPT : ALCM_E_UNSUPPORTED;
-	if (h5)
+	if (o->sink.err) {
+		/* The system's reason, not libhdf5's rephrasing of it. */
+		size_t n = strlen(o->detail);
+		snprintf(o->detail + n, ALCM_DETAIL_MAX - n, ": %s", strerror(o->sink.err));
+		H5Eclear2(H5E_DEFAULT);
+	} else if (h5) {
 		ah5_append_hdf5_error(o->detail);
+	}
 	return status;
 }
 
@@ -359,6 +366,7 @@ int alcm_h5_output_open(alcm_h5_output **out, const char *path, unsigned flags,
 		return ALCM_E_NOMEM;
 	o->file = o->lcpl = H5I_INVALID_HID;
 	o->f.fd = -1;
+	o->sink.fd = -1;
 	o->flags = flags;
 	alcm_h5_output_options_default(&o->opt);
 	if (opt)
@@ -400,9 +408,10 @@ int alcm_h5_output_open(alcm_h5_output **out, const char *path, unsigned flags,
 	if (rc)
 		return ofail(o, rc, 0, "%s", why);
 	o->f_open = 1;
+	o->sink.fd = o->f.fd;
 	ah5_guard g;
 	ah5_guard_enter(&g, 0);
-	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	hid_t fapl = ah5_sink_fapl(&o->sink);
 	o->lcpl = H5Pcreate(H5P_LINK_CREATE);
 	if (fapl < 0 || o->lcpl < 0 || H5Pset_create_intermediate_group(o->lcpl, 1) < 0 ||
 	    H5Pset_char_encoding(o->lcpl, H5T_CSET_UTF8) < 0 ||
@@ -411,9 +420,9 @@ int alcm_h5_output_open(alcm_h5_output **out, const char *path, unsigned flags,
 		rc = ofail(o, ALCM_E_NOMEM, 1, "cannot set up libhdf5 property lists");
 		goto out;
 	}
-	o->file = H5Fcreate(o->f.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	o->file = H5Fcreate(o->label, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
 	if (o->file < 0) {
-		rc = ofail(o, ALCM_E_IO, 1, "cannot create the temporary file '%s'", o->f.tmp);
+		rc = ofail(o, ALCM_E_IO, 1, "cannot create the HDF5 file");
 		goto out;
 	}
 	if (o->has_st)
@@ -860,12 +869,17 @@ int alcm_h5_output_commit(alcm_h5_output *o)
 	ah5_guard g;
 	ah5_guard_enter(&g, 0);
 	int rc = o->has_st ? commit_structure(o) : ALCM_OK;
-	if (!rc) {
-		herr_t e = H5Fclose(o->file);
-		o->file = H5I_INVALID_HID;
-		if (e < 0)
-			rc = ofail(o, ALCM_E_IO, 1, "cannot close the temporary file '%s'", o->f.tmp);
-	}
+	/* Everything reaches the file here, where a failure can still be reported; the close
+	 * after it then writes little, and whatever fails there lands in sink.err. */
+	if (!rc && (H5Fflush(o->file, H5F_SCOPE_GLOBAL) < 0 || o->sink.err))
+		rc = ofail(o, ALCM_E_IO, 1, "cannot write the HDF5 file");
+	if (rc)
+		o->sink.discard = 1;
+	o->sink.lenient = 1;
+	herr_t e = H5Fclose(o->file);
+	o->file = H5I_INVALID_HID;
+	if (!rc && (e < 0 || o->sink.err))
+		rc = ofail(o, ALCM_E_IO, 1, "cannot close the HDF5 file");
 	ah5_guard_leave(&g);
 	if (!rc) {
 		char why[ALCM_DETAIL_MAX];
@@ -894,6 +908,10 @@ void alcm_h5_output_free(alcm_h5_output *o)
 	if (o->file >= 0 || o->lcpl >= 0) {
 		ah5_guard g;
 		ah5_guard_enter(&g, 0);
+		/* An abandoned file is never published: nothing more needs to reach it, and the
+		 * close must not fail (see ah5_sink). */
+		o->sink.discard = 1;
+		o->sink.lenient = 1;
 		ah5_close(o->file);
 		ah5_close(o->lcpl);
 		ah5_guard_leave(&g);

@@ -231,42 +231,21 @@ int bench_read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
 
 int bench_write_file(const char *path, const void *buf, size_t len, int force)
 {
-	if (!force && access(path, F_OK) == 0) {
+	alcm_atomic_file *f = NULL;
+	int st = alcm_atomic_file_open(&f, path, force ? ALCM_WRITE_OVERWRITE : 0, NULL);
+	if (!st)
+		st = alcm_atomic_file_write(f, buf, len);
+	if (!st)
+		st = alcm_atomic_file_commit(f);
+	int rc = 0;
+	if (st == ALCM_E_EXISTS) {
 		cli_err("cannot write '%s': file exists (use -f)", path);
-		return EXIT_EXISTS;
+		rc = EXIT_EXISTS;
+	} else if (st) {
+		rc = cli_fail(st, "write", path, alcm_atomic_file_detail(f));
 	}
-	size_t pl = strlen(path);
-	char *tmp = bench_xmalloc(pl + 16);
-	snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		cli_err("cannot write '%s': %s", path, strerror(errno));
-		free(tmp);
-		return EXIT_IO;
-	}
-	fchmod(fd, 0644);
-	size_t off = 0;
-	int e = 0;
-	while (off < len) {
-		ssize_t w = write(fd, (const char *)buf + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			e = errno;
-			break;
-		}
-		off += (size_t)w;
-	}
-	if (close(fd) != 0 && !e)
-		e = errno;
-	if (!e && rename(tmp, path) != 0)
-		e = errno;
-	if (e) {
-		unlink(tmp);
-		cli_err("cannot write '%s': %s", path, strerror(e));
-	}
-	free(tmp);
-	return e ? EXIT_IO : 0;
+	alcm_atomic_file_free(f);
+	return rc;
 }
 
 static void buf_reserve(bench_buf *b, size_t more)
