@@ -23,7 +23,7 @@ for t in $tools; do
 	warn=$(groff -ww -z -man "$page" 2>&1)
 	[ -z "$warn" ] && ok || bad "$page renders with warnings: $warn"
 	# Every long option of --help is in the page (--help and --version themselves aside).
-	for o in $("$bin/$tool" --help | grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u); do
+	for o in $("$bin/$tool" --help | sed '/^Exit status:/,$d' | grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u); do
 		case $o in --help|--version) continue ;; esac
 		esc=$(printf '%s' "$o" | sed 's/-/\\\\-/g')
 		if grep -qF -- "$o" "$page" || grep -q -- "$esc" "$page"; then ok; else
