@@ -28,6 +28,9 @@ for ext in safetensors npz; do
 	expect 0 "$B/alcm-unpack" "$T/m-$ext.alcm" -o "$T/back.$ext"
 	if cmp -s "$T/m.$ext" "$T/back.$ext"; then ok; else bad "$ext round trip differs"; fi
 done
+# Packing an archive again says what to do instead (exit 7, as an unsupported input).
+expect 7 "$B/alcm-pack" "$T/m-npz.alcm" -o "$T/again.alcm"
+has "is already an alcm archive: use alcm-unpack"
 # Cross-format: .npz -> .alcm -> .safetensors -> .alcm keeps every tensor exactly (the
 # order may change: safetensors sorts its entries).
 expect 0 "$B/alcm-unpack" "$T/m-npz.alcm" -o "$T/x.safetensors"

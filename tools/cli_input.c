@@ -173,7 +173,14 @@ int cli_input_open_or_fail(cli_input **in, const char *path)
 	int st = cli_input_open(in, path);
 	if (!st)
 		return 0;
-	int rc = cli_fail(st, "read", path, cli_input_detail(*in));
+	int rc;
+	if (cli_input_format(*in) == ALCM_FILE_ALCM) {
+		cli_err("'%s' is already an alcm archive: use alcm-unpack to get its tensors back "
+		        "(or alcm-inspect to see them)", cli_display(path));
+		rc = EXIT_UNSUPPORTED;
+	} else {
+		rc = cli_fail(st, "read", path, cli_input_detail(*in));
+	}
 	cli_input_free(*in);
 	*in = NULL;
 	return rc;
