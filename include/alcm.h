@@ -452,6 +452,13 @@ typedef struct alcm_pack_options {
 	const char *source_format; /**< stored in the metadata, e.g. "npz"; may be NULL */
 	uint32_t frame;       /**< frame number of a stream archive (the TDIR's tag), else 0 */
 	const alcm_predictor *predictor; /**< NULL: alcm_predictor_default(); stored in PRED */
+	/**
+	 * Called on the caller's thread after each chunk's coded bytes are written, in order, with
+	 * the raw bytes of the current tensor coded so far and the tensor's raw size: a progress
+	 * bar moves within a large tensor. NULL: none. It must not call the encoder.
+	 */
+	void (*progress)(void *opaque, uint64_t done, uint64_t total);
+	void *progress_opaque;
 } alcm_pack_options;
 
 ALCM_API void alcm_pack_options_default(alcm_pack_options *opt);

@@ -688,6 +688,11 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 			if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
 			    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
 				st = efail(e, ALCM_E_NOMEM, "out of memory");
+			if (e->opt.progress) {
+				uint64_t end = (k + j + 1) * chunk_elems, n = t->nbytes / alcm_dtype_size(t->dtype);
+				e->opt.progress(e->opt.progress_opaque,
+				                (end < n ? end : n) * alcm_dtype_size(t->dtype), t->nbytes);
+			}
 			tot->pruned += jb->st.pruned;
 			tot->escapes += jb->st.escapes;
 			tot->sig += jb->st.sig;

@@ -438,17 +438,34 @@ static int add_input_meta(const pack_args *a, cli_input *in, alcm_writer *w, alc
 	return 0;
 }
 
+/* The bar moves chunk by chunk: the tensors before the current one, plus its coded part. */
+typedef struct chunk_progress {
+	cli_progress bar;
+	uint64_t before;
+} chunk_progress;
+
+static void on_chunk(void *opaque, uint64_t done, uint64_t total)
+{
+	chunk_progress *cp = opaque;
+	(void)total;
+	cli_progress_add(&cp->bar, cp->before + done - cp->bar.done);
+}
+
 /* One archive (or one more frame) from every tensor of the input, streamed. */
 static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	alcm_encoder *e = NULL;
-	int rc = 0, st = alcm_encoder_new(&e, w, &a->o, NULL);
+	chunk_progress cp = {.before = 0};
+	cli_progress_start(&cp.bar, "packing", cli_input_size(in), (uint64_t)100 << 20);
+	cli_progress *bar = &cp.bar;
+	alcm_pack_options o = a->o;
+	o.progress = on_chunk;
+	o.progress_opaque = &cp;
+	int rc = 0, st = alcm_encoder_new(&e, w, &o, NULL);
 	if (st) {
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 		goto out;
 	}
-	cli_progress p;
-	cli_progress_start(&p, "packing", cli_input_size(in), (uint64_t)100 << 20);
 	for (;;) {
 		alcm_tensor t;
 		int has;
@@ -468,7 +485,8 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 		tot->downgraded += (uint64_t)rep.downgraded;
 		if (rep.max_abs_error > tot->maxerr)
 			tot->maxerr = rep.max_abs_error;
-		cli_progress_add(&p, t.nbytes);
+		cp.before += t.nbytes;
+		cli_progress_add(bar, cp.before - bar->done);
 		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
 		         cli_name(t.name, t.name_len), alcm_dtype_name(t.dtype),
 		         cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
@@ -481,7 +499,7 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 		goto out;
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
-	cli_progress_end(&p);
+	cli_progress_end(bar);
 out:
 	alcm_encoder_free(e);
 	return rc;

@@ -205,6 +205,7 @@ void cli_progress_end(cli_progress *p)
 {
 	if (!p->on)
 		return;
+	p->done = p->total; /* headers count in the total, not in what was coded */
 	progress_draw(p);
 	fputc('\n', stderr);
 }
