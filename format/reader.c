@@ -356,6 +356,16 @@ static int reader_new(alcm_reader **out, const char *name, const alcm_limits *li
 	return ALCM_OK;
 }
 
+static int refresh_size(alcm_reader *r)
+{
+	struct stat sb;
+	if (fstat(r->fd, &sb) != 0)
+		return fail(r, ALCM_E_IO, "cannot stat: %s", strerror(errno));
+	if ((uint64_t)sb.st_size > r->size)
+		r->size = (uint64_t)sb.st_size;
+	return ALCM_OK;
+}
+
 static int reader_parse(alcm_reader *r)
 {
 	uint8_t h[ALCM_HEADER_SIZE];
@@ -364,6 +374,11 @@ static int reader_parse(alcm_reader *r)
 	if (st)
 		return st;
 	if ((st = check_signature(r, h, avail)))
+		return st;
+	/* An append may have committed since the open (readers take no lock, spec 7.2): its
+	 * table and sections reach the disk before its slot does, so the size taken after
+	 * the header is read covers whatever table either slot names. */
+	if (!r->mem && (st = refresh_size(r)))
 		return st;
 	if (r->size < ALCM_HEADER_SIZE + alcm_table_size(0))
 		return fail(r, ALCM_E_CORRUPT, "file of %llu bytes is shorter than the smallest "

@@ -42,6 +42,22 @@ done
 "$B/alcm-unpack" -q "$T/s.alcm" -o "$T/back.npy" && cmp -s "$T/back.npy" "$T/w.npy" && ok || bad "the last frame does not decode to its input"
 echo "cli_append_lock: $rounds rounds of 3 concurrent appenders, $lost rounds lost frames"
 
+# A reader takes no lock: one that opened the archive just before an append commits must
+# still read it. strace holds the reader's first read of the header for half a second while
+# an append commits (the reader used to keep the size it saw at open and refuse the new
+# table as running past the end of the file).
+if command -v strace >/dev/null 2>&1; then
+	strace -o /dev/null -P "$T/s.alcm" -e trace=pread64 \
+		-e inject=pread64:delay_enter=500000:when=1 \
+		"$B/alcm-inspect" -q "$T/s.alcm" 2>"$T/rerr" &
+	rp=$!
+	sleep 0.2
+	"$B/alcm-pack" -q --append "$T/w.npy" -o "$T/s.alcm" || bad "append beside a slow reader"
+	if wait $rp; then ok; else bad "a reader open during an append: $(head -c 300 "$T/rerr")"; fi
+else
+	echo "cli_append_lock: strace not installed, the reader-during-append check skipped"
+fi
+
 # --no-wait without --append is a usage error.
 "$B/alcm-pack" -q --no-wait "$T/w.npy" -o "$T/x.alcm" 2>/dev/null
 rc=$?
