@@ -53,15 +53,25 @@ static inline void alcm_store16(uint8_t *p, uint16_t v)
 	p[0] = (uint8_t)v;
 	p[1] = (uint8_t)(v >> 8);
 }
+/* On little-endian hosts one unaligned store: compilers do not always merge the byte loop,
+ * and element stores sit in the decoders' innermost loops. */
 static inline void alcm_store32(uint8_t *p, uint32_t v)
 {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 4);
+#else
 	for (int i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 static inline void alcm_store64(uint8_t *p, uint64_t v)
 {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 8);
+#else
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 
 /*
@@ -97,6 +107,11 @@ int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off
 int alcm_atomic_commit(alcm_atomic *f, char *detail);
 /* Removes the temp file if not committed; frees the paths. Safe to call twice. */
 void alcm_atomic_abort(alcm_atomic *f);
+
+/* 1 if alcm_writer_require_minor(w, minor) would succeed: a new archive can be raised, an
+ * append only keeps the minor version it has. Encoders ask before they code with a feature
+ * of that version (and code without it otherwise). */
+int alcm_writer_can_require_minor(const alcm_writer *w, unsigned minor);
 
 /* Writes all of buf with pwrite/write loops. @return 0 or errno. */
 int alcm_write_all(int fd, const void *buf, size_t len);

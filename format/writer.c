@@ -561,6 +561,12 @@ unsigned alcm_writer_minor(const alcm_writer *w)
 	return w ? alcm_load16(w->fixed + 10) : 0;
 }
 
+int alcm_writer_can_require_minor(const alcm_writer *w, unsigned minor)
+{
+	return w && minor <= ALCM_FORMAT_MINOR && !w->poisoned && !w->committed &&
+	       (w->kind != W_APPEND || minor <= alcm_writer_minor(w));
+}
+
 int alcm_writer_require_minor(alcm_writer *w, unsigned minor)
 {
 	if (!w || minor > ALCM_FORMAT_MINOR)

@@ -284,6 +284,36 @@ static void archives(void)
 	put_archive("multichunk-lossy", p, len, c0, 1, uall, 3);
 	free(p);
 
+	/* Modelled symbols (format 1.1, spec 6.5.6): rows of very different scales (classes on
+	 * axis 0, raw bits), columns of different scales (the last axis), values on a grid
+	 * coarser than the step (a palette), and a pruned one over several chunks. */
+	make(&a, "rows", ALCM_DTYPE_F32, 2, (uint64_t[]){16, 64}, 1, 0);
+	make(&b, "cols", ALCM_DTYPE_F32, 2, (uint64_t[]){64, 16}, 1, 1);
+	make(&c, "grid", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 128}, 1, 0);
+	for (size_t i = 0; i < 1024; i++) {
+		float x;
+		memcpy(&x, a.data + 4 * i, 4);
+		x *= (float)(1 << (i / 64 % 12)) / 64;
+		memcpy(a.data + 4 * i, &x, 4);
+		if (i % 64 == 0)
+			continue; /* keeps b's specials */
+		memcpy(&x, b.data + 4 * i, 4);
+		x *= (float)(1 << (i % 16 % 10)) / 16;
+		memcpy(b.data + 4 * i, &x, 4);
+		memcpy(&x, c.data + 4 * i, 4);
+		x = (float)(0.03 * round(x * 30));
+		memcpy(c.data + 4 * i, &x, 4);
+	}
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.004}, (tbuf *[]){&a, &b, &c}, 3,
+	            &len);
+	put_archive("modelled-rows-cols-grid", p, len, c0, 1, uall, 3);
+	free(p);
+	make(&a, "pruned", ALCM_DTYPE_F32, 2, (uint64_t[]){40, 60}, 1, 1);
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.002, .prune = 0.2},
+	            (tbuf *[]){&a}, 1, &len);
+	put_archive("modelled-pruned-multichunk", p, len, c0, 1, uall, 3);
+	free(p);
+
 	/* Metadata, ATTR, an unknown optional section, a signature, no tensors. */
 	make(&a, "x", ALCM_DTYPE_I16, 1, (uint64_t[]){4}, 0, 0);
 	p = archive(&(pack){.meta = 1, .attr = 1, .sign = 1}, (tbuf *[]){&a}, 1, &len);
@@ -811,6 +841,16 @@ static void roundtrip_seeds(void)
 	memcpy(buf, "\x00\x01\x01\x1e\x00", 5);
 	memcpy(buf + 5, t.data, 6000);
 	put("roundtrip", "f32-maxerr-multichunk", buf, 5 + 6000, -1);
+	/* Rows of different scales, 16 rows: the modelled coding's classes (format 1.1). */
+	for (size_t i = 0; i < 1500; i++) {
+		float x;
+		memcpy(&x, t.data + 4 * i, 4);
+		x *= (float)(1 << (i * 16 / 1500 % 9)) / 8;
+		memcpy(t.data + 4 * i, &x, 4);
+	}
+	memcpy(buf, "\x00\x01\x3e\x1c\x00", 5);
+	memcpy(buf + 5, t.data, 6000);
+	put("roundtrip", "f32-maxerr-rows-modelled", buf, 5 + 6000, -1);
 	memcpy(buf, "\x03\x00\x00\x00\x03" "abc", 8);
 	memcpy(buf + 8, t.data, 8);
 	put("roundtrip", "f64-scalar", buf, 16, -1);

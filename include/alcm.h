@@ -459,6 +459,15 @@ typedef struct alcm_pack_options {
 	 */
 	void (*progress)(void *opaque, uint64_t done, uint64_t total);
 	void *progress_opaque;
+	/**
+	 * Highest minor format version (1.x) whose codings the encoder may use: 0 keeps to the
+	 * codings of format 1.0, so that 1.0 readers open the archive. Default
+	 * ALCM_FORMAT_MINOR. Format 1.1 adds the modelled symbol coding of lossy chunks (spec
+	 * 6.5.6): per-channel token tables and rANS, smaller than 1.0's byte planes. An archive
+	 * is marked 1.1 only when a chunk uses it; an append to a 1.0 stream archive keeps to
+	 * 1.0 codings whatever this says.
+	 */
+	unsigned max_minor;
 } alcm_pack_options;
 
 ALCM_API void alcm_pack_options_default(alcm_pack_options *opt);

@@ -1,6 +1,6 @@
 /* Entropy backends behind one interface, and the coded-stream framing (spec 6.2). */
 #define ZSTD_STATIC_LINKING_ONLY
-#include "codec_internal.h"
+#include "symcode_internal.h"
 
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -13,6 +13,9 @@ struct alcm_coder {
 	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
 	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
 	uint8_t *sbuf;      /* ALCM_SREADER_BUF bytes for alcm_sreader; both made on first use */
+	alcm_symstate *sym; /* tables of the modelled symbol coding, made on first use */
+	uint8_t *scratch[ALCM_CODER_SCRATCH];
+	size_t scratch_cap[ALCM_CODER_SCRATCH];
 };
 
 /* zstd's own allocations go through the caller's allocator too, so that a counting or
@@ -53,6 +56,26 @@ const alcm_allocator *alcm_coder_alloc(const alcm_coder *c)
 	return c->a;
 }
 
+alcm_symstate **alcm_coder_symstate(alcm_coder *c)
+{
+	return &c->sym;
+}
+
+void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size)
+{
+	if (slot >= ALCM_CODER_SCRATCH)
+		return NULL;
+	size = size ? size : 1;
+	if (size > c->scratch_cap[slot]) {
+		alcm_mem_free(c->a, c->scratch[slot]);
+		c->scratch_cap[slot] = 0;
+		if (!(c->scratch[slot] = alcm_mem_alloc(c->a, size)))
+			return NULL;
+		c->scratch_cap[slot] = size;
+	}
+	return c->scratch[slot];
+}
+
 void alcm_coder_free(alcm_coder *c)
 {
 	if (!c)
@@ -61,6 +84,9 @@ void alcm_coder_free(alcm_coder *c)
 	ZSTD_freeDCtx(c->dctx);
 	ZSTD_freeDCtx(c->sdctx);
 	alcm_mem_free(c->a, c->sbuf);
+	alcm_symstate_free(c->a, c->sym);
+	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
+		alcm_mem_free(c->a, c->scratch[k]);
 	alcm_mem_free(c->a, c);
 }
 

@@ -51,6 +51,12 @@ const alcm_backend *alcm_backend_get(unsigned id);
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim);
 void alcm_coder_free(alcm_coder *c);
 const alcm_allocator *alcm_coder_alloc(const alcm_coder *c);
+/* A buffer of at least size bytes that the coder keeps between calls (one per slot, grown
+ * when needed, freed with the coder): chunk-sized work arrays of the encoders, allocated
+ * once per thread instead of once per chunk. NULL when out of memory. */
+#define ALCM_CODER_SCRATCH 4
+enum { ALCM_SCRATCH_SYM, ALCM_SCRATCH_TOK, ALCM_SCRATCH_CLS, ALCM_SCRATCH_RANS };
+void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size);
 
 /* ---- growable byte buffer -------------------------------------------------------------- */
 
@@ -191,10 +197,18 @@ typedef struct alcm_qparams {
 	const double *bound_c; /* per channel bound on |x - x'|; NULL: no bound (bits mode) */
 	double prune_below;    /* |x| < this (and within the bound) goes to the mask; 0: none */
 	int level;
+	/* Encoder only: 1 to let chunks use the modelled symbol coding (format 1.1, spec
+	 * 6.5.6) where it is not larger than byte planes, 2 to use it always (tests); and the
+	 * channel axes its models may try: element g is in channel (g / axis_run[a]) %
+	 * axis_count[a]; naxes 0..2 (axis 0, then the last axis). */
+	int symcoding;
+	unsigned naxes;
+	uint64_t axis_run[2], axis_count[2];
 } alcm_qparams;
 
 typedef struct alcm_qstats {
 	uint64_t pruned, escapes;
+	uint64_t modelled; /* chunks coded with the modelled symbol coding (format 1.1) */
 	double max_err, sig, noise;
 } alcm_qstats;
 
@@ -203,6 +217,15 @@ typedef struct alcm_qstats {
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
                       uint8_t *recon);
+/* Quantizes float32 values from src (n of them) at step s (inv = 1 / s > 0), bound b, until
+ * the first that is special, out of the symbol range, or not within b of its nearest
+ * reconstruction: those need alcm_quant_encode()'s careful path. Writes their zigzag
+ * symbols (and reconstructions, if recon), adds to the statistics. @return values done. */
+uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
+                            uint32_t *sym, uint8_t *recon, double *sig, double *noise,
+                            double *maxe);
+/* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64). */
+extern int alcm_quant_scalar_only;
 /* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements: the mask and the
  * escapes' positions (a bitmap each), and the symbol planes. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)
@@ -284,6 +307,37 @@ static inline double alcm_quant_value(int dtype, int64_t q, double s)
 	case ALCM_DTYPE_F32: return (double)(float)r;
 	default: return r;
 	}
+}
+
+/* Stores v as element i of dst in the float dtype (rounding to nearest even). */
+static inline void alcm_store_float(int dtype, uint8_t *dst, uint64_t i, double v)
+{
+	switch (dtype) {
+	case ALCM_DTYPE_F16: alcm_store16(dst + 2 * i, alcm_float_to_half((float)v)); break;
+	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16_i((float)v)); break;
+	case ALCM_DTYPE_F32: {
+		float f = (float)v;
+		uint32_t u;
+		memcpy(&u, &f, 4);
+		alcm_store32(dst + 4 * i, u);
+		break;
+	}
+	default: {
+		uint64_t u;
+		memcpy(&u, &v, 8);
+		alcm_store64(dst + 8 * i, u);
+	}
+	}
+}
+
+/* Element i of a chunk of elems elements starting at element first: its channel (*ch) and
+ * where that channel's run inside the chunk ends. */
+static inline uint64_t alcm_channel_run(const alcm_qparams *qp, uint64_t first, uint64_t i,
+                                   uint64_t elems, uint64_t *ch)
+{
+	*ch = qp->nsteps == 1 ? 0 : (first + i) / qp->inner;
+	uint64_t end = qp->nsteps == 1 ? elems : (*ch + 1) * qp->inner - first;
+	return end < elems ? end : elems;
 }
 
 /* nearbyint() for |x| < 2^51 without a libm call: adding 1.5 * 2^52 rounds to an integer in

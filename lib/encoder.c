@@ -48,6 +48,7 @@ void alcm_pack_options_default(alcm_pack_options *o)
 	o->mode = ALCM_MODE_LOSSLESS;
 	o->level = 3;
 	o->chunk_bytes = (uint64_t)4 << 20;
+	o->max_minor = ALCM_FORMAT_MINOR;
 }
 
 int alcm_pack_options_check(const alcm_pack_options *o)
@@ -70,6 +71,8 @@ int alcm_pack_options_check(const alcm_pack_options *o)
 	if (o->level < 1 || o->level > 22)
 		return 0;
 	if (o->chunk_bytes < 4096 || o->chunk_bytes > ((uint64_t)1 << 30))
+		return 0;
+	if (o->max_minor > ALCM_FORMAT_MINOR)
 		return 0;
 	return 1;
 }
@@ -194,12 +197,23 @@ ALCM_ALWAYS_INLINE int channel_max_t(const int dtype, const alcm_tensor *t, cons
 		uint64_t lo = p->nch == 1 ? 0 : c * p->inner;
 		uint64_t hi = p->nch == 1 ? p->elems : lo + p->inner;
 		uint64_t m = 0;
-		for (uint64_t i = lo; i < hi; i++) {
-			uint64_t v = w == 2 ? alcm_load16(src + 2 * i)
-			             : w == 4 ? alcm_load32(src + 4 * i) : alcm_load64(src + 8 * i);
-			uint64_t a = v & (inf | (inf - 1)); /* sign cleared */
-			a = a >= lo_n && a < inf ? a : 0;
-			m = a > m ? a : m;
+		if (w == 4) {
+			/* Signed 32-bit lanes (the sign is cleared), which compilers vectorise with
+			 * SSE2 (float32 is the common case). */
+			int32_t m32 = 0, l32 = (int32_t)lo_n, i32 = (int32_t)inf;
+			for (uint64_t i = lo; i < hi; i++) {
+				int32_t a = (int32_t)(alcm_load32(src + 4 * i) & 0x7fffffffu);
+				a = a >= l32 && a < i32 ? a : 0;
+				m32 = a > m32 ? a : m32;
+			}
+			m = (uint64_t)m32;
+		} else {
+			for (uint64_t i = lo; i < hi; i++) {
+				uint64_t v = w == 2 ? alcm_load16(src + 2 * i) : alcm_load64(src + 8 * i);
+				uint64_t a = v & (inf | (inf - 1)); /* sign cleared */
+				a = a >= lo_n && a < inf ? a : 0;
+				m = a > m ? a : m;
+			}
 		}
 		uint8_t b[8];
 		for (size_t k = 0; k < 8; k++)
@@ -514,6 +528,18 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 	p->qp.bound_c = p->bound;
 	p->qp.level = o->level;
 	p->qp.prune_below = 0;
+	/* The modelled symbol coding (format 1.1) if the options allow it (the encoder also asks
+	 * its writer): its channel models may try axis 0 (PyTorch layouts) and the last axis
+	 * (TF/Keras ones). */
+	p->qp.symcoding = o->max_minor >= 1;
+	p->qp.naxes = 0;
+	if (t->ndim >= 2 && p->elems > 0) {
+		p->qp.axis_run[0] = p->elems / t->shape[0];
+		p->qp.axis_count[0] = t->shape[0];
+		p->qp.axis_run[1] = 1;
+		p->qp.axis_count[1] = t->shape[t->ndim - 1];
+		p->qp.naxes = 2;
+	}
 	if (o->prune > 0) {
 		uint64_t k = (uint64_t)floor(o->prune * (double)p->elems);
 		if (k > 0) {
@@ -695,6 +721,7 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 			}
 			tot->pruned += jb->st.pruned;
 			tot->escapes += jb->st.escapes;
+			tot->modelled += jb->st.modelled;
 			tot->sig += jb->st.sig;
 			tot->noise += jb->st.noise;
 			if (jb->st.max_err > tot->max_err)
@@ -784,6 +811,9 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 				alcm_lossy_params_free(&e->alloc, &p);
 				return efail(e, st, "out of memory");
 			}
+			/* An append to a format 1.0 stream keeps to 1.0's codings. */
+			if (!alcm_writer_can_require_minor(e->w, 1))
+				p.qp.symcoding = 0;
 		}
 	}
 	size_t w = alcm_dtype_size(t->dtype);
@@ -807,6 +837,8 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 	if (!st && recon && p.mode == ALCM_MODE_LOSSLESS && recon != t->data && t->nbytes)
 		memcpy(recon, t->data, t->nbytes);
 	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
+		st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	if (!st && tot.modelled && (st = alcm_writer_require_minor(e->w, 1)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && p.mode != ALCM_MODE_LOSSLESS) {
 		alcm_buf sc = {NULL, 0, 0, &e->alloc};

@@ -1,5 +1,5 @@
 /* Uniform quantization with per-channel steps, pruning masks and exact escapes (spec 6.5). */
-#include "codec_internal.h"
+#include "symcode_internal.h"
 
 #include <math.h>
 
@@ -65,26 +65,6 @@ uint16_t alcm_float_to_bf16(float f)
 	return alcm_float_to_bf16_i(f);
 }
 
-static inline void store_value(int dtype, uint8_t *dst, uint64_t i, double v)
-{
-	switch (dtype) {
-	case ALCM_DTYPE_F16: alcm_store16(dst + 2 * i, alcm_float_to_half((float)v)); break;
-	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16_i((float)v)); break;
-	case ALCM_DTYPE_F32: {
-		float f = (float)v;
-		uint32_t u;
-		memcpy(&u, &f, 4);
-		alcm_store32(dst + 4 * i, u);
-		break;
-	}
-	default: {
-		uint64_t u;
-		memcpy(&u, &v, 8);
-		alcm_store64(dst + 8 * i, u);
-	}
-	}
-}
-
 static inline uint32_t zigzag(int64_t q)
 {
 	return (uint32_t)(((uint64_t)q << 1) ^ (uint64_t)(q >> 63));
@@ -107,8 +87,8 @@ static int put_escapes(alcm_coder *c, alcm_buf *data, alcm_buf *esc, int level)
 	return st;
 }
 
-static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint64_t n,
-                       int level)
+static int put_planes(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint64_t n,
+                      int level)
 {
 	uint32_t maxz = 0;
 	for (uint64_t i = 0; i < n; i++)
@@ -131,14 +111,79 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint6
 	return st;
 }
 
-/* Element i of a chunk of elems elements starting at element first: its channel (*ch) and
- * where that channel's run inside the chunk ends. */
-static inline uint64_t channel_run(const alcm_qparams *qp, uint64_t first, uint64_t i,
-                                   uint64_t elems, uint64_t *ch)
+/* Below this many symbols a chunk is also coded as byte planes, and the smaller kept: the
+ * modelled coding's 128 bytes of rANS states and its tables can outweigh what they save. */
+#define PLANES_TOO 4096
+
+/* Order-0 entropy in bits of a histogram of `total` counts. */
+static double hist_bits(const uint32_t *h, unsigned nb, double total)
 {
-	*ch = qp->nsteps == 1 ? 0 : (first + i) / qp->inner;
-	uint64_t end = qp->nsteps == 1 ? elems : (*ch + 1) * qp->inner - first;
-	return end < elems ? end : elems;
+	double b = 0;
+	for (unsigned k = 0; k < nb; k++)
+		if (h[k])
+			b -= h[k] * log2(h[k] / total);
+	return b;
+}
+
+/*
+ * Whether the symbols look smooth (neighbours close: sampled data, ramps, sorted values),
+ * where byte planes with zstd's matches beat the modelled coding's order-0 tables: on up to
+ * 8192 leading symbols, the entropy of the differences is compared with that of the symbols
+ * (both clamped to 512 bins). For independent values the differences have the larger
+ * entropy, so weights and gradients are far from it; a false alarm only costs the planes'
+ * trial, as the smaller coding is kept.
+ */
+static int symbols_smooth(const uint32_t *sym, uint64_t n)
+{
+	enum { SAMPLE = 8192, BINS = 512 };
+	uint32_t hs[BINS], hd[BINS];
+	memset(hs, 0, sizeof(hs));
+	memset(hd, 0, sizeof(hd));
+	uint64_t m = n < SAMPLE ? n : SAMPLE;
+	for (uint64_t i = 1; i < m; i++) {
+		uint32_t d = sym[i] - sym[i - 1];
+		d = (d << 1) ^ (uint32_t)((int32_t)d >> 31); /* zigzag of the difference */
+		hs[sym[i] < BINS ? sym[i] : BINS - 1]++;
+		hd[d < BINS ? d : BINS - 1]++;
+	}
+	double t = (double)(m - 1);
+	return m > 1 && hist_bits(hd, BINS, t) < 0.75 * hist_bits(hs, BINS, t);
+}
+
+/* The symbols of a chunk: modelled (format 1.1) when allowed and not larger, else planes. */
+static int put_symbols(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
+                       const uint32_t *sym, uint64_t n, const uint8_t *bits, uint64_t first,
+                       uint64_t elems, alcm_qstats *stt)
+{
+	if (!qp->symcoding || n == 0)
+		return put_planes(c, data, sym, n, qp->level);
+	size_t at = data->len;
+	uint8_t w = ALCM_QCODING_RANS;
+	int st = alcm_buf_put(data, &w, 1);
+	if (!st)
+		st = alcm_buf_put_varint(data, n);
+	if (!st)
+		st = alcm_symcode_encode(c, data, qp, sym, n, bits, first, elems);
+	size_t l1 = data->len - at;
+	/* Past PLANES_TOO symbols the planes are tried only if the modelled coding came out
+	 * larger than byte planes can ever be (four raw streams): a chunk then always keeps
+	 * within alcm_chunk_data_max(), which readers enforce), or if they look smooth. */
+	if (st || ((n >= PLANES_TOO || qp->symcoding == 2) && l1 <= 4 * (n + 32) &&
+	           !symbols_smooth(sym, n))) {
+		stt->modelled += !st;
+		return st;
+	}
+	if ((st = put_planes(c, data, sym, n, qp->level)))
+		return st;
+	size_t l2 = data->len - at - l1;
+	if (l2 < l1) {
+		memmove(data->p + at, data->p + at + l1, l2);
+		data->len = at + l2;
+	} else {
+		data->len = at + l1;
+		stt->modelled++;
+	}
+	return ALCM_OK;
 }
 
 enum { Q_SYMBOL, Q_PRUNED, Q_SPECIAL, Q_MISS };
@@ -208,7 +253,7 @@ ALCM_ALWAYS_INLINE uint32_t memo_fill(const int dtype, memo *m, const uint8_t *s
 	uint32_t code = kind == Q_SYMBOL ? zigzag(q) : kind == Q_PRUNED ? MEMO_PRUNED : MEMO_EXACT;
 	if (kind == Q_SYMBOL) {
 		uint8_t r[8]; /* 8: the copies for the wider dtypes compile, never run */
-		store_value(dtype, r, 0, (double)q * s);
+		alcm_store_float(dtype, r, 0, (double)q * s);
 		m->rec[pat] = alcm_load16(r);
 	}
 	/* The statistic each occurrence adds: its error; the value itself for a pruned one;
@@ -250,7 +295,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	const alcm_allocator *a = data->a;
 	size_t w = alcm_dtype_size(dtype);
 	int st = ALCM_OK;
-	uint32_t *sym = alcm_mem_alloc(a, (size_t)(elems ? elems : 1) * sizeof(uint32_t));
+	uint32_t *sym = alcm_coder_scratch(c, ALCM_SCRATCH_SYM, (size_t)elems * sizeof(uint32_t));
 	uint8_t *bits = qp->prune_below > 0 ? alcm_mem_calloc(a, 1, (size_t)(elems / 8 + 1)) : NULL;
 	alcm_buf esc = {NULL, 0, 0, a};
 	alcm_buf escval = {NULL, 0, 0, a};
@@ -271,12 +316,22 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	double pb = bits ? qp->prune_below : 0;
 	uint64_t i = 0;
 	while (i < elems && !st) {
-		uint64_t ch, seg_end = channel_run(qp, first, i, elems, &ch);
+		uint64_t ch, seg_end = alcm_channel_run(qp, first, i, elems, &ch);
 		double s = qp->step[ch];
 		double inv = s > 0 ? 1.0 / s : 0.0;
 		double b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
 		memo *mm = m && seg_end - i >= MEMO_MIN_ELEMS ? m : NULL;
+		int fast = dtype == ALCM_DTYPE_F32 && !bits && s > 0;
 		for (; i < seg_end; i++) {
+			if (fast) {
+				uint64_t n = alcm_quant_run_f32(src + 4 * (first + i), seg_end - i, s, inv, b,
+				                                sym + nsym, recon ? recon + 4 * (first + i) : NULL,
+				                                &sum.sig, &sum.noise, &sum.maxe);
+				i += n;
+				nsym += n;
+				if (i == seg_end)
+					break;
+			}
 			uint64_t k = first + i;
 			int64_t q = 0;
 			double x = 0, err = 0;
@@ -302,7 +357,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 			if (kind == Q_PRUNED) {
 				bits[i >> 3] |= (uint8_t)(1u << (i & 7));
 				if (recon)
-					store_value(dtype, recon, k, 0.0);
+					alcm_store_float(dtype, recon, k, 0.0);
 				if (!mm) {
 					sum.pruned++;
 					sum.noise += x * x;
@@ -328,7 +383,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 			sum.noise += err * err;
 			sym[nsym++] = zigzag(q);
 			if (recon)
-				store_value(dtype, recon, k, (double)q * s);
+				alcm_store_float(dtype, recon, k, (double)q * s);
 		}
 		if (mm)
 			memo_sum(dtype, mm, &sum);
@@ -342,7 +397,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 		if (!st)
 			st = alcm_buf_put(&blk, escval.p, escval.len);
 		if (!st)
-			st = put_symbols(c, data, sym, nsym, qp->level);
+			st = put_symbols(c, data, qp, sym, nsym, bits, first, elems, stt);
 		if (!st)
 			st = put_escapes(c, data, &blk, qp->level);
 		if (!st && bits)
@@ -359,7 +414,6 @@ out:
 	alcm_buf_free(&escval);
 	alcm_buf_free(&esc);
 	alcm_mem_free(a, m);
-	alcm_mem_free(a, sym);
 	alcm_mem_free(a, bits);
 	return st;
 }
@@ -381,11 +435,11 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 {
 	uint64_t si = 0, i = 0;
 	while (i < elems) {
-		uint64_t ch, seg_end = channel_run(qp, first, i, elems, &ch);
+		uint64_t ch, seg_end = alcm_channel_run(qp, first, i, elems, &ch);
 		double s = qp->step[ch];
 		for (; i < seg_end; i++) {
 			if (bits && ((bits[i >> 3] >> (i & 7)) & 1)) {
-				store_value(dtype, dst, first + i, 0.0);
+				alcm_store_float(dtype, dst, first + i, 0.0);
 				continue;
 			}
 			uint32_t z = planes[si];
@@ -398,7 +452,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 			if (z >= (uint32_t)(2 * QMAX))
 				return ALCM_E_CORRUPT;
 			double r = (double)unzigzag(z) * s;
-			store_value(dtype, dst, first + i, r);
+			alcm_store_float(dtype, dst, first + i, r);
 		}
 	}
 	return ALCM_OK;
@@ -495,16 +549,25 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	uint64_t nsym, nesc;
 	if ((st = alcm_cur_u8(data, &width)) || (st = alcm_cur_varint(data, &nsym)))
 		return st;
-	if (width != 1 && width != 2 && width != 4)
-		return ALCM_E_UNSUPPORTED; /* a symbol coding of a later version (spec 6.5.4) */
 	if (nsym != expect)
 		return ALCM_E_CORRUPT;
+	alcm_sreader sr;
+	if (width == ALCM_QCODING_RANS) {
+		/* The modelled coding's lengths are all inside it: the values first (bounded by
+		 * the chunk's elements), then the escape block that follows them. */
+		if ((st = alcm_symcode_decode_values(c, data, qp, dst, first, elems, bits, nsym,
+		                                     planes, scratch_len - 2 * mbytes)) ||
+		    (st = escapes_open(c, data, w, elems, nsym, bits, pos, &sr, &nesc)))
+			return st;
+		return escapes_patch(&sr, w, dst, first, nesc, pos);
+	}
+	if (width != 1 && width != 2 && width != 4)
+		return ALCM_E_UNSUPPORTED; /* a symbol coding of a later version (spec 6.5.4) */
 	/* The symbol streams' headers, then the escape block's head, then the symbols. */
 	alcm_cursor syms = *data;
 	for (unsigned k = 0; k < width; k++)
 		if ((st = alcm_stream_skip(data, (size_t)nsym)))
 			return st;
-	alcm_sreader sr;
 	if ((st = escapes_open(c, data, w, elems, nsym, bits, pos, &sr, &nesc)))
 		return st;
 	for (unsigned k = 0; k < width; k++)

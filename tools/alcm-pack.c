@@ -897,6 +897,26 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 			}
 		}
 	}
+	/* A budget near the raw size: the lossless archive may fit as well (regular data can
+	 * code smaller lossless than lossy), and then it is kept, without error. So it is when
+	 * every attempt came out under the budget; if lossless does not fit then, the closest
+	 * attempt under the budget is kept. */
+	int under = !best.fits && best.got <= target;
+	if (!rc && b.lossy && ((best.fits && best.got * 3 >= (double)raw) || under)) {
+		for (size_t i = 0; i < b.n; i++)
+			b.bound[i] = 0;
+		if (!(rc = budget_reopen(a, &b, wp, wflags)) && !(rc = budget_encode(a, &b, *wp, tot))) {
+			got = budget_committed(*wp);
+			cli_info("budget: lossless: %.0f bytes", got);
+			if (got <= target * 1.03) {
+				best.got = got, best.adj = 0, best.fits = 1;
+				last_is_best = 1;
+			} else {
+				best.fits |= under;
+				last_is_best = 0;
+			}
+		}
+	}
 	if (!rc && !last_is_best) {
 		memcpy(b.bound, best.bound, b.n * sizeof(double));
 		if (!(rc = budget_reopen(a, &b, wp, wflags)))

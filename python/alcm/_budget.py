@@ -7,7 +7,9 @@ by 1% either way; the archive kept is the candidate that fits (within 3%) with t
 squared error corrected to the target size. Unlike alcm-pack, every attempt is a candidate
 (not only each plan's last), at no extra cost; and when every attempt comes out under the
 target, the archive kept is the lossless one if it fits, else the attempt under the target
-with the least squared error (alcm-pack refuses such a budget).
+with the least squared error (alcm-pack refuses such a budget). As in alcm-pack, a fitting
+lossy archive larger than a third of the raw size is compared with the lossless one, which
+is kept if it fits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from . import _core, _errors
 
 FIT = 0.03  # an archive within 3% of the target fits
+LOSSLESS_PROBE = 3  # a fitting lossy archive over raw / 3: try lossless too (as alcm-pack)
 STEPS = 41  # ALCM_BUDGET_STEPS
 
 
@@ -69,6 +72,7 @@ class _Search:
                       for it in job.items]
         self.lossy = any(p[1] for p in self.profs)
         self.nq = max(1.0, float(sum(p[0] for p in self.profs if p[1])))
+        self.raw = float(sum(it.array.nbytes for it in job.items))
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
         self.best: dict | None = None
@@ -141,6 +145,14 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
                 b = [x * k for x in base]
                 got, sse, _ = s.encode(b)
                 s.offer(b, got, sse)
+        if s.lossy and s.best["fits"] and s.best["got"] * LOSSLESS_PROBE >= s.raw:
+            # A budget near the raw size: the lossless archive may fit too, and then it is
+            # kept (no error); regular data can code smaller lossless than lossy.
+            got, _, _ = s.encode([0.0] * len(s.profs))
+            if got <= s.target * (1 + FIT):
+                pk, s.packer = s.packer, None
+                return pk, s.reps
+            s.last_is_best = False
         if not s.best["fits"] and s.best["got"] <= s.target:
             # Every attempt came out under the target: the tensors code smaller than the
             # budget asks (small or very regular tensors, where the fixed sections dominate).

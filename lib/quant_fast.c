@@ -1,0 +1,137 @@
+/* The quantizer's common case on float32 (no pruning): a tight loop that stops at the first
+ * value needing more care, which quant.c then handles. On x86-64 with AVX2, eight values at
+ * a time with the same arithmetic (binary64 products, round to nearest even), so that the
+ * symbols and the largest error do not depend on the CPU. */
+#include "codec_internal.h"
+
+#include <math.h>
+
+int alcm_quant_scalar_only = 0;
+
+static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
+                        uint32_t *sym, uint8_t *recon, double *sig, double *noise, double *maxe)
+{
+	double sg = 0, ns = 0, mx = *maxe;
+	uint64_t k = 0;
+	for (; k < n; k++) {
+		uint32_t u = alcm_load32(src + 4 * k);
+		uint32_t ex = u & 0x7f800000u;
+		/* NaN, infinities, subnormals and -0 are escapes (alcm_is_special()). */
+		if (ex == 0x7f800000u || (ex == 0 && u != 0))
+			break;
+		float f;
+		memcpy(&f, &u, 4);
+		double x = f, t = x * inv;
+		if (!(fabs(t) < 0x1p30 - 1))
+			break; /* near or past the symbol range: the careful path decides */
+		double q = alcm_round_small(t); /* +0 for every value that rounds to 0 */
+		float rf = (float)(q * s);
+		double err = fabs(x - (double)rf);
+		if (!(err <= b))
+			break; /* a neighbour may fit, or the value escapes */
+		sg += x * x;
+		ns += err * err;
+		mx = err > mx ? err : mx;
+		int32_t qi = (int32_t)q;
+		sym[k] = ((uint32_t)qi << 1) ^ (uint32_t)(qi >> 31);
+		if (recon) {
+			uint32_t rb;
+			memcpy(&rb, &rf, 4);
+			alcm_store32(recon + 4 * k, rb);
+		}
+	}
+	*sig += sg;
+	*noise += ns;
+	*maxe = mx;
+	return k;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__FAST_MATH__)
+#include <immintrin.h>
+
+/* Whole groups of eight that need no care; the caller finishes with run_f32(). */
+__attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src, uint64_t n,
+                                                             double s, double inv, double b,
+                                                             uint32_t *sym, uint8_t *recon,
+                                                             double *sig, double *noise,
+                                                             double *maxe)
+{
+	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
+	const __m256d vinv = _mm256_set1_pd(inv), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
+	const __m256d lim = _mm256_set1_pd(0x1p30 - 1);
+	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
+	__m256d sg = _mm256_setzero_pd(), ns = sg, mx = _mm256_set1_pd(*maxe);
+	uint64_t k = 0;
+	for (; k + 8 <= n; k += 8) {
+		__m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * k));
+		__m256i ex = _mm256_and_si256(u, expm);
+		__m256i sp = _mm256_or_si256(_mm256_cmpeq_epi32(ex, expm),
+		                             _mm256_andnot_si256(_mm256_cmpeq_epi32(u, zero),
+		                                                 _mm256_cmpeq_epi32(ex, zero)));
+		if (!_mm256_testz_si256(sp, sp))
+			break;
+		__m256 f = _mm256_castsi256_ps(u);
+		__m256d x[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(f)),
+		                _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1))};
+		__m256d q[2], err[2];
+		__m128 rf[2];
+		int ok = 1;
+		for (int h = 0; h < 2; h++) {
+			__m256d t = _mm256_mul_pd(x[h], vinv);
+			ok &= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(t, absm), lim, _CMP_LT_OQ)) == 15;
+			q[h] = _mm256_add_pd(_mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+			                     _mm256_setzero_pd());
+			rf[h] = _mm256_cvtpd_ps(_mm256_mul_pd(q[h], vs));
+			err[h] = _mm256_and_pd(_mm256_sub_pd(x[h], _mm256_cvtps_pd(rf[h])), absm);
+			ok &= _mm256_movemask_pd(_mm256_cmp_pd(err[h], vb, _CMP_LE_OQ)) == 15;
+		}
+		if (!ok)
+			break;
+		for (int h = 0; h < 2; h++) {
+			sg = _mm256_add_pd(sg, _mm256_mul_pd(x[h], x[h]));
+			ns = _mm256_add_pd(ns, _mm256_mul_pd(err[h], err[h]));
+			mx = _mm256_max_pd(mx, err[h]);
+		}
+		__m256i qi = _mm256_set_m128i(_mm256_cvtpd_epi32(q[1]), _mm256_cvtpd_epi32(q[0]));
+		__m256i z = _mm256_xor_si256(_mm256_slli_epi32(qi, 1), _mm256_srai_epi32(qi, 31));
+		_mm256_storeu_si256((__m256i *)(void *)(sym + k), z);
+		if (recon)
+			_mm256_storeu_ps((float *)(void *)(recon + 4 * k), _mm256_set_m128(rf[1], rf[0]));
+	}
+	double a[4], c[4], m[4];
+	_mm256_storeu_pd(a, sg);
+	_mm256_storeu_pd(c, ns);
+	_mm256_storeu_pd(m, mx);
+	*sig += (a[0] + a[1]) + (a[2] + a[3]);
+	*noise += (c[0] + c[1]) + (c[2] + c[3]);
+	for (int h = 0; h < 4; h++)
+		*maxe = m[h] > *maxe ? m[h] : *maxe;
+	return k;
+}
+#define HAVE_AVX2_RUN 1
+#endif
+
+uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
+                            uint32_t *sym, uint8_t *recon, double *sig, double *noise,
+                            double *maxe)
+{
+#ifdef HAVE_AVX2_RUN
+	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2")) {
+		/* Groups of eight; the group that stopped them, one by one up to the value that
+		 * needs care; then groups again. */
+		uint64_t k = 0;
+		while (k < n) {
+			k += run_f32_avx2(src + 4 * k, n - k, s, inv, b, sym + k,
+			                  recon ? recon + 4 * k : NULL, sig, noise, maxe);
+			uint64_t lim = n - k < 8 ? n - k : 8;
+			uint64_t d = run_f32(src + 4 * k, lim, s, inv, b, sym + k,
+			                     recon ? recon + 4 * k : NULL, sig, noise, maxe);
+			k += d;
+			if (d < lim)
+				break;
+		}
+		return k;
+	}
+#endif
+	return run_f32(src, n, s, inv, b, sym, recon, sig, noise, maxe);
+}

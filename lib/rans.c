@@ -1,0 +1,416 @@
+/* Interleaved rANS with static tables and a table per token (spec 6.5.8). */
+#include "symcode_internal.h"
+
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+/* Rounds each share to the nearest multiple of 1 / total (at least 1 for a token that occurs),
+ * then takes the difference out of, or gives it to, the largest frequencies, where it costs
+ * least relative to their size. */
+void alcm_rans_normalize(const uint64_t *count, unsigned ntok, uint32_t *freq)
+{
+	uint64_t n = 0;
+	for (unsigned t = 0; t < ntok; t++)
+		n += count[t];
+	int64_t diff = ALCM_RANS_TOTAL;
+	for (unsigned t = 0; t < ntok; t++) {
+		freq[t] = 0;
+		if (count[t]) {
+			uint64_t f = (count[t] * ALCM_RANS_TOTAL + n / 2) / n;
+			freq[t] = f ? (uint32_t)f : 1;
+			diff -= freq[t];
+		}
+	}
+	while (diff) {
+		unsigned big = 0;
+		for (unsigned t = 1; t < ntok; t++)
+			big = freq[t] > freq[big] ? t : big;
+		int64_t mv = diff > 0 ? diff : -diff;
+		/* A quarter of the largest at a time: a large deficit spreads over several. */
+		if (diff < 0 && mv > (int64_t)freq[big] / 4)
+			mv = freq[big] / 4 ? freq[big] / 4 : 1;
+		freq[big] = (uint32_t)((int64_t)freq[big] + (diff > 0 ? mv : -mv));
+		diff += diff > 0 ? -mv : mv;
+	}
+}
+
+void alcm_rans_etab_build(alcm_rans_etab *t, const uint32_t *freq, unsigned ntok)
+{
+	uint32_t start = 0;
+	memset(t, 0, sizeof(*t));
+	for (unsigned k = 0; k < ntok; k++) {
+		uint32_t f = freq[k];
+		alcm_rans_esym *s = &t->s[k];
+		if (!f)
+			continue;
+		/* x_new = (x / f) * M + x % f + start, computed as x + bias + q * (M - f) with
+		 * q = x / f from a fixed-point reciprocal (exact for x < 2^32). */
+		s->x_max = (uint64_t)((ALCM_RANS_L >> ALCM_RANS_BITS) << 16) * f;
+		s->cmpl = (uint16_t)(ALCM_RANS_TOTAL - f);
+		if (f < 2) {
+			s->rcp = ~0u;
+			s->shift = 0;
+			s->bias = start + ALCM_RANS_TOTAL - 1;
+		} else {
+			uint32_t sh = 0;
+			while (sh < ALCM_RANS_BITS && f > (1u << sh))
+				sh++;
+			s->rcp = (uint32_t)(((1ull << (sh + 31)) + f - 1) / f);
+			s->shift = (uint16_t)(sh - 1);
+			s->bias = start;
+		}
+		s->shift += 32;
+		start += f;
+	}
+	for (unsigned k = 0; k < ALCM_RANS_MAX_TOKENS; k++) {
+		t->pk[k][0] = t->s[k].rcp;
+		t->pk[k][1] = t->s[k].bias | (uint32_t)t->s[k].cmpl << 13 |
+		              (uint32_t)(t->s[k].shift - 32) << 25;
+	}
+}
+
+void alcm_rans_dtab_build(alcm_rans_dtab *t, const uint32_t *freq, unsigned ntok)
+{
+	uint32_t start = 0;
+	for (unsigned k = 0; k < ntok; k++) {
+		uint32_t f = freq[k];
+		for (uint32_t j = 0; j < f; j++)
+			t->e[start + j] = ((f - 1) << 20) | (j << 8) | k;
+		start += f;
+	}
+}
+
+/* ---- encoder ------------------------------------------------------------------------------ */
+
+/* One encoding step. Branch-free: the word is stored whether or not it is emitted (the
+ * buffer has room for one per token), and the pointer moves only when it is. */
+static inline void enc_put(uint32_t *x, uint8_t **p, const alcm_rans_esym *s)
+{
+	uint32_t v = *x;
+	uint32_t c = (uint64_t)v >= s->x_max;
+	alcm_store16(*p - 2, (uint16_t)v);
+	*p -= 2 * c;
+	v >>= 16 * c;
+	uint32_t q = (uint32_t)(((uint64_t)v * s->rcp) >> s->shift);
+	*x = v + s->bias + q * s->cmpl;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define RANS_AVX2_ENC 1
+#include <immintrin.h>
+
+/* For an emitting mask m of 8 lanes: the emitting lanes, in increasing order, at the top
+ * positions of a vector (the rest 0), so that one 16-byte store ending at the write
+ * pointer puts their words where the portable loop would. */
+static const uint32_t *emit_lut(void)
+{
+	static uint32_t lut[256][8];
+	static int ready;
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+		for (unsigned m = 0; m < 256; m++) {
+			unsigned c = (unsigned)__builtin_popcount(m), r = 0;
+			for (unsigned k = 0; k < 8; k++)
+				lut[m][k] = 0;
+			for (unsigned k = 0; k < 8; k++)
+				if (m & (1u << k))
+					lut[m][8 - c + r++] = k;
+		}
+		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+	}
+	return &lut[0][0];
+}
+
+/* Whole groups of 32 tokens [0, n), last group first, 8 lanes per register: the same
+ * arithmetic and word order as enc_put(). pk: the first table's packed entries; a class's
+ * table is sizeof(alcm_rans_etab) bytes further. */
+__attribute__((target("avx2"))) static void encode_avx2(uint32_t *x, uint8_t **pp,
+                                                          const uint8_t *tok,
+                                                          const uint8_t *cls, size_t n,
+                                                          const uint32_t *pk)
+{
+	const uint32_t *lut = emit_lut();
+	uint8_t *p = *pp;
+	__m256i X[4];
+	for (int v = 0; v < 4; v++)
+		X[v] = _mm256_loadu_si256((const __m256i *)(void *)(x + 8 * v));
+	const __m256i m16 = _mm256_set1_epi32(0xffff), m13 = _mm256_set1_epi32(0x1fff);
+	const __m256i m12 = _mm256_set1_epi32(0xfff), tot = _mm256_set1_epi32(ALCM_RANS_TOTAL);
+	const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll), s32 = _mm256_set1_epi64x(32);
+	const int *pa = (const int *)(const void *)pk, *pb = pa + 1;
+	const __m256i stride = _mm256_set1_epi32((int)(sizeof(alcm_rans_etab) / 8));
+	for (size_t i = n; i;) {
+		i -= ALCM_RANS_LANES;
+		for (int v = 3; v >= 0; v--) {
+			__m256i idx = _mm256_cvtepu8_epi32(
+				_mm_loadl_epi64((const __m128i *)(const void *)(tok + i + 8 * v)));
+			if (cls)
+				idx = _mm256_add_epi32(idx, _mm256_mullo_epi32(
+				                                _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+				                                    (const __m128i *)(const void *)(cls + i + 8 * v))),
+				                                stride));
+			__m256i rcp = _mm256_i32gather_epi32(pa, idx, 8);
+			__m256i b = _mm256_i32gather_epi32(pb, idx, 8);
+			__m256i bias = _mm256_and_si256(b, m13);
+			__m256i cmpl = _mm256_and_si256(_mm256_srli_epi32(b, 13), m12);
+			__m256i sh = _mm256_srli_epi32(b, 25);
+			__m256i f = _mm256_sub_epi32(tot, cmpl);
+			__m256i x0 = X[v];
+			/* Emit where x >= f * 2^19. */
+			__m256i emit = _mm256_cmpgt_epi32(_mm256_srli_epi32(x0, 19),
+			                                  _mm256_sub_epi32(f, _mm256_set1_epi32(1)));
+			unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(emit));
+			__m256i w = _mm256_permutevar8x32_epi32(
+				_mm256_and_si256(x0, m16),
+				_mm256_loadu_si256((const __m256i *)(const void *)(lut + 8 * m)));
+			__m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+			_mm_storeu_si128((__m128i *)(void *)(p - 16), w16);
+			p -= 2 * (unsigned)__builtin_popcount(m);
+			x0 = _mm256_blendv_epi8(x0, _mm256_srli_epi32(x0, 16), emit);
+			/* q = (x * rcp) >> (32 + sh), lanes by parity. */
+			__m256i pe = _mm256_mul_epu32(x0, rcp);
+			__m256i po = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), _mm256_srli_epi64(rcp, 32));
+			__m256i qe = _mm256_srlv_epi64(pe, _mm256_add_epi64(_mm256_and_si256(sh, lo32), s32));
+			__m256i qo = _mm256_srlv_epi64(po, _mm256_add_epi64(_mm256_srli_epi64(sh, 32), s32));
+			__m256i q = _mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xaa);
+			X[v] = _mm256_add_epi32(_mm256_add_epi32(x0, bias), _mm256_mullo_epi32(q, cmpl));
+		}
+	}
+	for (int v = 0; v < 4; v++)
+		_mm256_storeu_si256((__m256i *)(void *)(x + 8 * v), X[v]);
+	*pp = p;
+}
+#endif
+
+size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint8_t *cls,
+                        size_t n, const alcm_rans_etab *tabs)
+{
+	/* Words are written backwards from the end of out, then moved behind the states;
+	 * little-endian 16-bit words throughout. */
+	uint8_t *end = out + cap, *p = end;
+	uint32_t x[ALCM_RANS_LANES];
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+		x[j] = ALCM_RANS_L;
+	size_t i = n;
+	/* The last partial group, then whole groups of 32, each lane in reverse order. */
+	while (i % ALCM_RANS_LANES) {
+		i--;
+		enc_put(&x[i % ALCM_RANS_LANES], &p, &tabs[cls ? cls[i] : 0].s[tok[i]]);
+	}
+#ifdef RANS_AVX2_ENC
+	if (i && !alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+		encode_avx2(x, &p, tok, cls, i, &tabs[0].pk[0][0]);
+		i = 0;
+	}
+#endif
+	if (cls) {
+		while (i) {
+			i -= ALCM_RANS_LANES;
+			for (unsigned j = ALCM_RANS_LANES; j-- > 0;)
+				enc_put(&x[j], &p, &tabs[cls[i + j]].s[tok[i + j]]);
+		}
+	} else {
+		const alcm_rans_esym *s = tabs[0].s;
+		while (i) {
+			i -= ALCM_RANS_LANES;
+			for (unsigned j = ALCM_RANS_LANES; j-- > 0;)
+				enc_put(&x[j], &p, &s[tok[i + j]]);
+		}
+	}
+	size_t bytes = (size_t)(end - p);
+	memmove(out + 4 * ALCM_RANS_LANES, p, bytes);
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+		alcm_store32(out + 4 * j, x[j]);
+	return 4 * ALCM_RANS_LANES + bytes;
+}
+
+/* ---- decoder ------------------------------------------------------------------------------ */
+
+/* One decoding step of state x with table entry e: then, if x fell under L, one 16-bit word
+ * is shifted in. Branch-free: the renormalisation is taken about as often as not, and a
+ * mispredicted branch costs more than the whole step. */
+#if defined(__x86_64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define RANS_RENORM(x, p)                                                                  \
+	__asm__("movzwl (%0), %%eax\n\t"                                                  \
+	        "mov %1, %%edx\n\t"                                                       \
+	        "shl $16, %%edx\n\t"                                                      \
+	        "or %%eax, %%edx\n\t"                                                     \
+	        "cmp $0x8000, %1\n\t"                                                    \
+	        "cmovb %%edx, %1\n\t"                                                     \
+	        "lea 2(%0), %%rax\n\t"                                                    \
+	        "cmovb %%rax, %0\n\t"                                                     \
+	        : "=r"(p), "=r"(x)                                                        \
+	        : "0"(p), "1"(x)                                                          \
+	        : "eax", "edx", "cc")
+#else
+#define RANS_RENORM(x, p)                                                                  \
+	do {                                                                               \
+		uint32_t y_ = ((x) << 16) | alcm_load16(p), c_ = (x) < ALCM_RANS_L;        \
+		uint32_t m_ = 0u - c_;                                                     \
+		(x) = ((x) & ~m_) | (y_ & m_);                                             \
+		(p) += 2 * c_;                                                             \
+	} while (0)
+#endif
+
+static inline uint32_t dec_step(uint32_t x, uint32_t e)
+{
+	return ((e >> 20) + 1) * (x >> ALCM_RANS_BITS) + ((e >> 8) & (ALCM_RANS_TOTAL - 1));
+}
+
+int alcm_rans_scalar_only = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define RANS_AVX2 1
+#include <immintrin.h>
+
+/* Lane k of a group of 8 takes the next word if bit k of the mask is set: the rank of k
+ * among the set bits, for every mask. */
+static const uint32_t *renorm_lut(void)
+{
+	static uint32_t lut[256][8];
+	static int ready;
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+		for (unsigned m = 0; m < 256; m++)
+			for (unsigned k = 0; k < 8; k++)
+				lut[m][k] = (uint32_t)__builtin_popcount(m & ((1u << k) - 1));
+		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+	}
+	return &lut[0][0];
+}
+
+/* Whole groups of 32 tokens, 8 lanes per AVX2 register, while 64 bytes of words are left:
+ * the same steps and the same word order as the scalar loop. @return tokens done. */
+__attribute__((target("avx2"))) static size_t decode_avx2(uint32_t *x, const uint8_t **pp,
+                                                          const uint8_t *end, uint8_t *tok,
+                                                          const uint8_t *cls, size_t n,
+                                                          const alcm_rans_dtab *tabs)
+{
+	const uint32_t *lut = renorm_lut();
+	const int *base = (const int *)tabs[0].e;
+	const uint8_t *p = *pp;
+	__m256i X[4];
+	for (int v = 0; v < 4; v++)
+		X[v] = _mm256_loadu_si256((const __m256i *)(void *)(x + 8 * v));
+	const __m256i m12 = _mm256_set1_epi32(ALCM_RANS_TOTAL - 1), one = _mm256_set1_epi32(1);
+	const __m256i L = _mm256_set1_epi32(ALCM_RANS_L), bmask = _mm256_set1_epi32(0xff);
+	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	size_t i = 0;
+	for (; i + ALCM_RANS_LANES <= n && (size_t)(end - p) >= 2 * ALCM_RANS_LANES;
+	     i += ALCM_RANS_LANES) {
+		__m256i T[4];
+		for (int v = 0; v < 4; v++) {
+			__m256i idx = _mm256_and_si256(X[v], m12);
+			if (cls) {
+				__m128i c8 = _mm_loadl_epi64((const __m128i *)(const void *)(cls + i + 8 * v));
+				idx = _mm256_add_epi32(idx, _mm256_slli_epi32(_mm256_cvtepu8_epi32(c8),
+				                                              ALCM_RANS_BITS));
+			}
+			__m256i e = _mm256_i32gather_epi32(base, idx, 4);
+			__m256i f = _mm256_add_epi32(_mm256_srli_epi32(e, 20), one);
+			__m256i off = _mm256_and_si256(_mm256_srli_epi32(e, 8), m12);
+			__m256i y = _mm256_add_epi32(
+				_mm256_mullo_epi32(f, _mm256_srli_epi32(X[v], ALCM_RANS_BITS)), off);
+			__m256i lt = _mm256_cmpgt_epi32(L, y);
+			unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(lt));
+			__m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+			w = _mm256_permutevar8x32_epi32(
+				w, _mm256_loadu_si256((const __m256i *)(const void *)(lut + 8 * m)));
+			__m256i ys = _mm256_or_si256(_mm256_slli_epi32(y, 16), w);
+			X[v] = _mm256_blendv_epi8(y, ys, lt);
+			p += 2 * (unsigned)__builtin_popcount(m);
+			T[v] = _mm256_and_si256(e, bmask);
+		}
+		__m256i a = _mm256_packus_epi32(T[0], T[1]), b = _mm256_packus_epi32(T[2], T[3]);
+		__m256i c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
+		_mm256_storeu_si256((__m256i *)(void *)(tok + i), c);
+	}
+	for (int v = 0; v < 4; v++)
+		_mm256_storeu_si256((__m256i *)(void *)(x + 8 * v), X[v]);
+	*pp = p;
+	return i;
+}
+#endif
+
+/* Whole groups of 32 tokens, portable, while 64 bytes of words are left (each step reads at
+ * most one word). @return tokens done. */
+static size_t decode_groups(uint32_t *x, const uint8_t **pp, const uint8_t *end, uint8_t *tok,
+                            const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs)
+{
+	const uint8_t *p = *pp;
+	size_t i = 0;
+	for (; i + ALCM_RANS_LANES <= n && (size_t)(end - p) >= 2 * ALCM_RANS_LANES;
+	     i += ALCM_RANS_LANES)
+		for (unsigned j = 0; j < ALCM_RANS_LANES; j++) {
+			uint32_t v = x[j];
+			const uint32_t *t = tabs[cls ? cls[i + j] : 0].e;
+			uint32_t e = t[v & (ALCM_RANS_TOTAL - 1)];
+			tok[i + j] = (uint8_t)e;
+			v = dec_step(v, e);
+			RANS_RENORM(v, p);
+			x[j] = v;
+		}
+	*pp = p;
+	return i;
+}
+
+static size_t run_groups(uint32_t *x, const uint8_t **pp, const uint8_t *end, uint8_t *tok,
+                         const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs)
+{
+#ifdef RANS_AVX2
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2"))
+		return decode_avx2(x, pp, end, tok, cls, n, tabs);
+#endif
+	return decode_groups(x, pp, end, tok, cls, n, tabs);
+}
+
+int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs,
+                     const uint8_t *in, size_t len)
+{
+	if (len < 4 * ALCM_RANS_LANES || (len & 1))
+		return ALCM_E_CORRUPT;
+	uint32_t x[ALCM_RANS_LANES];
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++) {
+		x[j] = alcm_load32(in + 4 * j);
+		if (x[j] < ALCM_RANS_L || x[j] >= 0x80000000u)
+			return ALCM_E_CORRUPT; /* a state outside [L, 2^31) */
+	}
+	const uint8_t *p = in + 4 * ALCM_RANS_LANES, *end = in + len;
+	size_t i = run_groups(x, &p, end, tok, cls, n, tabs);
+	/* The last words, copied into a buffer with 64 zero bytes of slack, so that whole
+	 * groups keep their fast loop: a group reads at most 64 bytes, and one that reads past
+	 * the real words (a damaged stream) is caught below. */
+	uint8_t pad[4 * ALCM_RANS_LANES];
+	size_t rest = (size_t)(end - p);
+	if (i + ALCM_RANS_LANES <= n && rest < 2 * ALCM_RANS_LANES) {
+		memset(pad, 0, sizeof(pad));
+		memcpy(pad, p, rest);
+		const uint8_t *q = pad, *qend = pad + rest;
+		while (i + ALCM_RANS_LANES <= n && q <= qend) {
+			/* end = q + 64: the group loop runs exactly one group per call. */
+			size_t k = run_groups(x, &q, q + 2 * ALCM_RANS_LANES, tok + i,
+			                      cls ? cls + i : NULL, ALCM_RANS_LANES, tabs);
+			i += k;
+		}
+		if (q > qend)
+			return ALCM_E_CORRUPT;
+		p += q - pad;
+	}
+	/* The tail, checking every word. */
+	for (; i < n; i++) {
+		unsigned j = i % ALCM_RANS_LANES;
+		uint32_t e = tabs[cls ? cls[i] : 0].e[x[j] & (ALCM_RANS_TOTAL - 1)];
+		tok[i] = (uint8_t)e;
+		x[j] = dec_step(x[j], e);
+		if (x[j] < ALCM_RANS_L) {
+			if (end - p < 2)
+				return ALCM_E_CORRUPT;
+			x[j] = (x[j] << 16) | alcm_load16(p);
+			p += 2;
+		}
+	}
+	if (p != end)
+		return ALCM_E_CORRUPT;
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+		if (x[j] != ALCM_RANS_L)
+			return ALCM_E_CORRUPT;
+	return ALCM_OK;
+}

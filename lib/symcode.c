@@ -1,0 +1,1432 @@
+/*
+ * The modelled symbol coding of QDAT chunks (spec 6.5.6 to 6.5.9): symbols become tokens (a
+ * hybrid alphabet: small symbols as themselves, larger ones as an exponent and a few top
+ * bits with the rest raw; or the index of the symbol in a palette of those that occur), the
+ * element's channel picks one of up to 16 static token tables, and 32 interleaved rANS
+ * states code the tokens.
+ */
+#include "symcode_internal.h"
+
+#include <math.h>
+
+struct alcm_symstate {
+	alcm_rans_dtab dt[ALCM_SYM_MAX_CLASSES];
+};
+
+void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
+{
+	alcm_mem_free(a, s);
+}
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ---- tokens (spec 6.5.7) ------------------------------------------------------------------ */
+
+#define TOK_PALETTE 0x40 /* token byte flag: tokens index a palette of symbols */
+
+/* Tokens of configuration (s, m): 2^s direct symbols, then 2^m tokens per power of two. */
+static unsigned tok_count(unsigned s, unsigned m)
+{
+	return s == 8 ? 256 : (1u << s) + (31 - s) * (1u << m);
+}
+
+static int tok_valid(unsigned s, unsigned m)
+{
+	return s <= 8 && m <= 3 && m <= s && (s < 8 || m == 0) && tok_count(s, m) <= 256;
+}
+
+static inline unsigned tok_of(uint32_t z, unsigned s, unsigned m, unsigned *nb)
+{
+	if (z < (1u << s)) {
+		*nb = 0;
+		return z;
+	}
+	unsigned e = 31 - (unsigned)__builtin_clz(z);
+	*nb = e - m;
+	return (1u << s) + ((e - s) << m) + ((z >> (e - m)) & ((1u << m) - 1));
+}
+
+/* The symbol a token starts at and the raw bits that follow it. */
+static void tok_tables(unsigned s, unsigned m, uint32_t *base, uint8_t *nb)
+{
+	unsigned n = tok_count(s, m);
+	for (unsigned t = 0; t < n; t++) {
+		if (t < (1u << s)) {
+			base[t] = t;
+			nb[t] = 0;
+			continue;
+		}
+		unsigned k = t - (1u << s), e = s + (k >> m), h = k & ((1u << m) - 1);
+		nb[t] = (uint8_t)(e - m);
+		base[t] = ((1u << m) + h) << (e - m);
+	}
+}
+
+/* ---- channel axes (spec 6.5.6) ------------------------------------------------------------- */
+
+/* Element g of a chunk is in entry ((g / run) - (first / run)) mod count of an axis's level
+ * list, which has min(count, blocks) entries. */
+typedef struct axis {
+	uint64_t run, count, entries;
+	uint64_t r, j; /* iteration: position in the current run, entry */
+} axis;
+
+static int axis_init(axis *x, uint64_t run, uint64_t count, uint64_t first, uint64_t elems)
+{
+	if (run < 1 || count < 1 || elems < 1)
+		return ALCM_E_CORRUPT;
+	uint64_t blocks = (first + elems - 1) / run - first / run + 1;
+	x->run = run;
+	x->count = count;
+	x->entries = blocks < count ? blocks : count;
+	x->r = first % run;
+	x->j = 0;
+	return ALCM_OK;
+}
+
+static inline void axis_next(axis *x)
+{
+	if (++x->r == x->run) {
+		x->r = 0;
+		if (++x->j == x->entries)
+			x->j = 0;
+	}
+}
+
+/* Skips len elements, len no more than what is left of the current run. */
+static inline void axis_skip(axis *x, uint64_t len)
+{
+	x->r += len;
+	if (x->r == x->run) {
+		x->r = 0;
+		if (++x->j == x->entries)
+			x->j = 0;
+	}
+}
+
+/* The axis positioned at element i of the chunk (a division: for sampling). */
+static axis axis_at(const axis *x0, uint64_t first, uint64_t i)
+{
+	axis x = *x0;
+	uint64_t g = first + i;
+	x.r = g % x.run;
+	x.j = (g / x.run - first / x.run) % x.count;
+	return x;
+}
+
+static inline int pruned(const uint8_t *bits, uint64_t i)
+{
+	return bits && ((bits[i >> 3] >> (i & 7)) & 1);
+}
+
+/* The class of each token: sc[sum of its element's levels] (sc: 512 entries). Stretches
+ * where the levels stay the same are filled at once; a run-1 axis changes every element. */
+static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
+                         const uint8_t *sc, const uint8_t *bits, uint64_t elems)
+{
+	const uint8_t *l0 = lev[0], *l1 = A > 1 ? lev[1] : NULL;
+	uint64_t i = 0, si = 0;
+	if (bits) {
+		for (; i < elems; i++) {
+			if (!pruned(bits, i))
+				cls[si++] = sc[l0[x[0].j] + (l1 ? l1[x[1].j] : 0u)];
+			axis_next(&x[0]);
+			if (l1)
+				axis_next(&x[1]);
+		}
+		return;
+	}
+	while (i < elems) {
+		uint64_t len = MIN(x[0].run - x[0].r, elems - i);
+		if (!l1 && x[0].run == 1) {
+			/* One entry per element, cycling: one period, then copies of it. */
+			uint64_t j = x[0].j, e0 = x[0].entries, k = 0;
+			for (; k < e0 && i + k < elems; k++) {
+				cls[i + k] = sc[l0[j]];
+				j = j + 1 == e0 ? 0 : j + 1;
+			}
+			for (uint64_t at = i + k; at < elems; at += e0)
+				memcpy(cls + at, cls + i, (size_t)MIN(e0, elems - at));
+			x[0].j = (x[0].j + (elems - i)) % e0;
+			return;
+		} else if (!l1) {
+			memset(cls + i, sc[l0[x[0].j]], (size_t)len);
+		} else if (x[1].run == 1) {
+			const uint8_t *row = sc + l0[x[0].j];
+			uint64_t j = x[1].j, e1 = x[1].entries;
+			for (uint64_t k = 0; k < len; k++) {
+				cls[i + k] = row[l1[j]];
+				j = j + 1 == e1 ? 0 : j + 1;
+			}
+			x[1].j = j;
+		} else {
+			len = MIN(len, x[1].run - x[1].r);
+			memset(cls + i, sc[l0[x[0].j] + l1[x[1].j]], (size_t)len);
+			axis_skip(&x[1], len);
+		}
+		axis_skip(&x[0], len);
+		i += len;
+	}
+}
+
+/* ---- bit streams (least significant bit first) --------------------------------------------- */
+
+typedef struct bitw {
+	alcm_buf b;
+	uint64_t acc;
+	unsigned n;
+	int st;
+} bitw;
+
+static inline void bitw_put(bitw *w, uint32_t v, unsigned n)
+{
+	w->acc |= (uint64_t)v << w->n;
+	w->n += n;
+	if (w->n >= 32) {
+		uint8_t t[4];
+		alcm_store32(t, (uint32_t)w->acc);
+		if (!w->st)
+			w->st = alcm_buf_put(&w->b, t, 4);
+		w->acc >>= 32;
+		w->n -= 32;
+	}
+}
+
+static void bitw_flush(bitw *w)
+{
+	while (w->n > 0 && !w->st) {
+		uint8_t t = (uint8_t)w->acc;
+		w->st = alcm_buf_put(&w->b, &t, 1);
+		w->acc >>= 8;
+		w->n = w->n > 8 ? w->n - 8 : 0;
+	}
+	w->acc = 0;
+}
+
+typedef struct bitr {
+	const uint8_t *p, *end;
+	uint64_t acc;
+	unsigned n;
+	int bad; /* read past the end */
+} bitr;
+
+ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
+{
+	while (r->n < n) {
+		if (r->p == r->end) {
+			r->bad = 1;
+			r->n += 8;
+			continue;
+		}
+		r->acc |= (uint64_t)*r->p++ << r->n;
+		r->n += 8;
+	}
+	uint32_t v = (uint32_t)(r->acc & ((1ull << n) - 1));
+	r->acc >>= n;
+	r->n -= n;
+	return v;
+}
+
+/* Every bit used, nothing but zero padding left: a stream has one encoding. */
+static int bitr_done(const bitr *r)
+{
+	return !r->bad && r->p == r->end && r->n < 8 && !r->acc;
+}
+
+/* Elias gamma code of v >= 1: floor(log2 v) zeros, a one, then the bits under the top one. */
+static void gamma_put(bitw *w, uint32_t v)
+{
+	unsigned k = 31 - (unsigned)__builtin_clz(v);
+	bitw_put(w, 1u << k, k + 1);
+	if (k)
+		bitw_put(w, v & ((1u << k) - 1), k);
+}
+
+/* @return the value, or 0 (never valid) for more than max zeros or a stream that ended. */
+static uint32_t gamma_get(bitr *r, unsigned max)
+{
+	unsigned k = 0;
+	while (!bitr_get(r, 1))
+		if (++k > max || r->bad)
+			return 0;
+	return k ? (1u << k) | bitr_get(r, k) : 1;
+}
+
+static inline uint32_t zz(int v)
+{
+	return v < 0 ? (uint32_t)(-2 * v - 1) : (uint32_t)(2 * v);
+}
+
+/* ---- token tables (spec 6.5.8) -------------------------------------------------------------- */
+
+/* A frequency is sent as its bit length b (1..12; 0 for an absent token), as the change from
+ * the previous one sent, then the 3 bits under its top bit (fewer when b < 4): frequencies
+ * are kept to 4 significant bits, which costs about 0.1% in coded size. */
+#define FREQ_MANT 3
+
+static unsigned bitlen(uint32_t f)
+{
+	return f ? 32 - (unsigned)__builtin_clz(f) : 0;
+}
+
+/* The nearest frequency (or the next lower, down = 1) that the table code can send. */
+static uint32_t freq_round(uint32_t f, int down)
+{
+	unsigned b = bitlen(f);
+	if (b <= FREQ_MANT + 1)
+		return f;
+	unsigned sh = b - 1 - FREQ_MANT;
+	return ((f + (down ? 0 : 1u << (sh - 1))) >> sh) << sh;
+}
+
+/* Writes the table of counts cnt[0..ntok) and returns its frequencies in freq (sum 4096). */
+static void table_put(bitw *w, const uint64_t *cnt, unsigned ntok, uint32_t *freq)
+{
+	unsigned last = 0, a = 0;
+	int any = 0;
+	for (unsigned t = 0; t < ntok; t++) {
+		freq[t] = 0;
+		if (cnt[t]) {
+			last = t;
+			any = 1;
+		}
+	}
+	if (!any) {
+		/* An unused class still gets a valid table: everything on token 0. */
+		freq[0] = ALCM_RANS_TOTAL;
+	} else {
+		alcm_rans_normalize(cnt, last + 1, freq);
+		for (unsigned t = 1; t <= last; t++)
+			a = freq[t] > freq[a] ? t : a;
+		/* The others rounded to what the code can send, the largest takes the rest; if
+		 * rounding up took more than half of it (flat tables of many tokens), they are
+		 * rounded down instead, which only gives it more. */
+		uint32_t fa = freq[a];
+		for (int down = 0; down < 2; down++) {
+			uint32_t sum = 0;
+			for (unsigned t = 0; t <= last; t++)
+				if (t != a)
+					sum += freq_round(freq[t], down);
+			if (down || sum + fa / 2 + 1 <= ALCM_RANS_TOTAL) {
+				for (unsigned t = 0; t <= last; t++)
+					if (t != a)
+						freq[t] = freq_round(freq[t], down);
+				freq[a] = ALCM_RANS_TOTAL - sum;
+				break;
+			}
+		}
+	}
+	bitw_put(w, last, 8);
+	bitw_put(w, a, 8);
+	unsigned prev = 0;
+	for (unsigned t = 0; t <= last; t++) {
+		if (t == a)
+			continue;
+		unsigned b = bitlen(freq[t]);
+		gamma_put(w, zz((int)b - (int)prev) + 1);
+		if (b >= 2) {
+			unsigned k = MIN(b - 1, FREQ_MANT);
+			bitw_put(w, (freq[t] >> (b - 1 - k)) & ((1u << k) - 1), k);
+		}
+		prev = b;
+	}
+}
+
+static int table_get(bitr *r, unsigned ntok, uint32_t *freq, unsigned *lastp)
+{
+	unsigned last = bitr_get(r, 8), a = bitr_get(r, 8);
+	if (r->bad || last >= ntok || a > last)
+		return ALCM_E_CORRUPT;
+	uint32_t sum = 0;
+	int prev = 0;
+	for (unsigned t = 0; t <= last; t++) {
+		if (t == a)
+			continue;
+		uint32_t g = gamma_get(r, 5);
+		if (!g)
+			return ALCM_E_CORRUPT;
+		uint32_t u = g - 1;
+		int b = prev + ((u & 1) ? -(int)((u + 1) / 2) : (int)(u / 2));
+		if (b < 0 || b > 12)
+			return ALCM_E_CORRUPT;
+		uint32_t f = 0;
+		if (b == 1) {
+			f = 1;
+		} else if (b >= 2) {
+			unsigned k = MIN((unsigned)b - 1, FREQ_MANT);
+			f = (1u << (b - 1)) | (bitr_get(r, k) << (b - 1 - k));
+		}
+		freq[t] = f;
+		sum += f;
+		prev = b;
+	}
+	/* The left-out frequency fills the total; the last token listed occurs (one encoding). */
+	if (r->bad || sum >= ALCM_RANS_TOTAL || (last != a && freq[last] == 0))
+		return ALCM_E_CORRUPT;
+	freq[a] = ALCM_RANS_TOTAL - sum;
+	*lastp = last;
+	return ALCM_OK;
+}
+
+/* One table as a whole bit stream (for tests of the table code). */
+int alcm_symtab_encode(alcm_buf *out, const uint64_t *cnt, unsigned ntok, uint32_t *freq)
+{
+	bitw w = {{NULL, 0, 0, out->a}, 0, 0, 0};
+	table_put(&w, cnt, ntok, freq);
+	bitw_flush(&w);
+	int st = w.st ? w.st : alcm_buf_put(out, w.b.p, w.b.len);
+	alcm_buf_free(&w.b);
+	return st;
+}
+
+int alcm_symtab_decode(const uint8_t *p, size_t len, unsigned ntok, uint32_t *freq,
+                       unsigned *last)
+{
+	bitr r = {p, p + len, 0, 0, 0};
+	int st = table_get(&r, ntok, freq, last);
+	return st ? st : bitr_done(&r) ? ALCM_OK : ALCM_E_CORRUPT;
+}
+
+/* ---- encoder: estimates ---------------------------------------------------------------------- */
+
+/* log2 to about 1e-4, for estimates only (choices, never the bytes' meaning): the exponent
+ * from the bits, a series for the significand in [sqrt(1/2), sqrt(2)). */
+static inline double fast_log2(double x)
+{
+	uint64_t u;
+	memcpy(&u, &x, 8);
+	int e = (int)((u >> 52) & 0x7ff) - 1023;
+	u = (u & 0x000fffffffffffffull) | 0x3ff0000000000000ull; /* m in [1, 2) */
+	double m;
+	memcpy(&m, &u, 8);
+	if (m > 1.4142135623730951) {
+		m *= 0.5;
+		e++;
+	}
+	double t = (m - 1) / (m + 1), t2 = t * t;
+	return (double)e + t * (2.8853900817779268 + t2 * (0.96179669392597560 +
+	                        t2 * (0.57707801635558536 + t2 * 0.41219858311113246)));
+}
+
+static inline double nlog2n(double n)
+{
+	return n > 0 ? n * fast_log2(n) : 0;
+}
+
+/* Estimated bits of a table for counts cnt (total n) of ntok tokens: the code of 6.5.8 takes
+ * about 4.5 bits for a frequency of 8 or more, 2.5 for a smaller one, 1.5 for an absent
+ * token inside the range. */
+static double table_bits(const uint32_t *cnt, unsigned ntok, uint64_t n)
+{
+	double bits = 16, pending = 0, inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
+	for (unsigned t = 0; t < ntok; t++) {
+		if (!cnt[t]) {
+			pending += 1.5;
+			continue;
+		}
+		bits += pending + ((double)cnt[t] * inv >= 8 ? 4.5 : 2.5);
+		pending = 0;
+	}
+	return bits;
+}
+
+/* Estimated bits of n tokens coded with their own table (entropy plus the table). */
+static double coded_bits(const uint32_t *cnt, unsigned ntok)
+{
+	uint64_t n = 0;
+	double s = 0;
+	for (unsigned t = 0; t < ntok; t++) {
+		n += cnt[t];
+		s += nlog2n((double)cnt[t]);
+	}
+	return n ? nlog2n((double)n) - s + table_bits(cnt, ntok, n) : 0;
+}
+
+/* ---- encoder: the token alphabet ------------------------------------------------------------ */
+
+/* A fine histogram: symbols under 256 as themselves, larger ones by exponent and three top
+ * bits, enough to count the tokens of every configuration. */
+#define FINE_BINS (256 + 23 * 8)
+
+static inline unsigned fine_bin(uint32_t z)
+{
+	if (z < 256)
+		return z;
+	unsigned e = 31 - (unsigned)__builtin_clz(z);
+	return 256 + (e - 8) * 8 + ((z >> (e - 3)) & 7);
+}
+
+static uint32_t fine_rep(unsigned b)
+{
+	if (b < 256)
+		return b;
+	unsigned e = 8 + (b - 256) / 8;
+	return (uint32_t)(8 + (b - 256) % 8) << (e - 3);
+}
+
+/* The hybrid configuration (s, m) with the fewest estimated bits. */
+static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, double *rawp)
+{
+	unsigned maxbin = 0;
+	for (unsigned b = 0; b < FINE_BINS; b++)
+		maxbin = fine[b] ? b : maxbin;
+	double best = INFINITY;
+	*bs = 4;
+	*bm = 3;
+	for (unsigned s = 0; s <= 8; s++)
+		for (unsigned m = 0; m <= 3; m++) {
+			if (!tok_valid(s, m) || (s == 8 && maxbin >= 256))
+				continue;
+			uint32_t cnt[ALCM_RANS_MAX_TOKENS] = {0};
+			double raw = 0;
+			for (unsigned b = 0; b <= maxbin; b++) {
+				if (!fine[b])
+					continue;
+				unsigned nb, t = tok_of(fine_rep(b), s, m, &nb);
+				cnt[t] += fine[b];
+				raw += (double)fine[b] * nb;
+			}
+			double c = coded_bits(cnt, tok_count(s, m)) + raw;
+			if (c < best) {
+				best = c;
+				*bs = s;
+				*bm = m;
+				*rawp = raw;
+			}
+		}
+	return best;
+}
+
+/* The distinct symbols when there are at most 256, for a palette: an open-addressing set
+ * (key, slot -> count, then -> palette index) that gives up at the 257th. Fills pal (sorted)
+ * and cnt. @return their number, 0 if more. */
+#define PAL_EMPTY 0xffffffffu
+static inline unsigned pal_slot(const uint32_t *key, uint32_t z)
+{
+	unsigned h = (z * 0x9e3779b1u) >> 23;
+	while (key[h] != z && key[h] != PAL_EMPTY)
+		h = (h + 1) & 511;
+	return h;
+}
+
+static unsigned find_palette(const uint32_t *sym, uint64_t n, uint32_t *key, uint32_t *val,
+                             uint32_t *pal, uint32_t *cnt)
+{
+	memset(key, 0xff, 512 * sizeof(uint32_t));
+	memset(val, 0, 512 * sizeof(uint32_t));
+	unsigned used = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned h = pal_slot(key, sym[i]);
+		if (key[h] == PAL_EMPTY) {
+			if (++used > 256)
+				return 0;
+			key[h] = sym[i];
+		}
+		val[h]++;
+	}
+	unsigned k = 0;
+	for (unsigned h = 0; h < 512; h++)
+		if (key[h] != PAL_EMPTY)
+			pal[k++] = key[h];
+	/* Insertion sort of at most 256, then counts in that order, then indices. */
+	for (unsigned i = 1; i < k; i++)
+		for (unsigned j = i; j > 0 && pal[j - 1] > pal[j]; j--) {
+			uint32_t t = pal[j];
+			pal[j] = pal[j - 1];
+			pal[j - 1] = t;
+		}
+	for (unsigned i = 0; i < k; i++) {
+		unsigned h = pal_slot(key, pal[i]);
+		cnt[i] = val[h];
+		val[h] = i;
+	}
+	return k;
+}
+
+/* Bytes of the palette's varints: the first symbol, then each gap minus one. */
+static size_t palette_bytes(const uint32_t *pal, unsigned k)
+{
+	size_t b = 0;
+	for (unsigned i = 0; i < k; i++) {
+		uint32_t v = i ? pal[i] - pal[i - 1] - 1 : pal[0];
+		b += v < 128 ? 1 : v < 16384 ? 2 : v < (1u << 21) ? 3 : v < (1u << 28) ? 4 : 5;
+	}
+	return b;
+}
+
+/* ---- encoder: channel classes ----------------------------------------------------------------- */
+
+#define MAX_LEVELS 32
+#define MAX_SUMS (2 * MAX_LEVELS)
+#define SAMPLE_BLOCK 1024
+#define SAMPLE_BLOCKS 64
+
+/* A candidate model: levels per axis entry, a map from level sums to classes. */
+typedef struct model {
+	unsigned naxes, ax[2];   /* which of qp's axes */
+	unsigned nlev;           /* level sums 0 .. nlev - 1 */
+	uint8_t *lev[2];         /* per entry */
+	uint8_t map[MAX_SUMS];
+	unsigned k;              /* classes */
+	double bits;             /* estimated size of the tokens and the model */
+} model;
+
+typedef struct enc {
+	const alcm_allocator *a;
+	const alcm_qparams *qp;
+	const uint8_t *bits;
+	uint64_t first, elems, nsym;
+	uint8_t *tok, *lvl; /* tokens; level sums (work array) */
+	unsigned ntok;
+	axis ax[2];
+	double (*cost)[MAX_SUMS + 1];
+	uint32_t *hist, *tmp;
+	uint16_t *nzt; /* MAX_SUMS * ntok */
+} enc;
+
+/* Merges contiguous levels (nlev, histograms of ntok tokens each) into at most 16 classes of
+ * the least estimated size (dynamic programming over the cuts); scale multiplies the coded
+ * bits of a sample up to the chunk. */
+static double merge_levels(enc *e, unsigned nlev, double scale, uint8_t *map, unsigned *nclass)
+{
+	const unsigned ntok = e->ntok;
+	double (*cost)[MAX_SUMS + 1] = e->cost;
+	/* The nonzero tokens of each level, as lists: level histograms are sparse. */
+	uint16_t *nzt = e->nzt, nzoff[MAX_SUMS + 1];
+	unsigned nz = 0;
+	for (unsigned v = 0; v < nlev; v++) {
+		nzoff[v] = (uint16_t)nz;
+		const uint32_t *h = e->hist + (size_t)v * ntok;
+		for (unsigned t = 0; t < ntok; t++)
+			if (h[t])
+				nzt[nz++] = (uint16_t)t;
+	}
+	nzoff[nlev] = (uint16_t)nz;
+	for (unsigned u = 0; u < nlev; u++) {
+		memset(e->tmp, 0, ntok * sizeof(uint32_t));
+		uint64_t n = 0;
+		double s = 0;
+		for (unsigned v = u + 1; v <= nlev; v++) {
+			const uint32_t *h = e->hist + (size_t)(v - 1) * ntok;
+			for (unsigned q = nzoff[v - 1]; q < nzoff[v]; q++) {
+				unsigned t = nzt[q];
+				s -= nlog2n((double)e->tmp[t]);
+				e->tmp[t] += h[t];
+				s += nlog2n((double)e->tmp[t]);
+				n += h[t];
+			}
+			cost[u][v] = n ? scale * (nlog2n((double)n) - s) + table_bits(e->tmp, ntok, n) : 0;
+		}
+	}
+	double best[ALCM_SYM_MAX_CLASSES + 1][MAX_SUMS + 1];
+	unsigned cut[ALCM_SYM_MAX_CLASSES + 1][MAX_SUMS + 1];
+	for (unsigned v = 0; v <= nlev; v++)
+		best[1][v] = v ? cost[0][v] : 0;
+	unsigned bk = 1;
+	for (unsigned k = 2; k <= ALCM_SYM_MAX_CLASSES && k <= nlev; k++) {
+		for (unsigned v = 0; v <= nlev; v++) {
+			best[k][v] = INFINITY;
+			cut[k][v] = 0;
+			for (unsigned u = k - 1; u < v; u++) {
+				double c = best[k - 1][u] + cost[u][v];
+				if (c < best[k][v]) {
+					best[k][v] = c;
+					cut[k][v] = u;
+				}
+			}
+		}
+		if (best[k][nlev] < best[bk][nlev])
+			bk = k;
+	}
+	unsigned v = nlev;
+	for (unsigned k = bk; k >= 1; k--) {
+		unsigned u = k > 1 ? cut[k][v] : 0;
+		for (unsigned l = u; l < v; l++)
+			map[l] = (uint8_t)(k - 1);
+		v = u;
+	}
+	*nclass = bk;
+	return best[bk][nlev];
+}
+
+/* Levels 0..nlev-1 of per-entry means m (entries with weight 0 take level 0): buckets of
+ * equal width between the smallest and largest mean. @return levels used. */
+static unsigned quantize_means(const double *m, const uint64_t *w, uint64_t n, unsigned nlev,
+                               uint8_t *lev)
+{
+	double lo = INFINITY, hi = -INFINITY;
+	for (uint64_t j = 0; j < n; j++)
+		if (w[j]) {
+			lo = m[j] < lo ? m[j] : lo;
+			hi = m[j] > hi ? m[j] : hi;
+		}
+	double width = hi > lo ? (hi - lo) / nlev : 1;
+	if (width < 0.125)
+		width = 0.125; /* finer than an eighth of a token: noise */
+	unsigned top = 0;
+	for (uint64_t j = 0; j < n; j++) {
+		unsigned l = 0;
+		if (w[j]) {
+			double q = (m[j] - lo) / width;
+			l = q >= nlev - 1 ? nlev - 1 : (unsigned)q;
+		}
+		lev[j] = (uint8_t)l;
+		top = l > top ? l : top;
+	}
+	return top + 1;
+}
+
+/* Sums and counts of the tokens of each entry of axis x (and, when rm is given, the sum of
+ * rm[entry of axis y] over the elements of each entry of x). */
+static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y,
+                      const double *rm, double *rsum)
+{
+	const uint8_t *tok = e->tok;
+	if (e->bits || rm) {
+		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+			if (!pruned(e->bits, i)) {
+				sum[x.j] += tok[si++];
+				cnt[x.j]++;
+				if (rm)
+					rsum[x.j] += rm[y.j];
+			}
+			axis_next(&x);
+			if (rm)
+				axis_next(&y);
+		}
+		return;
+	}
+	uint64_t i = 0, n = e->elems;
+	if (x.run == 1) {
+		/* Up to the first entry 0, whole periods (a loop that vectorises), the rest. */
+		uint64_t j = x.j, E = x.entries;
+		for (; i < n && j != 0; i++) {
+			sum[j] += tok[i];
+			cnt[j]++;
+			j = j + 1 == E ? 0 : j + 1;
+		}
+		uint64_t periods = 0;
+		for (; i + E <= n; i += E, periods++)
+			for (uint64_t k = 0; k < E; k++)
+				sum[k] += tok[i + k];
+		for (uint64_t k = 0; periods && k < E; k++)
+			cnt[k] += periods;
+		for (j = 0; i < n; i++, j++) {
+			sum[j] += tok[i];
+			cnt[j]++;
+		}
+		return;
+	}
+	while (i < n) {
+		uint64_t len = MIN(x.run - x.r, n - i), s = 0;
+		for (uint64_t k = 0; k < len; k++)
+			s += tok[i + k];
+		sum[x.j] += s;
+		cnt[x.j] += len;
+		axis_skip(&x, len);
+		i += len;
+	}
+}
+
+/* Histograms of tokens per level sum of model md over the chunk, or over SAMPLE_BLOCKS
+ * blocks spread over it when it is long; then its classes and estimated size. */
+static void model_eval(enc *e, model *md, const uint64_t *entries)
+{
+	memset(e->hist, 0, (size_t)md->nlev * e->ntok * sizeof(uint32_t));
+	uint8_t id[512];
+	for (unsigned l = 0; l < 512; l++)
+		id[l] = (uint8_t)(l < MAX_SUMS ? l : MAX_SUMS - 1);
+	uint64_t seen = 0;
+	int sample = !e->bits && e->nsym > 2 * SAMPLE_BLOCKS * SAMPLE_BLOCK;
+	uint64_t nblk = sample ? SAMPLE_BLOCKS : 1;
+	for (uint64_t b = 0; b < nblk; b++) {
+		/* The level sum of each symbol of the block (of the chunk when not sampling). */
+		uint64_t i0 = sample ? b * (e->nsym / SAMPLE_BLOCKS) : 0;
+		uint64_t len = sample ? SAMPLE_BLOCK : e->elems;
+		uint64_t ns = sample ? SAMPLE_BLOCK : e->nsym;
+		axis x[2];
+		for (unsigned k = 0; k < md->naxes; k++)
+			x[k] = axis_at(&e->ax[md->ax[k]], e->first, i0);
+		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
+		const uint8_t *tp = e->tok + i0;
+		for (uint64_t k = 0; k < ns; k++)
+			e->hist[(size_t)e->lvl[k] * e->ntok + tp[k]]++;
+		seen += ns;
+	}
+	double scale = seen ? (double)e->nsym / (double)seen : 1;
+	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
+	/* The level lists: about log2(levels) bits an entry after zstd. */
+	for (unsigned k = 0; k < md->naxes; k++)
+		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
+}
+
+/* Refines a one-axis model by moving each entry (channel) to the class whose table codes
+ * its tokens in the fewest bits, and recomputing the tables, a few rounds (Lloyd's
+ * algorithm on histograms), starting from the classes of the levels. Keeps the result (levels
+ * become class numbers) when its estimate is smaller. Needs a histogram per entry: skipped
+ * above 2^20 counters. */
+static int model_refine(enc *e, model *md, uint64_t entries)
+{
+	const unsigned ntok = e->ntok, K0 = md->k;
+	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
+		return ALCM_OK;
+	const alcm_allocator *a = e->a;
+	uint32_t *h = alcm_mem_calloc(a, (size_t)(entries * ntok), sizeof(uint32_t));
+	uint8_t *cl = alcm_mem_alloc(a, (size_t)entries);
+	double *lp = alcm_mem_calloc(a, (size_t)ALCM_SYM_MAX_CLASSES * ntok, sizeof(double));
+	uint64_t *cc = alcm_mem_alloc(a, (size_t)K0 * ntok * sizeof(uint64_t));
+	if (!h || !cl || !lp || !cc) {
+		alcm_mem_free(a, h);
+		alcm_mem_free(a, cl);
+		alcm_mem_free(a, lp);
+		alcm_mem_free(a, cc);
+		return ALCM_E_NOMEM;
+	}
+	axis x = {0, 0, 0, 0, 0};
+	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
+	if (e->bits) {
+		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+			if (!pruned(e->bits, i))
+				h[x.j * ntok + e->tok[si++]]++;
+			axis_next(&x);
+		}
+	} else if (x.run == 1) {
+		for (uint64_t i = 0, j = x.j; i < e->elems; i++) {
+			h[j * ntok + e->tok[i]]++;
+			j = j + 1 == x.entries ? 0 : j + 1;
+		}
+	} else {
+		for (uint64_t i = 0; i < e->elems;) {
+			uint64_t len = MIN(x.run - x.r, e->elems - i);
+			uint32_t *row = h + x.j * ntok;
+			for (uint64_t k = 0; k < len; k++)
+				row[e->tok[i + k]]++;
+			axis_skip(&x, len);
+			i += len;
+		}
+	}
+	for (uint64_t j = 0; j < entries; j++)
+		cl[j] = md->map[md->lev[0][j]];
+	/* The nonzero counts of each entry, as (token, count) pairs from off[j]. */
+	uint64_t nz = 0;
+	for (uint64_t k = 0; k < entries * ntok; k++)
+		nz += h[k] != 0;
+	uint32_t *pt = alcm_mem_alloc(a, (size_t)(nz ? nz : 1) * 2 * sizeof(uint32_t));
+	uint64_t *off = alcm_mem_alloc(a, (size_t)(entries + 1) * sizeof(uint64_t));
+	if (!pt || !off) {
+		alcm_mem_free(a, pt);
+		alcm_mem_free(a, off);
+		alcm_mem_free(a, h);
+		alcm_mem_free(a, cl);
+		alcm_mem_free(a, lp);
+		alcm_mem_free(a, cc);
+		return ALCM_E_NOMEM;
+	}
+	nz = 0;
+	for (uint64_t j = 0; j < entries; j++) {
+		off[j] = nz;
+		for (unsigned t = 0; t < ntok; t++)
+			if (h[j * ntok + t]) {
+				pt[2 * nz] = t;
+				pt[2 * nz + 1] = h[j * ntok + t];
+				nz++;
+			}
+	}
+	off[entries] = nz;
+	double bits = INFINITY;
+	for (int round = 0; round < 6; round++) {
+		memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
+		for (uint64_t j = 0; j < entries; j++)
+			for (uint64_t q = off[j]; q < off[j + 1]; q++)
+				cc[(size_t)cl[j] * ntok + pt[2 * q]] += pt[2 * q + 1];
+		double b = 0;
+		for (unsigned k = 0; k < K0; k++) {
+			uint32_t c32[ALCM_RANS_MAX_TOKENS];
+			uint64_t n = 0;
+			for (unsigned t = 0; t < ntok; t++) {
+				n += cc[(size_t)k * ntok + t];
+				c32[t] = (uint32_t)MIN(cc[(size_t)k * ntok + t], UINT32_MAX);
+			}
+			b += coded_bits(c32, ntok);
+			/* Costs per token, smoothed so that a token the class has not seen costs a lot
+			 * but not infinitely. */
+			double den = fast_log2((double)n + 0.5 * ntok);
+			for (unsigned t = 0; t < ntok; t++) /* by token, then class: see below */
+				lp[(size_t)t * ALCM_SYM_MAX_CLASSES + k] =
+					den - fast_log2((double)cc[(size_t)k * ntok + t] + 0.5);
+		}
+		if (!(b < bits - 8))
+			break;
+		bits = b;
+		int moved = 0;
+		for (uint64_t j = 0; j < entries; j++) {
+			/* The entry's cost in every class at once: a loop over the classes that
+			 * compilers vectorise. */
+			double c[ALCM_SYM_MAX_CLASSES] = {0};
+			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+				const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
+				for (unsigned k = 0; k < ALCM_SYM_MAX_CLASSES; k++)
+					c[k] += w * l[k];
+			}
+			double bc = INFINITY;
+			unsigned bk = cl[j];
+			for (unsigned k = 0; k < K0; k++)
+				if (c[k] < bc - 1e-9) {
+					bc = c[k];
+					bk = k;
+				}
+			moved += bk != cl[j];
+			cl[j] = (uint8_t)bk;
+		}
+		if (!moved)
+			break;
+	}
+	alcm_mem_free(a, pt);
+	alcm_mem_free(a, off);
+	/* Classes as levels, with the map the identity. */
+	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
+	if (bits + lv < md->bits) {
+		md->bits = bits + lv;
+		md->nlev = K0;
+		for (unsigned k = 0; k < K0; k++)
+			md->map[k] = (uint8_t)k;
+		memcpy(md->lev[0], cl, (size_t)entries);
+	}
+	alcm_mem_free(a, h);
+	alcm_mem_free(a, cl);
+	alcm_mem_free(a, lp);
+	alcm_mem_free(a, cc);
+	return ALCM_OK;
+}
+
+/* Candidates besides one table: classes along each axis, and along both (the row's mean
+ * token plus the column's mean of what the rows leave). Fills md[1..], @return their count
+ * + 1. */
+static int models(enc *e, model *md, unsigned *nm)
+{
+	const alcm_qparams *qp = e->qp;
+	const alcm_allocator *a = e->a;
+	unsigned nlev = e->nsym >= (1u << 20) ? 32 : e->nsym >= (1u << 16) ? 16 : 8;
+	uint64_t entries[2] = {0, 0}, *sum[2] = {NULL, NULL}, *cnt[2] = {NULL, NULL};
+	double *mean[2] = {NULL, NULL}, *rs = NULL;
+	int have[2] = {0, 0}, st = ALCM_OK;
+	*nm = 1;
+	for (unsigned k = 0; k < qp->naxes && k < 2; k++) {
+		if (axis_init(&e->ax[k], qp->axis_run[k], qp->axis_count[k], e->first, e->elems))
+			continue;
+		/* One channel, or channels too short to pay for their level. */
+		if (e->ax[k].entries < 2 || e->ax[k].entries * 16 > e->nsym)
+			continue;
+		entries[k] = e->ax[k].entries;
+		sum[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
+		cnt[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
+		mean[k] = alcm_mem_alloc(a, (size_t)entries[k] * sizeof(double));
+		if (!sum[k] || !cnt[k] || !mean[k]) {
+			st = ALCM_E_NOMEM;
+			goto out;
+		}
+		axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
+		for (uint64_t j = 0; j < entries[k]; j++)
+			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
+		model *m = &md[(*nm)++];
+		m->naxes = 1;
+		m->ax[0] = k;
+		if (!(m->lev[0] = alcm_mem_alloc(a, (size_t)entries[k]))) {
+			st = ALCM_E_NOMEM;
+			goto out;
+		}
+		m->nlev = quantize_means(mean[k], cnt[k], entries[k], nlev, m->lev[0]);
+		uint64_t en[1] = {entries[k]};
+		model_eval(e, m, en);
+		if ((st = model_refine(e, m, entries[k])))
+			goto out;
+		have[k] = 1;
+	}
+	/* Both axes only when each alone saves at least 2% on one table: where neither does
+	 * (most weights), their sum would not either, and the pass is saved. */
+	if (have[0] && have[1] && md[1].bits < 0.98 * md[0].bits && md[2].bits < 0.98 * md[0].bits) {
+		model *m = &md[(*nm)++];
+		m->naxes = 2;
+		m->ax[0] = 0;
+		m->ax[1] = 1;
+		unsigned half = nlev;
+		m->lev[0] = alcm_mem_alloc(a, (size_t)entries[0]);
+		m->lev[1] = alcm_mem_alloc(a, (size_t)entries[1]);
+		rs = alcm_mem_calloc(a, (size_t)entries[1], sizeof(double));
+		if (!m->lev[0] || !m->lev[1] || !rs) {
+			st = ALCM_E_NOMEM;
+			goto out;
+		}
+		/* Column residuals: the column's mean token minus the mean of its rows' means. */
+		memset(sum[1], 0, (size_t)entries[1] * sizeof(uint64_t));
+		memset(cnt[1], 0, (size_t)entries[1] * sizeof(uint64_t));
+		axis_sums(e, e->ax[1], sum[1], cnt[1], e->ax[0], mean[0], rs);
+		for (uint64_t j = 0; j < entries[1]; j++)
+			rs[j] = cnt[1][j] ? ((double)sum[1][j] - rs[j]) / (double)cnt[1][j] : 0;
+		unsigned n0 = quantize_means(mean[0], cnt[0], entries[0], half, m->lev[0]);
+		unsigned n1 = quantize_means(rs, cnt[1], entries[1], half, m->lev[1]);
+		m->nlev = n0 + n1 - 1;
+		model_eval(e, m, entries);
+	}
+out:
+	for (unsigned k = 0; k < 2; k++) {
+		alcm_mem_free(a, sum[k]);
+		alcm_mem_free(a, cnt[k]);
+		alcm_mem_free(a, mean[k]);
+	}
+	alcm_mem_free(a, rs);
+	return st;
+}
+
+/* ---- encoder -------------------------------------------------------------------------------- */
+
+int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
+                        const uint32_t *sym, uint64_t nsym, const uint8_t *bits,
+                        uint64_t first, uint64_t elems)
+{
+	const alcm_allocator *a = data->a;
+	enc e;
+	memset(&e, 0, sizeof(e));
+	e.a = a;
+	e.qp = qp;
+	e.bits = bits;
+	e.first = first;
+	e.elems = elems;
+	e.nsym = nsym;
+	int st = ALCM_OK;
+	uint64_t *cnt = NULL;
+	uint32_t *freq = NULL;
+	uint8_t *cls = NULL, *rbuf = NULL;
+	alcm_rans_etab *et = NULL;
+	model md[4];
+	memset(md, 0, sizeof(md));
+	bitw bw = {{NULL, 0, 0, a}, 0, 0, 0}, tw = {{NULL, 0, 0, a}, 0, 0, 0};
+	uint32_t fine[4][FINE_BINS];
+	memset(fine, 0, sizeof(fine));
+	e.tok = alcm_coder_scratch(c, ALCM_SCRATCH_TOK, (size_t)nsym);
+	if (!e.tok) {
+		st = ALCM_E_NOMEM;
+		goto out;
+	}
+
+	/* The token alphabet: a hybrid configuration, or a palette of the symbols. */
+	uint64_t i = 0;
+	for (; i + 4 <= nsym; i += 4)
+		for (unsigned k = 0; k < 4; k++)
+			fine[k][fine_bin(sym[i + k])]++;
+	for (; i < nsym; i++)
+		fine[0][fine_bin(sym[i])]++;
+	unsigned bins = 0;
+	for (unsigned b = 0; b < FINE_BINS; b++) {
+		fine[0][b] += fine[1][b] + fine[2][b] + fine[3][b];
+		bins += fine[0][b] != 0;
+	}
+	unsigned ts, tm, npal = 0, maxbin = 0;
+	double raw = 0, hybrid = choose_tokens(fine[0], &ts, &tm, &raw);
+	for (unsigned b = 0; b < FINE_BINS; b++)
+		maxbin = fine[0][b] ? b : maxbin;
+	/* A palette can only win where the hybrid tokens spend raw bits, or leave gaps (a
+	 * tensor dequantized from 8 bits, on a grid coarser than the step). Under 256 the fine
+	 * bins are the symbols; above, a pass of hashing finds them. */
+	uint32_t pal[256], pcnt[256], key[512], val[512];
+	uint8_t lut[256];
+	if (bins > 1 && maxbin < 256) {
+		for (unsigned b = 0; b <= maxbin; b++)
+			if (fine[0][b]) {
+				lut[b] = (uint8_t)npal;
+				pcnt[npal] = fine[0][b];
+				pal[npal++] = b;
+			}
+	} else if (bins > 1 && bins <= 256 && raw > 0.01 * hybrid) {
+		npal = find_palette(sym, nsym, key, val, pal, pcnt);
+	}
+	if (npal && !(coded_bits(pcnt, npal) + 8.0 * (double)palette_bytes(pal, npal) + 24 < hybrid))
+		npal = 0;
+	uint32_t base[ALCM_RANS_MAX_TOKENS];
+	uint8_t nb[ALCM_RANS_MAX_TOKENS];
+	uint32_t h4[4][ALCM_RANS_MAX_TOKENS], hist0[ALCM_RANS_MAX_TOKENS];
+	memset(h4, 0, sizeof(h4));
+	if (npal) {
+		e.ntok = npal;
+		for (uint64_t k = 0; k < nsym; k++) {
+			e.tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
+			h4[k & 3][e.tok[k]]++;
+		}
+	} else {
+		e.ntok = tok_count(ts, tm);
+		tok_tables(ts, tm, base, nb);
+		for (unsigned z = 0; z < 256; z++) {
+			unsigned n;
+			lut[z] = (uint8_t)tok_of(z, ts, tm, &n);
+		}
+		uint64_t k = 0;
+		for (; k + 4 <= nsym; k += 4)
+			for (unsigned u = 0; u < 4; u++) {
+				uint32_t z = sym[k + u];
+				unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
+				e.tok[k + u] = (uint8_t)t;
+				h4[u][t]++;
+			}
+		for (; k < nsym; k++) {
+			uint32_t z = sym[k];
+			unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
+			e.tok[k] = (uint8_t)t;
+			h4[0][t]++;
+		}
+	}
+	for (unsigned t = 0; t < e.ntok; t++)
+		hist0[t] = h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
+
+	/* Models: one table, or classes of channels. */
+	e.hist = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
+	e.tmp = alcm_mem_alloc(a, (size_t)e.ntok * sizeof(uint32_t));
+	e.cost = alcm_mem_alloc(a, (MAX_SUMS + 1) * sizeof(*e.cost));
+	e.nzt = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
+	if (!e.hist || !e.tmp || !e.cost || !e.nzt) {
+		st = ALCM_E_NOMEM;
+		goto out;
+	}
+	md[0].k = 1;
+	md[0].nlev = 1;
+	md[0].bits = coded_bits(hist0, e.ntok);
+	unsigned nm = 1, best = 0;
+	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
+	 * (tensors quantized to nearly all zeros): not worth the passes. */
+	if (md[0].bits > (double)nsym / 32) {
+		if (!(e.lvl = alcm_coder_scratch(c, ALCM_SCRATCH_CLS, (size_t)nsym))) {
+			st = ALCM_E_NOMEM;
+			goto out;
+		}
+		if ((st = models(&e, md, &nm)))
+			goto out;
+	}
+	for (unsigned k = 1; k < nm; k++)
+		if (md[k].bits < md[best].bits)
+			best = k;
+	model *m = &md[best];
+	unsigned K = m->k, A = K > 1 ? m->naxes : 0;
+
+	/* The classes of the symbols, counts per class, tables. */
+	cnt = alcm_mem_calloc(a, (size_t)K * e.ntok, sizeof(uint64_t));
+	freq = alcm_mem_alloc(a, (size_t)K * e.ntok * sizeof(uint32_t));
+	et = alcm_mem_alloc(a, K * sizeof(alcm_rans_etab));
+	rbuf = alcm_coder_scratch(c, ALCM_SCRATCH_RANS, alcm_rans_bound((size_t)nsym));
+	if (A)
+		cls = alcm_coder_scratch(c, ALCM_SCRATCH_CLS, (size_t)nsym);
+	if (!cnt || !freq || !et || !rbuf || (A && !cls)) {
+		st = ALCM_E_NOMEM;
+		goto out;
+	}
+	uint8_t sc[512];
+	for (unsigned l = 0; l < 512; l++)
+		sc[l] = m->map[l < m->nlev ? l : m->nlev - 1];
+	if (A) {
+		axis x[2] = {{0, 0, 0, 0, 0}, {0, 0, 0, 0, 0}};
+		for (unsigned k = 0; k < A; k++)
+			axis_init(&x[k], qp->axis_run[m->ax[k]], qp->axis_count[m->ax[k]], first, elems);
+		fill_classes(cls, x, A, m->lev, sc, bits, elems);
+		memset(e.hist, 0, (size_t)K * e.ntok * sizeof(uint32_t));
+		uint64_t k = 0;
+		for (; k + 2 <= nsym; k += 2) {
+			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
+			e.hist[(size_t)cls[k + 1] * e.ntok + e.tok[k + 1]]++;
+		}
+		for (; k < nsym; k++)
+			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
+		for (size_t j = 0; j < (size_t)K * e.ntok; j++)
+			cnt[j] += e.hist[j];
+	} else {
+		for (unsigned t = 0; t < e.ntok; t++)
+			cnt[t] = hist0[t];
+	}
+
+	/* Header (spec 6.5.6): tokens, classes, axes, map, palette. */
+	uint8_t h[3] = {(uint8_t)(npal ? TOK_PALETTE | 8 : ts | tm << 4), (uint8_t)K, (uint8_t)A};
+	st = alcm_buf_put(data, h, 3);
+	for (unsigned k = 0; k < A && !st; k++) {
+		unsigned ax = m->ax[k];
+		axis x = {0, 0, 0, 0, 0};
+		axis_init(&x, qp->axis_run[ax], qp->axis_count[ax], first, elems);
+		st = alcm_buf_put_varint(data, qp->axis_run[ax]);
+		if (!st)
+			st = alcm_buf_put_varint(data, qp->axis_count[ax]);
+		if (!st)
+			st = alcm_stream_put(c, data, m->lev[k], (size_t)x.entries, qp->level);
+	}
+	if (!st && A) {
+		uint8_t nmap = (uint8_t)(m->nlev - 1);
+		st = alcm_buf_put(data, &nmap, 1);
+		if (!st)
+			st = alcm_buf_put(data, m->map, m->nlev);
+	}
+	if (!st && npal) {
+		st = alcm_buf_put_varint(data, npal - 1);
+		for (unsigned k = 0; k < npal && !st; k++)
+			st = alcm_buf_put_varint(data, k ? pal[k] - pal[k - 1] - 1 : pal[0]);
+	}
+	/* Tables, rANS words, raw bits. */
+	for (unsigned k = 0; k < K; k++)
+		table_put(&tw, cnt + (size_t)k * e.ntok, e.ntok, freq + (size_t)k * e.ntok);
+	bitw_flush(&tw);
+	if (!st && !(st = tw.st))
+		st = alcm_buf_put_varint(data, tw.b.len);
+	if (!st)
+		st = alcm_buf_put(data, tw.b.p, tw.b.len);
+	if (st)
+		goto out;
+	for (unsigned k = 0; k < K; k++)
+		alcm_rans_etab_build(&et[k], freq + (size_t)k * e.ntok, e.ntok);
+	size_t rlen = alcm_rans_encode(rbuf, alcm_rans_bound((size_t)nsym), e.tok, cls,
+	                               (size_t)nsym, et);
+	st = alcm_buf_put_varint(data, rlen);
+	if (!st)
+		st = alcm_buf_put(data, rbuf, rlen);
+	int rawbits = 0;
+	for (unsigned t = 0; t < e.ntok && !npal; t++)
+		rawbits |= hist0[t] && nb[t];
+	if (rawbits)
+		for (uint64_t k = 0; k < nsym; k++) {
+			unsigned n = nb[e.tok[k]];
+			if (n)
+				bitw_put(&bw, sym[k] & ((1u << n) - 1), n);
+		}
+	bitw_flush(&bw);
+	if (!st)
+		st = bw.st;
+	if (!st)
+		st = alcm_buf_put_varint(data, bw.b.len);
+	if (!st)
+		st = alcm_buf_put(data, bw.b.p, bw.b.len);
+out:
+	for (unsigned k = 0; k < 4; k++) {
+		alcm_mem_free(a, md[k].lev[0]);
+		alcm_mem_free(a, md[k].lev[1]);
+	}
+	alcm_buf_free(&bw.b);
+	alcm_buf_free(&tw.b);
+	alcm_mem_free(a, e.hist);
+	alcm_mem_free(a, e.tmp);
+	alcm_mem_free(a, e.cost);
+	alcm_mem_free(a, e.nzt);
+	alcm_mem_free(a, cnt);
+	alcm_mem_free(a, freq);
+	alcm_mem_free(a, et);
+	return st;
+}
+
+/* ---- decoder -------------------------------------------------------------------------------- */
+
+/* The value of symbol z (zigzag) at step s, stored at out in the dtype. */
+ALCM_ALWAYS_INLINE void put_symbol(const int dtype, uint8_t *out, uint32_t z, double s)
+{
+	int64_t q = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+	alcm_store_float(dtype, out, 0, (double)q * s);
+}
+
+/* Bytes of a float dtype, as a constant once the dtype is one. */
+#define DTYPE_W(dt)                                                                        \
+	((dt) == ALCM_DTYPE_F16 || (dt) == ALCM_DTYPE_BF16 ? 2 : (dt) == ALCM_DTYPE_F32 ? 4 : 8)
+
+/* The values of n tokens without mask at o: direct ones from tab, the others computed. In
+ * blocks: a block without raw bits (most, usually) is a plain table lookup. */
+ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
+                                    const uint8_t *restrict tp, uint64_t n,
+                                    const uint8_t *restrict tab, unsigned direct,
+                                    const uint32_t *restrict base, const uint8_t *restrict nb,
+                                    bitr *br, double s)
+{
+	const size_t W = DTYPE_W(dtype);
+	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
+		uint64_t b1 = n - b0 < 512 ? n : b0 + 512;
+		/* Direct tokens are those under a power of two: OR them all, eight at a time. */
+		uint64_t acc = 0, w, i8 = b0;
+		for (; i8 + 8 <= b1; i8 += 8) {
+			memcpy(&w, tp + i8, 8);
+			acc |= w;
+		}
+		for (; i8 < b1; i8++)
+			acc |= tp[i8];
+		acc |= acc >> 32;
+		acc |= acc >> 16;
+		acc |= acc >> 8;
+		if ((unsigned)(acc & 0xff) < direct) {
+			for (uint64_t i = b0; i < b1; i++)
+				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
+			continue;
+		}
+		bitr b = *br;
+		for (uint64_t i = b0; i < b1; i++) {
+			unsigned t = tp[i];
+			if (t < direct)
+				memcpy(o + i * W, tab + t * W, W);
+			else
+				put_symbol(dtype, o + i * W, base[t] | bitr_get(&b, nb[t]), s);
+		}
+		*br = b;
+	}
+}
+
+/* Tokens to values, one copy per float dtype (ALCM_FLOAT_DISPATCH). A direct token's value
+ * comes from a table of the dtype's bytes, made per step; tokens with raw bits are
+ * computed. Channels shorter than the table compute every value. */
+ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_t *dst,
+                                 uint64_t first, uint64_t elems, const uint8_t *bits,
+                                 const uint8_t *tok, const uint32_t *base, const uint8_t *nb,
+                                 unsigned direct, unsigned ntab, bitr *br)
+{
+	const size_t W = DTYPE_W(dtype);
+	uint8_t tab[256 * 8];
+	double tab_step = NAN;
+	uint64_t si = 0, i = 0;
+	uint8_t *o = dst + first * W;
+	while (i < elems) {
+		uint64_t ch, seg_end = alcm_channel_run(qp, first, i, elems, &ch);
+		double s = qp->step[ch];
+		if (seg_end - i < ntab) {
+			for (; i < seg_end; i++) {
+				if (pruned(bits, i)) {
+					alcm_store_float(dtype, o, i, 0.0);
+					continue;
+				}
+				unsigned t = tok[si++];
+				put_symbol(dtype, o + i * W, t < direct ? base[t] : base[t] | bitr_get(br, nb[t]), s);
+			}
+			continue;
+		}
+		if (!(s == tab_step)) {
+			for (unsigned t = 0; t < ntab; t++)
+				put_symbol(dtype, tab + t * W, base[t], s);
+			tab_step = s;
+		}
+		if (!bits) {
+			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, br, s);
+			si += seg_end - i;
+			i = seg_end;
+			continue;
+		}
+		for (; i < seg_end; i++) {
+			if (pruned(bits, i)) {
+				alcm_store_float(dtype, o, i, 0.0);
+				continue;
+			}
+			unsigned t = tok[si++];
+			if (t < direct)
+				memcpy(o + i * W, tab + t * W, W);
+			else
+				put_symbol(dtype, o + i * W, base[t] | bitr_get(br, nb[t]), s);
+		}
+	}
+	return ALCM_OK;
+}
+
+/* Reads a varint list of the palette: the first symbol, then gaps minus one; strictly
+ * increasing symbols under 2^31 (spec 6.5.7). */
+static int get_palette(alcm_cursor *cur, uint32_t *pal, unsigned *npal)
+{
+	uint64_t n1, v;
+	int st = alcm_cur_varint(cur, &n1);
+	if (st)
+		return st;
+	if (n1 > 255)
+		return ALCM_E_CORRUPT;
+	uint64_t z = 0;
+	for (unsigned k = 0; k <= n1; k++) {
+		if ((st = alcm_cur_varint(cur, &v)))
+			return st;
+		z = k ? z + v + 1 : v;
+		if (v >= (1u << 31) || z >= (1u << 31))
+			return ALCM_E_CORRUPT;
+		pal[k] = (uint32_t)z;
+	}
+	*npal = (unsigned)n1 + 1;
+	return ALCM_OK;
+}
+
+int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qparams *qp,
+                               uint8_t *dst, uint64_t first, uint64_t elems,
+                               const uint8_t *bits, uint64_t nsym, uint8_t *scratch,
+                               size_t scratch_len)
+{
+	const uint8_t *hp;
+	int st = alcm_cur_bytes(cur, 3, &hp);
+	if (st)
+		return st;
+	unsigned ts = hp[0] & 15, tm = (hp[0] >> 4) & 3, K = hp[1], A = hp[2];
+	int palette = (hp[0] & TOK_PALETTE) != 0;
+	if ((hp[0] & 0x80) || !tok_valid(ts, tm) || (palette && ts != 8) || K < 1 ||
+	    K > ALCM_SYM_MAX_CLASSES || A > 2 || (A == 0) != (K == 1) || nsym > elems || !elems)
+		return ALCM_E_CORRUPT;
+	/* Scratch: tokens, classes, then the level lists (each at most one byte an element). */
+	if (scratch_len < 4 * elems)
+		return ALCM_E_ARG;
+	uint8_t *tok = scratch, *cls = scratch + nsym, *lev[2] = {NULL, NULL};
+	uint8_t *lp = scratch + 2 * nsym;
+	axis x[2] = {{0, 0, 0, 0, 0}, {0, 0, 0, 0, 0}};
+	for (unsigned k = 0; k < A; k++) {
+		uint64_t run, count;
+		if ((st = alcm_cur_varint(cur, &run)) || (st = alcm_cur_varint(cur, &count)))
+			return st;
+		if ((st = axis_init(&x[k], run, count, first, elems)))
+			return st;
+		lev[k] = lp;
+		if ((st = alcm_stream_get(c, cur, lev[k], (size_t)x[k].entries)))
+			return st;
+		lp += x[k].entries;
+	}
+	uint8_t sc[512];
+	memset(sc, 0, sizeof(sc));
+	if (A) {
+		uint8_t b;
+		const uint8_t *mp;
+		if ((st = alcm_cur_u8(cur, &b)) || (st = alcm_cur_bytes(cur, b + 1u, &mp)))
+			return st;
+		for (unsigned l = 0; l < 512; l++) {
+			sc[l] = mp[l <= b ? l : b];
+			if (sc[l] >= K)
+				return ALCM_E_CORRUPT;
+		}
+	}
+	uint32_t base[ALCM_RANS_MAX_TOKENS];
+	uint8_t nb[ALCM_RANS_MAX_TOKENS];
+	unsigned ntok = tok_count(ts, tm);
+	if (palette) {
+		memset(nb, 0, sizeof(nb));
+		if ((st = get_palette(cur, base, &ntok)))
+			return st;
+	} else {
+		tok_tables(ts, tm, base, nb);
+	}
+	/* Tables: a bit stream of its own. */
+	alcm_symstate **ss = alcm_coder_symstate(c);
+	if (!*ss && !(*ss = alcm_mem_alloc(alcm_coder_alloc(c), sizeof(alcm_symstate))))
+		return ALCM_E_NOMEM;
+	uint64_t tlen, rlen, blen;
+	const uint8_t *tp, *rp, *bp;
+	if ((st = alcm_cur_varint(cur, &tlen)) || (st = alcm_cur_bytes(cur, (size_t)tlen, &tp)))
+		return st;
+	bitr tr = {tp, tp + tlen, 0, 0, 0};
+	unsigned maxtok = 0;
+	for (unsigned k = 0; k < K; k++) {
+		uint32_t f[ALCM_RANS_MAX_TOKENS];
+		unsigned last;
+		if ((st = table_get(&tr, ntok, f, &last)))
+			return st;
+		alcm_rans_dtab_build(&(*ss)->dt[k], f, last + 1);
+		maxtok = last > maxtok ? last : maxtok;
+	}
+	if (!bitr_done(&tr))
+		return ALCM_E_CORRUPT;
+	if ((st = alcm_cur_varint(cur, &rlen)) || (st = alcm_cur_bytes(cur, (size_t)rlen, &rp)) ||
+	    (st = alcm_cur_varint(cur, &blen)) || (st = alcm_cur_bytes(cur, (size_t)blen, &bp)))
+		return st;
+	if (A)
+		fill_classes(cls, x, A, lev, sc, bits, elems);
+	if ((st = alcm_rans_decode(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp, (size_t)rlen)))
+		return st;
+	unsigned direct = palette ? 256 : ts == 8 ? 256u : 1u << ts;
+	bitr br = {bp, bp + blen, 0, 0, 0};
+	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, tok, base,
+	                              nb, direct, MIN(maxtok + 1, direct), &br)))
+		return st;
+	return bitr_done(&br) ? ALCM_OK : ALCM_E_CORRUPT;
+}
