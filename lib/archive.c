@@ -1,5 +1,6 @@
 /* The decoder: directory parsing against the table and limits, tensor decoding (spec 6). */
 #include "codec_internal.h"
+#include "series_internal.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -9,6 +10,7 @@ typedef struct tentry {
 	uint32_t data_idx, scal_idx, mask_idx;
 	uint64_t chunk_elems;
 	const uint8_t *ctab; /* chunk_count * 16 bytes inside the directory copy */
+	int delta;           /* the data section is a DLTA (spec 6.12) */
 } tentry;
 
 typedef struct meta_pair {
@@ -33,6 +35,8 @@ struct alcm_archive {
 	alcm_coder **coders;
 	unsigned ncoders, threads;
 	int threads_set;
+	int shared;               /* pool and coders borrowed from another archive */
+	alcm_series_link *link;   /* checkpoint series: base archive, reference chains */
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -190,7 +194,8 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	/* Section references must name sections of the right type, and the chunk table must
 	 * tile them exactly. */
 	int lossless = ti->mode == ALCM_MODE_LOSSLESS;
-	if (!ref_ok(a, te->data_idx, lossless ? "LDAT" : "QDAT"))
+	te->delta = ref_ok(a, te->data_idx, "DLTA");
+	if (!te->delta && !ref_ok(a, te->data_idx, lossless ? "LDAT" : "QDAT"))
 		return BAD(ALCM_E_CORRUPT, "tensor '%s': data section %u is missing or of the wrong "
 		           "type", q, te->data_idx);
 	uint64_t nch = 1;
@@ -204,7 +209,7 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 			           "wrong type or not %llu bytes", q, te->scal_idx,
 			           (unsigned long long)(nch * 8));
 		ti->scales = nch;
-		if (te->mask_idx != ALCM_NONE && !ref_ok(a, te->mask_idx, "MASK"))
+		if (te->mask_idx != ALCM_NONE && (te->delta || !ref_ok(a, te->mask_idx, "MASK")))
 			return BAD(ALCM_E_CORRUPT, "tensor '%s': mask section %u is of the wrong type", q,
 			           te->mask_idx);
 	} else if (te->scal_idx != ALCM_NONE || te->mask_idx != ALCM_NONE) {
@@ -373,6 +378,7 @@ void alcm_archive_free(alcm_archive *a)
 	alcm_mem_free(&a->alloc, a->t);
 	alcm_mem_free(&a->alloc, a->dir);
 	alcm_mem_free(&a->alloc, a->meta);
+	alcm_series_link_free(a->link);
 	alcm_archive_set_threads(a, 1);
 	alcm_allocator al = a->alloc;
 	alcm_mem_free(&al, a);
@@ -492,7 +498,12 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 	uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first : te->chunk_elems;
 	alcm_cursor dc = {sl->cbuf, (size_t)sl->dl, 0}, mc = {sl->mbuf, (size_t)sl->ml, 0};
 	int st;
-	if (ti->mode == ALCM_MODE_LOSSLESS)
+	if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
+		st = alcm_delta_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
+	else if (te->delta)
+		st = alcm_delta_quant_decode(coder, &dc, &d->qp, d->out, first, n, sl->scratch,
+		                             sl->scap);
+	else if (ti->mode == ALCM_MODE_LOSSLESS)
 		st = alcm_lossless_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
 	else
 		st = alcm_quant_decode(coder, &dc, te->mask_idx != ALCM_NONE ? &mc : NULL, &d->qp,
@@ -523,8 +534,8 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	tentry *te = d->te;
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
 	size_t w = alcm_dtype_size(te->info.dtype);
-	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? alcm_lossless_scratch(ce, w)
-	                                                       : alcm_quant_scratch(ce);
+	uint64_t scratch = te->info.mode != ALCM_MODE_LOSSLESS ? alcm_quant_scratch(ce)
+	                   : te->delta ? alcm_delta_scratch(ce, w) : alcm_lossless_scratch(ce, w);
 	if (grow(a, &sl->cbuf, &sl->ccap, sl->dl ? sl->dl : 1) ||
 	    grow(a, &sl->mbuf, &sl->mcap, sl->ml ? sl->ml : 1) ||
 	    grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
@@ -588,6 +599,9 @@ int alcm_archive_set_threads(alcm_archive *a, unsigned threads)
 {
 	if (!a)
 		return ALCM_E_ARG;
+	if (a->shared) {
+		a->pool = NULL, a->coders = NULL, a->ncoders = 0, a->shared = 0;
+	}
 	if (a->coders)
 		for (unsigned i = 0; i < a->ncoders; i++)
 			alcm_coder_free(a->coders[i]);
@@ -657,6 +671,70 @@ static int load_steps(dec *d)
 }
 
 int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
+{
+	if (!a || index >= a->count || (!out && a->t[index].info.raw_bytes))
+		return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
+	if (cap < a->t[index].info.raw_bytes)
+		return ALCM_E_ARG;
+	/* A delta of a checkpoint series: its reference first, then its chunks onto it. */
+	int st = a->t[index].delta ? alcm_series_reference(a, index, out, cap) : ALCM_OK;
+	return st ? st : alcm_archive_decode_onto(a, index, out, cap);
+}
+
+/* ---- checkpoint series hooks (series_internal.h) ------------------------------------------ */
+
+alcm_reader *alcm_archive_reader(const alcm_archive *a)
+{
+	return a->r;
+}
+
+const alcm_allocator *alcm_archive_allocator(const alcm_archive *a)
+{
+	return &a->alloc;
+}
+
+alcm_series_link *alcm_archive_link(const alcm_archive *a)
+{
+	return a->link;
+}
+
+void alcm_archive_set_link(alcm_archive *a, alcm_series_link *l)
+{
+	a->link = l;
+}
+
+int alcm_archive_is_delta(const alcm_archive *a, size_t i)
+{
+	return a && i < a->count && a->t[i].delta;
+}
+
+int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(a->detail, fmt, ap);
+	va_end(ap);
+	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
+		a->poisoned = 1;
+	return st;
+}
+
+int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner)
+{
+	int st = ensure_pool(owner);
+	if (st)
+		return st;
+	alcm_archive_set_threads(a, 1);
+	a->pool = owner->pool;
+	a->coders = owner->coders;
+	a->ncoders = owner->ncoders;
+	a->shared = 1;
+	return ALCM_OK;
+}
+
+int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t cap)
 {
 	if (!a || index >= a->count || (!out && a->t[index].info.raw_bytes))
 		return ALCM_E_ARG;
