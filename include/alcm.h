@@ -578,7 +578,10 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
 
 /**
  * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads only that
- * tensor's sections; verifies their digests unless the reader skips them.
+ * tensor's sections; verifies their digests unless the reader skips them. The archive keeps
+ * its chunk buffers (about twice the chunk size per decoding thread) for the next call,
+ * until alcm_archive_free(). A tensor of a checkpoint series stored as a delta is decoded
+ * through its reference chain (spec 6.12.6): one tensor in memory, whatever the chain.
  * @return ALCM_OK, ALCM_E_ARG, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT, ALCM_E_IO,
  *         ALCM_E_NOMEM. On a corrupt or digest error the archive is poisoned.
  */
@@ -788,8 +791,11 @@ ALCM_API int alcm_frame_report_load(alcm_frame_report *rep, const uint8_t *buf, 
 enum alcm_series_ref {
 	ALCM_SERIES_REF_ANCHOR = 0,  /**< the last keyframe (or the base): any frame decodes from
 	                                  one keyframe and one delta (the default) */
-	ALCM_SERIES_REF_PREVIOUS = 1 /**< the frame before: smallest; a frame decodes from its
+	ALCM_SERIES_REF_PREVIOUS = 1,/**< the frame before: smallest; a frame decodes from its
 	                                  keyframe and every delta since */
+	ALCM_SERIES_REF_TREE = 2     /**< frame k + o refers to frame k + (o with its lowest set
+	                                  bit cleared), k the keyframe: about as small, and a frame
+	                                  decodes from its keyframe and at most log2(o) + 1 deltas */
 };
 
 /** Longest run of deltas a writer may ask for with keyframe_every (the readers' default

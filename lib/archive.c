@@ -37,6 +37,12 @@ struct alcm_archive {
 	int threads_set;
 	int shared;               /* pool and coders borrowed from another archive */
 	alcm_series_link *link;   /* checkpoint series: base archive, reference chains */
+	/* The chunk buffers, kept between decodes (allocating them per tensor cost a fifth of
+	 * decoding in page faults; a series chain decodes a tensor once per frame of it), here
+	 * or in the archive whose workers this one shares. */
+	struct dslot *kslots;
+	size_t knslots;
+	alcm_archive *slot_owner;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -368,6 +374,8 @@ int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
 	return st;
 }
 
+static void free_kept_slots(alcm_archive *a);
+
 void alcm_archive_free(alcm_archive *a)
 {
 	if (!a)
@@ -379,6 +387,7 @@ void alcm_archive_free(alcm_archive *a)
 	alcm_mem_free(&a->alloc, a->dir);
 	alcm_mem_free(&a->alloc, a->meta);
 	alcm_series_link_free(a->link);
+	free_kept_slots(a);
 	alcm_archive_set_threads(a, 1);
 	alcm_allocator al = a->alloc;
 	alcm_mem_free(&al, a);
@@ -413,13 +422,15 @@ int alcm_archive_tensor_coding(alcm_archive *a, size_t i, uint32_t *transforms)
 	uint64_t pos = 0;
 	for (uint32_t k = 0; k < te->info.chunks; k++) {
 		uint64_t dl = alcm_load64(te->ctab + 16 * (size_t)k);
-		uint8_t t;
-		if (dl) {
-			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, &t, 1);
+		uint8_t t[2];
+		/* A series delta's chunk starts with its kind (spec 6.12.4), then the transform. */
+		size_t at = te->delta ? 1 : 0;
+		if (dl > at) {
+			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, t, at + 1);
 			if (st)
 				return afail(a, st, "tensor %zu: cannot read chunk %u of section %u", i, k,
 				             te->data_idx);
-			*transforms |= t < 32 ? 1u << t : 0;
+			*transforms |= t[at] < 32 ? 1u << t[at] : 0;
 		}
 		pos += dl;
 	}
@@ -458,12 +469,23 @@ int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key, const u
 /* ---- decoding --------------------------------------------------------------------------- */
 
 /* One chunk in flight: its bytes, its decoder scratch, its outcome. */
-typedef struct dslot {
+struct dslot {
 	uint8_t *cbuf, *mbuf, *scratch;
 	size_t ccap, mcap, scap;
 	uint64_t k, dl, ml, dpos;
 	int status;
-} dslot;
+};
+typedef struct dslot dslot;
+
+static void free_kept_slots(alcm_archive *a)
+{
+	for (size_t j = 0; j < a->knslots; j++) {
+		alcm_mem_free(&a->alloc, a->kslots[j].cbuf);
+		alcm_mem_free(&a->alloc, a->kslots[j].mbuf);
+		alcm_mem_free(&a->alloc, a->kslots[j].scratch);
+	}
+	alcm_mem_free(&a->alloc, a->kslots);
+}
 
 typedef struct dec {
 	alcm_archive *a;
@@ -731,6 +753,7 @@ int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner)
 	a->coders = owner->coders;
 	a->ncoders = owner->ncoders;
 	a->shared = 1;
+	a->slot_owner = owner;
 	return ALCM_OK;
 }
 
@@ -755,7 +778,18 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
 	d.nslots = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
-	d.slots = alcm_mem_calloc(&a->alloc, d.nslots, sizeof(dslot));
+	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
+	if (keep->knslots < d.nslots) {
+		dslot *ks = alcm_mem_realloc(&keep->alloc, keep->kslots, d.nslots * sizeof(dslot));
+		if (ks) {
+			memset(ks + keep->knslots, 0, (d.nslots - keep->knslots) * sizeof(dslot));
+			keep->kslots = ks;
+			keep->knslots = d.nslots;
+		}
+	}
+	d.slots = keep->knslots >= d.nslots
+	              ? keep->kslots
+	              : alcm_mem_calloc(&a->alloc, d.nslots, sizeof(dslot));
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
@@ -771,6 +805,8 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
+	if (d.slots == keep->kslots)
+		d.slots = NULL; /* kept for the next decode */
 	if (d.slots)
 		for (size_t j = 0; j < d.nslots; j++) {
 			alcm_mem_free(&a->alloc, d.slots[j].cbuf);

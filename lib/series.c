@@ -275,7 +275,7 @@ static int opts_parse(const uint8_t *p, size_t len, alcm_series_options *o, int 
 	if (c.pos != len)
 		return alcm_detail_set(detail, "OPTS section %u: %zu trailing bytes", idx,
 		                       len - c.pos), ALCM_E_CORRUPT;
-	if (o->pack.mode > ALCM_MODE_BITS || o->reference > ALCM_SERIES_REF_PREVIOUS)
+	if (o->pack.mode > ALCM_MODE_BITS || o->reference > ALCM_SERIES_REF_TREE)
 		return alcm_detail_set(detail, "OPTS section %u: a mode or reference this version "
 		                       "does not know", idx), ALCM_E_UNSUPPORTED;
 	return ALCM_OK;
@@ -761,20 +761,26 @@ static int check_opt(const alcm_series_options *o)
 	return (p->mode == ALCM_MODE_LOSSLESS || p->mode == ALCM_MODE_MAX_ERROR ||
 	        p->mode == ALCM_MODE_REL_ERROR) &&
 	       p->prune == 0 && o->keyframe_every <= ALCM_SERIES_MAX_KEYFRAME_EVERY &&
-	       (o->reference == ALCM_SERIES_REF_ANCHOR || o->reference == ALCM_SERIES_REF_PREVIOUS);
+	       o->reference >= ALCM_SERIES_REF_ANCHOR && o->reference <= ALCM_SERIES_REF_TREE;
 }
+
+/* Deltas a frame may be from its keyframe before the automatic rule makes a keyframe: against
+ * the frame before, a decode goes through every one of them; in a tree, through at most
+ * log2(TREE_RUN + 1) (spec 6.12.7). */
+#define PREVIOUS_RUN 8
+#define TREE_RUN 15
 
 /*
  * Frame n of an existing series: keyframe or delta, and against which frame (spec 6.12.7).
- * The frames since the last keyframe are walked back; frame 0 coded against the base makes
- * the base's frame the anchor.
+ * The frames since the last keyframe (the anchor) are walked back; frame 0 coded against the
+ * base makes the base's frame the anchor, and frame f then has offset f + 1 from it.
  */
 static int choose(alcm_series *s, uint32_t n)
 {
 	alcm_series_frame f, last;
 	char detail[ALCM_DETAIL_MAX];
 	uint32_t since = 0, anchor = 0;
-	int anchor_base = 0, st;
+	int anchor_base = 0, st, pol = s->opt.reference;
 	double cum = 0;
 	memset(&last, 0, sizeof(last));
 	for (uint32_t k = n; k-- > 0;) {
@@ -798,12 +804,11 @@ static int choose(alcm_series *s, uint32_t n)
 			memcpy(s->rec.base_id, f.base_id, ID_BYTES);
 		}
 	}
-	int need_base = anchor_base && (s->opt.reference == ALCM_SERIES_REF_ANCHOR || since > 0);
-	if (need_base && !s->base)
+	if (anchor_base && !s->base)
 		return sfail(s, ALCM_E_NOTFOUND, "the series is coded against a base archive (identity "
 		             "%02x%02x%02x%02x...): give it", s->rec.base_id[0], s->rec.base_id[1],
 		             s->rec.base_id[2], s->rec.base_id[3]);
-	if (need_base && memcmp(s->rec.base_id, s->base_id, ID_BYTES))
+	if (anchor_base && memcmp(s->rec.base_id, s->base_id, ID_BYTES))
 		return sfail(s, ALCM_E_DIGEST, "the base given is not the one the series is coded "
 		             "against");
 	int key;
@@ -811,38 +816,27 @@ static int choose(alcm_series *s, uint32_t n)
 		key = 1; /* keep every chain under the readers' default max_chain */
 	else if (s->opt.keyframe_every)
 		key = since >= s->opt.keyframe_every;
+	else if (pol == ALCM_SERIES_REF_PREVIOUS)
+		key = since >= PREVIOUS_RUN;
+	else if (pol == ALCM_SERIES_REF_TREE && since >= TREE_RUN)
+		key = 1;
 	else {
-		uint64_t ab = 0, lb = 0;
+		/* Rent or buy: the bytes that referring to older frames than the one before cost
+		 * since the anchor, against what a new keyframe costs over one delta. */
+		uint64_t ab = 0;
 		if ((st = frame_bytes(s, anchor_base ? s->base : s->arch, anchor, &ab)))
 			return st;
-		if (s->opt.reference == ALCM_SERIES_REF_PREVIOUS) {
-			/* Decoding reads the anchor and every delta since: at most about twice the
-			 * anchor's bytes. */
-			uint64_t sum = 0;
-			for (uint32_t k = n - since; k < n && !st; k++) {
-				st = frame_bytes(s, s->arch, k, &lb);
-				sum += lb;
-			}
-			if (st)
-				return st;
-			key = since > 0 && sum + lb >= ab;
-		} else {
-			/* The bytes a stale anchor cost over deltas against each frame before, against
-			 * what a new keyframe costs over one such delta (rent or buy). */
-			double price = (double)ab - (double)last.est_prev_bytes;
-			key = since >= 2 && last.est_prev_bytes && cum >= price;
-		}
+		double price = (double)ab - (double)last.est_prev_bytes;
+		key = since >= 2 && last.est_prev_bytes && cum >= price;
 	}
 	s->rec.keyframe = key;
 	if (key)
 		return ALCM_OK;
-	if (s->opt.reference == ALCM_SERIES_REF_PREVIOUS || since == 0) {
-		s->rec.ref_frame = since == 0 && anchor_base ? anchor : n - 1;
-		s->rec.ref_base = since == 0 && anchor_base;
-	} else {
-		s->rec.ref_frame = anchor;
-		s->rec.ref_base = anchor_base;
-	}
+	uint32_t off = since + 1, roff;
+	roff = pol == ALCM_SERIES_REF_ANCHOR ? 0 : pol == ALCM_SERIES_REF_PREVIOUS ? off - 1
+	                                                                          : off & (off - 1);
+	s->rec.ref_base = anchor_base && roff == 0;
+	s->rec.ref_frame = anchor_base ? (roff ? roff - 1 : anchor) : anchor + roff;
 	if (!s->rec.ref_base)
 		memset(s->rec.base_id, 0, ID_BYTES);
 	return ALCM_OK;
@@ -914,8 +908,7 @@ int alcm_series_begin(alcm_series **out, alcm_writer *w, alcm_reader *series,
 		if ((st = open_frame(s, rr, s->rec.ref_frame, &s->ref)))
 			return st;
 		/* Estimates against the frame before, for the next writer's keyframe choice. */
-		if (s->opt.reference == ALCM_SERIES_REF_ANCHOR && !s->opt.keyframe_every && n > 0 &&
-		    (s->rec.ref_base || s->rec.ref_frame != n - 1) &&
+		if (!s->opt.keyframe_every && n > 0 && (s->rec.ref_base || s->rec.ref_frame != n - 1) &&
 		    (st = open_frame(s, series, n - 1, &s->prev)))
 			return st;
 	}
@@ -1037,8 +1030,7 @@ int alcm_series_finish(alcm_series *s, alcm_series_report *rep)
 	if (s->rec.keyframe)
 		s->rec.est_ref_bytes = s->rec.est_prev_bytes = 0;
 	else if (!s->prev)
-		s->rec.est_prev_bytes = s->opt.reference == ALCM_SERIES_REF_ANCHOR &&
-		                                !s->opt.keyframe_every ? s->rec.est_ref_bytes : 0;
+		s->rec.est_prev_bytes = !s->opt.keyframe_every ? s->rec.est_ref_bytes : 0;
 	else if (s->est_ref > 0)
 		s->rec.est_prev_bytes = (uint64_t)llround((double)s->rec.est_ref_bytes *
 		                                          (s->est_prev / s->est_ref));

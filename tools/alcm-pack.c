@@ -142,13 +142,15 @@ static int parse_args(int argc, char **argv, pack_args *a)
 			a->key_set = 1;
 			break;
 		case OPT_AGAINST:
-			if (strcmp(optarg, "keyframe") && strcmp(optarg, "previous")) {
-				cli_err("invalid --delta-against '%s': expected 'keyframe' or 'previous'",
-				        optarg);
+			if (strcmp(optarg, "keyframe") && strcmp(optarg, "previous") &&
+			    strcmp(optarg, "tree")) {
+				cli_err("invalid --delta-against '%s': expected 'keyframe', 'previous' or "
+				        "'tree'", optarg);
 				return EXIT_USAGE;
 			}
-			a->against = strcmp(optarg, "keyframe") ? ALCM_SERIES_REF_PREVIOUS
-			                                        : ALCM_SERIES_REF_ANCHOR;
+			a->against = !strcmp(optarg, "keyframe")   ? ALCM_SERIES_REF_ANCHOR
+			             : !strcmp(optarg, "previous") ? ALCM_SERIES_REF_PREVIOUS
+			                                           : ALCM_SERIES_REF_TREE;
 			a->against_set = 1;
 			break;
 		case OPT_SIZE:
