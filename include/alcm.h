@@ -862,7 +862,8 @@ ALCM_API int alcm_series_frame_read(alcm_reader *r, uint32_t frame, alcm_series_
  * Gives an archive the base archive its frame refers to (borrowed: it must outlive `a`).
  * Checks the base's identity against the frame's record when the frame refers to a base.
  * Without it, decoding a tensor whose chain reaches the base fails with ALCM_E_NOTFOUND.
- * @return ALCM_OK, ALCM_E_DIGEST (another base than the one the frame was coded against),
+ * @return ALCM_OK, ALCM_E_DIGEST (another base than the one the frame was coded against; the
+ *         archive stays usable: give it the right one),
  *         ALCM_E_NOMEM, or an error reading the frame's record.
  */
 ALCM_API int alcm_archive_set_base(alcm_archive *a, alcm_reader *base);

@@ -743,6 +743,15 @@ int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
 	return st;
 }
 
+int alcm_archive_note(alcm_archive *a, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(a->detail, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
 int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner)
 {
 	int st = ensure_pool(owner);

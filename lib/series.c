@@ -505,7 +505,8 @@ int alcm_archive_set_base(alcm_archive *a, alcm_reader *base)
 		char want[17], got[17];
 		hex8(want, f.base_id);
 		hex8(got, id);
-		return alcm_archive_fail(a, ALCM_E_DIGEST, "frame %u was coded against a base archive "
+		/* Another archive than the base: a mistake of the caller, who may try again. */
+		return alcm_archive_note(a, ALCM_E_DIGEST, "frame %u was coded against a base archive "
 		                         "whose identity starts %s; the base given starts %s",
 		                         f.frame, want, got);
 	}
@@ -539,8 +540,8 @@ static int push_step(alcm_series_link *l, size_t k, alcm_archive *a, size_t i)
 }
 
 /* The directory of frame `frame` of r, opened once per link. */
-static int open_ref(alcm_archive *top, alcm_series_link *l, alcm_reader *r, uint32_t frame,
-                    frame_ent **out, char *detail)
+static int open_ref(alcm_series_link *l, alcm_reader *r, uint32_t frame, frame_ent **out,
+                    char *detail)
 {
 	frame_ent *e = ent_find(l, r, frame);
 	if (e) {
@@ -554,10 +555,10 @@ static int open_ref(alcm_archive *top, alcm_series_link *l, alcm_reader *r, uint
 		alcm_archive_free(a);
 		return st;
 	}
-	if ((st = alcm_archive_share_workers(a, top)) || !(e = ent_add(l, r, frame, a))) {
+	if (!(e = ent_add(l, r, frame, a))) {
 		alcm_archive_free(a);
 		alcm_detail_set(detail, "out of memory");
-		return st ? st : ALCM_E_NOMEM;
+		return ALCM_E_NOMEM;
 	}
 	*out = e;
 	return ALCM_OK;
@@ -577,7 +578,7 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 	alcm_detail_quote(q, sizeof(q), ti.name, ti.name_len);
 	alcm_archive *cur = top;
 	size_t ci = index, depth = 0;
-	int st;
+	int st, in_base = 0; /* past the one step into the base archive */
 	for (;;) {
 		alcm_reader *r = cur == top ? tr : NULL;
 		uint32_t fr = alcm_archive_frame(cur);
@@ -598,7 +599,7 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 		if (st == ALCM_E_NOTFOUND)
 			return alcm_archive_fail(top, ALCM_E_CORRUPT, "tensor '%s' of frame %u%s is a delta "
 			                         "(DLTA) but the frame has no series record (SERI)", q, fr,
-			                         r == tr ? "" : " of the base archive");
+			                         in_base ? " of the base archive" : "");
 		if (st)
 			return alcm_archive_fail(top, st, "%s", detail);
 		if (e->rec.keyframe)
@@ -609,7 +610,7 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 		if (e->rec.ref_base) {
 			char want[17];
 			hex8(want, e->rec.base_id);
-			if (r != tr)
+			if (in_base)
 				return alcm_archive_fail(top, ALCM_E_UNSUPPORTED, "frame %u of the base "
 				                         "archive refers to a base archive of its own: nested "
 				                         "bases are not supported", fr);
@@ -626,13 +627,14 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 				                         "given starts %s", fr, want, got);
 			}
 			rr = l->base;
+			in_base = 1;
 		}
 		frame_ent *re;
-		st = open_ref(top, l, rr, e->rec.ref_frame, &re, detail);
+		st = open_ref(l, rr, e->rec.ref_frame, &re, detail);
 		if (st == ALCM_E_NOTFOUND)
 			return alcm_archive_fail(top, ALCM_E_CORRUPT, "frame %u refers to frame %u, which "
 			                         "the %s archive does not have", fr, e->rec.ref_frame,
-			                         rr == tr ? "same" : "base");
+			                         e->rec.ref_base ? "base" : "same");
 		if (st)
 			return alcm_archive_fail(top, st, "reference frame %u: %s", e->rec.ref_frame,
 			                         detail);
@@ -653,7 +655,13 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 		if (!alcm_archive_is_delta(cur, ci))
 			break;
 	}
-	/* The whole tensor at the end of the chain, then each delta after it, oldest first. */
+	/* The whole tensor at the end of the chain, then each delta after it, oldest first, all
+	 * with the top archive's workers (shared anew: its thread count may have changed). */
+	for (size_t k = 1; k < depth; k++)
+		if ((st = alcm_archive_share_workers(l->sa[k], top)))
+			return alcm_archive_fail(top, st, "cannot start worker threads");
+	if ((st = alcm_archive_share_workers(cur, top)))
+		return alcm_archive_fail(top, st, "cannot start worker threads");
 	alcm_archive *failed = cur;
 	st = alcm_archive_decode(cur, ci, out, cap);
 	for (size_t k = depth; !st && k-- > 1;)

@@ -83,6 +83,9 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t i, void *out, size_t cap);
 /* Sets the detail line and poisons the archive for corrupt, digest, unsupported errors. */
 int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Sets the detail line only: for a refusal that says nothing of the archive itself. */
+int alcm_archive_note(alcm_archive *a, int st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Lets `a` decode with the worker pool and coders of `owner` (which must outlive it). */
 int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner);
 
