@@ -441,7 +441,23 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 	}
 	printf("],\"frames\":[");
 	each_frame(r, frame_json);
-	printf("],\"meta\":{");
+	printf("]");
+	alcm_series_frame sf;
+	if (a && alcm_series_frame_read(r, alcm_archive_frame(a), &sf) == ALCM_OK) {
+		printf(",\"series\":{\"frame\":%u,\"keyframe\":%s", sf.frame,
+		       sf.keyframe ? "true" : "false");
+		if (!sf.keyframe) {
+			printf(",\"ref_frame\":%u,\"ref_base\":%s", sf.ref_frame,
+			       sf.ref_base ? "true" : "false");
+			if (sf.ref_base) {
+				printf(",\"base_id\":\"");
+				hex(stdout, sf.base_id, 32);
+				putchar('"');
+			}
+		}
+		putchar('}');
+	}
+	printf(",\"meta\":{");
 	size_t nm = a ? alcm_archive_meta_count(a) : 0;
 	for (size_t i = 0; i < nm; i++) {
 		const char *k;

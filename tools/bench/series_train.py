@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16-out", metavar="DIR",
+                    help="also save each checkpoint in bfloat16 into DIR (the same run)")
     ap.add_argument("--finetune", metavar="BASE")
     ap.add_argument("--ft-steps", type=int, default=300)
     ap.add_argument("--ft-lr", type=float, default=1e-4)
@@ -130,8 +132,14 @@ def main():
     model = make_model(a.model, a.width)
     dt = DTYPES[a.dtype][0]
 
+    if a.bf16_out:
+        os.makedirs(a.bf16_out, exist_ok=True)
+
     def snapshot(path):
         save_safetensors(path, [(k, v.to(dt)) for k, v in model.state_dict().items()])
+        if a.bf16_out:
+            save_safetensors(os.path.join(a.bf16_out, os.path.basename(path)),
+                             [(k, v.to(torch.bfloat16)) for k, v in model.state_dict().items()])
 
     if a.finetune:
         base = load_safetensors(a.finetune)
