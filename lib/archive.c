@@ -732,6 +732,25 @@ int alcm_archive_is_delta(const alcm_archive *a, size_t i)
 	return a && i < a->count && a->t[i].delta;
 }
 
+int alcm_archive_delta_plain(alcm_archive *a, size_t i, int *plain)
+{
+	const tentry *te = &a->t[i];
+	uint64_t pos = 0;
+	*plain = te->delta;
+	for (uint32_t k = 0; k < te->info.chunks && *plain; k++) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * (size_t)k);
+		uint8_t kind = 1;
+		if (dl) {
+			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, &kind, 1);
+			if (st)
+				return afail(a, st, "%s", alcm_reader_detail(a->r));
+		}
+		*plain = kind == 0;
+		pos += dl;
+	}
+	return ALCM_OK;
+}
+
 int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
 {
 	va_list ap;

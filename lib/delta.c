@@ -33,28 +33,25 @@ static inline uint64_t wmask(size_t w)
 }
 
 /* Order key of a float's bits: an unsigned integer that grows with the value (negatives
- * reversed), so that neighbouring values have neighbouring keys across zero too. Integers are
- * their own keys: the difference modulo 2^(8w) is the same for either signedness. */
+ * reversed), so that neighbouring values have neighbouring keys across zero too: u XOR all
+ * ones for a negative, u XOR the top bit otherwise. Integers are their own keys: the
+ * difference modulo 2^(8w) is the same for either signedness. Branch-free: the sign of trained
+ * weights is a coin toss. */
 static inline uint64_t okey(uint64_t u, size_t w, int fl)
 {
-	if (!fl)
-		return u;
 	uint64_t top = (uint64_t)1 << (8 * w - 1);
-	return (u & top) ? (~u & wmask(w)) : (u | top);
+	return fl ? u ^ (((0 - (u >> (8 * w - 1))) & wmask(w)) | top) : u;
 }
 
-static inline uint64_t okey_inv(uint64_t v, size_t w, int fl)
+static inline uint64_t okey_inv(uint64_t k, size_t w, int fl)
 {
-	if (!fl)
-		return v;
 	uint64_t top = (uint64_t)1 << (8 * w - 1);
-	return (v & top) ? (v ^ top) : (~v & wmask(w));
+	return fl ? k ^ (((0 - ((k >> (8 * w - 1)) ^ 1)) & wmask(w)) | top) : k;
 }
 
 static inline uint64_t zz(uint64_t d, size_t w)
 {
-	uint64_t m = wmask(w), neg = (d >> (8 * w - 1)) & 1;
-	return ((d << 1) & m) ^ (neg ? m : 0);
+	return ((d << 1) ^ (0 - ((d >> (8 * w - 1)) & 1))) & wmask(w);
 }
 
 static inline uint64_t unzz(uint64_t z, size_t w)
@@ -62,127 +59,161 @@ static inline uint64_t unzz(uint64_t z, size_t w)
 	return ((z >> 1) ^ (0 - (z & 1))) & wmask(w);
 }
 
-static uint64_t residual(int kind, uint64_t x, uint64_t r, size_t w, int fl)
+/* One element: the residual of x against r, and x back from r and the residual. */
+static inline uint64_t residual(int kind, uint64_t x, uint64_t r, size_t w, int fl)
 {
 	if (kind == ALCM_DELTA_XOR)
 		return x ^ r;
 	return zz((okey(x, w, fl) - okey(r, w, fl)) & wmask(w), w);
 }
 
-static void residuals(uint8_t *out, int kind, const uint8_t *src, const uint8_t *ref,
-                      uint64_t n, size_t w, int fl)
+static inline uint64_t restore(int kind, uint64_t r, uint64_t z, size_t w, int fl)
 {
-	if (kind == ALCM_DELTA_XOR && w == 4) {
-		for (uint64_t i = 0; i < n; i++)
-			alcm_store32(out + 4 * i, alcm_load32(src + 4 * i) ^ alcm_load32(ref + 4 * i));
-		return;
-	}
+	if (kind == ALCM_DELTA_XOR)
+		return r ^ z;
+	return okey_inv((okey(r, w, fl) + unzz(z, w)) & wmask(w), w, fl);
+}
+
+/* The loops below take the width, the kind and float-ness as constants: WKIND calls them with
+ * each combination, so that each compiles to a loop of a few instructions per element (a
+ * chain of deltas runs one per frame). */
+#define WKIND(w, kind, fl, fn, ...)                                                             \
+	((w) == 1   ? ((kind) == ALCM_DELTA_XOR ? fn(1, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	                                        : fn(1, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	 : (w) == 2 ? ((kind) == ALCM_DELTA_XOR ? fn(2, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(2, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(2, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	 : (w) == 4 ? ((kind) == ALCM_DELTA_XOR ? fn(4, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(4, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(4, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	            : ((kind) == ALCM_DELTA_XOR ? fn(8, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(8, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(8, ALCM_DELTA_DIFF, 0, __VA_ARGS__)))
+
+ALCM_ALWAYS_INLINE int residuals_t(const size_t w, const int kind, const int fl, uint8_t *out,
+                                   const uint8_t *src, const uint8_t *ref, uint64_t n)
+{
 	for (uint64_t i = 0; i < n; i++)
 		sto(out + i * w, w, residual(kind, ld(src + i * w, w), ld(ref + i * w, w), w, fl));
+	return 0;
 }
 
-/* Applies residuals res (kind) onto dst, which holds the reference. */
-static void apply(uint8_t *dst, int kind, const uint8_t *res, uint64_t n, size_t w, int fl)
+/* Residuals res (joined) applied onto dst, which holds the reference. */
+ALCM_ALWAYS_INLINE int apply_t(const size_t w, const int kind, const int fl, uint8_t *dst,
+                               const uint8_t *res, uint64_t n)
 {
-	if (kind == ALCM_DELTA_XOR) {
-		for (uint64_t i = 0; i < n * w; i++)
-			dst[i] ^= res[i];
-		return;
-	}
-	if (w == 4 && fl) {
-		for (uint64_t i = 0; i < n; i++) {
-			uint32_t r = alcm_load32(dst + 4 * i), z = alcm_load32(res + 4 * i);
-			uint32_t k = (r & 0x80000000u) ? ~r : (r | 0x80000000u);
-			k += (z >> 1) ^ (0u - (z & 1));
-			alcm_store32(dst + 4 * i, (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k);
-		}
-		return;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t k = okey(ld(dst + i * w, w), w, fl) + unzz(ld(res + i * w, w), w);
-		sto(dst + i * w, w, okey_inv(k & wmask(w), w, fl));
-	}
+	for (uint64_t i = 0; i < n; i++)
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), ld(res + i * w, w), w, fl));
+	return 0;
 }
 
-/* Coded size of the middle 64 KiB of a chunk under a plan, at zstd level 1: the candidates
- * are compared on it. */
-static size_t sample_size(alcm_coder *c, alcm_buf *tmp, int dtype, const alcm_lplan *plan,
-                          const uint8_t *src, uint64_t n)
+/* Residual planes (transform 1) applied as they are read, without joining them first. */
+ALCM_ALWAYS_INLINE int apply_planes_t(const size_t w, const int kind, const int fl,
+                                      uint8_t *dst, const uint8_t *const *pl, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t z = 0;
+		for (size_t k = 0; k < w; k++)
+			z |= (uint64_t)pl[k][i] << (8 * k);
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), z, w, fl));
+	}
+	return 0;
+}
+
+/* Sparse residuals (transform 4): the elements whose residual is zero keep the reference. */
+ALCM_ALWAYS_INLINE int apply_sparse_t(const size_t w, const int kind, const int fl,
+                                      uint8_t *dst, const uint8_t *bits,
+                                      const uint8_t *const *pl, uint64_t n)
+{
+	uint64_t j = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (!((bits[i >> 3] >> (i & 7)) & 1))
+			continue;
+		uint64_t z = 0;
+		for (size_t k = 0; k < w; k++)
+			z |= (uint64_t)pl[k][j] << (8 * k);
+		j++;
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), z, w, fl));
+	}
+	return 0;
+}
+
+/*
+ * The kind for n elements against ref, chosen on their middle 64 KiB: each candidate (plain,
+ * XOR, difference) is planned by the lossless chooser and coded at zstd level 1; a residual
+ * is kept only when it codes at least a tenth smaller than the plain coding (a plain chunk
+ * decodes without its reference, and a tensor of plain chunks needs no reference at all).
+ * The plan holds for the whole chunk: the chooser looks at the same middle 64 KiB of it.
+ */
+static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
+                const uint8_t *ref, uint64_t n, int level, int *kind, alcm_lplan *plan)
 {
 	size_t w = alcm_dtype_size(dtype);
+	int fl = alcm_dtype_is_float(dtype), udt = alcm_delta_udtype(w);
 	uint64_t ns = ((uint64_t)1 << 16) / w;
 	if (ns > n)
 		ns = n;
-	tmp->len = 0;
-	if (alcm_lossless_encode(c, tmp, dtype, plan, src + (size_t)((n - ns) / 2 * w), ns, 1))
-		return SIZE_MAX;
-	return tmp->len;
+	size_t off = (size_t)((n - ns) / 2 * w);
+	uint8_t *res = alcm_mem_alloc(a, (size_t)(ns ? ns : 1) * w);
+	if (!res)
+		return ALCM_E_NOMEM;
+	alcm_buf tmp = {NULL, 0, 0, a};
+	size_t best = SIZE_MAX, plain = SIZE_MAX;
+	*kind = ALCM_DELTA_PLAIN;
+	for (int k = 0; k < 3; k++) {
+		int dt = k == ALCM_DELTA_PLAIN ? dtype : udt;
+		const uint8_t *d = src + off;
+		if (k != ALCM_DELTA_PLAIN) {
+			(void)WKIND(w, k, fl, residuals_t, res, src + off, ref + off, ns);
+			d = res;
+		}
+		alcm_lplan pl = alcm_lossless_choose(c, &tmp, dt, d, ns, level);
+		tmp.len = 0;
+		size_t len = alcm_lossless_encode(c, &tmp, dt, &pl, d, ns, 1) ? SIZE_MAX : tmp.len;
+		if (k == ALCM_DELTA_PLAIN)
+			plain = len;
+		if (len < best && (k == ALCM_DELTA_PLAIN || len <= plain / 10 * 9)) {
+			best = len;
+			*kind = k;
+			*plan = pl;
+		}
+	}
+	alcm_buf_free(&tmp);
+	alcm_mem_free(a, res);
+	return ALCM_OK;
+}
+
+int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
+                     const uint8_t *ref, uint64_t n, int *worth)
+{
+	int kind;
+	alcm_lplan plan;
+	int st = pick(c, a, dtype, src, ref, n, 1, &kind, &plan);
+	*worth = kind != ALCM_DELTA_PLAIN;
+	return st;
 }
 
 int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *src,
                       const uint8_t *ref, uint64_t n, int level)
 {
 	size_t w = alcm_dtype_size(dtype);
-	int fl = alcm_dtype_is_float(dtype), udt = alcm_delta_udtype(w);
-	uint8_t *res = alcm_mem_alloc(out->a, 2 * (size_t)(n ? n : 1) * w);
-	if (!res)
-		return ALCM_E_NOMEM;
-	const uint8_t *data[3] = {src, res, res + (size_t)n * w};
-	residuals(res, ALCM_DELTA_XOR, src, ref, n, w, fl);
-	residuals(res + (size_t)n * w, ALCM_DELTA_DIFF, src, ref, n, w, fl);
-	alcm_buf tmp = {NULL, 0, 0, out->a};
-	alcm_lplan plan[3];
-	size_t best = SIZE_MAX;
-	int kind = ALCM_DELTA_PLAIN;
-	for (int k = 0; k < 3; k++) {
-		int dt = k == ALCM_DELTA_PLAIN ? dtype : udt;
-		plan[k] = alcm_lossless_choose(c, &tmp, dt, data[k], n, level);
-		size_t len = sample_size(c, &tmp, dt, &plan[k], data[k], n);
-		if (len < best) {
-			best = len;
-			kind = k;
-		}
+	int fl = alcm_dtype_is_float(dtype), kind;
+	alcm_lplan plan;
+	int st = pick(c, out->a, dtype, src, ref, n, level, &kind, &plan);
+	if (st)
+		return st;
+	uint8_t kb = (uint8_t)kind, *res = NULL;
+	if (kind != ALCM_DELTA_PLAIN) {
+		if (!(res = alcm_mem_alloc(out->a, (size_t)(n ? n : 1) * w)))
+			return ALCM_E_NOMEM;
+		(void)WKIND(w, kind, fl, residuals_t, res, src, ref, n);
 	}
-	alcm_buf_free(&tmp);
-	uint8_t kb = (uint8_t)kind;
-	int st = alcm_buf_put(out, &kb, 1);
+	st = alcm_buf_put(out, &kb, 1);
 	if (!st)
-		st = alcm_lossless_encode(c, out, kind == ALCM_DELTA_PLAIN ? dtype : udt, &plan[kind],
-		                          data[kind], n, level);
+		st = alcm_lossless_encode(c, out, res ? alcm_delta_udtype(w) : dtype, &plan,
+		                          res ? res : src, n, level);
 	alcm_mem_free(out->a, res);
 	return st;
-}
-
-/* Residual planes (transform 1) applied as they are read, without joining them first: the
- * common case, and one pass over the tensor less on every frame of a chain. */
-static void apply_planes(uint8_t *dst, int kind, const uint8_t *const *pl, uint64_t n, size_t w,
-                         int fl)
-{
-	if (w == 4 && fl && kind == ALCM_DELTA_DIFF) {
-		const uint8_t *a = pl[0], *b = pl[1], *c = pl[2], *d = pl[3];
-		for (uint64_t i = 0; i < n; i++) {
-			uint32_t z = (uint32_t)a[i] | ((uint32_t)b[i] << 8) | ((uint32_t)c[i] << 16) |
-			             ((uint32_t)d[i] << 24);
-			uint32_t r = alcm_load32(dst + 4 * i);
-			uint32_t k = (r & 0x80000000u) ? ~r : (r | 0x80000000u);
-			k += (z >> 1) ^ (0u - (z & 1));
-			alcm_store32(dst + 4 * i, (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k);
-		}
-		return;
-	}
-	if (kind == ALCM_DELTA_XOR) {
-		for (uint64_t i = 0; i < n; i++)
-			for (size_t k = 0; k < w; k++)
-				dst[i * w + k] ^= pl[k][i];
-		return;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t z = 0;
-		for (size_t k = 0; k < w; k++)
-			z |= (uint64_t)pl[k][i] << (8 * k);
-		uint64_t v = okey(ld(dst + i * w, w), w, fl) + unzz(z, w);
-		sto(dst + i * w, w, okey_inv(v & wmask(w), w, fl));
-	}
 }
 
 int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, uint64_t n,
@@ -198,11 +229,11 @@ int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, 
 	if (kind > ALCM_DELTA_DIFF)
 		return ALCM_E_UNSUPPORTED; /* a delta coding of a later version (spec 6.12.4) */
 	int fl = alcm_dtype_is_float(dtype);
+	const uint8_t *pl[8];
 	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_SPARSE) {
-		/* The elements whose residual is zero keep the reference: only the others are
-		 * touched (checks as spec 6.4 transform 4). */
+		/* Transform 4 read here with its checks (spec 6.4), so that only the elements
+		 * whose residual is not zero are touched. */
 		uint64_t nz, ones;
-		const uint8_t *pl[8];
 		cur->pos++;
 		if ((st = alcm_cur_varint(cur, &nz)))
 			return st;
@@ -217,35 +248,21 @@ int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, 
 		for (size_t k = 0; k < w; k++)
 			if ((st = alcm_stream_view(c, cur, pd + k * nz, (size_t)nz, &pl[k])))
 				return st;
-		uint64_t j = 0;
-		for (uint64_t i = 0; i < n; i++) {
-			if (!((bits[i >> 3] >> (i & 7)) & 1))
-				continue;
-			uint64_t z = 0;
-			for (size_t k = 0; k < w; k++)
-				z |= (uint64_t)pl[k][j] << (8 * k);
-			j++;
-			uint8_t *d = dst + i * w;
-			if (kind == ALCM_DELTA_XOR)
-				sto(d, w, ld(d, w) ^ z);
-			else
-				sto(d, w, okey_inv((okey(ld(d, w), w, fl) + unzz(z, w)) & wmask(w), w, fl));
-		}
+		(void)WKIND(w, kind, fl, apply_sparse_t, dst, bits, pl, n);
 		return ALCM_OK;
 	}
 	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_PLANES) {
-		const uint8_t *pl[8];
 		cur->pos++;
 		for (size_t k = 0; k < w; k++)
 			if ((st = alcm_stream_view(c, cur, scratch + k * n, (size_t)n, &pl[k])))
 				return st;
-		apply_planes(dst, kind, pl, n, w, fl);
+		(void)WKIND(w, kind, fl, apply_planes_t, dst, pl, n);
 		return ALCM_OK;
 	}
 	uint8_t *res = scratch;
 	if ((st = alcm_lossless_decode(c, cur, alcm_delta_udtype(w), res, n, scratch + n * w)))
 		return st;
-	apply(dst, kind, res, n, w, fl);
+	(void)WKIND(w, kind, fl, apply_t, dst, res, n);
 	return ALCM_OK;
 }
 
@@ -408,7 +425,7 @@ int alcm_delta_quant_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp
 	if (!st)
 		st = rel_encode(c, &relb, qp, src, ref, first, elems, &sr, rrec);
 	if (!st) {
-		int rel = relb.len < absb.len;
+		int rel = relb.len <= absb.len / 10 * 9; /* as for lossless chunks */
 		uint8_t kind = rel ? ALCM_DELTA_ADD : ALCM_DELTA_PLAIN;
 		const alcm_buf *b = rel ? &relb : &absb;
 		const alcm_qstats *s = rel ? &sr : &sa;

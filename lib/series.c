@@ -566,6 +566,13 @@ static int open_ref(alcm_series_link *l, alcm_reader *r, uint32_t frame, frame_e
 
 int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t cap)
 {
+	/* The whole chain is checked (6.12.6), but decoding starts at the newest delta whose
+	 * chunks are all plain, if any: those overwrite every element. */
+	int plain, top_plain;
+	int st = alcm_archive_delta_plain(top, index, &top_plain);
+	if (st)
+		return st;
+	size_t newest_plain = 0;
 	alcm_limits lim;
 	alcm_reader *tr = alcm_archive_reader(top);
 	alcm_reader_limits(tr, &lim);
@@ -578,7 +585,7 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 	alcm_detail_quote(q, sizeof(q), ti.name, ti.name_len);
 	alcm_archive *cur = top;
 	size_t ci = index, depth = 0;
-	int st, in_base = 0; /* past the one step into the base archive */
+	int in_base = 0; /* past the one step into the base archive */
 	for (;;) {
 		alcm_reader *r = cur == top ? tr : NULL;
 		uint32_t fr = alcm_archive_frame(cur);
@@ -595,6 +602,12 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 			                         q, alcm_archive_frame(top), lim.max_chain);
 		if ((st = push_step(l, depth - 1, cur, ci)))
 			return alcm_archive_fail(top, st, "out of memory");
+		if (depth > 1 && !newest_plain) {
+			if ((st = alcm_archive_delta_plain(cur, ci, &plain)))
+				return alcm_archive_fail(top, st, "reference frame %u: %s", fr,
+				                         alcm_archive_detail(cur));
+			newest_plain = plain ? depth - 1 : 0;
+		}
 		st = ent_record(e, detail);
 		if (st == ALCM_E_NOTFOUND)
 			return alcm_archive_fail(top, ALCM_E_CORRUPT, "tensor '%s' of frame %u%s is a delta "
@@ -655,6 +668,10 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 		if (!alcm_archive_is_delta(cur, ci))
 			break;
 	}
+	if (top_plain) {
+		memset(out, 0, (size_t)ti.raw_bytes);
+		return ALCM_OK;
+	}
 	/* The whole tensor at the end of the chain, then each delta after it, oldest first, all
 	 * with the top archive's workers (shared anew: its thread count may have changed). */
 	for (size_t k = 1; k < depth; k++)
@@ -663,8 +680,15 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 	if ((st = alcm_archive_share_workers(cur, top)))
 		return alcm_archive_fail(top, st, "cannot start worker threads");
 	alcm_archive *failed = cur;
-	st = alcm_archive_decode(cur, ci, out, cap);
-	for (size_t k = depth; !st && k-- > 1;)
+	size_t from = depth;
+	if (newest_plain) {
+		from = newest_plain;
+		memset(out, 0, (size_t)ti.raw_bytes);
+		st = ALCM_OK;
+	} else {
+		st = alcm_archive_decode(cur, ci, out, cap);
+	}
+	for (size_t k = from + (newest_plain != 0); !st && k-- > 1;)
 		st = alcm_archive_decode_onto(failed = l->sa[k], l->si[k], out, cap);
 	if (st)
 		return alcm_archive_fail(top, st, "reference of tensor '%s' (frame %u): %s", q,
@@ -690,6 +714,7 @@ struct alcm_series {
 	uint8_t *rbuf, *pbuf;
 	size_t rcap, pcap;
 	double est_ref, est_prev;
+	alcm_coder *coder;    /* for the whole-or-delta choice of lossless tensors */
 	alcm_series_report rep;
 	int finished, poisoned;
 	char detail[ALCM_DETAIL_MAX];
@@ -723,6 +748,7 @@ void alcm_series_free(alcm_series *s)
 	if (!s)
 		return;
 	alcm_encoder_free(s->e);
+	alcm_coder_free(s->coder);
 	alcm_archive_free(s->ref);
 	alcm_archive_free(s->prev);
 	alcm_mem_free(&s->alloc, s->rbuf);
@@ -994,6 +1020,18 @@ int alcm_series_add(alcm_series *s, const alcm_tensor *t, alcm_tensor_report *re
 	if (!s->rec.keyframe && t->nbytes && (st = fetch(s, s->ref, &s->rnames, t, &s->rbuf,
 	                                                   &s->rcap, &found)))
 		return st;
+	/* A lossless tensor whose delta would not save a tenth is stored whole: it then decodes
+	 * without its reference. */
+	if (found && (alcm_encoder_options(s->e)->mode == ALCM_MODE_LOSSLESS ||
+	              !alcm_dtype_is_float(t->dtype))) {
+		int worth = 1;
+		if (!s->coder && !(s->coder = alcm_coder_new(&s->alloc, NULL)))
+			return sfail(s, ALCM_E_NOMEM, "out of memory");
+		if ((st = alcm_delta_worth(s->coder, &s->alloc, t->dtype, t->data, s->rbuf,
+		                           t->nbytes / alcm_dtype_size(t->dtype), &worth)))
+			return sfail(s, st, "out of memory");
+		found = worth;
+	}
 	if (!found) {
 		st = alcm_encoder_add(s->e, t, &r);
 	} else {

@@ -17,6 +17,9 @@ enum alcm_delta_kind {
 	ALCM_DELTA_DIFF = 2,  /* lossless: zigzag of the difference of the order keys */
 	ALCM_DELTA_ADD = 1    /* lossy: symbols are steps added to the reference */
 };
+/* The reference writer keeps a residual only when it codes the chunk's sample at least a
+ * tenth smaller than the plain coding; a tensor whose chunks are all plain needs no
+ * reference to decode (spec 6.12.6), so this bounds what a delta costs to read. */
 
 /* The unsigned integer dtype of w bytes (residuals are coded as these). */
 int alcm_delta_udtype(size_t w);
@@ -27,6 +30,10 @@ int alcm_delta_udtype(size_t w);
  */
 int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *src,
                       const uint8_t *ref, uint64_t n, int level);
+/* *worth = 1 when a residual codes the middle of the n elements at least a tenth smaller than
+ * the plain coding: the writer stores a tensor whole otherwise. */
+int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
+                     const uint8_t *ref, uint64_t n, int *worth);
 /* dst holds the reference on entry and the chunk's values on return. scratch:
  * alcm_delta_scratch(n, w) bytes. */
 int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, uint64_t n,
@@ -77,6 +84,9 @@ alcm_series_link *alcm_archive_link(const alcm_archive *a);
 void alcm_archive_set_link(alcm_archive *a, alcm_series_link *l);
 /* 1 if tensor i's data section is a DLTA. */
 int alcm_archive_is_delta(const alcm_archive *a, size_t i);
+/* *plain = 1 if tensor i is a DLTA whose chunks all have kind 0 (read from their first bytes,
+ * unverified: the decode that follows reads the same bytes and checks them). */
+int alcm_archive_delta_plain(alcm_archive *a, size_t i, int *plain);
 /* Decodes tensor i's own chunks onto out: for a DLTA tensor out must hold its reference
  * (nothing is fetched), for others it is overwritten. */
 int alcm_archive_decode_onto(alcm_archive *a, size_t i, void *out, size_t cap);

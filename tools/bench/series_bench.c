@@ -487,6 +487,7 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 				snprintf(alone_p, sizeof(alone_p), "%s/alcm-series-bench.%d.%zu.alcm", g_tmp,
 				         (int)getpid(), k);
 				double ta = decode(alone_p, UINT32_MAX, NULL, &c[k], 0, 0, 0);
+				if (getenv("SB_DEBUG")) fprintf(stderr, "frame %zu series %.3f alone %.3f ms\n", k, t * 1e3, ta * 1e3);
 				us += t;
 				ratio[k] = rr ? fmin(ratio[k], t) : t;
 				ra[k] = rr ? fmin(ra[k], ta) : ta;
