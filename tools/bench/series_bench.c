@@ -431,10 +431,10 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 	for (int l = 0; l < 1 + (lossy > 0); l++) {
 		int m = l ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS;
 		double b = l ? lossy : 0;
-		cfgs[ncfg++] = (cfg){l ? "series max-error, --delta-against tree" : "series, --delta-against tree (default)",
-		                     ALCM_SERIES_REF_TREE, 0, m, b};
-		cfgs[ncfg++] = (cfg){l ? "series max-error, --delta-against keyframe" : "series, --delta-against keyframe",
+		cfgs[ncfg++] = (cfg){l ? "series max-error, --delta-against keyframe" : "series, --delta-against keyframe (default)",
 		                     ALCM_SERIES_REF_ANCHOR, 0, m, b};
+		cfgs[ncfg++] = (cfg){l ? "series max-error, --delta-against tree" : "series, --delta-against tree",
+		                     ALCM_SERIES_REF_TREE, 0, m, b};
 		cfgs[ncfg++] = (cfg){l ? "series max-error, --delta-against previous" : "series, --delta-against previous",
 		                     ALCM_SERIES_REF_PREVIOUS, 0, m, b};
 		if (!l)
@@ -487,7 +487,6 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 				snprintf(alone_p, sizeof(alone_p), "%s/alcm-series-bench.%d.%zu.alcm", g_tmp,
 				         (int)getpid(), k);
 				double ta = decode(alone_p, UINT32_MAX, NULL, &c[k], 0, 0, 0);
-				if (getenv("SB_DEBUG")) fprintf(stderr, "frame %zu series %.3f alone %.3f ms\n", k, t * 1e3, ta * 1e3);
 				us += t;
 				ratio[k] = rr ? fmin(ratio[k], t) : t;
 				ra[k] = rr ? fmin(ra[k], ta) : ta;
@@ -530,7 +529,7 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		const row *d = &rows[0];
 		double vs = (double)alone.bytes / (double)d->bytes;
 		int h1 = vs >= 1.5, h2 = d->bytes < patch.bytes, h3 = d->worst_ratio <= 2;
-		printf("\nTargets (%s, lossless series, the default --delta-against tree, keyframes "
+		printf("\nTargets (%s, lossless series, the defaults: --delta-against keyframe, keyframes "
 		       "chosen by size):\n", name);
 		printf("- series >= 1.5x smaller than each checkpoint packed alone: %.2fx: %s\n", vs,
 		       h1 ? "holds" : "MISSES");
@@ -567,7 +566,7 @@ static int run_finetune(const char *name, const char *base, const char *ft)
 	pack_alone(&b, bp, ALCM_MODE_LOSSLESS, 0);
 	row alone = {.label = "fine-tune alone, lossless"}, patch = {.label = "zstd -19 --patch-from=base"},
 	    ser = {.label = "alcm-pack --delta-from base"};
-	double fulls[MAX_RUNS], rs[MAX_RUNS];
+	double fulls[MAX_RUNS] = {0}, rs[MAX_RUNS] = {0};
 	for (unsigned rr = 0; rr < g_runs; rr++) {
 		alone.pack_s[rr] = pack_alone(&f, ap, ALCM_MODE_LOSSLESS, 0);
 		alone.bytes = file_size(ap);
@@ -603,10 +602,15 @@ static int run_finetune(const char *name, const char *base, const char *ft)
 		ser.unpack_s[rr] = ser.last_s[rr] = decode(fp, UINT32_MAX, bp, &f, rr == 0,
 		                                           ALCM_MODE_LOSSLESS, 0);
 	}
-	double fm = bench_median(fulls, (int)g_runs);
+	double fm = fulls[0];
+	for (unsigned rr = 1; rr < g_runs; rr++)
+		fm = fmin(fm, fulls[rr]);
+	ser.chain = 1;
 	for (unsigned rr = 0; rr < g_runs; rr++)
 		rs[rr] = ser.last_s[rr] / fm;
-	ser.median_ratio = bench_median(rs, (int)g_runs);
+	ser.median_ratio = rs[0];
+	for (unsigned rr = 1; rr < g_runs; rr++)
+		ser.median_ratio = fmin(ser.median_ratio, rs[rr]);
 	ser.worst_ratio = ser.median_ratio;
 	double zs = 0;
 	patch.bytes = zstd_cli(base, ft, tp, &zs);
