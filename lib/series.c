@@ -713,7 +713,9 @@ struct alcm_series {
 	name_index rnames, pnames;
 	uint8_t *rbuf, *pbuf;
 	size_t rcap, pcap;
-	double est_ref, est_prev;
+	double est_prev;          /* estimated bits against the frame before */
+	double cal_bytes, cal_est; /* delta tensors' bytes and estimated bits: the estimates' scale */
+	uint64_t ref_bytes;       /* bytes of the tensors that have a reference, as stored */
 	alcm_coder *coder;    /* for the whole-or-delta choice of lossless tensors */
 	alcm_series_report rep;
 	int finished, poisoned;
@@ -1017,45 +1019,46 @@ int alcm_series_add(alcm_series *s, const alcm_tensor *t, alcm_tensor_report *re
 		return ALCM_E_STATE;
 	alcm_tensor_report r;
 	int found = 0, st;
+	uint64_t n = t->nbytes / alcm_dtype_size(t->dtype);
 	if (!s->rec.keyframe && t->nbytes && (st = fetch(s, s->ref, &s->rnames, t, &s->rbuf,
 	                                                   &s->rcap, &found)))
 		return st;
-	/* A lossless tensor whose delta would not save a tenth is stored whole: it then decodes
-	 * without its reference. */
-	if (found && (alcm_encoder_options(s->e)->mode == ALCM_MODE_LOSSLESS ||
-	              !alcm_dtype_is_float(t->dtype))) {
-		int worth = 1;
-		if (!s->coder && !(s->coder = alcm_coder_new(&s->alloc, NULL)))
-			return sfail(s, ALCM_E_NOMEM, "out of memory");
-		if ((st = alcm_delta_worth(s->coder, &s->alloc, t->dtype, t->data, s->rbuf,
-		                           t->nbytes / alcm_dtype_size(t->dtype), &worth)))
-			return sfail(s, st, "out of memory");
-		found = worth;
-	}
-	if (!found) {
-		st = alcm_encoder_add(s->e, t, &r);
-	} else {
-		double step = s->prev ? est_step(s, t) : 0;
-		double er = s->prev ? alcm_delta_estimate(t->dtype, t->data, s->rbuf,
-		                                          t->nbytes / alcm_dtype_size(t->dtype), step)
-		                    : 0;
-		double ep = er;
+	/* What coding against the frame before would cost, for the next writer's keyframe choice
+	 * (6.12.7): estimated for every tensor that has a reference, coded as a delta or not. */
+	double er = 0, ep = 0;
+	if (found && s->prev) {
 		int pf = 0;
-		if (s->prev && (st = fetch(s, s->prev, &s->pnames, t, &s->pbuf, &s->pcap, &pf)))
+		double step = est_step(s, t);
+		er = ep = alcm_delta_estimate(t->dtype, t->data, s->rbuf, n, step);
+		if ((st = fetch(s, s->prev, &s->pnames, t, &s->pbuf, &s->pcap, &pf)))
 			return st;
 		if (pf)
-			ep = alcm_delta_estimate(t->dtype, t->data, s->pbuf,
-			                         t->nbytes / alcm_dtype_size(t->dtype), step);
-		st = alcm_encoder_add_delta(s->e, t, s->rbuf, &r, NULL);
-		if (!st) {
-			s->est_ref += er;
-			s->est_prev += ep;
-			s->rep.delta_tensors++;
-			s->rec.est_ref_bytes += r.stored_bytes;
-		}
+			ep = alcm_delta_estimate(t->dtype, t->data, s->pbuf, n, step);
 	}
+	/* A lossless tensor whose delta would not save a tenth is stored whole: it then decodes
+	 * without its reference. */
+	int delta = found;
+	if (found && (alcm_encoder_options(s->e)->mode == ALCM_MODE_LOSSLESS ||
+	              !alcm_dtype_is_float(t->dtype))) {
+		if (!s->coder && !(s->coder = alcm_coder_new(&s->alloc, NULL)))
+			return sfail(s, ALCM_E_NOMEM, "out of memory");
+		if ((st = alcm_delta_worth(s->coder, &s->alloc, t->dtype, t->data, s->rbuf, n,
+		                           &delta)))
+			return sfail(s, st, "out of memory");
+	}
+	st = delta ? alcm_encoder_add_delta(s->e, t, s->rbuf, &r, NULL)
+	           : alcm_encoder_add(s->e, t, &r);
 	if (st)
 		return sfail(s, st, "%s", alcm_encoder_detail(s->e));
+	if (found) {
+		s->ref_bytes += r.stored_bytes;
+		s->est_prev += ep;
+		if (delta) { /* estimates against actual bytes: the scale of the estimates */
+			s->cal_bytes += r.stored_bytes;
+			s->cal_est += er;
+		}
+	}
+	s->rep.delta_tensors += (uint64_t)delta;
 	s->rep.tensors++;
 	s->rep.raw_bytes += t->nbytes;
 	s->rep.stored_bytes += r.stored_bytes;
@@ -1072,14 +1075,29 @@ int alcm_series_finish(alcm_series *s, alcm_series_report *rep)
 		return ALCM_E_ARG;
 	if (s->finished || s->poisoned || !s->e)
 		return ALCM_E_STATE;
-	/* The estimate against the frame before, in the units of the bytes this frame took. */
-	if (s->rec.keyframe)
+	/* A frame none of whose tensors came out as deltas decodes alone: a keyframe, which the
+	 * next frames can refer to. */
+	if (!s->rec.keyframe && s->rep.delta_tensors == 0) {
+		s->rec.keyframe = 1;
+		s->rec.ref_frame = ALCM_NONE;
+		s->rec.ref_base = 0;
+		memset(s->rec.base_id, 0, ID_BYTES);
+	}
+	/* The tensors that have a reference: their bytes, and what they would have cost against
+	 * the frame before (estimates in bits, scaled to bytes by what the deltas really took;
+	 * one byte per eight bits without a delta to go by). */
+	if (s->rec.keyframe) {
 		s->rec.est_ref_bytes = s->rec.est_prev_bytes = 0;
-	else if (!s->prev)
-		s->rec.est_prev_bytes = !s->opt.keyframe_every ? s->rec.est_ref_bytes : 0;
-	else if (s->est_ref > 0)
-		s->rec.est_prev_bytes = (uint64_t)llround((double)s->rec.est_ref_bytes *
-		                                          (s->est_prev / s->est_ref));
+	} else {
+		s->rec.est_ref_bytes = s->ref_bytes;
+		double scale = s->cal_est > 0 ? s->cal_bytes / s->cal_est : 0.125;
+		double prev = s->prev ? s->est_prev * scale : (double)s->ref_bytes;
+		if (s->opt.keyframe_every)
+			prev = 0;
+		else if (prev > (double)s->ref_bytes)
+			prev = (double)s->ref_bytes;
+		s->rec.est_prev_bytes = (uint64_t)llround(prev);
+	}
 	uint8_t b[SERI_BYTES];
 	seri_store(b, &s->rec);
 	alcm_buf o = {NULL, 0, 0, &s->alloc};
