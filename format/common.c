@@ -160,4 +160,8 @@ void alcm_limits_default(alcm_limits *lim)
 	/* zstd's decoder allocates its window: 2^27 = 128 MiB, the encoder's maximum at
 	 * the levels alcm uses, stops a frame from demanding 2 GiB. */
 	lim->zstd_window_log_max = 27;
+	/* Each frame of a series' reference chain is a pass over the tensor: a chain of
+	 * tiny deltas of a large tensor would otherwise cost frames x elements. The reference
+	 * writer keeps its chains shorter (spec 6.12.7). */
+	lim->max_chain = 1000;
 }

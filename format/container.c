@@ -10,6 +10,8 @@ static const char known_types[][4] = {
 	{'M', 'E', 'T', 'A'}, {'T', 'D', 'I', 'R'}, {'L', 'D', 'A', 'T'}, {'Q', 'D', 'A', 'T'},
 	{'S', 'C', 'A', 'L'}, {'M', 'A', 'S', 'K'}, {'P', 'R', 'E', 'D'},
 	{'S', 'I', 'G', 'N'}, {'F', 'R', 'A', 'M'}, {'A', 'T', 'T', 'R'}, {'P', 'T', 'B', 'L'},
+	/* 1.1, checkpoint series (spec 6.12) */
+	{'D', 'L', 'T', 'A'}, {'S', 'E', 'R', 'I'}, {'O', 'P', 'T', 'S'},
 };
 
 int alcm_section_type_known(const char type[4])

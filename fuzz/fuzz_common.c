@@ -42,6 +42,7 @@ void fuzz_limits_tight(alcm_limits *lim)
 	lim->max_elements = (uint64_t)4 << 20;
 	lim->max_decoded_bytes = (uint64_t)16 << 20;
 	lim->zstd_window_log_max = 20;
+	lim->max_chain = 16;
 }
 
 static uint64_t ld64(const uint8_t *p)

@@ -6,7 +6,10 @@
  * broken promise aborts.
  *
  * Header (5 bytes + name):
- *   0  dtype (index into `dtypes`)
+ *   0  bits 0-3 dtype (index into `dtypes`), 4 also code the tensor as a checkpoint series'
+ *      delta (spec 6.12) against a base archive holding a perturbed copy of it (lossless, or
+ *      max-/rel-error in the modes that have a bound), 5 with the base's copy of another
+ *      shape (then stored whole)
  *   1  bits 0-2 mode (% 5), 3-4 prune share, 5 second tensor (the same bytes as uint8),
  *      6-7 zstd level - 1
  *   2  bits 0-1 rank (0..3), 2-5 rows - 1 (axis 0 of a rank 2 or 3 tensor), 6-7 (k > 0): no
@@ -90,6 +93,103 @@ static uint32_t shape_of(uint8_t b, uint64_t elems, uint64_t *shape, uint64_t *u
 		*used = shape[0] * shape[1] * shape[2];
 		return 3;
 	}
+}
+
+/*
+ * The tensor as a frame coded against a base archive whose tensor of the same name is t with
+ * every 7th byte changed (or, with `reshape`, of another shape): it must decode to within the
+ * bound of t itself, through the base, and the base must be required.
+ */
+static void check_series(const alcm_tensor *t, const alcm_pack_options *po, uint8_t flip,
+                         int reshape)
+{
+	alcm_tensor b = *t;
+	uint8_t *bb = fuzz_dup(t->data, (size_t)t->nbytes);
+	if (!bb && t->nbytes)
+		return;
+	for (uint64_t i = 0; i < t->nbytes; i += 7)
+		bb[i] ^= flip | 1;
+	b.data = bb;
+	if (reshape) {
+		b.ndim = 1;
+		b.shape[0] = t->nbytes / alcm_dtype_size(t->dtype);
+		if (t->ndim == 1) {
+			b.ndim = 2;
+			b.shape[1] = b.shape[0];
+			b.shape[0] = 1;
+		}
+	}
+	alcm_series_options so;
+	alcm_series_options_default(&so);
+	so.pack = *po;
+	so.pack.prune = 0;
+	if (so.pack.mode > ALCM_MODE_REL_ERROR)
+		so.pack.mode = ALCM_MODE_LOSSLESS;
+	alcm_writer *bw = NULL, *fw = NULL;
+	alcm_encoder *be = NULL;
+	alcm_reader *br = NULL, *fr = NULL;
+	alcm_series *s = NULL;
+	alcm_archive *a = NULL;
+	const void *bp, *fp;
+	size_t bl, fl;
+	uint8_t *out = malloc(t->nbytes ? (size_t)t->nbytes : 1);
+	FUZZ_CHECK(S, alcm_writer_open_memory(&bw, 0, NULL) == ALCM_OK, "base writer");
+	FUZZ_CHECK(S, alcm_encoder_new(&be, bw, &so.pack, NULL) == ALCM_OK, "base encoder");
+	int st = alcm_encoder_add(be, &b, NULL);
+	if (st == ALCM_E_BOUND)
+		goto out;
+	FUZZ_CHECK(S, st == ALCM_OK && alcm_encoder_finish(be) == ALCM_OK &&
+	           alcm_writer_commit(bw) == ALCM_OK && alcm_writer_memory(bw, &bp, &bl) == ALCM_OK,
+	           "base archive: %s", alcm_encoder_detail(be));
+	FUZZ_CHECK(S, alcm_reader_open_memory(&br, bp, bl, "base", NULL, NULL, 0) == ALCM_OK, "base");
+	FUZZ_CHECK(S, alcm_writer_open_memory(&fw, 0, NULL) == ALCM_OK, "frame writer");
+	st = alcm_series_begin(&s, fw, NULL, br, &so, NULL);
+	FUZZ_CHECK(S, st == ALCM_OK, "series: %s", alcm_series_detail(s));
+	alcm_series_report rep;
+	st = alcm_series_add(s, t, NULL);
+	if (st == ALCM_E_BOUND)
+		goto out;
+	FUZZ_CHECK(S, st == ALCM_OK && alcm_series_finish(s, &rep) == ALCM_OK,
+	           "series frame: %s", alcm_series_detail(s));
+	/* A delta only when the reference matches (a lossless one may still be stored whole,
+	 * when coding against it would not pay). */
+	FUZZ_CHECK(S, rep.delta_tensors <= (reshape || !t->nbytes ? 0u : 1u),
+	           "%llu delta tensors", (unsigned long long)rep.delta_tensors);
+	FUZZ_CHECK(S, alcm_writer_commit(fw) == ALCM_OK && alcm_writer_memory(fw, &fp, &fl) == ALCM_OK,
+	           "commit");
+	FUZZ_CHECK(S, alcm_reader_open_memory(&fr, fp, fl, "frame", NULL, NULL, 0) == ALCM_OK,
+	           "reopen");
+	FUZZ_CHECK(S, alcm_archive_open(&a, fr, NULL) == ALCM_OK, "frame archive");
+	st = alcm_archive_decode(a, 0, out, (size_t)t->nbytes);
+	FUZZ_CHECK(S, rep.delta_tensors ? st == ALCM_E_NOTFOUND : st == ALCM_OK,
+	           "decode without the base: %s", alcm_strerror(st));
+	if (rep.delta_tensors) {
+		alcm_archive_free(a);
+		a = NULL;
+		FUZZ_CHECK(S, alcm_archive_open(&a, fr, NULL) == ALCM_OK &&
+		           alcm_archive_set_base(a, br) == ALCM_OK, "set base");
+		st = alcm_archive_decode(a, 0, out, (size_t)t->nbytes);
+		FUZZ_CHECK(S, st == ALCM_OK, "decode through the base: %s", alcm_archive_detail(a));
+	}
+	alcm_error_stats es;
+	alcm_tensor_info ti;
+	alcm_archive_tensor_info(a, 0, &ti);
+	FUZZ_CHECK(S, alcm_tensor_measure(t, out, &es) == ALCM_OK, "measure");
+	FUZZ_CHECK(S, alcm_error_within(&es, ti.mode, so.pack.bound),
+	           "series delta (%s, mode %d, bound %.17g) out of bound: identical %d, specials "
+	           "exact %d, max abs %.17g, max rel %.17g", alcm_dtype_name(t->dtype), ti.mode,
+	           so.pack.bound, es.identical, es.specials_exact, es.max_abs_error,
+	           es.max_rel_error);
+out:
+	alcm_archive_free(a);
+	alcm_reader_free(fr);
+	alcm_series_free(s);
+	alcm_writer_free(fw);
+	alcm_reader_free(br);
+	alcm_encoder_free(be);
+	alcm_writer_free(bw);
+	free(out);
+	free(bb);
 }
 
 static void check_decoded(alcm_archive *a, size_t index, const alcm_tensor *t,
@@ -216,6 +316,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_decoded(a, 0, &t, &rep, recon, o.bound, o.prune);
 	if (second)
 		check_decoded(a, 1, &u, &rep2, recon2, 0, 0);
+	if (data[0] & 0x10)
+		check_series(&t, &o, data[3], (data[0] >> 5) & 1);
 out:
 	alcm_archive_free(a);
 	alcm_reader_free(r);

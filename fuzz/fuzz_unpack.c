@@ -6,7 +6,9 @@
  *   0x04  decode each tensor again with 2 threads: same status and bytes (the decoder
  *         promises the same result for any thread count);
  *   0x08  open every frame, not only the last;
- *   0x10  resume a stream encoder from the archive.
+ *   0x10  resume a stream encoder from the archive;
+ *   0x20  give every frame the archive itself as its base archive (spec 6.12): a series'
+ *         base references then reach the identity check and the chain code.
  */
 #include "fuzz_common.h"
 
@@ -18,6 +20,7 @@
 #define OPT_THREADS 0x04u
 #define OPT_FRAMES 0x08u
 #define OPT_RESUME 0x10u
+#define OPT_SELF_BASE 0x20u
 
 static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 {
@@ -66,10 +69,21 @@ static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 }
 
 static void open_and_decode(alcm_reader *r, uint32_t frame, int all, const alcm_limits *lim,
-                            int twice)
+                            int twice, int self_base)
 {
 	alcm_archive *a = NULL;
 	int st = all ? alcm_archive_open_frame(&a, r, frame, NULL) : alcm_archive_open(&a, r, NULL);
+	if (st == ALCM_OK && self_base) {
+		st = alcm_archive_set_base(a, r);
+		FUZZ_CHECK(S, st != ALCM_E_ARG, "set_base refused a valid call");
+		if (st == ALCM_E_DIGEST)
+			st = ALCM_OK; /* refused, and the archive stays usable without a base */
+	}
+	alcm_series_frame sf;
+	if (st == ALCM_OK && alcm_series_frame_read(r, alcm_archive_frame(a), &sf) == ALCM_OK)
+		FUZZ_CHECK(S, sf.frame == alcm_archive_frame(a) &&
+		           (sf.keyframe || sf.ref_base || sf.ref_frame < sf.frame),
+		           "frame %u: a record that does not go back was accepted", sf.frame);
 	if (st == ALCM_OK) {
 		size_t nm = alcm_archive_meta_count(a);
 		for (size_t i = 0; i < nm; i++) {
@@ -118,11 +132,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					idx = k + 1;
 				}
 				alcm_reader_section_info(r, k, &si);
-				open_and_decode(r, si.tag, 1, &lim, twice);
+				open_and_decode(r, si.tag, 1, &lim, twice, (opt & OPT_SELF_BASE) != 0);
 			}
 		} else {
-			open_and_decode(r, 0, 0, &lim, twice);
+			open_and_decode(r, 0, 0, &lim, twice, (opt & OPT_SELF_BASE) != 0);
 		}
+		alcm_series_options sopt;
+		(void)alcm_series_options_load(r, &sopt);
 		uint32_t k = 0, from = 0;
 		while (alcm_reader_find_section(r, "FRAM", from, &k) == ALCM_OK) {
 			const uint8_t *p = alcm_reader_section_data(r, k);

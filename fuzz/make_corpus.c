@@ -573,6 +573,113 @@ static void hostile_archives(void)
 	hb_archive("hostile-duplicate-names", "LDAT", &data, 0, &dir, 2);
 }
 
+/* ---- checkpoint series (spec 6.12) ------------------------------------------------ */
+
+/* Frame k of a series in the file `path` (new when k is 0), of the tensors t[0..n). */
+static void series_frame(const char *path, int k, tbuf *const *t, size_t n,
+                         const alcm_series_options *o, const uint8_t *base, size_t blen)
+{
+	alcm_writer *w = NULL;
+	alcm_reader *r = NULL, *b = NULL;
+	alcm_series *s = NULL;
+	int st = k == 0 ? alcm_writer_open_file(&w, path, ALCM_WRITE_OVERWRITE | ALCM_WRITE_STREAM |
+	                                                      ALCM_WRITE_NO_SYNC, NULL)
+	                : alcm_writer_open_append(&w, path, NULL, NULL, ALCM_WRITE_NO_SYNC);
+	if (!st && k)
+		st = alcm_reader_open_file(&r, path, NULL, NULL, 0);
+	if (!st && base)
+		st = alcm_reader_open_memory(&b, base, blen, "base", NULL, NULL, 0);
+	if (!st)
+		st = alcm_series_begin(&s, w, r, b, o, NULL);
+	for (size_t i = 0; i < n && !st; i++)
+		st = alcm_series_add(s, &t[i]->t, NULL);
+	if (!st)
+		st = alcm_series_finish(s, NULL);
+	if (!st)
+		st = alcm_writer_commit(w);
+	if (st)
+		DIE("series frame %d: %s", k, s ? alcm_series_detail(s) : alcm_writer_detail(w));
+	alcm_series_free(s);
+	alcm_writer_free(w);
+	alcm_reader_free(r);
+	alcm_reader_free(b);
+}
+
+/* Moves every third value of a float32 tensor by a few units in the last place. */
+static void drift(tbuf *t, int k)
+{
+	for (size_t i = 0; i < t->t.nbytes / 4; i += 3) {
+		uint32_t u;
+		memcpy(&u, t->data + 4 * i, 4);
+		u += (uint32_t)(k * 37 + (int)i) % 200;
+		memcpy(t->data + 4 * i, &u, 4);
+	}
+}
+
+/* Unpack seeds (options: last frame; every frame; every frame with 2 threads; every frame
+ * with the archive given as its own base): series of four frames against the keyframe, the
+ * frame before and in a tree, lossless and max-error, tensors changing shape, and a frame
+ * coded against a base archive the harness does not have. */
+static void series_seeds(void)
+{
+	static tbuf a, b, c, base_t;
+	const int uopt[] = {0x00, 0x08, 0x0c, 0x28};
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/.series-seed.alcm", outdir);
+	static const struct {
+		const char *name;
+		int reference, mode;
+		uint32_t every;
+	} runs[] = {
+		{"series-keyframe", ALCM_SERIES_REF_ANCHOR, ALCM_MODE_LOSSLESS, 0},
+		{"series-previous", ALCM_SERIES_REF_PREVIOUS, ALCM_MODE_LOSSLESS, 2},
+		{"series-tree-maxerr", ALCM_SERIES_REF_TREE, ALCM_MODE_MAX_ERROR, 0},
+	};
+	for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+		alcm_series_options o;
+		alcm_series_options_default(&o);
+		o.pack.threads = 1;
+		o.pack.chunk_bytes = 4096;
+		o.pack.mode = runs[r].mode;
+		o.pack.bound = 1e-3;
+		o.reference = runs[r].reference;
+		o.keyframe_every = runs[r].every;
+		make(&a, "w", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 160}, 1, 1);
+		make(&b, "h", ALCM_DTYPE_BF16, 1, (uint64_t[]){64}, 1, 0);
+		make(&c, "n", ALCM_DTYPE_I32, 1, (uint64_t[]){12}, 0, 0);
+		for (int k = 0; k < 4; k++) {
+			drift(&a, k);
+			if (k == 2) /* a tensor that changes shape is stored whole */
+				make(&b, "h", ALCM_DTYPE_BF16, 2, (uint64_t[]){4, 8}, 1, 0);
+			series_frame(path, k, (tbuf *[]){&a, &b, &c}, 3, &o, NULL, 0);
+		}
+		size_t len;
+		uint8_t *p = slurp(path, &len);
+		if (!p)
+			DIE("cannot read the series seed");
+		put_archive(runs[r].name, p, len, (const int[]){0x00}, 1, uopt, 4);
+		free(p);
+	}
+	/* A fine-tune against a base archive (the base itself is not in the seed). */
+	make(&base_t, "w", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 160}, 1, 1);
+	size_t blen;
+	uint8_t *bp = archive(&(pack){0}, (tbuf *[]){&base_t}, 1, &blen);
+	drift(&base_t, 1);
+	alcm_series_options o;
+	alcm_series_options_default(&o);
+	o.pack.threads = 1;
+	o.base_name = "base.alcm";
+	series_frame(path, 0, (tbuf *[]){&base_t}, 1, &o, bp, blen);
+	size_t len;
+	uint8_t *p = slurp(path, &len);
+	if (!p)
+		DIE("cannot read the series seed");
+	put_archive("series-against-base", p, len, (const int[]){0x00}, 1, uopt, 4);
+	free(p);
+	free(bp);
+	unlink(path);
+}
+
 /* ---- tensor files ----------------------------------------------------------------- */
 
 /* META records handed to the next tensor_file() (key, value, value length). */
@@ -835,6 +942,35 @@ static void roundtrip_seeds(void)
 		snprintf(name, sizeof(name), "int-%d", dt);
 		put("roundtrip", name, buf, 5 + 64, -1);
 	}
+	/* Also coded as a series delta against a perturbed base (byte 0 bit 4; bit 5: the
+	 * base's tensor has another shape). */
+	static const struct {
+		const char *name;
+		uint8_t dt, mode, bound, rank;
+	} ser[] = {
+		{"series-f32-lossless", 0x10, 0, 0, 0x02},
+		{"series-f32-maxerr", 0x10, 1, 30, 0x0e},
+		{"series-bf16-relerr", 0x12, 2, 6, 0x01},
+		{"series-f16-lossless-reshape", 0x31, 0, 0, 0x01},
+		{"series-f64-maxerr", 0x13, 1, 20, 0x02},
+		{"series-int", 0x1d, 0, 0, 0x01},
+	};
+	for (size_t i = 0; i < sizeof(ser) / sizeof(ser[0]); i++) {
+		tbuf t;
+		unsigned dt = ser[i].dt & 15;
+		int dtype = dt == 0 ? ALCM_DTYPE_F32 : dt == 1 ? ALCM_DTYPE_F16
+		          : dt == 2 ? ALCM_DTYPE_BF16 : dt == 3 ? ALCM_DTYPE_F64 : ALCM_DTYPE_I32;
+		size_t w = alcm_dtype_size(dtype), n = 96;
+		make(&t, "t", dtype, 1, (uint64_t[]){n}, 1, dt == 0);
+		buf[0] = ser[i].dt;
+		buf[1] = ser[i].mode;
+		buf[2] = ser[i].rank;
+		buf[3] = ser[i].bound;
+		buf[4] = 1;
+		buf[5] = 't';
+		memcpy(buf + 6, t.data, n * w);
+		put("roundtrip", ser[i].name, buf, 6 + n * w, -1);
+	}
 	/* Several 4 KiB chunks, and a scalar. */
 	tbuf t;
 	make(&t, "t", ALCM_DTYPE_F32, 1, (uint64_t[]){1500}, 1, 1);
@@ -988,6 +1124,7 @@ int main(int argc, char **argv)
 	pt_seeds();
 	roundtrip_seeds();
 	hostile_archives();
+	series_seeds();
 	if (argc == 3) {
 		char sub[4096];
 		vectors(argv[2]);

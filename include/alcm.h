@@ -142,6 +142,8 @@ typedef struct alcm_limits {
 	uint64_t max_elements;       /**< elements of one tensor */
 	uint64_t max_decoded_bytes;  /**< decoded bytes of one tensor */
 	uint32_t zstd_window_log_max;/**< passed to ZSTD_d_windowLogMax */
+	uint32_t max_chain;          /**< frames of a checkpoint series one tensor's decoding
+	                                  may go through (spec 6.12.6) */
 } alcm_limits;
 
 /** Hard cap on tensor rank; limits can only lower it. */
@@ -633,7 +635,10 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
 
 /**
  * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads only that
- * tensor's sections; verifies their digests unless the reader skips them.
+ * tensor's sections; verifies their digests unless the reader skips them. The archive keeps
+ * its chunk buffers (about twice the chunk size per decoding thread) for the next call,
+ * until alcm_archive_free(). A tensor of a checkpoint series stored as a delta is decoded
+ * through its reference chain (spec 6.12.6): one tensor in memory, whatever the chain.
  * @return ALCM_OK, ALCM_E_ARG, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT, ALCM_E_IO,
  *         ALCM_E_NOMEM. On a corrupt or digest error the archive is poisoned.
  */
@@ -1032,6 +1037,161 @@ ALCM_API int alcm_stream_resume(alcm_stream *s, alcm_reader *r);
 
 /** Parses a FRAM payload. */
 ALCM_API int alcm_frame_report_load(alcm_frame_report *rep, const uint8_t *buf, size_t len);
+
+/* ------------------------------------------------------------------------------------ */
+/* Checkpoint series                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/*
+ * A checkpoint series (spec 6.12) is a stream archive whose frames are the checkpoints of a
+ * training run. A *keyframe* is stored whole; a *delta* frame stores each tensor against the
+ * decoded values of the same-named tensor in an earlier frame (its *reference*), or in a frame
+ * of another archive (the *base*, for a fine-tune stored against its base model). Lossless by
+ * default, bit-exact; in max-error and rel-error modes the delta is taken against the decoded
+ * reference (closed loop), so every value of every frame stays within the bound of its own
+ * original. Chunks for which the plain coding is smaller are stored plain.
+ *
+ * Reading needs nothing new: alcm_archive_open_frame() opens any frame and
+ * alcm_archive_decode() follows the reference chain (one keyframe and the deltas after it)
+ * tensor by tensor, holding one tensor in memory. A frame coded against a base archive also
+ * needs alcm_archive_set_base().
+ *
+ * Writing: alcm_series_begin() on a writer (a new stream archive, an append writer, or a new
+ * plain archive for a single fine-tune), alcm_series_add() per tensor, alcm_series_finish(),
+ * then alcm_writer_commit(). Every frame records the settings it was coded with (an OPTS
+ * record, spec 6.12.3); alcm_series_options_load() reads those of the first frame, so that a
+ * writer continuing the series later codes as it was created.
+ */
+
+/** Which frame a delta frame refers to (series option `reference`). */
+enum alcm_series_ref {
+	ALCM_SERIES_REF_ANCHOR = 0,  /**< the last keyframe (or the base): any frame decodes from
+	                                  one keyframe and one delta (the default) */
+	ALCM_SERIES_REF_PREVIOUS = 1,/**< the frame before: smallest; a frame decodes from its
+	                                  keyframe and every delta since */
+	ALCM_SERIES_REF_TREE = 2     /**< frame k + o refers to frame k + (o with its lowest set
+	                                  bit cleared), k the keyframe: about as small, and a frame
+	                                  decodes from its keyframe and at most log2(o) + 1 deltas */
+};
+
+/** Longest run of deltas a writer may ask for with keyframe_every (the readers' default
+ *  max_chain is 1000). */
+#define ALCM_SERIES_MAX_KEYFRAME_EVERY 999
+
+typedef struct alcm_series_options {
+	alcm_pack_options pack;   /**< lossless (default), max-error or rel-error; no pruning;
+	                               the frame number is the series' */
+	uint32_t keyframe_every;  /**< a keyframe after this many delta frames; 0: automatic, a
+	                               keyframe when it saves bytes (spec 6.12.7) */
+	int reference;            /**< enum alcm_series_ref */
+	const char *base_name;    /**< with a base: recorded beside its identity as a hint for
+	                               messages (OPTS series.base_name); may be NULL */
+} alcm_series_options;
+
+ALCM_API void alcm_series_options_default(alcm_series_options *o);
+
+/**
+ * Reads the settings the archive was created with: the first OPTS record (spec 6.12.3).
+ * Fills the coding fields of o->pack (mode, bound, bits, prune, level, chunk_bytes,
+ * int_policy) and the series fields; leaves the others as alcm_series_options_default().
+ * @return ALCM_OK, ALCM_E_NOTFOUND (no record), ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_IO,
+ *         ALCM_E_LIMIT (a record above max_meta_bytes).
+ */
+ALCM_API int alcm_series_options_load(alcm_reader *r, alcm_series_options *o);
+
+/**
+ * The identity a series records for a base archive: the BLAKE2b-256 digest of the base's
+ * committed section table, which covers every section's digest. Appending to the base
+ * changes it.
+ */
+ALCM_API int alcm_series_base_id(const alcm_reader *base, uint8_t id[32]);
+
+/**
+ * The base archive a series refers to, as its first OPTS record names it: its identity and
+ * the path it was given as when the series was written (informative: a hint for messages,
+ * never opened by the library). `name` receives at most cap - 1 bytes and a NUL.
+ * @return ALCM_OK, ALCM_E_NOTFOUND (no base), or the errors of alcm_series_options_load().
+ */
+ALCM_API int alcm_series_base_hint(alcm_reader *r, uint8_t id[32], char *name, size_t cap);
+
+/** A frame's series record (SERI, spec 6.12.2). */
+typedef struct alcm_series_frame {
+	uint32_t frame;
+	int keyframe;             /**< 1: the frame decodes alone */
+	uint32_t ref_frame;       /**< the frame its DLTA tensors refer to; 0xFFFFFFFF if key */
+	int ref_base;             /**< 1: ref_frame is a frame of the base archive */
+	uint8_t base_id[32];      /**< with ref_base: the base's identity (alcm_series_base_id) */
+	uint64_t est_ref_bytes;   /**< informative: the frame's delta tensors' bytes */
+	uint64_t est_prev_bytes;  /**< informative: the writer's estimate of those bytes coded
+	                               against the frame before instead */
+} alcm_series_frame;
+
+/**
+ * Reads the series record of frame `frame` (the last SERI whose tag is `frame`).
+ * @return ALCM_OK, ALCM_E_NOTFOUND (none: a frame without a record is a keyframe),
+ *         ALCM_E_CORRUPT (malformed), ALCM_E_UNSUPPORTED (a kind or reference of a later
+ *         version), ALCM_E_DIGEST, ALCM_E_IO.
+ */
+ALCM_API int alcm_series_frame_read(alcm_reader *r, uint32_t frame, alcm_series_frame *f);
+
+/**
+ * Gives an archive the base archive its frame refers to (borrowed: it must outlive `a`).
+ * Checks the base's identity against the frame's record when the frame refers to a base.
+ * Without it, decoding a tensor whose chain reaches the base fails with ALCM_E_NOTFOUND.
+ * @return ALCM_OK, ALCM_E_DIGEST (another base than the one the frame was coded against; the
+ *         archive stays usable: give it the right one),
+ *         ALCM_E_NOMEM, or an error reading the frame's record.
+ */
+ALCM_API int alcm_archive_set_base(alcm_archive *a, alcm_reader *base);
+
+/** 1 if tensor `index` is stored as a delta (a DLTA section), else 0. */
+ALCM_API int alcm_archive_tensor_delta(const alcm_archive *a, size_t index);
+
+/** What alcm_series_finish() did. */
+typedef struct alcm_series_report {
+	uint32_t frame;
+	int keyframe;
+	uint32_t ref_frame;       /**< as in alcm_series_frame */
+	int ref_base;
+	uint64_t tensors, delta_tensors; /**< tensors, and those stored as deltas */
+	uint64_t raw_bytes;       /**< the tensors' bytes */
+	uint64_t stored_bytes;    /**< their sections' bytes */
+	double max_abs_error;
+} alcm_series_report;
+
+typedef struct alcm_series alcm_series;
+
+/**
+ * Starts a frame of a series in `w`: a new stream archive (ALCM_WRITE_STREAM), an append
+ * writer on a series, or a new plain archive for one frame coded against a base. Raises the
+ * new archive's format to 1.1 (an append to a 1.0 archive: ALCM_E_UNSUPPORTED).
+ * @param series  a reader of the archive `w` appends to (borrowed), or NULL for frame 0.
+ *                Its frames' records and directories choose keyframe or delta, and its
+ *                frames are decoded as references.
+ * @param base    a reader of the base archive (borrowed), or NULL. Frame 0 of a new series
+ *                is then a delta against the base's last frame; a later frame needs it when
+ *                its reference chain reaches the base.
+ * @param opt     NULL for the defaults. An append normally passes the loaded settings
+ *                (alcm_series_options_load) with the caller's overrides.
+ * @return ALCM_OK, ALCM_E_ARG (snr or bits mode, pruning, keyframe_every too large),
+ *         ALCM_E_UNSUPPORTED, ALCM_E_NOTFOUND (the series refers to a base: none given),
+ *         ALCM_E_DIGEST (a base other than the series'), ALCM_E_NOMEM, or a read error of
+ *         `series`. *out is set on failure too (for alcm_series_detail); free it.
+ */
+ALCM_API int alcm_series_begin(alcm_series **out, alcm_writer *w, alcm_reader *series,
+                               alcm_reader *base, const alcm_series_options *opt,
+                               const alcm_allocator *alloc);
+/**
+ * Codes one tensor of the frame: against the same-named tensor of the reference when it has
+ * the same dtype and shape (decoded for the purpose, one tensor at a time), else whole.
+ */
+ALCM_API int alcm_series_add(alcm_series *s, const alcm_tensor *t, alcm_tensor_report *rep);
+/** The frame's encoder, for metadata (alcm_encoder_set_meta) and extra sections. */
+ALCM_API alcm_encoder *alcm_series_encoder(alcm_series *s);
+/** Writes the frame's series and settings records, metadata and directory. Then commit. */
+ALCM_API int alcm_series_finish(alcm_series *s, alcm_series_report *rep);
+ALCM_API void alcm_series_free(alcm_series *s);
+ALCM_API const char *alcm_series_detail(const alcm_series *s);
 
 /* ------------------------------------------------------------------------------------ */
 /* Entropy predictor                                                                     */

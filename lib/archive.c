@@ -1,5 +1,6 @@
 /* The decoder: directory parsing against the table and limits, tensor decoding (spec 6). */
 #include "codec_internal.h"
+#include "series_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@ typedef struct tentry {
 	uint32_t data_idx, scal_idx, mask_idx;
 	uint64_t chunk_elems;
 	const uint8_t *ctab; /* chunk_count * 16 bytes inside the directory copy */
+	int delta;           /* the data section is a DLTA (spec 6.12) */
 } tentry;
 
 typedef struct meta_pair {
@@ -34,6 +36,14 @@ struct alcm_archive {
 	alcm_coder **coders;
 	unsigned ncoders, threads;
 	int threads_set;
+	int shared;               /* pool and coders borrowed from another archive */
+	alcm_series_link *link;   /* checkpoint series: base archive, reference chains */
+	/* The chunk buffers, kept between decodes (allocating them per tensor cost a fifth of
+	 * decoding in page faults; a series chain decodes a tensor once per frame of it), here
+	 * or in the archive whose workers this one shares. */
+	struct dslot *kslots;
+	size_t knslots;
+	alcm_archive *slot_owner;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -197,7 +207,8 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 	/* Section references must name sections of the right type, and the chunk table must
 	 * tile them exactly. */
 	int lossless = ti->mode == ALCM_MODE_LOSSLESS;
-	if (!ref_ok(a, te->data_idx, lossless ? "LDAT" : "QDAT"))
+	te->delta = ref_ok(a, te->data_idx, "DLTA");
+	if (!te->delta && !ref_ok(a, te->data_idx, lossless ? "LDAT" : "QDAT"))
 		return BAD(ALCM_E_CORRUPT, "tensor '%s': data section %u is missing or of the wrong "
 		           "type", q, te->data_idx);
 	uint64_t nch = 1;
@@ -211,7 +222,7 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 			           "wrong type or not %llu bytes", q, te->scal_idx,
 			           (unsigned long long)(nch * 8));
 		ti->scales = nch;
-		if (te->mask_idx != ALCM_NONE && !ref_ok(a, te->mask_idx, "MASK"))
+		if (te->mask_idx != ALCM_NONE && (te->delta || !ref_ok(a, te->mask_idx, "MASK")))
 			return BAD(ALCM_E_CORRUPT, "tensor '%s': mask section %u is of the wrong type", q,
 			           te->mask_idx);
 	} else if (te->scal_idx != ALCM_NONE || te->mask_idx != ALCM_NONE) {
@@ -412,6 +423,8 @@ int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
 	return st;
 }
 
+static void free_kept_slots(alcm_archive *a);
+
 void alcm_archive_free(alcm_archive *a)
 {
 	if (!a)
@@ -422,6 +435,8 @@ void alcm_archive_free(alcm_archive *a)
 	alcm_mem_free(&a->alloc, a->t);
 	alcm_mem_free(&a->alloc, a->dir);
 	alcm_mem_free(&a->alloc, a->meta);
+	alcm_series_link_free(a->link);
+	free_kept_slots(a);
 	alcm_archive_set_threads(a, 1);
 	alcm_allocator al = a->alloc;
 	alcm_mem_free(&al, a);
@@ -456,13 +471,15 @@ int alcm_archive_tensor_coding(alcm_archive *a, size_t i, uint32_t *transforms)
 	uint64_t pos = 0;
 	for (uint32_t k = 0; k < te->info.chunks; k++) {
 		uint64_t dl = alcm_load64(te->ctab + 16 * (size_t)k);
-		uint8_t t;
-		if (dl) {
-			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, &t, 1);
+		uint8_t t[2];
+		/* A series delta's chunk starts with its kind (spec 6.12.4), then the transform. */
+		size_t at = te->delta ? 1 : 0;
+		if (dl > at) {
+			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, t, at + 1);
 			if (st)
 				return afail(a, st, "tensor %zu: cannot read chunk %u of section %u", i, k,
 				             te->data_idx);
-			*transforms |= t < 32 ? 1u << t : 0;
+			*transforms |= t[at] < 32 ? 1u << t[at] : 0;
 		}
 		pos += dl;
 	}
@@ -501,12 +518,23 @@ int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key, const u
 /* ---- decoding --------------------------------------------------------------------------- */
 
 /* One chunk in flight: its bytes, its decoder scratch, its outcome. */
-typedef struct dslot {
+struct dslot {
 	uint8_t *cbuf, *mbuf, *scratch;
 	size_t ccap, mcap, scap;
 	uint64_t k, dl, ml, dpos;
 	int status;
-} dslot;
+};
+typedef struct dslot dslot;
+
+static void free_kept_slots(alcm_archive *a)
+{
+	for (size_t j = 0; j < a->knslots; j++) {
+		alcm_mem_free(&a->alloc, a->kslots[j].cbuf);
+		alcm_mem_free(&a->alloc, a->kslots[j].mbuf);
+		alcm_mem_free(&a->alloc, a->kslots[j].scratch);
+	}
+	alcm_mem_free(&a->alloc, a->kslots);
+}
 
 typedef struct dec {
 	alcm_archive *a;
@@ -541,7 +569,12 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 	uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first : te->chunk_elems;
 	alcm_cursor dc = {sl->cbuf, (size_t)sl->dl, 0}, mc = {sl->mbuf, (size_t)sl->ml, 0};
 	int st;
-	if (ti->mode == ALCM_MODE_LOSSLESS)
+	if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
+		st = alcm_delta_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
+	else if (te->delta)
+		st = alcm_delta_quant_decode(coder, &dc, &d->qp, d->out, first, n, sl->scratch,
+		                             sl->scap);
+	else if (ti->mode == ALCM_MODE_LOSSLESS)
 		st = alcm_lossless_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
 	else
 		st = alcm_quant_decode(coder, &dc, te->mask_idx != ALCM_NONE ? &mc : NULL, &d->qp,
@@ -572,8 +605,8 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	tentry *te = d->te;
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
 	size_t w = alcm_dtype_size(te->info.dtype);
-	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? alcm_lossless_scratch(ce, w)
-	                                                       : alcm_quant_scratch(ce);
+	uint64_t scratch = te->info.mode != ALCM_MODE_LOSSLESS ? alcm_quant_scratch(ce)
+	                   : te->delta ? alcm_delta_scratch(ce, w) : alcm_lossless_scratch(ce, w);
 	if (grow(a, &sl->cbuf, &sl->ccap, sl->dl ? sl->dl : 1) ||
 	    grow(a, &sl->mbuf, &sl->mcap, sl->ml ? sl->ml : 1) ||
 	    grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
@@ -637,6 +670,9 @@ int alcm_archive_set_threads(alcm_archive *a, unsigned threads)
 {
 	if (!a)
 		return ALCM_E_ARG;
+	if (a->shared) {
+		a->pool = NULL, a->coders = NULL, a->ncoders = 0, a->shared = 0;
+	}
 	if (a->coders)
 		for (unsigned i = 0; i < a->ncoders; i++)
 			alcm_coder_free(a->coders[i]);
@@ -711,6 +747,99 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		return ALCM_E_ARG;
 	if (a->poisoned)
 		return ALCM_E_STATE;
+	if (cap < a->t[index].info.raw_bytes)
+		return ALCM_E_ARG;
+	/* A delta of a checkpoint series: its reference first, then its chunks onto it. */
+	int st = a->t[index].delta ? alcm_series_reference(a, index, out, cap) : ALCM_OK;
+	return st ? st : alcm_archive_decode_onto(a, index, out, cap);
+}
+
+/* ---- checkpoint series hooks (series_internal.h) ------------------------------------------ */
+
+alcm_reader *alcm_archive_reader(const alcm_archive *a)
+{
+	return a->r;
+}
+
+const alcm_allocator *alcm_archive_allocator(const alcm_archive *a)
+{
+	return &a->alloc;
+}
+
+alcm_series_link *alcm_archive_link(const alcm_archive *a)
+{
+	return a->link;
+}
+
+void alcm_archive_set_link(alcm_archive *a, alcm_series_link *l)
+{
+	a->link = l;
+}
+
+int alcm_archive_is_delta(const alcm_archive *a, size_t i)
+{
+	return a && i < a->count && a->t[i].delta;
+}
+
+int alcm_archive_delta_plain(alcm_archive *a, size_t i, int *plain)
+{
+	const tentry *te = &a->t[i];
+	uint64_t pos = 0;
+	*plain = te->delta;
+	for (uint32_t k = 0; k < te->info.chunks && *plain; k++) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * (size_t)k);
+		uint8_t kind = 1;
+		if (dl) {
+			int st = alcm_reader_section_pread(a->r, te->data_idx, pos, &kind, 1);
+			if (st)
+				return afail(a, st, "%s", alcm_reader_detail(a->r));
+		}
+		*plain = kind == 0;
+		pos += dl;
+	}
+	return ALCM_OK;
+}
+
+int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(a->detail, fmt, ap);
+	va_end(ap);
+	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
+		a->poisoned = 1;
+	return st;
+}
+
+int alcm_archive_note(alcm_archive *a, int st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	alcm_detail_vset(a->detail, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner)
+{
+	int st = ensure_pool(owner);
+	if (st)
+		return st;
+	alcm_archive_set_threads(a, 1);
+	a->pool = owner->pool;
+	a->coders = owner->coders;
+	a->ncoders = owner->ncoders;
+	a->shared = 1;
+	a->slot_owner = owner;
+	return ALCM_OK;
+}
+
+int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t cap)
+{
+	if (!a || index >= a->count || (!out && a->t[index].info.raw_bytes))
+		return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
 	tentry *te = &a->t[index];
 	if (cap < te->info.raw_bytes)
 		return ALCM_E_ARG;
@@ -726,7 +855,18 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
 	d.nslots = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
-	d.slots = alcm_mem_calloc(&a->alloc, d.nslots, sizeof(dslot));
+	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
+	if (keep->knslots < d.nslots) {
+		/* No fallback to slots of this call: a failed allocation is reported, never
+		 * absorbed (the allocation-failure tests count on it). */
+		dslot *ks = alcm_mem_realloc(&keep->alloc, keep->kslots, d.nslots * sizeof(dslot));
+		if (ks) {
+			memset(ks + keep->knslots, 0, (d.nslots - keep->knslots) * sizeof(dslot));
+			keep->kslots = ks;
+			keep->knslots = d.nslots;
+		}
+	}
+	d.slots = keep->knslots >= d.nslots ? keep->kslots : NULL;
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
@@ -742,6 +882,8 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
+	if (d.slots == keep->kslots)
+		d.slots = NULL; /* kept for the next decode */
 	if (d.slots)
 		for (size_t j = 0; j < d.nslots; j++) {
 			alcm_mem_free(&a->alloc, d.slots[j].cbuf);

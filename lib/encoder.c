@@ -1,5 +1,6 @@
 /* The encoder: tensor parameters, chunk jobs on the pool, sections, directory (spec 6). */
 #include "codec_internal.h"
+#include "series_internal.h"
 
 #include <float.h>
 #include <math.h>
@@ -566,6 +567,7 @@ typedef struct wave {
 	uint64_t chunk_elems, first_chunk;
 	job *jobs;
 	uint8_t *recon;
+	const uint8_t *ref; /* checkpoint series: the reference tensor of a DLTA (spec 6.12) */
 } wave;
 
 static void run_chunk(void *arg, size_t j, unsigned worker)
@@ -579,7 +581,14 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 	const uint8_t *src = wv->t->data;
 	jb->data.len = 0;
 	jb->mask.len = 0;
-	if (wv->p->mode == ALCM_MODE_LOSSLESS) {
+	if (wv->ref) {
+		size_t w = alcm_dtype_size(wv->t->dtype);
+		jb->status = wv->p->mode == ALCM_MODE_LOSSLESS
+		                 ? alcm_delta_encode(c, &jb->data, wv->t->dtype, src + first * w,
+		                                     wv->ref + first * w, n, wv->e->opt.level)
+		                 : alcm_delta_quant_encode(c, &jb->data, &wv->p->qp, src, wv->ref,
+		                                           first, n, &jb->st, wv->recon);
+	} else if (wv->p->mode == ALCM_MODE_LOSSLESS) {
 		size_t w = alcm_dtype_size(wv->t->dtype);
 		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, wv->t->dtype, src + first * w, n,
 		                                       wv->e->opt.level);
@@ -686,7 +695,7 @@ void alcm_lossy_params_free(const alcm_allocator *a, tparams *p)
  * masks are kept (they are small) and written as their own section afterwards. */
 static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64_t chunk_elems,
                        uint64_t nchunks, alcm_buf *ctab, alcm_buf *masks, alcm_qstats *tot,
-                       uint8_t *recon)
+                       uint8_t *recon, const uint8_t *ref)
 {
 	unsigned per = e->ncoders * 2;
 	job *jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job));
@@ -697,7 +706,7 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 	int st = ALCM_OK;
 	for (uint64_t k = 0; k < nchunks && !st; k += per) {
 		uint64_t nj = nchunks - k < per ? nchunks - k : per;
-		wave wv = {e, t, p, chunk_elems, k, jobs, recon};
+		wave wv = {e, t, p, chunk_elems, k, jobs, recon, ref};
 		alcm_pool_run(e->pool, run_chunk, &wv, (size_t)nj);
 		for (uint64_t j = 0; j < nj && !st; j++) {
 			job *jb = &jobs[j];
@@ -779,8 +788,30 @@ int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *
 	return alcm_encoder_add_recon(e, t, rep, NULL);
 }
 
+const alcm_pack_options *alcm_encoder_options(const alcm_encoder *e)
+{
+	return &e->opt;
+}
+
+static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
+                      alcm_tensor_report *rep, void *recon);
+
 int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep,
                            void *recon)
+{
+	return add_tensor(e, t, NULL, rep, recon);
+}
+
+int alcm_encoder_add_delta(alcm_encoder *e, const alcm_tensor *t, const void *ref,
+                           alcm_tensor_report *rep, void *recon)
+{
+	if (!e || !ref || e->opt.prune > 0)
+		return ALCM_E_ARG;
+	return add_tensor(e, t, ref, rep, recon);
+}
+
+static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
+                      alcm_tensor_report *rep, void *recon)
 {
 	if (!e || !t)
 		return ALCM_E_ARG;
@@ -827,13 +858,16 @@ int alcm_encoder_add_recon(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_re
 	uint32_t sections_before = alcm_writer_section_count(e->w);
 	size_t tdir_before = e->tdir.len;
 	e->can_undo = 0;
-	st = alcm_writer_section_begin(e->w, p.mode == ALCM_MODE_LOSSLESS ? "LDAT" : "QDAT",
+	if (elems == 0)
+		ref = NULL; /* nothing to code against: the plain sections say it as well */
+	st = alcm_writer_section_begin(e->w, ref ? "DLTA" : p.mode == ALCM_MODE_LOSSLESS ? "LDAT"
+	                                                                               : "QDAT",
 	                               ALCM_SECTION_CRITICAL, e->ntensors);
 	if (st)
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st)
 		st = code_chunks(e, t, &p, chunk_elems, nchunks, &ctab, &masks, &tot,
-		                 p.mode == ALCM_MODE_LOSSLESS ? NULL : recon);
+		                 p.mode == ALCM_MODE_LOSSLESS ? NULL : recon, ref);
 	if (!st && recon && p.mode == ALCM_MODE_LOSSLESS && recon != t->data && t->nbytes)
 		memcpy(recon, t->data, t->nbytes);
 	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))

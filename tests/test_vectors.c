@@ -121,7 +121,7 @@ static size_t read_manifest(manifest_line *out, size_t cap)
 static int status_of(const char *name)
 {
 	static const int all[] = {ALCM_OK, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT,
-	                          ALCM_E_UNSUPPORTED};
+	                          ALCM_E_UNSUPPORTED, ALCM_E_NOTFOUND};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(mv_status_name(all[i]), name) == 0)
 			return all[i];

@@ -49,19 +49,21 @@ static const char *coding_name(alcm_archive *a, size_t i, char *buf, size_t cap)
 	static const char *n[] = {"raw", "planes", "float", "palette", "sparse"};
 	alcm_tensor_info ti;
 	uint32_t mask = 0;
+	int delta = alcm_archive_tensor_delta(a, i); /* a checkpoint series' delta (6.12) */
 	if (alcm_archive_tensor_info(a, i, &ti) || ti.mode != ALCM_MODE_LOSSLESS)
-		return "quant";
+		return delta ? "delta:quant" : "quant";
 	if (alcm_archive_tensor_coding(a, i, &mask) || !mask)
 		return "-";
-	buf[0] = 0;
+	snprintf(buf, cap, "%s", delta ? "delta:" : "");
 	for (unsigned t = 0; t < 32; t++) {
 		if (!(mask & (1u << t)))
 			continue;
 		size_t l = strlen(buf);
+		int sep = l && buf[l - 1] != ':';
 		if (t < 5)
-			snprintf(buf + l, cap - l, "%s%s", l ? "+" : "", n[t]);
+			snprintf(buf + l, cap - l, "%s%s", sep ? "+" : "", n[t]);
 		else
-			snprintf(buf + l, cap - l, "%s%u", l ? "+" : "", t);
+			snprintf(buf + l, cap - l, "%s%u", sep ? "+" : "", t);
 	}
 	return buf;
 }
@@ -452,10 +454,19 @@ static int print_text(alcm_reader *r, alcm_archive *a, const char *path, int ver
 		       ratio(ti.raw_bytes, ti.stored_bytes));
 	}
 	uint32_t nf = alcm_archive_frame_count(r);
+	alcm_series_frame sf;
+	if (alcm_series_frame_read(r, alcm_archive_frame(a), &sf) == ALCM_OK) {
+		if (sf.keyframe)
+			printf("series:   frame %u is a keyframe\n", sf.frame);
+		else
+			printf("series:   frame %u is a delta against frame %u%s\n", sf.frame, sf.ref_frame,
+			       sf.ref_base ? " of a base archive (alcm-unpack --base)" : "");
+	}
 	if (nf > 1 || alcm_reader_find_section(r, "FRAM", 0, NULL) == ALCM_OK) {
 		printf("frames:   %u (tensors above are frame %u)\n", nf, alcm_archive_frame(a));
 		each_frame(r, frame_text);
-		raw = frames_raw;
+		if (frames_raw) /* streams: every frame's tensors (a series has no FRAM) */
+			raw = frames_raw;
 	}
 	printf("total:    %llu bytes of tensors in %llu bytes of file (%.2fx)\n",
 	       (unsigned long long)raw, (unsigned long long)alcm_reader_file_size(r),
@@ -532,7 +543,23 @@ static int print_json(alcm_reader *r, alcm_archive *a, const char *path, int ver
 	}
 	printf("],\"frames\":[");
 	each_frame(r, frame_json);
-	printf("],\"meta\":{");
+	printf("]");
+	alcm_series_frame sf;
+	if (a && alcm_series_frame_read(r, alcm_archive_frame(a), &sf) == ALCM_OK) {
+		printf(",\"series\":{\"frame\":%u,\"keyframe\":%s", sf.frame,
+		       sf.keyframe ? "true" : "false");
+		if (!sf.keyframe) {
+			printf(",\"ref_frame\":%u,\"ref_base\":%s", sf.ref_frame,
+			       sf.ref_base ? "true" : "false");
+			if (sf.ref_base) {
+				printf(",\"base_id\":\"");
+				hex(stdout, sf.base_id, 32);
+				putchar('"');
+			}
+		}
+		putchar('}');
+	}
+	printf(",\"meta\":{");
 	size_t nm = a ? alcm_archive_meta_count(a) : 0;
 	for (size_t i = 0; i < nm; i++) {
 		const char *k;

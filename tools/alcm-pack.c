@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +42,21 @@ static const char usage[] =
 	"                        that would break it are coded again at a safer bound, and\n"
 	"                        the scheduler backs off\n"
 	"      --sign KEY        sign the archive with a secret key from alcm-keygen\n"
+	"Checkpoint series (format 1.1; lossless, --max-error or --rel-error):\n"
+	"      --series          make a series archive; INPUT is its frame 0. Each --append then\n"
+	"                        stores the next checkpoint as a delta of an earlier one, with the\n"
+	"                        settings the series was created with (options given with --append\n"
+	"                        apply to that frame and are recorded with it)\n"
+	"      --keyframe-every K  store a frame whole after K deltas (default 0: when that saves\n"
+	"                        bytes, and after 8 deltas against the frame before, 15 in a tree)\n"
+	"      --delta-against keyframe|previous|tree  code a delta against the last keyframe\n"
+	"                        (default: any frame decodes from one keyframe and one delta), the\n"
+	"                        frame before (smallest; decoding goes through every delta since the\n"
+	"                        keyframe) or a tree (decoding goes through at most log2 of the\n"
+	"                        frames since the keyframe)\n"
+	"      --delta-from BASE code INPUT against the last frame of another archive (a fine-tune\n"
+	"                        against its base model), recorded by BASE's identity; unpacking it\n"
+	"                        then needs BASE (alcm-unpack --base)\n"
 	"Lossy modes (choose at most one; NaN, inf, -0 and subnormals always stay exact):\n"
 	"      --max-error E     |x - x'| <= E for every value\n"
 	"      --rel-error R     |x - x'| <= R * max|x| of the value's channel (axis 0), R < 1\n"
@@ -78,11 +94,17 @@ static const char usage[] =
 
 enum { OPT_MAXERR = 256, OPT_RELERR, OPT_SNR, OPT_BITS, OPT_PRUNE, OPT_INT, OPT_CHUNK,
        OPT_CHECK, OPT_STREAM, OPT_SIGN, OPT_APPEND, OPT_SCHEDULE, OPT_BOUNDMAX, OPT_FLOOR,
-       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC, OPT_NOWAIT };
+       OPT_SIZE, OPT_RATIO, OPT_SKIP, OPT_EXTERNAL, OPT_PLUGINS, OPT_INPROC, OPT_NOWAIT,
+       OPT_SERIES, OPT_KEYEVERY, OPT_AGAINST, OPT_DELTAFROM };
 
 typedef struct pack_args {
 	const char *in, *out, *sign; /* in and out: files ("-" is replaced by a temporary one) */
 	int force, stream, check, modes, append, schedule, no_wait;
+	/* Checkpoint series, and which coding options were given (they override a series'
+	 * recorded settings on --append). */
+	int series, against, level_set, chunk_set, int_set, key_set, against_set;
+	unsigned keyframe_every;
+	const char *delta_from, *base_path;
 	double bound_max, floor_db, ratio;
 	uint64_t size;
 	alcm_pack_options o;
@@ -108,7 +130,11 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		{"skip-unsupported", no_argument, NULL, OPT_SKIP},
 		{"allow-external", no_argument, NULL, OPT_EXTERNAL},
 		{"allow-plugins", no_argument, NULL, OPT_PLUGINS},
-		{"h5-in-process", no_argument, NULL, OPT_INPROC}, {NULL, 0, NULL, 0},
+		{"h5-in-process", no_argument, NULL, OPT_INPROC},
+		{"series", no_argument, NULL, OPT_SERIES},
+		{"keyframe-every", required_argument, NULL, OPT_KEYEVERY},
+		{"delta-against", required_argument, NULL, OPT_AGAINST},
+		{"delta-from", required_argument, NULL, OPT_DELTAFROM}, {NULL, 0, NULL, 0},
 	};
 	alcm_pack_options_default(&a->o);
 	int c;
@@ -123,6 +149,29 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		case OPT_SIGN: a->sign = optarg; break;
 		case OPT_APPEND: a->append = 1; break;
 		case OPT_NOWAIT: a->no_wait = 1; break;
+		case OPT_SERIES: a->series = 1; break;
+		case OPT_DELTAFROM: a->delta_from = optarg; break;
+		case OPT_KEYEVERY:
+			if (cli_parse_u64(optarg, &u) || u > ALCM_SERIES_MAX_KEYFRAME_EVERY) {
+				cli_err("invalid --keyframe-every '%s': expected 0..%d (0: when that saves "
+				        "bytes)", optarg, ALCM_SERIES_MAX_KEYFRAME_EVERY);
+				return EXIT_USAGE;
+			}
+			a->keyframe_every = (unsigned)u;
+			a->key_set = 1;
+			break;
+		case OPT_AGAINST:
+			if (strcmp(optarg, "keyframe") && strcmp(optarg, "previous") &&
+			    strcmp(optarg, "tree")) {
+				cli_err("invalid --delta-against '%s': expected 'keyframe', 'previous' or "
+				        "'tree'", optarg);
+				return EXIT_USAGE;
+			}
+			a->against = !strcmp(optarg, "keyframe")   ? ALCM_SERIES_REF_ANCHOR
+			             : !strcmp(optarg, "previous") ? ALCM_SERIES_REF_PREVIOUS
+			                                           : ALCM_SERIES_REF_TREE;
+			a->against_set = 1;
+			break;
 		case OPT_SIZE:
 			if (cli_parse_u64(optarg, &a->size) || a->size == 0) {
 				cli_err("invalid --size '%s': expected bytes (suffixes k, M, G)", optarg);
@@ -191,6 +240,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 				cli_err("invalid --int-lossy '%s': expected 'store' or 'refuse'", optarg);
 				return EXIT_USAGE;
 			}
+			a->int_set = 1;
 			break;
 		case 'l':
 			if (cli_parse_u64(optarg, &u) || u < 1 || u > 19) {
@@ -198,6 +248,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 				return EXIT_USAGE;
 			}
 			a->o.level = (int)u;
+			a->level_set = 1;
 			break;
 		case 'T':
 			if (cli_parse_u64(optarg, &u) || u > 256) {
@@ -212,6 +263,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 				return EXIT_USAGE;
 			}
 			a->o.chunk_bytes = u;
+			a->chunk_set = 1;
 			break;
 		default: return cli_usage_error(usage, NULL);
 		}
@@ -243,6 +295,18 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		cli_err("--prune is lossy: name a bound (--max-error, --rel-error, --snr) or --bits");
 		return EXIT_USAGE;
 	}
+	if ((a->series || a->delta_from) &&
+	    (a->stream || a->schedule || a->size || a->ratio > 0 || a->o.prune > 0 ||
+	     a->o.mode == ALCM_MODE_SNR || a->o.mode == ALCM_MODE_BITS)) {
+		cli_err("a checkpoint series (--series, --delta-from) codes losslessly or with "
+		        "--max-error or --rel-error; it does not take --stream, --schedule, --size, "
+		        "--ratio, --snr, --bits or --prune");
+		return EXIT_USAGE;
+	}
+	if ((a->key_set || a->against_set) && !a->series && !a->append) {
+		cli_err("--keyframe-every and --delta-against go with --series or --append");
+		return EXIT_USAGE;
+	}
 	a->in = argv[optind];
 	return 0;
 }
@@ -262,7 +326,7 @@ static int roundtrip_ok(const alcm_tensor *x, const alcm_tensor_info *ti, const 
 static int check_roundtrip(const pack_args *a, int lossless)
 {
 	cli_input *in = NULL;
-	alcm_reader *r = NULL;
+	alcm_reader *r = NULL, *base = NULL;
 	alcm_archive *ar = NULL;
 	uint8_t *buf = NULL;
 	int st, rc = cli_input_open_or_fail(&in, a->in);
@@ -273,6 +337,13 @@ static int check_roundtrip(const pack_args *a, int lossless)
 		st = alcm_archive_open(&ar, r, NULL);
 	if (st) {
 		rc = cli_fail(st, "check", a->out, ar ? alcm_archive_detail(ar) : alcm_reader_detail(r));
+		goto out;
+	}
+	/* A series frame coded against a base decodes through it. */
+	if (a->base_path && ((st = alcm_reader_open_file(&base, a->base_path, NULL, NULL, 0)) ||
+	                     (st = alcm_archive_set_base(ar, base)))) {
+		rc = cli_fail(st, "check", a->out, alcm_archive_detail(ar)[0] ? alcm_archive_detail(ar)
+		                                                            : alcm_reader_detail(base));
 		goto out;
 	}
 	size_t i = 0, n = alcm_archive_tensor_count(ar);
@@ -325,6 +396,7 @@ out:
 	free(buf);
 	alcm_archive_free(ar);
 	alcm_reader_free(r);
+	alcm_reader_free(base);
 	cli_input_free(in);
 	return rc;
 }
@@ -581,6 +653,118 @@ out:
 	alcm_reader_free(r);
 	alcm_stream_free(s);
 	frame_free(&f);
+	return rc;
+}
+
+static int regular_file(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/*
+ * One frame of a checkpoint series: a new series (r NULL) or the next frame of the series r
+ * reads, coded with the settings the series was created with and the options given here.
+ * The base archive of a fine-tune is --delta-from, or else the path the series recorded for
+ * it (opened only if it is a regular file; its identity is checked either way).
+ */
+static int pack_series(pack_args *a, cli_input *in, alcm_writer *w, alcm_reader *r, totals *tot)
+{
+	alcm_series_options so;
+	alcm_series_options_default(&so);
+	alcm_series *s = NULL;
+	alcm_reader *base = NULL;
+	char hint[4096] = "";
+	uint8_t id[32];
+	int rc = 0, st;
+	if (r && (st = alcm_series_options_load(r, &so)) && st != ALCM_E_NOTFOUND)
+		return cli_fail(st, "read the settings of", a->out, alcm_reader_detail(r));
+	if (!r || a->modes) {
+		so.pack.mode = a->o.mode;
+		so.pack.bound = a->o.bound;
+		so.pack.bits = a->o.bits;
+	}
+	if (!r || a->level_set)
+		so.pack.level = a->o.level;
+	if (!r || a->chunk_set)
+		so.pack.chunk_bytes = a->o.chunk_bytes;
+	if (!r || a->int_set)
+		so.pack.int_policy = a->o.int_policy;
+	if (!r || a->key_set)
+		so.keyframe_every = a->keyframe_every;
+	if (!r || a->against_set)
+		so.reference = a->against;
+	a->o.mode = so.pack.mode; /* what the frame is coded with, for the summary and --check */
+	a->o.bound = so.pack.bound;
+	so.pack.threads = a->o.threads;
+	so.pack.source_format = a->o.source_format;
+	so.pack.predictor = a->o.predictor;
+	const char *bp = a->delta_from;
+	if (!bp && r && alcm_series_base_hint(r, id, hint, sizeof(hint)) == ALCM_OK && hint[0] &&
+	    regular_file(hint))
+		bp = hint;
+	if (bp && (st = alcm_reader_open_file(&base, bp, NULL, NULL, 0))) {
+		rc = cli_fail(st, "read", bp, alcm_reader_detail(base));
+		goto out;
+	}
+	so.base_name = bp;
+	if (bp && !(a->base_path = strdup(bp))) {
+		rc = EXIT_NOMEM;
+		goto out;
+	}
+	if ((st = alcm_series_begin(&s, w, r, base, &so, NULL))) {
+		rc = cli_fail(st, "pack", a->in, alcm_series_detail(s));
+		if (st == ALCM_E_NOTFOUND)
+			cli_err("give the base archive with --delta-from BASE");
+		if (st == ALCM_E_ARG)
+			rc = EXIT_USAGE;
+		goto out;
+	}
+	cli_progress p;
+	cli_progress_start(&p, "packing", cli_input_size(in), (uint64_t)100 << 20);
+	for (;;) {
+		alcm_tensor t;
+		int has;
+		if ((st = cli_input_next(in, &t, &has))) {
+			rc = cli_input_fail(in, st, a->in);
+			goto out;
+		}
+		if (!has)
+			break;
+		alcm_tensor_report rep;
+		if ((st = alcm_series_add(s, &t, &rep))) {
+			rc = cli_fail(st, "pack", a->in, alcm_series_detail(s));
+			goto out;
+		}
+		tot->ntensors++;
+		tot->raw += t.nbytes;
+		tot->downgraded += (uint64_t)rep.downgraded;
+		if (rep.max_abs_error > tot->maxerr)
+			tot->maxerr = rep.max_abs_error;
+		cli_progress_add(&p, t.nbytes);
+		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g", cli_name(t.name, t.name_len),
+		         alcm_dtype_name(t.dtype), cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
+		         cli_size(rep.stored_bytes),
+		         rep.stored_bytes ? (double)rep.raw_bytes / (double)rep.stored_bytes : 0.0,
+		         rep.max_abs_error);
+	}
+	cli_progress_end(&p);
+	if ((rc = add_h5_structure(a, in, alcm_series_encoder(s))))
+		goto out;
+	alcm_series_report sr;
+	if ((st = alcm_series_finish(s, &sr))) {
+		rc = cli_fail(st, "pack", a->in, alcm_series_detail(s));
+		goto out;
+	}
+	if (!cli_quiet && sr.keyframe)
+		fprintf(stderr, "%s: frame %u: keyframe\n", cli_prog, sr.frame);
+	else if (!cli_quiet)
+		fprintf(stderr, "%s: frame %u: delta against frame %u%s (%llu of %llu tensors)\n",
+		        cli_prog, sr.frame, sr.ref_frame, sr.ref_base ? " of the base archive" : "",
+		        (unsigned long long)sr.delta_tensors, (unsigned long long)sr.tensors);
+out:
+	alcm_series_free(s);
+	alcm_reader_free(base);
 	return rc;
 }
 
@@ -998,6 +1182,7 @@ int main(int argc, char **argv)
 	int lossless = a.o.mode == ALCM_MODE_LOSSLESS && !a.size && !(a.ratio > 0);
 	cli_input *in = NULL;
 	alcm_writer *w = NULL;
+	alcm_reader *prev = NULL;
 	uint8_t sk[ALCM_SECRET_KEY_BYTES] = {0};
 	totals tot;
 	memset(&tot, 0, sizeof(tot));
@@ -1017,7 +1202,7 @@ int main(int argc, char **argv)
 	a.o.source_format = alcm_format_name(cli_input_format(in));
 	/* A temporary file for standard output: no fsync, nothing to replace. */
 	unsigned wflags = (a.force && !to_stdout ? ALCM_WRITE_OVERWRITE : 0) |
-	                  (a.stream ? ALCM_WRITE_STREAM : 0) | (to_stdout ? ALCM_WRITE_NO_SYNC : 0);
+	                  (a.stream || a.series ? ALCM_WRITE_STREAM : 0) | (to_stdout ? ALCM_WRITE_NO_SYNC : 0);
 	if (a.append) {
 		/* Say why nothing happens while another writer holds the lock. */
 		st = alcm_writer_open_append(&w, a.out, NULL, NULL, ALCM_WRITE_NO_WAIT);
@@ -1038,8 +1223,34 @@ int main(int argc, char **argv)
 	}
 	double t0 = cli_now();
 	uint64_t before = a.append ? alcm_writer_bytes(w) : 0;
+	/* A checkpoint series: a new one, or --append to an archive that is one. */
+	int series = a.series || a.delta_from;
+	if (a.append) {
+		if ((st = alcm_reader_open_file(&prev, a.out, NULL, NULL, 0))) {
+			rc = cli_fail(st, "read", a.out, alcm_reader_detail(prev));
+			goto out;
+		}
+		uint32_t k;
+		series = alcm_reader_find_section(prev, "SERI", 0, &k) == ALCM_OK;
+		if (!series && (a.series || a.key_set || a.against_set || a.delta_from)) {
+			cli_err("'%s' is not a checkpoint series (make one with --series)", a.out);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (series && (a.schedule || a.o.prune > 0 || a.o.mode == ALCM_MODE_SNR ||
+		               a.o.mode == ALCM_MODE_BITS)) {
+			cli_err("'%s' is a checkpoint series: lossless, --max-error or --rel-error, "
+			        "without --schedule or --prune", a.out);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+	}
 	if (a.size || a.ratio > 0)
 		rc = pack_budget(&a, &w, wflags, &tot);
+	else if (series) {
+		rc = pack_series(&a, in, w, prev, &tot);
+		lossless = a.o.mode == ALCM_MODE_LOSSLESS;
+	}
 	else if (a.stream || a.append)
 		rc = pack_frame(&a, in, w, &tot);
 	else
@@ -1091,6 +1302,8 @@ int main(int argc, char **argv)
 out:
 	alcm_wipe(sk, sizeof(sk));
 	alcm_writer_free(w);
+	alcm_reader_free(prev);
+	free((void *)a.base_path);
 	cli_input_free(in);
 	return rc;
 }

@@ -31,6 +31,10 @@ static const char usage[] =
 	"  -F, --format FMT     npz, npy, safetensors, pt or h5, whatever OUTPUT's extension\n"
 	"  -f, --force          replace OUTPUT if it exists (with -o -: write to a terminal)\n"
 	"  -t, --tensor NAME    extract only this tensor (repeatable); the others are not decoded\n"
+	"      --frame N        decode frame N of a stream or series archive (default: the last);\n"
+	"                       a series frame decodes from its keyframe and the deltas after it\n"
+	"      --base BASE      the base archive a series frame was coded against (alcm-pack\n"
+	"                       --delta-from); its identity is checked\n"
 	"      --no-verify      skip digest checks (trusted archives only)\n"
 	"      --allow-unsafe-names  write .npz member names that are not safe relative paths\n"
 	"                       (absolute, a drive, '..', '.' or empty components, backslashes,\n"
@@ -186,7 +190,8 @@ static void sink_free(sink *k)
 	alcm_output_free(k->o);
 }
 
-enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE, OPT_PUBKEY };
+enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE, OPT_PUBKEY, OPT_FRAME,
+       OPT_BASE };
 
 /* .npz member names become paths when extracted: refuse the unsafe ones before decoding. */
 static int names_safe(const alcm_tensor *plan, size_t n, const char *out)
@@ -230,12 +235,14 @@ int main(int argc, char **argv)
 		{"allow-unsafe-names", no_argument, NULL, OPT_UNSAFE},
 		{"format", required_argument, NULL, 'F'},
 		{"pubkey", required_argument, NULL, OPT_PUBKEY},
+		{"frame", required_argument, NULL, OPT_FRAME}, {"base", required_argument, NULL, OPT_BASE},
 		{"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *out = NULL, *pubkey = NULL;
-	int force = 0, c, fmt = ALCM_FILE_UNKNOWN, unsafe = 0;
+	const char *out = NULL, *pubkey = NULL, *base_path = NULL;
+	int force = 0, c, fmt = ALCM_FILE_UNKNOWN, unsafe = 0, frame_set = 0;
+	uint64_t frame = 0;
 	uint64_t threads = 0, u;
 	unsigned rflags = 0;
 	h5_args h = {0, -1, 0, 0, 0};
@@ -284,6 +291,15 @@ int main(int argc, char **argv)
 		case OPT_H5SHUFFLE: h.shuffle = 1, h.given = 1; break;
 		case OPT_EXTERNAL: h.external = 1, h.given = 1; break;
 		case OPT_PUBKEY: pubkey = optarg; break;
+		case OPT_FRAME:
+			if (cli_parse_u64(optarg, &frame) || frame > UINT32_MAX - 1) {
+				cli_err("invalid --frame '%s': expected a frame number", optarg);
+				free(names);
+				return EXIT_USAGE;
+			}
+			frame_set = 1;
+			break;
+		case OPT_BASE: base_path = optarg; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); free(names); return 0;
@@ -345,7 +361,7 @@ int main(int argc, char **argv)
 		free(names);
 		return rc;
 	}
-	alcm_reader *r = NULL;
+	alcm_reader *r = NULL, *base = NULL;
 	alcm_archive *a = NULL;
 	size_t *sel = NULL, nsel = 0;
 	alcm_tensor *plan = NULL;
@@ -378,8 +394,24 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if ((st = alcm_archive_open(&a, r, NULL))) {
+	st = frame_set ? alcm_archive_open_frame(&a, r, (uint32_t)frame, NULL)
+	               : alcm_archive_open(&a, r, NULL);
+	if (st == ALCM_E_NOTFOUND && frame_set) {
+		cli_err("cannot read '%s': it has no frame %llu (it has %u)", in,
+		        (unsigned long long)frame, alcm_archive_frame_count(r));
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (st) {
 		rc = cli_fail(st, "read", in, alcm_archive_detail(a));
+		goto out;
+	}
+	if (base_path && (st = alcm_reader_open_file(&base, base_path, NULL, NULL, rflags))) {
+		rc = cli_fail(st, "read", base_path, alcm_reader_detail(base));
+		goto out;
+	}
+	if (base && (st = alcm_archive_set_base(a, base))) {
+		rc = cli_fail(st, "use", base_path, alcm_archive_detail(a));
 		goto out;
 	}
 	alcm_archive_set_threads(a, (unsigned)threads);
@@ -443,6 +475,14 @@ int main(int argc, char **argv)
 		}
 		if ((st = alcm_archive_decode(a, sel[j], buf, plan[j].nbytes))) {
 			rc = cli_fail(st, "read", in, alcm_archive_detail(a));
+			char hint[4096] = "";
+			uint8_t id[32];
+			if (st == ALCM_E_NOTFOUND && !base) {
+				if (alcm_series_base_hint(r, id, hint, sizeof(hint)) != ALCM_OK)
+					hint[0] = '\0';
+				cli_err("give the base archive with --base BASE%s%s%s",
+				        hint[0] ? " (it was packed against '" : "", hint, hint[0] ? "')" : "");
+			}
 			goto out;
 		}
 		plan[j].data = buf;
@@ -475,5 +515,6 @@ out:
 	sink_free(&k);
 	alcm_archive_free(a);
 	alcm_reader_free(r);
+	alcm_reader_free(base);
 	return rc;
 }

@@ -501,6 +501,190 @@ static int v_chunk_leftover(mv_bytes *o, const char *scratch)
 	return mv_lossless_chunk(o, 0, 1);
 }
 
+/* ---- checkpoint series (6.12): two frames, the second coded against the first ---------- */
+
+enum { SV_LOSSLESS, SV_QUANT, SV_FORWARD, SV_NO_RECORD, SV_MISSING_FRAME, SV_BASE,
+       SV_UNKNOWN_KIND, SV_SHAPE, SV_KEY_RECORD };
+
+/* The order key of a float32's bits (6.12.4), and the zigzag of a 32-bit difference: written
+ * here from the spec's definitions, apart from the library's. */
+static uint32_t mv_okey(uint32_t u)
+{
+	return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static uint32_t mv_zz32(uint32_t d)
+{
+	return (d << 1) ^ ((d & 0x80000000u) ? 0xFFFFFFFFu : 0);
+}
+
+static uint32_t mv_f32(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+/* A SERI record (6.12.2). */
+static void mv_seri(mv_buf *b, uint32_t frame, int delta, uint32_t ref, unsigned src)
+{
+	mv_u32(b, 1);
+	mv_u32(b, frame);
+	mv_u32(b, delta ? 1 : 0);
+	mv_u32(b, delta ? ref : 0xFFFFFFFFu);
+	mv_u32(b, src);
+	mv_u32(b, 0);
+	for (int i = 0; i < 32; i++)
+		mv_u8(b, src ? 0xB5 : 0); /* the base archive's identity */
+	mv_u64(b, 0);                 /* informative estimates */
+	mv_u64(b, 0);
+}
+
+/* A directory entry of one chunk, rank 1 or (rows > 0) rank 2 (6.3). */
+static void mv_entry_rows(mv_buf *d, const mv_tensor *t, uint64_t rows)
+{
+	mv_u32(d, (uint32_t)strlen(t->name));
+	mv_put(d, t->name, strlen(t->name));
+	mv_u8(d, t->dtype);
+	mv_u8(d, t->mode);
+	mv_u8(d, rows ? 2 : 1);
+	mv_u8(d, 0);
+	if (rows)
+		mv_u64(d, rows);
+	mv_u64(d, rows ? t->elems / rows : t->elems);
+	mv_u32(d, t->data);
+	mv_u32(d, t->scale);
+	mv_u32(d, 0xFFFFFFFFu);
+	mv_u64(d, t->elems);
+	mv_u64(d, 1);
+	mv_f64(d, t->bound);
+	mv_f64(d, 0);
+	mv_u64(d, 0);
+	mv_u64(d, 0);
+	mv_u64(d, t->data_len);
+	mv_u64(d, 0);
+}
+
+/*
+ * Frame 0 (tag 0): `w` float32 [4] = 1, -2, 0.5, 3 and `n` int16 [4] = 1, -1, 300, 7, raw
+ * LDAT chunks, a keyframe record. Frame 1 (tag 1): `w` = 1, -1.9999999, 0.50000006, -3 as the
+ * zigzag differences of order keys (kind 2; the last crosses zero), `n` = 1, 0, 301, -7 as XOR
+ * residuals (kind 1), both raw streams, a delta record against frame 0. SV_QUANT instead
+ * codes a max-error tensor `q`: frame 0 = 0, 1, -1, 10; frame 1 steps of 0.5 added to it,
+ * symbols 0, 1, -2, 0, and an escape holding 10.25. The other variants each break one rule.
+ */
+static int mv_series(mv_bytes *o, int v)
+{
+	static const float w0[4] = {1.0f, -2.0f, 0.5f, 3.0f};
+	static const int16_t n0[4] = {1, -1, 300, 7}, n1[4] = {1, 0, 301, -7};
+	const uint32_t w1[4] = {mv_f32(1.0f), 0xBFFFFFFFu, 0x3F000001u, mv_f32(-3.0f)};
+	mv_buf sec[10];
+	const char *type[10];
+	uint32_t tag[10];
+	size_t ns = 0;
+	memset(sec, 0, sizeof(sec));
+#define SEC(ty, tg) (type[ns] = (ty), tag[ns] = (tg), &sec[ns++])
+	mv_buf *b, *dir0, *dir1;
+	if (v == SV_QUANT) {
+		static const float q0[4] = {0.0f, 1.0f, -1.0f, 10.0f};
+		b = SEC("LDAT", 0);                                    /* 0 */
+		mv_u8(b, 0);
+		mv_stream(b, 0, q0, 16);
+		mv_seri(SEC("SERI", 0), 0, 0, 0, 0);                   /* 1 */
+		dir0 = SEC("TDIR", 0);                                 /* 2 */
+		mv_u32(dir0, 1);
+		mv_entry(dir0, &(mv_tensor){"q", ALCM_DTYPE_F32, 0, 4, 0, 0xFFFFFFFFu, 0, sec[0].n});
+		b = SEC("DLTA", 0);                                    /* 3 */
+		static const uint8_t sym[4] = {0, 2, 3, 0}, blk[6] = {1, 3, 0, 0, 0x24, 0x41};
+		mv_u8(b, 1);                                           /* kind 1: added */
+		mv_u8(b, 1);                                           /* width */
+		mv_u8(b, 4);                                           /* nsym */
+		mv_stream(b, 0, sym, 4);
+		mv_u8(b, 6);                                           /* esc_len */
+		mv_stream(b, 0, blk, 6);                               /* 1 escape at 3: 10.25f */
+		mv_f64(SEC("SCAL", 0), 0.5);                           /* 4 */
+		mv_seri(SEC("SERI", 1), 1, 1, 0, 0);                   /* 5 */
+		dir1 = SEC("TDIR", 1);                                 /* 6 */
+		mv_u32(dir1, 1);
+		mv_entry(dir1, &(mv_tensor){"q", ALCM_DTYPE_F32, ALCM_MODE_MAX_ERROR, 4, 3, 4, 0.25,
+		                           sec[3].n});
+	} else {
+		b = SEC("LDAT", 0);                                    /* 0 */
+		mv_u8(b, 0);
+		mv_stream(b, 0, w0, 16);
+		b = SEC("LDAT", 1);                                    /* 1 */
+		mv_u8(b, 0);
+		mv_stream(b, 0, n0, 8);
+		mv_seri(SEC("SERI", 0), 0, 0, 0, 0);                   /* 2 */
+		dir0 = SEC("TDIR", v == SV_MISSING_FRAME ? 2 : 0);     /* 3 */
+		mv_u32(dir0, 2);
+		mv_entry_rows(dir0, &(mv_tensor){"w", ALCM_DTYPE_F32, 0, 4, 0, 0xFFFFFFFFu, 0,
+		                                 sec[0].n}, v == SV_SHAPE ? 2 : 0);
+		mv_entry(dir0, &(mv_tensor){"n", ALCM_DTYPE_I16, 0, 4, 1, 0xFFFFFFFFu, 0, sec[1].n});
+		uint8_t r[16];
+		for (int i = 0; i < 4; i++)
+			alcm_store32(r + 4 * i, mv_zz32(mv_okey(w1[i]) - mv_okey(mv_f32(w0[i]))));
+		b = SEC("DLTA", 0);                                    /* 4 */
+		mv_u8(b, v == SV_UNKNOWN_KIND ? 9 : 2);                /* kind 2: difference */
+		mv_u8(b, 0);                                           /* transform 0 */
+		mv_stream(b, 0, r, 16);
+		for (int i = 0; i < 4; i++)
+			alcm_store16(r + 2 * i, (uint16_t)((uint16_t)n0[i] ^ (uint16_t)n1[i]));
+		b = SEC("DLTA", 1);                                    /* 5 */
+		mv_u8(b, 1);                                           /* kind 1: XOR */
+		mv_u8(b, 0);
+		mv_stream(b, 0, r, 8);
+		if (v != SV_NO_RECORD)
+			mv_seri(SEC("SERI", 1), 1, v != SV_KEY_RECORD, v == SV_FORWARD ? 1 : 0,
+			        v == SV_BASE);
+		dir1 = SEC("TDIR", 1);
+		mv_u32(dir1, 2);
+		mv_entry(dir1, &(mv_tensor){"w", ALCM_DTYPE_F32, 0, 4, 4, 0xFFFFFFFFu, 0, sec[4].n});
+		mv_entry(dir1, &(mv_tensor){"n", ALCM_DTYPE_I16, 0, 4, 5, 0xFFFFFFFFu, 0, sec[5].n});
+	}
+#undef SEC
+	alcm_writer *w = NULL;
+	const void *buf;
+	size_t len;
+	int st = alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL);
+	if (!st)
+		st = alcm_writer_require_minor(w, 1);
+	for (size_t i = 0; i < ns && !st; i++)
+		st = alcm_writer_add_section(w, type[i], strcmp(type[i], "SERI") ? ALCM_SECTION_CRITICAL
+		                                                                 : 0,
+		                             tag[i], sec[i].p, sec[i].n, NULL);
+	if (!st)
+		st = alcm_writer_commit(w);
+	if (!st)
+		st = alcm_writer_memory(w, &buf, &len);
+	if (!st) {
+		o->p = malloc(len);
+		o->n = len;
+		if (!o->p)
+			st = ALCM_E_NOMEM;
+		else
+			memcpy(o->p, buf, len);
+	}
+	alcm_writer_free(w);
+	return st;
+}
+
+#define MV_SERIES(fn, variant)                                                             \
+	static int fn(mv_bytes *o, const char *scratch)                                        \
+	{                                                                                      \
+		(void)scratch;                                                                     \
+		return mv_series(o, variant);                                                      \
+	}
+MV_SERIES(v_series_lossless, SV_LOSSLESS)
+MV_SERIES(v_series_quant, SV_QUANT)
+MV_SERIES(v_series_forward, SV_FORWARD)
+MV_SERIES(v_series_no_record, SV_NO_RECORD)
+MV_SERIES(v_series_missing_frame, SV_MISSING_FRAME)
+MV_SERIES(v_series_base, SV_BASE)
+MV_SERIES(v_series_unknown_kind, SV_UNKNOWN_KIND)
+MV_SERIES(v_series_shape, SV_SHAPE)
+MV_SERIES(v_series_key_record, SV_KEY_RECORD)
+
 static const mv_vector mv_vectors[] = {
 	{"empty-archive.alcm", "ok", ALCM_OK, "generation=1 tail=0 sections=0", v_empty,
 	 "A non-stream archive with no sections: the header, slot A (generation 1, table at "
@@ -590,6 +774,51 @@ static const mv_vector mv_vectors[] = {
 	{"chunk-leftover.alcm", "decode", ALCM_E_CORRUPT, "is malformed", v_chunk_leftover,
 	 "lossless-int8.alcm with one zero byte after the chunk's last stream, counted in the "
 	 "chunk's data_len and the LDAT's length: refused as corrupt (6.4)."},
+	/* 9.4: checkpoint series (6.12) */
+	{"series-lossless.alcm", "decode", ALCM_OK,
+	 "w=0000803fffffffbf0100003f000040c0 n=010000002d01f9ff", v_series_lossless,
+	 "A series of two frames, format 1.1. Frame 0 (tag 0): `w` float32 [4] = 1, -2, 0.5, 3 "
+	 "(LDAT, section 0) and `n` int16 [4] = 1, -1, 300, 7 (LDAT, section 1), raw streams; a "
+	 "keyframe record (SERI, section 2); its TDIR (section 3). Frame 1 (tag 1): `w` = 1, "
+	 "-1.9999999, 0.50000006, -3 as a DLTA chunk of kind 2 (section 4): zigzag differences of "
+	 "the order keys, 0, 2, 2 and fe ff ff fe (the last value crosses zero), in one raw "
+	 "stream of uint32 residuals; `n` = 1, 0, 301, -7 as a DLTA chunk of kind 1, XOR "
+	 "residuals (section 5); a delta record against frame 0 (section 6); its TDIR (section 7). "
+	 "A reader decodes the last frame by decoding each tensor of frame 0 and applying the "
+	 "residuals (6.12.4, 6.12.6)."},
+	{"series-quant.alcm", "decode", ALCM_OK, "q=000000000000c03f000000c000002441",
+	 v_series_quant,
+	 "Frame 0: `q` float32 [4] = 0, 1, -1, 10, lossless. Frame 1: `q` in max-error mode (bound "
+	 "0.25) as a DLTA chunk of kind 1 (6.12.5): symbols 0, 2, 3, 0 (q = 0, 1, -2, 0) at step "
+	 "0.5 (SCAL) added to frame 0's values, and one escape at position 3 holding 10.25 "
+	 "exactly: 0, 1.5, -2, 10.25."},
+	{"series-forward.alcm", "decode", ALCM_E_CORRUPT, "does not come before it",
+	 v_series_forward,
+	 "series-lossless.alcm whose frame 1 record refers to frame 1 itself: a chain must go "
+	 "back (6.12.2); a reference to a later frame or to itself could make a cycle."},
+	{"series-no-record.alcm", "decode", ALCM_E_CORRUPT, "no series record",
+	 v_series_no_record,
+	 "series-lossless.alcm without frame 1's SERI: its DLTA tensors have no reference."},
+	{"series-missing-frame.alcm", "decode", ALCM_E_CORRUPT, "does not have",
+	 v_series_missing_frame,
+	 "series-lossless.alcm with frame 0's TDIR tagged 2: frame 1 refers to a frame 0 the "
+	 "archive does not have."},
+	{"series-base.alcm", "decode", ALCM_E_NOTFOUND, "which was not given", v_series_base,
+	 "series-lossless.alcm whose frame 1 record refers to frame 0 of a base archive whose "
+	 "identity is 32 bytes b5: a reader given no base archive cannot decode it (6.12.6); given "
+	 "one, it checks that archive's identity first (class digest when it differs)."},
+	{"series-unknown-kind.alcm", "decode", ALCM_E_UNSUPPORTED,
+	 "coding this reader does not know", v_series_unknown_kind,
+	 "series-lossless.alcm with the kind byte of `w`'s DLTA chunk set to 9, a kind no version "
+	 "defines yet: unsupported (6.12.4)."},
+	{"series-shape.alcm", "decode", ALCM_E_CORRUPT, "no tensor of that name, dtype and shape",
+	 v_series_shape,
+	 "series-lossless.alcm whose frame 0 stores `w` with shape [2, 2]: a delta's reference "
+	 "must have the same name, dtype and shape (6.12.6)."},
+	{"series-key-record.alcm", "decode", ALCM_E_CORRUPT, "says keyframe",
+	 v_series_key_record,
+	 "series-lossless.alcm whose frame 1 record says keyframe while its tensors are DLTA "
+	 "sections."},
 };
 #define MV_COUNT (sizeof(mv_vectors) / sizeof(mv_vectors[0]))
 
@@ -601,6 +830,7 @@ static const char *mv_status_name(int st)
 	case ALCM_E_DIGEST: return "digest";
 	case ALCM_E_LIMIT: return "limit";
 	case ALCM_E_UNSUPPORTED: return "unsupported";
+	case ALCM_E_NOTFOUND: return "notfound";
 	default: return "other";
 	}
 }

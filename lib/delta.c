@@ -1,0 +1,573 @@
+/* Delta chunks of checkpoint series (spec 6.12.4, 6.12.5): a tensor coded against the decoded
+ * values of the same tensor in an earlier checkpoint. Consecutive checkpoints share their sign,
+ * exponent and top mantissa bits; XOR or the difference of order keys turns those into zero
+ * bits, which the lossless transforms of 6.4 then code as they code any integer planes. */
+#include "series_internal.h"
+
+#include <math.h>
+
+int alcm_delta_udtype(size_t w)
+{
+	return w == 1 ? ALCM_DTYPE_U8 : w == 2 ? ALCM_DTYPE_U16 : w == 4 ? ALCM_DTYPE_U32
+	                                                            : ALCM_DTYPE_U64;
+}
+
+static inline uint64_t ld(const uint8_t *p, size_t w)
+{
+	return w == 1 ? p[0] : w == 2 ? alcm_load16(p) : w == 4 ? alcm_load32(p) : alcm_load64(p);
+}
+
+static inline void sto(uint8_t *p, size_t w, uint64_t v)
+{
+	switch (w) {
+	case 1: p[0] = (uint8_t)v; break;
+	case 2: alcm_store16(p, (uint16_t)v); break;
+	case 4: alcm_store32(p, (uint32_t)v); break;
+	default: alcm_store64(p, v);
+	}
+}
+
+static inline uint64_t wmask(size_t w)
+{
+	return w == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * w)) - 1;
+}
+
+/* Order key of a float's bits: an unsigned integer that grows with the value (negatives
+ * reversed), so that neighbouring values have neighbouring keys across zero too: u XOR all
+ * ones for a negative, u XOR the top bit otherwise. Integers are their own keys: the
+ * difference modulo 2^(8w) is the same for either signedness. Branch-free: the sign of trained
+ * weights is a coin toss. */
+static inline uint64_t okey(uint64_t u, size_t w, int fl)
+{
+	uint64_t top = (uint64_t)1 << (8 * w - 1);
+	return fl ? u ^ (((0 - (u >> (8 * w - 1))) & wmask(w)) | top) : u;
+}
+
+static inline uint64_t okey_inv(uint64_t k, size_t w, int fl)
+{
+	uint64_t top = (uint64_t)1 << (8 * w - 1);
+	return fl ? k ^ (((0 - ((k >> (8 * w - 1)) ^ 1)) & wmask(w)) | top) : k;
+}
+
+static inline uint64_t zz(uint64_t d, size_t w)
+{
+	return ((d << 1) ^ (0 - ((d >> (8 * w - 1)) & 1))) & wmask(w);
+}
+
+static inline uint64_t unzz(uint64_t z, size_t w)
+{
+	return ((z >> 1) ^ (0 - (z & 1))) & wmask(w);
+}
+
+/* One element: the residual of x against r, and x back from r and the residual. */
+static inline uint64_t residual(int kind, uint64_t x, uint64_t r, size_t w, int fl)
+{
+	if (kind == ALCM_DELTA_XOR)
+		return x ^ r;
+	return zz((okey(x, w, fl) - okey(r, w, fl)) & wmask(w), w);
+}
+
+static inline uint64_t restore(int kind, uint64_t r, uint64_t z, size_t w, int fl)
+{
+	if (kind == ALCM_DELTA_XOR)
+		return r ^ z;
+	return okey_inv((okey(r, w, fl) + unzz(z, w)) & wmask(w), w, fl);
+}
+
+/* The loops below take the width, the kind and float-ness as constants: WKIND calls them with
+ * each combination, so that each compiles to a loop of a few instructions per element (a
+ * chain of deltas runs one per frame). */
+#define WKIND(w, kind, fl, fn, ...)                                                             \
+	((w) == 1   ? ((kind) == ALCM_DELTA_XOR ? fn(1, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	                                        : fn(1, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	 : (w) == 2 ? ((kind) == ALCM_DELTA_XOR ? fn(2, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(2, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(2, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	 : (w) == 4 ? ((kind) == ALCM_DELTA_XOR ? fn(4, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(4, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(4, ALCM_DELTA_DIFF, 0, __VA_ARGS__))            \
+	            : ((kind) == ALCM_DELTA_XOR ? fn(8, ALCM_DELTA_XOR, 0, __VA_ARGS__)              \
+	               : (fl)                   ? fn(8, ALCM_DELTA_DIFF, 1, __VA_ARGS__)             \
+	                                        : fn(8, ALCM_DELTA_DIFF, 0, __VA_ARGS__)))
+
+ALCM_ALWAYS_INLINE int residuals_t(const size_t w, const int kind, const int fl, uint8_t *out,
+                                   const uint8_t *src, const uint8_t *ref, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		sto(out + i * w, w, residual(kind, ld(src + i * w, w), ld(ref + i * w, w), w, fl));
+	return 0;
+}
+
+/* Residuals res (joined) applied onto dst, which holds the reference. */
+ALCM_ALWAYS_INLINE int apply_t(const size_t w, const int kind, const int fl, uint8_t *dst,
+                               const uint8_t *res, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), ld(res + i * w, w), w, fl));
+	return 0;
+}
+
+/* Residual planes (transform 1) applied as they are read, without joining them first. */
+ALCM_ALWAYS_INLINE int apply_planes_t(const size_t w, const int kind, const int fl,
+                                      uint8_t *dst, const uint8_t *const *pl, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t z = 0;
+		for (size_t k = 0; k < w; k++)
+			z |= (uint64_t)pl[k][i] << (8 * k);
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), z, w, fl));
+	}
+	return 0;
+}
+
+/* Sparse residuals (transform 4): the elements whose residual is zero keep the reference. */
+ALCM_ALWAYS_INLINE int apply_sparse_t(const size_t w, const int kind, const int fl,
+                                      uint8_t *dst, const uint8_t *bits,
+                                      const uint8_t *const *pl, uint64_t n)
+{
+	uint64_t j = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (!((bits[i >> 3] >> (i & 7)) & 1))
+			continue;
+		uint64_t z = 0;
+		for (size_t k = 0; k < w; k++)
+			z |= (uint64_t)pl[k][j] << (8 * k);
+		j++;
+		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), z, w, fl));
+	}
+	return 0;
+}
+
+/*
+ * The kind for n elements against ref, chosen on their middle 64 KiB: each candidate (plain,
+ * XOR, difference) is planned by the lossless chooser and coded at zstd level 1; a residual
+ * is kept only when it codes at least a tenth smaller than the plain coding (a plain chunk
+ * decodes without its reference, and a tensor of plain chunks needs no reference at all).
+ * The plan holds for the whole chunk: the chooser looks at the same middle 64 KiB of it.
+ */
+static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
+                const uint8_t *ref, uint64_t n, int level, int *kind, alcm_lplan *plan)
+{
+	size_t w = alcm_dtype_size(dtype);
+	int fl = alcm_dtype_is_float(dtype), udt = alcm_delta_udtype(w);
+	uint64_t ns = ((uint64_t)1 << 16) / w;
+	if (ns > n)
+		ns = n;
+	size_t off = (size_t)((n - ns) / 2 * w);
+	uint8_t *res = alcm_mem_alloc(a, (size_t)(ns ? ns : 1) * w);
+	if (!res)
+		return ALCM_E_NOMEM;
+	alcm_buf tmp = {NULL, 0, 0, a};
+	size_t best = SIZE_MAX, plain = SIZE_MAX;
+	*kind = ALCM_DELTA_PLAIN;
+	for (int k = 0; k < 3; k++) {
+		int dt = k == ALCM_DELTA_PLAIN ? dtype : udt;
+		const uint8_t *d = src + off;
+		if (k != ALCM_DELTA_PLAIN) {
+			(void)WKIND(w, k, fl, residuals_t, res, src + off, ref + off, ns);
+			d = res;
+		}
+		alcm_lplan pl = alcm_lossless_choose(c, &tmp, dt, d, ns, level);
+		tmp.len = 0;
+		size_t len = alcm_lossless_encode(c, &tmp, dt, &pl, d, ns, 1) ? SIZE_MAX : tmp.len;
+		if (k == ALCM_DELTA_PLAIN)
+			plain = len;
+		if (len < best && (k == ALCM_DELTA_PLAIN || len <= plain / 10 * 9)) {
+			best = len;
+			*kind = k;
+			*plan = pl;
+		}
+	}
+	alcm_buf_free(&tmp);
+	alcm_mem_free(a, res);
+	return ALCM_OK;
+}
+
+int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
+                     const uint8_t *ref, uint64_t n, int *worth)
+{
+	int kind;
+	alcm_lplan plan;
+	int st = pick(c, a, dtype, src, ref, n, 1, &kind, &plan);
+	*worth = kind != ALCM_DELTA_PLAIN;
+	return st;
+}
+
+int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *src,
+                      const uint8_t *ref, uint64_t n, int level)
+{
+	size_t w = alcm_dtype_size(dtype);
+	int fl = alcm_dtype_is_float(dtype), kind;
+	alcm_lplan plan;
+	int st = pick(c, out->a, dtype, src, ref, n, level, &kind, &plan);
+	if (st)
+		return st;
+	uint8_t kb = (uint8_t)kind, *res = NULL;
+	if (kind != ALCM_DELTA_PLAIN) {
+		if (!(res = alcm_mem_alloc(out->a, (size_t)(n ? n : 1) * w)))
+			return ALCM_E_NOMEM;
+		(void)WKIND(w, kind, fl, residuals_t, res, src, ref, n);
+	}
+	st = alcm_buf_put(out, &kb, 1);
+	if (!st)
+		st = alcm_lossless_encode(c, out, res ? alcm_delta_udtype(w) : dtype, &plan,
+		                          res ? res : src, n, level);
+	alcm_mem_free(out->a, res);
+	return st;
+}
+
+int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, uint64_t n,
+                      uint8_t *scratch)
+{
+	size_t w = alcm_dtype_size(dtype);
+	uint8_t kind;
+	int st = alcm_cur_u8(cur, &kind);
+	if (st)
+		return st;
+	if (kind == ALCM_DELTA_PLAIN)
+		return alcm_lossless_decode(c, cur, dtype, dst, n, scratch);
+	if (kind > ALCM_DELTA_DIFF)
+		return ALCM_E_UNSUPPORTED; /* a delta coding of a later version (spec 6.12.4) */
+	int fl = alcm_dtype_is_float(dtype);
+	const uint8_t *pl[8];
+	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_SPARSE) {
+		/* Transform 4 read here with its checks (spec 6.4), so that only the elements
+		 * whose residual is not zero are touched. */
+		uint64_t nz, ones;
+		cur->pos++;
+		if ((st = alcm_cur_varint(cur, &nz)))
+			return st;
+		if (nz > n)
+			return ALCM_E_CORRUPT;
+		uint8_t *bits = scratch;
+		if ((st = alcm_bitmap_get(c, cur, bits, n, &ones)))
+			return st;
+		if (ones != nz)
+			return ALCM_E_CORRUPT;
+		uint8_t *pd = scratch + n / 8 + 1;
+		for (size_t k = 0; k < w; k++)
+			if ((st = alcm_stream_view(c, cur, pd + k * nz, (size_t)nz, &pl[k])))
+				return st;
+		(void)WKIND(w, kind, fl, apply_sparse_t, dst, bits, pl, n);
+		return ALCM_OK;
+	}
+	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_PLANES) {
+		cur->pos++;
+		for (size_t k = 0; k < w; k++)
+			if ((st = alcm_stream_view(c, cur, scratch + k * n, (size_t)n, &pl[k])))
+				return st;
+		(void)WKIND(w, kind, fl, apply_planes_t, dst, pl, n);
+		return ALCM_OK;
+	}
+	uint8_t *res = scratch;
+	if ((st = alcm_lossless_decode(c, cur, alcm_delta_udtype(w), res, n, scratch + n * w)))
+		return st;
+	(void)WKIND(w, kind, fl, apply_t, dst, res, n);
+	return ALCM_OK;
+}
+
+/* ---- quantized deltas ------------------------------------------------------------------- */
+
+#define QMAX ((int64_t)1 << 30)
+
+static inline uint32_t qzig(int64_t q)
+{
+	return (uint32_t)(((uint64_t)q << 1) ^ (uint64_t)(q >> 63));
+}
+
+/* to_dtype of spec 6.5.5: binary64 rounded to the dtype, through binary32 for 16-bit floats. */
+static inline void put_value(int dtype, uint8_t *dst, uint64_t i, double v)
+{
+	switch (dtype) {
+	case ALCM_DTYPE_F16: alcm_store16(dst + 2 * i, alcm_float_to_half((float)v)); break;
+	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16_i((float)v)); break;
+	case ALCM_DTYPE_F32: {
+		float f = (float)v;
+		uint32_t u;
+		memcpy(&u, &f, 4);
+		alcm_store32(dst + 4 * i, u);
+		break;
+	}
+	default: {
+		uint64_t u;
+		memcpy(&u, &v, 8);
+		alcm_store64(dst + 8 * i, u);
+	}
+	}
+}
+
+/* The reconstruction of spec 6.12.5: ref + q * step in binary64, rounded to the dtype. */
+static inline double rel_value(int dtype, double ref, int64_t q, double s)
+{
+	uint8_t b[8];
+	put_value(dtype, b, 0, ref + (double)q * s);
+	return alcm_load_float(dtype, b, 0);
+}
+
+static inline uint64_t channel_of(const alcm_qparams *qp, uint64_t g)
+{
+	return qp->nsteps == 1 ? 0 : g / qp->inner;
+}
+
+/* The symbol planes and escape block of a QDAT chunk (spec 6.5.4) for nsym symbols. */
+static int put_chunk(alcm_coder *c, alcm_buf *out, const uint32_t *sym, uint64_t n,
+                     const alcm_buf *gaps, const alcm_buf *vals, uint64_t nesc, int level)
+{
+	uint32_t maxz = 0;
+	for (uint64_t i = 0; i < n; i++)
+		maxz |= sym[i];
+	uint8_t width = maxz < 0x100 ? 1 : maxz < 0x10000 ? 2 : 4;
+	int st = alcm_buf_put(out, &width, 1);
+	if (!st)
+		st = alcm_buf_put_varint(out, n);
+	uint8_t *plane = st ? NULL : alcm_mem_alloc(out->a, n ? (size_t)n : 1);
+	if (!st && !plane)
+		st = ALCM_E_NOMEM;
+	for (unsigned k = 0; k < width && !st; k++) {
+		for (uint64_t i = 0; i < n; i++)
+			plane[i] = (uint8_t)(sym[i] >> (8 * k));
+		st = alcm_stream_put_best(c, out, plane, (size_t)n, level);
+	}
+	alcm_mem_free(out->a, plane);
+	alcm_buf blk = {NULL, 0, 0, out->a};
+	if (!st)
+		st = alcm_buf_put_varint(&blk, nesc);
+	if (!st)
+		st = alcm_buf_put(&blk, gaps->p, gaps->len);
+	if (!st)
+		st = alcm_buf_put(&blk, vals->p, vals->len);
+	if (!st)
+		st = alcm_buf_put_varint(out, blk.len);
+	if (!st)
+		st = alcm_stream_put(c, out, blk.p, blk.len, level);
+	alcm_buf_free(&blk);
+	return st;
+}
+
+/* Steps added to the reference; recon (chunk-local, may be NULL) receives the values. */
+static int rel_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp, const uint8_t *src,
+                      const uint8_t *ref, uint64_t first, uint64_t n, alcm_qstats *stt,
+                      uint8_t *recon)
+{
+	const alcm_allocator *a = out->a;
+	int dtype = qp->dtype;
+	size_t w = alcm_dtype_size(dtype);
+	uint32_t *sym = alcm_mem_alloc(a, (size_t)(n ? n : 1) * sizeof(uint32_t));
+	alcm_buf gaps = {NULL, 0, 0, a}, vals = {NULL, 0, 0, a};
+	if (!sym)
+		return ALCM_E_NOMEM;
+	uint64_t nesc = 0, last = 0;
+	int st = ALCM_OK;
+	for (uint64_t i = 0; i < n && !st; i++) {
+		uint64_t g = first + i, ch = channel_of(qp, g);
+		double s = qp->step[ch], b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
+		double r = alcm_load_float(dtype, ref, g), x = 0, err = INFINITY;
+		int64_t q = 0;
+		int ok = 0;
+		if (!alcm_is_special(dtype, src, g)) {
+			x = alcm_load_float(dtype, src, g);
+			double t = s > 0 ? (x - r) / s : 0;
+			if (fabs(t) < (double)QMAX) {
+				q = (int64_t)alcm_round_small(t);
+				err = fabs(x - rel_value(dtype, r, q, s));
+				for (int d = -1; d <= 1 && s > 0 && !(err <= b); d += 2) {
+					double e2 = fabs(x - rel_value(dtype, r, q + d, s));
+					if (e2 < err && fabs((double)(q + d)) < (double)QMAX) {
+						q += d;
+						err = e2;
+					}
+				}
+				ok = err <= b;
+			}
+			stt->sig += x * x;
+		}
+		if (!ok) {
+			/* Special, or out of the bound's reach: stored exactly. */
+			st = alcm_buf_put_varint(&gaps, i - last - (nesc ? 1 : 0));
+			if (!st)
+				st = alcm_buf_put(&vals, src + g * w, w);
+			last = i;
+			nesc++;
+			sym[i] = 0;
+			if (recon)
+				memcpy(recon + i * w, src + g * w, w);
+			continue;
+		}
+		sym[i] = qzig(q);
+		stt->noise += err * err;
+		if (err > stt->max_err)
+			stt->max_err = err;
+		if (recon)
+			put_value(dtype, recon, i, r + (double)q * s);
+	}
+	if (!st)
+		st = put_chunk(c, out, sym, n, &gaps, &vals, nesc, qp->level);
+	stt->escapes += nesc;
+	alcm_buf_free(&gaps);
+	alcm_buf_free(&vals);
+	alcm_mem_free(a, sym);
+	return st;
+}
+
+int alcm_delta_quant_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp,
+                            const uint8_t *src, const uint8_t *ref, uint64_t first,
+                            uint64_t elems, alcm_qstats *stt, uint8_t *recon)
+{
+	size_t w = alcm_dtype_size(qp->dtype);
+	alcm_buf absb = {NULL, 0, 0, out->a}, relb = {NULL, 0, 0, out->a}, mask = {NULL, 0, 0, out->a};
+	alcm_qstats sa, sr;
+	memset(&sa, 0, sizeof(sa));
+	memset(&sr, 0, sizeof(sr));
+	uint8_t *rrec = recon ? alcm_mem_alloc(out->a, (size_t)(elems ? elems : 1) * w) : NULL;
+	int st = recon && !rrec ? ALCM_E_NOMEM : ALCM_OK;
+	if (!st)
+		st = alcm_quant_encode(c, &absb, &mask, qp, src, first, elems, &sa, recon);
+	if (!st)
+		st = rel_encode(c, &relb, qp, src, ref, first, elems, &sr, rrec);
+	if (!st) {
+		int rel = relb.len <= absb.len / 10 * 9; /* as for lossless chunks */
+		uint8_t kind = rel ? ALCM_DELTA_ADD : ALCM_DELTA_PLAIN;
+		const alcm_buf *b = rel ? &relb : &absb;
+		const alcm_qstats *s = rel ? &sr : &sa;
+		st = alcm_buf_put(out, &kind, 1);
+		if (!st)
+			st = alcm_buf_put(out, b->p, b->len);
+		if (rel && recon)
+			memcpy(recon + first * w, rrec, (size_t)elems * w);
+		stt->escapes += s->escapes;
+		stt->sig += s->sig;
+		stt->noise += s->noise;
+		if (s->max_err > stt->max_err)
+			stt->max_err = s->max_err;
+	}
+	alcm_mem_free(out->a, rrec);
+	alcm_buf_free(&absb);
+	alcm_buf_free(&relb);
+	alcm_buf_free(&mask);
+	return st;
+}
+
+/* The escape block of a chunk (spec 6.5.4), patched over dst. */
+static int get_escapes(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t first,
+                       uint64_t elems, size_t w)
+{
+	uint64_t blen, nesc;
+	int st = alcm_cur_varint(cur, &blen);
+	if (st)
+		return st;
+	if (blen == 0 || blen > 10 + elems * (10 + w))
+		return ALCM_E_CORRUPT;
+	uint8_t *blk = alcm_mem_alloc(alcm_coder_alloc(c), (size_t)blen);
+	if (!blk)
+		return ALCM_E_NOMEM;
+	st = alcm_stream_get(c, cur, blk, (size_t)blen);
+	alcm_cursor gc = {blk, (size_t)blen, 0};
+	if (!st)
+		st = alcm_cur_varint(&gc, &nesc);
+	if (!st && nesc > elems)
+		st = ALCM_E_CORRUPT;
+	size_t gaps_at = gc.pos;
+	for (uint64_t k = 0; k < nesc && !st; k++) {
+		uint64_t gap;
+		st = alcm_cur_varint(&gc, &gap);
+	}
+	if (!st && blen - gc.pos != nesc * w)
+		st = ALCM_E_CORRUPT;
+	alcm_cursor vc = {blk, (size_t)blen, gc.pos};
+	gc.pos = gaps_at;
+	uint64_t pos = 0;
+	for (uint64_t k = 0; k < nesc && !st; k++) {
+		uint64_t gap;
+		const uint8_t *v;
+		alcm_cur_varint(&gc, &gap);
+		if (k == 0 ? gap >= elems : gap >= elems - pos - 1) {
+			st = ALCM_E_CORRUPT;
+			break;
+		}
+		pos = k == 0 ? gap : pos + 1 + gap;
+		alcm_cur_bytes(&vc, w, &v);
+		memcpy(dst + (first + pos) * w, v, w);
+	}
+	alcm_mem_free(alcm_coder_alloc(c), blk);
+	return st;
+}
+
+ALCM_ALWAYS_INLINE int rel_apply_t(const int dtype, const alcm_qparams *qp, uint8_t *dst,
+                                   uint64_t first, uint64_t elems, const uint8_t *planes,
+                                   unsigned width)
+{
+	for (uint64_t i = 0; i < elems; i++) {
+		uint32_t z = planes[i];
+		if (width > 1)
+			z |= (uint32_t)planes[elems + i] << 8;
+		if (width > 2)
+			z |= ((uint32_t)planes[2 * elems + i] << 16) | ((uint32_t)planes[3 * elems + i] << 24);
+		if (z >= (uint32_t)(2 * QMAX))
+			return ALCM_E_CORRUPT;
+		int64_t q = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+		uint64_t g = first + i;
+		double r = alcm_load_float(dtype, dst, g);
+		put_value(dtype, dst, g, r + (double)q * qp->step[channel_of(qp, g)]);
+	}
+	return ALCM_OK;
+}
+
+int alcm_delta_quant_decode(alcm_coder *c, alcm_cursor *cur, const alcm_qparams *qp,
+                            uint8_t *dst, uint64_t first, uint64_t elems, uint8_t *scratch,
+                            size_t scratch_len)
+{
+	uint8_t kind, width;
+	uint64_t nsym;
+	int st = alcm_cur_u8(cur, &kind);
+	if (st)
+		return st;
+	if (kind == ALCM_DELTA_PLAIN)
+		return alcm_quant_decode(c, cur, NULL, qp, dst, first, elems, scratch, scratch_len);
+	if (kind != ALCM_DELTA_ADD)
+		return ALCM_E_UNSUPPORTED; /* a delta coding of a later version (spec 6.12.5) */
+	if (scratch_len < 4 * elems)
+		return ALCM_E_ARG;
+	if ((st = alcm_cur_u8(cur, &width)) || (st = alcm_cur_varint(cur, &nsym)))
+		return st;
+	if (width != 1 && width != 2 && width != 4)
+		return ALCM_E_UNSUPPORTED;
+	if (nsym != elems)
+		return ALCM_E_CORRUPT;
+	for (unsigned k = 0; k < width; k++)
+		if ((st = alcm_stream_get(c, cur, scratch + k * elems, (size_t)elems)))
+			return st;
+	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, rel_apply_t, qp, dst, first, elems, scratch,
+	                              width)))
+		return st;
+	return get_escapes(c, cur, dst, first, elems, alcm_dtype_size(qp->dtype));
+}
+
+/* ---- estimates -------------------------------------------------------------------------- */
+
+static inline unsigned bitlen(uint64_t v)
+{
+	return v ? 64 - (unsigned)__builtin_clzll(v) : 0;
+}
+
+double alcm_delta_estimate(int dtype, const uint8_t *x, const uint8_t *ref, uint64_t n,
+                           double step)
+{
+	if (!n)
+		return 0;
+	size_t w = alcm_dtype_size(dtype);
+	int fl = alcm_dtype_is_float(dtype);
+	uint64_t stride = n > 4096 ? n / 4096 : 1, seen = 0;
+	double bits = 0;
+	for (uint64_t i = 0; i < n; i += stride, seen++) {
+		uint64_t z;
+		if (step > 0 && fl && !alcm_is_special(dtype, x, i) && !alcm_is_special(dtype, ref, i)) {
+			double t = (alcm_load_float(dtype, x, i) - alcm_load_float(dtype, ref, i)) / step;
+			z = fabs(t) < (double)QMAX ? qzig((int64_t)alcm_round_small(t)) : (uint64_t)1 << 40;
+		} else {
+			z = residual(ALCM_DELTA_DIFF, ld(x + i * w, w), ld(ref + i * w, w), w, fl);
+		}
+		/* A zero costs a fraction of a bit in a run; others their bits and a sign. */
+		bits += z ? bitlen(z) + 1.0 : 0.25;
+	}
+	return bits * (double)n / (double)seen;
+}
