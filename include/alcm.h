@@ -1035,6 +1035,18 @@ ALCM_API int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tenso
  */
 ALCM_API int alcm_stream_resume(alcm_stream *s, alcm_reader *r);
 
+/**
+ * Reads the settings a stream archive was created with, from its first OPTS record (spec
+ * 6.12.3; streams written by this library since format 1.1 have one): the coding fields of
+ * so->pack (mode, bound, bits, prune, level, chunk_bytes, int_policy) and the stream's
+ * schedule, error_feedback, window, bound_max, fidelity_floor_db, trend_tolerance and
+ * record_cpu; the other fields as alcm_stream_options_default(). An appender that is given
+ * no settings continues with these.
+ * @return ALCM_OK, ALCM_E_NOTFOUND (no record: a format 1.0 stream), ALCM_E_CORRUPT,
+ *         ALCM_E_DIGEST, ALCM_E_IO, ALCM_E_LIMIT.
+ */
+ALCM_API int alcm_stream_options_load(alcm_reader *r, alcm_stream_options *so);
+
 /** Parses a FRAM payload. */
 ALCM_API int alcm_frame_report_load(alcm_frame_report *rep, const uint8_t *buf, size_t len);
 

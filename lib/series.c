@@ -165,6 +165,15 @@ static const struct okey {
 };
 #define NKEYS (sizeof(okeys) / sizeof(okeys[0]))
 
+/* A gradient stream's settings (spec 6.12.3, 6.8): the coding keys above, then these. */
+static const struct okey skeys[] = {
+	{"stream.schedule", V_U32},         {"stream.error_feedback", V_U32},
+	{"stream.window", V_U32},           {"stream.record_cpu", V_U32},
+	{"stream.bound_max", V_F64},        {"stream.fidelity_floor_db", V_F64},
+	{"stream.trend_tolerance", V_F64},
+};
+#define NSKEYS (sizeof(skeys) / sizeof(skeys[0]))
+
 static size_t vlen(int type)
 {
 	return type == V_U32 ? 4 : type == V_ID ? ID_BYTES : 8;
@@ -220,9 +229,24 @@ static int opts_build(alcm_buf *b, const alcm_series_options *o, const uint8_t *
 	return st;
 }
 
-/* Parses an OPTS payload into o; *id and the name (may be NULL) receive the base. */
-static int opts_parse(const uint8_t *p, size_t len, alcm_series_options *o, int *has_base,
-                      uint8_t *id, char *name, size_t cap, char *detail, uint32_t idx)
+static void stream_key(alcm_stream_options *so, size_t j, uint64_t u, double d)
+{
+	switch (j) {
+	case 0: so->schedule = u != 0; break;
+	case 1: so->error_feedback = u != 0; break;
+	case 2: so->window = (unsigned)(u > 1000 ? 1000 : u); break;
+	case 3: so->record_cpu = u != 0; break;
+	case 4: so->bound_max = d; break;
+	case 5: so->fidelity_floor_db = d; break;
+	default: so->trend_tolerance = d; break;
+	}
+}
+
+/* Parses an OPTS payload into o (and the stream keys into so, if not NULL); *id and the
+ * name (may be NULL) receive the base. */
+static int opts_parse(const uint8_t *p, size_t len, alcm_series_options *o,
+                      alcm_stream_options *so, int *has_base, uint8_t *id, char *name,
+                      size_t cap, char *detail, uint32_t idx)
 {
 	alcm_cursor c = {p, len, 0};
 	uint32_t n;
@@ -241,8 +265,22 @@ static int opts_parse(const uint8_t *p, size_t len, alcm_series_options *o, int 
 		size_t j = 0;
 		while (j < NKEYS && (strlen(okeys[j].key) != kl || memcmp(okeys[j].key, k, kl)))
 			j++;
-		if (j == NKEYS)
-			continue; /* a key of a later version or of an application */
+		if (j == NKEYS) {
+			size_t q = 0;
+			while (so && q < NSKEYS &&
+			       (strlen(skeys[q].key) != kl || memcmp(skeys[q].key, k, kl)))
+				q++;
+			if (!so || q == NSKEYS)
+				continue; /* a key of a later version or of an application */
+			if (vl != vlen(skeys[q].type))
+				return alcm_detail_set(detail, "OPTS section %u: value of '%s' has %u bytes",
+				                       idx, skeys[q].key, vl), ALCM_E_CORRUPT;
+			uint64_t u = skeys[q].type == V_U32 ? alcm_load32(v) : alcm_load64(v);
+			double d;
+			memcpy(&d, &u, 8);
+			stream_key(so, q, u, d);
+			continue;
+		}
 		if (okeys[j].type != V_STR && vl != vlen(okeys[j].type))
 			return alcm_detail_set(detail, "OPTS section %u: value of '%s' has %u bytes", idx,
 			                       okeys[j].key, vl), ALCM_E_CORRUPT;
@@ -289,8 +327,8 @@ void alcm_series_options_default(alcm_series_options *o)
 	o->reference = ALCM_SERIES_REF_ANCHOR;
 }
 
-static int first_opts(alcm_reader *r, alcm_series_options *o, int *has_base, uint8_t *id,
-                      char *name, size_t cap, char *detail)
+static int first_opts(alcm_reader *r, alcm_series_options *o, alcm_stream_options *so,
+                      int *has_base, uint8_t *id, char *name, size_t cap, char *detail)
 {
 	uint32_t idx;
 	if (alcm_reader_find_section(r, "OPTS", 0, &idx) != ALCM_OK)
@@ -309,7 +347,7 @@ static int first_opts(alcm_reader *r, alcm_series_options *o, int *has_base, uin
 	if (st)
 		alcm_detail_set(detail, "%s", alcm_reader_detail(r));
 	else
-		st = opts_parse(p, (size_t)si.length, o, has_base, id, name, cap, detail, idx);
+		st = opts_parse(p, (size_t)si.length, o, so, has_base, id, name, cap, detail, idx);
 	alcm_mem_free(NULL, p);
 	return st;
 }
@@ -322,7 +360,59 @@ int alcm_series_options_load(alcm_reader *r, alcm_series_options *o)
 	if (!r || !o)
 		return ALCM_E_ARG;
 	alcm_series_options_default(o);
-	return first_opts(r, o, &hb, id, NULL, 0, detail);
+	return first_opts(r, o, NULL, &hb, id, NULL, 0, detail);
+}
+
+int alcm_stream_opts_build(alcm_buf *b, const alcm_stream_options *so)
+{
+	const alcm_pack_options *p = &so->pack;
+	uint8_t v[8], c4[4];
+	alcm_store32(c4, 7 + (uint32_t)NSKEYS);
+	int st = alcm_buf_put(b, c4, 4);
+	/* The coding keys of okeys[0..6], then skeys, in table order. */
+	const double f[] = {p->bound, p->prune, so->bound_max, so->fidelity_floor_db,
+	                    so->trend_tolerance};
+	const uint64_t u[] = {(uint64_t)p->mode, p->bits, (uint64_t)p->level, p->chunk_bytes,
+	                      (uint64_t)p->int_policy, (uint64_t)so->schedule,
+	                      (uint64_t)so->error_feedback, so->window, (uint64_t)so->record_cpu};
+	size_t fi = 0, ui = 0;
+	for (size_t k = 0; k < 7 + NSKEYS && !st; k++) {
+		const struct okey *key = k < 7 ? &okeys[k] : &skeys[k - 7];
+		if (key->type == V_F64) {
+			uint64_t bits;
+			memcpy(&bits, &f[fi++], 8);
+			alcm_store64(v, bits);
+		} else if (key->type == V_U64) {
+			alcm_store64(v, u[ui++]);
+		} else {
+			alcm_store32(v, (uint32_t)u[ui++]);
+		}
+		st = put_pair(b, key->key, v, vlen(key->type));
+	}
+	return st;
+}
+
+int alcm_stream_options_load(alcm_reader *r, alcm_stream_options *so)
+{
+	char detail[ALCM_DETAIL_MAX];
+	uint8_t id[ID_BYTES];
+	int hb;
+	if (!r || !so)
+		return ALCM_E_ARG;
+	alcm_series_options o;
+	alcm_series_options_default(&o);
+	alcm_stream_options_default(so);
+	int st = first_opts(r, &o, so, &hb, id, NULL, 0, detail);
+	if (st)
+		return st;
+	so->pack.mode = o.pack.mode;
+	so->pack.bound = o.pack.bound;
+	so->pack.bits = o.pack.bits;
+	so->pack.prune = o.pack.prune;
+	so->pack.level = o.pack.level;
+	so->pack.chunk_bytes = o.pack.chunk_bytes;
+	so->pack.int_policy = o.pack.int_policy;
+	return ALCM_OK;
 }
 
 int alcm_series_base_hint(alcm_reader *r, uint8_t id[32], char *name, size_t cap)
@@ -333,7 +423,7 @@ int alcm_series_base_hint(alcm_reader *r, uint8_t id[32], char *name, size_t cap
 	if (!r || !id)
 		return ALCM_E_ARG;
 	alcm_series_options_default(&o);
-	int st = first_opts(r, &o, &hb, id, name, cap, detail);
+	int st = first_opts(r, &o, NULL, &hb, id, name, cap, detail);
 	return st ? st : hb ? ALCM_OK : ALCM_E_NOTFOUND;
 }
 

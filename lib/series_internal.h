@@ -8,6 +8,10 @@
 
 #include "codec_internal.h"
 
+/* A gradient stream's settings as an OPTS payload (spec 6.12.3): the coding keys and the
+ * stream.* keys; alcm_stream_options_load() reads them back. */
+int alcm_stream_opts_build(alcm_buf *b, const alcm_stream_options *so);
+
 /* ---- delta chunks (lib/delta.c) --------------------------------------------------------- */
 
 /* The kind byte that opens every chunk of a DLTA section (spec 6.12.4, 6.12.5). */

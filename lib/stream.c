@@ -1,5 +1,7 @@
 /* Gradient streams: frames, error feedback, and the CAQ scheduler (spec 6.8). */
 #include "codec_internal.h"
+#include "container.h"
+#include "series_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +26,10 @@ struct alcm_stream {
 	unsigned ncaq;
 	resid *res;
 	size_t nres;
+	/* The settings record (OPTS, spec 6.12.3): the archive's as resumed (has_rec), and
+	 * whether this object has decided on writing its own yet. */
+	alcm_stream_options rec;
+	int has_rec, opts_done;
 	char detail[ALCM_DETAIL_MAX];
 };
 
@@ -327,6 +333,43 @@ static void accumulate(const alcm_tensor *x, const uint8_t *y, double *sig, doub
 	}
 }
 
+/* Whether two streams' settings code alike (the fields OPTS records). */
+static int same_settings(const alcm_stream_options *a, const alcm_stream_options *b)
+{
+	const alcm_pack_options *p = &a->pack, *q = &b->pack;
+	return p->mode == q->mode && p->bound == q->bound && p->bits == q->bits &&
+	       p->prune == q->prune && p->level == q->level && p->chunk_bytes == q->chunk_bytes &&
+	       p->int_policy == q->int_policy && !a->schedule == !b->schedule &&
+	       !a->error_feedback == !b->error_feedback && a->window == b->window &&
+	       !a->record_cpu == !b->record_cpu && a->bound_max == b->bound_max &&
+	       a->fidelity_floor_db == b->fidelity_floor_db &&
+	       a->trend_tolerance == b->trend_tolerance;
+}
+
+/*
+ * The first frame a stream object codes records its settings (an OPTS section, format 1.1)
+ * when it starts the archive, or continues one whose record says otherwise (settings given
+ * to an appender override the recorded ones and are recorded with the frame). An append to
+ * a format 1.0 archive records nothing: its readers would meet an unannounced section type.
+ */
+static int put_settings(alcm_stream *s, alcm_writer *w, alcm_encoder *e)
+{
+	if (s->opts_done)
+		return ALCM_OK;
+	s->opts_done = 1;
+	if ((s->frame && s->has_rec && same_settings(&s->opt, &s->rec)) ||
+	    !alcm_writer_can_require_minor(w, 1))
+		return ALCM_OK;
+	alcm_buf b = {NULL, 0, 0, &s->alloc};
+	int st = alcm_stream_opts_build(&b, &s->opt);
+	if (!st)
+		st = alcm_writer_require_minor(w, 1);
+	if (!st)
+		st = alcm_encoder_add_section(e, "OPTS", 0, b.p, b.len);
+	alcm_mem_free(&s->alloc, b.p);
+	return st;
+}
+
 int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, size_t n,
                        alcm_frame_report *rep)
 {
@@ -434,7 +477,9 @@ int alcm_stream_encode(alcm_stream *s, alcm_writer *w, const alcm_tensor *t, siz
 			rec.caq = sched_caq(fr.ratio, fr.raw_bytes);
 		}
 		store_report(fb, &rec);
-		st = alcm_encoder_add_section(e, "FRAM", 0, fb, sizeof(fb));
+		st = put_settings(s, w, e);
+		if (!st)
+			st = alcm_encoder_add_section(e, "FRAM", 0, fb, sizeof(fb));
 		if (!st)
 			st = alcm_encoder_finish(e);
 		if (st)
@@ -459,6 +504,11 @@ int alcm_stream_resume(alcm_stream *s, alcm_reader *r)
 		return ALCM_E_ARG;
 	uint32_t i = 0, k;
 	s->frame = alcm_archive_frame_count(r);
+	int rs = alcm_stream_options_load(r, &s->rec);
+	if (rs && rs != ALCM_E_NOTFOUND)
+		return sfail(s, rs, "the stream's settings record: %s", alcm_strerror(rs));
+	s->has_rec = rs == ALCM_OK;
+	s->opts_done = 0;
 	s->ncaq = 0;
 	s->calm = 0;
 	s->ceiling = 1;

@@ -33,7 +33,10 @@ static const char usage[] =
 	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
 	"                        without rewriting earlier frames (crash-safe); the archive is\n"
-	"                        locked for the whole append: a second appender waits\n"
+	"                        locked for the whole append: a second appender waits. The\n"
+	"                        frame is coded with the settings the stream was created with\n"
+	"                        (mode, bound, pruning, schedule); options given override them\n"
+	"                        for this frame and are recorded with it\n"
 	"      --no-wait         with --append: exit 12 at once if another writer holds the\n"
 	"                        archive's lock, instead of waiting for it\n"
 	"      --schedule        let the CAQ scheduler tune the bound per frame, between the\n"
@@ -102,7 +105,7 @@ typedef struct pack_args {
 	int force, stream, check, modes, append, schedule, no_wait;
 	/* Checkpoint series, and which coding options were given (they override a series'
 	 * recorded settings on --append). */
-	int series, against, level_set, chunk_set, int_set, key_set, against_set;
+	int series, against, level_set, chunk_set, int_set, key_set, against_set, prune_set;
 	unsigned keyframe_every;
 	const char *delta_from, *base_path;
 	double bound_max, floor_db, ratio;
@@ -230,6 +233,7 @@ static int parse_args(int argc, char **argv, pack_args *a)
 				return EXIT_USAGE;
 			}
 			a->o.prune = d;
+			a->prune_set = 1;
 			break;
 		case OPT_INT:
 			if (strcmp(optarg, "store") == 0)
@@ -584,33 +588,73 @@ static const char *decision_name(int d)
 	return d >= 0 && d <= 4 ? n[d] : "?";
 }
 
+/*
+ * The settings of a frame: those given, and on --append the ones the stream recorded (OPTS,
+ * spec 6.12.3) for every setting not given. A stream written before format 1.1 records none:
+ * its frames are then coded as the options say, with a warning when they name no mode.
+ */
+static int frame_settings(pack_args *a, alcm_reader *r, alcm_stream_options *so)
+{
+	alcm_stream_options_default(so);
+	int st = r ? alcm_stream_options_load(r, so) : ALCM_E_NOTFOUND;
+	if (st && st != ALCM_E_NOTFOUND)
+		return cli_fail(st, "read the settings of", a->out, alcm_reader_detail(r));
+	int rec = st == ALCM_OK;
+	if (r && !rec && !a->modes)
+		cli_warn("'%s' does not record the settings it was created with (written before "
+		         "format 1.1): this frame is lossless unless a mode is given", a->out);
+	alcm_pack_options p = so->pack;
+	so->pack = a->o;
+	if (rec && !a->modes) {
+		so->pack.mode = p.mode;
+		so->pack.bound = p.bound;
+		so->pack.bits = p.bits;
+	}
+	if (rec && !a->prune_set)
+		so->pack.prune = p.prune;
+	if (rec && !a->level_set)
+		so->pack.level = p.level;
+	if (rec && !a->chunk_set)
+		so->pack.chunk_bytes = p.chunk_bytes;
+	if (rec && !a->int_set)
+		so->pack.int_policy = p.int_policy;
+	if (!rec || a->schedule || a->modes)
+		so->schedule = a->schedule;
+	if (!rec || a->bound_max > 0)
+		so->bound_max = a->bound_max;
+	if (a->floor_db > 0)
+		so->fidelity_floor_db = a->floor_db;
+	/* What the frame is coded with, for the summary and --check. */
+	a->o.mode = so->pack.mode;
+	a->o.bound = so->pack.bound;
+	a->o.bits = so->pack.bits;
+	return 0;
+}
+
 /* One frame of a stream archive, through the stream encoder and its scheduler. */
-static int pack_frame(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
+static int pack_frame(pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	frame_buf f;
 	memset(&f, 0, sizeof(f));
 	alcm_stream *s = NULL;
 	alcm_reader *r = NULL;
 	alcm_stream_options so;
-	alcm_stream_options_default(&so);
-	so.pack = a->o;
-	so.schedule = a->schedule;
-	so.bound_max = a->bound_max;
-	if (a->floor_db > 0)
-		so.fidelity_floor_db = a->floor_db;
-	int rc = 0, st = alcm_stream_new(&s, &so, NULL);
-	if (st) {
+	int rc = 0, st;
+	if (a->append && (st = alcm_reader_open_file(&r, a->out, NULL, NULL, 0))) {
+		rc = cli_fail(st, "read", a->out, alcm_reader_detail(r));
+		goto out;
+	}
+	if ((rc = frame_settings(a, r, &so)))
+		goto out;
+	if ((st = alcm_stream_new(&s, &so, NULL))) {
 		cli_err("invalid stream options: --schedule needs --max-error or --rel-error and "
 		        "--bound-max at least the bound");
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	if (a->append) {
-		if ((st = alcm_reader_open_file(&r, a->out, NULL, NULL, 0)) ||
-		    (st = alcm_stream_resume(s, r))) {
-			rc = cli_fail(st, "read", a->out, r ? alcm_reader_detail(r) : "");
-			goto out;
-		}
+	if (r && (st = alcm_stream_resume(s, r))) {
+		rc = cli_fail(st, "read", a->out, alcm_stream_detail(s));
+		goto out;
 	}
 	for (;;) {
 		alcm_tensor t;
