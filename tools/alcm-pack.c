@@ -12,7 +12,8 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: alcm-pack INPUT -o OUTPUT.alcm [options]\n"
+	"usage: alcm-pack INPUT [-o OUTPUT.alcm] [options]\n"
+	"       alcm-pack INPUT... [options]\n"
 	"\n"
 	"Packs every tensor of INPUT (.npy, .npz, .safetensors, .h5, a torch.save state dict .pt,\n"
 	".pth or .bin; detected from its bytes) into an archive. Lossless (bit-exact) unless a\n"
@@ -27,8 +28,11 @@ static const char usage[] =
 	"safetensors __metadata__ is kept.\n"
 	"\n"
 	"Output:\n"
-	"  -o, --output FILE     archive to write (required); written atomically; '-' writes\n"
-	"                        standard output once the archive is complete\n"
+	"  -o, --output FILE     archive to write (default INPUT.alcm beside INPUT; '-' when\n"
+	"                        INPUT is '-'); written atomically; '-' writes standard output\n"
+	"                        once the archive is complete. Several INPUTs (no -o): each gets\n"
+	"                        its own INPUT.alcm, one after the other; the exit status is the\n"
+	"                        first failure's\n"
 	"  -f, --force           replace OUTPUT if it exists (with -o -: write to a terminal)\n"
 	"      --stream          make an appendable stream archive; INPUT is its frame 0\n"
 	"      --append          add INPUT as the next frame of an existing stream archive,\n"
@@ -272,8 +276,14 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		default: return cli_usage_error(usage, NULL);
 		}
 	}
-	if (optind != argc - 1 || !a->out) {
-		return cli_usage_error(usage, "expected INPUT and -o OUTPUT");
+	if (optind >= argc)
+		return cli_usage_error(usage, "expected INPUT");
+	if (optind < argc - 1 && a->out)
+		return cli_usage_error(usage, "-o names one archive: give one INPUT with -o, or "
+		                       "several without (each gets INPUT.alcm)");
+	if (!a->out && (a->append || a->delta_from)) {
+		cli_err("%s needs -o ARCHIVE", a->append ? "--append" : "--delta-from");
+		return EXIT_USAGE;
 	}
 	if ((a->size || a->ratio > 0) && (a->stream || a->append)) {
 		cli_err("--size and --ratio apply to whole archives, not stream frames");
@@ -312,6 +322,12 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		return EXIT_USAGE;
 	}
 	a->in = argv[optind];
+	if (optind < argc - 1)
+		return 0; /* main runs the tool once per input */
+	/* The default name, INPUT.alcm, lives as long as the process (a static keeps it). */
+	static char *default_out;
+	if (!a->out && !(a->out = default_out = cli_default_output(a->in, "alcm")))
+		return EXIT_NOMEM;
 	return 0;
 }
 
@@ -1223,6 +1239,8 @@ int main(int argc, char **argv)
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc;
+	if (optind < argc - 1)
+		return cli_run_each(argc, argv, optind);
 	int lossless = a.o.mode == ALCM_MODE_LOSSLESS && !a.size && !(a.ratio > 0);
 	cli_input *in = NULL;
 	alcm_writer *w = NULL;

@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-	"usage: alcm-unpack IN.alcm -o OUTPUT.{npz,npy,safetensors,pt,h5} [options]\n"
+	"usage: alcm-unpack IN.alcm [-o OUTPUT.{npz,npy,safetensors,pt,h5}] [options]\n"
+	"       alcm-unpack IN.alcm... [options]\n"
 	"       alcm-unpack IN.alcm -o DIR/ [options]\n"
 	"\n"
 	"Decodes the tensors of an archive and writes them in the format named by OUTPUT's\n"
@@ -26,7 +27,9 @@ static const char usage[] =
 	"that exists; created if missing), byte for byte when it was packed losslessly from files\n"
 	"the safetensors library wrote. Any OUTPUT file instead gets all its tensors in one file.\n"
 	"\n"
-	"  -o, --output FILE    file (or DIR/) to write (required); written atomically; '-' writes\n"
+	"  -o, --output FILE    file (or DIR/) to write (default: IN without .alcm, so that\n"
+	"                       model.safetensors.alcm gives model.safetensors; several INPUTs\n"
+	"                       without -o each give theirs); written atomically; '-' writes\n"
 	"                       standard output once every tensor is decoded (needs --format)\n"
 	"  -F, --format FMT     npz, npy, safetensors, pt or h5, whatever OUTPUT's extension\n"
 	"  -f, --force          replace OUTPUT if it exists (with -o -: write to a terminal)\n"
@@ -307,12 +310,27 @@ int main(int argc, char **argv)
 		default: free(names); return cli_usage_error(usage, NULL);
 		}
 	}
-	if (optind != argc - 1 || !out) {
-		cli_usage_error(usage, "expected IN.alcm and -o OUTPUT");
+	if (optind >= argc) {
+		cli_usage_error(usage, "expected IN.alcm");
 		free(names);
 		return EXIT_USAGE;
 	}
+	if (optind < argc - 1) {
+		free(names);
+		if (out)
+			return cli_usage_error(usage, "-o names one output: give one IN.alcm with -o, or "
+			                       "several without (each gets IN without .alcm)");
+		return cli_run_each(argc, argv, optind);
+	}
 	const char *in = argv[optind];
+	/* The default name, IN without .alcm (zstd's way), lives as long as the process. */
+	static char *default_out;
+	if (!out && !(out = default_out = cli_default_output(in, NULL))) {
+		cli_err("cannot name the output of '%s': it does not end in .alcm (give -o OUTPUT)",
+		        in);
+		free(names);
+		return EXIT_USAGE;
+	}
 	sink k;
 	memset(&k, 0, sizeof(k));
 	int to_stdout = strcmp(out, "-") == 0;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *cli_prog = "alcm";
@@ -52,6 +53,64 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 	fprintf(stderr, "%.*s\nTry '%s --help' for more information.\n",
 	        (int)(nl ? (size_t)(nl - usage) : strlen(usage)), usage, cli_prog);
 	return EXIT_USAGE;
+}
+
+int cli_run_each(int argc, char **argv, int first)
+{
+	for (int i = first; i < argc; i++)
+		if (strcmp(argv[i], "-") == 0) {
+			cli_err("standard input ('-') cannot be one of several inputs");
+			return EXIT_USAGE;
+		}
+	char **v = malloc(((size_t)first + 3) * sizeof(*v));
+	if (!v)
+		return EXIT_NOMEM;
+	memcpy(v, argv, (size_t)first * sizeof(*v));
+	v[first] = (char *)"--";
+	v[first + 2] = NULL;
+	int rc = 0;
+	for (int i = first; i < argc; i++) {
+		v[first + 1] = argv[i];
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0) {
+			execv("/proc/self/exe", v);
+			_exit(EXIT_FAIL);
+		}
+		int status = 0, code = EXIT_FAIL;
+		if (pid > 0) {
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			code = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
+		} else {
+			cli_err("cannot start a process for '%s': %s", argv[i], strerror(errno));
+		}
+		if (code && !rc)
+			rc = code;
+	}
+	free(v);
+	return rc;
+}
+
+char *cli_default_output(const char *in, const char *suffix)
+{
+	size_t n = strlen(in);
+	if (strcmp(in, "-") == 0)
+		return strdup("-");
+	if (!suffix) {
+		if (n <= 5 || strcmp(in + n - 5, ".alcm") != 0 || in[n - 6] == '/')
+			return NULL;
+		char *o = strdup(in);
+		if (o)
+			o[n - 5] = '\0';
+		return o;
+	}
+	while (n > 1 && in[n - 1] == '/')
+		n--;
+	char *o = malloc(n + strlen(suffix) + 2);
+	if (o)
+		sprintf(o, "%.*s.%s", (int)n, in, suffix);
+	return o;
 }
 
 int cli_version(void)

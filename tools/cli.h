@@ -48,6 +48,17 @@ void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * "Try 'prog --help' for more information." on stderr. @return EXIT_USAGE.
  */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Several inputs and no -o: runs this tool (/proc/self/exe) once per input, argv[1..first)
+ * being the options, each in a process of its own that writes its default output name, one
+ * after the other. @return 0 when every run succeeded, else the first failing run's exit
+ * status (EXIT_USAGE if '-' is one of the inputs).
+ */
+int cli_run_each(int argc, char **argv, int first);
+/* The default output name of `in` (zstd's way): "-" stays "-"; with `suffix` ("alcm"),
+ * IN.alcm, trailing slashes of a directory dropped; without (NULL), IN without its ".alcm",
+ * or NULL when it does not end so. Allocated: free() it. */
+char *cli_default_output(const char *in, const char *suffix);
 /* --version: "prog <library version> (format M.m)" on stdout. @return 0. */
 int cli_version(void);
 /* Maps an alcm status to an exit code. */
