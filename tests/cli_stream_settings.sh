@@ -41,6 +41,17 @@ a, b = np.load('$T/g.npy'), np.load('$T/back.npy')
 e = np.abs(a - b)[b != 0].max()
 sys.exit(0 if 0 < e <= 1e-3 else 1)" && ok || bad "last frame not within the recorded 1e-3"
 
+# Any frame comes back with --frame, at its own bound (frame 2 was coded at 1e-2).
+for k in 0 2; do
+	"$B/alcm-unpack" -q -f --frame $k "$T/s.alcm" -o "$T/f$k.npy" || bad "unpack --frame $k"
+done
+/usr/bin/python3 -c "
+import numpy as np, sys
+a = np.load('$T/g.npy')
+e0 = np.abs(a - np.load('$T/f0.npy'))[np.load('$T/f0.npy') != 0].max()
+e2 = np.abs(a - np.load('$T/f2.npy'))[np.load('$T/f2.npy') != 0].max()
+sys.exit(0 if e0 <= 1e-3 < e2 <= 1e-2 else 1)" && ok || bad "--frame 0 / 2 not at their bounds"
+
 # A scheduled stream: appends with no options keep scheduling (the bound rises to its ceiling).
 "$B/alcm-pack" -q --stream --max-error 1e-3 --schedule --bound-max 4e-3 "$T/g.npy" -o "$T/t.alcm" ||
 	bad "pack --schedule"
