@@ -348,17 +348,24 @@ static int same_settings(const alcm_stream_options *a, const alcm_stream_options
 
 /*
  * The first frame a stream object codes records its settings (an OPTS section, format 1.1)
- * when it starts the archive, or continues one whose record says otherwise (settings given
- * to an appender override the recorded ones and are recorded with the frame). An append to
- * a format 1.0 archive records nothing: its readers would meet an unannounced section type.
+ * when they are not the defaults and the archive has no record, or differ from its record
+ * (settings given to an appender override the recorded ones and are recorded with the
+ * frame). An append to a format 1.0 archive records nothing: its readers would meet an
+ * unannounced section type.
  */
 static int put_settings(alcm_stream *s, alcm_writer *w, alcm_encoder *e)
 {
 	if (s->opts_done)
 		return ALCM_OK;
 	s->opts_done = 1;
-	if ((s->frame && s->has_rec && same_settings(&s->opt, &s->rec)) ||
-	    !alcm_writer_can_require_minor(w, 1))
+	/* Against the archive's record, or the defaults (which need no record: a default
+	 * stream stays format 1.0). */
+	alcm_stream_options ref;
+	if (s->has_rec)
+		ref = s->rec;
+	else
+		alcm_stream_options_default(&ref);
+	if (same_settings(&s->opt, &ref) || !alcm_writer_can_require_minor(w, 1))
 		return ALCM_OK;
 	alcm_buf b = {NULL, 0, 0, &s->alloc};
 	int st = alcm_stream_opts_build(&b, &s->opt);

@@ -604,6 +604,24 @@ static const char *decision_name(int d)
 	return d >= 0 && d <= 4 ? n[d] : "?";
 }
 
+/* 1 if the archive's last frame was coded lossy (its FRAM's bound). A stream without a
+ * settings record is one of the defaults (lossless), or was written before format 1.1. */
+static int last_frame_lossy(alcm_reader *r)
+{
+	uint32_t i = 0, k, last = UINT32_MAX;
+	while (alcm_reader_find_section(r, "FRAM", i, &k) == ALCM_OK)
+		last = k, i = k + 1;
+	alcm_section_info si;
+	uint8_t b[256];
+	alcm_frame_report fr;
+	if (last == UINT32_MAX)
+		return 0;
+	alcm_reader_section_info(r, last, &si);
+	return si.length <= sizeof(b) &&
+	       alcm_reader_section_read(r, last, b, (size_t)si.length) == ALCM_OK &&
+	       alcm_frame_report_load(&fr, b, (size_t)si.length) == ALCM_OK && fr.bound > 0;
+}
+
 /*
  * The settings of a frame: those given, and on --append the ones the stream recorded (OPTS,
  * spec 6.12.3) for every setting not given. A stream written before format 1.1 records none:
@@ -616,7 +634,7 @@ static int frame_settings(pack_args *a, alcm_reader *r, alcm_stream_options *so)
 	if (st && st != ALCM_E_NOTFOUND)
 		return cli_fail(st, "read the settings of", a->out, alcm_reader_detail(r));
 	int rec = st == ALCM_OK;
-	if (r && !rec && !a->modes)
+	if (r && !rec && !a->modes && last_frame_lossy(r))
 		cli_warn("'%s' does not record the settings it was created with (written before "
 		         "format 1.1): this frame is lossless unless a mode is given", a->out);
 	alcm_pack_options p = so->pack;
