@@ -74,7 +74,8 @@ for mode in "--rel-error 0.01" "--snr 30" "--bits 6"; do
 done
 
 # Usage errors.
-expect 2 "$B/alcm-pack" "$T/m.npz"
+expect 2 "$B/alcm-pack"
+expect 2 "$B/alcm-pack" "$T/m.npz" "$T/m.safetensors" -o "$T/two.alcm"
 expect 2 "$B/alcm-pack" "$T/m.npz" -o "$T/u.alcm" --prune 0.5 --max-error 1
 expect 2 "$B/alcm-pack" "$T/m.npz" -o "$T/u.alcm" --prune 0.1
 expect 2 "$B/alcm-pack" "$T/m.npz" -o "$T/u.alcm" --max-error 1 --bits 4
