@@ -7,7 +7,8 @@ mean of the bounds the budget archive chose (value-weighted, read back with alcm
 --json), interleaving the two RUNS times and taking medians. With --old PATH it also runs an
 older alcm-pack --ratio R (e.g. main's) for its squared error and wall time.
 
-Targets (issue 20), printed as holds/misses: the budget archive within 3% of raw / R, its
+Targets (issue 20), printed as holds/misses: the budget archive within 3% of raw / R (or
+lossless and under it), its
 wall time at most 2x the single pack's, and (with --old) its squared error no worse than the
 old one's (1% slack for ties; an old search that could not fit counts as infinite error).
 
@@ -101,7 +102,7 @@ def main():
             to_med = statistics.median(to) if to else float("nan")
             x = tb_med / to_med if to else float("nan")
             off = (size - want) / want
-            ok_size &= abs(off) <= 0.03
+            ok_size &= abs(off) <= 0.03 or (sse == 0 and off < 0)  # lossless, under budget
             ok_time &= not x > 2
             if a.old:
                 ok_sse &= sse <= osse * 1.01 + 1e-300
