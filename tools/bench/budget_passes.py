@@ -76,7 +76,14 @@ def main():
             tb, to, told = [], [], []
             tries = sse = osse = ooff = None
             for _ in range(a.runs):
-                w, err = run([pack, "-f", "-v", "--ratio", str(r), inp, "-o", out])
+                w, err = run([pack, "-f", "-v", "--ratio", str(r), inp, "-o", out], True)
+                if err is None:  # cannot fit: a miss unless the old one cannot either
+                    fits_old = a.old and run([a.old, "-f", "--ratio", str(r), inp, "-o", old],
+                                             True)[1] is not None
+                    ok_size &= not fits_old
+                    print(f"| {os.path.basename(inp)} | {r:g} | cannot fit (exit 10) | | | | | | "
+                          f"{'fits' if fits_old else 'cannot fit either' if a.old else ''} | | |")
+                    break
                 tb.append(w)
                 tries, sse = kept(err)
                 if _ == 0:
@@ -98,6 +105,8 @@ def main():
                     told.append(w)
                     osse = kept(err)[1] if err is not None else math.inf
                     ooff = (os.path.getsize(old) - want) / want if err is not None else math.nan
+            if not tb:
+                continue
             tb_med = statistics.median(tb)
             to_med = statistics.median(to) if to else float("nan")
             x = tb_med / to_med if to else float("nan")
