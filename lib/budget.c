@@ -4,6 +4,41 @@
 
 #include <math.h>
 
+/* Sums of one dtype's values shifted by `shift`, skipping the special ones (NaN, inf, -0,
+ * subnormals), in four lanes: a loop per dtype, as this pass reads every value. */
+#define SPREAD_LOOP(LOAD)                                                                   \
+	for (uint64_t i = 0; i < n; i++) {                                                      \
+		if (alcm_is_special(dtype, src, i))                                                 \
+			continue;                                                                       \
+		double d = (LOAD) - shift;                                                          \
+		s1[i & 3] += d;                                                                     \
+		s2[i & 3] += d * d;                                                                 \
+		cnt++;                                                                              \
+	}
+
+/* Variance of the finite, normal values (shifted by the first of them against
+ * cancellation); 0 for fewer than two. */
+static double spread(int dtype, const uint8_t *src, uint64_t n)
+{
+	double shift = 0, s1[4] = {0}, s2[4] = {0};
+	uint64_t cnt = 0, first = 0;
+	while (first < n && alcm_is_special(dtype, src, first))
+		first++;
+	if (first < n)
+		shift = alcm_load_float(dtype, src, first);
+	switch (dtype) {
+	case ALCM_DTYPE_F16: SPREAD_LOOP(alcm_half_to_float(alcm_load16(src + 2 * i))) break;
+	case ALCM_DTYPE_BF16: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_BF16, src, i)) break;
+	case ALCM_DTYPE_F32: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_F32, src, i)) break;
+	default: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_F64, src, i)) break;
+	}
+	if (cnt < 2)
+		return 0;
+	double m1 = ((s1[0] + s1[1]) + (s1[2] + s1[3])) / (double)cnt;
+	double v = ((s2[0] + s2[1]) + (s2[2] + s2[3])) / (double)cnt - m1 * m1;
+	return v > 0 ? v : 0;
+}
+
 int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
                              double lossless_bytes, alcm_budget_profile *prof)
 {
@@ -17,31 +52,20 @@ int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
 	prof->fixed_bytes = lossless_bytes;
 	if (!alcm_dtype_is_float(t->dtype) || prof->elements == 0)
 		return ALCM_OK;
-	double m = 0, m2 = 0;
-	uint64_t n = 0;
-	for (uint64_t i = 0; i < prof->elements; i++) {
-		if (alcm_is_special(t->dtype, t->data, i))
-			continue;
-		double x = alcm_load_float(t->dtype, t->data, i);
-		n++;
-		double d = x - m;
-		m += d / (double)n;
-		m2 += d * (x - m);
-	}
-	prof->variance = n > 1 ? m2 / (double)n : 0;
+	prof->variance = spread(t->dtype, t->data, prof->elements);
 	if (!(prof->variance > 0) || !isfinite(prof->variance))
 		return ALCM_OK;
 	prof->lossy = 1;
 	const alcm_predictor *pr = p ? p : alcm_predictor_default();
 	double sd = sqrt(prof->variance);
-	for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
-		float f[ALCM_PRED_FEATURES];
+	float f[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES];
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 		prof->step[k] = sd * pow(2.0, k / 2.0 - 16);
-		int st = alcm_tensor_features(t, prof->step[k], f);
-		if (st)
-			return st;
-		prof->bits[k] = alcm_predict_bits(pr, f);
-	}
+	int st = alcm_tensor_features_steps(t, prof->step, ALCM_BUDGET_STEPS, f);
+	if (st)
+		return st;
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
+		prof->bits[k] = alcm_predict_bits(pr, f[k]);
 	/* A coarser step never costs more: keep the curve monotone against predictor noise. */
 	for (int k = 1; k < ALCM_BUDGET_STEPS; k++)
 		if (prof->bits[k] > prof->bits[k - 1])

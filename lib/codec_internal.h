@@ -130,6 +130,13 @@ int alcm_sreader_varint(alcm_sreader *s, uint64_t *v);
 /* Every byte read and the frame complete, else ALCM_E_CORRUPT. */
 int alcm_sreader_end(alcm_sreader *s);
 
+/* ---- predictor --------------------------------------------------------------------------- */
+
+/* alcm_tensor_features() at `nstep` (1..ALCM_BUDGET_STEPS) increasing steps in one pair of
+ * passes over the sample: feat[k] equals alcm_tensor_features(t, step[k]) bit for bit. */
+int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nstep,
+                               float (*feat)[ALCM_PRED_FEATURES]);
+
 /* ---- scalar conversions ---------------------------------------------------------------- */
 
 float alcm_half_to_float(uint16_t h);

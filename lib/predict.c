@@ -188,14 +188,43 @@ static double lanes(const double *v)
 	return (v[0] + v[1]) + (v[2] + v[3]);
 }
 
-int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED_FEATURES])
+/* The first share of a sample under each half step: the smallest k with |x| < half[k], by
+ * bisection over the increasing halves, counted once per value (the counts are integers, so
+ * they equal pass2's however the values are visited). */
+static void count_small(const double *x, size_t n, const double *half, int nstep, uint64_t *hist)
+{
+	for (size_t j = 0; j < n; j++) {
+		double a = fabs(x[j]);
+		int lo = 0, hi = nstep;
+		while (lo < hi) {
+			int mid = (lo + hi) / 2;
+			if (a < half[mid])
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		hist[lo]++;
+	}
+}
+
+/* Features at `nstep` steps (each > 0, increasing when nstep > 1) in two passes over the
+ * sample: only feat[1] and feat[3] depend on the step. */
+static int features_at(const alcm_tensor *t, const double *step, int nstep,
+                       float (*feat)[ALCM_PRED_FEATURES])
 {
 	uint64_t n, nb;
-	if (!t || !feat || !(step > 0) || !isfinite(step) || !alcm_dtype_is_float(t->dtype) ||
-	    t->ndim > ALCM_MAX_NDIM || alcm_shape_elements(t->shape, t->ndim, &n) ||
+	if (!t || !feat || !step || nstep < 1 || nstep > ALCM_BUDGET_STEPS ||
+	    !alcm_dtype_is_float(t->dtype) || t->ndim > ALCM_MAX_NDIM ||
+	    alcm_shape_elements(t->shape, t->ndim, &n) ||
 	    alcm_mul_u64(n, alcm_dtype_size(t->dtype), &nb) || nb != t->nbytes ||
 	    (!t->data && n))
 		return ALCM_E_ARG;
+	double half[ALCM_BUDGET_STEPS];
+	for (int k = 0; k < nstep; k++) {
+		if (!(step[k] > 0) || !isfinite(step[k]) || (k && !(step[k] > step[k - 1])))
+			return ALCM_E_ARG;
+		half[k] = step[k] / 2;
+	}
 	sampler sp;
 	sampler_init(&sp, n);
 	uint64_t nblk = blocks(&sp);
@@ -211,11 +240,14 @@ int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED
 			shift = buf[0];
 		pass1(buf, got, shift, &a);
 	}
-	feat[0] = (float)(n ? log2((double)n) : 0.0);
+	float f0 = (float)(n ? log2((double)n) : 0.0);
 	if (!a.cnt) {
-		feat[1] = -30.0f;
-		feat[2] = feat[4] = feat[5] = 0.0f;
-		feat[3] = 1.0f;
+		for (int k = 0; k < nstep; k++) {
+			feat[k][0] = f0;
+			feat[k][1] = -30.0f;
+			feat[k][2] = feat[k][4] = feat[k][5] = 0.0f;
+			feat[k][3] = 1.0f;
+		}
 		return ALCM_OK;
 	}
 	double inv = 1.0 / (double)a.cnt, s1 = lanes(a.s1) * inv;
@@ -225,27 +257,49 @@ int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED
 	/* Pass 2: central moments, the share under half a step, the share beyond 4 sd. */
 	moments c;
 	memset(&c, 0, sizeof(c));
+	uint64_t hist[ALCM_BUDGET_STEPS + 1] = {0};
 	for (uint64_t b = 0; b < nblk; b++) {
 		size_t got = block(t, &sp, b, buf);
-		pass2(buf, got, mean, step / 2, lim, &c);
+		pass2(buf, got, mean, half[0], lim, &c);
+		if (nstep > 1)
+			count_small(buf, got, half, nstep, hist);
 	}
 	double m2 = lanes(c.s2) * inv, m3 = lanes(c.s3) * inv, m4 = lanes(c.s4) * inv;
 	double sd = sqrt(m2);
 	uint64_t small = (c.small[0] + c.small[1]) + (c.small[2] + c.small[3]);
 	uint64_t far = (c.far[0] + c.far[1]) + (c.far[2] + c.far[3]);
-	/* A spread under 2^-30 of the step (or none) codes like a constant. */
-	feat[1] = sd > 0 && isfinite(sd) ? clampf(log2(sd / step), -30, 30) : -30.0f;
-	/* Kurtosis is at least 1 and at most the sample size; its log keeps heavy tails from
-	 * pushing the network far outside what it was trained on. */
-	if (m2 > 0 && isfinite(m4) && m2 * m2 > 0) {
-		feat[2] = clampf(log2(m4 / (m2 * m2)), 0, 30);
-		feat[4] = clampf(m3 / (m2 * sd), -100, 100);
-	} else {
-		feat[2] = feat[4] = 0.0f;
+	for (int k = 0; k < nstep; k++) {
+		float *f = feat[k];
+		f[0] = f0;
+		/* A spread under 2^-30 of the step (or none) codes like a constant. */
+		f[1] = sd > 0 && isfinite(sd) ? clampf(log2(sd / step[k]), -30, 30) : -30.0f;
+		/* Kurtosis is at least 1 and at most the sample size; its log keeps heavy tails
+		 * from pushing the network far outside what it was trained on. */
+		if (m2 > 0 && isfinite(m4) && m2 * m2 > 0) {
+			f[2] = clampf(log2(m4 / (m2 * m2)), 0, 30);
+			f[4] = clampf(m3 / (m2 * sd), -100, 100);
+		} else {
+			f[2] = f[4] = 0.0f;
+		}
+		if (k)
+			small += hist[k];
+		f[3] = (float)((double)small * inv);
+		f[5] = (float)((double)far * inv);
 	}
-	feat[3] = (float)((double)small * inv);
-	feat[5] = (float)((double)far * inv);
 	return ALCM_OK;
+}
+
+int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED_FEATURES])
+{
+	if (!feat)
+		return ALCM_E_ARG;
+	return features_at(t, &step, 1, (float (*)[ALCM_PRED_FEATURES])feat);
+}
+
+int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nstep,
+                               float (*feat)[ALCM_PRED_FEATURES])
+{
+	return features_at(t, step, nstep, feat);
 }
 
 /* ---- inference -------------------------------------------------------------------------- */

@@ -24,6 +24,10 @@ static const char usage[] =
 	"label. One tensor in five is held out, the predictor is trained on the rest, and the\n"
 	"training time, training and held-out errors are printed. Smooth tensors (neighbours\n"
 	"alike) are generated too but only evaluated: their features cannot tell them apart.\n"
+	"With --holdout, the split is by network instead: every tensor of the --holdout files\n"
+	"is held out, every tensor of FILES trained on, and the errors of each held-out file\n"
+	"are printed for all its tensors and for those of at least 4096 values. File tensors\n"
+	"under 1024 values are never trained on (their sections' fixed bytes dominate).\n"
 	"\n"
 	"  -s, --seed N          seed of the corpus and the training (default 1)\n"
 	"  -e, --epochs N        training epochs (default 400)\n"
@@ -35,6 +39,7 @@ static const char usage[] =
 	"      --test-default    no training: evaluate the compiled-in weights, with every\n"
 	"                        tensor held out (use another --seed than theirs)\n"
 	"      --max-elements N  skip FILES tensors larger than N elements (default 4M)\n"
+	"      --holdout FILE    hold out every tensor of FILE (a network); repeatable\n"
 	"  -T, --threads N       worker threads (default: the CPUs it may use); results do\n"
 	"                        not depend on it\n"
 	"  -q, --quiet           print nothing but errors\n"
@@ -63,9 +68,14 @@ static const char *const fam_name[NFAM + 1] = {
 	"gaussian", "laplace", "student-t", "uniform", "sparse", "row-scaled", "low-rank",
 	"gradient", "offset", "smooth", "file"};
 
+#define MAX_HOLDOUT 32
+#define SMALL_TRAIN 1024 /* file tensors under this many values are only evaluated */
+#define BIG_EVAL 4096    /* the held-out target counts tensors of at least this many */
+
 typedef struct item {
 	char name[96];
 	int family, dtype, test;
+	int network; /* 1 + index of its --holdout file, 0 otherwise */
 	uint32_t ndim;
 	uint64_t shape[ALCM_MAX_NDIM], elems, seed;
 	uint8_t *data; /* files: owned copy; generated: made and freed by the worker */
@@ -503,7 +513,7 @@ static item *push(corpus *c)
 
 /* Adds every float tensor of a file (up to max_elems elements). @return 0 or an exit code. */
 static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfile,
-                    size_t *skipped)
+                    size_t *skipped, int network, int by_network)
 {
 	cli_input *in = NULL;
 	int st = cli_input_open_or_fail(&in, path);
@@ -533,7 +543,11 @@ static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfi
 		it->ndim = t.ndim;
 		memcpy(it->shape, t.shape, sizeof(it->shape));
 		it->elems = n;
-		it->test = (*nfile)++ % SPLIT == SPLIT - 1 || c->all_test;
+		it->test = by_network ? network > 0 || c->all_test
+		                      : (*nfile)++ % SPLIT == SPLIT - 1 || c->all_test;
+		if (by_network)
+			(*nfile)++;
+		it->network = network;
 		it->jitter = 0.5;
 		snprintf(it->name, sizeof(it->name), "%s", cli_name(t.name, t.name_len));
 	}
@@ -696,7 +710,7 @@ static int write_header(const char *path, const alcm_predictor *p, const char *c
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-enum { OPT_EVAL = 256, OPT_MAXEL, OPT_TESTDEF };
+enum { OPT_EVAL = 256, OPT_MAXEL, OPT_TESTDEF, OPT_HOLDOUT };
 
 int main(int argc, char **argv)
 {
@@ -707,13 +721,15 @@ int main(int argc, char **argv)
 		{"samples", required_argument, NULL, 'n'}, {"out-header", required_argument, NULL, 'o'},
 		{"eval", no_argument, NULL, OPT_EVAL},     {"max-elements", required_argument, NULL, OPT_MAXEL},
 		{"test-default", no_argument, NULL, OPT_TESTDEF},
+		{"holdout", required_argument, NULL, OPT_HOLDOUT},
 		{"threads", required_argument, NULL, 'T'}, {"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
 	};
 	uint64_t seed = 1, epochs = 400, samples = 7200, max_el = (uint64_t)4 << 20, threads = 0;
 	const char *header = NULL;
-	int eval = 0, test_default = 0, c;
+	int eval = 0, test_default = 0, c, nhold = 0;
+	const char *hold[MAX_HOLDOUT];
 	while ((c = getopt_long(argc, argv, "s:e:n:o:T:qvhV", opts, NULL)) != -1) {
 		uint64_t *target = NULL;
 		uint64_t lo = 0, hi = UINT64_MAX;
@@ -726,6 +742,13 @@ int main(int argc, char **argv)
 		case 'o': header = optarg; break;
 		case OPT_EVAL: eval = 1; break;
 		case OPT_TESTDEF: test_default = 1; break;
+		case OPT_HOLDOUT:
+			if (nhold == MAX_HOLDOUT) {
+				cli_err("more than %d --holdout files", MAX_HOLDOUT);
+				return EXIT_USAGE;
+			}
+			hold[nhold++] = optarg;
+			break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
@@ -768,7 +791,12 @@ int main(int argc, char **argv)
 		it->test |= test_default;
 	}
 	for (int a = optind; a < argc; a++) {
-		int rc = add_file(&co, argv[a], max_el, &nfile, &skipped);
+		int rc = add_file(&co, argv[a], max_el, &nfile, &skipped, 0, nhold > 0);
+		if (rc)
+			return rc;
+	}
+	for (int h = 0; h < nhold; h++) {
+		int rc = add_file(&co, hold[h], max_el, &nfile, &skipped, h + 1, 1);
 		if (rc)
 			return rc;
 	}
@@ -801,7 +829,7 @@ int main(int argc, char **argv)
 			nsmooth += NSTEPS;
 		else if (it->test)
 			nte += NSTEPS;
-		else
+		else if (it->family != F_FILE || it->elems >= SMALL_TRAIN)
 			ntr += NSTEPS;
 		pack_cpu += it->pack_cpu;
 		gen_cpu += it->gen_cpu;
@@ -816,7 +844,7 @@ int main(int argc, char **argv)
 	size_t m = 0;
 	for (size_t i = 0; i < co.n; i++) {
 		item *it = &co.it[i];
-		if (it->status || it->test)
+		if (it->status || it->test || (it->family == F_FILE && it->elems < SMALL_TRAIN))
 			continue;
 		for (int k = 0; k < NSTEPS; k++, m++) {
 			memcpy(xtr[m], it->feat[k], sizeof(xtr[m]));
@@ -853,8 +881,9 @@ int main(int argc, char **argv)
 		t_inf = calls ? (cpu_now() - c0) / (double)calls : 0;
 	}
 
-	errs tr = {0}, te = {0}, fam[NFAM + 1], dt[4];
+	errs tr = {0}, te = {0}, fam[NFAM + 1], dt[4], net[MAX_HOLDOUT + 1][2];
 	memset(fam, 0, sizeof(fam));
+	memset(net, 0, sizeof(net));
 	memset(dt, 0, sizeof(dt));
 	for (size_t i = 0; i < co.n; i++) {
 		item *it = &co.it[i];
@@ -862,6 +891,11 @@ int main(int argc, char **argv)
 			continue;
 		if (it->test)
 			score(&p, it, &fam[it->family]);
+		if (it->test && it->family == F_FILE) {
+			score(&p, it, &net[it->network][0]);
+			if (it->elems >= BIG_EVAL)
+				score(&p, it, &net[it->network][1]);
+		}
 		if (it->family == F_SMOOTH)
 			continue;
 		score(&p, it, it->test ? &te : &tr);
@@ -905,6 +939,17 @@ int main(int argc, char **argv)
 			print_errs(what, &dt[d]);
 		}
 		print_errs("smooth (never trained on)", &fam[F_SMOOTH]);
+		for (int h = 0; h <= nhold; h++) {
+			char what[64];
+			const char *nm = h ? hold[h - 1] : "file tensors, 1 in 5";
+			const char *base = strrchr(nm, '/');
+			if (h && nhold && !test_default && !net[h][0].n)
+				continue;
+			snprintf(what, sizeof(what), "net %.24s", base ? base + 1 : nm);
+			print_errs(what, &net[h][0]);
+			snprintf(what, sizeof(what), "net %.15s >=4K values", base ? base + 1 : nm);
+			print_errs(what, &net[h][1]);
+		}
 		printf("cost: features %.2f%% and inference %.4f%% of single-thread packing time "
 		       "(%.0f ns per prediction)\n", 100 * feat_cpu / pack_cpu,
 		       100 * t_inf * (double)(ntr + nte + nsmooth) / pack_cpu, t_inf * 1e9);
@@ -922,6 +967,10 @@ int main(int argc, char **argv)
 		if (optind < argc && max_el != (uint64_t)4 << 20)
 			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --max-elements %llu",
 			         (unsigned long long)max_el);
+		for (int h = 0; h < nhold; h++) {
+			strncat(cmd, " --holdout ", sizeof(cmd) - strlen(cmd) - 1);
+			strncat(cmd, hold[h], sizeof(cmd) - strlen(cmd) - 1);
+		}
 		for (int a = optind; a < argc; a++) {
 			strncat(cmd, " ", sizeof(cmd) - strlen(cmd) - 1);
 			strncat(cmd, argv[a], sizeof(cmd) - strlen(cmd) - 1);

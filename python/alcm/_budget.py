@@ -1,15 +1,18 @@
 """``save(size=)`` and ``save(ratio=)``: a max-error bound per tensor that fits a byte budget.
 
-The search of ``alcm-pack --size`` (tools/alcm-pack.c: budget_plan, pack_budget): two plans,
-equal slope from the predictor's rates (alcm_budget_solve) and one bound for every tensor,
-each calibrated against the sizes measured (at most 4 attempts), then the best bounds scaled
-by 1% either way; the archive kept is the candidate that fits (within 3%) with the least
-squared error corrected to the target size. Unlike alcm-pack, every attempt is a candidate
-(not only each plan's last), at no extra cost; and when every attempt comes out under the
-target, the archive kept is the lossless one if it fits, else the attempt under the target
-with the least squared error (alcm-pack refuses such a budget). As in alcm-pack, a fitting
-lossy archive larger than a third of the raw size is compared with the lossless one, which
-is kept if it fits.
+The search of ``alcm-pack --size`` (tools/alcm-pack.c: budget_predict_plan, budget_calibrate,
+budget_next_u, pack_budget), step for step. Bounds from the predictor's rates (the equal
+slope of alcm_budget_solve, halfway in log to one common bound, then moved together so that
+the predicted size is the budget), one attempt. If it misses the budget by more than 3%, each
+tensor's predicted curve is shifted by what it really took and the plan made again. If that
+misses too, the plan's bounds are moved together, bracketing the budget between measured
+attempts (interpolated in log bound / log size), at most 8 attempts in all, stopping when the
+bounds would repeat an attempt's within 0.1%; the lossless archive is tried early when the
+correction still falls short of a budget over a third of the raw size. The archive kept is
+the attempt with the least squared error among those no more than 3% over the budget, or the
+lossless archive if it is that small and the lossy one is over a third of the raw size or not
+within 3% of the budget. As in alcm-pack, the attempt kept is encoded again when it was not
+the last (an attempt's Packer is dropped when the next starts).
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ from . import _core, _errors
 FIT = 0.03  # an archive within 3% of the target fits
 LOSSLESS_PROBE = 3  # a fitting lossy archive over raw / 3: try lossless too (as alcm-pack)
 STEPS = 41  # ALCM_BUDGET_STEPS
+TRIES = 8  # BUDGET_TRIES
 
 
 def _overhead(n: int) -> float:
     """Bytes besides the tensors' sections (metadata, predictor, directory, table): an
-    estimate; the measured size decides."""
-    return 2300.0 + 330.0 * n
+    estimate for the first attempt; the measured size replaces it."""
+    return 2900.0 + 330.0 * n
 
 
-def _predicted_at(p: list, step: float, scale: float) -> float:
+def _predicted_at(p: list, step: float) -> float:
     """Predicted bytes of profile p at quantization step `step` (rates interpolated linearly
-    in log step), times its calibration scale."""
+    in log step)."""
     elements, lossy, _var, steps, bits, fixed = p
     if not lossy:
         return fixed
@@ -44,25 +48,7 @@ def _predicted_at(p: list, step: float, scale: float) -> float:
     else:
         k = int(x)
         b = bits[k] + (x - k) * (bits[k + 1] - bits[k])
-    return elements * b * scale / 8
-
-
-def _solve_uniform(profs: list[list], scale: list[float], budget: float) -> list[float]:
-    """One bound for every float tensor such that the predicted size meets `budget`."""
-    lo, hi = math.inf, 0.0
-    for p in profs:
-        if p[1]:
-            lo, hi = min(lo, p[3][0]), max(hi, p[3][STEPS - 1])
-    for _ in range(100):
-        if not hi / lo > 1 + 1e-9:
-            break
-        mid = math.sqrt(lo * hi)
-        total = sum(_predicted_at(p, mid, s) for p, s in zip(profs, scale))
-        if total > budget:
-            lo = mid
-        else:
-            hi = mid
-    return [hi / 2 if p[1] else 0.0 for p in profs]
+    return elements * b / 8
 
 
 class _Search:
@@ -71,13 +57,11 @@ class _Search:
         self.profs = [list(_core.budget_profile(it.array, it.code, float(it.array.nbytes)))
                       for it in job.items]
         self.lossy = any(p[1] for p in self.profs)
-        self.nq = max(1.0, float(sum(p[0] for p in self.profs if p[1])))
+        self.nq = float(sum(p[0] for p in self.profs if p[1]))
         self.raw = float(sum(it.array.nbytes for it in job.items))
+        self.shape = [0.0] * len(self.profs)
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
-        self.best: dict | None = None
-        self.cands: list[tuple[list[float], float, float]] = []  # (bounds, size, sq. error)
-        self.last_is_best = True
 
     def encode(self, bounds: list[float]) -> tuple[float, float, list[float]]:
         """One attempt: (committed size, squared error, stored bytes per tensor)."""
@@ -91,87 +75,159 @@ class _Search:
     def fits(self, got: float) -> bool:
         return abs(got - self.target) <= FIT * self.target
 
-    def plan(self, uniform: bool) -> None:
-        n = len(self.profs)
-        over = _overhead(n)
-        scale = [1.0] * n
-        for _ in range(4):
-            budget = max(1.0, self.target - over)
-            if uniform:
-                bounds = _solve_uniform(self.profs, scale, budget)
-            else:
-                # Predicted not to fit even at the coarsest steps: the bounds are those
-                # steps, and the measured size decides.
-                _fits, bounds, _pred = _core.budget_solve([tuple(p) for p in self.profs],
-                                                          budget, scale)
-            got, sse, actual = self.encode(bounds)
-            self.offer(bounds, got, sse)
-            if self.fits(got):
-                break
-            over = got - sum(actual)
-            for i, p in enumerate(self.profs):
-                if bounds[i] > 0 and actual[i] > 0:
-                    pred = _predicted_at(p, 2 * bounds[i], scale[i])
-                    if pred > 0:
-                        scale[i] *= actual[i] / pred
-                elif not p[1]:
-                    p[5] = actual[i]
+    def moved(self, i: int, u: float) -> float:
+        """Bound i of the plan moved by 2^u, within the profiled steps."""
+        if not self.shape[i] > 0:
+            return 0.0
+        steps = self.profs[i][3]
+        return min(max(self.shape[i] * 2.0 ** u, steps[0] / 2), steps[STEPS - 1] / 2)
 
-    def offer(self, bounds: list[float], got: float, sse: float) -> None:
-        # At high rate each byte more over N quantized values divides the squared error by
-        # 2^(16 / N): errors of archives a little off target compare as if both were on it.
-        self.cands.append((list(bounds), got, sse))
-        fits = self.fits(got)
-        adj = sse * 2.0 ** (16 * (got - self.target) / self.nq)
-        b = self.best
-        better = b is None or (fits and not b["fits"]) or (
-            fits == b["fits"] and (adj < b["adj"] if fits
-                                   else abs(got - self.target) < abs(b["got"] - self.target)))
-        self.last_is_best = better
-        if better:
-            self.best = {"bounds": list(bounds), "got": got, "adj": adj, "fits": fits}
+    def predicted_moved(self, u: float) -> float:
+        return sum(_predicted_at(p, 2 * self.moved(i, u)) if self.shape[i] > 0 else p[5]
+                   for i, p in enumerate(self.profs))
+
+    def predict_plan(self, budget: float) -> float:
+        """As budget_predict_plan: each bound halfway between equal slope and one common
+        bound, all moved so the predicted size is the budget; returns the predicted bytes."""
+        _fits, shape, _pred = _core.budget_solve([tuple(p) for p in self.profs],
+                                                 max(budget, 1.0), [1.0] * len(self.profs))
+        # Halfway (in log) between equal slope and one common bound: on networks it was not
+        # trained on, the predictor's per-tensor rates are off by 1 to 3 bits per value.
+        w = sum(p[0] for p, x in zip(self.profs, shape) if x > 0)
+        m = sum(p[0] * math.log2(x) for p, x in zip(self.profs, shape) if x > 0) / w if w else 0
+        self.shape = [2.0 ** ((math.log2(x) + m) / 2) if x > 0 else 0.0 for x in shape]
+        lo, hi = -20.0, 20.0
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            if self.predicted_moved(mid) > budget:
+                lo = mid
+            else:
+                hi = mid
+        self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
+        return self.predicted_moved(0)
+
+    def calibrate(self, bounds: list[float], actual: list[float]) -> None:
+        for i, p in enumerate(self.profs):
+            if not p[1] or not bounds[i] > 0:
+                p[5] = actual[i]
+                continue
+            off = 8 * (actual[i] - _predicted_at(p, 2 * bounds[i])) / p[0]
+            p[4] = tuple(max(0.0, b + off) for b in p[4])
+
+    def u_of(self, bounds: list[float]) -> float:
+        s = w = 0.0
+        for i, p in enumerate(self.profs):
+            if self.shape[i] > 0 and bounds[i] > 0:
+                s += p[0] * math.log2(bounds[i] / self.shape[i])
+                w += p[0]
+        return s / w if w > 0 else 0.0
+
+    def next_u(self, tries: list[dict], want: float) -> float | None:
+        """As budget_next_u: the next attempt along the plan, or None."""
+        if not want > 0:
+            return None
+        yt = math.log(want)
+        over = [t for t in tries if t["tensors"] > want]
+        under = [t for t in tries if t["tensors"] <= want]
+        lo = max(over, key=lambda t: t["u"]) if over else None
+        hi = min(under, key=lambda t: t["u"]) if under else None
+        if lo is not None and hi is not None and lo["u"] < hi["u"]:
+            ylo, yhi = math.log(max(lo["tensors"], 1)), math.log(max(hi["tensors"], 1))
+            f = (ylo - yt) / (ylo - yhi) if ylo > yhi else 0.5
+            f = min(max(f, 0.05), 0.95)
+            if len(tries) >= 2 and (tries[-1]["tensors"] > want) == (tries[-2]["tensors"] > want):
+                f = (f + 0.5) / 2
+            u = lo["u"] + f * (hi["u"] - lo["u"])
+        else:
+            p = tries[-1] if lo is not None and hi is not None else lo if lo is not None else hi
+            side = p["tensors"] > want
+            same = [t for t in tries if t is not p and (t["tensors"] > want) == side
+                    and abs(t["u"] - p["u"]) > 1e-3]
+            yp = math.log(max(p["tensors"], 1))
+            if same:
+                q = min(same, key=lambda t: abs(t["u"] - p["u"]))
+                s = (yp - math.log(max(q["tensors"], 1))) / (p["u"] - q["u"])
+                du = (yt - yp) / min(s, -0.02)  # flat or rising: a long step
+            else:
+                du = (p["tensors"] - want) * 8 / max(self.nq, 1.0)
+            u = p["u"] + min(max(du, -8.0), 8.0)
+        umin, umax = math.inf, -math.inf
+        for i, pr in enumerate(self.profs):
+            if self.shape[i] > 0:
+                umin = min(umin, math.log2(pr[3][0] / 2 / self.shape[i]))
+                umax = max(umax, math.log2(pr[3][STEPS - 1] / 2 / self.shape[i]))
+        u = min(max(u, umin), umax)
+        if any(abs(u - t["u"]) < 1e-3 for t in tries):
+            return None
+        return u
+
+
+def _seen(tries: list[dict], x: list[float]) -> bool:
+    """As budget_seen: bounds within 0.1% of an earlier attempt's."""
+    return any(all(a == b or abs(math.log2(a / b)) < 1.5e-3 for a, b in zip(x, t["bounds"]))
+               for t in tries)
 
 
 def pack(job: Any, target: float) -> tuple[Any, list]:
     """Encodes `job` to fit `target` bytes; returns the uncommitted Packer and the tensor
     reports, or raises :class:`alcm.BoundError` naming the closest size reached."""
     s = _Search(job, target)
+    n = len(s.profs)
+    over = _overhead(n)
+    tries: list[dict] = []
+    lossless = None
+    last_is_lossless = False
     try:
-        for uniform in range(2 if s.lossy else 1):
-            s.plan(bool(uniform))
-        if s.lossy and s.best["fits"]:
-            base = s.best["bounds"]
-            for k in (1.01, 0.99):
-                b = [x * k for x in base]
-                got, sse, _ = s.encode(b)
-                s.offer(b, got, sse)
-        if s.lossy and s.best["fits"] and s.best["got"] * LOSSLESS_PROBE >= s.raw:
-            # A budget near the raw size: the lossless archive may fit too, and then it is
-            # kept (no error); regular data can code smaller lossless than lossy.
-            got, _, _ = s.encode([0.0] * len(s.profs))
-            if got <= s.target * (1 + FIT):
-                pk, s.packer = s.packer, None
-                return pk, s.reps
-            s.last_is_best = False
-        if not s.best["fits"] and s.best["got"] <= s.target:
-            # Every attempt came out under the target: the tensors code smaller than the
-            # budget asks (small or very regular tensors, where the fixed sections dominate).
-            # Keep the least error under the target: lossless if it fits, else the attempt
-            # with the smallest squared error.
-            got, _, _ = s.encode([0.0] * len(s.profs))
-            if got <= s.target * (1 + FIT):
-                pk, s.packer = s.packer, None
-                return pk, s.reps
-            under = [c for c in s.cands if c[1] <= s.target]
-            s.best = {"bounds": min(under, key=lambda c: c[2])[0], "fits": True}
-            s.last_is_best = False
-        if not s.best["fits"]:
+        while len(tries) < TRIES:
+            if len(tries) < 2:
+                if len(tries) == 1:
+                    s.calibrate(tries[0]["bounds"], tries[0]["actual"])
+                    over = tries[0]["got"] - tries[0]["tensors"]
+                s.predict_plan(target - over)
+                bounds = list(s.shape)
+            if len(tries) >= 2 and lossless is None and tries[-1]["got"] < target \
+                    and tries[-1]["got"] * LOSSLESS_PROBE >= s.raw:
+                lossless, _, _ = s.encode([0.0] * n)
+                last_is_lossless = True
+                if lossless <= target * (1 + FIT):
+                    break
+            if len(tries) >= 2 or _seen(tries, bounds):
+                for t in tries:
+                    t["u"] = s.u_of(t["bounds"])
+                u = s.next_u(tries, target - over)
+                if u is None:
+                    break
+                bounds = [s.moved(i, u) for i in range(n)]
+                if _seen(tries, bounds):
+                    break
+            got, sse, actual = s.encode(bounds)
+            last_is_lossless = False
+            tries.append({"bounds": bounds, "got": got, "sse": sse, "actual": actual,
+                          "tensors": sum(actual), "u": 0.0, "reps": s.reps})
+            if s.fits(got) or not s.lossy:
+                break
+            over = got - sum(actual)
+        ok = [t for t in tries if t["got"] <= target * (1 + FIT)]
+        keep = min(ok, key=lambda t: t["sse"]) if ok else None
+        if s.lossy and lossless is None and (keep is None or keep["got"] * LOSSLESS_PROBE >= s.raw
+                                             or not s.fits(keep["got"])):
+            # The lossless archive may be as small (regular data can code smaller lossless
+            # than lossy), and then it is kept: no error.
+            lossless, _, _ = s.encode([0.0] * n)
+            last_is_lossless = True
+        if lossless is not None and lossless <= target * (1 + FIT):
+            if not last_is_lossless:
+                s.encode([0.0] * n)
+            pk, s.packer = s.packer, None
+            return pk, s.reps
+        if keep is None:
+            closest = min([t["got"] for t in tries] + ([lossless] if lossless else []))
             path = job.path or "<memory>"
             raise _errors.make(_errors.BoundError,
                                f"cannot fit '{path}' in {target:.0f} bytes: the closest "
-                               f"attempt took {s.best['got']:.0f}", path=job.path)
-        if not s.last_is_best:
-            s.encode(s.best["bounds"])
+                               f"attempt took {closest:.0f}", path=job.path)
+        if last_is_lossless or s.reps is not keep["reps"]:
+            s.encode(keep["bounds"])
         pk, s.packer = s.packer, None
         return pk, s.reps
     finally:

@@ -1,0 +1,117 @@
+/* Budget profiles: the features at all 41 steps in one pass equal the features at each step
+ * alone, bit for bit (the predictions a --size plan rests on do not change), for every float
+ * dtype, tensors read whole and sampled, with zeros and non-finite values. */
+#include "codec_internal.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill(int dtype, uint8_t *p, uint64_t n, uint64_t seed)
+{
+	uint64_t s = seed;
+	for (uint64_t i = 0; i < n; i++) {
+		double x = tu_gauss(&s) * 0.02;
+		if (i % 7 == 0)
+			x = 0; /* many values quantize to zero at every step */
+		if (i % 997 == 3)
+			x = i % 2 ? NAN : INFINITY;
+		switch (dtype) {
+		case ALCM_DTYPE_F16: alcm_store16(p + 2 * i, alcm_float_to_half((float)x)); break;
+		case ALCM_DTYPE_BF16: alcm_store16(p + 2 * i, alcm_float_to_bf16((float)x)); break;
+		case ALCM_DTYPE_F32: {
+			float f = (float)x;
+			memcpy(p + 4 * i, &f, 4);
+			break;
+		}
+		default: memcpy(p + 8 * i, &x, 8);
+		}
+	}
+}
+
+static void check(int dtype, uint64_t n)
+{
+	size_t w = alcm_dtype_size(dtype);
+	uint8_t *buf = malloc(n * w);
+	assert_non_null(buf);
+	fill(dtype, buf, n, n + (uint64_t)dtype);
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.dtype = dtype;
+	t.ndim = 1;
+	t.shape[0] = n;
+	t.data = buf;
+	t.nbytes = n * w;
+	double step[ALCM_BUDGET_STEPS];
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
+		step[k] = 0.02 * pow(2.0, k / 2.0 - 16);
+	float all[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES], one[ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features_steps(&t, step, ALCM_BUDGET_STEPS, all), ALCM_OK);
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
+		assert_int_equal(alcm_tensor_features(&t, step[k], one), ALCM_OK);
+		assert_memory_equal(all[k], one, sizeof(one));
+	}
+	/* The share under half a step grows with the step: the counts are cumulative. */
+	assert_true(all[0][3] < all[ALCM_BUDGET_STEPS - 1][3]);
+	free(buf);
+}
+
+static void features_at_all_steps_equal_one_at_a_time(void **state)
+{
+	(void)state;
+	static const int dt[] = {ALCM_DTYPE_F16, ALCM_DTYPE_BF16, ALCM_DTYPE_F32, ALCM_DTYPE_F64};
+	for (int d = 0; d < 4; d++) {
+		check(dt[d], 5000);    /* read whole */
+		check(dt[d], 300000);  /* sampled */
+	}
+}
+
+static void steps_must_increase(void **state)
+{
+	(void)state;
+	float x[4] = {1, 2, 3, 4}, f[2][ALCM_PRED_FEATURES];
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.dtype = ALCM_DTYPE_F32;
+	t.ndim = 1;
+	t.shape[0] = 4;
+	t.data = x;
+	t.nbytes = sizeof(x);
+	double down[2] = {1, 0.5}, bad[2] = {1, NAN}, ok[2] = {0.5, 1};
+	assert_int_equal(alcm_tensor_features_steps(&t, down, 2, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features_steps(&t, bad, 2, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features_steps(&t, ok, 0, f), ALCM_E_ARG);
+	assert_int_equal(alcm_tensor_features_steps(&t, ok, 2, f), ALCM_OK);
+	assert_true(f[0][3] == 0.0f && f[1][3] == 0.0f); /* no |x| under 0.25 or 0.5 */
+}
+
+/* The profile's variance skips special values and equals the plain two-pass one. */
+static void profile_variance(void **state)
+{
+	(void)state;
+	float x[6] = {1, 2, NAN, 3, -0.0f, 4};
+	alcm_tensor t;
+	memset(&t, 0, sizeof(t));
+	t.dtype = ALCM_DTYPE_F32;
+	t.ndim = 1;
+	t.shape[0] = 6;
+	t.data = x;
+	t.nbytes = sizeof(x);
+	alcm_budget_profile p;
+	assert_int_equal(alcm_budget_profile_make(NULL, &t, 24, &p), ALCM_OK);
+	assert_true(p.lossy);
+	assert_true(fabs(p.variance - 1.25) < 1e-12);
+	for (int k = 1; k < ALCM_BUDGET_STEPS; k++)
+		assert_true(p.bits[k] <= p.bits[k - 1] && p.step[k] > p.step[k - 1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(features_at_all_steps_equal_one_at_a_time),
+		cmocka_unit_test(steps_must_increase),
+		cmocka_unit_test(profile_variance),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

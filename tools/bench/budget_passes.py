@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""What a size budget costs: `alcm-pack --ratio R` against one `alcm-pack --max-error E`.
+
+For each INPUT and each ratio R, runs `alcm-pack -v --ratio R` (wall time, attempts, size,
+squared error from its "kept" line), then one `alcm-pack --max-error E` at E = the geometric
+mean of the bounds the budget archive chose (value-weighted, read back with alcm-inspect
+--json), interleaving the two RUNS times and taking medians. With --old PATH it also runs an
+older alcm-pack --ratio R (e.g. main's) for its squared error and wall time.
+
+Targets (issue 20), printed as holds/misses: the budget archive within 3% of raw / R (or
+lossless and under it), its
+wall time at most 2x the single pack's, and (with --old) its squared error no worse than the
+old one's (1% slack for ties; an old search that could not fit counts as infinite error).
+
+usage: budget_passes.py [--bin DIR] [--old PATH] [--ratios 4,6,8,12,16] [--runs 3] INPUT...
+Exit status: 0 done (whether targets hold or not), 1 a pack failed, 2 usage error.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run(cmd, may_fail=False):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode == 10 and may_fail:  # the old search may not fit the budget
+        return wall, None
+    if p.returncode != 0:
+        sys.stderr.write(f"budget_passes: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
+        sys.exit(1)
+    return wall, p.stderr
+
+
+def kept(err):
+    """(attempts, squared error) from alcm-pack -v's budget lines."""
+    tries = len(re.findall(r"attempt \d+:", err)) + err.count("budget: lossless") + \
+        err.count("bounds x")
+    m = re.search(r"kept .*squared error ([0-9.e+-]+|nan|inf)", err)
+    sse = float(m.group(1)) if m else 0.0  # lossless kept: no error
+    return tries, sse
+
+
+def main():
+    ap = argparse.ArgumentParser(add_help=True)
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                  "build", "bin"))
+    ap.add_argument("--old")
+    ap.add_argument("--ratios", default="4,6,8,12,16")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("inputs", nargs="+")
+    a = ap.parse_args()
+    try:
+        ratios = [float(r) for r in a.ratios.split(",")]
+    except ValueError:
+        ap.error("--ratios: comma-separated numbers")
+    if any(not r > 1 for r in ratios) or a.runs < 1:
+        ap.error("ratios above 1, runs at least 1")
+    pack, inspect = os.path.join(a.bin, "alcm-pack"), os.path.join(a.bin, "alcm-inspect")
+    tmp = tempfile.mkdtemp(prefix="budget_passes.")
+    out, one, old = (os.path.join(tmp, f) for f in ("b.alcm", "e.alcm", "o.alcm"))
+    ok_size, ok_time, ok_sse = True, True, True
+    print("| input | R | attempts | off budget | --ratio wall s | one pack s | x | SSE "
+          "| old SSE | old off | old wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for inp in a.inputs:
+        for r in ratios:
+            tb, to, told = [], [], []
+            tries = sse = osse = ooff = None
+            for _ in range(a.runs):
+                w, err = run([pack, "-f", "-v", "--ratio", str(r), inp, "-o", out], True)
+                if err is None:  # cannot fit: a miss unless the old one cannot either
+                    fits_old = a.old and run([a.old, "-f", "--ratio", str(r), inp, "-o", old],
+                                             True)[1] is not None
+                    ok_size &= not fits_old
+                    print(f"| {os.path.basename(inp)} | {r:g} | cannot fit (exit 10) | | | | | | "
+                          f"{'fits' if fits_old else 'cannot fit either' if a.old else ''} | | |")
+                    break
+                tb.append(w)
+                tries, sse = kept(err)
+                if _ == 0:
+                    info = json.loads(subprocess.run([inspect, "--json", out], check=True,
+                                                     capture_output=True, text=True).stdout)
+                    s = n = 0.0
+                    for t in info["tensors"]:
+                        if t.get("bound", 0) > 0:
+                            k = math.prod(t["shape"])
+                            s += k * math.log(t["bound"])
+                            n += k
+                    e = math.exp(s / n) if n else 0
+                    size = os.path.getsize(out)
+                    want = sum(t["original_bytes"] for t in info["tensors"]) / r
+                if e > 0:
+                    to.append(run([pack, "-f", "--max-error", repr(e), inp, "-o", one])[0])
+                if a.old:
+                    w, err = run([a.old, "-f", "-v", "--ratio", str(r), inp, "-o", old], True)
+                    told.append(w)
+                    osse = kept(err)[1] if err is not None else math.inf
+                    ooff = (os.path.getsize(old) - want) / want if err is not None else math.nan
+            if not tb:
+                continue
+            tb_med = statistics.median(tb)
+            to_med = statistics.median(to) if to else float("nan")
+            x = tb_med / to_med if to else float("nan")
+            off = (size - want) / want
+            ok_size &= abs(off) <= 0.03 or (sse == 0 and off < 0)  # lossless, under budget
+            ok_time &= not x > 2
+            if a.old:
+                ok_sse &= sse <= osse * 1.01 + 1e-300
+            print(f"| {os.path.basename(inp)} | {r:g} | {tries} | {off * 100:+.2f}% | "
+                  f"{tb_med:.3f} | {to_med:.3f} | {x:.2f} | {sse:.4g} | "
+                  f"{'' if osse is None else f'{osse:.4g}'} | "
+                  f"{'' if ooff is None else f'{ooff * 100:+.2f}%'} | "
+                  f"{statistics.median(told) if told else float('nan'):.3f} |")
+    for f in (out, one, old):
+        if os.path.exists(f):
+            os.remove(f)
+    os.rmdir(tmp)
+    print(f"every archive within 3% of its budget: {'holds' if ok_size else 'misses'}")
+    print(f"--ratio wall time <= 2x one pack at the chosen bound: "
+          f"{'holds' if ok_time else 'misses'}")
+    if a.old:
+        print(f"squared error no worse than {a.old}'s: {'holds' if ok_sse else 'misses'}")
+
+
+if __name__ == "__main__":
+    main()
