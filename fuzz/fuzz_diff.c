@@ -163,9 +163,18 @@ static void same_inputs(const uint8_t *buf, size_t size, const char *path)
 	/* The memory side is named as the file, so that a .npy's tensor gets the same name. */
 	int sm = alcm_input_open_memory(&im, buf, size, 0, path, &lim, NULL);
 	int sf = alcm_input_open(&in, path, &lim, NULL);
+	refusal(sm, alcm_input_detail(im), "input open");
+	/* A sharded checkpoint's index names shard files beside it: the memory reader refuses
+	 * it unread (unsupported, by design), whatever the file reader then finds in it. */
+	if (alcm_detect_format(buf, size) == ALCM_FILE_SHARDS) {
+		FUZZ_CHECK(S, sm == ALCM_E_UNSUPPORTED, "input open: a shard index from memory: %d",
+		           sm);
+		alcm_input_free(im);
+		alcm_input_free(in);
+		return;
+	}
 	FUZZ_CHECK(S, sm == sf, "input open: memory %d, file %d (%s | %s)", sm, sf,
 	           alcm_input_detail(im), alcm_input_detail(in));
-	refusal(sm, alcm_input_detail(im), "input open");
 	if (!sm) {
 		FUZZ_CHECK(S, alcm_input_format(im) == alcm_input_format(in), "formats differ");
 		for (int k = 0; k < 1024; k++) {

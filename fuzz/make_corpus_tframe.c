@@ -1,7 +1,7 @@
 /*
  * Seeds of fuzz_tframe: compact tensor frames of every chunk coding (planes, palette, sparse,
- * each lossy mode, pruning, several chunks, no elements, a scalar), each ending with an
- * options byte; and a few tensors for the round-trip mode (options 0x08).
+ * each lossy mode, pruning, several chunks, no elements, a scalar, modelled symbols), each
+ * ending with an options byte; and a few tensors for the round-trip mode (options 0x08).
  * usage: alcm-fuzz-corpus-tframe OUTDIR   (writes OUTDIR/tframe/)
  */
 #include "alcm.h"
@@ -89,6 +89,23 @@ int main(int argc, char **argv)
 	frame("f32-snr", 12, 2, s2, g, 3, 30, 0, 4 << 20);
 	frame("f32-bits", 12, 2, s2, g, 4, 0, 0.1, 4096);
 	frame("f64-maxerr", 13, 1, &s1, g, 1, 1e-4, 0, 4 << 20);
+	/* Modelled symbols (QDAT coding 16, spec 6.5.6): chunks of 4096 elements, so that the
+	 * modelled coding is kept: rows of scales 2^0 .. 2^7 (classes on axis 0, raw bits),
+	 * with pruning (a mask), in bits mode over two chunks (the second not at element 0),
+	 * and values on a grid coarser than the step (a palette). */
+	static float rows[8192], grid[4096];
+	for (int i = 0; i < 8192; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		double u = (double)(seed >> 11) * 0x1p-53 - 0.5;
+		rows[i] = (float)(u * (double)(1 << (i / 128 % 8)));
+		if (i < 4096)
+			grid[i] = (float)((int)(u * 24) * 0.125);
+	}
+	uint64_t m2[2] = {32, 128}, m3[2] = {64, 128};
+	frame("f32-maxerr-modelled", 12, 2, m2, rows, 1, 0.01, 0, 4 << 20);
+	frame("f32-relerr-prune-modelled", 12, 2, m3, rows, 2, 0.02, 0.2, 4 << 20);
+	frame("f32-bits-modelled-chunks", 12, 2, m3, rows, 4, 0, 0, 16384);
+	frame("f32-grid-palette-modelled", 12, 2, m2, grid, 1, 0.001, 0, 4 << 20);
 	/* round-trip seeds: dtype byte, mode/prune byte, bound byte, then elements */
 	uint8_t rt[3 + 1024];
 	memcpy(rt + 3, g, 1024);

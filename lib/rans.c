@@ -414,3 +414,46 @@ int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans
 			return ALCM_E_CORRUPT;
 	return ALCM_OK;
 }
+
+int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
+                            const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1], const unsigned *ntok,
+                            const uint8_t *in, size_t len)
+{
+	if (len < 4 * ALCM_RANS_LANES || (len & 1))
+		return ALCM_E_CORRUPT;
+	uint32_t x[ALCM_RANS_LANES];
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++) {
+		x[j] = alcm_load32(in + 4 * j);
+		if (x[j] < ALCM_RANS_L || x[j] >= 0x80000000u)
+			return ALCM_E_CORRUPT;
+	}
+	const uint8_t *p = in + 4 * ALCM_RANS_LANES, *end = in + len;
+	for (size_t i = 0; i < n; i++) {
+		unsigned j = i % ALCM_RANS_LANES, k = cls ? cls[i] : 0;
+		const uint16_t *c = cum[k];
+		uint32_t r = x[j] & (ALCM_RANS_TOTAL - 1);
+		/* c[lo] <= r < c[hi]: ends on the token whose slots hold r (its frequency > 0). */
+		unsigned lo = 0, hi = ntok[k];
+		while (hi - lo > 1) {
+			unsigned mid = (lo + hi) / 2;
+			if (c[mid] <= r)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		tok[i] = (uint8_t)lo;
+		x[j] = (uint32_t)(c[lo + 1] - c[lo]) * (x[j] >> ALCM_RANS_BITS) + r - c[lo];
+		if (x[j] < ALCM_RANS_L) {
+			if (end - p < 2)
+				return ALCM_E_CORRUPT;
+			x[j] = (x[j] << 16) | alcm_load16(p);
+			p += 2;
+		}
+	}
+	if (p != end)
+		return ALCM_E_CORRUPT;
+	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+		if (x[j] != ALCM_RANS_L)
+			return ALCM_E_CORRUPT;
+	return ALCM_OK;
+}

@@ -1319,6 +1319,11 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 	return ALCM_OK;
 }
 
+/* Tokens a class below which a chunk's tokens are found by a search of the cumulative
+ * frequencies (at most 8 steps a token) rather than through slot tables (4096 stores a
+ * class): either way a chunk costs at most about 8 steps a token beyond its bytes. */
+#define SEARCH_BELOW 512
+
 /* Reads a varint list of the palette: the first symbol, then gaps minus one; strictly
  * increasing symbols under 2^31 (spec 6.5.7). */
 static int get_palette(alcm_cursor *cur, uint32_t *pal, unsigned *npal)
@@ -1396,22 +1401,35 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	} else {
 		tok_tables(ts, tm, base, nb);
 	}
-	/* Tables: a bit stream of its own. */
+	/* Tables: a bit stream of its own. Slot tables cost 4096 stores a class whatever the
+	 * chunk's length (a forged archive of one-element chunks with 16 classes each decoded
+	 * at 1.3 MB/s, all of it building tables): a chunk of fewer than SEARCH_BELOW tokens a
+	 * class finds its tokens by a search instead, so that the work stays bounded by the
+	 * chunk's bytes and tokens. */
+	int search = nsym < (uint64_t)SEARCH_BELOW * K;
 	alcm_symstate **ss = alcm_coder_symstate(c);
-	if (!*ss && !(*ss = alcm_mem_alloc(alcm_coder_alloc(c), sizeof(alcm_symstate))))
+	if (!search && !*ss && !(*ss = alcm_mem_alloc(alcm_coder_alloc(c), sizeof(alcm_symstate))))
 		return ALCM_E_NOMEM;
 	uint64_t tlen, rlen, blen;
 	const uint8_t *tp, *rp, *bp;
 	if ((st = alcm_cur_varint(cur, &tlen)) || (st = alcm_cur_bytes(cur, (size_t)tlen, &tp)))
 		return st;
 	bitr tr = {tp, tp + tlen, 0, 0, 0};
-	unsigned maxtok = 0;
+	unsigned maxtok = 0, nt[ALCM_SYM_MAX_CLASSES];
+	uint16_t cum[ALCM_SYM_MAX_CLASSES][ALCM_RANS_MAX_TOKENS + 1];
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t f[ALCM_RANS_MAX_TOKENS];
 		unsigned last;
 		if ((st = table_get(&tr, ntok, f, &last)))
 			return st;
-		alcm_rans_dtab_build(&(*ss)->dt[k], f, last + 1);
+		if (search) {
+			nt[k] = last + 1;
+			cum[k][0] = 0;
+			for (unsigned t = 0; t <= last; t++)
+				cum[k][t + 1] = (uint16_t)(cum[k][t] + f[t]);
+		} else {
+			alcm_rans_dtab_build(&(*ss)->dt[k], f, last + 1);
+		}
 		maxtok = last > maxtok ? last : maxtok;
 	}
 	if (!bitr_done(&tr))
@@ -1421,7 +1439,10 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		return st;
 	if (A)
 		fill_classes(cls, x, A, lev, sc, bits, elems);
-	if ((st = alcm_rans_decode(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp, (size_t)rlen)))
+	st = search ? alcm_rans_decode_search(tok, A ? cls : NULL, (size_t)nsym, cum, nt, rp,
+	                                      (size_t)rlen)
+	            : alcm_rans_decode(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp, (size_t)rlen);
+	if (st)
 		return st;
 	unsigned direct = palette ? 256 : ts == 8 ? 256u : 1u << ts;
 	bitr br = {bp, bp + blen, 0, 0, 0};

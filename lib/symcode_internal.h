@@ -63,6 +63,13 @@ size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint
  * one (a stream has one encoding). */
 int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs,
                      const uint8_t *in, size_t len);
+/* The same decoding with each token found by a binary search of its table's cumulative
+ * frequencies cum[k][0..ntok[k]] (cum[k][0] = 0, cum[k][ntok[k]] = ALCM_RANS_TOTAL) instead
+ * of a 4096-slot table: for short chunks, where building the slot tables (4096 stores a
+ * class) would cost more than decoding the tokens. Same result and same refusals. */
+int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
+                            const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1], const unsigned *ntok,
+                            const uint8_t *in, size_t len);
 /* Tests set it to 1 to run the portable coder where the AVX2 one would run (x86-64). */
 extern int alcm_rans_scalar_only;
 

@@ -14,6 +14,10 @@
  *                                       frame asking for a window of 2^WLOG bytes
  *   alcm-test-forge flip IN OUT TYPE POS XOR
  *       IN rewritten with byte POS of its last TYPE section xored with XOR (digests match)
+ *   alcm-test-forge classes OUT ELEMS CHUNK_ELEMS K
+ *       one float32 tensor of ELEMS zeros at max-error in chunks of CHUNK_ELEMS elements,
+ *       each a modelled chunk (QDAT coding 16) declaring K classes (K >= 2: over an axis
+ *       of run 1), or with K = 0 byte planes of width 1: the same tensor, for comparison
  */
 #include "forge.h"
 
@@ -23,8 +27,8 @@
 
 static int usage(void)
 {
-	fputs("usage: alcm-test-forge escape|zero-lossy|chunk-len|dup|attr|names|window|flip OUT ...\n",
-	      stderr);
+	fputs("usage: alcm-test-forge escape|zero-lossy|chunk-len|dup|attr|names|window|flip|classes"
+	      " OUT ...\n", stderr);
 	return 2;
 }
 
@@ -182,6 +186,71 @@ static int flip(const char *in, const char *out, const char *type, uint64_t pos,
 	return rc;
 }
 
+/* A modelled chunk of n zeros: K classes (an axis of run 1 and count n when K >= 2), every
+ * table giving token 0 all of 4096, so that 32 states of 2^15 and no word code it. */
+static void classes_chunk(fg_buf *b, uint64_t n, unsigned K)
+{
+	fg_u8(b, 16);
+	fg_varint(b, n);
+	fg_u8(b, 0); /* alphabet s = 0, m = 0 */
+	fg_u8(b, K);
+	fg_u8(b, K > 1);
+	if (K > 1) {
+		uint8_t *lev = calloc(n, 1);
+		fg_varint(b, 1);
+		fg_varint(b, n);
+		fg_stream(b, lev, n, 0);
+		free(lev);
+		fg_u8(b, K - 1);
+		for (unsigned k = 0; k < K; k++)
+			fg_u8(b, k);
+	}
+	fg_varint(b, 2 * K);
+	for (unsigned k = 0; k < 2 * K; k++)
+		fg_u8(b, 0); /* last 0, a 0 */
+	fg_varint(b, 128);
+	for (int j = 0; j < 32; j++)
+		fg_u32(b, 0x8000);
+	fg_varint(b, 0);
+}
+
+static int classes(const char *out, uint64_t elems, uint64_t ce, unsigned K)
+{
+	if (!elems || !ce || K > 16 || K == 1)
+		return usage();
+	uint64_t chunks = (elems + ce - 1) / ce;
+	fg_buf data = {0}, scal = {0}, dir = {0};
+	uint64_t *ctab = calloc(2 * chunks, sizeof(uint64_t));
+	uint8_t *zeros = calloc(ce, 1);
+	for (uint64_t k = 0; k < chunks; k++) {
+		uint64_t n = elems - k * ce < ce ? elems - k * ce : ce;
+		size_t at = data.len;
+		if (K) {
+			classes_chunk(&data, n, K);
+		} else {
+			fg_u8(&data, 1);
+			fg_varint(&data, n);
+			fg_stream(&data, zeros, n, 0);
+		}
+		fg_varint(&data, 1); /* the escape block: count 0 */
+		fg_stream(&data, zeros, 1, 0);
+		ctab[2 * k] = data.len - at;
+	}
+	fg_u64(&scal, 0x3f50624dd2f1a9fcull); /* step 0.001 */
+	fg_entry e = {"w", ALCM_DTYPE_F32, ALCM_MODE_MAX_ERROR, 1, {elems}, 0, 1, FG_NONE, ce,
+	              chunks, ctab};
+	fg_tdir(&dir, &e, 1);
+	fg_section s[3] = {{"QDAT", 1, 0, data.p, data.len}, {"SCAL", 1, 0, scal.p, scal.len},
+	                   {"TDIR", 1, 0, dir.p, dir.len}};
+	int rc = write_out(out, s, 3, 0);
+	free(zeros);
+	free(ctab);
+	fg_free(&data);
+	fg_free(&scal);
+	fg_free(&dir);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -209,6 +278,9 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "flip") == 0 && argc == 7)
 		return flip(argv[2], argv[3], argv[4], strtoull(argv[5], NULL, 0),
 		            (unsigned)strtoul(argv[6], NULL, 0));
+	if (strcmp(cmd, "classes") == 0 && argc == 6)
+		return classes(out, strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0),
+		               (unsigned)atoi(argv[5]));
 	if (strcmp(cmd, "names") == 0)
 		return named(out, (const char *const *)argv + 3, (size_t)(argc - 3), NULL, 0, 0);
 	return usage();
