@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak resident memory of alcm-unpack against the bound of spec 5.6:
-#   peak <= raw_bytes + 8 * channels + S * (6 * chunk bytes + 1 KiB) + T * (2^27 + 64 KiB)
+#   peak <= raw_bytes + 8 * channels + S * (6 * chunk bytes + 1 KiB) + T * (2^27 + 320 KiB)
 # (S chunks in flight: 1 with one thread, else 2T; plus the process's own few MB), on the
 # issue's forged archives (escape blocks declaring 3.76 GB and 1 GiB) and on a legitimate
 # archive whose every value is escaped. Prints one line per case and holds/misses.
@@ -25,7 +25,7 @@ run() {
 	local chunks=$(((raw + chunk - 1) / chunk))
 	[ $chunks -lt $s ] && s=$chunks
 	[ $s -lt 1 ] && s=1
-	local bound_kb=$(((raw + 8 * ch + s * (6 * chunk + 1024) + th * ((1 << 27) + 65536)) / 1024 + base_kb))
+	local bound_kb=$(((raw + 8 * ch + s * (6 * chunk + 1024) + th * ((1 << 27) + 327680)) / 1024 + base_kb))
 	rm -f "$T/out.npy"
 	/usr/bin/time -v "$B/alcm-unpack" "$a" -o "$T/out.npy" -T "$th" -q 2>"$T/time" >/dev/null
 	local rc=$?
