@@ -1,6 +1,8 @@
 /* Interleaved rANS with static tables and a table per token (spec 6.5.8). */
 #include "symcode_internal.h"
 
+#include <pthread.h>
+
 
 /* ---- tables ------------------------------------------------------------------------------ */
 
@@ -102,22 +104,24 @@ static inline void enc_put(uint32_t *x, uint8_t **p, const alcm_rans_esym *s)
 /* For an emitting mask m of 8 lanes: the emitting lanes, in increasing order, at the top
  * positions of a vector (the rest 0), so that one 16-byte store ending at the write
  * pointer puts their words where the portable loop would. */
+static uint32_t emit_tab[256][8];
+static void emit_init(void)
+{
+	for (unsigned m = 0; m < 256; m++) {
+		unsigned c = (unsigned)__builtin_popcount(m), r = 0;
+		for (unsigned k = 0; k < 8; k++)
+			emit_tab[m][k] = 0;
+		for (unsigned k = 0; k < 8; k++)
+			if (m & (1u << k))
+				emit_tab[m][8 - c + r++] = k;
+	}
+}
+/* Built once, by whichever thread comes first (pthread_once: no two threads fill it). */
 static const uint32_t *emit_lut(void)
 {
-	static uint32_t lut[256][8];
-	static int ready;
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		for (unsigned m = 0; m < 256; m++) {
-			unsigned c = (unsigned)__builtin_popcount(m), r = 0;
-			for (unsigned k = 0; k < 8; k++)
-				lut[m][k] = 0;
-			for (unsigned k = 0; k < 8; k++)
-				if (m & (1u << k))
-					lut[m][8 - c + r++] = k;
-		}
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	return &lut[0][0];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, emit_init);
+	return &emit_tab[0][0];
 }
 
 /* Whole groups of 32 tokens [0, n), last group first, 8 lanes per register: the same
@@ -264,17 +268,18 @@ int alcm_rans_scalar_only = 0;
 
 /* Lane k of a group of 8 takes the next word if bit k of the mask is set: the rank of k
  * among the set bits, for every mask. */
+static uint32_t renorm_tab[256][8];
+static void renorm_init(void)
+{
+	for (unsigned m = 0; m < 256; m++)
+		for (unsigned k = 0; k < 8; k++)
+			renorm_tab[m][k] = (uint32_t)__builtin_popcount(m & ((1u << k) - 1));
+}
 static const uint32_t *renorm_lut(void)
 {
-	static uint32_t lut[256][8];
-	static int ready;
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		for (unsigned m = 0; m < 256; m++)
-			for (unsigned k = 0; k < 8; k++)
-				lut[m][k] = (uint32_t)__builtin_popcount(m & ((1u << k) - 1));
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	return &lut[0][0];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, renorm_init);
+	return &renorm_tab[0][0];
 }
 
 /* Whole groups of 32 tokens, 8 lanes per AVX2 register, while 64 bytes of words are left:
