@@ -107,7 +107,7 @@ static void check_case(hid_t f, const type_case *tc)
 	uint64_t seed = (uint64_t)tc->dtype * 31 + es;
 	for (size_t i = 0; i < n; i++)
 		v[i] = tc->dtype == ALCM_DTYPE_BOOL ? (uint8_t)(i % 3 == 0)
-		                                     : (uint8_t)(tu_gauss(&seed) * 40 + (double)(i % es) * 50);
+		                                     : (uint8_t)((int)(tu_gauss(&seed) * 40) + (int)(i % es) * 50);
 	if (tc->dtype == ALCM_DTYPE_F16 || H5Tget_class(tc->type) == H5T_FLOAT)
 		for (size_t i = 0; i < n; i += es)
 			v[i + (tc->swap ? 0 : es - 1)] &= 0x3f; /* finite, no NaN payloads to worry about */
