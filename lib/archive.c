@@ -12,6 +12,8 @@ typedef struct tentry {
 	const uint8_t *ctab; /* chunk_count * 16 bytes inside the directory copy */
 } tentry;
 
+typedef struct dslot dslot;
+
 typedef struct meta_pair {
 	char *key;
 	const uint8_t *val;
@@ -34,6 +36,10 @@ struct alcm_archive {
 	alcm_coder **coders;
 	unsigned ncoders, threads;
 	int threads_set;
+	/* Chunks in flight (one, or two per thread) and their buffers, kept from one tensor to
+	 * the next with the pool (grown as needed, see slots_fit). */
+	dslot *slots;
+	size_t nslots;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -501,12 +507,12 @@ int alcm_archive_meta(const alcm_archive *a, size_t i, const char **key, const u
 /* ---- decoding --------------------------------------------------------------------------- */
 
 /* One chunk in flight: its bytes, its decoder scratch, its outcome. */
-typedef struct dslot {
+struct dslot {
 	uint8_t *cbuf, *mbuf, *scratch;
 	size_t ccap, mcap, scap;
 	uint64_t k, dl, ml, dpos;
 	int status;
-} dslot;
+};
 
 typedef struct dec {
 	alcm_archive *a;
@@ -633,10 +639,53 @@ static int decode_chunks(dec *d)
 	return ALCM_OK;
 }
 
+static void slots_free(alcm_archive *a)
+{
+	for (size_t j = 0; a->slots && j < a->nslots; j++) {
+		alcm_mem_free(&a->alloc, a->slots[j].cbuf);
+		alcm_mem_free(&a->alloc, a->slots[j].mbuf);
+		alcm_mem_free(&a->alloc, a->slots[j].scratch);
+	}
+	alcm_mem_free(&a->alloc, a->slots);
+	a->slots = NULL;
+	a->nslots = 0;
+}
+
+/* The slots' buffers are kept between tensors, but not when they are more than twice what
+ * this tensor's chunks can need (a 1 GiB chunk earlier must not stay beside a small tensor's
+ * output: the decode-memory bound of spec 5.6 is per tensor). */
+static void slots_fit(alcm_archive *a, const tentry *te)
+{
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	uint64_t data = alcm_chunk_data_max(te->info.mode, ce, w), mask = alcm_chunk_mask_max(ce);
+	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? alcm_lossless_scratch(ce, w)
+	                                                       : alcm_quant_scratch(ce);
+	for (size_t j = 0; j < a->nslots; j++) {
+		dslot *sl = &a->slots[j];
+		if (sl->ccap > 2 * data) {
+			alcm_mem_free(&a->alloc, sl->cbuf);
+			sl->cbuf = NULL;
+			sl->ccap = 0;
+		}
+		if (sl->mcap > 2 * mask) {
+			alcm_mem_free(&a->alloc, sl->mbuf);
+			sl->mbuf = NULL;
+			sl->mcap = 0;
+		}
+		if (sl->scap > 2 * scratch) {
+			alcm_mem_free(&a->alloc, sl->scratch);
+			sl->scratch = NULL;
+			sl->scap = 0;
+		}
+	}
+}
+
 int alcm_archive_set_threads(alcm_archive *a, unsigned threads)
 {
 	if (!a)
 		return ALCM_E_ARG;
+	slots_free(a);
 	if (a->coders)
 		for (unsigned i = 0; i < a->ncoders; i++)
 			alcm_coder_free(a->coders[i]);
@@ -725,10 +774,17 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 	d.verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
-	d.nslots = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
-	d.slots = alcm_mem_calloc(&a->alloc, d.nslots, sizeof(dslot));
+	if (!a->slots) {
+		size_t n = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
+		if ((a->slots = alcm_mem_calloc(&a->alloc, n, sizeof(dslot))))
+			a->nslots = n;
+	}
+	d.nslots = a->nslots;
+	d.slots = a->slots;
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
+	else
+		slots_fit(a, te);
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
 	if (!st)
@@ -742,13 +798,6 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
-	if (d.slots)
-		for (size_t j = 0; j < d.nslots; j++) {
-			alcm_mem_free(&a->alloc, d.slots[j].cbuf);
-			alcm_mem_free(&a->alloc, d.slots[j].mbuf);
-			alcm_mem_free(&a->alloc, d.slots[j].scratch);
-		}
-	alcm_mem_free(&a->alloc, d.slots);
 	alcm_mem_free(&a->alloc, d.steps);
 	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
 		a->poisoned = 1;

@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdio.h>
 
+typedef struct job job;
+
 struct alcm_encoder {
 	alcm_allocator alloc;
 	alcm_writer *w;
@@ -12,6 +14,10 @@ struct alcm_encoder {
 	alcm_pool *pool;
 	alcm_coder **coders;
 	unsigned ncoders;
+	/* Chunks in flight, two per thread; their buffers live as long as the encoder (grown,
+	 * never shrunk): chunk-sized memory is not allocated per chunk or per tensor. */
+	job *jobs;
+	unsigned njobs;
 	alcm_buf tdir;
 	uint32_t ntensors;
 	/* Names so far, for the uniqueness rule (spec 6.3): where each sits in tdir, and an
@@ -113,11 +119,14 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	return ALCM_OK;
 }
 
+static void jobs_free(alcm_encoder *e);
+
 void alcm_encoder_free(alcm_encoder *e)
 {
 	if (!e)
 		return;
 	alcm_pool_free(e->pool);
+	jobs_free(e);
 	if (e->coders)
 		for (unsigned i = 0; i < e->ncoders; i++)
 			alcm_coder_free(e->coders[i]);
@@ -553,11 +562,23 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 
 /* ---- chunk jobs ------------------------------------------------------------------------- */
 
-typedef struct job {
+struct job {
 	alcm_buf data, mask;
 	alcm_qstats st;
 	int status;
-} job;
+};
+
+static void jobs_free(alcm_encoder *e)
+{
+	if (!e->jobs)
+		return;
+	for (unsigned i = 0; i < e->njobs; i++) {
+		alcm_buf_free(&e->jobs[i].data);
+		alcm_buf_free(&e->jobs[i].mask);
+	}
+	alcm_mem_free(&e->alloc, e->jobs);
+	e->jobs = NULL;
+}
 
 typedef struct wave {
 	alcm_encoder *e;
@@ -689,11 +710,14 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
                        uint8_t *recon)
 {
 	unsigned per = e->ncoders * 2;
-	job *jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job));
-	if (!jobs)
-		return efail(e, ALCM_E_NOMEM, "out of memory");
-	for (unsigned i = 0; i < per; i++)
-		jobs[i].data.a = jobs[i].mask.a = &e->alloc;
+	if (!e->jobs) {
+		if (!(e->jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job))))
+			return efail(e, ALCM_E_NOMEM, "out of memory");
+		e->njobs = per;
+		for (unsigned i = 0; i < per; i++)
+			e->jobs[i].data.a = e->jobs[i].mask.a = &e->alloc;
+	}
+	job *jobs = e->jobs;
 	int st = ALCM_OK;
 	for (uint64_t k = 0; k < nchunks && !st; k += per) {
 		uint64_t nj = nchunks - k < per ? nchunks - k : per;
@@ -729,11 +753,8 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 			memset(&jb->st, 0, sizeof(jb->st));
 		}
 	}
-	for (unsigned i = 0; i < per; i++) {
-		alcm_buf_free(&jobs[i].data);
-		alcm_buf_free(&jobs[i].mask);
-	}
-	alcm_mem_free(&e->alloc, jobs);
+	for (unsigned i = 0; i < per; i++)
+		memset(&jobs[i].st, 0, sizeof(jobs[i].st));
 	return st;
 }
 
