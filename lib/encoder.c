@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 
 typedef struct job job;
@@ -566,6 +567,7 @@ struct job {
 	alcm_buf data, mask;
 	alcm_qstats st;
 	int status;
+	int done; /* coded (under the wave's lock) */
 };
 
 static void jobs_free(alcm_encoder *e)
@@ -580,6 +582,9 @@ static void jobs_free(alcm_encoder *e)
 	e->jobs = NULL;
 }
 
+/* A wave of chunks on the pool. Chunks are written (digest, file, chunk table) in order as
+ * soon as they are coded, by the thread that codes the next one to write, while the others
+ * go on coding: the section's digest no longer waits for the whole wave. */
 typedef struct wave {
 	alcm_encoder *e;
 	const alcm_tensor *t;
@@ -587,7 +592,59 @@ typedef struct wave {
 	uint64_t chunk_elems, first_chunk;
 	job *jobs;
 	uint8_t *recon;
+	alcm_buf *ctab, *masks;
+	alcm_qstats *tot;
+	pthread_mutex_t mu;
+	size_t nj, next; /* chunks in the wave; the next one to write */
+	int writing;     /* a thread is writing */
+	int fail;        /* 1: chunk `next` failed to code, 2: to write (wst), 3: out of memory */
+	int wst;
 } wave;
+
+/* Writes chunk j of the wave (its owner is the only thread writing). @return wave.fail. */
+static int write_chunk(wave *wv, size_t j)
+{
+	job *jb = &wv->jobs[j];
+	alcm_qstats *tot = wv->tot;
+	if (jb->status)
+		return 1;
+	if ((wv->wst = alcm_writer_section_write(wv->e->w, jb->data.p, jb->data.len)))
+		return 2;
+	if (put_u64(wv->ctab, jb->data.len) || put_u64(wv->ctab, jb->mask.len) ||
+	    alcm_buf_put(wv->masks, jb->mask.p, jb->mask.len))
+		return 3;
+	tot->pruned += jb->st.pruned;
+	tot->escapes += jb->st.escapes;
+	tot->modelled += jb->st.modelled;
+	tot->sig += jb->st.sig;
+	tot->noise += jb->st.noise;
+	if (jb->st.max_err > tot->max_err)
+		tot->max_err = jb->st.max_err;
+	memset(&jb->st, 0, sizeof(jb->st));
+	return 0;
+}
+
+/* Marks chunk j coded; if it is the next to write and nobody writes, writes it and every
+ * coded chunk after it. */
+static void chunk_done(wave *wv, size_t j)
+{
+	pthread_mutex_lock(&wv->mu);
+	wv->jobs[j].done = 1;
+	if (!wv->writing && j == wv->next) {
+		wv->writing = 1;
+		while (!wv->fail && wv->next < wv->nj && wv->jobs[wv->next].done) {
+			pthread_mutex_unlock(&wv->mu);
+			int f = write_chunk(wv, wv->next);
+			pthread_mutex_lock(&wv->mu);
+			if (f)
+				wv->fail = f;
+			else
+				wv->next++;
+		}
+		wv->writing = 0;
+	}
+	pthread_mutex_unlock(&wv->mu);
+}
 
 static void run_chunk(void *arg, size_t j, unsigned worker)
 {
@@ -611,6 +668,7 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
 		                               &jb->st, wv->recon);
 	}
+	chunk_done(wv, j);
 }
 
 static uint64_t name_hash(const char *s, size_t n)
@@ -719,40 +777,33 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
 	}
 	job *jobs = e->jobs;
 	int st = ALCM_OK;
+	wave wv = {.e = e, .t = t, .p = p, .chunk_elems = chunk_elems, .jobs = jobs,
+	           .recon = recon, .ctab = ctab, .masks = masks, .tot = tot};
+	if (pthread_mutex_init(&wv.mu, NULL))
+		return efail(e, ALCM_E_NOMEM, "cannot make a lock");
 	for (uint64_t k = 0; k < nchunks && !st; k += per) {
 		uint64_t nj = nchunks - k < per ? nchunks - k : per;
-		wave wv = {e, t, p, chunk_elems, k, jobs, recon};
+		wv.first_chunk = k;
+		wv.nj = (size_t)nj;
+		wv.next = 0;
+		for (uint64_t j = 0; j < nj; j++)
+			jobs[j].done = 0;
 		alcm_pool_run(e->pool, run_chunk, &wv, (size_t)nj);
-		for (uint64_t j = 0; j < nj && !st; j++) {
-			job *jb = &jobs[j];
-			if (jb->status) {
-				st = efail(e, jb->status, "coding chunk %llu: %s",
-				           (unsigned long long)(k + j), alcm_strerror(jb->status));
-				break;
-			}
-			st = alcm_writer_section_write(e->w, jb->data.p, jb->data.len);
-			if (st) {
-				st = efail(e, st, "%s", alcm_writer_detail(e->w));
-				break;
-			}
-			if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
-			    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
-				st = efail(e, ALCM_E_NOMEM, "out of memory");
-			if (e->opt.progress) {
-				uint64_t end = (k + j + 1) * chunk_elems, n = t->nbytes / alcm_dtype_size(t->dtype);
-				e->opt.progress(e->opt.progress_opaque,
-				                (end < n ? end : n) * alcm_dtype_size(t->dtype), t->nbytes);
-			}
-			tot->pruned += jb->st.pruned;
-			tot->escapes += jb->st.escapes;
-			tot->modelled += jb->st.modelled;
-			tot->sig += jb->st.sig;
-			tot->noise += jb->st.noise;
-			if (jb->st.max_err > tot->max_err)
-				tot->max_err = jb->st.max_err;
-			memset(&jb->st, 0, sizeof(jb->st));
+		/* Progress in the caller's thread, once per chunk written. */
+		for (uint64_t j = 0; j < wv.next && e->opt.progress; j++) {
+			uint64_t end = (k + j + 1) * chunk_elems, n = t->nbytes / alcm_dtype_size(t->dtype);
+			e->opt.progress(e->opt.progress_opaque,
+			                (end < n ? end : n) * alcm_dtype_size(t->dtype), t->nbytes);
 		}
+		if (wv.fail == 1)
+			st = efail(e, jobs[wv.next].status, "coding chunk %llu: %s",
+			           (unsigned long long)(k + wv.next), alcm_strerror(jobs[wv.next].status));
+		else if (wv.fail == 2)
+			st = efail(e, wv.wst, "%s", alcm_writer_detail(e->w));
+		else if (wv.fail == 3)
+			st = efail(e, ALCM_E_NOMEM, "out of memory");
 	}
+	pthread_mutex_destroy(&wv.mu);
 	for (unsigned i = 0; i < per; i++)
 		memset(&jobs[i].st, 0, sizeof(jobs[i].st));
 	return st;
