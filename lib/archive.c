@@ -560,8 +560,9 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 static void run_slot(void *arg, size_t j, unsigned worker)
 {
 	dec *d = arg;
-	if (j == d->wave_n) {
-		/* The digest job: runs beside the decoders, in chunk order. */
+	/* With digests, job 0 is the digest job, taken first so that it runs beside the
+	 * decoders (last, it ran alone at the end of every wave). */
+	if (d->verify && j == 0) {
 		for (size_t i = 0; i < d->wave_n; i++) {
 			crypto_generichash_update(&d->hd, d->slots[i].cbuf, d->slots[i].dl);
 			if (d->slots[i].ml)
@@ -569,7 +570,7 @@ static void run_slot(void *arg, size_t j, unsigned worker)
 		}
 		return;
 	}
-	decode_slot(d, &d->slots[j], d->a->coders[worker]);
+	decode_slot(d, &d->slots[d->verify ? j - 1 : j], d->a->coders[worker]);
 }
 
 static int read_slot(dec *d, dslot *sl, uint64_t mpos)
