@@ -14,6 +14,8 @@ typedef struct tentry {
 	int delta;           /* the data section is a DLTA (spec 6.12) */
 } tentry;
 
+typedef struct dslot dslot;
+
 typedef struct meta_pair {
 	char *key;
 	const uint8_t *val;
@@ -38,11 +40,11 @@ struct alcm_archive {
 	int threads_set;
 	int shared;               /* pool and coders borrowed from another archive */
 	alcm_series_link *link;   /* checkpoint series: base archive, reference chains */
-	/* The chunk buffers, kept between decodes (allocating them per tensor cost a fifth of
-	 * decoding in page faults; a series chain decodes a tensor once per frame of it), here
-	 * or in the archive whose workers this one shares. */
-	struct dslot *kslots;
-	size_t knslots;
+	/* Chunks in flight (one, or two per thread) and their buffers, kept from one tensor to
+	 * the next with the pool (grown as needed, see slots_fit); an archive that shares
+	 * another's workers (a series' base) uses that archive's slots. */
+	dslot *slots;
+	size_t nslots;
 	alcm_archive *slot_owner;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
@@ -423,8 +425,6 @@ int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
 	return st;
 }
 
-static void free_kept_slots(alcm_archive *a);
-
 void alcm_archive_free(alcm_archive *a)
 {
 	if (!a)
@@ -436,7 +436,6 @@ void alcm_archive_free(alcm_archive *a)
 	alcm_mem_free(&a->alloc, a->dir);
 	alcm_mem_free(&a->alloc, a->meta);
 	alcm_series_link_free(a->link);
-	free_kept_slots(a);
 	alcm_archive_set_threads(a, 1);
 	alcm_allocator al = a->alloc;
 	alcm_mem_free(&al, a);
@@ -524,17 +523,6 @@ struct dslot {
 	uint64_t k, dl, ml, dpos;
 	int status;
 };
-typedef struct dslot dslot;
-
-static void free_kept_slots(alcm_archive *a)
-{
-	for (size_t j = 0; j < a->knslots; j++) {
-		alcm_mem_free(&a->alloc, a->kslots[j].cbuf);
-		alcm_mem_free(&a->alloc, a->kslots[j].mbuf);
-		alcm_mem_free(&a->alloc, a->kslots[j].scratch);
-	}
-	alcm_mem_free(&a->alloc, a->kslots);
-}
 
 typedef struct dec {
 	alcm_archive *a;
@@ -587,8 +575,9 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 static void run_slot(void *arg, size_t j, unsigned worker)
 {
 	dec *d = arg;
-	if (j == d->wave_n) {
-		/* The digest job: runs beside the decoders, in chunk order. */
+	/* With digests, job 0 is the digest job, taken first so that it runs beside the
+	 * decoders (last, it ran alone at the end of every wave). */
+	if (d->verify && j == 0) {
 		for (size_t i = 0; i < d->wave_n; i++) {
 			crypto_generichash_update(&d->hd, d->slots[i].cbuf, d->slots[i].dl);
 			if (d->slots[i].ml)
@@ -596,7 +585,7 @@ static void run_slot(void *arg, size_t j, unsigned worker)
 		}
 		return;
 	}
-	decode_slot(d, &d->slots[j], d->a->coders[worker]);
+	decode_slot(d, &d->slots[d->verify ? j - 1 : j], d->a->coders[worker]);
 }
 
 static int read_slot(dec *d, dslot *sl, uint64_t mpos)
@@ -666,13 +655,57 @@ static int decode_chunks(dec *d)
 	return ALCM_OK;
 }
 
+static void slots_free(alcm_archive *a)
+{
+	for (size_t j = 0; a->slots && j < a->nslots; j++) {
+		alcm_mem_free(&a->alloc, a->slots[j].cbuf);
+		alcm_mem_free(&a->alloc, a->slots[j].mbuf);
+		alcm_mem_free(&a->alloc, a->slots[j].scratch);
+	}
+	alcm_mem_free(&a->alloc, a->slots);
+	a->slots = NULL;
+	a->nslots = 0;
+}
+
+/* The slots' buffers are kept between tensors, but not when they are more than twice what
+ * this tensor's chunks can need (a 1 GiB chunk earlier must not stay beside a small tensor's
+ * output: the decode-memory bound of spec 5.6 is per tensor). */
+static void slots_fit(alcm_archive *a, const tentry *te)
+{
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	uint64_t data = alcm_chunk_data_max(te->info.mode, ce, w), mask = alcm_chunk_mask_max(ce);
+	uint64_t scratch = te->info.mode == ALCM_MODE_LOSSLESS ? alcm_lossless_scratch(ce, w)
+	                                                       : alcm_quant_scratch(ce);
+	for (size_t j = 0; j < a->nslots; j++) {
+		dslot *sl = &a->slots[j];
+		if (sl->ccap > 2 * data) {
+			alcm_mem_free(&a->alloc, sl->cbuf);
+			sl->cbuf = NULL;
+			sl->ccap = 0;
+		}
+		if (sl->mcap > 2 * mask) {
+			alcm_mem_free(&a->alloc, sl->mbuf);
+			sl->mbuf = NULL;
+			sl->mcap = 0;
+		}
+		if (sl->scap > 2 * scratch) {
+			alcm_mem_free(&a->alloc, sl->scratch);
+			sl->scratch = NULL;
+			sl->scap = 0;
+		}
+	}
+}
+
 int alcm_archive_set_threads(alcm_archive *a, unsigned threads)
 {
 	if (!a)
 		return ALCM_E_ARG;
 	if (a->shared) {
 		a->pool = NULL, a->coders = NULL, a->ncoders = 0, a->shared = 0;
+		a->slot_owner = NULL;
 	}
+	slots_free(a);
 	if (a->coders)
 		for (unsigned i = 0; i < a->ncoders; i++)
 			alcm_coder_free(a->coders[i]);
@@ -854,21 +887,18 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 	d.verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
-	d.nslots = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
 	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
-	if (keep->knslots < d.nslots) {
-		/* No fallback to slots of this call: a failed allocation is reported, never
-		 * absorbed (the allocation-failure tests count on it). */
-		dslot *ks = alcm_mem_realloc(&keep->alloc, keep->kslots, d.nslots * sizeof(dslot));
-		if (ks) {
-			memset(ks + keep->knslots, 0, (d.nslots - keep->knslots) * sizeof(dslot));
-			keep->kslots = ks;
-			keep->knslots = d.nslots;
-		}
+	if (!keep->slots) {
+		size_t n = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
+		if ((keep->slots = alcm_mem_calloc(&keep->alloc, n, sizeof(dslot))))
+			keep->nslots = n;
 	}
-	d.slots = keep->knslots >= d.nslots ? keep->kslots : NULL;
+	d.nslots = keep->nslots;
+	d.slots = keep->slots;
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
+	else
+		slots_fit(keep, te);
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
 	if (!st)
@@ -882,15 +912,6 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
-	if (d.slots == keep->kslots)
-		d.slots = NULL; /* kept for the next decode */
-	if (d.slots)
-		for (size_t j = 0; j < d.nslots; j++) {
-			alcm_mem_free(&a->alloc, d.slots[j].cbuf);
-			alcm_mem_free(&a->alloc, d.slots[j].mbuf);
-			alcm_mem_free(&a->alloc, d.slots[j].scratch);
-		}
-	alcm_mem_free(&a->alloc, d.slots);
 	alcm_mem_free(&a->alloc, d.steps);
 	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
 		a->poisoned = 1;

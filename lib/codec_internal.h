@@ -54,8 +54,9 @@ const alcm_allocator *alcm_coder_alloc(const alcm_coder *c);
 /* A buffer of at least size bytes that the coder keeps between calls (one per slot, grown
  * when needed, freed with the coder): chunk-sized work arrays of the encoders, allocated
  * once per thread instead of once per chunk. NULL when out of memory. */
-#define ALCM_CODER_SCRATCH 4
-enum { ALCM_SCRATCH_SYM, ALCM_SCRATCH_TOK, ALCM_SCRATCH_CLS, ALCM_SCRATCH_RANS };
+#define ALCM_CODER_SCRATCH 6
+enum { ALCM_SCRATCH_SYM, ALCM_SCRATCH_TOK, ALCM_SCRATCH_CLS, ALCM_SCRATCH_RANS,
+       ALCM_SCRATCH_PLANES /* lossless planes */, ALCM_SCRATCH_QPLANE /* quant planes */ };
 void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size);
 
 /* ---- growable byte buffer -------------------------------------------------------------- */

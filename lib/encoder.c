@@ -4,7 +4,10 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+
+typedef struct job job;
 
 struct alcm_encoder {
 	alcm_allocator alloc;
@@ -13,6 +16,10 @@ struct alcm_encoder {
 	alcm_pool *pool;
 	alcm_coder **coders;
 	unsigned ncoders;
+	/* Chunks in flight, two per thread; their buffers live as long as the encoder (grown,
+	 * never shrunk): chunk-sized memory is not allocated per chunk or per tensor. */
+	job *jobs;
+	unsigned njobs;
 	alcm_buf tdir;
 	uint32_t ntensors;
 	/* Names so far, for the uniqueness rule (spec 6.3): where each sits in tdir, and an
@@ -114,11 +121,14 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	return ALCM_OK;
 }
 
+static void jobs_free(alcm_encoder *e);
+
 void alcm_encoder_free(alcm_encoder *e)
 {
 	if (!e)
 		return;
 	alcm_pool_free(e->pool);
+	jobs_free(e);
 	if (e->coders)
 		for (unsigned i = 0; i < e->ncoders; i++)
 			alcm_coder_free(e->coders[i]);
@@ -554,12 +564,28 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 
 /* ---- chunk jobs ------------------------------------------------------------------------- */
 
-typedef struct job {
+struct job {
 	alcm_buf data, mask;
 	alcm_qstats st;
 	int status;
-} job;
+	int done; /* coded (under the wave's lock) */
+};
 
+static void jobs_free(alcm_encoder *e)
+{
+	if (!e->jobs)
+		return;
+	for (unsigned i = 0; i < e->njobs; i++) {
+		alcm_buf_free(&e->jobs[i].data);
+		alcm_buf_free(&e->jobs[i].mask);
+	}
+	alcm_mem_free(&e->alloc, e->jobs);
+	e->jobs = NULL;
+}
+
+/* A wave of chunks on the pool. Chunks are written (digest, file, chunk table) in order as
+ * soon as they are coded, by the thread that codes the next one to write, while the others
+ * go on coding: the section's digest no longer waits for the whole wave. */
 typedef struct wave {
 	alcm_encoder *e;
 	const alcm_tensor *t;
@@ -568,7 +594,59 @@ typedef struct wave {
 	job *jobs;
 	uint8_t *recon;
 	const uint8_t *ref; /* checkpoint series: the reference tensor of a DLTA (spec 6.12) */
+	alcm_buf *ctab, *masks;
+	alcm_qstats *tot;
+	pthread_mutex_t mu;
+	size_t nj, next; /* chunks in the wave; the next one to write */
+	int writing;     /* a thread is writing */
+	int fail;        /* 1: chunk `next` failed to code, 2: to write (wst), 3: out of memory */
+	int wst;
 } wave;
+
+/* Writes chunk j of the wave (its owner is the only thread writing). @return wave.fail. */
+static int write_chunk(wave *wv, size_t j)
+{
+	job *jb = &wv->jobs[j];
+	alcm_qstats *tot = wv->tot;
+	if (jb->status)
+		return 1;
+	if ((wv->wst = alcm_writer_section_write(wv->e->w, jb->data.p, jb->data.len)))
+		return 2;
+	if (put_u64(wv->ctab, jb->data.len) || put_u64(wv->ctab, jb->mask.len) ||
+	    alcm_buf_put(wv->masks, jb->mask.p, jb->mask.len))
+		return 3;
+	tot->pruned += jb->st.pruned;
+	tot->escapes += jb->st.escapes;
+	tot->modelled += jb->st.modelled;
+	tot->sig += jb->st.sig;
+	tot->noise += jb->st.noise;
+	if (jb->st.max_err > tot->max_err)
+		tot->max_err = jb->st.max_err;
+	memset(&jb->st, 0, sizeof(jb->st));
+	return 0;
+}
+
+/* Marks chunk j coded; if it is the next to write and nobody writes, writes it and every
+ * coded chunk after it. */
+static void chunk_done(wave *wv, size_t j)
+{
+	pthread_mutex_lock(&wv->mu);
+	wv->jobs[j].done = 1;
+	if (!wv->writing && j == wv->next) {
+		wv->writing = 1;
+		while (!wv->fail && wv->next < wv->nj && wv->jobs[wv->next].done) {
+			pthread_mutex_unlock(&wv->mu);
+			int f = write_chunk(wv, wv->next);
+			pthread_mutex_lock(&wv->mu);
+			if (f)
+				wv->fail = f;
+			else
+				wv->next++;
+		}
+		wv->writing = 0;
+	}
+	pthread_mutex_unlock(&wv->mu);
+}
 
 static void run_chunk(void *arg, size_t j, unsigned worker)
 {
@@ -599,6 +677,7 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
 		                               &jb->st, wv->recon);
 	}
+	chunk_done(wv, j);
 }
 
 static uint64_t name_hash(const char *s, size_t n)
@@ -698,51 +777,44 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
                        uint8_t *recon, const uint8_t *ref)
 {
 	unsigned per = e->ncoders * 2;
-	job *jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job));
-	if (!jobs)
-		return efail(e, ALCM_E_NOMEM, "out of memory");
-	for (unsigned i = 0; i < per; i++)
-		jobs[i].data.a = jobs[i].mask.a = &e->alloc;
+	if (!e->jobs) {
+		if (!(e->jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job))))
+			return efail(e, ALCM_E_NOMEM, "out of memory");
+		e->njobs = per;
+		for (unsigned i = 0; i < per; i++)
+			e->jobs[i].data.a = e->jobs[i].mask.a = &e->alloc;
+	}
+	job *jobs = e->jobs;
 	int st = ALCM_OK;
+	wave wv = {.e = e, .t = t, .p = p, .chunk_elems = chunk_elems, .jobs = jobs,
+	           .recon = recon, .ref = ref, .ctab = ctab, .masks = masks, .tot = tot};
+	if (pthread_mutex_init(&wv.mu, NULL))
+		return efail(e, ALCM_E_NOMEM, "cannot make a lock");
 	for (uint64_t k = 0; k < nchunks && !st; k += per) {
 		uint64_t nj = nchunks - k < per ? nchunks - k : per;
-		wave wv = {e, t, p, chunk_elems, k, jobs, recon, ref};
+		wv.first_chunk = k;
+		wv.nj = (size_t)nj;
+		wv.next = 0;
+		for (uint64_t j = 0; j < nj; j++)
+			jobs[j].done = 0;
 		alcm_pool_run(e->pool, run_chunk, &wv, (size_t)nj);
-		for (uint64_t j = 0; j < nj && !st; j++) {
-			job *jb = &jobs[j];
-			if (jb->status) {
-				st = efail(e, jb->status, "coding chunk %llu: %s",
-				           (unsigned long long)(k + j), alcm_strerror(jb->status));
-				break;
-			}
-			st = alcm_writer_section_write(e->w, jb->data.p, jb->data.len);
-			if (st) {
-				st = efail(e, st, "%s", alcm_writer_detail(e->w));
-				break;
-			}
-			if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
-			    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
-				st = efail(e, ALCM_E_NOMEM, "out of memory");
-			if (e->opt.progress) {
-				uint64_t end = (k + j + 1) * chunk_elems, n = t->nbytes / alcm_dtype_size(t->dtype);
-				e->opt.progress(e->opt.progress_opaque,
-				                (end < n ? end : n) * alcm_dtype_size(t->dtype), t->nbytes);
-			}
-			tot->pruned += jb->st.pruned;
-			tot->escapes += jb->st.escapes;
-			tot->modelled += jb->st.modelled;
-			tot->sig += jb->st.sig;
-			tot->noise += jb->st.noise;
-			if (jb->st.max_err > tot->max_err)
-				tot->max_err = jb->st.max_err;
-			memset(&jb->st, 0, sizeof(jb->st));
+		/* Progress in the caller's thread, once per chunk written. */
+		for (uint64_t j = 0; j < wv.next && e->opt.progress; j++) {
+			uint64_t end = (k + j + 1) * chunk_elems, n = t->nbytes / alcm_dtype_size(t->dtype);
+			e->opt.progress(e->opt.progress_opaque,
+			                (end < n ? end : n) * alcm_dtype_size(t->dtype), t->nbytes);
 		}
+		if (wv.fail == 1)
+			st = efail(e, jobs[wv.next].status, "coding chunk %llu: %s",
+			           (unsigned long long)(k + wv.next), alcm_strerror(jobs[wv.next].status));
+		else if (wv.fail == 2)
+			st = efail(e, wv.wst, "%s", alcm_writer_detail(e->w));
+		else if (wv.fail == 3)
+			st = efail(e, ALCM_E_NOMEM, "out of memory");
 	}
-	for (unsigned i = 0; i < per; i++) {
-		alcm_buf_free(&jobs[i].data);
-		alcm_buf_free(&jobs[i].mask);
-	}
-	alcm_mem_free(&e->alloc, jobs);
+	pthread_mutex_destroy(&wv.mu);
+	for (unsigned i = 0; i < per; i++)
+		memset(&jobs[i].st, 0, sizeof(jobs[i].st));
 	return st;
 }
 

@@ -257,7 +257,7 @@ static int sparse_encode(alcm_coder *c, alcm_buf *out, const uint8_t *src, uint6
                          size_t w, int rot, const alcm_lplan *pl0, int level)
 {
 	size_t mb = (size_t)(n / 8 + 1);
-	uint8_t *bits = alcm_mem_alloc(out->a, mb + (size_t)n * w);
+	uint8_t *bits = alcm_coder_scratch(c, ALCM_SCRATCH_PLANES, mb + (size_t)n * w);
 	if (!bits)
 		return ALCM_E_NOMEM;
 	uint8_t *pl = bits + mb;
@@ -296,7 +296,6 @@ static int sparse_encode(alcm_coder *c, alcm_buf *out, const uint8_t *src, uint6
 		st = put_k(c, out, bits, mb, pl0, 0, level);
 	for (size_t k = 0; k < w && !st; k++)
 		st = put_k(c, out, pl + k * n, (size_t)nz, pl0, (unsigned)k + 1, level);
-	alcm_mem_free(out->a, bits);
 	return st;
 }
 
@@ -376,7 +375,7 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 	if (plan->transform == ALCM_TRANSFORM_PALETTE) {
 		/* The plan came from a sample: the whole chunk may hold more values. */
 		palette *pal = w >= 2 ? alcm_mem_alloc(out->a, sizeof(*pal)) : NULL;
-		uint8_t *ix = pal ? alcm_mem_alloc(out->a, (size_t)(elems ? elems : 1)) : NULL;
+		uint8_t *ix = pal ? alcm_coder_scratch(c, ALCM_SCRATCH_PLANES, (size_t)elems) : NULL;
 		if (w >= 2 && !ix) {
 			alcm_mem_free(out->a, pal);
 			return ALCM_E_NOMEM;
@@ -388,7 +387,6 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 			if (!st)
 				st = pal_encode(c, out, pal, ix, elems, w, plan, level);
 		}
-		alcm_mem_free(out->a, ix);
 		alcm_mem_free(out->a, pal);
 		if (fits)
 			return st;
@@ -406,13 +404,12 @@ int alcm_lossless_encode(alcm_coder *c, alcm_buf *out, int dtype, const alcm_lpl
 		return sparse_encode(c, out, src, elems, w, fl, plan, level);
 	if (t == ALCM_TRANSFORM_NONE || w == 1)
 		return put_k(c, out, src, n, plan, 0, level);
-	uint8_t *planes = alcm_mem_alloc(out->a, n);
+	uint8_t *planes = alcm_coder_scratch(c, ALCM_SCRATCH_PLANES, n);
 	if (!planes)
 		return ALCM_E_NOMEM;
 	split(planes, src, elems, w, t == ALCM_TRANSFORM_FLOAT);
 	for (size_t k = 0; k < w && !st; k++)
 		st = put_k(c, out, planes + k * elems, (size_t)elems, plan, (unsigned)k, level);
-	alcm_mem_free(out->a, planes);
 	return st;
 }
 

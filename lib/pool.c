@@ -1,4 +1,5 @@
-/* A small fork-join pool: the caller's thread works too, jobs are taken in index order. */
+/* A small fork-join pool: the caller's thread works too, jobs are taken in index order. The
+ * threads start at the first run with more than one job (a small file never starts them). */
 #include "codec_internal.h"
 
 #include <pthread.h>
@@ -7,6 +8,7 @@
 struct alcm_pool {
 	const alcm_allocator *a;
 	unsigned nthreads; /* including the caller */
+	unsigned want;     /* the threads asked for; started on first need */
 	pthread_t *th;
 	pthread_mutex_t mu;
 	pthread_cond_t go, done;
@@ -20,6 +22,7 @@ struct alcm_pool {
 typedef struct worker_arg {
 	alcm_pool *p;
 	unsigned id;
+	unsigned long seen;
 } worker_arg;
 
 static void work(alcm_pool *p, unsigned id)
@@ -45,7 +48,7 @@ static void *worker_main(void *v)
 	worker_arg *wa = v;
 	alcm_pool *p = wa->p;
 	unsigned id = wa->id;
-	unsigned long seen = 0;
+	unsigned long seen = wa->seen;
 	alcm_mem_free(p->a, wa);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -73,38 +76,45 @@ int alcm_pool_new(alcm_pool **out, unsigned threads, const alcm_allocator *a)
 		return ALCM_E_NOMEM;
 	p->a = a;
 	p->nthreads = 1;
+	p->want = threads;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->go, NULL);
 	pthread_cond_init(&p->done, NULL);
+	if (threads > 1 && !(p->th = alcm_mem_calloc(a, threads, sizeof(pthread_t)))) {
+		alcm_pool_free(p);
+		*out = NULL;
+		return ALCM_E_NOMEM;
+	}
 	*out = p;
-	if (threads == 1)
-		return ALCM_OK;
-	p->th = alcm_mem_calloc(a, threads, sizeof(pthread_t));
-	if (!p->th)
-		goto fail;
-	for (unsigned i = 1; i < threads; i++) {
-		worker_arg *wa = alcm_mem_alloc(a, sizeof(*wa));
+	return ALCM_OK;
+}
+
+/* Starts the threads not yet running. One that cannot start leaves fewer: the jobs are the
+ * same whoever runs them. */
+static void start_threads(alcm_pool *p)
+{
+	while (p->nthreads < p->want) {
+		worker_arg *wa = alcm_mem_alloc(p->a, sizeof(*wa));
 		if (!wa)
-			goto fail;
+			break;
 		wa->p = p;
-		wa->id = i;
-		if (pthread_create(&p->th[i], NULL, worker_main, wa) != 0) {
-			alcm_mem_free(a, wa);
-			goto fail;
+		wa->id = p->nthreads;
+		wa->seen = p->round;
+		if (pthread_create(&p->th[p->nthreads], NULL, worker_main, wa) != 0) {
+			alcm_mem_free(p->a, wa);
+			break;
 		}
 		p->nthreads++;
 	}
-	return ALCM_OK;
-fail:
-	alcm_pool_free(p);
-	*out = NULL;
-	return ALCM_E_NOMEM;
+	p->want = p->nthreads;
 }
 
 void alcm_pool_run(alcm_pool *p, alcm_pool_fn fn, void *arg, size_t njobs)
 {
 	if (njobs == 0)
 		return;
+	if (njobs > 1 && p->nthreads < p->want)
+		start_threads(p);
 	if (p->nthreads == 1 || njobs == 1) {
 		for (size_t j = 0; j < njobs; j++)
 			fn(arg, j, 0);
@@ -128,7 +138,7 @@ void alcm_pool_run(alcm_pool *p, alcm_pool_fn fn, void *arg, size_t njobs)
 
 unsigned alcm_pool_threads(const alcm_pool *p)
 {
-	return p->nthreads;
+	return p->want > p->nthreads ? p->want : p->nthreads;
 }
 
 void alcm_pool_free(alcm_pool *p)

@@ -99,7 +99,7 @@ static int put_planes(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint64
 		st = alcm_buf_put_varint(data, n);
 	if (st)
 		return st;
-	uint8_t *plane = alcm_mem_alloc(data->a, n ? (size_t)n : 1);
+	uint8_t *plane = alcm_coder_scratch(c, ALCM_SCRATCH_QPLANE, (size_t)n);
 	if (!plane)
 		return ALCM_E_NOMEM;
 	for (unsigned k = 0; k < w && !st; k++) {
@@ -107,7 +107,6 @@ static int put_planes(alcm_coder *c, alcm_buf *data, const uint32_t *sym, uint64
 			plane[i] = (uint8_t)(sym[i] >> (8 * k));
 		st = alcm_stream_put_best(c, data, plane, (size_t)n, level);
 	}
-	alcm_mem_free(data->a, plane);
 	return st;
 }
 

@@ -384,6 +384,7 @@ int main(int argc, char **argv)
 	size_t *sel = NULL, nsel = 0;
 	alcm_tensor *plan = NULL;
 	uint8_t *buf = NULL;
+	uint64_t bufcap = 0;
 	if ((rc = cli_stdout_path(out, alcm_format_name(k.fmt), force, &out)) ||
 	    (rc = cli_stdin_path(in, &in))) {
 		free(names);
@@ -482,9 +483,13 @@ int main(int argc, char **argv)
 	cli_progress_start(&p, "unpacking", total, (uint64_t)100 << 20);
 	double t0 = cli_now();
 	for (size_t j = 0; j < nsel; j++) {
-		/* One tensor in memory at a time; its size was checked against the limits. */
-		free(buf);
-		buf = malloc(plan[j].nbytes ? plan[j].nbytes : 1);
+		/* One tensor in memory at a time; its size was checked against the limits. The
+		 * buffer is kept for the next tensor when it is large enough (not twice too large). */
+		if (!buf || plan[j].nbytes > bufcap || plan[j].nbytes < bufcap / 2) {
+			free(buf);
+			bufcap = plan[j].nbytes ? plan[j].nbytes : 1;
+			buf = malloc(bufcap);
+		}
 		if (!buf) {
 			cli_err("cannot allocate %s for tensor '%s'", cli_size(plan[j].nbytes),
 			        cli_name(plan[j].name, plan[j].name_len));
