@@ -169,6 +169,10 @@ static inline uint64_t alcm_lossless_scratch(uint64_t elems, size_t w)
 {
 	return elems * w + elems / 8 + 1;
 }
+/* Transform 3 after its byte (spec 6.4): the m <= 256 palette values (w bytes each, into pal)
+ * and a view of the n indices (decoded into scratch, n bytes, when coded), all checked. */
+int alcm_palette_get(alcm_coder *c, alcm_cursor *cur, size_t w, uint64_t n, uint8_t *scratch,
+                     uint8_t *pal, uint64_t *m, const uint8_t **ix);
 /* The number of coded streams of a chunk in this transform. */
 size_t alcm_lossless_streams(unsigned transform, size_t w);
 /* Picks a transform for a tensor from a sample of its bytes. */

@@ -98,10 +98,69 @@ ALCM_ALWAYS_INLINE int residuals_t(const size_t w, const int kind, const int fl,
 	return 0;
 }
 
+/* restore() on 32-bit lanes, for w <= 4: the loops below then vectorize (SSE2 has no 64-bit
+ * lane arithmetic; with 64-bit lanes applying a float32 delta cost more than decoding it). */
+static inline uint32_t restore32(int kind, uint32_t r, uint32_t z, size_t w, int fl)
+{
+	const uint32_t m = (uint32_t)wmask(w), top = (uint32_t)1 << (8 * w - 1);
+	if (kind == ALCM_DELTA_XOR)
+		return r ^ z;
+	uint32_t k = fl ? r ^ (((0u - (r >> (8 * w - 1))) & m) | top) : r;
+	k = (k + (((z >> 1) ^ (0u - (z & 1))) & m)) & m;
+	return fl ? k ^ (((0u - ((k >> (8 * w - 1)) ^ 1)) & m) | top) : k;
+}
+
+/* Little-endian loads and stores of w <= 4 bytes; on a little-endian host one memcpy each, so
+ * that the compiler sees the load and the store of an element as the same object and
+ * vectorizes the loop (byte by byte, it assumes they may overlap the next elements). */
+static inline uint32_t ld32(const uint8_t *p, size_t w)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (w == 2) {
+		uint16_t v;
+		memcpy(&v, p, 2);
+		return v;
+	}
+	if (w == 4) {
+		uint32_t v;
+		memcpy(&v, p, 4);
+		return v;
+	}
+#endif
+	return w == 1 ? p[0] : w == 2 ? alcm_load16(p) : alcm_load32(p);
+}
+
+static inline void sto32(uint8_t *p, size_t w, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (w == 2) {
+		uint16_t h = (uint16_t)v;
+		memcpy(p, &h, 2);
+		return;
+	}
+	if (w == 4) {
+		memcpy(p, &v, 4);
+		return;
+	}
+#endif
+	if (w == 1)
+		p[0] = (uint8_t)v;
+	else if (w == 2)
+		alcm_store16(p, (uint16_t)v);
+	else
+		alcm_store32(p, v);
+}
+
 /* Residuals res (joined) applied onto dst, which holds the reference. */
 ALCM_ALWAYS_INLINE int apply_t(const size_t w, const int kind, const int fl, uint8_t *dst,
                                const uint8_t *res, uint64_t n)
 {
+	if (w <= 4) {
+		for (uint64_t i = 0; i < n; i++)
+			sto32(dst + i * w, w,
+			      restore32(kind, ld32(dst + i * w, w), ld32(res + i * w, w), w, fl));
+		return 0;
+	}
 	for (uint64_t i = 0; i < n; i++)
 		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), ld(res + i * w, w), w, fl));
 	return 0;
@@ -111,6 +170,19 @@ ALCM_ALWAYS_INLINE int apply_t(const size_t w, const int kind, const int fl, uin
 ALCM_ALWAYS_INLINE int apply_planes_t(const size_t w, const int kind, const int fl,
                                       uint8_t *dst, const uint8_t *const *pl, uint64_t n)
 {
+	if (w <= 4) {
+		const uint8_t *p0 = pl[0], *p1 = pl[w > 1];
+		const uint8_t *p2 = pl[w > 2 ? 2 : 0], *p3 = pl[w > 2 ? 3 : 0];
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t z = p0[i];
+			if (w > 1)
+				z |= (uint32_t)p1[i] << 8;
+			if (w > 2)
+				z |= ((uint32_t)p2[i] << 16) | ((uint32_t)p3[i] << 24);
+			sto32(dst + i * w, w, restore32(kind, ld32(dst + i * w, w), z, w, fl));
+		}
+		return 0;
+	}
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t z = 0;
 		for (size_t k = 0; k < w; k++)
@@ -120,23 +192,178 @@ ALCM_ALWAYS_INLINE int apply_planes_t(const size_t w, const int kind, const int 
 	return 0;
 }
 
-/* Sparse residuals (transform 4): the elements whose residual is zero keep the reference. */
+/*
+ * Sparse residuals (transform 4: a bitmap of the elements whose residual is not zero, then
+ * the planes of those residuals only) are expanded a block at a time into a small joined
+ * buffer, zeros included, which the loop of apply_t() then applies: a zero residual keeps
+ * the reference, and the buffer stays in the first-level cache. Branch-free: the bitmap of
+ * trained weights is a coin toss, and a branch per element cost more than the delta saved.
+ */
+#define SPARSE_BLOCK 1024
+
+/* Expands elements [i0, i0 + cnt) (i0 a multiple of 8) into z (w bytes each); j is the
+ * index in the planes of the next value, returned advanced. The planes hold nz > 0 values. */
+typedef uint64_t (*expand_fn)(uint8_t *z, size_t w, const uint8_t *bits,
+                              const uint8_t *const *pl, uint64_t nz, uint64_t j, uint64_t i0,
+                              uint64_t cnt);
+
+static uint64_t expand_scalar(uint8_t *z, size_t w, const uint8_t *bits,
+                              const uint8_t *const *pl, uint64_t nz, uint64_t j, uint64_t i0,
+                              uint64_t cnt)
+{
+	const uint64_t last = nz - 1;
+	for (uint64_t i = 0; i < cnt; i++) {
+		uint64_t g = i0 + i, keep = (bits[g >> 3] >> (g & 7)) & 1;
+		uint64_t jj = j < last ? j : last, v = 0;
+		for (size_t k = 0; k < w; k++)
+			v |= (uint64_t)pl[k][jj] << (8 * k);
+		v &= 0 - keep;
+		for (size_t k = 0; k < w; k++)
+			z[i * w + k] = (uint8_t)(v >> (8 * k));
+		j += keep;
+	}
+	return j;
+}
+
 ALCM_ALWAYS_INLINE int apply_sparse_t(const size_t w, const int kind, const int fl,
                                       uint8_t *dst, const uint8_t *bits,
-                                      const uint8_t *const *pl, uint64_t n)
+                                      const uint8_t *const *pl, uint64_t nz, uint64_t n,
+                                      expand_fn expand)
 {
+	uint8_t z[SPARSE_BLOCK * 8];
 	uint64_t j = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		if (!((bits[i >> 3] >> (i & 7)) & 1))
-			continue;
-		uint64_t z = 0;
-		for (size_t k = 0; k < w; k++)
-			z |= (uint64_t)pl[k][j] << (8 * k);
-		j++;
-		sto(dst + i * w, w, restore(kind, ld(dst + i * w, w), z, w, fl));
+	for (uint64_t i0 = 0; i0 < n; i0 += SPARSE_BLOCK) {
+		uint64_t cnt = n - i0 < SPARSE_BLOCK ? n - i0 : SPARSE_BLOCK;
+		j = expand(z, w, bits, pl, nz, j, i0, cnt);
+		(void)apply_t(w, kind, fl, dst + i0 * w, z, cnt);
 	}
 	return 0;
 }
+
+static void apply_res(size_t w, int kind, int fl, uint8_t *dst, const uint8_t *res, uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_t, dst, res, n);
+}
+
+static void apply_planes(size_t w, int kind, int fl, uint8_t *dst, const uint8_t *const *pl,
+                         uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_planes_t, dst, pl, n);
+}
+
+static void apply_sparse(size_t w, int kind, int fl, uint8_t *dst, const uint8_t *bits,
+                         const uint8_t *const *pl, uint64_t nz, uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_sparse_t, dst, bits, pl, nz, n, expand_scalar);
+}
+
+/* Palette residuals (transform 3): at most 256 values, looked up by index. */
+ALCM_ALWAYS_INLINE int apply_palette_t(const size_t w, const int kind, const int fl,
+                                       uint8_t *dst, const uint8_t *pal, const uint8_t *ix,
+                                       uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		sto(dst + i * w, w,
+		    restore(kind, ld(dst + i * w, w), ld(pal + (size_t)ix[i] * w, w), w, fl));
+	return 0;
+}
+
+static void apply_palette(size_t w, int kind, int fl, uint8_t *dst, const uint8_t *pal,
+                          const uint8_t *ix, uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_palette_t, dst, pal, ix, n);
+}
+
+int alcm_delta_scalar_only = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DELTA_AVX2 1
+#include <immintrin.h>
+
+/* For a bitmap byte b: the byte shuffle that moves the next popcount(b) packed values to the
+ * positions of b's set bits, zero (0x80) at the others; and popcount(b). */
+#define DB(b, p) (((b) >> (p)) & 1u)
+#define POP8(b) \
+	(DB(b, 0) + DB(b, 1) + DB(b, 2) + DB(b, 3) + DB(b, 4) + DB(b, 5) + DB(b, 6) + DB(b, 7))
+#define CTL(b, p) ((uint64_t)(DB(b, p) ? POP8((b) & ((1u << (p)) - 1)) : 0x80u) << (8 * (p)))
+#define SHUF(b) (CTL(b, 0) | CTL(b, 1) | CTL(b, 2) | CTL(b, 3) | CTL(b, 4) | CTL(b, 5) | \
+                 CTL(b, 6) | CTL(b, 7))
+#define LDX(k) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(pl[k] + j)), ctl)
+#define X4(f, b) f(b), f((b) + 1), f((b) + 2), f((b) + 3)
+#define X16(f, b) X4(f, b), X4(f, (b) + 4), X4(f, (b) + 8), X4(f, (b) + 12)
+#define X64(f, b) X16(f, b), X16(f, (b) + 16), X16(f, (b) + 32), X16(f, (b) + 48)
+#define X256(f) X64(f, 0u), X64(f, 64u), X64(f, 128u), X64(f, 192u)
+static const uint64_t shuf_lut[256] = {X256(SHUF)};
+static const uint8_t pop_lut[256] = {X256(POP8)};
+
+/* 16 elements a time while 16 bytes of each plane can be read, for w 2 and 4; the scalar
+ * loop does the rest. */
+__attribute__((target("avx2"))) static uint64_t expand_avx2(uint8_t *z, size_t w,
+                                                             const uint8_t *bits,
+                                                             const uint8_t *const *pl,
+                                                             uint64_t nz, uint64_t j,
+                                                             uint64_t i0, uint64_t cnt)
+{
+	uint64_t i = 0;
+	if (w == 2 || w == 4) {
+		for (; i + 16 <= cnt && j + 16 <= nz; i += 16) {
+			unsigned b0 = bits[(i0 + i) >> 3], b1 = bits[((i0 + i) >> 3) + 1];
+			__m128i ctl = _mm_set_epi64x(
+				(long long)(shuf_lut[b1] + pop_lut[b0] * 0x0101010101010101ull),
+				(long long)shuf_lut[b0]);
+			__m128i e0 = LDX(0);
+			__m128i e1 = LDX(1);
+			__m128i lo = _mm_unpacklo_epi8(e0, e1), hi = _mm_unpackhi_epi8(e0, e1);
+			__m128i *o = (__m128i *)(z + i * w);
+			if (w == 2) {
+				_mm_storeu_si128(o, lo);
+				_mm_storeu_si128(o + 1, hi);
+			} else {
+				__m128i e2 = LDX(2);
+				__m128i e3 = LDX(3);
+				__m128i lo2 = _mm_unpacklo_epi8(e2, e3);
+				__m128i hi2 = _mm_unpackhi_epi8(e2, e3);
+				_mm_storeu_si128(o, _mm_unpacklo_epi16(lo, lo2));
+				_mm_storeu_si128(o + 1, _mm_unpackhi_epi16(lo, lo2));
+				_mm_storeu_si128(o + 2, _mm_unpacklo_epi16(hi, hi2));
+				_mm_storeu_si128(o + 3, _mm_unpackhi_epi16(hi, hi2));
+			}
+			j += (uint64_t)pop_lut[b0] + pop_lut[b1];
+		}
+	}
+	return i < cnt ? expand_scalar(z + i * w, w, bits, pl, nz, j, i0 + i, cnt - i) : j;
+}
+
+/* The same loops compiled for AVX2: they vectorize at 8 lanes of 32 bits. */
+__attribute__((target("avx2"))) static void apply_res_avx2(size_t w, int kind, int fl,
+                                                            uint8_t *dst, const uint8_t *res,
+                                                            uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_t, dst, res, n);
+}
+
+__attribute__((target("avx2"))) static void apply_planes_avx2(size_t w, int kind, int fl,
+                                                               uint8_t *dst,
+                                                               const uint8_t *const *pl,
+                                                               uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_planes_t, dst, pl, n);
+}
+
+__attribute__((target("avx2"))) static void apply_sparse_avx2(size_t w, int kind, int fl,
+                                                               uint8_t *dst,
+                                                               const uint8_t *bits,
+                                                               const uint8_t *const *pl,
+                                                               uint64_t nz, uint64_t n)
+{
+	(void)WKIND(w, kind, fl, apply_sparse_t, dst, bits, pl, nz, n, expand_avx2);
+}
+
+static int use_avx2(void)
+{
+	return !alcm_delta_scalar_only && __builtin_cpu_supports("avx2");
+}
+#endif
 
 /*
  * The kind for n elements against ref, chosen on their middle 64 KiB: each candidate (plain,
@@ -220,7 +447,7 @@ int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, 
                       uint8_t *scratch)
 {
 	size_t w = alcm_dtype_size(dtype);
-	uint8_t kind;
+	uint8_t kind, t;
 	int st = alcm_cur_u8(cur, &kind);
 	if (st)
 		return st;
@@ -228,13 +455,18 @@ int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, 
 		return alcm_lossless_decode(c, cur, dtype, dst, n, scratch);
 	if (kind > ALCM_DELTA_DIFF)
 		return ALCM_E_UNSUPPORTED; /* a delta coding of a later version (spec 6.12.4) */
-	int fl = alcm_dtype_is_float(dtype);
+	/* The residuals' transforms (spec 6.4) are read here with their checks, so that each is
+	 * applied as it is read, within alcm_lossless_scratch(n, w) bytes of scratch: the
+	 * reference's decode needed as much, and nothing grows between the two. */
+	if ((st = alcm_cur_u8(cur, &t)))
+		return st;
+	int fl = alcm_dtype_is_float(dtype), simd = 0;
+#ifdef DELTA_AVX2
+	simd = use_avx2();
+#endif
 	const uint8_t *pl[8];
-	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_SPARSE) {
-		/* Transform 4 read here with its checks (spec 6.4), so that only the elements
-		 * whose residual is not zero are touched. */
+	if (t == ALCM_TRANSFORM_SPARSE) {
 		uint64_t nz, ones;
-		cur->pos++;
 		if ((st = alcm_cur_varint(cur, &nz)))
 			return st;
 		if (nz > n)
@@ -248,22 +480,53 @@ int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, 
 		for (size_t k = 0; k < w; k++)
 			if ((st = alcm_stream_view(c, cur, pd + k * nz, (size_t)nz, &pl[k])))
 				return st;
-		(void)WKIND(w, kind, fl, apply_sparse_t, dst, bits, pl, n);
+		if (!nz)
+			return ALCM_OK; /* every residual zero: the reference as it is */
+#ifdef DELTA_AVX2
+		if (simd) {
+			apply_sparse_avx2(w, kind, fl, dst, bits, pl, nz, n);
+			return ALCM_OK;
+		}
+#endif
+		apply_sparse(w, kind, fl, dst, bits, pl, nz, n);
 		return ALCM_OK;
 	}
-	if (w > 1 && cur->pos < cur->len && cur->p[cur->pos] == ALCM_TRANSFORM_PLANES) {
-		cur->pos++;
+	if (w > 1 && t == ALCM_TRANSFORM_PLANES) {
 		for (size_t k = 0; k < w; k++)
 			if ((st = alcm_stream_view(c, cur, scratch + k * n, (size_t)n, &pl[k])))
 				return st;
-		(void)WKIND(w, kind, fl, apply_planes_t, dst, pl, n);
+#ifdef DELTA_AVX2
+		if (simd) {
+			apply_planes_avx2(w, kind, fl, dst, pl, n);
+			return ALCM_OK;
+		}
+#endif
+		apply_planes(w, kind, fl, dst, pl, n);
 		return ALCM_OK;
 	}
-	uint8_t *res = scratch;
-	if ((st = alcm_lossless_decode(c, cur, alcm_delta_udtype(w), res, n, scratch + n * w)))
-		return st;
-	(void)WKIND(w, kind, fl, apply_t, dst, res, n);
-	return ALCM_OK;
+	if (t == ALCM_TRANSFORM_PALETTE) {
+		uint8_t pal[256 * 8];
+		uint64_t m;
+		const uint8_t *ix;
+		if ((st = alcm_palette_get(c, cur, w, n, scratch, pal, &m, &ix)))
+			return st;
+		apply_palette(w, kind, fl, dst, pal, ix, n);
+		return ALCM_OK;
+	}
+	if (t == ALCM_TRANSFORM_NONE || t == ALCM_TRANSFORM_PLANES) { /* planes of 1 byte: raw */
+		if ((st = alcm_stream_get(c, cur, scratch, (size_t)n * w)))
+			return st;
+#ifdef DELTA_AVX2
+		if (simd) {
+			apply_res_avx2(w, kind, fl, dst, scratch, n);
+			return ALCM_OK;
+		}
+#endif
+		apply_res(w, kind, fl, dst, scratch, n);
+		return ALCM_OK;
+	}
+	/* Float rotation on integer residuals, or a transform of a later version (spec 6.4). */
+	return t == ALCM_TRANSFORM_FLOAT ? ALCM_E_CORRUPT : ALCM_E_UNSUPPORTED;
 }
 
 /* ---- quantized deltas ------------------------------------------------------------------- */

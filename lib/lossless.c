@@ -205,27 +205,36 @@ static int pal_encode(alcm_coder *c, alcm_buf *out, const palette *p, const uint
 	return st;
 }
 
+int alcm_palette_get(alcm_coder *c, alcm_cursor *cur, size_t w, uint64_t n, uint8_t *scratch,
+                     uint8_t *pal, uint64_t *m, const uint8_t **ix)
+{
+	int st = alcm_cur_varint(cur, m);
+	if (st)
+		return st;
+	if (w < 2 || *m < 1 || *m > PAL_MAX || *m > n)
+		return ALCM_E_CORRUPT;
+	if ((st = alcm_stream_get(c, cur, pal, (size_t)*m * w)))
+		return st;
+	for (uint64_t j = 1; j < *m; j++)
+		if (elem_bits(pal + (j - 1) * w, w) >= elem_bits(pal + j * w, w))
+			return ALCM_E_CORRUPT; /* not strictly ascending */
+	if ((st = alcm_stream_view(c, cur, scratch, (size_t)n, ix)))
+		return st;
+	for (uint64_t i = 0; i < n; i++)
+		if ((*ix)[i] >= *m)
+			return ALCM_E_CORRUPT;
+	return ALCM_OK;
+}
+
 static int pal_decode(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t n, size_t w,
                       uint8_t *scratch)
 {
 	uint64_t m;
 	uint8_t pal[PAL_MAX * 8];
 	const uint8_t *ix;
-	int st = alcm_cur_varint(cur, &m);
+	int st = alcm_palette_get(c, cur, w, n, scratch, pal, &m, &ix);
 	if (st)
 		return st;
-	if (w < 2 || m < 1 || m > PAL_MAX || m > n)
-		return ALCM_E_CORRUPT;
-	if ((st = alcm_stream_get(c, cur, pal, (size_t)m * w)))
-		return st;
-	for (uint64_t j = 1; j < m; j++)
-		if (elem_bits(pal + (j - 1) * w, w) >= elem_bits(pal + j * w, w))
-			return ALCM_E_CORRUPT; /* not strictly ascending */
-	if ((st = alcm_stream_view(c, cur, scratch, (size_t)n, &ix)))
-		return st;
-	for (uint64_t i = 0; i < n; i++)
-		if (ix[i] >= m)
-			return ALCM_E_CORRUPT;
 	if (w == 4) {
 		uint32_t v[PAL_MAX];
 		for (uint64_t j = 0; j < m; j++)

@@ -38,13 +38,15 @@ int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *sr
  * the plain coding: the writer stores a tensor whole otherwise. */
 int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
                      const uint8_t *ref, uint64_t n, int *worth);
+/* Tests set it to run the portable apply loops where AVX2 would be used. */
+extern int alcm_delta_scalar_only;
 /* dst holds the reference on entry and the chunk's values on return. scratch:
  * alcm_delta_scratch(n, w) bytes. */
 int alcm_delta_decode(alcm_coder *c, alcm_cursor *cur, int dtype, uint8_t *dst, uint64_t n,
                       uint8_t *scratch);
 static inline uint64_t alcm_delta_scratch(uint64_t elems, size_t w)
 {
-	return elems * w + alcm_lossless_scratch(elems, w);
+	return alcm_lossless_scratch(elems, w);
 }
 
 /*

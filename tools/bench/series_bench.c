@@ -344,6 +344,7 @@ typedef struct row {
 	double pack_s[MAX_RUNS], unpack_s[MAX_RUNS], last_s[MAX_RUNS];
 	double worst_ratio, median_ratio;
 	uint32_t keyframes, chain;
+	int worst_frame;
 	int lossless;
 } row;
 
@@ -365,7 +366,8 @@ static void print_row(const row *r, uint64_t raw, uint64_t alone)
 	       (double)raw / (double)r->bytes, (double)alone / (double)r->bytes,
 	       mbs(p, (double)raw, r->pack_s, g_runs), mbs(u, (double)raw, r->unpack_s, g_runs));
 	if (r->median_ratio > 0)
-		printf(" %.2f / %.2f | %.2f | %u / %u |\n", r->median_ratio, r->worst_ratio, last * 1e3,
+		printf(" %.2f / %.2f (frame %d) | %.2f | %u / %u |\n", r->median_ratio, r->worst_ratio,
+		       r->worst_frame, last * 1e3,
 		       r->keyframes, r->chain);
 	else
 		printf(" - | %s | - |\n", last > 0 ? "" : "-");
@@ -499,7 +501,10 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		r->worst_ratio = 0;
 		for (size_t k = 0; k < n; k++) {
 			ratio[k] /= ra[k];
-			r->worst_ratio = fmax(r->worst_ratio, ratio[k]);
+			if (ratio[k] > r->worst_ratio) {
+				r->worst_ratio = ratio[k];
+				r->worst_frame = (int)k;
+			}
 		}
 		r->median_ratio = bench_median(ratio, (int)n);
 		free(ratio);
