@@ -468,6 +468,16 @@ typedef struct totals {
 	double maxerr;
 } totals;
 
+/* Counts one packed tensor into the summary line's totals. */
+static void totals_add(totals *tot, const alcm_tensor *t, const alcm_tensor_report *rep)
+{
+	tot->ntensors++;
+	tot->raw += t->nbytes;
+	tot->downgraded += (uint64_t)rep->downgraded;
+	if (rep->max_abs_error > tot->maxerr)
+		tot->maxerr = rep->max_abs_error;
+}
+
 /*
  * An .h5 input: its groups, attributes and links go into the ATTR section, and the objects
  * left out under --skip-unsupported into the metadata key "hdf5.skipped" (one
@@ -573,11 +583,7 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 			goto out;
 		}
-		tot->ntensors++;
-		tot->raw += t.nbytes;
-		tot->downgraded += (uint64_t)rep.downgraded;
-		if (rep.max_abs_error > tot->maxerr)
-			tot->maxerr = rep.max_abs_error;
+		totals_add(tot, &t, &rep);
 		cp.before += t.nbytes;
 		cli_progress_add(bar, cp.before - bar->done);
 		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
@@ -815,11 +821,7 @@ static int pack_series(pack_args *a, cli_input *in, alcm_writer *w, alcm_reader 
 			rc = cli_fail(st, "pack", a->in, alcm_series_detail(s));
 			goto out;
 		}
-		tot->ntensors++;
-		tot->raw += t.nbytes;
-		tot->downgraded += (uint64_t)rep.downgraded;
-		if (rep.max_abs_error > tot->maxerr)
-			tot->maxerr = rep.max_abs_error;
+		totals_add(tot, &t, &rep);
 		cli_progress_add(&p, t.nbytes);
 		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g", cli_name(t.name, t.name_len),
 		         alcm_dtype_name(t.dtype), cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
