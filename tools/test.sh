@@ -28,8 +28,10 @@ if [ "$secs" -gt 0 ]; then
 	# bugs inside libhdf5 itself (spec 6.6.14) end that child, and what is fuzzed is the
 	# parent's side that checks every answer again. `fuzz/run.sh SECONDS hdf5` without the
 	# variable fuzzes libhdf5 in process and sorts its own crashes apart.
+	# One harness per core at a time: each still fuzzes `secs` seconds on a core of its own.
 	echo "== fuzzing, ${secs} s per harness"
-	ALCM_FUZZ_H5_ISOLATE=1 bash fuzz/run.sh "$secs" container unpack npy npz safetensors pt hdf5 roundtrip tframe diff
+	ALCM_FUZZ_H5_ISOLATE=1 FUZZ_JOBS="${FUZZ_JOBS:-$(nproc)}" \
+		bash fuzz/run.sh "$secs" container unpack npy npz safetensors pt hdf5 roundtrip tframe diff
 fi
 
 echo "== coverage (gcc --coverage, every ctest test and corpus replay)"
