@@ -538,32 +538,11 @@ static inline uint32_t qzig(int64_t q)
 	return (uint32_t)(((uint64_t)q << 1) ^ (uint64_t)(q >> 63));
 }
 
-/* to_dtype of spec 6.5.5: binary64 rounded to the dtype, through binary32 for 16-bit floats. */
-static inline void put_value(int dtype, uint8_t *dst, uint64_t i, double v)
-{
-	switch (dtype) {
-	case ALCM_DTYPE_F16: alcm_store16(dst + 2 * i, alcm_float_to_half((float)v)); break;
-	case ALCM_DTYPE_BF16: alcm_store16(dst + 2 * i, alcm_float_to_bf16_i((float)v)); break;
-	case ALCM_DTYPE_F32: {
-		float f = (float)v;
-		uint32_t u;
-		memcpy(&u, &f, 4);
-		alcm_store32(dst + 4 * i, u);
-		break;
-	}
-	default: {
-		uint64_t u;
-		memcpy(&u, &v, 8);
-		alcm_store64(dst + 8 * i, u);
-	}
-	}
-}
-
 /* The reconstruction of spec 6.12.5: ref + q * step in binary64, rounded to the dtype. */
 static inline double rel_value(int dtype, double ref, int64_t q, double s)
 {
 	uint8_t b[8];
-	put_value(dtype, b, 0, ref + (double)q * s);
+	alcm_store_float(dtype, b, 0, ref + (double)q * s);
 	return alcm_load_float(dtype, b, 0);
 }
 
@@ -661,7 +640,7 @@ static int rel_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp, cons
 		if (err > stt->max_err)
 			stt->max_err = err;
 		if (recon)
-			put_value(dtype, recon, i, r + (double)q * s);
+			alcm_store_float(dtype, recon, i, r + (double)q * s);
 	}
 	if (!st)
 		st = put_chunk(c, out, sym, n, &gaps, &vals, nesc, qp->level);
@@ -770,7 +749,7 @@ ALCM_ALWAYS_INLINE int rel_apply_t(const int dtype, const alcm_qparams *qp, uint
 		int64_t q = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
 		uint64_t g = first + i;
 		double r = alcm_load_float(dtype, dst, g);
-		put_value(dtype, dst, g, r + (double)q * qp->step[channel_of(qp, g)]);
+		alcm_store_float(dtype, dst, g, r + (double)q * qp->step[channel_of(qp, g)]);
 	}
 	return ALCM_OK;
 }
