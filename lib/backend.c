@@ -10,6 +10,7 @@ struct alcm_coder {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	int level;
+	int literals;       /* zstd_encode codes literals only (alcm_stream_put2's try_zstd 2) */
 	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
 	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
 	uint8_t *sbuf;      /* ALCM_SREADER_BUF bytes for alcm_sreader; both made on first use */
@@ -140,9 +141,12 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
 		/* Chunks are at most a few MiB: a 2^24 window is enough and keeps decoding
 		 * within the default window limit. */
 		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_windowLog, 24);
+		/* For zstd_literals(): no sequences given means all of the input is literals. */
+		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_blockDelimiters, ZSTD_sf_noBlockDelimiters);
 		c->level = level;
 	}
-	size_t r = ZSTD_compress2(c->cctx, dst, cap, src, n);
+	size_t r = c->literals ? ZSTD_compressSequences(c->cctx, dst, cap, NULL, 0, src, n)
+	                       : ZSTD_compress2(c->cctx, dst, cap, src, n);
 	if (ZSTD_isError(r))
 		return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? ALCM_E_ARG
 		                                                             : ALCM_E_NOMEM;
@@ -334,7 +338,9 @@ int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n,
 	size_t clen = 0;
 	unsigned id = ALCM_BACKEND_RAW;
 	if (n >= 64 && level > 0 && try_zstd) {
+		c->literals = try_zstd == ALCM_ZSTD_LITERALS && n <= ALCM_ZSTD_LITERALS_MAX;
 		st = z->encode(c, dst, bound, src, n, level, &clen);
+		c->literals = 0;
 		if (st)
 			return st;
 		if (clen < n)

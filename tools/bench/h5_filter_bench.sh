@@ -15,7 +15,7 @@ build=${BUILD_DIR:-build}
 runs=${1:-5}
 py=/usr/bin/python3   # Debian's python with python3-h5py, -numpy, -sklearn
 [ -f "$build/CMakeCache.txt" ] || cmake -B "$build" >/dev/null
-cmake --build "$build" -j2 --target H5Zalcm >/dev/null
+cmake --build "$build" -j2 --target H5Zalcm H5Znull >/dev/null
 "$py" -c 'import h5py, sklearn' 2>/dev/null ||
 	{ echo "h5_filter_bench: needs python3-h5py and python3-sklearn" >&2; exit 1; }
 face=${FACEAPI:-$build/data/faceapi.safetensors}
@@ -23,5 +23,5 @@ face=${FACEAPI:-$build/data/faceapi.safetensors}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$py" "$here/digits_gradients.py" "$tmp/digits" --epochs 10 >/dev/null
-HDF5_PLUGIN_PATH=$root/$build/lib/plugin "$py" "$here/h5_filter_bench.py" --runs "$runs" \
+HDF5_PLUGIN_PATH=$root/$build/lib/plugin:$root/$build/lib/bench-plugin "$py" "$here/h5_filter_bench.py" --runs "$runs" \
 	"faceapi=$face" "digits=$tmp/digits"
