@@ -1058,8 +1058,11 @@ int alcm_encoder_finish(alcm_encoder *e)
 	}
 	st = alcm_writer_add_section(e->w, "META", 0, e->opt.frame, m.p, m.len, NULL);
 	alcm_buf_free(&m);
-	/* The predictor weights that chose this archive's parameters, once per archive. */
-	int have_pred = 0;
+	/* The predictor weights that chose this archive's parameters, once per archive. A
+	 * format 1.1 archive stores them only when the caller named a predictor: the default
+	 * one is known from META's producer, and its 2.1 KB weighed on small archives (spec
+	 * 6.7). 1.0 archives keep them, byte for byte as before. */
+	int have_pred = alcm_writer_minor(e->w) >= 1 && !e->opt.predictor;
 	for (uint32_t i = 0; i < alcm_writer_section_count(e->w) && !st; i++) {
 		alcm_section_info si;
 		alcm_writer_section_info(e->w, i, &si);
