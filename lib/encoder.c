@@ -917,6 +917,11 @@ static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
 			/* An append to a format 1.0 stream keeps to 1.0's codings. */
 			if (!alcm_writer_can_require_minor(e->w, 1))
 				p.qp.symcoding = 0;
+			/* Values on a lattice (weights saved dequantized from 8 bits): cells of
+			 * several lattice points, a step above twice the bound (spec 6.5.11). */
+			if (p.qp.symcoding && !ref && p.mode == ALCM_MODE_MAX_ERROR &&
+			    t->dtype == ALCM_DTYPE_F32 && p.nch == 1 && !(p.qp.prune_below > 0))
+				alcm_quant_lattice(t->data, elems, p.bound[0], &p.step[0], &p.qp.offset);
 		}
 	}
 	size_t w = alcm_dtype_size(t->dtype);
