@@ -313,6 +313,20 @@ static void archives(void)
 	            (tbuf *[]){&a}, 1, &len);
 	put_archive("modelled-pruned-multichunk", p, len, c0, 1, uall, 3);
 	free(p);
+	/* Values on a lattice (spacing 0.03, origin 0.011) at a bound of 0.02: two lattice
+	 * points a cell, chunk coding 17 with its offset (spec 6.5.11). */
+	make(&a, "lattice", ALCM_DTYPE_F32, 2, (uint64_t[]){8, 128}, 1, 0);
+	for (size_t i = 0; i < 1024; i++) {
+		float x;
+		memcpy(&x, a.data + 4 * i, 4);
+		if (!isfinite(x))
+			continue; /* specials stay, escaped */
+		x = (float)(0.03 * round(x * 30) + 0.011);
+		memcpy(a.data + 4 * i, &x, 4);
+	}
+	p = archive(&(pack){.mode = ALCM_MODE_MAX_ERROR, .bound = 0.02}, (tbuf *[]){&a}, 1, &len);
+	put_archive("modelled-lattice", p, len, c0, 1, uall, 3);
+	free(p);
 
 	/* Metadata, ATTR, an unknown optional section, a signature, no tensors. */
 	make(&a, "x", ALCM_DTYPE_I16, 1, (uint64_t[]){4}, 0, 0);

@@ -214,6 +214,9 @@ typedef struct alcm_qparams {
 	double max_err;        /* per-value bound: |x - x'| <= max_err_c (see bound_c) */
 	const double *bound_c; /* per channel bound on |x - x'|; NULL: no bound (bits mode) */
 	double prune_below;    /* |x| < this (and within the bound) goes to the mask; 0: none */
+	/* Added to every symbol's value, q * step + offset (chunk coding 17, spec 6.5.11): set
+	 * by alcm_quant_lattice() for values on a lattice; 0 otherwise (codings 1, 2, 4, 16). */
+	double offset;
 	int level;
 	/* Encoder only: 1 to let chunks use the modelled symbol coding (format 1.1, spec
 	 * 6.5.6) where it is not larger than byte planes, 2 to use it always (tests); and the
@@ -235,15 +238,22 @@ typedef struct alcm_qstats {
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
                       uint8_t *recon);
-/* Quantizes float32 values from src (n of them) at step s (inv = 1 / s > 0), bound b, until
- * the first that is special, out of the symbol range, or not within b of its nearest
- * reconstruction: those need alcm_quant_encode()'s careful path. Writes their zigzag
+/* Quantizes float32 values from src (n of them) at step s and offset o (inv = 1 / s > 0),
+ * bound b, until the first that is special, out of the symbol range, or not within b of its
+ * nearest reconstruction: those need alcm_quant_encode()'s careful path. Writes their zigzag
  * symbols (and reconstructions, if recon), adds to the statistics. @return values done. */
-uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
-                            uint32_t *sym, uint8_t *recon, double *sig, double *noise,
+uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv,
+                            double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise,
                             double *maxe);
 /* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64). */
 extern int alcm_quant_scalar_only;
+/* For the n float32 values at src, if they lie on a lattice o + j d (at most 256 distinct
+ * finite values) with d under twice the bound b: the step (a multiple of d above 2 b) and
+ * offset whose cells hold the most lattice points while every value stays within b of its
+ * reconstruction (checked in float32 on each distinct value), chosen for the fewest order-0
+ * bits, if fewer than at step 2 b. @return 1 and sets *step and *offset, or 0 (unchanged).
+ * The chunks then need coding 17 (spec 6.5.11). */
+int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, double *offset);
 /* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements: the mask and the
  * escapes' positions (a bitmap each), and the symbol planes. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)
@@ -315,16 +325,24 @@ static inline int alcm_is_special(int dtype, const uint8_t *src, uint64_t i)
 	return e == expmask || (e == 0 && bits != 0);
 }
 
-/* The reconstruction of symbol q in channel step s, as the dtype stores it, in double. */
-static inline double alcm_quant_value(int dtype, int64_t q, double s)
+/* The reconstruction of symbol q in channel step s plus off, as the dtype stores it, in
+ * double: the product and the sum each rounded to binary64 (-ffp-contract=off, spec 6.5.11);
+ * off 0 adds nothing (not even to a -0.0). */
+static inline double alcm_quant_value_at(int dtype, int64_t q, double s, double off)
 {
 	double r = (double)q * s;
+	if (off != 0)
+		r += off;
 	switch (dtype) {
 	case ALCM_DTYPE_F16: return alcm_half_to_float(alcm_float_to_half((float)r));
 	case ALCM_DTYPE_BF16: return alcm_bf16_to_float_i(alcm_float_to_bf16_i((float)r));
 	case ALCM_DTYPE_F32: return (double)(float)r;
 	default: return r;
 	}
+}
+static inline double alcm_quant_value(int dtype, int64_t q, double s)
+{
+	return alcm_quant_value_at(dtype, q, s, 0);
 }
 
 /* Stores v as element i of dst in the float dtype (rounding to nearest even). */

@@ -917,6 +917,11 @@ static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
 			/* An append to a format 1.0 stream keeps to 1.0's codings. */
 			if (!alcm_writer_can_require_minor(e->w, 1))
 				p.qp.symcoding = 0;
+			/* Values on a lattice (weights saved dequantized from 8 bits): cells of
+			 * several lattice points, a step above twice the bound (spec 6.5.11). */
+			if (p.qp.symcoding && !ref && p.mode == ALCM_MODE_MAX_ERROR &&
+			    t->dtype == ALCM_DTYPE_F32 && p.nch == 1 && !(p.qp.prune_below > 0))
+				alcm_quant_lattice(t->data, elems, p.bound[0], &p.step[0], &p.qp.offset);
 		}
 	}
 	size_t w = alcm_dtype_size(t->dtype);
@@ -1058,8 +1063,11 @@ int alcm_encoder_finish(alcm_encoder *e)
 	}
 	st = alcm_writer_add_section(e->w, "META", 0, e->opt.frame, m.p, m.len, NULL);
 	alcm_buf_free(&m);
-	/* The predictor weights that chose this archive's parameters, once per archive. */
-	int have_pred = 0;
+	/* The predictor weights that chose this archive's parameters, once per archive. A
+	 * format 1.1 archive stores them only when the caller named a predictor: the default
+	 * one is known from META's producer, and its 2.1 KB weighed on small archives (spec
+	 * 6.7). 1.0 archives keep them, byte for byte as before. */
+	int have_pred = alcm_writer_minor(e->w) >= 1 && !e->opt.predictor;
 	for (uint32_t i = 0; i < alcm_writer_section_count(e->w) && !st; i++) {
 		alcm_section_info si;
 		alcm_writer_section_info(e->w, i, &si);

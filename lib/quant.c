@@ -2,6 +2,7 @@
 #include "symcode_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* ---- half and bfloat16 ------------------------------------------------------------------ */
 
@@ -157,13 +158,26 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!qp->symcoding || n == 0)
 		return put_planes(c, data, sym, n, qp->level);
 	size_t at = data->len;
-	uint8_t w = ALCM_QCODING_RANS;
+	uint8_t w = qp->offset != 0 ? ALCM_QCODING_RANS_OFFSET : ALCM_QCODING_RANS;
 	int st = alcm_buf_put(data, &w, 1);
 	if (!st)
 		st = alcm_buf_put_varint(data, n);
+	if (!st && qp->offset != 0) {
+		uint8_t ob[8];
+		uint64_t u;
+		memcpy(&u, &qp->offset, 8);
+		alcm_store64(ob, u);
+		st = alcm_buf_put(data, ob, 8);
+	}
 	if (!st)
 		st = alcm_symcode_encode(c, data, qp, sym, n, bits, first, elems);
 	size_t l1 = data->len - at;
+	/* An offset has no byte-plane coding: the modelled one is kept (alcm_quant_lattice()
+	 * takes tensors of at most 256 values, whose tokens take at most a byte or so each). */
+	if (st || qp->offset != 0) {
+		stt->modelled += !st;
+		return st;
+	}
 	/* Past PLANES_TOO symbols the planes are tried only if the modelled coding came out
 	 * larger than byte planes can ever be (four raw streams): a chunk then always keeps
 	 * within alcm_chunk_data_max(), which readers enforce), or if they look smooth. */
@@ -187,11 +201,19 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 
 enum { Q_SYMBOL, Q_PRUNED, Q_SPECIAL, Q_MISS };
 
-/* What becomes of element k in a channel of step s (inv = 1 / s, 0 if s is 0), bound b:
+/* The value symbol q stands for, before rounding to the dtype (spec 6.5.5, 6.5.11). */
+static inline double qvalue(int64_t q, double s, double o)
+{
+	double r = (double)q * s;
+	return o != 0 ? r + o : r;
+}
+
+/* What becomes of element k in a channel of step s and offset o (inv = 1 / s, 0 if s is 0),
+ * bound b:
  * a symbol (*q, at distance *err from the value), pruned, or stored exactly (a special
  * value, or one the grid cannot bring within the bound). *x receives the value. */
 ALCM_ALWAYS_INLINE int classify(const int dtype, const uint8_t *src, uint64_t k, double s,
-                                double inv, double b, double prune_below, int64_t *q,
+                                double o, double inv, double b, double prune_below, int64_t *q,
                                 double *x, double *err)
 {
 	if (alcm_is_special(dtype, src, k))
@@ -203,15 +225,15 @@ ALCM_ALWAYS_INLINE int classify(const int dtype, const uint8_t *src, uint64_t k,
 	*q = 0;
 	*err = av;
 	if (s > 0) {
-		double t = v * inv;
+		double t = (o != 0 ? v - o : v) * inv;
 		double qd = fabs(t) < 0x1p51 ? alcm_round_small(t) : t;
 		if (!(fabs(qd) < (double)QMAX))
 			return Q_MISS;
 		int64_t qq = (int64_t)qd;
-		double e = fabs(v - alcm_quant_value(dtype, qq, s));
+		double e = fabs(v - alcm_quant_value_at(dtype, qq, s, o));
 		/* v * inv can land one step off; the neighbours fix it. */
 		for (int d = -1; d <= 1 && e > b; d += 2) {
-			double e2 = fabs(v - alcm_quant_value(dtype, qq + d, s));
+			double e2 = fabs(v - alcm_quant_value_at(dtype, qq + d, s, o));
 			if (e2 < e) {
 				qq += d;
 				e = e2;
@@ -243,16 +265,17 @@ typedef struct qsum {
 } qsum;
 
 ALCM_ALWAYS_INLINE uint32_t memo_fill(const int dtype, memo *m, const uint8_t *src, uint64_t k,
-                                      double s, double inv, double b, double prune_below)
+                                      double s, double o, double inv, double b,
+                                      double prune_below)
 {
 	uint16_t pat = alcm_load16(src + 2 * k);
 	int64_t q = 0;
 	double x = 0, err = 0;
-	int kind = classify(dtype, src, k, s, inv, b, prune_below, &q, &x, &err);
+	int kind = classify(dtype, src, k, s, o, inv, b, prune_below, &q, &x, &err);
 	uint32_t code = kind == Q_SYMBOL ? zigzag(q) : kind == Q_PRUNED ? MEMO_PRUNED : MEMO_EXACT;
 	if (kind == Q_SYMBOL) {
 		uint8_t r[8]; /* 8: the copies for the wider dtypes compile, never run */
-		alcm_store_float(dtype, r, 0, (double)q * s);
+		alcm_store_float(dtype, r, 0, qvalue(q, s, o));
 		m->rec[pat] = alcm_load16(r);
 	}
 	/* The statistic each occurrence adds: its error; the value itself for a pruned one;
@@ -316,14 +339,14 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	uint64_t i = 0;
 	while (i < elems && !st) {
 		uint64_t ch, seg_end = alcm_channel_run(qp, first, i, elems, &ch);
-		double s = qp->step[ch];
+		double s = qp->step[ch], o = qp->offset;
 		double inv = s > 0 ? 1.0 / s : 0.0;
 		double b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
 		memo *mm = m && seg_end - i >= MEMO_MIN_ELEMS ? m : NULL;
 		int fast = dtype == ALCM_DTYPE_F32 && !bits && s > 0;
 		for (; i < seg_end; i++) {
 			if (fast) {
-				uint64_t n = alcm_quant_run_f32(src + 4 * (first + i), seg_end - i, s, inv, b,
+				uint64_t n = alcm_quant_run_f32(src + 4 * (first + i), seg_end - i, s, o, inv, b,
 				                                sym + nsym, recon ? recon + 4 * (first + i) : NULL,
 				                                &sum.sig, &sum.noise, &sum.maxe);
 				i += n;
@@ -339,7 +362,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 				uint16_t pat = alcm_load16(src + 2 * k);
 				uint32_t code = mm->code[pat];
 				if (code == MEMO_UNSEEN)
-					code = memo_fill(dtype, mm, src, k, s, inv, b, pb);
+					code = memo_fill(dtype, mm, src, k, s, o, inv, b, pb);
 				mm->count[pat]++;
 				if (code < MEMO_EXACT) {
 					sym[nsym++] = code;
@@ -349,7 +372,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 				}
 				kind = code == MEMO_PRUNED ? Q_PRUNED : Q_MISS;
 			} else {
-				kind = classify(dtype, src, k, s, inv, b, pb, &q, &x, &err);
+				kind = classify(dtype, src, k, s, o, inv, b, pb, &q, &x, &err);
 				if (kind != Q_SPECIAL)
 					sum.sig += x * x;
 			}
@@ -382,7 +405,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 			sum.noise += err * err;
 			sym[nsym++] = zigzag(q);
 			if (recon)
-				alcm_store_float(dtype, recon, k, (double)q * s);
+				alcm_store_float(dtype, recon, k, qvalue(q, s, o));
 		}
 		if (mm)
 			memo_sum(dtype, mm, &sum);
@@ -551,6 +574,19 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	if (nsym != expect)
 		return ALCM_E_CORRUPT;
 	alcm_sreader sr;
+	alcm_qparams qo;
+	if (width == ALCM_QCODING_RANS_OFFSET) {
+		/* Coding 16 with every value moved by an offset (spec 6.5.11). */
+		uint64_t u;
+		if ((st = alcm_cur_u64(data, &u)))
+			return st;
+		qo = *qp;
+		memcpy(&qo.offset, &u, 8);
+		if (!isfinite(qo.offset) || qo.offset == 0)
+			return ALCM_E_CORRUPT;
+		qp = &qo;
+		width = ALCM_QCODING_RANS;
+	}
 	if (width == ALCM_QCODING_RANS) {
 		/* The modelled coding's lengths are all inside it: the values first (bounded by
 		 * the chunk's elements), then the escape block that follows them. */
@@ -576,4 +612,167 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 	                              width, nsym)))
 		return st;
 	return escapes_patch(&sr, w, dst, first, nesc, pos);
+}
+
+/* ---- lattices (spec 6.5.11) -------------------------------------------------------------- */
+
+/* Bits of an order-0 code of the counts cnt[0..n). */
+static double counts_bits(const uint64_t *cnt, unsigned n)
+{
+	double tot = 0, b = 0;
+	for (unsigned i = 0; i < n; i++)
+		tot += (double)cnt[i];
+	for (unsigned i = 0; i < n; i++)
+		if (cnt[i])
+			b -= (double)cnt[i] * log2((double)cnt[i] / tot);
+	return b;
+}
+
+/* Whether every value u[0..n) is within b of its reconstruction at step s and offset o, in
+ * the float32 arithmetic the decoder uses. */
+static int lattice_holds(const double *u, unsigned n, double s, double o, double b)
+{
+	for (unsigned i = 0; i < n; i++) {
+		double q = alcm_round_small((u[i] - o) / s);
+		double e = fabs(u[i] - alcm_quant_value_at(ALCM_DTYPE_F32, (int64_t)q, s, o));
+		for (int d = -1; d <= 1 && e > b; d += 2)
+			e = fmin(e, fabs(u[i] - alcm_quant_value_at(ALCM_DTYPE_F32, (int64_t)q + d, s, o)));
+		if (!(e <= b))
+			return 0;
+	}
+	return 1;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return a < b ? -1 : a > b;
+}
+
+#define LAT_MAX 256
+
+int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, double *offset)
+{
+	/* The distinct finite values (at most LAT_MAX) and their counts, by bit pattern. */
+	enum { HS = 1024 };
+	uint32_t key[HS], used = 0;
+	uint64_t cnt[HS];
+	memset(key, 0xff, sizeof(key)); /* 0xffffffff is a NaN: never a key */
+	if (!(b > 0) || !isfinite(b) || n < 2 * LAT_MAX)
+		return 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t v = alcm_load32(src + 4 * i);
+		if ((v & 0x7f800000u) == 0x7f800000u || ((v & 0x7f800000u) == 0 && (v & 0x7fffffu)) ||
+		    v == 0x80000000u)
+			continue; /* specials are escaped whatever the step */
+		uint32_t h = (v * 0x9e3779b1u) >> 22;
+		while (key[h] != v && key[h] != 0xffffffffu)
+			h = (h + 1) & (HS - 1);
+		if (key[h] == v) {
+			cnt[h]++;
+			continue;
+		}
+		if (++used > LAT_MAX)
+			return 0;
+		key[h] = v;
+		cnt[h] = 1;
+	}
+	if (used < 3)
+		return 0;
+	/* Sorted values with their counts. */
+	double u[LAT_MAX], pair[LAT_MAX][2];
+	unsigned k = 0;
+	for (unsigned h = 0; h < HS; h++)
+		if (key[h] != 0xffffffffu) {
+			float f;
+			memcpy(&f, &key[h], 4);
+			pair[k][0] = f;
+			pair[k++][1] = (double)cnt[h];
+		}
+	qsort(pair, k, sizeof(pair[0]), cmp_double);
+	double d = INFINITY;
+	for (unsigned i = 0; i < k; i++) {
+		u[i] = pair[i][0];
+		if (i && u[i] - u[i - 1] < d)
+			d = u[i] - u[i - 1];
+	}
+	/* The lattice o + j d through them: indices from the smallest gap, spacing and origin by
+	 * least squares, every value within a thousandth of a spacing of its point. */
+	double jm = 0, um = 0, sjj = 0, sju = 0;
+	int64_t j[LAT_MAX];
+	for (unsigned i = 0; i < k; i++) {
+		double r = (u[i] - u[0]) / d;
+		if (!(r < 1e6))
+			return 0;
+		j[i] = (int64_t)alcm_round_small(r);
+		jm += (double)j[i];
+		um += u[i];
+	}
+	jm /= k;
+	um /= k;
+	for (unsigned i = 0; i < k; i++) {
+		sjj += ((double)j[i] - jm) * ((double)j[i] - jm);
+		sju += ((double)j[i] - jm) * (u[i] - um);
+	}
+	d = sju / sjj;
+	double o = um - d * jm;
+	if (!(d > 0) || !isfinite(o))
+		return 0;
+	for (unsigned i = 0; i < k; i++)
+		if (!(fabs(u[i] - (o + (double)j[i] * d)) <= 1e-3 * d))
+			return 0;
+	/* The plain grid's bits, to beat. */
+	double best = INFINITY, bs = 0, bo = 0;
+	{
+		uint64_t c[LAT_MAX];
+		unsigned nc = 0;
+		double prev = NAN;
+		for (unsigned i = 0; i < k; i++) {
+			double q = alcm_round_small(u[i] / (2 * b));
+			if (q != prev)
+				c[nc++] = 0;
+			c[nc - 1] += (uint64_t)pair[i][1];
+			prev = q;
+		}
+		best = counts_bits(c, nc);
+	}
+	/* m lattice points a cell: the widest whose reconstructions hold the bound, each of its
+	 * m alignments tried. */
+	for (int64_t m = (int64_t)floor(2 * b / d) + 1; m >= 2; m--) {
+		if (m > 1 << 20)
+			continue;
+		double s = (double)m * d, found = INFINITY;
+		for (int64_t a = 0; a < m && a < 64; a++) {
+			uint64_t c[LAT_MAX];
+			unsigned nc = 0;
+			int64_t prev = INT64_MIN;
+			for (unsigned i = 0; i < k; i++) {
+				int64_t cell = (j[i] - a) >= 0 ? (j[i] - a) / m : -((a - j[i] + m - 1) / m);
+				if (cell != prev)
+					c[nc++] = 0;
+				c[nc - 1] += (uint64_t)pair[i][1];
+				prev = cell;
+			}
+			double bits = counts_bits(c, nc);
+			if (!(bits < best))
+				continue;
+			/* Cell centres c s + off; off brought into [-s/2, s/2] so that symbol 0 is the
+			 * cell nearest zero. */
+			double off = o + d * ((double)a + (double)(m - 1) / 2);
+			off -= s * alcm_round_small(off / s);
+			if (!lattice_holds(u, k, s, off, b))
+				continue;
+			best = bits;
+			bs = s;
+			bo = off;
+			found = bits;
+		}
+		if (found < INFINITY)
+			break;
+	}
+	if (!(bs > 0))
+		return 0;
+	*step = bs;
+	*offset = bo;
+	return 1;
 }

@@ -8,7 +8,7 @@
 
 int alcm_quant_scalar_only = 0;
 
-static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
+static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv, double b,
                         uint32_t *sym, uint8_t *recon, double *sig, double *noise, double *maxe)
 {
 	double sg = 0, ns = 0, mx = *maxe;
@@ -21,11 +21,11 @@ static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double inv, do
 			break;
 		float f;
 		memcpy(&f, &u, 4);
-		double x = f, t = x * inv;
+		double x = f, t = (x - o) * inv; /* x - 0 is x: offset 0 changes nothing */
 		if (!(fabs(t) < 0x1p30 - 1))
 			break; /* near or past the symbol range: the careful path decides */
 		double q = alcm_round_small(t); /* +0 for every value that rounds to 0 */
-		float rf = (float)(q * s);
+		float rf = (float)(q * s + o); /* + 0 keeps q * s, never -0 (q is +0 or nonzero) */
 		double err = fabs(x - (double)rf);
 		if (!(err <= b))
 			break; /* a neighbour may fit, or the value escapes */
@@ -51,13 +51,15 @@ static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double inv, do
 
 /* Whole groups of eight that need no care; the caller finishes with run_f32(). */
 __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src, uint64_t n,
-                                                             double s, double inv, double b,
+                                                             double s, double o, double inv,
+                                                             double b,
                                                              uint32_t *sym, uint8_t *recon,
                                                              double *sig, double *noise,
                                                              double *maxe)
 {
 	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
 	const __m256d vinv = _mm256_set1_pd(inv), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
+	const __m256d vo = _mm256_set1_pd(o);
 	const __m256d lim = _mm256_set1_pd(0x1p30 - 1);
 	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
 	__m256d sg = _mm256_setzero_pd(), ns = sg, mx = _mm256_set1_pd(*maxe);
@@ -77,11 +79,11 @@ __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src,
 		__m128 rf[2];
 		int ok = 1;
 		for (int h = 0; h < 2; h++) {
-			__m256d t = _mm256_mul_pd(x[h], vinv);
+			__m256d t = _mm256_mul_pd(_mm256_sub_pd(x[h], vo), vinv);
 			ok &= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(t, absm), lim, _CMP_LT_OQ)) == 15;
 			q[h] = _mm256_add_pd(_mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
 			                     _mm256_setzero_pd());
-			rf[h] = _mm256_cvtpd_ps(_mm256_mul_pd(q[h], vs));
+			rf[h] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(q[h], vs), vo));
 			err[h] = _mm256_and_pd(_mm256_sub_pd(x[h], _mm256_cvtps_pd(rf[h])), absm);
 			ok &= _mm256_movemask_pd(_mm256_cmp_pd(err[h], vb, _CMP_LE_OQ)) == 15;
 		}
@@ -111,7 +113,8 @@ __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src,
 #define HAVE_AVX2_RUN 1
 #endif
 
-uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv, double b,
+uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv,
+                            double b,
                             uint32_t *sym, uint8_t *recon, double *sig, double *noise,
                             double *maxe)
 {
@@ -121,10 +124,10 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv
 		 * needs care; then groups again. */
 		uint64_t k = 0;
 		while (k < n) {
-			k += run_f32_avx2(src + 4 * k, n - k, s, inv, b, sym + k,
+			k += run_f32_avx2(src + 4 * k, n - k, s, o, inv, b, sym + k,
 			                  recon ? recon + 4 * k : NULL, sig, noise, maxe);
 			uint64_t lim = n - k < 8 ? n - k : 8;
-			uint64_t d = run_f32(src + 4 * k, lim, s, inv, b, sym + k,
+			uint64_t d = run_f32(src + 4 * k, lim, s, o, inv, b, sym + k,
 			                     recon ? recon + 4 * k : NULL, sig, noise, maxe);
 			k += d;
 			if (d < lim)
@@ -133,5 +136,5 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double inv
 		return k;
 	}
 #endif
-	return run_f32(src, n, s, inv, b, sym, recon, sig, noise, maxe);
+	return run_f32(src, n, s, o, inv, b, sym, recon, sig, noise, maxe);
 }

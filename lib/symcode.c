@@ -1216,11 +1216,16 @@ out:
 
 /* ---- decoder -------------------------------------------------------------------------------- */
 
-/* The value of symbol z (zigzag) at step s, stored at out in the dtype. */
-ALCM_ALWAYS_INLINE void put_symbol(const int dtype, uint8_t *out, uint32_t z, double s)
+/* The value of symbol z (zigzag) at step s and offset off (coding 17; 0 otherwise, which
+ * adds nothing), stored at out in the dtype. */
+ALCM_ALWAYS_INLINE void put_symbol(const int dtype, uint8_t *out, uint32_t z, double s,
+                                   double off)
 {
 	int64_t q = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-	alcm_store_float(dtype, out, 0, (double)q * s);
+	double r = (double)q * s;
+	if (off != 0)
+		r += off;
+	alcm_store_float(dtype, out, 0, r);
 }
 
 /* Bytes of a float dtype, as a constant once the dtype is one. */
@@ -1233,7 +1238,7 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
                                     const uint8_t *restrict tp, uint64_t n,
                                     const uint8_t *restrict tab, unsigned direct,
                                     const uint32_t *restrict base, const uint8_t *restrict nb,
-                                    bitr *br, double s)
+                                    bitr *br, double s, double off)
 {
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
@@ -1260,7 +1265,7 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 			if (t < direct)
 				memcpy(o + i * W, tab + t * W, W);
 			else
-				put_symbol(dtype, o + i * W, base[t] | bitr_get(&b, nb[t]), s);
+				put_symbol(dtype, o + i * W, base[t] | bitr_get(&b, nb[t]), s, off);
 		}
 		*br = b;
 	}
@@ -1276,7 +1281,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 {
 	const size_t W = DTYPE_W(dtype);
 	uint8_t tab[256 * 8];
-	double tab_step = NAN;
+	double tab_step = NAN, off = qp->offset;
 	uint64_t si = 0, i = 0;
 	uint8_t *o = dst + first * W;
 	while (i < elems) {
@@ -1289,17 +1294,19 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 					continue;
 				}
 				unsigned t = tok[si++];
-				put_symbol(dtype, o + i * W, t < direct ? base[t] : base[t] | bitr_get(br, nb[t]), s);
+				put_symbol(dtype, o + i * W, t < direct ? base[t] : base[t] | bitr_get(br, nb[t]), s,
+				           off);
 			}
 			continue;
 		}
 		if (!(s == tab_step)) {
 			for (unsigned t = 0; t < ntab; t++)
-				put_symbol(dtype, tab + t * W, base[t], s);
+				put_symbol(dtype, tab + t * W, base[t], s, off);
 			tab_step = s;
 		}
 		if (!bits) {
-			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, br, s);
+			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, br, s,
+			            off);
 			si += seg_end - i;
 			i = seg_end;
 			continue;
@@ -1313,7 +1320,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 			if (t < direct)
 				memcpy(o + i * W, tab + t * W, W);
 			else
-				put_symbol(dtype, o + i * W, base[t] | bitr_get(br, nb[t]), s);
+				put_symbol(dtype, o + i * W, base[t] | bitr_get(br, nb[t]), s, off);
 		}
 	}
 	return ALCM_OK;

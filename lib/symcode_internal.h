@@ -11,6 +11,8 @@
 /* The QDAT symbol coding byte that selects this coding (spec 6.5.4; 1, 2 and 4 are byte
  * planes). */
 #define ALCM_QCODING_RANS 16
+/* The same with an f64 offset added to every value (spec 6.5.11): values on a lattice. */
+#define ALCM_QCODING_RANS_OFFSET 17
 
 /* rANS parameters (spec 6.5.8): frequencies sum to 2^12, 32 interleaved 32-bit states kept
  * in [2^15, 2^31), renormalised 16 bits at a time (the encoder's reciprocal division is exact

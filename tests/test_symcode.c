@@ -496,7 +496,7 @@ static void test_chunk_hostile(void **state)
 		uint8_t v;
 		int want;
 	} edits[] = {
-		{0, 3, ALCM_E_UNSUPPORTED}, {0, 17, ALCM_E_UNSUPPORTED}, {0, 0, ALCM_E_UNSUPPORTED},
+		{0, 3, ALCM_E_UNSUPPORTED}, {0, 18, ALCM_E_UNSUPPORTED}, {0, 0, ALCM_E_UNSUPPORTED},
 		{3, 0x82, ALCM_E_CORRUPT},  /* bit 7 */
 		{3, 0x09, ALCM_E_CORRUPT},  /* s = 9 */
 		{3, 0x42, ALCM_E_CORRUPT},  /* palette with s != 8 */

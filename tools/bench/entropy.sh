@@ -7,6 +7,8 @@
 #                       [in, out] layout of TF: channels on the last axis)
 #   digits CNN weights  digits_cnn.py: the network trained here (PyTorch layout)
 #   digits CNN grads    the full-batch gradient of the same network at the end
+#   torch MLP weights   torch_nets.py's mlp (64 -> 512 -> 256 -> 10, float32, PyTorch layout),
+#   torch MLP grads     trained with Debian's python3-torch, and its full-batch gradient
 #
 # The Python scripts need Debian's python3-sklearn and python3-torch and run with
 # /usr/bin/python3 (another python3 on PATH may lack them). No download but the npm package.
@@ -14,7 +16,10 @@
 # build/data/).
 #
 # usage: tools/bench/entropy.sh [EXTRA FILE[:LAYOUT][:KIND]...]
-# environment: BUILD_DIR (default build), RUNS (default 5), PY (default /usr/bin/python3)
+# environment: BUILD_DIR (default build), RUNS (default 5), PY (default /usr/bin/python3);
+# where the inputs are (made there when missing): FACEAPI (default $BUILD_DIR/data/
+# faceapi.safetensors), MLP_DIR (data/digits-mlp1024), CNN_DIR (data/digits-cnn), TORCH_DIR
+# (data/torchnets). The bench prints HOLDS/MISSES for every target of every file.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,18 +42,19 @@ cmake --build "$build" -j2 --target alcm-entropy-bench >/dev/null || {
 }
 
 inputs=()
-if "$here/fetch_checkpoint.sh" "$data/faceapi.safetensors" >/dev/null; then
-	inputs+=("$data/faceapi.safetensors:tf:weights")
+face=${FACEAPI:-$data/faceapi.safetensors}
+if [ -f "$face" ] || "$here/fetch_checkpoint.sh" "$face" >/dev/null; then
+	inputs+=("$face:tf:weights")
 else
 	say "could not fetch the faceapi checkpoint; going on without it"
 fi
-mlp=$data/digits-mlp1024
+mlp=${MLP_DIR:-$data/digits-mlp1024}
 if [ ! -f "$mlp/epoch_005.npz" ]; then
 	"$py" "$here/digits_gradients.py" "$mlp" --hidden 1024 --epochs 6 >/dev/null ||
 		say "digits_gradients.py failed (needs python3-sklearn)"
 fi
 [ -f "$mlp/epoch_005.npz" ] && inputs+=("$mlp/epoch_005.npz:tf:grads")
-cnn=$data/digits-cnn
+cnn=${CNN_DIR:-$data/digits-cnn}
 if [ ! -f "$cnn/digits_cnn_grads.safetensors" ]; then
 	"$py" "$here/digits_cnn.py" "$cnn" >/dev/null ||
 		say "digits_cnn.py failed (needs python3-torch and python3-sklearn)"
@@ -56,6 +62,15 @@ fi
 if [ -f "$cnn/digits_cnn_grads.safetensors" ]; then
 	inputs+=("$cnn/digits_cnn_weights.safetensors:torch:weights")
 	inputs+=("$cnn/digits_cnn_grads.safetensors:torch:grads")
+fi
+tn=${TORCH_DIR:-$data/torchnets}
+if [ ! -f "$tn/mlp_grads.safetensors" ]; then
+	"$py" "$here/torch_nets.py" "$tn" >/dev/null ||
+		say "torch_nets.py failed (needs python3-torch and python3-sklearn)"
+fi
+if [ -f "$tn/mlp_grads.safetensors" ]; then
+	inputs+=("$tn/mlp_weights.safetensors:torch:weights")
+	inputs+=("$tn/mlp_grads.safetensors:torch:grads")
 fi
 inputs+=("$@")
 [ ${#inputs[@]} -gt 0 ] || { say "no input"; exit 1; }
