@@ -565,8 +565,11 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		printf("- smaller than zstd -19 --patch-from on the same pairs: %llu vs %llu bytes "
 		       "(%.2fx): %s\n", (unsigned long long)d->bytes, (unsigned long long)patch.bytes,
 		       (double)patch.bytes / (double)d->bytes, h2 ? "holds" : "MISSES");
-		printf("- decoding any checkpoint within 2x decoding it packed alone: worst %.2fx, "
-		       "median %.2fx: %s\n", d->worst_ratio, d->median_ratio, h3 ? "holds" : "MISSES");
+		printf("- decoding any checkpoint within 2x decoding it packed alone (%s, %u decoding "
+		       "thread%s%s, median of %u pairs a frame): worst %.2fx (frame %d), median %.2fx: "
+		       "%s\n", g_wall ? "wall clock" : "CPU time", g_dthreads,
+		       g_dthreads == 1 ? "" : "s", g_dthreads ? "" : " (all cores)", g_pairs,
+		       d->worst_ratio, d->worst_frame, d->median_ratio, h3 ? "holds" : "MISSES");
 	}
 	unlink(ser_p);
 	for (size_t k = 0; k < n; k++) {
@@ -695,7 +698,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("## alcm-series-bench: %u rounds, %u coding thread%s, %u decoding thread%s%s\n\n"
-	       "Times are %s: MB/s from the median round. Decode ratios: each frame against the "
+	       "Pack times are process CPU seconds, decode times %s; MB/s from the median round. "
+	       "Decode ratios: each frame against the "
 	       "same checkpoint packed alone, same settings (threads, digest checks, cold CPU "
 	       "caches), one untimed decode of each, then %u pairs one right after the other in "
 	       "alternating order; the median of the pairs' ratios.\n", g_runs, g_threads,
