@@ -405,9 +405,10 @@ static size_t raw_where_small(const alcm_buf *tmp, alcm_lplan *pl, size_t w)
  * needs no reference at all). A tensor is stored as a delta at all only when the residual
  * codes its middle in at most WORTH_KEEP: decoding a delta costs its reference's decode and
  * its own (digests checked over both), so a delta that saves little nearly doubles the decode
- * time of its frame; at 3/4, the decode of a float32 frame stays under about 1.9 times that
- * of the checkpoint stored alone (tools/bench/series_bench.sh), where the training runs'
- * early frames, whose deltas save 3 to 20%, took 2.1 to 2.3 times. */
+ * time of its frame: early frames of the training runs, whose deltas saved 3 to 20%, took 2.1
+ * to 2.3 times the checkpoint stored alone. At 3/4 (tools/bench/series_bench.sh, CPU time, one
+ * thread, worst frame): sgd-f32 2.09 -> 1.95x, adam-bf16 2.06 -> 1.78x, sgd-bf16 2.22 ->
+ * 2.00x; the Adam float32 run keeps its deltas (they save a quarter) and its bytes. */
 #define CHUNK_KEEP 0.9
 #define WORTH_KEEP 0.75
 
