@@ -366,14 +366,61 @@ static int use_avx2(void)
 #endif
 
 /*
+ * Residual streams that zstd shrinks by less than RAW_GAIN_MIN are stored raw (the lossless
+ * chooser's rule is 1%): a delta is decoded on top of its reference, a raw stream is read in
+ * place, and the few bytes zstd saves on the low planes of residuals cost less to check than
+ * zstd takes to decode them (Adam run, frame 2: decode 1.98 -> 1.92 times the checkpoint
+ * alone, the series 0.9% smaller as the keyframe choice moved). On the plan and the trial
+ * coding of the sample in tmp (at level 1): clears those streams' zmask bits and @return the
+ * trial's length as it would be with them raw.
+ */
+#define RAW_GAIN_MIN 0.2
+static size_t raw_where_small(const alcm_buf *tmp, alcm_lplan *pl, size_t w)
+{
+	alcm_cursor cur = {tmp->p, tmp->len, 1};
+	uint64_t skip;
+	size_t len = tmp->len;
+	if (pl->transform == ALCM_TRANSFORM_PALETTE)
+		return len;
+	if (pl->transform == ALCM_TRANSFORM_SPARSE && alcm_cur_varint(&cur, &skip))
+		return len;
+	size_t streams = alcm_lossless_streams(pl->transform, w);
+	for (size_t k = 0; k < streams; k++) {
+		uint8_t id;
+		uint64_t raw, clen;
+		const uint8_t *p;
+		if (alcm_cur_u8(&cur, &id) || alcm_cur_varint(&cur, &raw) ||
+		    alcm_cur_varint(&cur, &clen) || alcm_cur_bytes(&cur, (size_t)clen, &p))
+			return len;
+		if (id == ALCM_BACKEND_ZSTD && (double)clen > (double)raw * (1 - RAW_GAIN_MIN)) {
+			pl->zmask &= ~(1u << k);
+			len += (size_t)(raw - clen);
+		}
+	}
+	return len;
+}
+
+/* A chunk keeps a residual when it codes the sample in at most CHUNK_KEEP of the plain
+ * coding's bytes (a plain chunk decodes without its reference, and a tensor of plain chunks
+ * needs no reference at all). A tensor is stored as a delta at all only when the residual
+ * codes its middle in at most WORTH_KEEP: decoding a delta costs its reference's decode and
+ * its own (digests checked over both), so a delta that saves little nearly doubles the decode
+ * time of its frame: early frames of the training runs, whose deltas saved 3 to 20%, took 2.1
+ * to 2.3 times the checkpoint stored alone. At 3/4 (tools/bench/series_bench.sh, CPU time, one
+ * thread, worst frame): sgd-f32 2.09 -> 1.95x, adam-bf16 2.06 -> 1.78x, sgd-bf16 2.22 ->
+ * 2.00x; the Adam float32 run keeps its deltas (they save a quarter) and its bytes. */
+#define CHUNK_KEEP 0.9
+#define WORTH_KEEP 0.75
+
+/*
  * The kind for n elements against ref, chosen on their middle 64 KiB: each candidate (plain,
  * XOR, difference) is planned by the lossless chooser and coded at zstd level 1; a residual
- * is kept only when it codes at least a tenth smaller than the plain coding (a plain chunk
- * decodes without its reference, and a tensor of plain chunks needs no reference at all).
- * The plan holds for the whole chunk: the chooser looks at the same middle 64 KiB of it.
+ * is kept only when it codes in at most `keep` of the plain coding's bytes. The plan holds
+ * for the whole chunk: the chooser looks at the same middle 64 KiB of it.
  */
 static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
-                const uint8_t *ref, uint64_t n, int level, int *kind, alcm_lplan *plan)
+                const uint8_t *ref, uint64_t n, int level, double keep, int *kind,
+                alcm_lplan *plan)
 {
 	size_t w = alcm_dtype_size(dtype);
 	int fl = alcm_dtype_is_float(dtype), udt = alcm_delta_udtype(w);
@@ -397,9 +444,11 @@ static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t
 		alcm_lplan pl = alcm_lossless_choose(c, &tmp, dt, d, ns, level);
 		tmp.len = 0;
 		size_t len = alcm_lossless_encode(c, &tmp, dt, &pl, d, ns, 1) ? SIZE_MAX : tmp.len;
+		if (k != ALCM_DELTA_PLAIN && len != SIZE_MAX)
+			len = raw_where_small(&tmp, &pl, w);
 		if (k == ALCM_DELTA_PLAIN)
 			plain = len;
-		if (len < best && (k == ALCM_DELTA_PLAIN || len <= plain / 10 * 9)) {
+		if (len < best && (k == ALCM_DELTA_PLAIN || (double)len <= (double)plain * keep)) {
 			best = len;
 			*kind = k;
 			*plan = pl;
@@ -415,7 +464,7 @@ int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const ui
 {
 	int kind;
 	alcm_lplan plan;
-	int st = pick(c, a, dtype, src, ref, n, 1, &kind, &plan);
+	int st = pick(c, a, dtype, src, ref, n, 1, WORTH_KEEP, &kind, &plan);
 	*worth = kind != ALCM_DELTA_PLAIN;
 	return st;
 }
@@ -426,7 +475,7 @@ int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *sr
 	size_t w = alcm_dtype_size(dtype);
 	int fl = alcm_dtype_is_float(dtype), kind;
 	alcm_lplan plan;
-	int st = pick(c, out->a, dtype, src, ref, n, level, &kind, &plan);
+	int st = pick(c, out->a, dtype, src, ref, n, level, CHUNK_KEEP, &kind, &plan);
 	if (st)
 		return st;
 	uint8_t kb = (uint8_t)kind, *res = NULL;

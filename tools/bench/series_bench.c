@@ -34,6 +34,11 @@ static const char usage[] =
 	"\n"
 	"  --runs N        rounds; times are medians (default 3)\n"
 	"  --threads N     coding threads (default 1)\n"
+	"  --decode-threads N  decoding threads, for every decode (default 1; 0: all cores)\n"
+	"  --pairs N       decode pairs (frame, checkpoint alone) per frame; the ratio is their\n"
+	"                  median (default 7)\n"
+	"  --wall          decode times on the wall clock (default: process CPU time, which\n"
+	"                  with one thread is the work done and robust on a busy machine)\n"
 	"  --target NAME   print whether the issue's targets hold on run NAME\n"
 	"  --max-error E   also code every run lossy at this bound (closed loop)\n"
 	"  --tmp DIR       where archives are written (default $TMPDIR or /tmp)\n"
@@ -60,7 +65,8 @@ typedef struct cfg {
 	double bound;
 } cfg;
 
-static unsigned g_threads = 1, g_runs = 3;
+static unsigned g_threads = 1, g_runs = 3, g_pairs = 7, g_dthreads = 1;
+static int g_wall; /* decode times on the wall clock (else process CPU time) */
 static const char *g_tmp;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -154,15 +160,20 @@ static void evict_caches(void)
 		junk[i]++;
 }
 
-/* Frame `frame` of archive `path` (UINT32_MAX: the last) decoded and, when check, compared
- * with c. @return the CPU time. */
+static double now(void)
+{
+	return g_wall ? bench_wall_now() : bench_cpu_now();
+}
+
+/* Frame `frame` of archive `path` (UINT32_MAX: the last) decoded with g_dthreads threads and,
+ * when check, compared with c. @return the time (CPU or wall, g_wall). */
 static double decode(const char *path, uint32_t frame, const char *base_path, const ckpt *c,
                      int check, int mode, double bound)
 {
 	alcm_reader *r = NULL, *b = NULL;
 	evict_caches();
 	alcm_archive *a = NULL;
-	double t0 = bench_cpu_now();
+	double t0 = now();
 	int st = alcm_reader_open_file(&r, path, NULL, NULL, 0);
 	if (!st)
 		st = frame == UINT32_MAX ? alcm_archive_open(&a, r, NULL)
@@ -170,7 +181,7 @@ static double decode(const char *path, uint32_t frame, const char *base_path, co
 	if (!st && base_path && !(st = alcm_reader_open_file(&b, base_path, NULL, NULL, 0)))
 		st = alcm_archive_set_base(a, b);
 	if (!st)
-		st = alcm_archive_set_threads(a, g_threads);
+		st = alcm_archive_set_threads(a, g_dthreads);
 	if (st)
 		die("decoding '%s' frame %u: %s", path, frame, a ? alcm_archive_detail(a)
 		                                                : alcm_reader_detail(r));
@@ -187,20 +198,20 @@ static double decode(const char *path, uint32_t frame, const char *base_path, co
 		if ((st = alcm_archive_decode(a, i, buf, cap)))
 			die("decoding '%s' frame %u: %s", path, frame, alcm_archive_detail(a));
 		if (check) {
-			double c0 = bench_cpu_now(); /* the comparison is not decoding: not timed */
+			double c0 = now(); /* the comparison is not decoding: not timed */
 			alcm_error_stats es;
 			alcm_tensor_measure(&c->t[i], buf, &es);
 			if (ti.raw_bytes != c->t[i].nbytes || !alcm_error_within(&es, mode, bound))
 				die("'%s' frame %u: tensor %zu decodes wrong (max error %g)", path, frame, i,
 				    es.max_abs_error);
-			t0 += bench_cpu_now() - c0;
+			t0 += now() - c0;
 		}
 	}
 	free(buf);
 	alcm_archive_free(a);
 	alcm_reader_free(r);
 	alcm_reader_free(b);
-	return bench_cpu_now() - t0;
+	return now() - t0;
 }
 
 /* Frame k of a series at `path`: new when k is 0, else appended. */
@@ -373,6 +384,32 @@ static void print_row(const row *r, uint64_t raw, uint64_t alone)
 		printf(" - | %s | - |\n", last > 0 ? "" : "-");
 }
 
+/*
+ * Decode time of frame `frame` of `ser` (with base archive `base` or NULL) against that of
+ * the same checkpoint packed alone (`alone`): one untimed decode of each first (page faults
+ * of fresh buffers, the file cache), then g_pairs pairs, the two decodes of a pair one right
+ * after the other and their order alternating, so that the machine's load weighs on both
+ * alike. @return the median of the pairs' ratios (pr: g_pairs doubles of scratch).
+ */
+static double paired(const char *ser, uint32_t frame, const char *base, const char *alone,
+                     const ckpt *c, double *pr)
+{
+	(void)decode(ser, frame, base, c, 0, 0, 0);
+	(void)decode(alone, UINT32_MAX, NULL, c, 0, 0, 0);
+	for (unsigned p = 0; p < g_pairs; p++) {
+		double ts, ta;
+		if (p & 1) {
+			ta = decode(alone, UINT32_MAX, NULL, c, 0, 0, 0);
+			ts = decode(ser, frame, base, c, 0, 0, 0);
+		} else {
+			ts = decode(ser, frame, base, c, 0, 0, 0);
+			ta = decode(alone, UINT32_MAX, NULL, c, 0, 0, 0);
+		}
+		pr[p] = ts / ta;
+	}
+	return bench_median(pr, (int)g_pairs);
+}
+
 /* A series run: every configuration over the checkpoints. */
 static int run_series(const char *name, char **files, size_t n, int target, double lossy)
 {
@@ -389,7 +426,6 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 	       c[0].dtype ? alcm_dtype_name(c[0].dtype) : "?", (double)c[0].raw / 1e6,
 	       (double)raw / 1e6);
 	/* Each checkpoint alone: bytes, pack and decode times per frame. */
-	double *full = bench_xcalloc(n * g_runs, sizeof(double));
 	row alone = {.label = "each checkpoint alone, lossless", .lossless = 1};
 	for (unsigned rr = 0; rr < g_runs; rr++) {
 		double ps = 0, us = 0;
@@ -404,19 +440,12 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 			snprintf(alone_p, sizeof(alone_p), "%s/alcm-series-bench.%d.%zu.alcm", g_tmp,
 			         (int)getpid(), k);
 			double t = decode(alone_p, UINT32_MAX, NULL, &c[k], rr == 0, ALCM_MODE_LOSSLESS, 0);
-			full[k * g_runs + rr] = t;
 			us += t;
 			if (k == n - 1)
 				alone.last_s[rr] = t;
 		}
 		alone.pack_s[rr] = ps;
 		alone.unpack_s[rr] = us;
-	}
-	double *fullmed = bench_xcalloc(n, sizeof(double));
-	for (size_t k = 0; k < n; k++) {
-		fullmed[k] = full[k * g_runs];
-		for (unsigned rr = 1; rr < g_runs; rr++)
-			fullmed[k] = fmin(fullmed[k], full[k * g_runs + rr]);
 	}
 	/* zstd -19 --patch-from over the same pairs: the first checkpoint alone, then each
 	 * against the one before. */
@@ -450,7 +479,7 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		snprintf(r->label, sizeof(r->label), "%s", cfgs[g].label);
 		r->lossless = cfgs[g].mode == ALCM_MODE_LOSSLESS;
 		uint8_t d0[32] = {0};
-		double *ratio = bench_xcalloc(n, sizeof(double)), *ra = bench_xcalloc(n, sizeof(double));
+		double *ratio = bench_xcalloc(n, sizeof(double)), *ra = bench_xcalloc(g_pairs, sizeof(double));
 		for (unsigned rr = 0; rr < g_runs; rr++) {
 			double t0 = bench_cpu_now();
 			uint32_t keys = 0, since = 0, chain = 0;
@@ -480,27 +509,22 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 			if (rr && memcmp(dg, d0, 32))
 				die("%s: the series came out differently in round %u", name, rr + 1);
 			memcpy(d0, dg, 32);
-			/* Each frame, then the same checkpoint packed alone, one after the other, so that
-			 * the machine's load weighs on both alike. */
 			double us = 0;
 			for (size_t k = 0; k < n; k++) {
 				double t = decode(ser_p, (uint32_t)k, NULL, &c[k], rr == 0, cfgs[g].mode,
 				                  cfgs[g].bound);
-				snprintf(alone_p, sizeof(alone_p), "%s/alcm-series-bench.%d.%zu.alcm", g_tmp,
-				         (int)getpid(), k);
-				double ta = decode(alone_p, UINT32_MAX, NULL, &c[k], 0, 0, 0);
 				us += t;
-				ratio[k] = rr ? fmin(ratio[k], t) : t;
-				ra[k] = rr ? fmin(ra[k], ta) : ta;
 				if (k == n - 1)
 					r->last_s[rr] = t;
 			}
 			r->unpack_s[rr] = us;
 		}
-		/* Each frame's fastest round against the fastest decode of its checkpoint alone. */
+		/* Each frame against the same checkpoint packed alone, in pairs. */
 		r->worst_ratio = 0;
 		for (size_t k = 0; k < n; k++) {
-			ratio[k] /= ra[k];
+			snprintf(alone_p, sizeof(alone_p), "%s/alcm-series-bench.%d.%zu.alcm", g_tmp,
+			         (int)getpid(), k);
+			ratio[k] = paired(ser_p, (uint32_t)k, NULL, alone_p, &c[k], ra);
 			if (ratio[k] > r->worst_ratio) {
 				r->worst_ratio = ratio[k];
 				r->worst_frame = (int)k;
@@ -541,8 +565,11 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		printf("- smaller than zstd -19 --patch-from on the same pairs: %llu vs %llu bytes "
 		       "(%.2fx): %s\n", (unsigned long long)d->bytes, (unsigned long long)patch.bytes,
 		       (double)patch.bytes / (double)d->bytes, h2 ? "holds" : "MISSES");
-		printf("- decoding any checkpoint within 2x decoding it packed alone: worst %.2fx, "
-		       "median %.2fx: %s\n", d->worst_ratio, d->median_ratio, h3 ? "holds" : "MISSES");
+		printf("- decoding any checkpoint within 2x decoding it packed alone (%s, %u decoding "
+		       "thread%s%s, median of %u pairs a frame): worst %.2fx (frame %d), median %.2fx: "
+		       "%s\n", g_wall ? "wall clock" : "CPU time", g_dthreads,
+		       g_dthreads == 1 ? "" : "s", g_dthreads ? "" : " (all cores)", g_pairs,
+		       d->worst_ratio, d->worst_frame, d->median_ratio, h3 ? "holds" : "MISSES");
 	}
 	unlink(ser_p);
 	for (size_t k = 0; k < n; k++) {
@@ -550,8 +577,6 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		         (int)getpid(), k);
 		unlink(alone_p);
 	}
-	free(full);
-	free(fullmed);
 	return rc;
 }
 
@@ -571,11 +596,10 @@ static int run_finetune(const char *name, const char *base, const char *ft)
 	pack_alone(&b, bp, ALCM_MODE_LOSSLESS, 0);
 	row alone = {.label = "fine-tune alone, lossless"}, patch = {.label = "zstd -19 --patch-from=base"},
 	    ser = {.label = "alcm-pack --delta-from base"};
-	double fulls[MAX_RUNS] = {0}, rs[MAX_RUNS] = {0};
 	for (unsigned rr = 0; rr < g_runs; rr++) {
 		alone.pack_s[rr] = pack_alone(&f, ap, ALCM_MODE_LOSSLESS, 0);
 		alone.bytes = file_size(ap);
-		fulls[rr] = alone.unpack_s[rr] = alone.last_s[rr] =
+		alone.unpack_s[rr] = alone.last_s[rr] =
 			decode(ap, UINT32_MAX, NULL, &f, rr == 0, ALCM_MODE_LOSSLESS, 0);
 		double t0 = bench_cpu_now();
 		/* A plain (non-stream) archive of one frame, as alcm-pack --delta-from makes. */
@@ -607,16 +631,10 @@ static int run_finetune(const char *name, const char *base, const char *ft)
 		ser.unpack_s[rr] = ser.last_s[rr] = decode(fp, UINT32_MAX, bp, &f, rr == 0,
 		                                           ALCM_MODE_LOSSLESS, 0);
 	}
-	double fm = fulls[0];
-	for (unsigned rr = 1; rr < g_runs; rr++)
-		fm = fmin(fm, fulls[rr]);
 	ser.chain = 1;
-	for (unsigned rr = 0; rr < g_runs; rr++)
-		rs[rr] = ser.last_s[rr] / fm;
-	ser.median_ratio = rs[0];
-	for (unsigned rr = 1; rr < g_runs; rr++)
-		ser.median_ratio = fmin(ser.median_ratio, rs[rr]);
-	ser.worst_ratio = ser.median_ratio;
+	double *pr = bench_xcalloc(g_pairs, sizeof(double));
+	ser.median_ratio = ser.worst_ratio = paired(fp, UINT32_MAX, bp, ap, &f, pr);
+	free(pr);
 	double zs = 0;
 	patch.bytes = zstd_cli(base, ft, tp, &zs);
 	for (unsigned rr = 0; rr < g_runs; rr++)
@@ -652,6 +670,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc &&
 		         !cli_parse_u64(argv[i + 1], &u) && u <= 256)
 			g_threads = (unsigned)u, i++;
+		else if (!strcmp(argv[i], "--decode-threads") && i + 1 < argc &&
+		         !cli_parse_u64(argv[i + 1], &u) && u <= 256)
+			g_dthreads = (unsigned)u, i++;
+		else if (!strcmp(argv[i], "--pairs") && i + 1 < argc &&
+		         !cli_parse_u64(argv[i + 1], &u) && u >= 1 && u <= 101)
+			g_pairs = (unsigned)u, i++;
+		else if (!strcmp(argv[i], "--wall"))
+			g_wall = 1;
 		else if (!strcmp(argv[i], "--target") && i + 1 < argc)
 			target = argv[++i];
 		else if (!strcmp(argv[i], "--max-error") && i + 1 < argc &&
@@ -671,11 +697,16 @@ int main(int argc, char **argv)
 		fputs(usage, stderr);
 		return 2;
 	}
-	printf("## alcm-series-bench: %u rounds, %u thread%s\n\nTimes are process CPU seconds "
-	       "(robust on a shared machine; with one thread they are the work done): MB/s from "
-	       "the median round, decode ratios from each frame's fastest round against the "
-	       "fastest decode of the same checkpoint packed alone.\n", g_runs, g_threads,
-	       g_threads == 1 ? "" : "s");
+	printf("## alcm-series-bench: %u rounds, %u coding thread%s, %u decoding thread%s%s\n\n"
+	       "Pack times are process CPU seconds, decode times %s; MB/s from the median round. "
+	       "Decode ratios: each frame against the "
+	       "same checkpoint packed alone, same settings (threads, digest checks, cold CPU "
+	       "caches), one untimed decode of each, then %u pairs one right after the other in "
+	       "alternating order; the median of the pairs' ratios.\n", g_runs, g_threads,
+	       g_threads == 1 ? "" : "s", g_dthreads, g_dthreads == 1 ? "" : "s",
+	       g_dthreads ? "" : " (all cores)",
+	       g_wall ? "wall-clock seconds" : "process CPU seconds (robust on a shared machine; with "
+	       "one thread they are the work done)", g_pairs);
 	int rc = 0;
 	for (; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');

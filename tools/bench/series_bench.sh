@@ -5,7 +5,12 @@
 # unpack MB/s, decode time of every frame against decoding it packed alone, and whether the
 # issue's targets hold on the Adam float32 run.
 #
-#   tools/bench/series_bench.sh [ROUNDS]        (default 3)
+#   tools/bench/series_bench.sh [ROUNDS [BENCH OPTIONS]]     (default 3)
+#
+# Decode ratios: each frame and the same checkpoint packed alone are decoded once untimed,
+# then in PAIRS pairs (--pairs, default 7), one right after the other in alternating order;
+# the ratio is the median of the pairs'. Times are process CPU seconds with one decoding
+# thread unless BENCH OPTIONS say --decode-threads N (0: all cores) and --wall.
 #
 # Runs (tools/bench/series_train.py, PyTorch on scikit-learn's digits, a CNN of 1.08M
 # parameters, checkpoints every 100 optimizer steps over 2000 steps):
@@ -20,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
+shift || true
 build=${BUILD_DIR:-build}
 data=${DATA_DIR:-$build/series-data}
 py=/usr/bin/python3
@@ -55,7 +61,7 @@ train "$data/finetune" - --finetune "$data/adam-f32/ckpt_002000.safetensors" \
 
 cmake --build "$build" --target alcm-series-bench -j2 >/dev/null
 mkdir -p "$build/bench"
-"$build/bin/alcm-series-bench" --runs "$rounds" --target adam-f32 \
+"$build/bin/alcm-series-bench" --runs "$rounds" --target adam-f32 "$@" \
 	adam-f32="$data/adam-f32" adam-bf16="$data/adam-bf16" \
 	sgd-f32="$data/sgd-f32" sgd-bf16="$data/sgd-bf16" \
 	finetune="$data/finetune/base.safetensors+$data/finetune/finetune.safetensors" |
