@@ -453,7 +453,9 @@ typedef struct alcm_pack_options {
 	const char *producer; /**< stored in the metadata; NULL: "libalcm <version>" */
 	const char *source_format; /**< stored in the metadata, e.g. "npz"; may be NULL */
 	uint32_t frame;       /**< frame number of a stream archive (the TDIR's tag), else 0 */
-	const alcm_predictor *predictor; /**< NULL: alcm_predictor_default(); stored in PRED */
+	/** NULL: alcm_predictor_default(), stored in PRED in a format 1.0 archive only; a
+	 * predictor named here is stored in PRED always (spec 6.7) */
+	const alcm_predictor *predictor;
 	/**
 	 * Called on the caller's thread after each chunk's coded bytes are written, in order, with
 	 * the raw bytes of the current tensor coded so far and the tensor's raw size: a progress

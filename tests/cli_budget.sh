@@ -35,6 +35,24 @@ for size in 4000 6000; do
 	n=$(grep -c "budget, attempt" err)
 	if [ "$n" -le 8 ]; then ok; else bad "--size $size: $n attempts"; fi
 done
+# The predictor that chose the bounds is kept in the archive (PRED, spec 6.7), also in a
+# format 1.1 archive (normal values: modelled symbols), where a --max-error pack omits it.
+python3 - <<'PY'
+import random, struct
+random.seed(5)
+n = 20000
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }" % n
+hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+with open("nrm.npy", "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    f.write(struct.pack("<%df" % n, *[random.gauss(0, 0.02) for _ in range(n)]))
+PY
+"$B/alcm-pack" -f --ratio 6 nrm.npy -o r.alcm 2>err || bad "--ratio 6: $(cat err)"
+"$B/alcm-inspect" r.alcm >out 2>&1
+if grep -q "format:   1.1" out && grep -q "predictor: 6-64-1 MLP in PRED" out; then ok
+else bad "--ratio 6: no PRED in a 1.1 archive: $(head -3 out)"; fi
+"$B/alcm-pack" -f --max-error 1e-3 nrm.npy -o m.alcm 2>err || bad "--max-error: $(cat err)"
+if ! "$B/alcm-inspect" m.alcm | grep -q "PRED"; then ok; else bad "--max-error stored PRED"; fi
 # A budget above the lossless archive keeps it: no error.
 lossless=$("$B/alcm-pack" -f lin.npy -o z.alcm >/dev/null 2>&1; stat -c %s z.alcm)
 "$B/alcm-pack" -f --size $((lossless + 500)) lin.npy -o l.alcm 2>err || bad "--size lossless + 500: $(cat err)"
