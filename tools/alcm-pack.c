@@ -551,7 +551,8 @@ static void on_chunk(void *opaque, uint64_t done, uint64_t total)
 {
 	chunk_progress *cp = opaque;
 	(void)total;
-	cli_progress_add(&cp->bar, cp->before + done - cp->bar.done);
+	if (cp->before + done > cp->bar.done)
+		cli_progress_add(&cp->bar, cp->before + done - cp->bar.done);
 }
 
 /* Prints a tensor's line and counts it. */
@@ -579,7 +580,8 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	cli_progress *bar = &cp.bar;
 	alcm_pack_options o = a->o;
 	int queued = o.threads != 1 && cli_input_keep_previous(in) == ALCM_OK;
-	o.progress = queued ? NULL : on_chunk; /* queued: the bar moves tensor by tensor */
+	o.progress = on_chunk; /* queued: called for the oldest tensor in flight, whose
+	                        * predecessors cp.before counts */
 	o.progress_opaque = &cp;
 	alcm_tensor qt[2];
 	alcm_tensor_report qrep[2];
@@ -608,7 +610,8 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 		if (d) {
 			tensor_done(tot, d, queued ? &qrep[(n + 1) % 2] : rep);
 			cp.before += d->nbytes;
-			cli_progress_add(bar, cp.before - bar->done);
+			if (cp.before > bar->done)
+				cli_progress_add(bar, cp.before - bar->done);
 		}
 	}
 	if (queued && n) {
@@ -617,6 +620,9 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 			goto out;
 		}
 		tensor_done(tot, &qt[(n + 1) % 2], &qrep[(n + 1) % 2]);
+		cp.before += qt[(n + 1) % 2].nbytes;
+		if (cp.before > bar->done)
+			cli_progress_add(bar, cp.before - bar->done);
 	}
 	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;
