@@ -508,7 +508,9 @@ ALCM_API int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor
  * the tensor is checked, its parameters chosen and its chunks queued for the encoder's own
  * threads (alcm_pack_options.threads of them, started on the first call), which go on
  * coding it while the caller reads the next tensor; the next tensor's chunks start while
- * this one's last are still coding, so threads do not wait at tensor boundaries.
+ * this one's last are still coding, so threads do not wait at tensor boundaries. Until a
+ * tensor larger than one chunk comes, tensors are coded during the call, in the caller's
+ * thread (a small file starts no thread).
  *
  * Contract: t->data, t->name and *rep are borrowed, and must stay valid and unchanged until
  * the NEXT call on the encoder returns (alcm_encoder_queue, _add, _add_section, _set_mode,

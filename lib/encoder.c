@@ -1329,6 +1329,10 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 		return ALCM_E_ARG;
 	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
+	/* Until a tensor of more than one chunk comes, code in the caller's thread: a small
+	 * file starts no thread. */
+	if (!e->queue && t->nbytes <= e->opt.chunk_bytes)
+		return add_tensor(e, t, NULL, rep, NULL);
 	int st = queue_start(e);
 	if (st)
 		return st;

@@ -107,6 +107,13 @@ suite() {
 	done
 	"$B/alcm-pack" -q -f "$in" -o "$a" || return 1
 	"$B/alcm-pack" -q -f --max-error "$maxerr" "$in" -o "$q" || return 1
+	# Same bytes whatever the thread count (-T1 codes in the caller's thread, others queue).
+	local same=1
+	for th in 1 3; do
+		"$B/alcm-pack" -q -f -T$th "$in" -o "$dir/e2e-out.alcm" || return 1
+		cmp -s "$a" "$dir/e2e-out.alcm" || same=0
+	done
+	echo "$same" >"$T/$tag-same"
 	for th in 1 2; do
 		measure "$tag-unpack-npz-$th" "$B/alcm-unpack" -q -f -T$th "$a" -o "$dir/e2e-out.npz"
 		measure "$tag-unpack-st-$th" "$B/alcm-unpack" -q -f -T$th "$a" \
@@ -151,6 +158,7 @@ echo "# alcm end-to-end benchmark"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) CPU(s); medians of $runs run(s)"
 echo "- $("$B/alcm-pack" --version 2>&1 | head -n 1); $(zstd --version)"
+echo "- load at start: $(uptime | sed 's/.*load average/load average/')"
 [ "${E2E_BIG:-1}" = 0 ] || suite big "$npz" npz
 [ -s "$faceapi" ] && suite faceapi "$faceapi" safetensors
 
@@ -203,7 +211,11 @@ verdict() { # CONDITION(awk expr, true = holds) TEXT
 	fi
 }
 echo
+echo "- load at end: $(uptime | sed 's/.*load average/load average/') (a shared machine: wall" \
+	"figures are only comparable with the zstd rows of the same run)"
+echo
 echo "Targets (839 MB file):"
+verdict "$(cat "$T/big-same") == 1" "lossless archives byte-identical at -T1, -T2 (default) and -T3"
 for k in big-pack-1 big-pack-2 big-packq-1 big-packq-2 big-unpack-npz-1 big-unpack-npz-2 \
 	big-unpack-st-1 big-unpack-st-2; do
 	verdict "$(get $k 3) <= 0.1 * $(get $k 2)" "sys <= 10% of user, $k: sys $(get $k 3) s, user $(get $k 2) s"
