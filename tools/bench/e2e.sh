@@ -125,12 +125,12 @@ suite() {
 	zstd -q -f -3 "$in" -o "$dir/e2e-$tag.zst" || return 1
 	measure "$tag-unzstd" zstd -q -f -d "$dir/e2e-$tag.zst" -o "$dir/e2e-out.$ext"
 	local raw
-	raw=$(stat -c %s "$in")
+	raw=$(stat -L -c %s "$in")
 	echo
-	echo "### $(basename "$in"): $raw bytes; alcm lossless $(stat -c %s "$a") bytes" \
-		"($(awk -v r="$raw" -v s="$(stat -c %s "$a")" 'BEGIN {printf "%.3f", r / s}')x)," \
-		"--max-error $maxerr $(stat -c %s "$q") bytes, zstd -3 $(stat -c %s "$dir/e2e-$tag.zst")" \
-		"bytes ($(awk -v r="$raw" -v s="$(stat -c %s "$dir/e2e-$tag.zst")" 'BEGIN {printf "%.3f", r / s}')x)"
+	echo "### $(basename "$in"): $raw bytes; alcm lossless $(stat -L -c %s "$a") bytes" \
+		"($(awk -v r="$raw" -v s="$(stat -L -c %s "$a")" 'BEGIN {printf "%.3f", r / s}')x)," \
+		"--max-error $maxerr $(stat -L -c %s "$q") bytes, zstd -3 $(stat -L -c %s "$dir/e2e-$tag.zst")" \
+		"bytes ($(awk -v r="$raw" -v s="$(stat -L -c %s "$dir/e2e-$tag.zst")" 'BEGIN {printf "%.3f", r / s}')x)"
 	echo
 	header
 	for th in 1 2; do
@@ -177,7 +177,7 @@ measure tiny-unpack bash -c 'loop 20 "$@"' _ "$B/alcm-unpack" -q -f "$dir/e2e-ti
 measure tiny-zstd bash -c 'loop 20 "$@"' _ zstd -q -f -3 "$tiny" -o "$dir/e2e-out.zst"
 rm -f "$dir/e2e-tiny.alcm"
 echo
-echo "### startup: a $(stat -c %s "$tiny")-byte .npy (10 float32 values), per call (20 calls a run)"
+echo "### startup: a $(stat -L -c %s "$tiny")-byte .npy (10 float32 values), per call (20 calls a run)"
 echo
 echo "| command | wall ms | user ms | sys ms | peak RSS MiB | minor faults |"
 echo "|---|---:|---:|---:|---:|---:|"
@@ -198,7 +198,7 @@ if [ -x "$B/alcm-codec-bench" ]; then
 fi
 
 # Targets on the 839 MB file.
-raw=$(stat -c %s "$npz")
+raw=$(stat -L -c %s "$npz")
 mbs() { awk -v r="$raw" -v w="$(get "$1" 1)" 'BEGIN {printf "%.0f", (w > 0 ? r / 1e6 / w : 0)}'; }
 status=0
 [ -s "$T/big-pack-1" ] || { echo; echo "Targets: not checked (E2E_BIG=0)"; exit 1; }
