@@ -35,6 +35,7 @@ struct alcm_encoder {
 	uint32_t last_sections;
 	size_t last_tdir;
 	int can_undo;
+	int minor1; /* alcm_writer_can_require_minor(w, 1) at creation */
 	int finished, poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -108,6 +109,7 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	e->alloc = a;
 	e->w = w;
 	e->opt = o;
+	e->minor1 = alcm_writer_can_require_minor(w, 1);
 	e->tdir.a = &e->alloc;
 	e->meta.a = &e->alloc;
 	*out = e;
@@ -963,8 +965,9 @@ static int tensor_prepare(alcm_encoder *e, const alcm_tensor *t, const uint8_t *
 				tstate_free(e, s);
 				return efail(e, st, "out of memory");
 			}
-			/* An append to a format 1.0 stream keeps to 1.0's codings. */
-			if (!alcm_writer_can_require_minor(e->w, 1))
+			/* An append to a format 1.0 stream keeps to 1.0's codings (asked when the
+			 * encoder was made: the writer may be busy with a queued tensor now). */
+			if (!e->minor1)
 				s->p.qp.symcoding = 0;
 		}
 	}
