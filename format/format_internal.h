@@ -116,6 +116,10 @@ int alcm_writer_can_require_minor(const alcm_writer *w, unsigned minor);
 /* Writes all of buf with pwrite/write loops. @return 0 or errno. */
 int alcm_write_all(int fd, const void *buf, size_t len);
 int alcm_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* After a write of len bytes to a file that will be fsynced: starts the write-out of its
+ * dirty pages when len is large (1 MiB or more), so that the fsync has little left to wait
+ * for. Never fails (the fsync reports errors). */
+void alcm_write_behind(int fd, size_t len);
 /* Reads exactly len bytes at off. @return 0, errno, or -1 on a short file. */
 int alcm_pread_all(int fd, void *buf, size_t len, uint64_t off);
 

@@ -76,6 +76,8 @@ static int raw_pwrite(alcm_writer *w, const void *buf, size_t len, uint64_t off)
 		return wfail(w, ALCM_E_IO, "cannot write '%s' at offset %llu: %s",
 		             w->kind == W_FILE ? w->atom.path : w->path, (unsigned long long)off,
 		             strerror(e));
+	if (w->sync)
+		alcm_write_behind(w->fd, len);
 	return ALCM_OK;
 }
 

@@ -506,6 +506,31 @@ ALCM_API int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pac
 ALCM_API int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep);
 
 /**
+ * Pipelined alcm_encoder_add(): the same sections and archive bytes, but the call returns once
+ * the tensor is checked, its parameters chosen and its chunks queued for the encoder's own
+ * threads (alcm_pack_options.threads of them, started on the first call), which go on
+ * coding it while the caller reads the next tensor; the next tensor's chunks start while
+ * this one's last are still coding, so threads do not wait at tensor boundaries. Until a
+ * tensor larger than one chunk comes, tensors are coded during the call, in the caller's
+ * thread (a small file starts no thread).
+ *
+ * Contract: t->data, t->name and *rep are borrowed, and must stay valid and unchanged until
+ * the NEXT call on the encoder returns (alcm_encoder_queue, _add, _add_section, _set_mode,
+ * _undo or _finish), which finishes this tensor and fills *rep; *t itself is copied. So a
+ * reader needs two buffers, used in turn (alcm_input_keep_previous()).
+ * The progress callback is called from the caller's thread, during those calls.
+ * @return as alcm_encoder_add(), for this tensor's checks or for a tensor queued before it
+ *         (the encoder is then poisoned, as after any coding or writing error).
+ */
+ALCM_API int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep);
+/**
+ * Finishes every queued tensor (fills their reports); their data is then free. Call it
+ * before using the encoder's writer directly (alcm_writer_require_minor() and the like).
+ * @return ALCM_OK, or the error of a queued tensor.
+ */
+ALCM_API int alcm_encoder_flush(alcm_encoder *e);
+
+/**
  * Same as alcm_encoder_add(), and writes into `recon` (t->nbytes bytes, may be NULL) the
  * exact values a decoder will produce, without decoding: training loops use it for error
  * feedback.
@@ -832,6 +857,14 @@ ALCM_API uint64_t alcm_input_size(const alcm_input *in);
  * @param has  receives 1 when a tensor was read, 0 at the end.
  */
 ALCM_API int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has);
+/**
+ * Makes alcm_input_next() use two data buffers in turn, so that a tensor's data stays valid
+ * until the second call after the one that returned it (what alcm_encoder_queue() needs),
+ * at the cost of a second buffer as large as the largest tensor.
+ * @return ALCM_OK for .npy, .npz and .safetensors inputs; ALCM_E_UNSUPPORTED for the others
+ *         (nothing changes).
+ */
+ALCM_API int alcm_input_keep_previous(alcm_input *in);
 ALCM_API void alcm_input_free(alcm_input *in);
 ALCM_API const char *alcm_input_detail(const alcm_input *in);
 

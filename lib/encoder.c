@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 typedef struct job job;
+typedef struct alcm_equeue alcm_equeue;
 
 struct alcm_encoder {
 	alcm_allocator alloc;
@@ -20,6 +21,7 @@ struct alcm_encoder {
 	 * never shrunk): chunk-sized memory is not allocated per chunk or per tensor. */
 	job *jobs;
 	unsigned njobs;
+	alcm_equeue *queue; /* alcm_encoder_queue(): its threads, tensors in flight */
 	alcm_buf tdir;
 	uint32_t ntensors;
 	/* Names so far, for the uniqueness rule (spec 6.3): where each sits in tdir, and an
@@ -33,6 +35,7 @@ struct alcm_encoder {
 	uint32_t last_sections;
 	size_t last_tdir;
 	int can_undo;
+	int minor1; /* alcm_writer_can_require_minor(w, 1) at creation */
 	int finished, poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -106,6 +109,7 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	e->alloc = a;
 	e->w = w;
 	e->opt = o;
+	e->minor1 = alcm_writer_can_require_minor(w, 1);
 	e->tdir.a = &e->alloc;
 	e->meta.a = &e->alloc;
 	*out = e;
@@ -122,11 +126,14 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 }
 
 static void jobs_free(alcm_encoder *e);
+static void queue_free(alcm_encoder *e);
+static int queue_drain(alcm_encoder *e);
 
 void alcm_encoder_free(alcm_encoder *e)
 {
 	if (!e)
 		return;
+	queue_free(e);
 	alcm_pool_free(e->pool);
 	jobs_free(e);
 	if (e->coders)
@@ -568,7 +575,7 @@ struct job {
 	alcm_buf data, mask;
 	alcm_qstats st;
 	int status;
-	int done; /* coded (under the wave's lock) */
+	int done; /* coded (under the wave's or the queue's lock) */
 };
 
 static void jobs_free(alcm_encoder *e)
@@ -581,6 +588,73 @@ static void jobs_free(alcm_encoder *e)
 	}
 	alcm_mem_free(&e->alloc, e->jobs);
 	e->jobs = NULL;
+}
+
+/* Two chunks in flight per thread, allocated once. */
+static int jobs_ensure(alcm_encoder *e)
+{
+	unsigned per = e->ncoders * 2;
+	if (e->jobs)
+		return ALCM_OK;
+	if (!(e->jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job))))
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	e->njobs = per;
+	for (unsigned i = 0; i < per; i++)
+		e->jobs[i].data.a = e->jobs[i].mask.a = &e->alloc;
+	return ALCM_OK;
+}
+
+/* Writes a coded chunk into the open data section and its tensor's chunk table, masks and
+ * totals (one thread at a time). @return 0, 1 (the chunk failed to code), 2 (the writer
+ * failed: *wst) or 3 (out of memory). */
+static int write_job(alcm_encoder *e, job *jb, alcm_buf *ctab, alcm_buf *masks,
+                     alcm_qstats *tot, int *wst)
+{
+	if (jb->status)
+		return 1;
+	if ((*wst = alcm_writer_section_write(e->w, jb->data.p, jb->data.len)))
+		return 2;
+	if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
+	    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
+		return 3;
+	tot->pruned += jb->st.pruned;
+	tot->escapes += jb->st.escapes;
+	tot->modelled += jb->st.modelled;
+	tot->sig += jb->st.sig;
+	tot->noise += jb->st.noise;
+	if (jb->st.max_err > tot->max_err)
+		tot->max_err = jb->st.max_err;
+	memset(&jb->st, 0, sizeof(jb->st));
+	return 0;
+}
+
+/* Codes chunk k of tensor t into jb with coder c. */
+static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparams *p,
+                       const uint8_t *ref, uint8_t *recon, uint64_t chunk_elems, uint64_t k,
+                       job *jb, alcm_coder *c)
+{
+	uint64_t first = k * chunk_elems;
+	uint64_t n = p->elems - first < chunk_elems ? p->elems - first : chunk_elems;
+	const uint8_t *src = t->data;
+	size_t w = alcm_dtype_size(t->dtype);
+	jb->data.len = 0;
+	jb->mask.len = 0;
+	if (ref) {
+		jb->status = p->mode == ALCM_MODE_LOSSLESS
+		                 ? alcm_delta_encode(c, &jb->data, t->dtype, src + first * w,
+		                                     ref + first * w, n, e->opt.level)
+		                 : alcm_delta_quant_encode(c, &jb->data, &p->qp, src, ref, first, n,
+		                                           &jb->st, recon);
+	} else if (p->mode == ALCM_MODE_LOSSLESS) {
+		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, t->dtype, src + first * w, n,
+		                                       e->opt.level);
+		jb->data.len = 0;
+		jb->status = alcm_lossless_encode(c, &jb->data, t->dtype, &plan, src + first * w, n,
+		                                  e->opt.level);
+	} else {
+		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &p->qp, src, first, n, &jb->st,
+		                               recon);
+	}
 }
 
 /* A wave of chunks on the pool. Chunks are written (digest, file, chunk table) in order as
@@ -603,29 +677,6 @@ typedef struct wave {
 	int wst;
 } wave;
 
-/* Writes chunk j of the wave (its owner is the only thread writing). @return wave.fail. */
-static int write_chunk(wave *wv, size_t j)
-{
-	job *jb = &wv->jobs[j];
-	alcm_qstats *tot = wv->tot;
-	if (jb->status)
-		return 1;
-	if ((wv->wst = alcm_writer_section_write(wv->e->w, jb->data.p, jb->data.len)))
-		return 2;
-	if (put_u64(wv->ctab, jb->data.len) || put_u64(wv->ctab, jb->mask.len) ||
-	    alcm_buf_put(wv->masks, jb->mask.p, jb->mask.len))
-		return 3;
-	tot->pruned += jb->st.pruned;
-	tot->escapes += jb->st.escapes;
-	tot->modelled += jb->st.modelled;
-	tot->sig += jb->st.sig;
-	tot->noise += jb->st.noise;
-	if (jb->st.max_err > tot->max_err)
-		tot->max_err = jb->st.max_err;
-	memset(&jb->st, 0, sizeof(jb->st));
-	return 0;
-}
-
 /* Marks chunk j coded; if it is the next to write and nobody writes, writes it and every
  * coded chunk after it. */
 static void chunk_done(wave *wv, size_t j)
@@ -636,7 +687,8 @@ static void chunk_done(wave *wv, size_t j)
 		wv->writing = 1;
 		while (!wv->fail && wv->next < wv->nj && wv->jobs[wv->next].done) {
 			pthread_mutex_unlock(&wv->mu);
-			int f = write_chunk(wv, wv->next);
+			int f = write_job(wv->e, &wv->jobs[wv->next], wv->ctab, wv->masks, wv->tot,
+			                  &wv->wst);
 			pthread_mutex_lock(&wv->mu);
 			if (f)
 				wv->fail = f;
@@ -651,32 +703,8 @@ static void chunk_done(wave *wv, size_t j)
 static void run_chunk(void *arg, size_t j, unsigned worker)
 {
 	wave *wv = arg;
-	job *jb = &wv->jobs[j];
-	alcm_coder *c = wv->e->coders[worker];
-	uint64_t k = wv->first_chunk + j;
-	uint64_t first = k * wv->chunk_elems;
-	uint64_t n = wv->p->elems - first < wv->chunk_elems ? wv->p->elems - first : wv->chunk_elems;
-	const uint8_t *src = wv->t->data;
-	jb->data.len = 0;
-	jb->mask.len = 0;
-	if (wv->ref) {
-		size_t w = alcm_dtype_size(wv->t->dtype);
-		jb->status = wv->p->mode == ALCM_MODE_LOSSLESS
-		                 ? alcm_delta_encode(c, &jb->data, wv->t->dtype, src + first * w,
-		                                     wv->ref + first * w, n, wv->e->opt.level)
-		                 : alcm_delta_quant_encode(c, &jb->data, &wv->p->qp, src, wv->ref,
-		                                           first, n, &jb->st, wv->recon);
-	} else if (wv->p->mode == ALCM_MODE_LOSSLESS) {
-		size_t w = alcm_dtype_size(wv->t->dtype);
-		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, wv->t->dtype, src + first * w, n,
-		                                       wv->e->opt.level);
-		jb->data.len = 0;
-		jb->status = alcm_lossless_encode(c, &jb->data, wv->t->dtype, &plan, src + first * w,
-		                                  n, wv->e->opt.level);
-	} else {
-		jb->status = alcm_quant_encode(c, &jb->data, &jb->mask, &wv->p->qp, src, first, n,
-		                               &jb->st, wv->recon);
-	}
+	code_chunk(wv->e, wv->t, wv->p, wv->ref, wv->recon, wv->chunk_elems, wv->first_chunk + j,
+	           &wv->jobs[j], wv->e->coders[worker]);
 	chunk_done(wv, j);
 }
 
@@ -777,15 +805,10 @@ static int code_chunks(alcm_encoder *e, const alcm_tensor *t, tparams *p, uint64
                        uint8_t *recon, const uint8_t *ref)
 {
 	unsigned per = e->ncoders * 2;
-	if (!e->jobs) {
-		if (!(e->jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job))))
-			return efail(e, ALCM_E_NOMEM, "out of memory");
-		e->njobs = per;
-		for (unsigned i = 0; i < per; i++)
-			e->jobs[i].data.a = e->jobs[i].mask.a = &e->alloc;
-	}
+	int st = jobs_ensure(e);
+	if (st)
+		return st;
 	job *jobs = e->jobs;
-	int st = ALCM_OK;
 	wave wv = {.e = e, .t = t, .p = p, .chunk_elems = chunk_elems, .jobs = jobs,
 	           .recon = recon, .ref = ref, .ctab = ctab, .masks = masks, .tot = tot};
 	if (pthread_mutex_init(&wv.mu, NULL))
@@ -824,6 +847,9 @@ int alcm_encoder_set_mode(alcm_encoder *e, int mode, double bound, unsigned bits
 		return ALCM_E_ARG;
 	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
+	int st = queue_drain(e);
+	if (st)
+		return st;
 	alcm_pack_options o = e->opt;
 	o.mode = mode;
 	o.bound = bound;
@@ -842,8 +868,11 @@ int alcm_encoder_add_section(alcm_encoder *e, const char *type, int critical, co
 		return ALCM_E_ARG;
 	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
+	int st = queue_drain(e);
+	if (st)
+		return st;
 	e->can_undo = 0; /* an undo would take this section too */
-	int st = alcm_writer_add_section(e->w, type, critical ? ALCM_SECTION_CRITICAL : 0,
+	st = alcm_writer_add_section(e->w, type, critical ? ALCM_SECTION_CRITICAL : 0,
 	                                 e->opt.frame, data, len, NULL);
 	return st ? efail(e, st, "%s", alcm_writer_detail(e->w)) : ALCM_OK;
 }
@@ -882,22 +911,44 @@ int alcm_encoder_add_delta(alcm_encoder *e, const alcm_tensor *t, const void *re
 	return add_tensor(e, t, ref, rep, recon);
 }
 
-static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
-                      alcm_tensor_report *rep, void *recon)
+/* A tensor between its check and its directory entry. */
+typedef struct tstate {
+	alcm_tensor t; /* a copy; data and name are the caller's */
+	const uint8_t *ref;
+	tparams p;
+	int downgraded;
+	uint64_t chunk_elems, nchunks;
+	alcm_buf ctab, masks;
+	alcm_qstats tot;
+	uint64_t before;          /* writer bytes before its first section */
+	uint32_t sections_before; /* writer sections before it */
+	size_t tdir_before;
+	alcm_tensor_report *rep;
+	uint64_t first, written; /* queue: global number of its first chunk; chunks written */
+} tstate;
+
+static void tstate_free(alcm_encoder *e, tstate *s)
 {
-	if (!e || !t)
-		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
-		return ALCM_E_STATE;
+	alcm_buf_free(&s->ctab);
+	alcm_buf_free(&s->masks);
+	alcm_lossy_params_free(&e->alloc, &s->p);
+	memset(&s->p, 0, sizeof(s->p));
+}
+
+/* Checks t and chooses its parameters (nothing is written). */
+static int tensor_prepare(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
+                          alcm_tensor_report *rep, tstate *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ctab.a = s->masks.a = &e->alloc;
 	uint64_t elems;
 	int st = check_tensor(e, t, &elems);
 	if (st)
 		return st;
-	tparams p;
-	memset(&p, 0, sizeof(p));
-	p.elems = elems;
-	p.mode = ALCM_MODE_LOSSLESS;
-	int downgraded = 0;
+	s->t = *t;
+	s->rep = rep;
+	s->p.elems = elems;
+	s->p.mode = ALCM_MODE_LOSSLESS;
 	if (e->opt.mode != ALCM_MODE_LOSSLESS) {
 		if (!alcm_dtype_is_float(t->dtype)) {
 			if (e->opt.int_policy == ALCM_INT_REFUSE) {
@@ -907,69 +958,77 @@ static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
 				             "refused (integers are always stored losslessly)", q,
 				             alcm_dtype_name(t->dtype));
 			}
-			downgraded = 1;
+			s->downgraded = 1;
 		} else if (elems > 0) {
-			p.mode = e->opt.mode;
-			if ((st = alcm_lossy_params(&e->alloc, &e->opt, t, &p))) {
-				alcm_lossy_params_free(&e->alloc, &p);
+			s->p.mode = e->opt.mode;
+			if ((st = alcm_lossy_params(&e->alloc, &e->opt, t, &s->p))) {
+				tstate_free(e, s);
 				return efail(e, st, "out of memory");
 			}
-			/* An append to a format 1.0 stream keeps to 1.0's codings. */
-			if (!alcm_writer_can_require_minor(e->w, 1))
-				p.qp.symcoding = 0;
+			/* An append to a format 1.0 stream keeps to 1.0's codings (asked when the
+			 * encoder was made: the writer may be busy with a queued tensor now). */
+			if (!e->minor1)
+				s->p.qp.symcoding = 0;
 			/* Values on a lattice (weights saved dequantized from 8 bits): cells of
 			 * several lattice points, a step above twice the bound (spec 6.5.11). */
-			if (p.qp.symcoding && !ref && p.mode == ALCM_MODE_MAX_ERROR &&
-			    t->dtype == ALCM_DTYPE_F32 && p.nch == 1 && !(p.qp.prune_below > 0))
-				alcm_quant_lattice(t->data, elems, p.bound[0], &p.step[0], &p.qp.offset);
+			if (s->p.qp.symcoding && !ref && s->p.mode == ALCM_MODE_MAX_ERROR &&
+			    t->dtype == ALCM_DTYPE_F32 && s->p.nch == 1 && !(s->p.qp.prune_below > 0))
+				alcm_quant_lattice(t->data, elems, s->p.bound[0], &s->p.step[0],
+				                   &s->p.qp.offset);
 		}
 	}
 	size_t w = alcm_dtype_size(t->dtype);
-	uint64_t chunk_elems = e->opt.chunk_bytes / w;
-	uint64_t nchunks = elems ? (elems - 1) / chunk_elems + 1 : 0;
-	alcm_buf ctab = {NULL, 0, 0, &e->alloc}, masks = {NULL, 0, 0, &e->alloc};
-	alcm_qstats tot;
-	memset(&tot, 0, sizeof(tot));
+	s->chunk_elems = e->opt.chunk_bytes / w;
+	s->nchunks = elems ? (elems - 1) / s->chunk_elems + 1 : 0;
+	s->ref = elems ? ref : NULL; /* nothing to code against: the plain sections say it too */
+	return ALCM_OK;
+}
+
+/* Begins the tensor's data section. */
+static int tensor_open(alcm_encoder *e, tstate *s)
+{
+	s->before = alcm_writer_bytes(e->w);
+	s->sections_before = alcm_writer_section_count(e->w);
+	s->tdir_before = e->tdir.len;
+	int st = alcm_writer_section_begin(e->w, s->ref ? "DLTA"
+	                                         : s->p.mode == ALCM_MODE_LOSSLESS ? "LDAT" : "QDAT",
+	                                   ALCM_SECTION_CRITICAL, e->ntensors);
+	return st ? efail(e, st, "%s", alcm_writer_detail(e->w)) : ALCM_OK;
+}
+
+/* Ends the data section once every chunk is written, adds the scale and mask sections and
+ * the directory entry, fills the report. */
+static int tensor_close(alcm_encoder *e, tstate *s)
+{
+	const alcm_tensor *t = &s->t;
+	tparams *p = &s->p;
 	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
-	uint64_t stored = 0, before = alcm_writer_bytes(e->w);
-	uint32_t sections_before = alcm_writer_section_count(e->w);
-	size_t tdir_before = e->tdir.len;
-	e->can_undo = 0;
-	if (elems == 0)
-		ref = NULL; /* nothing to code against: the plain sections say it as well */
-	st = alcm_writer_section_begin(e->w, ref ? "DLTA" : p.mode == ALCM_MODE_LOSSLESS ? "LDAT"
-	                                                                               : "QDAT",
-	                               ALCM_SECTION_CRITICAL, e->ntensors);
+	int st = alcm_writer_section_end(e->w, &data_idx);
 	if (st)
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
-	if (!st)
-		st = code_chunks(e, t, &p, chunk_elems, nchunks, &ctab, &masks, &tot,
-		                 p.mode == ALCM_MODE_LOSSLESS ? NULL : recon, ref);
-	if (!st && recon && p.mode == ALCM_MODE_LOSSLESS && recon != t->data && t->nbytes)
-		memcpy(recon, t->data, t->nbytes);
-	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
+	if (!st && s->tot.modelled && (st = alcm_writer_require_minor(e->w, 1)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
-	if (!st && tot.modelled && (st = alcm_writer_require_minor(e->w, 1)))
-		st = efail(e, st, "%s", alcm_writer_detail(e->w));
-	if (!st && p.mode != ALCM_MODE_LOSSLESS) {
+	if (!st && p->mode != ALCM_MODE_LOSSLESS) {
 		alcm_buf sc = {NULL, 0, 0, &e->alloc};
-		for (uint64_t c = 0; c < p.nch && !st; c++)
-			st = put_f64(&sc, p.step[c]);
+		for (uint64_t c = 0; c < p->nch && !st; c++)
+			st = put_f64(&sc, p->step[c]);
 		if (!st)
 			st = add_section(e, "SCAL", sc.p, sc.len, &scal_idx);
 		alcm_buf_free(&sc);
-		if (!st && p.qp.prune_below > 0)
-			st = add_section(e, "MASK", masks.p, masks.len, &mask_idx);
+		if (!st && p->qp.prune_below > 0)
+			st = add_section(e, "MASK", s->masks.p, s->masks.len, &mask_idx);
 	}
-	stored = alcm_writer_bytes(e->w) - before;
+	uint64_t stored = alcm_writer_bytes(e->w) - s->before;
 	/* Directory entry (spec 6.3). */
 	alcm_buf *d = &e->tdir;
 	if (!st) {
-		uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)p.mode, (uint8_t)t->ndim,
-		                 (uint8_t)p.bits};
-		double bound = p.mode == ALCM_MODE_BITS ? 0 : e->opt.bound;
+		uint8_t b4[4] = {(uint8_t)t->dtype, (uint8_t)p->mode, (uint8_t)t->ndim,
+		                 (uint8_t)p->bits};
+		double bound = p->mode == ALCM_MODE_BITS ? 0 : e->opt.bound;
 		uint64_t name_at = d->len + 4;
-		if (put_u32(d, (uint32_t)t->name_len) || alcm_buf_put(d, t->name, t->name_len) ||
+		/* Reserved again: a queued tensor was checked before the one ahead of it closed. */
+		if (name_reserve(e) || put_u32(d, (uint32_t)t->name_len) ||
+		    alcm_buf_put(d, t->name, t->name_len) ||
 		    alcm_buf_put(d, b4, 4))
 			st = ALCM_E_NOMEM;
 		if (!st) {
@@ -980,45 +1039,363 @@ static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
 		for (uint32_t i = 0; i < t->ndim && !st; i++)
 			st = put_u64(d, t->shape[i]);
 		if (!st && (put_u32(d, data_idx) || put_u32(d, scal_idx) || put_u32(d, mask_idx) ||
-		            put_u64(d, chunk_elems) || put_u64(d, nchunks) ||
-		            put_f64(d, p.mode == ALCM_MODE_LOSSLESS ? 0 : bound) ||
-		            put_f64(d, tot.max_err) || put_u64(d, tot.pruned) ||
-		            put_u64(d, tot.escapes) || alcm_buf_put(d, ctab.p, ctab.len)))
+		            put_u64(d, s->chunk_elems) || put_u64(d, s->nchunks) ||
+		            put_f64(d, p->mode == ALCM_MODE_LOSSLESS ? 0 : bound) ||
+		            put_f64(d, s->tot.max_err) || put_u64(d, s->tot.pruned) ||
+		            put_u64(d, s->tot.escapes) || alcm_buf_put(d, s->ctab.p, s->ctab.len)))
 			st = ALCM_E_NOMEM;
 		if (st)
 			efail(e, st, "out of memory");
 	}
-	alcm_buf_free(&ctab);
-	alcm_buf_free(&masks);
 	if (!st) {
 		e->ntensors++;
-		e->last_sections = sections_before;
-		e->last_tdir = tdir_before;
+		e->last_sections = s->sections_before;
+		e->last_tdir = s->tdir_before;
 		e->can_undo = 1;
-		if (rep) {
+		if (s->rep) {
+			alcm_tensor_report *rep = s->rep;
 			memset(rep, 0, sizeof(*rep));
 			rep->raw_bytes = t->nbytes;
 			rep->stored_bytes = stored;
-			rep->mode = p.mode;
-			rep->bits = p.bits;
-			rep->max_abs_error = tot.max_err;
-			rep->snr_db = tot.noise > 0 ? 10 * log10(tot.sig / tot.noise) : INFINITY;
-			rep->pruned = tot.pruned;
-			rep->escapes = tot.escapes;
-			rep->downgraded = downgraded;
+			rep->mode = p->mode;
+			rep->bits = p->bits;
+			rep->max_abs_error = s->tot.max_err;
+			rep->snr_db = s->tot.noise > 0 ? 10 * log10(s->tot.sig / s->tot.noise) : INFINITY;
+			rep->pruned = s->tot.pruned;
+			rep->escapes = s->tot.escapes;
+			rep->downgraded = s->downgraded;
 		}
 	}
-	alcm_lossy_params_free(&e->alloc, &p);
 	return st;
+}
+
+static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
+                      alcm_tensor_report *rep, void *recon)
+{
+	if (!e || !t)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	int st = queue_drain(e);
+	if (st)
+		return st;
+	tstate s;
+	e->can_undo = 0;
+	if ((st = tensor_prepare(e, t, ref, rep, &s)))
+		return st;
+	st = tensor_open(e, &s);
+	if (!st)
+		st = code_chunks(e, t, &s.p, s.chunk_elems, s.nchunks, &s.ctab, &s.masks, &s.tot,
+		                 s.p.mode == ALCM_MODE_LOSSLESS ? NULL : recon, s.ref);
+	if (!st && recon && s.p.mode == ALCM_MODE_LOSSLESS && recon != t->data && t->nbytes)
+		memcpy(recon, t->data, t->nbytes);
+	if (!st)
+		st = tensor_close(e, &s);
+	tstate_free(e, &s);
+	return st;
+}
+
+/* ---- pipelined adds (alcm_encoder_queue) -------------------------------------------------
+ * The encoder's own threads take chunks in one global order across the tensors queued; the
+ * thread that codes the next chunk to write writes it, as in a wave, while the open tensor's
+ * data section lasts. The caller's thread closes a tensor (its sections after the data, the
+ * directory entry) and opens the next: only it touches the writer between data sections.
+ * Chunk g uses job g % njobs, free once chunk g - njobs is written. */
+#define QUEUE_MAX 2 /* tensors in flight: the one being finished and the one just queued */
+
+struct alcm_equeue {
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	pthread_t *th;
+	unsigned nth;
+	tstate q[QUEUE_MAX];
+	unsigned head, count;
+	uint64_t queued, taken, wnext; /* global chunk numbers */
+	unsigned busy;                 /* chunks being coded */
+	int open;                      /* q[head]'s data section is begun */
+	int writing;                   /* a thread is writing chunks */
+	int fail, wst;                 /* as in a wave; fail_k: the chunk in its tensor */
+	uint64_t fail_k;
+	int quit;
+};
+
+typedef struct qworker_arg {
+	alcm_encoder *e;
+	unsigned id;
+} qworker_arg;
+
+static tstate *queue_find(alcm_equeue *q, uint64_t g)
+{
+	for (unsigned i = 0; i < q->count; i++) {
+		tstate *s = &q->q[(q->head + i) % QUEUE_MAX];
+		if (g >= s->first && g < s->first + s->nchunks)
+			return s;
+	}
+	return NULL;
+}
+
+/* Writes the coded chunks that come next in the open tensor. Called with the lock held. */
+static void queue_write(alcm_encoder *e)
+{
+	alcm_equeue *q = e->queue;
+	if (q->writing)
+		return;
+	q->writing = 1;
+	while (!q->fail && q->open && q->count) {
+		tstate *s = &q->q[q->head];
+		job *jb = &e->jobs[q->wnext % e->njobs];
+		if (s->written == s->nchunks || q->wnext >= q->taken || !jb->done)
+			break;
+		pthread_mutex_unlock(&q->mu);
+		int f = write_job(e, jb, &s->ctab, &s->masks, &s->tot, &q->wst);
+		pthread_mutex_lock(&q->mu);
+		if (f) {
+			q->fail = f;
+			q->fail_k = s->written;
+			if (f == 1)
+				q->wst = jb->status;
+			break;
+		}
+		q->wnext++;
+		s->written++;
+		pthread_cond_broadcast(&q->work);
+	}
+	q->writing = 0;
+	pthread_cond_broadcast(&q->done);
+}
+
+static void *queue_worker(void *v)
+{
+	qworker_arg *wa = v;
+	alcm_encoder *e = wa->e;
+	alcm_coder *c = e->coders[wa->id];
+	alcm_mem_free(&e->alloc, wa);
+	alcm_equeue *q = e->queue;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->quit && (q->fail || q->taken >= q->queued || q->taken >= q->wnext + e->njobs))
+			pthread_cond_wait(&q->work, &q->mu);
+		if (q->quit)
+			break;
+		uint64_t g = q->taken++;
+		tstate *s = queue_find(q, g);
+		job *jb = &e->jobs[g % e->njobs];
+		jb->done = 0;
+		q->busy++;
+		pthread_mutex_unlock(&q->mu);
+		code_chunk(e, &s->t, &s->p, s->ref, NULL, s->chunk_elems, g - s->first, jb, c);
+		pthread_mutex_lock(&q->mu);
+		jb->done = 1;
+		q->busy--;
+		queue_write(e);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+static void queue_free(alcm_encoder *e)
+{
+	alcm_equeue *q = e->queue;
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->quit = 1;
+	pthread_cond_broadcast(&q->work);
+	pthread_mutex_unlock(&q->mu);
+	for (unsigned i = 0; i < q->nth; i++)
+		pthread_join(q->th[i], NULL);
+	for (unsigned i = 0; i < q->count; i++)
+		tstate_free(e, &q->q[(q->head + i) % QUEUE_MAX]);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->work);
+	pthread_cond_destroy(&q->done);
+	alcm_mem_free(&e->alloc, q->th);
+	alcm_mem_free(&e->alloc, q);
+	e->queue = NULL;
+}
+
+static int queue_start(alcm_encoder *e)
+{
+	if (e->queue)
+		return ALCM_OK;
+	int st = jobs_ensure(e);
+	if (st)
+		return st;
+	alcm_equeue *q = alcm_mem_calloc(&e->alloc, 1, sizeof(*q));
+	if (!q)
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	if (!(q->th = alcm_mem_calloc(&e->alloc, e->ncoders, sizeof(pthread_t)))) {
+		alcm_mem_free(&e->alloc, q);
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	}
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->work, NULL);
+	pthread_cond_init(&q->done, NULL);
+	e->queue = q;
+	for (unsigned i = 0; i < e->ncoders; i++) {
+		qworker_arg *wa = alcm_mem_alloc(&e->alloc, sizeof(*wa));
+		if (!wa)
+			break;
+		wa->e = e;
+		wa->id = i;
+		if (pthread_create(&q->th[q->nth], NULL, queue_worker, wa) != 0) {
+			alcm_mem_free(&e->alloc, wa);
+			break;
+		}
+		q->nth++;
+	}
+	if (!q->nth) {
+		queue_free(e);
+		return efail(e, ALCM_E_NOMEM, "cannot start worker threads");
+	}
+	return ALCM_OK;
+}
+
+/* Closes finished tensors, oldest first, until at most `keep` are in flight; opens the next
+ * one's data section each time. On a failure, waits for the chunks being coded (the caller's
+ * buffers must not be read once it returns) and poisons the encoder. */
+static int queue_settle(alcm_encoder *e, unsigned keep)
+{
+	alcm_equeue *q = e->queue;
+	if (!q)
+		return ALCM_OK;
+	int st = ALCM_OK;
+	pthread_mutex_lock(&q->mu);
+	uint64_t shown = UINT64_MAX;
+	while (q->count > keep && !q->fail) {
+		tstate *s = &q->q[q->head];
+		if (!q->open || s->written < s->nchunks) {
+			if (e->opt.progress && s->written != shown && s->written) {
+				shown = s->written;
+				uint64_t end = s->written * s->chunk_elems;
+				size_t w = alcm_dtype_size(s->t.dtype);
+				pthread_mutex_unlock(&q->mu);
+				e->opt.progress(e->opt.progress_opaque,
+				                (end < s->p.elems ? end : s->p.elems) * w, s->t.nbytes);
+				pthread_mutex_lock(&q->mu);
+				continue;
+			}
+			pthread_cond_wait(&q->done, &q->mu);
+			continue;
+		}
+		/* Every chunk of the head is written and no thread touches the writer. */
+		q->open = 0;
+		pthread_mutex_unlock(&q->mu);
+		st = tensor_close(e, s);
+		tstate_free(e, s);
+		shown = UINT64_MAX;
+		tstate *n = q->count > 1 ? &q->q[(q->head + 1) % QUEUE_MAX] : NULL;
+		if (!st && n)
+			st = tensor_open(e, n);
+		pthread_mutex_lock(&q->mu);
+		q->head = (q->head + 1) % QUEUE_MAX;
+		q->count--;
+		if (st) {
+			q->fail = 4;
+			break;
+		}
+		q->open = n != NULL;
+		queue_write(e);
+	}
+	if (q->fail) {
+		while (q->busy)
+			pthread_cond_wait(&q->done, &q->mu);
+		q->queued = q->taken; /* nothing more is taken */
+	}
+	int fail = q->fail, wst = q->wst;
+	uint64_t k = q->fail_k;
+	pthread_mutex_unlock(&q->mu);
+	if (fail == 1 && !e->poisoned)
+		st = efail(e, wst, "coding chunk %llu: %s", (unsigned long long)k, alcm_strerror(wst));
+	else if (fail == 2 && !e->poisoned)
+		st = efail(e, wst, "%s", alcm_writer_detail(e->w));
+	else if (fail == 3 && !e->poisoned)
+		st = efail(e, ALCM_E_NOMEM, "out of memory");
+	else if (fail)
+		st = st ? st : ALCM_E_STATE;
+	if (fail)
+		e->poisoned = 1;
+	return st;
+}
+
+static int queue_drain(alcm_encoder *e)
+{
+	return queue_settle(e, 0);
+}
+
+int alcm_encoder_flush(alcm_encoder *e)
+{
+	if (!e)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	return queue_drain(e);
+}
+
+int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
+{
+	if (!e || !t)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned)
+		return ALCM_E_STATE;
+	/* Until a tensor of more than one chunk comes, code in the caller's thread: a small
+	 * file starts no thread. */
+	if (!e->queue && t->nbytes <= e->opt.chunk_bytes)
+		return add_tensor(e, t, NULL, rep, NULL);
+	int st = queue_start(e);
+	if (st)
+		return st;
+	/* Make room first: at most one tensor stays in flight beside this one. */
+	if ((st = queue_settle(e, QUEUE_MAX - 1)))
+		return st;
+	alcm_equeue *q = e->queue;
+	e->can_undo = 0;
+	tstate s;
+	if ((st = tensor_prepare(e, t, NULL, rep, &s)))
+		return st;
+	/* The names table holds closed tensors only: compare with the one still in flight. */
+	for (unsigned i = 0; i < q->count; i++) {
+		const alcm_tensor *o = &q->q[(q->head + i) % QUEUE_MAX].t;
+		if (o->name_len == t->name_len && (!t->name_len ||
+		                                   memcmp(o->name, t->name, t->name_len) == 0)) {
+			char nq[96];
+			alcm_detail_quote(nq, sizeof(nq), t->name, t->name_len);
+			tstate_free(e, &s);
+			return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
+			             "already (names are unique)", nq);
+		}
+	}
+	int first = q->count == 0;
+	if (first && (st = tensor_open(e, &s))) {
+		tstate_free(e, &s);
+		return st;
+	}
+	pthread_mutex_lock(&q->mu);
+	s.first = q->queued;
+	q->q[(q->head + q->count) % QUEUE_MAX] = s;
+	q->count++;
+	q->queued += s.nchunks;
+	if (first)
+		q->open = 1;
+	pthread_cond_broadcast(&q->work);
+	queue_write(e); /* a tensor of no chunks is complete at once */
+	pthread_mutex_unlock(&q->mu);
+	/* Every tensor queued before this one is finished: their data is free. */
+	return queue_settle(e, 1);
 }
 
 int alcm_encoder_undo(alcm_encoder *e)
 {
 	if (!e)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned || !e->can_undo)
+	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
-	int st = alcm_writer_rollback(e->w, e->last_sections);
+	int st = queue_drain(e);
+	if (st)
+		return st;
+	if (!e->can_undo)
+		return ALCM_E_STATE;
+	st = alcm_writer_rollback(e->w, e->last_sections);
 	if (st)
 		return efail(e, st, "%s", alcm_writer_detail(e->w));
 	/* The name goes too. It was the table's last insert, so no probe chain passes over its
@@ -1041,11 +1418,14 @@ int alcm_encoder_finish(alcm_encoder *e)
 		return ALCM_E_ARG;
 	if (e->finished || e->poisoned)
 		return ALCM_E_STATE;
+	int st = queue_drain(e);
+	if (st)
+		return st;
 	char prod[64];
 	snprintf(prod, sizeof(prod), "libalcm %s", ALCM_VERSION_STRING);
 	const char *producer = e->opt.producer ? e->opt.producer : prod;
 	alcm_buf m = {NULL, 0, 0, &e->alloc};
-	int st = put_u32(&m, e->nmeta + 1 + (e->opt.source_format ? 1 : 0));
+	st = put_u32(&m, e->nmeta + 1 + (e->opt.source_format ? 1 : 0));
 	const char *k1 = "alcm.producer", *k2 = "alcm.source_format";
 	if (!st)
 		st = put_u32(&m, (uint32_t)strlen(k1)) || alcm_buf_put(&m, k1, strlen(k1)) ||

@@ -80,8 +80,9 @@ static const char usage[] =
 	"Coding:\n"
 	"  -l, --level N         zstd level 1..19 (default 3); a lossless stream that the\n"
 	"                        chunk's sample codes smaller at level 1 uses level 1\n"
-	"  -T, --threads N       worker threads (default: the CPUs it may use); the output\n"
-	"                        is the same for every N\n"
+	"  -T, --threads N       worker threads (default: the CPUs it may use); above 1 the\n"
+	"                        next tensor is read while they code; the output is the\n"
+	"                        same for every N\n"
 	"      --chunk-size B    bytes per independently coded chunk (default 4M)\n"
 	"      --check           decode the archive after writing and compare with INPUT\n"
 	"HDF5 inputs (every dataset at any depth; groups, attributes and links kept in ATTR):\n"
@@ -554,10 +555,27 @@ static void on_chunk(void *opaque, uint64_t done, uint64_t total)
 {
 	chunk_progress *cp = opaque;
 	(void)total;
-	cli_progress_add(&cp->bar, cp->before + done - cp->bar.done);
+	if (cp->before + done > cp->bar.done)
+		cli_progress_add(&cp->bar, cp->before + done - cp->bar.done);
 }
 
-/* One archive (or one more frame) from every tensor of the input, streamed. */
+/* Prints a tensor's line and counts it. */
+static void tensor_done(totals *tot, const alcm_tensor *t, const alcm_tensor_report *rep)
+{
+	totals_add(tot, t, rep);
+	cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
+	         cli_name(t->name, t->name_len), alcm_dtype_name(t->dtype),
+	         cli_shape(t->shape, t->ndim), cli_size(rep->raw_bytes),
+	         cli_size(rep->stored_bytes),
+	         rep->stored_bytes ? (double)rep->raw_bytes / (double)rep->stored_bytes : 0.0,
+	         rep->max_abs_error, (unsigned long long)rep->pruned,
+	         (unsigned long long)rep->escapes);
+}
+
+/* One archive (or one more frame) from every tensor of the input, streamed. With more than
+ * one thread, and an input that can keep two tensors (.npy, .npz, .safetensors), tensors are
+ * queued (alcm_encoder_queue): the next is read while the encoder's threads code this one,
+ * and they start on it before this one's last chunks are done. Same archive bytes. */
 static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	alcm_encoder *e = NULL;
@@ -565,37 +583,50 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	cli_progress_start(&cp.bar, "packing", cli_input_size(in), (uint64_t)100 << 20);
 	cli_progress *bar = &cp.bar;
 	alcm_pack_options o = a->o;
-	o.progress = on_chunk;
+	int queued = o.threads != 1 && cli_input_keep_previous(in) == ALCM_OK;
+	o.progress = on_chunk; /* queued: called for the oldest tensor in flight, whose
+	                        * predecessors cp.before counts */
 	o.progress_opaque = &cp;
+	alcm_tensor qt[2];
+	alcm_tensor_report qrep[2];
+	size_t n = 0;
 	int rc = 0, st = alcm_encoder_new(&e, w, &o, NULL);
 	if (st) {
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 		goto out;
 	}
-	for (;;) {
-		alcm_tensor t;
+	for (;; n++) {
+		alcm_tensor *t = &qt[n % 2];
+		alcm_tensor_report *rep = &qrep[n % 2];
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
+		if ((st = cli_input_next(in, t, &has))) {
 			rc = cli_input_fail(in, st, a->in);
 			goto out;
 		}
 		if (!has)
 			break;
-		alcm_tensor_report rep;
-		if ((st = alcm_encoder_add(e, &t, &rep))) {
+		if ((st = queued ? alcm_encoder_queue(e, t, rep) : alcm_encoder_add(e, t, rep))) {
 			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 			goto out;
 		}
-		totals_add(tot, &t, &rep);
-		cp.before += t.nbytes;
-		cli_progress_add(bar, cp.before - bar->done);
-		cli_info("%s: %s %s, %s -> %s (%.2fx), max error %.3g, %llu pruned, %llu exact",
-		         cli_name(t.name, t.name_len), alcm_dtype_name(t.dtype),
-		         cli_shape(t.shape, t.ndim), cli_size(rep.raw_bytes),
-		         cli_size(rep.stored_bytes),
-		         rep.stored_bytes ? (double)rep.raw_bytes / (double)rep.stored_bytes : 0.0,
-		         rep.max_abs_error, (unsigned long long)rep.pruned,
-		         (unsigned long long)rep.escapes);
+		/* Queued: the call finished the tensor before this one. */
+		const alcm_tensor *d = queued ? (n ? &qt[(n + 1) % 2] : NULL) : t;
+		if (d) {
+			tensor_done(tot, d, queued ? &qrep[(n + 1) % 2] : rep);
+			cp.before += d->nbytes;
+			if (cp.before > bar->done)
+				cli_progress_add(bar, cp.before - bar->done);
+		}
+	}
+	if (queued && n) {
+		if ((st = alcm_encoder_flush(e))) {
+			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
+			goto out;
+		}
+		tensor_done(tot, &qt[(n + 1) % 2], &qrep[(n + 1) % 2]);
+		cp.before += qt[(n + 1) % 2].nbytes;
+		if (cp.before > bar->done)
+			cli_progress_add(bar, cp.before - bar->done);
 	}
 	if ((rc = add_h5_structure(a, in, e)) || (rc = add_input_meta(a, in, w, e)))
 		goto out;

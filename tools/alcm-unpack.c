@@ -4,6 +4,7 @@
 #include "alcm_hdf5.h"
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,6 +70,90 @@ typedef struct sink {
 	alcm_h5_output *h5;
 #endif
 } sink;
+
+/* A thread that writes one tensor at a time to a core sink, behind the decoder. */
+typedef struct writer_thread {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	sink *k;
+	const alcm_tensor *t; /* the tensor to write, NULL when idle */
+	int st, quit, started;
+} writer_thread;
+
+static void *wr_main(void *v)
+{
+	writer_thread *wr = v;
+	pthread_mutex_lock(&wr->mu);
+	for (;;) {
+		while (!wr->t && !wr->quit)
+			pthread_cond_wait(&wr->cv, &wr->mu);
+		if (!wr->t)
+			break;
+		const alcm_tensor *t = wr->t;
+		pthread_mutex_unlock(&wr->mu);
+		int st = wr->st ? wr->st : alcm_output_write(wr->k->o, t);
+		pthread_mutex_lock(&wr->mu);
+		wr->st = st;
+		wr->t = NULL;
+		pthread_cond_broadcast(&wr->cv);
+	}
+	pthread_mutex_unlock(&wr->mu);
+	return NULL;
+}
+
+/* @return 0, or nonzero if the thread cannot start (then the caller writes). */
+static int wr_start(writer_thread *wr, sink *k)
+{
+	wr->k = k;
+	wr->t = NULL;
+	wr->st = wr->quit = 0;
+	if (pthread_mutex_init(&wr->mu, NULL))
+		return 1;
+	if (pthread_cond_init(&wr->cv, NULL)) {
+		pthread_mutex_destroy(&wr->mu);
+		return 1;
+	}
+	if (pthread_create(&wr->th, NULL, wr_main, wr)) {
+		pthread_cond_destroy(&wr->cv);
+		pthread_mutex_destroy(&wr->mu);
+		return 1;
+	}
+	wr->started = 1;
+	return 0;
+}
+
+/* Waits for the tensor being written, then hands over t (NULL: only waits).
+ * @return the status of the writes so far. */
+static int wr_put(writer_thread *wr, const alcm_tensor *t)
+{
+	pthread_mutex_lock(&wr->mu);
+	while (wr->t)
+		pthread_cond_wait(&wr->cv, &wr->mu);
+	int st = wr->st;
+	if (!st && t) {
+		wr->t = t;
+		pthread_cond_broadcast(&wr->cv);
+	}
+	pthread_mutex_unlock(&wr->mu);
+	return st;
+}
+
+static void wr_stop(writer_thread *wr)
+{
+	if (!wr->started)
+		return;
+	pthread_mutex_lock(&wr->mu);
+	while (wr->t)
+		pthread_cond_wait(&wr->cv, &wr->mu);
+	wr->quit = 1;
+	pthread_cond_broadcast(&wr->cv);
+	pthread_mutex_unlock(&wr->mu);
+	pthread_join(wr->th, NULL);
+	pthread_cond_destroy(&wr->cv);
+	pthread_mutex_destroy(&wr->mu);
+	wr->started = 0;
+}
 
 typedef struct h5_args {
 	uint64_t chunk;
@@ -383,8 +468,9 @@ int main(int argc, char **argv)
 	alcm_archive *a = NULL;
 	size_t *sel = NULL, nsel = 0;
 	alcm_tensor *plan = NULL;
-	uint8_t *buf = NULL;
-	uint64_t bufcap = 0;
+	uint8_t *bufs[2] = {NULL, NULL};
+	uint64_t caps[2] = {0, 0};
+	writer_thread wr = {.started = 0};
 	if ((rc = cli_stdout_path(out, alcm_format_name(k.fmt), force, &out)) ||
 	    (rc = cli_stdin_path(in, &in))) {
 		free(names);
@@ -482,21 +568,26 @@ int main(int argc, char **argv)
 	cli_progress p;
 	cli_progress_start(&p, "unpacking", total, (uint64_t)100 << 20);
 	double t0 = cli_now();
+	/* With more than one thread, a writer thread writes tensor j (CRC-32, file) while this
+	 * one decodes tensor j + 1 into the other buffer. The HDF5 bridge keeps to this thread. */
+	int overlap = threads != 1 && nsel > 1 && k.o && !wr_start(&wr, &k);
 	for (size_t j = 0; j < nsel; j++) {
-		/* One tensor in memory at a time; its size was checked against the limits. The
-		 * buffer is kept for the next tensor when it is large enough (not twice too large). */
-		if (!buf || plan[j].nbytes > bufcap || plan[j].nbytes < bufcap / 2) {
-			free(buf);
-			bufcap = plan[j].nbytes ? plan[j].nbytes : 1;
-			buf = malloc(bufcap);
+		/* One tensor in memory at a time (two when writing overlaps); its size was checked
+		 * against the limits. A buffer is kept for the next tensor when it is large enough
+		 * (not twice too large). */
+		int b = overlap ? (int)(j % 2) : 0;
+		if (!bufs[b] || plan[j].nbytes > caps[b] || plan[j].nbytes < caps[b] / 2) {
+			free(bufs[b]);
+			caps[b] = plan[j].nbytes ? plan[j].nbytes : 1;
+			bufs[b] = malloc(caps[b]);
 		}
-		if (!buf) {
+		if (!bufs[b]) {
 			cli_err("cannot allocate %s for tensor '%s'", cli_size(plan[j].nbytes),
 			        cli_name(plan[j].name, plan[j].name_len));
 			rc = EXIT_NOMEM;
 			goto out;
 		}
-		if ((st = alcm_archive_decode(a, sel[j], buf, plan[j].nbytes))) {
+		if ((st = alcm_archive_decode(a, sel[j], bufs[b], plan[j].nbytes))) {
 			rc = cli_fail(st, "read", in, alcm_archive_detail(a));
 			char hint[4096] = "";
 			uint8_t id[32];
@@ -508,15 +599,19 @@ int main(int argc, char **argv)
 			}
 			goto out;
 		}
-		plan[j].data = buf;
-		if ((st = sink_write(&k, &plan[j]))) {
+		plan[j].data = bufs[b];
+		/* Overlapped: the tensor before is written (its buffer is the next one's). */
+		if ((st = overlap ? wr_put(&wr, &plan[j]) : sink_write(&k, &plan[j]))) {
 			rc = cli_fail(st, "write", out, sink_detail(&k));
 			goto out;
 		}
-		plan[j].data = NULL;
 		cli_progress_add(&p, plan[j].nbytes);
 		cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
 		         alcm_dtype_name(plan[j].dtype), cli_shape(plan[j].shape, plan[j].ndim));
+	}
+	if (overlap && (st = wr_put(&wr, NULL))) {
+		rc = cli_fail(st, "write", out, sink_detail(&k));
+		goto out;
 	}
 	if ((st = sink_commit(&k))) {
 		rc = cli_fail(st, "write", out, sink_detail(&k));
@@ -531,7 +626,9 @@ int main(int argc, char **argv)
 		        cli_size(alcm_reader_file_size(r)), cli_size(total),
 		        dt > 0 ? (double)total / dt / 1e6 : 0.0);
 out:
-	free(buf);
+	wr_stop(&wr);
+	free(bufs[0]);
+	free(bufs[1]);
 	free(plan);
 	free(sel);
 	free(names);

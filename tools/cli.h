@@ -142,6 +142,8 @@ typedef struct cli_input cli_input;
 extern unsigned cli_h5_flags;
 int cli_input_open(cli_input **in, const char *path);
 int cli_input_next(cli_input *in, alcm_tensor *t, int *has);
+/* alcm_input_keep_previous() for the core's readers; ALCM_E_UNSUPPORTED for HDF5. */
+int cli_input_keep_previous(cli_input *in);
 int cli_input_format(const cli_input *in);
 uint64_t cli_input_size(const cli_input *in);
 const char *cli_input_detail(const cli_input *in);

@@ -85,6 +85,11 @@ int cli_input_next(cli_input *in, alcm_tensor *t, int *has)
 	return alcm_input_next(in->core, t, has);
 }
 
+int cli_input_keep_previous(cli_input *in)
+{
+	return in->core ? alcm_input_keep_previous(in->core) : ALCM_E_UNSUPPORTED;
+}
+
 int cli_input_format(const cli_input *in)
 {
 	return in ? in->format : ALCM_FILE_UNKNOWN;

@@ -432,6 +432,14 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 	if (in->poisoned || !in->ops)
 		return ALCM_E_STATE;
 	memset(t, 0, sizeof(*t));
+	if (in->keep_prev) {
+		uint8_t *b = in->buf;
+		size_t c = in->buf_cap;
+		in->buf = in->prev;
+		in->buf_cap = in->prev_cap;
+		in->prev = b;
+		in->prev_cap = c;
+	}
 	int rc = in->ops->next(in, t, has);
 	if (rc) {
 		in->poisoned = 1;
@@ -439,6 +447,19 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 		memset(t, 0, sizeof(*t));
 	}
 	return rc;
+}
+
+int alcm_input_keep_previous(alcm_input *in)
+{
+	if (!in)
+		return ALCM_E_ARG;
+	/* These readers read each tensor whole into the buffer; the others may keep a storage
+	 * in it from one tensor to the next (.pt) or hand out the data of an inner reader. */
+	if (in->format != ALCM_FILE_NPY && in->format != ALCM_FILE_NPZ &&
+	    in->format != ALCM_FILE_SAFETENSORS)
+		return ALCM_E_UNSUPPORTED;
+	in->keep_prev = 1;
+	return ALCM_OK;
 }
 
 void alcm_input_free(alcm_input *in)
@@ -450,6 +471,7 @@ void alcm_input_free(alcm_input *in)
 	if (in->fd >= 0)
 		close(in->fd);
 	alcm_mem_free(&in->alloc, in->buf);
+	alcm_mem_free(&in->alloc, in->prev);
 	alcm_io_meta_free(&in->alloc, &in->meta);
 	alcm_mem_free(&in->alloc, in->label);
 	alcm_mem_free(&in->alloc, in->base);

@@ -50,6 +50,9 @@ struct alcm_input {
 	int poisoned;
 	uint8_t *buf;           /* tensor data handed out by alcm_input_next() */
 	size_t buf_cap;
+	uint8_t *prev;          /* alcm_input_keep_previous(): the other buffer, used in turn */
+	size_t prev_cap;
+	int keep_prev;
 	const alcm_io_in_ops *ops;
 	void *state;
 	alcm_io_meta_list meta; /* records for the archive's META (alcm_input_meta) */

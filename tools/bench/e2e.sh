@@ -107,6 +107,13 @@ suite() {
 	done
 	"$B/alcm-pack" -q -f "$in" -o "$a" || return 1
 	"$B/alcm-pack" -q -f --max-error "$maxerr" "$in" -o "$q" || return 1
+	# Same bytes whatever the thread count (-T1 codes in the caller's thread, others queue).
+	local same=1
+	for th in 1 3; do
+		"$B/alcm-pack" -q -f -T$th "$in" -o "$dir/e2e-out.alcm" || return 1
+		cmp -s "$a" "$dir/e2e-out.alcm" || same=0
+	done
+	echo "$same" >"$T/$tag-same"
 	for th in 1 2; do
 		measure "$tag-unpack-npz-$th" "$B/alcm-unpack" -q -f -T$th "$a" -o "$dir/e2e-out.npz"
 		measure "$tag-unpack-st-$th" "$B/alcm-unpack" -q -f -T$th "$a" \
@@ -118,12 +125,12 @@ suite() {
 	zstd -q -f -3 "$in" -o "$dir/e2e-$tag.zst" || return 1
 	measure "$tag-unzstd" zstd -q -f -d "$dir/e2e-$tag.zst" -o "$dir/e2e-out.$ext"
 	local raw
-	raw=$(stat -c %s "$in")
+	raw=$(stat -L -c %s "$in")
 	echo
-	echo "### $(basename "$in"): $raw bytes; alcm lossless $(stat -c %s "$a") bytes" \
-		"($(awk -v r="$raw" -v s="$(stat -c %s "$a")" 'BEGIN {printf "%.3f", r / s}')x)," \
-		"--max-error $maxerr $(stat -c %s "$q") bytes, zstd -3 $(stat -c %s "$dir/e2e-$tag.zst")" \
-		"bytes ($(awk -v r="$raw" -v s="$(stat -c %s "$dir/e2e-$tag.zst")" 'BEGIN {printf "%.3f", r / s}')x)"
+	echo "### $(basename "$in"): $raw bytes; alcm lossless $(stat -L -c %s "$a") bytes" \
+		"($(awk -v r="$raw" -v s="$(stat -L -c %s "$a")" 'BEGIN {printf "%.3f", r / s}')x)," \
+		"--max-error $maxerr $(stat -L -c %s "$q") bytes, zstd -3 $(stat -L -c %s "$dir/e2e-$tag.zst")" \
+		"bytes ($(awk -v r="$raw" -v s="$(stat -L -c %s "$dir/e2e-$tag.zst")" 'BEGIN {printf "%.3f", r / s}')x)"
 	echo
 	header
 	for th in 1 2; do
@@ -151,6 +158,7 @@ echo "# alcm end-to-end benchmark"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) CPU(s); medians of $runs run(s)"
 echo "- $("$B/alcm-pack" --version 2>&1 | head -n 1); $(zstd --version)"
+echo "- load at start: $(uptime | sed 's/.*load average/load average/')"
 [ "${E2E_BIG:-1}" = 0 ] || suite big "$npz" npz
 [ -s "$faceapi" ] && suite faceapi "$faceapi" safetensors
 
@@ -169,7 +177,7 @@ measure tiny-unpack bash -c 'loop 20 "$@"' _ "$B/alcm-unpack" -q -f "$dir/e2e-ti
 measure tiny-zstd bash -c 'loop 20 "$@"' _ zstd -q -f -3 "$tiny" -o "$dir/e2e-out.zst"
 rm -f "$dir/e2e-tiny.alcm"
 echo
-echo "### startup: a $(stat -c %s "$tiny")-byte .npy (10 float32 values), per call (20 calls a run)"
+echo "### startup: a $(stat -L -c %s "$tiny")-byte .npy (10 float32 values), per call (20 calls a run)"
 echo
 echo "| command | wall ms | user ms | sys ms | peak RSS MiB | minor faults |"
 echo "|---|---:|---:|---:|---:|---:|"
@@ -190,7 +198,7 @@ if [ -x "$B/alcm-codec-bench" ]; then
 fi
 
 # Targets on the 839 MB file.
-raw=$(stat -c %s "$npz")
+raw=$(stat -L -c %s "$npz")
 mbs() { awk -v r="$raw" -v w="$(get "$1" 1)" 'BEGIN {printf "%.0f", (w > 0 ? r / 1e6 / w : 0)}'; }
 status=0
 [ -s "$T/big-pack-1" ] || { echo; echo "Targets: not checked (E2E_BIG=0)"; exit 1; }
@@ -203,7 +211,11 @@ verdict() { # CONDITION(awk expr, true = holds) TEXT
 	fi
 }
 echo
+echo "- load at end: $(uptime | sed 's/.*load average/load average/') (a shared machine: wall" \
+	"figures are only comparable with the zstd rows of the same run)"
+echo
 echo "Targets (839 MB file):"
+verdict "$(cat "$T/big-same") == 1" "lossless archives byte-identical at -T1, -T2 (default) and -T3"
 for k in big-pack-1 big-pack-2 big-packq-1 big-packq-2 big-unpack-npz-1 big-unpack-npz-2 \
 	big-unpack-st-1 big-unpack-st-2; do
 	verdict "$(get $k 3) <= 0.1 * $(get $k 2)" "sys <= 10% of user, $k: sys $(get $k 3) s, user $(get $k 2) s"

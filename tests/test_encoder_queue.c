@@ -1,0 +1,261 @@
+/* alcm_encoder_queue(): the pipelined add writes the archive alcm_encoder_add writes, byte for
+ * byte, whatever the thread count; it is done with a tensor's data once the next call
+ * returns; names stay unique across the tensor in flight; errors and undo still hold. */
+#include "codec_internal.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NT 9
+
+typedef struct set {
+	alcm_tensor t[NT];
+	uint8_t *data[NT];
+	char names[NT][16];
+} set;
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Tensors of several dtypes and sizes: some of many chunks (4 KiB chunks), one of none, one
+ * of one element, integers (stored losslessly under a lossy mode). */
+static void make_set(set *s)
+{
+	static const int dt[NT] = {ALCM_DTYPE_F32, ALCM_DTYPE_F32, ALCM_DTYPE_I32, ALCM_DTYPE_F16,
+	                           ALCM_DTYPE_F32, ALCM_DTYPE_F64, ALCM_DTYPE_BF16, ALCM_DTYPE_U8,
+	                           ALCM_DTYPE_F32};
+	static const uint64_t n[NT] = {5000, 3, 7000, 20000, 0, 1500, 9000, 12345, 1};
+	uint64_t r = 18;
+	for (int i = 0; i < NT; i++) {
+		alcm_tensor *t = &s->t[i];
+		memset(t, 0, sizeof(*t));
+		snprintf(s->names[i], sizeof(s->names[i]), "layer%d.w", i);
+		t->name = s->names[i];
+		t->name_len = strlen(s->names[i]);
+		t->dtype = dt[i];
+		t->ndim = 2;
+		t->shape[0] = n[i] % 2 ? 1 : 2;
+		t->shape[1] = n[i] / t->shape[0];
+		size_t w = alcm_dtype_size(dt[i]);
+		t->nbytes = n[i] * w;
+		s->data[i] = malloc(t->nbytes ? t->nbytes : 1);
+		assert_non_null(s->data[i]);
+		for (uint64_t k = 0; k < n[i]; k++) {
+			double x = ((double)(rng_next(&r) % 20001) - 10000) / 1e5;
+			uint8_t *p = s->data[i] + k * w;
+			if (dt[i] == ALCM_DTYPE_F32) {
+				float f = (float)x;
+				memcpy(p, &f, 4);
+			} else if (dt[i] == ALCM_DTYPE_F64) {
+				memcpy(p, &x, 8);
+			} else {
+				uint64_t v = rng_next(&r) & (dt[i] == ALCM_DTYPE_F16 ? 0x3bffu : 0x3effu);
+				memcpy(p, &v, w); /* little-endian host; finite halves and bfloat16s */
+			}
+		}
+		t->data = s->data[i];
+	}
+}
+
+static void free_set(set *s)
+{
+	for (int i = 0; i < NT; i++)
+		free(s->data[i]);
+}
+
+static alcm_pack_options opts(int lossy, unsigned threads)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.chunk_bytes = 4096;
+	o.threads = threads;
+	if (lossy) {
+		o.mode = ALCM_MODE_MAX_ERROR;
+		o.bound = 1e-3;
+		o.prune = 0.05;
+	}
+	return o;
+}
+
+/* Packs s with add (queued = 0) or queue, an extra section after tensor 4; the archive in
+ * *out (malloc'd). With `scribble`, each tensor's buffer is overwritten as soon as the
+ * contract frees it (the next call returned), and restored before the end. */
+static void pack(const set *s, int lossy, unsigned threads, int queued, int scribble,
+                 uint8_t **out, size_t *len, alcm_tensor_report *rep)
+{
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(lossy, threads);
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	uint8_t *saved[NT] = {0};
+	for (int i = 0; i < NT; i++) {
+		int st = queued ? alcm_encoder_queue(e, &s->t[i], &rep[i])
+		                : alcm_encoder_add(e, &s->t[i], &rep[i]);
+		assert_int_equal(st, ALCM_OK);
+		if (scribble && i > 0 && s->t[i - 1].nbytes) {
+			size_t nb = (size_t)s->t[i - 1].nbytes;
+			saved[i - 1] = malloc(nb);
+			memcpy(saved[i - 1], s->data[i - 1], nb);
+			memset(s->data[i - 1], 0x7f, nb);
+		}
+		if (i == 4)
+			assert_int_equal(alcm_encoder_add_section(e, "XTRA", 0, "abc", 3), ALCM_OK);
+	}
+	assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+	alcm_encoder_free(e);
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
+	*out = malloc(*len);
+	memcpy(*out, b, *len);
+	alcm_writer_free(w);
+	for (int i = 0; i < NT; i++)
+		if (saved[i]) {
+			memcpy(s->data[i], saved[i], (size_t)s->t[i].nbytes);
+			free(saved[i]);
+		}
+}
+
+static void same_bytes(void **state, int lossy)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	uint8_t *ref, *got;
+	size_t rlen, glen;
+	alcm_tensor_report rr[NT], gr[NT];
+	pack(&s, lossy, 1, 0, 0, &ref, &rlen, rr);
+	for (unsigned th = 1; th <= 3; th++) {
+		pack(&s, lossy, th, 1, th == 2, &got, &glen, gr);
+		assert_int_equal(glen, rlen);
+		assert_memory_equal(got, ref, rlen);
+		for (int i = 0; i < NT; i++) {
+			assert_int_equal(gr[i].stored_bytes, rr[i].stored_bytes);
+			assert_int_equal(gr[i].raw_bytes, s.t[i].nbytes);
+			assert_true(gr[i].max_abs_error == rr[i].max_abs_error);
+			assert_int_equal(gr[i].pruned, rr[i].pruned);
+			assert_int_equal(gr[i].downgraded, rr[i].downgraded);
+		}
+		free(got);
+	}
+	/* The decoded values are the inputs (lossless) or within the bound. */
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, ref, rlen, "q", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_tensor_count(a), NT);
+	if (!lossy)
+		for (int i = 0; i < NT; i++) {
+			uint8_t *d = malloc(s.t[i].nbytes + 1);
+			assert_int_equal(alcm_archive_decode(a, (size_t)i, d, (size_t)s.t[i].nbytes),
+			                 ALCM_OK);
+			assert_memory_equal(d, s.data[i], (size_t)s.t[i].nbytes);
+			free(d);
+		}
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	free(ref);
+	free_set(&s);
+}
+
+static void test_same_bytes_lossless(void **state)
+{
+	same_bytes(state, 0);
+}
+
+static void test_same_bytes_lossy(void **state)
+{
+	same_bytes(state, 1);
+}
+
+/* A name equal to the tensor still in flight (not yet in the names table) is refused, as one
+ * equal to an older tensor; the encoder stays usable (a bad argument does not poison). */
+static void test_names(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(0, 2);
+	alcm_tensor_report rep[3];
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[0], &rep[0]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[3], &rep[1]), ALCM_OK);
+	alcm_tensor dup = s.t[6];
+	dup.name = s.t[3].name; /* in flight */
+	dup.name_len = s.t[3].name_len;
+	assert_int_equal(alcm_encoder_queue(e, &dup, &rep[2]), ALCM_E_ARG);
+	assert_non_null(strstr(alcm_encoder_detail(e), "names are unique"));
+	dup.name = s.t[0].name; /* closed */
+	dup.name_len = s.t[0].name_len;
+	assert_int_equal(alcm_encoder_queue(e, &dup, &rep[2]), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[6], &rep[2]), ALCM_OK);
+	/* Undo takes the last tensor queued, once it is finished. */
+	assert_int_equal(alcm_encoder_undo(e), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[6], &rep[2]), ALCM_OK);
+	assert_int_equal(alcm_encoder_flush(e), ALCM_OK);
+	assert_int_equal(rep[2].raw_bytes, s.t[6].nbytes);
+	assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[7], &rep[2]), ALCM_E_STATE);
+	alcm_encoder_free(e);
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *b;
+	size_t len;
+	assert_int_equal(alcm_writer_memory(w, &b, &len), ALCM_OK);
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_reader_open_memory(&r, b, len, "q", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_tensor_count(a), 3);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	alcm_writer_free(w);
+	free_set(&s);
+}
+
+/* An encoder freed with tensors in flight stops its threads (no leak, no hang), and a
+ * tensor the checks refuse is reported by the call that queues it. */
+static void test_abandon(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(0, 3);
+	alcm_tensor_report rep[2];
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	alcm_tensor bad = s.t[0];
+	bad.nbytes += 4;
+	assert_int_equal(alcm_encoder_queue(e, &bad, &rep[0]), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[3], &rep[0]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue(e, &s.t[6], &rep[1]), ALCM_OK);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	assert_int_equal(alcm_encoder_queue(NULL, &s.t[0], &rep[0]), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_flush(NULL), ALCM_E_ARG);
+	free_set(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_same_bytes_lossless),
+		cmocka_unit_test(test_same_bytes_lossy),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_abandon),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
