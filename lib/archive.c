@@ -783,8 +783,9 @@ int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap)
 	if (cap < a->t[index].info.raw_bytes)
 		return ALCM_E_ARG;
 	/* A delta of a checkpoint series: its reference first, then its chunks onto it. */
-	int st = a->t[index].delta ? alcm_series_reference(a, index, out, cap) : ALCM_OK;
-	return st ? st : alcm_archive_decode_onto(a, index, out, cap);
+	if (a->t[index].delta)
+		return alcm_series_decode(a, index, out, cap);
+	return alcm_archive_decode_onto(a, index, out, cap);
 }
 
 /* ---- checkpoint series hooks (series_internal.h) ------------------------------------------ */
@@ -869,6 +870,21 @@ int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner)
 
 int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t cap)
 {
+	return alcm_archive_decode_onto2(a, index, out, cap, 1);
+}
+
+unsigned alcm_archive_workers(alcm_archive *a)
+{
+	return ensure_pool(a) ? 1 : a->ncoders;
+}
+
+uint32_t alcm_archive_data_section(const alcm_archive *a, size_t i)
+{
+	return a->t[i].data_idx;
+}
+
+int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t cap, int digest)
+{
 	if (!a || index >= a->count || (!out && a->t[index].info.raw_bytes))
 		return ALCM_E_ARG;
 	if (a->poisoned)
@@ -884,7 +900,8 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 	d.a = a;
 	d.te = te;
 	d.out = out;
-	d.verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
+	int verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
+	d.verify = verify && digest;
 	crypto_generichash_init(&d.hd, NULL, 0, 32);
 	crypto_generichash_init(&d.hm, NULL, 0, 32);
 	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
@@ -905,7 +922,7 @@ int alcm_archive_decode_onto(alcm_archive *a, size_t index, void *out, size_t ca
 		st = decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
-	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && d.verify &&
+	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
 	    alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST)
 		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
 	if (!st)

@@ -4,6 +4,8 @@
 #include "container.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -784,6 +786,72 @@ int alcm_series_reference(alcm_archive *top, size_t index, uint8_t *out, size_t 
 		return alcm_archive_fail(top, st, "reference of tensor '%s' (frame %u): %s", q,
 		                         alcm_archive_frame(failed), alcm_archive_detail(failed));
 	return ALCM_OK;
+}
+
+/* A section's digest checked on a thread of its own (alcm_series_decode): it only reads (the
+ * reader's pread is safe across threads) and hashes into its own buffer. */
+typedef struct digest_job {
+	alcm_reader *r;
+	uint32_t idx;
+	int status;
+} digest_job;
+
+/* The helper's read block, on its stack: a buffer from the heap, fresh at each decode, cost
+ * more in page faults than the digest took (glibc returns large blocks to the system). */
+#define DIGEST_BLOCK ((size_t)1 << 16)
+
+static void *digest_run(void *arg)
+{
+	digest_job *j = arg;
+	alcm_section_info si;
+	crypto_generichash_state hs;
+	uint8_t d[32], buf[DIGEST_BLOCK];
+	alcm_reader_section_info(j->r, j->idx, &si);
+	crypto_generichash_init(&hs, NULL, 0, sizeof(d));
+	j->status = ALCM_OK;
+	for (uint64_t pos = 0; pos < si.length && !j->status;) {
+		size_t n = si.length - pos < DIGEST_BLOCK ? (size_t)(si.length - pos) : DIGEST_BLOCK;
+		if (!(j->status = alcm_reader_section_pread(j->r, j->idx, pos, buf, n)))
+			crypto_generichash_update(&hs, buf, n);
+		pos += n;
+	}
+	crypto_generichash_final(&hs, d, sizeof(d));
+	if (!j->status && sodium_memcmp(d, si.digest, sizeof(d)) != 0)
+		j->status = ALCM_E_DIGEST;
+	return NULL;
+}
+
+/* Below this, a thread costs more than the digest it would take off the decode's path. */
+#define DIGEST_THREAD_MIN ((uint64_t)1 << 18)
+
+int alcm_series_decode(alcm_archive *a, size_t i, uint8_t *out, size_t cap)
+{
+	/* With two threads or more, the reference's decode runs its digest job beside its chunks,
+	 * and the thread that decoded them then waits on the digest: the delta's own digest is
+	 * checked meanwhile, on a thread of its own, instead of after the reference. */
+	alcm_reader *r = alcm_archive_reader(a);
+	uint32_t idx = alcm_archive_data_section(a, i);
+	alcm_section_info si;
+	alcm_reader_section_info(r, idx, &si);
+	digest_job j = {r, idx, ALCM_OK};
+	pthread_t th;
+	/* A thread that cannot start leaves the digest to the delta's decode, as without. */
+	int threaded = !(alcm_reader_open_flags(r) & ALCM_READ_NO_VERIFY) &&
+	               si.length >= DIGEST_THREAD_MIN && alcm_archive_workers(a) >= 2 &&
+	               pthread_create(&th, NULL, digest_run, &j) == 0;
+	int st = alcm_series_reference(a, i, out, cap);
+	if (!st)
+		st = alcm_archive_decode_onto2(a, i, out, cap, !threaded);
+	if (threaded) {
+		pthread_join(th, NULL);
+		/* Checked again here for the reader's message (a digest mismatch names the section
+		 * and offset; a read error its cause). */
+		if (!st && j.status) {
+			st = alcm_reader_verify_section(r, idx);
+			st = alcm_archive_fail(a, st ? st : j.status, "%s", alcm_reader_detail(r));
+		}
+	}
+	return st;
 }
 
 /* ---- the writer ----------------------------------------------------------------------- */

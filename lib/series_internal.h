@@ -102,6 +102,13 @@ int alcm_archive_fail(alcm_archive *a, int st, const char *fmt, ...)
 /* Sets the detail line only: for a refusal that says nothing of the archive itself. */
 int alcm_archive_note(alcm_archive *a, int st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* alcm_archive_decode_onto() that checks section digests only when `digest` (the caller
+ * checks them otherwise: a DLTA tensor has no mask section, only its data section). */
+int alcm_archive_decode_onto2(alcm_archive *a, size_t i, void *out, size_t cap, int digest);
+/* Threads a's decodes run on (its pool, started if need be; 1 if it cannot start). */
+unsigned alcm_archive_workers(alcm_archive *a);
+/* The index of tensor i's data section in a's reader. */
+uint32_t alcm_archive_data_section(const alcm_archive *a, size_t i);
 /* Lets `a` decode with the worker pool and coders of `owner` (which must outlive it). */
 int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner);
 
@@ -110,6 +117,11 @@ int alcm_archive_share_workers(alcm_archive *a, alcm_archive *owner);
 /* Fills out with the reference of DLTA tensor i of a: the same-named tensor of the frame
  * the series record names, decoded through its own chain (spec 6.12.6). */
 int alcm_series_reference(alcm_archive *a, size_t i, uint8_t *out, size_t cap);
+/* Decodes DLTA tensor i of a into out: its reference (alcm_series_reference), then its own
+ * chunks onto it; with two threads or more, its data section's digest is checked on a thread
+ * of its own while the reference decodes (the reference's digest job runs beside the
+ * reference's chunks already, the delta's had to wait for them). */
+int alcm_series_decode(alcm_archive *a, size_t i, uint8_t *out, size_t cap);
 void alcm_series_link_free(alcm_series_link *l);
 
 #endif
