@@ -742,7 +742,7 @@ int alcm_delta_quant_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp
 static int get_escapes(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t first,
                        uint64_t elems, size_t w)
 {
-	uint64_t blen, nesc;
+	uint64_t blen, nesc = 0;
 	int st = alcm_cur_varint(cur, &blen);
 	if (st)
 		return st;
