@@ -742,11 +742,14 @@ int alcm_delta_quant_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp
 static int get_escapes(alcm_coder *c, alcm_cursor *cur, uint8_t *dst, uint64_t first,
                        uint64_t elems, size_t w)
 {
-	uint64_t blen, nesc;
+	uint64_t blen, nesc = 0;
 	int st = alcm_cur_varint(cur, &blen);
 	if (st)
 		return st;
-	if (blen == 0 || blen > 10 + elems * (10 + w))
+	/* What a block can hold (spec 6.5.4, nsym = elems here: no pruning): the count's
+	 * varint, minimal gaps (at most n bytes in all) and the values. Checked before the
+	 * block is allocated and inflated (5.6). */
+	if (blen == 0 || blen > 10 + elems + elems * w)
 		return ALCM_E_CORRUPT;
 	uint8_t *blk = alcm_mem_alloc(alcm_coder_alloc(c), (size_t)blen);
 	if (!blk)

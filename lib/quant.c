@@ -736,11 +736,12 @@ int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, d
 		}
 		best = counts_bits(c, nc);
 	}
+	if (!(best > 0))
+		return 0; /* one cell at step 2b already: no lattice codes in fewer bits */
 	/* m lattice points a cell: the widest whose reconstructions hold the bound, each of its
-	 * m alignments tried. */
-	for (int64_t m = (int64_t)floor(2 * b / d) + 1; m >= 2; m--) {
-		if (m > 1 << 20)
-			continue;
+	 * m alignments tried; at most 2^20 (2b / d may pass any integer's range). */
+	double mtop = floor(2 * b / d) + 1;
+	for (int64_t m = mtop < (double)(1 << 20) ? (int64_t)mtop : 1 << 20; m >= 2; m--) {
 		double s = (double)m * d, found = INFINITY;
 		for (int64_t a = 0; a < m && a < 64; a++) {
 			uint64_t c[LAT_MAX];
