@@ -1,6 +1,7 @@
 /* Uniform quantization with per-channel steps, pruning masks and exact escapes (spec 6.5). */
 #include "symcode_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -534,6 +535,18 @@ static int escapes_open(alcm_coder *c, alcm_cursor *data, size_t w, uint64_t ele
 	return sr->left == nesc * w ? ALCM_OK : ALCM_E_CORRUPT;
 }
 
+/* The largest finite value of a float dtype: a coding-17 offset beyond it would make every
+ * value of the chunk infinite (spec 6.5.11 refuses it). */
+static double dtype_max(int dtype)
+{
+	switch (dtype) {
+	case ALCM_DTYPE_F16: return 65504.0;
+	case ALCM_DTYPE_BF16: return 0x1.fep127;
+	case ALCM_DTYPE_F32: return 0x1.fffffep127;
+	default: return DBL_MAX;
+	}
+}
+
 /* The escapes' exact values over their placeholders, in position order. */
 static int escapes_patch(alcm_sreader *sr, size_t w, uint8_t *dst, uint64_t first,
                          uint64_t nesc, const uint8_t *pos)
@@ -582,7 +595,8 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 			return st;
 		qo = *qp;
 		memcpy(&qo.offset, &u, 8);
-		if (!isfinite(qo.offset) || qo.offset == 0)
+		if (!isfinite(qo.offset) || qo.offset == 0 ||
+		    fabs(qo.offset) > dtype_max(qp->dtype))
 			return ALCM_E_CORRUPT;
 		qp = &qo;
 		width = ALCM_QCODING_RANS;

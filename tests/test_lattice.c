@@ -229,11 +229,14 @@ static void test_spec_vector(void **state)
 		assert_true((double)y[k] == 0.25 * j + 0.09375);
 		assert_true(fabs((double)y[k] - (double)x[k]) <= 0.0625);
 	}
-	/* Hostile: the offset not finite or 0 (corrupt), coding 18 (unsupported), cut
-	 * anywhere (refused), any bit flipped (refused or decoded, never a crash under ASan). */
+	/* Hostile: the offset not finite, 0, or beyond float32's range (1e300, 4e38, -3.5e38:
+	 * every value would decode infinite) (corrupt), coding 18 (unsupported), cut anywhere
+	 * (refused), any bit flipped (refused or decoded, never a crash under ASan). */
 	uint8_t *w = malloc(n);
 	const uint64_t bad[] = {0x7ff8000000000000ull, 0x7ff0000000000000ull,
-	                        0xfff0000000000000ull, 0, 0x8000000000000000ull};
+	                        0xfff0000000000000ull, 0,
+	                        0x8000000000000000ull, 0x7e37e43c8800759cull,
+	                        0x47f2ced32a16a1b1ull, 0xc7f074f8c4d3cd7bull};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		memcpy(w, v, n);
 		alcm_store64(w + 3, bad[k]); /* after the coding byte and nsym's two bytes */
