@@ -141,7 +141,7 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
 		/* Chunks are at most a few MiB: a 2^24 window is enough and keeps decoding
 		 * within the default window limit. */
 		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_windowLog, 24);
-		/* For zstd_literals(): no sequences given means all of the input is literals. */
+		/* For frames of literals only (c->literals): no sequences means all input is literals. */
 		ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_blockDelimiters, ZSTD_sf_noBlockDelimiters);
 		c->level = level;
 	}
