@@ -47,8 +47,13 @@ static const cli_h5_api *try_load(const char *path, char *why, size_t cap)
 			dlclose(h);
 		}
 	}
-	if (!api)
+	if (!api) {
+		/* dlerror() says "PATH: reason"; the path is named once. */
+		size_t n = strlen(path);
+		if (err && strncmp(err, path, n) == 0 && err[n] == ':' && err[n + 1] == ' ')
+			err += n + 2;
 		snprintf(why, cap, "cannot load '%s': %s", path, err ? err : "unknown error");
+	}
 	return api;
 }
 
