@@ -92,6 +92,14 @@ typedef struct alcm_atomic {
 	char *path;
 	char *tmp;  /* the named temporary file, or NULL for an unnamed one */
 	const alcm_allocator *alloc;
+	/* Direct I/O (durable outputs): sequential writes are staged in aligned blocks that a
+	 * background thread writes with O_DIRECT, so that the data does not go through the page
+	 * cache (whose copies and page allocation cost more kernel time than the codec spends);
+	 * the unaligned tail, and everything after a write that is not sequential, go through
+	 * the page cache as before. dio_state: 0 undecided, 1 staging, -1 buffered for good. */
+	struct alcm_dio *dio;
+	int dio_state;
+	uint64_t wpos;  /* where alcm_atomic_write() writes next (the fd's offset is not used) */
 } alcm_atomic;
 
 /* @return ALCM_OK, ALCM_E_EXISTS (target exists, no overwrite), ALCM_E_IO, ALCM_E_NOMEM. */
@@ -103,6 +111,10 @@ int alcm_atomic_open_mode(alcm_atomic *f, const char *path, int overwrite, int s
 /* Writes all of buf (retrying short writes). */
 int alcm_atomic_write(alcm_atomic *f, const void *buf, size_t len, char *detail);
 int alcm_atomic_pwrite(alcm_atomic *f, const void *buf, size_t len, uint64_t off, char *detail);
+/* Writes out what direct I/O has staged and goes on buffered: call before any use of f->fd
+ * other than alcm_atomic_write/pwrite (ftruncate, fsync, another writer of the fd).
+ * @return ALCM_OK or ALCM_E_IO (the write error of a staged block). */
+int alcm_atomic_flush(alcm_atomic *f, char *detail);
 /* Publishes the file (fsync, link or rename, fsync of the directory). */
 int alcm_atomic_commit(alcm_atomic *f, char *detail);
 /* Removes the temp file if not committed; frees the paths. Safe to call twice. */

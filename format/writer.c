@@ -71,11 +71,19 @@ static int raw_pwrite(alcm_writer *w, const void *buf, size_t len, uint64_t off)
 		memcpy(w->mem + off, buf, len);
 		return ALCM_OK;
 	}
+	if (w->kind == W_FILE) {
+		/* Through the atomic file, which stages sequential writes for direct I/O. */
+		int st = alcm_atomic_pwrite(&w->atom, buf, len, off, w->detail);
+		if (st) {
+			w->poisoned = 1;
+			return st;
+		}
+		return ALCM_OK;
+	}
 	int e = alcm_pwrite_all(w->fd, buf, len, off);
 	if (e)
-		return wfail(w, ALCM_E_IO, "cannot write '%s' at offset %llu: %s",
-		             w->kind == W_FILE ? w->atom.path : w->path, (unsigned long long)off,
-		             strerror(e));
+		return wfail(w, ALCM_E_IO, "cannot write '%s' at offset %llu: %s", w->path,
+		             (unsigned long long)off, strerror(e));
 	if (w->sync)
 		alcm_write_behind(w->fd, len);
 	return ALCM_OK;
@@ -513,6 +521,10 @@ int alcm_writer_rollback(alcm_writer *w, uint32_t count)
 	const alcm_entry *last = count ? &w->e[count - 1] : NULL;
 	uint64_t pos = last ? last->offset + last->length : ALCM_HEADER_SIZE;
 	/* Files are cut back, so that no byte of a dropped section can trail the table. */
+	if (w->kind == W_FILE && alcm_atomic_flush(&w->atom, w->detail)) {
+		w->poisoned = 1;
+		return ALCM_E_IO;
+	}
 	if (w->kind != W_MEMORY && ftruncate(w->fd, (off_t)pos) != 0) {
 		w->poisoned = 1;
 		return wfail(w, ALCM_E_IO, "cannot truncate the archive to %llu bytes: %s",

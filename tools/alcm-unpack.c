@@ -1,7 +1,7 @@
 /* alcm-unpack: decode an .alcm archive into .npy, .npz, .safetensors, .pt, .h5, or the
  * files of a sharded checkpoint. */
 #include "cli.h"
-#include "alcm_hdf5.h"
+#include "cli_h5.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -68,6 +68,7 @@ typedef struct sink {
 	alcm_output *o;
 #ifdef ALCM_HAVE_HDF5
 	alcm_h5_output *h5;
+	const cli_h5_api *h5api; /* set with h5 */
 #endif
 } sink;
 
@@ -222,8 +223,17 @@ static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h
 	int rc = read_structure(r, in, &sbuf, &slen);
 	if (rc)
 		return rc;
+	char why[4200];
+	const cli_h5_api *h5api = cli_h5(why, sizeof(why));
+	if (!h5api) {
+		free(sbuf);
+		cli_err("cannot write '%s': the HDF5 support of the tools is missing: %s",
+		        cli_display(out), why);
+		return EXIT_UNSUPPORTED;
+	}
+	k->h5api = h5api;
 	alcm_h5_output_options opt;
-	alcm_h5_output_options_default(&opt);
+	h5api->output_options_default(&opt);
 	opt.chunk_bytes = h->chunk;
 	if (h->gzip >= 0) {
 		opt.gzip_level = h->gzip;
@@ -231,11 +241,11 @@ static int sink_open(sink *k, const char *out, unsigned wflags, const h5_args *h
 	}
 	unsigned f = wflags | (h->external ? ALCM_H5_OUT_ALLOW_EXTERNAL : 0) |
 	             (partial ? ALCM_H5_OUT_PARTIAL : 0);
-	int st = alcm_h5_output_open(&k->h5, out, f, sbuf, slen, &opt);
+	int st = h5api->output_open(&k->h5, out, f, sbuf, slen, &opt);
 	free(sbuf);
 	if (!st)
-		st = alcm_h5_output_plan(k->h5, plan, n);
-	return st ? cli_fail(st, "write", out, alcm_h5_output_detail(k->h5)) : 0;
+		st = k->h5api->output_plan(k->h5, plan, n);
+	return st ? cli_fail(st, "write", out, k->h5api->output_detail(k->h5)) : 0;
 #else
 	(void)wflags, (void)h, (void)r, (void)a, (void)in, (void)plan, (void)n, (void)partial;
 	cli_err("cannot write '%s': this build has no HDF5 support (ALCM_WITH_HDF5=OFF)", out);
@@ -247,7 +257,7 @@ static int sink_write(sink *k, const alcm_tensor *t)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (k->h5)
-		return alcm_h5_output_write(k->h5, t);
+		return k->h5api->output_write(k->h5, t);
 #endif
 	return alcm_output_write(k->o, t);
 }
@@ -256,7 +266,7 @@ static int sink_commit(sink *k)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (k->h5)
-		return alcm_h5_output_commit(k->h5);
+		return k->h5api->output_commit(k->h5);
 #endif
 	return alcm_output_commit(k->o);
 }
@@ -265,7 +275,7 @@ static const char *sink_detail(const sink *k)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (k->h5)
-		return alcm_h5_output_detail(k->h5);
+		return k->h5api->output_detail(k->h5);
 #endif
 	return k->o ? alcm_output_detail(k->o) : "";
 }
@@ -273,7 +283,8 @@ static const char *sink_detail(const sink *k)
 static void sink_free(sink *k)
 {
 #ifdef ALCM_HAVE_HDF5
-	alcm_h5_output_free(k->h5);
+	if (k->h5)
+		k->h5api->output_free(k->h5);
 #endif
 	alcm_output_free(k->o);
 }

@@ -5,9 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 
 #ifdef ALCM_HAVE_HDF5
-#include "alcm_hdf5.h"
+#include "cli_h5.h"
 unsigned cli_h5_flags = ALCM_H5_ISOLATE;
 #else
 unsigned cli_h5_flags = 0;
@@ -17,9 +19,10 @@ struct cli_input {
 	alcm_input *core;
 #ifdef ALCM_HAVE_HDF5
 	alcm_h5_input *h5;
+	const cli_h5_api *h5api; /* set with h5 */
 #endif
 	int format;
-	char detail[160];
+	char detail[PATH_MAX + 512];
 };
 
 /* The HDF5 signature is at offset 0, or after a user block of 512, 1024, 2048... bytes. */
@@ -64,7 +67,14 @@ int cli_input_open(cli_input **out, const char *path)
 	if (is_hdf5(path) || (named_h5 && !known_format(path))) {
 		in->format = ALCM_FILE_HDF5;
 #ifdef ALCM_HAVE_HDF5
-		return alcm_h5_input_open(&in->h5, path, NULL, cli_h5_flags);
+		char why[PATH_MAX + 200];
+		in->h5api = cli_h5(why, sizeof(why));
+		if (!in->h5api) {
+			snprintf(in->detail, sizeof(in->detail),
+			         "an HDF5 file, and the HDF5 support of the tools is missing: %s", why);
+			return ALCM_E_UNSUPPORTED;
+		}
+		return in->h5api->input_open(&in->h5, path, NULL, cli_h5_flags);
 #else
 		snprintf(in->detail, sizeof(in->detail),
 		         "an HDF5 file, and this build has no HDF5 support (ALCM_WITH_HDF5=OFF)");
@@ -80,7 +90,7 @@ int cli_input_next(cli_input *in, alcm_tensor *t, int *has)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_next(in->h5, t, has);
+		return in->h5api->input_next(in->h5, t, has);
 #endif
 	return alcm_input_next(in->core, t, has);
 }
@@ -99,7 +109,7 @@ uint64_t cli_input_size(const cli_input *in)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_size(in->h5);
+		return in->h5api->input_size(in->h5);
 #endif
 	return in->core ? alcm_input_size(in->core) : 0;
 }
@@ -110,7 +120,7 @@ const char *cli_input_detail(const cli_input *in)
 		return "";
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_detail(in->h5);
+		return in->h5api->input_detail(in->h5);
 #endif
 	if (in->core)
 		return alcm_input_detail(in->core);
@@ -121,7 +131,7 @@ int cli_input_structure(cli_input *in, const void **buf, size_t *len)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_structure(in->h5, buf, len);
+		return in->h5api->input_structure(in->h5, buf, len);
 #endif
 	(void)in;
 	*buf = NULL;
@@ -133,7 +143,7 @@ size_t cli_input_skipped(const cli_input *in)
 {
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_skipped(in->h5);
+		return in->h5api->input_skipped(in->h5);
 #endif
 	(void)in;
 	return 0;
@@ -143,7 +153,7 @@ const char *cli_input_skipped_name(const cli_input *in, size_t i, const char **r
 {
 #ifdef ALCM_HAVE_HDF5
 	if (in->h5)
-		return alcm_h5_input_skipped_name(in->h5, i, reason);
+		return in->h5api->input_skipped_name(in->h5, i, reason);
 #endif
 	(void)in;
 	(void)i;
@@ -167,7 +177,8 @@ void cli_input_free(cli_input *in)
 	if (!in)
 		return;
 #ifdef ALCM_HAVE_HDF5
-	alcm_h5_input_free(in->h5);
+	if (in->h5)
+		in->h5api->input_free(in->h5);
 #endif
 	alcm_input_free(in->core);
 	free(in);

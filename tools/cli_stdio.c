@@ -4,6 +4,9 @@
  * to standard output, so that a refused input never leaves half a file in the pipe.
  */
 #include "cli.h"
+#ifdef ALCM_HAVE_HDF5
+#include "cli_h5.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +22,11 @@ static char stdio_dir[4096], stdio_in[4200], stdio_out[4200];
 
 void cli_stdio_cleanup(void)
 {
-	/* Async-signal-safe: the signal handlers call it too. */
+	/* Async-signal-safe: the signal handlers call it too. The HDF5 module keeps its own
+	 * list of named temporary files (its own copy of the core). */
+#ifdef ALCM_HAVE_HDF5
+	cli_h5_cleanup();
+#endif
 	if (stdio_in[0])
 		unlink(stdio_in);
 	if (stdio_out[0])

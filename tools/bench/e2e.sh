@@ -159,6 +159,15 @@ echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) CPU(s); medians of $runs run(s)"
 echo "- $("$B/alcm-pack" --version 2>&1 | head -n 1); $(zstd --version)"
 echo "- load at start: $(uptime | sed 's/.*load average/load average/')"
+# What the output disk takes durably (O_DIRECT, then fsync): an upper bound for every row
+# below, since each output is fsynced before the command returns.
+disk_mbs() {
+	dd if=/dev/zero of="$dir/e2e-out.dd" bs=4M count=100 oflag=direct conv=fsync 2>&1 |
+		awk '/copied/ {for (i = 2; i <= NF; i++) if ($i == "s,") s = $(i - 1) + 0; print (s > 0 ? 419430400 / 1e6 / s : 0)}'
+	rm -f "$dir/e2e-out.dd"
+}
+disk=$(disk_mbs)
+echo "- output disk: ${disk:-?} MB/s durable (dd bs=4M count=100 oflag=direct conv=fsync into $dir)"
 [ "${E2E_BIG:-1}" = 0 ] || suite big "$npz" npz
 [ -s "$faceapi" ] && suite faceapi "$faceapi" safetensors
 
@@ -213,6 +222,7 @@ verdict() { # CONDITION(awk expr, true = holds) TEXT
 echo
 echo "- load at end: $(uptime | sed 's/.*load average/load average/') (a shared machine: wall" \
 	"figures are only comparable with the zstd rows of the same run)"
+echo "- output disk at end: $(disk_mbs) MB/s durable (dd oflag=direct conv=fsync; at start ${disk:-?})"
 echo
 echo "Targets (839 MB file):"
 verdict "$(cat "$T/big-same") == 1" "lossless archives byte-identical at -T1, -T2 (default) and -T3"
