@@ -1009,9 +1009,11 @@ static int tensor_close(alcm_encoder *e, tstate *s)
 		st = put_f64(&sc, p->step[c]);
 	if (st)
 		st = efail(e, st, "out of memory");
-	/* A tensor whose chunks already need 1.1 carries its steps at the end of its QDAT
-	 * (spec 6.5.13): a SCAL section costs a table entry and a padded payload, ~120 bytes. */
-	int inline_steps = !st && s->tot.modelled && !s->ref && p->mode != ALCM_MODE_LOSSLESS;
+	/* A tensor whose chunks already need 1.1, or any once the archive is 1.1, carries its
+	 * steps at the end of its QDAT (spec 6.5.13): a SCAL section costs a table entry and a
+	 * padded payload, ~120 bytes. Archives without 1.1 codings stay 1.0. */
+	int inline_steps = !st && (s->tot.modelled || alcm_writer_minor(e->w) >= 1) && !s->ref &&
+	                   p->mode != ALCM_MODE_LOSSLESS;
 	if (inline_steps && (st = alcm_writer_section_write(e->w, sc.p, sc.len)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))

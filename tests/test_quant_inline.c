@@ -165,6 +165,70 @@ static void test_layout(void **state)
 	free(y);
 }
 
+/* Tiny tensors take byte planes (format 1.0): alone they keep a SCAL and the archive stays
+ * 1.0; once a modelled tensor made the archive 1.1, the next tiny one inlines its step too. */
+static void test_tiny_after_modelled(void **state)
+{
+	(void)state;
+	uint64_t rows = 32, cols = 600;
+	float *x = values(rows, cols), *y = malloc(rows * cols * sizeof(float));
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = 0.004;
+	o.threads = 1;
+	for (int order = 0; order < 2; order++) {
+		alcm_writer *wr;
+		alcm_encoder *e;
+		assert_int_equal(alcm_writer_open_memory(&wr, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_new(&e, wr, &o, NULL), ALCM_OK);
+		alcm_tensor tiny, big, tiny2;
+		tensor(&tiny, x, 1, 4);
+		tiny.name = "a";
+		tensor(&tiny2, x + 4, 1, 4);
+		tiny2.name = "c";
+		tensor(&big, x, rows, cols);
+		big.name = "b";
+		assert_int_equal(alcm_encoder_add(e, &tiny, NULL), ALCM_OK);
+		if (order)
+			assert_int_equal(alcm_encoder_add(e, &big, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_add(e, &tiny2, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+		assert_int_equal(alcm_writer_commit(wr), ALCM_OK);
+		assert_int_equal(alcm_writer_minor(wr), (unsigned)order);
+		const void *buf;
+		size_t len;
+		alcm_writer_memory(wr, &buf, &len);
+		alcm_reader *rd;
+		alcm_archive *ar;
+		assert_int_equal(alcm_reader_open_memory(&rd, buf, len, "x.alcm", NULL, NULL, 0),
+		                 ALCM_OK);
+		unsigned scal = 0;
+		for (uint32_t i = 0; i < alcm_reader_section_count(rd); i++) {
+			alcm_section_info si;
+			assert_int_equal(alcm_reader_section_info(rd, i, &si), ALCM_OK);
+			scal += memcmp(si.type, "SCAL", 4) == 0;
+		}
+		/* Without the big tensor: a SCAL each; with it: only the first tiny one's. */
+		assert_int_equal(scal, order ? 1 : 2);
+		assert_int_equal(alcm_archive_open(&ar, rd, NULL), ALCM_OK);
+		for (size_t t = 0; t < alcm_archive_tensor_count(ar); t++) {
+			alcm_tensor_info ti;
+			assert_int_equal(alcm_archive_tensor_info(ar, t, &ti), ALCM_OK);
+			assert_int_equal(alcm_archive_decode(ar, t, y, ti.raw_bytes), ALCM_OK);
+			const float *src = ti.name[0] == 'c' ? x + 4 : x;
+			for (uint64_t i = 0; i < ti.elements; i++)
+				assert_true(fabs((double)src[i] - (double)y[i]) <= 0.004);
+		}
+		alcm_archive_free(ar);
+		alcm_reader_free(rd);
+		alcm_encoder_free(e);
+		alcm_writer_free(wr);
+	}
+	free(x);
+	free(y);
+}
+
 /* A lossy tensor appended to a format 1.0 archive keeps 1.0's codings and a SCAL section. */
 static void test_append_to_1_0(void **state)
 {
@@ -260,6 +324,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_layout),
+		cmocka_unit_test(test_tiny_after_modelled),
 		cmocka_unit_test(test_append_to_1_0),
 		cmocka_unit_test(test_hostile),
 	};
