@@ -212,6 +212,14 @@ typedef struct bitr {
 
 ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 {
+	/* Eight bytes at once while eight are left: whole bytes counted, the bits of the next
+	 * one (partly loaded) loaded again at the same place by the next refill, so acc holds
+	 * only the stream's bits and bitr_done() sees the same state as byte by byte. */
+	if (r->n < n && r->end - r->p >= 8) {
+		r->acc |= alcm_load64(r->p) << r->n;
+		r->p += (63 - r->n) >> 3;
+		r->n |= 56;
+	}
 	while (r->n < n) {
 		if (r->p == r->end) {
 			r->bad = 1;
