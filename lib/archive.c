@@ -12,6 +12,7 @@ typedef struct tentry {
 	uint64_t chunk_elems;
 	const uint8_t *ctab; /* chunk_count * 16 bytes inside the directory copy */
 	int delta;           /* the data section is a DLTA (spec 6.12) */
+	int steps_inline;    /* the steps end the QDAT instead of a SCAL (spec 6.5.13) */
 } tentry;
 
 typedef struct dslot dslot;
@@ -218,8 +219,10 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 		nch = (ti->ndim >= 2 && ti->mode != ALCM_MODE_MAX_ERROR && ti->mode != ALCM_MODE_SNR)
 		          ? ti->shape[0] : 1;
 		alcm_section_info si;
-		if (!ref_ok(a, te->scal_idx, "SCAL") || alcm_reader_section_info(a->r, te->scal_idx, &si) ||
-		    si.length != nch * 8)
+		te->steps_inline = !te->delta && te->scal_idx == te->data_idx;
+		if (!te->steps_inline &&
+		    (!ref_ok(a, te->scal_idx, "SCAL") || alcm_reader_section_info(a->r, te->scal_idx, &si) ||
+		     si.length != nch * 8))
 			return BAD(ALCM_E_CORRUPT, "tensor '%s': scale section %u is missing, of the "
 			           "wrong type or not %llu bytes", q, te->scal_idx,
 			           (unsigned long long)(nch * 8));
@@ -252,11 +255,14 @@ static int parse_entry(alcm_archive *a, alcm_cursor *c, tentry *te, size_t i, ui
 		alcm_reader_section_info(a->r, te->mask_idx, &ms);
 		mlen = ms.length;
 	}
+	/* Inline steps follow the last chunk (nch <= elements, so 8 * nch cannot overflow). */
+	if (te->steps_inline && alcm_add_u64(dsum, nch * 8, &dsum))
+		return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk lengths overflow", q);
 	if (dsum != ds.length || msum != mlen)
 		return BAD(ALCM_E_CORRUPT, "tensor '%s': chunk table does not add up to its sections "
 		           "(%llu vs %llu bytes)", q, (unsigned long long)dsum,
 		           (unsigned long long)ds.length);
-	ti->stored_bytes = ds.length + mlen + (lossless ? 0 : nch * 8);
+	ti->stored_bytes = ds.length + mlen + (lossless || te->steps_inline ? 0 : nch * 8);
 	return ALCM_OK;
 #undef BAD
 }
@@ -529,6 +535,7 @@ typedef struct dec {
 	tentry *te;
 	alcm_qparams qp;
 	double *steps;
+	uint8_t *raw_steps; /* inline steps as stored, for the digest (spec 6.5.13) */
 	uint8_t *out;
 	crypto_generichash_state hd, hm;
 	int verify;
@@ -755,7 +762,20 @@ static int load_steps(dec *d)
 	d->steps = alcm_mem_alloc(&d->a->alloc, n * 8);
 	if (!d->steps)
 		return afail(d->a, ALCM_E_NOMEM, "out of memory");
-	int st = alcm_reader_section_read(d->a->r, te->scal_idx, d->steps, n * 8);
+	int st;
+	if (te->steps_inline) {
+		/* The section's last 8 n bytes (spec 6.5.13); hashed after the chunks. */
+		alcm_section_info si;
+		alcm_reader_section_info(d->a->r, te->data_idx, &si);
+		st = alcm_reader_section_pread(d->a->r, te->data_idx, si.length - n * 8, d->steps,
+		                               n * 8);
+		if (!st && d->verify && !(d->raw_steps = alcm_mem_alloc(&d->a->alloc, n * 8)))
+			return afail(d->a, ALCM_E_NOMEM, "out of memory");
+		if (!st && d->raw_steps)
+			memcpy(d->raw_steps, d->steps, n * 8);
+	} else {
+		st = alcm_reader_section_read(d->a->r, te->scal_idx, d->steps, n * 8);
+	}
 	if (st)
 		return afail(d->a, st, "%s", alcm_reader_detail(d->a->r));
 	for (size_t c = 0; c < n; c++) {
@@ -925,11 +945,14 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
 	    alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST)
 		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
+	if (!st && d.raw_steps)
+		crypto_generichash_update(&d.hd, d.raw_steps, (size_t)te->info.scales * 8);
 	if (!st)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
 	alcm_mem_free(&a->alloc, d.steps);
+	alcm_mem_free(&a->alloc, d.raw_steps);
 	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
 		a->poisoned = 1;
 	return st;

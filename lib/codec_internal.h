@@ -223,6 +223,9 @@ typedef struct alcm_qparams {
 	 * channel axes its models may try: element g is in channel (g / axis_run[a]) %
 	 * axis_count[a]; naxes 0..2 (axis 0, then the last axis). */
 	int symcoding;
+	/* Encoder only: the rANS states of a modelled chunk, 1..32; 0 lets the chunk's length
+	 * choose (alcm_rans_lanes_for(), spec 6.5.14). */
+	unsigned lanes;
 	unsigned naxes;
 	uint64_t axis_run[2], axis_count[2];
 } alcm_qparams;

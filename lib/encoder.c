@@ -1003,21 +1003,32 @@ static int tensor_close(alcm_encoder *e, tstate *s)
 	const alcm_tensor *t = &s->t;
 	tparams *p = &s->p;
 	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
-	int st = alcm_writer_section_end(e->w, &data_idx);
+	alcm_buf sc = {NULL, 0, 0, &e->alloc};
+	int st = ALCM_OK;
+	for (uint64_t c = 0; p->mode != ALCM_MODE_LOSSLESS && c < p->nch && !st; c++)
+		st = put_f64(&sc, p->step[c]);
 	if (st)
+		st = efail(e, st, "out of memory");
+	/* A tensor whose chunks already need 1.1, or any once the archive is 1.1, carries its
+	 * steps at the end of its QDAT (spec 6.5.13): a SCAL section costs a table entry and a
+	 * padded payload, ~120 bytes. Archives without 1.1 codings stay 1.0. */
+	int inline_steps = !st && (s->tot.modelled || alcm_writer_minor(e->w) >= 1) && !s->ref &&
+	                   p->mode != ALCM_MODE_LOSSLESS;
+	if (inline_steps && (st = alcm_writer_section_write(e->w, sc.p, sc.len)))
+		st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && s->tot.modelled && (st = alcm_writer_require_minor(e->w, 1)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && p->mode != ALCM_MODE_LOSSLESS) {
-		alcm_buf sc = {NULL, 0, 0, &e->alloc};
-		for (uint64_t c = 0; c < p->nch && !st; c++)
-			st = put_f64(&sc, p->step[c]);
-		if (!st)
+		if (inline_steps)
+			scal_idx = data_idx;
+		else
 			st = add_section(e, "SCAL", sc.p, sc.len, &scal_idx);
-		alcm_buf_free(&sc);
 		if (!st && p->qp.prune_below > 0)
 			st = add_section(e, "MASK", s->masks.p, s->masks.len, &mask_idx);
 	}
+	alcm_buf_free(&sc);
 	uint64_t stored = alcm_writer_bytes(e->w) - s->before;
 	/* Directory entry (spec 6.3). */
 	alcm_buf *d = &e->tdir;

@@ -159,7 +159,12 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!qp->symcoding || n == 0)
 		return put_planes(c, data, sym, n, qp->level);
 	size_t at = data->len;
+	/* Fewer rANS states for a short chunk (codings 18 and 19, spec 6.5.14). */
+	uint8_t lanes = (uint8_t)(qp->lanes >= 1 && qp->lanes <= ALCM_RANS_LANES
+	                              ? qp->lanes : alcm_rans_lanes_for(n));
 	uint8_t w = qp->offset != 0 ? ALCM_QCODING_RANS_OFFSET : ALCM_QCODING_RANS;
+	if (lanes < ALCM_RANS_LANES)
+		w += ALCM_QCODING_RANS_LANES - ALCM_QCODING_RANS;
 	int st = alcm_buf_put(data, &w, 1);
 	if (!st)
 		st = alcm_buf_put_varint(data, n);
@@ -170,8 +175,10 @@ static int put_symbols(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		alcm_store64(ob, u);
 		st = alcm_buf_put(data, ob, 8);
 	}
+	if (!st && lanes < ALCM_RANS_LANES)
+		st = alcm_buf_put(data, &lanes, 1);
 	if (!st)
-		st = alcm_symcode_encode(c, data, qp, sym, n, bits, first, elems);
+		st = alcm_symcode_encode(c, data, qp, sym, n, bits, first, elems, lanes);
 	size_t l1 = data->len - at;
 	/* An offset has no byte-plane coding: the modelled one is kept (alcm_quant_lattice()
 	 * takes tensors of at most 256 values, whose tokens take at most a byte or so each). */
@@ -588,6 +595,10 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 		return ALCM_E_CORRUPT;
 	alcm_sreader sr;
 	alcm_qparams qo;
+	unsigned lanes = ALCM_RANS_LANES;
+	int has_lanes = width == ALCM_QCODING_RANS_LANES || width == ALCM_QCODING_RANS_OFFSET_LANES;
+	if (has_lanes)
+		width -= ALCM_QCODING_RANS_LANES - ALCM_QCODING_RANS;
 	if (width == ALCM_QCODING_RANS_OFFSET) {
 		/* Coding 16 with every value moved by an offset (spec 6.5.11). */
 		uint64_t u;
@@ -601,11 +612,20 @@ int alcm_quant_decode(alcm_coder *c, alcm_cursor *data, alcm_cursor *mask,
 		qp = &qo;
 		width = ALCM_QCODING_RANS;
 	}
+	if (has_lanes) {
+		/* 1..31 states: 32 is coding 16 or 17 (spec 6.5.14). */
+		uint8_t l;
+		if ((st = alcm_cur_u8(data, &l)))
+			return st;
+		if (l < 1 || l >= ALCM_RANS_LANES)
+			return ALCM_E_CORRUPT;
+		lanes = l;
+	}
 	if (width == ALCM_QCODING_RANS) {
 		/* The modelled coding's lengths are all inside it: the values first (bounded by
 		 * the chunk's elements), then the escape block that follows them. */
 		if ((st = alcm_symcode_decode_values(c, data, qp, dst, first, elems, bits, nsym,
-		                                     planes, scratch_len - 2 * mbytes)) ||
+		                                     planes, scratch_len - 2 * mbytes, lanes)) ||
 		    (st = escapes_open(c, data, w, elems, nsym, bits, pos, &sr, &nesc)))
 			return st;
 		return escapes_patch(&sr, w, dst, first, nesc, pos);

@@ -185,8 +185,8 @@ __attribute__((target("avx2"))) static void encode_avx2(uint32_t *x, uint8_t **p
 }
 #endif
 
-size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint8_t *cls,
-                        size_t n, const alcm_rans_etab *tabs)
+size_t alcm_rans_encode_lanes(uint8_t *out, size_t cap, const uint8_t *tok, const uint8_t *cls,
+                              size_t n, const alcm_rans_etab *tabs, unsigned lanes)
 {
 	/* Words are written backwards from the end of out, then moved behind the states;
 	 * little-endian 16-bit words throughout. */
@@ -195,6 +195,18 @@ size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint
 	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
 		x[j] = ALCM_RANS_L;
 	size_t i = n;
+	if (lanes < ALCM_RANS_LANES) {
+		/* Fewer states for short chunks (spec 6.5.14): the portable loop only. */
+		while (i) {
+			i--;
+			enc_put(&x[i % lanes], &p, &tabs[cls ? cls[i] : 0].s[tok[i]]);
+		}
+		size_t bytes = (size_t)(end - p);
+		memmove(out + 4 * lanes, p, bytes);
+		for (unsigned j = 0; j < lanes; j++)
+			alcm_store32(out + 4 * j, x[j]);
+		return 4 * lanes + bytes;
+	}
 	/* The last partial group, then whole groups of 32, each lane in reverse order. */
 	while (i % ALCM_RANS_LANES) {
 		i--;
@@ -225,6 +237,12 @@ size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint
 	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
 		alcm_store32(out + 4 * j, x[j]);
 	return 4 * ALCM_RANS_LANES + bytes;
+}
+
+size_t alcm_rans_encode(uint8_t *out, size_t cap, const uint8_t *tok, const uint8_t *cls,
+                        size_t n, const alcm_rans_etab *tabs)
+{
+	return alcm_rans_encode_lanes(out, cap, tok, cls, n, tabs, ALCM_RANS_LANES);
 }
 
 /* ---- decoder ------------------------------------------------------------------------------ */
@@ -367,25 +385,26 @@ static size_t run_groups(uint32_t *x, const uint8_t **pp, const uint8_t *end, ui
 	return decode_groups(x, pp, end, tok, cls, n, tabs);
 }
 
-int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs,
-                     const uint8_t *in, size_t len)
+int alcm_rans_decode_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
+                           const alcm_rans_dtab *tabs, const uint8_t *in, size_t len,
+                           unsigned lanes)
 {
-	if (len < 4 * ALCM_RANS_LANES || (len & 1))
+	if (lanes < 1 || lanes > ALCM_RANS_LANES || len < 4 * lanes || (len & 1))
 		return ALCM_E_CORRUPT;
 	uint32_t x[ALCM_RANS_LANES];
-	for (unsigned j = 0; j < ALCM_RANS_LANES; j++) {
+	for (unsigned j = 0; j < lanes; j++) {
 		x[j] = alcm_load32(in + 4 * j);
 		if (x[j] < ALCM_RANS_L || x[j] >= 0x80000000u)
 			return ALCM_E_CORRUPT; /* a state outside [L, 2^31) */
 	}
-	const uint8_t *p = in + 4 * ALCM_RANS_LANES, *end = in + len;
-	size_t i = run_groups(x, &p, end, tok, cls, n, tabs);
+	const uint8_t *p = in + 4 * lanes, *end = in + len;
+	size_t i = lanes == ALCM_RANS_LANES ? run_groups(x, &p, end, tok, cls, n, tabs) : 0;
 	/* The last words, copied into a buffer with 64 zero bytes of slack, so that whole
 	 * groups keep their fast loop: a group reads at most 64 bytes, and one that reads past
 	 * the real words (a damaged stream) is caught below. */
 	uint8_t pad[4 * ALCM_RANS_LANES];
 	size_t rest = (size_t)(end - p);
-	if (i + ALCM_RANS_LANES <= n && rest < 2 * ALCM_RANS_LANES) {
+	if (lanes == ALCM_RANS_LANES && i + ALCM_RANS_LANES <= n && rest < 2 * ALCM_RANS_LANES) {
 		memset(pad, 0, sizeof(pad));
 		memcpy(pad, p, rest);
 		const uint8_t *q = pad, *qend = pad + rest;
@@ -399,9 +418,9 @@ int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans
 			return ALCM_E_CORRUPT;
 		p += q - pad;
 	}
-	/* The tail, checking every word. */
+	/* The tail (or all of a stream of fewer lanes), checking every word. */
 	for (; i < n; i++) {
-		unsigned j = i % ALCM_RANS_LANES;
+		unsigned j = (unsigned)(i % lanes);
 		uint32_t e = tabs[cls ? cls[i] : 0].e[x[j] & (ALCM_RANS_TOTAL - 1)];
 		tok[i] = (uint8_t)e;
 		x[j] = dec_step(x[j], e);
@@ -414,27 +433,34 @@ int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans
 	}
 	if (p != end)
 		return ALCM_E_CORRUPT;
-	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+	for (unsigned j = 0; j < lanes; j++)
 		if (x[j] != ALCM_RANS_L)
 			return ALCM_E_CORRUPT;
 	return ALCM_OK;
 }
 
-int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
-                            const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1], const unsigned *ntok,
-                            const uint8_t *in, size_t len)
+int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans_dtab *tabs,
+                     const uint8_t *in, size_t len)
 {
-	if (len < 4 * ALCM_RANS_LANES || (len & 1))
+	return alcm_rans_decode_lanes(tok, cls, n, tabs, in, len, ALCM_RANS_LANES);
+}
+
+int alcm_rans_decode_search_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
+                                  const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1],
+                                  const unsigned *ntok, const uint8_t *in, size_t len,
+                                  unsigned lanes)
+{
+	if (lanes < 1 || lanes > ALCM_RANS_LANES || len < 4 * lanes || (len & 1))
 		return ALCM_E_CORRUPT;
 	uint32_t x[ALCM_RANS_LANES];
-	for (unsigned j = 0; j < ALCM_RANS_LANES; j++) {
+	for (unsigned j = 0; j < lanes; j++) {
 		x[j] = alcm_load32(in + 4 * j);
 		if (x[j] < ALCM_RANS_L || x[j] >= 0x80000000u)
 			return ALCM_E_CORRUPT;
 	}
-	const uint8_t *p = in + 4 * ALCM_RANS_LANES, *end = in + len;
+	const uint8_t *p = in + 4 * lanes, *end = in + len;
 	for (size_t i = 0; i < n; i++) {
-		unsigned j = i % ALCM_RANS_LANES, k = cls ? cls[i] : 0;
+		unsigned j = (unsigned)(i % lanes), k = cls ? cls[i] : 0;
 		const uint16_t *c = cum[k];
 		uint32_t r = x[j] & (ALCM_RANS_TOTAL - 1);
 		/* c[lo] <= r < c[hi]: ends on the token whose slots hold r (its frequency > 0). */
@@ -457,8 +483,15 @@ int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
 	}
 	if (p != end)
 		return ALCM_E_CORRUPT;
-	for (unsigned j = 0; j < ALCM_RANS_LANES; j++)
+	for (unsigned j = 0; j < lanes; j++)
 		if (x[j] != ALCM_RANS_L)
 			return ALCM_E_CORRUPT;
 	return ALCM_OK;
+}
+
+int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
+                            const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1], const unsigned *ntok,
+                            const uint8_t *in, size_t len)
+{
+	return alcm_rans_decode_search_lanes(tok, cls, n, cum, ntok, in, len, ALCM_RANS_LANES);
 }

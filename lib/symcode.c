@@ -212,6 +212,14 @@ typedef struct bitr {
 
 ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 {
+	/* Eight bytes at once while eight are left: whole bytes counted, the bits of the next
+	 * one (partly loaded) loaded again at the same place by the next refill, so acc holds
+	 * only the stream's bits and bitr_done() sees the same state as byte by byte. */
+	if (r->n < n && r->end - r->p >= 8) {
+		r->acc |= alcm_load64(r->p) << r->n;
+		r->p += (63 - r->n) >> 3;
+		r->n |= 56;
+	}
 	while (r->n < n) {
 		if (r->p == r->end) {
 			r->bad = 1;
@@ -982,7 +990,7 @@ out:
 
 int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
                         const uint32_t *sym, uint64_t nsym, const uint8_t *bits,
-                        uint64_t first, uint64_t elems)
+                        uint64_t first, uint64_t elems, unsigned lanes)
 {
 	const alcm_allocator *a = data->a;
 	enc e;
@@ -1176,8 +1184,8 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		goto out;
 	for (unsigned k = 0; k < K; k++)
 		alcm_rans_etab_build(&et[k], freq + (size_t)k * e.ntok, e.ntok);
-	size_t rlen = alcm_rans_encode(rbuf, alcm_rans_bound((size_t)nsym), e.tok, cls,
-	                               (size_t)nsym, et);
+	size_t rlen = alcm_rans_encode_lanes(rbuf, alcm_rans_bound((size_t)nsym), e.tok, cls,
+	                                     (size_t)nsym, et, lanes);
 	st = alcm_buf_put_varint(data, rlen);
 	if (!st)
 		st = alcm_buf_put(data, rbuf, rlen);
@@ -1357,7 +1365,7 @@ static int get_palette(alcm_cursor *cur, uint32_t *pal, unsigned *npal)
 int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qparams *qp,
                                uint8_t *dst, uint64_t first, uint64_t elems,
                                const uint8_t *bits, uint64_t nsym, uint8_t *scratch,
-                               size_t scratch_len)
+                               size_t scratch_len, unsigned lanes)
 {
 	const uint8_t *hp;
 	int st = alcm_cur_bytes(cur, 3, &hp);
@@ -1446,9 +1454,10 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		return st;
 	if (A)
 		fill_classes(cls, x, A, lev, sc, bits, elems);
-	st = search ? alcm_rans_decode_search(tok, A ? cls : NULL, (size_t)nsym, cum, nt, rp,
-	                                      (size_t)rlen)
-	            : alcm_rans_decode(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp, (size_t)rlen);
+	st = search ? alcm_rans_decode_search_lanes(tok, A ? cls : NULL, (size_t)nsym, cum, nt, rp,
+	                                            (size_t)rlen, lanes)
+	            : alcm_rans_decode_lanes(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp,
+	                                     (size_t)rlen, lanes);
 	if (st)
 		return st;
 	unsigned direct = palette ? 256 : ts == 8 ? 256u : 1u << ts;

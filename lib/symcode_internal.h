@@ -13,6 +13,17 @@
 #define ALCM_QCODING_RANS 16
 /* The same with an f64 offset added to every value (spec 6.5.11): values on a lattice. */
 #define ALCM_QCODING_RANS_OFFSET 17
+/* Codings 16 and 17 with fewer rANS states than 32, a byte giving their number (spec
+ * 6.5.14, format 1.1). */
+#define ALCM_QCODING_RANS_LANES 18
+#define ALCM_QCODING_RANS_OFFSET_LANES 19
+
+/* The rANS states a chunk of n tokens gets: 32 from 8192 tokens, fewer below (each state
+ * costs about 3 bytes beyond its information, and the fewer, the slower the decoding). */
+static inline unsigned alcm_rans_lanes_for(uint64_t n)
+{
+	return n >= 8192 ? 32u : n >= 2048 ? 16u : n >= 512 ? 8u : 4u;
+}
 
 /* rANS parameters (spec 6.5.8): frequencies sum to 2^12, 32 interleaved 32-bit states kept
  * in [2^15, 2^31), renormalised 16 bits at a time (the encoder's reciprocal division is exact
@@ -72,6 +83,18 @@ int alcm_rans_decode(uint8_t *tok, const uint8_t *cls, size_t n, const alcm_rans
 int alcm_rans_decode_search(uint8_t *tok, const uint8_t *cls, size_t n,
                             const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1], const unsigned *ntok,
                             const uint8_t *in, size_t len);
+/* The same three with `lanes` states (1..32) instead of 32 (codings 18 and 19, spec
+ * 6.5.14): fewer states for short chunks, whose 32 states would cost about 100 bytes. Below 32
+ * the portable loops run. The decoders refuse lanes outside 1..32 as ALCM_E_CORRUPT. */
+size_t alcm_rans_encode_lanes(uint8_t *out, size_t cap, const uint8_t *tok, const uint8_t *cls,
+                              size_t n, const alcm_rans_etab *tabs, unsigned lanes);
+int alcm_rans_decode_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
+                           const alcm_rans_dtab *tabs, const uint8_t *in, size_t len,
+                           unsigned lanes);
+int alcm_rans_decode_search_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
+                                  const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1],
+                                  const unsigned *ntok, const uint8_t *in, size_t len,
+                                  unsigned lanes);
 /* Tests set it to 1 to run the portable coder where the AVX2 one would run (x86-64). */
 extern int alcm_rans_scalar_only;
 
@@ -93,12 +116,12 @@ alcm_symstate **alcm_coder_symstate(alcm_coder *c);
  * chunk's pruning mask, to place symbols on elements. */
 int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
                         const uint32_t *sym, uint64_t nsym, const uint8_t *bits,
-                        uint64_t first, uint64_t elems);
+                        uint64_t first, uint64_t elems, unsigned lanes);
 /* Decodes the symbols of a chunk (its coding byte and nsym already read) and stores their
  * values into dst (pruned elements: +0.0). scratch: at least 4 * elems bytes. */
 int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *data, const alcm_qparams *qp,
                                uint8_t *dst, uint64_t first, uint64_t elems,
                                const uint8_t *bits, uint64_t nsym, uint8_t *scratch,
-                               size_t scratch_len);
+                               size_t scratch_len, unsigned lanes);
 
 #endif

@@ -209,6 +209,7 @@ static void test_spec_vector(void **state)
 	params(&qp, &step, &bound, VN);
 	qp.offset = 0.09375;
 	qp.symcoding = 2; /* the modelled coding even on 128 values */
+	qp.lanes = 32;    /* coding 17, as the vector */
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
 	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
 	alcm_qstats st;
@@ -230,7 +231,7 @@ static void test_spec_vector(void **state)
 		assert_true(fabs((double)y[k] - (double)x[k]) <= 0.0625);
 	}
 	/* Hostile: the offset not finite, 0, or beyond float32's range (1e300, 4e38, -3.5e38:
-	 * every value would decode infinite) (corrupt), coding 18 (unsupported), cut anywhere
+	 * every value would decode infinite) (corrupt), coding 20 (unsupported), cut anywhere
 	 * (refused), any bit flipped (refused or decoded, never a crash under ASan). */
 	uint8_t *w = malloc(n);
 	const uint64_t bad[] = {0x7ff8000000000000ull, 0x7ff0000000000000ull,
@@ -243,7 +244,7 @@ static void test_spec_vector(void **state)
 		assert_int_equal(decode_vec(w, n, NULL), ALCM_E_CORRUPT);
 	}
 	memcpy(w, v, n);
-	w[0] = 18;
+	w[0] = 20;
 	assert_int_equal(decode_vec(w, n, NULL), ALCM_E_UNSUPPORTED);
 	for (size_t cut = 0; cut < n; cut++)
 		assert_int_not_equal(decode_vec(v, cut, NULL), ALCM_OK);

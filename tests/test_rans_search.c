@@ -1,12 +1,15 @@
 /*
  * The two rANS decoders of spec 6.5.9 agree: slot tables (long chunks) and the search of
  * cumulative frequencies (short chunks, lib/symcode.c SEARCH_BELOW) give the same tokens
- * for every stream and refuse the same damaged ones.
+ * for every stream and refuse the same damaged ones; with 32 states and with 1 to 31 (codings
+ * 18 and 19, spec 6.5.14).
  */
 #include "symcode_internal.h"
 #include "testutil.h"
 
 #include <stdlib.h>
+
+static unsigned lanes = ALCM_RANS_LANES;
 
 static void check_agree(const uint8_t *tok, const uint8_t *cls, size_t n, unsigned K,
                         const alcm_rans_dtab *dt, const uint16_t (*cum)[ALCM_RANS_MAX_TOKENS + 1],
@@ -14,8 +17,8 @@ static void check_agree(const uint8_t *tok, const uint8_t *cls, size_t n, unsign
 {
 	uint8_t *a = malloc(n + 1), *b = malloc(n + 1);
 	(void)K;
-	int sa = alcm_rans_decode(a, cls, n, dt, in, len);
-	int sb = alcm_rans_decode_search(b, cls, n, cum, nt, in, len);
+	int sa = alcm_rans_decode_lanes(a, cls, n, dt, in, len, lanes);
+	int sb = alcm_rans_decode_search_lanes(b, cls, n, cum, nt, in, len, lanes);
 	if (sa != sb)
 		fail_msg("n = %zu, len = %zu: slot tables %d, search %d", n, len, sa, sb);
 	if (want_ok) {
@@ -28,9 +31,8 @@ static void check_agree(const uint8_t *tok, const uint8_t *cls, size_t n, unsign
 	free(b);
 }
 
-static void test_agree(void **state)
+static void agree(void)
 {
-	(void)state;
 	uint64_t rs = 42;
 	static const size_t ns[] = {0, 1, 31, 32, 33, 95, 1000, 5000};
 	for (unsigned K = 1; K <= 16; K += 5) {
@@ -69,7 +71,16 @@ static void test_agree(void **state)
 			}
 			size_t cap = alcm_rans_bound(n) + 2;
 			uint8_t *out = malloc(cap), *bad = malloc(cap);
-			size_t len = alcm_rans_encode(out, cap, tok, K > 1 ? cls : NULL, n, et);
+			size_t len = alcm_rans_encode_lanes(out, cap, tok, K > 1 ? cls : NULL, n, et, lanes);
+			assert_true(len >= 4 * lanes && len % 2 == 0);
+			/* One lane more or fewer than written: both decoders give the same verdict. */
+			for (unsigned l = lanes - 1; l <= lanes + 1 && n; l += 2) {
+				unsigned keep = lanes;
+				lanes = l;
+				if (l >= 1 && l <= ALCM_RANS_LANES)
+					check_agree(tok, K > 1 ? cls : NULL, n, K, dt, cum, nt, out, len, 0);
+				lanes = keep;
+			}
 			if (K == 1)
 				memset(cls, 0, n + 1);
 			for (int scalar = 0; scalar < 2; scalar++) {
@@ -97,6 +108,24 @@ static void test_agree(void **state)
 		free(dt);
 		free(cum);
 	}
+}
+
+static void test_agree(void **state)
+{
+	(void)state;
+	static const unsigned ls[] = {32, 1, 3, 4, 8, 16, 31};
+	for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++) {
+		lanes = ls[i];
+		agree();
+	}
+	lanes = ALCM_RANS_LANES;
+	/* Lanes outside 1..32 refused. */
+	uint8_t in[256] = {0}, tok[4];
+	alcm_rans_dtab dt;
+	uint32_t f[2] = {2048, 2048};
+	alcm_rans_dtab_build(&dt, f, 2);
+	assert_int_equal(alcm_rans_decode_lanes(tok, NULL, 4, &dt, in, sizeof(in), 0), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_rans_decode_lanes(tok, NULL, 4, &dt, in, sizeof(in), 33), ALCM_E_CORRUPT);
 }
 
 int main(void)

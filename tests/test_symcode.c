@@ -165,8 +165,13 @@ static size_t chunk_roundtrip(const float *x, uint64_t rows, uint64_t cols, uint
 		fail_msg("the encoder's reconstruction differs from the decoded values");
 	free(rec);
 	size_t len = data.len;
+	/* nsym (varint) then, below 8192 symbols, a byte of fewer rANS states (spec 6.5.13). */
+	uint64_t nsym = n - st.pruned;
 	if (symcoding && n >= 4096)
-		assert_int_equal(data.p[0], ALCM_QCODING_RANS);
+		assert_int_equal(data.p[0], nsym >= 8192 ? ALCM_QCODING_RANS : ALCM_QCODING_RANS_LANES);
+	if (symcoding && n >= 4096 && nsym < 8192)
+		assert_int_equal(data.p[1 + (nsym < 128 ? 1 : nsym < 16384 ? 2 : 3)],
+		                 alcm_rans_lanes_for(nsym));
 	alcm_buf_free(&data);
 	alcm_buf_free(&mask);
 	free(out);
@@ -276,6 +281,7 @@ static void vector_params(alcm_qparams *qp, double *step, double *bound)
 	qp->bound_c = bound;
 	qp->level = 3;
 	qp->symcoding = 2;
+	qp->lanes = 32; /* coding 16, as the vector */
 	qp->naxes = 2;
 	qp->axis_run[0] = VEC_COLS;
 	qp->axis_count[0] = VEC_ROWS;
@@ -312,14 +318,16 @@ static uint8_t *spec_hex(const char *heading, size_t *n)
 	return out;
 }
 
-static void test_spec_vector(void **state)
+/* The vector of 6.5.10 (coding 16, 32 states) or of 6.5.15 (coding 18: the same symbols,
+ * 4 states, as the encoder picks for 128 symbols). */
+static void spec_vector(const char *heading, unsigned lanes)
 {
-	(void)state;
 	float x[VEC_ROWS * VEC_COLS];
 	vector_values(x);
 	double step, bound;
 	alcm_qparams qp;
 	vector_params(&qp, &step, &bound);
+	qp.lanes = lanes;
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
 	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
 	alcm_qstats st;
@@ -332,7 +340,7 @@ static void test_spec_vector(void **state)
 			printf("%02x%s", data.p[i], i % 16 == 15 || i + 1 == data.len ? "\n" : " ");
 	}
 	size_t n;
-	uint8_t *v = spec_hex("#### 6.5.10 Test vector", &n);
+	uint8_t *v = spec_hex(heading, &n);
 	assert_int_equal(n, data.len);
 	assert_memory_equal(v, data.p, n);
 	/* The spec's bytes decode to the values, exactly (they are on the grid). */
@@ -348,6 +356,56 @@ static void test_spec_vector(void **state)
 	alcm_buf_free(&data);
 	alcm_buf_free(&mask);
 	alcm_coder_free(c);
+}
+
+static int decode_chunk(const uint8_t *p, size_t n);
+
+static void test_spec_vector(void **state)
+{
+	(void)state;
+	spec_vector("#### 6.5.10 Test vector", 32);
+}
+
+/* Coding 18 (spec 6.5.14): the vector; a lanes byte of 0 or 32 and up is corrupt; cut
+ * anywhere, refused; the states of the 32-lane coding (coding 16's bytes with a lanes byte
+ * of 4 put in) refused. */
+static void test_lanes_vector(void **state)
+{
+	(void)state;
+	spec_vector("#### 6.5.15 Test vector (coding 18)", 0);
+	size_t n;
+	uint8_t *v = spec_hex("#### 6.5.15 Test vector (coding 18)", &n);
+	assert_int_equal(v[0], ALCM_QCODING_RANS_LANES);
+	assert_int_equal(v[3], 4);
+	uint8_t *w = malloc(n + 1);
+	static const uint8_t bad[] = {0, 32, 33, 255};
+	for (size_t k = 0; k < sizeof(bad); k++) {
+		memcpy(w, v, n);
+		w[3] = bad[k];
+		assert_int_equal(decode_chunk(w, n), ALCM_E_CORRUPT);
+	}
+	for (size_t cut = 0; cut < n; cut++)
+		assert_int_not_equal(decode_chunk(v, cut), ALCM_OK);
+	/* More lanes than the stream was written with: its words and states no longer match. */
+	for (unsigned l = 1; l < 32; l++) {
+		if (l == 4)
+			continue;
+		memcpy(w, v, n);
+		w[3] = (uint8_t)l;
+		assert_int_not_equal(decode_chunk(w, n), ALCM_OK);
+	}
+	size_t n16;
+	uint8_t *v16 = spec_hex("#### 6.5.10 Test vector", &n16);
+	uint8_t *x = malloc(n16 + 1);
+	x[0] = ALCM_QCODING_RANS_LANES;
+	memcpy(x + 1, v16 + 1, 2);
+	x[3] = 4;
+	memcpy(x + 4, v16 + 3, n16 - 3);
+	assert_int_equal(decode_chunk(x, n16 + 1), ALCM_E_CORRUPT);
+	free(x);
+	free(v16);
+	free(w);
+	free(v);
 }
 
 /* ---- hostile input ------------------------------------------------------------------- */
@@ -496,7 +554,7 @@ static void test_chunk_hostile(void **state)
 		uint8_t v;
 		int want;
 	} edits[] = {
-		{0, 3, ALCM_E_UNSUPPORTED}, {0, 18, ALCM_E_UNSUPPORTED}, {0, 0, ALCM_E_UNSUPPORTED},
+		{0, 3, ALCM_E_UNSUPPORTED}, {0, 20, ALCM_E_UNSUPPORTED}, {0, 0, ALCM_E_UNSUPPORTED},
 		{3, 0x82, ALCM_E_CORRUPT},  /* bit 7 */
 		{3, 0x09, ALCM_E_CORRUPT},  /* s = 9 */
 		{3, 0x42, ALCM_E_CORRUPT},  /* palette with s != 8 */
@@ -663,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_roundtrip),
 		cmocka_unit_test(test_tables),
 		cmocka_unit_test(test_spec_vector),
+		cmocka_unit_test(test_lanes_vector),
 		cmocka_unit_test(test_rans_hostile),
 		cmocka_unit_test(test_tables_hostile),
 		cmocka_unit_test(test_chunk_hostile),

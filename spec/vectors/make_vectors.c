@@ -361,9 +361,11 @@ static void mv_entry(mv_buf *d, const mv_tensor *t)
 	mv_u64(d, 0);                 /* mask_len */
 }
 
-/* Writes sections (type, critical, bytes) then a TDIR of the given entries. */
-static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf *secs,
-                             size_t nsecs, const mv_tensor *t, size_t nt)
+/* Writes sections (type, critical, bytes) then a TDIR of the given entries, in an archive
+ * of format 1.minor. */
+static int mv_tensor_archive_minor(mv_bytes *o, unsigned minor, const char *const *types,
+                                   const mv_buf *secs, size_t nsecs, const mv_tensor *t,
+                                   size_t nt)
 {
 	alcm_writer *w = NULL;
 	const void *buf;
@@ -373,6 +375,8 @@ static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf
 	for (size_t i = 0; i < nt; i++)
 		mv_entry(&dir, &t[i]);
 	int st = alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL);
+	if (!st && minor)
+		st = alcm_writer_require_minor(w, minor);
 	for (size_t i = 0; i < nsecs && !st; i++)
 		st = alcm_writer_add_section(w, types[i], ALCM_SECTION_CRITICAL, 0, secs[i].p,
 		                             secs[i].n, NULL);
@@ -392,6 +396,12 @@ static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf
 	}
 	alcm_writer_free(w);
 	return st;
+}
+
+static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf *secs,
+                             size_t nsecs, const mv_tensor *t, size_t nt)
+{
+	return mv_tensor_archive_minor(o, 0, types, secs, nsecs, t, nt);
 }
 
 /* A coded stream (6.2) with the raw backend, or another backend id over the same bytes. */
@@ -432,6 +442,31 @@ static int v_narrow_rounding(mv_bytes *o, const char *scratch)
 		{"b", ALCM_DTYPE_BF16, ALCM_MODE_MAX_ERROR, 1, 2, 3, bf / 2, s[2].n},
 	};
 	return mv_tensor_archive(o, types, s, 4, t, 2);
+}
+
+/* A float32 max-error tensor of one element, the symbol 2 (q = 1) at step 1.5, whose step
+ * ends its QDAT instead of a SCAL (6.5.13); `cut` bytes of the step left out. */
+static int mv_inline_steps(mv_bytes *o, size_t cut)
+{
+	static const char *const types[] = {"QDAT"};
+	mv_buf s[1] = {{{0}, 0}};
+	mv_one_symbol(&s[0]);
+	mv_f64(&s[0], 1.5);
+	s[0].n -= cut;
+	const mv_tensor t = {"s", ALCM_DTYPE_F32, ALCM_MODE_MAX_ERROR, 1, 0, 0, 0.75, s[0].n - 8 + cut};
+	return mv_tensor_archive_minor(o, 1, types, s, 1, &t, 1);
+}
+
+static int v_inline_steps(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_inline_steps(o, 0);
+}
+
+static int v_inline_steps_short(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_inline_steps(o, 4);
 }
 
 /* A lossless int8 tensor of 4 elements whose one stream names backend `backend`, with `extra`
@@ -754,6 +789,17 @@ static const mv_vector mv_vectors[] = {
 	 "its dtype by 2^-40; rounded to binary32 first (6.5.5) it becomes the midpoint, which "
 	 "rounds to even: 1.0 (`00 3c`, `80 3f`). A reader that rounds the binary64 product "
 	 "straight to the narrow type gets `01 3c` and `81 3f`, and is not conforming."},
+	{"inline-steps.alcm", "decode", ALCM_OK, "s=0000c03f", v_inline_steps,
+	 "Format 1.1 (6.5.13): a float32 tensor `s` of shape [1] in max-error mode (bound 0.75) "
+	 "whose directory entry names its QDAT (section 0) as its scale section too: the QDAT "
+	 "holds the 11-byte chunk of narrow-rounding.alcm (width 1, the symbol 2, no escapes) "
+	 "followed by the step 1.5 as a little-endian f64 (`00 00 00 00 00 00 f8 3f`, offset 203): "
+	 "data_len 11, section length 19. No SCAL. Decodes to 1 x 1.5 = 1.5."},
+	{"inline-steps-short.alcm", "decode", ALCM_E_CORRUPT, "does not add up",
+	 v_inline_steps_short,
+	 "inline-steps.alcm with only 4 bytes of the step after the chunk: the QDAT's length is not "
+	 "the chunk lengths plus 8 x channels, refused as corrupt when the directory is read "
+	 "(6.5.13)."},
 	{"unknown-backend.alcm", "decode", ALCM_E_UNSUPPORTED, "coding this reader does not know",
 	 v_unknown_backend,
 	 "lossless-int8.alcm with the stream's backend byte (offset 193) set to 9, an id no "

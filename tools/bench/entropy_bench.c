@@ -39,6 +39,7 @@ static const char usage[] =
 	"  Shannon bound      per tensor, a lower bound on the bits of any code of its values\n"
 	"                     (as a memoryless source) within alcm's achieved max error\n"
 	"  Q8_0+zstd-3, zfp @ E (fixed accuracy tuned per tensor to stay within E)\n"
+	"  zstd-3 of the raw bytes, timed in the same rounds: the speed peer of pack and unpack\n"
 	"\n"
 	"LAYOUT: torch (output channels on axis 0, the default) or tf (last axis).\n"
 	"KIND: weights (default) or grads; the targets differ.\n"
@@ -612,6 +613,7 @@ typedef struct result {
 	uint64_t tensor_bytes[2];           /* the same, the tensors' sections only */
 	double pack[2], unpack[2], unpack2v[2];       /* MB/s, wall medians */
 	double pack_cpu[2], unpack_cpu[2];            /* MB/s, CPU-time medians */
+	double zstd, zpack, zunpack; /* the peer: zstd -3 of the raw bytes, ratio and MB/s */
 	int failed;
 } result;
 
@@ -657,7 +659,29 @@ static void bench_input(input *in, int runs, int verbose, result *r, target *tg,
 	for (size_t i = 0; i < in->nt; i++)
 		dec[i] = xmalloc(in->t[i].t.nbytes);
 	double tp[2][MAX_RUNS], tu[2][MAX_RUNS], tv[2][MAX_RUNS], cp[2][MAX_RUNS], cu[2][MAX_RUNS];
-	for (int run = 0; run < runs && !r->failed; run++)
+	double zp[MAX_RUNS], zu[MAX_RUNS];
+	ZSTD_CCtx *zcc = ZSTD_createCCtx();
+	ZSTD_DCtx *zdc = ZSTD_createDCtx();
+	size_t zcap = 0, zlen = 0;
+	for (size_t i = 0; i < in->nt; i++)
+		if (ZSTD_compressBound(in->t[i].t.nbytes) > zcap)
+			zcap = ZSTD_compressBound(in->t[i].t.nbytes);
+	uint8_t *zbuf = xmalloc(zcap);
+	for (int run = 0; run < runs && !r->failed; run++) {
+		/* The peer in the same rounds: zstd -3 of each tensor's bytes, one thread. */
+		double z0 = wall(), zd = 0;
+		zlen = 0;
+		for (size_t i = 0; i < in->nt; i++) {
+			size_t zn = ZSTD_compressCCtx(zcc, zbuf, zcap, in->t[i].t.data, in->t[i].t.nbytes, 3);
+			zlen += zn;
+			double d0 = wall();
+			if (ZSTD_isError(zn) ||
+			    ZSTD_decompressDCtx(zdc, dec[i], in->t[i].t.nbytes, zbuf, zn) != in->t[i].t.nbytes)
+				r->failed = 1;
+			zd += wall() - d0;
+		}
+		zp[run] = wall() - z0 - zd;
+		zu[run] = zd;
 		for (int k = 0; k < 2 && !r->failed; k++) {
 			alcm_writer_free(c[k].w);
 			memset(&c[k], 0, sizeof(c[k]));
@@ -696,6 +720,15 @@ static void bench_input(input *in, int runs, int verbose, result *r, target *tg,
 				}
 			}
 		}
+	}
+	ZSTD_freeCCtx(zcc);
+	ZSTD_freeDCtx(zdc);
+	free(zbuf);
+	if (!r->failed) {
+		r->zstd = (double)in->raw / (double)zlen;
+		r->zpack = (double)in->raw / MB / median(zp, runs);
+		r->zunpack = (double)in->raw / MB / median(zu, runs);
+	}
 	for (int k = 0; k < 2 && !r->failed; k++) {
 		double raw = (double)in->raw / MB;
 		r->bytes[k] = c[k].len;
@@ -768,9 +801,11 @@ static void bench_input(input *in, int runs, int verbose, result *r, target *tg,
 		t = &tg[(*ntg)++];
 		snprintf(t->what, sizeof(t->what), "%s: %s >= %.0f MB/s", in->label, sp[k].what,
 		         sp[k].min);
+		double peer = k == 0 ? r->zpack : k == 1 ? r->zunpack : 0;
 		if (sp[k].vc > 0)
-			snprintf(t->detail, sizeof(t->detail), "%.0f MB/s wall (%.0f MB/s of CPU time)",
-			         sp[k].v, sp[k].vc);
+			snprintf(t->detail, sizeof(t->detail), "%.0f MB/s wall (%.0f MB/s of CPU time; "
+			         "zstd-3 of the raw bytes in the same rounds: %.0f MB/s)", sp[k].v, sp[k].vc,
+			         peer);
 		else
 			snprintf(t->detail, sizeof(t->detail), "%.0f MB/s wall", sp[k].v);
 		t->holds = sp[k].v >= sp[k].min;
@@ -817,6 +852,8 @@ static void print_table(const input *in, const result *r)
 	}
 	printf("| Q8_0+zstd-3 | %.3f | %.4f | %.4fx | | | |\n", r->q8, 32 / r->q8 * raw / nv / 4,
 	       r->q8 / o0);
+	printf("| zstd-3 (lossless, raw bytes; speed peer) | %.3f | %.4f | %.4fx | %.0f | %.0f | |\n",
+	       r->zstd, 32 / r->zstd * raw / nv / 4, r->zstd / o0, r->zpack, r->zunpack);
 	if (r->zfp > 0)
 		printf("| zfp @ E | %.3f | %.4f | %.4fx | | | |\n", r->zfp, 32 / r->zfp * raw / nv / 4,
 		       r->zfp / o0);
@@ -913,12 +950,15 @@ int main(int argc, char **argv)
 				        "%.17g, \"shannon_bits\": %.17g, \"alcm_bytes\": %zu, "
 				        "\"alcm_1_0_bytes\": %zu, \"q8_ratio\": %.6g, \"zfp_ratio\": %.6g, "
 				        "\"pack_mb_s\": %.1f, \"unpack_mb_s\": %.1f, \"unpack_2t_verified_mb_s\": "
-				        "%.1f, \"pack_cpu_mb_s\": %.1f, \"unpack_cpu_mb_s\": %.1f}",
+				        "%.1f, \"pack_cpu_mb_s\": %.1f, \"unpack_cpu_mb_s\": %.1f, "
+				        "\"zstd3_ratio\": %.6g, \"zstd3_pack_mb_s\": %.1f, "
+				        "\"zstd3_unpack_mb_s\": %.1f}",
 				        i > first ? "," : "", in.label, in.grads ? "grads" : "weights",
 				        in.tf ? "tf" : "torch", in.nt, (unsigned long long)in.values,
 				        (unsigned long long)in.raw, r.E, r.order0, r.channel, r.heldout,
 				        r.shannon, r.bytes[1], r.bytes[0], r.q8, r.zfp, r.pack[1], r.unpack[1],
-				        r.unpack2v[1], r.pack_cpu[1], r.unpack_cpu[1]);
+				        r.unpack2v[1], r.pack_cpu[1], r.unpack_cpu[1], r.zstd, r.zpack,
+				        r.zunpack);
 		}
 		for (size_t k = 0; k < in.nt; k++) {
 			free(in.t[k].name);
