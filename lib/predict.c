@@ -8,13 +8,13 @@
 #define NF ALCM_PRED_FEATURES
 #define NH ALCM_PRED_HIDDEN
 
-/* Version 2: the features of spec 6.7.1 since format 1.1; version 1 weights (the older
+/* Version 2: the features of spec 6.7.2 since format 1.1; version 1 weights (the older
  * features) are still read, so that old archives open, but predict nothing. */
 #define PRED_VERSION 2
 #define PRED_VERSION_OLD 1
 
 /* Version 2 predicts a per-value rate and adds a fixed PRED_FIXED_BYTES per tensor (spec
- * 6.7.2): a tensor's sections cost 72 bytes when its values cost nothing and grow in 64-byte
+ * 6.7.3): a tensor's sections cost 72 bytes when its values cost nothing and grow in 64-byte
  * steps, 32 wasted on average. Tiny tensors no longer dominate what the network learns. */
 #define PRED_FIXED_BYTES 104.0
 
@@ -210,11 +210,12 @@ static void count_small(const double *x, size_t n, const double *half, int nstep
 }
 
 /*
- * The entropy feature (spec 6.7.1): at most ENT_MAX of the sampled values, every m-th in
+ * The entropy feature (spec 6.7.2): at most ENT_MAX of the sampled values, every m-th in
  * sample order, sorted. Their order-0 entropy at a step is that of the symbols
  * floor(x / step + 1/2), one pass over the sorted values. Once more than one symbol in
- * ENT_SPARSE is distinct the sample no longer sees the distribution (its entropy saturates
- * at log2 of its size): the step is doubled j times until it does, and j times the entropy
+ * ENT_SPARSE is distinct (and more than ENT_SPARSE symbols) the sample no longer sees the
+ * distribution (its entropy saturates at log2 of its size): the step is doubled j times
+ * until it does, and j times the entropy
  * lost over the next doubling (clamped to [0, 1]) is added: one bit per octave for a smooth
  * density, the share of non-zero values for a sparse one.
  */
@@ -261,9 +262,11 @@ static double entropy_feature(const double *v, size_t n, double step)
 	if (!n)
 		return 0;
 	int j = 0;
-	while (j < ENT_DOUBLINGS && isfinite(step * 4) && sample_distinct(v, n, step) * ENT_SPARSE > n) {
+	for (; j < ENT_DOUBLINGS && isfinite(step * 4); j++) {
+		size_t d = sample_distinct(v, n, step);
+		if (d * ENT_SPARSE <= n || d <= ENT_SPARSE) /* a tiny sample is taken as it is */
+			break;
 		step *= 2;
-		j++;
 	}
 	double h = sample_entropy(v, n, step);
 	if (!j)

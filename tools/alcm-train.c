@@ -47,8 +47,10 @@ static const char usage[] =
 	"  -h, --help            this help\n"
 	"  -V, --version         print the version and exit\n"
 	"\n"
+	"The network learns the rate; 104 bytes per tensor are added apart (spec 6.7.3).\n"
 	"The default weights are made by (from the source root, after building):\n"
-	"  alcm-train --seed 1 --out-header lib/predict_default.h\n"
+	"  tools/bench/train_predictor.sh --write\n"
+	"which runs alcm-train on generated tensors and real networks, some held out whole.\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 #define NF ALCM_PRED_FEATURES
@@ -228,7 +230,7 @@ static void plan_generated(item *it, uint64_t seed, size_t i)
 	          : u < 0.9 ? ALCM_DTYPE_F16 : ALCM_DTYPE_F64;
 	/* float16 gradients underflow into subnormals (exact escapes), as they do in a float16
 	 * network trained without loss scaling (tools/bench/torch_nets.py's CNN): the corpus
-	 * keeps them, so that the escapes' cost is learnt (spec 6.7.1, feature 4). */
+	 * keeps them, so that the escapes' cost is learnt (spec 6.7.2, feature 4). */
 	uint64_t n = (uint64_t)llround(pow(2.0, uniform(&r, 10, 20)));
 	int two_d = it->family == F_ROWS || it->family == F_LOWRANK || it->family == F_SMOOTH ||
 	            unit(&r) < 0.5;
