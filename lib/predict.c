@@ -257,23 +257,58 @@ static double sample_entropy(const double *v, size_t n, double step)
 	return log2((double)n) - h / (double)n;
 }
 
-static double entropy_feature(const double *v, size_t n, double step)
+/* D and H of the sample at the grid's steps, each computed once: a profile asks for 41
+ * steps half an octave apart, and the doublings of step k land on step k + 2 exactly. */
+typedef struct ent_memo {
+	const double *step;
+	int nstep;
+	size_t d[ALCM_BUDGET_STEPS];
+	double h[ALCM_BUDGET_STEPS];
+} ent_memo;
+
+/* Grid index of step t reached from index k by doubling, or -1. */
+static int memo_next(const ent_memo *em, int k, double t)
+{
+	return k >= 0 && k + 2 < em->nstep && em->step[k + 2] == t ? k + 2 : -1;
+}
+
+static size_t memo_distinct(ent_memo *em, int k, const double *v, size_t n, double t)
+{
+	if (k < 0)
+		return sample_distinct(v, n, t);
+	if (!em->d[k])
+		em->d[k] = sample_distinct(v, n, t);
+	return em->d[k];
+}
+
+static double memo_entropy(ent_memo *em, int k, const double *v, size_t n, double t)
+{
+	if (k < 0)
+		return sample_entropy(v, n, t);
+	if (!(em->h[k] >= 0))
+		em->h[k] = sample_entropy(v, n, t);
+	return em->h[k];
+}
+
+static double entropy_feature(ent_memo *em, int k, const double *v, size_t n)
 {
 	if (!n)
 		return 0;
+	double step = em->step[k];
 	int j = 0;
 	for (; j < ENT_DOUBLINGS && isfinite(step * 4); j++) {
-		size_t d = sample_distinct(v, n, step);
+		size_t d = memo_distinct(em, k, v, n, step);
 		if (d * ENT_SPARSE <= n || d <= ENT_SPARSE) /* a tiny sample is taken as it is */
 			break;
 		step *= 2;
+		k = memo_next(em, k, step);
 	}
-	double h = sample_entropy(v, n, step);
+	double h = memo_entropy(em, k, v, n, step);
 	if (!j)
 		return h;
 	/* The slope of the last octave: 1 bit for a smooth density, the non-zero share for a
 	 * sparse one. */
-	double slope = h - sample_entropy(v, n, step * 2);
+	double slope = h - memo_entropy(em, memo_next(em, k, step * 2), v, n, step * 2);
 	return h + j * (slope < 0 ? 0 : slope > 1 ? 1 : slope);
 }
 
@@ -386,6 +421,13 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	double m2 = lanes(c.s2) * inv;
 	double sd = sqrt(m2);
 	uint64_t small = (c.small[0] + c.small[1]) + (c.small[2] + c.small[3]);
+	ent_memo em;
+	em.step = step;
+	em.nstep = nstep;
+	for (int k = 0; k < nstep; k++) {
+		em.d[k] = 0;
+		em.h[k] = -1;
+	}
 	for (int k = 0; k < nstep; k++) {
 		float *f = feat[k];
 		f[0] = f0;
@@ -397,7 +439,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 		if (k)
 			small += hist[k];
 		f[3] = (float)((double)small * inv);
-		f[4] = clampf((1 - esc) * entropy_feature(ent, ne, step[k]) + esc * hesc, 0, 64);
+		f[4] = clampf((1 - esc) * entropy_feature(&em, k, ent, ne) + esc * hesc, 0, 64);
 		/* The largest symbol's size: wide symbols (an offset, heavy tails) cost more than
 		 * their entropy. */
 		f[5] = maxabs > 0 ? clampf(log2(maxabs / step[k]), -30, 30) : -30.0f;
