@@ -965,7 +965,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 		}
 	for (size_t i = 0; i < b->n; i++)
 		if (b->shape[i] > 0)
-			b->shape[i] = exp2(0.75 * log2(b->shape[i]) + 0.25 * s / w);
+			b->shape[i] = exp2(0.75 * log2(b->shape[i]) + 0.25 * (s / w));
 	double lo = -20, hi = 20;
 	for (int it = 0; it < 80; it++) {
 		double mid = (lo + hi) / 2;
