@@ -1279,7 +1279,7 @@ ALCM_API const alcm_predictor *alcm_predictor_default(void);
  * with the values stored exactly, such as subnormals, at the entropy of their bit
  * patterns); log2(largest sampled |x| / step) clamped to [-30, 30]. Spec 6.7.2 defines them
  * exactly, including which elements of a large tensor are sampled. Special values (NaN,
- * infinities, -0, subnormals) are left out of the moments. Allocation-free (about 50 KB of
+ * infinities, -0, subnormals) are left out of the moments. Allocation-free (about 110 KB of
  * stack); O(elements) up to 8192 elements, about N/32 beyond.
  */
 ALCM_API int alcm_tensor_features(const alcm_tensor *t, double step,

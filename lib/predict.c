@@ -223,10 +223,37 @@ static void count_small(const double *x, size_t n, const double *half, int nstep
 #define ENT_SPARSE 16
 #define ENT_DOUBLINGS 64
 
-static int cmp_value(const void *x, const void *y)
+/* Sorts n <= ENT_MAX finite doubles ascending: an LSD radix sort of their bits mapped to
+ * unsigned order (negative: all bits flipped; positive: the sign bit set), 8 passes of 8
+ * bits. A profile sorts one sample per tensor; qsort's comparator calls were 9% of
+ * alcm-pack --ratio on faceapi. */
+static void sort_values(double *v, size_t n)
 {
-	double a = *(const double *)x, b = *(const double *)y;
-	return (a > b) - (a < b);
+	uint64_t a[ENT_MAX], b[ENT_MAX];
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u;
+		memcpy(&u, &v[i], 8);
+		a[i] = u >> 63 ? ~u : u | (1ull << 63);
+	}
+	uint64_t *src = a, *dst = b;
+	for (int shift = 0; shift < 64; shift += 8) {
+		size_t cnt[257] = {0};
+		for (size_t i = 0; i < n; i++)
+			cnt[((src[i] >> shift) & 255) + 1]++;
+		if (cnt[((src[0] >> shift) & 255) + 1] == n)
+			continue; /* every key has this byte: the order stands */
+		for (int k = 0; k < 256; k++)
+			cnt[k + 1] += cnt[k];
+		for (size_t i = 0; i < n; i++)
+			dst[cnt[(src[i] >> shift) & 255]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u = src[i] >> 63 ? src[i] & ~(1ull << 63) : ~src[i];
+		memcpy(&v[i], &u, 8);
+	}
 }
 
 /* Distinct symbols of the sorted sample at a step. */
@@ -415,7 +442,8 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 			if (seen % every == 0 && ne < ENT_MAX)
 				ent[ne++] = buf[j];
 	}
-	qsort(ent, ne, sizeof(double), cmp_value);
+	if (ne)
+		sort_values(ent, ne);
 	double maxabs = ne ? fmax(fabs(ent[0]), fabs(ent[ne - 1])) : 0;
 	double hesc = esc > 0 ? pattern_entropy(sv.v, sv.n) : 0;
 	double m2 = lanes(c.s2) * inv;
