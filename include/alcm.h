@@ -1260,24 +1260,35 @@ struct alcm_predictor {
 	float b1[ALCM_PRED_HIDDEN];
 	float w2[ALCM_PRED_HIDDEN];
 	float b2;
+	/** The feature set the weights expect (PRED version, spec 6.7.1): 0 or 2 for the features
+	 * alcm_tensor_features computes; 1 for the older set (skewness and the share beyond 4 sd
+	 * where 2 has the sample entropy and the step against the dtype's resolution), which is
+	 * loaded from old archives but no longer computed: alcm_predict_bits returns 64 for it. */
+	uint32_t version;
 };
 
 /** The compiled-in default weights (produced by alcm-train; see tools/alcm-train.c). */
 ALCM_API const alcm_predictor *alcm_predictor_default(void);
 
 /**
- * Computes the six features of a float tensor at quantization step `step` (> 0):
- * log2 of the element count, log2(std / step) clamped to [-30, 30], log2 of the kurtosis
- * m4 / m2^2 clamped to [0, 30], the share of values with |x| < step / 2, skewness
- * clamped to [-100, 100], and the share of values beyond 4 std (spec 6.7.1 defines them
- * exactly, including which elements of a large tensor are sampled). Non-finite values are
- * ignored. Allocation-free; O(elements) up to 8192 elements, about N/32 beyond.
+ * Computes the six features (PRED version 2) of a float tensor at quantization step
+ * `step` (> 0): log2 of the element count; log2(std / step) clamped to [-30, 30]; the dtype's
+ * mantissa bits minus that, clamped to [-30, 30]; the share of values with |x| < step / 2;
+ * the order-0 entropy in bits of round(x / step) over at most 4096 sampled values
+ * (extrapolated by the next octave's slope where the sample is too small to see it, and
+ * with the values stored exactly, such as subnormals, at the entropy of their bit
+ * patterns); log2(largest sampled |x| / step) clamped to [-30, 30]. Spec 6.7.2 defines them
+ * exactly, including which elements of a large tensor are sampled. Special values (NaN,
+ * infinities, -0, subnormals) are left out of the moments. Allocation-free (about 110 KB of
+ * stack); O(elements) up to 8192 elements, about N/32 beyond.
  */
 ALCM_API int alcm_tensor_features(const alcm_tensor *t, double step,
                                   float feat[ALCM_PRED_FEATURES]);
 
-/** Predicted bits per value, in [0, 64]. Allocation-free, a few hundred flops. Returns 64
- *  (the safe, pessimistic answer) when `p` or `feat` is NULL or a feature is not finite. */
+/** Predicted bits per value, in [0, 64]: the network's rate plus 104 bytes per tensor
+ *  (2^feat[0] values) spread over its values (spec 6.7.3). Allocation-free, a few hundred
+ *  flops. Returns 64 (the safe, pessimistic answer) when `p` or `feat` is NULL, a feature is
+ *  not finite, or `p` is a version 1 predictor (older features, no longer computed). */
 ALCM_API double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES]);
 
 /**

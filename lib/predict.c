@@ -8,6 +8,21 @@
 #define NF ALCM_PRED_FEATURES
 #define NH ALCM_PRED_HIDDEN
 
+/* Version 2: the features of spec 6.7.2 since format 1.1; version 1 weights (the older
+ * features) are still read, so that old archives open, but predict nothing. */
+#define PRED_VERSION 2
+#define PRED_VERSION_OLD 1
+
+/* Version 2 predicts a per-value rate and adds a fixed PRED_FIXED_BYTES per tensor (spec
+ * 6.7.3): a tensor's sections cost 72 bytes when its values cost nothing and grow in 64-byte
+ * steps, 32 wasted on average. Tiny tensors no longer dominate what the network learns. */
+#define PRED_FIXED_BYTES 104.0
+
+static double fixed_bits(float log2n)
+{
+	return 8 * PRED_FIXED_BYTES / exp2(log2n < 0 ? 0 : log2n);
+}
+
 static const alcm_predictor pred_default =
 #include "predict_default.h"
 	;
@@ -64,57 +79,51 @@ static uint64_t run_start(const sampler *sp, uint64_t k)
 	return lo + mix64(k) % (hi - lo - (RUN - 1));
 }
 
-/* Decodes elements [i, i + cnt) to out[m...], dropping non-finite values. @return new m. */
-static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m)
+/* Every `every`-th special value's bit pattern, at most SPECIAL_MAX: the escapes' entropy. */
+#define SPECIAL_MAX 1024
+typedef struct specials {
+	uint64_t v[SPECIAL_MAX], seen, every;
+	size_t n;
+} specials;
+
+static uint64_t raw_bits(int dtype, const uint8_t *src, uint64_t i)
+{
+	switch (alcm_dtype_size(dtype)) {
+	case 2: return alcm_load16(src + 2 * i);
+	case 4: return alcm_load32(src + 4 * i);
+	default: return alcm_load64(src + 8 * i);
+	}
+}
+
+/* Decodes elements [i, i + cnt) to out[m...], dropping the values the quantizer stores
+ * exactly (alcm_is_special: non-finite, -0, subnormal) into `sv` (may be NULL).
+ * @return new m. */
+static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m,
+                     specials *sv)
 {
 	const uint8_t *src = t->data;
-	switch (t->dtype) {
-	case ALCM_DTYPE_F16:
-		for (size_t j = 0; j < cnt; j++) {
-			double x = alcm_half_to_float(alcm_load16(src + 2 * (i + j)));
-			out[m] = x;
-			m += isfinite(x) != 0;
-		}
-		break;
-	case ALCM_DTYPE_BF16:
-		for (size_t j = 0; j < cnt; j++) {
-			double x = alcm_bf16_to_float(alcm_load16(src + 2 * (i + j)));
-			out[m] = x;
-			m += isfinite(x) != 0;
-		}
-		break;
-	case ALCM_DTYPE_F32:
-		for (size_t j = 0; j < cnt; j++) {
-			uint32_t u = alcm_load32(src + 4 * (i + j));
-			float f;
-			memcpy(&f, &u, 4);
-			out[m] = f;
-			m += isfinite(f) != 0;
-		}
-		break;
-	default:
-		for (size_t j = 0; j < cnt; j++) {
-			uint64_t u = alcm_load64(src + 8 * (i + j));
-			double x;
-			memcpy(&x, &u, 8);
-			out[m] = x;
-			m += isfinite(x) != 0;
-		}
+	for (size_t j = 0; j < cnt; j++) {
+		int special = alcm_is_special(t->dtype, src, i + j);
+		out[m] = alcm_load_float(t->dtype, src, i + j);
+		m += !special;
+		if (special && sv && sv->seen++ % sv->every == 0 && sv->n < SPECIAL_MAX)
+			sv->v[sv->n++] = raw_bits(t->dtype, src, i + j);
 	}
 	return m;
 }
 
-/* Number of blocks, and the finite values of block b in out. */
+/* Number of blocks, and the values of block b that are not special in out. */
 static uint64_t blocks(const sampler *sp)
 {
 	return sp->all ? (sp->n + BLOCK - 1) / BLOCK : (sp->runs + BLOCK / RUN - 1) / (BLOCK / RUN);
 }
 
-static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double *out)
+static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double *out,
+                    specials *sv)
 {
 	if (sp->all) {
 		uint64_t i = b * BLOCK;
-		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, 0);
+		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, 0, sv);
 	}
 	/* Runs are far apart: ask for all of their cache lines before decoding any. */
 	uint64_t start[BLOCK / RUN], k0 = b * (BLOCK / RUN);
@@ -127,7 +136,7 @@ static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double 
 		__builtin_prefetch(p + RUN * w - 1);
 	}
 	for (size_t j = 0; j < nr; j++)
-		m = decode(t, start[j], RUN, out, m);
+		m = decode(t, start[j], RUN, out, m, sv);
 	return m;
 }
 
@@ -139,8 +148,8 @@ static float clampf(double v, double lo, double hi)
 /* Sums over the sample in four interleaved lanes, in a fixed order (results never vary
  * from run to run). */
 typedef struct moments {
-	double s1[4], s2[4], s3[4], s4[4];
-	uint64_t small[4], far[4], cnt;
+	double s1[4], s2[4];
+	uint64_t small[4], cnt;
 } moments;
 
 static void pass1(const double *x, size_t n, double shift, moments *mo)
@@ -160,26 +169,19 @@ static void pass1(const double *x, size_t n, double shift, moments *mo)
 	mo->cnt += n;
 }
 
-static void pass2(const double *x, size_t n, double mean, double half, double lim,
-                  moments *mo)
+static void pass2(const double *x, size_t n, double mean, double half, moments *mo)
 {
 	size_t j = 0;
 	for (; j + 4 <= n; j += 4)
 		for (int l = 0; l < 4; l++) {
-			double d = x[j + l] - mean, d2 = d * d;
-			mo->s2[l] += d2;
-			mo->s3[l] += d2 * d;
-			mo->s4[l] += d2 * d2;
+			double d = x[j + l] - mean;
+			mo->s2[l] += d * d;
 			mo->small[l] += fabs(x[j + l]) < half;
-			mo->far[l] += fabs(d) > lim;
 		}
 	for (; j < n; j++) {
-		double d = x[j] - mean, d2 = d * d;
-		mo->s2[0] += d2;
-		mo->s3[0] += d2 * d;
-		mo->s4[0] += d2 * d2;
+		double d = x[j] - mean;
+		mo->s2[0] += d * d;
 		mo->small[0] += fabs(x[j]) < half;
-		mo->far[0] += fabs(d) > lim;
 	}
 }
 
@@ -207,8 +209,168 @@ static void count_small(const double *x, size_t n, const double *half, int nstep
 	}
 }
 
+/*
+ * The entropy feature (spec 6.7.2): at most ENT_MAX of the sampled values, every m-th in
+ * sample order, sorted. Their order-0 entropy at a step is that of the symbols
+ * floor(x / step + 1/2), one pass over the sorted values. Once more than one symbol in
+ * ENT_SPARSE is distinct (and more than ENT_SPARSE symbols) the sample no longer sees the
+ * distribution (its entropy saturates at log2 of its size): the step is doubled j times
+ * until it does, and j times the entropy
+ * lost over the next doubling (clamped to [0, 1]) is added: one bit per octave for a smooth
+ * density, the share of non-zero values for a sparse one.
+ */
+#define ENT_MAX 4096
+#define ENT_SPARSE 16
+#define ENT_DOUBLINGS 64
+
+/* Sorts n <= ENT_MAX finite doubles ascending: an LSD radix sort of their bits mapped to
+ * unsigned order (negative: all bits flipped; positive: the sign bit set), 8 passes of 8
+ * bits. A profile sorts one sample per tensor; qsort's comparator calls were 9% of
+ * alcm-pack --ratio on faceapi. */
+static void sort_values(double *v, size_t n)
+{
+	uint64_t a[ENT_MAX], b[ENT_MAX];
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u;
+		memcpy(&u, &v[i], 8);
+		a[i] = u >> 63 ? ~u : u | (1ull << 63);
+	}
+	uint64_t *src = a, *dst = b;
+	for (int shift = 0; shift < 64; shift += 8) {
+		size_t cnt[257] = {0};
+		for (size_t i = 0; i < n; i++)
+			cnt[((src[i] >> shift) & 255) + 1]++;
+		if (cnt[((src[0] >> shift) & 255) + 1] == n)
+			continue; /* every key has this byte: the order stands */
+		for (int k = 0; k < 256; k++)
+			cnt[k + 1] += cnt[k];
+		for (size_t i = 0; i < n; i++)
+			dst[cnt[(src[i] >> shift) & 255]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u = src[i] >> 63 ? src[i] & ~(1ull << 63) : ~src[i];
+		memcpy(&v[i], &u, 8);
+	}
+}
+
+/* Distinct symbols of the sorted sample at a step. */
+static size_t sample_distinct(const double *v, size_t n, double step)
+{
+	double inv = 1 / step, last = floor(v[0] * inv + 0.5);
+	size_t d = 1;
+	for (size_t i = 1; i < n; i++) {
+		double q = floor(v[i] * inv + 0.5);
+		d += q != last;
+		last = q;
+	}
+	return d;
+}
+
+static double sample_entropy(const double *v, size_t n, double step)
+{
+	double inv = 1 / step, h = 0;
+	for (size_t i = 0; i < n;) {
+		double q = floor(v[i] * inv + 0.5);
+		size_t j = i + 1;
+		while (j < n && floor(v[j] * inv + 0.5) == q)
+			j++;
+		double c = (double)(j - i);
+		h += c * log2(c);
+		i = j;
+	}
+	return log2((double)n) - h / (double)n;
+}
+
+/* D and H of the sample at the grid's steps, each computed once: a profile asks for 41
+ * steps half an octave apart, and the doublings of step k land on step k + 2 exactly. */
+typedef struct ent_memo {
+	const double *step;
+	int nstep;
+	size_t d[ALCM_BUDGET_STEPS];
+	double h[ALCM_BUDGET_STEPS];
+} ent_memo;
+
+/* Grid index of step t reached from index k by doubling, or -1. */
+static int memo_next(const ent_memo *em, int k, double t)
+{
+	return k >= 0 && k + 2 < em->nstep && em->step[k + 2] == t ? k + 2 : -1;
+}
+
+static size_t memo_distinct(ent_memo *em, int k, const double *v, size_t n, double t)
+{
+	if (k < 0)
+		return sample_distinct(v, n, t);
+	if (!em->d[k])
+		em->d[k] = sample_distinct(v, n, t);
+	return em->d[k];
+}
+
+static double memo_entropy(ent_memo *em, int k, const double *v, size_t n, double t)
+{
+	if (k < 0)
+		return sample_entropy(v, n, t);
+	if (!(em->h[k] >= 0))
+		em->h[k] = sample_entropy(v, n, t);
+	return em->h[k];
+}
+
+static double entropy_feature(ent_memo *em, int k, const double *v, size_t n)
+{
+	if (!n)
+		return 0;
+	double step = em->step[k];
+	int j = 0;
+	for (; j < ENT_DOUBLINGS && isfinite(step * 4); j++) {
+		size_t d = memo_distinct(em, k, v, n, step);
+		if (d * ENT_SPARSE <= n || d <= ENT_SPARSE) /* a tiny sample is taken as it is */
+			break;
+		step *= 2;
+		k = memo_next(em, k, step);
+	}
+	double h = memo_entropy(em, k, v, n, step);
+	if (!j)
+		return h;
+	/* The slope of the last octave: 1 bit for a smooth density, the non-zero share for a
+	 * sparse one. */
+	double slope = h - memo_entropy(em, memo_next(em, k, step * 2), v, n, step * 2);
+	return h + j * (slope < 0 ? 0 : slope > 1 ? 1 : slope);
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return (a > b) - (a < b);
+}
+
+/* Order-0 entropy of the special values' bit patterns, sorted here. */
+static double pattern_entropy(uint64_t *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(uint64_t), cmp_u64);
+	double h = 0;
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && v[j] == v[i])
+			j++;
+		h += (double)(j - i) * log2((double)(j - i));
+		i = j;
+	}
+	return log2((double)n) - h / (double)n;
+}
+
+/* Mantissa bits of a float dtype, its relative resolution. */
+static int mantissa_bits(int dtype)
+{
+	return dtype == ALCM_DTYPE_F16 ? 10 : dtype == ALCM_DTYPE_BF16 ? 7
+	                                    : dtype == ALCM_DTYPE_F32 ? 23 : 52;
+}
+
 /* Features at `nstep` steps (each > 0, increasing when nstep > 1) in two passes over the
- * sample: only feat[1] and feat[3] depend on the step. */
+ * sample: f[0] and f[2] do not depend on the step. */
 static int features_at(const alcm_tensor *t, const double *step, int nstep,
                        float (*feat)[ALCM_PRED_FEATURES])
 {
@@ -235,56 +397,80 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	memset(&a, 0, sizeof(a));
 	double shift = 0;
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf);
+		size_t got = block(t, &sp, b, buf, NULL);
 		if (!a.cnt && got)
 			shift = buf[0];
 		pass1(buf, got, shift, &a);
 	}
 	float f0 = (float)(n ? log2((double)n) : 0.0);
+	int mb = mantissa_bits(t->dtype);
+	/* Special values are stored exactly: about their raw bits each. */
+	double total = sp.all ? (double)n : (double)(sp.runs * RUN), raw = 8.0 * (double)alcm_dtype_size(t->dtype);
+	double esc = total > 0 ? 1 - (double)a.cnt / total : 0;
 	if (!a.cnt) {
 		for (int k = 0; k < nstep; k++) {
 			feat[k][0] = f0;
 			feat[k][1] = -30.0f;
-			feat[k][2] = feat[k][4] = feat[k][5] = 0.0f;
+			feat[k][2] = 30.0f;
 			feat[k][3] = 1.0f;
+			feat[k][4] = (float)(n ? raw : 0.0);
+			feat[k][5] = -30.0f;
 		}
 		return ALCM_OK;
 	}
 	double inv = 1.0 / (double)a.cnt, s1 = lanes(a.s1) * inv;
-	double mean = shift + s1, var1 = lanes(a.s2) * inv - s1 * s1;
-	double lim = var1 > 0 ? 4 * sqrt(var1) : INFINITY;
+	double mean = shift + s1;
 
-	/* Pass 2: central moments, the share under half a step, the share beyond 4 sd. */
+	/* Pass 2: the spread about the mean, the share under half a step, the entropy sample. */
 	moments c;
 	memset(&c, 0, sizeof(c));
 	uint64_t hist[ALCM_BUDGET_STEPS + 1] = {0};
+	double ent[ENT_MAX];
+	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, seen = 0;
+	uint64_t nspecial = (uint64_t)total - a.cnt;
+	specials sv;
+	sv.seen = 0;
+	sv.n = 0;
+	sv.every = nspecial > SPECIAL_MAX ? (nspecial + SPECIAL_MAX - 1) / SPECIAL_MAX : 1;
+	size_t ne = 0;
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf);
-		pass2(buf, got, mean, half[0], lim, &c);
+		size_t got = block(t, &sp, b, buf, &sv);
+		pass2(buf, got, mean, half[0], &c);
 		if (nstep > 1)
 			count_small(buf, got, half, nstep, hist);
+		for (size_t j = 0; j < got; j++, seen++)
+			if (seen % every == 0 && ne < ENT_MAX)
+				ent[ne++] = buf[j];
 	}
-	double m2 = lanes(c.s2) * inv, m3 = lanes(c.s3) * inv, m4 = lanes(c.s4) * inv;
+	if (ne)
+		sort_values(ent, ne);
+	double maxabs = ne ? fmax(fabs(ent[0]), fabs(ent[ne - 1])) : 0;
+	double hesc = esc > 0 ? pattern_entropy(sv.v, sv.n) : 0;
+	double m2 = lanes(c.s2) * inv;
 	double sd = sqrt(m2);
 	uint64_t small = (c.small[0] + c.small[1]) + (c.small[2] + c.small[3]);
-	uint64_t far = (c.far[0] + c.far[1]) + (c.far[2] + c.far[3]);
+	ent_memo em;
+	em.step = step;
+	em.nstep = nstep;
+	for (int k = 0; k < nstep; k++) {
+		em.d[k] = 0;
+		em.h[k] = -1;
+	}
 	for (int k = 0; k < nstep; k++) {
 		float *f = feat[k];
 		f[0] = f0;
 		/* A spread under 2^-30 of the step (or none) codes like a constant. */
 		f[1] = sd > 0 && isfinite(sd) ? clampf(log2(sd / step[k]), -30, 30) : -30.0f;
-		/* Kurtosis is at least 1 and at most the sample size; its log keeps heavy tails
-		 * from pushing the network far outside what it was trained on. */
-		if (m2 > 0 && isfinite(m4) && m2 * m2 > 0) {
-			f[2] = clampf(log2(m4 / (m2 * m2)), 0, 30);
-			f[4] = clampf(m3 / (m2 * sd), -100, 100);
-		} else {
-			f[2] = f[4] = 0.0f;
-		}
+		/* How far the step sits above the dtype's resolution at one sd: below it the
+		 * values are a lattice the coder sees (spec 6.5.11). */
+		f[2] = clampf(mb - (double)f[1], -30, 30);
 		if (k)
 			small += hist[k];
 		f[3] = (float)((double)small * inv);
-		f[5] = (float)((double)far * inv);
+		f[4] = clampf((1 - esc) * entropy_feature(&em, k, ent, ne) + esc * hesc, 0, 64);
+		/* The largest symbol's size: wide symbols (an offset, heavy tails) cost more than
+		 * their entropy. */
+		f[5] = maxabs > 0 ? clampf(log2(maxabs / step[k]), -30, 30) : -30.0f;
 	}
 	return ALCM_OK;
 }
@@ -321,14 +507,15 @@ static double forward(const alcm_predictor *p, const float *f)
 
 double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])
 {
-	if (!p || !feat)
+	if (!p || !feat || p->version == PRED_VERSION_OLD)
 		return 64;
 	for (int k = 0; k < NF; k++)
 		if (!isfinite(feat[k]))
 			return 64;
-	double y = forward(p, feat);
-	if (!(y > 0)) /* also NaN from a hand-made predictor */
-		return isnan(y) ? 64 : 0;
+	double r = forward(p, feat);
+	if (!(r > 0)) /* also NaN from a hand-made predictor */
+		r = isnan(r) ? 64 : 0;
+	double y = r + fixed_bits(feat[0]);
 	return y < 64 ? y : 64;
 }
 
@@ -423,7 +610,7 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 	if (!p || !x || !y || !n || n > SIZE_MAX / sizeof(size_t))
 		return ALCM_E_ARG;
 	for (size_t i = 0; i < n; i++) {
-		if (!isfinite(y[i]))
+		if (!isfinite(y[i]) || !isfinite(x[i][0]))
 			return ALCM_E_ARG;
 		for (int k = 0; k < NF; k++)
 			if (!isfinite(x[i][k]))
@@ -433,12 +620,17 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 		epochs = DEFAULT_EPOCHS;
 	trainer *tr = calloc(1, sizeof(*tr));
 	size_t *order = malloc(n * sizeof(size_t));
-	if (!tr || !order) {
+	float *rate = malloc(n * sizeof(float));
+	if (!tr || !order || !rate) {
 		free(tr);
 		free(order);
+		free(rate);
 		return ALCM_E_NOMEM;
 	}
-	fit_normalisation(tr, x, y, n);
+	/* The network learns the per-value rate; the fixed bytes are added at prediction. */
+	for (size_t i = 0; i < n; i++)
+		rate[i] = (float)(y[i] - fixed_bits(x[i][0]));
+	fit_normalisation(tr, x, rate, n);
 	rng r = {seed ^ 0x616c636d70726564ull}; /* "alcmpred" */
 	/* Glorot-style initialisation for tanh; zero biases, zero output bias (targets are
 	 * standardised). */
@@ -466,7 +658,7 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 			for (size_t b = 0; b < nb; b++) {
 				size_t i = order[s + b];
 				normalise(tr, x[i], z);
-				double err = net(tr, z, h) - (y[i] - tr->ymean) / tr->yscale;
+				double err = net(tr, z, h) - (rate[i] - tr->ymean) / tr->yscale;
 				double d = 2 * err / (double)nb;
 				tr->g[P_B2] += d;
 				for (int j = 0; j < NH; j++) {
@@ -502,14 +694,16 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 		p->w2[j] = (float)(tr->w[P_W2 + j] * tr->yscale);
 	}
 	p->b2 = (float)(tr->w[P_B2] * tr->yscale + tr->ymean);
+	p->version = PRED_VERSION;
 	if (mse) {
 		double se = 0;
 		for (size_t i = 0; i < n; i++) {
-			double e = forward(p, x[i]) - y[i];
+			double e = alcm_predict_bits(p, x[i]) - y[i];
 			se += e * e;
 		}
 		*mse = se / (double)n;
 	}
+	free(rate);
 	free(order);
 	free(tr);
 	return ALCM_OK;
@@ -517,7 +711,6 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 
 /* ---- PRED payload ----------------------------------------------------------------------- */
 
-#define PRED_VERSION 1
 
 static uint8_t *put_f32(uint8_t *o, float f)
 {
@@ -532,7 +725,7 @@ void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES])
 	if (!p || !out)
 		return;
 	uint8_t *o = out;
-	alcm_store32(o, PRED_VERSION);
+	alcm_store32(o, p->version == PRED_VERSION_OLD ? PRED_VERSION_OLD : PRED_VERSION);
 	alcm_store16(o + 4, NF);
 	alcm_store16(o + 6, NH);
 	o += 8;
@@ -563,10 +756,12 @@ int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len)
 {
 	if (!p || (!buf && len))
 		return ALCM_E_ARG;
-	if (len != ALCM_PRED_BYTES || alcm_load32(buf) != PRED_VERSION ||
+	uint32_t ver = len >= 4 ? alcm_load32(buf) : 0;
+	if (len != ALCM_PRED_BYTES || (ver != PRED_VERSION && ver != PRED_VERSION_OLD) ||
 	    alcm_load16(buf + 4) != NF || alcm_load16(buf + 6) != NH)
 		return ALCM_E_CORRUPT;
 	alcm_predictor q;
+	q.version = ver;
 	const uint8_t *s = buf + 8;
 	int ok = 1;
 	for (int k = 0; k < NF; k++)

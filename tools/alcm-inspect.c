@@ -282,7 +282,7 @@ static int features_text(alcm_archive *a)
 	printf("features: at step = 2 x bound (2e-3 for lossless tensors); predicted and stored "
 	       "bits per value\n");
 	printf("  %-32s  %10s  %7s  %8s  %7s  %8s  %7s  %7s  %9s  %7s\n", "name", "step",
-	       "log2 n", "log2 sd/s", "log2 kurt", "|x|<s/2", "skew", ">4 sd", "predicted",
+	       "log2 n", "log2 sd/s", "resol", "|x|<s/2", "entropy", "lg max", "predicted",
 	       "stored");
 	size_t nt = alcm_archive_tensor_count(a);
 	for (size_t i = 0; i < nt; i++) {
@@ -296,7 +296,7 @@ static int features_text(alcm_archive *a)
 		if (rc)
 			return rc;
 		double stored = 8.0 * (double)ti.stored_bytes / (double)ti.elements;
-		printf("  %-32s  %10.3g  %7.2f  %8.2f  %7.2f  %8.4f  %7.2f  %7.4f  ",
+		printf("  %-32s  %10.3g  %7.2f  %8.2f  %7.2f  %8.4f  %7.2f  %7.2f  ",
 		       cli_name(ti.name, ti.name_len), step, (double)f[0], (double)f[1],
 		       (double)f[2], (double)f[3], (double)f[4], (double)f[5]);
 		if (pp)

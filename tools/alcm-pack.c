@@ -884,10 +884,12 @@ out:
 }
 
 /* Bytes of everything but the tensors' own sections: metadata, predictor, directory, table
- * and padding. An estimate for the first attempt; the measured size replaces it. */
+ * and padding. An estimate for the first attempt; the measured size replaces it (faceapi:
+ * 91368 bytes for 313 tensors, 2900 + 283 each; the predictor counts each tensor's own
+ * fixed bytes since PRED version 2). */
 static double overhead_bytes(size_t ntensors)
 {
-	return 2900.0 + 330.0 * (double)ntensors;
+	return 2900.0 + 280.0 * (double)ntensors;
 }
 
 typedef struct budget_state {
@@ -939,14 +941,15 @@ static double predicted_moved(const budget_state *b, double u)
 }
 
 /*
- * The plan for `budget` bytes of tensors, into shape[]: each tensor's bound halfway (in log)
- * between its equal-slope bound and the common one (their mean log2 over the values), then
- * all moved by one factor so that the predicted size is the budget itself (the solver's steps
- * are half an octave apart, up to a fifth of a small input's size). Halfway, because on
- * networks it was not trained on the predictor's per-tensor rates are off by 1 to 3 bits per
- * value: on faceapi and digits CNN weights and gradients at ratios 4..16, full equal slope
- * was up to 25% worse in squared error than one bound, and halfway within 6% of the better
- * of the two (tools/bench/budget_passes.py). Returns the predicted bytes.
+ * The plan for `budget` bytes of tensors, into shape[]: each tensor's bound a quarter of the
+ * way (in log) from its equal-slope bound to the common one (their mean log2 over the
+ * values), then all moved by one factor so that the predicted size is the budget itself (the
+ * solver's steps are half an octave apart, up to a fifth of a small input's size). With the
+ * PRED version 2 predictor (held-out error about 0.3 bit per value), on faceapi at ratios
+ * 8/12/16 a quarter gave squared errors 0.32/3.10/14.7 against 0.29/3.24/15.2 halfway (the
+ * rule of the version 1 predictor, off by 1 to 3 bits per value) and 0.34/4.46/20.0 at one
+ * common bound; full equal slope 0.27/2.99/16.0 (alcm-pack -v; tools/bench/budget_passes.py).
+ * Returns the predicted bytes.
  */
 static double budget_predict_plan(budget_state *b, double budget)
 {
@@ -962,7 +965,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 		}
 	for (size_t i = 0; i < b->n; i++)
 		if (b->shape[i] > 0)
-			b->shape[i] = exp2((log2(b->shape[i]) + s / w) / 2);
+			b->shape[i] = exp2(0.75 * log2(b->shape[i]) + 0.25 * (s / w));
 	double lo = -20, hi = 20;
 	for (int it = 0; it < 80; it++) {
 		double mid = (lo + hi) / 2;

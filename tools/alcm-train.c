@@ -17,9 +17,9 @@ static const char usage[] =
 	"\n"
 	"Fits the 6-64-1 entropy predictor to coded sizes measured with the real encoder. The\n"
 	"corpus is a set of generated tensor families (Gaussian, Laplace, Student-t, uniform,\n"
-	"sparse, row-scaled heavy tails, low-rank, gradient-like, offset; float32, float64,\n"
-	"bfloat16, float16; 1K to 1M elements) plus every float tensor of FILES (.npy, .npz,\n"
-	".safetensors, .h5). Each tensor is packed alone in max-error mode at 15 steps, std * 2^k\n"
+	"sparse, row-scaled heavy tails, low-rank, gradient-like, offset, lattice; float32,\n"
+	"float64, bfloat16, float16; 1K to 1M elements) plus every float tensor of FILES (.npy,\n"
+	".npz, .safetensors, .h5). Each tensor is packed alone in max-error mode at 15 steps, std * 2^k\n"
 	"for k in -12..2 (shifted by a per-tensor offset in [0, 1)); its bits per value are the\n"
 	"label. One tensor in five is held out, the predictor is trained on the rest, and the\n"
 	"training time, training and held-out errors are printed. Smooth tensors (neighbours\n"
@@ -47,8 +47,10 @@ static const char usage[] =
 	"  -h, --help            this help\n"
 	"  -V, --version         print the version and exit\n"
 	"\n"
+	"The network learns the rate; 104 bytes per tensor are added apart (spec 6.7.3).\n"
 	"The default weights are made by (from the source root, after building):\n"
-	"  alcm-train --seed 1 --out-header lib/predict_default.h\n"
+	"  tools/bench/train_predictor.sh --write\n"
+	"which runs alcm-train on generated tensors and real networks, some held out whole.\n"
 	"\n" CLI_EXIT_CODES_HELP;
 
 #define NF ALCM_PRED_FEATURES
@@ -63,10 +65,10 @@ static const char usage[] =
  * smoothly code far smaller than their six features say (zstd sees the correlation, the
  * features do not), and training on them biases every Gaussian-like tensor low. */
 enum family { F_GAUSS, F_LAPLACE, F_STUDENT, F_UNIFORM, F_SPARSE, F_ROWS, F_LOWRANK, F_GRAD,
-              F_OFFSET, F_SMOOTH, NFAM, F_FILE = NFAM };
+              F_OFFSET, F_LATTICE, F_SMOOTH, NFAM, F_FILE = NFAM };
 static const char *const fam_name[NFAM + 1] = {
 	"gaussian", "laplace", "student-t", "uniform", "sparse", "row-scaled", "low-rank",
-	"gradient", "offset", "smooth", "file"};
+	"gradient", "offset", "lattice", "smooth", "file"};
 
 #define MAX_HOLDOUT 32
 #define SMALL_TRAIN 1024 /* file tensors under this many values are only evaluated */
@@ -214,7 +216,8 @@ static double load(int dtype, const uint8_t *p, uint64_t i)
  * row-scaled) come most often, as they do in checkpoints. */
 static const uint8_t mix[] = {F_ROWS,   F_GAUSS,   F_STUDENT, F_SPARSE, F_ROWS,
                               F_LAPLACE, F_GRAD,   F_GAUSS,   F_OFFSET, F_STUDENT,
-                              F_UNIFORM, F_ROWS,   F_LOWRANK, F_SMOOTH};
+                              F_UNIFORM, F_ROWS,   F_LOWRANK, F_LATTICE, F_GAUSS,
+                              F_LATTICE, F_SMOOTH};
 
 /* Picks the family, dtype, shape and scale of generated tensor i from (seed, i) alone. */
 static void plan_generated(item *it, uint64_t seed, size_t i)
@@ -225,10 +228,9 @@ static void plan_generated(item *it, uint64_t seed, size_t i)
 	double u = unit(&r);
 	it->dtype = u < 0.5 ? ALCM_DTYPE_F32 : u < 0.75 ? ALCM_DTYPE_BF16
 	          : u < 0.9 ? ALCM_DTYPE_F16 : ALCM_DTYPE_F64;
-	/* float16 gradients underflow into subnormals (exact escapes): real training keeps
-	 * them in bfloat16 or scales the loss, so the corpus does too. */
-	if (it->family == F_GRAD && it->dtype == ALCM_DTYPE_F16)
-		it->dtype = ALCM_DTYPE_BF16;
+	/* float16 gradients underflow into subnormals (exact escapes), as they do in a float16
+	 * network trained without loss scaling (tools/bench/torch_nets.py's CNN): the corpus
+	 * keeps them, so that the escapes' cost is learnt (spec 6.7.2, feature 4). */
 	uint64_t n = (uint64_t)llround(pow(2.0, uniform(&r, 10, 20)));
 	int two_d = it->family == F_ROWS || it->family == F_LOWRANK || it->family == F_SMOOTH ||
 	            unit(&r) < 0.5;
@@ -355,6 +357,15 @@ static int generate(item *it)
 		double tiny = pow(10, uniform(&r, -3.5, -1.5)), share = pow(10, uniform(&r, -3, -1.3));
 		for (uint64_t i = 0; i < n; i++)
 			v[i] = unit(&r) < share ? gauss(&r) : tiny * gauss(&r);
+		break;
+	}
+	case F_LATTICE: {
+		/* Weights already quantized (a grid of a few bits, as in faceapi): the coder codes
+		 * the grid points (spec 6.5.11), whatever finer step it is asked for. */
+		double d = pow(2, -uniform(&r, 0, 5));
+		int lap = unit(&r) < 0.5;
+		for (uint64_t i = 0; i < n; i++)
+			v[i] = d * nearbyint((lap ? laplace(&r) : gauss(&r)) / d);
 		break;
 	}
 	default: { /* F_OFFSET: norms near one, biases near a constant */
@@ -691,7 +702,7 @@ static int write_header(const char *path, const alcm_predictor *p, const char *c
 		put_floats(f, p->w2 + j, 8);
 		fprintf(f, ",\n");
 	}
-	fprintf(f, "\t},\n\t.b2 = %.9g,\n}\n", (double)p->b2);
+	fprintf(f, "\t},\n\t.b2 = %.9g,\n\t.version = 2,\n}\n", (double)p->b2);
 	if (fclose(f)) {
 		free(text);
 		return EXIT_NOMEM;

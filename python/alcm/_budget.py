@@ -2,8 +2,8 @@
 
 The search of ``alcm-pack --size`` (tools/alcm-pack.c: budget_predict_plan, budget_calibrate,
 budget_next_u, pack_budget), step for step. Bounds from the predictor's rates (the equal
-slope of alcm_budget_solve, halfway in log to one common bound, then moved together so that
-the predicted size is the budget), one attempt. If it misses the budget by more than 3%, each
+slope of alcm_budget_solve, a quarter of the way in log to one common bound, then moved
+together so that the predicted size is the budget), one attempt. If it misses the budget by more than 3%, each
 tensor's predicted curve is shifted by what it really took and the plan made again. If that
 misses too, the plan's bounds are moved together, bracketing the budget between measured
 attempts (interpolated in log bound / log size), at most 8 attempts in all, stopping when the
@@ -31,7 +31,7 @@ TRIES = 8  # BUDGET_TRIES
 def _overhead(n: int) -> float:
     """Bytes besides the tensors' sections (metadata, predictor, directory, table): an
     estimate for the first attempt; the measured size replaces it."""
-    return 2900.0 + 330.0 * n
+    return 2900.0 + 280.0 * n
 
 
 def _predicted_at(p: list, step: float) -> float:
@@ -87,15 +87,15 @@ class _Search:
                    for i, p in enumerate(self.profs))
 
     def predict_plan(self, budget: float) -> float:
-        """As budget_predict_plan: each bound halfway between equal slope and one common
+        """As budget_predict_plan: each bound a quarter of the way from equal slope to one common
         bound, all moved so the predicted size is the budget; returns the predicted bytes."""
         _fits, shape, _pred = _core.budget_solve([tuple(p) for p in self.profs],
                                                  max(budget, 1.0), [1.0] * len(self.profs))
-        # Halfway (in log) between equal slope and one common bound: on networks it was not
-        # trained on, the predictor's per-tensor rates are off by 1 to 3 bits per value.
+        # A quarter of the way (in log) from equal slope to one common bound (alcm-pack.c:
+        # budget_predict_plan says why).
         w = sum(p[0] for p, x in zip(self.profs, shape) if x > 0)
         m = sum(p[0] * math.log2(x) for p, x in zip(self.profs, shape) if x > 0) / w if w else 0
-        self.shape = [2.0 ** ((math.log2(x) + m) / 2) if x > 0 else 0.0 for x in shape]
+        self.shape = [2.0 ** (0.75 * math.log2(x) + 0.25 * m) if x > 0 else 0.0 for x in shape]
         lo, hi = -20.0, 20.0
         for _ in range(80):
             mid = (lo + hi) / 2

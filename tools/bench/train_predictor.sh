@@ -20,7 +20,9 @@
 # lib/predict_default.h (the command goes into the header and spec 6.7.4).
 #
 # usage: tools/bench/train_predictor.sh [--write]
-# environment: BUILD_DIR (default build), FACEAPI, SEED (default 1), SAMPLES (default 7200)
+# environment: BUILD_DIR (default build), FACEAPI, SEED (default 1), SAMPLES (default 7200),
+#   ALCM_TRAIN (an alcm-train binary to run instead of BUILD_DIR's, e.g. an older build's,
+#   for a before/after table; nothing is built then)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -32,7 +34,9 @@ say() { printf 'train_predictor.sh: %s\n' "$*" >&2; }
 write=()
 [ "${1:-}" = "--write" ] && write=(--out-header lib/predict_default.h)
 
-cmake --build "$build" -j2 --target alcm-train >/dev/null || { say "build failed"; exit 1; }
+if [ -z "${ALCM_TRAIN:-}" ]; then
+	cmake --build "$build" -j2 --target alcm-train >/dev/null || { say "build failed"; exit 1; }
+fi
 data=$build/data/predictor
 mkdir -p "$data"
 py=/usr/bin/python3
@@ -58,7 +62,7 @@ B_hold=("${hface[@]}" --holdout "$data/cnn/digits_cnn_weights.safetensors"
 	--holdout "$data/cnn/digits_cnn_grads.safetensors" --holdout "$data/mlp64/epoch_005.npz"
 	--holdout "$t/mlp_weights.safetensors" --holdout "$t/mlp_grads.safetensors"
 	--holdout "$t/transformer_weights.safetensors" --holdout "$t/transformer_grads.safetensors")
-train=$build/bin/alcm-train
+train=${ALCM_TRAIN:-$build/bin/alcm-train}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "## fold A (weights: ${write[*]:-not written})"
