@@ -380,9 +380,10 @@ static int use_avx2(void)
 #define COST_PLAIN 0.06
 #define COST_APPLY 0.15
 /* A residual is kept only when the reference's decode (estimated as the plain coding's) and
- * the residual's together cost at most COST_MAX times the plain coding. Adam float32 run,
- * worst frame (paired decodes, one thread, CPU time): 1.71x, the series 1.59x smaller than
- * the checkpoints alone; at 1.65 it was 1.47x smaller (frames 3 to 5 became keyframes). */
+ * the residual's together cost at most COST_MAX times the plain coding. Adam float32 run
+ * (tools/bench/series_bench.sh, one thread, CPU time): worst frame 1.78x its checkpoint
+ * alone, the series 1.59x smaller than the checkpoints alone; at 1.65 it was 1.47x smaller
+ * (frames 3 to 5 became keyframes). */
 #define COST_MAX 1.7
 
 /* One coded stream of a trial: stored by zstd (z), its decoded and coded lengths. */
@@ -474,7 +475,7 @@ static int fit_budget(const alcm_buf *tmp, alcm_lplan *pl, size_t w, uint64_t n,
 /* A chunk keeps a residual when it codes the sample in at most CHUNK_KEEP of the plain
  * coding's bytes (a plain chunk decodes without its reference, and a tensor of plain chunks
  * needs no reference at all) and fits the cost budget above. A tensor is stored as a delta
- * only when its middle does the same (alcm_delta_worth): early frames of the Adam run, whose
+ * only when its sample does the same (alcm_delta_worth): early frames of the Adam run, whose
  * deltas saved 20 to 25%, took 1.7 to 2.4 times their checkpoint alone to decode. */
 #define CHUNK_KEEP 0.9
 
