@@ -366,95 +366,205 @@ static int use_avx2(void)
 #endif
 
 /*
- * Residual streams that zstd shrinks by less than RAW_GAIN_MIN are stored raw (the lossless
- * chooser's rule is 1%): a delta is decoded on top of its reference, a raw stream is read in
- * place, and the few bytes zstd saves on the low planes of residuals cost less to check than
- * zstd takes to decode them (Adam run, frame 2: decode 1.98 -> 1.92 times the checkpoint
- * alone, the series 0.9% smaller as the keyframe choice moved). On the plan and the trial
- * coding of the sample in tmp (at level 1): clears those streams' zmask bits and @return the
- * trial's length as it would be with them raw.
+ * The writer's decode-cost model (spec 6.12.7), in units of the time to read one stored byte
+ * and check its digest (BLAKE2b: most of a lossless decode's time): a zstd stream costs
+ * COST_ZSTD more per byte it decodes to, and each raw byte of the chunk COST_PLAIN to rebuild
+ * from a plain coding's streams or COST_APPLY to apply a residual onto its reference (a
+ * read-modify-write of the output, from a cold cache). Calibrated on the Adam float32 run
+ * (perf, one thread): per stored byte BLAKE2b 754 samples a MB, pread and page faults 133
+ * more; zstd 383 to 404 a decoded MB; joining and rotating a float32 chunk 50 a raw MB,
+ * applying a sparse residual 38; COST_APPLY then raised from 0.05 until the estimates met
+ * the bench's paired decodes (cold caches), which ran 0.1 above them.
  */
-#define RAW_GAIN_MIN 0.2
-static size_t raw_where_small(const alcm_buf *tmp, alcm_lplan *pl, size_t w)
+#define COST_ZSTD 0.45
+#define COST_PLAIN 0.06
+#define COST_APPLY 0.15
+/* A residual is kept only when the reference's decode (estimated as the plain coding's) and
+ * the residual's together cost at most COST_MAX times the plain coding. Adam float32 run
+ * (tools/bench/series_bench.sh, one thread, CPU time): worst frame 1.78x its checkpoint
+ * alone, the series 1.59x smaller than the checkpoints alone; at 1.65 it was 1.47x smaller
+ * (frames 3 to 5 became keyframes). */
+#define COST_MAX 1.7
+
+/* One coded stream of a trial: stored by zstd (z), its decoded and coded lengths. */
+typedef struct tstream {
+	int z;
+	uint64_t raw, clen;
+} tstream;
+
+/* The streams of a chunk coded into tmp with transform t (spec 6.4); 0 when they cannot be
+ * listed (the palette, whose streams this does not parse). */
+static size_t trial_streams(const alcm_buf *tmp, unsigned t, size_t w, tstream *s)
 {
 	alcm_cursor cur = {tmp->p, tmp->len, 1};
 	uint64_t skip;
-	size_t len = tmp->len;
-	if (pl->transform == ALCM_TRANSFORM_PALETTE)
-		return len;
-	if (pl->transform == ALCM_TRANSFORM_SPARSE && alcm_cur_varint(&cur, &skip))
-		return len;
-	size_t streams = alcm_lossless_streams(pl->transform, w);
-	for (size_t k = 0; k < streams; k++) {
+	if (t == ALCM_TRANSFORM_PALETTE)
+		return 0;
+	if (t == ALCM_TRANSFORM_SPARSE && alcm_cur_varint(&cur, &skip))
+		return 0;
+	size_t n = alcm_lossless_streams(t, w);
+	for (size_t k = 0; k < n; k++) {
 		uint8_t id;
-		uint64_t raw, clen;
 		const uint8_t *p;
-		if (alcm_cur_u8(&cur, &id) || alcm_cur_varint(&cur, &raw) ||
-		    alcm_cur_varint(&cur, &clen) || alcm_cur_bytes(&cur, (size_t)clen, &p))
-			return len;
-		if (id == ALCM_BACKEND_ZSTD && (double)clen > (double)raw * (1 - RAW_GAIN_MIN)) {
-			pl->zmask &= ~(1u << k);
-			len += (size_t)(raw - clen);
-		}
+		if (alcm_cur_u8(&cur, &id) || alcm_cur_varint(&cur, &s[k].raw) ||
+		    alcm_cur_varint(&cur, &s[k].clen) || alcm_cur_bytes(&cur, (size_t)s[k].clen, &p))
+			return 0;
+		s[k].z = id == ALCM_BACKEND_ZSTD;
 	}
-	return len;
+	return n;
+}
+
+/* What zstd costs to decode a stream: COST_ZSTD a decoded byte, but at most ZSTD_RUN_CAP times
+ * its coded bytes (runs of one byte, such as a plane of zeros, decode at memset speed: 0.02 ns
+ * a byte, against 0.56 to 1.2 for planes coded 0.08 to 0.9 of their size). */
+#define ZSTD_RUN_CAP 16
+static double zstd_cost(const tstream *s)
+{
+	double d = (double)s->raw, c = (double)ZSTD_RUN_CAP * (double)s->clen;
+	return s->z ? COST_ZSTD * (d < c ? d : c) : 0;
+}
+
+/* The decode cost of the trial coding in tmp (n elements of w bytes; per: COST_PLAIN or
+ * COST_APPLY). A palette counts as one zstd stream of the whole chunk. */
+static double trial_cost(const alcm_buf *tmp, unsigned t, size_t w, uint64_t n, double per)
+{
+	tstream s[9];
+	size_t m = trial_streams(tmp, t, w, s);
+	double c = (double)tmp->len + per * (double)n * (double)w;
+	if (!m)
+		return c + COST_ZSTD * (double)n * (double)w;
+	for (size_t k = 0; k < m; k++)
+		c += zstd_cost(&s[k]);
+	return c;
+}
+
+/*
+ * A residual's trial coding in tmp fitted to the cost budget: while it costs more, the zstd
+ * stream that saves the smallest share of its bytes is stored raw instead (its zmask bit
+ * cleared), as long as that lowers the cost. @return 1 if the coding then fits, with *len its
+ * length; 0 if not.
+ */
+static int fit_budget(const alcm_buf *tmp, alcm_lplan *pl, size_t w, uint64_t n, double budget,
+                      size_t *len)
+{
+	tstream s[9];
+	size_t m = trial_streams(tmp, pl->transform, w, s);
+	double cost = trial_cost(tmp, pl->transform, w, n, COST_APPLY);
+	*len = tmp->len;
+	while (m && cost > budget) {
+		size_t best = m;
+		double share = 2;
+		for (size_t k = 0; k < m; k++) {
+			double saved = (double)s[k].raw - (double)s[k].clen;
+			if (s[k].z && s[k].raw && saved < zstd_cost(&s[k]) &&
+			    saved / (double)s[k].raw < share) {
+				share = saved / (double)s[k].raw;
+				best = k;
+			}
+		}
+		if (best == m)
+			break;
+		cost -= zstd_cost(&s[best]) - ((double)s[best].raw - (double)s[best].clen);
+		s[best].z = 0;
+		pl->zmask &= ~(1u << best);
+		*len += (size_t)(s[best].raw - s[best].clen);
+	}
+	return cost <= budget;
 }
 
 /* A chunk keeps a residual when it codes the sample in at most CHUNK_KEEP of the plain
  * coding's bytes (a plain chunk decodes without its reference, and a tensor of plain chunks
- * needs no reference at all). A tensor is stored as a delta at all only when the residual
- * codes its middle in at most WORTH_KEEP: decoding a delta costs its reference's decode and
- * its own (digests checked over both), so a delta that saves little nearly doubles the decode
- * time of its frame: early frames of the training runs, whose deltas saved 3 to 20%, took 2.1
- * to 2.3 times the checkpoint stored alone. At 3/4 (tools/bench/series_bench.sh, CPU time, one
- * thread, worst frame): sgd-f32 2.09 -> 1.95x, adam-bf16 2.06 -> 1.78x, sgd-bf16 2.22 ->
- * 2.00x; the Adam float32 run keeps its deltas (they save a quarter) and its bytes. */
+ * needs no reference at all) and fits the cost budget above. A tensor is stored as a delta
+ * only when its sample does the same (alcm_delta_worth): early frames of the Adam run, whose
+ * deltas saved 20 to 25%, took 1.7 to 2.4 times their checkpoint alone to decode. */
 #define CHUNK_KEEP 0.9
-#define WORTH_KEEP 0.75
+
+/* The sample pick() decides on: ns of the n elements in SAMPLE_SLICES runs spread evenly over
+ * them, each from the middle of its share (the middle 64 KiB alone misjudged a layer whose
+ * middle rows changed less than the rest: a delta 0.42 of the plain coding on the sample was
+ * 0.60 on the whole). */
+#define SAMPLE_SLICES 8
+static void sample(uint8_t *out, const uint8_t *src, uint64_t n, uint64_t ns, size_t w)
+{
+	if (ns >= n || ns < SAMPLE_SLICES) {
+		memcpy(out, src + (size_t)((n - ns) / 2 * w), (size_t)ns * w);
+		return;
+	}
+	uint64_t share = n / SAMPLE_SLICES, done = 0;
+	for (unsigned s = 0; s < SAMPLE_SLICES; s++) {
+		uint64_t cnt = s + 1 < SAMPLE_SLICES ? ns / SAMPLE_SLICES : ns - done;
+		uint64_t at = s * share + (share > cnt ? (share - cnt) / 2 : 0);
+		if (at + cnt > n)
+			at = n - cnt;
+		memcpy(out + (size_t)done * w, src + (size_t)at * w, (size_t)cnt * w);
+		done += cnt;
+	}
+}
 
 /*
  * The kind for n elements against ref, chosen on their middle 64 KiB: each candidate (plain,
- * XOR, difference) is planned by the lossless chooser and coded at zstd level 1; a residual
- * is kept only when it codes in at most `keep` of the plain coding's bytes. The plan holds
- * for the whole chunk: the chooser looks at the same middle 64 KiB of it.
+ * XOR, difference) is planned by the lossless chooser and coded at zstd level 1 (a residual
+ * the chooser would code as one stream is also tried as byte planes, which decode faster);
+ * a residual is kept only when, fitted to the cost budget, it codes in at most CHUNK_KEEP of
+ * the plain coding's bytes. The plan holds for the whole chunk: the chooser looks at the same
+ * middle 64 KiB of it.
  */
 static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
-                const uint8_t *ref, uint64_t n, int level, double keep, int *kind,
-                alcm_lplan *plan)
+                const uint8_t *ref, uint64_t n, int level, int *kind, alcm_lplan *plan)
 {
 	size_t w = alcm_dtype_size(dtype);
 	int fl = alcm_dtype_is_float(dtype), udt = alcm_delta_udtype(w);
 	uint64_t ns = ((uint64_t)1 << 16) / w;
 	if (ns > n)
 		ns = n;
-	size_t off = (size_t)((n - ns) / 2 * w);
+	uint8_t *smp = alcm_mem_alloc(a, (size_t)(ns ? ns : 1) * w);
 	uint8_t *res = alcm_mem_alloc(a, (size_t)(ns ? ns : 1) * w);
-	if (!res)
+	if (!smp || !res) {
+		alcm_mem_free(a, smp);
+		alcm_mem_free(a, res);
 		return ALCM_E_NOMEM;
+	}
+	sample(smp, src, n, ns, w);
 	alcm_buf tmp = {NULL, 0, 0, a};
 	size_t best = SIZE_MAX, plain = SIZE_MAX;
+	double budget = 0;
 	*kind = ALCM_DELTA_PLAIN;
 	for (int k = 0; k < 3; k++) {
 		int dt = k == ALCM_DELTA_PLAIN ? dtype : udt;
-		const uint8_t *d = src + off;
+		const uint8_t *d = smp;
 		if (k != ALCM_DELTA_PLAIN) {
-			(void)WKIND(w, k, fl, residuals_t, res, src + off, ref + off, ns);
+			sample(res, ref, n, ns, w);
+			(void)WKIND(w, k, fl, residuals_t, res, smp, res, ns);
 			d = res;
 		}
 		alcm_lplan pl = alcm_lossless_choose(c, &tmp, dt, d, ns, level);
-		tmp.len = 0;
-		size_t len = alcm_lossless_encode(c, &tmp, dt, &pl, d, ns, 1) ? SIZE_MAX : tmp.len;
-		if (k != ALCM_DELTA_PLAIN && len != SIZE_MAX)
-			len = raw_where_small(&tmp, &pl, w);
-		if (k == ALCM_DELTA_PLAIN)
-			plain = len;
-		if (len < best && (k == ALCM_DELTA_PLAIN || (double)len <= (double)plain * keep)) {
-			best = len;
-			*kind = k;
-			*plan = pl;
+		for (int alt = 0; alt < 2; alt++) {
+			if (alt) { /* one stream of a residual: also byte planes */
+				if (k == ALCM_DELTA_PLAIN || w == 1 || pl.transform != ALCM_TRANSFORM_NONE)
+					break;
+				pl = (alcm_lplan){.transform = ALCM_TRANSFORM_PLANES, .zmask = 0x1ffu,
+				                  .lmask = 0x1ffu};
+			}
+			tmp.len = 0;
+			if (alcm_lossless_encode(c, &tmp, dt, &pl, d, ns, 1))
+				continue;
+			size_t len = tmp.len;
+			if (k == ALCM_DELTA_PLAIN) {
+				plain = len;
+				budget = (COST_MAX - 1) * trial_cost(&tmp, pl.transform, w, ns, COST_PLAIN);
+			} else if (!fit_budget(&tmp, &pl, w, ns, budget, &len) ||
+			           (double)len > (double)plain * CHUNK_KEEP) {
+				continue;
+			}
+			if (len < best) {
+				best = len;
+				*kind = k;
+				*plan = pl;
+			}
 		}
 	}
 	alcm_buf_free(&tmp);
+	alcm_mem_free(a, smp);
 	alcm_mem_free(a, res);
 	return ALCM_OK;
 }
@@ -464,7 +574,7 @@ int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const ui
 {
 	int kind;
 	alcm_lplan plan;
-	int st = pick(c, a, dtype, src, ref, n, 1, WORTH_KEEP, &kind, &plan);
+	int st = pick(c, a, dtype, src, ref, n, 1, &kind, &plan);
 	*worth = kind != ALCM_DELTA_PLAIN;
 	return st;
 }
@@ -475,7 +585,7 @@ int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *sr
 	size_t w = alcm_dtype_size(dtype);
 	int fl = alcm_dtype_is_float(dtype), kind;
 	alcm_lplan plan;
-	int st = pick(c, out->a, dtype, src, ref, n, level, CHUNK_KEEP, &kind, &plan);
+	int st = pick(c, out->a, dtype, src, ref, n, level, &kind, &plan);
 	if (st)
 		return st;
 	uint8_t kb = (uint8_t)kind, *res = NULL;

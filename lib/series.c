@@ -1193,8 +1193,8 @@ int alcm_series_add(alcm_series *s, const alcm_tensor *t, alcm_tensor_report *re
 		if (pf)
 			ep = alcm_delta_estimate(t->dtype, t->data, s->pbuf, n, step);
 	}
-	/* A lossless tensor whose delta would not save a tenth is stored whole: it then decodes
-	 * without its reference. */
+	/* A lossless tensor whose delta would not fit the decode-cost budget (spec 6.12.7) is
+	 * stored whole: it then decodes without its reference. */
 	int delta = found;
 	if (found && (alcm_encoder_options(s->e)->mode == ALCM_MODE_LOSSLESS ||
 	              !alcm_dtype_is_float(t->dtype))) {

@@ -22,20 +22,23 @@ enum alcm_delta_kind {
 	ALCM_DELTA_ADD = 1    /* lossy: symbols are steps added to the reference */
 };
 /* The reference writer keeps a residual only when it codes the chunk's sample at least a
- * tenth smaller than the plain coding; a tensor whose chunks are all plain needs no
- * reference to decode (spec 6.12.6), so this bounds what a delta costs to read. */
+ * tenth smaller than the plain coding and its decode, after its reference's, fits the cost
+ * budget of spec 6.12.7; a tensor whose chunks are all plain needs no reference to decode
+ * (spec 6.12.6). */
 
 /* The unsigned integer dtype of w bytes (residuals are coded as these). */
 int alcm_delta_udtype(size_t w);
 
 /*
  * A lossless delta chunk of n elements: tries the plain coding, XOR and difference on a
- * sample and keeps the smallest. src and ref point at the chunk's first element.
+ * sample and keeps the smallest that fits the decode-cost budget (spec 6.12.7). src and ref
+ * point at the chunk's first element.
  */
 int alcm_delta_encode(alcm_coder *c, alcm_buf *out, int dtype, const uint8_t *src,
                       const uint8_t *ref, uint64_t n, int level);
-/* *worth = 1 when a residual codes the middle of the n elements at least a tenth smaller than
- * the plain coding: the writer stores a tensor whole otherwise. */
+/* *worth = 1 when a residual codes the sample of the n elements at least a tenth smaller than
+ * the plain coding, within the decode-cost budget: the writer stores a tensor whole
+ * otherwise. */
 int alcm_delta_worth(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t *src,
                      const uint8_t *ref, uint64_t n, int *worth);
 /* Tests set it to run the portable apply loops where AVX2 would be used. */

@@ -559,7 +559,7 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		double vs = (double)alone.bytes / (double)d->bytes;
 		int h1 = vs >= 1.5, h2 = d->bytes < patch.bytes, h3 = d->worst_ratio <= 2;
 		printf("\nTargets (%s, lossless series, the defaults: --delta-against keyframe, keyframes "
-		       "chosen by size):\n", name);
+		       "chosen by size, deltas within the decode-cost budget):\n", name);
 		printf("- series >= 1.5x smaller than each checkpoint packed alone: %.2fx: %s\n", vs,
 		       h1 ? "holds" : "MISSES");
 		printf("- smaller than zstd -19 --patch-from on the same pairs: %llu vs %llu bytes "
@@ -570,6 +570,10 @@ static int run_series(const char *name, char **files, size_t n, int target, doub
 		       "%s\n", g_wall ? "wall clock" : "CPU time", g_dthreads,
 		       g_dthreads == 1 ? "" : "s", g_dthreads ? "" : " (all cores)", g_pairs,
 		       d->worst_ratio, d->worst_frame, d->median_ratio, h3 ? "holds" : "MISSES");
+		/* The writer's cost budget (spec 6.12.7) aims at 1.7: the worst frame within 1.8x
+		 * leaves the 2x above a margin for a slower or busier machine. */
+		printf("- with a margin: the worst frame within 1.8x: %.2fx: %s\n", d->worst_ratio,
+		       d->worst_ratio <= 1.8 ? "holds" : "MISSES");
 	}
 	unlink(ser_p);
 	for (size_t k = 0; k < n; k++) {
