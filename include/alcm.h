@@ -453,8 +453,10 @@ typedef struct alcm_pack_options {
 	const char *producer; /**< stored in the metadata; NULL: "libalcm <version>" */
 	const char *source_format; /**< stored in the metadata, e.g. "npz"; may be NULL */
 	uint32_t frame;       /**< frame number of a stream archive (the TDIR's tag), else 0 */
-	/** NULL: alcm_predictor_default(), stored in PRED in a format 1.0 archive only; a
-	 * predictor named here is stored in PRED always (spec 6.7) */
+	/** NULL: no PRED in a format 1.1 archive; in a 1.0 one the version 1 default weights
+	 * (readers of 1.0 refuse other PRED versions). A predictor named here is stored in
+	 * PRED; version 2 weights make a new archive format 1.1, and are left out of an append
+	 * to a 1.0 archive (spec 6.7) */
 	const alcm_predictor *predictor;
 	/**
 	 * Called on the caller's thread after each chunk's coded bytes are written, in order, with
@@ -1303,7 +1305,8 @@ ALCM_API int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_
 /** PRED payload of `p` (spec 6.7): ALCM_PRED_BYTES bytes, little-endian float32. */
 #define ALCM_PRED_BYTES (8 + 4 * (2 * ALCM_PRED_FEATURES + ALCM_PRED_HIDDEN * ALCM_PRED_FEATURES + 2 * ALCM_PRED_HIDDEN + 1))
 ALCM_API void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES]);
-/** Parses a PRED payload; refuses a wrong size, version or non-finite weight. */
+/** Parses a PRED payload; refuses a wrong size, version 0 or a non-finite weight (corrupt);
+ * a version above 2 is ALCM_E_UNSUPPORTED, a layout this library does not know (spec 6.7.1). */
 ALCM_API int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------ */

@@ -421,9 +421,12 @@ int alcm_archive_open_frame(alcm_archive **out, alcm_reader *r, uint32_t frame,
 		uint8_t *pb = NULL;
 		size_t pl;
 		st = load_small(a, pi, &pb, &pl);
-		if (!st && alcm_predictor_load(&a->pred, pb, pl) != ALCM_OK)
+		int ps = st ? st : alcm_predictor_load(&a->pred, pb, pl);
+		/* A later PRED version is ignored as by a reader that does not interpret PRED
+		 * (spec 6.7.1): no tensor needs it. */
+		if (!st && ps != ALCM_OK && ps != ALCM_E_UNSUPPORTED)
 			st = afail(a, ALCM_E_CORRUPT, "PRED section %u is malformed", pi);
-		a->has_pred = !st;
+		a->has_pred = !st && ps == ALCM_OK;
 		alcm_mem_free(&a->alloc, pb);
 	}
 	if (st)

@@ -144,6 +144,10 @@ int alcm_sreader_end(alcm_sreader *s);
 int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nstep,
                                float (*feat)[ALCM_PRED_FEATURES]);
 
+/* The PRED version 1 default weights (lib/predict_default_v1.h) that format 1.0 archives
+ * store: readers of 1.0 refuse any other PRED version (spec 6.7.1). */
+const alcm_predictor *alcm_predictor_default_v1(void);
+
 /* ---- scalar conversions ---------------------------------------------------------------- */
 
 float alcm_half_to_float(uint16_t h);

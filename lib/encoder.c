@@ -1464,10 +1464,22 @@ int alcm_encoder_finish(alcm_encoder *e)
 		alcm_writer_section_info(e->w, i, &si);
 		have_pred |= memcmp(si.type, "PRED", 4) == 0;
 	}
-	if (!st && !have_pred) {
+	/* Readers of 1.0 refuse a PRED of a version other than 1 (spec 6.7.1). A 1.0 archive
+	 * stores the version 1 default weights, the bytes earlier writers gave it; weights of
+	 * version 2 that the caller named make a new archive 1.1, and are left out of an append
+	 * to a 1.0 archive (PRED is optional). */
+	const alcm_predictor *pred = e->opt.predictor ? e->opt.predictor : alcm_predictor_default();
+	if (!st && !have_pred && pred->version != 1 && alcm_writer_minor(e->w) < 1) {
+		if (!e->opt.predictor)
+			pred = alcm_predictor_default_v1();
+		else if (alcm_writer_appending(e->w))
+			pred = NULL;
+		else
+			st = alcm_writer_require_minor(e->w, 1);
+	}
+	if (!st && !have_pred && pred) {
 		uint8_t pb[ALCM_PRED_BYTES];
-		alcm_predictor_store(e->opt.predictor ? e->opt.predictor : alcm_predictor_default(),
-		                     pb);
+		alcm_predictor_store(pred, pb);
 		st = alcm_writer_add_section(e->w, "PRED", 0, 0, pb, sizeof(pb), NULL);
 	}
 	if (!st) {

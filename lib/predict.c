@@ -32,6 +32,15 @@ const alcm_predictor *alcm_predictor_default(void)
 	return &pred_default;
 }
 
+static const alcm_predictor pred_default_v1 =
+#include "predict_default_v1.h"
+	;
+
+const alcm_predictor *alcm_predictor_default_v1(void)
+{
+	return &pred_default_v1;
+}
+
 /* ---- features --------------------------------------------------------------------------- */
 
 /*
@@ -757,6 +766,9 @@ int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len)
 	if (!p || (!buf && len))
 		return ALCM_E_ARG;
 	uint32_t ver = len >= 4 ? alcm_load32(buf) : 0;
+	/* A later version is a layout this reader does not know (spec 6.7.1): not corrupt. */
+	if (len >= 4 && ver > PRED_VERSION)
+		return ALCM_E_UNSUPPORTED;
 	if (len != ALCM_PRED_BYTES || (ver != PRED_VERSION && ver != PRED_VERSION_OLD) ||
 	    alcm_load16(buf + 4) != NF || alcm_load16(buf + 6) != NH)
 		return ALCM_E_CORRUPT;

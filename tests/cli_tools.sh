@@ -143,11 +143,11 @@ has "frames:   2" out
 expect 2 "$B/alcm-pack" "$T/m2.npz" -o "$T/st.alcm" --append -f
 
 # inspect shows the predictor the archive carries and, with --features, what it sees. A
-# lossless (format 1.0) archive carries the default predictor; a 1.1 one only a predictor the
-# caller named (spec 6.7).
+# lossless (format 1.0) archive carries the version 1 default weights, which readers of 1.0
+# accept (they refuse other versions); a 1.1 one only a predictor the caller named (spec 6.7).
 expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/q.alcm"
 expect 0 "$B/alcm-inspect" --features "$T/q.alcm"
-has "predictor: 6-64-1 MLP in PRED" out
+has "predictor: 6-64-1 MLP in PRED version 1" out
 has "feature mean:" out
 if grep -E '^  embed\.weight +0\.002 +16\.97 ' "$T/out" >/dev/null; then ok; else bad "no features row for embed.weight: $(grep embed "$T/out")"; fi
 expect 0 "$B/alcm-inspect" --predictor "$T/q.alcm"

@@ -29,7 +29,8 @@ static const char usage[] =
 	"               key, so without --pubkey this is a usage error\n"
 	"  --features   decode each float tensor and print the six features the entropy\n"
 	"               predictor sees (spec 6.7.2) at the tensor's step (twice its bound; 2e-3\n"
-	"               for lossless tensors), with predicted and stored bits per value\n"
+	"               for lossless tensors), with predicted and stored bits per value (the\n"
+	"               archive's predictor, or this build's default for a version 1 PRED)\n"
 	"  --predictor  print every weight of the predictor the archive carries (PRED); the\n"
 	"               summary shows its shape and feature normalisation\n"
 	"  -q, --quiet  print nothing; only the exit status tells\n"
@@ -189,7 +190,8 @@ static void predictor_text(alcm_archive *a)
 		return;
 	}
 	int dflt = memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0;
-	printf("predictor: %d-%d-1 MLP in PRED (%s)\n", ALCM_PRED_FEATURES, ALCM_PRED_HIDDEN,
+	printf("predictor: %d-%d-1 MLP in PRED version %d (%s)\n", ALCM_PRED_FEATURES,
+	       ALCM_PRED_HIDDEN, p.version == 1 ? 1 : 2,
 	       dflt ? "this build's default weights" : "weights differ from this build's default");
 	printf("  feature mean:  ");
 	floats(p.mean, ALCM_PRED_FEATURES);
@@ -275,10 +277,20 @@ static int tensor_features(alcm_archive *a, size_t i, const alcm_tensor_info *ti
 	return st ? cli_fail(st, "compute the features of", "tensor", "") : 0;
 }
 
+/* The weights that predict from the features: the archive's when they read these features
+ * (PRED version 2); else this build's default, since version 1 weights (those a 1.0 archive
+ * carries) read features no longer computed (spec 6.7.2.1). */
+static const alcm_predictor *feature_predictor(alcm_archive *a, alcm_predictor *p)
+{
+	if (alcm_archive_predictor(a, p) == ALCM_OK && p->version != 1)
+		return p;
+	return alcm_predictor_default();
+}
+
 static int features_text(alcm_archive *a)
 {
 	alcm_predictor p;
-	const alcm_predictor *pp = alcm_archive_predictor(a, &p) == ALCM_OK ? &p : NULL;
+	const alcm_predictor *pp = feature_predictor(a, &p);
 	printf("features: at step = 2 x bound (2e-3 for lossless tensors); predicted and stored "
 	       "bits per value\n");
 	printf("  %-32s  %10s  %7s  %8s  %7s  %8s  %7s  %7s  %9s  %7s\n", "name", "step",
@@ -299,10 +311,7 @@ static int features_text(alcm_archive *a)
 		printf("  %-32s  %10.3g  %7.2f  %8.2f  %7.2f  %8.4f  %7.2f  %7.2f  ",
 		       cli_name(ti.name, ti.name_len), step, (double)f[0], (double)f[1],
 		       (double)f[2], (double)f[3], (double)f[4], (double)f[5]);
-		if (pp)
-			printf("%9.2f", alcm_predict_bits(pp, f));
-		else
-			printf("%9s", "-");
+		printf("%9.2f", alcm_predict_bits(pp, f));
 		printf("  %7.2f%s\n", stored, ti.mode == ALCM_MODE_LOSSLESS ? " (lossless)" : "");
 	}
 	return 0;
@@ -320,8 +329,7 @@ static int features_json(alcm_archive *a, size_t i, const alcm_tensor_info *ti)
 	alcm_predictor p;
 	printf(",\"features\":{\"step\":%.17g,\"values\":", step);
 	json_floats(f, ALCM_PRED_FEATURES);
-	if (alcm_archive_predictor(a, &p) == ALCM_OK)
-		printf(",\"predicted_bits_per_value\":%.6f", alcm_predict_bits(&p, f));
+	printf(",\"predicted_bits_per_value\":%.6f", alcm_predict_bits(feature_predictor(a, &p), f));
 	printf("}");
 	return 0;
 }

@@ -291,9 +291,6 @@ static int parse_args(int argc, char **argv, pack_args *a)
 		cli_err("--size and --ratio apply to whole archives, not stream frames");
 		return EXIT_USAGE;
 	}
-	/* The predictor that chooses the bounds is named, so the archive stores it (PRED). */
-	if ((a->size || a->ratio > 0) && !a->o.predictor)
-		a->o.predictor = alcm_predictor_default();
 	if (a->no_wait && !a->append) {
 		cli_err("--no-wait applies to --append only");
 		return EXIT_USAGE;

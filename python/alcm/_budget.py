@@ -31,7 +31,7 @@ TRIES = 8  # BUDGET_TRIES
 def _overhead(n: int) -> float:
     """Bytes besides the tensors' sections (metadata, predictor, directory, table): an
     estimate for the first attempt; the measured size replaces it."""
-    return 2900.0 + 280.0 * n
+    return 2900.0 + 250.0 * n
 
 
 def _predicted_at(p: list, step: float) -> float:
