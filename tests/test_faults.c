@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,11 +542,11 @@ static void test_alloc_stream(void **state)
  */
 typedef enum io_op {
 	OP_WRITE, OP_PWRITE, OP_PREAD, OP_FSYNC, OP_CLOSE, OP_FTRUNCATE, OP_RENAME, OP_LINK,
-	OP_MKOSTEMP, OP_FSTAT, OP_LINKAT, OP_TMPFILE, OP_COUNT
+	OP_MKOSTEMP, OP_FSTAT, OP_LINKAT, OP_TMPFILE, OP_FCNTL, OP_STATX, OP_COUNT
 } io_op;
 static const char *const op_names[OP_COUNT] = {
 	"write", "pwrite", "pread", "fsync", "close", "ftruncate", "rename", "link", "mkostemp",
-	"fstat", "linkat", "open(O_TMPFILE)",
+	"fstat", "linkat", "open(O_TMPFILE)", "fcntl", "statx",
 };
 
 
@@ -639,6 +640,28 @@ int close(int fd)
 	if (simple_fault(OP_CLOSE, fd))
 		return -1;
 	return r;
+}
+
+/* fcntl: the direct-I/O writer's F_GETFL/F_SETFL (format/atomic.c); a failure must fall
+ * back to the page cache or report, never lose bytes. */
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long);
+	va_end(ap);
+	if ((cmd == F_GETFL || cmd == F_SETFL) && simple_fault(OP_FCNTL, fd))
+		return -1;
+	return REAL(int (*)(int, int, ...), fcntl)(fd, cmd, arg);
+}
+
+/* statx: the direct-I/O alignment query; without it the writer assumes 4096. */
+int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *sx)
+{
+	if (simple_fault(OP_STATX, dirfd))
+		return -1;
+	return REAL(int (*)(int, const char *, int, unsigned, struct statx *), statx)(dirfd, path,
+	                                                                               flags, mask, sx);
 }
 
 int ftruncate(int fd, off_t len)
@@ -900,6 +923,56 @@ typedef struct io_case {
 	io_scenario run;
 } io_case;
 
+/* A file of more than two direct-I/O blocks (4 MiB, format/atomic.c) written in pieces of
+ * odd sizes: the full blocks go through the direct-I/O writer thread, the tail through the
+ * page cache. Read back exactly when the write succeeded. */
+#define BIG_BYTES ((size_t)9 * 1024 * 1024 + 4099)
+static const uint8_t *big_data(void)
+{
+	static uint8_t *b;
+	if (!b) {
+		uint64_t s = 7;
+		if (!(b = malloc(BIG_BYTES)))
+			abort();
+		for (size_t i = 0; i < BIG_BYTES; i++)
+			b[i] = (uint8_t)(tu_rand(&s) >> 56);
+	}
+	return b;
+}
+
+static int sc_big_direct(void)
+{
+	const char *target = io_target("io-big.bin");
+	unlink(target);
+	const uint8_t *b = big_data();
+	alcm_atomic_file *f = NULL;
+	int st = alcm_atomic_file_open(&f, target, 0, NULL);
+	for (size_t off = 0, k = 0; !st && off < BIG_BYTES; k++) {
+		size_t n = ((size_t)1 << 20) + k * 4093 % 65536;
+		if (n > BIG_BYTES - off)
+			n = BIG_BYTES - off;
+		st = alcm_atomic_file_write(f, b + off, n);
+		off += n;
+	}
+	if (!st)
+		st = alcm_atomic_file_commit(f);
+	if (st && f && !strstr(alcm_atomic_file_detail(f), "io-big.bin"))
+		st = CHECK_FAILED - st; /* the message must name the file */
+	alcm_atomic_file_free(f);
+	if (st > CHECK_FAILED && !target_ok(target, 0, st))
+		return CHECK_FAILED - (st ? st : ALCM_E_IO);
+	if (st == ALCM_OK) {
+		inj.at = 0;
+		size_t len = 0;
+		uint8_t *got = tu_read_file(target, &len);
+		int same = got && len == BIG_BYTES && memcmp(got, b, len) == 0;
+		free(got);
+		if (!same)
+			return CHECK_FAILED - ALCM_E_CORRUPT;
+	}
+	return st;
+}
+
 static const io_case io_cases[] = {
 	{"pack to a new archive", sc_pack_new},
 	{"pack over an old archive", sc_pack_replace},
@@ -910,6 +983,7 @@ static const io_case io_cases[] = {
 	{"unpack an archive file", sc_unpack_file},
 	{"read an .npz file", sc_read_npz},
 	{"append a frame to a stream archive", sc_append},
+	{"write 9 MiB through direct I/O", sc_big_direct},
 };
 
 /*
@@ -957,6 +1031,8 @@ static void test_io_faults(void **state)
 {
 	(void)state;
 	static const struct { io_op op; int how, err; } faults[] = {
+		/* EINVAL: a filesystem that refuses direct I/O late; the writer falls back */
+		{OP_PWRITE, HOW_FAIL, EINVAL},
 		{OP_PWRITE, HOW_FAIL, EIO},   {OP_PWRITE, HOW_FAIL, ENOSPC}, {OP_PWRITE, HOW_EINTR, 0},
 		{OP_PWRITE, HOW_SHORT, 0},    {OP_PWRITE, HOW_ZERO, 0},      {OP_WRITE, HOW_FAIL, ENOSPC},
 		{OP_WRITE, HOW_EINTR, 0},     {OP_WRITE, HOW_SHORT, 0},      {OP_WRITE, HOW_ZERO, 0},
@@ -964,7 +1040,8 @@ static void test_io_faults(void **state)
 		{OP_PREAD, HOW_ZERO, 0},      {OP_FSYNC, HOW_FAIL, EIO},     {OP_CLOSE, HOW_FAIL, EIO},
 		{OP_FTRUNCATE, HOW_FAIL, EIO}, {OP_RENAME, HOW_FAIL, EXDEV}, {OP_LINK, HOW_FAIL, EPERM},
 		{OP_MKOSTEMP, HOW_FAIL, EMFILE}, {OP_FSTAT, HOW_FAIL, EIO},
-		{OP_LINKAT, HOW_FAIL, EPERM}, {OP_LINKAT, HOW_FAIL, ENOSPC},
+		{OP_LINKAT, HOW_FAIL, EPERM}, {OP_LINKAT, HOW_FAIL, ENOSPC}, {OP_FCNTL, HOW_FAIL, EINVAL},
+		{OP_STATX, HOW_FAIL, ENOSYS},
 		/* ENOENT from the /proc link: retried with AT_EMPTY_PATH (root's way) */
 		{OP_LINKAT, HOW_FAIL, ENOENT},
 		{OP_TMPFILE, HOW_FAIL, EMFILE},
@@ -998,6 +1075,7 @@ static void test_io_faults(void **state)
 	unlink(io_target("io.safetensors"));
 	unlink(io_target("io.npy"));
 	unlink(io_target("io-stream.alcm"));
+	unlink(io_target("io-big.bin"));
 	assert_true(total > 100);
 }
 
@@ -1565,6 +1643,84 @@ static void test_atomic_file(void **state)
 	named_only = 0;
 }
 
+/* Direct-I/O output in its other modes: turned off by ALCM_DIRECT_IO=0, not used without
+ * fsync, a file of exactly two blocks, one under a block, and empty writes: the same bytes
+ * each time. */
+static void test_direct_io_modes(void **state)
+{
+	(void)state;
+	const uint8_t *b = big_data();
+	const size_t sizes[] = {(size_t)8 << 20, 5000, BIG_BYTES};
+	const unsigned flags[] = {0, ALCM_WRITE_NO_SYNC};
+	const char *p = in_dir("dio-modes.bin");
+	for (int env = 0; env < 2; env++) {
+		if (env)
+			setenv("ALCM_DIRECT_IO", "0", 1);
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+			for (size_t j = 0; j < 2; j++) {
+				alcm_atomic_file *f = NULL;
+				assert_int_equal(alcm_atomic_file_open(&f, p, ALCM_WRITE_OVERWRITE | flags[j],
+				                                       NULL), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_write(f, b, 0), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_write(f, b, sizes[i] / 3), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_write(f, b + sizes[i] / 3,
+				                                        sizes[i] - sizes[i] / 3), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_write(f, b, 0), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_sync(f), ALCM_OK);
+				assert_int_equal(alcm_atomic_file_commit(f), ALCM_OK);
+				alcm_atomic_file_free(f);
+				size_t len = 0;
+				uint8_t *got = tu_read_file(p, &len);
+				assert_non_null(got);
+				assert_int_equal(len, sizes[i]);
+				assert_memory_equal(got, b, len);
+				free(got);
+			}
+	}
+	unsetenv("ALCM_DIRECT_IO");
+	unlink(p);
+}
+
+/* Zero-byte requests (zero-element tensors, empty sections) get a real block of their own,
+ * with the caller's allocator and without one, never NULL that reads as out of memory. */
+static void test_zero_byte_allocations(void **state)
+{
+	(void)state;
+	alcm_allocator lib;
+	alcm_alloc_copy(&lib, NULL);
+	const alcm_allocator *as[] = {NULL, &lib};
+	for (int i = 0; i < 2; i++) {
+		void *p = alcm_mem_alloc(as[i], 0);
+		assert_non_null(p);
+		void *q = alcm_mem_realloc(as[i], p, 0);
+		assert_non_null(q);
+		alcm_mem_free(as[i], q);
+	}
+	/* The library's own functions, called directly as a caller's allocator may be. */
+	void *p = lib.malloc_fn(lib.opaque, 0);
+	assert_non_null(p);
+	p = lib.realloc_fn(lib.opaque, p, 0);
+	assert_non_null(p);
+	lib.free_fn(lib.opaque, p);
+	/* An allocator missing a function is replaced whole by the library's. */
+	alcm_allocator part = lib, got;
+	for (int miss = 0; miss < 3; miss++) {
+		part = lib;
+		if (miss == 0)
+			part.malloc_fn = NULL;
+		else if (miss == 1)
+			part.realloc_fn = NULL;
+		else
+			part.free_fn = NULL;
+		part.opaque = &part;
+		alcm_alloc_copy(&got, &part);
+		assert_ptr_equal(got.malloc_fn, lib.malloc_fn);
+		assert_ptr_equal(got.realloc_fn, lib.realloc_fn);
+		assert_ptr_equal(got.free_fn, lib.free_fn);
+		assert_null(got.opaque);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1581,6 +1737,8 @@ int main(void)
 		cmocka_unit_test(test_abandoned_outputs),
 		cmocka_unit_test(test_many_outputs),
 		cmocka_unit_test(test_atomic_file),
+		cmocka_unit_test(test_direct_io_modes),
+		cmocka_unit_test(test_zero_byte_allocations),
 		cmocka_unit_test(test_commit_turns),
 		cmocka_unit_test(test_commit_all),
 	};

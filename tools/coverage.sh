@@ -100,7 +100,7 @@ for g in "$out"/*format#*.c.gcov; do
 	/^ *[0-9#=-]+\*?: *[0-9]+:/ { split($0, p, ":"); line = p[2] + 0; text = $0; sub(/^[^:]*:[^:]*:/, "", text) }
 	/^branch +[0-9]+ (never executed|taken 0([^0-9]|$))/ && !(line in done) {
 		done[line] = 1; gsub(/^[ \t]+/, "", text); printf "  %s:%d: %s\n", f, line, substr(text, 1, 90) }' "$g"
-done | sed 's/\.gcov:/:/' | head -60
+done | sed 's/\.gcov:/:/' | awk 'NR <= 60' # reads to the end: no SIGPIPE under pipefail
 
 awk -v b="$fmt_branch" -v m="$min" 'BEGIN {
 	printf "coverage.sh: format/ branch coverage %.2f%% (minimum %s%%)\n", b, m
