@@ -1,7 +1,6 @@
 /* Pieces of the container layout shared by the reader and the writer. */
 #include "container.h"
 
-#include <sodium.h>
 
 const uint8_t alcm_signature[ALCM_SIGNATURE_LEN] = {0x89, 'A', 'L', 'C', 'M',
                                                     0x0d, 0x0a, 0x1a, 0x0a};
@@ -32,7 +31,10 @@ int alcm_section_type_valid(const char type[4])
 
 void alcm_digest(uint8_t out[ALCM_DIGEST_LEN], const void *buf, size_t len)
 {
-	crypto_generichash(out, ALCM_DIGEST_LEN, buf, len, NULL, 0);
+	alcm_blake2b s;
+	alcm_blake2b_init(&s, ALCM_DIGEST_LEN);
+	alcm_blake2b_update(&s, buf, len);
+	alcm_blake2b_final(&s, out);
 }
 
 void alcm_header_fixed_build(uint8_t out[ALCM_FIXED_SIZE], uint32_t flags, unsigned minor)

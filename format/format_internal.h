@@ -19,6 +19,18 @@ void alcm_mem_free(const alcm_allocator *a, void *p);
 /* Copies *src (or the libc allocator when src is NULL) into *dst. */
 void alcm_alloc_copy(alcm_allocator *dst, const alcm_allocator *src);
 
+/* BLAKE2b (RFC 7693), unkeyed, digests of 1 to 64 bytes (format/blake2b.c): the
+ * spec's digest(X) with 32 bytes, equal to libsodium's crypto_generichash without a key. */
+typedef struct alcm_blake2b {
+	uint64_t h[8], t[2];
+	uint8_t buf[128];
+	size_t buflen, outlen;
+} alcm_blake2b;
+void alcm_blake2b_init(alcm_blake2b *s, size_t outlen);
+void alcm_blake2b_update(alcm_blake2b *s, const void *data, size_t len);
+/* Writes s->outlen bytes. */
+void alcm_blake2b_final(alcm_blake2b *s, uint8_t *out);
+
 /* printf into a detail buffer of ALCM_DETAIL_MAX bytes; always NUL-terminated. */
 void alcm_detail_set(char *detail, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -333,8 +333,6 @@ static int reader_new(alcm_reader **out, const char *name, const alcm_limits *li
 	alcm_allocator a;
 	alcm_alloc_copy(&a, alloc);
 	*out = NULL;
-	if (sodium_init() < 0)
-		return ALCM_E_UNSUPPORTED;
 	alcm_reader *r = alcm_mem_calloc(&a, 1, sizeof(*r));
 	if (!r)
 		return ALCM_E_NOMEM;
@@ -571,11 +569,11 @@ int alcm_reader_verify_section(alcm_reader *r, uint32_t i)
 	if (!r || !r->e || i >= r->count)
 		return ALCM_E_ARG;
 	alcm_entry *e = &r->e[i];
-	crypto_generichash_state hs;
+	alcm_blake2b hs;
 	uint8_t d[ALCM_DIGEST_LEN];
-	crypto_generichash_init(&hs, NULL, 0, ALCM_DIGEST_LEN);
+	alcm_blake2b_init(&hs, ALCM_DIGEST_LEN);
 	if (r->mem) {
-		crypto_generichash_update(&hs, r->mem + e->offset, e->length);
+		alcm_blake2b_update(&hs, r->mem + e->offset, e->length);
 	} else {
 		size_t bn = e->length < VERIFY_BUF ? (size_t)e->length : VERIFY_BUF;
 		uint8_t *buf = alcm_mem_alloc(&r->alloc, bn);
@@ -588,12 +586,12 @@ int alcm_reader_verify_section(alcm_reader *r, uint32_t i)
 				alcm_mem_free(&r->alloc, buf);
 				return st;
 			}
-			crypto_generichash_update(&hs, buf, n);
+			alcm_blake2b_update(&hs, buf, n);
 			pos += n;
 		}
 		alcm_mem_free(&r->alloc, buf);
 	}
-	crypto_generichash_final(&hs, d, ALCM_DIGEST_LEN);
+	alcm_blake2b_final(&hs, d);
 	return digest_result(r, i, d);
 }
 

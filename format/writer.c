@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -28,7 +27,7 @@ struct alcm_writer {
 	alcm_entry *e;
 	uint32_t count, cap, base_count;
 	int in_section;
-	crypto_generichash_state hs;
+	alcm_blake2b hs;
 	uint64_t generation;
 	unsigned next_slot;
 	uint8_t fixed[ALCM_FIXED_SIZE]; /* the fixed header the commit slot is bound to */
@@ -104,8 +103,6 @@ static int writer_new(alcm_writer **out, int kind, unsigned flags, const alcm_al
 	alcm_allocator a;
 	alcm_alloc_copy(&a, alloc);
 	*out = NULL;
-	if (sodium_init() < 0)
-		return ALCM_E_UNSUPPORTED;
 	alcm_writer *w = alcm_mem_calloc(&a, 1, sizeof(*w));
 	if (!w)
 		return ALCM_E_NOMEM;
@@ -392,7 +389,7 @@ int alcm_writer_section_begin(alcm_writer *w, const char *type, uint32_t flags, 
 	e->flags = flags;
 	e->tag = tag;
 	e->offset = w->pos;
-	crypto_generichash_init(&w->hs, NULL, 0, ALCM_DIGEST_LEN);
+	alcm_blake2b_init(&w->hs, ALCM_DIGEST_LEN);
 	w->in_section = 1;
 	return ALCM_OK;
 }
@@ -408,7 +405,7 @@ int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
 	int st = raw_pwrite(w, data, len, w->pos);
 	if (st)
 		return st;
-	crypto_generichash_update(&w->hs, data, len);
+	alcm_blake2b_update(&w->hs, data, len);
 	w->pos += len;
 	w->e[w->count].length += len;
 	return ALCM_OK;
@@ -420,7 +417,7 @@ int alcm_writer_section_end(alcm_writer *w, uint32_t *index)
 		return ALCM_E_ARG;
 	if (usable(w) || !w->in_section)
 		return ALCM_E_STATE;
-	crypto_generichash_final(&w->hs, w->e[w->count].digest, ALCM_DIGEST_LEN);
+	alcm_blake2b_final(&w->hs, w->e[w->count].digest);
 	w->in_section = 0;
 	if (index)
 		*index = w->count;

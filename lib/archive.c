@@ -540,7 +540,7 @@ typedef struct dec {
 	double *steps;
 	uint8_t *raw_steps; /* inline steps as stored, for the digest (spec 6.5.13) */
 	uint8_t *out;
-	crypto_generichash_state hd, hm;
+	alcm_blake2b hd, hm;
 	int verify;
 	dslot *slots;
 	size_t nslots, wave_n;
@@ -589,9 +589,9 @@ static void run_slot(void *arg, size_t j, unsigned worker)
 	 * decoders (last, it ran alone at the end of every wave). */
 	if (d->verify && j == 0) {
 		for (size_t i = 0; i < d->wave_n; i++) {
-			crypto_generichash_update(&d->hd, d->slots[i].cbuf, d->slots[i].dl);
+			alcm_blake2b_update(&d->hd, d->slots[i].cbuf, d->slots[i].dl);
 			if (d->slots[i].ml)
-				crypto_generichash_update(&d->hm, d->slots[i].mbuf, d->slots[i].ml);
+				alcm_blake2b_update(&d->hm, d->slots[i].mbuf, d->slots[i].ml);
 		}
 		return;
 	}
@@ -744,13 +744,13 @@ static int ensure_pool(alcm_archive *a)
 	return ALCM_OK;
 }
 
-static int check_digest(dec *d, uint32_t idx, crypto_generichash_state *h)
+static int check_digest(dec *d, uint32_t idx, alcm_blake2b *h)
 {
 	alcm_section_info si;
 	uint8_t out[32];
 	if (!d->verify)
 		return ALCM_OK;
-	crypto_generichash_final(h, out, 32);
+	alcm_blake2b_final(h, out);
 	alcm_reader_section_info(d->a->r, idx, &si);
 	if (sodium_memcmp(out, si.digest, 32) != 0)
 		return afail(d->a, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu",
@@ -925,8 +925,8 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 	d.out = out;
 	int verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	d.verify = verify && digest;
-	crypto_generichash_init(&d.hd, NULL, 0, 32);
-	crypto_generichash_init(&d.hm, NULL, 0, 32);
+	alcm_blake2b_init(&d.hd, 32);
+	alcm_blake2b_init(&d.hm, 32);
 	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
 	if (!keep->slots) {
 		size_t n = a->ncoders == 1 ? 1 : (size_t)a->ncoders * 2;
@@ -949,7 +949,7 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 	    alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST)
 		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
 	if (!st && d.raw_steps)
-		crypto_generichash_update(&d.hd, d.raw_steps, (size_t)te->info.scales * 8);
+		alcm_blake2b_update(&d.hd, d.raw_steps, (size_t)te->info.scales * 8);
 	if (!st)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)

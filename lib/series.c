@@ -804,18 +804,18 @@ static void *digest_run(void *arg)
 {
 	digest_job *j = arg;
 	alcm_section_info si;
-	crypto_generichash_state hs;
+	alcm_blake2b hs;
 	uint8_t d[32], buf[DIGEST_BLOCK];
 	alcm_reader_section_info(j->r, j->idx, &si);
-	crypto_generichash_init(&hs, NULL, 0, sizeof(d));
+	alcm_blake2b_init(&hs, sizeof(d));
 	j->status = ALCM_OK;
 	for (uint64_t pos = 0; pos < si.length && !j->status;) {
 		size_t n = si.length - pos < DIGEST_BLOCK ? (size_t)(si.length - pos) : DIGEST_BLOCK;
 		if (!(j->status = alcm_reader_section_pread(j->r, j->idx, pos, buf, n)))
-			crypto_generichash_update(&hs, buf, n);
+			alcm_blake2b_update(&hs, buf, n);
 		pos += n;
 	}
-	crypto_generichash_final(&hs, d, sizeof(d));
+	alcm_blake2b_final(&hs, d);
 	if (!j->status && sodium_memcmp(d, si.digest, sizeof(d)) != 0)
 		j->status = ALCM_E_DIGEST;
 	return NULL;
