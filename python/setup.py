@@ -3,7 +3,8 @@
 The CMake build (``cmake --build build``, then ``PYTHONPATH=build/python``) links the
 extension with the library it builds; here the extension compiles libalcm's own sources
 (format/, lib/, lib/io/ of this checkout) with the flags CMake uses, so nothing else needs
-to be installed first but the C dependencies (libzstd-dev, libsodium-dev, zlib1g-dev) and
+to be installed first but the C dependencies (libzstd-dev, libsodium-dev, zlib1g-dev,
+libdeflate-dev) and
 numpy. Offline: nothing is downloaded.
 """
 
@@ -21,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The repository: the parent of this directory, or ALCM_SOURCE_DIR (a copy of python/ built
 # elsewhere, as tests/pip_wheel.sh does to keep the checkout clean).
 ROOT = os.environ.get("ALCM_SOURCE_DIR") or os.path.dirname(HERE)
-DEPS = ["libzstd", "libsodium", "zlib"]
+DEPS = ["libzstd", "libsodium", "zlib", "libdeflate"]
 
 
 def library_sources():
@@ -36,7 +37,7 @@ def library_sources():
 
 def pkg_config(flag):
     if not shutil.which("pkg-config"):
-        return {"--libs": ["-lzstd", "-lsodium", "-lz"], "--cflags": []}[flag]
+        return {"--libs": ["-lzstd", "-lsodium", "-lz", "-ldeflate"], "--cflags": []}[flag]
     return subprocess.check_output(["pkg-config", flag] + DEPS, text=True).split()
 
 

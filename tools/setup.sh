@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(build-essential cmake pkg-config libzstd-dev libsodium-dev zlib1g-dev libhdf5-dev
+pkgs=(build-essential cmake pkg-config libzstd-dev libsodium-dev zlib1g-dev libdeflate-dev libhdf5-dev
       hdf5-tools libcmocka-dev libzfp-dev clang groff-base strace time zstd
       python3-dev python3-numpy python3-pytest python3-pip python3-torch
       libhdf5-openmpi-dev openmpi-bin python3-h5py python3-h5py-mpi python3-mpi4py)
