@@ -59,25 +59,15 @@ static void set_direct(int fd, int on)
  * the offset unaligned. @return 0 or errno. */
 static int dio_pwrite(struct alcm_dio *d, const uint8_t *p, size_t len, uint64_t off)
 {
-	while (len) {
-		ssize_t n = pwrite(d->fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EINVAL && !d->fallback) {
-				d->fallback = 1;
-				set_direct(d->fd, 0);
-				continue;
-			}
-			return errno;
-		}
-		if (n == 0)
-			return ENOSPC;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
+	int e = alcm_pwrite_all(d->fd, p, len, off);
+	/* A filesystem that refuses O_DIRECT: clear it and write the block again (a write at an
+	 * offset may be repeated). */
+	if (e == EINVAL && !d->fallback) {
+		d->fallback = 1;
+		set_direct(d->fd, 0);
+		e = alcm_pwrite_all(d->fd, p, len, off);
 	}
-	return 0;
+	return e;
 }
 
 static void *dio_thread(void *arg)

@@ -181,6 +181,12 @@ int cli_fail(int st, const char *verb, const char *path, const char *detail)
 	size_t pl = strlen(path);
 	if (strncmp(d, path, pl) == 0 && d[pl] == ':' && d[pl + 1] == ' ')
 		d += pl + 2;
+	/* ... or the whole "cannot write 'PATH': " of an output file's detail. */
+	char head[64];
+	int hl = snprintf(head, sizeof(head), "cannot %s '", verb);
+	if (hl > 0 && (size_t)hl < sizeof(head) && strncmp(d, head, (size_t)hl) == 0 &&
+	    strncmp(d + hl, path, pl) == 0 && strncmp(d + hl + pl, "': ", 3) == 0)
+		d += (size_t)hl + pl + 3;
 	d = cli_strip_temp(d);
 	cli_err("cannot %s '%s': %s", verb, cli_display(path), d);
 	return cli_exit_code(st);
