@@ -324,6 +324,17 @@ int alcm_stream_put(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, 
 	return alcm_stream_put2(c, out, src, n, level, 1, NULL);
 }
 
+/* Bytes alcm_buf_put_varint takes for v (7 bits a byte). */
+static size_t varint_bytes(uint64_t v)
+{
+	size_t k = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		k++;
+	}
+	return k;
+}
+
 int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n, int level,
                      int try_zstd, int *zstd_used)
 {
@@ -334,7 +345,10 @@ int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n,
 	if (st)
 		return st;
 	size_t hdr = out->len;
-	uint8_t *dst = out->p + hdr + 21;
+	/* The coded bytes go where a header with clen's varint as long as n's puts them: always
+	 * so for raw, and for zstd unless its output is a varint byte shorter (then one move). */
+	size_t guess = 1 + 2 * varint_bytes(n);
+	uint8_t *dst = out->p + hdr + guess;
 	size_t clen = 0;
 	unsigned id = ALCM_BACKEND_RAW;
 	if (n >= 64 && level > 0 && try_zstd) {
@@ -356,7 +370,8 @@ int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n,
 	hb.len = 1;
 	alcm_buf_put_varint(&hb, n);
 	alcm_buf_put_varint(&hb, clen);
-	memmove(out->p + hdr + hb.len, dst, clen);
+	if (hb.len != guess)
+		memmove(out->p + hdr + hb.len, dst, clen);
 	memcpy(out->p + hdr, h, hb.len);
 	out->len = hdr + hb.len + clen;
 	if (zstd_used)
