@@ -20,6 +20,12 @@ static void libc_free(void *o, void *p)
 	free(p);
 }
 
+int alcm_alloc_is_libc(const alcm_allocator *a)
+{
+	return a->malloc_fn == libc_malloc && a->realloc_fn == libc_realloc &&
+	       a->free_fn == libc_free;
+}
+
 void alcm_alloc_copy(alcm_allocator *dst, const alcm_allocator *src)
 {
 	if (src && src->malloc_fn && src->realloc_fn && src->free_fn) {

@@ -16,6 +16,8 @@ void *alcm_mem_alloc(const alcm_allocator *a, size_t n);
 void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size);
 void *alcm_mem_realloc(const alcm_allocator *a, void *p, size_t n);
 void alcm_mem_free(const alcm_allocator *a, void *p);
+/* 1 if *a is the libc allocator (alcm_alloc_copy of NULL). */
+int alcm_alloc_is_libc(const alcm_allocator *a);
 /* Copies *src (or the libc allocator when src is NULL) into *dst. */
 void alcm_alloc_copy(alcm_allocator *dst, const alcm_allocator *src);
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,7 +21,8 @@ struct alcm_writer {
 	int fd;                /* W_FILE (atom.fd) and W_APPEND (locked, spec 7.2) */
 	char *path;            /* W_APPEND */
 	uint8_t *mem;          /* W_MEMORY */
-	size_t mem_cap;
+	size_t mem_cap, mem_hw; /* capacity; bytes up to the highest written */
+	int mem_mapped;        /* mem is an anonymous mapping (mem_grow) */
 	uint64_t pos;          /* end of the data written so far */
 	uint32_t hflags;
 	int sync;
@@ -49,25 +51,56 @@ static int wfail(alcm_writer *w, int status, const char *fmt, ...)
 	return status;
 }
 
+/* A memory archive of the libc allocator this large or more is an anonymous mapping: it grows
+ * by mremap, without copying, and in transparent huge pages. Through malloc, each doubling
+ * copied the archive into fresh pages and faulted every 4 KiB of it, and glibc's rising mmap
+ * threshold gave back and refaulted them on every call: alcm.compress of a 20 MB array ran
+ * at 44-51 MB/s against 300 for alcm-pack, 60% of it in page faults, memset and memmove. */
+#define MEM_MAP_MIN ((size_t)1 << 21)
+
+static int mem_grow(alcm_writer *w, uint64_t end)
+{
+	size_t nc = w->mem_cap ? w->mem_cap : 4096;
+	while (nc < end)
+		nc *= 2;
+	uint8_t *m;
+	if (w->mem_mapped || (nc >= MEM_MAP_MIN && alcm_alloc_is_libc(&w->alloc))) {
+		void *p = w->mem_mapped ? mremap(w->mem, w->mem_cap, nc, MREMAP_MAYMOVE)
+		                        : mmap(NULL, nc, PROT_READ | PROT_WRITE,
+		                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return wfail(w, ALCM_E_NOMEM, "cannot grow the archive buffer to %zu bytes", nc);
+		m = p;
+		(void)madvise(m, nc, MADV_HUGEPAGE);
+		if (!w->mem_mapped) {
+			if (w->mem_hw)
+				memcpy(m, w->mem, w->mem_hw);
+			alcm_mem_free(&w->alloc, w->mem);
+			w->mem_mapped = 1;
+		}
+	} else if (!(m = alcm_mem_realloc(&w->alloc, w->mem, nc))) {
+		return wfail(w, ALCM_E_NOMEM, "cannot grow the archive buffer to %zu bytes", nc);
+	}
+	w->mem = m;
+	w->mem_cap = nc;
+	return ALCM_OK;
+}
+
 static int raw_pwrite(alcm_writer *w, const void *buf, size_t len, uint64_t off)
 {
 	if (w->kind == W_MEMORY) {
 		uint64_t end;
 		if (alcm_add_u64(off, len, &end) || end > SIZE_MAX / 2)
 			return wfail(w, ALCM_E_NOMEM, "archive too large for memory");
-		if (end > w->mem_cap) {
-			size_t nc = w->mem_cap ? w->mem_cap : 4096;
-			while (nc < end)
-				nc *= 2;
-			uint8_t *m = alcm_mem_realloc(&w->alloc, w->mem, nc);
-			if (!m)
-				return wfail(w, ALCM_E_NOMEM, "cannot grow the archive buffer to %zu bytes",
-				             nc);
-			memset(m + w->mem_cap, 0, nc - w->mem_cap);
-			w->mem = m;
-			w->mem_cap = nc;
-		}
+		int st = end > w->mem_cap ? mem_grow(w, end) : ALCM_OK;
+		if (st)
+			return st;
+		/* Bytes never written read as zero. */
+		if (off > w->mem_hw)
+			memset(w->mem + w->mem_hw, 0, (size_t)off - w->mem_hw);
 		memcpy(w->mem + off, buf, len);
+		if (end > w->mem_hw)
+			w->mem_hw = (size_t)end;
 		return ALCM_OK;
 	}
 	if (w->kind == W_FILE) {
@@ -552,7 +585,10 @@ void alcm_writer_free(alcm_writer *w)
 		release_append(w);
 	}
 	alcm_mem_free(&a, w->path);
-	alcm_mem_free(&a, w->mem);
+	if (w->mem_mapped)
+		munmap(w->mem, w->mem_cap);
+	else
+		alcm_mem_free(&a, w->mem);
 	alcm_mem_free(&a, w->e);
 	alcm_mem_free(&a, w);
 }
