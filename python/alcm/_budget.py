@@ -46,10 +46,11 @@ def _sample(a: Any) -> Any:
                                                 for k in range(SAMPLE_RUNS)]))
 
 
-def _overhead(n: int) -> float:
-    """Bytes besides the tensors' sections (metadata, predictor, directory, table): an
-    estimate for the first attempt; the measured size replaces it."""
-    return 300.0 + 212.0 * n
+def _overhead(n: int, names: int) -> float:
+    """Bytes besides the tensors' sections (metadata, directory with the names, table): an
+    estimate for the first attempt (alcm-pack.c: overhead_bytes); the measured size replaces
+    it."""
+    return 575.0 + 164.0 * n + names
 
 
 def _predicted_at(p: list, step: float) -> float:
@@ -212,7 +213,7 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
     reports, or raises :class:`alcm.BoundError` naming the closest size reached."""
     s = _Search(job, target)
     n = len(s.profs)
-    over = _overhead(n)
+    over = _overhead(n, sum(len(it.name) for it in job.items))
     tries: list[dict] = []
     lossless = None
     last_is_lossless = False
