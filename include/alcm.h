@@ -1313,7 +1313,7 @@ ALCM_API int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_
  */
 typedef struct alcm_pred_escapes {
 	double share; /**< in [0, 1] */
-	double bits;  /**< bits per escaped value, in [0, 8 * 10 + 8 * dtype size] */
+	double bits;  /**< bits per escaped value, in [0, 8 * dtype size + 40] */
 } alcm_pred_escapes;
 
 /** The escapes of `t` (see alcm_pred_escapes). Same sample, limits and cost as

@@ -143,6 +143,19 @@ static void test_escapes_arguments(void **state)
 		h[i] = 0x8000; /* -0 is */
 	assert_int_equal(alcm_tensor_escapes(&z, &esc), ALCM_OK);
 	assert_float_equal(esc.share, 1, 0);
+	/* The vectors of spec 6.7.5. */
+	for (int i = 0; i < 64; i++)
+		h[i] = 0x0001;
+	assert_int_equal(alcm_tensor_escapes(&z, &esc), ALCM_OK);
+	assert_float_equal(esc.share, 1, 0);
+	assert_float_equal(esc.bits, 2.01127106, 1e-8);
+	assert_float_equal(alcm_predict_bits_escapes(p, f, &esc), 2.01127106 + 8 * 104.0 / exp2(f[0]),
+	                   1e-6);
+	for (int i = 48; i < 64; i++)
+		h[i] = 0x3c00;
+	assert_int_equal(alcm_tensor_escapes(&z, &esc), ALCM_OK);
+	assert_float_equal(esc.share, 0.75, 0);
+	assert_float_equal(esc.bits, 2.55670102, 1e-8);
 	int32_t ints[4] = {1, 2, 3, 4};
 	alcm_tensor it = tensor_of(ALCM_DTYPE_I32, ints, 4);
 	assert_int_equal(alcm_tensor_escapes(&it, &esc), ALCM_E_ARG);
