@@ -1302,6 +1302,41 @@ ALCM_API int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_
                                   const float *y, size_t n, uint64_t seed, unsigned epochs,
                                   double *mse);
 
+/**
+ * The escapes of a float tensor (spec 6.7.3): `share` is the fraction of its values the
+ * quantizer stores exactly whatever the step (NaN, infinities, -0, subnormals), `bits` their
+ * predicted coded cost in bits per escaped value (the escape block of spec 6.5.4: the bytes
+ * of their bit patterns at their order-0 byte entropy, plus their gaps). Both come from the
+ * sample alcm_tensor_features() reads; share is 0 (and bits 0) for a tensor without any.
+ * The network predicts the rate of the other values only: a tensor of float16 gradients
+ * that are nearly all subnormal costs what its escapes cost, which no step changes.
+ */
+typedef struct alcm_pred_escapes {
+	double share; /**< in [0, 1] */
+	double bits;  /**< bits per escaped value, in [0, 8 * dtype size + 40] */
+} alcm_pred_escapes;
+
+/** The escapes of `t` (see alcm_pred_escapes). Same sample, limits and cost as
+ *  alcm_tensor_features(); ALCM_E_ARG for a NULL argument or a tensor that is not float. */
+ALCM_API int alcm_tensor_escapes(const alcm_tensor *t, alcm_pred_escapes *esc);
+
+/** alcm_predict_bits() of a tensor with escapes (spec 6.7.3): the fixed bytes, plus
+ *  (1 - share) times the network's rate, plus share times esc->bits; in [0, 64]. `esc` NULL
+ *  or a share of 0 gives alcm_predict_bits(); a share outside [0, 1] or a non-finite one
+ *  gives 64. */
+ALCM_API double alcm_predict_bits_escapes(const alcm_predictor *p,
+                                          const float feat[ALCM_PRED_FEATURES],
+                                          const alcm_pred_escapes *esc);
+
+/** alcm_predictor_train() for samples with escapes: the network is fitted so that
+ *  alcm_predict_bits_escapes(p, x[i], &esc[i]) meets y[i] (the squared error of the whole
+ *  prediction, so that a sample that is nearly all escapes weighs little). `esc` NULL is
+ *  alcm_predictor_train(). */
+ALCM_API int alcm_predictor_train_escapes(alcm_predictor *p,
+                                          const float (*x)[ALCM_PRED_FEATURES], const float *y,
+                                          const alcm_pred_escapes *esc, size_t n, uint64_t seed,
+                                          unsigned epochs, double *mse);
+
 /** PRED payload of `p` (spec 6.7): ALCM_PRED_BYTES bytes, little-endian float32. */
 #define ALCM_PRED_BYTES (8 + 4 * (2 * ALCM_PRED_FEATURES + ALCM_PRED_HIDDEN * ALCM_PRED_FEATURES + 2 * ALCM_PRED_HIDDEN + 1))
 ALCM_API void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES]);

@@ -61,11 +61,12 @@ int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
 	float f[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES];
 	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 		prof->step[k] = sd * pow(2.0, k / 2.0 - 16);
-	int st = alcm_tensor_features_steps(t, prof->step, ALCM_BUDGET_STEPS, f);
+	alcm_pred_escapes esc;
+	int st = alcm_tensor_features_esc(t, prof->step, ALCM_BUDGET_STEPS, f, &esc);
 	if (st)
 		return st;
 	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
-		prof->bits[k] = alcm_predict_bits(pr, f[k]);
+		prof->bits[k] = alcm_predict_bits_escapes(pr, f[k], &esc);
 	/* A coarser step never costs more: keep the curve monotone against predictor noise. */
 	for (int k = 1; k < ALCM_BUDGET_STEPS; k++)
 		if (prof->bits[k] > prof->bits[k - 1])

@@ -143,6 +143,9 @@ int alcm_sreader_end(alcm_sreader *s);
  * passes over the sample: feat[k] equals alcm_tensor_features(t, step[k]) bit for bit. */
 int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nstep,
                                float (*feat)[ALCM_PRED_FEATURES]);
+/* The same, also giving the tensor's escapes (alcm_tensor_escapes(); esc may be NULL). */
+int alcm_tensor_features_esc(const alcm_tensor *t, const double *step, int nstep,
+                             float (*feat)[ALCM_PRED_FEATURES], alcm_pred_escapes *esc);
 
 /* The PRED version 1 default weights (lib/predict_default_v1.h) that format 1.0 archives
  * store: readers of 1.0 refuse any other PRED version (spec 6.7.1). */

@@ -92,6 +92,7 @@ static uint64_t run_start(const sampler *sp, uint64_t k)
 #define SPECIAL_MAX 1024
 typedef struct specials {
 	uint64_t v[SPECIAL_MAX], seen, every;
+	uint64_t pair[2][2]; /* neighbours in the sample: [previous special][this one special] */
 	size_t n;
 } specials;
 
@@ -111,11 +112,17 @@ static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, 
                      specials *sv)
 {
 	const uint8_t *src = t->data;
+	int prev = -1;
 	for (size_t j = 0; j < cnt; j++) {
 		int special = alcm_is_special(t->dtype, src, i + j);
 		out[m] = alcm_load_float(t->dtype, src, i + j);
 		m += !special;
-		if (special && sv && sv->seen++ % sv->every == 0 && sv->n < SPECIAL_MAX)
+		if (!sv)
+			continue;
+		if (prev >= 0)
+			sv->pair[prev][special]++;
+		prev = special;
+		if (special && sv->seen++ % sv->every == 0 && sv->n < SPECIAL_MAX)
 			sv->v[sv->n++] = raw_bits(t->dtype, src, i + j);
 	}
 	return m;
@@ -265,16 +272,39 @@ static void sort_values(double *v, size_t n)
 	}
 }
 
-/* Distinct symbols of the sorted sample at a step. */
+/* Distinct symbols of the sorted sample at a step, counted up to just past what
+ * entropy_feature compares them with (more than max(n / ENT_SPARSE, ENT_SPARSE)): at the fine
+ * steps of a profile nearly every value is distinct, and the count stops a sixteenth of the
+ * way (the distinct counts were most of alcm-pack --ratio's profile). */
+/* The end of the run of symbol q that starts at i in the sorted sample: the symbols never
+ * decrease, so a galloping search finds it in O(log run) evaluations of the same
+ * expression, with the same result as a scan (coarse steps have long runs). */
+static size_t run_end(const double *v, size_t n, size_t i, double inv, double q)
+{
+	size_t lo = i, hi = i + 1, gap = 1; /* symbol(v[lo]) == q */
+	while (hi < n && floor(v[hi] * inv + 0.5) == q) {
+		lo = hi;
+		gap *= 2;
+		hi = i + gap;
+	}
+	if (hi > n)
+		hi = n;
+	while (hi - lo > 1) { /* symbol(v[lo]) == q; hi == n or symbol(v[hi]) != q */
+		size_t mid = lo + (hi - lo) / 2;
+		if (floor(v[mid] * inv + 0.5) == q)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
+
 static size_t sample_distinct(const double *v, size_t n, double step)
 {
-	double inv = 1 / step, last = floor(v[0] * inv + 0.5);
-	size_t d = 1;
-	for (size_t i = 1; i < n; i++) {
-		double q = floor(v[i] * inv + 0.5);
-		d += q != last;
-		last = q;
-	}
+	double inv = 1 / step;
+	size_t d = 0, stop = (n / ENT_SPARSE > ENT_SPARSE ? n / ENT_SPARSE : ENT_SPARSE) + 1;
+	for (size_t i = 0; i < n && d < stop; d++)
+		i = run_end(v, n, i, inv, floor(v[i] * inv + 0.5));
 	return d;
 }
 
@@ -283,9 +313,7 @@ static double sample_entropy(const double *v, size_t n, double step)
 	double inv = 1 / step, h = 0;
 	for (size_t i = 0; i < n;) {
 		double q = floor(v[i] * inv + 0.5);
-		size_t j = i + 1;
-		while (j < n && floor(v[j] * inv + 0.5) == q)
-			j++;
+		size_t j = run_end(v, n, i, inv, q);
 		double c = (double)(j - i);
 		h += c * log2(c);
 		i = j;
@@ -371,6 +399,45 @@ static double pattern_entropy(uint64_t *v, size_t n)
 	return log2((double)n) - h / (double)n;
 }
 
+static double xlog2x(double c)
+{
+	return c > 0 ? c * log2(c) : 0;
+}
+
+/*
+ * What an escape costs in the escape block (spec 6.5.4, 6.7.3), in bits: the block holds
+ * every escape's gap (a varint) then its raw bit pattern, coded by zstd, whose literals are
+ * Huffman-coded bytes. The patterns cost `w` times the order-0 entropy of their bytes, all
+ * byte positions pooled as zstd pools them, with the Miller-Madow correction ((distinct -
+ * 1) / (2 N ln 2)) for a sample of at most 1024 patterns; the gaps cost the entropy rate of
+ * "is this value special" (a first-order Markov chain fitted to neighbouring sampled values:
+ * runs of subnormals cost little) per escape.
+ */
+static double escape_bits(const specials *sv, size_t w, double share)
+{
+	if (!sv->n || !(share > 0))
+		return 0;
+	uint64_t hist[256] = {0};
+	for (size_t i = 0; i < sv->n; i++)
+		for (size_t b = 0; b < w; b++)
+			hist[(sv->v[i] >> (8 * b)) & 255]++;
+	double nb = (double)(sv->n * w), h = 0;
+	int distinct = 0;
+	for (int k = 0; k < 256; k++) {
+		h += xlog2x((double)hist[k]);
+		distinct += hist[k] > 0;
+	}
+	h = log2(nb) - h / nb + (distinct - 1) / (2 * nb * 0.6931471805599453);
+	/* Runs of escapes: a run's first gap is not 0, and zstd codes it as a new sequence
+	 * whose cost grows with the run length L (measured on float16 tensors of subnormals with
+	 * runs of 8 to 700 escapes: 5.3 log2 L - 3.6 bits a run). */
+	double r1 = (double)(sv->pair[1][0] + sv->pair[1][1]);
+	double start = r1 > 0 ? (double)sv->pair[1][0] / r1 : 1 - share;
+	double run = start > 0 ? 5.3 * log2(1 / start) - 3.6 : 0;
+	double gap = start * (run < 0 ? 0 : run > 40 ? 40 : run);
+	return (double)w * (h < 8 ? h : 8) + gap;
+}
+
 /* Mantissa bits of a float dtype, its relative resolution. */
 static int mantissa_bits(int dtype)
 {
@@ -381,7 +448,7 @@ static int mantissa_bits(int dtype)
 /* Features at `nstep` steps (each > 0, increasing when nstep > 1) in two passes over the
  * sample: f[0] and f[2] do not depend on the step. */
 static int features_at(const alcm_tensor *t, const double *step, int nstep,
-                       float (*feat)[ALCM_PRED_FEATURES])
+                       float (*feat)[ALCM_PRED_FEATURES], alcm_pred_escapes *eo)
 {
 	uint64_t n, nb;
 	if (!t || !feat || !step || nstep < 1 || nstep > ALCM_BUDGET_STEPS ||
@@ -416,7 +483,21 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	/* Special values are stored exactly: about their raw bits each. */
 	double total = sp.all ? (double)n : (double)(sp.runs * RUN), raw = 8.0 * (double)alcm_dtype_size(t->dtype);
 	double esc = total > 0 ? 1 - (double)a.cnt / total : 0;
+	uint64_t nspecial = (uint64_t)total - a.cnt;
+	specials sv;
+	memset(sv.pair, 0, sizeof(sv.pair));
+	sv.seen = 0;
+	sv.n = 0;
+	sv.every = nspecial > SPECIAL_MAX ? (nspecial + SPECIAL_MAX - 1) / SPECIAL_MAX : 1;
+	if (eo)
+		eo->share = eo->bits = 0;
 	if (!a.cnt) {
+		for (uint64_t b = 0; b < nblk && eo && n; b++)
+			block(t, &sp, b, buf, &sv);
+		if (eo && n) {
+			eo->share = 1;
+			eo->bits = escape_bits(&sv, alcm_dtype_size(t->dtype), 1);
+		}
 		for (int k = 0; k < nstep; k++) {
 			feat[k][0] = f0;
 			feat[k][1] = -30.0f;
@@ -436,11 +517,6 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	uint64_t hist[ALCM_BUDGET_STEPS + 1] = {0};
 	double ent[ENT_MAX];
 	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, seen = 0;
-	uint64_t nspecial = (uint64_t)total - a.cnt;
-	specials sv;
-	sv.seen = 0;
-	sv.n = 0;
-	sv.every = nspecial > SPECIAL_MAX ? (nspecial + SPECIAL_MAX - 1) / SPECIAL_MAX : 1;
 	size_t ne = 0;
 	for (uint64_t b = 0; b < nblk; b++) {
 		size_t got = block(t, &sp, b, buf, &sv);
@@ -454,6 +530,10 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	if (ne)
 		sort_values(ent, ne);
 	double maxabs = ne ? fmax(fabs(ent[0]), fabs(ent[ne - 1])) : 0;
+	if (eo && esc > 0) {
+		eo->share = esc;
+		eo->bits = escape_bits(&sv, alcm_dtype_size(t->dtype), esc);
+	}
 	double hesc = esc > 0 ? pattern_entropy(sv.v, sv.n) : 0;
 	double m2 = lanes(c.s2) * inv;
 	double sd = sqrt(m2);
@@ -488,13 +568,28 @@ int alcm_tensor_features(const alcm_tensor *t, double step, float feat[ALCM_PRED
 {
 	if (!feat)
 		return ALCM_E_ARG;
-	return features_at(t, &step, 1, (float (*)[ALCM_PRED_FEATURES])feat);
+	return features_at(t, &step, 1, (float (*)[ALCM_PRED_FEATURES])feat, NULL);
 }
 
 int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nstep,
                                float (*feat)[ALCM_PRED_FEATURES])
 {
-	return features_at(t, step, nstep, feat);
+	return features_at(t, step, nstep, feat, NULL);
+}
+
+int alcm_tensor_features_esc(const alcm_tensor *t, const double *step, int nstep,
+                             float (*feat)[ALCM_PRED_FEATURES], alcm_pred_escapes *esc)
+{
+	return features_at(t, step, nstep, feat, esc);
+}
+
+int alcm_tensor_escapes(const alcm_tensor *t, alcm_pred_escapes *esc)
+{
+	float f[1][ALCM_PRED_FEATURES];
+	double step = 1;
+	if (!esc)
+		return ALCM_E_ARG;
+	return features_at(t, &step, 1, f, esc);
 }
 
 /* ---- inference -------------------------------------------------------------------------- */
@@ -514,18 +609,43 @@ static double forward(const alcm_predictor *p, const float *f)
 	return y;
 }
 
-double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])
+/* An escape leaves symbol 0 in the symbol stream: what the stream costs more than the
+ * other values' symbols alone, per value, when a share q0 of those are symbol 0 too
+ * (feature 3): the entropy of the mixture less theirs. Nothing when they are all 0. */
+static double placeholders(double share, double q0)
+{
+	q0 = q0 < 0 ? 0 : q0 > 1 ? 1 : q0;
+	double keep = 1 - share, p0 = share + keep * q0;
+	double h = -xlog2x(p0) + keep * xlog2x(q0) - keep * (1 - q0) * log2(keep > 0 ? keep : 1);
+	return h > 0 ? h : 0;
+}
+
+/* The network's rate applies to the values that are not escapes (spec 6.7.3). */
+double alcm_predict_bits_escapes(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES],
+                                 const alcm_pred_escapes *esc)
 {
 	if (!p || !feat || p->version == PRED_VERSION_OLD)
 		return 64;
 	for (int k = 0; k < NF; k++)
 		if (!isfinite(feat[k]))
 			return 64;
-	double r = forward(p, feat);
+	double share = esc ? esc->share : 0, eb = esc ? esc->bits : 0;
+	if (!(share >= 0 && share <= 1) || !(eb >= 0) || !isfinite(eb))
+		return 64;
+	/* A spread under 2^-30 of the step (feature 1 at its floor) quantizes to one symbol:
+	 * such values cost nothing but the fixed bytes, and they are rare in training (the
+	 * zeros among subnormal gradients are). */
+	double r = feat[1] <= -30 ? 0 : forward(p, feat);
 	if (!(r > 0)) /* also NaN from a hand-made predictor */
 		r = isnan(r) ? 64 : 0;
-	double y = r + fixed_bits(feat[0]);
+	double y = (share > 0 ? (1 - share) * r + share * eb + placeholders(share, feat[3]) : r) +
+	           fixed_bits(feat[0]);
 	return y < 64 ? y : 64;
+}
+
+double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])
+{
+	return alcm_predict_bits_escapes(p, feat, NULL);
 }
 
 /* ---- training --------------------------------------------------------------------------- */
@@ -589,7 +709,8 @@ static void normalise(const trainer *tr, const float *x, double *z)
 }
 
 /* Mean and standard deviation of each feature; a feature that never varies gets scale 1. */
-static void fit_normalisation(trainer *tr, const float (*x)[NF], const float *y, size_t n)
+static void fit_normalisation(trainer *tr, const float (*x)[NF], const float *y,
+                              const float *keep, size_t n)
 {
 	for (int k = 0; k < NF; k++) {
 		double s = 0, s2 = 0;
@@ -602,13 +723,20 @@ static void fit_normalisation(trainer *tr, const float (*x)[NF], const float *y,
 		tr->mean[k] = (float)mu;
 		tr->scale[k] = sd > 1e-6 * (fabs(mu) + 1) ? (float)sd : 1.0f;
 	}
-	double s = 0, s2 = 0;
+	/* The target's moments over the samples that are mostly not escapes. */
+	double s = 0, s2 = 0, m = 0;
 	for (size_t i = 0; i < n; i++)
-		s += y[i];
-	tr->ymean = s / (double)n;
+		if (keep[i] >= 0.5f) {
+			s += y[i];
+			m++;
+		}
+	if (!m)
+		m = 1;
+	tr->ymean = s / m;
 	for (size_t i = 0; i < n; i++)
-		s2 += (y[i] - tr->ymean) * (y[i] - tr->ymean);
-	double sd = sqrt(s2 / (double)n);
+		if (keep[i] >= 0.5f)
+			s2 += (y[i] - tr->ymean) * (y[i] - tr->ymean);
+	double sd = sqrt(s2 / m);
 	tr->yscale = sd > 1e-6 ? sd : 1.0;
 }
 
@@ -616,7 +744,14 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
                          const float *y, size_t n, uint64_t seed, unsigned epochs,
                          double *mse)
 {
-	if (!p || !x || !y || !n || n > SIZE_MAX / sizeof(size_t))
+	return alcm_predictor_train_escapes(p, x, y, NULL, n, seed, epochs, mse);
+}
+
+int alcm_predictor_train_escapes(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES],
+                                 const float *y, const alcm_pred_escapes *esc, size_t n,
+                                 uint64_t seed, unsigned epochs, double *mse)
+{
+	if (!p || !x || !y || !n || n > SIZE_MAX / sizeof(size_t) / 4)
 		return ALCM_E_ARG;
 	for (size_t i = 0; i < n; i++) {
 		if (!isfinite(y[i]) || !isfinite(x[i][0]))
@@ -624,22 +759,37 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 		for (int k = 0; k < NF; k++)
 			if (!isfinite(x[i][k]))
 				return ALCM_E_ARG;
+		if (esc && (!(esc[i].share >= 0 && esc[i].share <= 1) || !(esc[i].bits >= 0) ||
+		            !isfinite(esc[i].bits)))
+			return ALCM_E_ARG;
 	}
 	if (!epochs)
 		epochs = DEFAULT_EPOCHS;
 	trainer *tr = calloc(1, sizeof(*tr));
 	size_t *order = malloc(n * sizeof(size_t));
-	float *rate = malloc(n * sizeof(float));
-	if (!tr || !order || !rate) {
+	float *rate = malloc(n * sizeof(float)), *keep = malloc(n * sizeof(float));
+	float *ebits = malloc(n * sizeof(float));
+	if (!tr || !order || !rate || !keep || !ebits) {
 		free(tr);
 		free(order);
 		free(rate);
+		free(keep);
+		free(ebits);
 		return ALCM_E_NOMEM;
 	}
-	/* The network learns the per-value rate; the fixed bytes are added at prediction. */
+	/* The network learns the per-value rate of the values that are not escapes; the fixed
+	 * bytes and the escapes' bits are added at prediction. `keep` is that share: the error
+	 * of the whole prediction is keep * network - (rate - escapes' bits). */
+	for (size_t i = 0; i < n; i++) {
+		double sh = esc ? esc[i].share : 0;
+		keep[i] = (float)(1 - sh);
+		ebits[i] = (float)(esc ? sh * esc[i].bits : 0);
+		rate[i] = (float)(y[i] - fixed_bits(x[i][0]) - ebits[i]);
+	}
+	/* The target's moments are the network's own rate (ebits, no longer needed, holds it). */
 	for (size_t i = 0; i < n; i++)
-		rate[i] = (float)(y[i] - fixed_bits(x[i][0]));
-	fit_normalisation(tr, x, rate, n);
+		ebits[i] = keep[i] >= 0.5f ? rate[i] / keep[i] : 0;
+	fit_normalisation(tr, x, ebits, keep, n);
 	rng r = {seed ^ 0x616c636d70726564ull}; /* "alcmpred" */
 	/* Glorot-style initialisation for tanh; zero biases, zero output bias (targets are
 	 * standardised). */
@@ -667,8 +817,9 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 			for (size_t b = 0; b < nb; b++) {
 				size_t i = order[s + b];
 				normalise(tr, x[i], z);
-				double err = net(tr, z, h) - (rate[i] - tr->ymean) / tr->yscale;
-				double d = 2 * err / (double)nb;
+				double u = keep[i];
+				double err = u * net(tr, z, h) - (rate[i] - u * tr->ymean) / tr->yscale;
+				double d = 2 * err * u / (double)nb;
 				tr->g[P_B2] += d;
 				for (int j = 0; j < NH; j++) {
 					tr->g[P_W2 + j] += d * h[j];
@@ -707,11 +858,13 @@ int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES]
 	if (mse) {
 		double se = 0;
 		for (size_t i = 0; i < n; i++) {
-			double e = alcm_predict_bits(p, x[i]) - y[i];
+			double e = alcm_predict_bits_escapes(p, x[i], esc ? &esc[i] : NULL) - y[i];
 			se += e * e;
 		}
 		*mse = se / (double)n;
 	}
+	free(keep);
+	free(ebits);
 	free(rate);
 	free(order);
 	free(tr);

@@ -47,7 +47,8 @@ static const char usage[] =
 	"  -h, --help            this help\n"
 	"  -V, --version         print the version and exit\n"
 	"\n"
-	"The network learns the rate; 104 bytes per tensor are added apart (spec 6.7.3).\n"
+	"The network learns the rate of the values that are not escapes (subnormals, NaN, -0);\n"
+	"104 bytes per tensor and the escapes' cost are added apart (spec 6.7.3).\n"
 	"The default weights are made by (from the source root, after building):\n"
 	"  tools/bench/train_predictor.sh --write\n"
 	"which runs alcm-train on generated tensors and real networks, some held out whole.\n"
@@ -84,6 +85,7 @@ typedef struct item {
 	double sd, jitter;
 	double step[NSTEPS];
 	float feat[NSTEPS][NF], bits[NSTEPS];
+	alcm_pred_escapes esc; /* step-independent (spec 6.7.3) */
 	float *gfeat, *gbits; /* --eval on held-out tensors: NGRID entries */
 	double gen_cpu, pack_cpu, feat_cpu;
 	int status;
@@ -455,7 +457,7 @@ static int label(item *it, int eval)
 	it->sd = std_of(it);
 	if (!(it->sd > 0) || !isfinite(it->sd))
 		return ALCM_E_ARG;
-	int st = ALCM_OK;
+	int st = alcm_tensor_escapes(&t, &it->esc);
 	for (int k = 0; k < NSTEPS && !st; k++) {
 		double step = it->sd * pow(2.0, KMIN + k + it->jitter);
 		it->step[k] = step;
@@ -581,7 +583,7 @@ typedef struct errs {
 static void score(const alcm_predictor *p, const item *it, errs *e)
 {
 	for (int k = 0; k < NSTEPS; k++) {
-		double d = alcm_predict_bits(p, it->feat[k]) - it->bits[k];
+		double d = alcm_predict_bits_escapes(p, it->feat[k], &it->esc) - it->bits[k];
 		e->se += d * d;
 		e->ae += fabs(d);
 		e->bias += d;
@@ -622,7 +624,7 @@ static void exhaustive(const alcm_predictor *p, const corpus *c, int smooth)
 				continue;
 			float pred[NGRID];
 			for (int g = 0; g < NGRID; g++)
-				pred[g] = (float)alcm_predict_bits(p, it->gfeat + g * NF);
+				pred[g] = (float)alcm_predict_bits_escapes(p, it->gfeat + g * NF, &it->esc);
 			int ge = pick(it->gbits, B), gp = pick(pred, B);
 			if (ge < 0)
 				continue; /* the budget is below what any step reaches */
@@ -848,7 +850,8 @@ int main(int argc, char **argv)
 	}
 	float(*xtr)[NF] = malloc((ntr ? ntr : 1) * sizeof(*xtr));
 	float *ytr = malloc((ntr ? ntr : 1) * sizeof(float));
-	if (!xtr || !ytr) {
+	alcm_pred_escapes *etr = malloc((ntr ? ntr : 1) * sizeof(*etr));
+	if (!xtr || !ytr || !etr) {
 		cli_err("out of memory");
 		return EXIT_NOMEM;
 	}
@@ -860,6 +863,7 @@ int main(int argc, char **argv)
 		for (int k = 0; k < NSTEPS; k++, m++) {
 			memcpy(xtr[m], it->feat[k], sizeof(xtr[m]));
 			ytr[m] = it->bits[k];
+			etr[m] = it->esc;
 		}
 	}
 	alcm_predictor p = *alcm_predictor_default();
@@ -870,8 +874,8 @@ int main(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 		t0 = cli_now();
-		int st = alcm_predictor_train(&p, (const float(*)[NF])xtr, ytr, ntr, seed,
-		                              (unsigned)epochs, NULL);
+		int st = alcm_predictor_train_escapes(&p, (const float(*)[NF])xtr, ytr, etr, ntr,
+		                                      seed, (unsigned)epochs, NULL);
 		t_train = cli_now() - t0;
 		if (st) {
 			cli_err("training failed: %s", alcm_strerror(st));
@@ -888,7 +892,7 @@ int main(int argc, char **argv)
 		for (int rep = 0; rep < 20; rep++)
 			for (size_t i = 0; i < co.n; i++)
 				for (int k = 0; k < NSTEPS && !co.it[i].status; k++, calls++)
-					sink += alcm_predict_bits(&p, co.it[i].feat[k]);
+					sink += alcm_predict_bits_escapes(&p, co.it[i].feat[k], &co.it[i].esc);
 		t_inf = calls ? (cpu_now() - c0) / (double)calls : 0;
 	}
 
@@ -917,12 +921,14 @@ int main(int argc, char **argv)
 		item *it = &co.it[i];
 		if (it->status)
 			continue;
-		printf("%-24s %-8s %8llu values  sd %-9.3g  measured/predicted bits per value at "
-		       "std*2^%.2f..%+.2f:%s\n ", it->name, alcm_dtype_name(it->dtype),
-		       (unsigned long long)it->elems, it->sd, KMIN + it->jitter,
+		printf("%-24s %-8s %8llu values  sd %-9.3g  escapes %.3f at %.2f bits  "
+		       "measured/predicted bits per value at std*2^%.2f..%+.2f:%s\n ", it->name,
+		       alcm_dtype_name(it->dtype), (unsigned long long)it->elems, it->sd,
+		       it->esc.share, it->esc.bits, KMIN + it->jitter,
 		       KMIN + NSTEPS - 1 + it->jitter, it->test ? " (held out)" : "");
 		for (int k = 0; k < NSTEPS; k++)
-			printf(" %.2f/%.2f", (double)it->bits[k], alcm_predict_bits(&p, it->feat[k]));
+			printf(" %.2f/%.2f", (double)it->bits[k],
+			       alcm_predict_bits_escapes(&p, it->feat[k], &it->esc));
 		printf("\n");
 	}
 	if (!cli_quiet) {
@@ -1003,5 +1009,6 @@ int main(int argc, char **argv)
 	free(co.it);
 	free(xtr);
 	free(ytr);
+	free(etr);
 	return rc;
 }

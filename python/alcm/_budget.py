@@ -12,7 +12,10 @@ correction still falls short of a budget over a third of the raw size. The archi
 the attempt with the least squared error among those no more than 3% over the budget, or the
 lossless archive if it is that small and the lossy one is over a third of the raw size or not
 within 3% of the budget. As in alcm-pack, the attempt kept is encoded again when it was not
-the last (an attempt's Packer is dropped when the next starts).
+the last (an attempt's Packer is dropped when the next starts). Before the first attempt, a
+sixteenth of each tensor of at least 65536 values (64 runs spread over it), and half of that, is
+coded at its planned bound, and the estimate of its size replaces the predicted rate
+(budget_sample_calibrate), the plan then made again.
 """
 
 from __future__ import annotations
@@ -20,18 +23,34 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from . import _core, _errors
 
 FIT = 0.03  # an archive within 3% of the target fits
 LOSSLESS_PROBE = 3  # a fitting lossy archive over raw / 3: try lossless too (as alcm-pack)
 STEPS = 41  # ALCM_BUDGET_STEPS
 TRIES = 8  # BUDGET_TRIES
+SAMPLE_MIN = 65536  # alcm-pack.c's SAMPLE_MIN, SAMPLE_MAX, SAMPLE_RUNS
+SAMPLE_MAX = 1 << 18
+SAMPLE_RUNS = 64
 
 
-def _overhead(n: int) -> float:
-    """Bytes besides the tensors' sections (metadata, predictor, directory, table): an
-    estimate for the first attempt; the measured size replaces it."""
-    return 2900.0 + 250.0 * n
+def _sample(a: Any) -> Any:
+    """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them."""
+    flat = a.reshape(-1)
+    n = flat.size
+    run = min(n // 16, SAMPLE_MAX) // SAMPLE_RUNS
+    at = (n - run) // (SAMPLE_RUNS - 1)
+    return np.ascontiguousarray(np.concatenate([flat[k * at:k * at + run]
+                                                for k in range(SAMPLE_RUNS)]))
+
+
+def _overhead(n: int, names: int) -> float:
+    """Bytes besides the tensors' sections (metadata, directory with the names, table): an
+    estimate for the first attempt (alcm-pack.c: overhead_bytes); the measured size replaces
+    it."""
+    return 575.0 + 164.0 * n + names
 
 
 def _predicted_at(p: list, step: float) -> float:
@@ -106,6 +125,27 @@ class _Search:
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
         return self.predicted_moved(0)
 
+    def sample_calibrate(self, bounds: list[float]) -> None:
+        """As budget_sample_calibrate: each large tensor's sample, and every other run of it,
+        coded at its bound; the size estimated from the two shifts its predicted curve."""
+        pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
+        try:
+            for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
+                if not p[1] or p[0] < SAMPLE_MIN or not bounds[i] > 0:
+                    continue
+                smp = _sample(it.array)
+                run = smp.size // SAMPLE_RUNS
+                half = np.ascontiguousarray(np.concatenate(
+                    [smp[k * run:(k + 1) * run] for k in range(0, SAMPLE_RUNS, 2)]))
+                got = [float(pk.add(f"sample{i}/{e}".encode(), x, it.code, mode=1,
+                                    bound=bounds[i])[1]) for e, x in ((1, smp), (2, half))]
+                rate = max(0.0, 8 * (got[0] - got[1]) / (smp.size // 2))
+                est = (8 * got[0] + rate * (p[0] - smp.size)) / p[0]
+                off = est - 8 * _predicted_at(p, 2 * bounds[i]) / p[0]
+                p[4] = tuple(max(0.0, b + off) for b in p[4])
+        finally:
+            pk.close()
+
     def calibrate(self, bounds: list[float], actual: list[float]) -> None:
         for i, p in enumerate(self.profs):
             if not p[1] or not bounds[i] > 0:
@@ -173,7 +213,7 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
     reports, or raises :class:`alcm.BoundError` naming the closest size reached."""
     s = _Search(job, target)
     n = len(s.profs)
-    over = _overhead(n)
+    over = _overhead(n, sum(len(it.name) for it in job.items))
     tries: list[dict] = []
     lossless = None
     last_is_lossless = False
@@ -185,6 +225,10 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
                     over = tries[0]["got"] - tries[0]["tensors"]
                 s.predict_plan(target - over)
                 bounds = list(s.shape)
+                if not tries and s.lossy:
+                    s.sample_calibrate(bounds)
+                    s.predict_plan(target - over)
+                    bounds = list(s.shape)
             if len(tries) >= 2 and lossless is None and tries[-1]["got"] < target \
                     and tries[-1]["got"] * LOSSLESS_PROBE >= s.raw:
                 lossless, _, _ = s.encode([0.0] * n)
