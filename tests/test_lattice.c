@@ -120,8 +120,12 @@ static void test_lattice_refused(void **state)
 	x[123] = (float)(x[123] + 0.3141 * d);
 	assert_int_equal(alcm_quant_lattice((const uint8_t *)x, n, 0.75 * d, &step, &off), 0);
 	x[123] = keep;
-	/* A bound under half the spacing: each point its own cell already. */
-	assert_int_equal(alcm_quant_lattice((const uint8_t *)x, n, 0.45 * d, &step, &off), 0);
+	/* A bound under half the spacing: each point its own cell already, so one spacing a
+	 * step (the symbols of the grid of step 2 * bound would leave empty cells between). */
+	assert_int_equal(alcm_quant_lattice((const uint8_t *)x, n, 0.45 * d, &step, &off), 1);
+	assert_true(fabs(step - d) < 1e-6 * d && fabs(off - o) < 1e-6 * d);
+	step = 7;
+	off = 5;
 	/* More than 256 distinct values. */
 	float *y = lattice_values(n, d, o, 40, 1000);
 	assert_int_equal(alcm_quant_lattice((const uint8_t *)y, n, 0.75 * d, &step, &off), 0);
