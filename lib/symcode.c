@@ -949,7 +949,15 @@ static int models(enc *e, model *md, unsigned *nm)
 		uint64_t en[1] = {entries[k]};
 		model_eval(e, m, en);
 	}
-	/* Refined (a pass over the chunk and a few over the entries each): the two best. */
+	/* Refined (a pass over the chunk and a few over the entries each): axis 0 and the last
+	 * always, and the two best of the others (refining only the two best of all, as first
+	 * tried, left axis 0 unrefined in a conv gradient [64, 32, 3, 3], 0.9% larger). */
+	for (unsigned k = 1; k < *nm; k++)
+		if (md[k].ax[0] < 2) {
+			md[k].refined = 1;
+			if ((st = model_refine(e, &md[k], entries[md[k].ax[0]])))
+				goto out;
+		}
 	for (int r = 0; r < 2; r++) {
 		unsigned bk = 0;
 		for (unsigned k = 1; k < *nm; k++)
