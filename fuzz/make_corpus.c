@@ -1120,6 +1120,65 @@ static void diff_seeds(void)
 	}
 }
 
+/* A TF convolution [3, 3, 96, 256] (221184 values, chunks of 4096) whose (position, input)
+ * rows are mostly zero: class axes beyond axis 0 and the last (rows), 16 rANS states (AVX2)
+ * with coding 18 (spec 6.5.6, 6.5.14); and a PyTorch one [16, 16, 3, 3] in chunks of 1024
+ * values whose input channels differ in scale (axis 1), 8 states. */
+static void axes_seeds(void)
+{
+	static float x[3 * 3 * 96 * 256];
+	const int c0[] = {0x00}, uall[] = {0x00, 0x06, 0x1d};
+	const uint64_t rows = 3 * 3 * 96, co = 256;
+	for (uint64_t r = 0; r < rows; r++) {
+		int live = r % 37 == 5;
+		for (uint64_t o = 0; o < co; o++)
+			x[r * co + o] = live ? (float)(0.02 * gauss()) : 0.0f;
+	}
+	for (int k = 0; k < 2; k++) {
+		alcm_tensor t;
+		memset(&t, 0, sizeof(t));
+		t.name = "conv";
+		t.name_len = 4;
+		t.dtype = ALCM_DTYPE_F32;
+		t.ndim = 4;
+		uint64_t n = k ? 16 * 16 * 9 : rows * co;
+		if (k) {
+			t.shape[0] = 16;
+			t.shape[1] = 16;
+			t.shape[2] = 3;
+			t.shape[3] = 3;
+			for (uint64_t i = 0; i < n; i++)
+				x[i] = (float)(0.001 * (1 << (i / 9 % 16 % 5)) * gauss());
+		} else {
+			t.shape[0] = 3;
+			t.shape[1] = 3;
+			t.shape[2] = 96;
+			t.shape[3] = 256;
+		}
+		t.data = (const uint8_t *)x;
+		t.nbytes = n * 4;
+		alcm_pack_options o;
+		alcm_pack_options_default(&o);
+		o.threads = 1;
+		o.chunk_bytes = k ? 4096 : 16384;
+		o.mode = ALCM_MODE_MAX_ERROR;
+		o.bound = 0.004;
+		o.producer = "alcm-fuzz-corpus";
+		alcm_writer *w;
+		alcm_encoder *e;
+		if (alcm_writer_open_memory(&w, 0, NULL) || alcm_encoder_new(&e, w, &o, NULL) ||
+		    alcm_encoder_add(e, &t, NULL) || alcm_encoder_finish(e) || alcm_writer_commit(w))
+			DIE("axes seed %d", k);
+		const void *p;
+		size_t len;
+		alcm_writer_memory(w, &p, &len);
+		put_archive(k ? "modelled-torch-conv-inputs" : "modelled-tf-conv-rows-16-states",
+		            (const uint8_t *)p, len, c0, 1, uall, 3);
+		alcm_encoder_free(e);
+		alcm_writer_free(w);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || argc > 3) {
@@ -1132,6 +1191,7 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0)
 		DIE("sodium_init");
 	archives();
+	axes_seeds();
 	npy_seeds();
 	npz_seeds();
 	safetensors_seeds();

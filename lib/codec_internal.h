@@ -213,6 +213,9 @@ static inline uint64_t alcm_chunk_mask_max(uint64_t n)
 }
 
 /* Parameters of a quantized tensor, shared read-only by its chunk jobs. */
+/* Most channel axes a modelled chunk's writer may try (its models use one or two). */
+#define ALCM_QP_AXES 8
+
 typedef struct alcm_qparams {
 	int dtype;
 	const double *step;    /* per channel; step 0 codes every value as zero */
@@ -228,13 +231,14 @@ typedef struct alcm_qparams {
 	/* Encoder only: 1 to let chunks use the modelled symbol coding (format 1.1, spec
 	 * 6.5.6) where it is not larger than byte planes, 2 to use it always (tests); and the
 	 * channel axes its models may try: element g is in channel (g / axis_run[a]) %
-	 * axis_count[a]; naxes 0..2 (axis 0, then the last axis). */
+	 * axis_count[a]; naxes 0..ALCM_QP_AXES (axis 0, the last axis, then for tensors of 3
+	 * dimensions or more the inner axes and runs of adjacent axes: see lib/encoder.c). */
 	int symcoding;
 	/* Encoder only: the rANS states of a modelled chunk, 1..32; 0 lets the chunk's length
 	 * choose (alcm_rans_lanes_for(), spec 6.5.14). */
 	unsigned lanes;
 	unsigned naxes;
-	uint64_t axis_run[2], axis_count[2];
+	uint64_t axis_run[ALCM_QP_AXES], axis_count[ALCM_QP_AXES];
 } alcm_qparams;
 
 typedef struct alcm_qstats {

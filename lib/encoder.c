@@ -487,6 +487,36 @@ static void dtype_step(const alcm_tensor *t, tparams *p, double max)
 	p->step[0] = best;
 }
 
+/* More axes for the modelled coding's channel classes (spec 6.5.6 lets a chunk give any run
+ * and count) for tensors of 3 dimensions or more, after axis 0 and the last: each inner axis
+ * d (run: the product of the shape after d), the leading axes 0..d taken as one (in a TF
+ * convolution [kh, kw, in, out], the kernel position and the (position, input) rows) and the
+ * trailing axes d.. as one (in a PyTorch one [out, in, kh, kw], the kernel position and the
+ * (input, position) columns). Repeats and single-entry axes are left out. */
+static void symbol_axes(const alcm_tensor *t, uint64_t elems, alcm_qparams *qp)
+{
+	unsigned nd = t->ndim;
+	for (unsigned kind = 0; kind < 3; kind++)
+		for (unsigned d = 1; d + 1 < nd; d++) {
+			uint64_t after = 1, upto = 1;
+			for (unsigned k = d + 1; k < nd; k++)
+				after *= t->shape[k];
+			for (unsigned k = 0; k <= d; k++)
+				upto *= t->shape[k];
+			uint64_t run = kind == 2 ? 1 : after;
+			uint64_t count = kind == 0 ? t->shape[d] : kind == 1 ? upto : elems / upto *
+			                                                          t->shape[d];
+			int dup = count < 2 || count >= elems || qp->naxes == ALCM_QP_AXES;
+			for (unsigned a = 0; a < qp->naxes && !dup; a++)
+				dup = qp->axis_run[a] == run && qp->axis_count[a] == count;
+			if (dup)
+				continue;
+			qp->axis_run[qp->naxes] = run;
+			qp->axis_count[qp->naxes] = count;
+			qp->naxes++;
+		}
+}
+
 int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const alcm_tensor *t,
                       tparams *p)
 {
@@ -557,6 +587,7 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 		p->qp.axis_run[1] = 1;
 		p->qp.axis_count[1] = t->shape[t->ndim - 1];
 		p->qp.naxes = 2;
+		symbol_axes(t, p->elems, &p->qp);
 	}
 	if (o->prune > 0) {
 		uint64_t k = (uint64_t)floor(o->prune * (double)p->elems);

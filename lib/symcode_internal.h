@@ -18,8 +18,15 @@
 #define ALCM_QCODING_RANS_LANES 18
 #define ALCM_QCODING_RANS_OFFSET_LANES 19
 
-/* The rANS states a chunk of n tokens gets: 32 from 8192 tokens, fewer below (each state
- * costs about 3 bytes beyond its information, and the fewer, the slower the decoding). */
+/* The rANS states a chunk of n tokens gets: 32 from 8192 tokens, fewer below. Each state
+ * costs about 3 bytes beyond its information, whatever the chunk's length, while fewer states
+ * decode slower, in proportion to the chunk's tokens: with AVX2, 16 states decode about 900
+ * MB/s of tokens, 24 about 1300, 32 about 1550 (the portable loop, any number: 630). Giving
+ * 8 states to chunks under 65536 tokens and 16 under 262144 saves 0.3% of the faceapi weights
+ * of tools/bench/entropy.sh (1.0274x -> 1.0302x the order-0 ideal, over the target of 1.03x)
+ * but costs 15-20% of their unpack speed and 30-45% of that of the benchmark's smaller files
+ * (tensors of 18K to 131K values: digits CNN, torch MLP), which then miss unpack >= 1.5 GB/s:
+ * not taken. */
 static inline unsigned alcm_rans_lanes_for(uint64_t n)
 {
 	return n >= 8192 ? 32u : n >= 2048 ? 16u : n >= 512 ? 8u : 4u;
