@@ -30,25 +30,6 @@ static float *gauss_f32(uint64_t n, uint64_t seed, double sd)
 	return v;
 }
 
-/* Bits per value of t packed alone, max-error with bound step / 2, one thread. */
-static double measured_bits(const alcm_tensor *t, double step)
-{
-	alcm_pack_options o;
-	alcm_pack_options_default(&o);
-	o.mode = ALCM_MODE_MAX_ERROR;
-	o.bound = step / 2;
-	o.threads = 1;
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	alcm_tensor_report rep;
-	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_add(e, t, &rep), ALCM_OK);
-	alcm_encoder_free(e);
-	alcm_writer_free(w);
-	return (double)rep.stored_bytes * 8 / (double)t->shape[0];
-}
-
 /* ---- features ----------------------------------------------------------------------------- */
 
 static void test_features_constant(void **state)
@@ -469,7 +450,7 @@ static void test_default_against_encoder(void **state)
 		float f[ALCM_PRED_FEATURES];
 		assert_int_equal(alcm_tensor_features(&t, step, f), ALCM_OK);
 		double pred = alcm_predict_bits(alcm_predictor_default(), f);
-		double got = measured_bits(&t, step);
+		double got = tu_measured_bits(&t, step);
 		print_message("step sd*2^%d: predicted %.2f, measured %.2f bits per value\n", ks[i],
 		              pred, got);
 		assert_true(fabs(pred - got) < 0.35);
@@ -498,7 +479,7 @@ static void test_default_on_lattice(void **state)
 		float f[ALCM_PRED_FEATURES];
 		assert_int_equal(alcm_tensor_features(&t, step, f), ALCM_OK);
 		double pred = alcm_predict_bits(alcm_predictor_default(), f);
-		double got = measured_bits(&t, step);
+		double got = tu_measured_bits(&t, step);
 		print_message("lattice, step sd*2^%d: predicted %.2f, measured %.2f bits per value\n",
 		              ks[i], pred, got);
 		assert_true(fabs(pred - got) < 0.5);

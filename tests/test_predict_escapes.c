@@ -23,25 +23,6 @@ static alcm_tensor tensor_of(int dtype, const void *data, uint64_t n)
 	return t;
 }
 
-/* Bits per value of t packed alone, max-error with bound step / 2, one thread. */
-static double measured_bits(const alcm_tensor *t, double step)
-{
-	alcm_pack_options o;
-	alcm_pack_options_default(&o);
-	o.mode = ALCM_MODE_MAX_ERROR;
-	o.bound = step / 2;
-	o.threads = 1;
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	alcm_tensor_report rep;
-	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_add(e, t, &rep), ALCM_OK);
-	alcm_encoder_free(e);
-	alcm_writer_free(w);
-	return (double)rep.stored_bytes * 8 / (double)t->shape[0];
-}
-
 /* n float16 gradients: a share `normal` of them Gaussian with sd 1e-3, the others Gaussian
  * with sd `tiny` (1e-6: subnormal, under float16's 6.1e-5), in runs of 32 as a layer's
  * rows are. */
@@ -74,7 +55,7 @@ static void test_profile_subnormal_gradients(void **state)
 	assert_true(prof.lossy);
 	static const int ks[] = {16, 20, 24, 28};
 	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
-		double step = prof.step[ks[i]], got = measured_bits(&t, step);
+		double step = prof.step[ks[i]], got = tu_measured_bits(&t, step);
 		print_message("step %.3g: predicted %.2f, measured %.2f bits per value\n", step,
 		              prof.bits[ks[i]], got);
 		assert_true(fabs(prof.bits[ks[i]] - got) < 0.35);
@@ -97,7 +78,7 @@ static void test_all_subnormal(void **state)
 		float f[ALCM_PRED_FEATURES];
 		assert_int_equal(alcm_tensor_features(&t, 1e-3, f), ALCM_OK);
 		double pred = alcm_predict_bits_escapes(alcm_predictor_default(), f, &esc);
-		double got = measured_bits(&t, 1e-3);
+		double got = tu_measured_bits(&t, 1e-3);
 		print_message("sd %.3g: escapes %.3f at %.2f bits, predicted %.2f, measured %.2f bits "
 		              "per value\n", tiny[j], esc.share, esc.bits, pred, got);
 		assert_true(fabs(pred - got) < 0.35);

@@ -126,3 +126,21 @@ double tu_gauss(uint64_t *s)
 	double u2 = (tu_rand(s) >> 11) * (1.0 / 9007199254740992.0);
 	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+double tu_measured_bits(const alcm_tensor *t, double step)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = step / 2;
+	o.threads = 1;
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_tensor_report rep;
+	assert_int_equal(alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_add(e, t, &rep), ALCM_OK);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	return (double)rep.stored_bytes * 8 / (double)t->shape[0];
+}

@@ -32,6 +32,10 @@ typedef struct tu_alloc {
 } tu_alloc;
 void tu_alloc_init(tu_alloc *t, long fail_at);
 
+/* Bits per value of the 1-D tensor t packed alone in max-error mode with bound step / 2, one
+ * thread, into memory (cmocka asserts on any failure): what the predictor is trained on. */
+double tu_measured_bits(const alcm_tensor *t, double step);
+
 /* Deterministic generator (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 double tu_gauss(uint64_t *state);
