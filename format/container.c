@@ -11,6 +11,8 @@ static const char known_types[][4] = {
 	{'S', 'I', 'G', 'N'}, {'F', 'R', 'A', 'M'}, {'A', 'T', 'T', 'R'}, {'P', 'T', 'B', 'L'},
 	/* 1.1, checkpoint series (spec 6.12) */
 	{'D', 'L', 'T', 'A'}, {'S', 'E', 'R', 'I'}, {'O', 'P', 'T', 'S'},
+	/* 1.1, the compressed tensor directory (spec 6.3.1) */
+	{'T', 'D', 'R', 'Z'},
 };
 
 int alcm_section_type_known(const char type[4])

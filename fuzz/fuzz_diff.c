@@ -139,7 +139,7 @@ static void same_container(const uint8_t *buf, size_t size, int fd, const char *
 		FUZZ_CHECK(S, frames == alcm_archive_frame_count(rf), "frame counts differ");
 		if ((opt & OPT_FRAMES) && frames > 0) {
 			uint32_t k = 0, from = 0;
-			for (uint32_t f = 0; f < 8 && alcm_reader_find_section(rm, "TDIR", from, &k) == ALCM_OK;
+			for (uint32_t f = 0; f < 8 && alcm_archive_find_dir(rm, from, &k) == ALCM_OK;
 			     f++, from = k + 1) {
 				alcm_section_info si;
 				alcm_reader_section_info(rm, k, &si);

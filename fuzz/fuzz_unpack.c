@@ -124,9 +124,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (uint32_t f = 0; f < frames && f < 8; f++) {
 				alcm_section_info si;
 				uint32_t k = 0, idx = 0;
-				/* Frames are named by their TDIR tags. */
+				/* Frames are named by their directories' tags. */
 				for (uint32_t seen = 0;
-				     alcm_reader_find_section(r, "TDIR", idx, &k) == ALCM_OK; seen++) {
+				     alcm_archive_find_dir(r, idx, &k) == ALCM_OK; seen++) {
 					if (seen == f)
 						break;
 					idx = k + 1;

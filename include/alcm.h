@@ -625,6 +625,12 @@ ALCM_API int alcm_archive_open(alcm_archive **out, alcm_reader *r, const alcm_al
 ALCM_API uint32_t alcm_archive_frame_count(const alcm_reader *r);
 
 /**
+ * The first tensor directory at or after section `start`: a TDIR, or in format 1.1 its
+ * compressed form TDRZ (spec 6.3.1). @return ALCM_E_NOTFOUND if there is none.
+ */
+ALCM_API int alcm_archive_find_dir(const alcm_reader *r, uint32_t start, uint32_t *index);
+
+/**
  * Like alcm_archive_open() for frame `frame` of a stream archive (alcm_archive_open() takes
  * the last one). @return ALCM_E_NOTFOUND if there is no such frame.
  */

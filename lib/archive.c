@@ -294,7 +294,7 @@ static int unique_names(alcm_archive *a, uint32_t idx)
 		if (by_name(&s[i - 1], &s[i]) == 0) {
 			char q[96];
 			alcm_detail_quote(q, sizeof(q), s[i]->info.name, s[i]->info.name_len);
-			st = afail(a, ALCM_E_CORRUPT, "TDIR section %u: tensor name '%s' appears twice",
+			st = afail(a, ALCM_E_CORRUPT, "directory section %u: tensor name '%s' appears twice",
 			           idx, q);
 		}
 	alcm_mem_free(&a->alloc, s);
@@ -309,17 +309,29 @@ static int parse_dir(alcm_archive *a, uint32_t idx)
 		return st;
 	alcm_section_info si;
 	alcm_reader_section_info(a->r, idx, &si);
+	if (memcmp(si.type, "TDRZ", 4) == 0) {
+		uint8_t *raw;
+		const char *why = "";
+		st = alcm_tdrz_unpack(&a->alloc, a->dir, len, a->lim.max_meta_bytes, &raw, &len, &why);
+		alcm_mem_free(&a->alloc, a->dir);
+		a->dir = raw;
+		if (st)
+			return afail(a, st, "TDRZ section %u at offset %llu %s", idx,
+			             (unsigned long long)si.offset, st == ALCM_E_NOMEM ? "(out of memory)"
+			                                                                : why);
+	}
 	alcm_cursor c = {a->dir, len, 0};
 	uint32_t n;
 	if (alcm_cur_u32(&c, &n))
-		return afail(a, ALCM_E_CORRUPT, "TDIR section %u at offset %llu is truncated", idx,
-		             (unsigned long long)si.offset);
+		return afail(a, ALCM_E_CORRUPT, "%s section %u at offset %llu is truncated", si.type,
+		             idx, (unsigned long long)si.offset);
 	if (n > a->lim.max_tensors)
-		return afail(a, ALCM_E_LIMIT, "TDIR section %u at offset %llu: %u tensors exceed the "
-		             "limit of %u", idx, (unsigned long long)si.offset, n, a->lim.max_tensors);
+		return afail(a, ALCM_E_LIMIT, "%s section %u at offset %llu: %u tensors exceed the "
+		             "limit of %u", si.type, idx, (unsigned long long)si.offset, n,
+		             a->lim.max_tensors);
 	if (n > len / 60)
-		return afail(a, ALCM_E_CORRUPT, "TDIR section %u at offset %llu: %u tensors cannot "
-		             "fit in %zu bytes", idx, (unsigned long long)si.offset, n, len);
+		return afail(a, ALCM_E_CORRUPT, "%s section %u at offset %llu: %u tensors cannot "
+		             "fit in %zu bytes", si.type, idx, (unsigned long long)si.offset, n, len);
 	a->t = alcm_mem_calloc(&a->alloc, n ? n : 1, sizeof(tentry));
 	if (!a->t)
 		return afail(a, ALCM_E_NOMEM, "out of memory");
@@ -329,7 +341,7 @@ static int parse_dir(alcm_archive *a, uint32_t idx)
 		a->count++;
 	}
 	if (c.pos != len)
-		return afail(a, ALCM_E_CORRUPT, "TDIR section %u: %zu trailing bytes", idx,
+		return afail(a, ALCM_E_CORRUPT, "%s section %u: %zu trailing bytes", si.type, idx,
 		             len - c.pos);
 	return unique_names(a, idx);
 }
@@ -344,21 +356,36 @@ static uint32_t last_section(alcm_reader *r, const char *type)
 	return idx;
 }
 
+int alcm_archive_find_dir(const alcm_reader *r, uint32_t start, uint32_t *index)
+{
+	uint32_t n = alcm_reader_section_count(r);
+	for (uint32_t i = start; i < n; i++) {
+		alcm_section_info si;
+		alcm_reader_section_info(r, i, &si);
+		if (memcmp(si.type, "TDIR", 4) == 0 || memcmp(si.type, "TDRZ", 4) == 0) {
+			*index = i;
+			return ALCM_OK;
+		}
+	}
+	return ALCM_E_NOTFOUND;
+}
+
 uint32_t alcm_archive_frame_count(const alcm_reader *r)
 {
 	uint32_t n = 0, i = 0, k;
-	while (r && alcm_reader_find_section(r, "TDIR", i, &k) == ALCM_OK) {
+	while (r && alcm_archive_find_dir(r, i, &k) == ALCM_OK) {
 		n++;
 		i = k + 1;
 	}
 	return n;
 }
 
-/* The directory of a frame: the last TDIR whose tag is `frame` (ALCM_NONE: the last one). */
+/* The directory of a frame: the last TDIR or TDRZ whose tag is `frame` (ALCM_NONE: the last
+ * one). */
 static uint32_t frame_dir(alcm_reader *r, uint32_t frame)
 {
 	uint32_t idx = ALCM_NONE, i = 0, k;
-	while (alcm_reader_find_section(r, "TDIR", i, &k) == ALCM_OK) {
+	while (alcm_archive_find_dir(r, i, &k) == ALCM_OK) {
 		alcm_section_info si;
 		alcm_reader_section_info(r, k, &si);
 		if (frame == ALCM_NONE || si.tag == frame)

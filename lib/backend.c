@@ -609,3 +609,112 @@ int alcm_sreader_end(alcm_sreader *s)
 	}
 	return s->srcpos == s->srclen ? ALCM_OK : ALCM_E_CORRUPT;
 }
+
+/* ---- TDRZ: the compressed tensor directory (spec 6.3.1) ------------------------------- */
+
+int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, size_t hn,
+                   const uint8_t *body, size_t bn)
+{
+	size_t raw = hn + bn;
+	int st = alcm_buf_reserve(out, 8 + ZSTD_compressBound(raw));
+	if (st)
+		return st;
+	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_mem(a));
+	if (!cc)
+		return ALCM_E_NOMEM;
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, ALCM_TDRZ_LEVEL);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setPledgedSrcSize(cc, raw);
+	uint8_t *p = out->p + out->len;
+	alcm_store64(p, raw);
+	ZSTD_outBuffer o = {p + 8, out->cap - out->len - 8, 0};
+	ZSTD_inBuffer i1 = {head, hn, 0}, i2 = {body, bn, 0};
+	size_t r = ZSTD_compressStream2(cc, &o, &i1, ZSTD_e_continue);
+	if (!ZSTD_isError(r))
+		r = ZSTD_compressStream2(cc, &o, &i2, ZSTD_e_end);
+	ZSTD_freeCCtx(cc);
+	/* The output was reserved at the bound, so the frame ends in one call and zstd can
+	 * only fail for want of memory. */
+	if (ZSTD_isError(r) || r != 0)
+		return ALCM_E_NOMEM;
+	out->len += 8 + o.pos;
+	return ALCM_OK;
+}
+
+int alcm_tdrz_unpack(const alcm_allocator *a, const uint8_t *src, size_t n, uint64_t limit,
+                     uint8_t **out, size_t *outlen, const char **why)
+{
+	*out = NULL;
+	*outlen = 0;
+	if (n < 8) {
+		*why = "is shorter than its 8-byte length";
+		return ALCM_E_CORRUPT;
+	}
+	uint64_t raw = alcm_load64(src);
+	if (raw > limit) {
+		*why = "declares a directory larger than the metadata limit";
+		return ALCM_E_LIMIT;
+	}
+	unsigned long long fcs = ZSTD_getFrameContentSize(src + 8, n - 8);
+	if (fcs != raw) {
+		*why = "holds no zstd frame of the declared length";
+		return ALCM_E_CORRUPT;
+	}
+	/* The buffer grows with what the frame really yields, so a forged length costs no more
+	 * memory than the bytes that decompress (at most twice, and at most the limit). */
+	size_t cap = raw < 65536 ? (size_t)raw : 65536;
+	uint8_t *buf = alcm_mem_alloc(a, cap ? cap : 1);
+	ZSTD_DCtx *dc = buf ? ZSTD_createDCtx_advanced(zstd_mem(a)) : NULL;
+	int st = dc ? ALCM_OK : ALCM_E_NOMEM;
+	if (dc)
+		ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, 27);
+	ZSTD_inBuffer in = {src + 8, n - 8, 0};
+	ZSTD_outBuffer o = {buf, cap, 0};
+	uint8_t extra;
+	while (!st) {
+		/* Once the declared bytes are out, a one-byte window lets the frame end (its last
+		 * block header) and catches a frame that would yield more. */
+		int full = o.pos == raw;
+		ZSTD_outBuffer x = {&extra, 1, 0};
+		size_t r = ZSTD_decompressStream(dc, full ? &x : &o, &in);
+		if (ZSTD_isError(r)) {
+			st = ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? ALCM_E_NOMEM
+			                                                           : ALCM_E_CORRUPT;
+			*why = "holds a damaged zstd frame";
+		} else if (x.pos) {
+			st = ALCM_E_CORRUPT;
+			*why = "holds more bytes than it declares";
+		} else if (r == 0) {
+			break;
+		} else if (!full && o.pos == o.size) {
+			size_t ncap = o.size > raw / 2 ? (size_t)raw : o.size * 2;
+			uint8_t *nb = alcm_mem_alloc(a, ncap);
+			if (!nb) {
+				st = ALCM_E_NOMEM;
+				break;
+			}
+			memcpy(nb, buf, o.pos);
+			alcm_mem_free(a, buf);
+			buf = nb;
+			o.dst = buf;
+			o.size = ncap;
+		} else if (in.pos == in.size) {
+			st = ALCM_E_CORRUPT;
+			*why = "ends inside its zstd frame";
+		}
+	}
+	if (!st && (o.pos != raw || in.pos != in.size)) {
+		st = ALCM_E_CORRUPT;
+		*why = o.pos != raw ? "yields fewer bytes than it declares"
+		                    : "has bytes after its zstd frame";
+	}
+	ZSTD_freeDCtx(dc);
+	if (st) {
+		alcm_mem_free(a, buf);
+		return st;
+	}
+	*out = buf;
+	*outlen = (size_t)raw;
+	return ALCM_OK;
+}

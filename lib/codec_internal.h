@@ -72,6 +72,16 @@ int alcm_buf_put(alcm_buf *b, const void *p, size_t n);
 int alcm_buf_put_varint(alcm_buf *b, uint64_t v);
 void alcm_buf_free(alcm_buf *b);
 
+/* TDRZ, the compressed tensor directory (spec 6.3.1): the u64 length of the directory, then
+ * one zstd frame of it. Pack writes head then body as one frame; unpack refuses a length over
+ * `limit` (ALCM_E_LIMIT), any damaged, short, long or trailing frame (ALCM_E_CORRUPT, with
+ * *why saying which), and grows its buffer only as the frame yields bytes. */
+#define ALCM_TDRZ_LEVEL 6
+int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, size_t hn,
+                   const uint8_t *body, size_t bn);
+int alcm_tdrz_unpack(const alcm_allocator *a, const uint8_t *src, size_t n, uint64_t limit,
+                     uint8_t **out, size_t *outlen, const char **why);
+
 /* A bounds-checked cursor over untrusted bytes. */
 typedef struct alcm_cursor {
 	const uint8_t *p;

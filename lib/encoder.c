@@ -1513,9 +1513,18 @@ int alcm_encoder_finish(alcm_encoder *e)
 		alcm_predictor_store(pred, pb);
 		st = alcm_writer_add_section(e->w, "PRED", 0, 0, pb, sizeof(pb), NULL);
 	}
-	if (!st) {
-		uint8_t c[4];
-		alcm_store32(c, e->ntensors);
+	uint8_t c[4];
+	alcm_store32(c, e->ntensors);
+	/* An archive that is 1.1 already stores its directory compressed when that is smaller
+	 * (spec 6.3.1): names and shapes repeat, and the directory is most of a small lossy
+	 * archive's overhead. A 1.0 archive keeps the TDIR its readers know. */
+	alcm_buf z = {NULL, 0, 0, &e->alloc};
+	if (!st && alcm_writer_minor(e->w) >= 1)
+		st = alcm_tdrz_pack(&e->alloc, &z, c, 4, e->tdir.p, e->tdir.len);
+	if (!st && z.len && z.len < 4 + e->tdir.len) {
+		st = alcm_writer_add_section(e->w, "TDRZ", ALCM_SECTION_CRITICAL, e->opt.frame, z.p,
+		                             z.len, NULL);
+	} else if (!st) {
 		st = alcm_writer_section_begin(e->w, "TDIR", ALCM_SECTION_CRITICAL, e->opt.frame);
 		if (!st)
 			st = alcm_writer_section_write(e->w, c, 4);
@@ -1524,6 +1533,7 @@ int alcm_encoder_finish(alcm_encoder *e)
 		if (!st)
 			st = alcm_writer_section_end(e->w, NULL);
 	}
+	alcm_buf_free(&z);
 	if (st)
 		return efail(e, st, "%s", alcm_writer_detail(e->w));
 	e->finished = 1;

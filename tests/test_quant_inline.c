@@ -282,6 +282,7 @@ static void test_hostile(void **state)
 	uint8_t *a;
 	size_t len;
 	assert_int_equal(pack(x, rows, cols, ALCM_MODE_REL_ERROR, 0.02, 1, &a, &len), 1);
+	tu_plain_dir(&a, &len); /* its directory as a TDIR, to edit in place */
 	alcm_reader *rd;
 	alcm_section_info qs, ts;
 	assert_int_equal(alcm_reader_open_memory(&rd, a, len, "x.alcm", NULL, NULL, 0), ALCM_OK);

@@ -520,7 +520,9 @@ static void test_hostile_chains(void **state)
 		assert_int_equal(frame_write(p, c, k, &o, NULL, NULL), ALCM_OK);
 	}
 	size_t n;
-	uint8_t *good = tu_read_file(p, &n), *img = malloc(n);
+	uint8_t *good = tu_read_file(p, &n), *img;
+	tu_plain_dir(&good, &n); /* directories as TDIRs, to edit in place */
+	img = malloc(n);
 	char detail[512];
 	alcm_limits lim;
 	alcm_limits_default(&lim);
@@ -597,6 +599,7 @@ static void test_delta_directory(void **state)
 	}
 	size_t n;
 	uint8_t *img = tu_read_file(p, &n);
+	tu_plain_dir(&img, &n);
 	/* Frame 1's first entry ("w32", float32): point its mask at its own SCAL. */
 	unsigned ti = find_sec(img, "TDIR", 1);
 	uint8_t *d = sec_data(img, ti);

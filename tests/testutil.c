@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 const char *tu_path(const char *name)
 {
@@ -143,4 +144,47 @@ double tu_measured_bits(const alcm_tensor *t, double step)
 	alcm_encoder_free(e);
 	alcm_writer_free(w);
 	return (double)rep.stored_bytes * 8 / (double)t->shape[0];
+}
+
+void tu_plain_dir(uint8_t **img, size_t *n)
+{
+	alcm_reader *r;
+	alcm_writer *w;
+	assert_int_equal(alcm_reader_open_memory(&r, *img, *n, "plain.alcm", NULL, NULL, 0),
+	                 ALCM_OK);
+	unsigned flags = alcm_reader_flags(r) & ALCM_FLAG_STREAM ? ALCM_WRITE_STREAM : 0;
+	assert_int_equal(alcm_writer_open_memory(&w, flags | ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+	assert_int_equal(alcm_writer_require_minor(w, (*img)[10]), ALCM_OK);
+	for (uint32_t i = 0; i < alcm_reader_section_count(r); i++) {
+		alcm_section_info si;
+		assert_int_equal(alcm_reader_section_info(r, i, &si), ALCM_OK);
+		uint8_t *p = malloc(si.length ? (size_t)si.length : 1), *raw = NULL;
+		assert_non_null(p);
+		assert_int_equal(alcm_reader_section_read(r, i, p, (size_t)si.length), ALCM_OK);
+		size_t len = (size_t)si.length;
+		int z = memcmp(si.type, "TDRZ", 4) == 0;
+		if (z) {
+			assert_true(len >= 8);
+			size_t want = 0;
+			for (int b = 7; b >= 0; b--)
+				want = want << 8 | p[b];
+			raw = malloc(want ? want : 1);
+			assert_int_equal(ZSTD_decompress(raw, want, p + 8, len - 8), want);
+			len = want;
+		}
+		assert_int_equal(alcm_writer_add_section(w, z ? "TDIR" : si.type, si.flags, si.tag,
+		                                         z ? raw : p, len, NULL),
+		                 ALCM_OK);
+		free(p);
+		free(raw);
+	}
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	const void *buf;
+	assert_int_equal(alcm_writer_memory(w, &buf, n), ALCM_OK);
+	free(*img);
+	*img = malloc(*n);
+	assert_non_null(*img);
+	memcpy(*img, buf, *n);
+	alcm_writer_free(w);
+	alcm_reader_free(r);
 }

@@ -36,6 +36,12 @@ void tu_alloc_init(tu_alloc *t, long fail_at);
  * thread, into memory (cmocka asserts on any failure): what the predictor is trained on. */
 double tu_measured_bits(const alcm_tensor *t, double step);
 
+/* Rebuilds the archive image *img (malloc'd, *n bytes) with every TDRZ replaced by the plain
+ * TDIR it holds (spec 6.3.5), sections in the same order, so a test can edit directory
+ * entries in place; the header's minor version and stream flag are kept, generations are
+ * not (cmocka asserts on any failure). */
+void tu_plain_dir(uint8_t **img, size_t *n);
+
 /* Deterministic generator (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 double tu_gauss(uint64_t *state);

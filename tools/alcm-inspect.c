@@ -676,7 +676,7 @@ int main(int argc, char **argv)
 		}
 	}
 	uint32_t dummy;
-	if (alcm_reader_find_section(r, "TDIR", 0, &dummy) == ALCM_OK) {
+	if (alcm_archive_find_dir(r, 0, &dummy) == ALCM_OK) {
 		st = alcm_archive_open(&a, r, NULL);
 		if (st) {
 			rc = cli_fail(st, "read", path, alcm_archive_detail(a));

@@ -361,11 +361,28 @@ static void mv_entry(mv_buf *d, const mv_tensor *t)
 	mv_u64(d, 0);                 /* mask_len */
 }
 
+/* A TDRZ payload (6.3.5) holding `dir`: its length, then a zstd frame of one raw block (the
+ * simplest frame a zstd decoder takes; dir < 256 bytes), declaring `skew` more bytes than the
+ * frame holds. */
+static void mv_tdrz(mv_buf *z, const mv_buf *dir, unsigned skew)
+{
+	static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+	mv_u64(z, dir->n + skew);
+	mv_put(z, magic, 4);
+	mv_u8(z, 0x20);                      /* frame header: single segment, 1-byte size */
+	mv_u8(z, (unsigned)dir->n);          /* frame content size */
+	uint32_t bh = (uint32_t)dir->n << 3 | 1; /* block: last, raw, dir->n bytes */
+	mv_u8(z, bh & 0xff);
+	mv_u8(z, bh >> 8 & 0xff);
+	mv_u8(z, bh >> 16);
+	mv_put(z, dir->p, dir->n);
+}
+
 /* Writes sections (type, critical, bytes) then a TDIR of the given entries, in an archive
- * of format 1.minor. */
-static int mv_tensor_archive_minor(mv_bytes *o, unsigned minor, const char *const *types,
-                                   const mv_buf *secs, size_t nsecs, const mv_tensor *t,
-                                   size_t nt)
+ * of format 1.minor; with tdrz > 0, a TDRZ (declaring tdrz - 1 bytes too many) instead. */
+static int mv_tensor_archive_dir(mv_bytes *o, unsigned minor, unsigned tdrz,
+                                 const char *const *types, const mv_buf *secs, size_t nsecs,
+                                 const mv_tensor *t, size_t nt)
 {
 	alcm_writer *w = NULL;
 	const void *buf;
@@ -380,8 +397,12 @@ static int mv_tensor_archive_minor(mv_bytes *o, unsigned minor, const char *cons
 	for (size_t i = 0; i < nsecs && !st; i++)
 		st = alcm_writer_add_section(w, types[i], ALCM_SECTION_CRITICAL, 0, secs[i].p,
 		                             secs[i].n, NULL);
+	mv_buf z = {{0}, 0};
+	if (tdrz)
+		mv_tdrz(&z, &dir, tdrz - 1);
 	if (!st)
-		st = alcm_writer_add_section(w, "TDIR", ALCM_SECTION_CRITICAL, 0, dir.p, dir.n, NULL);
+		st = alcm_writer_add_section(w, tdrz ? "TDRZ" : "TDIR", ALCM_SECTION_CRITICAL, 0,
+		                             tdrz ? z.p : dir.p, tdrz ? z.n : dir.n, NULL);
 	if (!st)
 		st = alcm_writer_commit(w);
 	if (!st)
@@ -401,7 +422,7 @@ static int mv_tensor_archive_minor(mv_bytes *o, unsigned minor, const char *cons
 static int mv_tensor_archive(mv_bytes *o, const char *const *types, const mv_buf *secs,
                              size_t nsecs, const mv_tensor *t, size_t nt)
 {
-	return mv_tensor_archive_minor(o, 0, types, secs, nsecs, t, nt);
+	return mv_tensor_archive_dir(o, 0, 0, types, secs, nsecs, t, nt);
 }
 
 /* A coded stream (6.2) with the raw backend, or another backend id over the same bytes. */
@@ -454,7 +475,7 @@ static int mv_inline_steps(mv_bytes *o, size_t cut)
 	mv_f64(&s[0], 1.5);
 	s[0].n -= cut;
 	const mv_tensor t = {"s", ALCM_DTYPE_F32, ALCM_MODE_MAX_ERROR, 1, 0, 0, 0.75, s[0].n - 8 + cut};
-	return mv_tensor_archive_minor(o, 1, types, s, 1, &t, 1);
+	return mv_tensor_archive_dir(o, 1, 0, types, s, 1, &t, 1);
 }
 
 static int v_inline_steps(mv_bytes *o, const char *scratch)
@@ -470,8 +491,8 @@ static int v_inline_steps_short(mv_bytes *o, const char *scratch)
 }
 
 /* A lossless int8 tensor of 4 elements whose one stream names backend `backend`, with `extra`
- * bytes left in the chunk after it. */
-static int mv_lossless_chunk(mv_bytes *o, unsigned backend, size_t extra)
+ * bytes left in the chunk after it; its directory a TDRZ when tdrz > 0 (mv_tensor_archive_dir). */
+static int mv_lossless_chunk_dir(mv_bytes *o, unsigned backend, size_t extra, unsigned tdrz)
 {
 	static const char *const types[] = {"LDAT"};
 	static const uint8_t v[4] = {1, 2, 3, 4};
@@ -481,7 +502,24 @@ static int mv_lossless_chunk(mv_bytes *o, unsigned backend, size_t extra)
 	for (size_t i = 0; i < extra; i++)
 		mv_u8(&s[0], 0);
 	const mv_tensor t = {"x", ALCM_DTYPE_I8, ALCM_MODE_LOSSLESS, 4, 0, 0xFFFFFFFFu, 0, s[0].n};
-	return mv_tensor_archive(o, types, s, 1, &t, 1);
+	return mv_tensor_archive_dir(o, tdrz ? 1 : 0, tdrz, types, s, 1, &t, 1);
+}
+
+static int mv_lossless_chunk(mv_bytes *o, unsigned backend, size_t extra)
+{
+	return mv_lossless_chunk_dir(o, backend, extra, 0);
+}
+
+static int v_tdrz(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_lossless_chunk_dir(o, 0, 0, 1);
+}
+
+static int v_tdrz_long(mv_bytes *o, const char *scratch)
+{
+	(void)scratch;
+	return mv_lossless_chunk_dir(o, 0, 0, 2);
 }
 
 static int v_lossless_chunk(mv_bytes *o, const char *scratch)
@@ -820,6 +858,17 @@ static const mv_vector mv_vectors[] = {
 	{"chunk-leftover.alcm", "decode", ALCM_E_CORRUPT, "is malformed", v_chunk_leftover,
 	 "lossless-int8.alcm with one zero byte after the chunk's last stream, counted in the "
 	 "chunk's data_len and the LDAT's length: refused as corrupt (6.4)."},
+	{"tdrz.alcm", "decode", ALCM_OK, "x=01020304", v_tdrz,
+	 "Format 1.1 (6.3.5): lossless-int8.alcm with its directory compressed. Section 1 is a "
+	 "TDRZ: the directory's length, 97 (`61 00 00 00 00 00 00 00`), then a zstd frame: the "
+	 "magic `28 b5 2f fd`, a frame header byte 20 (single segment, so the content size "
+	 "follows in one byte: 61), a block header `09 03 00` (last block, raw, 97 bytes) and the "
+	 "97 bytes of lossless-int8.alcm's TDIR. A real writer's frame holds compressed blocks; "
+	 "any valid zstd frame will do."},
+	{"tdrz-long.alcm", "decode", ALCM_E_CORRUPT, "no zstd frame of the declared length",
+	 v_tdrz_long,
+	 "tdrz.alcm whose TDRZ declares 98 bytes while its frame holds 97: refused as corrupt "
+	 "before anything is allocated for it (6.3.5)."},
 	/* 9.4: checkpoint series (6.12) */
 	{"series-lossless.alcm", "decode", ALCM_OK,
 	 "w=0000803fffffffbf0100003f000040c0 n=010000002d01f9ff", v_series_lossless,
