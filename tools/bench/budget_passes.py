@@ -6,9 +6,9 @@ squared error from its "kept" line), then one `alcm-pack --max-error E` at E = t
 mean of the bounds the budget archive chose (value-weighted, read back with alcm-inspect
 --json), interleaving the two RUNS times and taking medians. With --old PATH it also runs an
 older alcm-pack --ratio R (e.g. main's) for its squared error and wall time, and once more
-with --size equal to this archive's bytes: the old squared error at equal bytes is
-interpolated (log error against log size) between those two archives, since each search
-lands somewhere within 3% of its budget. "x cpu" is the same ratio in user+sys CPU time,
+with --size near this archive's bytes until two of its archives bracket them: the old squared
+error at equal bytes is interpolated (log error against log size) between those two, since
+each search lands somewhere within 3% of its budget. "x cpu" is the same ratio in user+sys CPU time,
 which other load on the machine does not take away.
 
 Targets (issue 20), printed as holds/misses: the budget archive within 3% of raw / R (or
@@ -62,17 +62,34 @@ def kept(err):
 
 
 def equal_bytes_sse(old_pack, inp, path, size, ooff, want, osse):
-    """The old alcm-pack's squared error at `size` bytes (this archive's): it is run with
-    --size SIZE, and its error interpolated in log error against log size between that
-    archive and its --ratio one (each lands somewhere within 3% of what it was asked)."""
+    """The old alcm-pack's squared error at `size` bytes (this archive's). Each search lands
+    somewhere within 3% of what it is asked, so the old one is also run with --size: first
+    SIZE, then (at most twice) a size mirrored about SIZE from the nearest archive until two
+    of its archives bracket SIZE; its error is interpolated in log error against log size
+    between the two nearest archives that bracket SIZE (else the two nearest)."""
     if ooff is None or math.isnan(ooff) or not osse > 0 or math.isinf(osse):
         return None
-    err = run([old_pack, "-f", "-v", "--size", str(size), inp, "-o", path], True)[1]
-    if err is None:
-        return None
-    s1, e1 = os.path.getsize(path), kept(err)[1]
-    s2, e2 = want * (1 + ooff), osse
-    if not e1 > 0 or abs(math.log(s2 / s1)) < 1e-9:
+    pts = [(want * (1 + ooff), osse)]
+    ask = size
+    for _ in range(3):
+        err = run([old_pack, "-f", "-v", "--size", str(int(ask)), inp, "-o", path], True)[1]
+        if err is None or not kept(err)[1] > 0:
+            break
+        pts.append((os.path.getsize(path), kept(err)[1]))
+        if any(p[0] <= size for p in pts) and any(p[0] >= size for p in pts):
+            break
+        near = min(pts, key=lambda p: abs(math.log(p[0] / size)))
+        ask = size * size / near[0] * (1.01 if near[0] < size else 0.99)
+    below = [p for p in pts if p[0] <= size]
+    above = [p for p in pts if p[0] >= size]
+    if below and above:
+        p1, p2 = max(below), min(above)
+    else:
+        p1, p2 = sorted(pts, key=lambda p: abs(math.log(p[0] / size)))[:2] + [None][:2 - len(pts)]
+        if p2 is None:
+            return p1[1]
+    (s1, e1), (s2, e2) = p1, p2
+    if abs(math.log(s2 / s1)) < 1e-9:
         return e1
     f = (math.log(size) - math.log(s1)) / (math.log(s2) - math.log(s1))
     return math.exp(math.log(e1) + f * (math.log(e2) - math.log(e1)))
