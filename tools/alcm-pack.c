@@ -1459,7 +1459,8 @@ static int budget_seen(const budget_state *b, const double *tb, int ntry, const 
 
 /*
  * --size / --ratio: bounds from the predicted rates (budget_predict_plan), corrected by the
- * large tensors' samples (budget_sample_calibrate) and planned again, one attempt; if it
+ * large tensors' samples (budget_sample_calibrate) and planned again (up to SAMPLE_ROUNDS
+ * times, where the plan moved a tensor's bound away from its sample), one attempt; if it
  * misses the budget by more than 3%, each tensor's predicted curve is shifted by what it
  * really took and the plan made again (the one correction a good predictor needs); if that
  * misses too, the plan's bounds are moved together, bracketing the budget between measured
