@@ -15,7 +15,12 @@ within 3% of the budget. As in alcm-pack, the attempt kept is encoded again when
 the last (an attempt's Packer is dropped when the next starts). Before the first attempt, a
 sixteenth of each tensor of at least 65536 values (64 runs spread over it), and half of that, is
 coded at its planned bound, and the estimate of its size replaces the predicted rate
-(budget_sample_calibrate), the plan then made again.
+(budget_sample_calibrate), the plan then made again; where that moved a tensor's bound by
+half an octave or more its sample is coded again, up to 3 rounds in all. Each sample is also
+coded at half the bound: a tensor that grew by under a quarter of the predicted rate over
+that octave has reached what its values hold, and its curve below is flattened as measured
+(budget_saturate). Samples of a tensor whose last axis has 16 values or more are whole rows
+of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor.
 """
 
 from __future__ import annotations
@@ -34,16 +39,56 @@ TRIES = 8  # BUDGET_TRIES
 SAMPLE_MIN = 65536  # alcm-pack.c's SAMPLE_MIN, SAMPLE_MAX, SAMPLE_RUNS
 SAMPLE_MAX = 1 << 18
 SAMPLE_RUNS = 64
+SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS
+SAMPLE_COLS = 16
 
 
 def _sample(a: Any) -> Any:
-    """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them."""
+    """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them;
+    whole rows of the last axis, shaped (runs, rows, last axis), when it has SAMPLE_COLS
+    values or more and a run holds two rows."""
     flat = a.reshape(-1)
     n = flat.size
     run = min(n // 16, SAMPLE_MAX) // SAMPLE_RUNS
-    at = (n - run) // (SAMPLE_RUNS - 1)
-    return np.ascontiguousarray(np.concatenate([flat[k * at:k * at + run]
-                                                for k in range(SAMPLE_RUNS)]))
+    cols = a.shape[-1] if a.ndim >= 2 else 1
+    if cols >= SAMPLE_COLS and run >= 2 * cols:
+        run -= run % cols
+    else:
+        cols = 1
+    at = [k * ((n - run) // (SAMPLE_RUNS - 1)) for k in range(SAMPLE_RUNS)]
+    s = np.ascontiguousarray(np.concatenate([flat[x - x % cols:x - x % cols + run] for x in at]))
+    return s.reshape(SAMPLE_RUNS, run // cols, cols) if cols > 1 else s
+
+
+def _half(s: Any) -> Any:
+    """As budget_sample_code's half: the first half of each run (in whole rows) of a 3-D
+    sample, every other run of a 1-D one."""
+    if s.ndim == 3:
+        return np.ascontiguousarray(s[:, :s.shape[1] // 2, :])
+    run = s.size // SAMPLE_RUNS
+    return np.ascontiguousarray(np.concatenate(
+        [s[k * run:(k + 1) * run] for k in range(0, SAMPLE_RUNS, 2)]))
+
+
+def _saturate(p: list, x0: float, got: float, want: float) -> None:
+    """As budget_saturate: a tensor that grew by `got` bits per value over the octave of
+    steps below x0, under a quarter of the `want` predicted, rises by `got` per octave below
+    x0 (no more than predicted); the curve stays monotone."""
+    if not (got < 0.25 * want and want >= 0.1):
+        return
+    steps, bits = p[3], list(p[4])
+    d = got - want
+    rise = [bits[k] - bits[k + 1] for k in range(STEPS - 1)]
+    for k in range(STEPS):
+        t = min(max(math.log2(x0 / steps[k]), -1.0), 1.0)
+        bits[k] = max(0.0, bits[k] + d * t)
+    for k in range(STEPS - 2, -1, -1):
+        if steps[k] < x0 / 2 * 0.999:
+            bits[k] = bits[k + 1] + min(rise[k], max(got, 0.0) / 2)
+    for k in range(1, STEPS):
+        if bits[k] > bits[k - 1]:
+            bits[k] = bits[k - 1]
+    p[4] = tuple(bits)
 
 
 def _overhead(n: int, names: int) -> float:
@@ -81,6 +126,7 @@ class _Search:
         self.shape = [0.0] * len(self.profs)
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
+        self.sampled: dict[int, float] = {}  # tensor: the bound its sample was last coded at
 
     def encode(self, bounds: list[float]) -> tuple[float, float, list[float]]:
         """One attempt: (committed size, squared error, stored bytes per tensor)."""
@@ -125,26 +171,38 @@ class _Search:
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
         return self.predicted_moved(0)
 
-    def sample_calibrate(self, bounds: list[float]) -> None:
-        """As budget_sample_calibrate: each large tensor's sample, and every other run of it,
-        coded at its bound; the size estimated from the two shifts its predicted curve."""
+    def sample_calibrate(self, bounds: list[float]) -> int:
+        """As budget_sample_calibrate: each large tensor's sample, and half of it, coded at
+        its bound (unless it was coded within half an octave of it); the size estimated from
+        the two shifts its predicted curve; the sample at half the bound finds saturation.
+        Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
+        coded = 0
         try:
             for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
                 if not p[1] or p[0] < SAMPLE_MIN or not bounds[i] > 0:
                     continue
+                at = self.sampled.get(i, 0.0)
+                if at > 0 and abs(math.log2(bounds[i] / at)) < 0.5:
+                    continue
+                self.sampled[i] = bounds[i]
                 smp = _sample(it.array)
-                run = smp.size // SAMPLE_RUNS
-                half = np.ascontiguousarray(np.concatenate(
-                    [smp[k * run:(k + 1) * run] for k in range(0, SAMPLE_RUNS, 2)]))
-                got = [float(pk.add(f"sample{i}/{e}".encode(), x, it.code, mode=1,
-                                    bound=bounds[i])[1]) for e, x in ((1, smp), (2, half))]
-                rate = max(0.0, 8 * (got[0] - got[1]) / (smp.size // 2))
+                half = _half(smp)
+                got = [float(pk.add(f"sample{i}/{e}/{b!r}".encode(), x, it.code, mode=1,
+                                    bound=b)[1])
+                       for e, x, b in ((0, smp, bounds[i]), (1, half, bounds[i]),
+                                       (2, smp, bounds[i] / 2))]
+                rate = max(0.0, 8 * (got[0] - got[1]) / (smp.size - half.size))
                 est = (8 * got[0] + rate * (p[0] - smp.size)) / p[0]
                 off = est - 8 * _predicted_at(p, 2 * bounds[i]) / p[0]
                 p[4] = tuple(max(0.0, b + off) for b in p[4])
+                _saturate(p, 2 * bounds[i], 8 * (got[2] - got[0]) / smp.size,
+                          8 * (_predicted_at(p, bounds[i]) - _predicted_at(p, 2 * bounds[i]))
+                          / p[0])
+                coded += 1
         finally:
             pk.close()
+        return coded
 
     def calibrate(self, bounds: list[float], actual: list[float]) -> None:
         for i, p in enumerate(self.profs):
@@ -225,8 +283,9 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
                     over = tries[0]["got"] - tries[0]["tensors"]
                 s.predict_plan(target - over)
                 bounds = list(s.shape)
-                if not tries and s.lossy:
-                    s.sample_calibrate(bounds)
+                for _ in range(SAMPLE_ROUNDS if not tries and s.lossy else 0):
+                    if not s.sample_calibrate(bounds):
+                        break
                     s.predict_plan(target - over)
                     bounds = list(s.shape)
             if len(tries) >= 2 and lossless is None and tries[-1]["got"] < target \
