@@ -95,7 +95,7 @@ def _overhead(n: int, names: int) -> float:
     """Bytes besides the tensors' sections (metadata, directory with the names, table): an
     estimate for the first attempt (alcm-pack.c: overhead_bytes); the measured size replaces
     it."""
-    return 575.0 + 164.0 * n + names
+    return 900.0 + 112.0 * n + 0.15 * names
 
 
 def _predicted_at(p: list, step: float) -> float:
