@@ -138,11 +138,17 @@ static void test_small_tensors_start_no_thread(void **state)
 	free_set(&s);
 }
 
+/* Two shapes of file: tensors of 250000 values in 4 chunks (the next tensor's sections are
+ * verified ahead), and of 25000 values in one chunk (each decoded on the caller's thread,
+ * digest included). */
+static const uint64_t sizes[2] = {250000, 25000};
+
 static void pack_modes(const set *s, int mode, packed *p)
 {
 	alcm_pack_options o;
 	alcm_pack_options_default(&o);
-	o.chunk_bytes = (uint64_t)1 << 18; /* 4 chunks a tensor; read-ahead up to 2 MB at T=2 */
+	/* 4 chunks a tensor of the first size; read-ahead up to 2 MB at T=2 */
+	o.chunk_bytes = (uint64_t)1 << 18;
 	o.mode = mode == 0 ? ALCM_MODE_LOSSLESS : mode == 1 ? ALCM_MODE_REL_ERROR
 	                                                    : ALCM_MODE_MAX_ERROR;
 	o.bound = mode == 1 ? 1e-4 : 1e-5;
@@ -155,8 +161,9 @@ static void pack_modes(const set *s, int mode, packed *p)
 static void test_ahead_same_result(void **state)
 {
 	(void)state;
+	for (int z = 0; z < 2; z++) {
 	set s;
-	make_set(&s, 250000, 7);
+	make_set(&s, sizes[z], 7);
 	for (int mode = 0; mode < 3; mode++) {
 		packed p;
 		pack_modes(&s, mode, &p);
@@ -179,6 +186,7 @@ static void test_ahead_same_result(void **state)
 		alcm_writer_free(p.w);
 	}
 	free_set(&s);
+	}
 }
 
 /* A damaged byte in tensor 1's data or mask section: tensor 0 decodes, tensor 1 fails with a
@@ -188,8 +196,9 @@ static void test_ahead_same_result(void **state)
 static void test_ahead_damaged_next(void **state)
 {
 	(void)state;
+	for (int z = 0; z < 2; z++) {
 	set s;
-	make_set(&s, 250000, 9);
+	make_set(&s, sizes[z], 9);
 	for (int mode = 0; mode < 3; mode++)
 		for (int in_mask = 0; in_mask < (mode == 1 ? 2 : 1); in_mask++) {
 			packed p;
@@ -226,6 +235,85 @@ static void test_ahead_damaged_next(void **state)
 			alcm_writer_free(p.w);
 		}
 	free_set(&s);
+	}
+}
+
+/* The archive in `src` rewritten section by section with byte `at` of section `idx` set to
+ * `v`: every digest matches, so the change reaches the decoder. */
+static void rewrite(const packed *src, uint32_t idx, uint64_t at, uint8_t v, packed *out)
+{
+	alcm_reader *r = NULL;
+	alcm_writer *w = NULL;
+	unsigned major, minor;
+	assert_int_equal(alcm_reader_open_memory(&r, src->buf, src->len, "m", NULL, NULL, 0),
+	                 ALCM_OK);
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	alcm_reader_version(r, &major, &minor);
+	assert_int_equal(alcm_writer_require_minor(w, minor), ALCM_OK);
+	for (uint32_t i = 0; i < alcm_reader_section_count(r); i++) {
+		alcm_section_info si;
+		assert_int_equal(alcm_reader_section_info(r, i, &si), ALCM_OK);
+		uint8_t *b = malloc(si.length ? si.length : 1);
+		assert_int_equal(alcm_reader_section_read(r, i, b, si.length), ALCM_OK);
+		if (i == idx)
+			b[at] = v;
+		uint32_t k;
+		assert_int_equal(alcm_writer_add_section(w, si.type, si.flags, si.tag, b, si.length,
+		                                         &k), ALCM_OK);
+		assert_int_equal(k, i);
+		free(b);
+	}
+	assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+	assert_int_equal(alcm_writer_memory(w, &out->buf, &out->len), ALCM_OK);
+	out->w = w;
+	alcm_reader_free(r);
+}
+
+/* A chunk whose digest matches but whose coding is unknown fails with the same status and
+ * message at one thread and at two. */
+static void test_ahead_bad_chunk_same_error(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, sizes[1], 11);
+	for (int mode = 0; mode < 3; mode += 2) {
+		packed p, bad;
+		pack_modes(&s, mode, &p);
+		alcm_reader *r = NULL;
+		assert_int_equal(alcm_reader_open_memory(&r, p.buf, p.len, "m", NULL, NULL, 0),
+		                 ALCM_OK);
+		uint32_t k0, k1;
+		const char *type = mode ? "QDAT" : "LDAT";
+		assert_int_equal(alcm_reader_find_section(r, type, 0, &k0), ALCM_OK);
+		assert_int_equal(alcm_reader_find_section(r, type, k0 + 1, &k1), ALCM_OK);
+		alcm_reader_free(r);
+		rewrite(&p, k1, 0, 0xEE, &bad); /* the chunk's first byte: its transform or coding */
+		char detail[2][512];
+		int st[2][NT];
+		for (unsigned th = 1; th <= 2; th++) {
+			alcm_archive *a = NULL;
+			assert_int_equal(alcm_reader_open_memory(&r, bad.buf, bad.len, "m", NULL, NULL, 0),
+			                 ALCM_OK);
+			assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
+			assert_int_equal(alcm_archive_set_threads(a, th), ALCM_OK);
+			uint8_t *out = malloc(s.t[0].nbytes);
+			for (int i = 0; i < NT; i++) {
+				st[th - 1][i] = alcm_archive_decode(a, (size_t)i, out, s.t[0].nbytes);
+				if (i == 1)
+					snprintf(detail[th - 1], sizeof(detail[0]), "%s", alcm_archive_detail(a));
+			}
+			free(out);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+		}
+		assert_int_equal(st[0][0], ALCM_OK);
+		assert_true(st[0][1] == ALCM_E_CORRUPT || st[0][1] == ALCM_E_UNSUPPORTED);
+		assert_memory_equal(st[0], st[1], sizeof(st[0]));
+		assert_string_equal(detail[0], detail[1]);
+		alcm_writer_free(bad.w);
+		alcm_writer_free(p.w);
+	}
+	free_set(&s);
 }
 
 int main(void)
@@ -234,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_small_tensors_start_no_thread),
 		cmocka_unit_test(test_ahead_same_result),
 		cmocka_unit_test(test_ahead_damaged_next),
+		cmocka_unit_test(test_ahead_bad_chunk_same_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
