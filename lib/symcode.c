@@ -9,13 +9,60 @@
 
 #include <math.h>
 
+/* The encoder's work arrays, one slot each, kept with the coder from chunk to chunk and grown
+ * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
+ * (model_refine's histograms alone: up to 4 MB a chunk). */
+enum {
+	SS_HIST, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
+	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS,
+	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
+	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
+	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
+};
+
 struct alcm_symstate {
-	alcm_rans_dtab dt[ALCM_SYM_MAX_CLASSES];
+	alcm_rans_dtab *dt; /* ALCM_SYM_MAX_CLASSES decoder tables, made on first decode */
+	void *buf[SS_SLOTS];
+	size_t cap[SS_SLOTS];
+	alcm_buf tw, bw; /* the encoder's bit streams (tables, raw bits) */
 };
 
 void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
 {
+	if (!s)
+		return;
+	alcm_mem_free(a, s->dt);
+	for (unsigned k = 0; k < SS_SLOTS; k++)
+		alcm_mem_free(a, s->buf[k]);
+	alcm_buf_free(&s->tw);
+	alcm_buf_free(&s->bw);
 	alcm_mem_free(a, s);
+}
+
+/* The coder's state, made on first use. */
+static alcm_symstate *symstate(alcm_coder *c)
+{
+	alcm_symstate **ss = alcm_coder_symstate(c);
+	const alcm_allocator *a = alcm_coder_alloc(c);
+	if (!*ss && (*ss = alcm_mem_calloc(a, 1, sizeof(alcm_symstate)))) {
+		(*ss)->tw.a = a;
+		(*ss)->bw.a = a;
+	}
+	return *ss;
+}
+
+/* Work array `slot` of at least size bytes (contents undefined), or NULL. */
+static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, size_t size)
+{
+	size = size ? size : 1;
+	if (size > s->cap[slot]) {
+		alcm_mem_free(a, s->buf[slot]);
+		s->cap[slot] = 0;
+		if (!(s->buf[slot] = alcm_mem_alloc(a, size)))
+			return NULL;
+		s->cap[slot] = size;
+	}
+	return s->buf[slot];
 }
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -584,7 +631,8 @@ typedef struct model {
 } model;
 
 typedef struct enc {
-	const alcm_allocator *a;
+	const alcm_allocator *a; /* the coder's: the arena's arrays */
+	alcm_symstate *ss;
 	const alcm_qparams *qp;
 	const uint8_t *bits;
 	uint64_t first, elems, nsym;
@@ -772,6 +820,140 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
 }
 
+/* The tokens of each entry of axis x as (token, count) pairs in increasing token order, those
+ * of entry j from off[j] (nonzero counts only; @return their number). A dense histogram per
+ * entry when there are few entries, else the tokens grouped by entry and counted one entry at
+ * a time: clearing and scanning entries * ntok counters cost more than the chunk's tokens
+ * where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
+static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, uint64_t **offp)
+{
+	const unsigned ntok = e->ntok;
+	const alcm_allocator *a = e->a;
+	const uint8_t *tok = e->tok;
+	uint64_t *off = ss_get(e->ss, a, SS_ROFF, (size_t)(entries + 1) * sizeof(uint64_t));
+	uint64_t cap = MIN(e->nsym, entries * ntok);
+	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)(cap ? cap : 1) * 2 * sizeof(uint32_t));
+	*ptp = NULL;
+	*offp = off;
+	if (!off || !pt)
+		return 0;
+	uint64_t nz = 0;
+	if (entries * ntok * 4 <= e->nsym) {
+		uint32_t *h = ss_get(e->ss, a, SS_RH, (size_t)(entries * ntok) * sizeof(uint32_t));
+		if (!h)
+			return 0;
+		memset(h, 0, (size_t)(entries * ntok) * sizeof(uint32_t));
+		if (e->bits) {
+			for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					h[x.j * ntok + tok[si++]]++;
+				axis_next(&x);
+			}
+		} else if (x.run == 1) {
+			for (uint64_t i = 0, j = x.j; i < e->elems; i++) {
+				h[j * ntok + tok[i]]++;
+				j = j + 1 == x.entries ? 0 : j + 1;
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(x.run - x.r, e->elems - i);
+				uint32_t *row = h + x.j * ntok;
+				for (uint64_t k = 0; k < len; k++)
+					row[tok[i + k]]++;
+				axis_skip(&x, len);
+				i += len;
+			}
+		}
+		for (uint64_t j = 0; j < entries; j++) {
+			off[j] = nz;
+			for (unsigned t = 0; t < ntok; t++)
+				if (h[j * ntok + t]) {
+					pt[2 * nz] = t;
+					pt[2 * nz + 1] = h[j * ntok + t];
+					nz++;
+				}
+		}
+		off[entries] = nz;
+		*ptp = pt;
+		return nz;
+	}
+	/* Grouped: grp holds the tokens of entry j from pos[j] (a run-1 axis without mask reads
+	 * them in place, every entries-th token). */
+	const uint8_t *grp = tok;
+	uint64_t *pos = NULL;
+	int strided = !e->bits && x.run == 1;
+	if (!strided) {
+		uint8_t *g = ss_get(e->ss, a, SS_RGRP, (size_t)e->nsym);
+		pos = ss_get(e->ss, a, SS_RPOS, (size_t)(entries + 1) * sizeof(uint64_t));
+		if (!g || !pos)
+			return 0;
+		memset(pos, 0, (size_t)(entries + 1) * sizeof(uint64_t));
+		axis y = x;
+		if (e->bits) {
+			for (uint64_t i = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					pos[y.j + 1]++;
+				axis_next(&y);
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(y.run - y.r, e->elems - i);
+				pos[y.j + 1] += len;
+				axis_skip(&y, len);
+				i += len;
+			}
+		}
+		for (uint64_t j = 0; j < entries; j++)
+			pos[j + 1] += pos[j];
+		if (e->bits) {
+			for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					g[pos[x.j]++] = tok[si++];
+				axis_next(&x);
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(x.run - x.r, e->elems - i);
+				memcpy(g + pos[x.j], tok + i, (size_t)len);
+				pos[x.j] += len;
+				axis_skip(&x, len);
+				i += len;
+			}
+		}
+		/* pos[j] is now where entry j ends, which is where j + 1 starts. */
+		grp = g;
+	}
+	uint32_t loc[ALCM_RANS_MAX_TOKENS] = {0};
+	for (uint64_t j = 0, at = 0; j < entries; j++) {
+		uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
+		off[j] = nz;
+		if (strided) {
+			for (uint64_t i = j; i < e->elems; i += entries) {
+				unsigned t = grp[i];
+				seen[t >> 6] |= (uint64_t)1 << (t & 63);
+				loc[t]++;
+			}
+		} else {
+			for (; at < pos[j]; at++) {
+				unsigned t = grp[at];
+				seen[t >> 6] |= (uint64_t)1 << (t & 63);
+				loc[t]++;
+			}
+		}
+		for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
+			for (uint64_t m = seen[w]; m; m &= m - 1) {
+				unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
+				pt[2 * nz] = t;
+				pt[2 * nz + 1] = loc[t];
+				loc[t] = 0;
+				nz++;
+			}
+	}
+	off[entries] = nz;
+	*ptp = pt;
+	return nz;
+}
+
 /* Refines a one-axis model by moving each entry (channel) to the class whose table codes
  * its tokens in the fewest bits, and recomputing the tables, a few rounds (Lloyd's
  * algorithm on histograms), starting from the classes of the levels. Keeps the result (levels
@@ -783,68 +965,21 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
-	uint32_t *h = alcm_mem_calloc(a, (size_t)(entries * ntok), sizeof(uint32_t));
-	uint8_t *cl = alcm_mem_alloc(a, (size_t)entries);
-	double *lp = alcm_mem_calloc(a, (size_t)ALCM_SYM_MAX_CLASSES * ntok, sizeof(double));
-	uint64_t *cc = alcm_mem_alloc(a, (size_t)K0 * ntok * sizeof(uint64_t));
-	if (!h || !cl || !lp || !cc) {
-		alcm_mem_free(a, h);
-		alcm_mem_free(a, cl);
-		alcm_mem_free(a, lp);
-		alcm_mem_free(a, cc);
+	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
+	double *lp = ss_get(e->ss, a, SS_RLP, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
+	uint64_t *cc = ss_get(e->ss, a, SS_RCC, (size_t)K0 * ntok * sizeof(uint64_t));
+	if (!cl || !lp || !cc)
 		return ALCM_E_NOMEM;
-	}
+	memset(lp, 0, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
 	axis x = {0, 0, 0, 0, 0};
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
-	if (e->bits) {
-		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
-			if (!pruned(e->bits, i))
-				h[x.j * ntok + e->tok[si++]]++;
-			axis_next(&x);
-		}
-	} else if (x.run == 1) {
-		for (uint64_t i = 0, j = x.j; i < e->elems; i++) {
-			h[j * ntok + e->tok[i]]++;
-			j = j + 1 == x.entries ? 0 : j + 1;
-		}
-	} else {
-		for (uint64_t i = 0; i < e->elems;) {
-			uint64_t len = MIN(x.run - x.r, e->elems - i);
-			uint32_t *row = h + x.j * ntok;
-			for (uint64_t k = 0; k < len; k++)
-				row[e->tok[i + k]]++;
-			axis_skip(&x, len);
-			i += len;
-		}
-	}
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
-	/* The nonzero counts of each entry, as (token, count) pairs from off[j]. */
-	uint64_t nz = 0;
-	for (uint64_t k = 0; k < entries * ntok; k++)
-		nz += h[k] != 0;
-	uint32_t *pt = alcm_mem_alloc(a, (size_t)(nz ? nz : 1) * 2 * sizeof(uint32_t));
-	uint64_t *off = alcm_mem_alloc(a, (size_t)(entries + 1) * sizeof(uint64_t));
-	if (!pt || !off) {
-		alcm_mem_free(a, pt);
-		alcm_mem_free(a, off);
-		alcm_mem_free(a, h);
-		alcm_mem_free(a, cl);
-		alcm_mem_free(a, lp);
-		alcm_mem_free(a, cc);
+	uint32_t *pt;
+	uint64_t *off;
+	entry_pairs(e, x, entries, &pt, &off);
+	if (!pt)
 		return ALCM_E_NOMEM;
-	}
-	nz = 0;
-	for (uint64_t j = 0; j < entries; j++) {
-		off[j] = nz;
-		for (unsigned t = 0; t < ntok; t++)
-			if (h[j * ntok + t]) {
-				pt[2 * nz] = t;
-				pt[2 * nz + 1] = h[j * ntok + t];
-				nz++;
-			}
-	}
-	off[entries] = nz;
 	double bits = INFINITY;
 	for (int round = 0; round < 6; round++) {
 		memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
@@ -893,8 +1028,6 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 		if (!moved)
 			break;
 	}
-	alcm_mem_free(a, pt);
-	alcm_mem_free(a, off);
 	/* Classes as levels, with the map the identity. */
 	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
 	if (bits + lv < md->bits) {
@@ -904,10 +1037,6 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 			md->map[k] = (uint8_t)k;
 		memcpy(md->lev[0], cl, (size_t)entries);
 	}
-	alcm_mem_free(a, h);
-	alcm_mem_free(a, cl);
-	alcm_mem_free(a, lp);
-	alcm_mem_free(a, cc);
 	return ALCM_OK;
 }
 
@@ -931,23 +1060,22 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (e->ax[k].entries < 2 || e->ax[k].entries * 16 > e->nsym)
 			continue;
 		entries[k] = e->ax[k].entries;
-		sum[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
-		cnt[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
-		mean[k] = alcm_mem_alloc(a, (size_t)entries[k] * sizeof(double));
-		if (!sum[k] || !cnt[k] || !mean[k]) {
-			st = ALCM_E_NOMEM;
-			goto out;
-		}
+		sum[k] = ss_get(e->ss, a, SS_SUM + k, (size_t)entries[k] * sizeof(uint64_t));
+		cnt[k] = ss_get(e->ss, a, SS_SUMCNT + k, (size_t)entries[k] * sizeof(uint64_t));
+		mean[k] = ss_get(e->ss, a, SS_MEAN + k, (size_t)entries[k] * sizeof(double));
+		if (!sum[k] || !cnt[k] || !mean[k])
+			return ALCM_E_NOMEM;
+		memset(sum[k], 0, (size_t)entries[k] * sizeof(uint64_t));
+		memset(cnt[k], 0, (size_t)entries[k] * sizeof(uint64_t));
 		axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
 		for (uint64_t j = 0; j < entries[k]; j++)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
-		model *m = &md[(*nm)++];
+		unsigned mi = (*nm)++;
+		model *m = &md[mi];
 		m->naxes = 1;
 		m->ax[0] = k;
-		if (!(m->lev[0] = alcm_mem_alloc(a, (size_t)entries[k]))) {
-			st = ALCM_E_NOMEM;
-			goto out;
-		}
+		if (!(m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)entries[k])))
+			return ALCM_E_NOMEM;
 		m->nlev = quantize_means(mean[k], cnt[k], entries[k], nlev, m->lev[0]);
 		uint64_t en[1] = {entries[k]};
 		model_eval(e, m, en);
@@ -959,7 +1087,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (md[k].ax[0] < 2) {
 			md[k].refined = 1;
 			if ((st = model_refine(e, &md[k], entries[md[k].ax[0]])))
-				goto out;
+				return st;
 		}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
 		unsigned bk = 0;
@@ -970,7 +1098,7 @@ static int models(enc *e, model *md, unsigned *nm)
 			break;
 		md[bk].refined = 1;
 		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]])))
-			goto out;
+			return st;
 	}
 	/* Both of the two best axes only when each alone saves at least 2% on one table: where
 	 * neither does (most weights), their sum would not either, and the pass is saved. */
@@ -991,19 +1119,19 @@ static int models(enc *e, model *md, unsigned *nm)
 			x0 = x1;
 			x1 = t;
 		}
-		model *m = &md[(*nm)++];
+		unsigned mi = (*nm)++;
+		model *m = &md[mi];
 		m->naxes = 2;
 		m->ax[0] = x0;
 		m->ax[1] = x1;
 		unsigned half = nlev;
 		uint64_t en[2] = {entries[x0], entries[x1]};
-		m->lev[0] = alcm_mem_alloc(a, (size_t)en[0]);
-		m->lev[1] = alcm_mem_alloc(a, (size_t)en[1]);
-		rs = alcm_mem_calloc(a, (size_t)en[1], sizeof(double));
-		if (!m->lev[0] || !m->lev[1] || !rs) {
-			st = ALCM_E_NOMEM;
-			goto out;
-		}
+		m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)en[0]);
+		m->lev[1] = ss_get(e->ss, a, SS_LEV + 2 * mi + 1, (size_t)en[1]);
+		rs = ss_get(e->ss, a, SS_RS, (size_t)en[1] * sizeof(double));
+		if (!m->lev[0] || !m->lev[1] || !rs)
+			return ALCM_E_NOMEM;
+		memset(rs, 0, (size_t)en[1] * sizeof(double));
 		/* Residuals of the second axis: its entry's mean token minus the mean of the first
 		 * axis's means over its elements. */
 		memset(sum[x1], 0, (size_t)en[1] * sizeof(uint64_t));
@@ -1016,13 +1144,6 @@ static int models(enc *e, model *md, unsigned *nm)
 		m->nlev = n0 + n1 - 1;
 		model_eval(e, m, en);
 	}
-out:
-	for (unsigned k = 0; k < ALCM_QP_AXES; k++) {
-		alcm_mem_free(a, sum[k]);
-		alcm_mem_free(a, cnt[k]);
-		alcm_mem_free(a, mean[k]);
-	}
-	alcm_mem_free(a, rs);
 	return st;
 }
 
@@ -1032,7 +1153,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
                         const uint32_t *sym, uint64_t nsym, const uint8_t *bits,
                         uint64_t first, uint64_t elems, unsigned lanes)
 {
-	const alcm_allocator *a = data->a;
+	const alcm_allocator *a = alcm_coder_alloc(c);
 	enc e;
 	memset(&e, 0, sizeof(e));
 	e.a = a;
@@ -1048,7 +1169,13 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	alcm_rans_etab *et = NULL;
 	model md[ALCM_QP_AXES + 2];
 	memset(md, 0, sizeof(md));
-	bitw bw = {{NULL, 0, 0, a}, 0, 0, 0}, tw = {{NULL, 0, 0, a}, 0, 0, 0};
+	alcm_symstate *ss = symstate(c);
+	if (!ss)
+		return ALCM_E_NOMEM;
+	e.ss = ss;
+	/* The bit streams keep their buffers from chunk to chunk. */
+	bitw bw = {ss->bw, 0, 0, 0}, tw = {ss->tw, 0, 0, 0};
+	bw.b.len = tw.b.len = 0;
 	uint32_t fine[4][FINE_BINS];
 	memset(fine, 0, sizeof(fine));
 	e.tok = alcm_coder_scratch(c, ALCM_SCRATCH_TOK, (size_t)nsym);
@@ -1126,10 +1253,10 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		hist0[t] = h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
 
 	/* Models: one table, or classes of channels. */
-	e.hist = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
-	e.tmp = alcm_mem_alloc(a, (size_t)e.ntok * sizeof(uint32_t));
-	e.cost = alcm_mem_alloc(a, (MAX_SUMS + 1) * sizeof(*e.cost));
-	e.nzt = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
+	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
+	e.tmp = ss_get(ss, a, SS_TMP, (size_t)e.ntok * sizeof(uint32_t));
+	e.cost = ss_get(ss, a, SS_COST, (MAX_SUMS + 1) * sizeof(*e.cost));
+	e.nzt = ss_get(ss, a, SS_NZT, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
 	if (!e.hist || !e.tmp || !e.cost || !e.nzt) {
 		st = ALCM_E_NOMEM;
 		goto out;
@@ -1155,9 +1282,9 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	unsigned K = m->k, A = K > 1 ? m->naxes : 0;
 
 	/* The classes of the symbols, counts per class, tables. */
-	cnt = alcm_mem_calloc(a, (size_t)K * e.ntok, sizeof(uint64_t));
-	freq = alcm_mem_alloc(a, (size_t)K * e.ntok * sizeof(uint32_t));
-	et = alcm_mem_alloc(a, K * sizeof(alcm_rans_etab));
+	cnt = ss_get(ss, a, SS_CNT, (size_t)K * e.ntok * sizeof(uint64_t));
+	freq = ss_get(ss, a, SS_FREQ, (size_t)K * e.ntok * sizeof(uint32_t));
+	et = ss_get(ss, a, SS_ETAB, K * sizeof(alcm_rans_etab));
 	rbuf = alcm_coder_scratch(c, ALCM_SCRATCH_RANS, alcm_rans_bound((size_t)nsym));
 	if (A)
 		cls = alcm_coder_scratch(c, ALCM_SCRATCH_CLS, (size_t)nsym);
@@ -1165,6 +1292,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
+	memset(cnt, 0, (size_t)K * e.ntok * sizeof(uint64_t));
 	uint8_t sc[512];
 	for (unsigned l = 0; l < 512; l++)
 		sc[l] = m->map[l < m->nlev ? l : m->nlev - 1];
@@ -1246,19 +1374,8 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!st)
 		st = alcm_buf_put(data, bw.b.p, bw.b.len);
 out:
-	for (unsigned k = 0; k < ALCM_QP_AXES + 2; k++) {
-		alcm_mem_free(a, md[k].lev[0]);
-		alcm_mem_free(a, md[k].lev[1]);
-	}
-	alcm_buf_free(&bw.b);
-	alcm_buf_free(&tw.b);
-	alcm_mem_free(a, e.hist);
-	alcm_mem_free(a, e.tmp);
-	alcm_mem_free(a, e.cost);
-	alcm_mem_free(a, e.nzt);
-	alcm_mem_free(a, cnt);
-	alcm_mem_free(a, freq);
-	alcm_mem_free(a, et);
+	ss->bw = bw.b;
+	ss->tw = tw.b;
 	return st;
 }
 
@@ -1462,9 +1579,14 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	 * class finds its tokens by a search instead, so that the work stays bounded by the
 	 * chunk's bytes and tokens. */
 	int search = nsym < (uint64_t)SEARCH_BELOW * K;
-	alcm_symstate **ss = alcm_coder_symstate(c);
-	if (!search && !*ss && !(*ss = alcm_mem_alloc(alcm_coder_alloc(c), sizeof(alcm_symstate))))
-		return ALCM_E_NOMEM;
+	alcm_symstate *ss = NULL;
+	if (!search) {
+		if (!(ss = symstate(c)))
+			return ALCM_E_NOMEM;
+		if (!ss->dt && !(ss->dt = alcm_mem_alloc(alcm_coder_alloc(c),
+		                                         ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab))))
+			return ALCM_E_NOMEM;
+	}
 	uint64_t tlen, rlen, blen;
 	const uint8_t *tp, *rp, *bp;
 	if ((st = alcm_cur_varint(cur, &tlen)) || (st = alcm_cur_bytes(cur, (size_t)tlen, &tp)))
@@ -1483,7 +1605,7 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 			for (unsigned t = 0; t <= last; t++)
 				cum[k][t + 1] = (uint16_t)(cum[k][t] + f[t]);
 		} else {
-			alcm_rans_dtab_build(&(*ss)->dt[k], f, last + 1);
+			alcm_rans_dtab_build(&ss->dt[k], f, last + 1);
 		}
 		maxtok = last > maxtok ? last : maxtok;
 	}
@@ -1496,7 +1618,7 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		fill_classes(cls, x, A, lev, sc, bits, elems);
 	st = search ? alcm_rans_decode_search_lanes(tok, A ? cls : NULL, (size_t)nsym, cum, nt, rp,
 	                                            (size_t)rlen, lanes)
-	            : alcm_rans_decode_lanes(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp,
+	            : alcm_rans_decode_lanes(tok, A ? cls : NULL, (size_t)nsym, ss->dt, rp,
 	                                     (size_t)rlen, lanes);
 	if (st)
 		return st;
