@@ -959,6 +959,19 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
  * algorithm on histograms), starting from the classes of the levels. Keeps the result (levels
  * become class numbers) when its estimate is smaller. Needs a histogram per entry: skipped
  * above 2^20 counters. */
+/* c[0..nk) += the costs of pairs q0..q1 of pt in the first nk classes (lp: by token, then
+ * class). */
+ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict lp,
+                                     const uint32_t *restrict pt, uint64_t q0, uint64_t q1,
+                                     const unsigned nk)
+{
+	for (uint64_t q = q0; q < q1; q++) {
+		const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
+		for (unsigned k = 0; k < nk; k++)
+			c[k] += w * l[k];
+	}
+}
+
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
@@ -1008,13 +1021,17 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 		int moved = 0;
 		for (uint64_t j = 0; j < entries; j++) {
 			/* The entry's cost in every class at once: a loop over the classes that
-			 * compilers vectorise. */
+			 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
+			 * class's is its own, added in the same order). */
 			double c[ALCM_SYM_MAX_CLASSES] = {0};
-			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
-				const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
-				for (unsigned k = 0; k < ALCM_SYM_MAX_CLASSES; k++)
-					c[k] += w * l[k];
-			}
+			if (K0 <= 4)
+				refine_costs(c, lp, pt, off[j], off[j + 1], 4);
+			else if (K0 <= 8)
+				refine_costs(c, lp, pt, off[j], off[j + 1], 8);
+			else if (K0 <= 12)
+				refine_costs(c, lp, pt, off[j], off[j + 1], 12);
+			else
+				refine_costs(c, lp, pt, off[j], off[j + 1], 16);
 			double bc = INFINITY;
 			unsigned bk = cl[j];
 			for (unsigned k = 0; k < K0; k++)
