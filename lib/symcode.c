@@ -822,9 +822,9 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 
 /* The tokens of each entry of axis x as (token, count) pairs in increasing token order, those
  * of entry j from off[j] (nonzero counts only; @return their number). A dense histogram per
- * entry when there are few entries, else the tokens grouped by entry and counted one entry at
- * a time: clearing and scanning entries * ntok counters cost more than the chunk's tokens
- * where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
+ * entry when there are no more counters than tokens, else the tokens grouped by entry and
+ * counted one entry at a time: clearing and scanning entries * ntok counters cost more than
+ * the chunk's tokens where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
 static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, uint64_t **offp)
 {
 	const unsigned ntok = e->ntok;
@@ -838,7 +838,7 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 	if (!off || !pt)
 		return 0;
 	uint64_t nz = 0;
-	if (entries * ntok * 4 <= e->nsym) {
+	if (entries * ntok <= e->nsym) {
 		uint32_t *h = ss_get(e->ss, a, SS_RH, (size_t)(entries * ntok) * sizeof(uint32_t));
 		if (!h)
 			return 0;
@@ -994,11 +994,13 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 	if (!pt)
 		return ALCM_E_NOMEM;
 	double bits = INFINITY;
+	/* The counts per class, then kept up to date as entries move (integers: the same as
+	 * counting again each round). */
+	memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
+	for (uint64_t j = 0; j < entries; j++)
+		for (uint64_t q = off[j]; q < off[j + 1]; q++)
+			cc[(size_t)cl[j] * ntok + pt[2 * q]] += pt[2 * q + 1];
 	for (int round = 0; round < 6; round++) {
-		memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
-		for (uint64_t j = 0; j < entries; j++)
-			for (uint64_t q = off[j]; q < off[j + 1]; q++)
-				cc[(size_t)cl[j] * ntok + pt[2 * q]] += pt[2 * q + 1];
 		double b = 0;
 		for (unsigned k = 0; k < K0; k++) {
 			uint32_t c32[ALCM_RANS_MAX_TOKENS];
@@ -1039,8 +1041,15 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 					bc = c[k];
 					bk = k;
 				}
-			moved += bk != cl[j];
-			cl[j] = (uint8_t)bk;
+			if (bk != cl[j]) {
+				uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
+				for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+					from[pt[2 * q]] -= pt[2 * q + 1];
+					to[pt[2 * q]] += pt[2 * q + 1];
+				}
+				moved++;
+				cl[j] = (uint8_t)bk;
+			}
 		}
 		if (!moved)
 			break;
