@@ -820,6 +820,46 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
 }
 
+/* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
+ * seldom zero where this runs); pt has room for one pair more. @return the new nz. */
+static inline uint64_t put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok)
+{
+	for (unsigned t = 0; t < ntok; t++) {
+		pt[2 * nz] = t;
+		pt[2 * nz + 1] = h[t];
+		nz += h[t] != 0;
+	}
+	return nz;
+}
+
+/* entry_pairs() for a run-1 axis without mask (element i in entry i mod entries), counted
+ * for a block of entries at a time so that the counters stay in the first-level cache (one
+ * histogram of entries x ntok counters, touched at random, did not). */
+static uint64_t pairs_run1(const uint8_t *tok, uint64_t elems, uint64_t entries, unsigned ntok,
+                           uint32_t *pt, uint64_t *off)
+{
+	enum { BLK = 32 };
+	uint32_t loc[BLK][ALCM_RANS_MAX_TOKENS];
+	uint64_t nz = 0;
+	for (uint64_t j0 = 0; j0 < entries; j0 += BLK) {
+		unsigned nb = (unsigned)MIN(BLK, entries - j0);
+		for (unsigned b = 0; b < nb; b++)
+			memset(loc[b], 0, ntok * sizeof(uint32_t));
+		for (uint64_t i = j0; i < elems; i += entries) {
+			const uint8_t *p = tok + i;
+			unsigned m = (unsigned)MIN(nb, elems - i);
+			for (unsigned b = 0; b < m; b++)
+				loc[b][p[b]]++;
+		}
+		for (unsigned b = 0; b < nb; b++) {
+			off[j0 + b] = nz;
+			nz = put_pairs(pt, nz, loc[b], ntok);
+		}
+	}
+	off[entries] = nz;
+	return nz;
+}
+
 /* The tokens of each entry of axis x as (token, count) pairs in increasing token order, those
  * of entry j from off[j] (nonzero counts only; @return their number). A dense histogram per
  * entry when there are no more counters than tokens, else the tokens grouped by entry and
@@ -831,13 +871,17 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 	const alcm_allocator *a = e->a;
 	const uint8_t *tok = e->tok;
 	uint64_t *off = ss_get(e->ss, a, SS_ROFF, (size_t)(entries + 1) * sizeof(uint64_t));
-	uint64_t cap = MIN(e->nsym, entries * ntok);
-	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)(cap ? cap : 1) * 2 * sizeof(uint32_t));
+	uint64_t cap = MIN(e->nsym, entries * ntok) + 1;
+	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
 	*ptp = NULL;
 	*offp = off;
 	if (!off || !pt)
 		return 0;
 	uint64_t nz = 0;
+	if (!e->bits && x.run == 1 && entries * ntok <= 2 * e->nsym) {
+		*ptp = pt;
+		return pairs_run1(tok, e->elems, entries, ntok, pt, off);
+	}
 	if (entries * ntok <= e->nsym) {
 		uint32_t *h = ss_get(e->ss, a, SS_RH, (size_t)(entries * ntok) * sizeof(uint32_t));
 		if (!h)
@@ -858,20 +902,28 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 			for (uint64_t i = 0; i < e->elems;) {
 				uint64_t len = MIN(x.run - x.r, e->elems - i);
 				uint32_t *row = h + x.j * ntok;
-				for (uint64_t k = 0; k < len; k++)
-					row[tok[i + k]]++;
+				const uint8_t *tp = tok + i;
+				uint64_t k = 0;
+				if (len >= 8 * (uint64_t)ntok) {
+					/* Long runs: four histograms, so that a token repeated in a row
+					 * does not wait on its own count. */
+					uint32_t h4[4][ALCM_RANS_MAX_TOKENS];
+					memset(h4, 0, sizeof(h4));
+					for (; k + 4 <= len; k += 4)
+						for (unsigned u = 0; u < 4; u++)
+							h4[u][tp[k + u]]++;
+					for (unsigned t = 0; t < ntok; t++)
+						row[t] += h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
+				}
+				for (; k < len; k++)
+					row[tp[k]]++;
 				axis_skip(&x, len);
 				i += len;
 			}
 		}
 		for (uint64_t j = 0; j < entries; j++) {
 			off[j] = nz;
-			for (unsigned t = 0; t < ntok; t++)
-				if (h[j * ntok + t]) {
-					pt[2 * nz] = t;
-					pt[2 * nz + 1] = h[j * ntok + t];
-					nz++;
-				}
+			nz = put_pairs(pt, nz, h + j * ntok, ntok);
 		}
 		off[entries] = nz;
 		*ptp = pt;
@@ -972,6 +1024,74 @@ ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict 
 	}
 }
 
+/* One round of moves: each entry to its cheapest class (costs lp), counts cc kept up to date.
+ * @return entries moved. Compiled twice, the second for AVX2 (chosen at run time): the same
+ * additions and products in the same order per class, wider registers only. */
+ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *restrict pt,
+                                   const uint64_t *restrict off, uint64_t entries,
+                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
+                                   unsigned K0)
+{
+	int moved = 0;
+	for (uint64_t j = 0; j < entries; j++) {
+		/* The entry's cost in every class at once: a loop over the classes that
+		 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
+		 * class's is its own, added in the same order). */
+		double c[ALCM_SYM_MAX_CLASSES] = {0};
+		if (K0 <= 4)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 4);
+		else if (K0 <= 8)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 8);
+		else if (K0 <= 12)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 12);
+		else
+			refine_costs(c, lp, pt, off[j], off[j + 1], 16);
+		double bc = INFINITY;
+		unsigned bk = cl[j];
+		for (unsigned k = 0; k < K0; k++)
+			if (c[k] < bc - 1e-9) {
+				bc = c[k];
+				bk = k;
+			}
+		if (bk != cl[j]) {
+			uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
+			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+				from[pt[2 * q]] -= pt[2 * q + 1];
+				to[pt[2 * q]] += pt[2 * q + 1];
+			}
+			moved++;
+			cl[j] = (uint8_t)bk;
+		}
+	}
+	return moved;
+}
+
+static int assign_portable(const double *lp, const uint32_t *pt, const uint64_t *off,
+                           uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
+{
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static int assign_avx2(const double *lp, const uint32_t *pt,
+                                                       const uint64_t *off, uint64_t entries,
+                                                       uint8_t *cl, uint64_t *cc, unsigned ntok,
+                                                       unsigned K0)
+{
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+#endif
+
+static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *off,
+                         uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2"))
+		return assign_avx2(lp, pt, off, entries, cl, cc, ntok, K0);
+#endif
+	return assign_portable(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
@@ -1020,37 +1140,7 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 		if (!(b < bits - 8))
 			break;
 		bits = b;
-		int moved = 0;
-		for (uint64_t j = 0; j < entries; j++) {
-			/* The entry's cost in every class at once: a loop over the classes that
-			 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
-			 * class's is its own, added in the same order). */
-			double c[ALCM_SYM_MAX_CLASSES] = {0};
-			if (K0 <= 4)
-				refine_costs(c, lp, pt, off[j], off[j + 1], 4);
-			else if (K0 <= 8)
-				refine_costs(c, lp, pt, off[j], off[j + 1], 8);
-			else if (K0 <= 12)
-				refine_costs(c, lp, pt, off[j], off[j + 1], 12);
-			else
-				refine_costs(c, lp, pt, off[j], off[j + 1], 16);
-			double bc = INFINITY;
-			unsigned bk = cl[j];
-			for (unsigned k = 0; k < K0; k++)
-				if (c[k] < bc - 1e-9) {
-					bc = c[k];
-					bk = k;
-				}
-			if (bk != cl[j]) {
-				uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
-				for (uint64_t q = off[j]; q < off[j + 1]; q++) {
-					from[pt[2 * q]] -= pt[2 * q + 1];
-					to[pt[2 * q]] += pt[2 * q + 1];
-				}
-				moved++;
-				cl[j] = (uint8_t)bk;
-			}
-		}
+		int moved = refine_assign(lp, pt, off, entries, cl, cc, ntok, K0);
 		if (!moved)
 			break;
 	}
