@@ -14,7 +14,7 @@
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
 	SS_HIST, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
-	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS,
+	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
 	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
@@ -742,6 +742,40 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
                       const double *rm, double *rsum)
 {
 	const uint8_t *tok = e->tok;
+	if (rm && !e->bits) {
+		/* Stretches where y's entry stays the same (and x's, unless x moves every element):
+		 * the same additions in the same order as element by element, without stepping two
+		 * axes per element nor storing the running sum between them. */
+		for (uint64_t i = 0, n = e->elems; i < n;) {
+			const double v = rm[y.j];
+			uint64_t len = MIN(y.run - y.r, n - i);
+			if (x.run == 1) {
+				uint64_t j = x.j, E = x.entries;
+				for (uint64_t k = 0; k < len; k++) {
+					sum[j] += tok[i + k];
+					cnt[j]++;
+					rsum[j] += v;
+					j = j + 1 == E ? 0 : j + 1;
+				}
+				x.j = j;
+			} else {
+				len = MIN(len, x.run - x.r);
+				uint64_t s = 0;
+				double r = rsum[x.j];
+				for (uint64_t k = 0; k < len; k++) {
+					s += tok[i + k];
+					r += v;
+				}
+				sum[x.j] += s;
+				cnt[x.j] += len;
+				rsum[x.j] = r;
+				axis_skip(&x, len);
+			}
+			axis_skip(&y, len);
+			i += len;
+		}
+		return;
+	}
 	if (e->bits || rm) {
 		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
 			if (!pruned(e->bits, i)) {
@@ -1169,6 +1203,45 @@ static int models(enc *e, model *md, unsigned *nm)
 	double *mean[ALCM_QP_AXES] = {NULL}, *rs = NULL;
 	int st = ALCM_OK;
 	*nm = 1;
+	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
+	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
+	 * them instead of one each. */
+	uint64_t rmin = 0, *bs = NULL, *bl = NULL, nb = 0;
+	unsigned nbig = 0;
+	for (int pass = 0; pass < 2 && !e->bits; pass++)
+		for (unsigned k = 0; k < nax; k++) {
+			axis x;
+			if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
+			    x.entries < 2 || x.entries * 16 > e->nsym || x.run < 2)
+				continue;
+			if (!pass) {
+				rmin = !rmin || x.run < rmin ? x.run : rmin;
+				nbig++;
+			} else if (x.run % rmin) {
+				nbig = 0;
+			}
+		}
+	if (nbig >= 2) {
+		nb = (e->first + e->elems - 1) / rmin - e->first / rmin + 1;
+		bs = ss_get(e->ss, a, SS_BSUM, (size_t)nb * sizeof(uint64_t));
+		bl = ss_get(e->ss, a, SS_BLEN, (size_t)nb * sizeof(uint64_t));
+		if (!bs || !bl)
+			return ALCM_E_NOMEM;
+		const uint8_t *tok = e->tok;
+		for (uint64_t b = 0, i = 0; b < nb; b++) {
+			uint64_t len = MIN(rmin - (e->first + i) % rmin, e->elems - i);
+			uint64_t s4[4] = {0, 0, 0, 0};
+			uint64_t k = 0, s = 0;
+			for (; k + 4 <= len; k += 4)
+				for (unsigned u = 0; u < 4; u++)
+					s4[u] += tok[i + k + u];
+			for (; k < len; k++)
+				s += tok[i + k];
+			bs[b] = s + s4[0] + s4[1] + s4[2] + s4[3];
+			bl[b] = len;
+			i += len;
+		}
+	}
 	for (unsigned k = 0; k < nax; k++) {
 		if (axis_init(&e->ax[k], qp->axis_run[k], qp->axis_count[k], e->first, e->elems))
 			continue;
@@ -1183,7 +1256,17 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		memset(sum[k], 0, (size_t)entries[k] * sizeof(uint64_t));
 		memset(cnt[k], 0, (size_t)entries[k] * sizeof(uint64_t));
-		axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
+		if (bs && e->ax[k].run > 1) {
+			/* A block lies within one run of the axis: its run is a multiple of rmin. */
+			axis x = e->ax[k];
+			for (uint64_t b = 0; b < nb; b++) {
+				sum[k][x.j] += bs[b];
+				cnt[k][x.j] += bl[b];
+				axis_skip(&x, bl[b]);
+			}
+		} else {
+			axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
+		}
 		for (uint64_t j = 0; j < entries[k]; j++)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
 		unsigned mi = (*nm)++;
