@@ -1045,12 +1045,15 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
  * algorithm on histograms), starting from the classes of the levels. Keeps the result (levels
  * become class numbers) when its estimate is smaller. Needs a histogram per entry: skipped
  * above 2^20 counters. */
-/* c[0..nk) += the costs of pairs q0..q1 of pt in the first nk classes (lp: by token, then
- * class). */
+/* c[0..nk) = the costs of pairs q0..q1 of pt in the first nk classes (lp: by token, then
+ * class), summed from 0 in pair order. */
 ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict lp,
                                      const uint32_t *restrict pt, uint64_t q0, uint64_t q1,
                                      const unsigned nk)
 {
+	/* A loop of constant length rather than an initialiser: no string store per entry. */
+	for (unsigned k = 0; k < nk; k++)
+		c[k] = 0;
 	for (uint64_t q = q0; q < q1; q++) {
 		const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
 		for (unsigned k = 0; k < nk; k++)
@@ -1071,7 +1074,7 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 		/* The entry's cost in every class at once: a loop over the classes that
 		 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
 		 * class's is its own, added in the same order). */
-		double c[ALCM_SYM_MAX_CLASSES] = {0};
+		double c[ALCM_SYM_MAX_CLASSES];
 		if (K0 <= 4)
 			refine_costs(c, lp, pt, off[j], off[j + 1], 4);
 		else if (K0 <= 8)
