@@ -39,7 +39,9 @@ void alcm_rans_normalize(const uint64_t *count, unsigned ntok, uint32_t *freq)
 void alcm_rans_etab_build(alcm_rans_etab *t, const uint32_t *freq, unsigned ntok)
 {
 	uint32_t start = 0;
-	memset(t, 0, sizeof(*t));
+	/* Entries from ntok on are left as they are: no token there is ever coded (touching
+	 * all 256 of 16 tables costs more than coding a short chunk). */
+	memset(t->s, 0, ntok * sizeof(t->s[0]));
 	for (unsigned k = 0; k < ntok; k++) {
 		uint32_t f = freq[k];
 		alcm_rans_esym *s = &t->s[k];
@@ -64,7 +66,7 @@ void alcm_rans_etab_build(alcm_rans_etab *t, const uint32_t *freq, unsigned ntok
 		s->shift += 32;
 		start += f;
 	}
-	for (unsigned k = 0; k < ALCM_RANS_MAX_TOKENS; k++) {
+	for (unsigned k = 0; k < ntok; k++) {
 		t->pk[k][0] = t->s[k].rcp;
 		t->pk[k][1] = t->s[k].bias | (uint32_t)t->s[k].cmpl << 13 |
 		              (uint32_t)(t->s[k].shift - 32) << 25;

@@ -9,13 +9,60 @@
 
 #include <math.h>
 
+/* The encoder's work arrays, one slot each, kept with the coder from chunk to chunk and grown
+ * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
+ * (model_refine's histograms alone: up to 4 MB a chunk). */
+enum {
+	SS_HIST, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
+	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
+	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
+	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
+	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
+};
+
 struct alcm_symstate {
-	alcm_rans_dtab dt[ALCM_SYM_MAX_CLASSES];
+	alcm_rans_dtab *dt; /* ALCM_SYM_MAX_CLASSES decoder tables, made on first decode */
+	void *buf[SS_SLOTS];
+	size_t cap[SS_SLOTS];
+	alcm_buf tw, bw; /* the encoder's bit streams (tables, raw bits) */
 };
 
 void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
 {
+	if (!s)
+		return;
+	alcm_mem_free(a, s->dt);
+	for (unsigned k = 0; k < SS_SLOTS; k++)
+		alcm_mem_free(a, s->buf[k]);
+	alcm_buf_free(&s->tw);
+	alcm_buf_free(&s->bw);
 	alcm_mem_free(a, s);
+}
+
+/* The coder's state, made on first use. */
+static alcm_symstate *symstate(alcm_coder *c)
+{
+	alcm_symstate **ss = alcm_coder_symstate(c);
+	const alcm_allocator *a = alcm_coder_alloc(c);
+	if (!*ss && (*ss = alcm_mem_calloc(a, 1, sizeof(alcm_symstate)))) {
+		(*ss)->tw.a = a;
+		(*ss)->bw.a = a;
+	}
+	return *ss;
+}
+
+/* Work array `slot` of at least size bytes (contents undefined), or NULL. */
+static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, size_t size)
+{
+	size = size ? size : 1;
+	if (size > s->cap[slot]) {
+		alcm_mem_free(a, s->buf[slot]);
+		s->cap[slot] = 0;
+		if (!(s->buf[slot] = alcm_mem_alloc(a, size)))
+			return NULL;
+		s->cap[slot] = size;
+	}
+	return s->buf[slot];
 }
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -584,7 +631,8 @@ typedef struct model {
 } model;
 
 typedef struct enc {
-	const alcm_allocator *a;
+	const alcm_allocator *a; /* the coder's: the arena's arrays */
+	alcm_symstate *ss;
 	const alcm_qparams *qp;
 	const uint8_t *bits;
 	uint64_t first, elems, nsym;
@@ -694,6 +742,40 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
                       const double *rm, double *rsum)
 {
 	const uint8_t *tok = e->tok;
+	if (rm && !e->bits) {
+		/* Stretches where y's entry stays the same (and x's, unless x moves every element):
+		 * the same additions in the same order as element by element, without stepping two
+		 * axes per element nor storing the running sum between them. */
+		for (uint64_t i = 0, n = e->elems; i < n;) {
+			const double v = rm[y.j];
+			uint64_t len = MIN(y.run - y.r, n - i);
+			if (x.run == 1) {
+				uint64_t j = x.j, E = x.entries;
+				for (uint64_t k = 0; k < len; k++) {
+					sum[j] += tok[i + k];
+					cnt[j]++;
+					rsum[j] += v;
+					j = j + 1 == E ? 0 : j + 1;
+				}
+				x.j = j;
+			} else {
+				len = MIN(len, x.run - x.r);
+				uint64_t s = 0;
+				double r = rsum[x.j];
+				for (uint64_t k = 0; k < len; k++) {
+					s += tok[i + k];
+					r += v;
+				}
+				sum[x.j] += s;
+				cnt[x.j] += len;
+				rsum[x.j] = r;
+				axis_skip(&x, len);
+			}
+			axis_skip(&y, len);
+			i += len;
+		}
+		return;
+	}
 	if (e->bits || rm) {
 		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
 			if (!pruned(e->bits, i)) {
@@ -772,85 +854,310 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
 }
 
+/* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
+ * seldom zero where this runs); pt has room for one pair more. @return the new nz. */
+static inline uint64_t put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok)
+{
+	for (unsigned t = 0; t < ntok; t++) {
+		pt[2 * nz] = t;
+		pt[2 * nz + 1] = h[t];
+		nz += h[t] != 0;
+	}
+	return nz;
+}
+
+/* entry_pairs() for a run-1 axis without mask (element i in entry i mod entries), counted
+ * for a block of entries at a time so that the counters stay in the first-level cache (one
+ * histogram of entries x ntok counters, touched at random, did not). */
+static uint64_t pairs_run1(const uint8_t *tok, uint64_t elems, uint64_t entries, unsigned ntok,
+                           uint32_t *pt, uint64_t *off)
+{
+	enum { BLK = 32 };
+	uint32_t loc[BLK][ALCM_RANS_MAX_TOKENS];
+	uint64_t nz = 0;
+	for (uint64_t j0 = 0; j0 < entries; j0 += BLK) {
+		unsigned nb = (unsigned)MIN(BLK, entries - j0);
+		for (unsigned b = 0; b < nb; b++)
+			memset(loc[b], 0, ntok * sizeof(uint32_t));
+		for (uint64_t i = j0; i < elems; i += entries) {
+			const uint8_t *p = tok + i;
+			unsigned m = (unsigned)MIN(nb, elems - i);
+			for (unsigned b = 0; b < m; b++)
+				loc[b][p[b]]++;
+		}
+		for (unsigned b = 0; b < nb; b++) {
+			off[j0 + b] = nz;
+			nz = put_pairs(pt, nz, loc[b], ntok);
+		}
+	}
+	off[entries] = nz;
+	return nz;
+}
+
+/* The tokens of each entry of axis x as (token, count) pairs in increasing token order, those
+ * of entry j from off[j] (nonzero counts only; @return their number). A dense histogram per
+ * entry when there are no more counters than tokens, else the tokens grouped by entry and
+ * counted one entry at a time: clearing and scanning entries * ntok counters cost more than
+ * the chunk's tokens where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
+static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, uint64_t **offp)
+{
+	const unsigned ntok = e->ntok;
+	const alcm_allocator *a = e->a;
+	const uint8_t *tok = e->tok;
+	uint64_t *off = ss_get(e->ss, a, SS_ROFF, (size_t)(entries + 1) * sizeof(uint64_t));
+	uint64_t cap = MIN(e->nsym, entries * ntok) + 1;
+	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
+	*ptp = NULL;
+	*offp = off;
+	if (!off || !pt)
+		return 0;
+	uint64_t nz = 0;
+	if (!e->bits && x.run == 1 && entries * ntok <= 2 * e->nsym) {
+		*ptp = pt;
+		return pairs_run1(tok, e->elems, entries, ntok, pt, off);
+	}
+	if (entries * ntok <= e->nsym) {
+		uint32_t *h = ss_get(e->ss, a, SS_RH, (size_t)(entries * ntok) * sizeof(uint32_t));
+		if (!h)
+			return 0;
+		memset(h, 0, (size_t)(entries * ntok) * sizeof(uint32_t));
+		if (e->bits) {
+			for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					h[x.j * ntok + tok[si++]]++;
+				axis_next(&x);
+			}
+		} else if (x.run == 1) {
+			for (uint64_t i = 0, j = x.j; i < e->elems; i++) {
+				h[j * ntok + tok[i]]++;
+				j = j + 1 == x.entries ? 0 : j + 1;
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(x.run - x.r, e->elems - i);
+				uint32_t *row = h + x.j * ntok;
+				const uint8_t *tp = tok + i;
+				uint64_t k = 0;
+				if (len >= 8 * (uint64_t)ntok) {
+					/* Long runs: four histograms, so that a token repeated in a row
+					 * does not wait on its own count. */
+					uint32_t h4[4][ALCM_RANS_MAX_TOKENS];
+					memset(h4, 0, sizeof(h4));
+					for (; k + 4 <= len; k += 4)
+						for (unsigned u = 0; u < 4; u++)
+							h4[u][tp[k + u]]++;
+					for (unsigned t = 0; t < ntok; t++)
+						row[t] += h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
+				}
+				for (; k < len; k++)
+					row[tp[k]]++;
+				axis_skip(&x, len);
+				i += len;
+			}
+		}
+		for (uint64_t j = 0; j < entries; j++) {
+			off[j] = nz;
+			nz = put_pairs(pt, nz, h + j * ntok, ntok);
+		}
+		off[entries] = nz;
+		*ptp = pt;
+		return nz;
+	}
+	/* Grouped: grp holds the tokens of entry j from pos[j] (a run-1 axis without mask reads
+	 * them in place, every entries-th token). */
+	const uint8_t *grp = tok;
+	uint64_t *pos = NULL;
+	int strided = !e->bits && x.run == 1;
+	if (!strided) {
+		uint8_t *g = ss_get(e->ss, a, SS_RGRP, (size_t)e->nsym);
+		pos = ss_get(e->ss, a, SS_RPOS, (size_t)(entries + 1) * sizeof(uint64_t));
+		if (!g || !pos)
+			return 0;
+		memset(pos, 0, (size_t)(entries + 1) * sizeof(uint64_t));
+		axis y = x;
+		if (e->bits) {
+			for (uint64_t i = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					pos[y.j + 1]++;
+				axis_next(&y);
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(y.run - y.r, e->elems - i);
+				pos[y.j + 1] += len;
+				axis_skip(&y, len);
+				i += len;
+			}
+		}
+		for (uint64_t j = 0; j < entries; j++)
+			pos[j + 1] += pos[j];
+		if (e->bits) {
+			for (uint64_t i = 0, si = 0; i < e->elems; i++) {
+				if (!pruned(e->bits, i))
+					g[pos[x.j]++] = tok[si++];
+				axis_next(&x);
+			}
+		} else {
+			for (uint64_t i = 0; i < e->elems;) {
+				uint64_t len = MIN(x.run - x.r, e->elems - i);
+				memcpy(g + pos[x.j], tok + i, (size_t)len);
+				pos[x.j] += len;
+				axis_skip(&x, len);
+				i += len;
+			}
+		}
+		/* pos[j] is now where entry j ends, which is where j + 1 starts. */
+		grp = g;
+	}
+	uint32_t loc[ALCM_RANS_MAX_TOKENS] = {0};
+	for (uint64_t j = 0, at = 0; j < entries; j++) {
+		uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
+		off[j] = nz;
+		if (strided) {
+			for (uint64_t i = j; i < e->elems; i += entries) {
+				unsigned t = grp[i];
+				seen[t >> 6] |= (uint64_t)1 << (t & 63);
+				loc[t]++;
+			}
+		} else {
+			for (; at < pos[j]; at++) {
+				unsigned t = grp[at];
+				seen[t >> 6] |= (uint64_t)1 << (t & 63);
+				loc[t]++;
+			}
+		}
+		for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
+			for (uint64_t m = seen[w]; m; m &= m - 1) {
+				unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
+				pt[2 * nz] = t;
+				pt[2 * nz + 1] = loc[t];
+				loc[t] = 0;
+				nz++;
+			}
+	}
+	off[entries] = nz;
+	*ptp = pt;
+	return nz;
+}
+
 /* Refines a one-axis model by moving each entry (channel) to the class whose table codes
  * its tokens in the fewest bits, and recomputing the tables, a few rounds (Lloyd's
  * algorithm on histograms), starting from the classes of the levels. Keeps the result (levels
  * become class numbers) when its estimate is smaller. Needs a histogram per entry: skipped
  * above 2^20 counters. */
+/* c[0..nk) = the costs of pairs q0..q1 of pt in the first nk classes (lp: by token, then
+ * class), summed from 0 in pair order. */
+ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict lp,
+                                     const uint32_t *restrict pt, uint64_t q0, uint64_t q1,
+                                     const unsigned nk)
+{
+	/* A loop of constant length rather than an initialiser: no string store per entry. */
+	for (unsigned k = 0; k < nk; k++)
+		c[k] = 0;
+	for (uint64_t q = q0; q < q1; q++) {
+		const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
+		for (unsigned k = 0; k < nk; k++)
+			c[k] += w * l[k];
+	}
+}
+
+/* One round of moves: each entry to its cheapest class (costs lp), counts cc kept up to date.
+ * @return entries moved. Compiled twice, the second for AVX2 (chosen at run time): the same
+ * additions and products in the same order per class, wider registers only. */
+ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *restrict pt,
+                                   const uint64_t *restrict off, uint64_t entries,
+                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
+                                   unsigned K0)
+{
+	int moved = 0;
+	for (uint64_t j = 0; j < entries; j++) {
+		/* The entry's cost in every class at once: a loop over the classes that
+		 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
+		 * class's is its own, added in the same order). */
+		double c[ALCM_SYM_MAX_CLASSES];
+		if (K0 <= 4)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 4);
+		else if (K0 <= 8)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 8);
+		else if (K0 <= 12)
+			refine_costs(c, lp, pt, off[j], off[j + 1], 12);
+		else
+			refine_costs(c, lp, pt, off[j], off[j + 1], 16);
+		double bc = INFINITY;
+		unsigned bk = cl[j];
+		for (unsigned k = 0; k < K0; k++)
+			if (c[k] < bc - 1e-9) {
+				bc = c[k];
+				bk = k;
+			}
+		if (bk != cl[j]) {
+			uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
+			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+				from[pt[2 * q]] -= pt[2 * q + 1];
+				to[pt[2 * q]] += pt[2 * q + 1];
+			}
+			moved++;
+			cl[j] = (uint8_t)bk;
+		}
+	}
+	return moved;
+}
+
+static int assign_portable(const double *lp, const uint32_t *pt, const uint64_t *off,
+                           uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
+{
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static int assign_avx2(const double *lp, const uint32_t *pt,
+                                                       const uint64_t *off, uint64_t entries,
+                                                       uint8_t *cl, uint64_t *cc, unsigned ntok,
+                                                       unsigned K0)
+{
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+#endif
+
+static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *off,
+                         uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2"))
+		return assign_avx2(lp, pt, off, entries, cl, cc, ntok, K0);
+#endif
+	return assign_portable(lp, pt, off, entries, cl, cc, ntok, K0);
+}
+
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
 	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
-	uint32_t *h = alcm_mem_calloc(a, (size_t)(entries * ntok), sizeof(uint32_t));
-	uint8_t *cl = alcm_mem_alloc(a, (size_t)entries);
-	double *lp = alcm_mem_calloc(a, (size_t)ALCM_SYM_MAX_CLASSES * ntok, sizeof(double));
-	uint64_t *cc = alcm_mem_alloc(a, (size_t)K0 * ntok * sizeof(uint64_t));
-	if (!h || !cl || !lp || !cc) {
-		alcm_mem_free(a, h);
-		alcm_mem_free(a, cl);
-		alcm_mem_free(a, lp);
-		alcm_mem_free(a, cc);
+	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
+	double *lp = ss_get(e->ss, a, SS_RLP, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
+	uint64_t *cc = ss_get(e->ss, a, SS_RCC, (size_t)K0 * ntok * sizeof(uint64_t));
+	if (!cl || !lp || !cc)
 		return ALCM_E_NOMEM;
-	}
+	memset(lp, 0, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
 	axis x = {0, 0, 0, 0, 0};
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
-	if (e->bits) {
-		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
-			if (!pruned(e->bits, i))
-				h[x.j * ntok + e->tok[si++]]++;
-			axis_next(&x);
-		}
-	} else if (x.run == 1) {
-		for (uint64_t i = 0, j = x.j; i < e->elems; i++) {
-			h[j * ntok + e->tok[i]]++;
-			j = j + 1 == x.entries ? 0 : j + 1;
-		}
-	} else {
-		for (uint64_t i = 0; i < e->elems;) {
-			uint64_t len = MIN(x.run - x.r, e->elems - i);
-			uint32_t *row = h + x.j * ntok;
-			for (uint64_t k = 0; k < len; k++)
-				row[e->tok[i + k]]++;
-			axis_skip(&x, len);
-			i += len;
-		}
-	}
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
-	/* The nonzero counts of each entry, as (token, count) pairs from off[j]. */
-	uint64_t nz = 0;
-	for (uint64_t k = 0; k < entries * ntok; k++)
-		nz += h[k] != 0;
-	uint32_t *pt = alcm_mem_alloc(a, (size_t)(nz ? nz : 1) * 2 * sizeof(uint32_t));
-	uint64_t *off = alcm_mem_alloc(a, (size_t)(entries + 1) * sizeof(uint64_t));
-	if (!pt || !off) {
-		alcm_mem_free(a, pt);
-		alcm_mem_free(a, off);
-		alcm_mem_free(a, h);
-		alcm_mem_free(a, cl);
-		alcm_mem_free(a, lp);
-		alcm_mem_free(a, cc);
+	uint32_t *pt;
+	uint64_t *off;
+	entry_pairs(e, x, entries, &pt, &off);
+	if (!pt)
 		return ALCM_E_NOMEM;
-	}
-	nz = 0;
-	for (uint64_t j = 0; j < entries; j++) {
-		off[j] = nz;
-		for (unsigned t = 0; t < ntok; t++)
-			if (h[j * ntok + t]) {
-				pt[2 * nz] = t;
-				pt[2 * nz + 1] = h[j * ntok + t];
-				nz++;
-			}
-	}
-	off[entries] = nz;
 	double bits = INFINITY;
+	/* The counts per class, then kept up to date as entries move (integers: the same as
+	 * counting again each round). */
+	memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
+	for (uint64_t j = 0; j < entries; j++)
+		for (uint64_t q = off[j]; q < off[j + 1]; q++)
+			cc[(size_t)cl[j] * ntok + pt[2 * q]] += pt[2 * q + 1];
 	for (int round = 0; round < 6; round++) {
-		memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
-		for (uint64_t j = 0; j < entries; j++)
-			for (uint64_t q = off[j]; q < off[j + 1]; q++)
-				cc[(size_t)cl[j] * ntok + pt[2 * q]] += pt[2 * q + 1];
 		double b = 0;
 		for (unsigned k = 0; k < K0; k++) {
 			uint32_t c32[ALCM_RANS_MAX_TOKENS];
@@ -870,31 +1177,10 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 		if (!(b < bits - 8))
 			break;
 		bits = b;
-		int moved = 0;
-		for (uint64_t j = 0; j < entries; j++) {
-			/* The entry's cost in every class at once: a loop over the classes that
-			 * compilers vectorise. */
-			double c[ALCM_SYM_MAX_CLASSES] = {0};
-			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
-				const double *l = lp + (size_t)pt[2 * q] * ALCM_SYM_MAX_CLASSES, w = pt[2 * q + 1];
-				for (unsigned k = 0; k < ALCM_SYM_MAX_CLASSES; k++)
-					c[k] += w * l[k];
-			}
-			double bc = INFINITY;
-			unsigned bk = cl[j];
-			for (unsigned k = 0; k < K0; k++)
-				if (c[k] < bc - 1e-9) {
-					bc = c[k];
-					bk = k;
-				}
-			moved += bk != cl[j];
-			cl[j] = (uint8_t)bk;
-		}
+		int moved = refine_assign(lp, pt, off, entries, cl, cc, ntok, K0);
 		if (!moved)
 			break;
 	}
-	alcm_mem_free(a, pt);
-	alcm_mem_free(a, off);
 	/* Classes as levels, with the map the identity. */
 	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
 	if (bits + lv < md->bits) {
@@ -904,10 +1190,6 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 			md->map[k] = (uint8_t)k;
 		memcpy(md->lev[0], cl, (size_t)entries);
 	}
-	alcm_mem_free(a, h);
-	alcm_mem_free(a, cl);
-	alcm_mem_free(a, lp);
-	alcm_mem_free(a, cc);
 	return ALCM_OK;
 }
 
@@ -924,6 +1206,45 @@ static int models(enc *e, model *md, unsigned *nm)
 	double *mean[ALCM_QP_AXES] = {NULL}, *rs = NULL;
 	int st = ALCM_OK;
 	*nm = 1;
+	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
+	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
+	 * them instead of one each. */
+	uint64_t rmin = 0, *bs = NULL, *bl = NULL, nb = 0;
+	unsigned nbig = 0;
+	for (int pass = 0; pass < 2 && !e->bits; pass++)
+		for (unsigned k = 0; k < nax; k++) {
+			axis x;
+			if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
+			    x.entries < 2 || x.entries * 16 > e->nsym || x.run < 2)
+				continue;
+			if (!pass) {
+				rmin = !rmin || x.run < rmin ? x.run : rmin;
+				nbig++;
+			} else if (x.run % rmin) {
+				nbig = 0;
+			}
+		}
+	if (nbig >= 2) {
+		nb = (e->first + e->elems - 1) / rmin - e->first / rmin + 1;
+		bs = ss_get(e->ss, a, SS_BSUM, (size_t)nb * sizeof(uint64_t));
+		bl = ss_get(e->ss, a, SS_BLEN, (size_t)nb * sizeof(uint64_t));
+		if (!bs || !bl)
+			return ALCM_E_NOMEM;
+		const uint8_t *tok = e->tok;
+		for (uint64_t b = 0, i = 0; b < nb; b++) {
+			uint64_t len = MIN(rmin - (e->first + i) % rmin, e->elems - i);
+			uint64_t s4[4] = {0, 0, 0, 0};
+			uint64_t k = 0, s = 0;
+			for (; k + 4 <= len; k += 4)
+				for (unsigned u = 0; u < 4; u++)
+					s4[u] += tok[i + k + u];
+			for (; k < len; k++)
+				s += tok[i + k];
+			bs[b] = s + s4[0] + s4[1] + s4[2] + s4[3];
+			bl[b] = len;
+			i += len;
+		}
+	}
 	for (unsigned k = 0; k < nax; k++) {
 		if (axis_init(&e->ax[k], qp->axis_run[k], qp->axis_count[k], e->first, e->elems))
 			continue;
@@ -931,23 +1252,32 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (e->ax[k].entries < 2 || e->ax[k].entries * 16 > e->nsym)
 			continue;
 		entries[k] = e->ax[k].entries;
-		sum[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
-		cnt[k] = alcm_mem_calloc(a, (size_t)entries[k], sizeof(uint64_t));
-		mean[k] = alcm_mem_alloc(a, (size_t)entries[k] * sizeof(double));
-		if (!sum[k] || !cnt[k] || !mean[k]) {
-			st = ALCM_E_NOMEM;
-			goto out;
+		sum[k] = ss_get(e->ss, a, SS_SUM + k, (size_t)entries[k] * sizeof(uint64_t));
+		cnt[k] = ss_get(e->ss, a, SS_SUMCNT + k, (size_t)entries[k] * sizeof(uint64_t));
+		mean[k] = ss_get(e->ss, a, SS_MEAN + k, (size_t)entries[k] * sizeof(double));
+		if (!sum[k] || !cnt[k] || !mean[k])
+			return ALCM_E_NOMEM;
+		memset(sum[k], 0, (size_t)entries[k] * sizeof(uint64_t));
+		memset(cnt[k], 0, (size_t)entries[k] * sizeof(uint64_t));
+		if (bs && e->ax[k].run > 1) {
+			/* A block lies within one run of the axis: its run is a multiple of rmin. */
+			axis x = e->ax[k];
+			for (uint64_t b = 0; b < nb; b++) {
+				sum[k][x.j] += bs[b];
+				cnt[k][x.j] += bl[b];
+				axis_skip(&x, bl[b]);
+			}
+		} else {
+			axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
 		}
-		axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
 		for (uint64_t j = 0; j < entries[k]; j++)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
-		model *m = &md[(*nm)++];
+		unsigned mi = (*nm)++;
+		model *m = &md[mi];
 		m->naxes = 1;
 		m->ax[0] = k;
-		if (!(m->lev[0] = alcm_mem_alloc(a, (size_t)entries[k]))) {
-			st = ALCM_E_NOMEM;
-			goto out;
-		}
+		if (!(m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)entries[k])))
+			return ALCM_E_NOMEM;
 		m->nlev = quantize_means(mean[k], cnt[k], entries[k], nlev, m->lev[0]);
 		uint64_t en[1] = {entries[k]};
 		model_eval(e, m, en);
@@ -959,7 +1289,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (md[k].ax[0] < 2) {
 			md[k].refined = 1;
 			if ((st = model_refine(e, &md[k], entries[md[k].ax[0]])))
-				goto out;
+				return st;
 		}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
 		unsigned bk = 0;
@@ -970,7 +1300,7 @@ static int models(enc *e, model *md, unsigned *nm)
 			break;
 		md[bk].refined = 1;
 		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]])))
-			goto out;
+			return st;
 	}
 	/* Both of the two best axes only when each alone saves at least 2% on one table: where
 	 * neither does (most weights), their sum would not either, and the pass is saved. */
@@ -991,19 +1321,19 @@ static int models(enc *e, model *md, unsigned *nm)
 			x0 = x1;
 			x1 = t;
 		}
-		model *m = &md[(*nm)++];
+		unsigned mi = (*nm)++;
+		model *m = &md[mi];
 		m->naxes = 2;
 		m->ax[0] = x0;
 		m->ax[1] = x1;
 		unsigned half = nlev;
 		uint64_t en[2] = {entries[x0], entries[x1]};
-		m->lev[0] = alcm_mem_alloc(a, (size_t)en[0]);
-		m->lev[1] = alcm_mem_alloc(a, (size_t)en[1]);
-		rs = alcm_mem_calloc(a, (size_t)en[1], sizeof(double));
-		if (!m->lev[0] || !m->lev[1] || !rs) {
-			st = ALCM_E_NOMEM;
-			goto out;
-		}
+		m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)en[0]);
+		m->lev[1] = ss_get(e->ss, a, SS_LEV + 2 * mi + 1, (size_t)en[1]);
+		rs = ss_get(e->ss, a, SS_RS, (size_t)en[1] * sizeof(double));
+		if (!m->lev[0] || !m->lev[1] || !rs)
+			return ALCM_E_NOMEM;
+		memset(rs, 0, (size_t)en[1] * sizeof(double));
 		/* Residuals of the second axis: its entry's mean token minus the mean of the first
 		 * axis's means over its elements. */
 		memset(sum[x1], 0, (size_t)en[1] * sizeof(uint64_t));
@@ -1016,13 +1346,6 @@ static int models(enc *e, model *md, unsigned *nm)
 		m->nlev = n0 + n1 - 1;
 		model_eval(e, m, en);
 	}
-out:
-	for (unsigned k = 0; k < ALCM_QP_AXES; k++) {
-		alcm_mem_free(a, sum[k]);
-		alcm_mem_free(a, cnt[k]);
-		alcm_mem_free(a, mean[k]);
-	}
-	alcm_mem_free(a, rs);
 	return st;
 }
 
@@ -1032,7 +1355,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
                         const uint32_t *sym, uint64_t nsym, const uint8_t *bits,
                         uint64_t first, uint64_t elems, unsigned lanes)
 {
-	const alcm_allocator *a = data->a;
+	const alcm_allocator *a = alcm_coder_alloc(c);
 	enc e;
 	memset(&e, 0, sizeof(e));
 	e.a = a;
@@ -1048,7 +1371,13 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	alcm_rans_etab *et = NULL;
 	model md[ALCM_QP_AXES + 2];
 	memset(md, 0, sizeof(md));
-	bitw bw = {{NULL, 0, 0, a}, 0, 0, 0}, tw = {{NULL, 0, 0, a}, 0, 0, 0};
+	alcm_symstate *ss = symstate(c);
+	if (!ss)
+		return ALCM_E_NOMEM;
+	e.ss = ss;
+	/* The bit streams keep their buffers from chunk to chunk. */
+	bitw bw = {ss->bw, 0, 0, 0}, tw = {ss->tw, 0, 0, 0};
+	bw.b.len = tw.b.len = 0;
 	uint32_t fine[4][FINE_BINS];
 	memset(fine, 0, sizeof(fine));
 	e.tok = alcm_coder_scratch(c, ALCM_SCRATCH_TOK, (size_t)nsym);
@@ -1126,10 +1455,10 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		hist0[t] = h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
 
 	/* Models: one table, or classes of channels. */
-	e.hist = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
-	e.tmp = alcm_mem_alloc(a, (size_t)e.ntok * sizeof(uint32_t));
-	e.cost = alcm_mem_alloc(a, (MAX_SUMS + 1) * sizeof(*e.cost));
-	e.nzt = alcm_mem_alloc(a, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
+	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
+	e.tmp = ss_get(ss, a, SS_TMP, (size_t)e.ntok * sizeof(uint32_t));
+	e.cost = ss_get(ss, a, SS_COST, (MAX_SUMS + 1) * sizeof(*e.cost));
+	e.nzt = ss_get(ss, a, SS_NZT, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
 	if (!e.hist || !e.tmp || !e.cost || !e.nzt) {
 		st = ALCM_E_NOMEM;
 		goto out;
@@ -1155,9 +1484,9 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	unsigned K = m->k, A = K > 1 ? m->naxes : 0;
 
 	/* The classes of the symbols, counts per class, tables. */
-	cnt = alcm_mem_calloc(a, (size_t)K * e.ntok, sizeof(uint64_t));
-	freq = alcm_mem_alloc(a, (size_t)K * e.ntok * sizeof(uint32_t));
-	et = alcm_mem_alloc(a, K * sizeof(alcm_rans_etab));
+	cnt = ss_get(ss, a, SS_CNT, (size_t)K * e.ntok * sizeof(uint64_t));
+	freq = ss_get(ss, a, SS_FREQ, (size_t)K * e.ntok * sizeof(uint32_t));
+	et = ss_get(ss, a, SS_ETAB, K * sizeof(alcm_rans_etab));
 	rbuf = alcm_coder_scratch(c, ALCM_SCRATCH_RANS, alcm_rans_bound((size_t)nsym));
 	if (A)
 		cls = alcm_coder_scratch(c, ALCM_SCRATCH_CLS, (size_t)nsym);
@@ -1165,6 +1494,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
+	memset(cnt, 0, (size_t)K * e.ntok * sizeof(uint64_t));
 	uint8_t sc[512];
 	for (unsigned l = 0; l < 512; l++)
 		sc[l] = m->map[l < m->nlev ? l : m->nlev - 1];
@@ -1246,19 +1576,8 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!st)
 		st = alcm_buf_put(data, bw.b.p, bw.b.len);
 out:
-	for (unsigned k = 0; k < ALCM_QP_AXES + 2; k++) {
-		alcm_mem_free(a, md[k].lev[0]);
-		alcm_mem_free(a, md[k].lev[1]);
-	}
-	alcm_buf_free(&bw.b);
-	alcm_buf_free(&tw.b);
-	alcm_mem_free(a, e.hist);
-	alcm_mem_free(a, e.tmp);
-	alcm_mem_free(a, e.cost);
-	alcm_mem_free(a, e.nzt);
-	alcm_mem_free(a, cnt);
-	alcm_mem_free(a, freq);
-	alcm_mem_free(a, et);
+	ss->bw = bw.b;
+	ss->tw = tw.b;
 	return st;
 }
 
@@ -1462,9 +1781,14 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	 * class finds its tokens by a search instead, so that the work stays bounded by the
 	 * chunk's bytes and tokens. */
 	int search = nsym < (uint64_t)SEARCH_BELOW * K;
-	alcm_symstate **ss = alcm_coder_symstate(c);
-	if (!search && !*ss && !(*ss = alcm_mem_alloc(alcm_coder_alloc(c), sizeof(alcm_symstate))))
-		return ALCM_E_NOMEM;
+	alcm_symstate *ss = NULL;
+	if (!search) {
+		if (!(ss = symstate(c)))
+			return ALCM_E_NOMEM;
+		if (!ss->dt && !(ss->dt = alcm_mem_alloc(alcm_coder_alloc(c),
+		                                         ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab))))
+			return ALCM_E_NOMEM;
+	}
 	uint64_t tlen, rlen, blen;
 	const uint8_t *tp, *rp, *bp;
 	if ((st = alcm_cur_varint(cur, &tlen)) || (st = alcm_cur_bytes(cur, (size_t)tlen, &tp)))
@@ -1483,7 +1807,7 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 			for (unsigned t = 0; t <= last; t++)
 				cum[k][t + 1] = (uint16_t)(cum[k][t] + f[t]);
 		} else {
-			alcm_rans_dtab_build(&(*ss)->dt[k], f, last + 1);
+			alcm_rans_dtab_build(&ss->dt[k], f, last + 1);
 		}
 		maxtok = last > maxtok ? last : maxtok;
 	}
@@ -1496,7 +1820,7 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		fill_classes(cls, x, A, lev, sc, bits, elems);
 	st = search ? alcm_rans_decode_search_lanes(tok, A ? cls : NULL, (size_t)nsym, cum, nt, rp,
 	                                            (size_t)rlen, lanes)
-	            : alcm_rans_decode_lanes(tok, A ? cls : NULL, (size_t)nsym, (*ss)->dt, rp,
+	            : alcm_rans_decode_lanes(tok, A ? cls : NULL, (size_t)nsym, ss->dt, rp,
 	                                     (size_t)rlen, lanes);
 	if (st)
 		return st;

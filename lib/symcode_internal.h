@@ -65,7 +65,8 @@ typedef struct alcm_rans_dtab {
 /* Scales counts (ntok of them, some nonzero) to frequencies summing to ALCM_RANS_TOTAL,
  * every nonzero count getting at least 1, for the least coded size. */
 void alcm_rans_normalize(const uint64_t *count, unsigned ntok, uint32_t *freq);
-/* Builds the tables of frequencies that sum to ALCM_RANS_TOTAL (the caller checked it). */
+/* Builds the tables of frequencies that sum to ALCM_RANS_TOTAL (the caller checked it). The
+ * encoder's table is filled for tokens 0..ntok-1 only: no other token may be coded with it. */
 void alcm_rans_etab_build(alcm_rans_etab *t, const uint32_t *freq, unsigned ntok);
 void alcm_rans_dtab_build(alcm_rans_dtab *t, const uint32_t *freq, unsigned ntok);
 
