@@ -201,9 +201,15 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 		} else if (x[1].run == 1) {
 			const uint8_t *row = sc + l0[x[0].j];
 			uint64_t j = x[1].j, e1 = x[1].entries;
-			for (uint64_t k = 0; k < len; k++) {
-				cls[i + k] = row[l1[j]];
-				j = j + 1 == e1 ? 0 : j + 1;
+			/* Stretches between wraps of the column axis: no test per element. */
+			for (uint64_t k = 0; k < len;) {
+				uint64_t m = MIN(len - k, e1 - j);
+				uint8_t *c = cls + i + k;
+				const uint8_t *l = l1 + j;
+				for (uint64_t q = 0; q < m; q++)
+					c[q] = row[l[q]];
+				k += m;
+				j = j + m == e1 ? 0 : j + m;
 			}
 			x[1].j = j;
 		} else {
