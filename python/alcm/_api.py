@@ -270,7 +270,7 @@ class _Job:
                             source_format=self.source_format)
 
     def finish(self, pk: Any) -> None:
-        """Writes the records, then META, PRED and TDIR."""
+        """Writes the records, then META, PRED and the directory (a TDRZ in a 1.1 archive)."""
         if self.aliases:
             pk.set_meta(_records.ALIAS_KEY, _records.encode_aliases(self.aliases))
         for k, v in self.records:
