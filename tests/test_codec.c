@@ -7,33 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct packed {
-	const void *buf;
-	size_t len;
-	alcm_writer *w;
-} packed;
-
-/* Packs the tensors into memory; returns the writer holding the bytes. */
-static int pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, packed *out,
-                alcm_tensor_report *reps)
-{
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	int st = alcm_writer_open_memory(&w, 0, NULL);
-	if (!st)
-		st = alcm_encoder_new(&e, w, o, NULL);
-	for (size_t i = 0; i < n && !st; i++)
-		st = alcm_encoder_add(e, &t[i], reps ? &reps[i] : NULL);
-	if (!st)
-		st = alcm_encoder_finish(e);
-	if (!st)
-		st = alcm_writer_commit(w);
-	alcm_encoder_free(e);
-	if (!st)
-		st = alcm_writer_memory(w, &out->buf, &out->len);
-	out->w = w;
-	return st;
-}
+typedef tu_packed packed;
 
 /* Decodes tensor i; the caller frees the result. */
 static uint8_t *unpack_one(const packed *p, size_t i, alcm_tensor_info *info, int *status)
@@ -86,7 +60,7 @@ static void lossless_exact(const alcm_tensor *t, uint64_t chunk_bytes, packed *p
 	alcm_pack_options_default(&o);
 	if (chunk_bytes)
 		o.chunk_bytes = chunk_bytes;
-	assert_int_equal(pack(t, 1, &o, p, rep), ALCM_OK);
+	assert_int_equal(tu_pack(t, 1, &o, p, rep), ALCM_OK);
 	alcm_tensor_info info;
 	int st;
 	uint8_t *back = unpack_one(p, 0, &info, &st);
@@ -178,7 +152,7 @@ static void test_lossless_all_dtypes(void **state)
 			alcm_pack_options_default(&o);
 			o.chunk_bytes = 4096; /* many chunks */
 			packed p;
-			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 			alcm_tensor_info info;
 			int st;
 			uint8_t *back = unpack_one(&p, 0, &info, &st);
@@ -272,7 +246,7 @@ static void test_max_error_every_element(void **state)
 				o.chunk_bytes = 8192;
 				packed p;
 				alcm_tensor_report rep;
-				assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+				assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_OK);
 				assert_true(rep.max_abs_error <= bounds[b]);
 				assert_true(rep.pruned <= (uint64_t)(0.25 * 64 * 300));
 				assert_true(rep.escapes >= 8);
@@ -315,7 +289,7 @@ static void test_narrow_dtype_bound_sweep(void **state)
 			o.threads = 1;
 			packed p;
 			alcm_tensor_report rep;
-			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+			assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_OK);
 			if (p.len > smallest + smallest / 100)
 				fail_msg("%s bound %.6g: %zu bytes, a finer bound took %zu",
 				         alcm_dtype_name(dts[d]), bound, p.len, smallest);
@@ -358,7 +332,7 @@ static void test_chunking_same_values(void **state)
 				o.prune = 0.2;
 				o.chunk_bytes = k ? 4096 * 2 : n * 2;
 				packed p;
-				assert_int_equal(pack(&t, 1, &o, &p, &rep[k]), ALCM_OK);
+				assert_int_equal(tu_pack(&t, 1, &o, &p, &rep[k]), ALCM_OK);
 				alcm_tensor_info info;
 				int st;
 				back[k] = unpack_one(&p, 0, &info, &st);
@@ -406,7 +380,7 @@ static void test_huge_bounds_readable(void **state)
 			o.bound = cases[k].bound;
 			packed p;
 			alcm_tensor_report rep;
-			assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+			assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_OK);
 			alcm_tensor_info info;
 			int st;
 			double *back = (double *)unpack_one(&p, 0, &info, &st);
@@ -438,7 +412,7 @@ static void test_rel_error_per_channel(void **state)
 	o.bound = 0.01;
 	o.prune = 0.1;
 	packed p;
-	assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+	assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 	alcm_tensor_info info;
 	int st;
 	uint8_t *back = unpack_one(&p, 0, &info, &st);
@@ -492,7 +466,7 @@ static void test_snr_floor_and_bits(void **state)
 			o.mode = ALCM_MODE_SNR;
 			o.bound = cases[c].db[k];
 			packed p;
-			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 			alcm_tensor_info info;
 			int st;
 			uint8_t *back = unpack_one(&p, 0, &info, &st);
@@ -517,7 +491,7 @@ static void test_snr_floor_and_bits(void **state)
 		o.bits = bits;
 		packed p;
 		alcm_tensor_report rep;
-		assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+		assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_OK);
 		alcm_tensor_info info;
 		int st;
 		uint8_t *back = unpack_one(&p, 0, &info, &st);
@@ -567,7 +541,7 @@ static void test_constant_and_tiny_tensors(void **state)
 			o.bound = mode == ALCM_MODE_SNR ? 30 : 0.001;
 			o.bits = 8;
 			packed p;
-			assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+			assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 			alcm_tensor_info info;
 			int st;
 			uint8_t *back = unpack_one(&p, 0, &info, &st);
@@ -608,7 +582,7 @@ static void test_threads_identical_bytes(void **state)
 			o.mode = mode ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS;
 			o.bound = 1e-3;
 			packed p;
-			assert_int_equal(pack(t, 2, &o, &p, NULL), ALCM_OK);
+			assert_int_equal(tu_pack(t, 2, &o, &p, NULL), ALCM_OK);
 			if (th == 1) {
 				ref = p;
 				continue;
@@ -637,7 +611,7 @@ static void test_decode_threads_same_result(void **state)
 		o.bound = 0.01;
 		o.prune = mode ? 0.2 : 0;
 		packed p;
-		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 		uint8_t *ref = NULL;
 		for (unsigned th = 1; th <= 3; th++) {
 			alcm_reader *r = NULL;
@@ -676,7 +650,7 @@ static void test_integer_policy(void **state)
 	o.bound = 0.5;
 	packed p;
 	alcm_tensor_report rep;
-	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_OK);
+	assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_OK);
 	assert_int_equal(rep.downgraded, 1);
 	assert_int_equal(rep.mode, ALCM_MODE_LOSSLESS);
 	alcm_tensor_info info;
@@ -687,7 +661,7 @@ static void test_integer_policy(void **state)
 	free(back);
 	alcm_writer_free(p.w);
 	o.int_policy = ALCM_INT_REFUSE;
-	assert_int_equal(pack(&t, 1, &o, &p, &rep), ALCM_E_BOUND);
+	assert_int_equal(tu_pack(&t, 1, &o, &p, &rep), ALCM_E_BOUND);
 	alcm_writer_free(p.w);
 	free(data);
 }
@@ -960,7 +934,7 @@ static void test_hostile_chunks(void **state)
 		o.prune = mode == 1 ? 0.2 : 0;
 		o.chunk_bytes = 4096;
 		packed p;
-		assert_int_equal(pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
 		uint8_t *copy = malloc(p.len);
 		for (size_t pos = 192; pos < p.len; pos++) {
 			for (unsigned verify = 0; verify < 2; verify++) {

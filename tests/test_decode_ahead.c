@@ -7,31 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct packed {
-	const void *buf;
-	size_t len;
-	alcm_writer *w;
-} packed;
-
-static int pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, packed *out)
-{
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	int st = alcm_writer_open_memory(&w, 0, NULL);
-	if (!st)
-		st = alcm_encoder_new(&e, w, o, NULL);
-	for (size_t i = 0; i < n && !st; i++)
-		st = alcm_encoder_add(e, &t[i], NULL);
-	if (!st)
-		st = alcm_encoder_finish(e);
-	if (!st)
-		st = alcm_writer_commit(w);
-	alcm_encoder_free(e);
-	if (!st)
-		st = alcm_writer_memory(w, &out->buf, &out->len);
-	out->w = w;
-	return st;
-}
+typedef tu_packed packed;
 
 #define NT 4
 
@@ -121,7 +97,7 @@ static void test_small_tensors_start_no_thread(void **state)
 		o.mode = mode ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS;
 		o.bound = 1e-3;
 		packed p;
-		assert_int_equal(pack(s.t, NT, &o, &p), ALCM_OK);
+		assert_int_equal(tu_pack(s.t, NT, &o, &p, NULL), ALCM_OK);
 		int st[NT], th = 0;
 		uint8_t *out[NT];
 		int before = threads_now();
@@ -153,7 +129,7 @@ static void pack_modes(const set *s, int mode, packed *p)
 	                                                    : ALCM_MODE_MAX_ERROR;
 	o.bound = mode == 1 ? 1e-4 : 1e-5;
 	o.prune = mode == 1 ? 0.2 : 0; /* MASK sections */
-	assert_int_equal(pack(s->t, NT, &o, p), ALCM_OK);
+	assert_int_equal(tu_pack(s->t, NT, &o, p, NULL), ALCM_OK);
 }
 
 /* Sections read and verified ahead decode to the bytes each tensor's own reads give, in

@@ -188,3 +188,24 @@ void tu_plain_dir(uint8_t **img, size_t *n)
 	alcm_writer_free(w);
 	alcm_reader_free(r);
 }
+
+int tu_pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, tu_packed *out,
+            alcm_tensor_report *reps)
+{
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	int st = alcm_writer_open_memory(&w, 0, NULL);
+	if (!st)
+		st = alcm_encoder_new(&e, w, o, NULL);
+	for (size_t i = 0; i < n && !st; i++)
+		st = alcm_encoder_add(e, &t[i], reps ? &reps[i] : NULL);
+	if (!st)
+		st = alcm_encoder_finish(e);
+	if (!st)
+		st = alcm_writer_commit(w);
+	alcm_encoder_free(e);
+	if (!st)
+		st = alcm_writer_memory(w, &out->buf, &out->len);
+	out->w = w;
+	return st;
+}

@@ -36,6 +36,18 @@ void tu_alloc_init(tu_alloc *t, long fail_at);
  * thread, into memory (cmocka asserts on any failure): what the predictor is trained on. */
 double tu_measured_bits(const alcm_tensor *t, double step);
 
+/* Tensors packed into memory: the writer holds the bytes (buf, len) until freed. */
+typedef struct tu_packed {
+	const void *buf;
+	size_t len;
+	alcm_writer *w;
+} tu_packed;
+
+/* Packs the n tensors into memory with options o (reports into reps when not NULL).
+ * @return the first failing status; out->w is set whatever happens (free it). */
+int tu_pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, tu_packed *out,
+            alcm_tensor_report *reps);
+
 /* Rebuilds the archive image *img (malloc'd, *n bytes) with every TDRZ replaced by the plain
  * TDIR it holds (spec 6.3.5), sections in the same order, so a test can edit directory
  * entries in place; the header's minor version and stream flag are kept, generations are
