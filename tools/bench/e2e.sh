@@ -245,7 +245,8 @@ if [ "${codec_pack:-0}" != 0 ]; then
 	verdict "$(mbs big-unpack-st-1) >= 0.85 * $codec_unpack" \
 		"unpack -T1 (.safetensors) within 15% of in-process: $(mbs big-unpack-st-1) vs $codec_unpack MB/s"
 fi
-for k in big-pack-1 big-unpack-npz-1; do
+for k in big-pack-1 big-pack-2 big-packq-1 big-packq-2 big-unpack-npz-1 big-unpack-npz-2 \
+	big-unpack-st-1 big-unpack-st-2; do
 	verdict "$(get $k 4) <= 1.05 * $rss_before" \
 		"peak RSS not above before ($rss_before kB + 5%), $k: $(get $k 4) kB"
 done
