@@ -624,6 +624,13 @@ static size_t palette_bytes(const uint32_t *pal, unsigned k)
 /* Models on axes past axis 0 and the last that are refined (the best by estimate): two gave
  * the same bytes on the benchmark's files (tools/bench/entropy.sh) for one more pass. */
 #define REFINE_FURTHER 1
+/* Models refined only when their levels already estimate under this fraction of one table:
+ * where the channels' means say nothing (a tensor of independent values, as the 839 MB file of
+ * tools/bench/e2e.sh), refining never found a better model but took a fifth of the pack time.
+ * On the files of tools/bench/entropy.sh the same bytes but for the faceapi weights, 64 bytes
+ * smaller (models refined from no gain won by estimate and lost in bytes); from 1% on, sizes
+ * grew. */
+#define REFINE_BELOW 0.995
 
 /* A candidate model: levels per axis entry, a map from level sums to classes. */
 typedef struct model {
@@ -648,6 +655,7 @@ typedef struct enc {
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
 	uint16_t *nzt; /* MAX_SUMS * ntok */
+	double one;    /* estimated bits with one table */
 } enc;
 
 /* Merges contiguous levels (nlev, histograms of ntok tokens each) into at most 16 classes of
@@ -1138,7 +1146,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
+	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20) || md->bits > REFINE_BELOW * e->one)
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
@@ -1471,7 +1479,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	}
 	md[0].k = 1;
 	md[0].nlev = 1;
-	md[0].bits = coded_bits(hist0, e.ntok);
+	md[0].bits = e.one = coded_bits(hist0, e.ntok);
 	unsigned nm = 1, best = 0;
 	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
 	 * (tensors quantized to nearly all zeros): not worth the passes. */
