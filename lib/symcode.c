@@ -1435,38 +1435,38 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		npal = 0;
 	uint32_t base[ALCM_RANS_MAX_TOKENS];
 	uint8_t nb[ALCM_RANS_MAX_TOKENS];
-	uint32_t h4[4][ALCM_RANS_MAX_TOKENS], hist0[ALCM_RANS_MAX_TOKENS];
-	memset(h4, 0, sizeof(h4));
+	uint32_t hist0[ALCM_RANS_MAX_TOKENS];
+	/* The tokens' counts come from the fine histogram (a fine bin lies in one token: below
+	 * 256 it is the symbol, above it keeps three top bits and tokens at most three), so the
+	 * pass that makes the tokens counts nothing. */
 	if (npal) {
 		e.ntok = npal;
-		for (uint64_t k = 0; k < nsym; k++) {
+		memcpy(hist0, pcnt, npal * sizeof(uint32_t));
+		for (uint64_t k = 0; k < nsym; k++)
 			e.tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
-			h4[k & 3][e.tok[k]]++;
-		}
 	} else {
 		e.ntok = tok_count(ts, tm);
 		tok_tables(ts, tm, base, nb);
+		memset(hist0, 0, sizeof(hist0));
+		for (unsigned b = 0; b <= maxbin; b++) {
+			unsigned n;
+			hist0[tok_of(fine_rep(b), ts, tm, &n)] += fine[0][b];
+		}
 		for (unsigned z = 0; z < 256; z++) {
 			unsigned n;
 			lut[z] = (uint8_t)tok_of(z, ts, tm, &n);
 		}
-		uint64_t k = 0;
-		for (; k + 4 <= nsym; k += 4)
-			for (unsigned u = 0; u < 4; u++) {
-				uint32_t z = sym[k + u];
-				unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
-				e.tok[k + u] = (uint8_t)t;
-				h4[u][t]++;
+		if (maxbin < 256) {
+			for (uint64_t k = 0; k < nsym; k++)
+				e.tok[k] = lut[sym[k]];
+		} else {
+			for (uint64_t k = 0; k < nsym; k++) {
+				uint32_t z = sym[k];
+				unsigned n;
+				e.tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, ts, tm, &n));
 			}
-		for (; k < nsym; k++) {
-			uint32_t z = sym[k];
-			unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
-			e.tok[k] = (uint8_t)t;
-			h4[0][t]++;
 		}
 	}
-	for (unsigned t = 0; t < e.ntok; t++)
-		hist0[t] = h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
 
 	/* Models: one table, or classes of channels. */
 	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
@@ -1517,16 +1517,19 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		for (unsigned k = 0; k < A; k++)
 			axis_init(&x[k], qp->axis_run[m->ax[k]], qp->axis_count[m->ax[k]], first, elems);
 		fill_classes(cls, x, A, m->lev, sc, bits, elems);
-		memset(e.hist, 0, (size_t)K * e.ntok * sizeof(uint32_t));
+		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
+		 * one before it. */
+		const size_t KT = (size_t)K * e.ntok;
+		uint32_t *h = e.hist;
+		memset(h, 0, 4 * KT * sizeof(uint32_t));
 		uint64_t k = 0;
-		for (; k + 2 <= nsym; k += 2) {
-			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
-			e.hist[(size_t)cls[k + 1] * e.ntok + e.tok[k + 1]]++;
-		}
+		for (; k + 4 <= nsym; k += 4)
+			for (unsigned u = 0; u < 4; u++)
+				h[u * KT + (size_t)cls[k + u] * e.ntok + e.tok[k + u]]++;
 		for (; k < nsym; k++)
-			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
-		for (size_t j = 0; j < (size_t)K * e.ntok; j++)
-			cnt[j] += e.hist[j];
+			h[(size_t)cls[k] * e.ntok + e.tok[k]]++;
+		for (size_t j = 0; j < KT; j++)
+			cnt[j] = (uint64_t)h[j] + h[KT + j] + h[2 * KT + j] + h[3 * KT + j];
 	} else {
 		for (unsigned t = 0; t < e.ntok; t++)
 			cnt[t] = hist0[t];
