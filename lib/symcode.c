@@ -448,6 +448,37 @@ int alcm_symtab_decode(const uint8_t *p, size_t len, unsigned ntok, uint32_t *fr
 	return st ? st : bitr_done(&r) ? ALCM_OK : ALCM_E_CORRUPT;
 }
 
+/* Appends the low nb[tok[k]] bits of each sym[k] (tokens under ntok, rawlen bits in all) to
+ * w, which is empty:
+ * the bytes bitw_put() and bitw_flush() would make, without a branch per symbol. */
+static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restrict tok,
+                    uint64_t n, const uint8_t *nb, unsigned ntok, uint64_t rawlen)
+{
+	size_t bytes = (size_t)((rawlen + 7) / 8);
+	if ((w->st = alcm_buf_reserve(&w->b, bytes + 8)))
+		return;
+	uint8_t *restrict o = w->b.p + w->b.len;
+	uint32_t mask[ALCM_RANS_MAX_TOKENS];
+	for (unsigned t = 0; t < ntok; t++)
+		mask[t] = (uint32_t)((1ull << nb[t]) - 1);
+	uint64_t acc = 0;
+	unsigned used = 0;
+	size_t at = 0;
+	for (uint64_t k = 0; k < n; k++) {
+		unsigned t = tok[k];
+		acc |= (uint64_t)(sym[k] & mask[t]) << used;
+		used += nb[t];
+		/* Whole bytes out: at most 7 + 31 bits stay in acc. */
+		alcm_store64(o + at, acc);
+		at += used >> 3;
+		acc >>= used & ~7u;
+		used &= 7;
+	}
+	if (used)
+		alcm_store64(o + at, acc);
+	w->b.len += bytes;
+}
+
 /* ---- encoder: estimates ---------------------------------------------------------------------- */
 
 /* log2 to about 1e-4, for estimates only (choices, never the bytes' meaning): the exponent
@@ -1442,8 +1473,9 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (npal) {
 		e.ntok = npal;
 		memcpy(hist0, pcnt, npal * sizeof(uint32_t));
+		uint8_t *restrict tok = e.tok; /* a local: stores of bytes would reload e.tok */
 		for (uint64_t k = 0; k < nsym; k++)
-			e.tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
+			tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
 	} else {
 		e.ntok = tok_count(ts, tm);
 		tok_tables(ts, tm, base, nb);
@@ -1456,14 +1488,15 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			unsigned n;
 			lut[z] = (uint8_t)tok_of(z, ts, tm, &n);
 		}
+		uint8_t *restrict tok = e.tok;
 		if (maxbin < 256) {
 			for (uint64_t k = 0; k < nsym; k++)
-				e.tok[k] = lut[sym[k]];
+				tok[k] = lut[sym[k]];
 		} else {
 			for (uint64_t k = 0; k < nsym; k++) {
 				uint32_t z = sym[k];
 				unsigned n;
-				e.tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, ts, tm, &n));
+				tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, ts, tm, &n));
 			}
 		}
 	}
@@ -1519,15 +1552,16 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		fill_classes(cls, x, A, m->lev, sc, bits, elems);
 		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
 		 * one before it. */
-		const size_t KT = (size_t)K * e.ntok;
-		uint32_t *h = e.hist;
+		const size_t KT = (size_t)K * e.ntok, ntok = e.ntok;
+		uint32_t *restrict h = e.hist;
+		const uint8_t *restrict tok = e.tok;
 		memset(h, 0, 4 * KT * sizeof(uint32_t));
 		uint64_t k = 0;
 		for (; k + 4 <= nsym; k += 4)
 			for (unsigned u = 0; u < 4; u++)
-				h[u * KT + (size_t)cls[k + u] * e.ntok + e.tok[k + u]]++;
+				h[u * KT + cls[k + u] * ntok + tok[k + u]]++;
 		for (; k < nsym; k++)
-			h[(size_t)cls[k] * e.ntok + e.tok[k]]++;
+			h[cls[k] * ntok + tok[k]]++;
 		for (size_t j = 0; j < KT; j++)
 			cnt[j] = (uint64_t)h[j] + h[KT + j] + h[2 * KT + j] + h[3 * KT + j];
 	} else {
@@ -1576,15 +1610,11 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	st = alcm_buf_put_varint(data, rlen);
 	if (!st)
 		st = alcm_buf_put(data, rbuf, rlen);
-	int rawbits = 0;
+	uint64_t rawlen = 0;
 	for (unsigned t = 0; t < e.ntok && !npal; t++)
-		rawbits |= hist0[t] && nb[t];
-	if (rawbits)
-		for (uint64_t k = 0; k < nsym; k++) {
-			unsigned n = nb[e.tok[k]];
-			if (n)
-				bitw_put(&bw, sym[k] & ((1u << n) - 1), n);
-		}
+		rawlen += (uint64_t)hist0[t] * nb[t];
+	if (rawlen)
+		raw_put(&bw, sym, e.tok, nsym, nb, e.ntok, rawlen);
 	bitw_flush(&bw);
 	if (!st)
 		st = bw.st;
