@@ -13,7 +13,7 @@
  * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
-	SS_HIST, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
+	SS_HIST, SS_HIST4, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
 	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
@@ -685,6 +685,7 @@ typedef struct enc {
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
+	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 	double one;    /* estimated bits with one table */
 } enc;
@@ -871,7 +872,12 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
  * blocks spread over it when it is long; then its classes and estimated size. */
 static void model_eval(enc *e, model *md, const uint64_t *entries)
 {
-	memset(e->hist, 0, (size_t)md->nlev * e->ntok * sizeof(uint32_t));
+	/* Four histograms, each symbol to the next in turn: a count seldom waits on the one
+	 * before it (the same bin, most of the time on weights). */
+	const unsigned ntok = e->ntok;
+	const size_t LT = (size_t)md->nlev * ntok;
+	uint32_t *restrict h4 = e->hist4;
+	memset(h4, 0, 4 * LT * sizeof(uint32_t));
 	uint8_t id[512];
 	for (unsigned l = 0; l < 512; l++)
 		id[l] = (uint8_t)(l < MAX_SUMS ? l : MAX_SUMS - 1);
@@ -887,11 +893,17 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		for (unsigned k = 0; k < md->naxes; k++)
 			x[k] = axis_at(&e->ax[md->ax[k]], e->first, i0);
 		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
-		const uint8_t *tp = e->tok + i0;
-		for (uint64_t k = 0; k < ns; k++)
-			e->hist[(size_t)e->lvl[k] * e->ntok + tp[k]]++;
+		const uint8_t *restrict tp = e->tok + i0, *restrict lv = e->lvl;
+		uint64_t k = 0;
+		for (; k + 4 <= ns; k += 4)
+			for (unsigned u = 0; u < 4; u++)
+				h4[u * LT + (size_t)lv[k + u] * ntok + tp[k + u]]++;
+		for (; k < ns; k++)
+			h4[(size_t)lv[k] * ntok + tp[k]]++;
 		seen += ns;
 	}
+	for (size_t j = 0; j < LT; j++)
+		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
 	double scale = seen ? (double)e->nsym / (double)seen : 1;
 	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
 	/* The level lists: about log2(levels) bits an entry after zstd. */
@@ -1503,10 +1515,11 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 
 	/* Models: one table, or classes of channels. */
 	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
+	e.hist4 = ss_get(ss, a, SS_HIST4, 4 * MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
 	e.tmp = ss_get(ss, a, SS_TMP, (size_t)e.ntok * sizeof(uint32_t));
 	e.cost = ss_get(ss, a, SS_COST, (MAX_SUMS + 1) * sizeof(*e.cost));
 	e.nzt = ss_get(ss, a, SS_NZT, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
-	if (!e.hist || !e.tmp || !e.cost || !e.nzt) {
+	if (!e.hist || !e.hist4 || !e.tmp || !e.cost || !e.nzt) {
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
