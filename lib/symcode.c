@@ -93,6 +93,84 @@ static inline unsigned tok_of(uint32_t z, unsigned s, unsigned m, unsigned *nb)
 	return (1u << s) + ((e - s) << m) + ((z >> (e - m)) & ((1u << m) - 1));
 }
 
+/* Tokens of sym[0..n) in configuration (s, m), into tok; lut: those of symbols under 256. */
+static void tokens_portable(uint8_t *restrict tok, const uint32_t *restrict sym, uint64_t n,
+                            unsigned s, unsigned m, const uint8_t *lut)
+{
+	for (uint64_t k = 0; k < n; k++) {
+		uint32_t z = sym[k];
+		unsigned nb;
+		tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, s, m, &nb));
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* tok_of() of eight symbols under 2^24, whose conversion to float is exact and so gives
+ * their exponent. */
+__attribute__((target("avx2"))) static inline __m256i tokens8(__m256i z, __m256i vs, __m256i vm,
+                                                              __m256i first, __m256i low)
+{
+	__m256i e = _mm256_sub_epi32(
+		_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(z)), 23), _mm256_set1_epi32(127));
+	/* Direct symbols (under 2^s) are their own token; for them the shifts below are out
+	 * of range, which AVX2 defines (0), and the blend drops them. */
+	__m256i top = _mm256_and_si256(_mm256_srlv_epi32(z, _mm256_sub_epi32(e, vm)), low);
+	__m256i t = _mm256_add_epi32(_mm256_add_epi32(first, _mm256_sllv_epi32(_mm256_sub_epi32(e, vs), vm)),
+	                             top);
+	return _mm256_blendv_epi8(t, z, _mm256_cmpgt_epi32(first, z));
+}
+
+/* Whole groups of 16 symbols under 2^24; @return how many were done (the caller does the
+ * group that stopped them and goes on). */
+__attribute__((target("avx2"))) static uint64_t tokens_avx2(uint8_t *tok, const uint32_t *sym,
+                                                            uint64_t n, unsigned s, unsigned m)
+{
+	const __m256i vs = _mm256_set1_epi32((int)s), vm = _mm256_set1_epi32((int)m);
+	const __m256i first = _mm256_set1_epi32(1 << s), low = _mm256_set1_epi32((1 << m) - 1);
+	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	uint64_t k = 0;
+	for (; k + 16 <= n; k += 16) {
+		__m256i z0 = _mm256_loadu_si256((const __m256i *)(const void *)(sym + k));
+		__m256i z1 = _mm256_loadu_si256((const __m256i *)(const void *)(sym + k + 8));
+		__m256i big = _mm256_srli_epi32(_mm256_or_si256(z0, z1), 24);
+		if (!_mm256_testz_si256(big, big))
+			break;
+		__m256i t0 = tokens8(z0, vs, vm, first, low), t1 = tokens8(z1, vs, vm, first, low);
+		/* Tokens are under 256: two packs, then the dwords back in order. */
+		__m256i p16 = _mm256_packus_epi32(t0, t1);
+		__m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p16, p16), order);
+		_mm_storeu_si128((__m128i *)(void *)(tok + k), _mm256_castsi256_si128(p8));
+	}
+	return k;
+}
+#endif
+
+/* The tokens of sym[0..n) in configuration (s, m): the AVX2 loop where the CPU has it (the
+ * same tokens), the portable one where a symbol is 2^24 or more. */
+static void tokens(uint8_t *tok, const uint32_t *sym, uint64_t n, unsigned s, unsigned m)
+{
+	uint8_t lut[256];
+	for (unsigned z = 0; z < 256; z++) {
+		unsigned nb;
+		lut[z] = (uint8_t)tok_of(z, s, m, &nb);
+	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+		uint64_t k = 0;
+		while (k < n) {
+			k += tokens_avx2(tok + k, sym + k, n - k, s, m);
+			uint64_t r = MIN(16, n - k);
+			tokens_portable(tok + k, sym + k, r, s, m, lut);
+			k += r;
+		}
+		return;
+	}
+#endif
+	tokens_portable(tok, sym, n, s, m, lut);
+}
+
 /* The symbol a token starts at and the raw bits that follow it. */
 static void tok_tables(unsigned s, unsigned m, uint32_t *base, uint8_t *nb)
 {
@@ -1496,21 +1574,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			unsigned n;
 			hist0[tok_of(fine_rep(b), ts, tm, &n)] += fine[0][b];
 		}
-		for (unsigned z = 0; z < 256; z++) {
-			unsigned n;
-			lut[z] = (uint8_t)tok_of(z, ts, tm, &n);
-		}
-		uint8_t *restrict tok = e.tok;
-		if (maxbin < 256) {
-			for (uint64_t k = 0; k < nsym; k++)
-				tok[k] = lut[sym[k]];
-		} else {
-			for (uint64_t k = 0; k < nsym; k++) {
-				uint32_t z = sym[k];
-				unsigned n;
-				tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, ts, tm, &n));
-			}
-		}
+		tokens(e.tok, sym, nsym, ts, tm);
 	}
 
 	/* Models: one table, or classes of channels. */
