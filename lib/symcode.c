@@ -537,12 +537,34 @@ static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restri
 		return;
 	uint8_t *restrict o = w->b.p + w->b.len;
 	uint32_t mask[ALCM_RANS_MAX_TOKENS];
-	for (unsigned t = 0; t < ntok; t++)
+	unsigned top = 0;
+	for (unsigned t = 0; t < ntok; t++) {
 		mask[t] = (uint32_t)((1ull << nb[t]) - 1);
+		top = nb[t] > top ? nb[t] : top;
+	}
 	uint64_t acc = 0;
 	unsigned used = 0;
 	size_t at = 0;
-	for (uint64_t k = 0; k < n; k++) {
+	uint64_t k = 0;
+	/* Symbols joined in groups while a group's bits fit 56 (acc keeps at most 7 more): one
+	 * step of the chain of shifts per group rather than per symbol. */
+	unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
+	for (; g > 1 && k + g <= n; k += g) {
+		uint64_t v = 0;
+		unsigned len = 0;
+		for (unsigned u = 0; u < g; u++) {
+			unsigned t = tok[k + u];
+			v |= (uint64_t)(sym[k + u] & mask[t]) << len;
+			len += nb[t];
+		}
+		acc |= v << used;
+		used += len;
+		alcm_store64(o + at, acc);
+		at += used >> 3;
+		acc >>= used & ~7u;
+		used &= 7;
+	}
+	for (; k < n; k++) {
 		unsigned t = tok[k];
 		acc |= (uint64_t)(sym[k] & mask[t]) << used;
 		used += nb[t];
