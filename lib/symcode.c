@@ -755,13 +755,15 @@ static size_t palette_bytes(const uint32_t *pal, unsigned k)
 /* Models on axes past axis 0 and the last that are refined (the best by estimate): two gave
  * the same bytes on the benchmark's files (tools/bench/entropy.sh) for one more pass. */
 #define REFINE_FURTHER 1
-/* Models refined only when their levels already estimate under this fraction of one table:
- * where the channels' means say nothing (a tensor of independent values, as the 839 MB file of
- * tools/bench/e2e.sh), refining never found a better model but took a fifth of the pack time.
- * On the files of tools/bench/entropy.sh the same bytes but for the faceapi weights, 64 bytes
- * smaller (models refined from no gain won by estimate and lost in bytes); from 1% on, sizes
- * grew. */
-#define REFINE_BELOW 0.995
+/* Models not refined where their levels estimate no better than REFINE_BELOW of one table
+ * and one table takes REFINE_DENSE bits a symbol or more: on a tensor of independent values
+ * (tools/bench/e2e.sh's 839 MB file, about 5.4 bits a symbol) refining never found a better
+ * model but took about a fifth of the pack time. Sparse symbols (gen:grad of
+ * tools/bench/run.sh at Q4_0's error: 18% larger unrefined) and levels that already gain
+ * keep refining; a threshold of 0.995 instead of 0.999 made gen:laplace-rows at rel-error
+ * 1e-2 0.21% larger. */
+#define REFINE_BELOW 0.999
+#define REFINE_DENSE 1.0
 
 /* A candidate model: levels per axis entry, a map from level sums to classes. */
 typedef struct model {
@@ -1289,7 +1291,9 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20) || md->bits > REFINE_BELOW * e->one)
+	/* Not where the levels say nothing and symbols are dense (see REFINE_BELOW). */
+	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20) ||
+	    (md->bits > REFINE_BELOW * e->one && e->one >= REFINE_DENSE * (double)e->nsym))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
