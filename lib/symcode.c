@@ -13,7 +13,7 @@
  * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
-	SS_HIST, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
+	SS_HIST, SS_HIST4, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
 	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
@@ -91,6 +91,84 @@ static inline unsigned tok_of(uint32_t z, unsigned s, unsigned m, unsigned *nb)
 	unsigned e = 31 - (unsigned)__builtin_clz(z);
 	*nb = e - m;
 	return (1u << s) + ((e - s) << m) + ((z >> (e - m)) & ((1u << m) - 1));
+}
+
+/* Tokens of sym[0..n) in configuration (s, m), into tok; lut: those of symbols under 256. */
+static void tokens_portable(uint8_t *restrict tok, const uint32_t *restrict sym, uint64_t n,
+                            unsigned s, unsigned m, const uint8_t *lut)
+{
+	for (uint64_t k = 0; k < n; k++) {
+		uint32_t z = sym[k];
+		unsigned nb;
+		tok[k] = (uint8_t)(z < 256 ? lut[z] : tok_of(z, s, m, &nb));
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* tok_of() of eight symbols under 2^24, whose conversion to float is exact and so gives
+ * their exponent. */
+__attribute__((target("avx2"))) static inline __m256i tokens8(__m256i z, __m256i vs, __m256i vm,
+                                                              __m256i first, __m256i low)
+{
+	__m256i e = _mm256_sub_epi32(
+		_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(z)), 23), _mm256_set1_epi32(127));
+	/* Direct symbols (under 2^s) are their own token; for them the shifts below are out
+	 * of range, which AVX2 defines (0), and the blend drops them. */
+	__m256i top = _mm256_and_si256(_mm256_srlv_epi32(z, _mm256_sub_epi32(e, vm)), low);
+	__m256i t = _mm256_add_epi32(_mm256_add_epi32(first, _mm256_sllv_epi32(_mm256_sub_epi32(e, vs), vm)),
+	                             top);
+	return _mm256_blendv_epi8(t, z, _mm256_cmpgt_epi32(first, z));
+}
+
+/* Whole groups of 16 symbols under 2^24; @return how many were done (the caller does the
+ * group that stopped them and goes on). */
+__attribute__((target("avx2"))) static uint64_t tokens_avx2(uint8_t *tok, const uint32_t *sym,
+                                                            uint64_t n, unsigned s, unsigned m)
+{
+	const __m256i vs = _mm256_set1_epi32((int)s), vm = _mm256_set1_epi32((int)m);
+	const __m256i first = _mm256_set1_epi32(1 << s), low = _mm256_set1_epi32((1 << m) - 1);
+	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	uint64_t k = 0;
+	for (; k + 16 <= n; k += 16) {
+		__m256i z0 = _mm256_loadu_si256((const __m256i *)(const void *)(sym + k));
+		__m256i z1 = _mm256_loadu_si256((const __m256i *)(const void *)(sym + k + 8));
+		__m256i big = _mm256_srli_epi32(_mm256_or_si256(z0, z1), 24);
+		if (!_mm256_testz_si256(big, big))
+			break;
+		__m256i t0 = tokens8(z0, vs, vm, first, low), t1 = tokens8(z1, vs, vm, first, low);
+		/* Tokens are under 256: two packs, then the dwords back in order. */
+		__m256i p16 = _mm256_packus_epi32(t0, t1);
+		__m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p16, p16), order);
+		_mm_storeu_si128((__m128i *)(void *)(tok + k), _mm256_castsi256_si128(p8));
+	}
+	return k;
+}
+#endif
+
+/* The tokens of sym[0..n) in configuration (s, m): the AVX2 loop where the CPU has it (the
+ * same tokens), the portable one where a symbol is 2^24 or more. */
+static void tokens(uint8_t *tok, const uint32_t *sym, uint64_t n, unsigned s, unsigned m)
+{
+	uint8_t lut[256];
+	for (unsigned z = 0; z < 256; z++) {
+		unsigned nb;
+		lut[z] = (uint8_t)tok_of(z, s, m, &nb);
+	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+		uint64_t k = 0;
+		while (k < n) {
+			k += tokens_avx2(tok + k, sym + k, n - k, s, m);
+			uint64_t r = MIN(16, n - k);
+			tokens_portable(tok + k, sym + k, r, s, m, lut);
+			k += r;
+		}
+		return;
+	}
+#endif
+	tokens_portable(tok, sym, n, s, m, lut);
 }
 
 /* The symbol a token starts at and the raw bits that follow it. */
@@ -448,6 +526,59 @@ int alcm_symtab_decode(const uint8_t *p, size_t len, unsigned ntok, uint32_t *fr
 	return st ? st : bitr_done(&r) ? ALCM_OK : ALCM_E_CORRUPT;
 }
 
+/* Appends the low nb[tok[k]] bits of each sym[k] (tokens under ntok, rawlen bits in all) to
+ * w, which is empty:
+ * the bytes bitw_put() and bitw_flush() would make, without a branch per symbol. */
+static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restrict tok,
+                    uint64_t n, const uint8_t *nb, unsigned ntok, uint64_t rawlen)
+{
+	size_t bytes = (size_t)((rawlen + 7) / 8);
+	if ((w->st = alcm_buf_reserve(&w->b, bytes + 8)))
+		return;
+	uint8_t *restrict o = w->b.p + w->b.len;
+	uint32_t mask[ALCM_RANS_MAX_TOKENS];
+	unsigned top = 0;
+	for (unsigned t = 0; t < ntok; t++) {
+		mask[t] = (uint32_t)((1ull << nb[t]) - 1);
+		top = nb[t] > top ? nb[t] : top;
+	}
+	uint64_t acc = 0;
+	unsigned used = 0;
+	size_t at = 0;
+	uint64_t k = 0;
+	/* Symbols joined in groups while a group's bits fit 56 (acc keeps at most 7 more): one
+	 * step of the chain of shifts per group rather than per symbol. */
+	unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
+	for (; g > 1 && k + g <= n; k += g) {
+		uint64_t v = 0;
+		unsigned len = 0;
+		for (unsigned u = 0; u < g; u++) {
+			unsigned t = tok[k + u];
+			v |= (uint64_t)(sym[k + u] & mask[t]) << len;
+			len += nb[t];
+		}
+		acc |= v << used;
+		used += len;
+		alcm_store64(o + at, acc);
+		at += used >> 3;
+		acc >>= used & ~7u;
+		used &= 7;
+	}
+	for (; k < n; k++) {
+		unsigned t = tok[k];
+		acc |= (uint64_t)(sym[k] & mask[t]) << used;
+		used += nb[t];
+		/* Whole bytes out: at most 7 + 31 bits stay in acc. */
+		alcm_store64(o + at, acc);
+		at += used >> 3;
+		acc >>= used & ~7u;
+		used &= 7;
+	}
+	if (used)
+		alcm_store64(o + at, acc);
+	w->b.len += bytes;
+}
+
 /* ---- encoder: estimates ---------------------------------------------------------------------- */
 
 /* log2 to about 1e-4, for estimates only (choices, never the bytes' meaning): the exponent
@@ -624,6 +755,15 @@ static size_t palette_bytes(const uint32_t *pal, unsigned k)
 /* Models on axes past axis 0 and the last that are refined (the best by estimate): two gave
  * the same bytes on the benchmark's files (tools/bench/entropy.sh) for one more pass. */
 #define REFINE_FURTHER 1
+/* Models not refined where their levels estimate no better than REFINE_BELOW of one table
+ * and one table takes REFINE_DENSE bits a symbol or more: on a tensor of independent values
+ * (tools/bench/e2e.sh's 839 MB file, about 5.4 bits a symbol) refining never found a better
+ * model but took about a fifth of the pack time. Sparse symbols (gen:grad of
+ * tools/bench/run.sh at Q4_0's error: 18% larger unrefined) and levels that already gain
+ * keep refining; a threshold of 0.995 instead of 0.999 made gen:laplace-rows at rel-error
+ * 1e-2 0.21% larger. */
+#define REFINE_BELOW 0.999
+#define REFINE_DENSE 1.0
 
 /* A candidate model: levels per axis entry, a map from level sums to classes. */
 typedef struct model {
@@ -647,7 +787,9 @@ typedef struct enc {
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
+	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
+	double one;    /* estimated bits with one table */
 } enc;
 
 /* Merges contiguous levels (nlev, histograms of ntok tokens each) into at most 16 classes of
@@ -832,7 +974,12 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
  * blocks spread over it when it is long; then its classes and estimated size. */
 static void model_eval(enc *e, model *md, const uint64_t *entries)
 {
-	memset(e->hist, 0, (size_t)md->nlev * e->ntok * sizeof(uint32_t));
+	/* Four histograms, each symbol to the next in turn: a count seldom waits on the one
+	 * before it (the same bin, most of the time on weights). */
+	const unsigned ntok = e->ntok;
+	const size_t LT = (size_t)md->nlev * ntok;
+	uint32_t *restrict h4 = e->hist4;
+	memset(h4, 0, 4 * LT * sizeof(uint32_t));
 	uint8_t id[512];
 	for (unsigned l = 0; l < 512; l++)
 		id[l] = (uint8_t)(l < MAX_SUMS ? l : MAX_SUMS - 1);
@@ -848,11 +995,17 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		for (unsigned k = 0; k < md->naxes; k++)
 			x[k] = axis_at(&e->ax[md->ax[k]], e->first, i0);
 		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
-		const uint8_t *tp = e->tok + i0;
-		for (uint64_t k = 0; k < ns; k++)
-			e->hist[(size_t)e->lvl[k] * e->ntok + tp[k]]++;
+		const uint8_t *restrict tp = e->tok + i0, *restrict lv = e->lvl;
+		uint64_t k = 0;
+		for (; k + 4 <= ns; k += 4)
+			for (unsigned u = 0; u < 4; u++)
+				h4[u * LT + (size_t)lv[k + u] * ntok + tp[k + u]]++;
+		for (; k < ns; k++)
+			h4[(size_t)lv[k] * ntok + tp[k]]++;
 		seen += ns;
 	}
+	for (size_t j = 0; j < LT; j++)
+		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
 	double scale = seen ? (double)e->nsym / (double)seen : 1;
 	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
 	/* The level lists: about log2(levels) bits an entry after zstd. */
@@ -1138,7 +1291,9 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
+	/* Not where the levels say nothing and symbols are dense (see REFINE_BELOW). */
+	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20) ||
+	    (md->bits > REFINE_BELOW * e->one && e->one >= REFINE_DENSE * (double)e->nsym))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
@@ -1427,51 +1582,40 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		npal = 0;
 	uint32_t base[ALCM_RANS_MAX_TOKENS];
 	uint8_t nb[ALCM_RANS_MAX_TOKENS];
-	uint32_t h4[4][ALCM_RANS_MAX_TOKENS], hist0[ALCM_RANS_MAX_TOKENS];
-	memset(h4, 0, sizeof(h4));
+	uint32_t hist0[ALCM_RANS_MAX_TOKENS];
+	/* The tokens' counts come from the fine histogram (a fine bin lies in one token: below
+	 * 256 it is the symbol, above it keeps three top bits and tokens at most three), so the
+	 * pass that makes the tokens counts nothing. */
 	if (npal) {
 		e.ntok = npal;
-		for (uint64_t k = 0; k < nsym; k++) {
-			e.tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
-			h4[k & 3][e.tok[k]]++;
-		}
+		memcpy(hist0, pcnt, npal * sizeof(uint32_t));
+		uint8_t *restrict tok = e.tok; /* a local: stores of bytes would reload e.tok */
+		for (uint64_t k = 0; k < nsym; k++)
+			tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
 	} else {
 		e.ntok = tok_count(ts, tm);
 		tok_tables(ts, tm, base, nb);
-		for (unsigned z = 0; z < 256; z++) {
+		memset(hist0, 0, sizeof(hist0));
+		for (unsigned b = 0; b <= maxbin; b++) {
 			unsigned n;
-			lut[z] = (uint8_t)tok_of(z, ts, tm, &n);
+			hist0[tok_of(fine_rep(b), ts, tm, &n)] += fine[0][b];
 		}
-		uint64_t k = 0;
-		for (; k + 4 <= nsym; k += 4)
-			for (unsigned u = 0; u < 4; u++) {
-				uint32_t z = sym[k + u];
-				unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
-				e.tok[k + u] = (uint8_t)t;
-				h4[u][t]++;
-			}
-		for (; k < nsym; k++) {
-			uint32_t z = sym[k];
-			unsigned n, t = z < 256 ? lut[z] : tok_of(z, ts, tm, &n);
-			e.tok[k] = (uint8_t)t;
-			h4[0][t]++;
-		}
+		tokens(e.tok, sym, nsym, ts, tm);
 	}
-	for (unsigned t = 0; t < e.ntok; t++)
-		hist0[t] = h4[0][t] + h4[1][t] + h4[2][t] + h4[3][t];
 
 	/* Models: one table, or classes of channels. */
 	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
+	e.hist4 = ss_get(ss, a, SS_HIST4, 4 * MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
 	e.tmp = ss_get(ss, a, SS_TMP, (size_t)e.ntok * sizeof(uint32_t));
 	e.cost = ss_get(ss, a, SS_COST, (MAX_SUMS + 1) * sizeof(*e.cost));
 	e.nzt = ss_get(ss, a, SS_NZT, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
-	if (!e.hist || !e.tmp || !e.cost || !e.nzt) {
+	if (!e.hist || !e.hist4 || !e.tmp || !e.cost || !e.nzt) {
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
 	md[0].k = 1;
 	md[0].nlev = 1;
-	md[0].bits = coded_bits(hist0, e.ntok);
+	md[0].bits = e.one = coded_bits(hist0, e.ntok);
 	unsigned nm = 1, best = 0;
 	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
 	 * (tensors quantized to nearly all zeros): not worth the passes. */
@@ -1509,16 +1653,20 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		for (unsigned k = 0; k < A; k++)
 			axis_init(&x[k], qp->axis_run[m->ax[k]], qp->axis_count[m->ax[k]], first, elems);
 		fill_classes(cls, x, A, m->lev, sc, bits, elems);
-		memset(e.hist, 0, (size_t)K * e.ntok * sizeof(uint32_t));
+		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
+		 * one before it. */
+		const size_t KT = (size_t)K * e.ntok, ntok = e.ntok;
+		uint32_t *restrict h = e.hist;
+		const uint8_t *restrict tok = e.tok;
+		memset(h, 0, 4 * KT * sizeof(uint32_t));
 		uint64_t k = 0;
-		for (; k + 2 <= nsym; k += 2) {
-			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
-			e.hist[(size_t)cls[k + 1] * e.ntok + e.tok[k + 1]]++;
-		}
+		for (; k + 4 <= nsym; k += 4)
+			for (unsigned u = 0; u < 4; u++)
+				h[u * KT + cls[k + u] * ntok + tok[k + u]]++;
 		for (; k < nsym; k++)
-			cnt[(size_t)cls[k] * e.ntok + e.tok[k]]++;
-		for (size_t j = 0; j < (size_t)K * e.ntok; j++)
-			cnt[j] += e.hist[j];
+			h[cls[k] * ntok + tok[k]]++;
+		for (size_t j = 0; j < KT; j++)
+			cnt[j] = (uint64_t)h[j] + h[KT + j] + h[2 * KT + j] + h[3 * KT + j];
 	} else {
 		for (unsigned t = 0; t < e.ntok; t++)
 			cnt[t] = hist0[t];
@@ -1565,15 +1713,11 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	st = alcm_buf_put_varint(data, rlen);
 	if (!st)
 		st = alcm_buf_put(data, rbuf, rlen);
-	int rawbits = 0;
+	uint64_t rawlen = 0;
 	for (unsigned t = 0; t < e.ntok && !npal; t++)
-		rawbits |= hist0[t] && nb[t];
-	if (rawbits)
-		for (uint64_t k = 0; k < nsym; k++) {
-			unsigned n = nb[e.tok[k]];
-			if (n)
-				bitw_put(&bw, sym[k] & ((1u << n) - 1), n);
-		}
+		rawlen += (uint64_t)hist0[t] * nb[t];
+	if (rawlen)
+		raw_put(&bw, sym, e.tok, nsym, nb, e.ntok, rawlen);
 	bitw_flush(&bw);
 	if (!st)
 		st = bw.st;
