@@ -755,15 +755,6 @@ static size_t palette_bytes(const uint32_t *pal, unsigned k)
 /* Models on axes past axis 0 and the last that are refined (the best by estimate): two gave
  * the same bytes on the benchmark's files (tools/bench/entropy.sh) for one more pass. */
 #define REFINE_FURTHER 1
-/* Models not refined where their levels estimate no better than REFINE_BELOW of one table
- * and one table takes REFINE_DENSE bits a symbol or more: on a tensor of independent values
- * (tools/bench/e2e.sh's 839 MB file, about 5.4 bits a symbol) refining never found a better
- * model but took about a fifth of the pack time. Sparse symbols (gen:grad of
- * tools/bench/run.sh at Q4_0's error: 18% larger unrefined) and levels that already gain
- * keep refining; a threshold of 0.995 instead of 0.999 made gen:laplace-rows at rel-error
- * 1e-2 0.21% larger. */
-#define REFINE_BELOW 0.999
-#define REFINE_DENSE 1.0
 
 /* A candidate model: levels per axis entry, a map from level sums to classes. */
 typedef struct model {
@@ -789,7 +780,6 @@ typedef struct enc {
 	uint32_t *hist, *tmp;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
-	double one;    /* estimated bits with one table */
 } enc;
 
 /* Merges contiguous levels (nlev, histograms of ntok tokens each) into at most 16 classes of
@@ -1291,9 +1281,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	/* Not where the levels say nothing and symbols are dense (see REFINE_BELOW). */
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20) ||
-	    (md->bits > REFINE_BELOW * e->one && e->one >= REFINE_DENSE * (double)e->nsym))
+	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
@@ -1615,7 +1603,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	}
 	md[0].k = 1;
 	md[0].nlev = 1;
-	md[0].bits = e.one = coded_bits(hist0, e.ntok);
+	md[0].bits = coded_bits(hist0, e.ntok);
 	unsigned nm = 1, best = 0;
 	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
 	 * (tensors quantized to nearly all zeros): not worth the passes. */
