@@ -5,6 +5,7 @@
  * element's channel picks one of up to 16 static token tables, and 32 interleaved rANS
  * states code the tokens.
  */
+#include "alloc_internal.h"
 #include "symcode_internal.h"
 
 #include <math.h>
@@ -22,6 +23,7 @@ enum {
 
 struct alcm_symstate {
 	alcm_rans_dtab *dt; /* ALCM_SYM_MAX_CLASSES decoder tables, made on first decode */
+	size_t dtcap;
 	void *buf[SS_SLOTS];
 	size_t cap[SS_SLOTS];
 	alcm_buf tw, bw; /* the encoder's bit streams (tables, raw bits) */
@@ -31,9 +33,9 @@ void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
 {
 	if (!s)
 		return;
-	alcm_mem_free(a, s->dt);
+	alcm_block_give(a, s->dt, s->dtcap);
 	for (unsigned k = 0; k < SS_SLOTS; k++)
-		alcm_mem_free(a, s->buf[k]);
+		alcm_block_give(a, s->buf[k], s->cap[k]);
 	alcm_buf_free(&s->tw);
 	alcm_buf_free(&s->bw);
 	alcm_mem_free(a, s);
@@ -56,11 +58,8 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 {
 	size = size ? size : 1;
 	if (size > s->cap[slot]) {
-		alcm_mem_free(a, s->buf[slot]);
-		s->cap[slot] = 0;
-		if (!(s->buf[slot] = alcm_mem_alloc(a, size)))
-			return NULL;
-		s->cap[slot] = size;
+		alcm_block_give(a, s->buf[slot], s->cap[slot]);
+		s->buf[slot] = alcm_block_take(a, size, &s->cap[slot]);
 	}
 	return s->buf[slot];
 }
@@ -1791,8 +1790,9 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	if (!search) {
 		if (!(ss = symstate(c)))
 			return ALCM_E_NOMEM;
-		if (!ss->dt && !(ss->dt = alcm_mem_alloc(alcm_coder_alloc(c),
-		                                         ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab))))
+		if (!ss->dt && !(ss->dt = alcm_block_take(alcm_coder_alloc(c),
+		                                          ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab),
+		                                          &ss->dtcap)))
 			return ALCM_E_NOMEM;
 	}
 	uint64_t tlen, rlen, blen;

@@ -1,0 +1,34 @@
+/*
+ * Work arrays of the coders kept across coders (lib/alloc.c): a process-wide cache of large
+ * blocks for the default allocator, so that a short-lived decoder (an archive opened, one
+ * small tensor decoded, the archive freed) finds its tables and scratch already mapped
+ * instead of faulting in fresh pages that glibc gave back to the kernel (heap trimmed, or
+ * blocks above the mmap threshold unmapped) when the previous coder was freed.
+ */
+#ifndef ALCM_ALLOC_INTERNAL_H
+#define ALCM_ALLOC_INTERNAL_H
+
+#include "format_internal.h"
+
+/* Blocks below this size are left to malloc (its bins keep them); at most
+ * ALCM_BLOCK_CACHE_BYTES are held in at most ALCM_BLOCK_CACHE_SLOTS blocks, whatever the
+ * threads and coders. */
+#define ALCM_BLOCK_CACHE_MIN ((size_t)32 << 10)
+#define ALCM_BLOCK_CACHE_BYTES ((size_t)8 << 20)
+#define ALCM_BLOCK_CACHE_SLOTS 16
+
+/* A block of at least size bytes (contents undefined), its capacity in *cap; NULL when out
+ * of memory. With the default allocator a cached block of size to 2 size + 64 KiB bytes is
+ * reused (the smallest such); with any other allocator, or none cached, a new one is
+ * allocated with `a`. Thread-safe. */
+void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
+/* Gives back a block of cap bytes from alcm_block_take (or alcm_mem_alloc with the same
+ * allocator): cached when `a` is the default allocator and the cache has room, else freed.
+ * NULL is a no-op. Thread-safe. */
+void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
+/* Frees every cached block (tests; also run when the library is unloaded). */
+void alcm_block_cache_clear(void);
+/* Blocks allocated by alcm_block_take since the process started (cache misses), for tests. */
+uint64_t alcm_block_misses(void);
+
+#endif
