@@ -171,7 +171,7 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
                          const uint8_t *sc, const uint8_t *bits, uint64_t elems)
 {
 	const uint8_t *l0 = lev[0], *l1 = A > 1 ? lev[1] : NULL;
-	uint64_t i = 0, si = 0;
+	uint64_t i = 0, si = 0, seen_at[256], *seen = NULL;
 	if (bits) {
 		for (; i < elems; i++) {
 			if (!pruned(bits, i))
@@ -198,8 +198,24 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 		} else if (!l1) {
 			memset(cls + i, sc[l0[x[0].j]], (size_t)len);
 		} else if (x[1].run == 1) {
-			const uint8_t *row = sc + l0[x[0].j];
+			unsigned lv = l0[x[0].j];
+			const uint8_t *row = sc + lv;
 			uint64_t j = x[1].j, e1 = x[1].entries;
+			/* A whole period of the column axis repeats the last one of the same row
+			 * level: copied (the levels of rows take a few values). */
+			if (j == 0 && len == e1) {
+				if (!seen) {
+					seen = seen_at;
+					memset(seen_at, 0xff, sizeof(seen_at));
+				}
+				if (seen[lv] != UINT64_MAX) {
+					memcpy(cls + i, cls + seen[lv], (size_t)len);
+					axis_skip(&x[0], len);
+					i += len;
+					continue;
+				}
+				seen[lv] = i;
+			}
 			/* Stretches between wraps of the column axis: no test per element. */
 			for (uint64_t k = 0; k < len;) {
 				uint64_t m = MIN(len - k, e1 - j);
@@ -1604,6 +1620,70 @@ ALCM_ALWAYS_INLINE void put_symbol(const int dtype, uint8_t *out, uint32_t z, do
 #define DTYPE_W(dt)                                                                        \
 	((dt) == ALCM_DTYPE_F16 || (dt) == ALCM_DTYPE_BF16 ? 2 : (dt) == ALCM_DTYPE_F32 ? 4 : 8)
 
+/* Values of n zigzag symbols as float32 (f32 1) or float64 at o: put_symbol()'s operations
+ * (q = (z >> 1) ^ -(z & 1) fits int32; the offset added only when there is one: -0.0 + 0
+ * would be +0.0), four or eight at a time. */
+static void put_symbols_portable(int f32, uint8_t *o, const uint32_t *z, size_t n, double s,
+                                 double off)
+{
+	for (size_t i = 0; i < n; i++) {
+		double r = (double)(int32_t)((z[i] >> 1) ^ (0u - (z[i] & 1))) * s;
+		if (off != 0)
+			r += off;
+		alcm_store_float(f32 ? ALCM_DTYPE_F32 : ALCM_DTYPE_F64, o, i, r);
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PUT_AVX2 1
+__attribute__((target("avx2"))) static void put_symbols_avx2(int f32, uint8_t *o,
+                                                             const uint32_t *z, size_t n,
+                                                             double s, double off)
+{
+	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
+	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+	const int add = off != 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(z + i));
+		__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
+		                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
+		__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
+		__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
+		if (add) {
+			lo = _mm256_add_pd(lo, OFF);
+			hi = _mm256_add_pd(hi, OFF);
+		}
+		if (f32) {
+			__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+			_mm256_storeu_ps((float *)(void *)(o + 4 * i), f);
+		} else {
+			_mm256_storeu_pd((double *)(void *)(o + 8 * i), lo);
+			_mm256_storeu_pd((double *)(void *)(o + 8 * i + 32), hi);
+		}
+	}
+	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z + i, n - i, s, off);
+}
+#endif
+
+ALCM_ALWAYS_INLINE void put_symbols(const int dtype, uint8_t *o, const uint32_t *z, size_t n,
+                                    double s, double off)
+{
+	if (dtype == ALCM_DTYPE_F32 || dtype == ALCM_DTYPE_F64) {
+#if PUT_AVX2
+		if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+			put_symbols_avx2(dtype == ALCM_DTYPE_F32, o, z, n, s, off);
+			return;
+		}
+#endif
+		put_symbols_portable(dtype == ALCM_DTYPE_F32, o, z, n, s, off);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		put_symbol(dtype, o + i * DTYPE_W(dtype), z[i], s, off);
+}
+
 /* The values of n tokens without mask at o: direct ones from tab, the others computed. In
  * blocks: a block without raw bits (most, usually) is a plain table lookup. */
 ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
@@ -1631,15 +1711,16 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
 			continue;
 		}
+		/* Some tokens carry raw bits (most, in gradients coded finely): the block's
+		 * symbols first, raw tokens found eight at a time and their bits read in order,
+		 * then all values in one branch-free pass (a branch per element, mispredicted at
+		 * each raw token, and a scalar conversion per value cost twice as much). */
+		uint32_t z[512];
 		bitr b = *br;
-		for (uint64_t i = b0; i < b1; i++) {
-			unsigned t = tp[i];
-			if (t < direct)
-				memcpy(o + i * W, tab + t * W, W);
-			else
-				put_symbol(dtype, o + i * W, base[t] | bitr_get(&b, nb[t]), s, off);
-		}
+		for (uint64_t i = b0; i < b1; i++)
+			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]); /* direct tokens: 0 bits */
 		*br = b;
+		put_symbols(dtype, o + b0 * W, z, b1 - b0, s, off);
 	}
 }
 
@@ -1653,6 +1734,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 {
 	const size_t W = DTYPE_W(dtype);
 	uint8_t tab[256 * 8];
+	memset(tab, 0, sizeof(tab)); /* entries of raw tokens are read, then written over */
 	double tab_step = NAN, off = qp->offset;
 	uint64_t si = 0, i = 0;
 	uint8_t *o = dst + first * W;
