@@ -278,13 +278,26 @@ typedef struct bitr {
 	int bad; /* read past the end */
 } bitr;
 
+/* alcm_load64() as one load on little-endian hosts, always inlined (alcm_load64's byte
+ * form was left as a call in the decoder's loops). */
+ALCM_ALWAYS_INLINE uint64_t load64(const uint8_t *p)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+#else
+	return alcm_load64(p);
+#endif
+}
+
 ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 {
 	/* Eight bytes at once while eight are left: whole bytes counted, the bits of the next
 	 * one (partly loaded) loaded again at the same place by the next refill, so acc holds
 	 * only the stream's bits and bitr_done() sees the same state as byte by byte. */
 	if (r->n < n && r->end - r->p >= 8) {
-		r->acc |= alcm_load64(r->p) << r->n;
+		r->acc |= load64(r->p) << r->n;
 		r->p += (63 - r->n) >> 3;
 		r->n |= 56;
 	}
@@ -1695,30 +1708,50 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
 		uint64_t b1 = n - b0 < 512 ? n : b0 + 512;
-		/* Direct tokens are those under a power of two: OR them all, eight at a time. */
-		uint64_t acc = 0, w, i8 = b0;
+		/* Direct tokens are those under a power of two: raw ones counted eight at a
+		 * time (the bytes with a bit at or above it). */
+		const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
+		uint64_t nraw = 0, i8 = b0;
 		for (; i8 + 8 <= b1; i8 += 8) {
-			memcpy(&w, tp + i8, 8);
-			acc |= w;
+			uint64_t m = load64(tp + i8) & raw;
+			m |= m >> 4;
+			m |= m >> 2;
+			m |= m >> 1;
+			nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
 		}
 		for (; i8 < b1; i8++)
-			acc |= tp[i8];
-		acc |= acc >> 32;
-		acc |= acc >> 16;
-		acc |= acc >> 8;
-		if ((unsigned)(acc & 0xff) < direct) {
+			nraw += tp[i8] >= direct;
+		if (8 * nraw <= b1 - b0) {
+			/* None or few raw tokens: every value from the table (a raw token's entry is
+			 * written over next), then the raw ones in order, found eight at a time. */
 			for (uint64_t i = b0; i < b1; i++)
 				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
+			if (!nraw)
+				continue;
+			bitr b = *br;
+			uint64_t i = b0;
+			for (; i + 8 <= b1; i += 8)
+				for (uint64_t m = load64(tp + i) & raw; m;) {
+					unsigned k = (unsigned)__builtin_ctzll(m) >> 3, t = tp[i + k];
+					m &= ~(0xffull << (8 * k));
+					put_symbol(dtype, o + (i + k) * W, base[t] | bitr_get(&b, nb[t]), s,
+					           off);
+				}
+			for (; i < b1; i++)
+				if (tp[i] >= direct)
+					put_symbol(dtype, o + i * W, base[tp[i]] | bitr_get(&b, nb[tp[i]]), s,
+					           off);
+			*br = b;
 			continue;
 		}
-		/* Some tokens carry raw bits (most, in gradients coded finely): the block's
-		 * symbols first, raw tokens found eight at a time and their bits read in order,
-		 * then all values in one branch-free pass (a branch per element, mispredicted at
-		 * each raw token, and a scalar conversion per value cost twice as much). */
+		/* Many raw tokens (gradients coded finely: most): every token's bits read, direct
+		 * ones reading none, then all values in one branch-free pass (a branch per
+		 * element, mispredicted at each raw token, and a scalar conversion per value cost
+		 * twice as much). */
 		uint32_t z[512];
 		bitr b = *br;
 		for (uint64_t i = b0; i < b1; i++)
-			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]); /* direct tokens: 0 bits */
+			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
 		*br = b;
 		put_symbols(dtype, o + b0 * W, z, b1 - b0, s, off);
 	}
