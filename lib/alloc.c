@@ -14,10 +14,14 @@ static uint64_t cache_misses;
 
 /* Only blocks of malloc are shared between coders: another allocator may count, fail or
  * be freed with its owner. */
+static int libc(const alcm_allocator *a)
+{
+	return !a || !a->malloc_fn || alcm_alloc_is_libc(a);
+}
+
 static int cacheable(const alcm_allocator *a, size_t n)
 {
-	return (!a || !a->malloc_fn || alcm_alloc_is_libc(a)) && n >= ALCM_BLOCK_CACHE_MIN &&
-	       n <= ALCM_BLOCK_CACHE_BYTES;
+	return libc(a) && n >= ALCM_BLOCK_CACHE_MIN && n <= ALCM_BLOCK_CACHE_MAX;
 }
 
 void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
@@ -40,12 +44,15 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
 			cache_held -= cache[best].cap;
 			cache[best].p = NULL;
 			cache[best].cap = 0;
-		} else {
-			cache_misses++;
 		}
 		pthread_mutex_unlock(&cache_mu);
 		if (p)
 			return p;
+	}
+	if (libc(a) && size >= ALCM_BLOCK_CACHE_MIN) {
+		pthread_mutex_lock(&cache_mu);
+		cache_misses++;
+		pthread_mutex_unlock(&cache_mu);
 	}
 	void *p = alcm_mem_alloc(a, size);
 	*cap = p ? size : 0;

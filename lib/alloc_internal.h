@@ -10,11 +10,14 @@
 
 #include "format_internal.h"
 
-/* Blocks below this size are left to malloc (its bins keep them); at most
- * ALCM_BLOCK_CACHE_BYTES are held in at most ALCM_BLOCK_CACHE_SLOTS blocks, whatever the
- * threads and coders. */
+/* Blocks below ALCM_BLOCK_CACHE_MIN are left to malloc (its bins keep them), blocks above
+ * ALCM_BLOCK_CACHE_MAX too (the buffers of large chunks: kept by their coder or archive
+ * while it lives, and not worth a peak RSS beyond it); at most ALCM_BLOCK_CACHE_BYTES are
+ * held, in at most ALCM_BLOCK_CACHE_SLOTS blocks, whatever the threads and coders: the
+ * tables and scratch of two decoding threads of small chunks. */
 #define ALCM_BLOCK_CACHE_MIN ((size_t)32 << 10)
-#define ALCM_BLOCK_CACHE_BYTES ((size_t)8 << 20)
+#define ALCM_BLOCK_CACHE_MAX ((size_t)1 << 20)
+#define ALCM_BLOCK_CACHE_BYTES ((size_t)2 << 20)
 #define ALCM_BLOCK_CACHE_SLOTS 16
 
 /* A block of at least size bytes (contents undefined), its capacity in *cap; NULL when out
@@ -28,7 +31,8 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
 void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
 /* Frees every cached block (tests; also run when the library is unloaded). */
 void alcm_block_cache_clear(void);
-/* Blocks allocated by alcm_block_take since the process started (cache misses), for tests. */
+/* Blocks of ALCM_BLOCK_CACHE_MIN bytes or more of the default allocator that
+ * alcm_block_take allocated since the process started (not found in the cache), for tests. */
 uint64_t alcm_block_misses(void);
 
 #endif
