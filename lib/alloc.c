@@ -94,6 +94,24 @@ void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
 	alcm_mem_free(a, p);
 }
 
+int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return ALCM_OK;
+	if (cacheable(a, need)) {
+		alcm_block_give(a, *p, *cap);
+		*p = alcm_block_take(a, need, cap);
+		return *p ? ALCM_OK : ALCM_E_NOMEM;
+	}
+	/* Large buffers grow in place where they can (mremap), keeping their pages. */
+	uint8_t *q = alcm_mem_realloc(a, *p, need);
+	if (!q)
+		return ALCM_E_NOMEM;
+	*p = q;
+	*cap = need;
+	return ALCM_OK;
+}
+
 void alcm_block_cache_clear(void)
 {
 	pthread_mutex_lock(&cache_mu);

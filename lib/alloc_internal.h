@@ -29,6 +29,10 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
  * allocator): cached when `a` is the default allocator and the cache has room, else freed.
  * NULL is a no-op. Thread-safe. */
 void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
+/* Grows *p (capacity *cap, from alcm_block_take or the allocator) to at least need bytes,
+ * contents not kept: a cached block when need is in the cache's range, else realloc (large
+ * buffers keep their pages). ALCM_E_NOMEM leaves *p NULL and *cap 0, or unchanged. */
+int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need);
 /* Frees every cached block (tests; also run when the library is unloaded). */
 void alcm_block_cache_clear(void);
 /* Blocks of ALCM_BLOCK_CACHE_MIN bytes or more of the default allocator that

@@ -593,12 +593,8 @@ typedef struct dec {
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
-	if (need <= *cap)
-		return ALCM_OK;
 	/* Contents are not kept: every user fills its buffer anew. */
-	alcm_block_give(&a->alloc, *p, *cap);
-	*p = alcm_block_take(&a->alloc, (size_t)need, cap);
-	return *p ? ALCM_OK : ALCM_E_NOMEM;
+	return alcm_block_grow(&a->alloc, p, cap, (size_t)need);
 }
 
 static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
