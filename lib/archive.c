@@ -1,4 +1,5 @@
 /* The decoder: directory parsing against the table and limits, tensor decoding (spec 6). */
+#include "alloc_internal.h"
 #include "codec_internal.h"
 #include "series_internal.h"
 
@@ -592,14 +593,8 @@ typedef struct dec {
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
-	if (need <= *cap)
-		return ALCM_OK;
-	uint8_t *q = alcm_mem_realloc(&a->alloc, *p, (size_t)need);
-	if (!q)
-		return ALCM_E_NOMEM;
-	*p = q;
-	*cap = (size_t)need;
-	return ALCM_OK;
+	/* Contents are not kept: every user fills its buffer anew. */
+	return alcm_block_grow(&a->alloc, p, cap, (size_t)need);
 }
 
 static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
@@ -785,14 +780,14 @@ static int decode_chunks(dec *d)
 static void slots_free(alcm_archive *a)
 {
 	for (size_t j = 0; a->slots && j < a->nslots; j++) {
-		alcm_mem_free(&a->alloc, a->slots[j].cbuf);
-		alcm_mem_free(&a->alloc, a->slots[j].mbuf);
-		alcm_mem_free(&a->alloc, a->slots[j].scratch);
+		alcm_block_give(&a->alloc, a->slots[j].cbuf, a->slots[j].ccap);
+		alcm_block_give(&a->alloc, a->slots[j].mbuf, a->slots[j].mcap);
+		alcm_block_give(&a->alloc, a->slots[j].scratch, a->slots[j].scap);
 	}
 	alcm_mem_free(&a->alloc, a->slots);
 	a->slots = NULL;
 	a->nslots = 0;
-	alcm_mem_free(&a->alloc, a->ah.buf);
+	alcm_block_give(&a->alloc, a->ah.buf, a->ah.cap);
 	memset(&a->ah, 0, sizeof(a->ah));
 }
 
@@ -809,17 +804,17 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 	for (size_t j = 0; j < a->nslots; j++) {
 		dslot *sl = &a->slots[j];
 		if (sl->ccap > 2 * data) {
-			alcm_mem_free(&a->alloc, sl->cbuf);
+			alcm_block_give(&a->alloc, sl->cbuf, sl->ccap);
 			sl->cbuf = NULL;
 			sl->ccap = 0;
 		}
 		if (sl->mcap > 2 * mask) {
-			alcm_mem_free(&a->alloc, sl->mbuf);
+			alcm_block_give(&a->alloc, sl->mbuf, sl->mcap);
 			sl->mbuf = NULL;
 			sl->mcap = 0;
 		}
 		if (sl->scap > 2 * scratch) {
-			alcm_mem_free(&a->alloc, sl->scratch);
+			alcm_block_give(&a->alloc, sl->scratch, sl->scap);
 			sl->scratch = NULL;
 			sl->scap = 0;
 		}
@@ -940,7 +935,7 @@ static int ahead_take(dec *d, size_t index)
 	int had = ah->filled && ah->index == index;
 	ah->filled = 0;
 	if (!had && ah->cap > ahead_max(a, d->te)) {
-		alcm_mem_free(&a->alloc, ah->buf);
+		alcm_block_give(&a->alloc, ah->buf, ah->cap);
 		ah->buf = NULL;
 		ah->cap = 0;
 	}

@@ -1,5 +1,6 @@
 /* Entropy backends behind one interface, and the coded-stream framing (spec 6.2). */
 #define ZSTD_STATIC_LINKING_ONLY
+#include "alloc_internal.h"
 #include "symcode_internal.h"
 
 #include <zstd.h>
@@ -68,11 +69,8 @@ void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size)
 		return NULL;
 	size = size ? size : 1;
 	if (size > c->scratch_cap[slot]) {
-		alcm_mem_free(c->a, c->scratch[slot]);
-		c->scratch_cap[slot] = 0;
-		if (!(c->scratch[slot] = alcm_mem_alloc(c->a, size)))
-			return NULL;
-		c->scratch_cap[slot] = size;
+		alcm_block_give(c->a, c->scratch[slot], c->scratch_cap[slot]);
+		c->scratch[slot] = alcm_block_take(c->a, size, &c->scratch_cap[slot]);
 	}
 	return c->scratch[slot];
 }
@@ -87,7 +85,7 @@ void alcm_coder_free(alcm_coder *c)
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_symstate_free(c->a, c->sym);
 	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
-		alcm_mem_free(c->a, c->scratch[k]);
+		alcm_block_give(c->a, c->scratch[k], c->scratch_cap[k]);
 	alcm_mem_free(c->a, c);
 }
 

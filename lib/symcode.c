@@ -5,6 +5,7 @@
  * element's channel picks one of up to 16 static token tables, and 32 interleaved rANS
  * states code the tokens.
  */
+#include "alloc_internal.h"
 #include "symcode_internal.h"
 
 #include <math.h>
@@ -22,6 +23,7 @@ enum {
 
 struct alcm_symstate {
 	alcm_rans_dtab *dt; /* ALCM_SYM_MAX_CLASSES decoder tables, made on first decode */
+	size_t dtcap;
 	void *buf[SS_SLOTS];
 	size_t cap[SS_SLOTS];
 	alcm_buf tw, bw; /* the encoder's bit streams (tables, raw bits) */
@@ -31,9 +33,9 @@ void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
 {
 	if (!s)
 		return;
-	alcm_mem_free(a, s->dt);
+	alcm_block_give(a, s->dt, s->dtcap);
 	for (unsigned k = 0; k < SS_SLOTS; k++)
-		alcm_mem_free(a, s->buf[k]);
+		alcm_block_give(a, s->buf[k], s->cap[k]);
 	alcm_buf_free(&s->tw);
 	alcm_buf_free(&s->bw);
 	alcm_mem_free(a, s);
@@ -56,11 +58,8 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 {
 	size = size ? size : 1;
 	if (size > s->cap[slot]) {
-		alcm_mem_free(a, s->buf[slot]);
-		s->cap[slot] = 0;
-		if (!(s->buf[slot] = alcm_mem_alloc(a, size)))
-			return NULL;
-		s->cap[slot] = size;
+		alcm_block_give(a, s->buf[slot], s->cap[slot]);
+		s->buf[slot] = alcm_block_take(a, size, &s->cap[slot]);
 	}
 	return s->buf[slot];
 }
@@ -250,7 +249,7 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
                          const uint8_t *sc, const uint8_t *bits, uint64_t elems)
 {
 	const uint8_t *l0 = lev[0], *l1 = A > 1 ? lev[1] : NULL;
-	uint64_t i = 0, si = 0;
+	uint64_t i = 0, si = 0, seen_at[256], *seen = NULL;
 	if (bits) {
 		for (; i < elems; i++) {
 			if (!pruned(bits, i))
@@ -277,8 +276,24 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 		} else if (!l1) {
 			memset(cls + i, sc[l0[x[0].j]], (size_t)len);
 		} else if (x[1].run == 1) {
-			const uint8_t *row = sc + l0[x[0].j];
+			unsigned lv = l0[x[0].j];
+			const uint8_t *row = sc + lv;
 			uint64_t j = x[1].j, e1 = x[1].entries;
+			/* A whole period of the column axis repeats the last one of the same row
+			 * level: copied (the levels of rows take a few values). */
+			if (j == 0 && len == e1) {
+				if (!seen) {
+					seen = seen_at;
+					memset(seen_at, 0xff, sizeof(seen_at));
+				}
+				if (seen[lv] != UINT64_MAX) {
+					memcpy(cls + i, cls + seen[lv], (size_t)len);
+					axis_skip(&x[0], len);
+					i += len;
+					continue;
+				}
+				seen[lv] = i;
+			}
 			/* Stretches between wraps of the column axis: no test per element. */
 			for (uint64_t k = 0; k < len;) {
 				uint64_t m = MIN(len - k, e1 - j);
@@ -341,13 +356,26 @@ typedef struct bitr {
 	int bad; /* read past the end */
 } bitr;
 
+/* alcm_load64() as one load on little-endian hosts, always inlined (alcm_load64's byte
+ * form was left as a call in the decoder's loops). */
+ALCM_ALWAYS_INLINE uint64_t load64(const uint8_t *p)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+#else
+	return alcm_load64(p);
+#endif
+}
+
 ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 {
 	/* Eight bytes at once while eight are left: whole bytes counted, the bits of the next
 	 * one (partly loaded) loaded again at the same place by the next refill, so acc holds
 	 * only the stream's bits and bitr_done() sees the same state as byte by byte. */
 	if (r->n < n && r->end - r->p >= 8) {
-		r->acc |= alcm_load64(r->p) << r->n;
+		r->acc |= load64(r->p) << r->n;
 		r->p += (63 - r->n) >> 3;
 		r->n |= 56;
 	}
@@ -1737,6 +1765,70 @@ ALCM_ALWAYS_INLINE void put_symbol(const int dtype, uint8_t *out, uint32_t z, do
 #define DTYPE_W(dt)                                                                        \
 	((dt) == ALCM_DTYPE_F16 || (dt) == ALCM_DTYPE_BF16 ? 2 : (dt) == ALCM_DTYPE_F32 ? 4 : 8)
 
+/* Values of n zigzag symbols as float32 (f32 1) or float64 at o: put_symbol()'s operations
+ * (q = (z >> 1) ^ -(z & 1) fits int32; the offset added only when there is one: -0.0 + 0
+ * would be +0.0), four or eight at a time. */
+static void put_symbols_portable(int f32, uint8_t *o, const uint32_t *z, size_t n, double s,
+                                 double off)
+{
+	for (size_t i = 0; i < n; i++) {
+		double r = (double)(int32_t)((z[i] >> 1) ^ (0u - (z[i] & 1))) * s;
+		if (off != 0)
+			r += off;
+		alcm_store_float(f32 ? ALCM_DTYPE_F32 : ALCM_DTYPE_F64, o, i, r);
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PUT_AVX2 1
+__attribute__((target("avx2"))) static void put_symbols_avx2(int f32, uint8_t *o,
+                                                             const uint32_t *z, size_t n,
+                                                             double s, double off)
+{
+	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
+	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+	const int add = off != 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(z + i));
+		__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
+		                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
+		__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
+		__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
+		if (add) {
+			lo = _mm256_add_pd(lo, OFF);
+			hi = _mm256_add_pd(hi, OFF);
+		}
+		if (f32) {
+			__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+			_mm256_storeu_ps((float *)(void *)(o + 4 * i), f);
+		} else {
+			_mm256_storeu_pd((double *)(void *)(o + 8 * i), lo);
+			_mm256_storeu_pd((double *)(void *)(o + 8 * i + 32), hi);
+		}
+	}
+	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z + i, n - i, s, off);
+}
+#endif
+
+ALCM_ALWAYS_INLINE void put_symbols(const int dtype, uint8_t *o, const uint32_t *z, size_t n,
+                                    double s, double off)
+{
+	if (dtype == ALCM_DTYPE_F32 || dtype == ALCM_DTYPE_F64) {
+#if PUT_AVX2
+		if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+			put_symbols_avx2(dtype == ALCM_DTYPE_F32, o, z, n, s, off);
+			return;
+		}
+#endif
+		put_symbols_portable(dtype == ALCM_DTYPE_F32, o, z, n, s, off);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		put_symbol(dtype, o + i * DTYPE_W(dtype), z[i], s, off);
+}
+
 /* The values of n tokens without mask at o: direct ones from tab, the others computed. In
  * blocks: a block without raw bits (most, usually) is a plain table lookup. */
 ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
@@ -1748,31 +1840,52 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
 		uint64_t b1 = n - b0 < 512 ? n : b0 + 512;
-		/* Direct tokens are those under a power of two: OR them all, eight at a time. */
-		uint64_t acc = 0, w, i8 = b0;
+		/* Direct tokens are those under a power of two: raw ones counted eight at a
+		 * time (the bytes with a bit at or above it). */
+		const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
+		uint64_t nraw = 0, i8 = b0;
 		for (; i8 + 8 <= b1; i8 += 8) {
-			memcpy(&w, tp + i8, 8);
-			acc |= w;
+			uint64_t m = load64(tp + i8) & raw;
+			m |= m >> 4;
+			m |= m >> 2;
+			m |= m >> 1;
+			nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
 		}
 		for (; i8 < b1; i8++)
-			acc |= tp[i8];
-		acc |= acc >> 32;
-		acc |= acc >> 16;
-		acc |= acc >> 8;
-		if ((unsigned)(acc & 0xff) < direct) {
+			nraw += tp[i8] >= direct;
+		if (8 * nraw <= b1 - b0) {
+			/* None or few raw tokens: every value from the table (a raw token's entry is
+			 * written over next), then the raw ones in order, found eight at a time. */
 			for (uint64_t i = b0; i < b1; i++)
 				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
+			if (!nraw)
+				continue;
+			bitr b = *br;
+			uint64_t i = b0;
+			for (; i + 8 <= b1; i += 8)
+				for (uint64_t m = load64(tp + i) & raw; m;) {
+					unsigned k = (unsigned)__builtin_ctzll(m) >> 3, t = tp[i + k];
+					m &= ~(0xffull << (8 * k));
+					put_symbol(dtype, o + (i + k) * W, base[t] | bitr_get(&b, nb[t]), s,
+					           off);
+				}
+			for (; i < b1; i++)
+				if (tp[i] >= direct)
+					put_symbol(dtype, o + i * W, base[tp[i]] | bitr_get(&b, nb[tp[i]]), s,
+					           off);
+			*br = b;
 			continue;
 		}
+		/* Many raw tokens (gradients coded finely: most): every token's bits read, direct
+		 * ones reading none, then all values in one branch-free pass (a branch per
+		 * element, mispredicted at each raw token, and a scalar conversion per value cost
+		 * twice as much). */
+		uint32_t z[512];
 		bitr b = *br;
-		for (uint64_t i = b0; i < b1; i++) {
-			unsigned t = tp[i];
-			if (t < direct)
-				memcpy(o + i * W, tab + t * W, W);
-			else
-				put_symbol(dtype, o + i * W, base[t] | bitr_get(&b, nb[t]), s, off);
-		}
+		for (uint64_t i = b0; i < b1; i++)
+			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
 		*br = b;
+		put_symbols(dtype, o + b0 * W, z, b1 - b0, s, off);
 	}
 }
 
@@ -1786,6 +1899,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 {
 	const size_t W = DTYPE_W(dtype);
 	uint8_t tab[256 * 8];
+	memset(tab, 0, sizeof(tab)); /* entries of raw tokens are read, then written over */
 	double tab_step = NAN, off = qp->offset;
 	uint64_t si = 0, i = 0;
 	uint8_t *o = dst + first * W;
@@ -1923,8 +2037,9 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	if (!search) {
 		if (!(ss = symstate(c)))
 			return ALCM_E_NOMEM;
-		if (!ss->dt && !(ss->dt = alcm_mem_alloc(alcm_coder_alloc(c),
-		                                         ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab))))
+		if (!ss->dt && !(ss->dt = alcm_block_take(alcm_coder_alloc(c),
+		                                          ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab),
+		                                          &ss->dtcap)))
 			return ALCM_E_NOMEM;
 	}
 	uint64_t tlen, rlen, blen;
