@@ -12,6 +12,33 @@ static struct {
 static size_t cache_held;
 static uint64_t cache_misses;
 
+/* fork() while another thread holds cache_mu would leave the child's copy locked for ever
+ * (a Python data loader forks beside compressing threads): the handlers take the lock
+ * around fork() so that both sides get it free. glibc drops them when a dlopen()ed copy of
+ * the library (the HDF5 filter plugin) is unloaded. */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&cache_mu);
+}
+
+static void fork_after(void)
+{
+	pthread_mutex_unlock(&cache_mu);
+}
+
+static void fork_register(void)
+{
+	(void)pthread_atfork(fork_prepare, fork_after, fork_after);
+}
+
+static void cache_lock(void)
+{
+	pthread_once(&fork_once, fork_register);
+	pthread_mutex_lock(&cache_mu);
+}
+
 /* Only blocks of malloc are shared between coders: another allocator may count, fail or
  * be freed with its owner. */
 static int libc(const alcm_allocator *a)
@@ -32,7 +59,7 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
 		 * small tensor's output (the decode-memory bound of spec 5.6 is per tensor). */
 		size_t most = 2 * size + ((size_t)64 << 10);
 		void *p = NULL;
-		pthread_mutex_lock(&cache_mu);
+		cache_lock();
 		unsigned best = ALCM_BLOCK_CACHE_SLOTS;
 		for (unsigned k = 0; k < ALCM_BLOCK_CACHE_SLOTS; k++)
 			if (cache[k].p && cache[k].cap >= size && cache[k].cap <= most &&
@@ -50,7 +77,7 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
 			return p;
 	}
 	if (libc(a) && size >= ALCM_BLOCK_CACHE_MIN) {
-		pthread_mutex_lock(&cache_mu);
+		cache_lock();
 		cache_misses++;
 		pthread_mutex_unlock(&cache_mu);
 	}
@@ -65,7 +92,7 @@ void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
 		return;
 	if (cacheable(a, cap)) {
 		void *drop = NULL;
-		pthread_mutex_lock(&cache_mu);
+		cache_lock();
 		/* A free slot, else the smallest block if smaller than this one (the larger
 		 * arrays are the ones whose pages cost most to fault in again). */
 		unsigned k = 0, small = 0;
@@ -114,7 +141,7 @@ int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t ne
 
 void alcm_block_cache_clear(void)
 {
-	pthread_mutex_lock(&cache_mu);
+	cache_lock();
 	for (unsigned k = 0; k < ALCM_BLOCK_CACHE_SLOTS; k++) {
 		free(cache[k].p);
 		cache[k].p = NULL;
@@ -126,7 +153,7 @@ void alcm_block_cache_clear(void)
 
 uint64_t alcm_block_misses(void)
 {
-	pthread_mutex_lock(&cache_mu);
+	cache_lock();
 	uint64_t n = cache_misses;
 	pthread_mutex_unlock(&cache_mu);
 	return n;

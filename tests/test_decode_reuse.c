@@ -11,9 +11,14 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #define ROWS 64
 #define COLS 1024
@@ -214,6 +219,55 @@ static void test_block_cache_bounds(void **state)
 	alcm_block_cache_clear();
 }
 
+/* A thread taking and giving blocks all the time, as a compressing thread does. */
+static void *churn(void *arg)
+{
+	volatile int *stop = arg;
+	while (!*stop) {
+		size_t cap;
+		void *b = alcm_block_take(NULL, (size_t)64 << 10, &cap);
+		alcm_block_give(NULL, b, cap);
+	}
+	return NULL;
+}
+
+/* fork() beside that thread: every child can still use the cache (without the fork
+ * handlers a child forked while the thread held the cache's lock waited for ever). */
+static void test_fork_beside_cache_user(void **state)
+{
+	(void)state;
+	volatile int stop = 0;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, churn, (void *)&stop), 0);
+	int hung = 0;
+	for (int i = 0; i < 200 && !hung; i++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			size_t cap;
+			void *b = alcm_block_take(NULL, (size_t)64 << 10, &cap);
+			alcm_block_give(NULL, b, cap);
+			_exit(b ? 0 : 1);
+		}
+		int ws = 0, waited = 0;
+		while (waitpid(pid, &ws, WNOHANG) == 0) {
+			if (++waited > 2000) { /* 2 s */
+				kill(pid, SIGKILL);
+				waitpid(pid, &ws, 0);
+				hung = 1;
+				break;
+			}
+			nanosleep(&(struct timespec){0, 1000000}, NULL);
+		}
+		if (!hung)
+			assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	}
+	stop = 1;
+	pthread_join(th, NULL);
+	alcm_block_cache_clear();
+	assert_false(hung);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_decode_after_pack_two_threads_verified),
 		cmocka_unit_test(test_caller_allocator_not_cached),
 		cmocka_unit_test(test_block_cache_bounds),
+		cmocka_unit_test(test_fork_beside_cache_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
