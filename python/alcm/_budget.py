@@ -21,7 +21,8 @@ coded at half the bound: a tensor that grew by under a quarter of the predicted 
 that octave has reached what its values hold, and its curve below is flattened as measured
 (budget_saturate). Samples of a tensor whose last axis has 16 values or more are whole rows
 of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
-other tensors of 2 dimensions or more keep a quarter, each run within one entry of axis 0,
+other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
+each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A sample's bytes are its section's
 and half the alignment (not the padding before it, which depends on the sample before).
 """
@@ -51,9 +52,10 @@ SECTION_ALIGN = 64
 def _sample(a: Any) -> Any:
     """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them;
     whole rows of the last axis, shaped (runs, rows, last axis), when it has SAMPLE_COLS
-    values or more and a run holds two rows. Otherwise, for a tensor of 2 dimensions or more,
-    a quarter (SAMPLE_FLAT_SHARE), each run within one entry of axis 0, shaped (runs,
-    values): coded both as it is and flat (budget_sample_calibrate keeps the smaller)."""
+    values or more and a run holds two rows. Otherwise, for a tensor of 2 dimensions or more
+    with SAMPLE_COLS entries or more in axis 0, a quarter (SAMPLE_FLAT_SHARE), each run
+    within one entry of axis 0, shaped (runs, values): coded both as it is and flat
+    (budget_sample_calibrate keeps the smaller)."""
     flat = a.reshape(-1)
     n = flat.size
     run = min(n // 16, SAMPLE_MAX) // SAMPLE_RUNS
@@ -64,7 +66,7 @@ def _sample(a: Any) -> Any:
     else:
         cols = 1
         r4 = min(n // SAMPLE_FLAT_SHARE, SAMPLE_MAX) // SAMPLE_RUNS
-        if a.ndim >= 2 and r4 >= 2 and n // a.shape[0] >= r4:
+        if a.ndim >= 2 and a.shape[0] >= SAMPLE_COLS and r4 >= 2 and n // a.shape[0] >= r4:
             run, sl = r4, n // a.shape[0]
     at = [k * ((n - run) // (SAMPLE_RUNS - 1)) for k in range(SAMPLE_RUNS)]
     at = [x - x % cols for x in at]

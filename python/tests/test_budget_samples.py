@@ -56,8 +56,9 @@ def test_sample_rows_of_a_wide_last_axis():
     flat = t["conv"].reshape(-1)
     at = (flat.size - 512) // (_budget.SAMPLE_RUNS - 1)
     assert np.array_equal(s[5].reshape(-1), flat[5 * at - 5 * at % 256:][:512])
-    # 3 < 16: not rows of it, but runs within entries of axis 0 (test_sample_of_long_rows...)
-    assert _budget._sample(np.zeros((9, 65536 // 9 + 1, 3), np.float32)).ndim == 2
+    assert _budget._sample(np.zeros((9, 65536 // 9 + 1, 3), np.float32)).ndim == 1  # 3 < 16
+    # nor is axis 0 of 9 entries a channel axis for 2-D samples
+    assert _budget._sample(np.zeros((16, 65536 // 16 + 1, 3), np.float32)).ndim == 2
 
 
 def test_ratio_near_lossless_takes_one_attempt(tmp_path, monkeypatch):
