@@ -897,6 +897,7 @@ typedef struct budget_sample {
 	uint8_t *data; /* NULL: none (small, not lossy) */
 	uint64_t n;    /* its values */
 	uint64_t cols; /* its runs' values are rows of `cols` (the tensor's last axis), or 1 */
+	int flat2;     /* cols 1, each run within one entry of axis 0: may be coded as 2-D */
 	double at;     /* the bound it was last coded at, or 0 */
 	int dtype;
 } budget_sample;
@@ -1005,12 +1006,25 @@ static double budget_predict_plan(budget_state *b, double budget)
  * A tensor's last axis of SAMPLE_COLS values or more is taken as its channel axis
  * (budget_sample_take); a narrower one (a 3x3 kernel's width) is not: 3-D samples of the
  * digits CNN's [128, 64, 3, 3] weights landed its first attempts 2 to 3% lower.
+ * A tensor of 2 dimensions or more whose sample is 1-D all the same (runs shorter than two
+ * rows: the digits CNN's conv3 [128, 64, 3, 3] and fc1 [256, 512]), with SAMPLE_COLS
+ * entries or more in axis 0 (a channel axis, not a kernel's height: faceapi's [3, 3, in,
+ * out] and [1, 1, in, out] keep their sixteenth, which costs less than a quarter coded
+ * twice: 0.30 -> 0.34 s of CPU at --ratio 16), keeps a quarter of its
+ * values (SAMPLE_FLAT_SHARE), each run within one entry of axis 0, and its sample is coded
+ * both as 1-D and as (runs, values), the smaller kept: where channels differ (gradients, with
+ * dead units: 88 of fc1's 256 rows are zero) the 1-D sample lost the per-channel classes the
+ * whole tensor gets and over-estimated it by 6 to 38%, so the digits CNN gradients' first
+ * attempt landed 9 to 15% under the budget at every --ratio, and a sixteenth as (runs,
+ * values) was still 5 to 8% off (a sixteenth of 256 rows is few of them).
  */
 #define SAMPLE_MIN ((uint64_t)65536)
 #define SAMPLE_MAX ((uint64_t)1 << 18)
 #define SAMPLE_RUNS ((uint64_t)64)
 #define SAMPLE_ROUNDS 3
 #define SAMPLE_COLS ((uint64_t)16)
+#define SAMPLE_FLAT_SHARE ((uint64_t)4)
+#define SECTION_ALIGN 64 /* sections start at multiples of it (alcm_section_info) */
 
 static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p,
                               budget_sample *s)
@@ -1021,41 +1035,64 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
 	uint64_t n = p->elements, w = alcm_dtype_size(t->dtype);
 	uint64_t run = (n / 16 < SAMPLE_MAX ? n / 16 : SAMPLE_MAX) / SAMPLE_RUNS;
 	uint64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 1;
-	if (cols >= SAMPLE_COLS && run >= 2 * cols)
+	uint64_t slice = 0; /* values of an entry of axis 0, for a 2-D sample */
+	if (cols >= SAMPLE_COLS && run >= 2 * cols) {
 		run -= run % cols;
-	else
+	} else {
 		cols = 1;
+		uint64_t r4 = (n / SAMPLE_FLAT_SHARE < SAMPLE_MAX ? n / SAMPLE_FLAT_SHARE : SAMPLE_MAX) /
+		              SAMPLE_RUNS;
+		if (t->ndim >= 2 && t->shape[0] >= SAMPLE_COLS && r4 >= 2 && n / t->shape[0] >= r4)
+			run = r4, slice = n / t->shape[0];
+	}
 	uint64_t m = run * SAMPLE_RUNS;
 	if (!(s->data = malloc((size_t)(m * w))))
 		return EXIT_NOMEM;
 	for (uint64_t k = 0; k < SAMPLE_RUNS; k++) {
 		uint64_t at = k * ((n - run) / (SAMPLE_RUNS - 1));
 		at -= at % cols;
+		if (slice && at % slice + run > slice) /* within one entry of axis 0 */
+			at += slice - at % slice - run;
 		memcpy(s->data + k * run * w, (const uint8_t *)t->data + at * w, (size_t)(run * w));
 	}
 	s->n = m;
 	s->cols = cols;
+	s->flat2 = slice > 0;
 	s->dtype = t->dtype;
 	return 0;
 }
 
-/* Bytes of sample s coded alone at `bound`, as tensor i's, and how many values that was;
- * with `half`, only the first half of each run (in whole rows), so that a 3-D sample keeps
- * its runs and their class tables, or every other run of a 1-D sample. */
-static int budget_sample_code(alcm_encoder *e, const budget_sample *s, size_t i, int half,
-                              uint8_t *tmp, double bound, double *bytes, uint64_t *values)
+/* Bytes of sample s coded alone at `bound`, as tensor i's (with `two`, a flat2 sample as
+ * (runs, values)), and how many values that was; with `half`, only the first half of each
+ * run (in whole rows), so that a 3-D sample keeps its runs and their class tables, every
+ * other value of each run of a 2-D one (its runs whole rows of a matrix, its columns keep
+ * their share: the first half of fc1's rows coded 3.47 bits per value, the second 3.00), or
+ * every other run of a 1-D one. The bytes are the section's own and half the alignment
+ (SECTION_ALIGN) on average: a sample's size with its padding, which depends on where the
+ * last one ended, moved the estimate (which takes 30 times the sample-minus-half
+ * difference) by up to 10% of a tensor at --ratio 16. */
+static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_sample *s,
+                              size_t i, int half, int two, uint8_t *tmp, double bound,
+                              double *bytes, uint64_t *values)
 {
-	size_t w = alcm_dtype_size(s->dtype);
+	size_t vw = alcm_dtype_size(s->dtype);
 	uint64_t run = s->n / SAMPLE_RUNS, n = 0;
 	const uint8_t *src = s->data;
-	if (half && s->cols == 1) {
+	if (half && two) {
+		uint64_t hr = run / 2;
+		for (uint64_t k = 0; k < SAMPLE_RUNS; k++)
+			for (uint64_t j = 0; j < hr; j++, n++)
+				memcpy(tmp + n * vw, s->data + (k * run + 2 * j) * vw, vw);
+		run = hr;
+		src = tmp;
+	} else if (half && s->cols == 1) {
 		for (uint64_t k = 0; k < SAMPLE_RUNS; k += 2, n += run)
-			memcpy(tmp + n * w, s->data + k * run * w, (size_t)(run * w));
+			memcpy(tmp + n * vw, s->data + k * run * vw, (size_t)(run * vw));
 		src = tmp;
 	} else if (half) {
 		uint64_t hr = run / 2 - run / 2 % s->cols;
 		for (uint64_t k = 0; k < SAMPLE_RUNS; k++, n += hr)
-			memcpy(tmp + n * w, s->data + k * run * w, (size_t)(hr * w));
+			memcpy(tmp + n * vw, s->data + k * run * vw, (size_t)(hr * vw));
 		run = hr;
 		src = tmp;
 	} else {
@@ -1065,26 +1102,31 @@ static int budget_sample_code(alcm_encoder *e, const budget_sample *s, size_t i,
 	alcm_tensor t;
 	memset(&t, 0, sizeof(t));
 	char name[96]; /* names are unique in an archive */
-	snprintf(name, sizeof(name), "sample%zu/%d/%a", i, half, bound);
+	snprintf(name, sizeof(name), "sample%zu/%d/%d/%a", i, half, two, bound);
 	t.name = name;
 	t.name_len = strlen(name);
 	t.dtype = s->dtype;
 	t.ndim = 1;
 	t.shape[0] = n;
-	if (s->cols > 1) {
+	if (two) {
+		t.ndim = 2;
+		t.shape[0] = SAMPLE_RUNS;
+		t.shape[1] = run;
+	} else if (s->cols > 1) {
 		t.ndim = 3;
 		t.shape[0] = n / run;
 		t.shape[1] = run / s->cols;
 		t.shape[2] = s->cols;
 	}
 	t.data = src;
-	t.nbytes = n * w;
+	t.nbytes = n * vw;
 	alcm_tensor_report rep;
+	uint64_t pad = (SECTION_ALIGN - alcm_writer_bytes(w) % SECTION_ALIGN) % SECTION_ALIGN;
 	int st = alcm_encoder_set_mode(e, ALCM_MODE_MAX_ERROR, bound, 0, 0);
 	if (!st)
 		st = alcm_encoder_add(e, &t, &rep);
 	if (!st)
-		*bytes = (double)rep.stored_bytes;
+		*bytes = (double)(rep.stored_bytes - pad) + SECTION_ALIGN / 2;
 	return st;
 }
 
@@ -1149,17 +1191,25 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 		    (s->at > 0 && fabs(log2(b->bound[i] / s->at)) < 0.5)) /* coded near there */
 			continue;
 		s->at = b->bound[i];
-		double all, half, fine;
+		double all, half, fine, all2;
 		uint64_t nall, nhalf;
-		if ((st = budget_sample_code(e, s, i, 0, tmp, b->bound[i], &all, &nall)) ||
-		    (st = budget_sample_code(e, s, i, 1, tmp, b->bound[i], &half, &nhalf)))
+		int two = 0;
+		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall)))
+			break;
+		if (s->flat2) {
+			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall)))
+				break;
+			if (all2 < all)
+				all = all2, two = 1;
+		}
+		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf)))
 			break;
 		double rate = fmax(0, 8 * (all - half) / (double)(nall - nhalf));
 		double est = (8 * all + rate * (double)(p->elements - s->n)) / (double)p->elements;
 		double off = est - 8 * predicted_at(p, 2 * b->bound[i]) / (double)p->elements;
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 			p->bits[k] = fmax(0, p->bits[k] + off);
-		if ((st = budget_sample_code(e, s, i, 0, tmp, b->bound[i] / 2, &fine, &nall)))
+		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall)))
 			break;
 		double got = 8 * (fine - all) / (double)s->n;
 		double want = 8 * (predicted_at(p, b->bound[i]) - predicted_at(p, 2 * b->bound[i])) /

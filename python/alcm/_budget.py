@@ -20,7 +20,11 @@ half an octave or more its sample is coded again, up to 3 rounds in all. Each sa
 coded at half the bound: a tensor that grew by under a quarter of the predicted rate over
 that octave has reached what its values hold, and its curve below is flattened as measured
 (budget_saturate). Samples of a tensor whose last axis has 16 values or more are whole rows
-of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor.
+of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
+other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
+each run within one entry of axis 0,
+coded both flat and as (runs, values), the smaller kept. A sample's bytes are its section's
+and half the alignment (not the padding before it, which depends on the sample before).
 """
 
 from __future__ import annotations
@@ -39,32 +43,50 @@ TRIES = 8  # BUDGET_TRIES
 SAMPLE_MIN = 65536  # alcm-pack.c's SAMPLE_MIN, SAMPLE_MAX, SAMPLE_RUNS
 SAMPLE_MAX = 1 << 18
 SAMPLE_RUNS = 64
-SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS
+SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS, SAMPLE_FLAT_SHARE, SECTION_ALIGN
 SAMPLE_COLS = 16
+SAMPLE_FLAT_SHARE = 4
+SECTION_ALIGN = 64
 
 
 def _sample(a: Any) -> Any:
     """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them;
     whole rows of the last axis, shaped (runs, rows, last axis), when it has SAMPLE_COLS
-    values or more and a run holds two rows."""
+    values or more and a run holds two rows. Otherwise, for a tensor of 2 dimensions or more
+    with SAMPLE_COLS entries or more in axis 0, a quarter (SAMPLE_FLAT_SHARE), each run
+    within one entry of axis 0, shaped (runs, values): coded both as it is and flat
+    (budget_sample_calibrate keeps the smaller)."""
     flat = a.reshape(-1)
     n = flat.size
     run = min(n // 16, SAMPLE_MAX) // SAMPLE_RUNS
     cols = a.shape[-1] if a.ndim >= 2 else 1
+    sl = 0
     if cols >= SAMPLE_COLS and run >= 2 * cols:
         run -= run % cols
     else:
         cols = 1
+        r4 = min(n // SAMPLE_FLAT_SHARE, SAMPLE_MAX) // SAMPLE_RUNS
+        if a.ndim >= 2 and a.shape[0] >= SAMPLE_COLS and r4 >= 2 and n // a.shape[0] >= r4:
+            run, sl = r4, n // a.shape[0]
     at = [k * ((n - run) // (SAMPLE_RUNS - 1)) for k in range(SAMPLE_RUNS)]
-    s = np.ascontiguousarray(np.concatenate([flat[x - x % cols:x - x % cols + run] for x in at]))
+    at = [x - x % cols for x in at]
+    if sl:
+        at = [x + sl - x % sl - run if x % sl + run > sl else x for x in at]
+    s = np.ascontiguousarray(np.concatenate([flat[x:x + run] for x in at]))
+    if sl:
+        return s.reshape(SAMPLE_RUNS, run)
     return s.reshape(SAMPLE_RUNS, run // cols, cols) if cols > 1 else s
 
 
-def _half(s: Any) -> Any:
+def _half(s: Any, two: bool = True) -> Any:
     """As budget_sample_code's half: the first half of each run (in whole rows) of a 3-D
-    sample, every other run of a 1-D one."""
+    sample, every other value of each run of a 2-D one coded as (runs, values) (`two`), every
+    other run of a 1-D one (or of a 2-D one coded flat)."""
     if s.ndim == 3:
         return np.ascontiguousarray(s[:, :s.shape[1] // 2, :])
+    if s.ndim == 2 and two:
+        return np.ascontiguousarray(s[:, 0:2 * (s.shape[1] // 2):2])
+    s = s.reshape(-1)
     run = s.size // SAMPLE_RUNS
     return np.ascontiguousarray(np.concatenate(
         [s[k * run:(k + 1) * run] for k in range(0, SAMPLE_RUNS, 2)]))
@@ -178,6 +200,15 @@ class _Search:
         Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
         coded = 0
+        pos = [pk.committed_size() - 48]  # the header's bytes (a multiple of 64)
+
+        def code(name: str, x: Any, dtype: int, bound: float) -> float:
+            """As budget_sample_code: the section's bytes and half the alignment."""
+            pad = -pos[0] % SECTION_ALIGN
+            stored = int(pk.add(name.encode(), x, dtype, mode=1, bound=bound)[1])
+            pos[0] += stored
+            return float(stored - pad + SECTION_ALIGN // 2)
+
         try:
             for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
                 if not p[1] or p[0] < SAMPLE_MIN or not bounds[i] > 0:
@@ -187,11 +218,19 @@ class _Search:
                     continue
                 self.sampled[i] = bounds[i]
                 smp = _sample(it.array)
-                half = _half(smp)
-                got = [float(pk.add(f"sample{i}/{e}/{b!r}".encode(), x, it.code, mode=1,
-                                    bound=b)[1])
-                       for e, x, b in ((0, smp, bounds[i]), (1, half, bounds[i]),
-                                       (2, smp, bounds[i] / 2))]
+                two = smp.ndim == 2
+                flat = smp.reshape(-1) if two else smp
+                all1 = code(f"sample{i}/0/0/{bounds[i]!r}", flat, it.code, bounds[i])
+                if two:
+                    all2 = code(f"sample{i}/0/1/{bounds[i]!r}", smp, it.code, bounds[i])
+                    two = all2 < all1
+                if not two:
+                    smp = flat
+                half = _half(smp if two else flat, two)
+                got = [all2 if two else all1,
+                       code(f"sample{i}/1/{int(two)}/{bounds[i]!r}", half, it.code, bounds[i]),
+                       code(f"sample{i}/0/{int(two)}/{bounds[i] / 2!r}", smp, it.code,
+                            bounds[i] / 2)]
                 rate = max(0.0, 8 * (got[0] - got[1]) / (smp.size - half.size))
                 est = (8 * got[0] + rate * (p[0] - smp.size)) / p[0]
                 off = est - 8 * _predicted_at(p, 2 * bounds[i]) / p[0]
