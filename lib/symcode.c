@@ -650,6 +650,20 @@ static double table_bits(const uint32_t *cnt, unsigned ntok, uint64_t n)
 	return bits;
 }
 
+/* table_bits() of counts cnt whose nonzero ones are those of the ns tokens seen[] (in any
+ * order), the largest of them last: 16 + 1.5 per absent token below last + 4.5 or 2.5 per
+ * present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact whatever
+ * its order: the same double as table_bits(), without walking the absent tokens. */
+static double merged_table_bits(const uint32_t *cnt, const uint16_t *seen, unsigned ns,
+                                unsigned last, uint64_t n)
+{
+	double inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
+	unsigned big = 0;
+	for (unsigned q = 0; q < ns; q++)
+		big += (double)cnt[seen[q]] * inv >= 8;
+	return 16 + 1.5 * (double)(last + 1 - ns) + 2.5 * (double)ns + 2.0 * (double)big;
+}
+
 /* Estimated bits of n tokens coded with their own table (entropy plus the table). */
 static double coded_bits(const uint32_t *cnt, unsigned ntok)
 {
@@ -828,20 +842,34 @@ static double merge_levels(enc *e, unsigned nlev, double scale, uint8_t *map, un
 				nzt[nz++] = (uint16_t)t;
 	}
 	nzoff[nlev] = (uint16_t)nz;
+	/* The merged counts' n log n kept beside them (the same value as computing it again),
+	 * and the tokens seen so far as a list, for the table's estimate (merged_table_bits). */
+	double lt[ALCM_RANS_MAX_TOKENS];
+	uint16_t seen[ALCM_RANS_MAX_TOKENS];
+	uint32_t *restrict tmp = e->tmp;
 	for (unsigned u = 0; u < nlev; u++) {
-		memset(e->tmp, 0, ntok * sizeof(uint32_t));
+		memset(tmp, 0, ntok * sizeof(uint32_t));
 		uint64_t n = 0;
+		unsigned ns = 0, last = 0;
 		double s = 0;
 		for (unsigned v = u + 1; v <= nlev; v++) {
 			const uint32_t *h = e->hist + (size_t)(v - 1) * ntok;
 			for (unsigned q = nzoff[v - 1]; q < nzoff[v]; q++) {
 				unsigned t = nzt[q];
-				s -= nlog2n((double)e->tmp[t]);
-				e->tmp[t] += h[t];
-				s += nlog2n((double)e->tmp[t]);
+				if (!tmp[t]) {
+					lt[t] = 0; /* nlog2n(0) */
+					seen[ns++] = (uint16_t)t;
+					last = t > last ? t : last;
+				}
+				s -= lt[t];
+				tmp[t] += h[t];
+				lt[t] = nlog2n((double)tmp[t]);
+				s += lt[t];
 				n += h[t];
 			}
-			cost[u][v] = n ? scale * (nlog2n((double)n) - s) + table_bits(e->tmp, ntok, n) : 0;
+			cost[u][v] = n ? scale * (nlog2n((double)n) - s) +
+			                         merged_table_bits(tmp, seen, ns, last, n)
+			               : 0;
 		}
 	}
 	double best[ALCM_SYM_MAX_CLASSES + 1][MAX_SUMS + 1];
