@@ -1266,19 +1266,90 @@ ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict 
 	}
 }
 
+/* refine_costs() of two entries at once (pairs a0..a1 into ca, b0..b1 into cb): each sum
+ * in its own pair order as alone, two chains of additions in flight instead of one. */
+ALCM_ALWAYS_INLINE void refine_costs2(double *restrict ca, double *restrict cb,
+                                      const double *restrict lp, const uint32_t *restrict pt,
+                                      uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1,
+                                      const unsigned nk)
+{
+	for (unsigned k = 0; k < nk; k++)
+		ca[k] = cb[k] = 0;
+	for (; a0 < a1 && b0 < b1; a0++, b0++) {
+		const double *la = lp + (size_t)pt[2 * a0] * ALCM_SYM_MAX_CLASSES, wa = pt[2 * a0 + 1];
+		const double *lb = lp + (size_t)pt[2 * b0] * ALCM_SYM_MAX_CLASSES, wb = pt[2 * b0 + 1];
+		for (unsigned k = 0; k < nk; k++) {
+			ca[k] += wa * la[k];
+			cb[k] += wb * lb[k];
+		}
+	}
+	for (; a0 < a1; a0++) {
+		const double *la = lp + (size_t)pt[2 * a0] * ALCM_SYM_MAX_CLASSES, wa = pt[2 * a0 + 1];
+		for (unsigned k = 0; k < nk; k++)
+			ca[k] += wa * la[k];
+	}
+	for (; b0 < b1; b0++) {
+		const double *lb = lp + (size_t)pt[2 * b0] * ALCM_SYM_MAX_CLASSES, wb = pt[2 * b0 + 1];
+		for (unsigned k = 0; k < nk; k++)
+			cb[k] += wb * lb[k];
+	}
+}
+
+/* Moves entry j to its cheapest class by costs c (the first K0), counts cc kept up to date.
+ * @return 1 when it moved. */
+ALCM_ALWAYS_INLINE int assign_move(const double *c, const uint32_t *restrict pt,
+                                   const uint64_t *restrict off, uint64_t j,
+                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
+                                   unsigned K0)
+{
+	double bc = INFINITY;
+	unsigned bk = cl[j];
+	for (unsigned k = 0; k < K0; k++)
+		if (c[k] < bc - 1e-9) {
+			bc = c[k];
+			bk = k;
+		}
+	if (bk == cl[j])
+		return 0;
+	uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
+	for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+		from[pt[2 * q]] -= pt[2 * q + 1];
+		to[pt[2 * q]] += pt[2 * q + 1];
+	}
+	cl[j] = (uint8_t)bk;
+	return 1;
+}
+
 /* One round of moves: each entry to its cheapest class (costs lp), counts cc kept up to date.
  * @return entries moved. Compiled twice, the second for AVX2 (chosen at run time): the same
- * additions and products in the same order per class, wider registers only. */
+ * additions and products in the same order per class, wider registers only. The costs use
+ * lp alone, never cc, so two entries' costs are summed together and the moves made after,
+ * in entry order (integer counts: the same whatever the order). */
 ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *restrict pt,
                                    const uint64_t *restrict off, uint64_t entries,
                                    uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
                                    unsigned K0)
 {
 	int moved = 0;
-	for (uint64_t j = 0; j < entries; j++) {
-		/* The entry's cost in every class at once: a loop over the classes that
-		 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
-		 * class's is its own, added in the same order). */
+	uint64_t j = 0;
+	/* The entry's cost in every class at once: a loop over the classes that compilers
+	 * vectorise, in groups of 4 (the same sums as over all 16: each class's is its own,
+	 * added in the same order). */
+	for (; j + 2 <= entries; j += 2) {
+		double c[2][ALCM_SYM_MAX_CLASSES];
+		const uint64_t a0 = off[j], a1 = off[j + 1], b1 = off[j + 2];
+		if (K0 <= 4)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 4);
+		else if (K0 <= 8)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 8);
+		else if (K0 <= 12)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 12);
+		else
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 16);
+		moved += assign_move(c[0], pt, off, j, cl, cc, ntok, K0);
+		moved += assign_move(c[1], pt, off, j + 1, cl, cc, ntok, K0);
+	}
+	for (; j < entries; j++) {
 		double c[ALCM_SYM_MAX_CLASSES];
 		if (K0 <= 4)
 			refine_costs(c, lp, pt, off[j], off[j + 1], 4);
@@ -1288,22 +1359,7 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 			refine_costs(c, lp, pt, off[j], off[j + 1], 12);
 		else
 			refine_costs(c, lp, pt, off[j], off[j + 1], 16);
-		double bc = INFINITY;
-		unsigned bk = cl[j];
-		for (unsigned k = 0; k < K0; k++)
-			if (c[k] < bc - 1e-9) {
-				bc = c[k];
-				bk = k;
-			}
-		if (bk != cl[j]) {
-			uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
-			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
-				from[pt[2 * q]] -= pt[2 * q + 1];
-				to[pt[2 * q]] += pt[2 * q + 1];
-			}
-			moved++;
-			cl[j] = (uint8_t)bk;
-		}
+		moved += assign_move(c, pt, off, j, cl, cc, ntok, K0);
 	}
 	return moved;
 }
