@@ -1143,11 +1143,13 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 				uint32_t *row = h + x.j * ntok;
 				const uint8_t *tp = tok + i;
 				uint64_t k = 0;
-				if (len >= 8 * (uint64_t)ntok) {
-					/* Long runs: four histograms, so that a token repeated in a row
+				if (len >= 2 * (uint64_t)ntok) {
+					/* Runs of a few tokens per counter and more: four histograms
+					 * (their first ntok counters), so that a token repeated in a row
 					 * does not wait on its own count. */
 					uint32_t h4[4][ALCM_RANS_MAX_TOKENS];
-					memset(h4, 0, sizeof(h4));
+					for (unsigned u = 0; u < 4; u++)
+						memset(h4[u], 0, ntok * sizeof(uint32_t));
 					for (; k + 4 <= len; k += 4)
 						for (unsigned u = 0; u < 4; u++)
 							h4[u][tp[k + u]]++;
