@@ -9,6 +9,7 @@
 #include "symcode_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 
 /* The encoder's work arrays, one slot each, kept with the coder from chunk to chunk and grown
  * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
@@ -633,6 +634,32 @@ static inline double nlog2n(double n)
 	return n > 0 ? n * fast_log2(n) : 0;
 }
 
+/* nlog2n(c) and fast_log2(c + 1/2) of the small counts c, made once (by whichever thread
+ * comes first) with the same functions: the same doubles, without a division each. The
+ * encoder calls log_tables_init() before any estimate. */
+#define LOG_TAB 4096
+static double nlog2n_tab[LOG_TAB], log2h_tab[LOG_TAB];
+static void log_tables_fill(void)
+{
+	for (unsigned c = 0; c < LOG_TAB; c++) {
+		nlog2n_tab[c] = nlog2n((double)c);
+		log2h_tab[c] = fast_log2((double)c + 0.5);
+	}
+}
+static void log_tables_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, log_tables_fill);
+}
+static inline double nlog2n_u(uint64_t c)
+{
+	return c < LOG_TAB ? nlog2n_tab[c] : nlog2n((double)c);
+}
+static inline double log2h_u(uint64_t c)
+{
+	return c < LOG_TAB ? log2h_tab[c] : fast_log2((double)c + 0.5);
+}
+
 /* Estimated bits of a table for counts cnt (total n) of ntok tokens: the code of 6.5.8 takes
  * about 4.5 bits for a frequency of 8 or more, 2.5 for a smaller one, 1.5 for an absent
  * token inside the range. */
@@ -671,9 +698,9 @@ static double coded_bits(const uint32_t *cnt, unsigned ntok)
 	double s = 0;
 	for (unsigned t = 0; t < ntok; t++) {
 		n += cnt[t];
-		s += nlog2n((double)cnt[t]);
+		s += nlog2n_u(cnt[t]);
 	}
-	return n ? nlog2n((double)n) - s + table_bits(cnt, ntok, n) : 0;
+	return n ? nlog2n_u(n) - s + table_bits(cnt, ntok, n) : 0;
 }
 
 /* ---- encoder: the token alphabet ------------------------------------------------------------ */
@@ -863,11 +890,11 @@ static double merge_levels(enc *e, unsigned nlev, double scale, uint8_t *map, un
 				}
 				s -= lt[t];
 				tmp[t] += h[t];
-				lt[t] = nlog2n((double)tmp[t]);
+				lt[t] = nlog2n_u(tmp[t]);
 				s += lt[t];
 				n += h[t];
 			}
-			cost[u][v] = n ? scale * (nlog2n((double)n) - s) +
+			cost[u][v] = n ? scale * (nlog2n_u(n) - s) +
 			                         merged_table_bits(tmp, seen, ns, last, n)
 			               : 0;
 		}
@@ -1435,7 +1462,7 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 			double den = fast_log2((double)n + 0.5 * ntok);
 			for (unsigned t = 0; t < ntok; t++) /* by token, then class: see below */
 				lp[(size_t)t * ALCM_SYM_MAX_CLASSES + k] =
-					den - fast_log2((double)cc[(size_t)k * ntok + t] + 0.5);
+					den - log2h_u(cc[(size_t)k * ntok + t]);
 		}
 		if (!(b < bits - 8))
 			break;
@@ -1638,6 +1665,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!ss)
 		return ALCM_E_NOMEM;
 	e.ss = ss;
+	log_tables_init();
 	/* The bit streams keep their buffers from chunk to chunk. */
 	bitw bw = {ss->bw, 0, 0, 0}, tw = {ss->tw, 0, 0, 0};
 	bw.b.len = tw.b.len = 0;
