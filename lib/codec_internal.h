@@ -278,6 +278,15 @@ extern int alcm_quant_scalar_only;
  * bits, if fewer than at step 2 b. @return 1 and sets *step and *offset, or 0 (unchanged).
  * The chunks then need coding 17 (spec 6.5.11). */
 int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, double *offset);
+/* alcm_quant_lattice()'s first pass: the distinct finite, normal-or-zero values of the n
+ * float32 at src (bit patterns; not -0) in key[ALCM_LAT_SLOTS] (ALCM_LAT_EMPTY where none;
+ * the caller fills key with it first), their counts at the same index of cnt, *used of
+ * them. @return 0 as soon as a 257th distinct value is seen. With AVX2 (unless
+ * alcm_quant_scalar_only) eight values at a time: the same tables. */
+#define ALCM_LAT_SLOTS 4096
+#define ALCM_LAT_EMPTY 0xffffffffu
+int alcm_quant_lattice_scan(const uint8_t *src, uint64_t n, uint32_t *key, uint64_t *cnt,
+                            uint32_t *used);
 /* Scratch bytes alcm_quant_decode() needs for a chunk of `elems` elements: the mask and the
  * escapes' positions (a bitmap each), and the symbol planes. */
 static inline uint64_t alcm_quant_scratch(uint64_t elems)

@@ -685,34 +685,113 @@ static int cmp_double(const void *x, const void *y)
 
 #define LAT_MAX 256
 #define LAT_WIDTHS 16
+#define LAT_HS ALCM_LAT_SLOTS
+#define LAT_EMPTY ALCM_LAT_EMPTY /* a NaN: never a key */
+
+ALCM_ALWAYS_INLINE uint32_t lat_hash(uint32_t v)
+{
+	return (v * 0x9e3779b1u) >> 20;
+}
+
+/* Counts value v (bit pattern) in the table key/cnt unless it is special; @return 0 when it
+ * is a new value past the LAT_MAX-th. Specials are escaped whatever the step: infinities and
+ * NaNs, subnormals, -0. One test of the three (| not ||): zeros among the values made a
+ * branch on the exponent alone mispredict. */
+ALCM_ALWAYS_INLINE int lat_count(uint32_t *key, uint64_t *cnt, uint32_t *used, uint32_t v)
+{
+	uint32_t a = v & 0x7fffffffu;
+	if ((a >= 0x7f800000u) | (a - 1u < 0x7fffffu) | (v == 0x80000000u))
+		return 1;
+	uint32_t h = lat_hash(v);
+	while (key[h] != v && key[h] != LAT_EMPTY)
+		h = (h + 1) & (LAT_HS - 1);
+	if (key[h] == v) {
+		cnt[h]++;
+		return 1;
+	}
+	if (++*used > LAT_MAX)
+		return 0;
+	key[h] = v;
+	cnt[h] = 1;
+	return 1;
+}
+
+/* The distinct finite values of src[0..n) (at most LAT_MAX) and their counts, by bit pattern
+ * (key/cnt, open addressing from lat_hash()). @return 0 past LAT_MAX values. */
+static int lat_scan_portable(const uint8_t *src, uint64_t n, uint32_t *key, uint64_t *cnt,
+                             uint32_t *used)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (!lat_count(key, cnt, used, alcm_load32(src + 4 * i)))
+			return 0;
+	return 1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* lat_scan_portable() eight values at a time: where none of the eight is special and all
+ * are at their home slot already (a gather of their keys), only their counts move; any
+ * other group goes through lat_count() one value at a time, in order. The same table and
+ * counts. */
+__attribute__((target("avx2"))) static int lat_scan_avx2(const uint8_t *src, uint64_t n,
+                                                          uint32_t *key, uint64_t *cnt,
+                                                          uint32_t *used)
+{
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff), one = _mm256_set1_epi32(1);
+	const __m256i infm1 = _mm256_set1_epi32(0x7f800000 - 1);
+	const __m256i sub = _mm256_set1_epi32(0x7fffff - 1), mz = _mm256_set1_epi32(INT32_MIN);
+	const __m256i flip = _mm256_set1_epi32(INT32_MIN), mul = _mm256_set1_epi32((int)0x9e3779b1u);
+	uint64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * i));
+		__m256i a = _mm256_and_si256(v, absm);
+		/* a >= 0x7f800000 (a is at most 2^31 - 1: signed compare); a - 1 < 0x7fffff
+		 * unsigned (flip the sign bits for a signed compare); v == -0. */
+		__m256i sp = _mm256_cmpgt_epi32(a, infm1);
+		sp = _mm256_or_si256(sp, _mm256_cmpgt_epi32(_mm256_xor_si256(sub, flip),
+		                                            _mm256_xor_si256(_mm256_sub_epi32(a, one), flip)));
+		sp = _mm256_or_si256(sp, _mm256_cmpeq_epi32(v, mz));
+		__m256i h = _mm256_srli_epi32(_mm256_mullo_epi32(v, mul), 20);
+		__m256i k = _mm256_i32gather_epi32((const int *)key, h, 4);
+		__m256i miss = _mm256_or_si256(sp, _mm256_xor_si256(_mm256_cmpeq_epi32(k, v),
+		                                                    _mm256_set1_epi32(-1)));
+		if (!_mm256_testz_si256(miss, miss)) {
+			for (unsigned u = 0; u < 8; u++)
+				if (!lat_count(key, cnt, used, alcm_load32(src + 4 * (i + u))))
+					return 0;
+			continue;
+		}
+		uint32_t hs[8];
+		_mm256_storeu_si256((__m256i *)(void *)hs, h);
+		for (unsigned u = 0; u < 8; u++)
+			cnt[hs[u]]++;
+	}
+	return lat_scan_portable(src + 4 * i, n - i, key, cnt, used);
+}
+#define HAVE_LAT_AVX2 1
+#endif
+
+int alcm_quant_lattice_scan(const uint8_t *src, uint64_t n, uint32_t *key, uint64_t *cnt,
+                            uint32_t *used)
+{
+#ifdef HAVE_LAT_AVX2
+	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2"))
+		return lat_scan_avx2(src, n, key, cnt, used);
+#endif
+	return lat_scan_portable(src, n, key, cnt, used);
+}
+
 int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, double *offset)
 {
 	/* The distinct finite values (at most LAT_MAX) and their counts, by bit pattern. */
-	enum { HS = 4096 };
+	enum { HS = LAT_HS };
 	uint32_t key[HS], used = 0;
 	uint64_t cnt[HS];
-	memset(key, 0xff, sizeof(key)); /* 0xffffffff is a NaN: never a key */
+	memset(key, 0xff, sizeof(key)); /* LAT_EMPTY */
 	if (!(b > 0) || !isfinite(b) || n < 2 * LAT_MAX)
 		return 0;
-	for (uint64_t i = 0; i < n; i++) {
-		uint32_t v = alcm_load32(src + 4 * i), a = v & 0x7fffffffu;
-		/* Specials are escaped whatever the step: infinities and NaNs, subnormals, -0. One
-		 * test of the three (| not ||): zeros among the values made a branch on the
-		 * exponent alone mispredict. */
-		if ((a >= 0x7f800000u) | (a - 1u < 0x7fffffu) | (v == 0x80000000u))
-			continue;
-		uint32_t h = (v * 0x9e3779b1u) >> 20;
-		while (key[h] != v && key[h] != 0xffffffffu)
-			h = (h + 1) & (HS - 1);
-		if (key[h] == v) {
-			cnt[h]++;
-			continue;
-		}
-		if (++used > LAT_MAX)
-			return 0;
-		key[h] = v;
-		cnt[h] = 1;
-	}
+	if (!alcm_quant_lattice_scan(src, n, key, cnt, &used))
+		return 0;
 	if (used < 3)
 		return 0;
 	/* Sorted values with their counts. */

@@ -9,6 +9,7 @@
 #include "symcode_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 
 /* The encoder's work arrays, one slot each, kept with the coder from chunk to chunk and grown
  * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
@@ -633,6 +634,32 @@ static inline double nlog2n(double n)
 	return n > 0 ? n * fast_log2(n) : 0;
 }
 
+/* nlog2n(c) and fast_log2(c + 1/2) of the small counts c, made once (by whichever thread
+ * comes first) with the same functions: the same doubles, without a division each. The
+ * encoder calls log_tables_init() before any estimate. */
+#define LOG_TAB 4096
+static double nlog2n_tab[LOG_TAB], log2h_tab[LOG_TAB];
+static void log_tables_fill(void)
+{
+	for (unsigned c = 0; c < LOG_TAB; c++) {
+		nlog2n_tab[c] = nlog2n((double)c);
+		log2h_tab[c] = fast_log2((double)c + 0.5);
+	}
+}
+static void log_tables_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, log_tables_fill);
+}
+static inline double nlog2n_u(uint64_t c)
+{
+	return c < LOG_TAB ? nlog2n_tab[c] : nlog2n((double)c);
+}
+static inline double log2h_u(uint64_t c)
+{
+	return c < LOG_TAB ? log2h_tab[c] : fast_log2((double)c + 0.5);
+}
+
 /* Estimated bits of a table for counts cnt (total n) of ntok tokens: the code of 6.5.8 takes
  * about 4.5 bits for a frequency of 8 or more, 2.5 for a smaller one, 1.5 for an absent
  * token inside the range. */
@@ -650,6 +677,20 @@ static double table_bits(const uint32_t *cnt, unsigned ntok, uint64_t n)
 	return bits;
 }
 
+/* table_bits() of counts cnt whose nonzero ones are those of the ns tokens seen[] (in any
+ * order), the largest of them last: 16 + 1.5 per absent token below last + 4.5 or 2.5 per
+ * present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact whatever
+ * its order: the same double as table_bits(), without walking the absent tokens. */
+static double merged_table_bits(const uint32_t *cnt, const uint16_t *seen, unsigned ns,
+                                unsigned last, uint64_t n)
+{
+	double inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
+	unsigned big = 0;
+	for (unsigned q = 0; q < ns; q++)
+		big += (double)cnt[seen[q]] * inv >= 8;
+	return 16 + 1.5 * (double)(last + 1 - ns) + 2.5 * (double)ns + 2.0 * (double)big;
+}
+
 /* Estimated bits of n tokens coded with their own table (entropy plus the table). */
 static double coded_bits(const uint32_t *cnt, unsigned ntok)
 {
@@ -657,9 +698,9 @@ static double coded_bits(const uint32_t *cnt, unsigned ntok)
 	double s = 0;
 	for (unsigned t = 0; t < ntok; t++) {
 		n += cnt[t];
-		s += nlog2n((double)cnt[t]);
+		s += nlog2n_u(cnt[t]);
 	}
-	return n ? nlog2n((double)n) - s + table_bits(cnt, ntok, n) : 0;
+	return n ? nlog2n_u(n) - s + table_bits(cnt, ntok, n) : 0;
 }
 
 /* ---- encoder: the token alphabet ------------------------------------------------------------ */
@@ -828,20 +869,34 @@ static double merge_levels(enc *e, unsigned nlev, double scale, uint8_t *map, un
 				nzt[nz++] = (uint16_t)t;
 	}
 	nzoff[nlev] = (uint16_t)nz;
+	/* The merged counts' n log n kept beside them (the same value as computing it again),
+	 * and the tokens seen so far as a list, for the table's estimate (merged_table_bits). */
+	double lt[ALCM_RANS_MAX_TOKENS];
+	uint16_t seen[ALCM_RANS_MAX_TOKENS];
+	uint32_t *restrict tmp = e->tmp;
 	for (unsigned u = 0; u < nlev; u++) {
-		memset(e->tmp, 0, ntok * sizeof(uint32_t));
+		memset(tmp, 0, ntok * sizeof(uint32_t));
 		uint64_t n = 0;
+		unsigned ns = 0, last = 0;
 		double s = 0;
 		for (unsigned v = u + 1; v <= nlev; v++) {
 			const uint32_t *h = e->hist + (size_t)(v - 1) * ntok;
 			for (unsigned q = nzoff[v - 1]; q < nzoff[v]; q++) {
 				unsigned t = nzt[q];
-				s -= nlog2n((double)e->tmp[t]);
-				e->tmp[t] += h[t];
-				s += nlog2n((double)e->tmp[t]);
+				if (!tmp[t]) {
+					lt[t] = 0; /* nlog2n(0) */
+					seen[ns++] = (uint16_t)t;
+					last = t > last ? t : last;
+				}
+				s -= lt[t];
+				tmp[t] += h[t];
+				lt[t] = nlog2n_u(tmp[t]);
+				s += lt[t];
 				n += h[t];
 			}
-			cost[u][v] = n ? scale * (nlog2n((double)n) - s) + table_bits(e->tmp, ntok, n) : 0;
+			cost[u][v] = n ? scale * (nlog2n_u(n) - s) +
+			                         merged_table_bits(tmp, seen, ns, last, n)
+			               : 0;
 		}
 	}
 	double best[ALCM_SYM_MAX_CLASSES + 1][MAX_SUMS + 1];
@@ -1115,11 +1170,13 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 				uint32_t *row = h + x.j * ntok;
 				const uint8_t *tp = tok + i;
 				uint64_t k = 0;
-				if (len >= 8 * (uint64_t)ntok) {
-					/* Long runs: four histograms, so that a token repeated in a row
+				if (len >= 2 * (uint64_t)ntok) {
+					/* Runs of a few tokens per counter and more: four histograms
+					 * (their first ntok counters), so that a token repeated in a row
 					 * does not wait on its own count. */
 					uint32_t h4[4][ALCM_RANS_MAX_TOKENS];
-					memset(h4, 0, sizeof(h4));
+					for (unsigned u = 0; u < 4; u++)
+						memset(h4[u], 0, ntok * sizeof(uint32_t));
 					for (; k + 4 <= len; k += 4)
 						for (unsigned u = 0; u < 4; u++)
 							h4[u][tp[k + u]]++;
@@ -1238,19 +1295,90 @@ ALCM_ALWAYS_INLINE void refine_costs(double *restrict c, const double *restrict 
 	}
 }
 
+/* refine_costs() of two entries at once (pairs a0..a1 into ca, b0..b1 into cb): each sum
+ * in its own pair order as alone, two chains of additions in flight instead of one. */
+ALCM_ALWAYS_INLINE void refine_costs2(double *restrict ca, double *restrict cb,
+                                      const double *restrict lp, const uint32_t *restrict pt,
+                                      uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1,
+                                      const unsigned nk)
+{
+	for (unsigned k = 0; k < nk; k++)
+		ca[k] = cb[k] = 0;
+	for (; a0 < a1 && b0 < b1; a0++, b0++) {
+		const double *la = lp + (size_t)pt[2 * a0] * ALCM_SYM_MAX_CLASSES, wa = pt[2 * a0 + 1];
+		const double *lb = lp + (size_t)pt[2 * b0] * ALCM_SYM_MAX_CLASSES, wb = pt[2 * b0 + 1];
+		for (unsigned k = 0; k < nk; k++) {
+			ca[k] += wa * la[k];
+			cb[k] += wb * lb[k];
+		}
+	}
+	for (; a0 < a1; a0++) {
+		const double *la = lp + (size_t)pt[2 * a0] * ALCM_SYM_MAX_CLASSES, wa = pt[2 * a0 + 1];
+		for (unsigned k = 0; k < nk; k++)
+			ca[k] += wa * la[k];
+	}
+	for (; b0 < b1; b0++) {
+		const double *lb = lp + (size_t)pt[2 * b0] * ALCM_SYM_MAX_CLASSES, wb = pt[2 * b0 + 1];
+		for (unsigned k = 0; k < nk; k++)
+			cb[k] += wb * lb[k];
+	}
+}
+
+/* Moves entry j to its cheapest class by costs c (the first K0), counts cc kept up to date.
+ * @return 1 when it moved. */
+ALCM_ALWAYS_INLINE int assign_move(const double *c, const uint32_t *restrict pt,
+                                   const uint64_t *restrict off, uint64_t j,
+                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
+                                   unsigned K0)
+{
+	double bc = INFINITY;
+	unsigned bk = cl[j];
+	for (unsigned k = 0; k < K0; k++)
+		if (c[k] < bc - 1e-9) {
+			bc = c[k];
+			bk = k;
+		}
+	if (bk == cl[j])
+		return 0;
+	uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
+	for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+		from[pt[2 * q]] -= pt[2 * q + 1];
+		to[pt[2 * q]] += pt[2 * q + 1];
+	}
+	cl[j] = (uint8_t)bk;
+	return 1;
+}
+
 /* One round of moves: each entry to its cheapest class (costs lp), counts cc kept up to date.
  * @return entries moved. Compiled twice, the second for AVX2 (chosen at run time): the same
- * additions and products in the same order per class, wider registers only. */
+ * additions and products in the same order per class, wider registers only. The costs use
+ * lp alone, never cc, so two entries' costs are summed together and the moves made after,
+ * in entry order (integer counts: the same whatever the order). */
 ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *restrict pt,
                                    const uint64_t *restrict off, uint64_t entries,
                                    uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
                                    unsigned K0)
 {
 	int moved = 0;
-	for (uint64_t j = 0; j < entries; j++) {
-		/* The entry's cost in every class at once: a loop over the classes that
-		 * compilers vectorise, in groups of 4 (the same sums as over all 16: each
-		 * class's is its own, added in the same order). */
+	uint64_t j = 0;
+	/* The entry's cost in every class at once: a loop over the classes that compilers
+	 * vectorise, in groups of 4 (the same sums as over all 16: each class's is its own,
+	 * added in the same order). */
+	for (; j + 2 <= entries; j += 2) {
+		double c[2][ALCM_SYM_MAX_CLASSES];
+		const uint64_t a0 = off[j], a1 = off[j + 1], b1 = off[j + 2];
+		if (K0 <= 4)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 4);
+		else if (K0 <= 8)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 8);
+		else if (K0 <= 12)
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 12);
+		else
+			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 16);
+		moved += assign_move(c[0], pt, off, j, cl, cc, ntok, K0);
+		moved += assign_move(c[1], pt, off, j + 1, cl, cc, ntok, K0);
+	}
+	for (; j < entries; j++) {
 		double c[ALCM_SYM_MAX_CLASSES];
 		if (K0 <= 4)
 			refine_costs(c, lp, pt, off[j], off[j + 1], 4);
@@ -1260,22 +1388,7 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 			refine_costs(c, lp, pt, off[j], off[j + 1], 12);
 		else
 			refine_costs(c, lp, pt, off[j], off[j + 1], 16);
-		double bc = INFINITY;
-		unsigned bk = cl[j];
-		for (unsigned k = 0; k < K0; k++)
-			if (c[k] < bc - 1e-9) {
-				bc = c[k];
-				bk = k;
-			}
-		if (bk != cl[j]) {
-			uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
-			for (uint64_t q = off[j]; q < off[j + 1]; q++) {
-				from[pt[2 * q]] -= pt[2 * q + 1];
-				to[pt[2 * q]] += pt[2 * q + 1];
-			}
-			moved++;
-			cl[j] = (uint8_t)bk;
-		}
+		moved += assign_move(c, pt, off, j, cl, cc, ntok, K0);
 	}
 	return moved;
 }
@@ -1349,7 +1462,7 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 			double den = fast_log2((double)n + 0.5 * ntok);
 			for (unsigned t = 0; t < ntok; t++) /* by token, then class: see below */
 				lp[(size_t)t * ALCM_SYM_MAX_CLASSES + k] =
-					den - fast_log2((double)cc[(size_t)k * ntok + t] + 0.5);
+					den - log2h_u(cc[(size_t)k * ntok + t]);
 		}
 		if (!(b < bits - 8))
 			break;
@@ -1552,6 +1665,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	if (!ss)
 		return ALCM_E_NOMEM;
 	e.ss = ss;
+	log_tables_init();
 	/* The bit streams keep their buffers from chunk to chunk. */
 	bitw bw = {ss->bw, 0, 0, 0}, tw = {ss->tw, 0, 0, 0};
 	bw.b.len = tw.b.len = 0;
