@@ -394,6 +394,19 @@ ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 	return v;
 }
 
+/* Moves r to bit pos after q (a byte inside the stream): the state bitr_get() reading byte
+ * by byte would have there, the rest of a partly read byte in acc. */
+static void bitr_seek(bitr *r, const uint8_t *q, uint64_t pos)
+{
+	r->p = q + (pos >> 3);
+	r->acc = 0;
+	r->n = 0;
+	if (pos & 7) {
+		r->acc = (uint64_t)*r->p++ >> (pos & 7);
+		r->n = 8 - (unsigned)(pos & 7);
+	}
+}
+
 /* Every bit used, nothing but zero padding left: a stream has one encoding. */
 static int bitr_done(const bitr *r)
 {
@@ -1782,32 +1795,38 @@ static void put_symbols_portable(int f32, uint8_t *o, const uint32_t *z, size_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define PUT_AVX2 1
+/* Eight zigzag symbols v to values at o. */
+__attribute__((target("avx2"), always_inline)) static inline void
+put8_avx2(int f32, uint8_t *o, __m256i v, __m256d S, __m256d OFF, int add)
+{
+	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+	__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
+	                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
+	__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
+	__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
+	if (add) {
+		lo = _mm256_add_pd(lo, OFF);
+		hi = _mm256_add_pd(hi, OFF);
+	}
+	if (f32) {
+		__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+		_mm256_storeu_ps((float *)(void *)o, f);
+	} else {
+		_mm256_storeu_pd((double *)(void *)o, lo);
+		_mm256_storeu_pd((double *)(void *)(o + 32), hi);
+	}
+}
+
 __attribute__((target("avx2"))) static void put_symbols_avx2(int f32, uint8_t *o,
                                                              const uint32_t *z, size_t n,
                                                              double s, double off)
 {
 	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
-	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
 	const int add = off != 0;
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(z + i));
-		__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
-		                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
-		__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
-		__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
-		if (add) {
-			lo = _mm256_add_pd(lo, OFF);
-			hi = _mm256_add_pd(hi, OFF);
-		}
-		if (f32) {
-			__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-			_mm256_storeu_ps((float *)(void *)(o + 4 * i), f);
-		} else {
-			_mm256_storeu_pd((double *)(void *)(o + 8 * i), lo);
-			_mm256_storeu_pd((double *)(void *)(o + 8 * i + 32), hi);
-		}
-	}
+	for (; i + 8 <= n; i += 8)
+		put8_avx2(f32, o + (f32 ? 4 : 8) * i,
+		          _mm256_loadu_si256((const __m256i *)(const void *)(z + i)), S, OFF, add);
 	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z + i, n - i, s, off);
 }
 #endif
@@ -1829,13 +1848,137 @@ ALCM_ALWAYS_INLINE void put_symbols(const int dtype, uint8_t *o, const uint32_t 
 		put_symbol(dtype, o + i * DTYPE_W(dtype), z[i], s, off);
 }
 
+/* What the raw-bit readers need of a chunk's tokens: their symbols' bases and raw bit counts,
+ * the most raw bits of any token that occurs, and the configuration (s, m) of spec 6.5.7
+ * (palette: tokens index a palette, no raw bits). */
+typedef struct rawtok {
+	const uint32_t *base;
+	const uint8_t *nb;
+	unsigned maxnb, s, m;
+	int palette;
+} rawtok;
+
+/* The symbols of n tokens (n <= 512, raw bits of at most 56 each), every token's bits read
+ * at a position summed from the bit lengths: no branch and no refill per token, so that the
+ * loads do not wait on each other (the reader's refill test was mispredicted at random, most
+ * of all in a cold predictor). Only where every 8-byte load stays inside the stream: 0 when
+ * it would not (the caller reads with bitr_get then), else 1 with *br moved past the bits
+ * as bitr_get would have moved it. */
+static int raw_at(uint32_t *restrict z, const uint8_t *restrict tp, uint64_t n,
+                  const rawtok *rt, bitr *br)
+{
+	const uint32_t *restrict base = rt->base;
+	const uint8_t *restrict nb = rt->nb;
+	const unsigned maxnb = rt->maxnb;
+	if (br->bad)
+		return 0;
+	/* The unread bits start n_ bits before p: acc holds them, and they are the stream's. */
+	const uint8_t *q = br->p - ((br->n + 7) >> 3);
+	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q);
+	if (pos + n * maxnb + 64 > room) {
+		uint64_t bits = 0;
+		for (uint64_t i = 0; i < n; i++)
+			bits += nb[tp[i]];
+		if (pos + bits + 64 > room)
+			return 0;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned t = tp[i], k = nb[t];
+		uint64_t v = load64(q + (pos >> 3)) >> (pos & 7);
+		z[i] = base[t] | (uint32_t)(v & ((1ull << k) - 1));
+		pos += k;
+	}
+	bitr_seek(br, q, pos);
+	return 1;
+}
+
+#if PUT_AVX2
+/* raw_at() then put_symbols() in one pass, for float32 (f32 1) and float64, eight tokens a
+ * step: a token's raw bit count and base computed from it (spec 6.5.7: token t >= 2^s has
+ * k = s - m + ((t - 2^s) >> m) raw bits over ((2^m + ((t - 2^s) mod 2^m)) << k)), the
+ * positions summed in the register, and the bits of the eight (at most 7 + 8 * 25 bits) cut
+ * out of one 32-byte load by two word permutes and shifts (a gather cost twice as much).
+ * 0 where the load could leave the stream, or for a palette or tokens of more than 25 raw
+ * bits: the caller takes the portable path then. */
+__attribute__((target("avx2"), always_inline)) static inline void
+raw_values_avx2_t(const int f32, const int add, uint8_t *o, const uint8_t *tp, uint64_t n,
+                  const rawtok *rt, const uint8_t *q, uint64_t *posp, double s, double off)
+{
+	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
+	const __m256i S1 = _mm256_set1_epi32(1 << rt->s), Mb = _mm256_set1_epi32(1 << rt->m);
+	const __m256i M1 = _mm256_set1_epi32((1 << rt->m) - 1);
+	const __m256i SM = _mm256_set1_epi32((int)(rt->s - rt->m)), one = _mm256_set1_epi32(1);
+	const __m256i m31 = _mm256_set1_epi32(31), n32 = _mm256_set1_epi32(32);
+	const __m256i mid = _mm256_set1_epi32(3);
+	const __m256i upper = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+	const __m128i mc = _mm_cvtsi32_si128((int)rt->m);
+	uint64_t pos = *posp;
+	for (uint64_t i = 0; i + 8 <= n; i += 8) {
+		__m256i t = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(tp + i)));
+		__m256i d = _mm256_sub_epi32(t, S1), direct = _mm256_cmpgt_epi32(S1, t);
+		__m256i k = _mm256_andnot_si256(direct, _mm256_add_epi32(_mm256_sra_epi32(d, mc), SM));
+		__m256i b = _mm256_blendv_epi8(
+			_mm256_sllv_epi32(_mm256_or_si256(Mb, _mm256_and_si256(d, M1)), k), t, direct);
+		/* Exclusive sums of k from the group's first bit (in each half, then across). */
+		__m256i x = _mm256_add_epi32(k, _mm256_slli_si256(k, 4));
+		x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+		x = _mm256_add_epi32(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, mid), upper));
+		__m256i at = _mm256_add_epi32(_mm256_set1_epi32((int)(pos & 7)), _mm256_sub_epi32(x, k));
+		__m256i win = _mm256_loadu_si256((const __m256i *)(const void *)(q + (pos >> 3)));
+		__m256i wi = _mm256_srli_epi32(at, 5), sh = _mm256_and_si256(at, m31);
+		__m256i lo = _mm256_permutevar8x32_epi32(win, wi);
+		__m256i hi = _mm256_permutevar8x32_epi32(win, _mm256_add_epi32(wi, one));
+		/* A shift by 32 gives 0: the high word adds nothing at bit 0 of the low one. */
+		__m256i w = _mm256_or_si256(_mm256_srlv_epi32(lo, sh),
+		                            _mm256_sllv_epi32(hi, _mm256_sub_epi32(n32, sh)));
+		w = _mm256_and_si256(w, _mm256_sub_epi32(_mm256_sllv_epi32(one, k), one));
+		pos += (uint32_t)_mm256_extract_epi32(x, 7);
+		put8_avx2(f32, o + (f32 ? 4 : 8) * i, _mm256_or_si256(b, w), S, OFF, add);
+	}
+	*posp = pos;
+}
+
+__attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
+                                                           const uint8_t *tp, uint64_t n,
+                                                           const rawtok *rt, bitr *br, double s,
+                                                           double off)
+{
+	if (br->bad || rt->palette || rt->maxnb > 25)
+		return 0;
+	const uint8_t *q = br->p - ((br->n + 7) >> 3);
+	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q);
+	/* The last group's 32-byte load ends before the last token's bits do plus 256 bits. */
+	if (pos + n * rt->maxnb + 256 > room)
+		return 0;
+	if (f32 && off == 0)
+		raw_values_avx2_t(1, 0, o, tp, n, rt, q, &pos, s, off);
+	else if (f32)
+		raw_values_avx2_t(1, 1, o, tp, n, rt, q, &pos, s, off);
+	else if (off == 0)
+		raw_values_avx2_t(0, 0, o, tp, n, rt, q, &pos, s, off);
+	else
+		raw_values_avx2_t(0, 1, o, tp, n, rt, q, &pos, s, off);
+	uint64_t i = n & ~(uint64_t)7;
+	uint32_t z[8];
+	for (uint64_t j = i; j < n; j++) {
+		unsigned t = tp[j], k = rt->nb[t];
+		uint64_t v = load64(q + (pos >> 3)) >> (pos & 7);
+		z[j - i] = rt->base[t] | (uint32_t)(v & ((1ull << k) - 1));
+		pos += k;
+	}
+	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z, (size_t)(n - i), s, off);
+	bitr_seek(br, q, pos);
+	return 1;
+}
+#endif
+
 /* The values of n tokens without mask at o: direct ones from tab, the others computed. In
  * blocks: a block without raw bits (most, usually) is a plain table lookup. */
 ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
                                     const uint8_t *restrict tp, uint64_t n,
                                     const uint8_t *restrict tab, unsigned direct,
                                     const uint32_t *restrict base, const uint8_t *restrict nb,
-                                    bitr *br, double s, double off)
+                                    const rawtok *rt, bitr *br, double s, double off)
 {
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
@@ -1880,11 +2023,20 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 		 * ones reading none, then all values in one branch-free pass (a branch per
 		 * element, mispredicted at each raw token, and a scalar conversion per value cost
 		 * twice as much). */
+#if PUT_AVX2
+		if ((dtype == ALCM_DTYPE_F32 || dtype == ALCM_DTYPE_F64) && !alcm_rans_scalar_only &&
+		    __builtin_cpu_supports("avx2") &&
+		    raw_values_avx2(dtype == ALCM_DTYPE_F32, o + b0 * W, tp + b0, b1 - b0, rt, br, s,
+		                    off))
+			continue;
+#endif
 		uint32_t z[512];
-		bitr b = *br;
-		for (uint64_t i = b0; i < b1; i++)
-			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
-		*br = b;
+		if (!raw_at(z, tp + b0, b1 - b0, rt, br)) {
+			bitr b = *br;
+			for (uint64_t i = b0; i < b1; i++)
+				z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
+			*br = b;
+		}
 		put_symbols(dtype, o + b0 * W, z, b1 - b0, s, off);
 	}
 }
@@ -1895,7 +2047,7 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_t *dst,
                                  uint64_t first, uint64_t elems, const uint8_t *bits,
                                  const uint8_t *tok, const uint32_t *base, const uint8_t *nb,
-                                 unsigned direct, unsigned ntab, bitr *br)
+                                 const rawtok *rt, unsigned direct, unsigned ntab, bitr *br)
 {
 	const size_t W = DTYPE_W(dtype);
 	uint8_t tab[256 * 8];
@@ -1924,7 +2076,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 			tab_step = s;
 		}
 		if (!bits) {
-			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, br, s,
+			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, rt, br, s,
 			            off);
 			si += seg_end - i;
 			i = seg_end;
@@ -2079,8 +2231,11 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		return st;
 	unsigned direct = palette ? 256 : ts == 8 ? 256u : 1u << ts;
 	bitr br = {bp, bp + blen, 0, 0, 0};
+	rawtok rt = {base, nb, 0, ts, tm, palette};
+	for (unsigned t = 0; t <= maxtok; t++)
+		rt.maxnb = nb[t] > rt.maxnb ? nb[t] : rt.maxnb;
 	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, tok, base,
-	                              nb, direct, MIN(maxtok + 1, direct), &br)))
+	                              nb, &rt, direct, MIN(maxtok + 1, direct), &br)))
 		return st;
 	return bitr_done(&br) ? ALCM_OK : ALCM_E_CORRUPT;
 }
