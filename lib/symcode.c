@@ -1972,6 +1972,52 @@ __attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
 }
 #endif
 
+/* Tokens of tp[0..n) at or above direct (a power of two, at most 256): those with a bit at or
+ * above it, eight at a time. */
+static uint64_t count_raw_portable(const uint8_t *tp, uint64_t n, unsigned direct)
+{
+	const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
+	uint64_t nraw = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t m = load64(tp + i) & raw;
+		m |= m >> 4;
+		m |= m >> 2;
+		m |= m >> 1;
+		nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
+	}
+	for (; i < n; i++)
+		nraw += tp[i] >= direct;
+	return nraw;
+}
+
+#if PUT_AVX2
+/* The same, 32 at a time. */
+__attribute__((target("avx2,popcnt"))) static uint64_t count_raw_avx2(const uint8_t *tp,
+                                                                     uint64_t n,
+                                                                     unsigned direct)
+{
+	const __m256i raw = _mm256_set1_epi8((char)(uint8_t)~(direct - 1));
+	const __m256i zero = _mm256_setzero_si256();
+	uint64_t ndirect = 0, i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(tp + i));
+		__m256i d = _mm256_cmpeq_epi8(_mm256_and_si256(t, raw), zero);
+		ndirect += (unsigned)__builtin_popcount((unsigned)_mm256_movemask_epi8(d));
+	}
+	return i - ndirect + count_raw_portable(tp + i, n - i, direct);
+}
+#endif
+
+static uint64_t count_raw(const uint8_t *tp, uint64_t n, unsigned direct)
+{
+#if PUT_AVX2
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2") &&
+	    __builtin_cpu_supports("popcnt"))
+		return count_raw_avx2(tp, n, direct);
+#endif
+	return count_raw_portable(tp, n, direct);
+}
+
 /* The values of n tokens without mask at o: direct ones from tab, the others computed. In
  * blocks: a block without raw bits (most, usually) is a plain table lookup. */
 ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
@@ -1983,19 +2029,8 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
 		uint64_t b1 = n - b0 < 512 ? n : b0 + 512;
-		/* Direct tokens are those under a power of two: raw ones counted eight at a
-		 * time (the bytes with a bit at or above it). */
 		const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
-		uint64_t nraw = 0, i8 = b0;
-		for (; i8 + 8 <= b1; i8 += 8) {
-			uint64_t m = load64(tp + i8) & raw;
-			m |= m >> 4;
-			m |= m >> 2;
-			m |= m >> 1;
-			nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
-		}
-		for (; i8 < b1; i8++)
-			nraw += tp[i8] >= direct;
+		uint64_t nraw = count_raw(tp + b0, b1 - b0, direct);
 		if (8 * nraw <= b1 - b0) {
 			/* None or few raw tokens: every value from the table (a raw token's entry is
 			 * written over next), then the raw ones in order, found eight at a time. */
