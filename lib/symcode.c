@@ -1972,6 +1972,46 @@ __attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
 }
 #endif
 
+#if PUT_AVX2
+/* The float32 values of n tokens from tab (16 entries used: tokens of 16 and more get
+ * arbitrary values, to be written over), 32 a step: tab split into its four byte planes, a
+ * byte shuffle per plane, the planes interleaved back (a load and a store per token cost
+ * three times as much). */
+__attribute__((target("avx2"))) static void table_f32_avx2(uint8_t *o, const uint8_t *tp,
+                                                           uint64_t n, const uint8_t *tab)
+{
+	const __m128i bytes = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+	__m128i r[4];
+	for (int k = 0; k < 4; k++)
+		r[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(tab + 16 * k)),
+		                        bytes);
+	__m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
+	__m128i c = _mm_unpacklo_epi32(r[2], r[3]), d = _mm_unpackhi_epi32(r[2], r[3]);
+	const __m256i p0 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(a, c));
+	const __m256i p1 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(a, c));
+	const __m256i p2 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(b, d));
+	const __m256i p3 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(b, d));
+	uint64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(tp + i));
+		__m256i b0 = _mm256_shuffle_epi8(p0, t), b1 = _mm256_shuffle_epi8(p1, t);
+		__m256i b2 = _mm256_shuffle_epi8(p2, t), b3 = _mm256_shuffle_epi8(p3, t);
+		__m256i lo01 = _mm256_unpacklo_epi8(b0, b1), hi01 = _mm256_unpackhi_epi8(b0, b1);
+		__m256i lo23 = _mm256_unpacklo_epi8(b2, b3), hi23 = _mm256_unpackhi_epi8(b2, b3);
+		/* Per 128-bit half: tokens 0-3, 4-7, 8-11, 12-15 of the half's sixteen. */
+		__m256i e0 = _mm256_unpacklo_epi16(lo01, lo23), e1 = _mm256_unpackhi_epi16(lo01, lo23);
+		__m256i e2 = _mm256_unpacklo_epi16(hi01, hi23), e3 = _mm256_unpackhi_epi16(hi01, hi23);
+		__m256i *out = (__m256i *)(void *)(o + 4 * i);
+		_mm256_storeu_si256(out, _mm256_permute2x128_si256(e0, e1, 0x20));
+		_mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(e2, e3, 0x20));
+		_mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(e0, e1, 0x31));
+		_mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(e2, e3, 0x31));
+	}
+	for (; i < n; i++)
+		memcpy(o + 4 * i, tab + 4 * (size_t)tp[i], 4);
+}
+#endif
+
 /* Tokens of tp[0..n) at or above direct (a power of two, at most 256): those with a bit at or
  * above it, eight at a time. */
 static uint64_t count_raw_portable(const uint8_t *tp, uint64_t n, unsigned direct)
@@ -2034,8 +2074,14 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 		if (8 * nraw <= b1 - b0) {
 			/* None or few raw tokens: every value from the table (a raw token's entry is
 			 * written over next), then the raw ones in order, found eight at a time. */
-			for (uint64_t i = b0; i < b1; i++)
-				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
+#if PUT_AVX2
+			if (dtype == ALCM_DTYPE_F32 && direct <= 16 && !alcm_rans_scalar_only &&
+			    __builtin_cpu_supports("avx2"))
+				table_f32_avx2(o + b0 * W, tp + b0, b1 - b0, tab);
+			else
+#endif
+				for (uint64_t i = b0; i < b1; i++)
+					memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
 			if (!nraw)
 				continue;
 			bitr b = *br;
