@@ -1897,12 +1897,12 @@ static int raw_at(uint32_t *restrict z, const uint8_t *restrict tp, uint64_t n,
  * step: a token's raw bit count and base computed from it (spec 6.5.7: token t >= 2^s has
  * k = s - m + ((t - 2^s) >> m) raw bits over ((2^m + ((t - 2^s) mod 2^m)) << k)), the
  * positions summed in the register, and the bits of the eight (at most 7 + 8 * 25 bits) cut
- * out of one 32-byte load by two word permutes and shifts (a gather cost twice as much).
- * 0 where the load could leave the stream, or for a palette or tokens of more than 25 raw
- * bits: the caller takes the portable path then. */
-__attribute__((target("avx2"), always_inline)) static inline void
+ * out of one 32-byte load by two word permutes and shifts (a gather cost twice as much),
+ * while that load stays inside the stream. @return the tokens done (whole groups). */
+__attribute__((target("avx2"), always_inline)) static inline uint64_t
 raw_values_avx2_t(const int f32, const int add, uint8_t *o, const uint8_t *tp, uint64_t n,
-                  const rawtok *rt, const uint8_t *q, uint64_t *posp, double s, double off)
+                  const rawtok *rt, const uint8_t *q, uint64_t room, uint64_t *posp, double s,
+                  double off)
 {
 	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
 	const __m256i S1 = _mm256_set1_epi32(1 << rt->s), Mb = _mm256_set1_epi32(1 << rt->m);
@@ -1912,8 +1912,9 @@ raw_values_avx2_t(const int f32, const int add, uint8_t *o, const uint8_t *tp, u
 	const __m256i mid = _mm256_set1_epi32(3);
 	const __m256i upper = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
 	const __m128i mc = _mm_cvtsi32_si128((int)rt->m);
-	uint64_t pos = *posp;
-	for (uint64_t i = 0; i + 8 <= n; i += 8) {
+	uint64_t pos = *posp, i = 0;
+	/* A group's load is inside the stream, and so are its bits (at most 207 from pos). */
+	for (; i + 8 <= n && pos + 256 <= room; i += 8) {
 		__m256i t = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(tp + i)));
 		__m256i d = _mm256_sub_epi32(t, S1), direct = _mm256_cmpgt_epi32(S1, t);
 		__m256i k = _mm256_andnot_si256(direct, _mm256_add_epi32(_mm256_sra_epi32(d, mc), SM));
@@ -1936,8 +1937,11 @@ raw_values_avx2_t(const int f32, const int add, uint8_t *o, const uint8_t *tp, u
 		put8_avx2(f32, o + (f32 ? 4 : 8) * i, _mm256_or_si256(b, w), S, OFF, add);
 	}
 	*posp = pos;
+	return i;
 }
 
+/* The n symbols' values at o: 0 (nothing done, the caller takes the portable path) for a
+ * palette or tokens of more than 25 raw bits. */
 __attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
                                                            const uint8_t *tp, uint64_t n,
                                                            const rawtok *rt, bitr *br, double s,
@@ -1946,28 +1950,29 @@ __attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
 	if (br->bad || rt->palette || rt->maxnb > 25)
 		return 0;
 	const uint8_t *q = br->p - ((br->n + 7) >> 3);
-	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q);
-	/* The last group's 32-byte load ends before the last token's bits do plus 256 bits. */
-	if (pos + n * rt->maxnb + 256 > room)
-		return 0;
+	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q), i;
 	if (f32 && off == 0)
-		raw_values_avx2_t(1, 0, o, tp, n, rt, q, &pos, s, off);
+		i = raw_values_avx2_t(1, 0, o, tp, n, rt, q, room, &pos, s, off);
 	else if (f32)
-		raw_values_avx2_t(1, 1, o, tp, n, rt, q, &pos, s, off);
+		i = raw_values_avx2_t(1, 1, o, tp, n, rt, q, room, &pos, s, off);
 	else if (off == 0)
-		raw_values_avx2_t(0, 0, o, tp, n, rt, q, &pos, s, off);
+		i = raw_values_avx2_t(0, 0, o, tp, n, rt, q, room, &pos, s, off);
 	else
-		raw_values_avx2_t(0, 1, o, tp, n, rt, q, &pos, s, off);
-	uint64_t i = n & ~(uint64_t)7;
-	uint32_t z[8];
-	for (uint64_t j = i; j < n; j++) {
+		i = raw_values_avx2_t(0, 1, o, tp, n, rt, q, room, &pos, s, off);
+	/* The last tokens of the block, or of the stream: 8-byte loads while they fit, then
+	 * the byte reader (which marks a stream read past its end). */
+	uint32_t z[512];
+	uint64_t j = i;
+	for (; j < n && pos + 64 <= room; j++) {
 		unsigned t = tp[j], k = rt->nb[t];
 		uint64_t v = load64(q + (pos >> 3)) >> (pos & 7);
 		z[j - i] = rt->base[t] | (uint32_t)(v & ((1ull << k) - 1));
 		pos += k;
 	}
-	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z, (size_t)(n - i), s, off);
 	bitr_seek(br, q, pos);
+	for (; j < n; j++)
+		z[j - i] = rt->base[tp[j]] | bitr_get(br, rt->nb[tp[j]]);
+	put_symbols_avx2(f32, o + (f32 ? 4 : 8) * i, z, (size_t)(n - i), s, off);
 	return 1;
 }
 #endif
