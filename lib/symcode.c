@@ -425,6 +425,21 @@ static void gamma_put(bitw *w, uint32_t v)
 /* @return the value, or 0 (never valid) for more than max zeros or a stream that ended. */
 static uint32_t gamma_get(bitr *r, unsigned max)
 {
+	/* The zeros counted at once where max + 1 bits are loaded (a test per bit was
+	 * mispredicted at about every code); bits of acc above n are the stream's or zero. */
+	if (r->n <= max && r->end - r->p >= 8) {
+		r->acc |= load64(r->p) << r->n;
+		r->p += (63 - r->n) >> 3;
+		r->n |= 56;
+	}
+	if (r->n > max && max < 63) {
+		unsigned z = (unsigned)__builtin_ctzll(r->acc | (1ull << (max + 1)));
+		if (z > max)
+			return 0;
+		r->acc >>= z + 1;
+		r->n -= z + 1;
+		return z ? (1u << z) | bitr_get(r, z) : 1;
+	}
 	unsigned k = 0;
 	while (!bitr_get(r, 1))
 		if (++k > max || r->bad)
