@@ -243,6 +243,44 @@ static inline int pruned(const uint8_t *bits, uint64_t i)
 	return bits && ((bits[i >> 3] >> (i & 7)) & 1);
 }
 
+/* c[q] = row[l[q]] for q < m; small: every l[q] under 16. */
+static void lookup_portable(uint8_t *restrict c, const uint8_t *restrict l, uint64_t m,
+                            const uint8_t *restrict row)
+{
+	for (uint64_t q = 0; q < m; q++)
+		c[q] = row[l[q]];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same for levels under 16, 32 a step with a byte shuffle. */
+__attribute__((target("avx2"))) static void lookup_avx2(uint8_t *c, const uint8_t *l,
+                                                        uint64_t m, const uint8_t *row)
+{
+	const __m256i r = _mm256_broadcastsi128_si256(
+		_mm_loadu_si128((const __m128i *)(const void *)row));
+	uint64_t q = 0;
+	for (; q + 32 <= m; q += 32)
+		_mm256_storeu_si256((__m256i *)(void *)(c + q),
+		                    _mm256_shuffle_epi8(r, _mm256_loadu_si256(
+		                                               (const __m256i *)(const void *)(l + q))));
+	lookup_portable(c + q, l + q, m - q, row);
+}
+#endif
+
+static inline void lookup(uint8_t *c, const uint8_t *l, uint64_t m, const uint8_t *row,
+                          int small)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (small && m >= 32 && !alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+		lookup_avx2(c, l, m, row);
+		return;
+	}
+#endif
+	(void)small;
+	lookup_portable(c, l, m, row);
+}
+
 /* The class of each token: sc[sum of its element's levels] (sc: 512 entries). Stretches
  * where the levels stay the same are filled at once; a run-1 axis changes every element. */
 static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
@@ -250,6 +288,13 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 {
 	const uint8_t *l0 = lev[0], *l1 = A > 1 ? lev[1] : NULL;
 	uint64_t i = 0, si = 0, seen_at[256], *seen = NULL;
+	int small1 = 0; /* every column level under 16 */
+	if (l1 && !bits && x[1].run == 1) {
+		unsigned any = 0;
+		for (uint64_t j = 0; j < x[1].entries; j++)
+			any |= l1[j];
+		small1 = any < 16;
+	}
 	if (bits) {
 		for (; i < elems; i++) {
 			if (!pruned(bits, i))
@@ -297,10 +342,7 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 			/* Stretches between wraps of the column axis: no test per element. */
 			for (uint64_t k = 0; k < len;) {
 				uint64_t m = MIN(len - k, e1 - j);
-				uint8_t *c = cls + i + k;
-				const uint8_t *l = l1 + j;
-				for (uint64_t q = 0; q < m; q++)
-					c[q] = row[l[q]];
+				lookup(cls + i + k, l1 + j, m, row, small1);
 				k += m;
 				j = j + m == e1 ? 0 : j + m;
 			}
