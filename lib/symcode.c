@@ -1929,7 +1929,7 @@ static int raw_at(uint32_t *restrict z, const uint8_t *restrict tp, uint64_t n,
 	const unsigned maxnb = rt->maxnb;
 	if (br->bad)
 		return 0;
-	/* The unread bits start n_ bits before p: acc holds them, and they are the stream's. */
+	/* The unread bits start n bits before p (acc holds them; those bytes are the stream's). */
 	const uint8_t *q = br->p - ((br->n + 7) >> 3);
 	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q);
 	if (pos + n * maxnb + 64 > room) {
