@@ -244,6 +244,44 @@ static inline int pruned(const uint8_t *bits, uint64_t i)
 	return bits && ((bits[i >> 3] >> (i & 7)) & 1);
 }
 
+/* c[q] = row[l[q]] for q < m; small: every l[q] under 16. */
+static void lookup_portable(uint8_t *restrict c, const uint8_t *restrict l, uint64_t m,
+                            const uint8_t *restrict row)
+{
+	for (uint64_t q = 0; q < m; q++)
+		c[q] = row[l[q]];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same for levels under 16, 32 a step with a byte shuffle. */
+__attribute__((target("avx2"))) static void lookup_avx2(uint8_t *c, const uint8_t *l,
+                                                        uint64_t m, const uint8_t *row)
+{
+	const __m256i r = _mm256_broadcastsi128_si256(
+		_mm_loadu_si128((const __m128i *)(const void *)row));
+	uint64_t q = 0;
+	for (; q + 32 <= m; q += 32)
+		_mm256_storeu_si256((__m256i *)(void *)(c + q),
+		                    _mm256_shuffle_epi8(r, _mm256_loadu_si256(
+		                                               (const __m256i *)(const void *)(l + q))));
+	lookup_portable(c + q, l + q, m - q, row);
+}
+#endif
+
+static inline void lookup(uint8_t *c, const uint8_t *l, uint64_t m, const uint8_t *row,
+                          int small)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (small && m >= 32 && !alcm_rans_scalar_only && __builtin_cpu_supports("avx2")) {
+		lookup_avx2(c, l, m, row);
+		return;
+	}
+#endif
+	(void)small;
+	lookup_portable(c, l, m, row);
+}
+
 /* The class of each token: sc[sum of its element's levels] (sc: 512 entries). Stretches
  * where the levels stay the same are filled at once; a run-1 axis changes every element. */
 static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
@@ -251,6 +289,13 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 {
 	const uint8_t *l0 = lev[0], *l1 = A > 1 ? lev[1] : NULL;
 	uint64_t i = 0, si = 0, seen_at[256], *seen = NULL;
+	int small1 = 0; /* every column level under 16 */
+	if (l1 && !bits && x[1].run == 1) {
+		unsigned any = 0;
+		for (uint64_t j = 0; j < x[1].entries; j++)
+			any |= l1[j];
+		small1 = any < 16;
+	}
 	if (bits) {
 		for (; i < elems; i++) {
 			if (!pruned(bits, i))
@@ -298,10 +343,7 @@ static void fill_classes(uint8_t *cls, axis *x, unsigned A, uint8_t *const *lev,
 			/* Stretches between wraps of the column axis: no test per element. */
 			for (uint64_t k = 0; k < len;) {
 				uint64_t m = MIN(len - k, e1 - j);
-				uint8_t *c = cls + i + k;
-				const uint8_t *l = l1 + j;
-				for (uint64_t q = 0; q < m; q++)
-					c[q] = row[l[q]];
+				lookup(cls + i + k, l1 + j, m, row, small1);
 				k += m;
 				j = j + m == e1 ? 0 : j + m;
 			}
@@ -395,6 +437,19 @@ ALCM_ALWAYS_INLINE uint32_t bitr_get(bitr *r, unsigned n)
 	return v;
 }
 
+/* Moves r to bit pos after q (a byte inside the stream): the state bitr_get() reading byte
+ * by byte would have there, the rest of a partly read byte in acc. */
+static void bitr_seek(bitr *r, const uint8_t *q, uint64_t pos)
+{
+	r->p = q + (pos >> 3);
+	r->acc = 0;
+	r->n = 0;
+	if (pos & 7) {
+		r->acc = (uint64_t)*r->p++ >> (pos & 7);
+		r->n = 8 - (unsigned)(pos & 7);
+	}
+}
+
 /* Every bit used, nothing but zero padding left: a stream has one encoding. */
 static int bitr_done(const bitr *r)
 {
@@ -413,6 +468,21 @@ static void gamma_put(bitw *w, uint32_t v)
 /* @return the value, or 0 (never valid) for more than max zeros or a stream that ended. */
 static uint32_t gamma_get(bitr *r, unsigned max)
 {
+	/* The zeros counted at once where max + 1 bits are loaded (a test per bit was
+	 * mispredicted at about every code); bits of acc above n are the stream's or zero. */
+	if (r->n <= max && r->end - r->p >= 8) {
+		r->acc |= load64(r->p) << r->n;
+		r->p += (63 - r->n) >> 3;
+		r->n |= 56;
+	}
+	if (r->n > max && max < 63) {
+		unsigned z = (unsigned)__builtin_ctzll(r->acc | (1ull << (max + 1)));
+		if (z > max)
+			return 0;
+		r->acc >>= z + 1;
+		r->n -= z + 1;
+		return z ? (1u << z) | bitr_get(r, z) : 1;
+	}
 	unsigned k = 0;
 	while (!bitr_get(r, 1))
 		if (++k > max || r->bad)
@@ -1896,32 +1966,38 @@ static void put_symbols_portable(int f32, uint8_t *o, const uint32_t *z, size_t 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define PUT_AVX2 1
+/* Eight zigzag symbols v to values at o. */
+__attribute__((target("avx2"), always_inline)) static inline void
+put8_avx2(int f32, uint8_t *o, __m256i v, __m256d S, __m256d OFF, int add)
+{
+	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+	__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
+	                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
+	__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
+	__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
+	if (add) {
+		lo = _mm256_add_pd(lo, OFF);
+		hi = _mm256_add_pd(hi, OFF);
+	}
+	if (f32) {
+		__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+		_mm256_storeu_ps((float *)(void *)o, f);
+	} else {
+		_mm256_storeu_pd((double *)(void *)o, lo);
+		_mm256_storeu_pd((double *)(void *)(o + 32), hi);
+	}
+}
+
 __attribute__((target("avx2"))) static void put_symbols_avx2(int f32, uint8_t *o,
                                                              const uint32_t *z, size_t n,
                                                              double s, double off)
 {
 	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
-	const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
 	const int add = off != 0;
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(z + i));
-		__m256i q = _mm256_xor_si256(_mm256_srli_epi32(v, 1),
-		                             _mm256_sub_epi32(zero, _mm256_and_si256(v, one)));
-		__m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(q)), S);
-		__m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(q, 1)), S);
-		if (add) {
-			lo = _mm256_add_pd(lo, OFF);
-			hi = _mm256_add_pd(hi, OFF);
-		}
-		if (f32) {
-			__m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-			_mm256_storeu_ps((float *)(void *)(o + 4 * i), f);
-		} else {
-			_mm256_storeu_pd((double *)(void *)(o + 8 * i), lo);
-			_mm256_storeu_pd((double *)(void *)(o + 8 * i + 32), hi);
-		}
-	}
+	for (; i + 8 <= n; i += 8)
+		put8_avx2(f32, o + (f32 ? 4 : 8) * i,
+		          _mm256_loadu_si256((const __m256i *)(const void *)(z + i)), S, OFF, add);
 	put_symbols_portable(f32, o + (f32 ? 4 : 8) * i, z + i, n - i, s, off);
 }
 #endif
@@ -1943,35 +2019,245 @@ ALCM_ALWAYS_INLINE void put_symbols(const int dtype, uint8_t *o, const uint32_t 
 		put_symbol(dtype, o + i * DTYPE_W(dtype), z[i], s, off);
 }
 
+/* What the raw-bit readers need of a chunk's tokens: their symbols' bases and raw bit counts,
+ * the most raw bits of any token that occurs, and the configuration (s, m) of spec 6.5.7
+ * (palette: tokens index a palette, no raw bits). */
+typedef struct rawtok {
+	const uint32_t *base;
+	const uint8_t *nb;
+	unsigned maxnb, s, m;
+	int palette;
+} rawtok;
+
+/* The symbols of n tokens (n <= 512, raw bits of at most 56 each), every token's bits read
+ * at a position summed from the bit lengths: no branch and no refill per token, so that the
+ * loads do not wait on each other (the reader's refill test was mispredicted at random, most
+ * of all in a cold predictor). Only where every 8-byte load stays inside the stream: 0 when
+ * it would not (the caller reads with bitr_get then), else 1 with *br moved past the bits
+ * as bitr_get would have moved it. */
+static int raw_at(uint32_t *restrict z, const uint8_t *restrict tp, uint64_t n,
+                  const rawtok *rt, bitr *br)
+{
+	const uint32_t *restrict base = rt->base;
+	const uint8_t *restrict nb = rt->nb;
+	const unsigned maxnb = rt->maxnb;
+	if (br->bad)
+		return 0;
+	/* The unread bits start n bits before p (acc holds them; those bytes are the stream's). */
+	const uint8_t *q = br->p - ((br->n + 7) >> 3);
+	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q);
+	if (pos + n * maxnb + 64 > room) {
+		uint64_t bits = 0;
+		for (uint64_t i = 0; i < n; i++)
+			bits += nb[tp[i]];
+		if (pos + bits + 64 > room)
+			return 0;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned t = tp[i], k = nb[t];
+		uint64_t v = load64(q + (pos >> 3)) >> (pos & 7);
+		z[i] = base[t] | (uint32_t)(v & ((1ull << k) - 1));
+		pos += k;
+	}
+	bitr_seek(br, q, pos);
+	return 1;
+}
+
+#if PUT_AVX2
+/* raw_at() then put_symbols() in one pass, for float32 (f32 1) and float64, eight tokens a
+ * step: a token's raw bit count and base computed from it (spec 6.5.7: token t >= 2^s has
+ * k = s - m + ((t - 2^s) >> m) raw bits over ((2^m + ((t - 2^s) mod 2^m)) << k)), the
+ * positions summed in the register, and the bits of the eight (at most 7 + 8 * 25 bits) cut
+ * out of one 32-byte load by two word permutes and shifts (a gather cost twice as much),
+ * while that load stays inside the stream. @return the tokens done (whole groups). */
+__attribute__((target("avx2"), always_inline)) static inline uint64_t
+raw_values_avx2_t(const int f32, const int add, uint8_t *o, const uint8_t *tp, uint64_t n,
+                  const rawtok *rt, const uint8_t *q, uint64_t room, uint64_t *posp, double s,
+                  double off)
+{
+	const __m256d S = _mm256_set1_pd(s), OFF = _mm256_set1_pd(off);
+	const __m256i S1 = _mm256_set1_epi32(1 << rt->s), Mb = _mm256_set1_epi32(1 << rt->m);
+	const __m256i M1 = _mm256_set1_epi32((1 << rt->m) - 1);
+	const __m256i SM = _mm256_set1_epi32((int)(rt->s - rt->m)), one = _mm256_set1_epi32(1);
+	const __m256i m31 = _mm256_set1_epi32(31), n32 = _mm256_set1_epi32(32);
+	const __m256i mid = _mm256_set1_epi32(3);
+	const __m256i upper = _mm256_setr_epi32(0, 0, 0, 0, -1, -1, -1, -1);
+	const __m128i mc = _mm_cvtsi32_si128((int)rt->m);
+	uint64_t pos = *posp, i = 0;
+	/* A group's load is inside the stream, and so are its bits (at most 207 from pos). */
+	for (; i + 8 <= n && pos + 256 <= room; i += 8) {
+		__m256i t = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(tp + i)));
+		__m256i d = _mm256_sub_epi32(t, S1), direct = _mm256_cmpgt_epi32(S1, t);
+		__m256i k = _mm256_andnot_si256(direct, _mm256_add_epi32(_mm256_sra_epi32(d, mc), SM));
+		__m256i b = _mm256_blendv_epi8(
+			_mm256_sllv_epi32(_mm256_or_si256(Mb, _mm256_and_si256(d, M1)), k), t, direct);
+		/* Exclusive sums of k from the group's first bit (in each half, then across). */
+		__m256i x = _mm256_add_epi32(k, _mm256_slli_si256(k, 4));
+		x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+		x = _mm256_add_epi32(x, _mm256_and_si256(_mm256_permutevar8x32_epi32(x, mid), upper));
+		__m256i at = _mm256_add_epi32(_mm256_set1_epi32((int)(pos & 7)), _mm256_sub_epi32(x, k));
+		__m256i win = _mm256_loadu_si256((const __m256i *)(const void *)(q + (pos >> 3)));
+		__m256i wi = _mm256_srli_epi32(at, 5), sh = _mm256_and_si256(at, m31);
+		__m256i lo = _mm256_permutevar8x32_epi32(win, wi);
+		__m256i hi = _mm256_permutevar8x32_epi32(win, _mm256_add_epi32(wi, one));
+		/* A shift by 32 gives 0: the high word adds nothing at bit 0 of the low one. */
+		__m256i w = _mm256_or_si256(_mm256_srlv_epi32(lo, sh),
+		                            _mm256_sllv_epi32(hi, _mm256_sub_epi32(n32, sh)));
+		w = _mm256_and_si256(w, _mm256_sub_epi32(_mm256_sllv_epi32(one, k), one));
+		pos += (uint32_t)_mm256_extract_epi32(x, 7);
+		put8_avx2(f32, o + (f32 ? 4 : 8) * i, _mm256_or_si256(b, w), S, OFF, add);
+	}
+	*posp = pos;
+	return i;
+}
+
+/* The n symbols' values at o: 0 (nothing done, the caller takes the portable path) for a
+ * palette or tokens of more than 25 raw bits. */
+__attribute__((target("avx2"))) static int raw_values_avx2(int f32, uint8_t *o,
+                                                           const uint8_t *tp, uint64_t n,
+                                                           const rawtok *rt, bitr *br, double s,
+                                                           double off)
+{
+	if (br->bad || rt->palette || rt->maxnb > 25)
+		return 0;
+	const uint8_t *q = br->p - ((br->n + 7) >> 3);
+	uint64_t pos = (0u - br->n) & 7, room = 8 * (uint64_t)(br->end - q), i;
+	if (f32 && off == 0)
+		i = raw_values_avx2_t(1, 0, o, tp, n, rt, q, room, &pos, s, off);
+	else if (f32)
+		i = raw_values_avx2_t(1, 1, o, tp, n, rt, q, room, &pos, s, off);
+	else if (off == 0)
+		i = raw_values_avx2_t(0, 0, o, tp, n, rt, q, room, &pos, s, off);
+	else
+		i = raw_values_avx2_t(0, 1, o, tp, n, rt, q, room, &pos, s, off);
+	/* The last tokens of the block, or of the stream: 8-byte loads while they fit, then
+	 * the byte reader (which marks a stream read past its end). */
+	uint32_t z[512];
+	uint64_t j = i;
+	for (; j < n && pos + 64 <= room; j++) {
+		unsigned t = tp[j], k = rt->nb[t];
+		uint64_t v = load64(q + (pos >> 3)) >> (pos & 7);
+		z[j - i] = rt->base[t] | (uint32_t)(v & ((1ull << k) - 1));
+		pos += k;
+	}
+	bitr_seek(br, q, pos);
+	for (; j < n; j++)
+		z[j - i] = rt->base[tp[j]] | bitr_get(br, rt->nb[tp[j]]);
+	put_symbols_avx2(f32, o + (f32 ? 4 : 8) * i, z, (size_t)(n - i), s, off);
+	return 1;
+}
+#endif
+
+#if PUT_AVX2
+/* The float32 values of n tokens from tab (16 entries used: tokens of 16 and more get
+ * arbitrary values, to be written over), 32 a step: tab split into its four byte planes, a
+ * byte shuffle per plane, the planes interleaved back (a load and a store per token cost
+ * three times as much). */
+__attribute__((target("avx2"))) static void table_f32_avx2(uint8_t *o, const uint8_t *tp,
+                                                           uint64_t n, const uint8_t *tab)
+{
+	const __m128i bytes = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+	__m128i r[4];
+	for (int k = 0; k < 4; k++)
+		r[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(tab + 16 * k)),
+		                        bytes);
+	__m128i a = _mm_unpacklo_epi32(r[0], r[1]), b = _mm_unpackhi_epi32(r[0], r[1]);
+	__m128i c = _mm_unpacklo_epi32(r[2], r[3]), d = _mm_unpackhi_epi32(r[2], r[3]);
+	const __m256i p0 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(a, c));
+	const __m256i p1 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(a, c));
+	const __m256i p2 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(b, d));
+	const __m256i p3 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(b, d));
+	uint64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(tp + i));
+		__m256i b0 = _mm256_shuffle_epi8(p0, t), b1 = _mm256_shuffle_epi8(p1, t);
+		__m256i b2 = _mm256_shuffle_epi8(p2, t), b3 = _mm256_shuffle_epi8(p3, t);
+		__m256i lo01 = _mm256_unpacklo_epi8(b0, b1), hi01 = _mm256_unpackhi_epi8(b0, b1);
+		__m256i lo23 = _mm256_unpacklo_epi8(b2, b3), hi23 = _mm256_unpackhi_epi8(b2, b3);
+		/* Per 128-bit half: tokens 0-3, 4-7, 8-11, 12-15 of the half's sixteen. */
+		__m256i e0 = _mm256_unpacklo_epi16(lo01, lo23), e1 = _mm256_unpackhi_epi16(lo01, lo23);
+		__m256i e2 = _mm256_unpacklo_epi16(hi01, hi23), e3 = _mm256_unpackhi_epi16(hi01, hi23);
+		__m256i *out = (__m256i *)(void *)(o + 4 * i);
+		_mm256_storeu_si256(out, _mm256_permute2x128_si256(e0, e1, 0x20));
+		_mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(e2, e3, 0x20));
+		_mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(e0, e1, 0x31));
+		_mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(e2, e3, 0x31));
+	}
+	for (; i < n; i++)
+		memcpy(o + 4 * i, tab + 4 * (size_t)tp[i], 4);
+}
+#endif
+
+/* Tokens of tp[0..n) at or above direct (a power of two, at most 256): those with a bit at or
+ * above it, eight at a time. */
+static uint64_t count_raw_portable(const uint8_t *tp, uint64_t n, unsigned direct)
+{
+	const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
+	uint64_t nraw = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t m = load64(tp + i) & raw;
+		m |= m >> 4;
+		m |= m >> 2;
+		m |= m >> 1;
+		nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
+	}
+	for (; i < n; i++)
+		nraw += tp[i] >= direct;
+	return nraw;
+}
+
+#if PUT_AVX2
+/* The same, 32 at a time. */
+__attribute__((target("avx2,popcnt"))) static uint64_t count_raw_avx2(const uint8_t *tp,
+                                                                     uint64_t n,
+                                                                     unsigned direct)
+{
+	const __m256i raw = _mm256_set1_epi8((char)(uint8_t)~(direct - 1));
+	const __m256i zero = _mm256_setzero_si256();
+	uint64_t ndirect = 0, i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(tp + i));
+		__m256i d = _mm256_cmpeq_epi8(_mm256_and_si256(t, raw), zero);
+		ndirect += (unsigned)__builtin_popcount((unsigned)_mm256_movemask_epi8(d));
+	}
+	return i - ndirect + count_raw_portable(tp + i, n - i, direct);
+}
+#endif
+
+static uint64_t count_raw(const uint8_t *tp, uint64_t n, unsigned direct)
+{
+#if PUT_AVX2
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2") &&
+	    __builtin_cpu_supports("popcnt"))
+		return count_raw_avx2(tp, n, direct);
+#endif
+	return count_raw_portable(tp, n, direct);
+}
+
 /* The values of n tokens without mask at o: direct ones from tab, the others computed. In
  * blocks: a block without raw bits (most, usually) is a plain table lookup. */
 ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
                                     const uint8_t *restrict tp, uint64_t n,
                                     const uint8_t *restrict tab, unsigned direct,
                                     const uint32_t *restrict base, const uint8_t *restrict nb,
-                                    bitr *br, double s, double off)
+                                    const rawtok *rt, bitr *br, double s, double off)
 {
 	const size_t W = DTYPE_W(dtype);
 	for (uint64_t b0 = 0; b0 < n; b0 += 512) {
 		uint64_t b1 = n - b0 < 512 ? n : b0 + 512;
-		/* Direct tokens are those under a power of two: raw ones counted eight at a
-		 * time (the bytes with a bit at or above it). */
 		const uint64_t raw = 0x0101010101010101ull * (uint8_t)~(direct - 1);
-		uint64_t nraw = 0, i8 = b0;
-		for (; i8 + 8 <= b1; i8 += 8) {
-			uint64_t m = load64(tp + i8) & raw;
-			m |= m >> 4;
-			m |= m >> 2;
-			m |= m >> 1;
-			nraw += ((m & 0x0101010101010101ull) * 0x0101010101010101ull) >> 56;
-		}
-		for (; i8 < b1; i8++)
-			nraw += tp[i8] >= direct;
+		uint64_t nraw = count_raw(tp + b0, b1 - b0, direct);
 		if (8 * nraw <= b1 - b0) {
 			/* None or few raw tokens: every value from the table (a raw token's entry is
 			 * written over next), then the raw ones in order, found eight at a time. */
-			for (uint64_t i = b0; i < b1; i++)
-				memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
+#if PUT_AVX2
+			if (dtype == ALCM_DTYPE_F32 && direct <= 16 && !alcm_rans_scalar_only &&
+			    __builtin_cpu_supports("avx2"))
+				table_f32_avx2(o + b0 * W, tp + b0, b1 - b0, tab);
+			else
+#endif
+				for (uint64_t i = b0; i < b1; i++)
+					memcpy(o + i * W, tab + (size_t)tp[i] * W, W);
 			if (!nraw)
 				continue;
 			bitr b = *br;
@@ -1994,11 +2280,20 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 		 * ones reading none, then all values in one branch-free pass (a branch per
 		 * element, mispredicted at each raw token, and a scalar conversion per value cost
 		 * twice as much). */
+#if PUT_AVX2
+		if ((dtype == ALCM_DTYPE_F32 || dtype == ALCM_DTYPE_F64) && !alcm_rans_scalar_only &&
+		    __builtin_cpu_supports("avx2") &&
+		    raw_values_avx2(dtype == ALCM_DTYPE_F32, o + b0 * W, tp + b0, b1 - b0, rt, br, s,
+		                    off))
+			continue;
+#endif
 		uint32_t z[512];
-		bitr b = *br;
-		for (uint64_t i = b0; i < b1; i++)
-			z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
-		*br = b;
+		if (!raw_at(z, tp + b0, b1 - b0, rt, br)) {
+			bitr b = *br;
+			for (uint64_t i = b0; i < b1; i++)
+				z[i - b0] = base[tp[i]] | bitr_get(&b, nb[tp[i]]);
+			*br = b;
+		}
 		put_symbols(dtype, o + b0 * W, z, b1 - b0, s, off);
 	}
 }
@@ -2009,7 +2304,7 @@ ALCM_ALWAYS_INLINE void dequant_run(const int dtype, uint8_t *restrict o,
 ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_t *dst,
                                  uint64_t first, uint64_t elems, const uint8_t *bits,
                                  const uint8_t *tok, const uint32_t *base, const uint8_t *nb,
-                                 unsigned direct, unsigned ntab, bitr *br)
+                                 const rawtok *rt, unsigned direct, unsigned ntab, bitr *br)
 {
 	const size_t W = DTYPE_W(dtype);
 	uint8_t tab[256 * 8];
@@ -2038,7 +2333,7 @@ ALCM_ALWAYS_INLINE int dequant_t(const int dtype, const alcm_qparams *qp, uint8_
 			tab_step = s;
 		}
 		if (!bits) {
-			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, br, s,
+			dequant_run(dtype, o + i * W, tok + si, seg_end - i, tab, direct, base, nb, rt, br, s,
 			            off);
 			si += seg_end - i;
 			i = seg_end;
@@ -2193,8 +2488,11 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 		return st;
 	unsigned direct = palette ? 256 : ts == 8 ? 256u : 1u << ts;
 	bitr br = {bp, bp + blen, 0, 0, 0};
+	rawtok rt = {base, nb, 0, ts, tm, palette};
+	for (unsigned t = 0; t <= maxtok; t++)
+		rt.maxnb = nb[t] > rt.maxnb ? nb[t] : rt.maxnb;
 	if ((st = ALCM_FLOAT_DISPATCH(qp->dtype, dequant_t, qp, dst, first, elems, bits, tok, base,
-	                              nb, direct, MIN(maxtok + 1, direct), &br)))
+	                              nb, &rt, direct, MIN(maxtok + 1, direct), &br)))
 		return st;
 	return bitr_done(&br) ? ALCM_OK : ALCM_E_CORRUPT;
 }
