@@ -574,6 +574,10 @@ struct dslot {
 	size_t ccap, mcap, scap;
 	uint64_t k, dl, ml, dpos;
 	int status;
+	/* Decoding in pieces (alcm_archive_decode_pieces): the chunk decodes into obuf[w % 2] in
+	 * wave w, and is handed on (olen[w % 2] bytes) during wave w + 1. */
+	uint8_t *obuf[2];
+	size_t ocap[2], olen[2];
 };
 
 typedef struct dec {
@@ -589,7 +593,17 @@ typedef struct dec {
 	ahead *fill;        /* the next tensor's sections to read and verify in this wave */
 	dslot *slots;
 	size_t nslots, wave_n;
+	/* Decoding in pieces: fn takes the decoded chunks in order; the chunks of wave `wave`
+	 * decode into obuf[wave % 2] while emit_n chunks of the wave before are handed on. */
+	alcm_piece_fn fn;
+	void *ctx;
+	uint64_t wave;
+	size_t emit_n;
+	int fn_st;
 } dec;
+
+static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn fn, void *ctx,
+                         int digest);
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
@@ -606,7 +620,9 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 	uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first : te->chunk_elems;
 	alcm_cursor dc = {sl->cdata, (size_t)sl->dl, 0}, mc = {sl->mdata, (size_t)sl->ml, 0};
 	int st;
-	if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
+	if (d->fn) /* pieces: lossless and not a delta (see alcm_archive_decode_pieces) */
+		st = alcm_lossless_decode(coder, &dc, ti->dtype, sl->obuf[d->wave % 2], n, sl->scratch);
+	else if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
 		st = alcm_delta_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
 	else if (te->delta)
 		st = alcm_delta_quant_decode(coder, &dc, &d->qp, d->out, first, n, sl->scratch,
@@ -648,9 +664,27 @@ static void ahead_run(alcm_archive *a, ahead *ah)
 	ah->filled = 1;
 }
 
+/* Hands on the chunks decoded in the wave before, in order (one job: fn is never called from
+ * two threads at once, and the pool's join orders its calls). */
+static void emit_wave(dec *d, uint64_t wave)
+{
+	for (size_t i = 0; i < d->emit_n && !d->fn_st; i++) {
+		dslot *sl = &d->slots[i];
+		if (sl->olen[wave % 2])
+			d->fn_st = d->fn(d->ctx, sl->obuf[wave % 2], sl->olen[wave % 2]);
+	}
+}
+
 static void run_slot(void *arg, size_t j, unsigned worker)
 {
 	dec *d = arg;
+	if (d->emit_n) {
+		if (j == 0) {
+			emit_wave(d, d->wave - 1);
+			return;
+		}
+		j--;
+	}
 	/* With digests, job 0 is the digest job, taken first so that it runs beside the
 	 * decoders (last, it ran alone at the end of every wave); then the read-ahead of the
 	 * next tensor, taken by the second thread. */
@@ -686,6 +720,14 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	                   : te->delta ? alcm_delta_scratch(ce, w) : alcm_lossless_scratch(ce, w);
 	if (grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
 		return afail(a, ALCM_E_NOMEM, "out of memory");
+	if (d->fn) {
+		uint64_t first = sl->k * te->chunk_elems;
+		uint64_t n = te->info.elements - first < ce ? te->info.elements - first : ce;
+		size_t p = (size_t)(d->wave % 2);
+		if (grow(a, &sl->obuf[p], &sl->ocap[p], n * w))
+			return afail(a, ALCM_E_NOMEM, "out of memory");
+		sl->olen[p] = (size_t)(n * w);
+	}
 	if (d->pre) {
 		uint64_t dlen = a->ah.dlen;
 		sl->cdata = d->pre + sl->dpos;
@@ -716,7 +758,7 @@ static int wave_inline(const dec *d, size_t nj)
 {
 	if (d->a->ncoders == 1 || nj == 0)
 		return 1;
-	if (d->fill)
+	if (d->fill || d->emit_n)
 		return 0;
 	if (nj > 1)
 		return 0;
@@ -745,7 +787,7 @@ static int decode_chunks(dec *d)
 			mpos += sl->ml;
 		}
 		d->wave_n = nj;
-		size_t njobs = nj + (d->verify ? 1 : 0) + (d->fill ? 1 : 0);
+		size_t njobs = nj + (d->verify ? 1 : 0) + (d->fill ? 1 : 0) + (d->emit_n ? 1 : 0);
 		if (wave_inline(d, nj)) {
 			for (size_t j = 0; j < njobs; j++)
 				run_slot(d, j, 0);
@@ -753,6 +795,14 @@ static int decode_chunks(dec *d)
 			alcm_pool_run(d->a->pool, run_slot, d, njobs);
 		}
 		d->fill = NULL;
+		if (d->fn_st)
+			return d->fn_st;
+		if (d->fn) {
+			/* These chunks are handed on during the next wave, or by the caller after the
+			 * digests when this was the last one. */
+			d->emit_n = nj;
+			d->wave++;
+		}
 		for (size_t j = 0; j < nj; j++) {
 			dslot *sl = &d->slots[j];
 			if (!sl->status)
@@ -783,6 +833,8 @@ static void slots_free(alcm_archive *a)
 		alcm_block_give(&a->alloc, a->slots[j].cbuf, a->slots[j].ccap);
 		alcm_block_give(&a->alloc, a->slots[j].mbuf, a->slots[j].mcap);
 		alcm_block_give(&a->alloc, a->slots[j].scratch, a->slots[j].scap);
+		alcm_block_give(&a->alloc, a->slots[j].obuf[0], a->slots[j].ocap[0]);
+		alcm_block_give(&a->alloc, a->slots[j].obuf[1], a->slots[j].ocap[1]);
 	}
 	alcm_mem_free(&a->alloc, a->slots);
 	a->slots = NULL;
@@ -818,6 +870,12 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 			sl->scratch = NULL;
 			sl->scap = 0;
 		}
+		for (int p = 0; p < 2; p++)
+			if (sl->ocap[p] > 2 * ce * w) {
+				alcm_block_give(&a->alloc, sl->obuf[p], sl->ocap[p]);
+				sl->obuf[p] = NULL;
+				sl->ocap[p] = 0;
+			}
 	}
 }
 
@@ -923,6 +981,14 @@ static uint64_t ahead_max(const alcm_archive *a, const tentry *te)
 {
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
 	return 2 * (uint64_t)a->nslots * ce * alcm_dtype_size(te->info.dtype);
+}
+
+/* Forgets a read-ahead and its buffer: decoding in pieces keeps chunks, not sections, in
+ * memory. */
+static void ahead_drop(alcm_archive *a)
+{
+	alcm_block_give(&a->alloc, a->ah.buf, a->ah.cap);
+	memset(&a->ah, 0, sizeof(a->ah));
 }
 
 /* Takes this tensor's sections if a worker verified them ahead; else, when this call hashes
@@ -1085,9 +1151,44 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		return ALCM_E_ARG;
 	if (a->poisoned)
 		return ALCM_E_STATE;
-	tentry *te = &a->t[index];
-	if (cap < te->info.raw_bytes)
+	if (cap < a->t[index].info.raw_bytes)
 		return ALCM_E_ARG;
+	return decode_tensor(a, index, out, NULL, NULL, digest);
+}
+
+/* Lossless tensors that are not series deltas decode chunk by chunk into the slots; the
+ * others whole, into a buffer of the tensor's size, handed on at once. */
+static int decode_whole_piece(alcm_archive *a, size_t index, alcm_piece_fn fn, void *ctx)
+{
+	uint64_t n = a->t[index].info.raw_bytes;
+	if (n == 0)
+		return ALCM_OK;
+	uint8_t *buf = alcm_mem_alloc(&a->alloc, (size_t)n);
+	if (!buf)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	int st = alcm_archive_decode(a, index, buf, (size_t)n);
+	if (!st)
+		st = fn(ctx, buf, (size_t)n);
+	alcm_mem_free(&a->alloc, buf);
+	return st;
+}
+
+int alcm_archive_decode_pieces(alcm_archive *a, size_t index, alcm_piece_fn fn, void *ctx)
+{
+	if (!a || index >= a->count || !fn)
+		return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
+	const tentry *te = &a->t[index];
+	if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || a->link)
+		return decode_whole_piece(a, index, fn, ctx);
+	return decode_tensor(a, index, NULL, fn, ctx, 1);
+}
+
+static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn fn, void *ctx,
+                         int digest)
+{
+	tentry *te = &a->t[index];
 	int st = ensure_pool(a);
 	if (st)
 		return st;
@@ -1096,6 +1197,8 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 	d.a = a;
 	d.te = te;
 	d.out = out;
+	d.fn = fn;
+	d.ctx = ctx;
 	int verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	d.verify = verify && digest;
 	alcm_blake2b_init(&d.hd, 32);
@@ -1106,13 +1209,17 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		if ((keep->slots = alcm_mem_calloc(&keep->alloc, n, sizeof(dslot))))
 			keep->nslots = n;
 	}
-	d.nslots = keep->nslots;
+	/* In pieces, one chunk per thread in a wave (each slot holds two decoded chunks): what is
+	 * in flight stays a few chunks, not a tensor. */
+	d.nslots = fn && keep->nslots > a->ncoders ? a->ncoders : keep->nslots;
 	d.slots = keep->slots;
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	else
 		slots_fit(keep, te);
-	if (!st)
+	if (!st && fn)
+		ahead_drop(a);
+	else if (!st)
 		st = ahead_take(&d, index);
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
@@ -1120,7 +1227,7 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		st = decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
-	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
+	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
 	    (alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST ||
 	     (te->mask_idx != ALCM_NONE &&
 	      alcm_reader_verify_section(a->r, te->mask_idx) == ALCM_E_DIGEST)))
@@ -1131,9 +1238,15 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
+	/* The last chunks are handed on once the digests are right. */
+	if (!st && d.emit_n) {
+		emit_wave(&d, d.wave - 1);
+		st = d.fn_st;
+	}
 	alcm_mem_free(&a->alloc, d.steps);
 	alcm_mem_free(&a->alloc, d.raw_steps);
-	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
+	/* A status of fn is the caller's: the archive is not poisoned by it. */
+	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED))
 		a->poisoned = 1;
 	return st;
 }
