@@ -578,6 +578,11 @@ struct dslot {
 	 * wave w, and is handed on (olen[w % 2] bytes) during wave w + 1. */
 	uint8_t *obuf[2];
 	size_t ocap[2], olen[2];
+	/* ... and its bytes are read into cin[w % 2] (cbuf or cbuf1) during wave w - 1, from
+	 * where the chunk nk of the next wave starts (ndpos, ndl bytes). */
+	uint8_t *cbuf1;
+	size_t ccap1;
+	uint64_t nk, ndl, ndpos;
 };
 
 typedef struct dec {
@@ -598,12 +603,15 @@ typedef struct dec {
 	alcm_piece_fn fn;
 	void *ctx;
 	uint64_t wave;
-	size_t emit_n;
-	int fn_st;
+	size_t emit_n, next_n; /* chunks of the wave before, of the wave after */
+	int fn_st, read_st;
 } dec;
 
 static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn fn, void *ctx,
                          int digest);
+static int wave_status(dec *d, size_t nj);
+static void run_piece(void *arg, size_t j, unsigned worker);
+static void read_next(dec *d);
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
@@ -675,16 +683,29 @@ static void emit_wave(dec *d, uint64_t wave)
 	}
 }
 
+/* Jobs of a wave in pieces, longest first: the digest, the hand-on, the read, the chunks. */
+static void run_piece(void *arg, size_t j, unsigned worker)
+{
+	dec *d = arg;
+	if (d->verify && j-- == 0) {
+		for (size_t i = 0; i < d->wave_n; i++)
+			alcm_blake2b_update(&d->hd, d->slots[i].cdata, d->slots[i].dl);
+		return;
+	}
+	if (d->emit_n && j-- == 0) {
+		emit_wave(d, d->wave - 1);
+		return;
+	}
+	if (d->next_n && j-- == 0) {
+		read_next(d);
+		return;
+	}
+	decode_slot(d, &d->slots[j], d->a->coders[worker]);
+}
+
 static void run_slot(void *arg, size_t j, unsigned worker)
 {
 	dec *d = arg;
-	if (d->emit_n) {
-		if (j == 0) {
-			emit_wave(d, d->wave - 1);
-			return;
-		}
-		j--;
-	}
 	/* With digests, job 0 is the digest job, taken first so that it runs beside the
 	 * decoders (last, it ran alone at the end of every wave); then the read-ahead of the
 	 * next tensor, taken by the second thread. */
@@ -720,14 +741,6 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	                   : te->delta ? alcm_delta_scratch(ce, w) : alcm_lossless_scratch(ce, w);
 	if (grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
 		return afail(a, ALCM_E_NOMEM, "out of memory");
-	if (d->fn) {
-		uint64_t first = sl->k * te->chunk_elems;
-		uint64_t n = te->info.elements - first < ce ? te->info.elements - first : ce;
-		size_t p = (size_t)(d->wave % 2);
-		if (grow(a, &sl->obuf[p], &sl->ocap[p], n * w))
-			return afail(a, ALCM_E_NOMEM, "out of memory");
-		sl->olen[p] = (size_t)(n * w);
-	}
 	if (d->pre) {
 		uint64_t dlen = a->ah.dlen;
 		sl->cdata = d->pre + sl->dpos;
@@ -758,7 +771,7 @@ static int wave_inline(const dec *d, size_t nj)
 {
 	if (d->a->ncoders == 1 || nj == 0)
 		return 1;
-	if (d->fill || d->emit_n)
+	if (d->fill)
 		return 0;
 	if (nj > 1)
 		return 0;
@@ -795,34 +808,144 @@ static int decode_chunks(dec *d)
 			alcm_pool_run(d->a->pool, run_slot, d, njobs);
 		}
 		d->fill = NULL;
+		int st = wave_status(d, nj);
+		if (st)
+			return st;
+	}
+	return ALCM_OK;
+}
+
+/* The first failed chunk of a wave of nj, named. */
+static int wave_status(dec *d, size_t nj)
+{
+	tentry *te = d->te;
+	alcm_tensor_info *ti = &te->info;
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
+	for (size_t j = 0; j < nj; j++) {
+		dslot *sl = &d->slots[j];
+		if (!sl->status)
+			continue;
+		if (sl->status == ALCM_E_CORRUPT)
+			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+			             "section %u is malformed", q, (unsigned long long)sl->k,
+			             (unsigned long long)sl->dpos, te->data_idx);
+		if (sl->status == ALCM_E_UNSUPPORTED) {
+			unsigned major, minor;
+			alcm_reader_version(d->a->r, &major, &minor);
+			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+			             "section %u uses a coding this reader does not know (archive "
+			             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
+			             (unsigned long long)sl->dpos, te->data_idx, major, minor,
+			             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
+		}
+		return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
+		             (unsigned long long)sl->k, alcm_strerror(sl->status));
+	}
+	return ALCM_OK;
+}
+
+/* Plans wave w + 1 of a tensor decoded in pieces (chunks from k0, section position dpos):
+ * the slots' next chunks and read buffers. @return the number of chunks, or SIZE_MAX when out
+ * of memory. */
+static size_t plan_next(dec *d, uint64_t k0, uint64_t dpos)
+{
+	const tentry *te = d->te;
+	size_t n = (size_t)(te->info.chunks - k0 < d->nslots ? te->info.chunks - k0 : d->nslots);
+	for (size_t j = 0; j < n; j++) {
+		dslot *sl = &d->slots[j];
+		sl->nk = k0 + j;
+		sl->ndl = alcm_load64(te->ctab + 16 * sl->nk);
+		sl->ndpos = dpos;
+		dpos += sl->ndl;
+		uint8_t **b = (d->wave + 1) % 2 ? &sl->cbuf1 : &sl->cbuf;
+		size_t *cap = (d->wave + 1) % 2 ? &sl->ccap1 : &sl->ccap;
+		if (grow(d->a, b, cap, sl->ndl ? sl->ndl : 1))
+			return SIZE_MAX;
+	}
+	return n;
+}
+
+/* The job that reads the next wave's chunks (one pread each, in section order). */
+static void read_next(dec *d)
+{
+	for (size_t j = 0; j < d->next_n && !d->read_st; j++) {
+		dslot *sl = &d->slots[j];
+		uint8_t *b = (d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf;
+		d->read_st = alcm_reader_section_pread(d->a->r, d->te->data_idx, sl->ndpos, b,
+		                                       (size_t)sl->ndl);
+	}
+}
+
+/* Makes the chunks read for the next wave the current ones, with their output buffers (free:
+ * they were handed on during the wave that ended). */
+static int take_next(dec *d)
+{
+	const tentry *te = d->te;
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	uint64_t scratch = alcm_lossless_scratch(ce, w);
+	size_t p = (size_t)(d->wave % 2);
+	for (size_t j = 0; j < d->next_n; j++) {
+		dslot *sl = &d->slots[j];
+		uint64_t first = sl->nk * te->chunk_elems;
+		uint64_t n = te->info.elements - first < ce ? te->info.elements - first : ce;
+		sl->k = sl->nk;
+		sl->dl = sl->ndl;
+		sl->ml = 0;
+		sl->dpos = sl->ndpos;
+		sl->cdata = p ? sl->cbuf1 : sl->cbuf;
+		sl->mdata = NULL;
+		if (grow(d->a, &sl->obuf[p], &sl->ocap[p], n * w) ||
+		    grow(d->a, &sl->scratch, &sl->scap, scratch))
+			return afail(d->a, ALCM_E_NOMEM, "out of memory");
+		sl->olen[p] = (size_t)(n * w);
+	}
+	return ALCM_OK;
+}
+
+/* Decoding in pieces (a lossless tensor, not a delta): in wave w, one job hashes the wave's
+ * chunks in order, one hands on the chunks of wave w - 1, one reads those of wave w + 1, and
+ * the others decode; the chunks of the last wave stay for the caller to hand on after the
+ * digest check. */
+static int decode_chunks_pieces(dec *d)
+{
+	const tentry *te = d->te;
+	uint64_t dpos = 0;
+	d->wave = (uint64_t)-1; /* plan_next and take_next work on wave + 1: wave 0 */
+	size_t n = plan_next(d, 0, 0);
+	if (n == SIZE_MAX)
+		return afail(d->a, ALCM_E_NOMEM, "out of memory");
+	d->next_n = n;
+	read_next(d);
+	d->wave = 0;
+	for (uint64_t k0 = 0; k0 < te->info.chunks; k0 += n) {
+		if (d->read_st)
+			return afail(d->a, d->read_st, "%s", alcm_reader_detail(d->a->r));
+		int st = take_next(d);
+		if (st)
+			return st;
+		n = d->next_n;
+		for (size_t j = 0; j < n; j++)
+			dpos += d->slots[j].dl;
+		size_t nn = k0 + n < te->info.chunks ? plan_next(d, k0 + n, dpos) : 0;
+		if (nn == SIZE_MAX)
+			return afail(d->a, ALCM_E_NOMEM, "out of memory");
+		d->next_n = nn;
+		d->wave_n = n;
+		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn ? 1 : 0);
+		if (d->a->ncoders == 1) {
+			for (size_t j = 0; j < njobs; j++)
+				run_piece(d, j, 0);
+		} else {
+			alcm_pool_run(d->a->pool, run_piece, d, njobs);
+		}
 		if (d->fn_st)
 			return d->fn_st;
-		if (d->fn) {
-			/* These chunks are handed on during the next wave, or by the caller after the
-			 * digests when this was the last one. */
-			d->emit_n = nj;
-			d->wave++;
-		}
-		for (size_t j = 0; j < nj; j++) {
-			dslot *sl = &d->slots[j];
-			if (!sl->status)
-				continue;
-			if (sl->status == ALCM_E_CORRUPT)
-				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-				             "section %u is malformed", q, (unsigned long long)sl->k,
-				             (unsigned long long)sl->dpos, te->data_idx);
-			if (sl->status == ALCM_E_UNSUPPORTED) {
-				unsigned major, minor;
-				alcm_reader_version(d->a->r, &major, &minor);
-				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-				             "section %u uses a coding this reader does not know (archive "
-				             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
-				             (unsigned long long)sl->dpos, te->data_idx, major, minor,
-				             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
-			}
-			return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
-			             (unsigned long long)sl->k, alcm_strerror(sl->status));
-		}
+		if ((st = wave_status(d, n)))
+			return st;
+		d->emit_n = n;
+		d->wave++;
 	}
 	return ALCM_OK;
 }
@@ -835,6 +958,7 @@ static void slots_free(alcm_archive *a)
 		alcm_block_give(&a->alloc, a->slots[j].scratch, a->slots[j].scap);
 		alcm_block_give(&a->alloc, a->slots[j].obuf[0], a->slots[j].ocap[0]);
 		alcm_block_give(&a->alloc, a->slots[j].obuf[1], a->slots[j].ocap[1]);
+		alcm_block_give(&a->alloc, a->slots[j].cbuf1, a->slots[j].ccap1);
 	}
 	alcm_mem_free(&a->alloc, a->slots);
 	a->slots = NULL;
@@ -859,6 +983,11 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 			alcm_block_give(&a->alloc, sl->cbuf, sl->ccap);
 			sl->cbuf = NULL;
 			sl->ccap = 0;
+		}
+		if (sl->ccap1 > 2 * data) {
+			alcm_block_give(&a->alloc, sl->cbuf1, sl->ccap1);
+			sl->cbuf1 = NULL;
+			sl->ccap1 = 0;
 		}
 		if (sl->mcap > 2 * mask) {
 			alcm_block_give(&a->alloc, sl->mbuf, sl->mcap);
@@ -1224,7 +1353,7 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
 	if (!st)
-		st = decode_chunks(&d);
+		st = fn ? decode_chunks_pieces(&d) : decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
 	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
