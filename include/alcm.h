@@ -680,28 +680,29 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
 ALCM_API int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap);
 
 /**
- * Takes the next `len` bytes of a tensor decoded in pieces (alcm_archive_decode_pieces()).
- * `data` is valid during the call only. @return ALCM_OK to go on; any other status stops the
- * decode, which returns it.
+ * Takes the next `len` bytes of the tensor at position `pos` of the list given to
+ * alcm_archive_decode_pieces(). `data` is valid during the call only.
+ * @return ALCM_OK to go on; any other status stops the decode, which returns it.
  */
-typedef int (*alcm_piece_fn)(void *ctx, const void *data, size_t len);
+typedef int (*alcm_piece_fn)(void *ctx, size_t pos, const void *data, size_t len);
 
 /**
- * Decodes tensor `index` as alcm_archive_decode() does, but hands its bytes to fn in order,
- * in pieces (a chunk each for a lossless tensor: spec 6.4), instead of into a buffer of the
- * tensor's size: the memory in flight is two decoded chunks per decoding thread. fn is called
- * from one thread at a time (a decoding thread, not always the caller's), while the next
- * chunks decode.
- * Digests: a section's digest covers the whole section, so fn sees the bytes of the first
- * chunks BEFORE the digests are checked; it sees the last piece only after they are right.
- * On any error other than ALCM_OK, discard everything fn was given for this tensor (an
- * output file written through alcm_output_append() is not committed).
+ * Decodes the tensors index[0..n) in that order, as alcm_archive_decode() does, but hands
+ * their bytes to fn in order, in pieces (a chunk each for a lossless tensor: spec 6.4),
+ * instead of into buffers of the tensors' size: the memory in flight is two decoded and two
+ * stored chunks per decoding thread. All pieces of index[i] come before those of index[i+1];
+ * a tensor without elements gets no call. fn is called from one thread at a time (a decoding
+ * thread, not always the caller's), while the next chunks decode.
+ * Digests: a section's digest covers the whole section, so fn sees the first chunks of a
+ * tensor BEFORE its digests are checked; it gets the tensor's last piece only after they are
+ * right. On any error, discard what fn was given for the tensor that failed (an output
+ * written through alcm_output_append() is then not committed).
  * Quantized tensors and series deltas are decoded whole and handed on in one piece.
  * @return ALCM_OK, fn's status, or as alcm_archive_decode() (a status of fn does not poison
  *         the archive).
  */
-ALCM_API int alcm_archive_decode_pieces(alcm_archive *a, size_t index, alcm_piece_fn fn,
-                                        void *ctx);
+ALCM_API int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n,
+                                        alcm_piece_fn fn, void *ctx);
 
 /**
  * Decodes with `threads` threads (0: all cores; default 1). Chunks of a tensor are decoded in

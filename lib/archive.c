@@ -604,11 +604,11 @@ typedef struct dec {
 	void *ctx;
 	uint64_t wave;
 	size_t emit_n, next_n; /* chunks of the wave before, of the wave after */
+	size_t pos, emit_pos;  /* the list positions of this tensor and of the chunks handed on */
 	int fn_st, read_st;
 } dec;
 
-static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn fn, void *ctx,
-                         int digest);
+static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, int digest);
 static int wave_status(dec *d, size_t nj);
 static void run_piece(void *arg, size_t j, unsigned worker);
 static void read_next(dec *d);
@@ -679,7 +679,7 @@ static void emit_wave(dec *d, uint64_t wave)
 	for (size_t i = 0; i < d->emit_n && !d->fn_st; i++) {
 		dslot *sl = &d->slots[i];
 		if (sl->olen[wave % 2])
-			d->fn_st = d->fn(d->ctx, sl->obuf[wave % 2], sl->olen[wave % 2]);
+			d->fn_st = d->fn(d->ctx, d->emit_pos, sl->obuf[wave % 2], sl->olen[wave % 2]);
 	}
 }
 
@@ -912,13 +912,17 @@ static int decode_chunks_pieces(dec *d)
 {
 	const tentry *te = d->te;
 	uint64_t dpos = 0;
-	d->wave = (uint64_t)-1; /* plan_next and take_next work on wave + 1: wave 0 */
+	/* The wave count goes on from the tensor before, whose last chunks are handed on during
+	 * this one's first wave (from the other buffers). */
+	d->wave--; /* plan_next and read_next work on wave + 1 */
 	size_t n = plan_next(d, 0, 0);
+	d->wave++;
 	if (n == SIZE_MAX)
 		return afail(d->a, ALCM_E_NOMEM, "out of memory");
 	d->next_n = n;
+	d->wave--;
 	read_next(d);
-	d->wave = 0;
+	d->wave++;
 	for (uint64_t k0 = 0; k0 < te->info.chunks; k0 += n) {
 		if (d->read_st)
 			return afail(d->a, d->read_st, "%s", alcm_reader_detail(d->a->r));
@@ -945,6 +949,7 @@ static int decode_chunks_pieces(dec *d)
 		if ((st = wave_status(d, n)))
 			return st;
 		d->emit_n = n;
+		d->emit_pos = d->pos;
 		d->wave++;
 	}
 	return ALCM_OK;
@@ -970,7 +975,7 @@ static void slots_free(alcm_archive *a)
 /* The slots' buffers are kept between tensors, but not when they are more than twice what
  * this tensor's chunks can need (a 1 GiB chunk earlier must not stay beside a small tensor's
  * output: the decode-memory bound of spec 5.6 is per tensor). */
-static void slots_fit(alcm_archive *a, const tentry *te)
+static void slots_fit(alcm_archive *a, const tentry *te, int busy)
 {
 	size_t w = alcm_dtype_size(te->info.dtype);
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
@@ -1000,7 +1005,7 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 			sl->scap = 0;
 		}
 		for (int p = 0; p < 2; p++)
-			if (sl->ocap[p] > 2 * ce * w) {
+			if (p != busy && sl->ocap[p] > 2 * ce * w) {
 				alcm_block_give(&a->alloc, sl->obuf[p], sl->ocap[p]);
 				sl->obuf[p] = NULL;
 				sl->ocap[p] = 0;
@@ -1282,12 +1287,20 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		return ALCM_E_STATE;
 	if (cap < a->t[index].info.raw_bytes)
 		return ALCM_E_ARG;
-	return decode_tensor(a, index, out, NULL, NULL, digest);
+	return decode_tensor(a, index, out, NULL, digest);
 }
 
-/* Lossless tensors that are not series deltas decode chunk by chunk into the slots; the
- * others whole, into a buffer of the tensor's size, handed on at once. */
-static int decode_whole_piece(alcm_archive *a, size_t index, alcm_piece_fn fn, void *ctx)
+/* Hands on the chunks of the last wave decoded (their digests were checked). */
+static int flush_pieces(dec *c)
+{
+	if (c->emit_n && !c->fn_st)
+		emit_wave(c, c->wave - 1);
+	c->emit_n = 0;
+	return c->fn_st;
+}
+
+/* Quantized tensors and series deltas decode whole, into a buffer of the tensor's size. */
+static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
 {
 	uint64_t n = a->t[index].info.raw_bytes;
 	if (n == 0)
@@ -1297,25 +1310,43 @@ static int decode_whole_piece(alcm_archive *a, size_t index, alcm_piece_fn fn, v
 		return afail(a, ALCM_E_NOMEM, "out of memory");
 	int st = alcm_archive_decode(a, index, buf, (size_t)n);
 	if (!st)
-		st = fn(ctx, buf, (size_t)n);
+		st = c->fn(c->ctx, c->pos, buf, (size_t)n);
 	alcm_mem_free(&a->alloc, buf);
 	return st;
 }
 
-int alcm_archive_decode_pieces(alcm_archive *a, size_t index, alcm_piece_fn fn, void *ctx)
+int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, alcm_piece_fn fn,
+                               void *ctx)
 {
-	if (!a || index >= a->count || !fn)
+	if (!a || (!index && n) || !fn)
 		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (index[i] >= a->count)
+			return ALCM_E_ARG;
 	if (a->poisoned)
 		return ALCM_E_STATE;
-	const tentry *te = &a->t[index];
-	if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || a->link)
-		return decode_whole_piece(a, index, fn, ctx);
-	return decode_tensor(a, index, NULL, fn, ctx, 1);
+	dec c;
+	memset(&c, 0, sizeof(c));
+	c.fn = fn;
+	c.ctx = ctx;
+	int st = ALCM_OK;
+	for (size_t i = 0; i < n && !st; i++) {
+		const tentry *te = &a->t[index[i]];
+		c.pos = i;
+		if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || a->link) {
+			st = flush_pieces(&c);
+			if (!st)
+				st = decode_whole_piece(a, index[i], &c);
+		} else {
+			st = decode_tensor(a, index[i], NULL, &c, 1);
+		}
+	}
+	return st ? st : flush_pieces(&c);
 }
 
-static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn fn, void *ctx,
-                         int digest)
+/* Decodes into out, or in pieces (carry: the state handed from one tensor of the list to
+ * the next, with the last wave of the one before still to hand on). */
+static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, int digest)
 {
 	tentry *te = &a->t[index];
 	int st = ensure_pool(a);
@@ -1323,11 +1354,18 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn
 		return st;
 	dec d;
 	memset(&d, 0, sizeof(d));
+	alcm_piece_fn fn = carry ? carry->fn : NULL;
+	if (carry) {
+		d.fn = fn;
+		d.ctx = carry->ctx;
+		d.wave = carry->wave;
+		d.emit_n = carry->emit_n;
+		d.emit_pos = carry->emit_pos;
+		d.pos = carry->pos;
+	}
 	d.a = a;
 	d.te = te;
 	d.out = out;
-	d.fn = fn;
-	d.ctx = ctx;
 	int verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
 	d.verify = verify && digest;
 	alcm_blake2b_init(&d.hd, 32);
@@ -1345,7 +1383,7 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	else
-		slots_fit(keep, te);
+		slots_fit(keep, te, d.emit_n ? (int)((d.wave - 1) % 2) : -1);
 	if (!st && fn)
 		ahead_drop(a);
 	else if (!st)
@@ -1367,10 +1405,14 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, alcm_piece_fn
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
-	/* The last chunks are handed on once the digests are right. */
-	if (!st && d.emit_n) {
-		emit_wave(&d, d.wave - 1);
-		st = d.fn_st;
+	/* The last chunks are handed on once the digests are right: during the next tensor's
+	 * first wave, or by flush_pieces. */
+	if (carry) {
+		carry->wave = d.wave;
+		carry->emit_n = st ? 0 : d.emit_n;
+		carry->emit_pos = d.emit_pos;
+		carry->fn_st = d.fn_st;
+		carry->slots = d.slots;
 	}
 	alcm_mem_free(&a->alloc, d.steps);
 	alcm_mem_free(&a->alloc, d.raw_steps);

@@ -59,19 +59,26 @@ static void pack_mode(const set *s, int mode, packed *p)
 	assert_int_equal(tu_pack(s->t, NT, &o, p, NULL), ALCM_OK);
 }
 
-/* Collects pieces; fails with `fail_st` at piece number `fail_at` (0: never). */
+/* Collects pieces; fails with `fail_st` at piece number `fail_at` (0: never). Positions must
+ * not go back; `last` is the last one seen. */
 typedef struct sink {
 	uint8_t *buf;
 	size_t len, cap, pieces;
 	size_t fail_at;
 	int fail_st;
+	size_t last;
+	size_t per[NT]; /* bytes per position */
 } sink;
 
-static int collect(void *ctx, const void *data, size_t len)
+static int collect(void *ctx, size_t pos, const void *data, size_t len)
 {
 	sink *k = ctx;
 	if (k->fail_at && k->pieces + 1 == k->fail_at)
 		return k->fail_st;
+	assert_true(pos >= k->last);
+	k->last = pos;
+	assert_true(pos < NT);
+	k->per[pos] += len;
 	assert_true(k->len + len <= k->cap);
 	memcpy(k->buf + k->len, data, len);
 	k->len += len;
@@ -110,13 +117,13 @@ static void test_pieces_same_bytes(void **state)
 						alcm_tensor_info ti;
 						assert_int_equal(alcm_archive_tensor_info(a, i, &ti), ALCM_OK);
 						uint8_t *ref = malloc(ti.raw_bytes + 1);
-						sink k = {malloc(ti.raw_bytes + 1), 0, ti.raw_bytes, 0, 0, 0};
+						sink k = {malloc(ti.raw_bytes + 1), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
 						if (mix && i % 2) {
 							assert_int_equal(alcm_archive_decode(a, i, k.buf, ti.raw_bytes),
 							                 ALCM_OK);
 							k.len = ti.raw_bytes;
 						} else {
-							assert_int_equal(alcm_archive_decode_pieces(a, i, collect, &k),
+							assert_int_equal(alcm_archive_decode_pieces(a, &i, 1, collect, &k),
 							                 ALCM_OK);
 							size_t want = !ti.raw_bytes ? 0 : mode ? 1 : ti.chunks;
 							assert_int_equal(k.pieces, want);
@@ -142,6 +149,79 @@ static void test_pieces_same_bytes(void **state)
 		}
 		free_set(&s);
 	}
+}
+
+/* A list of tensors in one call, in any order, one of them without elements: the pieces of
+ * each position make its tensor, positions in order (the last chunks of a tensor are handed on
+ * during the next one's first wave). A digest error in the list's second tensor: the first is
+ * whole, the second short, nothing of the others. */
+static void test_pieces_list(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 23, 1);
+	for (int mode = 0; mode < 3; mode++) {
+		packed p;
+		pack_mode(&s, mode, &p);
+		static const size_t orders[2][NT] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
+		uint64_t total = 0;
+		for (int i = 0; i < NT; i++)
+			total += s.t[i].nbytes;
+		for (unsigned th = 1; th <= 3; th++)
+			for (int o = 0; o < 2; o++) {
+				alcm_reader *r;
+				alcm_archive *a;
+				open_archive(p.buf, p.len, th, &r, &a);
+				sink k = {malloc(total), 0, total, 0, 0, 0, 0, {0}};
+				assert_int_equal(alcm_archive_decode_pieces(a, orders[o], NT, collect, &k),
+				                 ALCM_OK);
+				assert_int_equal(k.len, total);
+				uint64_t at = 0;
+				for (size_t i = 0; i < NT; i++) {
+					size_t t = orders[o][i];
+					assert_int_equal(k.per[i], s.t[t].nbytes);
+					uint8_t *ref = malloc(s.t[t].nbytes + 1);
+					assert_int_equal(alcm_archive_decode(a, t, ref, s.t[t].nbytes), ALCM_OK);
+					if (s.t[t].nbytes)
+						assert_memory_equal(k.buf + at, ref, s.t[t].nbytes);
+					at += s.t[t].nbytes;
+					free(ref);
+				}
+				free(k.buf);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+		if (mode == 0) {
+			uint8_t *bad = malloc(p.len);
+			memcpy(bad, p.buf, p.len);
+			alcm_reader *r;
+			alcm_archive *a;
+			open_archive(p.buf, p.len, 1, &r, &a);
+			uint32_t k0, k1;
+			assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
+			assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
+			alcm_section_info si;
+			assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+			bad[si.offset + si.length - 1] ^= 0x10;
+			for (unsigned th = 1; th <= 2; th++) {
+				open_archive(bad, p.len, th, &r, &a);
+				sink k = {malloc(total), 0, total, 0, 0, 0, 0, {0}};
+				assert_int_equal(alcm_archive_decode_pieces(a, orders[0], NT, collect, &k),
+				                 ALCM_E_DIGEST);
+				assert_int_equal(k.per[0], s.t[0].nbytes);
+				assert_true(k.per[1] < s.t[1].nbytes);
+				assert_int_equal(k.per[2] + k.per[3], 0);
+				free(k.buf);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+			free(bad);
+		}
+		alcm_writer_free(p.w);
+	}
+	free_set(&s);
 }
 
 /* A damaged byte in chunk c of tensor 1's section: a digest mismatch, and the tensor's last
@@ -173,14 +253,15 @@ static void test_pieces_damaged(void **state)
 		bad[si.offset + at] ^= 0x10;
 		for (unsigned th = 1; th <= 2; th++) {
 			open_archive(bad, p.len, th, &r, &a);
-			sink k0s = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0};
-			assert_int_equal(alcm_archive_decode_pieces(a, 0, collect, &k0s), ALCM_OK);
-			sink k = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0};
-			assert_int_equal(alcm_archive_decode_pieces(a, 1, collect, &k), ALCM_E_DIGEST);
+			sink k0s = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
+			size_t i0 = 0, i1 = 1, i2 = 2;
+			assert_int_equal(alcm_archive_decode_pieces(a, &i0, 1, collect, &k0s), ALCM_OK);
+			sink k = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
+			assert_int_equal(alcm_archive_decode_pieces(a, &i1, 1, collect, &k), ALCM_E_DIGEST);
 			assert_non_null(strstr(alcm_archive_detail(a), "digest mismatch in section"));
 			assert_true(k.len < ti.raw_bytes);
 			/* poisoned, as after alcm_archive_decode */
-			assert_int_equal(alcm_archive_decode_pieces(a, 2, collect, &k0s), ALCM_E_STATE);
+			assert_int_equal(alcm_archive_decode_pieces(a, &i2, 1, collect, &k0s), ALCM_E_STATE);
 			free(k.buf);
 			free(k0s.buf);
 			alcm_archive_free(a);
@@ -205,12 +286,13 @@ static void test_pieces_fn_status(void **state)
 			alcm_reader *r;
 			alcm_archive *a;
 			open_archive(p.buf, p.len, th, &r, &a);
-			sink k = {malloc(s.t[0].nbytes), 0, s.t[0].nbytes, 0, at, ALCM_E_IO};
-			assert_int_equal(alcm_archive_decode_pieces(a, 0, collect, &k), ALCM_E_IO);
+			sink k = {malloc(s.t[0].nbytes), 0, s.t[0].nbytes, 0, at, ALCM_E_IO, 0, {0}};
+			size_t i0 = 0, i1 = 1;
+			assert_int_equal(alcm_archive_decode_pieces(a, &i0, 1, collect, &k), ALCM_E_IO);
 			assert_int_equal(k.pieces, at - 1);
 			k.len = k.pieces = 0;
 			k.fail_at = 0;
-			assert_int_equal(alcm_archive_decode_pieces(a, 1, collect, &k), ALCM_OK);
+			assert_int_equal(alcm_archive_decode_pieces(a, &i1, 1, collect, &k), ALCM_OK);
 			assert_memory_equal(k.buf, s.data[1], s.t[1].nbytes);
 			free(k.buf);
 			alcm_archive_free(a);
@@ -303,6 +385,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pieces_same_bytes),
+		cmocka_unit_test(test_pieces_list),
 		cmocka_unit_test(test_pieces_damaged),
 		cmocka_unit_test(test_pieces_fn_status),
 		cmocka_unit_test(test_output_pieces),

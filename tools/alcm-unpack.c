@@ -156,17 +156,32 @@ static void wr_stop(writer_thread *wr)
 	wr->started = 0;
 }
 
-/* Decoded pieces go straight to the output; st keeps the output's status apart from the
- * archive's. */
+/* Decoded pieces of plan[0..n) go straight to the output, each tensor begun when its first
+ * piece comes (or at the end: those without elements); st keeps the output's status apart
+ * from the archive's. */
 typedef struct piece_sink {
 	alcm_output *o;
+	const alcm_tensor *plan;
+	size_t n, begun;
 	int st;
+	cli_progress *p;
 } piece_sink;
 
-static int piece_out(void *ctx, const void *data, size_t len)
+static int piece_begin(piece_sink *ps, size_t upto)
+{
+	while (!ps->st && ps->begun < upto)
+		ps->st = alcm_output_begin(ps->o, &ps->plan[ps->begun++]);
+	return ps->st;
+}
+
+static int piece_out(void *ctx, size_t pos, const void *data, size_t len)
 {
 	piece_sink *ps = ctx;
-	return ps->st = alcm_output_append(ps->o, data, len);
+	if (piece_begin(ps, pos + 1))
+		return ps->st;
+	ps->st = alcm_output_append(ps->o, data, len);
+	cli_progress_add(ps->p, len);
+	return ps->st;
 }
 
 typedef struct h5_args {
@@ -620,11 +635,16 @@ int main(int argc, char **argv)
 		alcm_tensor_info ti;
 		alcm_archive_tensor_info(a, sel[j], &ti);
 		if (pieces && ti.mode == ALCM_MODE_LOSSLESS) {
-			piece_sink ps = {k.o, 0};
+			/* the run of lossless tensors from j, in one call */
+			size_t e = j + 1;
+			while (e < nsel && alcm_archive_tensor_info(a, sel[e], &ti) == ALCM_OK &&
+			       ti.mode == ALCM_MODE_LOSSLESS)
+				e++;
 			if (overlap && (st = wr_put(&wr, NULL))) {
 				rc = cli_fail(st, "write", out, sink_detail(&k));
 				goto out;
 			}
+			piece_sink ps = {k.o, plan + j, e - j, 1, 0, &p};
 			st = alcm_output_begin(k.o, &plan[j]);
 			if (st == ALCM_E_UNSUPPORTED) {
 				pieces = 0; /* the format or its aliases take whole tensors */
@@ -632,7 +652,9 @@ int main(int argc, char **argv)
 				rc = cli_fail(st, "write", out, sink_detail(&k));
 				goto out;
 			} else {
-				st = alcm_archive_decode_pieces(a, sel[j], piece_out, &ps);
+				st = alcm_archive_decode_pieces(a, sel + j, e - j, piece_out, &ps);
+				if (!st)
+					st = piece_begin(&ps, ps.n);
 				if (st && ps.st) {
 					rc = cli_fail(st, "write", out, sink_detail(&k));
 					goto out;
@@ -641,7 +663,10 @@ int main(int argc, char **argv)
 					rc = decode_failed(st, a, r, base, in);
 					goto out;
 				}
-				cli_progress_add(&p, plan[j].nbytes);
+				for (; j + 1 < e; j++)
+					cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
+					         alcm_dtype_name(plan[j].dtype),
+					         cli_shape(plan[j].shape, plan[j].ndim));
 				cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
 				         alcm_dtype_name(plan[j].dtype), cli_shape(plan[j].shape, plan[j].ndim));
 				continue;
