@@ -904,6 +904,18 @@ static int take_next(dec *d)
 	return ALCM_OK;
 }
 
+/* A wave of one chunk with few bytes to hash, hand on and read runs on the caller, as in
+ * wave_inline: a file of small tensors never wakes or joins a thread for them. */
+static int pieces_small(const dec *d, size_t n, size_t nn)
+{
+	if (n > 1)
+		return 0;
+	uint64_t bytes = d->slots[0].dl + (nn ? d->slots[0].ndl : 0);
+	for (size_t i = 0; i < d->emit_n; i++)
+		bytes += d->slots[i].olen[(d->wave - 1) % 2];
+	return bytes < HASH_ALONE_MIN;
+}
+
 /* Decoding in pieces (a lossless tensor, not a delta): in wave w, one job hashes the wave's
  * chunks in order, one hands on the chunks of wave w - 1, one reads those of wave w + 1, and
  * the others decode; the chunks of the last wave stay for the caller to hand on after the
@@ -938,7 +950,7 @@ static int decode_chunks_pieces(dec *d)
 		d->next_n = nn;
 		d->wave_n = n;
 		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn ? 1 : 0);
-		if (d->a->ncoders == 1) {
+		if (d->a->ncoders == 1 || pieces_small(d, n, nn)) {
 			for (size_t j = 0; j < njobs; j++)
 				run_piece(d, j, 0);
 		} else {

@@ -302,6 +302,46 @@ static void test_pieces_fn_status(void **state)
 	free_set(&s);
 }
 
+/* Threads of this process, from /proc/self/status. */
+static int threads_now(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Tensors of a few KB in pieces at two threads: each one-chunk wave runs on the caller, and
+ * no thread starts (as for alcm_archive_decode). */
+static void test_pieces_small_no_thread(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 2000, 29, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(p.buf, p.len, 2, &r, &a);
+	int before = threads_now();
+	size_t all[NT] = {0, 1, 2, 3};
+	sink k = {malloc(NT * 8000), 0, NT * 8000, 0, 0, 0, 0, {0}};
+	assert_int_equal(alcm_archive_decode_pieces(a, all, NT, collect, &k), ALCM_OK);
+	assert_int_equal(threads_now(), before);
+	for (int i = 0; i < NT; i++)
+		assert_memory_equal(k.buf + 8000 * i, s.data[i], 8000);
+	free(k.buf);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
 /* Writes the set whole, or in pieces of `step` bytes (0: whole), to path. */
 static int write_set(const set *s, const char *path, int fmt, size_t n, size_t step)
 {
@@ -388,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_pieces_list),
 		cmocka_unit_test(test_pieces_damaged),
 		cmocka_unit_test(test_pieces_fn_status),
+		cmocka_unit_test(test_pieces_small_no_thread),
 		cmocka_unit_test(test_output_pieces),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
