@@ -680,6 +680,31 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
 ALCM_API int alcm_archive_decode(alcm_archive *a, size_t index, void *out, size_t cap);
 
 /**
+ * Takes the next `len` bytes of the tensor at position `pos` of the list given to
+ * alcm_archive_decode_pieces(). `data` is valid during the call only.
+ * @return ALCM_OK to go on; any other status stops the decode, which returns it.
+ */
+typedef int (*alcm_piece_fn)(void *ctx, size_t pos, const void *data, size_t len);
+
+/**
+ * Decodes the tensors index[0..n) in that order, as alcm_archive_decode() does, but hands
+ * their bytes to fn in order, in pieces (a chunk each for a lossless tensor: spec 6.4),
+ * instead of into buffers of the tensors' size: the memory in flight is two decoded and two
+ * stored chunks per decoding thread. All pieces of index[i] come before those of index[i+1];
+ * a tensor without elements gets no call. fn is called from one thread at a time (a decoding
+ * thread, not always the caller's), while the next chunks decode.
+ * Digests: a section's digest covers the whole section, so fn sees the first chunks of a
+ * tensor BEFORE its digests are checked; it gets the tensor's last piece only after they are
+ * right. On any error, discard what fn was given for the tensor that failed (an output
+ * written through alcm_output_append() is then not committed).
+ * Quantized tensors and series deltas are decoded whole and handed on in one piece.
+ * @return ALCM_OK, fn's status, or as alcm_archive_decode() (a status of fn does not poison
+ *         the archive).
+ */
+ALCM_API int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n,
+                                        alcm_piece_fn fn, void *ctx);
+
+/**
  * Decodes with `threads` threads (0: all cores; default 1). Chunks of a tensor are decoded in
  * parallel and the digest is computed beside them; the result is the same for any count.
  */
@@ -934,6 +959,18 @@ ALCM_API int alcm_output_open(alcm_output **out, const char *path, int format, u
 ALCM_API int alcm_output_plan(alcm_output *o, const alcm_tensor *tensors, size_t count);
 /** Writes one tensor. .npy takes exactly one. */
 ALCM_API int alcm_output_write(alcm_output *o, const alcm_tensor *t);
+/**
+ * Writes one tensor in pieces, as alcm_output_write() would write it whole (the same bytes):
+ * alcm_output_begin() with t's name, dtype, shape and nbytes (t->data is not read), then
+ * alcm_output_append() with its bytes in order until nbytes are given, which ends it. No
+ * other write may come in between. .npy, .npz and .safetensors only, and not when the
+ * output writes tied tensors as copies (an alias record): ALCM_E_UNSUPPORTED from begin, and
+ * nothing is written, so the caller can use alcm_output_write() instead.
+ * @return ALCM_OK, ALCM_E_UNSUPPORTED, ALCM_E_STATE (begin twice, append past nbytes), or as
+ *         alcm_output_write().
+ */
+ALCM_API int alcm_output_begin(alcm_output *o, const alcm_tensor *t);
+ALCM_API int alcm_output_append(alcm_output *o, const void *data, size_t len);
 ALCM_API int alcm_output_commit(alcm_output *o);
 ALCM_API void alcm_output_free(alcm_output *o);
 ALCM_API const char *alcm_output_detail(const alcm_output *o);

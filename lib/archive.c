@@ -574,6 +574,15 @@ struct dslot {
 	size_t ccap, mcap, scap;
 	uint64_t k, dl, ml, dpos;
 	int status;
+	/* Decoding in pieces (alcm_archive_decode_pieces): the chunk decodes into obuf[w % 2] in
+	 * wave w, and is handed on (olen[w % 2] bytes) during wave w + 1. */
+	uint8_t *obuf[2];
+	size_t ocap[2], olen[2];
+	/* ... and its bytes are read into cin[w % 2] (cbuf or cbuf1) during wave w - 1, from
+	 * where the chunk nk of the next wave starts (ndpos, ndl bytes). */
+	uint8_t *cbuf1;
+	size_t ccap1;
+	uint64_t nk, ndl, ndpos;
 };
 
 typedef struct dec {
@@ -589,7 +598,20 @@ typedef struct dec {
 	ahead *fill;        /* the next tensor's sections to read and verify in this wave */
 	dslot *slots;
 	size_t nslots, wave_n;
+	/* Decoding in pieces: fn takes the decoded chunks in order; the chunks of wave `wave`
+	 * decode into obuf[wave % 2] while emit_n chunks of the wave before are handed on. */
+	alcm_piece_fn fn;
+	void *ctx;
+	uint64_t wave;
+	size_t emit_n, next_n; /* chunks of the wave before, of the wave after */
+	size_t pos, emit_pos;  /* the list positions of this tensor and of the chunks handed on */
+	int fn_st, read_st;
 } dec;
+
+static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, int digest);
+static int wave_status(dec *d, size_t nj);
+static void run_piece(void *arg, size_t j, unsigned worker);
+static void read_next(dec *d);
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
@@ -606,7 +628,9 @@ static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
 	uint64_t n = ti->elements - first < te->chunk_elems ? ti->elements - first : te->chunk_elems;
 	alcm_cursor dc = {sl->cdata, (size_t)sl->dl, 0}, mc = {sl->mdata, (size_t)sl->ml, 0};
 	int st;
-	if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
+	if (d->fn) /* pieces: lossless and not a delta (see alcm_archive_decode_pieces) */
+		st = alcm_lossless_decode(coder, &dc, ti->dtype, sl->obuf[d->wave % 2], n, sl->scratch);
+	else if (te->delta && ti->mode == ALCM_MODE_LOSSLESS)
 		st = alcm_delta_decode(coder, &dc, ti->dtype, d->out + first * w, n, sl->scratch);
 	else if (te->delta)
 		st = alcm_delta_quant_decode(coder, &dc, &d->qp, d->out, first, n, sl->scratch,
@@ -646,6 +670,37 @@ static void ahead_run(alcm_archive *a, ahead *ah)
 		ah->st = ahead_section(a, te->mask_idx, ah->buf + ah->dlen, ah->mlen);
 	}
 	ah->filled = 1;
+}
+
+/* Hands on the chunks decoded in the wave before, in order (one job: fn is never called from
+ * two threads at once, and the pool's join orders its calls). */
+static void emit_wave(dec *d, uint64_t wave)
+{
+	for (size_t i = 0; i < d->emit_n && !d->fn_st; i++) {
+		dslot *sl = &d->slots[i];
+		if (sl->olen[wave % 2])
+			d->fn_st = d->fn(d->ctx, d->emit_pos, sl->obuf[wave % 2], sl->olen[wave % 2]);
+	}
+}
+
+/* Jobs of a wave in pieces, longest first: the digest, the hand-on, the read, the chunks. */
+static void run_piece(void *arg, size_t j, unsigned worker)
+{
+	dec *d = arg;
+	if (d->verify && j-- == 0) {
+		for (size_t i = 0; i < d->wave_n; i++)
+			alcm_blake2b_update(&d->hd, d->slots[i].cdata, d->slots[i].dl);
+		return;
+	}
+	if (d->emit_n && j-- == 0) {
+		emit_wave(d, d->wave - 1);
+		return;
+	}
+	if (d->next_n && j-- == 0) {
+		read_next(d);
+		return;
+	}
+	decode_slot(d, &d->slots[j], d->a->coders[worker]);
 }
 
 static void run_slot(void *arg, size_t j, unsigned worker)
@@ -745,7 +800,7 @@ static int decode_chunks(dec *d)
 			mpos += sl->ml;
 		}
 		d->wave_n = nj;
-		size_t njobs = nj + (d->verify ? 1 : 0) + (d->fill ? 1 : 0);
+		size_t njobs = nj + (d->verify ? 1 : 0) + (d->fill ? 1 : 0) + (d->emit_n ? 1 : 0);
 		if (wave_inline(d, nj)) {
 			for (size_t j = 0; j < njobs; j++)
 				run_slot(d, j, 0);
@@ -753,26 +808,161 @@ static int decode_chunks(dec *d)
 			alcm_pool_run(d->a->pool, run_slot, d, njobs);
 		}
 		d->fill = NULL;
-		for (size_t j = 0; j < nj; j++) {
-			dslot *sl = &d->slots[j];
-			if (!sl->status)
-				continue;
-			if (sl->status == ALCM_E_CORRUPT)
-				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-				             "section %u is malformed", q, (unsigned long long)sl->k,
-				             (unsigned long long)sl->dpos, te->data_idx);
-			if (sl->status == ALCM_E_UNSUPPORTED) {
-				unsigned major, minor;
-				alcm_reader_version(d->a->r, &major, &minor);
-				return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-				             "section %u uses a coding this reader does not know (archive "
-				             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
-				             (unsigned long long)sl->dpos, te->data_idx, major, minor,
-				             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
-			}
-			return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
-			             (unsigned long long)sl->k, alcm_strerror(sl->status));
+		int st = wave_status(d, nj);
+		if (st)
+			return st;
+	}
+	return ALCM_OK;
+}
+
+/* The first failed chunk of a wave of nj, named. */
+static int wave_status(dec *d, size_t nj)
+{
+	tentry *te = d->te;
+	alcm_tensor_info *ti = &te->info;
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
+	for (size_t j = 0; j < nj; j++) {
+		dslot *sl = &d->slots[j];
+		if (!sl->status)
+			continue;
+		if (sl->status == ALCM_E_CORRUPT)
+			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+			             "section %u is malformed", q, (unsigned long long)sl->k,
+			             (unsigned long long)sl->dpos, te->data_idx);
+		if (sl->status == ALCM_E_UNSUPPORTED) {
+			unsigned major, minor;
+			alcm_reader_version(d->a->r, &major, &minor);
+			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
+			             "section %u uses a coding this reader does not know (archive "
+			             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
+			             (unsigned long long)sl->dpos, te->data_idx, major, minor,
+			             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
 		}
+		return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
+		             (unsigned long long)sl->k, alcm_strerror(sl->status));
+	}
+	return ALCM_OK;
+}
+
+/* Plans wave w + 1 of a tensor decoded in pieces (chunks from k0, section position dpos):
+ * the slots' next chunks and read buffers. @return the number of chunks, or SIZE_MAX when out
+ * of memory. */
+static size_t plan_next(dec *d, uint64_t k0, uint64_t dpos)
+{
+	const tentry *te = d->te;
+	size_t n = (size_t)(te->info.chunks - k0 < d->nslots ? te->info.chunks - k0 : d->nslots);
+	for (size_t j = 0; j < n; j++) {
+		dslot *sl = &d->slots[j];
+		sl->nk = k0 + j;
+		sl->ndl = alcm_load64(te->ctab + 16 * sl->nk);
+		sl->ndpos = dpos;
+		dpos += sl->ndl;
+		uint8_t **b = (d->wave + 1) % 2 ? &sl->cbuf1 : &sl->cbuf;
+		size_t *cap = (d->wave + 1) % 2 ? &sl->ccap1 : &sl->ccap;
+		if (grow(d->a, b, cap, sl->ndl ? sl->ndl : 1))
+			return SIZE_MAX;
+	}
+	return n;
+}
+
+/* The job that reads the next wave's chunks (one pread each, in section order). */
+static void read_next(dec *d)
+{
+	for (size_t j = 0; j < d->next_n && !d->read_st; j++) {
+		dslot *sl = &d->slots[j];
+		uint8_t *b = (d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf;
+		d->read_st = alcm_reader_section_pread(d->a->r, d->te->data_idx, sl->ndpos, b,
+		                                       (size_t)sl->ndl);
+	}
+}
+
+/* Makes the chunks read for the next wave the current ones, with their output buffers (free:
+ * they were handed on during the wave that ended). */
+static int take_next(dec *d)
+{
+	const tentry *te = d->te;
+	size_t w = alcm_dtype_size(te->info.dtype);
+	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+	uint64_t scratch = alcm_lossless_scratch(ce, w);
+	size_t p = (size_t)(d->wave % 2);
+	for (size_t j = 0; j < d->next_n; j++) {
+		dslot *sl = &d->slots[j];
+		uint64_t first = sl->nk * te->chunk_elems;
+		uint64_t n = te->info.elements - first < ce ? te->info.elements - first : ce;
+		sl->k = sl->nk;
+		sl->dl = sl->ndl;
+		sl->ml = 0;
+		sl->dpos = sl->ndpos;
+		sl->cdata = p ? sl->cbuf1 : sl->cbuf;
+		sl->mdata = NULL;
+		if (grow(d->a, &sl->obuf[p], &sl->ocap[p], n * w) ||
+		    grow(d->a, &sl->scratch, &sl->scap, scratch))
+			return afail(d->a, ALCM_E_NOMEM, "out of memory");
+		sl->olen[p] = (size_t)(n * w);
+	}
+	return ALCM_OK;
+}
+
+/* A wave of one chunk with few bytes to hash, hand on and read runs on the caller, as in
+ * wave_inline: a file of small tensors never wakes or joins a thread for them. */
+static int pieces_small(const dec *d, size_t n, size_t nn)
+{
+	if (n > 1)
+		return 0;
+	uint64_t bytes = d->slots[0].dl + (nn ? d->slots[0].ndl : 0);
+	for (size_t i = 0; i < d->emit_n; i++)
+		bytes += d->slots[i].olen[(d->wave - 1) % 2];
+	return bytes < HASH_ALONE_MIN;
+}
+
+/* Decoding in pieces (a lossless tensor, not a delta): in wave w, one job hashes the wave's
+ * chunks in order, one hands on the chunks of wave w - 1, one reads those of wave w + 1, and
+ * the others decode; the chunks of the last wave stay for the caller to hand on after the
+ * digest check. */
+static int decode_chunks_pieces(dec *d)
+{
+	const tentry *te = d->te;
+	uint64_t dpos = 0;
+	/* The wave count goes on from the tensor before, whose last chunks are handed on during
+	 * this one's first wave (from the other buffers). */
+	d->wave--; /* plan_next and read_next work on wave + 1 */
+	size_t n = plan_next(d, 0, 0);
+	d->wave++;
+	if (n == SIZE_MAX)
+		return afail(d->a, ALCM_E_NOMEM, "out of memory");
+	d->next_n = n;
+	d->wave--;
+	read_next(d);
+	d->wave++;
+	for (uint64_t k0 = 0; k0 < te->info.chunks; k0 += n) {
+		if (d->read_st)
+			return afail(d->a, d->read_st, "%s", alcm_reader_detail(d->a->r));
+		int st = take_next(d);
+		if (st)
+			return st;
+		n = d->next_n;
+		for (size_t j = 0; j < n; j++)
+			dpos += d->slots[j].dl;
+		size_t nn = k0 + n < te->info.chunks ? plan_next(d, k0 + n, dpos) : 0;
+		if (nn == SIZE_MAX)
+			return afail(d->a, ALCM_E_NOMEM, "out of memory");
+		d->next_n = nn;
+		d->wave_n = n;
+		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn ? 1 : 0);
+		if (d->a->ncoders == 1 || pieces_small(d, n, nn)) {
+			for (size_t j = 0; j < njobs; j++)
+				run_piece(d, j, 0);
+		} else {
+			alcm_pool_run(d->a->pool, run_piece, d, njobs);
+		}
+		if (d->fn_st)
+			return d->fn_st;
+		if ((st = wave_status(d, n)))
+			return st;
+		d->emit_n = n;
+		d->emit_pos = d->pos;
+		d->wave++;
 	}
 	return ALCM_OK;
 }
@@ -783,6 +973,9 @@ static void slots_free(alcm_archive *a)
 		alcm_block_give(&a->alloc, a->slots[j].cbuf, a->slots[j].ccap);
 		alcm_block_give(&a->alloc, a->slots[j].mbuf, a->slots[j].mcap);
 		alcm_block_give(&a->alloc, a->slots[j].scratch, a->slots[j].scap);
+		alcm_block_give(&a->alloc, a->slots[j].obuf[0], a->slots[j].ocap[0]);
+		alcm_block_give(&a->alloc, a->slots[j].obuf[1], a->slots[j].ocap[1]);
+		alcm_block_give(&a->alloc, a->slots[j].cbuf1, a->slots[j].ccap1);
 	}
 	alcm_mem_free(&a->alloc, a->slots);
 	a->slots = NULL;
@@ -794,7 +987,7 @@ static void slots_free(alcm_archive *a)
 /* The slots' buffers are kept between tensors, but not when they are more than twice what
  * this tensor's chunks can need (a 1 GiB chunk earlier must not stay beside a small tensor's
  * output: the decode-memory bound of spec 5.6 is per tensor). */
-static void slots_fit(alcm_archive *a, const tentry *te)
+static void slots_fit(alcm_archive *a, const tentry *te, int busy)
 {
 	size_t w = alcm_dtype_size(te->info.dtype);
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
@@ -808,6 +1001,11 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 			sl->cbuf = NULL;
 			sl->ccap = 0;
 		}
+		if (sl->ccap1 > 2 * data) {
+			alcm_block_give(&a->alloc, sl->cbuf1, sl->ccap1);
+			sl->cbuf1 = NULL;
+			sl->ccap1 = 0;
+		}
 		if (sl->mcap > 2 * mask) {
 			alcm_block_give(&a->alloc, sl->mbuf, sl->mcap);
 			sl->mbuf = NULL;
@@ -818,6 +1016,12 @@ static void slots_fit(alcm_archive *a, const tentry *te)
 			sl->scratch = NULL;
 			sl->scap = 0;
 		}
+		for (int p = 0; p < 2; p++)
+			if (p != busy && sl->ocap[p] > 2 * ce * w) {
+				alcm_block_give(&a->alloc, sl->obuf[p], sl->ocap[p]);
+				sl->obuf[p] = NULL;
+				sl->ocap[p] = 0;
+			}
 	}
 }
 
@@ -923,6 +1127,14 @@ static uint64_t ahead_max(const alcm_archive *a, const tentry *te)
 {
 	uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
 	return 2 * (uint64_t)a->nslots * ce * alcm_dtype_size(te->info.dtype);
+}
+
+/* Forgets a read-ahead and its buffer: decoding in pieces keeps chunks, not sections, in
+ * memory. */
+static void ahead_drop(alcm_archive *a)
+{
+	alcm_block_give(&a->alloc, a->ah.buf, a->ah.cap);
+	memset(&a->ah, 0, sizeof(a->ah));
 }
 
 /* Takes this tensor's sections if a worker verified them ahead; else, when this call hashes
@@ -1085,14 +1297,84 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		return ALCM_E_ARG;
 	if (a->poisoned)
 		return ALCM_E_STATE;
-	tentry *te = &a->t[index];
-	if (cap < te->info.raw_bytes)
+	if (cap < a->t[index].info.raw_bytes)
 		return ALCM_E_ARG;
+	return decode_tensor(a, index, out, NULL, digest);
+}
+
+/* Hands on the chunks of the last wave decoded (their digests were checked). */
+static int flush_pieces(dec *c)
+{
+	if (c->emit_n && !c->fn_st)
+		emit_wave(c, c->wave - 1);
+	c->emit_n = 0;
+	return c->fn_st;
+}
+
+/* Quantized tensors and series deltas decode whole, into a buffer of the tensor's size. */
+static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
+{
+	uint64_t n = a->t[index].info.raw_bytes;
+	if (n == 0)
+		return ALCM_OK;
+	uint8_t *buf = alcm_mem_alloc(&a->alloc, (size_t)n);
+	if (!buf)
+		return afail(a, ALCM_E_NOMEM, "out of memory");
+	int st = alcm_archive_decode(a, index, buf, (size_t)n);
+	if (!st)
+		st = c->fn(c->ctx, c->pos, buf, (size_t)n);
+	alcm_mem_free(&a->alloc, buf);
+	return st;
+}
+
+int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, alcm_piece_fn fn,
+                               void *ctx)
+{
+	if (!a || (!index && n) || !fn)
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (index[i] >= a->count)
+			return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
+	dec c;
+	memset(&c, 0, sizeof(c));
+	c.fn = fn;
+	c.ctx = ctx;
+	int st = ALCM_OK;
+	for (size_t i = 0; i < n && !st; i++) {
+		const tentry *te = &a->t[index[i]];
+		c.pos = i;
+		if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || a->link) {
+			st = flush_pieces(&c);
+			if (!st)
+				st = decode_whole_piece(a, index[i], &c);
+		} else {
+			st = decode_tensor(a, index[i], NULL, &c, 1);
+		}
+	}
+	return st ? st : flush_pieces(&c);
+}
+
+/* Decodes into out, or in pieces (carry: the state handed from one tensor of the list to
+ * the next, with the last wave of the one before still to hand on). */
+static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, int digest)
+{
+	tentry *te = &a->t[index];
 	int st = ensure_pool(a);
 	if (st)
 		return st;
 	dec d;
 	memset(&d, 0, sizeof(d));
+	alcm_piece_fn fn = carry ? carry->fn : NULL;
+	if (carry) {
+		d.fn = fn;
+		d.ctx = carry->ctx;
+		d.wave = carry->wave;
+		d.emit_n = carry->emit_n;
+		d.emit_pos = carry->emit_pos;
+		d.pos = carry->pos;
+	}
 	d.a = a;
 	d.te = te;
 	d.out = out;
@@ -1106,21 +1388,25 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		if ((keep->slots = alcm_mem_calloc(&keep->alloc, n, sizeof(dslot))))
 			keep->nslots = n;
 	}
-	d.nslots = keep->nslots;
+	/* In pieces, one chunk per thread in a wave (each slot holds two decoded chunks): what is
+	 * in flight stays a few chunks, not a tensor. */
+	d.nslots = fn && keep->nslots > a->ncoders ? a->ncoders : keep->nslots;
 	d.slots = keep->slots;
 	if (!d.slots)
 		st = afail(a, ALCM_E_NOMEM, "out of memory");
 	else
-		slots_fit(keep, te);
-	if (!st)
+		slots_fit(keep, te, d.emit_n ? (int)((d.wave - 1) % 2) : -1);
+	if (!st && fn)
+		ahead_drop(a);
+	else if (!st)
 		st = ahead_take(&d, index);
 	if (!st && te->info.mode != ALCM_MODE_LOSSLESS)
 		st = load_steps(&d);
 	if (!st)
-		st = decode_chunks(&d);
+		st = fn ? decode_chunks_pieces(&d) : decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
-	if ((st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
+	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
 	    (alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST ||
 	     (te->mask_idx != ALCM_NONE &&
 	      alcm_reader_verify_section(a->r, te->mask_idx) == ALCM_E_DIGEST)))
@@ -1131,9 +1417,19 @@ int alcm_archive_decode_onto2(alcm_archive *a, size_t index, void *out, size_t c
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
 		st = check_digest(&d, te->mask_idx, &d.hm);
+	/* The last chunks are handed on once the digests are right: during the next tensor's
+	 * first wave, or by flush_pieces. */
+	if (carry) {
+		carry->wave = d.wave;
+		carry->emit_n = st ? 0 : d.emit_n;
+		carry->emit_pos = d.emit_pos;
+		carry->fn_st = d.fn_st;
+		carry->slots = d.slots;
+	}
 	alcm_mem_free(&a->alloc, d.steps);
 	alcm_mem_free(&a->alloc, d.raw_steps);
-	if (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED)
+	/* A status of fn is the caller's: the archive is not poisoned by it. */
+	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_DIGEST || st == ALCM_E_UNSUPPORTED))
 		a->poisoned = 1;
 	return st;
 }

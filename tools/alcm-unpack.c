@@ -156,6 +156,34 @@ static void wr_stop(writer_thread *wr)
 	wr->started = 0;
 }
 
+/* Decoded pieces of plan[0..n) go straight to the output, each tensor begun when its first
+ * piece comes (or at the end: those without elements); st keeps the output's status apart
+ * from the archive's. */
+typedef struct piece_sink {
+	alcm_output *o;
+	const alcm_tensor *plan;
+	size_t n, begun;
+	int st;
+	cli_progress *p;
+} piece_sink;
+
+static int piece_begin(piece_sink *ps, size_t upto)
+{
+	while (!ps->st && ps->begun < upto)
+		ps->st = alcm_output_begin(ps->o, &ps->plan[ps->begun++]);
+	return ps->st;
+}
+
+static int piece_out(void *ctx, size_t pos, const void *data, size_t len)
+{
+	piece_sink *ps = ctx;
+	if (piece_begin(ps, pos + 1))
+		return ps->st;
+	ps->st = alcm_output_append(ps->o, data, len);
+	cli_progress_add(ps->p, len);
+	return ps->st;
+}
+
 typedef struct h5_args {
 	uint64_t chunk;
 	int gzip, shuffle, external, given;
@@ -287,6 +315,22 @@ static void sink_free(sink *k)
 		k->h5api->output_free(k->h5);
 #endif
 	alcm_output_free(k->o);
+}
+
+/* Reports a failed decode (with the --base hint a series frame needs). @return the exit code. */
+static int decode_failed(int st, alcm_archive *a, alcm_reader *r, const alcm_reader *base,
+                         const char *in)
+{
+	int rc = cli_fail(st, "read", in, alcm_archive_detail(a));
+	char hint[4096] = "";
+	uint8_t id[32];
+	if (st == ALCM_E_NOTFOUND && !base) {
+		if (alcm_series_base_hint(r, id, hint, sizeof(hint)) != ALCM_OK)
+			hint[0] = '\0';
+		cli_err("give the base archive with --base BASE%s%s%s",
+		        hint[0] ? " (it was packed against '" : "", hint, hint[0] ? "')" : "");
+	}
+	return rc;
 }
 
 enum { OPT_H5CHUNK = 256, OPT_H5GZIP, OPT_H5SHUFFLE, OPT_EXTERNAL, OPT_UNSAFE, OPT_PUBKEY, OPT_FRAME,
@@ -582,7 +626,52 @@ int main(int argc, char **argv)
 	/* With more than one thread, a writer thread writes tensor j (CRC-32, file) while this
 	 * one decodes tensor j + 1 into the other buffer. The HDF5 bridge keeps to this thread. */
 	int overlap = threads != 1 && nsel > 1 && k.o && !wr_start(&wr, &k);
+	/* With more than one thread, a lossless tensor goes to the output chunk by chunk as it
+	 * decodes (a chunk is written while the next ones decode): a few chunks in memory, not
+	 * two tensors. Its digests are checked before its last chunk is written; a later digest
+	 * error leaves the output uncommitted, so nothing unverified is published. */
+	int pieces = threads != 1 && k.o;
 	for (size_t j = 0; j < nsel; j++) {
+		alcm_tensor_info ti;
+		alcm_archive_tensor_info(a, sel[j], &ti);
+		if (pieces && ti.mode == ALCM_MODE_LOSSLESS) {
+			/* the run of lossless tensors from j, in one call */
+			size_t e = j + 1;
+			while (e < nsel && alcm_archive_tensor_info(a, sel[e], &ti) == ALCM_OK &&
+			       ti.mode == ALCM_MODE_LOSSLESS)
+				e++;
+			if (overlap && (st = wr_put(&wr, NULL))) {
+				rc = cli_fail(st, "write", out, sink_detail(&k));
+				goto out;
+			}
+			piece_sink ps = {k.o, plan + j, e - j, 1, 0, &p};
+			st = alcm_output_begin(k.o, &plan[j]);
+			if (st == ALCM_E_UNSUPPORTED) {
+				pieces = 0; /* the format or its aliases take whole tensors */
+			} else if (st) {
+				rc = cli_fail(st, "write", out, sink_detail(&k));
+				goto out;
+			} else {
+				st = alcm_archive_decode_pieces(a, sel + j, e - j, piece_out, &ps);
+				if (!st)
+					st = piece_begin(&ps, ps.n);
+				if (st && ps.st) {
+					rc = cli_fail(st, "write", out, sink_detail(&k));
+					goto out;
+				}
+				if (st) {
+					rc = decode_failed(st, a, r, base, in);
+					goto out;
+				}
+				for (; j + 1 < e; j++)
+					cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
+					         alcm_dtype_name(plan[j].dtype),
+					         cli_shape(plan[j].shape, plan[j].ndim));
+				cli_info("%s: %s %s", cli_name(plan[j].name, plan[j].name_len),
+				         alcm_dtype_name(plan[j].dtype), cli_shape(plan[j].shape, plan[j].ndim));
+				continue;
+			}
+		}
 		/* One tensor in memory at a time (two when writing overlaps); its size was checked
 		 * against the limits. A buffer is kept for the next tensor when it is large enough
 		 * (not twice too large). */
@@ -599,15 +688,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		if ((st = alcm_archive_decode(a, sel[j], bufs[b], plan[j].nbytes))) {
-			rc = cli_fail(st, "read", in, alcm_archive_detail(a));
-			char hint[4096] = "";
-			uint8_t id[32];
-			if (st == ALCM_E_NOTFOUND && !base) {
-				if (alcm_series_base_hint(r, id, hint, sizeof(hint)) != ALCM_OK)
-					hint[0] = '\0';
-				cli_err("give the base archive with --base BASE%s%s%s",
-				        hint[0] ? " (it was packed against '" : "", hint, hint[0] ? "')" : "");
-			}
+			rc = decode_failed(st, a, r, base, in);
 			goto out;
 		}
 		plan[j].data = bufs[b];

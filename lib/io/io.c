@@ -737,13 +737,13 @@ static int same_as_planned(const alcm_io_entry *e, const alcm_tensor *t)
 	return 1;
 }
 
-int alcm_output_write(alcm_output *o, const alcm_tensor *t)
+/* Checks t (with its data when need_data) and that it is the next tensor of the plan. */
+static int check_next(alcm_output *o, const alcm_tensor *t, int need_data)
 {
-	if (!o || !t)
-		return ALCM_E_ARG;
-	if (o->poisoned || o->committed)
-		return ALCM_E_STATE;
-	int rc = check_tensor(o, t, 1);
+	if (o->piece_open)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "a tensor written in pieces is not finished: "
+		                        "%llu bytes to come", (unsigned long long)o->piece_left);
+	int rc = check_tensor(o, t, need_data);
 	if (rc)
 		return rc;
 	if (o->has_plan) {
@@ -761,6 +761,18 @@ int alcm_output_write(alcm_output *o, const alcm_tensor *t)
 			                        alcm_io_quote(p, e->name, e->name_len),
 			                        alcm_dtype_name(e->dtype), (unsigned)e->ndim, o->written);
 	}
+	return ALCM_OK;
+}
+
+int alcm_output_write(alcm_output *o, const alcm_tensor *t)
+{
+	if (!o || !t)
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	int rc = check_next(o, t, 1);
+	if (rc)
+		return rc;
 	rc = o->ops->write(o, t);
 	if (rc == ALCM_OK) {
 		o->written++;
@@ -771,12 +783,68 @@ int alcm_output_write(alcm_output *o, const alcm_tensor *t)
 	return rc;
 }
 
+static int piece_end(alcm_output *o)
+{
+	int rc = o->ops->end ? o->ops->end(o) : ALCM_OK;
+	o->piece_open = 0;
+	if (rc == ALCM_OK)
+		o->written++;
+	return rc;
+}
+
+int alcm_output_begin(alcm_output *o, const alcm_tensor *t)
+{
+	if (!o || !t)
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	if (!o->ops->begin || o->aliases)
+		return alcm_io_out_fail(o, ALCM_E_UNSUPPORTED, "this output takes whole tensors only%s",
+		                        o->aliases ? " (it writes tied tensors as copies)" : "");
+	int rc = check_next(o, t, 0);
+	if (rc)
+		return rc;
+	rc = o->ops->begin(o, t);
+	if (rc == ALCM_OK) {
+		o->piece_open = 1;
+		o->piece_left = t->nbytes;
+		if (!t->nbytes)
+			rc = piece_end(o);
+	}
+	if (rc == ALCM_E_IO || rc == ALCM_E_NOMEM)
+		o->poisoned = 1;
+	return rc;
+}
+
+int alcm_output_append(alcm_output *o, const void *data, size_t len)
+{
+	if (!o || (!data && len))
+		return ALCM_E_ARG;
+	if (o->poisoned || o->committed)
+		return ALCM_E_STATE;
+	if (!o->piece_open || len > o->piece_left)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "%zu bytes appended, %llu expected", len,
+		                        (unsigned long long)(o->piece_open ? o->piece_left : 0));
+	int rc = len ? o->ops->append(o, data, len) : ALCM_OK;
+	if (rc == ALCM_OK) {
+		o->piece_left -= len;
+		if (!o->piece_left)
+			rc = piece_end(o);
+	}
+	if (rc)
+		o->poisoned = 1; /* a tensor half written cannot be taken back */
+	return rc;
+}
+
 int alcm_output_commit(alcm_output *o)
 {
 	if (!o)
 		return ALCM_E_ARG;
 	if (o->poisoned || o->committed)
 		return ALCM_E_STATE;
+	if (o->piece_open)
+		return alcm_io_out_fail(o, ALCM_E_STATE, "a tensor written in pieces is not finished: "
+		                        "%llu bytes to come", (unsigned long long)o->piece_left);
 	if (o->has_plan && o->written != o->plan_count)
 		return alcm_io_out_fail(o, ALCM_E_STATE, "%zu of %zu planned tensors written",
 		                        o->written, o->plan_count);

@@ -75,6 +75,11 @@ typedef struct alcm_io_out_ops {
 	int (*write)(alcm_output *o, const alcm_tensor *t); /* t is validated */
 	int (*commit)(alcm_output *o);                      /* before the atomic commit */
 	void (*free)(alcm_output *o);
+	/* Writing in pieces (optional): begin with t validated, t->data unused; append the
+	 * bytes in order; end once t->nbytes were appended (may be NULL). */
+	int (*begin)(alcm_output *o, const alcm_tensor *t);
+	int (*append)(alcm_output *o, const void *p, size_t n);
+	int (*end)(alcm_output *o);
 } alcm_io_out_ops;
 
 struct alcm_output {
@@ -90,6 +95,9 @@ struct alcm_output {
 	size_t plan_count;      /* valid when has_plan */
 	int has_plan;
 	size_t written;         /* tensors written */
+	int piece_open;         /* a tensor is being written in pieces (alcm_output_begin) */
+	uint64_t piece_left;    /* its bytes still to come */
+	uint64_t piece_off;     /* format-specific: where the next piece goes (safetensors) */
 	const alcm_io_out_ops *ops;
 	void *state;
 	alcm_io_meta_list meta; /* the archive's META (alcm_output_set_meta) */
@@ -270,11 +278,13 @@ typedef struct alcm_io_zipw_entry {
 	uint64_t size;
 	uint64_t off;
 	uint16_t flags;
+	int crc_late; /* written in pieces: the local header's CRC-32 is set at the finish */
 } alcm_io_zipw_entry;
 
 typedef struct alcm_io_zipw {
 	alcm_io_zipw_entry *e;
 	size_t n, cap;
+	uint32_t crc; /* of the member being written in pieces */
 } alcm_io_zipw;
 
 #define ALCM_IO_ZIPW_ZIP64 1u   /* a zip64 extra in the local header (numpy's force_zip64) */

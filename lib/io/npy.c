@@ -540,6 +540,23 @@ static int npy_write(alcm_output *o, const alcm_tensor *t)
 	return rc;
 }
 
+static int npy_begin(alcm_output *o, const alcm_tensor *t)
+{
+	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
+	if (o->written)
+		return alcm_io_out_fail(o, ALCM_E_STATE,
+		                        "a .npy file holds one tensor; write .npz for several");
+	size_t n = alcm_io_npy_build_header(hdr, t->dtype, t->ndim, t->shape);
+	if (!n)
+		return alcm_io_npy_refuse_bf16(o, t->name, t->name_len);
+	return alcm_io_out_write(o, hdr, n);
+}
+
+static int npy_append(alcm_output *o, const void *p, size_t n)
+{
+	return alcm_io_out_write(o, p, n);
+}
+
 static int npy_commit(alcm_output *o)
 {
 	if (!o->written)
@@ -547,7 +564,8 @@ static int npy_commit(alcm_output *o)
 	return ALCM_OK;
 }
 
-static const alcm_io_out_ops npy_out_ops = {npy_plan, npy_write, npy_commit, NULL};
+static const alcm_io_out_ops npy_out_ops = {npy_plan,  npy_write,  npy_commit, NULL,
+                                             npy_begin, npy_append, NULL};
 
 int alcm_io_npy_out(alcm_output *o)
 {

@@ -152,6 +152,49 @@ static int npz_write(alcm_output *o, const alcm_tensor *t)
 	return rc;
 }
 
+/* In pieces: the member's CRC-32 is known at its end only; its local header gets it when
+ * the file is finished (alcm_io_zipw_finish), the bytes are the same as npz_write's. */
+static int npz_begin(alcm_output *o, const alcm_tensor *t)
+{
+	alcm_io_zipw *z = o->state;
+	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
+	char q[ALCM_IO_QUOTE];
+	size_t hlen = alcm_io_npy_build_header(hdr, t->dtype, t->ndim, t->shape);
+	if (!hlen)
+		return alcm_io_npy_refuse_bf16(o, t->name, t->name_len);
+	if (t->name_len > 65535 - 4)
+		return alcm_io_out_fail(o, ALCM_E_ARG,
+		                        "tensor '%s': a name of %zu bytes does not fit a zip member name",
+		                        alcm_io_quote(q, t->name, t->name_len), t->name_len);
+	char *name = alcm_mem_alloc(&o->alloc, t->name_len + 4);
+	if (!name)
+		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
+	if (t->name_len)
+		memcpy(name, t->name, t->name_len);
+	memcpy(name + t->name_len, ".npy", 4);
+	int rc = alcm_io_zipw_begin(o, z, name, t->name_len + 4, hlen + t->nbytes, 0,
+	                            ALCM_IO_ZIPW_ZIP64);
+	alcm_mem_free(&o->alloc, name);
+	if (rc == ALCM_OK)
+		z->e[z->n - 1].crc_late = 1;
+	z->crc = alcm_io_crc32(0, hdr, hlen);
+	return rc == ALCM_OK ? alcm_io_out_write(o, hdr, hlen) : rc;
+}
+
+static int npz_append(alcm_output *o, const void *p, size_t n)
+{
+	alcm_io_zipw *z = o->state;
+	z->crc = alcm_io_crc32(z->crc, p, n);
+	return alcm_io_out_write(o, p, n);
+}
+
+static int npz_end(alcm_output *o)
+{
+	alcm_io_zipw *z = o->state;
+	z->e[z->n - 1].crc = z->crc;
+	return ALCM_OK;
+}
+
 static int npz_commit(alcm_output *o)
 {
 	alcm_io_zipw *z = o->state;
@@ -196,7 +239,8 @@ static int npz_plan(alcm_output *o)
 	return ALCM_OK;
 }
 
-static const alcm_io_out_ops npz_out_ops = {npz_plan, npz_write, npz_commit, npz_out_free};
+static const alcm_io_out_ops npz_out_ops = {npz_plan,     npz_write,  npz_commit, npz_out_free,
+                                             npz_begin,    npz_append, npz_end};
 
 int alcm_io_npz_out(alcm_output *o)
 {

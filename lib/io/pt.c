@@ -1174,7 +1174,8 @@ static void pt_out_free(alcm_output *o)
 	o->state = NULL;
 }
 
-static const alcm_io_out_ops pt_out_ops = {pt_plan, pt_write, pt_commit, pt_out_free};
+static const alcm_io_out_ops pt_out_ops = {pt_plan, pt_write, pt_commit, pt_out_free, NULL, NULL,
+                                            NULL};
 
 int alcm_io_pt_out(alcm_output *o)
 {

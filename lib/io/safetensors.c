@@ -718,6 +718,25 @@ static int st_write(alcm_output *o, const alcm_tensor *t)
 	return alcm_io_out_pwrite(o, t->data, (size_t)t->nbytes, so->data_start + e->offset);
 }
 
+static int st_begin(alcm_output *o, const alcm_tensor *t)
+{
+	struct st_out *so = o->state;
+	(void)t;
+	if (!o->has_plan)
+		return alcm_io_out_fail(o, ALCM_E_STATE,
+		                        "a .safetensors header lists every tensor: call "
+		                        "alcm_output_plan() before the first write");
+	o->piece_off = so->data_start + o->plan[o->written].offset;
+	return ALCM_OK;
+}
+
+static int st_append(alcm_output *o, const void *p, size_t n)
+{
+	int rc = alcm_io_out_pwrite(o, p, n, o->piece_off);
+	o->piece_off += n;
+	return rc;
+}
+
 static int st_commit(alcm_output *o)
 {
 	if (o->has_plan)
@@ -732,7 +751,8 @@ static void st_out_free(alcm_output *o)
 	o->state = NULL;
 }
 
-static const alcm_io_out_ops st_out_ops = {st_plan, st_write, st_commit, st_out_free};
+static const alcm_io_out_ops st_out_ops = {st_plan,  st_write,  st_commit, st_out_free,
+                                            st_begin, st_append, NULL};
 
 int alcm_io_st_out(alcm_output *o)
 {

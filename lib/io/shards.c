@@ -942,7 +942,7 @@ static void shards_out_free(alcm_output *o)
 }
 
 static const alcm_io_out_ops shards_out_ops = {shards_plan, shards_write, shards_commit,
-                                               shards_out_free};
+                                               shards_out_free, NULL, NULL, NULL};
 
 int alcm_io_shards_out(alcm_output *o, const char *dir)
 {

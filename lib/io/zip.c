@@ -688,6 +688,16 @@ static void central_entry(alcm_io_sb *b, const alcm_io_zipw_entry *e)
 int alcm_io_zipw_finish(alcm_output *o, alcm_io_zipw *z)
 {
 	int rc = ALCM_OK;
+	/* Members written in pieces got their CRC-32 at their end: set in the local headers now,
+	 * when a write out of sequence no longer stops direct I/O of the data. */
+	for (size_t i = 0; i < z->n && rc == ALCM_OK; i++)
+		if (z->e[i].crc_late) {
+			uint8_t c4[4];
+			alcm_store32(c4, z->e[i].crc);
+			rc = alcm_io_out_pwrite(o, c4, 4, z->e[i].off + 14);
+		}
+	if (rc)
+		return rc;
 	alcm_io_sb b = {.a = &o->alloc};
 	uint64_t cd_off = o->pos, cd_size = 0;
 	for (size_t i = 0; i < z->n && rc == ALCM_OK; i++) {

@@ -1,0 +1,435 @@
+/* Decoding in pieces (alcm_archive_decode_pieces) and writing in pieces (alcm_output_begin,
+ * alcm_output_append): the same bytes as decoding and writing whole, at any thread count;
+ * a damaged section never gets its last piece out; a status of the caller's function stops
+ * the decode without poisoning the archive. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef tu_packed packed;
+
+#define NT 4
+
+typedef struct set {
+	char names[NT][8];
+	alcm_tensor t[NT];
+	float *data[NT];
+} set;
+
+/* NT float32 tensors of n values each, N(0, 0.05); tensor 2 has no elements when empty2. */
+static void make_set(set *s, uint64_t n, uint64_t seed, int empty2)
+{
+	memset(s, 0, sizeof(*s));
+	for (int i = 0; i < NT; i++) {
+		uint64_t m = empty2 && i == 2 ? 0 : n;
+		snprintf(s->names[i], sizeof(s->names[i]), "t%d", i);
+		s->data[i] = malloc(m ? m * 4 : 1);
+		for (uint64_t k = 0; k < m; k++)
+			s->data[i][k] = (float)(tu_gauss(&seed) * 0.05);
+		alcm_tensor *t = &s->t[i];
+		t->name = s->names[i];
+		t->name_len = strlen(s->names[i]);
+		t->dtype = ALCM_DTYPE_F32;
+		t->ndim = 2;
+		t->shape[0] = m ? 100 : 0;
+		t->shape[1] = n / 100;
+		t->data = s->data[i];
+		t->nbytes = m * 4;
+	}
+}
+
+static void free_set(set *s)
+{
+	for (int i = 0; i < NT; i++)
+		free(s->data[i]);
+}
+
+/* Chunks of 2^18 bytes: a tensor of 250000 values has 4. */
+static void pack_mode(const set *s, int mode, packed *p)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.chunk_bytes = (uint64_t)1 << 18;
+	o.mode = mode == 0 ? ALCM_MODE_LOSSLESS : mode == 1 ? ALCM_MODE_REL_ERROR
+	                                                    : ALCM_MODE_MAX_ERROR;
+	o.bound = mode == 1 ? 1e-4 : 1e-5;
+	o.prune = mode == 1 ? 0.2 : 0;
+	assert_int_equal(tu_pack(s->t, NT, &o, p, NULL), ALCM_OK);
+}
+
+/* Collects pieces; fails with `fail_st` at piece number `fail_at` (0: never). Positions must
+ * not go back; `last` is the last one seen. */
+typedef struct sink {
+	uint8_t *buf;
+	size_t len, cap, pieces;
+	size_t fail_at;
+	int fail_st;
+	size_t last;
+	size_t per[NT]; /* bytes per position */
+} sink;
+
+static int collect(void *ctx, size_t pos, const void *data, size_t len)
+{
+	sink *k = ctx;
+	if (k->fail_at && k->pieces + 1 == k->fail_at)
+		return k->fail_st;
+	assert_true(pos >= k->last);
+	k->last = pos;
+	assert_true(pos < NT);
+	k->per[pos] += len;
+	assert_true(k->len + len <= k->cap);
+	memcpy(k->buf + k->len, data, len);
+	k->len += len;
+	k->pieces++;
+	return ALCM_OK;
+}
+
+static void open_archive(const void *buf, size_t len, unsigned threads, alcm_reader **r,
+                         alcm_archive **a)
+{
+	*r = NULL;
+	*a = NULL;
+	assert_int_equal(alcm_reader_open_memory(r, buf, len, "m", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_open(a, *r, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_set_threads(*a, threads), ALCM_OK);
+}
+
+/* Pieces in order make the tensor alcm_archive_decode gives, a chunk each when lossless and
+ * one piece when quantized, at 1 to 3 threads, mixed with whole decodes (which read ahead at
+ * two threads) in the same archive. */
+static void test_pieces_same_bytes(void **state)
+{
+	(void)state;
+	for (int empty = 0; empty < 2; empty++) {
+		set s;
+		make_set(&s, 250000, 11, empty);
+		for (int mode = 0; mode < 3; mode++) {
+			packed p;
+			pack_mode(&s, mode, &p);
+			for (unsigned th = 1; th <= 3; th++)
+				for (int mix = 0; mix < 2; mix++) {
+					alcm_reader *r;
+					alcm_archive *a;
+					open_archive(p.buf, p.len, th, &r, &a);
+					for (size_t i = 0; i < NT; i++) {
+						alcm_tensor_info ti;
+						assert_int_equal(alcm_archive_tensor_info(a, i, &ti), ALCM_OK);
+						uint8_t *ref = malloc(ti.raw_bytes + 1);
+						sink k = {malloc(ti.raw_bytes + 1), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
+						if (mix && i % 2) {
+							assert_int_equal(alcm_archive_decode(a, i, k.buf, ti.raw_bytes),
+							                 ALCM_OK);
+							k.len = ti.raw_bytes;
+						} else {
+							assert_int_equal(alcm_archive_decode_pieces(a, &i, 1, collect, &k),
+							                 ALCM_OK);
+							size_t want = !ti.raw_bytes ? 0 : mode ? 1 : ti.chunks;
+							assert_int_equal(k.pieces, want);
+						}
+						assert_int_equal(k.len, ti.raw_bytes);
+						alcm_reader *r1;
+						alcm_archive *a1;
+						open_archive(p.buf, p.len, 1, &r1, &a1);
+						assert_int_equal(alcm_archive_decode(a1, i, ref, ti.raw_bytes), ALCM_OK);
+						alcm_archive_free(a1);
+						alcm_reader_free(r1);
+						if (ti.raw_bytes)
+							assert_memory_equal(k.buf, ref, ti.raw_bytes);
+						if (!mode && ti.raw_bytes)
+							assert_memory_equal(k.buf, s.data[i], ti.raw_bytes);
+						free(ref);
+						free(k.buf);
+					}
+					alcm_archive_free(a);
+					alcm_reader_free(r);
+				}
+			alcm_writer_free(p.w);
+		}
+		free_set(&s);
+	}
+}
+
+/* A list of tensors in one call, in any order, one of them without elements: the pieces of
+ * each position make its tensor, positions in order (the last chunks of a tensor are handed on
+ * during the next one's first wave). A digest error in the list's second tensor: the first is
+ * whole, the second short, nothing of the others. */
+static void test_pieces_list(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 23, 1);
+	for (int mode = 0; mode < 3; mode++) {
+		packed p;
+		pack_mode(&s, mode, &p);
+		static const size_t orders[2][NT] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
+		uint64_t total = 0;
+		for (int i = 0; i < NT; i++)
+			total += s.t[i].nbytes;
+		for (unsigned th = 1; th <= 3; th++)
+			for (int o = 0; o < 2; o++) {
+				alcm_reader *r;
+				alcm_archive *a;
+				open_archive(p.buf, p.len, th, &r, &a);
+				sink k = {malloc(total), 0, total, 0, 0, 0, 0, {0}};
+				assert_int_equal(alcm_archive_decode_pieces(a, orders[o], NT, collect, &k),
+				                 ALCM_OK);
+				assert_int_equal(k.len, total);
+				uint64_t at = 0;
+				for (size_t i = 0; i < NT; i++) {
+					size_t t = orders[o][i];
+					assert_int_equal(k.per[i], s.t[t].nbytes);
+					uint8_t *ref = malloc(s.t[t].nbytes + 1);
+					assert_int_equal(alcm_archive_decode(a, t, ref, s.t[t].nbytes), ALCM_OK);
+					if (s.t[t].nbytes)
+						assert_memory_equal(k.buf + at, ref, s.t[t].nbytes);
+					at += s.t[t].nbytes;
+					free(ref);
+				}
+				free(k.buf);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+		if (mode == 0) {
+			uint8_t *bad = malloc(p.len);
+			memcpy(bad, p.buf, p.len);
+			alcm_reader *r;
+			alcm_archive *a;
+			open_archive(p.buf, p.len, 1, &r, &a);
+			uint32_t k0, k1;
+			assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
+			assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
+			alcm_section_info si;
+			assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+			bad[si.offset + si.length - 1] ^= 0x10;
+			for (unsigned th = 1; th <= 2; th++) {
+				open_archive(bad, p.len, th, &r, &a);
+				sink k = {malloc(total), 0, total, 0, 0, 0, 0, {0}};
+				assert_int_equal(alcm_archive_decode_pieces(a, orders[0], NT, collect, &k),
+				                 ALCM_E_DIGEST);
+				assert_int_equal(k.per[0], s.t[0].nbytes);
+				assert_true(k.per[1] < s.t[1].nbytes);
+				assert_int_equal(k.per[2] + k.per[3], 0);
+				free(k.buf);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+			}
+			free(bad);
+		}
+		alcm_writer_free(p.w);
+	}
+	free_set(&s);
+}
+
+/* A damaged byte in chunk c of tensor 1's section: a digest mismatch, and the tensor's last
+ * piece never reaches the function (so a writer behind it never has the whole tensor). */
+static void test_pieces_damaged(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 13, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(p.buf, p.len, 1, &r, &a);
+	alcm_tensor_info ti;
+	assert_int_equal(alcm_archive_tensor_info(a, 1, &ti), ALCM_OK);
+	uint32_t k0, k1;
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
+	alcm_section_info si;
+	assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	for (int where = 0; where < 3; where++) {
+		uint8_t *bad = malloc(p.len);
+		memcpy(bad, p.buf, p.len);
+		/* the first bytes, the middle, the last byte */
+		uint64_t at = where == 0 ? 8 : where == 1 ? si.length / 2 : si.length - 1;
+		bad[si.offset + at] ^= 0x10;
+		for (unsigned th = 1; th <= 2; th++) {
+			open_archive(bad, p.len, th, &r, &a);
+			sink k0s = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
+			size_t i0 = 0, i1 = 1, i2 = 2;
+			assert_int_equal(alcm_archive_decode_pieces(a, &i0, 1, collect, &k0s), ALCM_OK);
+			sink k = {malloc(ti.raw_bytes), 0, ti.raw_bytes, 0, 0, 0, 0, {0}};
+			assert_int_equal(alcm_archive_decode_pieces(a, &i1, 1, collect, &k), ALCM_E_DIGEST);
+			assert_non_null(strstr(alcm_archive_detail(a), "digest mismatch in section"));
+			assert_true(k.len < ti.raw_bytes);
+			/* poisoned, as after alcm_archive_decode */
+			assert_int_equal(alcm_archive_decode_pieces(a, &i2, 1, collect, &k0s), ALCM_E_STATE);
+			free(k.buf);
+			free(k0s.buf);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+		}
+		free(bad);
+	}
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
+/* The function's status stops the decode and comes back as it is; the archive goes on. */
+static void test_pieces_fn_status(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 17, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	for (unsigned th = 1; th <= 2; th++)
+		for (size_t at = 1; at <= 4; at++) {
+			alcm_reader *r;
+			alcm_archive *a;
+			open_archive(p.buf, p.len, th, &r, &a);
+			sink k = {malloc(s.t[0].nbytes), 0, s.t[0].nbytes, 0, at, ALCM_E_IO, 0, {0}};
+			size_t i0 = 0, i1 = 1;
+			assert_int_equal(alcm_archive_decode_pieces(a, &i0, 1, collect, &k), ALCM_E_IO);
+			assert_int_equal(k.pieces, at - 1);
+			k.len = k.pieces = 0;
+			k.fail_at = 0;
+			assert_int_equal(alcm_archive_decode_pieces(a, &i1, 1, collect, &k), ALCM_OK);
+			assert_memory_equal(k.buf, s.data[1], s.t[1].nbytes);
+			free(k.buf);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+		}
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
+/* Threads of this process, from /proc/self/status. */
+static int threads_now(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	int n = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Tensors of a few KB in pieces at two threads: each one-chunk wave runs on the caller, and
+ * no thread starts (as for alcm_archive_decode). */
+static void test_pieces_small_no_thread(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 2000, 29, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(p.buf, p.len, 2, &r, &a);
+	int before = threads_now();
+	size_t all[NT] = {0, 1, 2, 3};
+	sink k = {malloc(NT * 8000), 0, NT * 8000, 0, 0, 0, 0, {0}};
+	assert_int_equal(alcm_archive_decode_pieces(a, all, NT, collect, &k), ALCM_OK);
+	assert_int_equal(threads_now(), before);
+	for (int i = 0; i < NT; i++)
+		assert_memory_equal(k.buf + 8000 * i, s.data[i], 8000);
+	free(k.buf);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
+/* Writes the set whole, or in pieces of `step` bytes (0: whole), to path. */
+static int write_set(const set *s, const char *path, int fmt, size_t n, size_t step)
+{
+	alcm_output *o = NULL;
+	int st = alcm_output_open(&o, path, fmt, ALCM_WRITE_OVERWRITE | ALCM_WRITE_NO_SYNC, NULL);
+	if (!st)
+		st = alcm_output_plan(o, s->t, n);
+	for (size_t i = 0; i < n && !st; i++) {
+		if (!step) {
+			st = alcm_output_write(o, &s->t[i]);
+			continue;
+		}
+		alcm_tensor t = s->t[i];
+		t.data = NULL;
+		st = alcm_output_begin(o, &t);
+		const uint8_t *d = s->t[i].data;
+		for (uint64_t k = 0; !st && k < s->t[i].nbytes; k += step) {
+			size_t len = s->t[i].nbytes - k < step ? (size_t)(s->t[i].nbytes - k) : step;
+			st = alcm_output_append(o, d + k, len);
+		}
+	}
+	if (!st)
+		st = alcm_output_commit(o);
+	alcm_output_free(o);
+	return st;
+}
+
+/* .npy, .npz and .safetensors written in pieces are the files written whole, byte for byte
+ * (the .npz members' CRC-32s are set at the end); .pt refuses pieces before writing any. */
+static void test_output_pieces(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 2000, 19, 1);
+	static const int fmts[] = {ALCM_FILE_NPZ, ALCM_FILE_SAFETENSORS, ALCM_FILE_NPY};
+	static const char *const ext[] = {"npz", "safetensors", "npy"};
+	for (int f = 0; f < 3; f++) {
+		char a[64], b[64];
+		snprintf(a, sizeof(a), "pieces_whole.%s", ext[f]);
+		snprintf(b, sizeof(b), "pieces_parts.%s", ext[f]);
+		size_t n = fmts[f] == ALCM_FILE_NPY ? 1 : NT;
+		assert_int_equal(write_set(&s, tu_path(a), fmts[f], n, 0), ALCM_OK);
+		size_t la, lb;
+		uint8_t *fa = tu_read_file(tu_path(a), &la);
+		for (size_t step = 1000; step <= 9000; step += 4000) {
+			assert_int_equal(write_set(&s, tu_path(b), fmts[f], n, step), ALCM_OK);
+			uint8_t *fb = tu_read_file(tu_path(b), &lb);
+			assert_int_equal(la, lb);
+			assert_memory_equal(fa, fb, la);
+			free(fb);
+		}
+		free(fa);
+		remove(tu_path(a));
+		remove(tu_path(b));
+	}
+	/* misuse: commit or a whole write while a tensor is open, too many bytes, .pt */
+	alcm_output *o = NULL;
+	assert_int_equal(alcm_output_open(&o, tu_path("pieces_bad.npz"), ALCM_FILE_NPZ,
+	                                  ALCM_WRITE_OVERWRITE | ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+	assert_int_equal(alcm_output_begin(o, &s.t[0]), ALCM_OK);
+	assert_int_equal(alcm_output_append(o, s.data[0], 400), ALCM_OK);
+	assert_int_equal(alcm_output_commit(o), ALCM_E_STATE);
+	assert_int_equal(alcm_output_write(o, &s.t[1]), ALCM_E_STATE);
+	assert_int_equal(alcm_output_append(o, s.data[0], (size_t)s.t[0].nbytes), ALCM_E_STATE);
+	alcm_output_free(o);
+	assert_false(tu_file_exists(tu_path("pieces_bad.npz")));
+	o = NULL;
+	assert_int_equal(alcm_output_open(&o, tu_path("pieces.pt"), ALCM_FILE_PT,
+	                                  ALCM_WRITE_OVERWRITE | ALCM_WRITE_NO_SYNC, NULL), ALCM_OK);
+	assert_int_equal(alcm_output_plan(o, s.t, NT), ALCM_OK);
+	assert_int_equal(alcm_output_begin(o, &s.t[0]), ALCM_E_UNSUPPORTED);
+	for (int i = 0; i < NT; i++)
+		assert_int_equal(alcm_output_write(o, &s.t[i]), ALCM_OK);
+	assert_int_equal(alcm_output_commit(o), ALCM_OK);
+	alcm_output_free(o);
+	remove(tu_path("pieces.pt"));
+	free_set(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pieces_same_bytes),
+		cmocka_unit_test(test_pieces_list),
+		cmocka_unit_test(test_pieces_damaged),
+		cmocka_unit_test(test_pieces_fn_status),
+		cmocka_unit_test(test_pieces_small_no_thread),
+		cmocka_unit_test(test_output_pieces),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
