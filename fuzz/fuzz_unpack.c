@@ -3,8 +3,9 @@
  * directory), every frame of a stream, every tensor decoded, FRAM reports, stream resume.
  * Input: archive bytes, then one options byte:
  *   FUZZ_OPT_RAW, FUZZ_OPT_NO_VERIFY as in fuzz_common.h;
- *   0x04  decode each tensor again with 2 threads: same status and bytes (the decoder
- *         promises the same result for any thread count);
+ *   0x04  decode each tensor again with 2 threads, whole and in pieces
+ *         (alcm_archive_decode_pieces, one tensor and then the whole list): same status and
+ *         bytes (the decoder promises the same result for any thread count and either way);
  *   0x08  open every frame, not only the last;
  *   0x10  resume a stream encoder from the archive;
  *   0x20  give every frame the archive itself as its base archive (spec 6.12): a series'
@@ -22,9 +23,35 @@
 #define OPT_RESUME 0x10u
 #define OPT_SELF_BASE 0x20u
 
+/* Collects the pieces of one tensor (list position pos_want), or only counts them (buf
+ * NULL: a list of several tensors, whose pieces must come in list order). */
+typedef struct piece_sink {
+	uint8_t *buf;
+	size_t cap, len, pos;
+} piece_sink;
+
+static int piece_take(void *ctx, size_t pos, const void *data, size_t len)
+{
+	piece_sink *s = ctx;
+	FUZZ_CHECK(S, pos >= s->pos, "piece of list position %zu after one of %zu", pos, s->pos);
+	if (pos != s->pos) {
+		s->pos = pos;
+		s->len = 0;
+	}
+	FUZZ_CHECK(S, !s->buf || len <= s->cap - s->len, "pieces past the tensor's %zu bytes",
+	           s->cap);
+	if (s->buf)
+		memcpy(s->buf + s->len, data, len);
+	else
+		fuzz_touch(data, len);
+	s->len += len;
+	return ALCM_OK;
+}
+
 static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 {
 	size_t n = alcm_archive_tensor_count(a);
+	int all_ok = 1;
 	for (size_t i = 0; i < n; i++) {
 		alcm_tensor_info ti;
 		FUZZ_CHECK(S, alcm_archive_tensor_info(a, i, &ti) == ALCM_OK, "info %zu", i);
@@ -43,6 +70,7 @@ static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 		if (st == ALCM_OK) {
 			fuzz_touch(out, (size_t)ti.raw_bytes);
 		} else {
+			all_ok = 0;
 			FUZZ_CHECK(S, st != ALCM_E_ARG, "tensor %zu: ALCM_E_ARG from a valid call", i);
 			FUZZ_CHECK(S, strlen(alcm_archive_detail(a)) > 0, "failure without a detail");
 		}
@@ -56,6 +84,16 @@ static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 				           i, st, st2);
 				FUZZ_CHECK(S, memcmp(out, again, (size_t)ti.raw_bytes) == 0,
 				           "tensor %zu: 1 and 2 threads decode differently", i);
+				piece_sink ps = {again, (size_t)ti.raw_bytes, 0, 0};
+				memset(again, 0, ps.cap);
+				alcm_archive_set_threads(a, 2);
+				int st3 = alcm_archive_decode_pieces(a, &i, 1, piece_take, &ps);
+				alcm_archive_set_threads(a, 1);
+				FUZZ_CHECK(S, st3 == st, "tensor %zu: status %d whole, %d in pieces", i, st,
+				           st3);
+				FUZZ_CHECK(S, ps.len == ps.cap && memcmp(out, again, ps.cap) == 0,
+				           "tensor %zu: decoded in pieces, %zu of %zu bytes or others", i,
+				           ps.len, ps.cap);
 				free(again);
 			}
 		}
@@ -65,6 +103,19 @@ static void decode_all(alcm_archive *a, const alcm_limits *lim, int twice)
 			           "poisoned archive decodes");
 			return;
 		}
+	}
+	/* Every tensor decoded: the whole list in pieces, tensors handed on across waves. */
+	size_t *index = twice && all_ok && n > 1 ? malloc(n * sizeof(*index)) : NULL;
+	if (index) {
+		for (size_t i = 0; i < n; i++)
+			index[n - 1 - i] = i; /* backwards: any order is allowed */
+		piece_sink ps = {NULL, 0, 0, 0};
+		alcm_archive_set_threads(a, 2);
+		int st = alcm_archive_decode_pieces(a, index, n, piece_take, &ps);
+		alcm_archive_set_threads(a, 1);
+		FUZZ_CHECK(S, st == ALCM_OK, "%zu tensors decode one by one, not as a list (%d)", n,
+		           st);
+		free(index);
 	}
 }
 
