@@ -123,7 +123,11 @@ int alcm_io_npz_open(alcm_input *in)
 
 /* ---- writer ---- */
 
-static int npz_write(alcm_output *o, const alcm_tensor *t)
+/* Opens t's member and writes its .npy header. Whole (t->data given), the member's CRC-32
+ * goes into its local header now; in pieces, it is known at the member's end only (npz_end)
+ * and goes into the local header when the file is finished (alcm_io_zipw_finish). The bytes
+ * are the same either way. */
+static int npz_member(alcm_output *o, const alcm_tensor *t, int whole)
 {
 	alcm_io_zipw *z = o->state;
 	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
@@ -141,44 +145,32 @@ static int npz_write(alcm_output *o, const alcm_tensor *t)
 	if (t->name_len)
 		memcpy(name, t->name, t->name_len);
 	memcpy(name + t->name_len, ".npy", 4);
-	uint32_t crc = alcm_io_crc32(alcm_io_crc32(0, hdr, hlen), t->data, t->nbytes);
-	int rc = alcm_io_zipw_begin(o, z, name, t->name_len + 4, hlen + t->nbytes, crc,
+	uint32_t crc = alcm_io_crc32(0, hdr, hlen);
+	if (whole)
+		crc = alcm_io_crc32(crc, t->data, t->nbytes);
+	int rc = alcm_io_zipw_begin(o, z, name, t->name_len + 4, hlen + t->nbytes, whole ? crc : 0,
 	                            ALCM_IO_ZIPW_ZIP64);
 	alcm_mem_free(&o->alloc, name);
-	if (rc == ALCM_OK)
-		rc = alcm_io_out_write(o, hdr, hlen);
+	if (rc != ALCM_OK)
+		return rc;
+	if (!whole) {
+		z->e[z->n - 1].crc_late = 1;
+		z->crc = crc;
+	}
+	return alcm_io_out_write(o, hdr, hlen);
+}
+
+static int npz_write(alcm_output *o, const alcm_tensor *t)
+{
+	int rc = npz_member(o, t, 1);
 	if (rc == ALCM_OK && t->nbytes)
 		rc = alcm_io_out_write(o, t->data, (size_t)t->nbytes);
 	return rc;
 }
 
-/* In pieces: the member's CRC-32 is known at its end only; its local header gets it when
- * the file is finished (alcm_io_zipw_finish), the bytes are the same as npz_write's. */
 static int npz_begin(alcm_output *o, const alcm_tensor *t)
 {
-	alcm_io_zipw *z = o->state;
-	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
-	char q[ALCM_IO_QUOTE];
-	size_t hlen = alcm_io_npy_build_header(hdr, t->dtype, t->ndim, t->shape);
-	if (!hlen)
-		return alcm_io_npy_refuse_bf16(o, t->name, t->name_len);
-	if (t->name_len > 65535 - 4)
-		return alcm_io_out_fail(o, ALCM_E_ARG,
-		                        "tensor '%s': a name of %zu bytes does not fit a zip member name",
-		                        alcm_io_quote(q, t->name, t->name_len), t->name_len);
-	char *name = alcm_mem_alloc(&o->alloc, t->name_len + 4);
-	if (!name)
-		return alcm_io_out_fail(o, ALCM_E_NOMEM, "out of memory");
-	if (t->name_len)
-		memcpy(name, t->name, t->name_len);
-	memcpy(name + t->name_len, ".npy", 4);
-	int rc = alcm_io_zipw_begin(o, z, name, t->name_len + 4, hlen + t->nbytes, 0,
-	                            ALCM_IO_ZIPW_ZIP64);
-	alcm_mem_free(&o->alloc, name);
-	if (rc == ALCM_OK)
-		z->e[z->n - 1].crc_late = 1;
-	z->crc = alcm_io_crc32(0, hdr, hlen);
-	return rc == ALCM_OK ? alcm_io_out_write(o, hdr, hlen) : rc;
+	return npz_member(o, t, 0);
 }
 
 static int npz_append(alcm_output *o, const void *p, size_t n)
