@@ -44,17 +44,6 @@ static void fill(void *x, int dtype, int kind)
 		}
 }
 
-static void decode(const tu_packed *p, void *out, size_t n)
-{
-	alcm_reader *rd = NULL;
-	alcm_archive *a = NULL;
-	assert_int_equal(alcm_reader_open_memory(&rd, p->buf, p->len, "mem", NULL, NULL, 0), ALCM_OK);
-	assert_int_equal(alcm_archive_open(&a, rd, NULL), ALCM_OK);
-	assert_int_equal(alcm_archive_decode(a, 0, out, n), ALCM_OK);
-	alcm_archive_free(a);
-	alcm_reader_free(rd);
-}
-
 static void test_dequant_paths_agree(void **state)
 {
 	(void)state;
@@ -70,24 +59,7 @@ static void test_dequant_paths_agree(void **state)
 				assert_non_null(y1);
 				fill(x, dtypes[d], kind);
 				alcm_tensor t = {"t", 1, dtypes[d], 2, {ROWS, COLS}, x, n};
-				alcm_pack_options o;
-				alcm_pack_options_default(&o);
-				o.mode = ALCM_MODE_MAX_ERROR;
-				o.bound = bounds[b];
-				o.threads = 1;
-				o.max_minor = 1;
-				tu_packed p;
-				memset(&p, 0, sizeof(p));
-				assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
-				alcm_rans_scalar_only = 1;
-				decode(&p, y0, n);
-				alcm_rans_scalar_only = 0;
-				decode(&p, y1, n);
-				assert_memory_equal(y0, y1, n);
-				alcm_error_stats es;
-				assert_int_equal(alcm_tensor_measure(&t, y1, &es), ALCM_OK);
-				assert_true(alcm_error_within(&es, ALCM_MODE_MAX_ERROR, bounds[b]));
-				alcm_writer_free(p.w);
+				tu_check_decode_paths(&t, bounds[b], y0, y1);
 				free(x);
 				free(y0);
 				free(y1);

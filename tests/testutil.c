@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "symcode_internal.h"
+
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -208,4 +210,38 @@ int tu_pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, tu_packe
 		st = alcm_writer_memory(w, &out->buf, &out->len);
 	out->w = w;
 	return st;
+}
+
+static void decode_first(const tu_packed *p, void *out, size_t n)
+{
+	alcm_reader *rd = NULL;
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_reader_open_memory(&rd, p->buf, p->len, "mem", NULL, NULL, 0), ALCM_OK);
+	assert_int_equal(alcm_archive_open(&a, rd, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_decode(a, 0, out, n), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(rd);
+}
+
+void tu_check_decode_paths(const alcm_tensor *t, double bound, void *y0, void *y1)
+{
+	size_t n = (size_t)t->nbytes;
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = bound;
+	o.threads = 1;
+	o.max_minor = 1;
+	tu_packed p;
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(tu_pack(t, 1, &o, &p, NULL), ALCM_OK);
+	alcm_rans_scalar_only = 1;
+	decode_first(&p, y0, n);
+	alcm_rans_scalar_only = 0;
+	decode_first(&p, y1, n);
+	assert_memory_equal(y0, y1, n);
+	alcm_error_stats es;
+	assert_int_equal(alcm_tensor_measure(t, y1, &es), ALCM_OK);
+	assert_true(alcm_error_within(&es, ALCM_MODE_MAX_ERROR, bound));
+	alcm_writer_free(p.w);
 }

@@ -48,6 +48,12 @@ typedef struct tu_packed {
 int tu_pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, tu_packed *out,
             alcm_tensor_report *reps);
 
+/* Packs the one tensor t at max error `bound` on one thread, decodes it with the portable
+ * rANS decoder (into y0) and with the run-time choice, AVX2 where the CPU has it (into y1),
+ * and asserts that both decodes are the same bytes and within the bound (cmocka asserts).
+ * y0 and y1 take t->nbytes each. */
+void tu_check_decode_paths(const alcm_tensor *t, double bound, void *y0, void *y1);
+
 /* Rebuilds the archive image *img (malloc'd, *n bytes) with every TDRZ replaced by the plain
  * TDIR it holds (spec 6.3.5), sections in the same order, so a test can edit directory
  * entries in place; the header's minor version and stream flag are kept, generations are

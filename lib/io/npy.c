@@ -525,21 +525,7 @@ int alcm_io_npy_refuse_bf16(alcm_output *o, const char *name, size_t name_len)
 	                        "keep it as is", alcm_io_quote(q, name, name_len));
 }
 
-static int npy_write(alcm_output *o, const alcm_tensor *t)
-{
-	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
-	if (o->written)
-		return alcm_io_out_fail(o, ALCM_E_STATE,
-		                        "a .npy file holds one tensor; write .npz for several");
-	size_t n = alcm_io_npy_build_header(hdr, t->dtype, t->ndim, t->shape);
-	if (!n)
-		return alcm_io_npy_refuse_bf16(o, t->name, t->name_len);
-	int rc = alcm_io_out_write(o, hdr, n);
-	if (rc == ALCM_OK && t->nbytes)
-		rc = alcm_io_out_write(o, t->data, (size_t)t->nbytes);
-	return rc;
-}
-
+/* The .npy header of the file's one tensor; its data follow (npy_write, or in pieces). */
 static int npy_begin(alcm_output *o, const alcm_tensor *t)
 {
 	uint8_t hdr[ALCM_IO_NPY_HEADER_BUF];
@@ -550,6 +536,14 @@ static int npy_begin(alcm_output *o, const alcm_tensor *t)
 	if (!n)
 		return alcm_io_npy_refuse_bf16(o, t->name, t->name_len);
 	return alcm_io_out_write(o, hdr, n);
+}
+
+static int npy_write(alcm_output *o, const alcm_tensor *t)
+{
+	int rc = npy_begin(o, t);
+	if (rc == ALCM_OK && t->nbytes)
+		rc = alcm_io_out_write(o, t->data, (size_t)t->nbytes);
+	return rc;
 }
 
 static int npy_append(alcm_output *o, const void *p, size_t n)
