@@ -105,6 +105,8 @@ int alcm_rans_decode_search_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
                                   unsigned lanes);
 /* Tests set it to 1 to run the portable coder where the AVX2 one would run (x86-64). */
 extern int alcm_rans_scalar_only;
+/* Tests set it to 0 to run the encoder's AVX2 paths where its AVX-512 ones would run. */
+extern int alcm_sym_avx512;
 
 /* ---- chunk coder (lib/symcode.c) ------------------------------------------------------ */
 
