@@ -51,7 +51,7 @@ typedef struct alcm_rans_esym {
 } alcm_rans_esym;
 
 typedef struct alcm_rans_etab {
-	/* The same packed for the AVX2 encoder's gathers: the reciprocal, then bias |
+	/* The same packed for the AVX2 encoder (one 8-byte load a token): the reciprocal, then bias |
 	 * complement << 13 | (shift - 32) << 25. */
 	uint32_t pk[ALCM_RANS_MAX_TOKENS][2];
 	alcm_rans_esym s[ALCM_RANS_MAX_TOKENS];
