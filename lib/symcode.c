@@ -1532,7 +1532,12 @@ __attribute__((target("avx2"))) static int assign_avx2(const double *lp, const u
 
 /* The same again with 512-bit registers (eight classes a product and a sum instead of four;
  * products and sums are not fused: -ffp-contract=off). */
-__attribute__((target("avx2,avx512f,avx512vl,prefer-vector-width=512"))) static int
+#ifdef __clang__
+#define SYM_AVX512 __attribute__((target("avx2,avx512f,avx512vl"), min_vector_width(512)))
+#else
+#define SYM_AVX512 __attribute__((target("avx2,avx512f,avx512vl,prefer-vector-width=512")))
+#endif
+SYM_AVX512 static int
 assign_avx512(const double *lp, const uint32_t *pt, const uint64_t *off, uint64_t entries,
               uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
 {
