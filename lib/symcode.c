@@ -1139,9 +1139,29 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		axis x[2];
 		for (unsigned k = 0; k < md->naxes; k++)
 			x[k] = axis_at(&e->ax[md->ax[k]], e->first, i0);
-		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
 		const uint8_t *restrict tp = e->tok + i0, *restrict lv = e->lvl;
 		uint64_t k = 0;
+		if (md->naxes == 1 && !e->bits && x[0].run > 1) {
+			/* One axis, runs of one level: each run's tokens into its level's histogram
+			 * directly (the same counts, without the pass that writes every token's
+			 * level). */
+			const uint8_t *l0 = md->lev[0];
+			unsigned u = 0;
+			while (k < ns) {
+				uint64_t len1 = MIN(x[0].run - x[0].r, ns - k), q = 0;
+				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j]] * ntok;
+				for (; q + 4 <= len1; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * LT + tp[k + q + w]]++;
+				for (; q < len1; q++, u++)
+					row[(u & 3) * LT + tp[k + q]]++;
+				axis_skip(&x[0], len1);
+				k += len1;
+			}
+			seen += ns;
+			continue;
+		}
+		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
 		for (; k + 4 <= ns; k += 4)
 			for (unsigned u = 0; u < 4; u++)
 				h4[u * LT + (size_t)lv[k + u] * ntok + tp[k + u]]++;
