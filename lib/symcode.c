@@ -1953,6 +1953,24 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		const uint8_t *restrict tok = e.tok;
 		memset(h, 0, 4 * KT * sizeof(uint32_t));
 		uint64_t k = 0;
+		axis y = {0, 0, 0, 0, 0};
+		axis_init(&y, qp->axis_run[m->ax[0]], qp->axis_count[m->ax[0]], first, elems);
+		if (A == 1 && !bits && y.run > 1) {
+			/* Runs of one class (fill_classes() set them so): each run's tokens into its
+			 * class's histograms, without reading the classes back. */
+			unsigned u = 0;
+			while (k < nsym) {
+				uint64_t len = MIN(y.run - y.r, nsym - k), q = 0;
+				uint32_t *restrict row = h + (size_t)sc[m->lev[0][y.j]] * ntok;
+				for (; q + 4 <= len; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * KT + tok[k + q + w]]++;
+				for (; q < len; q++, u++)
+					row[(u & 3) * KT + tok[k + q]]++;
+				axis_skip(&y, len);
+				k += len;
+			}
+		}
 		for (; k + 4 <= nsym; k += 4)
 			for (unsigned u = 0; u < 4; u++)
 				h[u * KT + cls[k + u] * ntok + tok[k + u]]++;
