@@ -730,7 +730,7 @@ static int lat_scan_portable(const uint8_t *src, uint64_t n, uint32_t *key, uint
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 /* lat_scan_portable() eight values at a time: where none of the eight is special and all
- * are at their home slot already (a gather of their keys), only their counts move; any
+ * are at their home slot already (their keys, loaded one by one), only their counts move; any
  * other group goes through lat_count() one value at a time, in order. The same table and
  * counts. */
 __attribute__((target("avx2"))) static int lat_scan_avx2(const uint8_t *src, uint64_t n,
@@ -752,7 +752,12 @@ __attribute__((target("avx2"))) static int lat_scan_avx2(const uint8_t *src, uin
 		                                            _mm256_xor_si256(_mm256_sub_epi32(a, one), flip)));
 		sp = _mm256_or_si256(sp, _mm256_cmpeq_epi32(v, mz));
 		__m256i h = _mm256_srli_epi32(_mm256_mullo_epi32(v, mul), 20);
-		__m256i k = _mm256_i32gather_epi32((const int *)key, h, 4);
+		/* Their keys by scalar loads: a gather took longer. */
+		uint32_t hs[8];
+		_mm256_storeu_si256((__m256i *)(void *)hs, h);
+		__m256i k = _mm256_setr_epi32((int)key[hs[0]], (int)key[hs[1]], (int)key[hs[2]],
+		                              (int)key[hs[3]], (int)key[hs[4]], (int)key[hs[5]],
+		                              (int)key[hs[6]], (int)key[hs[7]]);
 		__m256i miss = _mm256_or_si256(sp, _mm256_xor_si256(_mm256_cmpeq_epi32(k, v),
 		                                                    _mm256_set1_epi32(-1)));
 		if (!_mm256_testz_si256(miss, miss)) {
@@ -761,8 +766,6 @@ __attribute__((target("avx2"))) static int lat_scan_avx2(const uint8_t *src, uin
 					return 0;
 			continue;
 		}
-		uint32_t hs[8];
-		_mm256_storeu_si256((__m256i *)(void *)hs, h);
 		for (unsigned u = 0; u < 8; u++)
 			cnt[hs[u]]++;
 	}

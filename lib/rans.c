@@ -178,20 +178,30 @@ encode_avx2_v(uint32_t *x, uint8_t **pp, const uint8_t *tok, const uint8_t *cls,
 	const __m256i m16 = _mm256_set1_epi32(0xffff), m13 = _mm256_set1_epi32(0x1fff);
 	const __m256i m12 = _mm256_set1_epi32(0xfff), tot = _mm256_set1_epi32(ALCM_RANS_TOTAL);
 	const __m256i lo32 = _mm256_set1_epi64x(0xffffffffll), s32 = _mm256_set1_epi64x(32);
-	const int *pa = (const int *)(const void *)pk, *pb = pa + 1;
-	const __m256i stride = _mm256_set1_epi32((int)(sizeof(alcm_rans_etab) / 8));
 	for (size_t i = n; i;) {
 		i -= 8 * (size_t)V;
 		for (int v = V - 1; v >= 0; v--) {
-			__m256i idx = _mm256_cvtepu8_epi32(
-				_mm_loadl_epi64((const __m128i *)(const void *)(tok + i + 8 * v)));
-			if (cls)
-				idx = _mm256_add_epi32(idx, _mm256_mullo_epi32(
-				                                _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-				                                    (const __m128i *)(const void *)(cls + i + 8 * v))),
-				                                stride));
-			__m256i rcp = _mm256_i32gather_epi32(pa, idx, 8);
-			__m256i b = _mm256_i32gather_epi32(pb, idx, 8);
+			/* The eight entries by scalar loads (two gathers took longer), then their
+			 * reciprocals and packed words apart. */
+			const uint8_t *tp = tok + i + 8 * v, *cp = cls ? cls + i + 8 * v : NULL;
+			const uint8_t *e8[8];
+			for (int u = 0; u < 8; u++)
+				e8[u] = (const uint8_t *)pk + 8 * (size_t)tp[u] +
+				        (cls ? sizeof(alcm_rans_etab) * (size_t)cp[u] : 0);
+			__m128i q0 = _mm_loadl_epi64((const __m128i *)(const void *)e8[0]);
+			__m128i q1 = _mm_loadl_epi64((const __m128i *)(const void *)e8[2]);
+			__m128i q2 = _mm_loadl_epi64((const __m128i *)(const void *)e8[4]);
+			__m128i q3 = _mm_loadl_epi64((const __m128i *)(const void *)e8[6]);
+			q0 = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(q0), (const double *)(const void *)e8[1]));
+			q1 = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(q1), (const double *)(const void *)e8[3]));
+			q2 = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(q2), (const double *)(const void *)e8[5]));
+			q3 = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(q3), (const double *)(const void *)e8[7]));
+			/* lo = entries 0 1 4 5 (64-bit), hi = 2 3 6 7; dwords split by parity. */
+			__m256i lo = _mm256_set_m128i(q2, q0), hi = _mm256_set_m128i(q3, q1);
+			__m256i rcp = _mm256_castps_si256(_mm256_shuffle_ps(
+				_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), _MM_SHUFFLE(2, 0, 2, 0)));
+			__m256i b = _mm256_castps_si256(_mm256_shuffle_ps(
+				_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi), _MM_SHUFFLE(3, 1, 3, 1)));
 			__m256i bias = _mm256_and_si256(b, m13);
 			__m256i cmpl = _mm256_and_si256(_mm256_srli_epi32(b, 13), m12);
 			__m256i sh = _mm256_srli_epi32(b, 25);

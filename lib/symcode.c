@@ -67,6 +67,8 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
+int alcm_sym_avx512 = 1;
+
 /* ---- tokens (spec 6.5.7) ------------------------------------------------------------------ */
 
 #define TOK_PALETTE 0x40 /* token byte flag: tokens index a palette of symbols */
@@ -1137,9 +1139,29 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 		axis x[2];
 		for (unsigned k = 0; k < md->naxes; k++)
 			x[k] = axis_at(&e->ax[md->ax[k]], e->first, i0);
-		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
 		const uint8_t *restrict tp = e->tok + i0, *restrict lv = e->lvl;
 		uint64_t k = 0;
+		if (md->naxes == 1 && !e->bits && x[0].run > 1) {
+			/* One axis, runs of one level: each run's tokens into its level's histogram
+			 * directly (the same counts, without the pass that writes every token's
+			 * level). */
+			const uint8_t *l0 = md->lev[0];
+			unsigned u = 0;
+			while (k < ns) {
+				uint64_t len1 = MIN(x[0].run - x[0].r, ns - k), q = 0;
+				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j]] * ntok;
+				for (; q + 4 <= len1; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * LT + tp[k + q + w]]++;
+				for (; q < len1; q++, u++)
+					row[(u & 3) * LT + tp[k + q]]++;
+				axis_skip(&x[0], len1);
+				k += len1;
+			}
+			seen += ns;
+			continue;
+		}
+		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
 		for (; k + 4 <= ns; k += 4)
 			for (unsigned u = 0; u < 4; u++)
 				h4[u * LT + (size_t)lv[k + u] * ntok + tp[k + u]]++;
@@ -1394,20 +1416,70 @@ ALCM_ALWAYS_INLINE void refine_costs2(double *restrict ca, double *restrict cb,
 	}
 }
 
-/* Moves entry j to its cheapest class by costs c (the first K0), counts cc kept up to date.
- * @return 1 when it moved. */
-ALCM_ALWAYS_INLINE int assign_move(const double *c, const uint32_t *restrict pt,
-                                   const uint64_t *restrict off, uint64_t j,
-                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
-                                   unsigned K0)
+/* The cheapest class by costs c (the first K0), cur when none is finite: each class in turn
+ * takes over when it costs less than the best so far minus 1e-9. */
+ALCM_ALWAYS_INLINE unsigned pick_class(const double *c, unsigned cur, unsigned K0)
 {
 	double bc = INFINITY;
-	unsigned bk = cl[j];
+	unsigned bk = cur;
 	for (unsigned k = 0; k < K0; k++)
 		if (c[k] < bc - 1e-9) {
 			bc = c[k];
 			bk = k;
 		}
+	return bk;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* pick_class() without its chain of subtractions and comparisons (one after the other, K0
+ * deep: a third of the refinement's time on a gradient of 1024 channels). Where the smallest
+ * cost m is finite and only one class k has c[k] - 1e-9 <= m, the scan ends at k: it takes
+ * over from any class before it (m < c[j] - 1e-9 for every other j), and no later class takes
+ * over from it (c[j] >= m >= c[k] - 1e-9). The same subtraction gives the same doubles, so
+ * the class is pick_class()'s; any other case (ties within 1e-9) goes to pick_class(). */
+__attribute__((target("avx2"))) static inline unsigned pick_class_avx2(const double *c,
+                                                                        unsigned cur, unsigned K0)
+{
+	const __m256d inf = _mm256_set1_pd(INFINITY), eps = _mm256_set1_pd(1e-9);
+	__m256d v[ALCM_SYM_MAX_CLASSES / 4], mn = inf;
+	unsigned G = (K0 + 3) / 4;
+	for (unsigned g = 0; g < G; g++) {
+		/* Classes from K0 on are not candidates (their costs may be unset). */
+		__m256i lane = _mm256_setr_epi64x(4 * g, 4 * g + 1, 4 * g + 2, 4 * g + 3);
+		__m256d in = _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(K0), lane));
+		v[g] = _mm256_blendv_pd(inf, _mm256_maskload_pd(c + 4 * g, _mm256_castpd_si256(in)), in);
+		mn = _mm256_min_pd(v[g], mn); /* a NaN cost (never chosen) leaves mn */
+	}
+	__m128d h = _mm_min_pd(_mm256_castpd256_pd128(mn), _mm256_extractf128_pd(mn, 1));
+	double m = _mm_cvtsd_f64(_mm_min_sd(h, _mm_unpackhi_pd(h, h)));
+	if (!(m < INFINITY))
+		return pick_class(c, cur, K0);
+	const __m256d vm = _mm256_set1_pd(m);
+	unsigned mask = 0;
+	for (unsigned g = 0; g < G; g++)
+		mask |= (unsigned)_mm256_movemask_pd(
+			_mm256_cmp_pd(_mm256_sub_pd(v[g], eps), vm, _CMP_LE_OQ)) << (4 * g);
+	if ((mask & (mask - 1)) == 0 && mask)
+		return (unsigned)__builtin_ctz(mask);
+	return pick_class(c, cur, K0);
+}
+#endif
+
+/* Moves entry j to its cheapest class by costs c (the first K0), counts cc kept up to date.
+ * @return 1 when it moved. */
+ALCM_ALWAYS_INLINE int assign_move(const double *c, const uint32_t *restrict pt,
+                                   const uint64_t *restrict off, uint64_t j,
+                                   uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
+                                   unsigned K0, const int avx2)
+{
+	unsigned bk;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (avx2)
+		bk = pick_class_avx2(c, cl[j], K0);
+	else
+#endif
+		bk = pick_class(c, cl[j], K0);
 	if (bk == cl[j])
 		return 0;
 	uint64_t *from = cc + (size_t)cl[j] * ntok, *to = cc + (size_t)bk * ntok;
@@ -1427,7 +1499,7 @@ ALCM_ALWAYS_INLINE int assign_move(const double *c, const uint32_t *restrict pt,
 ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *restrict pt,
                                    const uint64_t *restrict off, uint64_t entries,
                                    uint8_t *restrict cl, uint64_t *restrict cc, unsigned ntok,
-                                   unsigned K0)
+                                   unsigned K0, const int avx2)
 {
 	int moved = 0;
 	uint64_t j = 0;
@@ -1445,8 +1517,8 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 12);
 		else
 			refine_costs2(c[0], c[1], lp, pt, a0, a1, a1, b1, 16);
-		moved += assign_move(c[0], pt, off, j, cl, cc, ntok, K0);
-		moved += assign_move(c[1], pt, off, j + 1, cl, cc, ntok, K0);
+		moved += assign_move(c[0], pt, off, j, cl, cc, ntok, K0, avx2);
+		moved += assign_move(c[1], pt, off, j + 1, cl, cc, ntok, K0, avx2);
 	}
 	for (; j < entries; j++) {
 		double c[ALCM_SYM_MAX_CLASSES];
@@ -1458,7 +1530,7 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 			refine_costs(c, lp, pt, off[j], off[j + 1], 12);
 		else
 			refine_costs(c, lp, pt, off[j], off[j + 1], 16);
-		moved += assign_move(c, pt, off, j, cl, cc, ntok, K0);
+		moved += assign_move(c, pt, off, j, cl, cc, ntok, K0, avx2);
 	}
 	return moved;
 }
@@ -1466,7 +1538,7 @@ ALCM_ALWAYS_INLINE int assign_body(const double *restrict lp, const uint32_t *re
 static int assign_portable(const double *lp, const uint32_t *pt, const uint64_t *off,
                            uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
 {
-	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0, 0);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -1475,7 +1547,21 @@ __attribute__((target("avx2"))) static int assign_avx2(const double *lp, const u
                                                        uint8_t *cl, uint64_t *cc, unsigned ntok,
                                                        unsigned K0)
 {
-	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0);
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0, 1);
+}
+
+/* The same again with 512-bit registers (eight classes a product and a sum instead of four;
+ * products and sums are not fused: -ffp-contract=off). */
+#ifdef __clang__
+#define SYM_AVX512 __attribute__((target("avx2,avx512f,avx512vl"), min_vector_width(512)))
+#else
+#define SYM_AVX512 __attribute__((target("avx2,avx512f,avx512vl,prefer-vector-width=512")))
+#endif
+SYM_AVX512 static int
+assign_avx512(const double *lp, const uint32_t *pt, const uint64_t *off, uint64_t entries,
+              uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
+{
+	return assign_body(lp, pt, off, entries, cl, cc, ntok, K0, 1);
 }
 #endif
 
@@ -1483,6 +1569,9 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
                          uint64_t entries, uint8_t *cl, uint64_t *cc, unsigned ntok, unsigned K0)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx512f") &&
+	    __builtin_cpu_supports("avx512vl") && alcm_sym_avx512)
+		return assign_avx512(lp, pt, off, entries, cl, cc, ntok, K0);
 	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2"))
 		return assign_avx2(lp, pt, off, entries, cl, cc, ntok, K0);
 #endif
@@ -1591,8 +1680,12 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (!bs || !bl)
 			return ALCM_E_NOMEM;
 		const uint8_t *tok = e->tok;
+		/* Blocks after the first start at multiples of rmin: one division (one a block
+		 * of 9 was a sixth of the coder's own time on conv weights). */
+		uint64_t at = e->first % rmin;
 		for (uint64_t b = 0, i = 0; b < nb; b++) {
-			uint64_t len = MIN(rmin - (e->first + i) % rmin, e->elems - i);
+			uint64_t len = MIN(rmin - at, e->elems - i);
+			at = 0;
 			uint64_t s4[4] = {0, 0, 0, 0};
 			uint64_t k = 0, s = 0;
 			for (; k + 4 <= len; k += 4)
@@ -1860,6 +1953,24 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		const uint8_t *restrict tok = e.tok;
 		memset(h, 0, 4 * KT * sizeof(uint32_t));
 		uint64_t k = 0;
+		axis y = {0, 0, 0, 0, 0};
+		axis_init(&y, qp->axis_run[m->ax[0]], qp->axis_count[m->ax[0]], first, elems);
+		if (A == 1 && !bits && y.run > 1) {
+			/* Runs of one class (fill_classes() set them so): each run's tokens into its
+			 * class's histograms, without reading the classes back. */
+			unsigned u = 0;
+			while (k < nsym) {
+				uint64_t len = MIN(y.run - y.r, nsym - k), q = 0;
+				uint32_t *restrict row = h + (size_t)sc[m->lev[0][y.j]] * ntok;
+				for (; q + 4 <= len; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * KT + tok[k + q + w]]++;
+				for (; q < len; q++, u++)
+					row[(u & 3) * KT + tok[k + q]]++;
+				axis_skip(&y, len);
+				k += len;
+			}
+		}
 		for (; k + 4 <= nsym; k += 4)
 			for (unsigned u = 0; u < 4; u++)
 				h[u * KT + cls[k + u] * ntok + tok[k + u]]++;

@@ -51,7 +51,7 @@ typedef struct alcm_rans_esym {
 } alcm_rans_esym;
 
 typedef struct alcm_rans_etab {
-	/* The same packed for the AVX2 encoder's gathers: the reciprocal, then bias |
+	/* The same packed for the AVX2 encoder (one 8-byte load a token): the reciprocal, then bias |
 	 * complement << 13 | (shift - 32) << 25. */
 	uint32_t pk[ALCM_RANS_MAX_TOKENS][2];
 	alcm_rans_esym s[ALCM_RANS_MAX_TOKENS];
@@ -105,6 +105,8 @@ int alcm_rans_decode_search_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
                                   unsigned lanes);
 /* Tests set it to 1 to run the portable coder where the AVX2 one would run (x86-64). */
 extern int alcm_rans_scalar_only;
+/* Tests set it to 0 to run the encoder's AVX2 paths where its AVX-512 ones would run. */
+extern int alcm_sym_avx512;
 
 /* ---- chunk coder (lib/symcode.c) ------------------------------------------------------ */
 
