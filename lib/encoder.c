@@ -1592,6 +1592,18 @@ static int slot_wait(alcm_encoder *e, uint64_t g)
 	return fail ? queue_settle(e, 1) : ALCM_OK;
 }
 
+/* Closes the tensors ahead of the open one that are fully written, without waiting: the
+ * writer writes only the head tensor, so its successor's chunks wait for this. */
+static int queue_close_done(alcm_encoder *e)
+{
+	alcm_equeue *q = e->queue;
+	pthread_mutex_lock(&q->mu);
+	const tstate *h = &q->q[q->head];
+	int ready = q->count > 1 && q->open && h->written == h->nchunks;
+	pthread_mutex_unlock(&q->mu);
+	return ready ? queue_settle(e, 1) : ALCM_OK;
+}
+
 int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
 {
 	if (!e || (!data && len))
@@ -1618,7 +1630,7 @@ int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
 	while (len) {
 		uint64_t k = e->pgot / cb, off = e->pgot % cb, g = s->first + k;
 		int st;
-		if (off == 0 && (st = slot_wait(e, g))) {
+		if (off == 0 && ((st = queue_close_done(e)) || (st = slot_wait(e, g)))) {
 			e->piece = 0;
 			return st;
 		}
