@@ -526,6 +526,37 @@ ALCM_API int alcm_encoder_add(alcm_encoder *e, const alcm_tensor *t, alcm_tensor
  */
 ALCM_API int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep);
 /**
+ * alcm_encoder_queue() with the tensor's bytes given in pieces, so that a reader need not
+ * hold whole tensors: alcm_encoder_queue_begin() with t's name, dtype, shape and nbytes
+ * (t->data is not read; t and t->name are copied), then alcm_encoder_queue_append() with its
+ * bytes in order, in pieces of any size (empty ones too), then alcm_encoder_queue_end().
+ * The same sections and archive bytes as alcm_encoder_add() of the whole tensor.
+ *
+ * Memory: a lossless tensor larger than one chunk (alcm_pack_options.chunk_bytes) is copied
+ * chunk by chunk into threads + 1 slots of chunk_bytes, each coded by the encoder's threads
+ * as soon as it is full; append waits while every slot is in use. Other tensors are copied
+ * into a buffer of their size (two such buffers, used in turn) and queued whole at the end:
+ * lossy coding chooses its steps from statistics of the whole tensor, and a small tensor
+ * before any large one is coded in the caller's thread (as alcm_encoder_queue() does).
+ *
+ * No other call on the encoder may come between begin and end (ALCM_E_STATE). *rep is
+ * borrowed as in alcm_encoder_queue(): it is filled by the time the end of the NEXT tensor,
+ * or alcm_encoder_flush(), or alcm_encoder_finish() returns. The progress callback is
+ * called from the caller's thread during these calls.
+ * @return begin: as alcm_encoder_queue() for the tensor's checks (ALCM_E_ARG, ALCM_E_BOUND,
+ *         ALCM_E_LIMIT, ALCM_E_NOMEM), ALCM_E_STATE (a tensor is open, or the encoder is
+ *         finished or poisoned), or the error of a tensor queued before it.
+ *         append: ALCM_E_ARG when the bytes would go past t->nbytes (nothing is taken, the
+ *         tensor stays open), ALCM_E_STATE (no tensor open), or the error of a queued tensor.
+ *         end: ALCM_E_ARG when fewer than t->nbytes were given (the tensor is dropped; the
+ *         encoder is poisoned if its chunks were already queued), ALCM_E_STATE, or as
+ *         alcm_encoder_queue().
+ */
+ALCM_API int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t,
+                                      alcm_tensor_report *rep);
+ALCM_API int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len);
+ALCM_API int alcm_encoder_queue_end(alcm_encoder *e);
+/**
  * Finishes every queued tensor (fills their reports); their data is then free. Call it
  * before using the encoder's writer directly (alcm_writer_require_minor() and the like).
  * @return ALCM_OK, or the error of a queued tensor.
@@ -898,6 +929,21 @@ ALCM_API int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has);
  *         (nothing changes).
  */
 ALCM_API int alcm_input_keep_previous(alcm_input *in);
+/**
+ * Reads the next tensor in pieces, so that only one piece (at most 1 MiB) is in memory:
+ * alcm_input_next_begin() fills *t as alcm_input_next() does but with t->data NULL (t->name
+ * stays valid as with alcm_input_next()), then each alcm_input_piece() gives the next bytes
+ * of its data in order, until t->nbytes were given (then *len is 0). *data is valid until
+ * the next call on the input. The bytes are those alcm_input_next() gives. .npy, stored or
+ * deflated .npz members and .safetensors are read piece by piece; a .npz member's CRC-32
+ * is checked before its last piece is given (an error there means the earlier pieces were
+ * not the file's). Other inputs, and Fortran-order or big-endian arrays (transposed or
+ * swapped on read), are read whole at begin and then given in pieces from memory.
+ * alcm_input_next() and _next_begin() while a tensor's pieces remain: ALCM_E_STATE.
+ * @return ALCM_OK, or as alcm_input_next() (the input is then poisoned).
+ */
+ALCM_API int alcm_input_next_begin(alcm_input *in, alcm_tensor *t, int *has);
+ALCM_API int alcm_input_piece(alcm_input *in, const void **data, size_t *len);
 ALCM_API void alcm_input_free(alcm_input *in);
 ALCM_API const char *alcm_input_detail(const alcm_input *in);
 

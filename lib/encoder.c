@@ -36,6 +36,16 @@ struct alcm_encoder {
 	size_t last_tdir;
 	int can_undo;
 	int minor1; /* alcm_writer_can_require_minor(w, 1) at creation */
+	/* alcm_encoder_queue_begin(): the tensor being given in pieces. 1: into the queue's
+	 * chunk slots (lossless), 2: into whole[turn], queued whole at the end (lossy, or small
+	 * before any queue). Names and whole buffers alternate: tensor N's are in use until the
+	 * end of tensor N + 1 has finished it. */
+	int piece;
+	alcm_tensor pt;
+	alcm_tensor_report *prep;
+	uint64_t pgot;
+	alcm_buf pname[2], whole[2];
+	unsigned turn;
 	int finished, poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -112,6 +122,8 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	e->minor1 = alcm_writer_can_require_minor(w, 1);
 	e->tdir.a = &e->alloc;
 	e->meta.a = &e->alloc;
+	for (int i = 0; i < 2; i++)
+		e->pname[i].a = e->whole[i].a = &e->alloc;
 	*out = e;
 	if (alcm_pool_new(&e->pool, o.threads, &e->alloc))
 		return efail(e, ALCM_E_NOMEM, "cannot start worker threads");
@@ -142,6 +154,10 @@ void alcm_encoder_free(alcm_encoder *e)
 	alcm_mem_free(&e->alloc, e->coders);
 	alcm_buf_free(&e->tdir);
 	alcm_buf_free(&e->meta);
+	for (int i = 0; i < 2; i++) {
+		alcm_buf_free(&e->pname[i]);
+		alcm_buf_free(&e->whole[i]);
+	}
 	alcm_mem_free(&e->alloc, e->name_at);
 	alcm_mem_free(&e->alloc, e->name_slot);
 	alcm_allocator a = e->alloc;
@@ -662,7 +678,7 @@ static int write_job(alcm_encoder *e, job *jb, alcm_buf *ctab, alcm_buf *masks,
 /* Codes chunk k of tensor t into jb with coder c. */
 static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparams *p,
                        const uint8_t *ref, uint8_t *recon, uint64_t chunk_elems, uint64_t k,
-                       job *jb, alcm_coder *c)
+                       job *jb, alcm_coder *c, const uint8_t *piece)
 {
 	uint64_t first = k * chunk_elems;
 	uint64_t n = p->elems - first < chunk_elems ? p->elems - first : chunk_elems;
@@ -670,7 +686,12 @@ static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparam
 	size_t w = alcm_dtype_size(t->dtype);
 	jb->data.len = 0;
 	jb->mask.len = 0;
-	if (ref) {
+	if (piece) { /* the chunk alone, given in pieces (lossless only) */
+		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, t->dtype, piece, n, e->opt.level);
+		jb->data.len = 0;
+		jb->status = alcm_lossless_encode(c, &jb->data, t->dtype, &plan, piece, n,
+		                                  e->opt.level);
+	} else if (ref) {
 		jb->status = p->mode == ALCM_MODE_LOSSLESS
 		                 ? alcm_delta_encode(c, &jb->data, t->dtype, src + first * w,
 		                                     ref + first * w, n, e->opt.level)
@@ -735,7 +756,7 @@ static void run_chunk(void *arg, size_t j, unsigned worker)
 {
 	wave *wv = arg;
 	code_chunk(wv->e, wv->t, wv->p, wv->ref, wv->recon, wv->chunk_elems, wv->first_chunk + j,
-	           &wv->jobs[j], wv->e->coders[worker]);
+	           &wv->jobs[j], wv->e->coders[worker], NULL);
 	chunk_done(wv, j);
 }
 
@@ -797,7 +818,8 @@ static int name_reserve(alcm_encoder *e)
 	return ALCM_OK;
 }
 
-static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
+/* nodata: the bytes come later, in pieces (t->data is not looked at). */
+static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems, int nodata)
 {
 	char q[96];
 	alcm_detail_quote(q, sizeof(q), t->name ? t->name : "", t->name ? t->name_len : 0);
@@ -808,7 +830,7 @@ static int check_tensor(alcm_encoder *e, const alcm_tensor *t, uint64_t *elems)
 	uint64_t nb;
 	if (alcm_shape_elements(t->shape, t->ndim, elems) ||
 	    alcm_mul_u64(*elems, alcm_dtype_size(t->dtype), &nb) || nb != t->nbytes ||
-	    (!t->data && nb))
+	    (!t->data && nb && !nodata))
 		return efail(e, ALCM_E_ARG, "tensor '%s': %llu bytes do not match its shape", q,
 		             (unsigned long long)t->nbytes);
 	if (e->ntensors == UINT32_MAX)
@@ -876,7 +898,7 @@ int alcm_encoder_set_mode(alcm_encoder *e, int mode, double bound, unsigned bits
 {
 	if (!e)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	int st = queue_drain(e);
 	if (st)
@@ -897,7 +919,7 @@ int alcm_encoder_add_section(alcm_encoder *e, const char *type, int critical, co
 {
 	if (!e || !type || (!data && len))
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	int st = queue_drain(e);
 	if (st)
@@ -956,6 +978,7 @@ typedef struct tstate {
 	size_t tdir_before;
 	alcm_tensor_report *rep;
 	uint64_t first, written; /* queue: global number of its first chunk; chunks written */
+	int pieces;              /* its chunks are in the queue's slots (queue_begin) */
 } tstate;
 
 static void tstate_free(alcm_encoder *e, tstate *s)
@@ -966,14 +989,15 @@ static void tstate_free(alcm_encoder *e, tstate *s)
 	memset(&s->p, 0, sizeof(s->p));
 }
 
-/* Checks t and chooses its parameters (nothing is written). */
+/* Checks t and chooses its parameters (nothing is written). nodata: t's bytes come later in
+ * pieces, so the tensor must be one whose parameters need no data (lossless). */
 static int tensor_prepare(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
-                          alcm_tensor_report *rep, tstate *s)
+                          alcm_tensor_report *rep, tstate *s, int nodata)
 {
 	memset(s, 0, sizeof(*s));
 	s->ctab.a = s->masks.a = &e->alloc;
 	uint64_t elems;
-	int st = check_tensor(e, t, &elems);
+	int st = check_tensor(e, t, &elems, nodata);
 	if (st)
 		return st;
 	s->t = *t;
@@ -1116,14 +1140,14 @@ static int add_tensor(alcm_encoder *e, const alcm_tensor *t, const uint8_t *ref,
 {
 	if (!e || !t)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	int st = queue_drain(e);
 	if (st)
 		return st;
 	tstate s;
 	e->can_undo = 0;
-	if ((st = tensor_prepare(e, t, ref, rep, &s)))
+	if ((st = tensor_prepare(e, t, ref, rep, &s, 0)))
 		return st;
 	st = tensor_open(e, &s);
 	if (!st)
@@ -1159,6 +1183,12 @@ struct alcm_equeue {
 	int fail, wst;                 /* as in a wave; fail_k: the chunk in its tensor */
 	uint64_t fail_k;
 	int quit;
+	/* alcm_encoder_queue_begin(): chunk g of a tensor given in pieces is copied into
+	 * slot[g % nslots], busy from its first byte until it is coded (one per thread, and one
+	 * being filled). Allocated on the first such tensor, chunk_bytes each. */
+	uint8_t **slot;
+	uint8_t *slot_busy;
+	unsigned nslots;
 };
 
 typedef struct qworker_arg {
@@ -1222,13 +1252,18 @@ static void *queue_worker(void *v)
 		uint64_t g = q->taken++;
 		tstate *s = queue_find(q, g);
 		job *jb = &e->jobs[g % e->njobs];
+		const uint8_t *piece = s->pieces ? q->slot[g % q->nslots] : NULL;
 		jb->done = 0;
 		q->busy++;
 		pthread_mutex_unlock(&q->mu);
-		code_chunk(e, &s->t, &s->p, s->ref, NULL, s->chunk_elems, g - s->first, jb, c);
+		code_chunk(e, &s->t, &s->p, s->ref, NULL, s->chunk_elems, g - s->first, jb, c, piece);
 		pthread_mutex_lock(&q->mu);
 		jb->done = 1;
 		q->busy--;
+		if (piece) {
+			q->slot_busy[g % q->nslots] = 0;
+			pthread_cond_broadcast(&q->done);
+		}
 		queue_write(e);
 	}
 	pthread_mutex_unlock(&q->mu);
@@ -1251,6 +1286,10 @@ static void queue_free(alcm_encoder *e)
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->work);
 	pthread_cond_destroy(&q->done);
+	for (unsigned i = 0; q->slot && i < q->nslots; i++)
+		alcm_mem_free(&e->alloc, q->slot[i]);
+	alcm_mem_free(&e->alloc, q->slot);
+	alcm_mem_free(&e->alloc, q->slot_busy);
 	alcm_mem_free(&e->alloc, q->th);
 	alcm_mem_free(&e->alloc, q);
 	e->queue = NULL;
@@ -1369,7 +1408,7 @@ int alcm_encoder_flush(alcm_encoder *e)
 {
 	if (!e)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	return queue_drain(e);
 }
@@ -1378,7 +1417,7 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 {
 	if (!e || !t)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	/* Until a tensor of more than one chunk comes, code in the caller's thread: a small
 	 * file starts no thread. */
@@ -1393,7 +1432,7 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 	alcm_equeue *q = e->queue;
 	e->can_undo = 0;
 	tstate s;
-	if ((st = tensor_prepare(e, t, NULL, rep, &s)))
+	if ((st = tensor_prepare(e, t, NULL, rep, &s, 0)))
 		return st;
 	/* The names table holds closed tensors only: compare with the one still in flight. */
 	for (unsigned i = 0; i < q->count; i++) {
@@ -1426,11 +1465,227 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 	return queue_settle(e, 1);
 }
 
+/* ---- tensors given in pieces (alcm_encoder_queue_begin) ----------------------------------
+ * A lossless tensor larger than a chunk goes to the queue at once, its chunks copied into the
+ * queue's slots as the bytes come and taken by the threads as each fills: only a few chunks
+ * are in memory. Any other tensor (lossy coding reads the whole tensor for its statistics;
+ * a small one before the queue started is coded in the caller's thread) is gathered whole
+ * and given to alcm_encoder_queue() at the end: the same archive bytes either way. */
+
+static int slots_ensure(alcm_encoder *e)
+{
+	alcm_equeue *q = e->queue;
+	if (q->slot)
+		return ALCM_OK;
+	unsigned n = e->ncoders + 1;
+	if (!(q->slot = alcm_mem_calloc(&e->alloc, n, sizeof(*q->slot))) ||
+	    !(q->slot_busy = alcm_mem_calloc(&e->alloc, n, 1)))
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	q->nslots = n;
+	for (unsigned i = 0; i < n; i++)
+		if (!(q->slot[i] = alcm_mem_alloc(&e->alloc, (size_t)e->opt.chunk_bytes)))
+			return efail(e, ALCM_E_NOMEM, "out of memory");
+	return ALCM_OK;
+}
+
+/* Makes b hold n bytes (contents not kept; grown, never shrunk). */
+static int buf_hold(alcm_buf *b, uint64_t n)
+{
+	b->len = 0;
+	if (n <= b->cap)
+		return ALCM_OK;
+	if (n > SIZE_MAX)
+		return ALCM_E_NOMEM;
+	alcm_buf_free(b);
+	if (!(b->p = alcm_mem_alloc(b->a, n ? (size_t)n : 1)))
+		return ALCM_E_NOMEM;
+	b->cap = (size_t)n;
+	return ALCM_OK;
+}
+
+int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
+{
+	if (!e || !t)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned || e->piece)
+		return ALCM_E_STATE;
+	uint64_t elems;
+	int st = check_tensor(e, t, &elems, 1);
+	if (st)
+		return st;
+	alcm_buf *nm = &e->pname[e->turn];
+	if (buf_hold(nm, t->name_len) || alcm_buf_put(nm, t->name, t->name_len))
+		return efail(e, ALCM_E_NOMEM, "out of memory");
+	e->pt = *t;
+	e->pt.name = (const char *)nm->p;
+	e->pt.data = NULL;
+	e->prep = rep;
+	e->pgot = 0;
+	int lossless = e->opt.mode == ALCM_MODE_LOSSLESS || !alcm_dtype_is_float(t->dtype) ||
+	               elems == 0;
+	if (!lossless || (!e->queue && t->nbytes <= e->opt.chunk_bytes)) {
+		if (buf_hold(&e->whole[e->turn], t->nbytes))
+			return efail(e, ALCM_E_NOMEM, "out of memory for %llu bytes",
+			             (unsigned long long)t->nbytes);
+		e->piece = 2;
+		return ALCM_OK;
+	}
+	if ((st = queue_start(e)) || (st = slots_ensure(e)))
+		return st;
+	if ((st = queue_settle(e, QUEUE_MAX - 1)))
+		return st;
+	alcm_equeue *q = e->queue;
+	e->can_undo = 0;
+	tstate s;
+	if ((st = tensor_prepare(e, &e->pt, NULL, rep, &s, 1)))
+		return st;
+	for (unsigned i = 0; i < q->count; i++) {
+		const alcm_tensor *o = &q->q[(q->head + i) % QUEUE_MAX].t;
+		if (o->name_len == t->name_len && (!t->name_len ||
+		                                   memcmp(o->name, t->name, t->name_len) == 0)) {
+			char nq[96];
+			alcm_detail_quote(nq, sizeof(nq), t->name, t->name_len);
+			tstate_free(e, &s);
+			return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
+			             "already (names are unique)", nq);
+		}
+	}
+	int first = q->count == 0;
+	if (first && (st = tensor_open(e, &s))) {
+		tstate_free(e, &s);
+		return st;
+	}
+	s.pieces = 1;
+	pthread_mutex_lock(&q->mu);
+	s.first = q->queued;
+	q->q[(q->head + q->count) % QUEUE_MAX] = s;
+	q->count++;
+	if (first)
+		q->open = 1;
+	queue_write(e); /* a tensor of no chunks is complete at once */
+	pthread_mutex_unlock(&q->mu);
+	e->piece = 1;
+	return ALCM_OK;
+}
+
+/* Waits until slot g is free, closing the tensors ahead of the open one meanwhile (their
+ * chunks hold slots until the writer, which only writes the head tensor, gets past them). */
+static int slot_wait(alcm_encoder *e, uint64_t g)
+{
+	alcm_equeue *q = e->queue;
+	pthread_mutex_lock(&q->mu);
+	while (q->slot_busy[g % q->nslots] && !q->fail) {
+		if (q->count > 1) {
+			pthread_mutex_unlock(&q->mu);
+			int st = queue_settle(e, 1);
+			if (st)
+				return st;
+			pthread_mutex_lock(&q->mu);
+			continue;
+		}
+		pthread_cond_wait(&q->done, &q->mu);
+	}
+	int fail = q->fail;
+	if (!fail)
+		q->slot_busy[g % q->nslots] = 1;
+	pthread_mutex_unlock(&q->mu);
+	return fail ? queue_settle(e, 1) : ALCM_OK;
+}
+
+/* Closes the tensors ahead of the open one that are fully written, without waiting: the
+ * writer writes only the head tensor, so its successor's chunks wait for this. */
+static int queue_close_done(alcm_encoder *e)
+{
+	alcm_equeue *q = e->queue;
+	pthread_mutex_lock(&q->mu);
+	const tstate *h = &q->q[q->head];
+	int ready = q->count > 1 && q->open && h->written == h->nchunks;
+	pthread_mutex_unlock(&q->mu);
+	return ready ? queue_settle(e, 1) : ALCM_OK;
+}
+
+int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
+{
+	if (!e || (!data && len))
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned || !e->piece)
+		return ALCM_E_STATE;
+	if (len > e->pt.nbytes - e->pgot) {
+		char q[96];
+		alcm_detail_quote(q, sizeof(q), e->pt.name, e->pt.name_len);
+		return efail(e, ALCM_E_ARG, "tensor '%s': %llu bytes given beyond its %llu", q,
+		             (unsigned long long)(e->pgot + len - e->pt.nbytes),
+		             (unsigned long long)e->pt.nbytes);
+	}
+	const uint8_t *p = data;
+	if (e->piece == 2) {
+		if (len)
+			memcpy(e->whole[e->turn].p + e->pgot, p, len);
+		e->pgot += len;
+		return ALCM_OK;
+	}
+	alcm_equeue *q = e->queue;
+	tstate *s = &q->q[(q->head + q->count - 1) % QUEUE_MAX];
+	uint64_t cb = s->chunk_elems * alcm_dtype_size(s->t.dtype);
+	while (len) {
+		uint64_t k = e->pgot / cb, off = e->pgot % cb, g = s->first + k;
+		int st;
+		if (off == 0 && ((st = queue_close_done(e)) || (st = slot_wait(e, g)))) {
+			e->piece = 0;
+			return st;
+		}
+		uint64_t n = cb - off;
+		if (n > e->pt.nbytes - e->pgot)
+			n = e->pt.nbytes - e->pgot;
+		if (n > len)
+			n = len;
+		memcpy(q->slot[g % q->nslots] + off, p, (size_t)n);
+		p += n;
+		len -= (size_t)n;
+		e->pgot += n;
+		if (off + n == cb || e->pgot == e->pt.nbytes) {
+			pthread_mutex_lock(&q->mu);
+			q->queued++;
+			pthread_cond_broadcast(&q->work);
+			pthread_mutex_unlock(&q->mu);
+		}
+	}
+	return ALCM_OK;
+}
+
+int alcm_encoder_queue_end(alcm_encoder *e)
+{
+	if (!e)
+		return ALCM_E_ARG;
+	if (e->finished || e->poisoned || !e->piece)
+		return ALCM_E_STATE;
+	int mode = e->piece;
+	e->piece = 0;
+	if (e->pgot != e->pt.nbytes) {
+		char q[96];
+		alcm_detail_quote(q, sizeof(q), e->pt.name, e->pt.name_len);
+		int st = efail(e, ALCM_E_ARG, "tensor '%s': %llu of its %llu bytes given", q,
+		               (unsigned long long)e->pgot, (unsigned long long)e->pt.nbytes);
+		if (mode == 1) /* its chunks are queued: the archive cannot be finished */
+			e->poisoned = 1;
+		return st;
+	}
+	unsigned turn = e->turn;
+	e->turn ^= 1;
+	if (mode == 2) {
+		alcm_tensor t = e->pt;
+		t.data = e->whole[turn].p;
+		return alcm_encoder_queue(e, &t, e->prep);
+	}
+	/* Every tensor queued before this one is finished, as after alcm_encoder_queue(). */
+	return queue_settle(e, 1);
+}
+
 int alcm_encoder_undo(alcm_encoder *e)
 {
 	if (!e)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	int st = queue_drain(e);
 	if (st)
@@ -1458,7 +1713,7 @@ int alcm_encoder_finish(alcm_encoder *e)
 {
 	if (!e)
 		return ALCM_E_ARG;
-	if (e->finished || e->poisoned)
+	if (e->finished || e->poisoned || e->piece)
 		return ALCM_E_STATE;
 	int st = queue_drain(e);
 	if (st)

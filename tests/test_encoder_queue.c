@@ -249,6 +249,197 @@ static void test_abandon(void **state)
 	free_set(&s);
 }
 
+/* ---- alcm_encoder_queue_begin / _append / _end ---- */
+
+/* Packs s giving each tensor in pieces of sizes cycling through `sizes` (an empty append
+ * first), from a scratch buffer scribbled over after each append (the encoder copies).
+ * @return the first error (the archive in *out only on success). */
+static int pack_pieces(const set *s, int lossy, unsigned threads, const size_t *sizes,
+                       size_t nsizes, const alcm_allocator *alloc, uint8_t **out, size_t *len,
+                       alcm_tensor_report *rep)
+{
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(lossy, threads);
+	*out = NULL;
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	int st = alcm_encoder_new(&e, w, &o, alloc);
+	uint8_t *scratch = malloc(1 << 17);
+	assert_non_null(scratch);
+	size_t z = 0;
+	for (int i = 0; i < NT && !st; i++) {
+		alcm_tensor t = s->t[i];
+		t.data = NULL;
+		if ((st = alcm_encoder_queue_begin(e, &t, &rep[i])))
+			break;
+		if ((st = alcm_encoder_queue_append(e, scratch, 0)))
+			break;
+		for (uint64_t at = 0; at < t.nbytes && !st;) {
+			size_t n = sizes[z++ % nsizes];
+			if (n > t.nbytes - at)
+				n = (size_t)(t.nbytes - at);
+			memcpy(scratch, s->data[i] + at, n);
+			st = alcm_encoder_queue_append(e, scratch, n);
+			memset(scratch, 0x7f, n);
+			at += n;
+		}
+		if (!st)
+			st = alcm_encoder_queue_end(e);
+		if (!st && i == 4)
+			st = alcm_encoder_add_section(e, "XTRA", 0, "abc", 3);
+	}
+	if (!st)
+		st = alcm_encoder_finish(e);
+	alcm_encoder_free(e);
+	free(scratch);
+	if (!st) {
+		assert_int_equal(alcm_writer_commit(w), ALCM_OK);
+		const void *b;
+		assert_int_equal(alcm_writer_memory(w, &b, len), ALCM_OK);
+		*out = malloc(*len);
+		memcpy(*out, b, *len);
+	}
+	alcm_writer_free(w);
+	return st;
+}
+
+/* Pieces of every size (one byte, odd sizes, a chunk exactly, more than a chunk, a whole
+ * tensor) give the archive alcm_encoder_add() gives, and the same reports, at 1 to 3
+ * threads; lossless and lossy (gathered whole). */
+static void pieces_same_bytes(int lossy)
+{
+	set s;
+	make_set(&s);
+	uint8_t *ref, *got;
+	size_t rlen, glen;
+	alcm_tensor_report rr[NT], gr[NT];
+	pack(&s, lossy, 1, 0, 0, &ref, &rlen, rr);
+	static const size_t a[] = {1}, b[] = {3, 4096, 7, 4095, 4097, 1000},
+	                    c[] = {1 << 17}, d[] = {4096};
+	const size_t *sizes[] = {a, b, c, d};
+	const size_t nsizes[] = {1, 6, 1, 1};
+	for (unsigned th = 1; th <= 3; th++)
+		for (int k = 0; k < 4; k++) {
+			memset(gr, 0, sizeof(gr));
+			assert_int_equal(pack_pieces(&s, lossy, th, sizes[k], nsizes[k], NULL, &got, &glen,
+			                             gr),
+			                 ALCM_OK);
+			assert_int_equal(glen, rlen);
+			assert_memory_equal(got, ref, rlen);
+			for (int i = 0; i < NT; i++) {
+				assert_int_equal(gr[i].stored_bytes, rr[i].stored_bytes);
+				assert_int_equal(gr[i].raw_bytes, s.t[i].nbytes);
+				assert_true(gr[i].max_abs_error == rr[i].max_abs_error);
+				assert_int_equal(gr[i].downgraded, rr[i].downgraded);
+			}
+			free(got);
+		}
+	free(ref);
+	free_set(&s);
+}
+
+static void test_pieces_lossless(void **state)
+{
+	(void)state;
+	pieces_same_bytes(0);
+}
+
+static void test_pieces_lossy(void **state)
+{
+	(void)state;
+	pieces_same_bytes(1);
+}
+
+/* Wrong totals and calls out of order. */
+static void test_pieces_errors(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(0, 2);
+	alcm_tensor_report rep[4];
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[0], 1), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_queue_begin(NULL, &s.t[0], &rep[0]), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_queue_begin(e, NULL, &rep[0]), ALCM_E_ARG);
+	alcm_tensor bad = s.t[0];
+	bad.nbytes += 4; /* does not match its shape */
+	assert_int_equal(alcm_encoder_queue_begin(e, &bad, &rep[0]), ALCM_E_ARG);
+	/* A small tensor (gathered whole): too many bytes are refused and not taken; too few
+	 * drop it, and the encoder goes on. */
+	const alcm_tensor *t1 = &s.t[1];
+	assert_int_equal(alcm_encoder_queue_begin(e, t1, &rep[0]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_begin(e, t1, &rep[0]), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_queue(e, t1, &rep[0]), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_add(e, t1, &rep[0]), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_add_section(e, "XTRA", 0, "abc", 3), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_flush(e), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_finish(e), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_queue_append(e, NULL, 1), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[1], (size_t)t1->nbytes + 1),
+	                 ALCM_E_ARG);
+	assert_non_null(strstr(alcm_encoder_detail(e), "beyond"));
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[1], 4), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_ARG);
+	assert_non_null(strstr(alcm_encoder_detail(e), "4 of its 12 bytes"));
+	/* The encoder is usable: the whole tensor now, then a large one in pieces, whose name
+	 * may not be the one in flight. */
+	assert_int_equal(alcm_encoder_queue_begin(e, t1, &rep[0]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[1], (size_t)t1->nbytes), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_end(e), ALCM_OK);
+	const alcm_tensor *t3 = &s.t[3];
+	assert_int_equal(alcm_encoder_queue_begin(e, t3, &rep[1]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[3], (size_t)t3->nbytes), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_end(e), ALCM_OK);
+	assert_int_equal(rep[0].raw_bytes, t1->nbytes);
+	alcm_tensor dup = s.t[6];
+	dup.name = t3->name;
+	dup.name_len = t3->name_len;
+	assert_int_equal(alcm_encoder_queue_begin(e, &dup, &rep[2]), ALCM_E_ARG);
+	assert_non_null(strstr(alcm_encoder_detail(e), "names are unique"));
+	/* A large lossless tensor ended short: its chunks are queued, the encoder is poisoned. */
+	const alcm_tensor *t6 = &s.t[6];
+	assert_int_equal(alcm_encoder_queue_begin(e, t6, &rep[2]), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_append(e, s.data[6], 10000), ALCM_OK);
+	assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_ARG);
+	assert_int_equal(alcm_encoder_queue_begin(e, &s.t[7], &rep[3]), ALCM_E_STATE);
+	assert_int_equal(alcm_encoder_finish(e), ALCM_E_STATE);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	free_set(&s);
+}
+
+/* Every allocation failure is reported (ALCM_E_NOMEM) and leaks nothing. */
+static void test_pieces_alloc(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	static const size_t sizes[] = {3000, 5000};
+	alcm_tensor_report rep[NT];
+	int ok = 0;
+	for (long k = 1; k < 2000 && !ok; k++) {
+		tu_alloc ta;
+		tu_alloc_init(&ta, k);
+		uint8_t *out;
+		size_t len;
+		int st = pack_pieces(&s, 0, 2, sizes, 2, &ta.a, &out, &len, rep);
+		if (st == ALCM_OK) {
+			ok = 1;
+			free(out);
+		} else {
+			assert_int_equal(st, ALCM_E_NOMEM);
+		}
+		assert_int_equal(ta.live, 0);
+	}
+	assert_true(ok);
+	free_set(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +447,10 @@ int main(void)
 		cmocka_unit_test(test_same_bytes_lossy),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_abandon),
+		cmocka_unit_test(test_pieces_lossless),
+		cmocka_unit_test(test_pieces_lossy),
+		cmocka_unit_test(test_pieces_errors),
+		cmocka_unit_test(test_pieces_alloc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1085,6 +1085,147 @@ static void test_limits_apply(void **state)
 	free_ts(ts, 3);
 }
 
+/* ---- tensors in pieces (alcm_input_next_begin, alcm_input_piece) ---- */
+
+/* Reads buf (a file of ts[0..n), in order) in pieces, from memory and from a file, and
+ * checks each tensor's description and bytes against ts. */
+static void check_pieces_one(alcm_input *in, const alcm_tensor *ts, size_t n, int names)
+{
+	uint8_t *got = malloc(4 << 20);
+	for (size_t i = 0; i <= n; i++) {
+		alcm_tensor t;
+		int has;
+		assert_int_equal(alcm_input_next_begin(in, &t, &has), ALCM_OK);
+		if (i == n) {
+			assert_int_equal(has, 0);
+			break;
+		}
+		assert_int_equal(has, 1);
+		assert_null(t.data);
+		if (names) {
+			assert_int_equal(t.name_len, ts[i].name_len);
+			assert_memory_equal(t.name, ts[i].name, t.name_len);
+		}
+		assert_int_equal(t.dtype, ts[i].dtype);
+		assert_int_equal(t.ndim, ts[i].ndim);
+		assert_int_equal(t.nbytes, ts[i].nbytes);
+		assert_true(t.nbytes <= (4 << 20));
+		uint64_t at = 0;
+		int pieces = 0;
+		for (;;) {
+			const void *p;
+			size_t len;
+			if (at < t.nbytes) /* in the middle of a tensor, whole reads are refused */
+				assert_int_equal(alcm_input_next(in, &(alcm_tensor){0}, &has), ALCM_E_STATE);
+			assert_int_equal(alcm_input_piece(in, &p, &len), ALCM_OK);
+			if (!len)
+				break;
+			assert_true(len <= ((size_t)1 << 20));
+			memcpy(got + at, p, len);
+			at += len;
+			pieces++;
+		}
+		assert_int_equal(at, t.nbytes);
+		assert_true(pieces == (int)((t.nbytes + (1 << 20) - 1) >> 20));
+		if (t.nbytes)
+			assert_memory_equal(got, ts[i].data, (size_t)t.nbytes);
+	}
+	free(got);
+}
+
+static void check_pieces(const void *buf, size_t len, const char *name, const alcm_tensor *ts,
+                         size_t n)
+{
+	alcm_input *in = NULL;
+	assert_int_equal(alcm_input_open_memory(&in, buf, len, 0, name, NULL, NULL), ALCM_OK);
+	check_pieces_one(in, ts, n, 1);
+	alcm_input_free(in);
+	const char *p = tu_path(name);
+	assert_int_equal(tu_write_file(p, buf, len), 0);
+	assert_int_equal(alcm_input_open(&in, p, NULL, NULL), ALCM_OK);
+	check_pieces_one(in, ts, n, alcm_input_format(in) != ALCM_FILE_NPY); /* named after p */
+	alcm_input_free(in);
+	unlink(p);
+}
+
+/* .npy, .npz (stored, deflated, Fortran order: read whole then given in pieces, empty) and
+ * .safetensors in pieces give what alcm_input_next() gives. */
+static void test_pieces(void **state)
+{
+	(void)state;
+	uint64_t big[2] = {600, 1000}, small = 5, none = 0;
+	alcm_tensor ts[4] = {
+		mk_s("big", ALCM_DTYPE_F32, 2, big, 11),   /* 2.4 MB: three pieces */
+		mk_s("small", ALCM_DTYPE_I16, 1, &small, 12),
+		mk_s("none", ALCM_DTYPE_F64, 1, &none, 13),
+		mk_s("big2", ALCM_DTYPE_U8, 2, big, 14),
+	};
+	size_t len;
+	uint8_t *b = npy_of(&ts[0], &len);
+	alcm_tensor one = ts[0];
+	one.name = "x";
+	one.name_len = 1;
+	check_pieces(b, len, "x.npy", &one, 1);
+	/* .npz: stored and deflated members. */
+	size_t l[4];
+	uint8_t *npy[4];
+	for (int i = 0; i < 4; i++)
+		npy[i] = npy_of(&ts[i], &l[i]);
+	zmember m[4] = {{"big.npy", npy[0], l[0], 0}, {"small.npy", npy[1], l[1], 1},
+	                {"none.npy", npy[2], l[2], 0}, {"big2.npy", npy[3], l[3], 1}};
+	uint8_t *zip = build_zip(m, 4, &len);
+	check_pieces(zip, len, "p.npz", ts, 4);
+	/* A flipped byte in the last piece of a stored member: its CRC-32 fails there. */
+	size_t at = (size_t)((uint8_t *)memmem(zip, len, npy[0] + l[0] - 64, 64) - zip) + 63;
+	zip[at] ^= 1;
+	alcm_input *in = NULL;
+	assert_int_equal(alcm_input_open_memory(&in, zip, len, 0, "bad.npz", NULL, NULL), ALCM_OK);
+	alcm_tensor t;
+	int has;
+	const void *p;
+	assert_int_equal(alcm_input_next_begin(in, &t, &has), ALCM_OK);
+	assert_int_equal(alcm_input_piece(in, &p, &len), ALCM_OK);
+	assert_int_equal(alcm_input_piece(in, &p, &len), ALCM_OK);
+	assert_int_equal(alcm_input_piece(in, &p, &len), ALCM_E_CORRUPT);
+	assert_non_null(strstr(alcm_input_detail(in), "CRC-32"));
+	assert_int_equal(alcm_input_piece(in, &p, &len), ALCM_E_STATE);
+	assert_int_equal(alcm_input_next_begin(in, &t, &has), ALCM_E_STATE);
+	assert_int_equal(alcm_input_piece(NULL, &p, &len), ALCM_E_ARG);
+	assert_int_equal(alcm_input_next_begin(NULL, &t, &has), ALCM_E_ARG);
+	alcm_input_free(in);
+	free(zip);
+	for (int i = 0; i < 4; i++)
+		free(npy[i]);
+	free(b);
+	/* Fortran order: transposed on read, then given in pieces. */
+	static const int32_t f2[6] = {1, 4, 2, 5, 3, 6}, c2[6] = {1, 2, 3, 4, 5, 6};
+	b = npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", 1, f2,
+	              sizeof(f2), &len);
+	uint64_t s23[2] = {2, 3};
+	alcm_tensor ft = {.name = "f", .name_len = 1, .dtype = ALCM_DTYPE_I32, .ndim = 2,
+	                  .data = c2, .nbytes = sizeof(c2)};
+	memcpy(ft.shape, s23, sizeof(s23));
+	check_pieces(b, len, "f.npy", &ft, 1);
+	free(b);
+	/* .safetensors */
+	const char *sp = tu_path("p.safetensors");
+	assert_int_equal(write_ts(sp, ALCM_FILE_SAFETENSORS, ts, 4, 1), ALCM_OK);
+	uint8_t *sb = tu_read_file(sp, &len);
+	unlink(sp);
+	/* The writer orders tensors as the reference implementation does: read them first. */
+	alcm_tensor order[4];
+	assert_int_equal(alcm_input_open_memory(&in, sb, len, 0, "p.safetensors", NULL, NULL),
+	                 ALCM_OK);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(alcm_input_next(in, &t, &has), ALCM_OK);
+		order[i] = *find(ts, 4, &t);
+	}
+	alcm_input_free(in);
+	check_pieces(sb, len, "p.safetensors", order, 4);
+	free(sb);
+	free_ts(ts, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1101,6 +1242,7 @@ int main(void)
 		cmocka_unit_test(test_npz_roundtrip),
 		cmocka_unit_test(test_npz_layout),
 		cmocka_unit_test(test_npz_deflated),
+		cmocka_unit_test(test_pieces),
 		cmocka_unit_test(test_st_roundtrip),
 		cmocka_unit_test(test_st_reference_bytes),
 		cmocka_unit_test(test_st_reader_variants),

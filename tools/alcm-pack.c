@@ -80,9 +80,9 @@ static const char usage[] =
 	"Coding:\n"
 	"  -l, --level N         zstd level 1..19 (default 3); a lossless stream that the\n"
 	"                        chunk's sample codes smaller at level 1 uses level 1\n"
-	"  -T, --threads N       worker threads (default: the CPUs it may use); above 1 the\n"
-	"                        next tensor is read while they code; the output is the\n"
-	"                        same for every N\n"
+	"  -T, --threads N       worker threads (default: the CPUs it may use); above 1 they\n"
+	"                        code each chunk as it is read; the output is the same\n"
+	"                        for every N\n"
 	"      --chunk-size B    bytes per independently coded chunk (default 4M)\n"
 	"      --check           decode the archive after writing and compare with INPUT\n"
 	"HDF5 inputs (every dataset at any depth; groups, attributes and links kept in ATTR):\n"
@@ -569,10 +569,38 @@ static void tensor_done(totals *tot, const alcm_tensor *t, const alcm_tensor_rep
 	         (unsigned long long)rep->escapes);
 }
 
+/* Reads the next tensor piece by piece into the encoder (alcm_encoder_queue_begin): only a
+ * few chunks of it are in memory. *in_failed tells whose error it is. */
+static int queue_pieces(cli_input *in, alcm_encoder *e, alcm_tensor *t, alcm_tensor_report *rep,
+                        int *has, int *in_failed)
+{
+	int st;
+	*in_failed = 1;
+	if ((st = cli_input_next_begin(in, t, has)) || !*has)
+		return st;
+	*in_failed = 0;
+	if ((st = alcm_encoder_queue_begin(e, t, rep)))
+		return st;
+	for (;;) {
+		const void *p;
+		size_t len;
+		if ((st = cli_input_piece(in, &p, &len))) {
+			*in_failed = 1;
+			return st;
+		}
+		if (!len)
+			break;
+		if ((st = alcm_encoder_queue_append(e, p, len)))
+			return st;
+	}
+	return alcm_encoder_queue_end(e);
+}
+
 /* One archive (or one more frame) from every tensor of the input, streamed. With more than
- * one thread, and an input that can keep two tensors (.npy, .npz, .safetensors), tensors are
- * queued (alcm_encoder_queue): the next is read while the encoder's threads code this one,
- * and they start on it before this one's last chunks are done. Same archive bytes. */
+ * one thread, and an input read by alcm_input in pieces (.npy, .npz, .safetensors), tensors
+ * are queued piece by piece (alcm_encoder_queue_begin): the encoder's threads code each chunk
+ * as it is read, across tensor boundaries, and only a few chunks are in memory. Same
+ * archive bytes. */
 static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	alcm_encoder *e = NULL;
@@ -595,17 +623,20 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	for (;; n++) {
 		alcm_tensor *t = &qt[n % 2];
 		alcm_tensor_report *rep = &qrep[n % 2];
-		int has;
-		if ((st = cli_input_next(in, t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
+		int has, in_failed = 1;
+		if (queued)
+			st = queue_pieces(in, e, t, rep, &has, &in_failed);
+		else if (!(st = cli_input_next(in, t, &has)) && has) {
+			in_failed = 0;
+			st = alcm_encoder_add(e, t, rep);
+		}
+		if (st) {
+			rc = in_failed ? cli_input_fail(in, st, a->in)
+			               : cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 			goto out;
 		}
 		if (!has)
 			break;
-		if ((st = queued ? alcm_encoder_queue(e, t, rep) : alcm_encoder_add(e, t, rep))) {
-			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
-			goto out;
-		}
 		/* Queued: the call finished the tensor before this one. */
 		const alcm_tensor *d = queued ? (n ? &qt[(n + 1) % 2] : NULL) : t;
 		if (d) {

@@ -95,6 +95,16 @@ int cli_input_next(cli_input *in, alcm_tensor *t, int *has)
 	return alcm_input_next(in->core, t, has);
 }
 
+int cli_input_next_begin(cli_input *in, alcm_tensor *t, int *has)
+{
+	return in->core ? alcm_input_next_begin(in->core, t, has) : ALCM_E_UNSUPPORTED;
+}
+
+int cli_input_piece(cli_input *in, const void **data, size_t *len)
+{
+	return in->core ? alcm_input_piece(in->core, data, len) : ALCM_E_UNSUPPORTED;
+}
+
 int cli_input_keep_previous(cli_input *in)
 {
 	return in->core ? alcm_input_keep_previous(in->core) : ALCM_E_UNSUPPORTED;

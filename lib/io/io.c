@@ -429,9 +429,10 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 		*has = 0;
 	if (!in || !t || !has)
 		return ALCM_E_ARG;
-	if (in->poisoned || !in->ops)
+	if (in->poisoned || !in->ops || in->piece_left)
 		return ALCM_E_STATE;
 	memset(t, 0, sizeof(*t));
+	in->piece = 0;
 	if (in->keep_prev) {
 		uint8_t *b = in->buf;
 		size_t c = in->buf_cap;
@@ -447,6 +448,65 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 		memset(t, 0, sizeof(*t));
 	}
 	return rc;
+}
+
+int alcm_input_next_begin(alcm_input *in, alcm_tensor *t, int *has)
+{
+	if (has)
+		*has = 0;
+	if (!in || !t || !has)
+		return ALCM_E_ARG;
+	if (in->poisoned || !in->ops || in->piece_left)
+		return ALCM_E_STATE;
+	memset(t, 0, sizeof(*t));
+	in->piece = 0;
+	in->piece_at = 0;
+	int rc = in->ops->begin ? in->ops->begin(in, t, has) : in->ops->next(in, t, has);
+	if (rc) {
+		in->poisoned = 1;
+		*has = 0;
+		memset(t, 0, sizeof(*t));
+		return rc;
+	}
+	if (*has && t->nbytes) {
+		in->piece = t->data ? 2 : 1;
+		in->piece_src = t->data;
+		in->piece_left = t->nbytes;
+	}
+	t->data = NULL;
+	return ALCM_OK;
+}
+
+int alcm_input_piece(alcm_input *in, const void **data, size_t *len)
+{
+	if (data)
+		*data = NULL;
+	if (len)
+		*len = 0;
+	if (!in || !data || !len)
+		return ALCM_E_ARG;
+	if (in->poisoned)
+		return ALCM_E_STATE;
+	if (!in->piece_left)
+		return ALCM_OK;
+	size_t n = in->piece_left < ALCM_IO_PIECE ? (size_t)in->piece_left : ALCM_IO_PIECE;
+	if (in->piece == 2) {
+		*data = in->piece_src + in->piece_at;
+	} else {
+		int rc = alcm_io_reserve(in, ALCM_IO_PIECE);
+		if (!rc)
+			rc = in->ops->piece(in, in->buf, in->piece_at, n, n == in->piece_left);
+		if (rc) {
+			in->poisoned = 1;
+			in->piece_left = 0;
+			return rc;
+		}
+		*data = in->buf;
+	}
+	*len = n;
+	in->piece_at += n;
+	in->piece_left -= n;
+	return ALCM_OK;
 }
 
 int alcm_input_keep_previous(alcm_input *in)

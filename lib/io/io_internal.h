@@ -33,9 +33,17 @@ typedef struct alcm_io_meta_list {
 	size_t n, cap;
 } alcm_io_meta_list;
 
+/* The bytes of alcm_input_piece(): read ALCM_IO_PIECE at a time into in->buf. */
+#define ALCM_IO_PIECE ((size_t)1 << 20)
+
 typedef struct alcm_io_in_ops {
 	int (*next)(alcm_input *in, alcm_tensor *t, int *has);
 	void (*free)(alcm_input *in);
+	/* Reading in pieces (optional): begin is next without reading the data (t->data NULL),
+	 * or, for a tensor that must be read whole (transposed, byte-swapped), next itself;
+	 * piece reads the n bytes at `at` of the tensor begun, `last` when they end it. */
+	int (*begin)(alcm_input *in, alcm_tensor *t, int *has);
+	int (*piece)(alcm_input *in, void *dst, uint64_t at, size_t n, int last);
 } alcm_io_in_ops;
 
 struct alcm_input {
@@ -53,6 +61,9 @@ struct alcm_input {
 	uint8_t *prev;          /* alcm_input_keep_previous(): the other buffer, used in turn */
 	size_t prev_cap;
 	int keep_prev;
+	int piece;              /* alcm_input_next_begin(): 1 read by ops->piece, 2 whole in buf */
+	uint64_t piece_at, piece_left; /* bytes of the tensor handed out, and still to come */
+	const uint8_t *piece_src;      /* piece 2: the data next() gave (in buf, or a reader's) */
 	const alcm_io_in_ops *ops;
 	void *state;
 	alcm_io_meta_list meta; /* records for the archive's META (alcm_input_meta) */

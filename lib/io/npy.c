@@ -481,13 +481,37 @@ static int npy_next(alcm_input *in, alcm_tensor *t, int *has)
 	return ALCM_OK;
 }
 
+/* A C-order little-endian .npy is read in pieces; the others whole (transposed, swapped). */
+static int npy_begin_in(alcm_input *in, alcm_tensor *t, int *has)
+{
+	struct npy_in *st = in->state;
+	if (st->done || st->info.fortran || st->info.swap)
+		return npy_next(in, t, has);
+	st->done = 1;
+	t->name = in->base;
+	t->name_len = strlen(in->base);
+	t->dtype = st->info.dtype;
+	t->ndim = st->info.ndim;
+	memcpy(t->shape, st->info.shape, sizeof(t->shape));
+	t->nbytes = st->info.nbytes;
+	*has = 1;
+	return ALCM_OK;
+}
+
+static int npy_piece(alcm_input *in, void *dst, uint64_t at, size_t n, int last)
+{
+	struct npy_in *st = in->state;
+	(void)last;
+	return alcm_io_read(in, dst, n, st->info.data_off + at);
+}
+
 static void npy_free(alcm_input *in)
 {
 	alcm_mem_free(&in->alloc, in->state);
 	in->state = NULL;
 }
 
-static const alcm_io_in_ops npy_in_ops = {npy_next, npy_free};
+static const alcm_io_in_ops npy_in_ops = {npy_next, npy_free, npy_begin_in, npy_piece};
 
 int alcm_io_npy_open(alcm_input *in)
 {

@@ -21,6 +21,7 @@
 struct npz_in {
 	alcm_io_zip zip;
 	size_t next;
+	alcm_io_zip_member m; /* the member being read */
 };
 
 /* The tensor name is the member name without ".npy", within max_name_bytes. */
@@ -58,40 +59,68 @@ static int check_names(alcm_input *in, struct npz_in *st)
 	return rc;
 }
 
-static int npz_next(alcm_input *in, alcm_tensor *t, int *has)
+/* Opens the next member and reads its .npy header; whole: reads its data too. */
+static int npz_open_next(alcm_input *in, alcm_tensor *t, int *has, int whole)
 {
 	struct npz_in *st = in->state;
 	if (st->next >= st->zip.count)
 		return ALCM_OK;
 	const alcm_io_zip_entry *e = &st->zip.e[st->next];
-	alcm_io_zip_member m;
-	int rc = alcm_io_zip_member_open(in, &st->zip, e, &m);
+	alcm_io_zip_member *m = &st->m;
+	int rc = alcm_io_zip_member_open(in, &st->zip, e, m);
 	if (rc)
 		return rc;
-	alcm_io_npy_src src = {alcm_io_zip_member_read, &m, e->usize, (const char *)e->name, e->aux,
+	alcm_io_npy_src src = {alcm_io_zip_member_read, m, e->usize, (const char *)e->name, e->aux,
 	                       e->local_off};
 	alcm_io_npy_info info;
 	rc = alcm_io_npy_read_header(in, &src, &info);
-	if (rc == ALCM_OK)
-		rc = alcm_io_reserve(in, info.nbytes);
-	if (rc == ALCM_OK)
-		rc = alcm_io_zip_member_read(in, &m, in->buf, (size_t)info.nbytes);
-	if (rc == ALCM_OK)
-		rc = alcm_io_zip_member_finish(in, &m);
-	if (rc == ALCM_OK)
-		rc = alcm_io_npy_fixup(in, &info);
 	if (rc)
 		return rc;
+	/* Pieces need the bytes as they are: C order, little-endian, and some to give. */
+	whole = whole || info.fortran || info.swap || info.nbytes == 0;
+	if (whole) {
+		rc = alcm_io_reserve(in, info.nbytes);
+		if (rc == ALCM_OK)
+			rc = alcm_io_zip_member_read(in, m, in->buf, (size_t)info.nbytes);
+		if (rc == ALCM_OK)
+			rc = alcm_io_zip_member_finish(in, m);
+		if (rc == ALCM_OK)
+			rc = alcm_io_npy_fixup(in, &info);
+		if (rc)
+			return rc;
+		t->data = in->buf;
+	}
 	st->next++;
 	t->name = (const char *)e->name;
 	t->name_len = e->aux;
 	t->dtype = info.dtype;
 	t->ndim = info.ndim;
 	memcpy(t->shape, info.shape, sizeof(t->shape));
-	t->data = in->buf;
 	t->nbytes = info.nbytes;
 	*has = 1;
 	return ALCM_OK;
+}
+
+static int npz_next(alcm_input *in, alcm_tensor *t, int *has)
+{
+	return npz_open_next(in, t, has, 1);
+}
+
+static int npz_begin_in(alcm_input *in, alcm_tensor *t, int *has)
+{
+	return npz_open_next(in, t, has, 0);
+}
+
+/* The member's CRC-32 (and a deflated member's end) is checked before its last piece is
+ * handed out. */
+static int npz_piece(alcm_input *in, void *dst, uint64_t at, size_t n, int last)
+{
+	struct npz_in *st = in->state;
+	(void)at;
+	int rc = alcm_io_zip_member_read(in, &st->m, dst, n);
+	if (rc == ALCM_OK && last)
+		rc = alcm_io_zip_member_finish(in, &st->m);
+	return rc;
 }
 
 static void npz_free(alcm_input *in)
@@ -104,7 +133,7 @@ static void npz_free(alcm_input *in)
 	in->state = NULL;
 }
 
-static const alcm_io_in_ops npz_in_ops = {npz_next, npz_free};
+static const alcm_io_in_ops npz_in_ops = {npz_next, npz_free, npz_begin_in, npz_piece};
 
 int alcm_io_npz_open(alcm_input *in)
 {

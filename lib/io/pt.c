@@ -664,7 +664,7 @@ static void pt_free(alcm_input *in)
 	in->state = NULL;
 }
 
-static const alcm_io_in_ops pt_in_ops = {pt_next, pt_free};
+static const alcm_io_in_ops pt_in_ops = {pt_next, pt_free, NULL, NULL};
 
 int alcm_io_pt_open(alcm_input *in)
 {

@@ -502,6 +502,30 @@ static int st_next(alcm_input *in, alcm_tensor *t, int *has)
 	return ALCM_OK;
 }
 
+static int st_begin_in(alcm_input *in, alcm_tensor *t, int *has)
+{
+	struct st_in *st = in->state;
+	if (st->next >= st->n)
+		return ALCM_OK;
+	const struct st_entry *e = &st->e[st->next++];
+	t->name = (const char *)e->name;
+	t->name_len = e->name_len;
+	t->dtype = e->dtype;
+	t->ndim = e->ndim;
+	if (e->ndim)
+		memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
+	t->nbytes = e->nbytes;
+	*has = 1;
+	return ALCM_OK;
+}
+
+static int st_piece(alcm_input *in, void *dst, uint64_t at, size_t n, int last)
+{
+	struct st_in *st = in->state;
+	(void)last;
+	return alcm_io_read(in, dst, n, st->data_start + st->e[st->next - 1].begin + at);
+}
+
 static void st_free(alcm_input *in)
 {
 	struct st_in *st = in->state;
@@ -515,7 +539,7 @@ static void st_free(alcm_input *in)
 	in->state = NULL;
 }
 
-static const alcm_io_in_ops st_in_ops = {st_next, st_free};
+static const alcm_io_in_ops st_in_ops = {st_next, st_free, st_begin_in, st_piece};
 
 size_t alcm_io_st_count(const alcm_input *in)
 {

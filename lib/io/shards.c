@@ -475,7 +475,7 @@ static void shards_free(alcm_input *in)
 	in->state = NULL;
 }
 
-static const alcm_io_in_ops shards_in_ops = {shards_next, shards_free};
+static const alcm_io_in_ops shards_in_ops = {shards_next, shards_free, NULL, NULL};
 
 static int ends_with(const char *s, const char *suffix)
 {
