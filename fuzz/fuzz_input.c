@@ -5,7 +5,12 @@
  *   0x01  default limits instead of the tight ones (a reader must still check every size
  *         against the file before allocating: the fuzzer's malloc limit catches it if not);
  *   0x02  detect the format from the bytes instead of forcing it;
- *   0x04  read through a file descriptor (memfd) instead of memory.
+ *   0x04  read through a file descriptor (memfd) instead of memory;
+ *   0x08  also read every tensor in pieces (alcm_input_next_begin, alcm_input_piece) from a
+ *         second input over the same bytes: the pieces must be the whole read's bytes, and a
+ *         tensor the whole read refuses must fail in the pieces read too (at its begin or
+ *         a piece: a .npz member's CRC-32 is checked before its last piece), with the same
+ *         status.
  */
 #include "fuzz_common.h"
 
@@ -21,6 +26,7 @@
 #define OPT_DEFAULTS 0x01u
 #define OPT_DETECT 0x02u
 #define OPT_FILE 0x04u
+#define OPT_PIECES 0x08u
 
 static void check_tensor(const alcm_tensor *t, const alcm_limits *lim)
 {
@@ -40,6 +46,43 @@ static void check_tensor(const alcm_tensor *t, const alcm_limits *lim)
 	           t->name_len);
 	fuzz_touch(t->name, t->name_len);
 	fuzz_touch(t->data, (size_t)t->nbytes);
+}
+
+/* Reads tensor t's bytes (or the error that stops them) from the pieces input pc, which
+ * must agree with the whole read's status st and tensor t (when st is ALCM_OK and has). */
+static void check_pieces(alcm_input *pc, int st, int has, const alcm_tensor *t)
+{
+	alcm_tensor u;
+	int uhas = 0;
+	int pst = alcm_input_next_begin(pc, &u, &uhas);
+	uint64_t at = 0;
+	if (pst == ALCM_OK && uhas) {
+		FUZZ_CHECK(S, u.data == NULL, "data at the begin of a pieces read");
+		for (;;) {
+			const void *d;
+			size_t len;
+			pst = alcm_input_piece(pc, &d, &len);
+			if (pst != ALCM_OK || !len)
+				break;
+			FUZZ_CHECK(S, at + len <= u.nbytes, "pieces past %llu bytes",
+			           (unsigned long long)u.nbytes);
+			if (st == ALCM_OK && has)
+				FUZZ_CHECK(S, memcmp((const uint8_t *)t->data + at, d, len) == 0,
+				           "piece at %llu differs from the whole read",
+				           (unsigned long long)at);
+			at += len;
+		}
+	}
+	FUZZ_CHECK(S, pst == st, "pieces read status %d, whole read %d", pst, st);
+	if (st != ALCM_OK || !has) {
+		FUZZ_CHECK(S, st != ALCM_OK || !uhas, "the pieces read has a tensor the whole has not");
+		return;
+	}
+	FUZZ_CHECK(S, uhas && u.dtype == t->dtype && u.ndim == t->ndim && u.nbytes == t->nbytes &&
+	           at == t->nbytes && u.name_len == t->name_len &&
+	           memcmp(u.shape, t->shape, sizeof(u.shape)) == 0 &&
+	           (!t->name_len || memcmp(u.name, t->name, t->name_len) == 0),
+	           "the pieces read's tensor differs from the whole read's");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -68,6 +111,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		st = alcm_input_open_memory(&in, buf, size, format, "fuzz." S, &lim, NULL);
 	}
+	alcm_input *pc = NULL;
+	uint8_t *pbuf = NULL;
+	if (st == ALCM_OK && (opt & OPT_PIECES) && (pbuf = fuzz_dup(data, size)) &&
+	    alcm_input_open_memory(&pc, pbuf, size, alcm_input_format(in), "fuzz." S, &lim,
+	                           NULL) != ALCM_OK) {
+		alcm_input_free(pc);
+		pc = NULL;
+	}
 	if (st == ALCM_OK) {
 		FUZZ_CHECK(S, in != NULL, "ALCM_OK without an input");
 		if (!(opt & (OPT_DETECT | OPT_FILE)))
@@ -77,6 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			alcm_tensor t;
 			int has = 0;
 			st = alcm_input_next(in, &t, &has);
+			if (pc)
+				check_pieces(pc, st, has, &t);
 			if (st != ALCM_OK) {
 				FUZZ_CHECK(S, !has, "a tensor with an error");
 				FUZZ_CHECK(S, strlen(alcm_input_detail(in)) > 0, "failure without a detail");
@@ -104,6 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(S, alcm_strerror(st)[0] != '\0', "no message for status %d", st);
 		FUZZ_CHECK(S, !in || strlen(alcm_input_detail(in)) > 0, "failure without a detail");
 	}
+	alcm_input_free(pc);
+	free(pbuf);
 	alcm_input_free(in);
 	if (fd >= 0)
 		close(fd);

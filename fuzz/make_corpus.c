@@ -50,6 +50,15 @@ static void put(const char *surface, const char *name, const void *buf, size_t l
 		fputc(opt, f);
 	if (fclose(f) != 0)
 		DIE("cannot write '%s'", path);
+	/* The file readers' seeds with the default options also go through the pieces read
+	 * (fuzz_input.c, option 0x08). */
+	static const char *const piece_surfaces[] = {"npy", "npz", "safetensors", "pt"};
+	for (size_t i = 0; opt == 0 && i < sizeof(piece_surfaces) / sizeof(*piece_surfaces); i++)
+		if (strcmp(surface, piece_surfaces[i]) == 0) {
+			char pname[512];
+			snprintf(pname, sizeof(pname), "%s-pieces", name);
+			put(surface, pname, buf, len, 0x08);
+		}
 }
 
 static uint8_t *slurp(const char *path, size_t *len)
