@@ -1335,15 +1335,20 @@ ALCM_API const char *alcm_series_detail(const alcm_series *s);
 /* Entropy predictor                                                                     */
 /* ------------------------------------------------------------------------------------ */
 
-#define ALCM_PRED_FEATURES 6
+#define ALCM_PRED_FEATURES 7
 #define ALCM_PRED_HIDDEN 64
 
 /**
- * A 6 -> 64 -> 1 multilayer perceptron that predicts the coded size, in bits per value, of a
- * float tensor quantized with a given step (max-error mode with bound step/2). Inputs are
- * normalised as (feature - mean) / scale; the hidden layer uses tanh. The encoder uses it to
- * choose parameters; it never sits in the decoding path. Every archive stores the weights it
- * used in its PRED section (spec 6.7).
+ * A 7 -> 64 -> 1 multilayer perceptron (6 -> 64 -> 1 for PRED versions 1 and 2) that
+ * predicts the coded size, in bits per value, of a float tensor quantized with a given step
+ * (max-error mode with bound step/2). Inputs are normalised as (feature - mean) / scale; the
+ * hidden layer uses tanh. The encoder uses it to choose parameters; it never sits in the
+ * decoding path. Every archive stores the weights it used in its PRED section (spec 6.7).
+ *
+ * Version 3 (this library's default) added feature 6, what coding channels apart saves
+ * (spec 6.7.2): ALCM_PRED_FEATURES grew from 6 to 7, and with it the arrays below and the
+ * feature vectors every function here takes. Weights of versions 1 and 2 keep 6 features
+ * (mean[6], scale[6], w1[j][6] and feat[6] are ignored) and their 2108-byte payload.
  */
 struct alcm_predictor {
 	float mean[ALCM_PRED_FEATURES], scale[ALCM_PRED_FEATURES];
@@ -1351,10 +1356,11 @@ struct alcm_predictor {
 	float b1[ALCM_PRED_HIDDEN];
 	float w2[ALCM_PRED_HIDDEN];
 	float b2;
-	/** The feature set the weights expect (PRED version, spec 6.7.1): 0 or 2 for the features
-	 * alcm_tensor_features computes; 1 for the older set (skewness and the share beyond 4 sd
-	 * where 2 has the sample entropy and the step against the dtype's resolution), which is
-	 * loaded from old archives but no longer computed: alcm_predict_bits returns 64 for it. */
+	/** The feature set the weights expect (PRED version, spec 6.7.1): 0 or 3 for the seven
+	 * features alcm_tensor_features computes; 2 for the first six of them; 1 for the older
+	 * set (skewness and the share beyond 4 sd where 2 has the sample entropy and the step
+	 * against the dtype's resolution), which is loaded from old archives but no longer
+	 * computed: alcm_predict_bits returns 64 for it. */
 	uint32_t version;
 };
 
@@ -1362,15 +1368,17 @@ struct alcm_predictor {
 ALCM_API const alcm_predictor *alcm_predictor_default(void);
 
 /**
- * Computes the six features (PRED version 2) of a float tensor at quantization step
+ * Computes the seven features (PRED version 3) of a float tensor at quantization step
  * `step` (> 0): log2 of the element count; log2(std / step) clamped to [-30, 30]; the dtype's
  * mantissa bits minus that, clamped to [-30, 30]; the share of values with |x| < step / 2;
  * the order-0 entropy in bits of round(x / step) over at most 4096 sampled values
  * (extrapolated by the next octave's slope where the sample is too small to see it, and
  * with the values stored exactly, such as subnormals, at the entropy of their bit
- * patterns); log2(largest sampled |x| / step) clamped to [-30, 30]. Spec 6.7.2 defines them
+ * patterns); log2(largest sampled |x| / step) clamped to [-30, 30]; what coding the
+ * channels of axis 0 or of the last axis apart saves, in bits per value, less their class
+ * table, clamped to [-8, 8] (0 for one dimension). Spec 6.7.2 defines them
  * exactly, including which elements of a large tensor are sampled. Special values (NaN,
- * infinities, -0, subnormals) are left out of the moments. Allocation-free (about 110 KB of
+ * infinities, -0, subnormals) are left out of the moments. Allocation-free (about 150 KB of
  * stack); O(elements) up to 8192 elements, about N/32 beyond.
  */
 ALCM_API int alcm_tensor_features(const alcm_tensor *t, double step,
@@ -1426,11 +1434,19 @@ ALCM_API int alcm_predictor_train_escapes(alcm_predictor *p,
                                           const alcm_pred_escapes *esc, size_t n, uint64_t seed,
                                           unsigned epochs, double *mse);
 
-/** PRED payload of `p` (spec 6.7): ALCM_PRED_BYTES bytes, little-endian float32. */
-#define ALCM_PRED_BYTES (8 + 4 * (2 * ALCM_PRED_FEATURES + ALCM_PRED_HIDDEN * ALCM_PRED_FEATURES + 2 * ALCM_PRED_HIDDEN + 1))
+/** PRED payload of `p` (spec 6.7): alcm_predictor_bytes(p) bytes, little-endian float32;
+ * ALCM_PRED_BYTES (2372) for version 3, ALCM_PRED_BYTES_V2 (2108, six features) for
+ * versions 1 and 2. `out` must hold ALCM_PRED_BYTES. */
+#define ALCM_PRED_BYTES_NF(nf) (8 + 4 * (2 * (nf) + ALCM_PRED_HIDDEN * (nf) + 2 * ALCM_PRED_HIDDEN + 1))
+#define ALCM_PRED_BYTES ALCM_PRED_BYTES_NF(ALCM_PRED_FEATURES)
+#define ALCM_PRED_BYTES_V2 ALCM_PRED_BYTES_NF(6)
 ALCM_API void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES]);
-/** Parses a PRED payload; refuses a wrong size, version 0 or a non-finite weight (corrupt);
- * a version above 2 is ALCM_E_UNSUPPORTED, a layout this library does not know (spec 6.7.1). */
+/** The size of `p`'s PRED payload: ALCM_PRED_BYTES_V2 for versions 1 and 2, else
+ *  ALCM_PRED_BYTES; 0 for NULL. */
+ALCM_API size_t alcm_predictor_bytes(const alcm_predictor *p);
+/** Parses a PRED payload; refuses a size other than its version's, version 0 or a
+ * non-finite weight (corrupt); a version above 3 is ALCM_E_UNSUPPORTED, a layout this
+ * library does not know (spec 6.7.1). */
 ALCM_API int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------ */

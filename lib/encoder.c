@@ -1766,7 +1766,7 @@ int alcm_encoder_finish(alcm_encoder *e)
 	if (!st && !have_pred && pred) {
 		uint8_t pb[ALCM_PRED_BYTES];
 		alcm_predictor_store(pred, pb);
-		st = alcm_writer_add_section(e->w, "PRED", 0, 0, pb, sizeof(pb), NULL);
+		st = alcm_writer_add_section(e->w, "PRED", 0, 0, pb, alcm_predictor_bytes(pred), NULL);
 	}
 	uint8_t c[4];
 	alcm_store32(c, e->ntensors);

@@ -8,10 +8,19 @@
 #define NF ALCM_PRED_FEATURES
 #define NH ALCM_PRED_HIDDEN
 
-/* Version 2: the features of spec 6.7.2 since format 1.1; version 1 weights (the older
- * features) are still read, so that old archives open, but predict nothing. */
-#define PRED_VERSION 2
+/* Version 3: the seven features of spec 6.7.2; version 2 the first six of them (format 1.1);
+ * version 1 weights (the older features) are still read, so that old archives open, but
+ * predict nothing. */
+#define PRED_VERSION 3
+#define PRED_VERSION_2 2
 #define PRED_VERSION_OLD 1
+#define NF_V2 6
+
+/* Features a predictor of this version reads. */
+static int pred_nf(uint32_t version)
+{
+	return version == PRED_VERSION_OLD || version == PRED_VERSION_2 ? NF_V2 : NF;
+}
 
 /* Version 2 predicts a per-value rate and adds a fixed PRED_FIXED_BYTES per tensor (spec
  * 6.7.3): a tensor's sections cost 72 bytes when its values cost nothing and grow in 64-byte
@@ -108,14 +117,16 @@ static uint64_t raw_bits(int dtype, const uint8_t *src, uint64_t i)
 /* Decodes elements [i, i + cnt) to out[m...], dropping the values the quantizer stores
  * exactly (alcm_is_special: non-finite, -0, subnormal) into `sv` (may be NULL).
  * @return new m. */
-static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m,
-                     specials *sv)
+static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, uint64_t *idx,
+                     size_t m, specials *sv)
 {
 	const uint8_t *src = t->data;
 	int prev = -1;
 	for (size_t j = 0; j < cnt; j++) {
 		int special = alcm_is_special(t->dtype, src, i + j);
 		out[m] = alcm_load_float(t->dtype, src, i + j);
+		if (idx)
+			idx[m] = i + j;
 		m += !special;
 		if (!sv)
 			continue;
@@ -135,11 +146,11 @@ static uint64_t blocks(const sampler *sp)
 }
 
 static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double *out,
-                    specials *sv)
+                    uint64_t *idx, specials *sv)
 {
 	if (sp->all) {
 		uint64_t i = b * BLOCK;
-		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, 0, sv);
+		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, idx, 0, sv);
 	}
 	/* Runs are far apart: ask for all of their cache lines before decoding any. */
 	uint64_t start[BLOCK / RUN], k0 = b * (BLOCK / RUN);
@@ -152,7 +163,7 @@ static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double 
 		__builtin_prefetch(p + RUN * w - 1);
 	}
 	for (size_t j = 0; j < nr; j++)
-		m = decode(t, start[j], RUN, out, m, sv);
+		m = decode(t, start[j], RUN, out, idx, m, sv);
 	return m;
 }
 
@@ -438,6 +449,92 @@ static double escape_bits(const specials *sv, size_t w, double share)
 	return (double)w * (h < 8 ? h : 8) + gap;
 }
 
+/*
+ * Feature 6 (PRED version 3, spec 6.7.2): what coding channels apart saves. The coder may
+ * give each entry of axis 0 or of the last axis a class with its own table (spec 6.5.6);
+ * channels of very different scales, as trained weights and gradients have, then cost far
+ * less than their pooled entropy (feature 4) says. The sampled values are grouped into
+ * at most CH_BUCKETS buckets of whole, consecutive channels, each bucket seeing at least
+ * CH_MIN values on average; a bucket's spread is its mean square. The saving is the pooled
+ * rate less the mean of the buckets' rates (each weighted by its share of the sample), a
+ * rate being that of a Gaussian of that spread quantized with the step,
+ * 0.5 log2(1 + 2 pi e (sd / step)^2) bits, less CH_CLASS_BITS per channel spread over the
+ * tensor's values; the better of the two axes, clamped to [-8, 8]; 0 for a tensor of one
+ * dimension or one whose axes have too few buckets.
+ */
+#define CH_BUCKETS 1024
+#define CH_MIN 32
+#define CH_CLASS_BITS 4.0
+#define TWO_PI_E 17.079468445347132
+
+typedef struct chan_axis {
+	uint64_t count, run, width; /* channels, elements per channel entry, channels a bucket */
+	size_t nb;                  /* buckets; < 2: the axis is not used */
+	double s2[CH_BUCKETS];
+	uint64_t n[CH_BUCKETS];
+} chan_axis;
+
+static void chan_init(chan_axis *ca, uint64_t count, uint64_t run, uint64_t sampled)
+{
+	uint64_t nb = sampled / CH_MIN;
+	if (nb > CH_BUCKETS)
+		nb = CH_BUCKETS;
+	if (nb > count)
+		nb = count;
+	ca->count = count;
+	ca->run = run;
+	ca->nb = 0;
+	if (nb < 2)
+		return;
+	ca->width = (count + nb - 1) / nb;
+	ca->nb = (size_t)((count + ca->width - 1) / ca->width);
+	for (size_t b = 0; b < ca->nb; b++) {
+		ca->s2[b] = 0;
+		ca->n[b] = 0;
+	}
+}
+
+static void chan_add(chan_axis *ca, const double *x, const uint64_t *idx, size_t n)
+{
+	if (ca->nb < 2)
+		return;
+	for (size_t j = 0; j < n; j++) {
+		/* floor(i / L) mod K: below K already on axis 0; i itself on the last axis. */
+		uint64_t q = ca->run == 1 ? idx[j] : idx[j] / ca->run;
+		size_t b = (size_t)((q < ca->count ? q : q % ca->count) / ca->width);
+		ca->s2[b] += x[j] * x[j];
+		ca->n[b]++;
+	}
+}
+
+static double gauss_rate(double m2, double step)
+{
+	return 0.5 * log2(1 + TWO_PI_E * m2 / (step * step));
+}
+
+static double chan_saving(const chan_axis *ca, double step, uint64_t elems, int *used)
+{
+	if (ca->nb < 2)
+		return 0;
+	double s2 = 0, tot = 0, h = 0;
+	for (size_t b = 0; b < ca->nb; b++) {
+		s2 += ca->s2[b];
+		tot += (double)ca->n[b];
+	}
+	if (!(tot > 0) || !(s2 > 0) || !isfinite(s2))
+		return 0;
+	for (size_t b = 0; b < ca->nb; b++)
+		if (ca->n[b])
+			h += (double)ca->n[b] * gauss_rate(ca->s2[b] / (double)ca->n[b], step);
+	/* Spreads beyond 2^1000 steps overflow the squares: no saving then (spec 6.7.2). */
+	double c = gauss_rate(s2 / tot, step) - h / tot -
+	           CH_CLASS_BITS * (double)ca->count / (double)elems;
+	if (!isfinite(c))
+		return 0;
+	*used = 1;
+	return c;
+}
+
 /* Mantissa bits of a float dtype, its relative resolution. */
 static int mantissa_bits(int dtype)
 {
@@ -473,7 +570,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	memset(&a, 0, sizeof(a));
 	double shift = 0;
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf, NULL);
+		size_t got = block(t, &sp, b, buf, NULL, NULL);
 		if (!a.cnt && got)
 			shift = buf[0];
 		pass1(buf, got, shift, &a);
@@ -493,7 +590,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 		eo->share = eo->bits = 0;
 	if (!a.cnt) {
 		for (uint64_t b = 0; b < nblk && eo && n; b++)
-			block(t, &sp, b, buf, &sv);
+			block(t, &sp, b, buf, NULL, &sv);
 		if (eo && n) {
 			eo->share = 1;
 			eo->bits = escape_bits(&sv, alcm_dtype_size(t->dtype), 1);
@@ -505,6 +602,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 			feat[k][3] = 1.0f;
 			feat[k][4] = (float)(n ? raw : 0.0);
 			feat[k][5] = -30.0f;
+			feat[k][6] = 0.0f;
 		}
 		return ALCM_OK;
 	}
@@ -518,8 +616,19 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	double ent[ENT_MAX];
 	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, seen = 0;
 	size_t ne = 0;
+	chan_axis ch[2];
+	uint64_t idx[BLOCK];
+	int use_ch = t->ndim >= 2;
+	if (use_ch) {
+		chan_init(&ch[0], t->shape[0], n / t->shape[0], a.cnt);
+		chan_init(&ch[1], t->shape[t->ndim - 1], 1, a.cnt);
+	}
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf, &sv);
+		size_t got = block(t, &sp, b, buf, idx, &sv);
+		if (use_ch) {
+			chan_add(&ch[0], buf, idx, got);
+			chan_add(&ch[1], buf, idx, got);
+		}
 		pass2(buf, got, mean, half[0], &c);
 		if (nstep > 1)
 			count_small(buf, got, half, nstep, hist);
@@ -560,6 +669,17 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 		/* The largest symbol's size: wide symbols (an offset, heavy tails) cost more than
 		 * their entropy. */
 		f[5] = maxabs > 0 ? clampf(log2(maxabs / step[k]), -30, 30) : -30.0f;
+		/* Channels apart: the better axis's saving. */
+		double sv6 = 0;
+		int used = 0;
+		for (int ax = 0; ax < 2 && use_ch; ax++) {
+			int u = 0;
+			double g = chan_saving(&ch[ax], step[k], n, &u);
+			if (u && (!used || g > sv6))
+				sv6 = g;
+			used |= u;
+		}
+		f[6] = clampf((1 - esc) * sv6, -8, 8);
 	}
 	return ALCM_OK;
 }
@@ -597,12 +717,13 @@ int alcm_tensor_escapes(const alcm_tensor *t, alcm_pred_escapes *esc)
 static double forward(const alcm_predictor *p, const float *f)
 {
 	double z[NF];
-	for (int k = 0; k < NF; k++)
+	int nf = pred_nf(p->version);
+	for (int k = 0; k < nf; k++)
 		z[k] = ((double)f[k] - p->mean[k]) / p->scale[k];
 	double y = p->b2;
 	for (int j = 0; j < NH; j++) {
 		double a = p->b1[j];
-		for (int k = 0; k < NF; k++)
+		for (int k = 0; k < nf; k++)
 			a += p->w1[j][k] * z[k];
 		y += p->w2[j] * tanh(a);
 	}
@@ -626,7 +747,7 @@ double alcm_predict_bits_escapes(const alcm_predictor *p, const float feat[ALCM_
 {
 	if (!p || !feat || p->version == PRED_VERSION_OLD)
 		return 64;
-	for (int k = 0; k < NF; k++)
+	for (int k = 0; k < pred_nf(p->version); k++)
 		if (!isfinite(feat[k]))
 			return 64;
 	double share = esc ? esc->share : 0, eb = esc ? esc->bits : 0;
@@ -882,21 +1003,29 @@ static uint8_t *put_f32(uint8_t *o, float f)
 	return o + 4;
 }
 
+size_t alcm_predictor_bytes(const alcm_predictor *p)
+{
+	return !p ? 0 : pred_nf(p->version) == NF ? ALCM_PRED_BYTES : ALCM_PRED_BYTES_V2;
+}
+
+/* Version 0 (a predictor made by hand or zeroed) is stored as the current version. */
 void alcm_predictor_store(const alcm_predictor *p, uint8_t out[ALCM_PRED_BYTES])
 {
 	if (!p || !out)
 		return;
 	uint8_t *o = out;
-	alcm_store32(o, p->version == PRED_VERSION_OLD ? PRED_VERSION_OLD : PRED_VERSION);
-	alcm_store16(o + 4, NF);
+	int nf = pred_nf(p->version);
+	alcm_store32(o, p->version == PRED_VERSION_OLD || p->version == PRED_VERSION_2
+	                    ? p->version : PRED_VERSION);
+	alcm_store16(o + 4, (uint16_t)nf);
 	alcm_store16(o + 6, NH);
 	o += 8;
-	for (int k = 0; k < NF; k++)
+	for (int k = 0; k < nf; k++)
 		o = put_f32(o, p->mean[k]);
-	for (int k = 0; k < NF; k++)
+	for (int k = 0; k < nf; k++)
 		o = put_f32(o, p->scale[k]);
 	for (int j = 0; j < NH; j++)
-		for (int k = 0; k < NF; k++)
+		for (int k = 0; k < nf; k++)
 			o = put_f32(o, p->w1[j][k]);
 	for (int j = 0; j < NH; j++)
 		o = put_f32(o, p->b1[j]);
@@ -922,19 +1051,23 @@ int alcm_predictor_load(alcm_predictor *p, const uint8_t *buf, size_t len)
 	/* A later version is a layout this reader does not know (spec 6.7.1): not corrupt. */
 	if (len >= 4 && ver > PRED_VERSION)
 		return ALCM_E_UNSUPPORTED;
-	if (len != ALCM_PRED_BYTES || (ver != PRED_VERSION && ver != PRED_VERSION_OLD) ||
-	    alcm_load16(buf + 4) != NF || alcm_load16(buf + 6) != NH)
+	if (!ver)
+		return ALCM_E_CORRUPT;
+	int nf = pred_nf(ver);
+	if (len != (size_t)ALCM_PRED_BYTES_NF(nf) || alcm_load16(buf + 4) != nf ||
+	    alcm_load16(buf + 6) != NH)
 		return ALCM_E_CORRUPT;
 	alcm_predictor q;
+	memset(&q, 0, sizeof(q));
 	q.version = ver;
 	const uint8_t *s = buf + 8;
 	int ok = 1;
-	for (int k = 0; k < NF; k++)
+	for (int k = 0; k < nf; k++)
 		ok &= get_f32(&s, &q.mean[k]);
-	for (int k = 0; k < NF; k++)
+	for (int k = 0; k < nf; k++)
 		ok &= get_f32(&s, &q.scale[k]) && q.scale[k] > 0;
 	for (int j = 0; j < NH; j++)
-		for (int k = 0; k < NF; k++)
+		for (int k = 0; k < nf; k++)
 			ok &= get_f32(&s, &q.w1[j][k]);
 	for (int j = 0; j < NH; j++)
 		ok &= get_f32(&s, &q.b1[j]);

@@ -158,8 +158,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 p = d["predictor"]
 assert len(p["w1"]) == 64 and all(len(r) == 6 for r in p["w1"]) and len(p["w2"]) == 64
+assert p["features"] == 6  # the version 1 weights of a 1.0 archive
 f = [t for t in d["tensors"] if t["name"] == "embed.weight"][0]["features"]
-assert len(f["values"]) == 6 and f["step"] == 0.002 and 0 < f["predicted_bits_per_value"] < 32
+assert len(f["values"]) == 7 and f["step"] == 0.002 and 0 < f["predicted_bits_per_value"] < 32
 assert "features" not in [t for t in d["tensors"] if t["name"] == "step"][0]
 PY
 then ok; else bad "inspect --json --features: predictor or features missing"; fi

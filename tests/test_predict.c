@@ -139,7 +139,7 @@ static void test_features_dtypes_and_specials(void **state)
 	assert_float_equal(f[2], 30, 0); /* 52 - 5.6, clamped */
 	f[2] = f32[2];
 	assert_memory_equal(f, f32, sizeof(f));
-	static const double tol[ALCM_PRED_FEATURES] = {0.01, 0.01, 0.01, 0.01, 0.05, 0.05};
+	static const double tol[ALCM_PRED_FEATURES] = {0.01, 0.01, 0.01, 0.01, 0.05, 0.05, 0.01};
 	t = tensor_of(ALCM_DTYPE_F16, h, n);
 	assert_int_equal(alcm_tensor_features(&t, 0.01, f), ALCM_OK);
 	assert_float_equal(f[2] - f32[2], 10 - 23, 0.01);
@@ -202,21 +202,106 @@ static void test_features_arguments(void **state)
 	assert_float_equal(f[3], 1, 0);
 }
 
+/* Feature 6 (spec 6.7.2, the worked vector there): a [4, 64] tensor whose rows have scales
+ * 1, 2, 4 and 8 times the pattern j % 8 - 3.5 (mean square 5.25). Axis 0: four buckets of
+ * one row; pooled mean square 5.25 * 85 / 4 = 111.5625; with r(m) = 0.5 log2(1 + 2 pi e m /
+ * s^2), f6 = r(111.5625) - mean of r(5.25 * 4^i) - 4 * 4 / 256. The last axis (eight
+ * buckets of eight columns, every one like the pool) saves nothing and costs 1 bit. */
+static void test_feature_channels(void **state)
+{
+	(void)state;
+	float v[256];
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 64; j++)
+			v[64 * i + j] = (float)((1 << i) * ((j % 8) - 3.5));
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, 256);
+	t.ndim = 2;
+	t.shape[0] = 4;
+	t.shape[1] = 64;
+	float f[ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[6], 0.6399147237553144, 1e-6);
+	assert_int_equal(alcm_tensor_features(&t, 4.0, f), ALCM_OK);
+	assert_float_equal(f[6], 0.6082453691184981, 1e-6);
+	/* Rows swapped with columns ([64, 4], scales along the last axis): the same saving less
+	 * the same cost (four buckets of one column); axis 0 costs 1 bit and saves nothing. */
+	float w[256];
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 64; j++)
+			w[4 * j + i] = v[64 * i + j];
+	t.data = w;
+	t.shape[0] = 64;
+	t.shape[1] = 4;
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[6], 0.6399147237553144, 1e-6);
+	/* One dimension: 0. Too few values for two buckets of 32: 0. */
+	t = tensor_of(ALCM_DTYPE_F32, v, 256);
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[6], 0, 0);
+	t.ndim = 2;
+	t.shape[0] = 2;
+	t.shape[1] = 16;
+	t.nbytes = 32 * 4;
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[6], 0, 0);
+	/* Equal rows of one scale: nothing to save, the class table's cost remains. */
+	for (int i = 0; i < 256; i++)
+		v[i] = (float)((i % 8) - 3.5);
+	t = tensor_of(ALCM_DTYPE_F32, v, 256);
+	t.ndim = 2;
+	t.shape[0] = 4;
+	t.shape[1] = 64;
+	assert_int_equal(alcm_tensor_features(&t, 1.0, f), ALCM_OK);
+	assert_float_equal(f[6], -4.0 * 4 / 256, 1e-6);
+	/* A sampled tensor: [256, 128] of Gaussian rows with sd 1 and 16 in turn. At a fine step
+	 * the rows save 0.5 log2(257 / 2) - 0.5 * 0.5 log2(256) = 1.50 bits, less 4 * 256 /
+	 * 32768; about 32 sampled values a row make the estimate a little noisy. */
+	uint64_t n = 256 * 128;
+	float *g = gauss_f32(n, 5, 1);
+	for (uint64_t i = 0; i < n; i++)
+		g[i] *= (i / 128) % 2 ? 16.0f : 1.0f;
+	t = tensor_of(ALCM_DTYPE_F32, g, n);
+	t.ndim = 2;
+	t.shape[0] = 256;
+	t.shape[1] = 128;
+	assert_int_equal(alcm_tensor_features(&t, 1.0 / 64, f), ALCM_OK);
+	assert_float_equal(f[6], 1.50 - 4.0 * 256 / 32768, 0.1);
+	free(g);
+	/* Squares that overflow: no saving, every feature finite. */
+	double big[256];
+	for (int i = 0; i < 256; i++)
+		big[i] = (i / 64 + 1) * 1e300 * ((i % 8) - 3.5);
+	t = tensor_of(ALCM_DTYPE_F64, big, 256);
+	t.ndim = 2;
+	t.shape[0] = 4;
+	t.shape[1] = 64;
+	assert_int_equal(alcm_tensor_features(&t, 1e-300, f), ALCM_OK);
+	assert_float_equal(f[6], 0, 0);
+	for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+		assert_true(isfinite(f[k]));
+}
+
 /* ---- PRED payload ------------------------------------------------------------------------- */
 
 static void test_store_load(void **state)
 {
 	(void)state;
-	assert_int_equal(ALCM_PRED_BYTES, 2108);
+	assert_int_equal(ALCM_PRED_BYTES, 2372);
+	assert_int_equal(ALCM_PRED_BYTES_V2, 2108);
 	const alcm_predictor *d = alcm_predictor_default();
+	assert_int_equal(d->version, 3);
+	assert_int_equal(alcm_predictor_bytes(d), ALCM_PRED_BYTES);
+	assert_int_equal(alcm_predictor_bytes(NULL), 0);
 	uint8_t b[ALCM_PRED_BYTES];
 	alcm_predictor_store(d, b);
-	assert_int_equal(alcm_load32(b), 2);
+	assert_int_equal(alcm_load32(b), 3);
 	assert_int_equal(alcm_load16(b + 4), ALCM_PRED_FEATURES);
 	assert_int_equal(alcm_load16(b + 6), ALCM_PRED_HIDDEN);
 	uint32_t u;
 	memcpy(&u, &d->scale[0], 4);
 	assert_int_equal(alcm_load32(b + 8 + 4 * ALCM_PRED_FEATURES), u);
+	memcpy(&u, &d->w1[1][6], 4); /* w1[j][k] at 64 + 4 * (7 j + k) (spec 6.7.1) */
+	assert_int_equal(alcm_load32(b + 64 + 4 * (7 + 6)), u);
 	memcpy(&u, &d->b2, 4);
 	assert_int_equal(alcm_load32(b + ALCM_PRED_BYTES - 4), u);
 	alcm_predictor p;
@@ -226,15 +311,65 @@ static void test_store_load(void **state)
 	uint8_t c[ALCM_PRED_BYTES];
 	alcm_predictor_store(&p, c);
 	assert_memory_equal(b, c, sizeof(b));
-	/* A version 1 payload (archives of format 1.0) still loads, keeps its version through a
-	 * round trip, and predicts nothing (its features are no longer computed). */
-	alcm_store32(b, 1);
-	assert_int_equal(alcm_predictor_load(&p, b, sizeof(b)), ALCM_OK);
+	/* A version 1 payload (archives of format 1.0) still loads from its 2108 bytes, keeps
+	 * its version and size through a round trip, and predicts nothing (its features are no
+	 * longer computed). */
+	const alcm_predictor *v1 = alcm_predictor_default_v1();
+	assert_int_equal(alcm_predictor_bytes(v1), ALCM_PRED_BYTES_V2);
+	alcm_predictor_store(v1, b);
+	assert_int_equal(alcm_load32(b), 1);
+	assert_int_equal(alcm_load16(b + 4), 6);
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES), ALCM_E_CORRUPT);
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES_V2), ALCM_OK);
 	assert_int_equal(p.version, 1);
+	assert_memory_equal(&p, v1, sizeof(p));
+	memset(c, 0xee, sizeof(c));
 	alcm_predictor_store(&p, c);
-	assert_memory_equal(b, c, sizeof(b));
-	float f[ALCM_PRED_FEATURES] = {12, 2, 21, 0.1f, 4, 3};
+	assert_memory_equal(b, c, ALCM_PRED_BYTES_V2);
+	assert_int_equal(c[ALCM_PRED_BYTES_V2], 0xee); /* nothing written past its size */
+	float f[ALCM_PRED_FEATURES] = {12, 2, 21, 0.1f, 4, 3, 0};
 	assert_float_equal(alcm_predict_bits(&p, f), 64, 0);
+}
+
+/* The default weights of PRED version 2 (commit 1171e16's): they still load from their
+ * 2108 bytes and predict exactly what that commit's library predicted (the values below are
+ * its alcm_predict_bits and alcm_predict_bits_escapes), whatever feature 6 says. */
+static const alcm_predictor pred_v2 =
+#include "pred_v2_weights.h"
+	;
+
+static void test_version2_unchanged(void **state)
+{
+	(void)state;
+	static const double want[3][2] = {{4.136237625015303, 6.7109488937364521},
+	                                  {1.5949767540981283, 4.3524843356901526},
+	                                  {7.9650095598403201, 9.9049998602236595}};
+	float f[3][ALCM_PRED_FEATURES] = {{12, 2, 21, 0.1f, 4, 3, 0},
+	                                  {16, -3, 10, 0.6f, 1.5f, 2, 0},
+	                                  {10, 6, 1, 0.02f, 7.5f, 9, 0}};
+	alcm_pred_escapes e = {0.25, 12};
+	uint8_t b[ALCM_PRED_BYTES];
+	assert_int_equal(alcm_predictor_bytes(&pred_v2), 2108);
+	alcm_predictor_store(&pred_v2, b);
+	assert_int_equal(alcm_load32(b), 2);
+	assert_int_equal(alcm_load16(b + 4), 6);
+	alcm_predictor p;
+	assert_int_equal(alcm_predictor_load(&p, b, 2108), ALCM_OK);
+	assert_int_equal(p.version, 2);
+	for (int i = 0; i < 3; i++)
+		for (int f6 = -8; f6 <= 8; f6 += 8) {
+			f[i][6] = (float)f6;
+			assert_true(alcm_predict_bits(&p, f[i]) == want[i][0]);
+			assert_true(alcm_predict_bits_escapes(&p, f[i], &e) == want[i][1]);
+		}
+	/* A version 3 payload of 2108 bytes, or a version 2 one of 2372, is corrupt. */
+	alcm_store32(b, 3);
+	assert_int_equal(alcm_predictor_load(&p, b, 2108), ALCM_E_CORRUPT);
+	alcm_predictor_store(alcm_predictor_default(), b);
+	alcm_store32(b, 2);
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES), ALCM_E_CORRUPT);
+	alcm_store16(b + 4, 6);
+	assert_int_equal(alcm_predictor_load(&p, b, ALCM_PRED_BYTES), ALCM_E_CORRUPT);
 }
 
 static void test_load_refuses(void **state)
@@ -277,7 +412,7 @@ static void test_load_refuses(void **state)
 	}
 	/* A later version is a layout this reader does not know: unsupported, not corrupt, so that
 	 * an archive carrying one still opens (spec 6.7.1). */
-	for (uint32_t v = 3; v < 5; v++) {
+	for (uint32_t v = 4; v < 6; v++) {
 		memcpy(c, b, sizeof(b));
 		alcm_store32(c, v);
 		assert_int_equal(alcm_predictor_load(&p, c, ALCM_PRED_BYTES), ALCM_E_UNSUPPORTED);
@@ -302,10 +437,10 @@ static void test_archive_carries_weights(void **state)
 	for (int i = 0; i < 256; i++)
 		v[i] = (float)tu_gauss(&seed);
 	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, 256);
-	for (int pass = 0; pass < 2; pass++) {
+	for (int pass = 0; pass < 3; pass++) {
 		alcm_pack_options o;
 		alcm_pack_options_default(&o);
-		o.predictor = pass ? &mine : NULL;
+		o.predictor = pass == 1 ? &mine : pass == 2 ? &pred_v2 : NULL;
 		alcm_writer *w = NULL;
 		alcm_encoder *e = NULL;
 		assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
@@ -322,12 +457,22 @@ static void test_archive_carries_weights(void **state)
 		assert_int_equal(alcm_reader_open_memory(&r, buf, len, "t", NULL, NULL, 0), ALCM_OK);
 		assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
 		/* No predictor named: a 1.0 archive with the version 1 default weights, which readers
-		 * of 1.0 accept (they refuse other versions). Version 2 weights named: stored, and
-		 * the archive is 1.1. */
+		 * of 1.0 accept (they refuse other versions). Version 3 or version 2 weights named:
+		 * stored (2372 or 2108 bytes), and the archive is 1.1. */
 		alcm_predictor got;
 		assert_int_equal(alcm_archive_predictor(a, &got), ALCM_OK);
+		alcm_section_info si;
+		int found = 0;
+		for (uint32_t k = 0; k < alcm_reader_section_count(r); k++) {
+			assert_int_equal(alcm_reader_section_info(r, k, &si), ALCM_OK);
+			if (memcmp(si.type, "PRED", 4) == 0) {
+				assert_int_equal(si.length, pass == 1 ? 2372 : 2108);
+				found++;
+			}
+		}
+		assert_int_equal(found, 1);
 		if (pass) {
-			assert_memory_equal(&got, &mine, sizeof(got));
+			assert_memory_equal(&got, pass == 1 ? &mine : &pred_v2, sizeof(got));
 		} else {
 			assert_int_equal(got.version, 1);
 			assert_memory_not_equal(&got, alcm_predictor_default(), sizeof(got));
@@ -418,7 +563,7 @@ static void test_train_deterministic_and_fits(void **state)
 	/* Normalisation comes from the data: feature 0 has mean 16 and sd 4 / sqrt 3. */
 	assert_float_equal(a.mean[0], 16, 0.3);
 	assert_float_equal(a.scale[0], 4 / sqrt(3.0), 0.3);
-	assert_int_equal(a.version, 2);
+	assert_int_equal(a.version, 3);
 	/* The weights survive a PRED round trip. */
 	uint8_t buf[ALCM_PRED_BYTES];
 	alcm_predictor_store(&a, buf);
@@ -495,7 +640,9 @@ int main(void)
 		cmocka_unit_test(test_features_sparse_and_tails),
 		cmocka_unit_test(test_features_dtypes_and_specials),
 		cmocka_unit_test(test_features_arguments),
+		cmocka_unit_test(test_feature_channels),
 		cmocka_unit_test(test_store_load),
+		cmocka_unit_test(test_version2_unchanged),
 		cmocka_unit_test(test_load_refuses),
 		cmocka_unit_test(test_archive_carries_weights),
 		cmocka_unit_test(test_predict_clamps),

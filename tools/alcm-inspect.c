@@ -182,6 +182,12 @@ static void json_floats(const float *v, int n)
 	putchar(']');
 }
 
+/* Features the weights read: 6 for PRED versions 1 and 2, ALCM_PRED_FEATURES since 3. */
+static int pred_features(const alcm_predictor *p)
+{
+	return p->version == 1 || p->version == 2 ? 6 : ALCM_PRED_FEATURES;
+}
+
 static void predictor_text(alcm_archive *a)
 {
 	alcm_predictor p;
@@ -189,23 +195,22 @@ static void predictor_text(alcm_archive *a)
 		printf("predictor: none stored\n");
 		return;
 	}
-	int dflt = memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0;
-	printf("predictor: %d-%d-1 MLP in PRED version %d (%s)\n", ALCM_PRED_FEATURES,
-	       ALCM_PRED_HIDDEN, p.version == 1 ? 1 : 2,
+	int dflt = memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0, nf = pred_features(&p);
+	printf("predictor: %d-%d-1 MLP in PRED version %u (%s)\n", nf, ALCM_PRED_HIDDEN,
+	       (unsigned)p.version,
 	       dflt ? "this build's default weights" : "weights differ from this build's default");
 	printf("  feature mean:  ");
-	floats(p.mean, ALCM_PRED_FEATURES);
+	floats(p.mean, nf);
 	printf("\n  feature scale: ");
-	floats(p.scale, ALCM_PRED_FEATURES);
+	floats(p.scale, nf);
 	printf("\n");
 	if (!show_weights) {
-		printf("  (--predictor prints all %d weights)\n",
-		       ALCM_PRED_HIDDEN * (ALCM_PRED_FEATURES + 2) + 1);
+		printf("  (--predictor prints all %d weights)\n", ALCM_PRED_HIDDEN * (nf + 2) + 1);
 		return;
 	}
 	for (int j = 0; j < ALCM_PRED_HIDDEN; j++) {
 		printf("  hidden %2d: w1 ", j);
-		floats(p.w1[j], ALCM_PRED_FEATURES);
+		floats(p.w1[j], nf);
 		printf("  b1 %.9g  w2 %.9g\n", (double)p.b1[j], (double)p.w2[j]);
 	}
 	printf("  output bias b2 %.9g\n", (double)p.b2);
@@ -218,16 +223,17 @@ static void predictor_json(alcm_archive *a)
 		printf(",\"predictor\":null");
 		return;
 	}
+	int nf = pred_features(&p);
 	printf(",\"predictor\":{\"features\":%d,\"hidden\":%d,\"default\":%s,\"mean\":",
-	       ALCM_PRED_FEATURES, ALCM_PRED_HIDDEN,
+	       nf, ALCM_PRED_HIDDEN,
 	       memcmp(&p, alcm_predictor_default(), sizeof(p)) == 0 ? "true" : "false");
-	json_floats(p.mean, ALCM_PRED_FEATURES);
+	json_floats(p.mean, nf);
 	printf(",\"scale\":");
-	json_floats(p.scale, ALCM_PRED_FEATURES);
+	json_floats(p.scale, nf);
 	printf(",\"w1\":[");
 	for (int j = 0; j < ALCM_PRED_HIDDEN; j++) {
 		printf("%s", j ? "," : "");
-		json_floats(p.w1[j], ALCM_PRED_FEATURES);
+		json_floats(p.w1[j], nf);
 	}
 	printf("],\"b1\":");
 	json_floats(p.b1, ALCM_PRED_HIDDEN);

@@ -15,9 +15,10 @@
 static const char usage[] =
 	"usage: alcm-train [options] [FILES...]\n"
 	"\n"
-	"Fits the 6-64-1 entropy predictor to coded sizes measured with the real encoder. The\n"
+	"Fits the 7-64-1 entropy predictor to coded sizes measured with the real encoder. The\n"
 	"corpus is a set of generated tensor families (Gaussian, Laplace, Student-t, uniform,\n"
-	"sparse, row-scaled heavy tails, low-rank, gradient-like, offset, lattice; float32,\n"
+	"sparse, row-scaled heavy tails, low-rank, gradient-like, offset, lattice, outer\n"
+	"(channels of very different scales); float32,\n"
 	"float64, bfloat16, float16; 1K to 1M elements) plus every float tensor of FILES (.npy,\n"
 	".npz, .safetensors, .h5). Each tensor is packed alone in max-error mode at 15 steps, std * 2^k\n"
 	"for k in -12..2 (shifted by a per-tensor offset in [0, 1)); its bits per value are the\n"
@@ -40,6 +41,10 @@ static const char usage[] =
 	"                        tensor held out (use another --seed than theirs)\n"
 	"      --max-elements N  skip FILES tensors larger than N elements (default 4M)\n"
 	"      --holdout FILE    hold out every tensor of FILE (a network); repeatable\n"
+	"      --restarts N      choose the training seed among N (seed, seed + 1000, ..) by\n"
+	"                        the error on each training network held out in turn (files\n"
+	"                        of one directory and name up to '_' are one network; default\n"
+	"                        1: no choice)\n"
 	"  -T, --threads N       worker threads (default: the CPUs it may use); results do\n"
 	"                        not depend on it\n"
 	"  -q, --quiet           print nothing but errors\n"
@@ -66,10 +71,10 @@ static const char usage[] =
  * smoothly code far smaller than their six features say (zstd sees the correlation, the
  * features do not), and training on them biases every Gaussian-like tensor low. */
 enum family { F_GAUSS, F_LAPLACE, F_STUDENT, F_UNIFORM, F_SPARSE, F_ROWS, F_LOWRANK, F_GRAD,
-              F_OFFSET, F_LATTICE, F_SMOOTH, NFAM, F_FILE = NFAM };
+              F_OFFSET, F_LATTICE, F_OUTER, F_SMOOTH, NFAM, F_FILE = NFAM };
 static const char *const fam_name[NFAM + 1] = {
 	"gaussian", "laplace", "student-t", "uniform", "sparse", "row-scaled", "low-rank",
-	"gradient", "offset", "lattice", "smooth", "file"};
+	"gradient", "offset", "lattice", "outer", "smooth", "file"};
 
 #define MAX_HOLDOUT 32
 #define SMALL_TRAIN 1024 /* file tensors under this many values are only evaluated */
@@ -79,6 +84,7 @@ typedef struct item {
 	char name[96];
 	int family, dtype, test;
 	int network; /* 1 + index of its --holdout file, 0 otherwise */
+	int group;   /* training file tensors: 1 + index of their network (select_seed) */
 	uint32_t ndim;
 	uint64_t shape[ALCM_MAX_NDIM], elems, seed;
 	uint8_t *data; /* files: owned copy; generated: made and freed by the worker */
@@ -219,7 +225,7 @@ static double load(int dtype, const uint8_t *p, uint64_t i)
 static const uint8_t mix[] = {F_ROWS,   F_GAUSS,   F_STUDENT, F_SPARSE, F_ROWS,
                               F_LAPLACE, F_GRAD,   F_GAUSS,   F_OFFSET, F_STUDENT,
                               F_UNIFORM, F_ROWS,   F_LOWRANK, F_LATTICE, F_GAUSS,
-                              F_LATTICE, F_SMOOTH};
+                              F_LATTICE, F_OUTER, F_ROWS, F_OUTER, F_SMOOTH};
 
 /* Picks the family, dtype, shape and scale of generated tensor i from (seed, i) alone. */
 static void plan_generated(item *it, uint64_t seed, size_t i)
@@ -235,7 +241,7 @@ static void plan_generated(item *it, uint64_t seed, size_t i)
 	 * keeps them, so that the escapes' cost is learnt (spec 6.7.2, feature 4). */
 	uint64_t n = (uint64_t)llround(pow(2.0, uniform(&r, 10, 20)));
 	int two_d = it->family == F_ROWS || it->family == F_LOWRANK || it->family == F_SMOOTH ||
-	            unit(&r) < 0.5;
+	            it->family == F_OUTER || unit(&r) < 0.5;
 	if (two_d) {
 		uint64_t cols = (uint64_t)1 << (5 + rnext(&r) % 8);
 		while (cols * 4 > n)
@@ -352,6 +358,55 @@ static int generate(item *it)
 				v[i * cols + j] = s;
 			}
 		}
+		break;
+	}
+	case F_OUTER: {
+		/* Channels of very different scales, as in trained weights and gradients: log-normal
+		 * row scales times log-normal column scales (either may be 1) times noise, or a
+		 * linear layer's gradient, a sum of a few outer products of heavy-tailed rows and
+		 * ReLU-like columns. */
+		double sr = uniform(&r, 0, 2.5), sc = unit(&r) < 0.5 ? 0 : uniform(&r, 0, 2);
+		int kind = (int)(rnext(&r) % 4), batch = 1 + (int)(rnext(&r) % 16);
+		double *rs = malloc((rows + cols) * sizeof(double)), *cs;
+		if (!rs) {
+			free(v);
+			return ALCM_E_NOMEM;
+		}
+		cs = rs + rows;
+		/* Dead channels, half the time: a share of the rows exactly zero (inputs that are
+		 * always 0, units that never fire), as in MLP gradients. */
+		double dead = unit(&r) < 0.5 ? uniform(&r, 0, 0.3) : 0;
+		for (uint64_t i = 0; i < rows; i++)
+			rs[i] = i && unit(&r) < dead ? 0 : exp(sr * gauss(&r)); /* never all */
+		for (uint64_t j = 0; j < cols; j++)
+			cs[j] = exp(sc * gauss(&r));
+		if (kind == 3) {
+			double *a = malloc(cols * sizeof(double));
+			if (!a) {
+				free(rs);
+				free(v);
+				return ALCM_E_NOMEM;
+			}
+			for (uint64_t q = 0; q < n; q++)
+				v[q] = 0;
+			for (int b = 0; b < batch; b++) {
+				for (uint64_t j = 0; j < cols; j++) /* activations: ReLU-like, sparse */
+					a[j] = cs[j] * fmax(gauss(&r), 0);
+				for (uint64_t i = 0; i < rows; i++) {
+					double d = rs[i] * student(&r, 3);
+					for (uint64_t j = 0; j < cols; j++)
+						v[i * cols + j] += d * a[j];
+				}
+			}
+			free(a);
+		} else {
+			for (uint64_t i = 0; i < rows; i++)
+				for (uint64_t j = 0; j < cols; j++)
+					v[i * cols + j] = rs[i] * cs[j] *
+					                  (kind == 0 ? gauss(&r) : kind == 1 ? laplace(&r)
+					                                                     : student(&r, 4));
+		}
+		free(rs);
 		break;
 	}
 	case F_GRAD: {
@@ -526,7 +581,7 @@ static item *push(corpus *c)
 
 /* Adds every float tensor of a file (up to max_elems elements). @return 0 or an exit code. */
 static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfile,
-                    size_t *skipped, int network, int by_network)
+                    size_t *skipped, int network, int by_network, int group)
 {
 	cli_input *in = NULL;
 	int st = cli_input_open_or_fail(&in, path);
@@ -561,6 +616,7 @@ static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfi
 		if (by_network)
 			(*nfile)++;
 		it->network = network;
+		it->group = group;
 		it->jitter = 0.5;
 		snprintf(it->name, sizeof(it->name), "%s", cli_name(t.name, t.name_len));
 	}
@@ -571,6 +627,35 @@ static int add_file(corpus *c, const char *path, uint64_t max_elems, size_t *nfi
 	}
 	cli_input_free(in);
 	return 0;
+}
+
+/* Files of one network: the same directory and the same name up to its first '_' or '.'
+ * (cnn/digits_cnn_grads.safetensors and cnn/digits_cnn_weights.safetensors,
+ * mlp64/epoch_000.npz and mlp64/epoch_009.npz). */
+static int same_network(const char *x, const char *y)
+{
+	const char *bx = strrchr(x, '/'), *by = strrchr(y, '/');
+	bx = bx ? bx + 1 : x;
+	by = by ? by + 1 : y;
+	if (bx - x != by - y || memcmp(x, y, (size_t)(bx - x)))
+		return 0;
+	size_t nx = strcspn(bx, "_."), ny = strcspn(by, "_.");
+	return nx == ny && memcmp(bx, by, nx) == 0;
+}
+
+/* 1 + the index of file a's network among the networks of files first..a, in order. */
+static int file_group(char **argv, int first, int a)
+{
+	int g = 0;
+	for (int b = first; b <= a; b++) {
+		int fresh = 1;
+		for (int c = first; c < b && fresh; c++)
+			fresh = !same_network(argv[c], argv[b]);
+		g += fresh;
+		if (fresh && same_network(argv[b], argv[a]))
+			return g;
+	}
+	return g;
 }
 
 /* ---- evaluation ------------------------------------------------------------------------- */
@@ -657,6 +742,123 @@ static void exhaustive(const alcm_predictor *p, const corpus *c, int smooth)
 	       "   predictor's steps over the budget times their values)\n");
 }
 
+/* ---- model selection -------------------------------------------------------------------- */
+
+/*
+ * --restarts R: the training seed is chosen among seed, seed + 1000, .. by the error on the
+ * training networks, each held out in turn (trained on the rest, generated tensors
+ * included): the mean absolute error on its tensors of at least BIG_EVAL values (all of them
+ * if it has none), averaged over the networks. The held-out networks (--holdout) are never
+ * looked at. Each (seed, network) fit is one job; jobs run on the worker threads and the
+ * result does not depend on their count.
+ */
+typedef struct selector {
+	const float (*x)[NF];
+	const float *y;
+	const alcm_pred_escapes *e;
+	const int *group;
+	const uint8_t *big;
+	size_t n;
+	int ngroup, restarts;
+	uint64_t seed;
+	unsigned epochs;
+	double *score; /* restarts x ngroup */
+	int status;
+	size_t next;
+	pthread_mutex_t lock;
+} selector;
+
+static uint64_t restart_seed(uint64_t seed, int c)
+{
+	return seed + 1000 * (uint64_t)c;
+}
+
+static void *select_worker(void *arg)
+{
+	selector *sl = arg;
+	float(*x)[NF] = malloc(sl->n * sizeof(*x));
+	float *y = malloc(sl->n * sizeof(float));
+	alcm_pred_escapes *e = malloc(sl->n * sizeof(*e));
+	for (;;) {
+		pthread_mutex_lock(&sl->lock);
+		size_t job = sl->next++;
+		if (!x || !y || !e)
+			sl->status = ALCM_E_NOMEM;
+		int stop = sl->status || job >= (size_t)sl->restarts * (size_t)sl->ngroup;
+		pthread_mutex_unlock(&sl->lock);
+		if (stop)
+			break;
+		int c = (int)(job / (size_t)sl->ngroup), g = 1 + (int)(job % (size_t)sl->ngroup);
+		size_t m = 0, nbig = 0;
+		for (size_t i = 0; i < sl->n; i++) {
+			nbig += sl->group[i] == g && sl->big[i];
+			if (sl->group[i] == g)
+				continue;
+			memcpy(x[m], sl->x[i], sizeof(x[m]));
+			y[m] = sl->y[i];
+			e[m++] = sl->e[i];
+		}
+		alcm_predictor p;
+		int st = m ? alcm_predictor_train_escapes(&p, (const float(*)[NF])x, y, e, m,
+		                                          restart_seed(sl->seed, c), sl->epochs, NULL)
+		           : ALCM_E_ARG;
+		double ae = 0, cnt = 0;
+		for (size_t i = 0; i < sl->n && !st; i++)
+			if (sl->group[i] == g && (sl->big[i] || !nbig)) {
+				ae += fabs(alcm_predict_bits_escapes(&p, sl->x[i], &sl->e[i]) - sl->y[i]);
+				cnt++;
+			}
+		pthread_mutex_lock(&sl->lock);
+		if (st)
+			sl->status = st;
+		else
+			sl->score[job] = cnt ? ae / cnt : 0;
+		pthread_mutex_unlock(&sl->lock);
+	}
+	free(x);
+	free(y);
+	free(e);
+	return NULL;
+}
+
+/* @return the chosen seed's index, or -1 with *status set. */
+static int select_seed(selector *sl, unsigned threads)
+{
+	pthread_mutex_init(&sl->lock, NULL);
+	pthread_t th[256];
+	unsigned nth = 0;
+	for (; nth < threads; nth++)
+		if (pthread_create(&th[nth], NULL, select_worker, sl))
+			break;
+	if (!nth)
+		select_worker(sl);
+	for (unsigned i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&sl->lock);
+	if (sl->status)
+		return -1;
+	int best = 0;
+	double best_s = INFINITY;
+	for (int c = 0; c < sl->restarts; c++) {
+		double sc = 0;
+		for (int g = 0; g < sl->ngroup; g++)
+			sc += sl->score[c * sl->ngroup + g];
+		sc /= sl->ngroup;
+		if (!cli_quiet) {
+			printf("selection: seed %llu, validation mae by training network:",
+			       (unsigned long long)restart_seed(sl->seed, c));
+			for (int g = 0; g < sl->ngroup; g++)
+				printf(" %.3f", sl->score[c * sl->ngroup + g]);
+			printf("  mean %.3f\n", sc);
+		}
+		if (sc < best_s) {
+			best_s = sc;
+			best = c;
+		}
+	}
+	return best;
+}
+
 /* ---- header output ---------------------------------------------------------------------- */
 
 static void put_floats(FILE *f, const float *v, int n)
@@ -704,7 +906,7 @@ static int write_header(const char *path, const alcm_predictor *p, const char *c
 		put_floats(f, p->w2 + j, 8);
 		fprintf(f, ",\n");
 	}
-	fprintf(f, "\t},\n\t.b2 = %.9g,\n\t.version = 2,\n}\n", (double)p->b2);
+	fprintf(f, "\t},\n\t.b2 = %.9g,\n\t.version = 3,\n}\n", (double)p->b2);
 	if (fclose(f)) {
 		free(text);
 		return EXIT_NOMEM;
@@ -723,7 +925,7 @@ static int write_header(const char *path, const alcm_predictor *p, const char *c
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-enum { OPT_EVAL = 256, OPT_MAXEL, OPT_TESTDEF, OPT_HOLDOUT };
+enum { OPT_EVAL = 256, OPT_MAXEL, OPT_TESTDEF, OPT_HOLDOUT, OPT_RESTARTS };
 
 int main(int argc, char **argv)
 {
@@ -735,11 +937,13 @@ int main(int argc, char **argv)
 		{"eval", no_argument, NULL, OPT_EVAL},     {"max-elements", required_argument, NULL, OPT_MAXEL},
 		{"test-default", no_argument, NULL, OPT_TESTDEF},
 		{"holdout", required_argument, NULL, OPT_HOLDOUT},
+		{"restarts", required_argument, NULL, OPT_RESTARTS},
 		{"threads", required_argument, NULL, 'T'}, {"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
 	};
 	uint64_t seed = 1, epochs = 400, samples = 7200, max_el = (uint64_t)4 << 20, threads = 0;
+	uint64_t restarts = 1;
 	const char *header = NULL;
 	int eval = 0, test_default = 0, c, nhold = 0;
 	const char *hold[MAX_HOLDOUT];
@@ -752,6 +956,7 @@ int main(int argc, char **argv)
 		case 'n': target = &samples, lo = NSTEPS * SPLIT, hi = (uint64_t)1 << 24; break;
 		case 'T': target = &threads, hi = 256; break;
 		case OPT_MAXEL: target = &max_el, lo = 16; break;
+		case OPT_RESTARTS: target = &restarts, lo = 1, hi = 64; break;
 		case 'o': header = optarg; break;
 		case OPT_EVAL: eval = 1; break;
 		case OPT_TESTDEF: test_default = 1; break;
@@ -803,13 +1008,16 @@ int main(int argc, char **argv)
 		plan_generated(it, seed, i);
 		it->test |= test_default;
 	}
+	int ngroup = 0;
 	for (int a = optind; a < argc; a++) {
-		int rc = add_file(&co, argv[a], max_el, &nfile, &skipped, 0, nhold > 0);
+		int g = file_group(argv, optind, a);
+		ngroup = g > ngroup ? g : ngroup;
+		int rc = add_file(&co, argv[a], max_el, &nfile, &skipped, 0, nhold > 0, g);
 		if (rc)
 			return rc;
 	}
 	for (int h = 0; h < nhold; h++) {
-		int rc = add_file(&co, hold[h], max_el, &nfile, &skipped, h + 1, 1);
+		int rc = add_file(&co, hold[h], max_el, &nfile, &skipped, h + 1, 1, 0);
 		if (rc)
 			return rc;
 	}
@@ -851,7 +1059,9 @@ int main(int argc, char **argv)
 	float(*xtr)[NF] = malloc((ntr ? ntr : 1) * sizeof(*xtr));
 	float *ytr = malloc((ntr ? ntr : 1) * sizeof(float));
 	alcm_pred_escapes *etr = malloc((ntr ? ntr : 1) * sizeof(*etr));
-	if (!xtr || !ytr || !etr) {
+	int *gtr = malloc((ntr ? ntr : 1) * sizeof(int));
+	uint8_t *btr = malloc(ntr ? ntr : 1);
+	if (!xtr || !ytr || !etr || !gtr || !btr) {
 		cli_err("out of memory");
 		return EXIT_NOMEM;
 	}
@@ -864,18 +1074,35 @@ int main(int argc, char **argv)
 			memcpy(xtr[m], it->feat[k], sizeof(xtr[m]));
 			ytr[m] = it->bits[k];
 			etr[m] = it->esc;
+			gtr[m] = it->group;
+			btr[m] = it->elems >= BIG_EVAL;
 		}
 	}
 	alcm_predictor p = *alcm_predictor_default();
 	double t_train = 0;
+	uint64_t tseed = seed; /* the training seed: seed, or the one --restarts chose */
 	if (!test_default) {
 		if (!ntr) {
 			cli_err("no training samples");
 			return EXIT_FAIL;
 		}
 		t0 = cli_now();
+		if (restarts > 1 && ngroup >= 2) {
+			selector sl = {.x = (const float(*)[NF])xtr, .y = ytr, .e = etr, .group = gtr,
+			               .big = btr, .n = ntr, .ngroup = ngroup, .restarts = (int)restarts,
+			               .seed = seed, .epochs = (unsigned)epochs};
+			sl.score = calloc((size_t)restarts * (size_t)ngroup, sizeof(double));
+			int pick = sl.score ? select_seed(&sl, (unsigned)threads) : -1;
+			int sst = sl.score ? sl.status : ALCM_E_NOMEM;
+			free(sl.score);
+			if (pick < 0) {
+				cli_err("model selection failed: %s", alcm_strerror(sst));
+				return cli_exit_code(sst);
+			}
+			tseed = restart_seed(seed, pick);
+		}
 		int st = alcm_predictor_train_escapes(&p, (const float(*)[NF])xtr, ytr, etr, ntr,
-		                                      seed, (unsigned)epochs, NULL);
+		                                      tseed, (unsigned)epochs, NULL);
 		t_train = cli_now() - t0;
 		if (st) {
 			cli_err("training failed: %s", alcm_strerror(st));
@@ -939,8 +1166,9 @@ int main(int argc, char **argv)
 		if (test_default)
 			printf("the compiled-in weights, every tensor held out:\n");
 		else
-			printf("training: %zu samples, %llu epochs, seed %llu: %.2f s\n", ntr,
-			       (unsigned long long)epochs, (unsigned long long)seed, t_train);
+			printf("training: %zu samples, %llu epochs, seed %llu: %.2f s%s\n", ntr,
+			       (unsigned long long)epochs, (unsigned long long)tseed, t_train,
+			       restarts > 1 ? " (the choice included)" : "");
 		print_errs("train", &tr);
 		print_errs("held out", &te);
 		for (int f = 0; f <= NFAM; f++) {
@@ -981,6 +1209,9 @@ int main(int argc, char **argv)
 		snprintf(cmd, sizeof(cmd), "alcm-train --seed %llu --epochs %llu --samples %llu "
 		         "--out-header %s", (unsigned long long)seed, (unsigned long long)epochs,
 		         (unsigned long long)samples, header);
+		if (restarts > 1)
+			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --restarts %llu",
+			         (unsigned long long)restarts);
 		if (optind < argc && max_el != (uint64_t)4 << 20)
 			snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --max-elements %llu",
 			         (unsigned long long)max_el);
@@ -1010,5 +1241,7 @@ int main(int argc, char **argv)
 	free(xtr);
 	free(ytr);
 	free(etr);
+	free(gtr);
+	free(btr);
 	return rc;
 }

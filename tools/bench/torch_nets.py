@@ -13,7 +13,16 @@ and writes, per network, its parameters and the full-batch gradient at the end, 
 dtype (the mlp float32, the cnn float16, the transformer bfloat16: the dtypes checkpoints
 ship in), as OUT/NAME_weights.safetensors and OUT/NAME_grads.safetensors.
 
-    /usr/bin/python3 tools/bench/torch_nets.py OUT [--epochs 30] [--seed 0]
+With --extra, three other networks instead, which train_predictor.sh adds to the training
+sets of both folds (none is a copy or a re-seed of a held-out network):
+
+    deepmlp      scikit-learn's breast cancer data (569 x 30, standardised):
+                 30 -> 256 -> 256 -> 128 -> 2, SiLU, float32
+    gru          the digits as 8 rows of 8: GRU(8 -> 96), fc(96 -> 10), bfloat16
+    convae       a convolutional autoencoder of the digits: conv(1->32, stride 2)
+                 conv(32->64, stride 2) convT(64->32) convT(32->1), ReLU, MSE, float32
+
+    /usr/bin/python3 tools/bench/torch_nets.py OUT [--epochs 30] [--seed 0] [--extra]
 
 Same bytes for the same seed and torch version (torch 1.13 of Debian 12).
 """
@@ -68,6 +77,29 @@ class Transformer(nn.Module):
         return self.head(self.enc(h).mean(1))
 
 
+class Gru(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(8, 96, batch_first=True)
+        self.head = nn.Linear(96, 10)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.view(-1, 8, 8))
+        return self.head(out[:, -1])
+
+
+def extra_nets():
+    deep = nn.Sequential(nn.Linear(30, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
+                         nn.Linear(256, 128), nn.SiLU(), nn.Linear(128, 2))
+    ae = nn.Sequential(
+        nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1))
+    return [("deepmlp", deep, torch.float32), ("gru", Gru(), torch.bfloat16),
+            ("convae", ae, torch.float32)]
+
+
 def nets():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.GELU(), nn.Linear(512, 256),
                         nn.GELU(), nn.Linear(256, 10))
@@ -85,6 +117,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -92,7 +125,16 @@ def main():
     x = torch.tensor(d.data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)
     y = torch.tensor(d.target, dtype=torch.int64)
     os.makedirs(a.out, exist_ok=True)
-    for name, net, dtype in nets():
+    if a.extra:
+        from sklearn.datasets import load_breast_cancer
+        bc = load_breast_cancer()
+        bx = (bc.data - bc.data.mean(0)) / bc.data.std(0)
+        data = {"deepmlp": (torch.tensor(bx, dtype=torch.float32),
+                            torch.tensor(bc.target, dtype=torch.int64)),
+                "gru": (x, y), "convae": (x, x)}
+    for name, net, dtype in (extra_nets() if a.extra else nets()):
+        xs, ys = data[name] if a.extra else (x, y)
+        loss = nn.functional.mse_loss if name == "convae" else nn.functional.cross_entropy
         torch.manual_seed(a.seed)
         for m in net.modules():  # fresh, seeded initialisation per network
             if hasattr(m, "reset_parameters"):
@@ -101,23 +143,23 @@ def main():
         g = torch.Generator().manual_seed(a.seed)
         net.train()
         for _ in range(a.epochs):
-            perm = torch.randperm(len(y), generator=g)
-            for i in range(0, len(y), 64):
+            perm = torch.randperm(len(ys), generator=g)
+            for i in range(0, len(ys), 64):
                 idx = perm[i:i + 64]
                 opt.zero_grad()
-                nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+                loss(net(xs[idx]), ys[idx]).backward()
                 opt.step()
         net.eval()
         with torch.no_grad():
-            acc = (net(x).argmax(1) == y).float().mean().item()
+            fit = loss(net(xs), ys).item()
         opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
+        loss(net(xs), ys).backward()
         params = dict(net.named_parameters())
         save(os.path.join(a.out, f"{name}_weights.safetensors"), params, dtype)
         save(os.path.join(a.out, f"{name}_grads.safetensors"),
              {k: p.grad for k, p in params.items()}, dtype)
         n = sum(p.numel() for p in params.values())
-        print(f"{name}: {n} parameters, {str(dtype)[6:]}, training accuracy {acc:.3f}")
+        print(f"{name}: {n} parameters, {str(dtype)[6:]}, training loss {fit:.4f}")
 
 
 if __name__ == "__main__":
