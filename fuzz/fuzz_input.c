@@ -99,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	alcm_input *in = NULL;
 	int st, fd = -1;
 	uint8_t *buf = NULL;
+	char path[64];
 	if (opt & OPT_FILE) {
-		char path[64];
 		fd = fuzz_memfd(data, size, path);
 		if (fd < 0)
 			return 0;
@@ -111,13 +111,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		st = alcm_input_open_memory(&in, buf, size, format, "fuzz." S, &lim, NULL);
 	}
+	/* The pieces read opens the same bytes the same way (a file's tensors are named after it). */
 	alcm_input *pc = NULL;
 	uint8_t *pbuf = NULL;
-	if (st == ALCM_OK && (opt & OPT_PIECES) && (pbuf = fuzz_dup(data, size)) &&
-	    alcm_input_open_memory(&pc, pbuf, size, alcm_input_format(in), "fuzz." S, &lim,
-	                           NULL) != ALCM_OK) {
-		alcm_input_free(pc);
-		pc = NULL;
+	if (st == ALCM_OK && (opt & OPT_PIECES)) {
+		int pst = ALCM_E_NOMEM;
+		if (opt & OPT_FILE)
+			pst = alcm_input_open(&pc, path, &lim, NULL);
+		else if ((pbuf = fuzz_dup(data, size)))
+			pst = alcm_input_open_memory(&pc, pbuf, size, format, "fuzz." S, &lim, NULL);
+		FUZZ_CHECK(S, pst == ALCM_OK || pst == ALCM_E_NOMEM, "a second open of the bytes: %d",
+		           pst);
+		if (pst != ALCM_OK) {
+			alcm_input_free(pc);
+			pc = NULL;
+		}
 	}
 	if (st == ALCM_OK) {
 		FUZZ_CHECK(S, in != NULL, "ALCM_OK without an input");
