@@ -23,8 +23,10 @@ that octave has reached what its values hold, and its curve below is flattened a
 of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
-coded both flat and as (runs, values), the smaller kept. A sample's bytes are its section's
-and half the alignment (not the padding before it, which depends on the sample before).
+coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
+values is its own sample, coded whole in its shape once at its bound (no half, no half bound).
+A sample's bytes are its section's and half the alignment (not the padding before it, which
+depends on the sample before).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ FIT = 0.03  # an archive within 3% of the target fits
 LOSSLESS_PROBE = 3  # a fitting lossy archive over raw / 3: try lossless too (as alcm-pack)
 STEPS = 41  # ALCM_BUDGET_STEPS
 TRIES = 8  # BUDGET_TRIES
-SAMPLE_MIN = 65536  # alcm-pack.c's SAMPLE_MIN, SAMPLE_MAX, SAMPLE_RUNS
+SAMPLE_MIN = 65536  # alcm-pack.c's SAMPLE_MIN, SAMPLE_WHOLE, SAMPLE_MAX, SAMPLE_RUNS
+SAMPLE_WHOLE = 4096
 SAMPLE_MAX = 1 << 18
 SAMPLE_RUNS = 64
 SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS, SAMPLE_FLAT_SHARE, SECTION_ALIGN
@@ -211,12 +214,19 @@ class _Search:
 
         try:
             for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
-                if not p[1] or p[0] < SAMPLE_MIN or not bounds[i] > 0:
+                whole = 0 < p[0] < SAMPLE_WHOLE
+                if not p[1] or (p[0] < SAMPLE_MIN and not whole) or not bounds[i] > 0:
                     continue
                 at = self.sampled.get(i, 0.0)
                 if at > 0 and abs(math.log2(bounds[i] / at)) < 0.5:
                     continue
                 self.sampled[i] = bounds[i]
+                if whole:  # the whole tensor in its own shape: its size, not an estimate
+                    got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i])
+                    off = 8 * (got0 - _predicted_at(p, 2 * bounds[i])) / p[0]
+                    p[4] = tuple(max(0.0, b + off) for b in p[4])
+                    coded += 1
+                    continue
                 smp = _sample(it.array)
                 two = smp.ndim == 2
                 flat = smp.reshape(-1) if two else smp
