@@ -1413,6 +1413,36 @@ int alcm_encoder_flush(alcm_encoder *e)
 	return queue_drain(e);
 }
 
+/* Prepares tensor t for the queue (whole, or in pieces): its state in *s, refused if a tensor
+ * of its name is still in flight (the names table holds closed tensors only), and opened when
+ * the queue is empty (*first). The caller holds no lock. */
+static int queue_admit(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep,
+                       int pieces, tstate *s, int *first)
+{
+	alcm_equeue *q = e->queue;
+	e->can_undo = 0;
+	int st = tensor_prepare(e, t, NULL, rep, s, pieces);
+	if (st)
+		return st;
+	for (unsigned i = 0; i < q->count; i++) {
+		const alcm_tensor *o = &q->q[(q->head + i) % QUEUE_MAX].t;
+		if (o->name_len == t->name_len && (!t->name_len ||
+		                                   memcmp(o->name, t->name, t->name_len) == 0)) {
+			char nq[96];
+			alcm_detail_quote(nq, sizeof(nq), t->name, t->name_len);
+			tstate_free(e, s);
+			return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
+			             "already (names are unique)", nq);
+		}
+	}
+	*first = q->count == 0;
+	if (*first && (st = tensor_open(e, s))) {
+		tstate_free(e, s);
+		return st;
+	}
+	return ALCM_OK;
+}
+
 int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
 {
 	if (!e || !t)
@@ -1430,27 +1460,10 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 	if ((st = queue_settle(e, QUEUE_MAX - 1)))
 		return st;
 	alcm_equeue *q = e->queue;
-	e->can_undo = 0;
 	tstate s;
-	if ((st = tensor_prepare(e, t, NULL, rep, &s, 0)))
+	int first;
+	if ((st = queue_admit(e, t, rep, 0, &s, &first)))
 		return st;
-	/* The names table holds closed tensors only: compare with the one still in flight. */
-	for (unsigned i = 0; i < q->count; i++) {
-		const alcm_tensor *o = &q->q[(q->head + i) % QUEUE_MAX].t;
-		if (o->name_len == t->name_len && (!t->name_len ||
-		                                   memcmp(o->name, t->name, t->name_len) == 0)) {
-			char nq[96];
-			alcm_detail_quote(nq, sizeof(nq), t->name, t->name_len);
-			tstate_free(e, &s);
-			return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
-			             "already (names are unique)", nq);
-		}
-	}
-	int first = q->count == 0;
-	if (first && (st = tensor_open(e, &s))) {
-		tstate_free(e, &s);
-		return st;
-	}
 	pthread_mutex_lock(&q->mu);
 	s.first = q->queued;
 	q->q[(q->head + q->count) % QUEUE_MAX] = s;
@@ -1535,26 +1548,10 @@ int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_
 	if ((st = queue_settle(e, QUEUE_MAX - 1)))
 		return st;
 	alcm_equeue *q = e->queue;
-	e->can_undo = 0;
 	tstate s;
-	if ((st = tensor_prepare(e, &e->pt, NULL, rep, &s, 1)))
+	int first;
+	if ((st = queue_admit(e, &e->pt, rep, 1, &s, &first)))
 		return st;
-	for (unsigned i = 0; i < q->count; i++) {
-		const alcm_tensor *o = &q->q[(q->head + i) % QUEUE_MAX].t;
-		if (o->name_len == t->name_len && (!t->name_len ||
-		                                   memcmp(o->name, t->name, t->name_len) == 0)) {
-			char nq[96];
-			alcm_detail_quote(nq, sizeof(nq), t->name, t->name_len);
-			tstate_free(e, &s);
-			return efail(e, ALCM_E_ARG, "tensor '%s': a tensor of that name is in the archive "
-			             "already (names are unique)", nq);
-		}
-	}
-	int first = q->count == 0;
-	if (first && (st = tensor_open(e, &s))) {
-		tstate_free(e, &s);
-		return st;
-	}
 	s.pieces = 1;
 	pthread_mutex_lock(&q->mu);
 	s.first = q->queued;

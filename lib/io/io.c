@@ -423,7 +423,8 @@ uint64_t alcm_input_size(const alcm_input *in)
 	return in ? in->size : 0;
 }
 
-int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
+/* The checks and resets that start alcm_input_next() and alcm_input_next_begin(). */
+static int next_start(alcm_input *in, alcm_tensor *t, int *has)
 {
 	if (has)
 		*has = 0;
@@ -433,6 +434,14 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 		return ALCM_E_STATE;
 	memset(t, 0, sizeof(*t));
 	in->piece = 0;
+	return ALCM_OK;
+}
+
+int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
+{
+	int rc = next_start(in, t, has);
+	if (rc)
+		return rc;
 	if (in->keep_prev) {
 		uint8_t *b = in->buf;
 		size_t c = in->buf_cap;
@@ -441,7 +450,7 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 		in->prev = b;
 		in->prev_cap = c;
 	}
-	int rc = in->ops->next(in, t, has);
+	rc = in->ops->next(in, t, has);
 	if (rc) {
 		in->poisoned = 1;
 		*has = 0;
@@ -452,16 +461,11 @@ int alcm_input_next(alcm_input *in, alcm_tensor *t, int *has)
 
 int alcm_input_next_begin(alcm_input *in, alcm_tensor *t, int *has)
 {
-	if (has)
-		*has = 0;
-	if (!in || !t || !has)
-		return ALCM_E_ARG;
-	if (in->poisoned || !in->ops || in->piece_left)
-		return ALCM_E_STATE;
-	memset(t, 0, sizeof(*t));
-	in->piece = 0;
+	int rc = next_start(in, t, has);
+	if (rc)
+		return rc;
 	in->piece_at = 0;
-	int rc = in->ops->begin ? in->ops->begin(in, t, has) : in->ops->next(in, t, has);
+	rc = in->ops->begin ? in->ops->begin(in, t, has) : in->ops->next(in, t, has);
 	if (rc) {
 		in->poisoned = 1;
 		*has = 0;
