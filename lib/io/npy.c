@@ -457,6 +457,19 @@ static int file_src_read(alcm_input *in, void *ctx, void *dst, size_t n)
 	return rc;
 }
 
+/* The array's name, dtype, shape and size into *t (not its data); it is then given. */
+static void npy_fill(alcm_input *in, struct npy_in *st, alcm_tensor *t, int *has)
+{
+	st->done = 1;
+	t->name = in->base;
+	t->name_len = strlen(in->base);
+	t->dtype = st->info.dtype;
+	t->ndim = st->info.ndim;
+	memcpy(t->shape, st->info.shape, sizeof(t->shape));
+	t->nbytes = st->info.nbytes;
+	*has = 1;
+}
+
 static int npy_next(alcm_input *in, alcm_tensor *t, int *has)
 {
 	struct npy_in *st = in->state;
@@ -469,15 +482,8 @@ static int npy_next(alcm_input *in, alcm_tensor *t, int *has)
 		rc = alcm_io_npy_fixup(in, &st->info);
 	if (rc)
 		return rc;
-	st->done = 1;
-	t->name = in->base;
-	t->name_len = strlen(in->base);
-	t->dtype = st->info.dtype;
-	t->ndim = st->info.ndim;
-	memcpy(t->shape, st->info.shape, sizeof(t->shape));
+	npy_fill(in, st, t, has);
 	t->data = in->buf;
-	t->nbytes = st->info.nbytes;
-	*has = 1;
 	return ALCM_OK;
 }
 
@@ -487,14 +493,7 @@ static int npy_begin_in(alcm_input *in, alcm_tensor *t, int *has)
 	struct npy_in *st = in->state;
 	if (st->done || st->info.fortran || st->info.swap)
 		return npy_next(in, t, has);
-	st->done = 1;
-	t->name = in->base;
-	t->name_len = strlen(in->base);
-	t->dtype = st->info.dtype;
-	t->ndim = st->info.ndim;
-	memcpy(t->shape, st->info.shape, sizeof(t->shape));
-	t->nbytes = st->info.nbytes;
-	*has = 1;
+	npy_fill(in, st, t, has);
 	return ALCM_OK;
 }
 

@@ -478,6 +478,19 @@ static int validate(alcm_input *in, struct st_in *st)
 	return ALCM_OK;
 }
 
+/* Entry e's name, dtype, shape and size into *t (not its data). */
+static void st_fill(const struct st_in *st, const struct st_entry *e, alcm_tensor *t, int *has)
+{
+	t->name = (const char *)e->name;
+	t->name_len = e->name_len;
+	t->dtype = e->dtype;
+	t->ndim = e->ndim;
+	if (e->ndim)
+		memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
+	t->nbytes = e->nbytes;
+	*has = 1;
+}
+
 static int st_next(alcm_input *in, alcm_tensor *t, int *has)
 {
 	struct st_in *st = in->state;
@@ -490,15 +503,8 @@ static int st_next(alcm_input *in, alcm_tensor *t, int *has)
 	if (rc)
 		return rc;
 	st->next++;
-	t->name = (const char *)e->name;
-	t->name_len = e->name_len;
-	t->dtype = e->dtype;
-	t->ndim = e->ndim;
-	if (e->ndim)
-		memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
+	st_fill(st, e, t, has);
 	t->data = in->buf;
-	t->nbytes = e->nbytes;
-	*has = 1;
 	return ALCM_OK;
 }
 
@@ -507,15 +513,7 @@ static int st_begin_in(alcm_input *in, alcm_tensor *t, int *has)
 	struct st_in *st = in->state;
 	if (st->next >= st->n)
 		return ALCM_OK;
-	const struct st_entry *e = &st->e[st->next++];
-	t->name = (const char *)e->name;
-	t->name_len = e->name_len;
-	t->dtype = e->dtype;
-	t->ndim = e->ndim;
-	if (e->ndim)
-		memcpy(t->shape, st->shapes + e->shape_at, sizeof(uint64_t) * e->ndim);
-	t->nbytes = e->nbytes;
-	*has = 1;
+	st_fill(st, &st->e[st->next++], t, has);
 	return ALCM_OK;
 }
 
