@@ -1115,6 +1115,16 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
 	}
 }
 
+/* The classes of model md from the level histograms in e->hist (scale: chunk symbols per
+ * symbol counted), and its estimated size. */
+static void model_score(enc *e, model *md, const uint64_t *entries, double scale)
+{
+	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
+	/* The level lists: about log2(levels) bits an entry after zstd. */
+	for (unsigned k = 0; k < md->naxes; k++)
+		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
+}
+
 /* Histograms of tokens per level sum of model md over the chunk, or over SAMPLE_BLOCKS
  * blocks spread over it when it is long; then its classes and estimated size. */
 static void model_eval(enc *e, model *md, const uint64_t *entries)
@@ -1171,11 +1181,25 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 	}
 	for (size_t j = 0; j < LT; j++)
 		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
-	double scale = seen ? (double)e->nsym / (double)seen : 1;
-	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
-	/* The level lists: about log2(levels) bits an entry after zstd. */
-	for (unsigned k = 0; k < md->naxes; k++)
-		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
+	model_score(e, md, entries, seen ? (double)e->nsym / (double)seen : 1);
+}
+
+/* model_eval() of a one-axis model over the whole chunk from its entries' (token, count)
+ * pairs (entry_pairs()): each level's histogram is the sum of its entries' counts, the same
+ * integers as counted token by token, without a pass over the chunk. */
+static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
+                             const uint32_t *restrict pt, const uint64_t *restrict off)
+{
+	const unsigned ntok = e->ntok;
+	uint32_t *restrict h = e->hist;
+	memset(h, 0, (size_t)md->nlev * ntok * sizeof(uint32_t));
+	const uint8_t *l0 = md->lev[0];
+	for (uint64_t j = 0; j < entries[0]; j++) {
+		uint32_t *restrict row = h + (size_t)MIN(l0[j], MAX_SUMS - 1) * ntok;
+		for (uint64_t q = off[j]; q < off[j + 1]; q++)
+			row[pt[2 * q]] += pt[2 * q + 1];
+	}
+	model_score(e, md, entries, 1);
 }
 
 /* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
@@ -1578,7 +1602,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 	return assign_portable(lp, pt, off, entries, cl, cc, ntok, K0);
 }
 
-static int model_refine(enc *e, model *md, uint64_t entries)
+static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint64_t *off)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
 	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
@@ -1594,9 +1618,8 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
-	uint32_t *pt;
-	uint64_t *off;
-	entry_pairs(e, x, entries, &pt, &off);
+	if (!pt)
+		entry_pairs(e, x, entries, &pt, &off);
 	if (!pt)
 		return ALCM_E_NOMEM;
 	double bits = INFINITY;
@@ -1655,6 +1678,10 @@ static int models(enc *e, model *md, unsigned *nm)
 	double *mean[ALCM_QP_AXES] = {NULL}, *rs = NULL;
 	int st = ALCM_OK;
 	*nm = 1;
+	/* Where model_eval() would count the whole chunk (no mask, no sampling), an axis's
+	 * entries are counted once as (token, count) pairs, which give its sums, its model's
+	 * level histograms and its refinement's input: one pass instead of three. */
+	const int direct = !e->bits && e->nsym <= 2 * SAMPLE_BLOCKS * SAMPLE_BLOCK;
 	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
 	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
 	 * them instead of one each. */
@@ -1712,7 +1739,26 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		memset(sum[k], 0, (size_t)entries[k] * sizeof(uint64_t));
 		memset(cnt[k], 0, (size_t)entries[k] * sizeof(uint64_t));
-		if (bs && e->ax[k].run > 1) {
+		/* Pairs only for the axes that the refinement counts anyway (axis 0 and the
+		 * last): on the others (4-dimensional weights) the pairs' arrays outgrew the
+		 * block cache (alloc_internal.h), and page faults cost more than the passes
+		 * saved. */
+		uint32_t *pt = NULL;
+		uint64_t *off = NULL;
+		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
+			entry_pairs(e, e->ax[k], entries[k], &pt, &off);
+			if (!pt)
+				return ALCM_E_NOMEM;
+			for (uint64_t j = 0; j < entries[k]; j++) {
+				uint64_t s = 0, n = 0;
+				for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+					s += (uint64_t)pt[2 * q] * pt[2 * q + 1];
+					n += pt[2 * q + 1];
+				}
+				sum[k][j] = s;
+				cnt[k][j] = n;
+			}
+		} else if (bs && e->ax[k].run > 1) {
 			/* A block lies within one run of the axis: its run is a multiple of rmin. */
 			axis x = e->ax[k];
 			for (uint64_t b = 0; b < nb; b++) {
@@ -1733,17 +1779,21 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		m->nlev = quantize_means(mean[k], cnt[k], entries[k], nlev, m->lev[0]);
 		uint64_t en[1] = {entries[k]};
-		model_eval(e, m, en);
-	}
-	/* Refined (a pass over the chunk and a few over the entries each): axis 0 and the last
-	 * always, and the best of the others (refining only the two best of all, as first tried,
-	 * left axis 0 unrefined in a conv gradient [64, 32, 3, 3], 0.9% larger). */
-	for (unsigned k = 1; k < *nm; k++)
-		if (md[k].ax[0] < 2) {
-			md[k].refined = 1;
-			if ((st = model_refine(e, &md[k], entries[md[k].ax[0]])))
+		if (pt)
+			model_eval_pairs(e, m, en, pt, off);
+		else
+			model_eval(e, m, en);
+		/* Refined (a pass over the chunk and a few over the entries each): axis 0 and the
+		 * last always, and (below) the best of the others (refining only the two best of
+		 * all, as first tried, left axis 0 unrefined in a conv gradient [64, 32, 3, 3],
+		 * 0.9% larger). A refinement changes its own model only, so refining here, while
+		 * the pairs are at hand, gives what refining after every evaluation would. */
+		if (k < 2) {
+			m->refined = 1;
+			if ((st = model_refine(e, m, entries[k], pt, off)))
 				return st;
 		}
+	}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
 		unsigned bk = 0;
 		for (unsigned k = 1; k < *nm; k++)
@@ -1752,7 +1802,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (!bk)
 			break;
 		md[bk].refined = 1;
-		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]])))
+		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]], NULL, NULL)))
 			return st;
 	}
 	/* Both of the two best axes only when each alone saves at least 2% on one table: where
