@@ -830,9 +830,11 @@ static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, do
 	return best;
 }
 
-/* The distinct symbols when there are at most 256, for a palette: an open-addressing set
- * (key, slot -> count, then -> palette index) that gives up at the 257th. Fills pal (sorted)
- * and cnt. @return their number, 0 if more. */
+/* The distinct symbols when there are at most 256, for a palette: those under 256 from their
+ * counts small[] (the fine histogram), the others through an open-addressing set (key, slot
+ * -> count, then -> palette index) that gives up at the 257th distinct symbol in all. Fills
+ * pal (sorted), cnt, and lut (palette index of each symbol under 256). @return their
+ * number, 0 if more. */
 #define PAL_EMPTY 0xffffffffu
 static inline unsigned pal_slot(const uint32_t *key, uint32_t z)
 {
@@ -842,13 +844,18 @@ static inline unsigned pal_slot(const uint32_t *key, uint32_t z)
 	return h;
 }
 
-static unsigned find_palette(const uint32_t *sym, uint64_t n, uint32_t *key, uint32_t *val,
-                             uint32_t *pal, uint32_t *cnt)
+static unsigned find_palette(const uint32_t *sym, uint64_t n, const uint32_t *small,
+                             uint32_t *key, uint32_t *val, uint32_t *pal, uint32_t *cnt,
+                             uint8_t *lut)
 {
+	unsigned used = 0;
+	for (unsigned z = 0; z < 256; z++)
+		used += small[z] != 0;
 	memset(key, 0xff, 512 * sizeof(uint32_t));
 	memset(val, 0, 512 * sizeof(uint32_t));
-	unsigned used = 0;
 	for (uint64_t i = 0; i < n; i++) {
+		if (sym[i] < 256)
+			continue;
 		unsigned h = pal_slot(key, sym[i]);
 		if (key[h] == PAL_EMPTY) {
 			if (++used > 256)
@@ -858,17 +865,25 @@ static unsigned find_palette(const uint32_t *sym, uint64_t n, uint32_t *key, uin
 		val[h]++;
 	}
 	unsigned k = 0;
+	for (unsigned z = 0; z < 256; z++)
+		if (small[z]) {
+			lut[z] = (uint8_t)k;
+			cnt[k] = small[z];
+			pal[k++] = z;
+		}
+	unsigned k0 = k;
 	for (unsigned h = 0; h < 512; h++)
 		if (key[h] != PAL_EMPTY)
 			pal[k++] = key[h];
-	/* Insertion sort of at most 256, then counts in that order, then indices. */
-	for (unsigned i = 1; i < k; i++)
-		for (unsigned j = i; j > 0 && pal[j - 1] > pal[j]; j--) {
+	/* Insertion sort of the symbols from 256 on (those under 256 come first, in order),
+	 * then counts in that order, then indices. */
+	for (unsigned i = k0 + 1; i < k; i++)
+		for (unsigned j = i; j > k0 && pal[j - 1] > pal[j]; j--) {
 			uint32_t t = pal[j];
 			pal[j] = pal[j - 1];
 			pal[j - 1] = t;
 		}
-	for (unsigned i = 0; i < k; i++) {
+	for (unsigned i = k0; i < k; i++) {
 		unsigned h = pal_slot(key, pal[i]);
 		cnt[i] = val[h];
 		val[h] = i;
@@ -1919,7 +1934,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 				pal[npal++] = b;
 			}
 	} else if (bins > 1 && bins <= 256 && raw > 0.01 * hybrid) {
-		npal = find_palette(sym, nsym, key, val, pal, pcnt);
+		npal = find_palette(sym, nsym, fine[0], key, val, pal, pcnt, lut);
 	}
 	if (npal && !(coded_bits(pcnt, npal) + 8.0 * (double)palette_bytes(pal, npal) + 24 < hybrid))
 		npal = 0;
@@ -1934,7 +1949,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		memcpy(hist0, pcnt, npal * sizeof(uint32_t));
 		uint8_t *restrict tok = e.tok; /* a local: stores of bytes would reload e.tok */
 		for (uint64_t k = 0; k < nsym; k++)
-			tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
+			tok[k] = (uint8_t)(sym[k] < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
 	} else {
 		e.ntok = tok_count(ts, tm);
 		tok_tables(ts, tm, base, nb);
