@@ -1044,57 +1044,61 @@ static unsigned quantize_means(const double *m, const uint64_t *w, uint64_t n, u
 	return top + 1;
 }
 
-/* Sums and counts of the tokens of each entry of axis x (and, when rm is given, the sum of
- * rm[entry of axis y] over the elements of each entry of x). */
-static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y,
-                      const double *rm, double *rsum)
+/* The sum of rm[entry of axis y] over the elements of each entry of axis x, added into rsum
+ * in element order (pruned elements left out). */
+static void residual_sums(const enc *e, axis x, axis y, const double *rm, double *rsum)
 {
-	const uint8_t *tok = e->tok;
-	if (rm && !e->bits) {
-		/* Stretches where y's entry stays the same (and x's, unless x moves every element):
-		 * the same additions in the same order as element by element, without stepping two
-		 * axes per element nor storing the running sum between them. */
-		for (uint64_t i = 0, n = e->elems; i < n;) {
-			const double v = rm[y.j];
-			uint64_t len = MIN(y.run - y.r, n - i);
-			if (x.run == 1) {
-				uint64_t j = x.j, E = x.entries;
-				for (uint64_t k = 0; k < len; k++) {
-					sum[j] += tok[i + k];
-					cnt[j]++;
-					rsum[j] += v;
-					j = j + 1 == E ? 0 : j + 1;
-				}
-				x.j = j;
-			} else {
-				len = MIN(len, x.run - x.r);
-				uint64_t s = 0;
-				double r = rsum[x.j];
-				for (uint64_t k = 0; k < len; k++) {
-					s += tok[i + k];
-					r += v;
-				}
-				sum[x.j] += s;
-				cnt[x.j] += len;
-				rsum[x.j] = r;
-				axis_skip(&x, len);
-			}
-			axis_skip(&y, len);
-			i += len;
+	if (e->bits) {
+		for (uint64_t i = 0; i < e->elems; i++) {
+			if (!pruned(e->bits, i))
+				rsum[x.j] += rm[y.j];
+			axis_next(&x);
+			axis_next(&y);
 		}
 		return;
 	}
-	if (e->bits || rm) {
+	/* Stretches where y's entry stays the same (and x's, unless x moves every element): the
+	 * same additions in the same order as element by element, without stepping two axes per
+	 * element nor storing the running sum between them. */
+	for (uint64_t i = 0, n = e->elems; i < n;) {
+		const double v = rm[y.j];
+		uint64_t len = MIN(y.run - y.r, n - i);
+		if (x.run == 1) {
+			/* Each entry once per period: stretches between wraps, no test per element. */
+			uint64_t j = x.j, E = x.entries;
+			for (uint64_t k = 0; k < len;) {
+				uint64_t m = MIN(len - k, E - j);
+				double *restrict r = rsum + j;
+				for (uint64_t q = 0; q < m; q++)
+					r[q] += v;
+				k += m;
+				j = j + m == E ? 0 : j + m;
+			}
+			x.j = j;
+		} else {
+			len = MIN(len, x.run - x.r);
+			double r = rsum[x.j];
+			for (uint64_t k = 0; k < len; k++)
+				r += v;
+			rsum[x.j] = r;
+			axis_skip(&x, len);
+		}
+		axis_skip(&y, len);
+		i += len;
+	}
+}
+
+/* Sums and counts of the tokens of each entry of axis x. */
+static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt)
+{
+	const uint8_t *tok = e->tok;
+	if (e->bits) {
 		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
 			if (!pruned(e->bits, i)) {
 				sum[x.j] += tok[si++];
 				cnt[x.j]++;
-				if (rm)
-					rsum[x.j] += rm[y.j];
 			}
 			axis_next(&x);
-			if (rm)
-				axis_next(&y);
 		}
 		return;
 	}
@@ -1782,7 +1786,7 @@ static int models(enc *e, model *md, unsigned *nm)
 				axis_skip(&x, bl[b]);
 			}
 		} else {
-			axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
+			axis_sums(e, e->ax[k], sum[k], cnt[k]);
 		}
 		for (uint64_t j = 0; j < entries[k]; j++)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
@@ -1853,10 +1857,8 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		memset(rs, 0, (size_t)en[1] * sizeof(double));
 		/* Residuals of the second axis: its entry's mean token minus the mean of the first
-		 * axis's means over its elements. */
-		memset(sum[x1], 0, (size_t)en[1] * sizeof(uint64_t));
-		memset(cnt[x1], 0, (size_t)en[1] * sizeof(uint64_t));
-		axis_sums(e, e->ax[x1], sum[x1], cnt[x1], e->ax[x0], mean[x0], rs);
+		 * axis's means over its elements (its sums and counts are those of its own model). */
+		residual_sums(e, e->ax[x1], e->ax[x0], mean[x0], rs);
 		for (uint64_t j = 0; j < en[1]; j++)
 			rs[j] = cnt[x1][j] ? ((double)sum[x1][j] - rs[j]) / (double)cnt[x1][j] : 0;
 		unsigned n0 = quantize_means(mean[x0], cnt[x0], en[0], half, m->lev[0]);
