@@ -1261,6 +1261,29 @@ static uint64_t pairs_run1(const uint8_t *tok, uint64_t elems, uint64_t entries,
 	return nz;
 }
 
+/* The len tokens g[0], g[stride]... as pairs at pt[2 nz...] in increasing token order (loc:
+ * zeros, left so). @return the new nz. */
+ALCM_ALWAYS_INLINE uint64_t count_pairs(const uint8_t *g, uint64_t len, const uint64_t stride,
+                                        uint32_t *restrict loc, uint32_t *restrict pt,
+                                        uint64_t nz)
+{
+	uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
+	for (uint64_t k = 0; k < len; k++) {
+		unsigned t = g[k * stride];
+		seen[t >> 6] |= (uint64_t)1 << (t & 63);
+		loc[t]++;
+	}
+	for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
+		for (uint64_t m = seen[w]; m; m &= m - 1) {
+			unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
+			pt[2 * nz] = t;
+			pt[2 * nz + 1] = loc[t];
+			loc[t] = 0;
+			nz++;
+		}
+	return nz;
+}
+
 /* The tokens of each entry of axis x as (token, count) pairs in increasing token order, those
  * of entry j from off[j] (nonzero counts only; @return their number). A dense histogram per
  * entry when there are no more counters than tokens, else the tokens grouped by entry and
@@ -1379,30 +1402,39 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 		grp = g;
 	}
 	uint32_t loc[ALCM_RANS_MAX_TOKENS] = {0};
-	for (uint64_t j = 0, at = 0; j < entries; j++) {
-		uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
-		off[j] = nz;
-		if (strided) {
-			for (uint64_t i = j; i < e->elems; i += entries) {
-				unsigned t = grp[i];
-				seen[t >> 6] |= (uint64_t)1 << (t & 63);
-				loc[t]++;
+	enum { BLK = 64, ROWS = ALCM_RANS_MAX_TOKENS / 2 + 1 };
+	if (strided && (e->elems + entries - 1) / entries <= ROWS) {
+		/* Blocks of entries: their tokens (at most 129 each here: entries * ntok > 2 nsym)
+		 * copied out row by row, then counted entry by entry, rather than each entry read
+		 * at a stride of `entries` bytes (a cache line a token). */
+		uint8_t tr[BLK][ROWS];
+		for (uint64_t j0 = 0; j0 < entries; j0 += BLK) {
+			unsigned nb = (unsigned)MIN(BLK, entries - j0), r = 0;
+			for (uint64_t i = j0; i < e->elems && r < ROWS; i += entries, r++) {
+				const uint8_t *p = grp + i;
+				unsigned m = (unsigned)MIN(nb, e->elems - i);
+				for (unsigned b = 0; b < m; b++)
+					tr[b][r] = p[b];
 			}
-		} else {
-			for (; at < pos[j]; at++) {
-				unsigned t = grp[at];
-				seen[t >> 6] |= (uint64_t)1 << (t & 63);
-				loc[t]++;
+			for (unsigned b = 0; b < nb; b++) {
+				uint64_t j = j0 + b, len = (e->elems - j + entries - 1) / entries;
+				off[j] = nz;
+				nz = count_pairs(tr[b], len, 1, loc, pt, nz);
 			}
 		}
-		for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
-			for (uint64_t m = seen[w]; m; m &= m - 1) {
-				unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
-				pt[2 * nz] = t;
-				pt[2 * nz + 1] = loc[t];
-				loc[t] = 0;
-				nz++;
-			}
+	} else if (strided) {
+		/* (Not reached: a guard.) Each entry read in place. */
+		for (uint64_t j = 0; j < entries; j++) {
+			off[j] = nz;
+			nz = count_pairs(grp + j, (e->elems - j + entries - 1) / entries, entries, loc,
+			                 pt, nz);
+		}
+	} else {
+		for (uint64_t j = 0, at = 0; j < entries; j++) {
+			off[j] = nz;
+			nz = count_pairs(grp + at, pos[j] - at, 1, loc, pt, nz);
+			at = pos[j];
+		}
 	}
 	off[entries] = nz;
 	*ptp = pt;
