@@ -830,9 +830,11 @@ static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, do
 	return best;
 }
 
-/* The distinct symbols when there are at most 256, for a palette: an open-addressing set
- * (key, slot -> count, then -> palette index) that gives up at the 257th. Fills pal (sorted)
- * and cnt. @return their number, 0 if more. */
+/* The distinct symbols when there are at most 256, for a palette: those under 256 from their
+ * counts small[] (the fine histogram), the others through an open-addressing set (key, slot
+ * -> count, then -> palette index) that gives up at the 257th distinct symbol in all. Fills
+ * pal (sorted), cnt, and lut (palette index of each symbol under 256). @return their
+ * number, 0 if more. */
 #define PAL_EMPTY 0xffffffffu
 static inline unsigned pal_slot(const uint32_t *key, uint32_t z)
 {
@@ -842,13 +844,18 @@ static inline unsigned pal_slot(const uint32_t *key, uint32_t z)
 	return h;
 }
 
-static unsigned find_palette(const uint32_t *sym, uint64_t n, uint32_t *key, uint32_t *val,
-                             uint32_t *pal, uint32_t *cnt)
+static unsigned find_palette(const uint32_t *sym, uint64_t n, const uint32_t *small,
+                             uint32_t *key, uint32_t *val, uint32_t *pal, uint32_t *cnt,
+                             uint8_t *lut)
 {
+	unsigned used = 0;
+	for (unsigned z = 0; z < 256; z++)
+		used += small[z] != 0;
 	memset(key, 0xff, 512 * sizeof(uint32_t));
 	memset(val, 0, 512 * sizeof(uint32_t));
-	unsigned used = 0;
 	for (uint64_t i = 0; i < n; i++) {
+		if (sym[i] < 256)
+			continue;
 		unsigned h = pal_slot(key, sym[i]);
 		if (key[h] == PAL_EMPTY) {
 			if (++used > 256)
@@ -858,17 +865,25 @@ static unsigned find_palette(const uint32_t *sym, uint64_t n, uint32_t *key, uin
 		val[h]++;
 	}
 	unsigned k = 0;
+	for (unsigned z = 0; z < 256; z++)
+		if (small[z]) {
+			lut[z] = (uint8_t)k;
+			cnt[k] = small[z];
+			pal[k++] = z;
+		}
+	unsigned k0 = k;
 	for (unsigned h = 0; h < 512; h++)
 		if (key[h] != PAL_EMPTY)
 			pal[k++] = key[h];
-	/* Insertion sort of at most 256, then counts in that order, then indices. */
-	for (unsigned i = 1; i < k; i++)
-		for (unsigned j = i; j > 0 && pal[j - 1] > pal[j]; j--) {
+	/* Insertion sort of the symbols from 256 on (those under 256 come first, in order),
+	 * then counts in that order, then indices. */
+	for (unsigned i = k0 + 1; i < k; i++)
+		for (unsigned j = i; j > k0 && pal[j - 1] > pal[j]; j--) {
 			uint32_t t = pal[j];
 			pal[j] = pal[j - 1];
 			pal[j - 1] = t;
 		}
-	for (unsigned i = 0; i < k; i++) {
+	for (unsigned i = k0; i < k; i++) {
 		unsigned h = pal_slot(key, pal[i]);
 		cnt[i] = val[h];
 		val[h] = i;
@@ -1029,57 +1044,61 @@ static unsigned quantize_means(const double *m, const uint64_t *w, uint64_t n, u
 	return top + 1;
 }
 
-/* Sums and counts of the tokens of each entry of axis x (and, when rm is given, the sum of
- * rm[entry of axis y] over the elements of each entry of x). */
-static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y,
-                      const double *rm, double *rsum)
+/* The sum of rm[entry of axis y] over the elements of each entry of axis x, added into rsum
+ * in element order (pruned elements left out). */
+static void residual_sums(const enc *e, axis x, axis y, const double *rm, double *rsum)
 {
-	const uint8_t *tok = e->tok;
-	if (rm && !e->bits) {
-		/* Stretches where y's entry stays the same (and x's, unless x moves every element):
-		 * the same additions in the same order as element by element, without stepping two
-		 * axes per element nor storing the running sum between them. */
-		for (uint64_t i = 0, n = e->elems; i < n;) {
-			const double v = rm[y.j];
-			uint64_t len = MIN(y.run - y.r, n - i);
-			if (x.run == 1) {
-				uint64_t j = x.j, E = x.entries;
-				for (uint64_t k = 0; k < len; k++) {
-					sum[j] += tok[i + k];
-					cnt[j]++;
-					rsum[j] += v;
-					j = j + 1 == E ? 0 : j + 1;
-				}
-				x.j = j;
-			} else {
-				len = MIN(len, x.run - x.r);
-				uint64_t s = 0;
-				double r = rsum[x.j];
-				for (uint64_t k = 0; k < len; k++) {
-					s += tok[i + k];
-					r += v;
-				}
-				sum[x.j] += s;
-				cnt[x.j] += len;
-				rsum[x.j] = r;
-				axis_skip(&x, len);
-			}
-			axis_skip(&y, len);
-			i += len;
+	if (e->bits) {
+		for (uint64_t i = 0; i < e->elems; i++) {
+			if (!pruned(e->bits, i))
+				rsum[x.j] += rm[y.j];
+			axis_next(&x);
+			axis_next(&y);
 		}
 		return;
 	}
-	if (e->bits || rm) {
+	/* Stretches where y's entry stays the same (and x's, unless x moves every element): the
+	 * same additions in the same order as element by element, without stepping two axes per
+	 * element nor storing the running sum between them. */
+	for (uint64_t i = 0, n = e->elems; i < n;) {
+		const double v = rm[y.j];
+		uint64_t len = MIN(y.run - y.r, n - i);
+		if (x.run == 1) {
+			/* Each entry once per period: stretches between wraps, no test per element. */
+			uint64_t j = x.j, E = x.entries;
+			for (uint64_t k = 0; k < len;) {
+				uint64_t m = MIN(len - k, E - j);
+				double *restrict r = rsum + j;
+				for (uint64_t q = 0; q < m; q++)
+					r[q] += v;
+				k += m;
+				j = j + m == E ? 0 : j + m;
+			}
+			x.j = j;
+		} else {
+			len = MIN(len, x.run - x.r);
+			double r = rsum[x.j];
+			for (uint64_t k = 0; k < len; k++)
+				r += v;
+			rsum[x.j] = r;
+			axis_skip(&x, len);
+		}
+		axis_skip(&y, len);
+		i += len;
+	}
+}
+
+/* Sums and counts of the tokens of each entry of axis x. */
+static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt)
+{
+	const uint8_t *tok = e->tok;
+	if (e->bits) {
 		for (uint64_t i = 0, si = 0; i < e->elems; i++) {
 			if (!pruned(e->bits, i)) {
 				sum[x.j] += tok[si++];
 				cnt[x.j]++;
-				if (rm)
-					rsum[x.j] += rm[y.j];
 			}
 			axis_next(&x);
-			if (rm)
-				axis_next(&y);
 		}
 		return;
 	}
@@ -1113,6 +1132,16 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt, axis y
 		axis_skip(&x, len);
 		i += len;
 	}
+}
+
+/* The classes of model md from the level histograms in e->hist (scale: chunk symbols per
+ * symbol counted), and its estimated size. */
+static void model_score(enc *e, model *md, const uint64_t *entries, double scale)
+{
+	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
+	/* The level lists: about log2(levels) bits an entry after zstd. */
+	for (unsigned k = 0; k < md->naxes; k++)
+		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
 }
 
 /* Histograms of tokens per level sum of model md over the chunk, or over SAMPLE_BLOCKS
@@ -1171,11 +1200,25 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 	}
 	for (size_t j = 0; j < LT; j++)
 		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
-	double scale = seen ? (double)e->nsym / (double)seen : 1;
-	md->bits = merge_levels(e, md->nlev, scale, md->map, &md->k);
-	/* The level lists: about log2(levels) bits an entry after zstd. */
-	for (unsigned k = 0; k < md->naxes; k++)
-		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
+	model_score(e, md, entries, seen ? (double)e->nsym / (double)seen : 1);
+}
+
+/* model_eval() of a one-axis model over the whole chunk from its entries' (token, count)
+ * pairs (entry_pairs()): each level's histogram is the sum of its entries' counts, the same
+ * integers as counted token by token, without a pass over the chunk. */
+static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
+                             const uint32_t *restrict pt, const uint64_t *restrict off)
+{
+	const unsigned ntok = e->ntok;
+	uint32_t *restrict h = e->hist;
+	memset(h, 0, (size_t)md->nlev * ntok * sizeof(uint32_t));
+	const uint8_t *l0 = md->lev[0];
+	for (uint64_t j = 0; j < entries[0]; j++) {
+		uint32_t *restrict row = h + (size_t)MIN(l0[j], MAX_SUMS - 1) * ntok;
+		for (uint64_t q = off[j]; q < off[j + 1]; q++)
+			row[pt[2 * q]] += pt[2 * q + 1];
+	}
+	model_score(e, md, entries, 1);
 }
 
 /* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
@@ -1215,6 +1258,29 @@ static uint64_t pairs_run1(const uint8_t *tok, uint64_t elems, uint64_t entries,
 		}
 	}
 	off[entries] = nz;
+	return nz;
+}
+
+/* The len tokens g[0], g[stride]... as pairs at pt[2 nz...] in increasing token order (loc:
+ * zeros, left so). @return the new nz. */
+ALCM_ALWAYS_INLINE uint64_t count_pairs(const uint8_t *g, uint64_t len, const uint64_t stride,
+                                        uint32_t *restrict loc, uint32_t *restrict pt,
+                                        uint64_t nz)
+{
+	uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
+	for (uint64_t k = 0; k < len; k++) {
+		unsigned t = g[k * stride];
+		seen[t >> 6] |= (uint64_t)1 << (t & 63);
+		loc[t]++;
+	}
+	for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
+		for (uint64_t m = seen[w]; m; m &= m - 1) {
+			unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
+			pt[2 * nz] = t;
+			pt[2 * nz + 1] = loc[t];
+			loc[t] = 0;
+			nz++;
+		}
 	return nz;
 }
 
@@ -1336,30 +1402,39 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, ui
 		grp = g;
 	}
 	uint32_t loc[ALCM_RANS_MAX_TOKENS] = {0};
-	for (uint64_t j = 0, at = 0; j < entries; j++) {
-		uint64_t seen[ALCM_RANS_MAX_TOKENS / 64] = {0};
-		off[j] = nz;
-		if (strided) {
-			for (uint64_t i = j; i < e->elems; i += entries) {
-				unsigned t = grp[i];
-				seen[t >> 6] |= (uint64_t)1 << (t & 63);
-				loc[t]++;
+	enum { BLK = 64, ROWS = ALCM_RANS_MAX_TOKENS / 2 + 1 };
+	if (strided && (e->elems + entries - 1) / entries <= ROWS) {
+		/* Blocks of entries: their tokens (at most 129 each here: entries * ntok > 2 nsym)
+		 * copied out row by row, then counted entry by entry, rather than each entry read
+		 * at a stride of `entries` bytes (a cache line a token). */
+		uint8_t tr[BLK][ROWS];
+		for (uint64_t j0 = 0; j0 < entries; j0 += BLK) {
+			unsigned nb = (unsigned)MIN(BLK, entries - j0), r = 0;
+			for (uint64_t i = j0; i < e->elems && r < ROWS; i += entries, r++) {
+				const uint8_t *p = grp + i;
+				unsigned m = (unsigned)MIN(nb, e->elems - i);
+				for (unsigned b = 0; b < m; b++)
+					tr[b][r] = p[b];
 			}
-		} else {
-			for (; at < pos[j]; at++) {
-				unsigned t = grp[at];
-				seen[t >> 6] |= (uint64_t)1 << (t & 63);
-				loc[t]++;
+			for (unsigned b = 0; b < nb; b++) {
+				uint64_t j = j0 + b, len = (e->elems - j + entries - 1) / entries;
+				off[j] = nz;
+				nz = count_pairs(tr[b], len, 1, loc, pt, nz);
 			}
 		}
-		for (unsigned w = 0; w < ALCM_RANS_MAX_TOKENS / 64; w++)
-			for (uint64_t m = seen[w]; m; m &= m - 1) {
-				unsigned t = 64 * w + (unsigned)__builtin_ctzll(m);
-				pt[2 * nz] = t;
-				pt[2 * nz + 1] = loc[t];
-				loc[t] = 0;
-				nz++;
-			}
+	} else if (strided) {
+		/* (Not reached: a guard.) Each entry read in place. */
+		for (uint64_t j = 0; j < entries; j++) {
+			off[j] = nz;
+			nz = count_pairs(grp + j, (e->elems - j + entries - 1) / entries, entries, loc,
+			                 pt, nz);
+		}
+	} else {
+		for (uint64_t j = 0, at = 0; j < entries; j++) {
+			off[j] = nz;
+			nz = count_pairs(grp + at, pos[j] - at, 1, loc, pt, nz);
+			at = pos[j];
+		}
 	}
 	off[entries] = nz;
 	*ptp = pt;
@@ -1578,7 +1653,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 	return assign_portable(lp, pt, off, entries, cl, cc, ntok, K0);
 }
 
-static int model_refine(enc *e, model *md, uint64_t entries)
+static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint64_t *off)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
 	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
@@ -1594,9 +1669,8 @@ static int model_refine(enc *e, model *md, uint64_t entries)
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
-	uint32_t *pt;
-	uint64_t *off;
-	entry_pairs(e, x, entries, &pt, &off);
+	if (!pt)
+		entry_pairs(e, x, entries, &pt, &off);
 	if (!pt)
 		return ALCM_E_NOMEM;
 	double bits = INFINITY;
@@ -1655,6 +1729,10 @@ static int models(enc *e, model *md, unsigned *nm)
 	double *mean[ALCM_QP_AXES] = {NULL}, *rs = NULL;
 	int st = ALCM_OK;
 	*nm = 1;
+	/* Where model_eval() would count the whole chunk (no mask, no sampling), an axis's
+	 * entries are counted once as (token, count) pairs, which give its sums, its model's
+	 * level histograms and its refinement's input: one pass instead of three. */
+	const int direct = !e->bits && e->nsym <= 2 * SAMPLE_BLOCKS * SAMPLE_BLOCK;
 	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
 	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
 	 * them instead of one each. */
@@ -1712,7 +1790,26 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		memset(sum[k], 0, (size_t)entries[k] * sizeof(uint64_t));
 		memset(cnt[k], 0, (size_t)entries[k] * sizeof(uint64_t));
-		if (bs && e->ax[k].run > 1) {
+		/* Pairs only for the axes that the refinement counts anyway (axis 0 and the
+		 * last): on the others (4-dimensional weights) the pairs' arrays outgrew the
+		 * block cache (alloc_internal.h), and page faults cost more than the passes
+		 * saved. */
+		uint32_t *pt = NULL;
+		uint64_t *off = NULL;
+		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
+			entry_pairs(e, e->ax[k], entries[k], &pt, &off);
+			if (!pt)
+				return ALCM_E_NOMEM;
+			for (uint64_t j = 0; j < entries[k]; j++) {
+				uint64_t s = 0, n = 0;
+				for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+					s += (uint64_t)pt[2 * q] * pt[2 * q + 1];
+					n += pt[2 * q + 1];
+				}
+				sum[k][j] = s;
+				cnt[k][j] = n;
+			}
+		} else if (bs && e->ax[k].run > 1) {
 			/* A block lies within one run of the axis: its run is a multiple of rmin. */
 			axis x = e->ax[k];
 			for (uint64_t b = 0; b < nb; b++) {
@@ -1721,7 +1818,7 @@ static int models(enc *e, model *md, unsigned *nm)
 				axis_skip(&x, bl[b]);
 			}
 		} else {
-			axis_sums(e, e->ax[k], sum[k], cnt[k], e->ax[k], NULL, NULL);
+			axis_sums(e, e->ax[k], sum[k], cnt[k]);
 		}
 		for (uint64_t j = 0; j < entries[k]; j++)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
@@ -1733,17 +1830,21 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		m->nlev = quantize_means(mean[k], cnt[k], entries[k], nlev, m->lev[0]);
 		uint64_t en[1] = {entries[k]};
-		model_eval(e, m, en);
-	}
-	/* Refined (a pass over the chunk and a few over the entries each): axis 0 and the last
-	 * always, and the best of the others (refining only the two best of all, as first tried,
-	 * left axis 0 unrefined in a conv gradient [64, 32, 3, 3], 0.9% larger). */
-	for (unsigned k = 1; k < *nm; k++)
-		if (md[k].ax[0] < 2) {
-			md[k].refined = 1;
-			if ((st = model_refine(e, &md[k], entries[md[k].ax[0]])))
+		if (pt)
+			model_eval_pairs(e, m, en, pt, off);
+		else
+			model_eval(e, m, en);
+		/* Refined (a pass over the chunk and a few over the entries each): axis 0 and the
+		 * last always, and (below) the best of the others (refining only the two best of
+		 * all, as first tried, left axis 0 unrefined in a conv gradient [64, 32, 3, 3],
+		 * 0.9% larger). A refinement changes its own model only, so refining here, while
+		 * the pairs are at hand, gives what refining after every evaluation would. */
+		if (k < 2) {
+			m->refined = 1;
+			if ((st = model_refine(e, m, entries[k], pt, off)))
 				return st;
 		}
+	}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
 		unsigned bk = 0;
 		for (unsigned k = 1; k < *nm; k++)
@@ -1752,7 +1853,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		if (!bk)
 			break;
 		md[bk].refined = 1;
-		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]])))
+		if ((st = model_refine(e, &md[bk], entries[md[bk].ax[0]], NULL, NULL)))
 			return st;
 	}
 	/* Both of the two best axes only when each alone saves at least 2% on one table: where
@@ -1788,10 +1889,8 @@ static int models(enc *e, model *md, unsigned *nm)
 			return ALCM_E_NOMEM;
 		memset(rs, 0, (size_t)en[1] * sizeof(double));
 		/* Residuals of the second axis: its entry's mean token minus the mean of the first
-		 * axis's means over its elements. */
-		memset(sum[x1], 0, (size_t)en[1] * sizeof(uint64_t));
-		memset(cnt[x1], 0, (size_t)en[1] * sizeof(uint64_t));
-		axis_sums(e, e->ax[x1], sum[x1], cnt[x1], e->ax[x0], mean[x0], rs);
+		 * axis's means over its elements (its sums and counts are those of its own model). */
+		residual_sums(e, e->ax[x1], e->ax[x0], mean[x0], rs);
 		for (uint64_t j = 0; j < en[1]; j++)
 			rs[j] = cnt[x1][j] ? ((double)sum[x1][j] - rs[j]) / (double)cnt[x1][j] : 0;
 		unsigned n0 = quantize_means(mean[x0], cnt[x0], en[0], half, m->lev[0]);
@@ -1869,7 +1968,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 				pal[npal++] = b;
 			}
 	} else if (bins > 1 && bins <= 256 && raw > 0.01 * hybrid) {
-		npal = find_palette(sym, nsym, key, val, pal, pcnt);
+		npal = find_palette(sym, nsym, fine[0], key, val, pal, pcnt, lut);
 	}
 	if (npal && !(coded_bits(pcnt, npal) + 8.0 * (double)palette_bytes(pal, npal) + 24 < hybrid))
 		npal = 0;
@@ -1884,7 +1983,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		memcpy(hist0, pcnt, npal * sizeof(uint32_t));
 		uint8_t *restrict tok = e.tok; /* a local: stores of bytes would reload e.tok */
 		for (uint64_t k = 0; k < nsym; k++)
-			tok[k] = (uint8_t)(maxbin < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
+			tok[k] = (uint8_t)(sym[k] < 256 ? lut[sym[k]] : val[pal_slot(key, sym[k])]);
 	} else {
 		e.ntok = tok_count(ts, tm);
 		tok_tables(ts, tm, base, nb);
