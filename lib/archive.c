@@ -1390,6 +1390,7 @@ static void *vf_main(void *arg)
 	vf_arg *va = arg;
 	verifier *v = va->v;
 	uint8_t *buf = v->buf[va->id];
+	alcm_mem_free(&v->a->alloc, va);
 	pthread_mutex_lock(&v->mu);
 	for (;;) {
 		while (!v->quit && (v->next >= v->n || v->pos[v->next] >= v->limit))
