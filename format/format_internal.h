@@ -33,6 +33,15 @@ void alcm_blake2b_update(alcm_blake2b *s, const void *data, size_t len);
 /* Writes s->outlen bytes. */
 void alcm_blake2b_final(alcm_blake2b *s, uint8_t *out);
 
+/* A section whose digest its writer computes elsewhere (the encoder hashes the sections of
+ * several tensors at once, on its threads): bytes written without hashing, then the section
+ * ended with the BLAKE2b-256 of everything written into it. A section is written one way or
+ * the other, never both. */
+struct alcm_writer;
+int alcm_writer_section_write_unhashed(struct alcm_writer *w, const void *data, size_t len);
+int alcm_writer_section_end_digest(struct alcm_writer *w, const uint8_t *digest,
+                                   uint32_t *index);
+
 /* printf into a detail buffer of ALCM_DETAIL_MAX bytes; always NUL-terminated. */
 void alcm_detail_set(char *detail, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

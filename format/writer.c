@@ -444,6 +444,36 @@ int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
 	return ALCM_OK;
 }
 
+int alcm_writer_section_write_unhashed(alcm_writer *w, const void *data, size_t len)
+{
+	if (!w || (!data && len))
+		return ALCM_E_ARG;
+	if (usable(w) || !w->in_section)
+		return ALCM_E_STATE;
+	if (!len)
+		return ALCM_OK;
+	int st = raw_pwrite(w, data, len, w->pos);
+	if (st)
+		return st;
+	w->pos += len;
+	w->e[w->count].length += len;
+	return ALCM_OK;
+}
+
+int alcm_writer_section_end_digest(alcm_writer *w, const uint8_t *digest, uint32_t *index)
+{
+	if (!w || !digest)
+		return ALCM_E_ARG;
+	if (usable(w) || !w->in_section)
+		return ALCM_E_STATE;
+	memcpy(w->e[w->count].digest, digest, ALCM_DIGEST_LEN);
+	w->in_section = 0;
+	if (index)
+		*index = w->count;
+	w->count++;
+	return ALCM_OK;
+}
+
 int alcm_writer_section_end(alcm_writer *w, uint32_t *index)
 {
 	if (!w)

@@ -652,14 +652,16 @@ static int jobs_ensure(alcm_encoder *e)
 }
 
 /* Writes a coded chunk into the open data section and its tensor's chunk table, masks and
- * totals (one thread at a time). @return 0, 1 (the chunk failed to code), 2 (the writer
+ * totals (one thread at a time); hashed: its tensor's digest has taken it already (queue).
+ * @return 0, 1 (the chunk failed to code), 2 (the writer
  * failed: *wst) or 3 (out of memory). */
 static int write_job(alcm_encoder *e, job *jb, alcm_buf *ctab, alcm_buf *masks,
-                     alcm_qstats *tot, int *wst)
+                     alcm_qstats *tot, int *wst, int hashed)
 {
 	if (jb->status)
 		return 1;
-	if ((*wst = alcm_writer_section_write(e->w, jb->data.p, jb->data.len)))
+	if ((*wst = hashed ? alcm_writer_section_write_unhashed(e->w, jb->data.p, jb->data.len)
+	                   : alcm_writer_section_write(e->w, jb->data.p, jb->data.len)))
 		return 2;
 	if (put_u64(ctab, jb->data.len) || put_u64(ctab, jb->mask.len) ||
 	    alcm_buf_put(masks, jb->mask.p, jb->mask.len))
@@ -740,7 +742,7 @@ static void chunk_done(wave *wv, size_t j)
 		while (!wv->fail && wv->next < wv->nj && wv->jobs[wv->next].done) {
 			pthread_mutex_unlock(&wv->mu);
 			int f = write_job(wv->e, &wv->jobs[wv->next], wv->ctab, wv->masks, wv->tot,
-			                  &wv->wst);
+			                  &wv->wst, 0);
 			pthread_mutex_lock(&wv->mu);
 			if (f)
 				wv->fail = f;
@@ -979,6 +981,13 @@ typedef struct tstate {
 	alcm_tensor_report *rep;
 	uint64_t first, written; /* queue: global number of its first chunk; chunks written */
 	int pieces;              /* its chunks are in the queue's slots (queue_begin) */
+	/* Queue: the data section's digest, taken chunk by chunk in order as they are coded (by
+	 * the thread that codes the next one, as writing goes), apart from the writing: the
+	 * digests of two tensors in flight run at once, and only hashed chunks are written. */
+	int ext;
+	alcm_blake2b hs;
+	uint64_t hashed;
+	int hashing;
 } tstate;
 
 static void tstate_free(alcm_encoder *e, tstate *s)
@@ -1069,10 +1078,19 @@ static int tensor_close(alcm_encoder *e, tstate *s)
 	 * padded payload, ~120 bytes. Archives without 1.1 codings stay 1.0. */
 	int inline_steps = !st && (s->tot.modelled || alcm_writer_minor(e->w) >= 1) && !s->ref &&
 	                   p->mode != ALCM_MODE_LOSSLESS;
-	if (inline_steps && (st = alcm_writer_section_write(e->w, sc.p, sc.len)))
+	if (inline_steps && s->ext)
+		alcm_blake2b_update(&s->hs, sc.p, sc.len);
+	if (inline_steps && (st = s->ext ? alcm_writer_section_write_unhashed(e->w, sc.p, sc.len)
+	                                 : alcm_writer_section_write(e->w, sc.p, sc.len)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
-	if (!st && (st = alcm_writer_section_end(e->w, &data_idx)))
+	if (!st && s->ext) {
+		uint8_t dg[32];
+		alcm_blake2b_final(&s->hs, dg);
+		if ((st = alcm_writer_section_end_digest(e->w, dg, &data_idx)))
+			st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	} else if (!st && (st = alcm_writer_section_end(e->w, &data_idx))) {
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
+	}
 	if (!st && s->tot.modelled && (st = alcm_writer_require_minor(e->w, 1)))
 		st = efail(e, st, "%s", alcm_writer_detail(e->w));
 	if (!st && p->mode != ALCM_MODE_LOSSLESS) {
@@ -1216,10 +1234,10 @@ static void queue_write(alcm_encoder *e)
 	while (!q->fail && q->open && q->count) {
 		tstate *s = &q->q[q->head];
 		job *jb = &e->jobs[q->wnext % e->njobs];
-		if (s->written == s->nchunks || q->wnext >= q->taken || !jb->done)
+		if (s->written == s->nchunks || q->wnext >= q->taken || s->written >= s->hashed)
 			break;
 		pthread_mutex_unlock(&q->mu);
-		int f = write_job(e, jb, &s->ctab, &s->masks, &s->tot, &q->wst);
+		int f = write_job(e, jb, &s->ctab, &s->masks, &s->tot, &q->wst, 1);
 		pthread_mutex_lock(&q->mu);
 		if (f) {
 			q->fail = f;
@@ -1233,6 +1251,32 @@ static void queue_write(alcm_encoder *e)
 		pthread_cond_broadcast(&q->work);
 	}
 	q->writing = 0;
+	pthread_cond_broadcast(&q->done);
+}
+
+/* Takes the coded chunks of s that come next into its digest, unless a thread does already.
+ * Called with the lock held; a chunk's job is not reused before it is written, which waits
+ * for this. Counted as busy, so that a failed encoder waits for it too. */
+static void queue_hash(alcm_encoder *e, tstate *s)
+{
+	alcm_equeue *q = e->queue;
+	if (s->hashing)
+		return;
+	s->hashing = 1;
+	q->busy++;
+	while (s->hashed < s->nchunks) {
+		uint64_t g = s->first + s->hashed;
+		job *jb = &e->jobs[g % e->njobs];
+		if (g >= q->taken || !jb->done)
+			break;
+		pthread_mutex_unlock(&q->mu);
+		if (!jb->status) /* a chunk that failed fails the writer before the digest counts */
+			alcm_blake2b_update(&s->hs, jb->data.p, jb->data.len);
+		pthread_mutex_lock(&q->mu);
+		s->hashed++;
+	}
+	s->hashing = 0;
+	q->busy--;
 	pthread_cond_broadcast(&q->done);
 }
 
@@ -1264,6 +1308,7 @@ static void *queue_worker(void *v)
 			q->slot_busy[g % q->nslots] = 0;
 			pthread_cond_broadcast(&q->done);
 		}
+		queue_hash(e, s);
 		queue_write(e);
 	}
 	pthread_mutex_unlock(&q->mu);
@@ -1435,6 +1480,8 @@ static int queue_admit(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 			             "already (names are unique)", nq);
 		}
 	}
+	s->ext = 1;
+	alcm_blake2b_init(&s->hs, 32);
 	*first = q->count == 0;
 	if (*first && (st = tensor_open(e, s))) {
 		tstate_free(e, s);
@@ -1565,14 +1612,18 @@ int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_
 	return ALCM_OK;
 }
 
-/* Waits until slot g is free, closing the tensors ahead of the open one meanwhile (their
- * chunks hold slots until the writer, which only writes the head tensor, gets past them). */
+/* Waits until slot g is free, closing the tensors ahead of the open one meanwhile as they
+ * complete (the writer writes only the head tensor: until it is closed, the next tensor's
+ * coded chunks hold their jobs, and the threads stop taking chunks njobs past the writer). */
 static int slot_wait(alcm_encoder *e, uint64_t g)
 {
 	alcm_equeue *q = e->queue;
 	pthread_mutex_lock(&q->mu);
 	while (q->slot_busy[g % q->nslots] && !q->fail) {
-		if (q->count > 1) {
+		/* Only a head that is complete is closed here (at once): waiting for the whole head
+		 * to be written kept the next chunks from being filled meanwhile. */
+		const tstate *h = &q->q[q->head];
+		if (q->count > 1 && q->open && h->written == h->nchunks) {
 			pthread_mutex_unlock(&q->mu);
 			int st = queue_settle(e, 1);
 			if (st)
@@ -1580,6 +1631,7 @@ static int slot_wait(alcm_encoder *e, uint64_t g)
 			pthread_mutex_lock(&q->mu);
 			continue;
 		}
+		/* woken when a chunk is coded (its slot free) or written (the head may be done) */
 		pthread_cond_wait(&q->done, &q->mu);
 	}
 	int fail = q->fail;

@@ -2,7 +2,8 @@
 # alcm-unpack with threads writes lossless tensors chunk by chunk as they decode
 # (alcm_archive_decode_pieces): a digest error in a later tensor, whose first chunks were
 # already written to the temporary output, still leaves no output (file, .npy of one tensor,
-# standard output) and exits 5; the outputs of a good archive are -T1's, byte for byte.
+# standard output) and exits 5, and so does one in the last section that only its digest
+# shows (found by a verifier thread with -T2+); the outputs of a good archive are -T1's, byte for byte.
 # Usage: cli_unpack_pieces.sh BIN_DIR SOURCE_DIR
 set -u
 bin=$(cd "$1" && pwd)
@@ -50,6 +51,24 @@ for th in 2 1; do
 	"$bin/alcm-unpack" -q -T$th d.alcm -o - --format npz >out.bin 2>/dev/null
 	[ $? = 5 ] && [ ! -s out.bin ] || bad "-T$th to standard output: bytes written"
 done
-ls -a | grep -q '^\.d[0-9]' && bad "temporary files left: $(ls -a)"
+# Damage the LAST section (w3's LDAT) where the chunks still decode (--no-verify unpacks it):
+# only its digest tells. With threads, large sections are hashed by verifier threads of their
+# own, apart from the decoding; the error found there must still come before w3's last piece
+# is written, and leave nothing.
+read -r off len < <("$bin/alcm-inspect" a.alcm | awk '$2 == "LDAT" && ++n == 4 {print $5, $6}')
+cp a.alcm l.alcm
+printf '\x55' | dd of=l.alcm bs=1 seek=$((off + len - 100)) conv=notrunc status=none
+cmp -s a.alcm l.alcm && bad "the damage to the last section changed nothing"
+"$bin/alcm-unpack" -q --no-verify -T2 l.alcm -o nv.npz || bad "the damaged chunk does not decode"
+for th in 1 2 3; do
+	for ext in npz safetensors; do
+		"$bin/alcm-unpack" -q -T$th l.alcm -o l$th.$ext 2>err
+		rc=$?
+		[ $rc = 5 ] || bad "-T$th .$ext, last section damaged: exit $rc, expected 5"
+		grep -q "digest mismatch in section 3" err || bad "-T$th .$ext, last section: $(cat err)"
+		[ ! -e l$th.$ext ] || bad "-T$th .$ext: output left after a digest error in the last section"
+	done
+done
+ls -a | grep -q '^\.[dl][0-9]' && bad "temporary files left: $(ls -a)"
 [ $fail = 0 ] && echo "cli_unpack_pieces: ok"
 exit $fail

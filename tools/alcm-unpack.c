@@ -189,6 +189,7 @@ typedef struct h5_args {
 	int gzip, shuffle, external, given;
 } h5_args;
 
+#ifdef ALCM_HAVE_HDF5
 /* The archive's ATTR payload (malloc'd) or NULL. @return 0 or an exit code. */
 static int read_structure(alcm_reader *r, const char *in, void **buf, size_t *len)
 {
@@ -215,6 +216,7 @@ static int read_structure(alcm_reader *r, const char *in, void **buf, size_t *le
 	*len = (size_t)si.length;
 	return 0;
 }
+#endif
 
 /* The archive's META records go to the output, which keeps those its format holds. Not
  * for a selection of tensors: aliases and layouts describe the whole archive. */
