@@ -4,7 +4,6 @@
 #include "series_internal.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <sodium.h>
 
@@ -607,7 +606,6 @@ typedef struct dec {
 	size_t emit_n, next_n; /* chunks of the wave before, of the wave after */
 	size_t pos, emit_pos;  /* the list positions of this tensor and of the chunks handed on */
 	int fn_st, read_st;
-	struct verifier *vf; /* digests of the list's large sections, on threads of their own */
 } dec;
 
 static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, int digest);
@@ -1329,228 +1327,6 @@ static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
 	return st;
 }
 
-/* ---- digests of sections on threads of their own (decoding in pieces) -------------------
- * A section's BLAKE2b is one sequential stream: hashed in the decoding waves, it was one job
- * per wave on one thread, the longest (about 1 GB/s against several for the decoding), and
- * the waves waited for it. Here each large data section of the list is read again (1 MiB at
- * a time) and hashed by one of `threads` verifier threads, several sections at once, up to a
- * few tensors ahead of the decoding; a tensor's last piece is still handed on only once its
- * digest is right. */
-#define VF_BUF ((size_t)1 << 20)
-#define ALCM_VF_MAX 8
-#define VF_PENDING 1 /* not an alcm status */
-
-typedef struct verifier {
-	alcm_archive *a;
-	pthread_mutex_t mu;
-	pthread_cond_t work, done;
-	pthread_t th[ALCM_VF_MAX];
-	uint8_t *buf[ALCM_VF_MAX];
-	unsigned nth;
-	size_t *pos;       /* list positions of the sections verified here, ascending */
-	uint32_t *sec;     /* their data sections */
-	int *st;           /* VF_PENDING until verified */
-	size_t n, next;    /* entries; the next to take */
-	size_t limit;      /* entries at list positions below this may be taken */
-	int quit;
-} verifier;
-
-static int vf_hash(alcm_archive *a, uint32_t idx, uint8_t *buf)
-{
-	alcm_section_info si;
-	uint8_t h[32];
-	alcm_blake2b s;
-	if (alcm_reader_section_info(a->r, idx, &si))
-		return ALCM_E_IO;
-	alcm_blake2b_init(&s, 32);
-	const uint8_t *mem = alcm_reader_section_data(a->r, idx);
-	if (mem) {
-		alcm_blake2b_update(&s, mem, (size_t)si.length);
-	} else {
-		/* Reads no shared state of the reader but its table (as ahead_section). */
-		for (uint64_t p = 0; p < si.length;) {
-			size_t k = si.length - p < VF_BUF ? (size_t)(si.length - p) : VF_BUF;
-			if (alcm_reader_section_pread(a->r, idx, p, buf, k))
-				return ALCM_E_IO;
-			alcm_blake2b_update(&s, buf, k);
-			p += k;
-		}
-	}
-	alcm_blake2b_final(&s, h);
-	return sodium_memcmp(h, si.digest, 32) ? ALCM_E_DIGEST : ALCM_OK;
-}
-
-typedef struct vf_arg {
-	verifier *v;
-	unsigned id;
-} vf_arg;
-
-static void *vf_main(void *arg)
-{
-	vf_arg *va = arg;
-	verifier *v = va->v;
-	uint8_t *buf = v->buf[va->id];
-	alcm_mem_free(&v->a->alloc, va);
-	pthread_mutex_lock(&v->mu);
-	for (;;) {
-		while (!v->quit && (v->next >= v->n || v->pos[v->next] >= v->limit))
-			pthread_cond_wait(&v->work, &v->mu);
-		if (v->quit)
-			break;
-		size_t j = v->next++;
-		pthread_mutex_unlock(&v->mu);
-		int st = vf_hash(v->a, v->sec[j], buf);
-		pthread_mutex_lock(&v->mu);
-		v->st[j] = st;
-		pthread_cond_broadcast(&v->done);
-	}
-	pthread_mutex_unlock(&v->mu);
-	return NULL;
-}
-
-/* Stops the threads; the sections being hashed are finished first. */
-static void vf_stop(verifier *v)
-{
-	pthread_mutex_lock(&v->mu);
-	v->quit = 1;
-	pthread_cond_broadcast(&v->work);
-	pthread_mutex_unlock(&v->mu);
-	for (unsigned i = 0; i < v->nth; i++)
-		pthread_join(v->th[i], NULL);
-	v->nth = 0;
-}
-
-static void vf_free(verifier *v)
-{
-	if (!v)
-		return;
-	alcm_archive *a = v->a;
-	vf_stop(v);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->work);
-	pthread_cond_destroy(&v->done);
-	for (unsigned i = 0; i < ALCM_VF_MAX; i++)
-		alcm_mem_free(&a->alloc, v->buf[i]);
-	alcm_mem_free(&a->alloc, v->pos);
-	alcm_mem_free(&a->alloc, v->sec);
-	alcm_mem_free(&a->alloc, v->st);
-	alcm_mem_free(&a->alloc, v);
-}
-
-/* Verifier threads for the large lossless sections of index[0..n) that decode in pieces, when
- * digests are checked and the archive decodes on several threads. NULL: none (out of memory
- * or no thread: the waves hash as before, the same result). */
-static verifier *vf_start(alcm_archive *a, const size_t *index, size_t n)
-{
-	if ((alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY) || a->ncoders < 2 || a->link)
-		return NULL;
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		const tentry *te = &a->t[index[i]];
-		alcm_section_info si;
-		if (!te->delta && te->info.mode == ALCM_MODE_LOSSLESS &&
-		    !alcm_reader_section_info(a->r, te->data_idx, &si) && si.length >= HASH_ALONE_MIN)
-			m++;
-	}
-	if (!m)
-		return NULL;
-	verifier *v = alcm_mem_calloc(&a->alloc, 1, sizeof(*v));
-	if (!v)
-		return NULL;
-	v->a = a;
-	unsigned want = a->ncoders < ALCM_VF_MAX ? a->ncoders : ALCM_VF_MAX;
-	v->pos = alcm_mem_calloc(&a->alloc, m, sizeof(*v->pos));
-	v->sec = alcm_mem_calloc(&a->alloc, m, sizeof(*v->sec));
-	v->st = alcm_mem_calloc(&a->alloc, m, sizeof(*v->st));
-	int ok = v->pos && v->sec && v->st;
-	for (unsigned i = 0; i < want && ok; i++)
-		ok = (v->buf[i] = alcm_mem_alloc(&a->alloc, VF_BUF)) != NULL;
-	if (!ok || pthread_mutex_init(&v->mu, NULL)) {
-		alcm_mem_free(&a->alloc, v->pos);
-		alcm_mem_free(&a->alloc, v->sec);
-		alcm_mem_free(&a->alloc, v->st);
-		for (unsigned i = 0; i < want; i++)
-			alcm_mem_free(&a->alloc, v->buf[i]);
-		alcm_mem_free(&a->alloc, v);
-		return NULL;
-	}
-	pthread_cond_init(&v->work, NULL);
-	pthread_cond_init(&v->done, NULL);
-	for (size_t i = 0; i < n; i++) {
-		const tentry *te = &a->t[index[i]];
-		alcm_section_info si;
-		if (!te->delta && te->info.mode == ALCM_MODE_LOSSLESS &&
-		    !alcm_reader_section_info(a->r, te->data_idx, &si) && si.length >= HASH_ALONE_MIN) {
-			v->pos[v->n] = i;
-			v->sec[v->n] = te->data_idx;
-			v->st[v->n] = VF_PENDING;
-			v->n++;
-		}
-	}
-	for (unsigned i = 0; i < want; i++) {
-		vf_arg *va = alcm_mem_alloc(&a->alloc, sizeof(*va));
-		if (!va)
-			break;
-		va->v = v;
-		va->id = i;
-		if (pthread_create(&v->th[v->nth], NULL, vf_main, va) != 0) {
-			alcm_mem_free(&a->alloc, va);
-			break;
-		}
-		v->nth++;
-	}
-	if (!v->nth) {
-		vf_free(v);
-		return NULL;
-	}
-	return v;
-}
-
-/* The entry of list position pos, or SIZE_MAX when its digest is the waves' to compute. */
-static size_t vf_find(const verifier *v, size_t pos)
-{
-	size_t lo = 0, hi = v->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v->pos[mid] < pos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < v->n && v->pos[lo] == pos ? lo : SIZE_MAX;
-}
-
-/* The decoding is at list position pos: the threads may hash up to `threads` tensors ahead. */
-static void vf_advance(verifier *v, size_t pos)
-{
-	pthread_mutex_lock(&v->mu);
-	size_t lim = pos + v->nth + 1;
-	if (lim > v->limit) {
-		v->limit = lim;
-		pthread_cond_broadcast(&v->work);
-	}
-	pthread_mutex_unlock(&v->mu);
-}
-
-/* Waits for entry j's digest. A failure is looked at again on this thread once the threads
- * have stopped, for the reader's own message (and state). */
-static int vf_wait(verifier *v, size_t j)
-{
-	pthread_mutex_lock(&v->mu);
-	while (v->st[j] == VF_PENDING)
-		pthread_cond_wait(&v->done, &v->mu);
-	int st = v->st[j];
-	pthread_mutex_unlock(&v->mu);
-	if (!st)
-		return ALCM_OK;
-	alcm_archive *a = v->a;
-	vf_stop(v);
-	int again = alcm_reader_verify_section(a->r, v->sec[j]);
-	if (again)
-		return afail(a, again, "%s", alcm_reader_detail(a->r));
-	return afail(a, st, "cannot verify section %u", v->sec[j]);
-}
-
 int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, alcm_piece_fn fn,
                                void *ctx)
 {
@@ -1565,9 +1341,7 @@ int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, a
 	memset(&c, 0, sizeof(c));
 	c.fn = fn;
 	c.ctx = ctx;
-	int st = ensure_pool(a);
-	if (!st)
-		c.vf = vf_start(a, index, n);
+	int st = ALCM_OK;
 	for (size_t i = 0; i < n && !st; i++) {
 		const tentry *te = &a->t[index[i]];
 		c.pos = i;
@@ -1579,7 +1353,6 @@ int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, a
 			st = decode_tensor(a, index[i], NULL, &c, 1);
 		}
 	}
-	vf_free(c.vf);
 	return st ? st : flush_pieces(&c);
 }
 
@@ -1602,14 +1375,11 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, i
 		d.emit_pos = carry->emit_pos;
 		d.pos = carry->pos;
 	}
-	size_t vj = carry && carry->vf ? vf_find(carry->vf, carry->pos) : SIZE_MAX;
-	if (carry && carry->vf)
-		vf_advance(carry->vf, carry->pos);
 	d.a = a;
 	d.te = te;
 	d.out = out;
 	int verify = !(alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY);
-	d.verify = verify && digest && vj == SIZE_MAX; /* else a verifier thread hashes it */
+	d.verify = verify && digest;
 	alcm_blake2b_init(&d.hd, 32);
 	alcm_blake2b_init(&d.hm, 32);
 	alcm_archive *keep = a->slot_owner ? a->slot_owner : a;
@@ -1636,8 +1406,6 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, i
 		st = fn ? decode_chunks_pieces(&d) : decode_chunks(&d);
 	/* A damaged chunk usually shows first as a decoding error: name the digest instead
 	 * when the section's bytes are not the ones the table promises. */
-	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && carry && carry->vf)
-		vf_stop(carry->vf); /* the reader's entry states are this thread's again */
 	if (!d.fn_st && (st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED) && verify &&
 	    (alcm_reader_verify_section(a->r, te->data_idx) == ALCM_E_DIGEST ||
 	     (te->mask_idx != ALCM_NONE &&
@@ -1645,8 +1413,6 @@ static int decode_tensor(alcm_archive *a, size_t index, void *out, dec *carry, i
 		st = afail(a, ALCM_E_DIGEST, "%s", alcm_reader_detail(a->r));
 	if (!st && d.raw_steps)
 		alcm_blake2b_update(&d.hd, d.raw_steps, (size_t)te->info.scales * 8);
-	if (!st && vj != SIZE_MAX)
-		st = vf_wait(carry->vf, vj);
 	if (!st)
 		st = check_digest(&d, te->data_idx, &d.hd);
 	if (!st && te->mask_idx != ALCM_NONE)
