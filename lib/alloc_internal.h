@@ -1,10 +1,9 @@
 /*
  * Work arrays of the coders kept across coders (lib/alloc.c): a process-wide cache of large
  * blocks for the default allocator, so that a short-lived decoder (an archive opened, one
- * small tensor decoded, the archive freed) or encoder (one made, a tensor packed, freed)
- * finds its tables and scratch already mapped instead of faulting in fresh pages that glibc
- * gave back to the kernel (heap trimmed, or blocks above the mmap threshold unmapped) when
- * the previous coder was freed.
+ * small tensor decoded, the archive freed) finds its tables and scratch already mapped
+ * instead of faulting in fresh pages that glibc gave back to the kernel (heap trimmed, or
+ * blocks above the mmap threshold unmapped) when the previous coder was freed.
  */
 #ifndef ALCM_ALLOC_INTERNAL_H
 #define ALCM_ALLOC_INTERNAL_H
@@ -12,17 +11,13 @@
 #include "format_internal.h"
 
 /* Blocks below ALCM_BLOCK_CACHE_MIN are left to malloc (its bins keep them), blocks above
- * ALCM_BLOCK_CACHE_MAX too (the buffers of chunks larger than the default 4 MiB: kept by
- * their coder or archive while it lives, and not worth a peak RSS beyond it); at most
- * ALCM_BLOCK_CACHE_BYTES are held, in at most ALCM_BLOCK_CACHE_SLOTS blocks, whatever the
- * threads and coders: the work arrays of one encoding thread of default chunks (symbols 4
- * MiB, rANS output 2 MiB, tokens and classes 1 MiB each, the models' arrays), or the tables
- * and scratch of two decoding threads of small chunks. With 1 MiB and 2 MiB (before), every
- * pack of the faceapi weights by a new encoder faulted in about 5 MiB (1300 page faults,
- * 11% of its profile), now 11 pages. */
+ * ALCM_BLOCK_CACHE_MAX too (the buffers of large chunks: kept by their coder or archive
+ * while it lives, and not worth a peak RSS beyond it); at most ALCM_BLOCK_CACHE_BYTES are
+ * held, in at most ALCM_BLOCK_CACHE_SLOTS blocks, whatever the threads and coders: the
+ * tables and scratch of two decoding threads of small chunks. */
 #define ALCM_BLOCK_CACHE_MIN ((size_t)32 << 10)
-#define ALCM_BLOCK_CACHE_MAX ((size_t)4 << 20)
-#define ALCM_BLOCK_CACHE_BYTES ((size_t)16 << 20)
+#define ALCM_BLOCK_CACHE_MAX ((size_t)1 << 20)
+#define ALCM_BLOCK_CACHE_BYTES ((size_t)2 << 20)
 #define ALCM_BLOCK_CACHE_SLOTS 16
 
 /* A block of at least size bytes (contents undefined), its capacity in *cap; NULL when out
