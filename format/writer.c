@@ -427,7 +427,9 @@ int alcm_writer_section_begin(alcm_writer *w, const char *type, uint32_t flags, 
 	return ALCM_OK;
 }
 
-int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
+/* Appends to the open section; hash: into its digest too (else its writer takes the digest
+ * elsewhere and gives it to alcm_writer_section_end_digest). */
+static int section_put(alcm_writer *w, const void *data, size_t len, int hash)
 {
 	if (!w || (!data && len))
 		return ALCM_E_ARG;
@@ -438,26 +440,21 @@ int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
 	int st = raw_pwrite(w, data, len, w->pos);
 	if (st)
 		return st;
-	alcm_blake2b_update(&w->hs, data, len);
+	if (hash)
+		alcm_blake2b_update(&w->hs, data, len);
 	w->pos += len;
 	w->e[w->count].length += len;
 	return ALCM_OK;
 }
 
+int alcm_writer_section_write(alcm_writer *w, const void *data, size_t len)
+{
+	return section_put(w, data, len, 1);
+}
+
 int alcm_writer_section_write_unhashed(alcm_writer *w, const void *data, size_t len)
 {
-	if (!w || (!data && len))
-		return ALCM_E_ARG;
-	if (usable(w) || !w->in_section)
-		return ALCM_E_STATE;
-	if (!len)
-		return ALCM_OK;
-	int st = raw_pwrite(w, data, len, w->pos);
-	if (st)
-		return st;
-	w->pos += len;
-	w->e[w->count].length += len;
-	return ALCM_OK;
+	return section_put(w, data, len, 0);
 }
 
 int alcm_writer_section_end_digest(alcm_writer *w, const uint8_t *digest, uint32_t *index)
