@@ -245,3 +245,29 @@ void tu_check_decode_paths(const alcm_tensor *t, double bound, void *y0, void *y
 	assert_true(alcm_error_within(&es, ALCM_MODE_MAX_ERROR, bound));
 	alcm_writer_free(p.w);
 }
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+void tu_check_golden_paths(struct alcm_buf *out, const uint64_t *golden, size_t n, size_t *next)
+{
+	uint64_t h = fnv1a(out[0].p, out[0].len);
+	if (golden) {
+		assert_true(*next < n);
+		assert_true(h == golden[*next]);
+	} else {
+		printf("\t0x%016llxull,\n", (unsigned long long)h);
+	}
+	(*next)++;
+	for (int p = 1; p < 3; p++) {
+		assert_int_equal(out[p].len, out[0].len);
+		assert_memory_equal(out[p].p, out[0].p, out[0].len);
+	}
+	for (int p = 0; p < 3; p++)
+		alcm_buf_free(&out[p]);
+}

@@ -54,6 +54,13 @@ int tu_pack(const alcm_tensor *t, size_t n, const alcm_pack_options *o, tu_packe
  * y0 and y1 take t->nbytes each. */
 void tu_check_decode_paths(const alcm_tensor *t, double bound, void *y0, void *y1);
 
+/* The coded bytes of one chunk by the three symbol-coder paths (out[0] portable, out[1] AVX2,
+ * out[2] AVX-512) must be the same, and out[0]'s FNV-1a digest must be golden[*next] (of n
+ * digests; with golden NULL the digest is printed as a line of a golden table instead: how
+ * the tables were made). Advances *next and frees the three buffers (cmocka asserts). */
+struct alcm_buf;
+void tu_check_golden_paths(struct alcm_buf *out, const uint64_t *golden, size_t n, size_t *next);
+
 /* Rebuilds the archive image *img (malloc'd, *n bytes) with every TDRZ replaced by the plain
  * TDIR it holds (spec 6.3.5), sections in the same order, so a test can edit directory
  * entries in place; the header's minor version and stream flag are kept, generations are
