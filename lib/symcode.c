@@ -934,6 +934,9 @@ typedef struct enc {
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
+	/* The model whose level histograms over the whole chunk hist holds (the last one
+	 * counted unsampled and not changed since), or NULL. */
+	const model *hist_of;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 } enc;
@@ -1200,6 +1203,7 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 	}
 	for (size_t j = 0; j < LT; j++)
 		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
+	e->hist_of = sample ? NULL : md;
 	model_score(e, md, entries, seen ? (double)e->nsym / (double)seen : 1);
 }
 
@@ -1218,6 +1222,7 @@ static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
 		for (uint64_t q = off[j]; q < off[j + 1]; q++)
 			row[pt[2 * q]] += pt[2 * q + 1];
 	}
+	e->hist_of = md;
 	model_score(e, md, entries, 1);
 }
 
@@ -1707,6 +1712,8 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	/* Classes as levels, with the map the identity. */
 	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
 	if (bits + lv < md->bits) {
+		if (e->hist_of == md)
+			e->hist_of = NULL; /* its levels change */
 		md->bits = bits + lv;
 		md->nlev = K0;
 		for (unsigned k = 0; k < K0; k++)
@@ -2045,6 +2052,19 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		for (unsigned k = 0; k < A; k++)
 			axis_init(&x[k], qp->axis_run[m->ax[k]], qp->axis_count[m->ax[k]], first, elems);
 		fill_classes(cls, x, A, m->lev, sc, bits, elems);
+	}
+	if (A && e.hist_of == m) {
+		/* The counts of each class are the sums of those of its levels, counted over the
+		 * whole chunk when the model was scored: the same integers as counting the
+		 * tokens of each class again (a level sum is under 64 and under m->nlev, so
+		 * model_eval()'s clamp and sc's leave it as it is). */
+		for (unsigned l = 0; l < m->nlev; l++) {
+			const uint32_t *restrict row = e.hist + (size_t)l * e.ntok;
+			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
+			for (unsigned t = 0; t < e.ntok; t++)
+				to[t] += row[t];
+		}
+	} else if (A) {
 		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
 		 * one before it. */
 		const size_t KT = (size_t)K * e.ntok, ntok = e.ntok;
