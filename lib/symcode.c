@@ -68,6 +68,7 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 int alcm_sym_avx512 = 1;
+int alcm_sym_refine_all = 0;
 
 /* ---- tokens (spec 6.5.7) ------------------------------------------------------------------ */
 
@@ -1723,6 +1724,27 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	return ALCM_OK;
 }
 
+/* A lower bound on the estimate of a one-axis model of K classes over the entries whose
+ * (token, count) pairs are pt, off, refined or not: the coded bits of a class are at least
+ * the sum of those of its entries each with its own table, table cost left out (merging
+ * counts never lowers n log n - sum c log c), plus the level lists as model_refine()
+ * counts them (at most what model_score() counts for its K or more levels). */
+static double refine_bound(const uint32_t *pt, const uint64_t *off, uint64_t entries,
+                           unsigned K)
+{
+	double b = 0;
+	for (uint64_t j = 0; j < entries; j++) {
+		uint64_t n = 0;
+		double s = 0;
+		for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+			n += pt[2 * q + 1];
+			s += nlog2n_u(pt[2 * q + 1]);
+		}
+		b += nlog2n_u(n) - s;
+	}
+	return b + (double)entries * (log2((double)K) + 0.5) + 24;
+}
+
 /* Candidates besides one table: classes along each axis the caller offers, and along the
  * two best of them (the first's mean token plus the second's mean of what the first leaves).
  * Fills md[1..], @return their count + 1. */
@@ -1740,6 +1762,24 @@ static int models(enc *e, model *md, unsigned *nm)
 	 * entries are counted once as (token, count) pairs, which give its sums, its model's
 	 * level histograms and its refinement's input: one pass instead of three. */
 	const int direct = !e->bits && e->nsym <= 2 * SAMPLE_BLOCKS * SAMPLE_BLOCK;
+	/* With exactly two candidate axes (a matrix), the refinement of either may wait until
+	 * the two-axis model is scored, and be left out when the model cannot win (below). The
+	 * two-axis model is built from the same axes whatever their estimates (both are the two
+	 * best; their order is by run, which must differ), so it is the same model. */
+	unsigned ncand = 0;
+	uint64_t runs[2] = {0, 0};
+	for (unsigned k = 0; k < nax; k++) {
+		axis x;
+		if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
+		    x.entries < 2 || x.entries * 16 > e->nsym)
+			continue;
+		if (ncand < 2)
+			runs[ncand] = qp->axis_run[k];
+		ncand++;
+	}
+	const int may_defer = direct && ncand == 2 && runs[0] != runs[1];
+	unsigned pend[2], npend = 0;
+	double lb[ALCM_QP_AXES + 2];
 	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
 	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
 	 * them instead of one each. */
@@ -1848,8 +1888,14 @@ static int models(enc *e, model *md, unsigned *nm)
 		 * the pairs are at hand, gives what refining after every evaluation would. */
 		if (k < 2) {
 			m->refined = 1;
-			if ((st = model_refine(e, m, entries[k], pt, off)))
+			/* Deferred where its estimate already passes the two-axis model's test (so
+			 * that the test comes out as after refining): see below. */
+			if (may_defer && pt && m->k >= 2 && m->bits < 0.98 * md[0].bits) {
+				lb[mi] = refine_bound(pt, off, entries[k], m->k);
+				pend[npend++] = mi;
+			} else if ((st = model_refine(e, m, entries[k], pt, off))) {
 				return st;
+			}
 		}
 	}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
@@ -1904,6 +1950,26 @@ static int models(enc *e, model *md, unsigned *nm)
 		unsigned n1 = quantize_means(rs, cnt[x1], en[1], half, m->lev[1]);
 		m->nlev = n0 + n1 - 1;
 		model_eval(e, m, en);
+	}
+	/* The deferred refinements, the one of the lower bound first: each left out when its
+	 * bound exceeds the estimate of another model (that model or a better one is chosen
+	 * whether it is refined or not; refining the other deferred one only lowers that
+	 * estimate), with a margin far above the estimates' rounding. */
+	if (npend == 2 && lb[pend[1]] < lb[pend[0]]) {
+		unsigned t = pend[0];
+		pend[0] = pend[1];
+		pend[1] = t;
+	}
+	for (unsigned q = 0; q < npend; q++) {
+		unsigned d = pend[q];
+		double other = INFINITY;
+		for (unsigned k = 0; k < *nm; k++)
+			if (k != d && md[k].bits < other)
+				other = md[k].bits;
+		if (!alcm_sym_refine_all && lb[d] - (1e-3 * (double)e->nsym + 64) > other)
+			continue;
+		if ((st = model_refine(e, &md[d], entries[md[d].ax[0]], NULL, NULL)))
+			return st;
 	}
 	return st;
 }
