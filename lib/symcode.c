@@ -16,7 +16,8 @@
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
 	SS_HIST, SS_HIST4, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
-	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
+	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RPT1, SS_ROFF1, SS_RGRP, SS_RPOS,
+	SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
 	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
@@ -1295,14 +1296,16 @@ ALCM_ALWAYS_INLINE uint64_t count_pairs(const uint8_t *g, uint64_t len, const ui
  * entry when there are no more counters than tokens, else the tokens grouped by entry and
  * counted one entry at a time: clearing and scanning entries * ntok counters cost more than
  * the chunk's tokens where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
-static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, uint64_t **offp)
+static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, unsigned set, uint32_t **ptp,
+                            uint64_t **offp)
 {
 	const unsigned ntok = e->ntok;
 	const alcm_allocator *a = e->a;
 	const uint8_t *tok = e->tok;
-	uint64_t *off = ss_get(e->ss, a, SS_ROFF, (size_t)(entries + 1) * sizeof(uint64_t));
+	uint64_t *off = ss_get(e->ss, a, set ? SS_ROFF1 : SS_ROFF,
+	                       (size_t)(entries + 1) * sizeof(uint64_t));
 	uint64_t cap = MIN(e->nsym, entries * ntok) + 1;
-	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
+	uint32_t *pt = ss_get(e->ss, a, set ? SS_RPT1 : SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
 	*ptp = NULL;
 	*offp = off;
 	if (!off || !pt)
@@ -1676,7 +1679,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
 	if (!pt)
-		entry_pairs(e, x, entries, &pt, &off);
+		entry_pairs(e, x, entries, 0, &pt, &off);
 	if (!pt)
 		return ALCM_E_NOMEM;
 	double bits = INFINITY;
@@ -1766,20 +1769,24 @@ static int models(enc *e, model *md, unsigned *nm)
 	 * the two-axis model is scored, and be left out when the model cannot win (below). The
 	 * two-axis model is built from the same axes whatever their estimates (both are the two
 	 * best; their order is by run, which must differ), so it is the same model. */
-	unsigned ncand = 0;
-	uint64_t runs[2] = {0, 0};
+	unsigned ncand = 0, cand = 0;
 	for (unsigned k = 0; k < nax; k++) {
 		axis x;
 		if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
 		    x.entries < 2 || x.entries * 16 > e->nsym)
 			continue;
-		if (ncand < 2)
-			runs[ncand] = qp->axis_run[k];
+		cand |= 1u << MIN(k, 2);
 		ncand++;
 	}
-	const int may_defer = direct && ncand == 2 && runs[0] != runs[1];
+	/* Axes 0 and 1 only: their pairs stay at hand (each its own arrays) for a deferred
+	 * refinement, and no other axis is refined (nor are pairs made again: a refinement
+	 * without pairs is one of over 2^20 counters, which stops before making them). */
+	const int may_defer = direct && ncand == 2 && cand == 3 &&
+	                      qp->axis_run[0] != qp->axis_run[1];
 	unsigned pend[2], npend = 0;
 	double lb[ALCM_QP_AXES + 2];
+	uint32_t *ppt[2] = {NULL, NULL};
+	uint64_t *poff[2] = {NULL, NULL};
 	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
 	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
 	 * them instead of one each. */
@@ -1844,7 +1851,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		uint32_t *pt = NULL;
 		uint64_t *off = NULL;
 		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
-			entry_pairs(e, e->ax[k], entries[k], &pt, &off);
+			entry_pairs(e, e->ax[k], entries[k], k, &pt, &off);
 			if (!pt)
 				return ALCM_E_NOMEM;
 			for (uint64_t j = 0; j < entries[k]; j++) {
@@ -1893,6 +1900,8 @@ static int models(enc *e, model *md, unsigned *nm)
 			if (may_defer && pt && m->k >= 2 && m->bits < 0.98 * md[0].bits) {
 				lb[mi] = refine_bound(pt, off, entries[k], m->k);
 				pend[npend++] = mi;
+				ppt[k] = pt;
+				poff[k] = off;
 			} else if ((st = model_refine(e, m, entries[k], pt, off))) {
 				return st;
 			}
@@ -1968,7 +1977,8 @@ static int models(enc *e, model *md, unsigned *nm)
 				other = md[k].bits;
 		if (!alcm_sym_refine_all && lb[d] - (1e-3 * (double)e->nsym + 64) > other)
 			continue;
-		if ((st = model_refine(e, &md[d], entries[md[d].ax[0]], NULL, NULL)))
+		unsigned ax = md[d].ax[0];
+		if ((st = model_refine(e, &md[d], entries[ax], ppt[ax], poff[ax])))
 			return st;
 	}
 	return st;
