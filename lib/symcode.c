@@ -1851,7 +1851,9 @@ static int models(enc *e, model *md, unsigned *nm)
 		uint32_t *pt = NULL;
 		uint64_t *off = NULL;
 		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
-			entry_pairs(e, e->ax[k], entries[k], k, &pt, &off);
+			/* The second arrays only while axis 0's wait for its deferred refinement
+			 * (more arrays are more fresh pages for a new encoder). */
+			entry_pairs(e, e->ax[k], entries[k], ppt[0] != NULL, &pt, &off);
 			if (!pt)
 				return ALCM_E_NOMEM;
 			for (uint64_t j = 0; j < entries[k]; j++) {
