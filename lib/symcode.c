@@ -16,7 +16,8 @@
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
 	SS_HIST, SS_HIST4, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
-	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RGRP, SS_RPOS, SS_BSUM, SS_BLEN,
+	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RPT1, SS_ROFF1, SS_RGRP, SS_RPOS,
+	SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
 	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
@@ -68,6 +69,7 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 int alcm_sym_avx512 = 1;
+int alcm_sym_refine_all = 0;
 
 /* ---- tokens (spec 6.5.7) ------------------------------------------------------------------ */
 
@@ -934,6 +936,9 @@ typedef struct enc {
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
+	/* The model whose level histograms over the whole chunk hist holds (the last one
+	 * counted unsampled and not changed since), or NULL. */
+	const model *hist_of;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 } enc;
@@ -1200,6 +1205,7 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 	}
 	for (size_t j = 0; j < LT; j++)
 		e->hist[j] = h4[j] + h4[LT + j] + h4[2 * LT + j] + h4[3 * LT + j];
+	e->hist_of = sample ? NULL : md;
 	model_score(e, md, entries, seen ? (double)e->nsym / (double)seen : 1);
 }
 
@@ -1218,6 +1224,7 @@ static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
 		for (uint64_t q = off[j]; q < off[j + 1]; q++)
 			row[pt[2 * q]] += pt[2 * q + 1];
 	}
+	e->hist_of = md;
 	model_score(e, md, entries, 1);
 }
 
@@ -1289,14 +1296,16 @@ ALCM_ALWAYS_INLINE uint64_t count_pairs(const uint8_t *g, uint64_t len, const ui
  * entry when there are no more counters than tokens, else the tokens grouped by entry and
  * counted one entry at a time: clearing and scanning entries * ntok counters cost more than
  * the chunk's tokens where entries are many (a 64 x 1024 gradient: 1024 channels). NULL pt: out of memory. */
-static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, uint32_t **ptp, uint64_t **offp)
+static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, unsigned set, uint32_t **ptp,
+                            uint64_t **offp)
 {
 	const unsigned ntok = e->ntok;
 	const alcm_allocator *a = e->a;
 	const uint8_t *tok = e->tok;
-	uint64_t *off = ss_get(e->ss, a, SS_ROFF, (size_t)(entries + 1) * sizeof(uint64_t));
+	uint64_t *off = ss_get(e->ss, a, set ? SS_ROFF1 : SS_ROFF,
+	                       (size_t)(entries + 1) * sizeof(uint64_t));
 	uint64_t cap = MIN(e->nsym, entries * ntok) + 1;
-	uint32_t *pt = ss_get(e->ss, a, SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
+	uint32_t *pt = ss_get(e->ss, a, set ? SS_RPT1 : SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
 	*ptp = NULL;
 	*offp = off;
 	if (!off || !pt)
@@ -1670,7 +1679,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	for (uint64_t j = 0; j < entries; j++)
 		cl[j] = md->map[md->lev[0][j]];
 	if (!pt)
-		entry_pairs(e, x, entries, &pt, &off);
+		entry_pairs(e, x, entries, 0, &pt, &off);
 	if (!pt)
 		return ALCM_E_NOMEM;
 	double bits = INFINITY;
@@ -1707,6 +1716,8 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	/* Classes as levels, with the map the identity. */
 	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
 	if (bits + lv < md->bits) {
+		if (e->hist_of == md)
+			e->hist_of = NULL; /* its levels change */
 		md->bits = bits + lv;
 		md->nlev = K0;
 		for (unsigned k = 0; k < K0; k++)
@@ -1714,6 +1725,27 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		memcpy(md->lev[0], cl, (size_t)entries);
 	}
 	return ALCM_OK;
+}
+
+/* A lower bound on the estimate of a one-axis model of K classes over the entries whose
+ * (token, count) pairs are pt, off, refined or not: the coded bits of a class are at least
+ * the sum of those of its entries each with its own table, table cost left out (merging
+ * counts never lowers n log n - sum c log c), plus the level lists as model_refine()
+ * counts them (at most what model_score() counts for its K or more levels). */
+static double refine_bound(const uint32_t *pt, const uint64_t *off, uint64_t entries,
+                           unsigned K)
+{
+	double b = 0;
+	for (uint64_t j = 0; j < entries; j++) {
+		uint64_t n = 0;
+		double s = 0;
+		for (uint64_t q = off[j]; q < off[j + 1]; q++) {
+			n += pt[2 * q + 1];
+			s += nlog2n_u(pt[2 * q + 1]);
+		}
+		b += nlog2n_u(n) - s;
+	}
+	return b + (double)entries * (log2((double)K) + 0.5) + 24;
 }
 
 /* Candidates besides one table: classes along each axis the caller offers, and along the
@@ -1733,6 +1765,28 @@ static int models(enc *e, model *md, unsigned *nm)
 	 * entries are counted once as (token, count) pairs, which give its sums, its model's
 	 * level histograms and its refinement's input: one pass instead of three. */
 	const int direct = !e->bits && e->nsym <= 2 * SAMPLE_BLOCKS * SAMPLE_BLOCK;
+	/* With exactly two candidate axes (a matrix), the refinement of either may wait until
+	 * the two-axis model is scored, and be left out when the model cannot win (below). The
+	 * two-axis model is built from the same axes whatever their estimates (both are the two
+	 * best; their order is by run, which must differ), so it is the same model. */
+	unsigned ncand = 0, cand = 0;
+	for (unsigned k = 0; k < nax; k++) {
+		axis x;
+		if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
+		    x.entries < 2 || x.entries * 16 > e->nsym)
+			continue;
+		cand |= 1u << MIN(k, 2);
+		ncand++;
+	}
+	/* Axes 0 and 1 only: their pairs stay at hand (each its own arrays) for a deferred
+	 * refinement, and no other axis is refined (nor are pairs made again: a refinement
+	 * without pairs is one of over 2^20 counters, which stops before making them). */
+	const int may_defer = direct && ncand == 2 && cand == 3 &&
+	                      qp->axis_run[0] != qp->axis_run[1];
+	unsigned pend[2], npend = 0;
+	double lb[ALCM_QP_AXES + 2];
+	uint32_t *ppt[2] = {NULL, NULL};
+	uint64_t *poff[2] = {NULL, NULL};
 	/* Axes of runs that are multiples of the shortest run above 1 (the axes of a row-major
 	 * tensor): their sums come from the sums of blocks of that run, one pass for all of
 	 * them instead of one each. */
@@ -1797,7 +1851,9 @@ static int models(enc *e, model *md, unsigned *nm)
 		uint32_t *pt = NULL;
 		uint64_t *off = NULL;
 		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
-			entry_pairs(e, e->ax[k], entries[k], &pt, &off);
+			/* The second arrays only while axis 0's wait for its deferred refinement
+			 * (more arrays are more fresh pages for a new encoder). */
+			entry_pairs(e, e->ax[k], entries[k], ppt[0] != NULL, &pt, &off);
 			if (!pt)
 				return ALCM_E_NOMEM;
 			for (uint64_t j = 0; j < entries[k]; j++) {
@@ -1841,8 +1897,16 @@ static int models(enc *e, model *md, unsigned *nm)
 		 * the pairs are at hand, gives what refining after every evaluation would. */
 		if (k < 2) {
 			m->refined = 1;
-			if ((st = model_refine(e, m, entries[k], pt, off)))
+			/* Deferred where its estimate already passes the two-axis model's test (so
+			 * that the test comes out as after refining): see below. */
+			if (may_defer && pt && m->k >= 2 && m->bits < 0.98 * md[0].bits) {
+				lb[mi] = refine_bound(pt, off, entries[k], m->k);
+				pend[npend++] = mi;
+				ppt[k] = pt;
+				poff[k] = off;
+			} else if ((st = model_refine(e, m, entries[k], pt, off))) {
 				return st;
+			}
 		}
 	}
 	for (int r = 0; r < REFINE_FURTHER; r++) {
@@ -1897,6 +1961,27 @@ static int models(enc *e, model *md, unsigned *nm)
 		unsigned n1 = quantize_means(rs, cnt[x1], en[1], half, m->lev[1]);
 		m->nlev = n0 + n1 - 1;
 		model_eval(e, m, en);
+	}
+	/* The deferred refinements, the one of the lower bound first: each left out when its
+	 * bound exceeds the estimate of another model (that model or a better one is chosen
+	 * whether it is refined or not; refining the other deferred one only lowers that
+	 * estimate), with a margin far above the estimates' rounding. */
+	if (npend == 2 && lb[pend[1]] < lb[pend[0]]) {
+		unsigned t = pend[0];
+		pend[0] = pend[1];
+		pend[1] = t;
+	}
+	for (unsigned q = 0; q < npend; q++) {
+		unsigned d = pend[q];
+		double other = INFINITY;
+		for (unsigned k = 0; k < *nm; k++)
+			if (k != d && md[k].bits < other)
+				other = md[k].bits;
+		if (!alcm_sym_refine_all && lb[d] - (1e-3 * (double)e->nsym + 64) > other)
+			continue;
+		unsigned ax = md[d].ax[0];
+		if ((st = model_refine(e, &md[d], entries[ax], ppt[ax], poff[ax])))
+			return st;
 	}
 	return st;
 }
@@ -2045,6 +2130,19 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		for (unsigned k = 0; k < A; k++)
 			axis_init(&x[k], qp->axis_run[m->ax[k]], qp->axis_count[m->ax[k]], first, elems);
 		fill_classes(cls, x, A, m->lev, sc, bits, elems);
+	}
+	if (A && e.hist_of == m) {
+		/* The counts of each class are the sums of those of its levels, counted over the
+		 * whole chunk when the model was scored: the same integers as counting the
+		 * tokens of each class again (a level sum is under 64 and under m->nlev, so
+		 * model_eval()'s clamp and sc's leave it as it is). */
+		for (unsigned l = 0; l < m->nlev; l++) {
+			const uint32_t *restrict row = e.hist + (size_t)l * e.ntok;
+			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
+			for (unsigned t = 0; t < e.ntok; t++)
+				to[t] += row[t];
+		}
+	} else if (A) {
 		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
 		 * one before it. */
 		const size_t KT = (size_t)K * e.ntok, ntok = e.ntok;

@@ -107,6 +107,9 @@ int alcm_rans_decode_search_lanes(uint8_t *tok, const uint8_t *cls, size_t n,
 extern int alcm_rans_scalar_only;
 /* Tests set it to 0 to run the encoder's AVX2 paths where its AVX-512 ones would run. */
 extern int alcm_sym_avx512;
+/* Tests set it to 1 to refine every candidate class model the encoder would leave unrefined
+ * by a lower bound (models() in lib/symcode.c): the bytes must be the same. */
+extern int alcm_sym_refine_all;
 
 /* ---- chunk coder (lib/symcode.c) ------------------------------------------------------ */
 
