@@ -230,10 +230,10 @@ void *cli_alloc(size_t n)
 {
 	const size_t huge = (size_t)2 << 20;
 	void *p;
-	if (n < huge || posix_memalign(&p, huge, n))
+	if (n < 2 * huge || posix_memalign(&p, huge, n))
 		return malloc(n ? n : 1);
 #ifdef MADV_HUGEPAGE
-	(void)madvise(p, n & ~(huge - 1), MADV_HUGEPAGE);
+	(void)madvise((char *)p + huge, (n & ~(huge - 1)) - huge, MADV_HUGEPAGE);
 #endif
 	return p;
 }
