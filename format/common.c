@@ -3,16 +3,66 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+/* Blocks of the default allocator of 2 ALCM_HUGE_BLOCK bytes or more (chunk buffers, work
+ * arrays, I/O blocks, tensors) start on a 2 MiB boundary and their whole 2 MiB pieces but
+ * the first are madvised MADV_HUGEPAGE (transparent huge pages in "madvise" mode, the usual
+ * default): a fresh 4 KiB page costs a fault and its zeroing (about 20 us on a virtual
+ * machine), a huge page one fault for 512 of them. The first piece and the tail past the
+ * last whole one stay in small pages: a block sized for the most it may hold (a 4 MiB I/O
+ * block for a 40-byte file) makes resident only what is touched, and past 2 MiB a block is
+ * being filled (rounding its resident bytes up to 2 MiB costs little beside them). They stay
+ * plain malloc blocks (free, realloc and sanitizers see them as usual); where THP is off or
+ * missing the advice is refused or ignored and the block is an ordinary one. */
+static void huge_advise(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+	size_t whole = n & ~(ALCM_HUGE_BLOCK - 1);
+	if (whole >= 2 * ALCM_HUGE_BLOCK && !((uintptr_t)p & (ALCM_HUGE_BLOCK - 1)))
+		(void)madvise((uint8_t *)p + ALCM_HUGE_BLOCK, whole - ALCM_HUGE_BLOCK, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)n;
+#endif
+}
+
+void *alcm_sys_alloc(size_t n)
+{
+	if (n >= 2 * ALCM_HUGE_BLOCK) {
+		void *p;
+		if (!posix_memalign(&p, ALCM_HUGE_BLOCK, n)) {
+			huge_advise(p, n);
+			return p;
+		}
+	}
+	return malloc(n ? n : 1);
+}
+
+void *alcm_sys_realloc(void *p, size_t n)
+{
+	/* A large block that grows keeps its resident pages (glibc moves them with mremap), not
+	 * always the boundary: when it lands on one, its new pieces are advised too. A copy to a
+	 * new aligned block would make resident all of the old capacity, used or not (buffers
+	 * grown for a worst-case bound hold far less). realloc(NULL) stays a plain malloc: the
+	 * coders' buffers grown to a chunk's bound (alcm_block_grow) are filled to its stored
+	 * size, often 20% less, and a huge page would round that up (alcm-unpack -T2 of
+	 * e2e.npz: peak RSS 43.7 -> 46.1 MiB, for 3600 faults fewer). */
+	void *q = realloc(p, n ? n : 1);
+	if (q && n >= 2 * ALCM_HUGE_BLOCK)
+		huge_advise(q, n);
+	return q;
+}
 
 static void *libc_malloc(void *o, size_t n)
 {
 	(void)o;
-	return malloc(n ? n : 1);
+	return alcm_sys_alloc(n);
 }
 static void *libc_realloc(void *o, void *p, size_t n)
 {
 	(void)o;
-	return realloc(p, n ? n : 1);
+	return alcm_sys_realloc(p, n);
 }
 static void libc_free(void *o, void *p)
 {
@@ -42,7 +92,7 @@ void *alcm_mem_alloc(const alcm_allocator *a, size_t n)
 {
 	if (a && a->malloc_fn)
 		return a->malloc_fn(a->opaque, n ? n : 1);
-	return malloc(n ? n : 1);
+	return alcm_sys_alloc(n);
 }
 
 void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size)
@@ -60,7 +110,7 @@ void *alcm_mem_realloc(const alcm_allocator *a, void *p, size_t n)
 {
 	if (a && a->realloc_fn)
 		return a->realloc_fn(a->opaque, p, n ? n : 1);
-	return realloc(p, n ? n : 1);
+	return alcm_sys_realloc(p, n);
 }
 
 void alcm_mem_free(const alcm_allocator *a, void *p)

@@ -16,6 +16,12 @@ void *alcm_mem_alloc(const alcm_allocator *a, size_t n);
 void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size);
 void *alcm_mem_realloc(const alcm_allocator *a, void *p, size_t n);
 void alcm_mem_free(const alcm_allocator *a, void *p);
+/* The default allocator (a NULL or libc allocator): malloc and realloc, with blocks of
+ * 2 ALCM_HUGE_BLOCK bytes or more aligned to ALCM_HUGE_BLOCK and, past their first
+ * ALCM_HUGE_BLOCK, advised to transparent huge pages (format/common.c). Freed with free(). */
+#define ALCM_HUGE_BLOCK ((size_t)2 << 20)
+void *alcm_sys_alloc(size_t n);
+void *alcm_sys_realloc(void *p, size_t n);
 /* 1 if *a is the libc allocator (alcm_alloc_copy of NULL). */
 int alcm_alloc_is_libc(const alcm_allocator *a);
 /* Copies *src (or the libc allocator when src is NULL) into *dst. */

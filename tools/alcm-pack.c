@@ -386,7 +386,7 @@ static int check_roundtrip(const pack_args *a, int lossless)
 			goto out;
 		}
 		free(buf);
-		buf = malloc(ti.raw_bytes ? ti.raw_bytes : 1);
+		buf = cli_alloc(ti.raw_bytes);
 		if (!buf) {
 			rc = EXIT_NOMEM;
 			goto out;
@@ -441,7 +441,7 @@ static int frame_add(frame_buf *f, const alcm_tensor *t)
 	}
 	alcm_tensor c = *t;
 	char *name = malloc(t->name_len + 1);
-	void *data = malloc(t->nbytes ? t->nbytes : 1);
+	void *data = cli_alloc(t->nbytes);
 	if (!name || !data) {
 		free(name);
 		free(data);

@@ -681,7 +681,7 @@ int main(int argc, char **argv)
 		if (!bufs[b] || plan[j].nbytes > caps[b] || plan[j].nbytes < caps[b] / 2) {
 			free(bufs[b]);
 			caps[b] = plan[j].nbytes ? plan[j].nbytes : 1;
-			bufs[b] = malloc(caps[b]);
+			bufs[b] = cli_alloc(caps[b]);
 		}
 		if (!bufs[b]) {
 			cli_err("cannot allocate %s for tensor '%s'", cli_size(plan[j].nbytes),

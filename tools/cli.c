@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <signal.h>
@@ -223,6 +224,18 @@ int cli_parse_u64(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+void *cli_alloc(size_t n)
+{
+	const size_t huge = (size_t)2 << 20;
+	void *p;
+	if (n < 2 * huge || posix_memalign(&p, huge, n))
+		return malloc(n ? n : 1);
+#ifdef MADV_HUGEPAGE
+	(void)madvise((char *)p + huge, (n & ~(huge - 1)) - huge, MADV_HUGEPAGE);
+#endif
+	return p;
 }
 
 double cli_now(void)
