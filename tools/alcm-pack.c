@@ -1000,10 +1000,12 @@ static double predicted_moved(const budget_state *b, double u)
  * (predicted rates, squared error step^2 / 12 per value) misjudged what bytes buy where
  * values are coded at under a bit each or many are zero: faceapi --ratio 16 spent 9 KB on
  * conv256_down_out/conv1 ([3, 3, 256, 256]) for 79% of its variance left as error and 35 KB
- * on conv256_down_out/conv2 for 4%; squared error 10.53 -> 9.95 at 0.3% fewer bytes (1.5
- * to 6% less at --ratio 12 and 16 on faceapi and the digits CNN gradients, the same at 6 and
- * 8: tools/bench/budget_passes.py). Keeping the bytes by the predicted curves instead landed
- * those archives 1-2% lower (the curves' slope off the sampled octave is the predictor's).
+ * on conv256_down_out/conv2 for 4%. Squared error (tools/bench/budget_passes.py, d4f55b4 ->
+ * this): faceapi --ratio 16 10.53 -> 9.95 at 0.3% fewer bytes, 12 2.03 -> 2.00; the digits
+ * CNN gradients --ratio 4 2.77e-14 -> 2.64e-14, 16 9.97e-8 -> 9.82e-8; the same at 6 and 8.
+ * Keeping their bytes by the predicted curves instead landed those archives 1-2% lower (the
+ * curves' slope away from the sampled octave is the predictor's); moving the bounds before
+ * the plan's common move, or at most half an octave, kept less of the gain.
  * Samples whose squared error fell more than 2^EQUAL_ALPHA_MAX-fold over the octave (values
  * once quantized on a grid the half bound meets: faceapi's 8-bit weights, 2^45 to 2^57)
  * measured no local slope: their plan stands (budget_saturate).
@@ -1058,6 +1060,7 @@ static void budget_equalise(budget_state *b)
  * 8/12/16 a quarter gave squared errors 0.32/3.10/14.7 against 0.29/3.24/15.2 halfway (the
  * rule of the version 1 predictor, off by 1 to 3 bits per value) and 0.34/4.46/20.0 at one
  * common bound; full equal slope 0.27/2.99/16.0 (alcm-pack -v; tools/bench/budget_passes.py).
+ * Then the sampled tensors' bounds are moved by what their samples measured (budget_equalise).
  * Returns the predicted bytes.
  */
 static double budget_predict_plan(budget_state *b, double budget)
@@ -1655,7 +1658,8 @@ static int budget_seen(const budget_state *b, const double *tb, int ntry, const 
 
 /*
  * --size / --ratio: bounds from the predicted rates (budget_predict_plan), corrected by the
- * large tensors' samples (budget_sample_calibrate) and planned again (up to SAMPLE_ROUNDS
+ * large tensors' samples (budget_sample_calibrate), whose measured squared error per byte
+ * then moves their bounds (budget_equalise), and planned again (up to SAMPLE_ROUNDS
  * times, where the plan moved a tensor's bound away from its sample), one attempt; if it
  * misses the budget by more than 3%, each tensor's predicted curve is shifted by what it
  * really took and the plan made again (the one correction a good predictor needs); if that

@@ -19,7 +19,12 @@ coded at its planned bound, and the estimate of its size replaces the predicted 
 half an octave or more its sample is coded again, up to 3 rounds in all. Each sample is also
 coded at half the bound: a tensor that grew by under a quarter of the predicted rate over
 that octave has reached what its values hold, and its curve below is flattened as measured
-(budget_saturate). Samples of a tensor whose last axis has 16 values or more are whole rows
+(budget_saturate). The squared error of the sample is measured at the bound and at half of
+it: after each plan, the sampled tensors' bounds move (at most an octave from where their
+samples were coded) to where the squared error saved per byte is the same for all of them,
+their bytes kept at the measured rise per octave (budget_equalise; samples that fall more than
+2^4-fold over the octave, values once quantized on a grid the half bound meets, are left
+alone). Samples of a tensor whose last axis has 16 values or more are whole rows
 of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
