@@ -932,6 +932,9 @@ typedef struct budget_sample {
 	double at;     /* the bound it was last coded at, or 0 */
 	int dtype;
 	int whole;     /* the whole tensor (fewer than SAMPLE_WHOLE values), in its own shape */
+	double lam;    /* squared error saved per byte spent over the octave below `at`, or 0 */
+	double alpha;  /* log2 of its squared error at `at` over that at half of it */
+	double rise;   /* bits per value more at half of `at` */
 	unsigned ndim;
 	uint64_t shape[ALCM_MAX_NDIM];
 } budget_sample;
@@ -987,6 +990,68 @@ static double predicted_moved(const budget_state *b, double u)
 }
 
 /*
+ * The plan's bounds of the sampled tensors (budget_sample_calibrate codes each sample at its
+ * bound `at` and at half of it: lam, the squared error saved per byte over that octave; alpha,
+ * log2 of the squared error's fall over it; rise, the bits per value it cost) moved to where
+ * their squared error per byte is the same, 2^c: each by (c - log2 lam) / alpha octaves from
+ * `at`, at most EQUAL_MOVE_MAX (samples whose bound moved by half an octave or more are coded
+ * again there, up to SAMPLE_ROUNDS), c such that their bytes, at the measured rise per
+ * octave, are what the plan gave them. The other tensors keep the plan's bounds. The plan
+ * (predicted rates, squared error step^2 / 12 per value) misjudged what bytes buy where
+ * values are coded at under a bit each or many are zero: faceapi --ratio 16 spent 9 KB on
+ * conv256_down_out/conv1 ([3, 3, 256, 256]) for 79% of its variance left as error and 35 KB
+ * on conv256_down_out/conv2 for 4%. Squared error (tools/bench/budget_passes.py, d4f55b4 ->
+ * this): faceapi --ratio 16 10.53 -> 9.95 at 0.3% fewer bytes, 12 2.03 -> 2.00; the digits
+ * CNN gradients --ratio 4 2.77e-14 -> 2.64e-14, 16 9.97e-8 -> 9.82e-8; the same at 6 and 8.
+ * Keeping their bytes by the predicted curves instead landed those archives 1-2% lower (the
+ * curves' slope away from the sampled octave is the predictor's); moving the bounds before
+ * the plan's common move, or at most half an octave, kept less of the gain.
+ * Samples whose squared error fell more than 2^EQUAL_ALPHA_MAX-fold over the octave (values
+ * once quantized on a grid the half bound meets: faceapi's 8-bit weights, 2^45 to 2^57)
+ * measured no local slope: their plan stands (budget_saturate).
+ */
+#define EQUAL_ALPHA_MAX 4.0
+#define EQUAL_MOVE_MAX 1.0 /* octaves from where the sample was coded */
+static int budget_equal_in(const budget_state *b, size_t i)
+{
+	const budget_sample *sm = &b->samp[i];
+	return b->shape[i] > 0 && sm->lam > 0 && sm->at > 0 && sm->alpha <= EQUAL_ALPHA_MAX &&
+	       sm->rise > 0;
+}
+
+/* Bound i at slope 2^c (log2 of squared error per byte), from its sample's measurement. */
+static double budget_equal_bound(const budget_state *b, size_t i, double c)
+{
+	const budget_sample *sm = &b->samp[i];
+	double d = (c - log2(sm->lam)) / fmax(sm->alpha, 0.25);
+	return sm->at * exp2(fmin(fmax(d, -EQUAL_MOVE_MAX), EQUAL_MOVE_MAX));
+}
+
+static void budget_equalise(budget_state *b)
+{
+	double lo = INFINITY, hi = -INFINITY;
+	for (size_t i = 0; b->samp && i < b->n; i++)
+		if (budget_equal_in(b, i)) {
+			lo = fmin(lo, log2(b->samp[i].lam));
+			hi = fmax(hi, log2(b->samp[i].lam));
+		}
+	if (!(hi >= lo))
+		return;
+	lo -= 64, hi += 64; /* every bound at its limit at either end */
+	for (int it = 0; it < 80; it++) {
+		double mid = (lo + hi) / 2, got = 0;
+		for (size_t i = 0; i < b->n; i++)
+			if (budget_equal_in(b, i))
+				got -= (double)b->prof[i].elements * b->samp[i].rise *
+				       log2(budget_equal_bound(b, i, mid) / b->shape[i]);
+		*(got > 0 ? &lo : &hi) = mid; /* a larger slope: coarser bounds, fewer bytes */
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (budget_equal_in(b, i))
+			b->shape[i] = budget_equal_bound(b, i, hi);
+}
+
+/*
  * The plan for `budget` bytes of tensors, into shape[]: each tensor's bound a quarter of the
  * way (in log) from its equal-slope bound to the common one (their mean log2 over the
  * values), then all moved by one factor so that the predicted size is the budget itself (the
@@ -995,6 +1060,7 @@ static double predicted_moved(const budget_state *b, double u)
  * 8/12/16 a quarter gave squared errors 0.32/3.10/14.7 against 0.29/3.24/15.2 halfway (the
  * rule of the version 1 predictor, off by 1 to 3 bits per value) and 0.34/4.46/20.0 at one
  * common bound; full equal slope 0.27/2.99/16.0 (alcm-pack -v; tools/bench/budget_passes.py).
+ * Then the sampled tensors' bounds are moved by what their samples measured (budget_equalise).
  * Returns the predicted bytes.
  */
 static double budget_predict_plan(budget_state *b, double budget)
@@ -1019,6 +1085,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 	}
 	for (size_t i = 0; i < b->n; i++)
 		b->shape[i] = moved_bound(b, i, hi);
+	budget_equalise(b);
 	return predicted_moved(b, 0);
 }
 
@@ -1126,7 +1193,7 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
  * difference) by up to 10% of a tensor at --ratio 16. */
 static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_sample *s,
                               size_t i, int half, int two, uint8_t *tmp, double bound,
-                              double *bytes, uint64_t *values)
+                              double *bytes, uint64_t *values, uint8_t *recon, double *sse)
 {
 	size_t vw = alcm_dtype_size(s->dtype);
 	uint64_t run = s->n / SAMPLE_RUNS, n = 0;
@@ -1179,8 +1246,16 @@ static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_samp
 	alcm_tensor_report rep;
 	uint64_t pad = (SECTION_ALIGN - alcm_writer_bytes(w) % SECTION_ALIGN) % SECTION_ALIGN;
 	int st = alcm_encoder_set_mode(e, ALCM_MODE_MAX_ERROR, bound, 0, 0);
-	if (!st)
+	alcm_error_stats es;
+	if (!st && recon) {
+		st = alcm_encoder_add_recon(e, &t, &rep, recon);
+		if (!st)
+			st = alcm_tensor_measure(&t, recon, &es);
+		if (!st)
+			*sse = es.sq_error;
+	} else if (!st) {
 		st = alcm_encoder_add(e, &t, &rep);
+	}
 	if (!st)
 		*bytes = (double)(rep.stored_bytes - pad) + SECTION_ALIGN / 2;
 	return st;
@@ -1233,8 +1308,8 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 	alcm_encoder *e = NULL;
 	alcm_pack_options o = a->o;
 	o.mode = ALCM_MODE_LOSSLESS;
-	uint8_t *tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8));
-	int st = tmp ? alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL) : ALCM_E_NOMEM;
+	uint8_t *tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8)), *recon = malloc((size_t)(SAMPLE_MAX * 8));
+	int st = tmp && recon ? alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL) : ALCM_E_NOMEM;
 	if (!st)
 		st = alcm_encoder_new(&e, w, &o, NULL);
 	size_t used = 0;
@@ -1247,10 +1322,11 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 		    (s->at > 0 && fabs(log2(b->bound[i] / s->at)) < 0.5)) /* coded near there */
 			continue;
 		s->at = b->bound[i];
-		double all, half, fine, all2;
+		double all, half, fine, all2, sse = 0, sse2 = 0, sse_fine = 0;
 		uint64_t nall, nhalf;
 		int two = 0;
-		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall)))
+		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall,
+		                             s->whole ? NULL : recon, &sse)))
 			break;
 		if (s->whole) {
 			double off = 8 * (all - predicted_at(p, 2 * b->bound[i])) / (double)p->elements;
@@ -1258,12 +1334,14 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 				p->bits[k] = fmax(0, p->bits[k] + off);
 		} else {
 		if (s->flat2) {
-			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall)))
+			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2,
+			                             &nall, recon, &sse2)))
 				break;
 			if (all2 < all)
-				all = all2, two = 1;
+				all = all2, sse = sse2, two = 1;
 		}
-		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf)))
+		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf,
+		                             NULL, NULL)))
 			break;
 		double rate = fmax(0, 8 * (all - half) / (double)(nall - nhalf));
 		double est = (8 * all + rate * (double)(p->elements - s->n)) / (double)p->elements;
@@ -1272,9 +1350,14 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 			p->bits[k] = fmax(0, p->bits[k] + off);
 		}
 		if (!s->whole) {
-		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall)))
+		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
+		                             recon, &sse_fine)))
 			break;
+		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
+		                                                      : 0;
+		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
 		double got = 8 * (fine - all) / (double)s->n;
+		s->rise = got;
 		double want = 8 * (predicted_at(p, b->bound[i]) - predicted_at(p, 2 * b->bound[i])) /
 		              (double)p->elements;
 		budget_saturate(p, 2 * b->bound[i], got, want);
@@ -1285,6 +1368,7 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 	alcm_encoder_free(e);
 	alcm_writer_free(w);
 	free(tmp);
+	free(recon);
 	if (st)
 		return cli_fail(st, "pack", a->in, "");
 	if (used)
@@ -1574,7 +1658,8 @@ static int budget_seen(const budget_state *b, const double *tb, int ntry, const 
 
 /*
  * --size / --ratio: bounds from the predicted rates (budget_predict_plan), corrected by the
- * large tensors' samples (budget_sample_calibrate) and planned again (up to SAMPLE_ROUNDS
+ * large tensors' samples (budget_sample_calibrate), whose measured squared error per byte
+ * then moves their bounds (budget_equalise), and planned again (up to SAMPLE_ROUNDS
  * times, where the plan moved a tensor's bound away from its sample), one attempt; if it
  * misses the budget by more than 3%, each tensor's predicted curve is shifted by what it
  * really took and the plan made again (the one correction a good predictor needs); if that

@@ -19,7 +19,12 @@ coded at its planned bound, and the estimate of its size replaces the predicted 
 half an octave or more its sample is coded again, up to 3 rounds in all. Each sample is also
 coded at half the bound: a tensor that grew by under a quarter of the predicted rate over
 that octave has reached what its values hold, and its curve below is flattened as measured
-(budget_saturate). Samples of a tensor whose last axis has 16 values or more are whole rows
+(budget_saturate). The squared error of the sample is measured at the bound and at half of
+it: after each plan, the sampled tensors' bounds move (at most an octave from where their
+samples were coded) to where the squared error saved per byte is the same for all of them,
+their bytes kept at the measured rise per octave (budget_equalise; samples that fall more than
+2^4-fold over the octave, values once quantized on a grid the half bound meets, are left
+alone). Samples of a tensor whose last axis has 16 values or more are whole rows
 of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
@@ -50,6 +55,8 @@ SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS, SAMPLE_FLAT_SHARE, SECTION_ALIG
 SAMPLE_COLS = 16
 SAMPLE_FLAT_SHARE = 4
 SECTION_ALIGN = 64
+EQUAL_ALPHA_MAX = 4.0  # alcm-pack.c's EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
+EQUAL_MOVE_MAX = 1.0
 
 
 def _sample(a: Any) -> Any:
@@ -116,6 +123,10 @@ def _saturate(p: list, x0: float, got: float, want: float) -> None:
     p[4] = tuple(bits)
 
 
+# C's exp2 (Python 3.11+), to the last bit: 2.0 ** x can differ by one unit in the last place.
+_exp2 = getattr(math, "exp2", lambda x: 2.0 ** x)
+
+
 def _overhead(n: int, names: int) -> float:
     """Bytes besides the tensors' sections (metadata, directory with the names, table): an
     estimate for the first attempt (alcm-pack.c: overhead_bytes); the measured size replaces
@@ -152,6 +163,9 @@ class _Search:
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
         self.sampled: dict[int, float] = {}  # tensor: the bound its sample was last coded at
+        # tensor: (squared error saved per byte over the octave below that bound, log2 of the
+        # squared error there over that at half of it, bits per value more at the half)
+        self.slope: dict[int, tuple[float, float, float]] = {}
 
     def encode(self, bounds: list[float]) -> tuple[float, float, list[float]]:
         """One attempt: (committed size, squared error, stored bytes per tensor)."""
@@ -170,7 +184,7 @@ class _Search:
         if not self.shape[i] > 0:
             return 0.0
         steps = self.profs[i][3]
-        return min(max(self.shape[i] * 2.0 ** u, steps[0] / 2), steps[STEPS - 1] / 2)
+        return min(max(self.shape[i] * _exp2(u), steps[0] / 2), steps[STEPS - 1] / 2)
 
     def predicted_moved(self, u: float) -> float:
         return sum(_predicted_at(p, 2 * self.moved(i, u)) if self.shape[i] > 0 else p[5]
@@ -185,7 +199,7 @@ class _Search:
         # budget_predict_plan says why).
         w = sum(p[0] for p, x in zip(self.profs, shape) if x > 0)
         m = sum(p[0] * math.log2(x) for p, x in zip(self.profs, shape) if x > 0) / w if w else 0
-        self.shape = [2.0 ** (0.75 * math.log2(x) + 0.25 * m) if x > 0 else 0.0 for x in shape]
+        self.shape = [_exp2(0.75 * math.log2(x) + 0.25 * m) if x > 0 else 0.0 for x in shape]
         lo, hi = -20.0, 20.0
         for _ in range(80):
             mid = (lo + hi) / 2
@@ -194,7 +208,37 @@ class _Search:
             else:
                 hi = mid
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
+        self.equalise()
         return self.predicted_moved(0)
+
+    def equalise(self) -> None:
+        """As budget_equalise: the sampled tensors' bounds where their measured squared error
+        per byte is the same, each at most EQUAL_MOVE_MAX octaves from where its sample was
+        coded, their bytes (at the measured rise per octave) as planned."""
+        ins = [i for i, (lam, alpha, rise) in self.slope.items()
+               if self.shape[i] > 0 and lam > 0 and alpha <= EQUAL_ALPHA_MAX and rise > 0]
+        if not ins:
+            return
+
+        def bound(i: int, c: float) -> float:
+            lam, alpha, _rise = self.slope[i]
+            d = (c - math.log2(lam)) / max(alpha, 0.25)
+            return self.sampled[i] * _exp2(min(max(d, -EQUAL_MOVE_MAX), EQUAL_MOVE_MAX))
+
+        lo = min(math.log2(self.slope[i][0]) for i in ins) - 64
+        hi = max(math.log2(self.slope[i][0]) for i in ins) + 64
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            got = 0.0
+            for i in ins:
+                got -= self.profs[i][0] * self.slope[i][2] * math.log2(bound(i, mid) /
+                                                                       self.shape[i])
+            if got > 0:
+                lo = mid
+            else:
+                hi = mid
+        for i in ins:
+            self.shape[i] = bound(i, hi)
 
     def sample_calibrate(self, bounds: list[float]) -> int:
         """As budget_sample_calibrate: each large tensor's sample, and half of it, coded at
@@ -205,10 +249,16 @@ class _Search:
         coded = 0
         pos = [pk.committed_size() - 48]  # the header's bytes (a multiple of 64)
 
-        def code(name: str, x: Any, dtype: int, bound: float) -> float:
-            """As budget_sample_code: the section's bytes and half the alignment."""
+        sq = [0.0]
+
+        def code(name: str, x: Any, dtype: int, bound: float, measure: bool = False) -> float:
+            """As budget_sample_code: the section's bytes and half the alignment (and with
+            `measure`, its squared error into sq[0])."""
             pad = -pos[0] % SECTION_ALIGN
-            stored = int(pk.add(name.encode(), x, dtype, mode=1, bound=bound)[1])
+            r = pk.add(name.encode(), x, dtype, mode=1, bound=bound, measure=measure)
+            stored = int(r[1])
+            if measure:
+                sq[0] = float(r[9])
             pos[0] += stored
             return float(stored - pad + SECTION_ALIGN // 2)
 
@@ -230,17 +280,25 @@ class _Search:
                 smp = _sample(it.array)
                 two = smp.ndim == 2
                 flat = smp.reshape(-1) if two else smp
-                all1 = code(f"sample{i}/0/0/{bounds[i]!r}", flat, it.code, bounds[i])
+                all1 = code(f"sample{i}/0/0/{bounds[i]!r}", flat, it.code, bounds[i], True)
+                sse = sq[0]
                 if two:
-                    all2 = code(f"sample{i}/0/1/{bounds[i]!r}", smp, it.code, bounds[i])
+                    all2 = code(f"sample{i}/0/1/{bounds[i]!r}", smp, it.code, bounds[i], True)
                     two = all2 < all1
+                    if two:
+                        sse = sq[0]
                 if not two:
                     smp = flat
                 half = _half(smp if two else flat, two)
                 got = [all2 if two else all1,
                        code(f"sample{i}/1/{int(two)}/{bounds[i]!r}", half, it.code, bounds[i]),
                        code(f"sample{i}/0/{int(two)}/{bounds[i] / 2!r}", smp, it.code,
-                            bounds[i] / 2)]
+                            bounds[i] / 2, True)]
+                fine = sq[0]
+                lam = (sse - fine) / (got[2] - got[0]) \
+                    if got[2] > got[0] and sse > fine and fine > 0 else 0.0
+                self.slope[i] = (lam, math.log2(sse / fine) if lam > 0 else 0.0,
+                                 8 * (got[2] - got[0]) / smp.size)
                 rate = max(0.0, 8 * (got[0] - got[1]) / (smp.size - half.size))
                 est = (8 * got[0] + rate * (p[0] - smp.size)) / p[0]
                 off = est - 8 * _predicted_at(p, 2 * bounds[i]) / p[0]

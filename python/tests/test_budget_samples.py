@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -176,3 +177,43 @@ def test_small_tensors_are_planned_at_their_coded_size(tmp_path, monkeypatch):
     for i in small:  # the section's bytes: as coded alone, but for where its padding falls
         assert abs(pred[i] - actual[i]) <= 0.02 * actual[i] + _budget.SECTION_ALIGN, \
             f"tensor {i}: predicted {pred[i]:.0f} bytes, took {actual[i]:.0f}"
+
+
+def _low_rate_mix():
+    """Heavy-tailed convolution weights (Student's t, 2 degrees of freedom: most values small,
+    a few large), normal ones, and a gradient with a third of its rows zero: at --ratio 12 the
+    first two are coded at about a bit per value and the third at two."""
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal((256, 512)) * 1e-3
+    g[rng.random(256) < 0.35] = 0
+    return {"heavy": (rng.standard_t(2, (3, 3, 128, 128)) * 0.002).astype(np.float32),
+            "gauss": (rng.standard_normal((3, 3, 128, 128)) * 0.01).astype(np.float32),
+            "grad": g.astype(np.float32)}
+
+
+def _sq_error(path, t):
+    back = alcm.load(path)
+    return sum(float(((back[k].astype(np.float64) - t[k]) ** 2).sum()) for k in t)
+
+
+def test_ratio_error_no_worse_than_one_common_bound(tmp_path):
+    # The plan's bounds from the predicted rates and step^2 / 12 per value put the squared
+    # error 37% over that of one common bound at the same bytes here (0.2048 against 0.1491;
+    # on faceapi --ratio 16, 9 KB on a [3, 3, 256, 256] convolution left 79% of its variance
+    # as error). The samples' measured squared error per byte now moves those bounds.
+    t = _low_rate_mix()
+    p = tmp_path / "r12.alcm"
+    alcm.save(p, t, ratio=12)
+    size, sse = os.path.getsize(p), _sq_error(p, t)
+    lo, hi = 1e-5, 1e-1  # the finest common bound that fits in as many bytes
+    q = tmp_path / "common.alcm"
+    for _ in range(24):
+        e = math.sqrt(lo * hi)
+        alcm.save(q, t, max_error=e, overwrite=True)
+        if os.path.getsize(q) > size:
+            lo = e
+        else:
+            hi = e
+    alcm.save(q, t, max_error=hi, overwrite=True)
+    assert os.path.getsize(q) <= size
+    assert sse <= 1.05 * _sq_error(q, t), f"{sse:.4g} at {size} bytes"
