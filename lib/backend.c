@@ -11,6 +11,7 @@ struct alcm_coder {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	int level;
+	int kind;           /* ALCM_BLOCK_ENC for an encoder's coder (alcm_coder_set_encoding) */
 	int literals;       /* zstd_encode codes literals only (alcm_stream_put2's try_zstd 2) */
 	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
 	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
@@ -58,6 +59,16 @@ const alcm_allocator *alcm_coder_alloc(const alcm_coder *c)
 	return c->a;
 }
 
+void alcm_coder_set_encoding(alcm_coder *c)
+{
+	c->kind = ALCM_BLOCK_ENC;
+}
+
+int alcm_coder_block_kind(const alcm_coder *c)
+{
+	return c->kind;
+}
+
 alcm_symstate **alcm_coder_symstate(alcm_coder *c)
 {
 	return &c->sym;
@@ -69,8 +80,8 @@ void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size)
 		return NULL;
 	size = size ? size : 1;
 	if (size > c->scratch_cap[slot]) {
-		alcm_block_give(c->a, c->scratch[slot], c->scratch_cap[slot]);
-		c->scratch[slot] = alcm_block_take(c->a, size, &c->scratch_cap[slot]);
+		alcm_block_give_kind(c->a, c->kind, c->scratch[slot], c->scratch_cap[slot]);
+		c->scratch[slot] = alcm_block_take_kind(c->a, c->kind, size, &c->scratch_cap[slot]);
 	}
 	return c->scratch[slot];
 }
@@ -85,7 +96,7 @@ void alcm_coder_free(alcm_coder *c)
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_symstate_free(c->a, c->sym);
 	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
-		alcm_block_give(c->a, c->scratch[k], c->scratch_cap[k]);
+		alcm_block_give_kind(c->a, c->kind, c->scratch[k], c->scratch_cap[k]);
 	alcm_mem_free(c->a, c);
 }
 
