@@ -38,6 +38,37 @@ static ZSTD_customMem zstd_mem(const alcm_allocator *a)
 	return (ZSTD_customMem){zstd_alloc, zstd_free, (void *)a};
 }
 
+/* An encoder's zstd contexts (its coders' and the tensor directory's) take their workspace
+ * from the encoders' block cache, so that the next encoder finds it mapped (a training loop
+ * saving small tensors every step paid the context's fresh pages on every save). A header
+ * before the block keeps its capacity for zstd_enc_free. */
+#define ZSTD_ENC_HDR 64
+
+static void *zstd_enc_alloc(void *opaque, size_t size)
+{
+	size_t cap;
+	uint8_t *p = alcm_block_take_kind(opaque, ALCM_BLOCK_ENC, size + ZSTD_ENC_HDR, &cap);
+	if (!p)
+		return NULL;
+	memcpy(p, &cap, sizeof(cap));
+	return p + ZSTD_ENC_HDR;
+}
+
+static void zstd_enc_free(void *opaque, void *q)
+{
+	if (!q)
+		return;
+	uint8_t *p = (uint8_t *)q - ZSTD_ENC_HDR;
+	size_t cap;
+	memcpy(&cap, p, sizeof(cap));
+	alcm_block_give_kind(opaque, ALCM_BLOCK_ENC, p, cap);
+}
+
+static ZSTD_customMem zstd_enc_mem(const alcm_allocator *a)
+{
+	return (ZSTD_customMem){zstd_enc_alloc, zstd_enc_free, (void *)a};
+}
+
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
 {
 	alcm_coder *c = alcm_mem_calloc(a, 1, sizeof(*c));
@@ -135,7 +166,8 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
                        int level, size_t *out_len)
 {
 	if (!c->cctx) {
-		c->cctx = ZSTD_createCCtx_advanced(zstd_mem(c->a));
+		c->cctx = ZSTD_createCCtx_advanced(c->kind == ALCM_BLOCK_ENC ? zstd_enc_mem(c->a)
+		                                                             : zstd_mem(c->a));
 		if (!c->cctx)
 			return ALCM_E_NOMEM;
 		c->level = 0;
@@ -628,7 +660,7 @@ int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, 
 	int st = alcm_buf_reserve(out, 8 + ZSTD_compressBound(raw));
 	if (st)
 		return st;
-	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_mem(a));
+	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_enc_mem(a));
 	if (!cc)
 		return ALCM_E_NOMEM;
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, ALCM_TDRZ_LEVEL);
