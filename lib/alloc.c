@@ -5,11 +5,22 @@
 #include <stdlib.h>
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
+typedef struct {
 	void *p;
 	size_t cap;
-} cache[ALCM_BLOCK_CACHE_SLOTS];
-static size_t cache_held;
+} slot;
+/* The decoders' cache and the encoders' (alloc_internal.h), both under cache_mu. */
+static slot dec_slots[ALCM_BLOCK_CACHE_SLOTS], enc_slots[ALCM_BLOCK_ENC_SLOTS];
+static struct pool {
+	slot *s;
+	unsigned n;
+	size_t held, bytes, max;
+} pools[2] = {
+	[ALCM_BLOCK_DEC] = {dec_slots, ALCM_BLOCK_CACHE_SLOTS, 0, ALCM_BLOCK_CACHE_BYTES,
+	                    ALCM_BLOCK_CACHE_MAX},
+	[ALCM_BLOCK_ENC] = {enc_slots, ALCM_BLOCK_ENC_SLOTS, 0, ALCM_BLOCK_ENC_BYTES,
+	                    ALCM_BLOCK_ENC_MAX},
+};
 static uint64_t cache_misses;
 
 /* fork() while another thread holds cache_mu would leave the child's copy locked for ever
@@ -46,32 +57,47 @@ static int libc(const alcm_allocator *a)
 	return !a || !a->malloc_fn || alcm_alloc_is_libc(a);
 }
 
-static int cacheable(const alcm_allocator *a, size_t n)
+static struct pool *pool_of(int kind)
 {
-	return libc(a) && n >= ALCM_BLOCK_CACHE_MIN && n <= ALCM_BLOCK_CACHE_MAX;
+	return &pools[kind == ALCM_BLOCK_ENC ? ALCM_BLOCK_ENC : ALCM_BLOCK_DEC];
 }
 
-void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
+static int cacheable(const alcm_allocator *a, int kind, size_t n)
+{
+	return libc(a) && n >= ALCM_BLOCK_CACHE_MIN && n <= pool_of(kind)->max;
+}
+
+/* The smallest block of q of size to most bytes, taken out of q; NULL if none. */
+static void *pool_take(struct pool *q, size_t size, size_t most, size_t *cap)
+{
+	unsigned best = q->n;
+	for (unsigned k = 0; k < q->n; k++)
+		if (q->s[k].p && q->s[k].cap >= size && q->s[k].cap <= most &&
+		    (best == q->n || q->s[k].cap < q->s[best].cap))
+			best = k;
+	if (best == q->n)
+		return NULL;
+	void *p = q->s[best].p;
+	*cap = q->s[best].cap;
+	q->held -= q->s[best].cap;
+	q->s[best].p = NULL;
+	q->s[best].cap = 0;
+	return p;
+}
+
+void *alcm_block_take_kind(const alcm_allocator *a, int kind, size_t size, size_t *cap)
 {
 	size = size ? size : 1;
-	if (cacheable(a, size)) {
+	if (cacheable(a, kind, size)) {
 		/* Up to twice the need: a block of an earlier large chunk must not stay beside a
-		 * small tensor's output (the decode-memory bound of spec 5.6 is per tensor). */
+		 * small tensor's output (the decode-memory bound of spec 5.6 is per tensor). A
+		 * coder's own cache first, then the other's (a block taken is memory no longer
+		 * held idle, whoever takes it). */
 		size_t most = 2 * size + ((size_t)64 << 10);
-		void *p = NULL;
 		cache_lock();
-		unsigned best = ALCM_BLOCK_CACHE_SLOTS;
-		for (unsigned k = 0; k < ALCM_BLOCK_CACHE_SLOTS; k++)
-			if (cache[k].p && cache[k].cap >= size && cache[k].cap <= most &&
-			    (best == ALCM_BLOCK_CACHE_SLOTS || cache[k].cap < cache[best].cap))
-				best = k;
-		if (best < ALCM_BLOCK_CACHE_SLOTS) {
-			p = cache[best].p;
-			*cap = cache[best].cap;
-			cache_held -= cache[best].cap;
-			cache[best].p = NULL;
-			cache[best].cap = 0;
-		}
+		void *p = pool_take(pool_of(kind), size, most, cap);
+		if (!p)
+			p = pool_take(pool_of(!kind), size, most, cap);
 		pthread_mutex_unlock(&cache_mu);
 		if (p)
 			return p;
@@ -86,31 +112,37 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
 	return p;
 }
 
-void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
+void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap)
+{
+	return alcm_block_take_kind(a, ALCM_BLOCK_DEC, size, cap);
+}
+
+void alcm_block_give_kind(const alcm_allocator *a, int kind, void *p, size_t cap)
 {
 	if (!p)
 		return;
-	if (cacheable(a, cap)) {
+	if (cacheable(a, kind, cap)) {
+		struct pool *q = pool_of(kind);
 		void *drop = NULL;
 		cache_lock();
 		/* A free slot, else the smallest block if smaller than this one (the larger
 		 * arrays are the ones whose pages cost most to fault in again). */
 		unsigned k = 0, small = 0;
-		for (; k < ALCM_BLOCK_CACHE_SLOTS && cache[k].p; k++)
-			if (cache[k].cap < cache[small].cap)
+		for (; k < q->n && q->s[k].p; k++)
+			if (q->s[k].cap < q->s[small].cap)
 				small = k;
-		if (k == ALCM_BLOCK_CACHE_SLOTS && cache[small].cap < cap &&
-		    cache_held - cache[small].cap + cap <= ALCM_BLOCK_CACHE_BYTES) {
-			drop = cache[small].p;
-			cache_held -= cache[small].cap;
-			cache[small].p = NULL;
-			cache[small].cap = 0;
+		if (k == q->n && q->s[small].cap < cap &&
+		    q->held - q->s[small].cap + cap <= q->bytes) {
+			drop = q->s[small].p;
+			q->held -= q->s[small].cap;
+			q->s[small].p = NULL;
+			q->s[small].cap = 0;
 			k = small;
 		}
-		if (k < ALCM_BLOCK_CACHE_SLOTS && cache_held + cap <= ALCM_BLOCK_CACHE_BYTES) {
-			cache[k].p = p;
-			cache[k].cap = cap;
-			cache_held += cap;
+		if (k < q->n && q->held + cap <= q->bytes) {
+			q->s[k].p = p;
+			q->s[k].cap = cap;
+			q->held += cap;
 			p = NULL;
 		}
 		pthread_mutex_unlock(&cache_mu);
@@ -121,11 +153,16 @@ void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
 	alcm_mem_free(a, p);
 }
 
+void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
+{
+	alcm_block_give_kind(a, ALCM_BLOCK_DEC, p, cap);
+}
+
 int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need)
 {
 	if (need <= *cap)
 		return ALCM_OK;
-	if (cacheable(a, need)) {
+	if (cacheable(a, ALCM_BLOCK_DEC, need)) {
 		alcm_block_give(a, *p, *cap);
 		*p = alcm_block_take(a, need, cap);
 		return *p ? ALCM_OK : ALCM_E_NOMEM;
@@ -142,13 +179,23 @@ int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t ne
 void alcm_block_cache_clear(void)
 {
 	cache_lock();
-	for (unsigned k = 0; k < ALCM_BLOCK_CACHE_SLOTS; k++) {
-		free(cache[k].p);
-		cache[k].p = NULL;
-		cache[k].cap = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		for (unsigned k = 0; k < pools[i].n; k++) {
+			free(pools[i].s[k].p);
+			pools[i].s[k].p = NULL;
+			pools[i].s[k].cap = 0;
+		}
+		pools[i].held = 0;
 	}
-	cache_held = 0;
 	pthread_mutex_unlock(&cache_mu);
+}
+
+size_t alcm_block_cache_held(int kind)
+{
+	cache_lock();
+	size_t n = pool_of(kind)->held;
+	pthread_mutex_unlock(&cache_mu);
+	return n;
 }
 
 uint64_t alcm_block_misses(void)

@@ -19,22 +19,39 @@
 #define ALCM_BLOCK_CACHE_MAX ((size_t)1 << 20)
 #define ALCM_BLOCK_CACHE_BYTES ((size_t)2 << 20)
 #define ALCM_BLOCK_CACHE_SLOTS 16
+/* The work arrays of encoding coders (alcm_coder_set_encoding) have a cache of their own,
+ * larger: a training loop saving its tensors every step creates an encoder per save, and
+ * each would fault in its symbol and plane arrays again (a fresh 4 KiB page costs ~20 us
+ * here). An encoder's arrays live while it packs anyway, so keeping them between encoders
+ * adds no peak; a decoder's blocks never go there (alcm-unpack's peak RSS rose by 14-17 MiB
+ * when they did). */
+#define ALCM_BLOCK_ENC_MAX ((size_t)4 << 20)
+#define ALCM_BLOCK_ENC_BYTES ((size_t)16 << 20)
+#define ALCM_BLOCK_ENC_SLOTS 32
+
+/* Which cache a block goes back to: the decoders' rule (the one above) or the encoders'. */
+enum { ALCM_BLOCK_DEC = 0, ALCM_BLOCK_ENC = 1 };
 
 /* A block of at least size bytes (contents undefined), its capacity in *cap; NULL when out
  * of memory. With the default allocator a cached block of size to 2 size + 64 KiB bytes is
- * reused (the smallest such); with any other allocator, or none cached, a new one is
- * allocated with `a`. Thread-safe. */
-void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
+ * reused (the smallest such, from either cache, when size is within `kind`'s range); with
+ * any other allocator, or none cached, a new one is allocated with `a`. Thread-safe. */
+void *alcm_block_take_kind(const alcm_allocator *a, int kind, size_t size, size_t *cap);
 /* Gives back a block of cap bytes from alcm_block_take (or alcm_mem_alloc with the same
- * allocator): cached when `a` is the default allocator and the cache has room, else freed.
- * NULL is a no-op. Thread-safe. */
+ * allocator): cached in `kind`'s cache when `a` is the default allocator and that cache has
+ * room, else freed. NULL is a no-op. Thread-safe. */
+void alcm_block_give_kind(const alcm_allocator *a, int kind, void *p, size_t cap);
+/* The same with kind ALCM_BLOCK_DEC. */
+void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
 void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
 /* Grows *p (capacity *cap, from alcm_block_take or the allocator) to at least need bytes,
  * contents not kept: a cached block when need is in the cache's range, else realloc (large
  * buffers keep their pages). ALCM_E_NOMEM leaves *p NULL and *cap 0, or unchanged. */
 int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need);
-/* Frees every cached block (tests; also run when the library is unloaded). */
+/* Frees every cached block of both caches (tests; also run when the library is unloaded). */
 void alcm_block_cache_clear(void);
+/* Bytes held by the cache of `kind` now, for tests. */
+size_t alcm_block_cache_held(int kind);
 /* Blocks of ALCM_BLOCK_CACHE_MIN bytes or more of the default allocator that
  * alcm_block_take allocated since the process started (not found in the cache), for tests. */
 uint64_t alcm_block_misses(void);

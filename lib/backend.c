@@ -11,6 +11,7 @@ struct alcm_coder {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	int level;
+	int kind;           /* ALCM_BLOCK_ENC for an encoder's coder (alcm_coder_set_encoding) */
 	int literals;       /* zstd_encode codes literals only (alcm_stream_put2's try_zstd 2) */
 	unsigned wlog_max;  /* zstd_window_log_max of the reader's limits */
 	ZSTD_DCtx *sdctx;   /* alcm_sreader's own context (one-shot decodes go on meanwhile) */
@@ -37,6 +38,37 @@ static ZSTD_customMem zstd_mem(const alcm_allocator *a)
 	return (ZSTD_customMem){zstd_alloc, zstd_free, (void *)a};
 }
 
+/* An encoder's zstd contexts (its coders' and the tensor directory's) take their workspace
+ * from the encoders' block cache, so that the next encoder finds it mapped (a training loop
+ * saving small tensors every step paid the context's fresh pages on every save). A header
+ * before the block keeps its capacity for zstd_enc_free. */
+#define ZSTD_ENC_HDR 64
+
+static void *zstd_enc_alloc(void *opaque, size_t size)
+{
+	size_t cap;
+	uint8_t *p = alcm_block_take_kind(opaque, ALCM_BLOCK_ENC, size + ZSTD_ENC_HDR, &cap);
+	if (!p)
+		return NULL;
+	memcpy(p, &cap, sizeof(cap));
+	return p + ZSTD_ENC_HDR;
+}
+
+static void zstd_enc_free(void *opaque, void *q)
+{
+	if (!q)
+		return;
+	uint8_t *p = (uint8_t *)q - ZSTD_ENC_HDR;
+	size_t cap;
+	memcpy(&cap, p, sizeof(cap));
+	alcm_block_give_kind(opaque, ALCM_BLOCK_ENC, p, cap);
+}
+
+static ZSTD_customMem zstd_enc_mem(const alcm_allocator *a)
+{
+	return (ZSTD_customMem){zstd_enc_alloc, zstd_enc_free, (void *)a};
+}
+
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
 {
 	alcm_coder *c = alcm_mem_calloc(a, 1, sizeof(*c));
@@ -58,6 +90,16 @@ const alcm_allocator *alcm_coder_alloc(const alcm_coder *c)
 	return c->a;
 }
 
+void alcm_coder_set_encoding(alcm_coder *c)
+{
+	c->kind = ALCM_BLOCK_ENC;
+}
+
+int alcm_coder_block_kind(const alcm_coder *c)
+{
+	return c->kind;
+}
+
 alcm_symstate **alcm_coder_symstate(alcm_coder *c)
 {
 	return &c->sym;
@@ -69,8 +111,8 @@ void *alcm_coder_scratch(alcm_coder *c, unsigned slot, size_t size)
 		return NULL;
 	size = size ? size : 1;
 	if (size > c->scratch_cap[slot]) {
-		alcm_block_give(c->a, c->scratch[slot], c->scratch_cap[slot]);
-		c->scratch[slot] = alcm_block_take(c->a, size, &c->scratch_cap[slot]);
+		alcm_block_give_kind(c->a, c->kind, c->scratch[slot], c->scratch_cap[slot]);
+		c->scratch[slot] = alcm_block_take_kind(c->a, c->kind, size, &c->scratch_cap[slot]);
 	}
 	return c->scratch[slot];
 }
@@ -85,7 +127,7 @@ void alcm_coder_free(alcm_coder *c)
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_symstate_free(c->a, c->sym);
 	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
-		alcm_block_give(c->a, c->scratch[k], c->scratch_cap[k]);
+		alcm_block_give_kind(c->a, c->kind, c->scratch[k], c->scratch_cap[k]);
 	alcm_mem_free(c->a, c);
 }
 
@@ -124,7 +166,8 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
                        int level, size_t *out_len)
 {
 	if (!c->cctx) {
-		c->cctx = ZSTD_createCCtx_advanced(zstd_mem(c->a));
+		c->cctx = ZSTD_createCCtx_advanced(c->kind == ALCM_BLOCK_ENC ? zstd_enc_mem(c->a)
+		                                                             : zstd_mem(c->a));
 		if (!c->cctx)
 			return ALCM_E_NOMEM;
 		c->level = 0;
@@ -617,7 +660,7 @@ int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, 
 	int st = alcm_buf_reserve(out, 8 + ZSTD_compressBound(raw));
 	if (st)
 		return st;
-	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_mem(a));
+	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_enc_mem(a));
 	if (!cc)
 		return ALCM_E_NOMEM;
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, ALCM_TDRZ_LEVEL);

@@ -51,6 +51,11 @@ const alcm_backend *alcm_backend_get(unsigned id);
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim);
 void alcm_coder_free(alcm_coder *c);
 const alcm_allocator *alcm_coder_alloc(const alcm_coder *c);
+/* Marks c as an encoder's coder: its work arrays go back to the encoders' block cache
+ * (alloc_internal.h), kept between encoders. Call before the first use. */
+void alcm_coder_set_encoding(alcm_coder *c);
+/* ALCM_BLOCK_ENC after alcm_coder_set_encoding, else ALCM_BLOCK_DEC. */
+int alcm_coder_block_kind(const alcm_coder *c);
 /* A buffer of at least size bytes that the coder keeps between calls (one per slot, grown
  * when needed, freed with the coder): chunk-sized work arrays of the encoders, allocated
  * once per thread instead of once per chunk. NULL when out of memory. */

@@ -131,9 +131,11 @@ int alcm_encoder_new(alcm_encoder **out, alcm_writer *w, const alcm_pack_options
 	e->coders = alcm_mem_calloc(&e->alloc, e->ncoders, sizeof(*e->coders));
 	if (!e->coders)
 		return efail(e, ALCM_E_NOMEM, "out of memory");
-	for (unsigned i = 0; i < e->ncoders; i++)
+	for (unsigned i = 0; i < e->ncoders; i++) {
 		if (!(e->coders[i] = alcm_coder_new(&e->alloc, NULL)))
 			return efail(e, ALCM_E_NOMEM, "out of memory");
+		alcm_coder_set_encoding(e->coders[i]);
+	}
 	return ALCM_OK;
 }
 

@@ -26,6 +26,7 @@ enum {
 struct alcm_symstate {
 	alcm_rans_dtab *dt; /* ALCM_SYM_MAX_CLASSES decoder tables, made on first decode */
 	size_t dtcap;
+	int kind; /* the coder's block cache (alcm_coder_block_kind) */
 	void *buf[SS_SLOTS];
 	size_t cap[SS_SLOTS];
 	alcm_buf tw, bw; /* the encoder's bit streams (tables, raw bits) */
@@ -35,9 +36,9 @@ void alcm_symstate_free(const alcm_allocator *a, alcm_symstate *s)
 {
 	if (!s)
 		return;
-	alcm_block_give(a, s->dt, s->dtcap);
+	alcm_block_give_kind(a, s->kind, s->dt, s->dtcap);
 	for (unsigned k = 0; k < SS_SLOTS; k++)
-		alcm_block_give(a, s->buf[k], s->cap[k]);
+		alcm_block_give_kind(a, s->kind, s->buf[k], s->cap[k]);
 	alcm_buf_free(&s->tw);
 	alcm_buf_free(&s->bw);
 	alcm_mem_free(a, s);
@@ -51,6 +52,7 @@ static alcm_symstate *symstate(alcm_coder *c)
 	if (!*ss && (*ss = alcm_mem_calloc(a, 1, sizeof(alcm_symstate)))) {
 		(*ss)->tw.a = a;
 		(*ss)->bw.a = a;
+		(*ss)->kind = alcm_coder_block_kind(c);
 	}
 	return *ss;
 }
@@ -60,8 +62,8 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 {
 	size = size ? size : 1;
 	if (size > s->cap[slot]) {
-		alcm_block_give(a, s->buf[slot], s->cap[slot]);
-		s->buf[slot] = alcm_block_take(a, size, &s->cap[slot]);
+		alcm_block_give_kind(a, s->kind, s->buf[slot], s->cap[slot]);
+		s->buf[slot] = alcm_block_take_kind(a, s->kind, size, &s->cap[slot]);
 	}
 	return s->buf[slot];
 }
@@ -2754,9 +2756,10 @@ int alcm_symcode_decode_values(alcm_coder *c, alcm_cursor *cur, const alcm_qpara
 	if (!search) {
 		if (!(ss = symstate(c)))
 			return ALCM_E_NOMEM;
-		if (!ss->dt && !(ss->dt = alcm_block_take(alcm_coder_alloc(c),
-		                                          ALCM_SYM_MAX_CLASSES * sizeof(alcm_rans_dtab),
-		                                          &ss->dtcap)))
+		if (!ss->dt && !(ss->dt = alcm_block_take_kind(alcm_coder_alloc(c), ss->kind,
+		                                               ALCM_SYM_MAX_CLASSES *
+		                                                   sizeof(alcm_rans_dtab),
+		                                               &ss->dtcap)))
 			return ALCM_E_NOMEM;
 	}
 	uint64_t tlen, rlen, blen;

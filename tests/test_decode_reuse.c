@@ -219,6 +219,134 @@ static void test_block_cache_bounds(void **state)
 	alcm_block_cache_clear();
 }
 
+/* A training loop saving its gradients every step: a new encoder each save. From the second
+ * save on, the encoders' work arrays (symbol arrays and planes of 4 MiB chunks, more than
+ * the decoders' cache keeps) come from the encoders' cache: no new block, no fresh pages. */
+#define BIG_ROWS 1024
+#define BIG_COLS 1024
+
+static void save_rounds(unsigned threads)
+{
+	float *x = malloc((size_t)BIG_ROWS * BIG_COLS * sizeof(float));
+	assert_non_null(x);
+	uint64_t st = 11;
+	for (size_t i = 0; i < (size_t)BIG_ROWS * BIG_COLS; i++)
+		x[i] = (float)(tu_gauss(&st) * 1e-3 * exp(1.5 * tu_gauss(&st)) * (1 + (i % 13)));
+	alcm_tensor t = {.name = "g", .name_len = 1, .dtype = ALCM_DTYPE_F32, .ndim = 2,
+	                 .shape = {BIG_ROWS, BIG_COLS}, .data = x,
+	                 .nbytes = (size_t)BIG_ROWS * BIG_COLS * sizeof(float)};
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.mode = ALCM_MODE_MAX_ERROR;
+	o.bound = 1e-4;
+	o.threads = threads;
+	o.max_minor = 1;
+	alcm_block_cache_clear();
+	tu_packed p0;
+	memset(&p0, 0, sizeof(p0));
+	assert_int_equal(tu_pack(&t, 1, &o, &p0, NULL), ALCM_OK);
+	uint64_t first = alcm_block_misses();
+	for (int k = 0; k < 3; k++) {
+		tu_packed p;
+		memset(&p, 0, sizeof(p));
+		uint64_t m = alcm_block_misses();
+		assert_int_equal(tu_pack(&t, 1, &o, &p, NULL), ALCM_OK);
+		/* With one thread the same coder order, so the same blocks; with two the
+		 * threads' chunks may differ in size, and a block may miss the 2x rule once. */
+		if (threads == 1)
+			assert_int_equal(alcm_block_misses(), m);
+		assert_int_equal(p.len, p0.len);
+		assert_memory_equal(p.buf, p0.buf, p.len);
+		alcm_writer_free(p.w);
+	}
+	if (threads > 1)
+		assert_true(alcm_block_misses() - first <= 2);
+	/* More than the decoders' cache would keep, within the encoders' bound. */
+	assert_true(alcm_block_cache_held(ALCM_BLOCK_ENC) > ALCM_BLOCK_CACHE_BYTES);
+	assert_true(alcm_block_cache_held(ALCM_BLOCK_ENC) <= ALCM_BLOCK_ENC_BYTES);
+	/* A decode does not put its blocks in the encoders' cache, and the decoders' cache
+	 * keeps its bound. */
+	size_t held = alcm_block_cache_held(ALCM_BLOCK_ENC);
+	float *out = malloc(t.nbytes);
+	assert_non_null(out);
+	alcm_reader *rd = NULL;
+	alcm_archive *a = NULL;
+	assert_int_equal(alcm_reader_open_memory(&rd, p0.buf, p0.len, "mem", NULL, NULL, 0),
+	                 ALCM_OK);
+	assert_int_equal(alcm_archive_open(&a, rd, NULL), ALCM_OK);
+	assert_int_equal(alcm_archive_set_threads(a, threads), ALCM_OK);
+	assert_int_equal(alcm_archive_decode(a, 0, out, t.nbytes), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(rd);
+	assert_true(alcm_block_cache_held(ALCM_BLOCK_ENC) <= held);
+	assert_true(alcm_block_cache_held(ALCM_BLOCK_DEC) <= ALCM_BLOCK_CACHE_BYTES);
+	for (size_t i = 0; i < (size_t)BIG_ROWS * BIG_COLS; i++)
+		assert_true(fabs((double)x[i] - (double)out[i]) <= 1e-4);
+	free(out);
+	alcm_writer_free(p0.w);
+	alcm_block_cache_clear();
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), 0);
+	free(x);
+}
+
+static void test_second_encoder_takes_no_block(void **state)
+{
+	(void)state;
+	save_rounds(1);
+}
+
+static void test_second_encoder_two_threads(void **state)
+{
+	(void)state;
+	save_rounds(2);
+}
+
+/* The encoders' cache: blocks up to ALCM_BLOCK_ENC_MAX kept (the decoders' rule frees
+ * them), its bytes capped, a caller's allocator's blocks never kept. */
+static void test_encoder_cache_bounds(void **state)
+{
+	(void)state;
+	alcm_block_cache_clear();
+	size_t cap, n = ALCM_BLOCK_ENC_MAX;
+	uint8_t *a = alcm_block_take_kind(NULL, ALCM_BLOCK_ENC, n, &cap);
+	assert_non_null(a);
+	alcm_block_give_kind(NULL, ALCM_BLOCK_ENC, a, cap);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), n);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_DEC), 0);
+	uint64_t m = alcm_block_misses();
+	uint8_t *b = alcm_block_take_kind(NULL, ALCM_BLOCK_ENC, n - 4096, &cap);
+	assert_ptr_equal(b, a);
+	assert_int_equal(alcm_block_misses(), m);
+	/* Given back by a decoder, the same block is freed. */
+	alcm_block_give(NULL, b, cap);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), 0);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_DEC), 0);
+	/* At most ALCM_BLOCK_ENC_BYTES held. */
+	enum { N = ALCM_BLOCK_ENC_BYTES / ALCM_BLOCK_ENC_MAX + 2 };
+	uint8_t *big[N];
+	size_t bc[N];
+	for (unsigned k = 0; k < N; k++)
+		assert_non_null(big[k] = alcm_block_take_kind(NULL, ALCM_BLOCK_ENC, n, &bc[k]));
+	for (unsigned k = 0; k < N; k++)
+		alcm_block_give_kind(NULL, ALCM_BLOCK_ENC, big[k], bc[k]);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), ALCM_BLOCK_ENC_BYTES);
+	/* Larger blocks are not kept. */
+	uint8_t *e = alcm_block_take_kind(NULL, ALCM_BLOCK_ENC, n + 1, &cap);
+	assert_non_null(e);
+	alcm_block_give_kind(NULL, ALCM_BLOCK_ENC, e, cap);
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), ALCM_BLOCK_ENC_BYTES);
+	/* A counting allocator's block goes back to it at once. */
+	tu_alloc ta;
+	tu_alloc_init(&ta, 0);
+	uint8_t *d = alcm_block_take_kind(&ta.a, ALCM_BLOCK_ENC, (size_t)1 << 20, &cap);
+	assert_non_null(d);
+	assert_int_equal(ta.live, 1);
+	alcm_block_give_kind(&ta.a, ALCM_BLOCK_ENC, d, cap);
+	assert_int_equal(ta.live, 0);
+	alcm_block_cache_clear();
+	assert_int_equal(alcm_block_cache_held(ALCM_BLOCK_ENC), 0);
+}
+
 /* A thread taking and giving blocks all the time, as a compressing thread does. */
 static void *churn(void *arg)
 {
@@ -275,6 +403,9 @@ int main(void)
 		cmocka_unit_test(test_decode_after_pack_two_threads_verified),
 		cmocka_unit_test(test_caller_allocator_not_cached),
 		cmocka_unit_test(test_block_cache_bounds),
+		cmocka_unit_test(test_second_encoder_takes_no_block),
+		cmocka_unit_test(test_second_encoder_two_threads),
+		cmocka_unit_test(test_encoder_cache_bounds),
 		cmocka_unit_test(test_fork_beside_cache_user),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
