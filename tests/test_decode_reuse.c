@@ -36,15 +36,7 @@ static float *tensor(alcm_tensor *t)
 		for (unsigned c = 0; c < COLS; c++)
 			x[r * COLS + c] =
 				(float)(tu_gauss(&st) * 1e-3 * exp(1.5 * tu_gauss(&st)) * (1 + (c % 13)));
-	memset(t, 0, sizeof(*t));
-	t->name = "w";
-	t->name_len = 1;
-	t->dtype = ALCM_DTYPE_F32;
-	t->ndim = 2;
-	t->shape[0] = ROWS;
-	t->shape[1] = COLS;
-	t->data = x;
-	t->nbytes = ROWS * COLS * sizeof(float);
+	tu_matrix_f32(t, x, ROWS, COLS);
 	return x;
 }
 

@@ -129,15 +129,7 @@ static float *tensor(alcm_tensor *t)
 	uint64_t st = 15;
 	for (size_t i = 0; i < (size_t)ROWS * COLS; i++)
 		x[i] = (float)(0.02 * tu_gauss(&st));
-	memset(t, 0, sizeof(*t));
-	t->name = "w";
-	t->name_len = 1;
-	t->dtype = ALCM_DTYPE_F32;
-	t->ndim = 2;
-	t->shape[0] = ROWS;
-	t->shape[1] = COLS;
-	t->data = x;
-	t->nbytes = (uint64_t)ROWS * COLS * sizeof(float);
+	tu_matrix_f32(t, x, ROWS, COLS);
 	return x;
 }
 

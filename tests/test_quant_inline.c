@@ -29,25 +29,12 @@ static float *values(uint64_t rows, uint64_t cols)
 	return x;
 }
 
-static void tensor(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols)
-{
-	memset(t, 0, sizeof(*t));
-	t->name = "w";
-	t->name_len = 1;
-	t->dtype = ALCM_DTYPE_F32;
-	t->ndim = 2;
-	t->shape[0] = rows;
-	t->shape[1] = cols;
-	t->data = (const uint8_t *)x;
-	t->nbytes = rows * cols * sizeof(float);
-}
-
 /* Packs x into a new archive. @return the header's minor version. */
 static int pack_flags(const float *x, uint64_t rows, uint64_t cols, int mode, double bound,
                       unsigned threads, unsigned flags, uint8_t **out, size_t *len)
 {
 	alcm_tensor t;
-	tensor(&t, x, rows, cols);
+	tu_matrix_f32(&t, x, rows, cols);
 	alcm_pack_options o;
 	alcm_pack_options_default(&o);
 	o.mode = mode;
@@ -183,11 +170,11 @@ static void test_tiny_after_modelled(void **state)
 		assert_int_equal(alcm_writer_open_memory(&wr, 0, NULL), ALCM_OK);
 		assert_int_equal(alcm_encoder_new(&e, wr, &o, NULL), ALCM_OK);
 		alcm_tensor tiny, big, tiny2;
-		tensor(&tiny, x, 1, 4);
+		tu_matrix_f32(&tiny, x, 1, 4);
 		tiny.name = "a";
-		tensor(&tiny2, x + 4, 1, 4);
+		tu_matrix_f32(&tiny2, x + 4, 1, 4);
 		tiny2.name = "c";
-		tensor(&big, x, rows, cols);
+		tu_matrix_f32(&big, x, rows, cols);
 		big.name = "b";
 		assert_int_equal(alcm_encoder_add(e, &tiny, NULL), ALCM_OK);
 		if (order)
@@ -251,7 +238,7 @@ static void test_append_to_1_0(void **state)
 	o.threads = 1;
 	assert_int_equal(alcm_encoder_new(&e, wr, &o, NULL), ALCM_OK);
 	alcm_tensor t;
-	tensor(&t, x, rows, cols);
+	tu_matrix_f32(&t, x, rows, cols);
 	t.name = "v";
 	assert_int_equal(alcm_encoder_add(e, &t, NULL), ALCM_OK);
 	assert_int_equal(alcm_encoder_finish(e), ALCM_OK);

@@ -29,11 +29,6 @@ typedef struct chunk {
 	int both;        /* scales varying along both axes (the two-axis model wins) */
 } chunk;
 
-static uint32_t zig(long q)
-{
-	return q < 0 ? (uint32_t)(-2 * q - 1) : (uint32_t)(2 * q);
-}
-
 static uint64_t elems(const chunk *k)
 {
 	return k->d[0] * k->d[1] * (k->d[2] ? k->d[2] : 1);
@@ -55,7 +50,7 @@ static uint32_t *symbols(const chunk *k, uint64_t seed)
 		uint64_t other = k->tf ? g / last : g % inner;
 		double row = k->both ? exp2((double)(other * 53 % 89) / 16.0) : 1 + (double)(other % 5) * 0.25;
 		long q = lround(tu_gauss(&st) * sc * row);
-		sym[i] = k->palette ? pal[(uint64_t)labs(q) % 200] : zig(q);
+		sym[i] = k->palette ? pal[(uint64_t)labs(q) % 200] : tu_zigzag(q);
 	}
 	return sym;
 }

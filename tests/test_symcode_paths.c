@@ -28,11 +28,6 @@ typedef struct chunk {
 	                      * cost the same (nothing) in every class */
 } chunk;
 
-static uint32_t zig(long q)
-{
-	return q < 0 ? (uint32_t)(-2 * q - 1) : (uint32_t)(2 * q);
-}
-
 static uint32_t *symbols(const chunk *k, uint64_t seed)
 {
 	uint64_t n = k->rows * k->cols, st = seed;
@@ -48,7 +43,7 @@ static uint32_t *symbols(const chunk *k, uint64_t seed)
 			double sc = k->dup ? k->scale : k->scale * exp2((double)(ch * 37 % 97) / 12.0);
 			double row = 1 + (double)((k->tf ? r : c) % 5) * 0.25;
 			long q = lround(tu_gauss(&st) * sc * row);
-			sym[r * k->cols + c] = k->palette ? pal[(uint64_t)labs(q) % 200] : zig(q);
+			sym[r * k->cols + c] = k->palette ? pal[(uint64_t)labs(q) % 200] : tu_zigzag(q);
 		}
 	if (k->dup)
 		for (uint64_t r = 0; r < k->rows; r++)

@@ -21,11 +21,6 @@ typedef struct chunk {
 	double chan, row;    /* spread of the channels' and the rows' scales (log2) */
 } chunk;
 
-static uint32_t zig(long q)
-{
-	return q < 0 ? (uint32_t)(-2 * q - 1) : (uint32_t)(2 * q);
-}
-
 static uint32_t *symbols(const chunk *k, uint64_t seed)
 {
 	uint64_t n = k->rows * k->cols, st = seed;
@@ -36,7 +31,7 @@ static uint32_t *symbols(const chunk *k, uint64_t seed)
 			uint64_t ch = k->tf ? c : r, o = k->tf ? r : c;
 			double sc = k->scale * exp2(k->chan * (double)(ch * 37 % 97) / 96.0) *
 			            exp2(k->row * (double)(o * 13 % 31) / 30.0);
-			sym[r * k->cols + c] = zig(lround(tu_gauss(&st) * sc));
+			sym[r * k->cols + c] = tu_zigzag(lround(tu_gauss(&st) * sc));
 		}
 	return sym;
 }

@@ -271,3 +271,21 @@ void tu_check_golden_paths(struct alcm_buf *out, const uint64_t *golden, size_t 
 	for (int p = 0; p < 3; p++)
 		alcm_buf_free(&out[p]);
 }
+
+void tu_matrix_f32(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols)
+{
+	memset(t, 0, sizeof(*t));
+	t->name = "w";
+	t->name_len = 1;
+	t->dtype = ALCM_DTYPE_F32;
+	t->ndim = 2;
+	t->shape[0] = rows;
+	t->shape[1] = cols;
+	t->data = (const uint8_t *)x;
+	t->nbytes = rows * cols * sizeof(float);
+}
+
+uint32_t tu_zigzag(long q)
+{
+	return q < 0 ? (uint32_t)(-2 * q - 1) : (uint32_t)(2 * q);
+}

@@ -67,6 +67,11 @@ void tu_check_golden_paths(struct alcm_buf *out, const uint64_t *golden, size_t 
  * not (cmocka asserts on any failure). */
 void tu_plain_dir(uint8_t **img, size_t *n);
 
+/* *t describes the rows x cols float32 matrix x (row-major), named "w"; the rest zeroed. */
+void tu_matrix_f32(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols);
+/* The zigzag symbol of q (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), as the quantizer makes them. */
+uint32_t tu_zigzag(long q);
+
 /* Deterministic generator (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 double tu_gauss(uint64_t *state);
