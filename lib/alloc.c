@@ -176,9 +176,10 @@ int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t ne
 	return ALCM_OK;
 }
 
-void alcm_block_cache_clear(void)
+size_t alcm_release_memory(void)
 {
 	cache_lock();
+	size_t n = pools[0].held + pools[1].held;
 	for (unsigned i = 0; i < 2; i++) {
 		for (unsigned k = 0; k < pools[i].n; k++) {
 			free(pools[i].s[k].p);
@@ -188,6 +189,12 @@ void alcm_block_cache_clear(void)
 		pools[i].held = 0;
 	}
 	pthread_mutex_unlock(&cache_mu);
+	return n;
+}
+
+void alcm_block_cache_clear(void)
+{
+	(void)alcm_release_memory();
 }
 
 size_t alcm_block_cache_held(int kind)

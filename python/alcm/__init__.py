@@ -25,11 +25,12 @@ from ._errors import (ArgumentError, BoundError, DigestError, Error, ExistsError
                       StateError, UnsupportedError)
 from ._h5 import H5FILTER_ID, h5filter
 from ._api import (Archive, FrameReport, SaveReport, Stream, TensorInfo, __version__, bfloat16,
-                   compress, decompress, keypair, load, open, save)
+                   compress, decompress, keypair, load, open, release_memory, save)
 
 __all__ = [
     "save", "load", "open", "Archive", "TensorInfo", "SaveReport", "Stream", "FrameReport",
-    "compress", "decompress", "bfloat16", "keypair", "h5filter", "H5FILTER_ID", "__version__",
+    "compress", "decompress", "bfloat16", "keypair", "release_memory", "h5filter", "H5FILTER_ID",
+    "__version__",
     "Error", "ArgumentError", "FileError", "FormatError", "DigestError", "LimitError",
     "UnsupportedError", "OutOfMemoryError", "StateError", "ExistsError", "NotFoundError",
     "BoundError", "SignatureError",

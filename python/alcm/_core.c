@@ -1341,6 +1341,11 @@ static PyObject *mod_set_support(PyObject *Py_UNUSED(m), PyObject *args)
 }
 
 /* keypair() -> (public_key, secret_key) */
+static PyObject *mod_release_memory(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(arg))
+{
+	return PyLong_FromSize_t(alcm_release_memory());
+}
+
 static PyObject *mod_keypair(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(arg))
 {
 	uint8_t pk[ALCM_PUBLIC_KEY_BYTES], sk[ALCM_SECRET_KEY_BYTES];
@@ -1561,6 +1566,7 @@ static PyMethodDef module_methods[] = {
 	{"_set_support", mod_set_support, METH_VARARGS,
 	 "Registers the exception classes and the bfloat16 dtype."},
 	{"keypair", mod_keypair, METH_NOARGS, "A new Ed25519 key pair (public, secret)."},
+	{"release_memory", mod_release_memory, METH_NOARGS, "alcm_release_memory()."},
 	{"budget_profile", mod_budget_profile, METH_VARARGS, "alcm_budget_profile_make()."},
 	{"budget_solve", mod_budget_solve, METH_VARARGS, "alcm_budget_solve()."},
 	{"dtype_name", mod_dtype_name, METH_O, "alcm_dtype_name()."},
