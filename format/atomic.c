@@ -131,7 +131,9 @@ static int dio_buffer(alcm_atomic *f, unsigned i)
 	struct alcm_dio *d = f->dio;
 	if (d->buf[i])
 		return 0;
-	d->raw[i] = alcm_mem_alloc(f->alloc, DIO_BLOCK + d->mem_align);
+	/* The first block may hold a few bytes; a second one means blocks are filled. */
+	d->raw[i] = i ? alcm_mem_alloc_filled(f->alloc, DIO_BLOCK + d->mem_align)
+	              : alcm_mem_alloc(f->alloc, DIO_BLOCK + d->mem_align);
 	if (!d->raw[i])
 		return ENOMEM;
 	uintptr_t p = (uintptr_t)d->raw[i];

@@ -15,15 +15,16 @@
  * being filled (rounding its resident bytes up to 2 MiB costs little beside them). They stay
  * plain malloc blocks (free, realloc and sanitizers see them as usual); where THP is off or
  * missing the advice is refused or ignored and the block is an ordinary one. */
-static void huge_advise(void *p, size_t n)
+static void huge_advise(void *p, size_t n, size_t from)
 {
 #ifdef MADV_HUGEPAGE
 	size_t whole = n & ~(ALCM_HUGE_BLOCK - 1);
-	if (whole >= 2 * ALCM_HUGE_BLOCK && !((uintptr_t)p & (ALCM_HUGE_BLOCK - 1)))
-		(void)madvise((uint8_t *)p + ALCM_HUGE_BLOCK, whole - ALCM_HUGE_BLOCK, MADV_HUGEPAGE);
+	if (whole > from && !((uintptr_t)p & (ALCM_HUGE_BLOCK - 1)))
+		(void)madvise((uint8_t *)p + from, whole - from, MADV_HUGEPAGE);
 #else
 	(void)p;
 	(void)n;
+	(void)from;
 #endif
 }
 
@@ -32,7 +33,25 @@ void *alcm_sys_alloc(size_t n)
 	if (n >= 2 * ALCM_HUGE_BLOCK) {
 		void *p;
 		if (!posix_memalign(&p, ALCM_HUGE_BLOCK, n)) {
-			huge_advise(p, n);
+			huge_advise(p, n, ALCM_HUGE_BLOCK);
+			return p;
+		}
+	}
+	return malloc(n ? n : 1);
+}
+
+/* A block its user fills (a decoded chunk, a chunk's compressed bytes, a coder's work
+ * array, an I/O block after the first) is advised whole, first piece included, from one
+ * huge page up: rounded up to whole huge pages, it makes resident at most 2 MiB more than it
+ * holds, and saves up to 512 faults per piece (alcm-unpack -T2 of e2e.npz: 9298 -> 766
+ * faults, peak RSS 43.9 -> 48.5 MiB). */
+void *alcm_sys_alloc_filled(size_t n)
+{
+	if (n >= ALCM_HUGE_BLOCK && n <= SIZE_MAX - ALCM_HUGE_BLOCK) {
+		size_t r = (n + ALCM_HUGE_BLOCK - 1) & ~(ALCM_HUGE_BLOCK - 1);
+		void *p;
+		if (!posix_memalign(&p, ALCM_HUGE_BLOCK, r)) {
+			huge_advise(p, r, 0);
 			return p;
 		}
 	}
@@ -50,7 +69,7 @@ void *alcm_sys_realloc(void *p, size_t n)
 	 * e2e.npz: peak RSS 43.7 -> 46.1 MiB, for 3600 faults fewer). */
 	void *q = realloc(p, n ? n : 1);
 	if (q && n >= 2 * ALCM_HUGE_BLOCK)
-		huge_advise(q, n);
+		huge_advise(q, n, ALCM_HUGE_BLOCK);
 	return q;
 }
 
@@ -93,6 +112,13 @@ void *alcm_mem_alloc(const alcm_allocator *a, size_t n)
 	if (a && a->malloc_fn)
 		return a->malloc_fn(a->opaque, n ? n : 1);
 	return alcm_sys_alloc(n);
+}
+
+void *alcm_mem_alloc_filled(const alcm_allocator *a, size_t n)
+{
+	if (!a || !a->malloc_fn || alcm_alloc_is_libc(a))
+		return alcm_sys_alloc_filled(n);
+	return a->malloc_fn(a->opaque, n ? n : 1);
 }
 
 void *alcm_mem_calloc(const alcm_allocator *a, size_t count, size_t size)

@@ -22,6 +22,11 @@ void alcm_mem_free(const alcm_allocator *a, void *p);
 #define ALCM_HUGE_BLOCK ((size_t)2 << 20)
 void *alcm_sys_alloc(size_t n);
 void *alcm_sys_realloc(void *p, size_t n);
+/* As alcm_sys_alloc, for a block its user fills whole (a coder's work array, a decoded
+ * chunk): from ALCM_HUGE_BLOCK bytes up, rounded up to whole huge pages, all advised. */
+void *alcm_sys_alloc_filled(size_t n);
+/* alcm_mem_alloc of such a block: alcm_sys_alloc_filled for the default allocator. */
+void *alcm_mem_alloc_filled(const alcm_allocator *a, size_t n);
 /* 1 if *a is the libc allocator (alcm_alloc_copy of NULL). */
 int alcm_alloc_is_libc(const alcm_allocator *a);
 /* Copies *src (or the libc allocator when src is NULL) into *dst. */

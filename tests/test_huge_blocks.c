@@ -122,6 +122,50 @@ static void test_default_blocks(void **state)
 	alcm_mem_free(NULL, one);
 }
 
+/* Blocks a user fills (alcm_mem_alloc_filled: coders' buffers, I/O blocks after the first)
+ * are advised whole from 2 MiB up, their first 2 MiB included; smaller ones are plain. A
+ * caller's allocator gets the call. */
+static void test_filled_blocks(void **state)
+{
+	(void)state;
+	alcm_allocator libc;
+	alcm_alloc_copy(&libc, NULL);
+	const alcm_allocator *as[2] = {NULL, &libc};
+	for (int k = 0; k < 2; k++) {
+		size_t sizes[] = {ALCM_HUGE_BLOCK, 3 * MIB + 77, 4 * MIB + 4096};
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			uint8_t *p = alcm_mem_alloc_filled(as[k], sizes[i]);
+			assert_non_null(p);
+			assert_true(aligned(p));
+			assert_true(advised(p) != 0);
+			fill(p, sizes[i], 5);
+			assert_true(same(p, sizes[i], 5));
+			p = alcm_mem_realloc(as[k], p, sizes[i] + 5 * MIB);
+			assert_non_null(p);
+			assert_true(same(p, sizes[i], 5));
+			alcm_mem_free(as[k], p);
+		}
+		uint8_t *s = alcm_mem_alloc_filled(as[k], ALCM_HUGE_BLOCK - 1);
+		assert_non_null(s);
+		fill(s, ALCM_HUGE_BLOCK - 1, 6);
+		assert_true(same(s, ALCM_HUGE_BLOCK - 1, 6));
+		alcm_mem_free(as[k], s);
+		assert_non_null(s = alcm_mem_alloc_filled(as[k], 0));
+		alcm_mem_free(as[k], s);
+	}
+#ifndef __SANITIZE_ADDRESS__ /* (ASan aborts on such a request) */
+	/* A size that cannot be rounded up to huge pages goes to malloc, which refuses it. */
+	assert_null(alcm_mem_alloc_filled(NULL, SIZE_MAX - 5));
+#endif
+	tu_alloc ta;
+	tu_alloc_init(&ta, 0);
+	uint8_t *c = alcm_mem_alloc_filled(&ta.a, 3 * MIB);
+	assert_non_null(c);
+	assert_int_equal(ta.live, 1);
+	alcm_mem_free(&ta.a, c);
+	assert_int_equal(ta.live, 0);
+}
+
 static float *tensor(alcm_tensor *t)
 {
 	float *x = malloc(ROWS * COLS * sizeof(float));
@@ -308,6 +352,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_blocks),
+		cmocka_unit_test(test_filled_blocks),
 		cmocka_unit_test(test_thp_disabled),
 		cmocka_unit_test(test_caller_allocator_sees_every_block),
 	};

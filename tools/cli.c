@@ -229,11 +229,12 @@ int cli_parse_u64(const char *s, uint64_t *out)
 void *cli_alloc(size_t n)
 {
 	const size_t huge = (size_t)2 << 20;
+	size_t r = (n + huge - 1) & ~(huge - 1);
 	void *p;
-	if (n < 2 * huge || posix_memalign(&p, huge, n))
+	if (n < huge || r < n || posix_memalign(&p, huge, r))
 		return malloc(n ? n : 1);
 #ifdef MADV_HUGEPAGE
-	(void)madvise((char *)p + huge, (n & ~(huge - 1)) - huge, MADV_HUGEPAGE);
+	(void)madvise(p, r, MADV_HUGEPAGE);
 #endif
 	return p;
 }

@@ -81,9 +81,10 @@ void cli_progress_add(cli_progress *p, uint64_t n);
 void cli_progress_end(cli_progress *p);
 
 double cli_now(void);
-/* malloc(n) (n 0 counts as 1), freed with free(); a block of 4 MiB or more (a tensor) starts
- * on a 2 MiB boundary with its whole 2 MiB pieces but the first advised to transparent huge
- * pages, as the library does with its own large blocks: a fresh small page costs a fault. */
+/* malloc(n) (n 0 counts as 1), freed with free(), for a block the caller fills whole (a
+ * tensor): from 2 MiB up it starts on a 2 MiB boundary, rounded up to whole 2 MiB pieces, all
+ * advised to transparent huge pages, as the library does with the blocks its coders fill
+ * (alcm_sys_alloc_filled): a fresh small page costs a fault. */
 void *cli_alloc(size_t n);
 /* Human size: "12.3 MB". Uses a static ring of buffers. */
 const char *cli_size(uint64_t bytes);
