@@ -690,6 +690,11 @@ static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparam
 	size_t w = alcm_dtype_size(t->dtype);
 	jb->data.len = 0;
 	jb->mask.len = 0;
+	/* Its first block sized for the coded chunk (about the raw bytes, lossless), not for
+	 * the trials of alcm_lossless_choose: one block of huge pages, not one grown by realloc
+	 * out of small pages. */
+	if (!jb->data.p && p->mode == ALCM_MODE_LOSSLESS && !ref)
+		(void)alcm_buf_reserve(&jb->data, (size_t)(n * w) + ((size_t)(n * w) >> 6) + 4096);
 	if (piece) { /* the chunk alone, given in pieces (lossless only) */
 		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, t->dtype, piece, n, e->opt.level);
 		jb->data.len = 0;
@@ -1545,7 +1550,7 @@ static int slots_ensure(alcm_encoder *e)
 		return efail(e, ALCM_E_NOMEM, "out of memory");
 	q->nslots = n;
 	for (unsigned i = 0; i < n; i++)
-		if (!(q->slot[i] = alcm_mem_alloc(&e->alloc, (size_t)e->opt.chunk_bytes)))
+		if (!(q->slot[i] = alcm_mem_alloc_filled(&e->alloc, (size_t)e->opt.chunk_bytes)))
 			return efail(e, ALCM_E_NOMEM, "out of memory");
 	return ALCM_OK;
 }
@@ -1559,7 +1564,7 @@ static int buf_hold(alcm_buf *b, uint64_t n)
 	if (n > SIZE_MAX)
 		return ALCM_E_NOMEM;
 	alcm_buf_free(b);
-	if (!(b->p = alcm_mem_alloc(b->a, n ? (size_t)n : 1)))
+	if (!(b->p = alcm_mem_alloc_filled(b->a, n ? (size_t)n : 1)))
 		return ALCM_E_NOMEM;
 	b->cap = (size_t)n;
 	return ALCM_OK;
