@@ -924,6 +924,72 @@ static double overhead_bytes(size_t ntensors, double name_bytes)
 	return 900.0 + 112.0 * (double)ntensors + 0.15 * name_bytes;
 }
 
+/*
+ * Sum of x^2 over the values that are not special (NaN, infinities, subnormals, -0:
+ * alcm_tensor_measure()'s and the quantizer's signal). With the report's SNR it gives a
+ * coding's squared error, sig / 10^(snr / 10), to about 1e-14 of it, without the
+ * reconstruction and a pass comparing it to the input (alcm_encoder_add_recon,
+ * alcm_tensor_measure): those were 12% of alcm-pack --ratio 8's CPU time on faceapi (perf).
+ */
+static double budget_signal(int dtype, const uint8_t *p, uint64_t n)
+{
+	double s[4] = {0, 0, 0, 0};
+	switch (dtype) {
+	case ALCM_DTYPE_F32:
+		for (uint64_t i = 0; i < n; i++) {
+			uint32_t u;
+			float f;
+			memcpy(&u, p + 4 * i, 4);
+			memcpy(&f, &u, 4);
+			uint32_t e = u & 0x7f800000u;
+			s[i & 3] += e == 0x7f800000u || e == 0 ? 0.0 : (double)f * f;
+		}
+		break;
+	case ALCM_DTYPE_F64:
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t u;
+			double f;
+			memcpy(&u, p + 8 * i, 8);
+			memcpy(&f, &u, 8);
+			uint64_t e = u & 0x7ff0000000000000ull;
+			s[i & 3] += e == 0x7ff0000000000000ull || e == 0 ? 0.0 : f * f;
+		}
+		break;
+	case ALCM_DTYPE_BF16:
+	case ALCM_DTYPE_F16:
+		for (uint64_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, p + 2 * i, 2);
+			double f;
+			if (dtype == ALCM_DTYPE_BF16) {
+				if ((h & 0x7f80) == 0x7f80 || (h & 0x7f80) == 0)
+					continue;
+				uint32_t u = (uint32_t)h << 16;
+				float g;
+				memcpy(&g, &u, 4);
+				f = g;
+			} else {
+				unsigned e = (h >> 10) & 31;
+				if (e == 31 || e == 0)
+					continue;
+				f = ldexp(1024 + (h & 1023), (int)e - 25);
+			}
+			s[i & 3] += f * f;
+		}
+		break;
+	default: break;
+	}
+	return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Squared error of a coding from its report and the tensor's signal energy. */
+static double budget_sq_error(const alcm_tensor_report *rep, double sig)
+{
+	return rep->mode == ALCM_MODE_LOSSLESS || !(rep->snr_db < INFINITY) || !(sig > 0)
+	           ? 0
+	           : sig / pow(10, rep->snr_db / 10);
+}
+
 typedef struct budget_sample {
 	uint8_t *data; /* NULL: none (small, not lossy) */
 	uint64_t n;    /* its values */
@@ -942,6 +1008,7 @@ typedef struct budget_sample {
 typedef struct budget_state {
 	alcm_budget_profile *prof;
 	double *bound, *actual, *shape;
+	double *sig;    /* each tensor's signal energy (budget_signal) */
 	budget_sample *samp;
 	size_t n;
 	double names;   /* bytes of the tensors' names */
@@ -949,6 +1016,7 @@ typedef struct budget_state {
 	int used;       /* the writer holds an attempt: reopen it before the next */
 	double sse;     /* total squared error of the last attempt, over float values */
 	double nq;      /* float values that can be quantized */
+	double wall_enc; /* seconds spent in budget_encode */
 } budget_state;
 
 /* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
@@ -1193,7 +1261,7 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
  * difference) by up to 10% of a tensor at --ratio 16. */
 static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_sample *s,
                               size_t i, int half, int two, uint8_t *tmp, double bound,
-                              double *bytes, uint64_t *values, uint8_t *recon, double *sse)
+                              double *bytes, uint64_t *values, double *sse)
 {
 	size_t vw = alcm_dtype_size(s->dtype);
 	uint64_t run = s->n / SAMPLE_RUNS, n = 0;
@@ -1246,16 +1314,10 @@ static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_samp
 	alcm_tensor_report rep;
 	uint64_t pad = (SECTION_ALIGN - alcm_writer_bytes(w) % SECTION_ALIGN) % SECTION_ALIGN;
 	int st = alcm_encoder_set_mode(e, ALCM_MODE_MAX_ERROR, bound, 0, 0);
-	alcm_error_stats es;
-	if (!st && recon) {
-		st = alcm_encoder_add_recon(e, &t, &rep, recon);
-		if (!st)
-			st = alcm_tensor_measure(&t, recon, &es);
-		if (!st)
-			*sse = es.sq_error;
-	} else if (!st) {
+	if (!st)
 		st = alcm_encoder_add(e, &t, &rep);
-	}
+	if (!st && sse)
+		*sse = budget_sq_error(&rep, budget_signal(t.dtype, t.data, n));
 	if (!st)
 		*bytes = (double)(rep.stored_bytes - pad) + SECTION_ALIGN / 2;
 	return st;
@@ -1308,8 +1370,8 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 	alcm_encoder *e = NULL;
 	alcm_pack_options o = a->o;
 	o.mode = ALCM_MODE_LOSSLESS;
-	uint8_t *tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8)), *recon = malloc((size_t)(SAMPLE_MAX * 8));
-	int st = tmp && recon ? alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL) : ALCM_E_NOMEM;
+	uint8_t *tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8));
+	int st = tmp ? alcm_writer_open_memory(&w, ALCM_WRITE_NO_SYNC, NULL) : ALCM_E_NOMEM;
 	if (!st)
 		st = alcm_encoder_new(&e, w, &o, NULL);
 	size_t used = 0;
@@ -1326,7 +1388,7 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 		uint64_t nall, nhalf;
 		int two = 0;
 		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall,
-		                             s->whole ? NULL : recon, &sse)))
+		                             s->whole ? NULL : &sse)))
 			break;
 		if (s->whole) {
 			double off = 8 * (all - predicted_at(p, 2 * b->bound[i])) / (double)p->elements;
@@ -1335,13 +1397,13 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 		} else {
 		if (s->flat2) {
 			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2,
-			                             &nall, recon, &sse2)))
+			                             &nall, &sse2)))
 				break;
 			if (all2 < all)
 				all = all2, sse = sse2, two = 1;
 		}
 		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf,
-		                             NULL, NULL)))
+		                             NULL)))
 			break;
 		double rate = fmax(0, 8 * (all - half) / (double)(nall - nhalf));
 		double est = (8 * all + rate * (double)(p->elements - s->n)) / (double)p->elements;
@@ -1351,7 +1413,7 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 		}
 		if (!s->whole) {
 		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
-		                             recon, &sse_fine)))
+		                             &sse_fine)))
 			break;
 		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
 		                                                      : 0;
@@ -1368,7 +1430,6 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 	alcm_encoder_free(e);
 	alcm_writer_free(w);
 	free(tmp);
-	free(recon);
 	if (st)
 		return cli_fail(st, "pack", a->in, "");
 	if (used)
@@ -1415,6 +1476,13 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 		b->samp = ns;
 		if ((rc = budget_sample_take(&t, &b->prof[b->n], &b->samp[b->n])))
 			break;
+		double *nsig = realloc(b->sig, (b->n + 1) * sizeof(double));
+		if (!nsig) {
+			rc = EXIT_NOMEM;
+			break;
+		}
+		b->sig = nsig;
+		b->sig[b->n] = b->prof[b->n].lossy ? budget_signal(t.dtype, t.data, b->prof[b->n].elements) : 0;
 		*raw += t.nbytes;
 		b->names += (double)t.name_len;
 		b->lossy |= b->prof[b->n].lossy;
@@ -1437,8 +1505,7 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 {
 	cli_input *in = NULL;
 	alcm_encoder *e = NULL;
-	uint8_t *recon = NULL;
-	uint64_t cap = 0;
+	double t0 = cli_now();
 	int st, rc = cli_input_open_or_fail(&in, a->in);
 	if (rc)
 		return rc;
@@ -1468,24 +1535,11 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 		alcm_encoder_set_mode(e, lossy ? ALCM_MODE_MAX_ERROR : ALCM_MODE_LOSSLESS,
 		                      lossy ? b->bound[i] : 0, 0, 0);
 		alcm_tensor_report rep;
-		if (t.nbytes > cap || !recon) {
-			/* Grown only: a buffer resized for every tensor is mapped afresh, and its
-			 * page faults were 9% of alcm-pack --ratio 12 on faceapi (perf). */
-			uint8_t *nr = realloc(recon, t.nbytes ? (size_t)t.nbytes : 1);
-			if (!nr) {
-				rc = EXIT_NOMEM;
-				goto out;
-			}
-			recon = nr;
-			cap = t.nbytes;
-		}
-		alcm_error_stats es;
-		if ((st = alcm_encoder_add_recon(e, &t, &rep, recon)) ||
-		    (st = alcm_tensor_measure(&t, recon, &es))) {
+		if ((st = alcm_encoder_add(e, &t, &rep))) {
 			rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 			goto out;
 		}
-		b->sse += es.sq_error;
+		b->sse += budget_sq_error(&rep, b->sig[i]);
 		b->actual[i] = (double)rep.stored_bytes;
 		tot->ntensors++;
 		tot->raw += t.nbytes;
@@ -1497,9 +1551,9 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 	if ((st = alcm_encoder_finish(e)))
 		rc = cli_fail(st, "pack", a->in, alcm_encoder_detail(e));
 out:
-	free(recon);
 	alcm_encoder_free(e);
 	cli_input_free(in);
+	b->wall_enc += cli_now() - t0;
 	return rc;
 }
 
@@ -1678,7 +1732,9 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 	uint64_t raw = 0;
 	budget_try tr[BUDGET_TRIES];
 	double *tb = NULL; /* the bounds of each attempt */
+	double t0 = cli_now(), t_prof, t_samp = 0, t1;
 	int ntry = 0, last = -1, rc = budget_profile(a, &b, &raw);
+	t_prof = cli_now() - t0;
 	double target = a->size ? (double)a->size : (double)raw / a->ratio;
 	double over = overhead_bytes(b.n, b.names), lossless = -1, closest = INFINITY;
 	if (!rc && !(tb = malloc((b.n + 1) * BUDGET_TRIES * sizeof(double))))
@@ -1694,8 +1750,10 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 			memcpy(b.bound, b.shape, b.n * sizeof(double));
 			size_t coded = 1;
 			for (int r = 0; ntry == 0 && b.lossy && coded && r < SAMPLE_ROUNDS; r++) {
+				t1 = cli_now();
 				if ((rc = budget_sample_calibrate(a, &b, &coded)))
 					break;
+				t_samp += cli_now() - t1;
 				predicted = budget_predict_plan(&b, target - over);
 				memcpy(b.bound, b.shape, b.n * sizeof(double));
 			}
@@ -1774,6 +1832,9 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 		        cli_display(a->in), target, closest);
 		rc = EXIT_BOUND;
 	}
+	if (!rc)
+		cli_info("budget: wall time: profile %.3f s, samples %.3f s, attempts %.3f s, in all "
+		         "%.3f s", t_prof, t_samp, b.wall_enc, cli_now() - t0);
 	free(tb);
 	for (size_t i = 0; b.samp && i < b.n; i++)
 		free(b.samp[i].data);
@@ -1782,6 +1843,7 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 	free(b.bound);
 	free(b.actual);
 	free(b.shape);
+	free(b.sig);
 	return rc;
 }
 
