@@ -31,7 +31,9 @@ each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape once at its bound (no half, no half bound).
 A sample's bytes are its section's and half the alignment (not the padding before it, which
-depends on the sample before).
+depends on the sample before), in a writer raised to format 1.1 before the first (a tensor's
+steps at the end of its QDAT whichever sample came first: alcm-pack codes the samples on
+several threads, each with its own writer).
 """
 
 from __future__ import annotations
@@ -246,6 +248,9 @@ class _Search:
         the two shifts its predicted curve; the sample at half the bound finds saturation.
         Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
+        # As budget_sample_worker: the writer at format 1.1 from the start, so that a small
+        # tensor's steps are in its QDAT (no SCAL section) whichever sample came first.
+        pk.require_minor(1)
         coded = 0
         pos = [pk.committed_size() - 48]  # the header's bytes (a multiple of 64)
 
