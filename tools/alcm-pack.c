@@ -1400,7 +1400,6 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 		              (double)p->elements;
 		budget_saturate(p, 2 * b->bound[i], got, want);
 	}
-	if (getenv("BUDDBG")) fprintf(stderr, "S %zu %a %a %a %a\n", i, s->at, all, s->lam, s->rise);
 	(*used)++;
 	*seen += (double)p->elements;
 	return 0;
