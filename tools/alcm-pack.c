@@ -1154,7 +1154,8 @@ static double budget_predict_plan(budget_state *b, double budget)
 	}
 	for (size_t i = 0; i < b->n; i++)
 		b->shape[i] = moved_bound(b, i, hi);
-	budget_equalise(b);
+	if (predicted_moved(b, -20) > budget) /* else every bound is at its finest already */
+		budget_equalise(b);
 	return predicted_moved(b, 0);
 }
 
@@ -1365,13 +1366,20 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 	double all, half, fine, all2, sse = 0, sse2 = 0, sse_fine = 0;
 	uint64_t nall, nhalf;
 	int two = 0;
-	if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall,
-	                             s->whole ? NULL : &sse)))
+	if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall, &sse)))
 		return st;
 	if (s->whole) {
 		double off = 8 * (all - predicted_at(p, 2 * b->bound[i])) / (double)p->elements;
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 			p->bits[k] = fmax(0, p->bits[k] + off);
+		/* And at half the bound, for its squared error per byte (budget_equalise). */
+		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i] / 2, &fine, &nall,
+		                             &sse_fine)))
+			return st;
+		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
+		                                                      : 0;
+		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
+		s->rise = 8 * (fine - all) / (double)s->n;
 	} else {
 		if (s->flat2) {
 			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall,

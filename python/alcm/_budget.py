@@ -210,7 +210,8 @@ class _Search:
             else:
                 hi = mid
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
-        self.equalise()
+        if self.predicted_moved(-20.0) > budget:  # else every bound is at its finest
+            self.equalise()
         return self.predicted_moved(0)
 
     def equalise(self) -> None:
@@ -277,9 +278,19 @@ class _Search:
                     continue
                 self.sampled[i] = bounds[i]
                 if whole:  # the whole tensor in its own shape: its size, not an estimate
-                    got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i])
+                    got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i],
+                                True)
+                    sse = sq[0]
                     off = 8 * (got0 - _predicted_at(p, 2 * bounds[i])) / p[0]
                     p[4] = tuple(max(0.0, b + off) for b in p[4])
+                    # and at half the bound, for its squared error per byte (equalise)
+                    fine1 = code(f"sample{i}/0/0/{bounds[i] / 2!r}", it.array, it.code,
+                                 bounds[i] / 2, True)
+                    fine = sq[0]
+                    lam = (sse - fine) / (fine1 - got0) \
+                        if fine1 > got0 and sse > fine and fine > 0 else 0.0
+                    self.slope[i] = (lam, math.log2(sse / fine) if lam > 0 else 0.0,
+                                     8 * (fine1 - got0) / p[0])
                     coded += 1
                     continue
                 smp = _sample(it.array)
