@@ -29,7 +29,9 @@ of it, coded as (runs, rows, last axis) so that per-channel classes apply as in 
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
-values is its own sample, coded whole in its shape once at its bound (no half, no half bound).
+values is its own sample, coded whole in its shape at its bound (no half) and at half of it
+(its squared error per byte: it takes part in budget_equalise). Equalise only when the
+budget is within reach (the predicted size at the finest steps over it).
 A sample's bytes are its section's and half the alignment (not the padding before it, which
 depends on the sample before), in a writer raised to format 1.1 before the first (a tensor's
 steps at the end of its QDAT whichever sample came first: alcm-pack codes the samples on
