@@ -29,9 +29,13 @@ of it, coded as (runs, rows, last axis) so that per-channel classes apply as in 
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
-values is its own sample, coded whole in its shape once at its bound (no half, no half bound).
+values is its own sample, coded whole in its shape at its bound (no half) and at half of it
+(its squared error per byte: it takes part in budget_equalise). Equalise only when the
+budget is within reach (the predicted size at the finest steps over it).
 A sample's bytes are its section's and half the alignment (not the padding before it, which
-depends on the sample before).
+depends on the sample before), in a writer raised to format 1.1 before the first (a tensor's
+steps at the end of its QDAT whichever sample came first: alcm-pack codes the samples on
+several threads, each with its own writer).
 """
 
 from __future__ import annotations
@@ -208,7 +212,8 @@ class _Search:
             else:
                 hi = mid
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
-        self.equalise()
+        if self.predicted_moved(-20.0) > budget:  # else every bound is at its finest
+            self.equalise()
         return self.predicted_moved(0)
 
     def equalise(self) -> None:
@@ -246,6 +251,9 @@ class _Search:
         the two shifts its predicted curve; the sample at half the bound finds saturation.
         Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
+        # As budget_sample_worker: the writer at format 1.1 from the start, so that a small
+        # tensor's steps are in its QDAT (no SCAL section) whichever sample came first.
+        pk.require_minor(1)
         coded = 0
         pos = [pk.committed_size() - 48]  # the header's bytes (a multiple of 64)
 
@@ -272,9 +280,19 @@ class _Search:
                     continue
                 self.sampled[i] = bounds[i]
                 if whole:  # the whole tensor in its own shape: its size, not an estimate
-                    got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i])
+                    got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i],
+                                True)
+                    sse = sq[0]
                     off = 8 * (got0 - _predicted_at(p, 2 * bounds[i])) / p[0]
                     p[4] = tuple(max(0.0, b + off) for b in p[4])
+                    # and at half the bound, for its squared error per byte (equalise)
+                    fine1 = code(f"sample{i}/0/0/{bounds[i] / 2!r}", it.array, it.code,
+                                 bounds[i] / 2, True)
+                    fine = sq[0]
+                    lam = (sse - fine) / (fine1 - got0) \
+                        if fine1 > got0 and sse > fine and fine > 0 else 0.0
+                    self.slope[i] = (lam, math.log2(sse / fine) if lam > 0 else 0.0,
+                                     8 * (fine1 - got0) / p[0])
                     coded += 1
                     continue
                 smp = _sample(it.array)
