@@ -802,6 +802,7 @@ static double rng_gauss(rng *r)
 #define P_B2 (P_W2 + NH)
 
 #define BATCH 32
+#define MEMBERS 4 /* the network is the mean of this many nets of NH / MEMBERS units */
 #define DEFAULT_EPOCHS 400
 
 typedef struct trainer {
@@ -810,10 +811,11 @@ typedef struct trainer {
 	double ymean, yscale;
 } trainer;
 
-static double net(const trainer *tr, const double *z, double *h)
+/* The output of the member made of hidden units j0 .. j1 - 1 (its own output bias is b2). */
+static double net(const trainer *tr, const double *z, double *h, int j0, int j1)
 {
 	double y = tr->w[P_B2];
-	for (int j = 0; j < NH; j++) {
+	for (int j = j0; j < j1; j++) {
 		double a = tr->w[P_B1 + j];
 		for (int k = 0; k < NF; k++)
 			a += tr->w[P_W1 + j * NF + k] * z[k];
@@ -859,6 +861,58 @@ static void fit_normalisation(trainer *tr, const float (*x)[NF], const float *y,
 			s2 += (y[i] - tr->ymean) * (y[i] - tr->ymean);
 	double sd = sqrt(s2 / m);
 	tr->yscale = sd > 1e-6 ? sd : 1.0;
+}
+
+/* Trains the member made of hidden units j0 .. j1 - 1 alone, with its own output bias (b2,
+ * from 0), Adam state and sample order: minibatch Adam on the squared error of the whole
+ * prediction, the rate a cosine decay from lr0 to a tenth of it. */
+static void fit_member(trainer *tr, const float (*x)[NF], const float *rate, const float *keep,
+                       size_t n, size_t *order, rng *rg, unsigned epochs, int j0, int j1)
+{
+	const double b1 = 0.9, b2 = 0.999, eps = 1e-8, lr0 = 3e-3;
+	uint64_t step = 0, total = (uint64_t)epochs * ((n + BATCH - 1) / BATCH);
+	double z[NF], h[NH];
+	tr->w[P_B2] = 0;
+	memset(tr->m, 0, sizeof(tr->m));
+	memset(tr->v, 0, sizeof(tr->v));
+	for (unsigned ep = 0; ep < epochs; ep++) {
+		for (size_t i = n - 1; i > 0; i--) {
+			size_t j = (size_t)(rng_next(rg) % (i + 1));
+			size_t tmp = order[i];
+			order[i] = order[j];
+			order[j] = tmp;
+		}
+		for (size_t s = 0; s < n; s += BATCH) {
+			size_t nb = n - s < BATCH ? n - s : BATCH;
+			memset(tr->g, 0, sizeof(tr->g));
+			for (size_t b = 0; b < nb; b++) {
+				size_t i = order[s + b];
+				normalise(tr, x[i], z);
+				double u = keep[i];
+				double err = u * net(tr, z, h, j0, j1) -
+				             (rate[i] - u * tr->ymean) / tr->yscale;
+				double d = 2 * err * u / (double)nb;
+				tr->g[P_B2] += d;
+				for (int j = j0; j < j1; j++) {
+					tr->g[P_W2 + j] += d * h[j];
+					double dj = d * tr->w[P_W2 + j] * (1 - h[j] * h[j]);
+					tr->g[P_B1 + j] += dj;
+					for (int k = 0; k < NF; k++)
+						tr->g[P_W1 + j * NF + k] += dj * z[k];
+				}
+			}
+			/* Adam with a cosine decay to a tenth of the rate. */
+			step++;
+			double lr = lr0 * (0.1 + 0.45 * (1 + cos(3.141592653589793 * (double)step /
+			                                         (double)total)));
+			double c1 = 1 - pow(b1, (double)step), c2 = 1 - pow(b2, (double)step);
+			for (int q = 0; q < NP; q++) {
+				tr->m[q] = b1 * tr->m[q] + (1 - b1) * tr->g[q];
+				tr->v[q] = b2 * tr->v[q] + (1 - b2) * tr->g[q] * tr->g[q];
+				tr->w[q] -= lr * (tr->m[q] / c1) / (sqrt(tr->v[q] / c2) + eps);
+			}
+		}
+	}
 }
 
 int alcm_predictor_train(alcm_predictor *p, const float (*x)[ALCM_PRED_FEATURES],
@@ -912,9 +966,10 @@ int alcm_predictor_train_escapes(alcm_predictor *p, const float (*x)[ALCM_PRED_F
 		ebits[i] = keep[i] >= 0.5f ? rate[i] / keep[i] : 0;
 	fit_normalisation(tr, x, ebits, keep, n);
 	rng r = {seed ^ 0x616c636d70726564ull}; /* "alcmpred" */
-	/* Glorot-style initialisation for tanh; zero biases, zero output bias (targets are
-	 * standardised). */
-	double a1 = sqrt(1.0 / NF), a2 = sqrt(1.0 / NH);
+	/* Glorot-style initialisation for tanh (each member's NH / MEMBERS units); zero biases,
+	 * zero output bias (targets are standardised). */
+	const int members = MEMBERS, nh = NH / MEMBERS;
+	double a1 = sqrt(1.0 / NF), a2 = sqrt(1.0 / nh), bsum = 0;
 	for (int i = 0; i < NH * NF; i++)
 		tr->w[P_W1 + i] = a1 * rng_gauss(&r);
 	for (int j = 0; j < NH; j++)
@@ -922,46 +977,17 @@ int alcm_predictor_train_escapes(alcm_predictor *p, const float (*x)[ALCM_PRED_F
 	for (size_t i = 0; i < n; i++)
 		order[i] = i;
 
-	const double b1 = 0.9, b2 = 0.999, eps = 1e-8, lr0 = 3e-3;
-	uint64_t step = 0, total = (uint64_t)epochs * ((n + BATCH - 1) / BATCH);
-	double z[NF], h[NH];
-	for (unsigned ep = 0; ep < epochs; ep++) {
-		for (size_t i = n - 1; i > 0; i--) {
-			size_t j = (size_t)(rng_next(&r) % (i + 1));
-			size_t tmp = order[i];
-			order[i] = order[j];
-			order[j] = tmp;
-		}
-		for (size_t s = 0; s < n; s += BATCH) {
-			size_t nb = n - s < BATCH ? n - s : BATCH;
-			memset(tr->g, 0, sizeof(tr->g));
-			for (size_t b = 0; b < nb; b++) {
-				size_t i = order[s + b];
-				normalise(tr, x[i], z);
-				double u = keep[i];
-				double err = u * net(tr, z, h) - (rate[i] - u * tr->ymean) / tr->yscale;
-				double d = 2 * err * u / (double)nb;
-				tr->g[P_B2] += d;
-				for (int j = 0; j < NH; j++) {
-					tr->g[P_W2 + j] += d * h[j];
-					double dj = d * tr->w[P_W2 + j] * (1 - h[j] * h[j]);
-					tr->g[P_B1 + j] += dj;
-					for (int k = 0; k < NF; k++)
-						tr->g[P_W1 + j * NF + k] += dj * z[k];
-				}
-			}
-			/* Adam with a cosine decay to a tenth of the rate. */
-			step++;
-			double lr = lr0 * (0.1 + 0.45 * (1 + cos(3.141592653589793 * (double)step /
-			                                         (double)total)));
-			double c1 = 1 - pow(b1, (double)step), c2 = 1 - pow(b2, (double)step);
-			for (int q = 0; q < NP; q++) {
-				tr->m[q] = b1 * tr->m[q] + (1 - b1) * tr->g[q];
-				tr->v[q] = b2 * tr->v[q] + (1 - b2) * tr->g[q] * tr->g[q];
-				tr->w[q] -= lr * (tr->m[q] / c1) / (sqrt(tr->v[q] / c2) + eps);
-			}
-		}
+	/* The members are trained one after the other and averaged: the one network of NH
+	 * units below (its output weights divided by their count, its output bias their
+	 * mean). An average of fits varies less from one training seed to another than one fit
+	 * of NH units. */
+	for (int mb = 0; mb < members; mb++) {
+		fit_member(tr, x, rate, keep, n, order, &r, epochs, mb * nh, (mb + 1) * nh);
+		bsum += tr->w[P_B2];
 	}
+	for (int j = 0; j < NH; j++)
+		tr->w[P_W2 + j] /= members;
+	tr->w[P_B2] = bsum / members;
 
 	/* Fold the target standardisation into the output layer. */
 	for (int k = 0; k < NF; k++) {

@@ -632,6 +632,64 @@ static void test_default_on_lattice(void **state)
 	free(v);
 }
 
+/* A dense layer's full-batch gradient, [64, 1024] (the first layer of a 64-1024-10 MLP on
+ * 8x8 images): the mean over a batch of outer products of pixel-like inputs (non-negative,
+ * a few always 0) and tanh-masked deltas. The first version 3 weights were off by up to
+ * a bit per value on such layers held out from training (spec 6.7.4); what --size and
+ * --ratio plan from must stay within 0.35 on average over the lossy range. */
+static void test_default_on_dense_gradient(void **state)
+{
+	(void)state;
+	enum { IN = 64, OUT = 1024, BATCH = 256 };
+	uint64_t seed = 0xd3e5, n = (uint64_t)IN * OUT;
+	float *v = calloc(n, sizeof(float));
+	double *a = malloc(BATCH * IN * sizeof(double)), *d = malloc(BATCH * OUT * sizeof(double));
+	assert_true(v && a && d);
+	for (int b = 0; b < BATCH; b++) {
+		for (int i = 0; i < IN; i++) {
+			double x = fabs(tu_gauss(&seed)) * (1 + (i % 8) / 4.0);
+			a[b * IN + i] = i % 21 == 0 ? 0 : x; /* dead pixels */
+		}
+		for (int j = 0; j < OUT; j++) {
+			double h = tanh(tu_gauss(&seed));
+			d[b * OUT + j] = tu_gauss(&seed) * (1 - h * h) * (1 + (j % 5));
+		}
+	}
+	for (int b = 0; b < BATCH; b++)
+		for (int i = 0; i < IN; i++)
+			for (int j = 0; j < OUT; j++)
+				v[(uint64_t)i * OUT + j] += (float)(a[b * IN + i] * d[b * OUT + j] / BATCH);
+	alcm_tensor t = tensor_of(ALCM_DTYPE_F32, v, n);
+	t.ndim = 2;
+	t.shape[0] = IN;
+	t.shape[1] = OUT;
+	double s = 0, s2 = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		s += v[i];
+		s2 += (double)v[i] * v[i];
+	}
+	double sd = sqrt(s2 / (double)n - (s / (double)n) * (s / (double)n));
+	static const int ks[] = {-10, -8, -6, -4, -2, 0};
+	double ae = 0;
+	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
+		double step = sd * ldexp(1.0, ks[i]);
+		float f[ALCM_PRED_FEATURES];
+		assert_int_equal(alcm_tensor_features(&t, step, f), ALCM_OK);
+		double pred = alcm_predict_bits(alcm_predictor_default(), f);
+		double got = tu_measured_bits(&t, step) / OUT; /* it divides by shape[0] */
+		print_message("dense gradient, step sd*2^%d: predicted %.2f, measured %.2f bits per "
+		              "value\n", ks[i], pred, got);
+		assert_true(fabs(pred - got) < 0.5);
+		ae += fabs(pred - got);
+	}
+	/* The issue's target: a mean absolute error <= 0.35 over the steps (the first version
+	 * 3 weights: 0.47, 0.9 at the finest steps; these: 0.17). */
+	assert_true(ae / (double)(sizeof(ks) / sizeof(ks[0])) <= 0.35);
+	free(a);
+	free(d);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_train_deterministic_and_fits),
 		cmocka_unit_test(test_default_against_encoder),
 		cmocka_unit_test(test_default_on_lattice),
+		cmocka_unit_test(test_default_on_dense_gradient),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
