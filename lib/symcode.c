@@ -635,17 +635,21 @@ int alcm_symtab_decode(const uint8_t *p, size_t len, unsigned ntok, uint32_t *fr
  * w, which is empty:
  * the bytes bitw_put() and bitw_flush() would make, without a branch per symbol. */
 static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restrict tok,
-                    uint64_t n, const uint8_t *nb, unsigned ntok, uint64_t rawlen)
+                    uint64_t n, const uint8_t *nb, const uint32_t *cnt, unsigned ntok,
+                    uint64_t rawlen)
 {
 	size_t bytes = (size_t)((rawlen + 7) / 8);
 	if ((w->st = alcm_buf_reserve(&w->b, bytes + 8)))
 		return;
 	uint8_t *restrict o = w->b.p + w->b.len;
 	uint32_t mask[ALCM_RANS_MAX_TOKENS];
-	unsigned top = 0;
+	/* top: the widest raw field of a token that occurs (cnt: the tokens' counts); t0: the
+	 * first token with raw bits (the direct tokens below it have none). */
+	unsigned top = 0, t0 = ntok;
 	for (unsigned t = 0; t < ntok; t++) {
 		mask[t] = (uint32_t)((1ull << nb[t]) - 1);
-		top = nb[t] > top ? nb[t] : top;
+		top = cnt[t] && nb[t] > top ? nb[t] : top;
+		t0 = nb[t] && t < t0 ? t : t0;
 	}
 	uint64_t acc = 0;
 	unsigned used = 0;
@@ -653,31 +657,46 @@ static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restri
 	uint64_t k = 0;
 	/* Symbols joined in groups while a group's bits fit 56 (acc keeps at most 7 more): one
 	 * step of the chain of shifts per group rather than per symbol. */
-	unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
-	for (; g > 1 && k + g <= n; k += g) {
-		uint64_t v = 0;
-		unsigned len = 0;
-		for (unsigned u = 0; u < g; u++) {
-			unsigned t = tok[k + u];
-			v |= (uint64_t)(sym[k + u] & mask[t]) << len;
-			len += nb[t];
+	const unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
+	enum { SKIP = 64 };
+	while (k < n) {
+		/* A block of tokens all below t0 adds no bits (most blocks, where the raw bits
+		 * are few): passed over after one vectorised maximum. */
+		uint64_t end = n - k >= SKIP ? k + SKIP : n;
+		if (end - k == SKIP) {
+			uint8_t mx = 0;
+			for (unsigned u = 0; u < SKIP; u++)
+				mx = tok[k + u] > mx ? tok[k + u] : mx;
+			if (mx < t0) {
+				k = end;
+				continue;
+			}
 		}
-		acc |= v << used;
-		used += len;
-		alcm_store64(o + at, acc);
-		at += used >> 3;
-		acc >>= used & ~7u;
-		used &= 7;
-	}
-	for (; k < n; k++) {
-		unsigned t = tok[k];
-		acc |= (uint64_t)(sym[k] & mask[t]) << used;
-		used += nb[t];
-		/* Whole bytes out: at most 7 + 31 bits stay in acc. */
-		alcm_store64(o + at, acc);
-		at += used >> 3;
-		acc >>= used & ~7u;
-		used &= 7;
+		for (; g > 1 && k + g <= end; k += g) {
+			uint64_t v = 0;
+			unsigned len = 0;
+			for (unsigned u = 0; u < g; u++) {
+				unsigned t = tok[k + u];
+				v |= (uint64_t)(sym[k + u] & mask[t]) << len;
+				len += nb[t];
+			}
+			acc |= v << used;
+			used += len;
+			alcm_store64(o + at, acc);
+			at += used >> 3;
+			acc >>= used & ~7u;
+			used &= 7;
+		}
+		for (; k < end; k++) {
+			unsigned t = tok[k];
+			acc |= (uint64_t)(sym[k] & mask[t]) << used;
+			used += nb[t];
+			/* Whole bytes out: at most 7 + 31 bits stay in acc. */
+			alcm_store64(o + at, acc);
+			at += used >> 3;
+			acc >>= used & ~7u;
+			used &= 7;
+		}
 	}
 	if (used)
 		alcm_store64(o + at, acc);
@@ -857,16 +876,31 @@ static unsigned find_palette(const uint32_t *sym, uint64_t n, const uint32_t *sm
 		used += small[z] != 0;
 	memset(key, 0xff, 512 * sizeof(uint32_t));
 	memset(val, 0, 512 * sizeof(uint32_t));
-	for (uint64_t i = 0; i < n; i++) {
-		if (sym[i] < 256)
-			continue;
-		unsigned h = pal_slot(key, sym[i]);
-		if (key[h] == PAL_EMPTY) {
-			if (++used > 256)
-				return 0;
-			key[h] = sym[i];
+	enum { SKIP = 32 };
+	for (uint64_t i = 0; i < n;) {
+		/* Blocks of symbols all under 256 (most of them) passed over after one
+		 * vectorised OR. */
+		uint64_t end = n - i >= SKIP ? i + SKIP : n;
+		if (end - i == SKIP) {
+			uint32_t any = 0;
+			for (unsigned u = 0; u < SKIP; u++)
+				any |= sym[i + u];
+			if (any < 256) {
+				i = end;
+				continue;
+			}
 		}
-		val[h]++;
+		for (; i < end; i++) {
+			if (sym[i] < 256)
+				continue;
+			unsigned h = pal_slot(key, sym[i]);
+			if (key[h] == PAL_EMPTY) {
+				if (++used > 256)
+					return 0;
+				key[h] = sym[i];
+			}
+			val[h]++;
+		}
 	}
 	unsigned k = 0;
 	for (unsigned z = 0; z < 256; z++)
@@ -2227,7 +2261,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	for (unsigned t = 0; t < e.ntok && !npal; t++)
 		rawlen += (uint64_t)hist0[t] * nb[t];
 	if (rawlen)
-		raw_put(&bw, sym, e.tok, nsym, nb, e.ntok, rawlen);
+		raw_put(&bw, sym, e.tok, nsym, nb, hist0, e.ntok, rawlen);
 	bitw_flush(&bw);
 	if (!st)
 		st = bw.st;
