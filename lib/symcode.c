@@ -968,7 +968,11 @@ typedef struct enc {
 	const uint8_t *bits;
 	uint64_t first, elems, nsym;
 	uint8_t *tok, *lvl; /* tokens; level sums (work array) */
-	unsigned ntok;
+	/* Tokens the estimates count: those up to the last that occurs in the chunk (the
+	 * tokens after it are absent from every histogram, and add nothing to an estimate:
+	 * coded_bits() and table_bits() give the same doubles without them). ntok_all: the
+	 * alphabet's, which the refinement's smoothing and its size limits use. */
+	unsigned ntok, ntok_all;
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
@@ -1701,7 +1705,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint64_t *off)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
+	if (K0 < 2 || entries * e->ntok_all > ((uint64_t)1 << 20))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
@@ -1737,7 +1741,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 			b += coded_bits(c32, ntok);
 			/* Costs per token, smoothed so that a token the class has not seen costs a lot
 			 * but not infinitely. */
-			double den = fast_log2((double)n + 0.5 * ntok);
+			double den = fast_log2((double)n + 0.5 * e->ntok_all);
 			for (unsigned t = 0; t < ntok; t++) /* by token, then class: see below */
 				lp[(size_t)t * ALCM_SYM_MAX_CLASSES + k] =
 					den - log2h_u(cc[(size_t)k * ntok + t]);
@@ -1886,7 +1890,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		 * saved. */
 		uint32_t *pt = NULL;
 		uint64_t *off = NULL;
-		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
+		if (direct && k < 2 && entries[k] * e->ntok_all <= ((uint64_t)1 << 20)) {
 			/* The second arrays only while axis 0's wait for its deferred refinement
 			 * (more arrays are more fresh pages for a new encoder). */
 			entry_pairs(e, e->ax[k], entries[k], ppt[0] != NULL, &pt, &off);
@@ -2129,7 +2133,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	md[0].k = 1;
 	md[0].nlev = 1;
 	md[0].bits = coded_bits(hist0, e.ntok);
-	unsigned nm = 1, best = 0;
+	unsigned nm = 1, best = 0, ntu = e.ntok;
 	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
 	 * (tensors quantized to nearly all zeros): not worth the passes. */
 	if (md[0].bits > (double)nsym / 32) {
@@ -2137,7 +2141,13 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			st = ALCM_E_NOMEM;
 			goto out;
 		}
-		if ((st = models(&e, md, &nm)))
+		for (unsigned t = ntu = 0; t < e.ntok; t++)
+			ntu = hist0[t] ? t + 1 : ntu;
+		e.ntok_all = e.ntok;
+		e.ntok = ntu;
+		st = models(&e, md, &nm);
+		e.ntok = e.ntok_all;
+		if (st)
 			goto out;
 	}
 	for (unsigned k = 1; k < nm; k++)
@@ -2172,10 +2182,11 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		 * whole chunk when the model was scored: the same integers as counting the
 		 * tokens of each class again (a level sum is under 64 and under m->nlev, so
 		 * model_eval()'s clamp and sc's leave it as it is). */
+		/* (Rows of ntu tokens: models() counted those.) */
 		for (unsigned l = 0; l < m->nlev; l++) {
-			const uint32_t *restrict row = e.hist + (size_t)l * e.ntok;
+			const uint32_t *restrict row = e.hist + (size_t)l * ntu;
 			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
-			for (unsigned t = 0; t < e.ntok; t++)
+			for (unsigned t = 0; t < ntu; t++)
 				to[t] += row[t];
 		}
 	} else if (A) {
