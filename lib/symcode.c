@@ -979,6 +979,10 @@ typedef struct enc {
 	/* The model whose level histograms over the whole chunk hist holds (the last one
 	 * counted unsampled and not changed since), or NULL. */
 	const model *hist_of;
+	/* The refined model whose class counts (K x ntok, kept up to date as its entries moved)
+	 * the refinement's array cc holds, or NULL. */
+	const model *cc_of;
+	const uint64_t *cc;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 } enc;
@@ -1714,6 +1718,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	if (!cl || !lp || !cc)
 		return ALCM_E_NOMEM;
 	memset(lp, 0, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
+	e->cc_of = NULL; /* cc is this refinement's from here */
 	axis x = {0, 0, 0, 0, 0};
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
 	for (uint64_t j = 0; j < entries; j++)
@@ -1763,6 +1768,8 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		for (unsigned k = 0; k < K0; k++)
 			md->map[k] = (uint8_t)k;
 		memcpy(md->lev[0], cl, (size_t)entries);
+		e->cc_of = md;
+		e->cc = cc;
 	}
 	return ALCM_OK;
 }
@@ -2189,6 +2196,13 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			for (unsigned t = 0; t < ntu; t++)
 				to[t] += row[t];
 		}
+	} else if (A && e.cc_of == m) {
+		/* A refined model: the counts of each class are those the refinement kept (the
+		 * same integers as counting again: its pairs are of the whole chunk, and its
+		 * classes are the levels, map the identity). */
+		for (unsigned k = 0; k < K; k++)
+			for (unsigned t = 0; t < ntu; t++)
+				cnt[(size_t)k * e.ntok + t] = e.cc[(size_t)k * ntu + t];
 	} else if (A) {
 		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
 		 * one before it. */
