@@ -20,7 +20,8 @@ enum {
 	SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
-	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
+	SS_LH = SS_LEV + 2 * (ALCM_QP_AXES + 2), /* one per candidate model (refined) */
+	SS_SLOTS = SS_LH + ALCM_QP_AXES + 2
 };
 
 struct alcm_symstate {
@@ -959,6 +960,10 @@ typedef struct model {
 	unsigned k;              /* classes */
 	double bits;             /* estimated size of the tokens and the model */
 	int refined;
+	unsigned id;             /* its index among the candidates */
+	/* Once refined: its classes' counts over the whole chunk (K x ntok), which are its
+	 * level histograms (levels are classes, map the identity); else NULL. */
+	const uint32_t *lh;
 } model;
 
 typedef struct enc {
@@ -979,10 +984,6 @@ typedef struct enc {
 	/* The model whose level histograms over the whole chunk hist holds (the last one
 	 * counted unsampled and not changed since), or NULL. */
 	const model *hist_of;
-	/* The refined model whose class counts (K x ntok, kept up to date as its entries moved)
-	 * the refinement's array cc holds, or NULL. */
-	const model *cc_of;
-	const uint64_t *cc;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 } enc;
@@ -1718,7 +1719,6 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 	if (!cl || !lp || !cc)
 		return ALCM_E_NOMEM;
 	memset(lp, 0, (size_t)ALCM_SYM_MAX_CLASSES * ntok * sizeof(double));
-	e->cc_of = NULL; /* cc is this refinement's from here */
 	axis x = {0, 0, 0, 0, 0};
 	axis_init(&x, e->qp->axis_run[md->ax[0]], e->qp->axis_count[md->ax[0]], e->first, e->elems);
 	for (uint64_t j = 0; j < entries; j++)
@@ -1768,8 +1768,14 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		for (unsigned k = 0; k < K0; k++)
 			md->map[k] = (uint8_t)k;
 		memcpy(md->lev[0], cl, (size_t)entries);
-		e->cc_of = md;
-		e->cc = cc;
+		/* Its classes' counts as its level histograms: those cc kept up to date as
+		 * entries moved (the same integers as counting again: the pairs are of the whole
+		 * chunk; a chunk's counts fit 32 bits, as in every histogram here). */
+		uint32_t *lh = ss_get(e->ss, a, SS_LH + md->id, (size_t)K0 * ntok * sizeof(uint32_t));
+		if (lh)
+			for (size_t q = 0; q < (size_t)K0 * ntok; q++)
+				lh[q] = (uint32_t)cc[q];
+		md->lh = lh;
 	}
 	return ALCM_OK;
 }
@@ -1927,6 +1933,7 @@ static int models(enc *e, model *md, unsigned *nm)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
 		unsigned mi = (*nm)++;
 		model *m = &md[mi];
+		m->id = mi;
 		m->naxes = 1;
 		m->ax[0] = k;
 		if (!(m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)entries[k])))
@@ -1988,6 +1995,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		}
 		unsigned mi = (*nm)++;
 		model *m = &md[mi];
+		m->id = mi;
 		m->naxes = 2;
 		m->ax[0] = x0;
 		m->ax[1] = x1;
@@ -2196,13 +2204,15 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			for (unsigned t = 0; t < ntu; t++)
 				to[t] += row[t];
 		}
-	} else if (A && e.cc_of == m) {
-		/* A refined model: the counts of each class are those the refinement kept (the
-		 * same integers as counting again: its pairs are of the whole chunk, and its
-		 * classes are the levels, map the identity). */
-		for (unsigned k = 0; k < K; k++)
+	} else if (A && m->lh) {
+		/* A refined model: its classes' counts as its refinement kept them (the same
+		 * integers as counting again). */
+		for (unsigned l = 0; l < m->nlev; l++) {
+			const uint32_t *restrict row = m->lh + (size_t)l * ntu;
+			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
 			for (unsigned t = 0; t < ntu; t++)
-				cnt[(size_t)k * e.ntok + t] = e.cc[(size_t)k * ntu + t];
+				to[t] += row[t];
+		}
 	} else if (A) {
 		/* Four histograms (hist has room for 4 x 16 classes): a count seldom waits on the
 		 * one before it. */
