@@ -274,6 +274,9 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
 uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv,
                             double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise,
                             double *maxe);
+/* The bit pattern, sign cleared, of the largest magnitude among the n float32 values at src
+ * that are normal or zero (NaN, infinities and subnormals count as zero). */
+uint32_t alcm_quant_absmax_f32(const uint8_t *src, uint64_t n);
 /* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64). */
 extern int alcm_quant_scalar_only;
 /* For the n float32 values at src, if they lie on a lattice o + j d (at most 256 distinct

@@ -138,3 +138,56 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, 
 #endif
 	return run_f32(src, n, s, o, inv, b, sym, recon, sig, noise, maxe);
 }
+
+/* ---- the largest magnitude of float32 values ------------------------------------------------ */
+
+/* On the bits: for non-negative floats the order of the bit patterns is the order of the
+ * values. Signed 32-bit lanes (the sign is cleared). */
+static uint32_t absmax_f32(const uint8_t *src, uint64_t n)
+{
+	int32_t m = 0, lo = 0x00800000, inf = 0x7f800000;
+	for (uint64_t i = 0; i < n; i++) {
+		int32_t a = (int32_t)(alcm_load32(src + 4 * i) & 0x7fffffffu);
+		a = a >= lo && a < inf ? a : 0;
+		m = a > m ? a : m;
+	}
+	return (uint32_t)m;
+}
+
+#ifdef HAVE_AVX2_RUN
+/* The same maximum, sixteen values at a time (SSE2 has no 32-bit max: the portable loop as
+ * compiled for the baseline was about 4% of a lossy pack of small files). */
+__attribute__((target("avx2"))) static uint32_t absmax_f32_avx2(const uint8_t *src, uint64_t n)
+{
+	const __m256i keep = _mm256_set1_epi32(0x7fffffff), below = _mm256_set1_epi32(0x007fffff),
+	              inf = _mm256_set1_epi32(0x7f800000);
+	__m256i m0 = _mm256_setzero_si256(), m1 = m0;
+	uint64_t k = 0;
+	for (; k + 16 <= n; k += 16) {
+		__m256i a = _mm256_and_si256(
+			_mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * k)), keep);
+		__m256i b = _mm256_and_si256(
+			_mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * k + 32)), keep);
+		/* Normal: above the subnormals and below the infinities. */
+		__m256i oka = _mm256_and_si256(_mm256_cmpgt_epi32(a, below), _mm256_cmpgt_epi32(inf, a));
+		__m256i okb = _mm256_and_si256(_mm256_cmpgt_epi32(b, below), _mm256_cmpgt_epi32(inf, b));
+		m0 = _mm256_max_epi32(m0, _mm256_and_si256(a, oka));
+		m1 = _mm256_max_epi32(m1, _mm256_and_si256(b, okb));
+	}
+	int32_t l[8];
+	_mm256_storeu_si256((__m256i *)(void *)l, _mm256_max_epi32(m0, m1));
+	uint32_t m = absmax_f32(src + 4 * k, n - k);
+	for (int h = 0; h < 8; h++)
+		m = (uint32_t)l[h] > m ? (uint32_t)l[h] : m;
+	return m;
+}
+#endif
+
+uint32_t alcm_quant_absmax_f32(const uint8_t *src, uint64_t n)
+{
+#ifdef HAVE_AVX2_RUN
+	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2"))
+		return absmax_f32_avx2(src, n);
+#endif
+	return absmax_f32(src, n);
+}

@@ -20,7 +20,8 @@ enum {
 	SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
 	SS_LEV = SS_MEAN + ALCM_QP_AXES, /* two per candidate model */
-	SS_SLOTS = SS_LEV + 2 * (ALCM_QP_AXES + 2)
+	SS_LH = SS_LEV + 2 * (ALCM_QP_AXES + 2), /* one per candidate model (refined) */
+	SS_SLOTS = SS_LH + ALCM_QP_AXES + 2
 };
 
 struct alcm_symstate {
@@ -635,17 +636,21 @@ int alcm_symtab_decode(const uint8_t *p, size_t len, unsigned ntok, uint32_t *fr
  * w, which is empty:
  * the bytes bitw_put() and bitw_flush() would make, without a branch per symbol. */
 static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restrict tok,
-                    uint64_t n, const uint8_t *nb, unsigned ntok, uint64_t rawlen)
+                    uint64_t n, const uint8_t *nb, const uint32_t *cnt, unsigned ntok,
+                    uint64_t rawlen)
 {
 	size_t bytes = (size_t)((rawlen + 7) / 8);
 	if ((w->st = alcm_buf_reserve(&w->b, bytes + 8)))
 		return;
 	uint8_t *restrict o = w->b.p + w->b.len;
 	uint32_t mask[ALCM_RANS_MAX_TOKENS];
-	unsigned top = 0;
+	/* top: the widest raw field of a token that occurs (cnt: the tokens' counts); t0: the
+	 * first token with raw bits (the direct tokens below it have none). */
+	unsigned top = 0, t0 = ntok;
 	for (unsigned t = 0; t < ntok; t++) {
 		mask[t] = (uint32_t)((1ull << nb[t]) - 1);
-		top = nb[t] > top ? nb[t] : top;
+		top = cnt[t] && nb[t] > top ? nb[t] : top;
+		t0 = nb[t] && t < t0 ? t : t0;
 	}
 	uint64_t acc = 0;
 	unsigned used = 0;
@@ -653,31 +658,46 @@ static void raw_put(bitw *w, const uint32_t *restrict sym, const uint8_t *restri
 	uint64_t k = 0;
 	/* Symbols joined in groups while a group's bits fit 56 (acc keeps at most 7 more): one
 	 * step of the chain of shifts per group rather than per symbol. */
-	unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
-	for (; g > 1 && k + g <= n; k += g) {
-		uint64_t v = 0;
-		unsigned len = 0;
-		for (unsigned u = 0; u < g; u++) {
-			unsigned t = tok[k + u];
-			v |= (uint64_t)(sym[k + u] & mask[t]) << len;
-			len += nb[t];
+	const unsigned g = top <= 14 ? 4 : top <= 28 ? 2 : 1;
+	enum { SKIP = 64 };
+	while (k < n) {
+		/* A block of tokens all below t0 adds no bits (most blocks, where the raw bits
+		 * are few): passed over after one vectorised maximum. */
+		uint64_t end = n - k >= SKIP ? k + SKIP : n;
+		if (end - k == SKIP) {
+			uint8_t mx = 0;
+			for (unsigned u = 0; u < SKIP; u++)
+				mx = tok[k + u] > mx ? tok[k + u] : mx;
+			if (mx < t0) {
+				k = end;
+				continue;
+			}
 		}
-		acc |= v << used;
-		used += len;
-		alcm_store64(o + at, acc);
-		at += used >> 3;
-		acc >>= used & ~7u;
-		used &= 7;
-	}
-	for (; k < n; k++) {
-		unsigned t = tok[k];
-		acc |= (uint64_t)(sym[k] & mask[t]) << used;
-		used += nb[t];
-		/* Whole bytes out: at most 7 + 31 bits stay in acc. */
-		alcm_store64(o + at, acc);
-		at += used >> 3;
-		acc >>= used & ~7u;
-		used &= 7;
+		for (; g > 1 && k + g <= end; k += g) {
+			uint64_t v = 0;
+			unsigned len = 0;
+			for (unsigned u = 0; u < g; u++) {
+				unsigned t = tok[k + u];
+				v |= (uint64_t)(sym[k + u] & mask[t]) << len;
+				len += nb[t];
+			}
+			acc |= v << used;
+			used += len;
+			alcm_store64(o + at, acc);
+			at += used >> 3;
+			acc >>= used & ~7u;
+			used &= 7;
+		}
+		for (; k < end; k++) {
+			unsigned t = tok[k];
+			acc |= (uint64_t)(sym[k] & mask[t]) << used;
+			used += nb[t];
+			/* Whole bytes out: at most 7 + 31 bits stay in acc. */
+			alcm_store64(o + at, acc);
+			at += used >> 3;
+			acc >>= used & ~7u;
+			used &= 7;
+		}
 	}
 	if (used)
 		alcm_store64(o + at, acc);
@@ -857,16 +877,31 @@ static unsigned find_palette(const uint32_t *sym, uint64_t n, const uint32_t *sm
 		used += small[z] != 0;
 	memset(key, 0xff, 512 * sizeof(uint32_t));
 	memset(val, 0, 512 * sizeof(uint32_t));
-	for (uint64_t i = 0; i < n; i++) {
-		if (sym[i] < 256)
-			continue;
-		unsigned h = pal_slot(key, sym[i]);
-		if (key[h] == PAL_EMPTY) {
-			if (++used > 256)
-				return 0;
-			key[h] = sym[i];
+	enum { SKIP = 32 };
+	for (uint64_t i = 0; i < n;) {
+		/* Blocks of symbols all under 256 (most of them) passed over after one
+		 * vectorised OR. */
+		uint64_t end = n - i >= SKIP ? i + SKIP : n;
+		if (end - i == SKIP) {
+			uint32_t any = 0;
+			for (unsigned u = 0; u < SKIP; u++)
+				any |= sym[i + u];
+			if (any < 256) {
+				i = end;
+				continue;
+			}
 		}
-		val[h]++;
+		for (; i < end; i++) {
+			if (sym[i] < 256)
+				continue;
+			unsigned h = pal_slot(key, sym[i]);
+			if (key[h] == PAL_EMPTY) {
+				if (++used > 256)
+					return 0;
+				key[h] = sym[i];
+			}
+			val[h]++;
+		}
 	}
 	unsigned k = 0;
 	for (unsigned z = 0; z < 256; z++)
@@ -925,6 +960,10 @@ typedef struct model {
 	unsigned k;              /* classes */
 	double bits;             /* estimated size of the tokens and the model */
 	int refined;
+	unsigned id;             /* its index among the candidates */
+	/* Once refined: its classes' counts over the whole chunk (K x ntok), which are its
+	 * level histograms (levels are classes, map the identity); else NULL. */
+	const uint32_t *lh;
 } model;
 
 typedef struct enc {
@@ -934,7 +973,11 @@ typedef struct enc {
 	const uint8_t *bits;
 	uint64_t first, elems, nsym;
 	uint8_t *tok, *lvl; /* tokens; level sums (work array) */
-	unsigned ntok;
+	/* Tokens the estimates count: those up to the last that occurs in the chunk (the
+	 * tokens after it are absent from every histogram, and add nothing to an estimate:
+	 * coded_bits() and table_bits() give the same doubles without them). ntok_all: the
+	 * alphabet's, which the refinement's smoothing and its size limits use. */
+	unsigned ntok, ntok_all;
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
 	uint32_t *hist, *tmp;
@@ -1667,7 +1710,7 @@ static int refine_assign(const double *lp, const uint32_t *pt, const uint64_t *o
 static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint64_t *off)
 {
 	const unsigned ntok = e->ntok, K0 = md->k;
-	if (K0 < 2 || entries * ntok > ((uint64_t)1 << 20))
+	if (K0 < 2 || entries * e->ntok_all > ((uint64_t)1 << 20))
 		return ALCM_OK;
 	const alcm_allocator *a = e->a;
 	uint8_t *cl = ss_get(e->ss, a, SS_RCL, (size_t)entries);
@@ -1703,7 +1746,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 			b += coded_bits(c32, ntok);
 			/* Costs per token, smoothed so that a token the class has not seen costs a lot
 			 * but not infinitely. */
-			double den = fast_log2((double)n + 0.5 * ntok);
+			double den = fast_log2((double)n + 0.5 * e->ntok_all);
 			for (unsigned t = 0; t < ntok; t++) /* by token, then class: see below */
 				lp[(size_t)t * ALCM_SYM_MAX_CLASSES + k] =
 					den - log2h_u(cc[(size_t)k * ntok + t]);
@@ -1725,6 +1768,14 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		for (unsigned k = 0; k < K0; k++)
 			md->map[k] = (uint8_t)k;
 		memcpy(md->lev[0], cl, (size_t)entries);
+		/* Its classes' counts as its level histograms: those cc kept up to date as
+		 * entries moved (the same integers as counting again: the pairs are of the whole
+		 * chunk; a chunk's counts fit 32 bits, as in every histogram here). */
+		uint32_t *lh = ss_get(e->ss, a, SS_LH + md->id, (size_t)K0 * ntok * sizeof(uint32_t));
+		if (lh)
+			for (size_t q = 0; q < (size_t)K0 * ntok; q++)
+				lh[q] = (uint32_t)cc[q];
+		md->lh = lh;
 	}
 	return ALCM_OK;
 }
@@ -1852,7 +1903,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		 * saved. */
 		uint32_t *pt = NULL;
 		uint64_t *off = NULL;
-		if (direct && k < 2 && entries[k] * e->ntok <= ((uint64_t)1 << 20)) {
+		if (direct && k < 2 && entries[k] * e->ntok_all <= ((uint64_t)1 << 20)) {
 			/* The second arrays only while axis 0's wait for its deferred refinement
 			 * (more arrays are more fresh pages for a new encoder). */
 			entry_pairs(e, e->ax[k], entries[k], ppt[0] != NULL, &pt, &off);
@@ -1882,6 +1933,7 @@ static int models(enc *e, model *md, unsigned *nm)
 			mean[k][j] = cnt[k][j] ? (double)sum[k][j] / (double)cnt[k][j] : 0;
 		unsigned mi = (*nm)++;
 		model *m = &md[mi];
+		m->id = mi;
 		m->naxes = 1;
 		m->ax[0] = k;
 		if (!(m->lev[0] = ss_get(e->ss, a, SS_LEV + 2 * mi, (size_t)entries[k])))
@@ -1943,6 +1995,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		}
 		unsigned mi = (*nm)++;
 		model *m = &md[mi];
+		m->id = mi;
 		m->naxes = 2;
 		m->ax[0] = x0;
 		m->ax[1] = x1;
@@ -2095,7 +2148,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	md[0].k = 1;
 	md[0].nlev = 1;
 	md[0].bits = coded_bits(hist0, e.ntok);
-	unsigned nm = 1, best = 0;
+	unsigned nm = 1, best = 0, ntu = e.ntok;
 	/* Classes cannot save much where one table already codes under 1/32 bit a symbol
 	 * (tensors quantized to nearly all zeros): not worth the passes. */
 	if (md[0].bits > (double)nsym / 32) {
@@ -2103,7 +2156,13 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 			st = ALCM_E_NOMEM;
 			goto out;
 		}
-		if ((st = models(&e, md, &nm)))
+		for (unsigned t = ntu = 0; t < e.ntok; t++)
+			ntu = hist0[t] ? t + 1 : ntu;
+		e.ntok_all = e.ntok;
+		e.ntok = ntu;
+		st = models(&e, md, &nm);
+		e.ntok = e.ntok_all;
+		if (st)
 			goto out;
 	}
 	for (unsigned k = 1; k < nm; k++)
@@ -2138,10 +2197,20 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 		 * whole chunk when the model was scored: the same integers as counting the
 		 * tokens of each class again (a level sum is under 64 and under m->nlev, so
 		 * model_eval()'s clamp and sc's leave it as it is). */
+		/* (Rows of ntu tokens: models() counted those.) */
 		for (unsigned l = 0; l < m->nlev; l++) {
-			const uint32_t *restrict row = e.hist + (size_t)l * e.ntok;
+			const uint32_t *restrict row = e.hist + (size_t)l * ntu;
 			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
-			for (unsigned t = 0; t < e.ntok; t++)
+			for (unsigned t = 0; t < ntu; t++)
+				to[t] += row[t];
+		}
+	} else if (A && m->lh) {
+		/* A refined model: its classes' counts as its refinement kept them (the same
+		 * integers as counting again). */
+		for (unsigned l = 0; l < m->nlev; l++) {
+			const uint32_t *restrict row = m->lh + (size_t)l * ntu;
+			uint64_t *restrict to = cnt + (size_t)m->map[l] * e.ntok;
+			for (unsigned t = 0; t < ntu; t++)
 				to[t] += row[t];
 		}
 	} else if (A) {
@@ -2227,7 +2296,7 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	for (unsigned t = 0; t < e.ntok && !npal; t++)
 		rawlen += (uint64_t)hist0[t] * nb[t];
 	if (rawlen)
-		raw_put(&bw, sym, e.tok, nsym, nb, e.ntok, rawlen);
+		raw_put(&bw, sym, e.tok, nsym, nb, hist0, e.ntok, rawlen);
 	bitw_flush(&bw);
 	if (!st)
 		st = bw.st;
