@@ -252,9 +252,7 @@ int alcm_buf_reserve(alcm_buf *b, size_t extra)
 			return ALCM_E_NOMEM;
 		nc *= 2;
 	}
-	/* A first block is a coder's output or work array, filled as it goes: huge pages from
-	 * 2 MiB up (alcm_mem_alloc_filled); a grown one keeps its pages (realloc). */
-	uint8_t *p = b->p ? alcm_mem_realloc(b->a, b->p, nc) : alcm_mem_alloc_filled(b->a, nc);
+	uint8_t *p = alcm_mem_realloc(b->a, b->p, nc);
 	if (!p)
 		return ALCM_E_NOMEM;
 	b->p = p;

@@ -686,8 +686,11 @@ static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparam
 	/* Its first block sized for the coded chunk (about the raw bytes, lossless), not for
 	 * the trials of alcm_lossless_choose: one block of huge pages, not one grown by realloc
 	 * out of small pages. */
-	if (!jb->data.p && p->mode == ALCM_MODE_LOSSLESS && !ref)
-		(void)alcm_buf_reserve(&jb->data, (size_t)(n * w) + ((size_t)(n * w) >> 6) + 4096);
+	if (!jb->data.p && p->mode == ALCM_MODE_LOSSLESS && !ref) {
+		size_t cap = (size_t)(n * w) + ((size_t)(n * w) >> 6) + 4096;
+		if ((jb->data.p = alcm_mem_alloc_filled(jb->data.a, cap)))
+			jb->data.cap = cap;
+	}
 	if (piece) { /* the chunk alone, given in pieces (lossless only) */
 		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, t->dtype, piece, n, e->opt.level);
 		jb->data.len = 0;
