@@ -43,8 +43,10 @@ void *alcm_sys_alloc(size_t n)
 /* A block its user fills (a decoded chunk, a chunk's compressed bytes, a coder's work
  * array, an I/O block after the first) is advised whole, first piece included, from one
  * huge page up: rounded up to whole huge pages, it makes resident at most 2 MiB more than it
- * holds, and saves up to 512 faults per piece (alcm-unpack -T2 of e2e.npz: 9298 -> 766
- * faults, peak RSS 43.9 -> 48.5 MiB). */
+ * holds, and saves up to 512 faults per piece (alcm-unpack -T2 of e2e.npz: 9298 -> 1272
+ * faults, peak RSS 43.9 -> 46.4 MiB). Not for blocks that may hold far less than their size
+ * (a scratch sized for the worst chunk; the coders' cached work arrays, which decoders also
+ * take: in huge pages, a repeated in-process unpack of faceapi fell from 3300 to 2100 MB/s). */
 void *alcm_sys_alloc_filled(size_t n)
 {
 	if (n >= ALCM_HUGE_BLOCK && n <= SIZE_MAX - ALCM_HUGE_BLOCK) {

@@ -107,7 +107,7 @@ void *alcm_block_take_kind(const alcm_allocator *a, int kind, size_t size, size_
 		cache_misses++;
 		pthread_mutex_unlock(&cache_mu);
 	}
-	void *p = alcm_mem_alloc_filled(a, size);
+	void *p = alcm_mem_alloc(a, size);
 	*cap = p ? size : 0;
 	return p;
 }
@@ -158,7 +158,7 @@ void alcm_block_give(const alcm_allocator *a, void *p, size_t cap)
 	alcm_block_give_kind(a, ALCM_BLOCK_DEC, p, cap);
 }
 
-int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need)
+int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need, int filled)
 {
 	if (need <= *cap)
 		return ALCM_OK;
@@ -168,7 +168,7 @@ int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t ne
 		return *p ? ALCM_OK : ALCM_E_NOMEM;
 	}
 	/* Large buffers grow in place where they can (mremap), keeping their pages. */
-	uint8_t *q = *p ? alcm_mem_realloc(a, *p, need) : alcm_mem_alloc_filled(a, need);
+	uint8_t *q = *p || !filled ? alcm_mem_realloc(a, *p, need) : alcm_mem_alloc_filled(a, need);
 	if (!q)
 		return ALCM_E_NOMEM;
 	*p = q;

@@ -46,8 +46,10 @@ void *alcm_block_take(const alcm_allocator *a, size_t size, size_t *cap);
 void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
 /* Grows *p (capacity *cap, from alcm_block_take or the allocator) to at least need bytes,
  * contents not kept: a cached block when need is in the cache's range, else realloc (large
- * buffers keep their pages). ALCM_E_NOMEM leaves *p NULL and *cap 0, or unchanged. */
-int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need);
+ * buffers keep their pages); a first large block in huge pages (alcm_mem_alloc_filled) when
+ * `filled` says its user fills all of it (decoded chunks, sections read), not a bound that
+ * it may use a little of (scratch). ALCM_E_NOMEM leaves *p NULL and *cap 0, or unchanged. */
+int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need, int filled);
 /* Frees every cached block of both caches (tests; also run when the library is unloaded). */
 void alcm_block_cache_clear(void);
 /* Bytes held by the cache of `kind` now, for tests. */

@@ -615,8 +615,15 @@ static void read_next(dec *d);
 
 static int grow(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
 {
-	/* Contents are not kept: every user fills its buffer anew. */
-	return alcm_block_grow(&a->alloc, p, cap, (size_t)need);
+	/* Contents are not kept: every user fills its buffer anew (all of it: decoded chunks,
+	 * sections read). */
+	return alcm_block_grow(&a->alloc, p, cap, (size_t)need, 1);
+}
+
+/* A scratch buffer, sized for the most a chunk may need. */
+static int grow_scratch(alcm_archive *a, uint8_t **p, size_t *cap, uint64_t need)
+{
+	return alcm_block_grow(&a->alloc, p, cap, (size_t)need, 0);
 }
 
 static void decode_slot(dec *d, dslot *sl, alcm_coder *coder)
@@ -739,7 +746,7 @@ static int read_slot(dec *d, dslot *sl, uint64_t mpos)
 	size_t w = alcm_dtype_size(te->info.dtype);
 	uint64_t scratch = te->info.mode != ALCM_MODE_LOSSLESS ? alcm_quant_scratch(ce)
 	                   : te->delta ? alcm_delta_scratch(ce, w) : alcm_lossless_scratch(ce, w);
-	if (grow(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
+	if (grow_scratch(a, &sl->scratch, &sl->scap, scratch ? scratch : 1))
 		return afail(a, ALCM_E_NOMEM, "out of memory");
 	if (d->pre) {
 		uint64_t dlen = a->ah.dlen;
@@ -897,7 +904,7 @@ static int take_next(dec *d)
 		sl->cdata = p ? sl->cbuf1 : sl->cbuf;
 		sl->mdata = NULL;
 		if (grow(d->a, &sl->obuf[p], &sl->ocap[p], n * w) ||
-		    grow(d->a, &sl->scratch, &sl->scap, scratch))
+		    grow_scratch(d->a, &sl->scratch, &sl->scap, scratch))
 			return afail(d->a, ALCM_E_NOMEM, "out of memory");
 		sl->olen[p] = (size_t)(n * w);
 	}
