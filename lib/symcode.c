@@ -1283,6 +1283,28 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 			seen += ns;
 			continue;
 		}
+		if (md->naxes == 2 && !e->bits && x[1].run > 1) {
+			/* Two axes of runs (a conv tensor's output and input channels): the level
+			 * sum is the same over the stretches where neither axis moves, counted as
+			 * above (the same counts, without writing and reading every token's level). */
+			const uint8_t *l0 = md->lev[0], *l1 = md->lev[1];
+			unsigned u = 0;
+			while (k < ns) {
+				uint64_t len1 = MIN(MIN(x[0].run - x[0].r, x[1].run - x[1].r), ns - k);
+				uint64_t q = 0;
+				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j] + l1[x[1].j]] * ntok;
+				for (; q + 4 <= len1; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * LT + tp[k + q + w]]++;
+				for (; q < len1; q++, u++)
+					row[(u & 3) * LT + tp[k + q]]++;
+				axis_skip(&x[0], len1);
+				axis_skip(&x[1], len1);
+				k += len1;
+			}
+			seen += ns;
+			continue;
+		}
 		fill_classes(e->lvl, x, md->naxes, md->lev, id, sample ? NULL : e->bits, len);
 		for (; k + 4 <= ns; k += 4)
 			for (unsigned u = 0; u < 4; u++)
