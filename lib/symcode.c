@@ -1009,12 +1009,29 @@ ALCM_ALWAYS_INLINE void chain_add(merge_chain *restrict ch, double *restrict s,
  * per present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact
  * whatever its order: the same double as table_bits(), without walking the absent tokens
  * (and the counts contiguous: a loop that vectorises). */
+static inline int chain_big(uint32_t c, double inv)
+{
+	return (double)c * inv >= 8;
+}
+
 static double chain_table_bits(const merge_chain *ch, uint64_t n)
 {
 	double inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
 	unsigned big = 0;
-	for (unsigned q = 0; q < ch->ns; q++)
-		big += (double)ch->cnt[q] * inv >= 8;
+	/* (double)c * inv >= 8 holds from some count cmin on (the rounded product is monotone
+	 * in c): cmin found from 8 / inv and checked with that same product, then the counts
+	 * compared as integers (a loop that vectorises). */
+	if (inv > 0 && chain_big(UINT32_MAX, inv)) {
+		double g = ceil(8 / inv);
+		uint32_t cmin = g < 1 ? 1 : g >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)g;
+		while (cmin > 1 && chain_big(cmin - 1, inv))
+			cmin--;
+		while (!chain_big(cmin, inv))
+			cmin++;
+		const uint32_t *restrict cnt = ch->cnt;
+		for (unsigned q = 0; q < ch->ns; q++)
+			big += cnt[q] >= cmin;
+	}
 	return 16 + 1.5 * (double)(ch->last + 1 - ch->ns) + 2.5 * (double)ch->ns +
 	       2.0 * (double)big;
 }
