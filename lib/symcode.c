@@ -1222,6 +1222,18 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt)
 			j = j + 1 == E ? 0 : j + 1;
 		}
 		uint64_t periods = 0;
+		if (E < 32) {
+			/* Few entries (a conv kernel's columns): blocks of L = a multiple of E of
+			 * 32 or more tokens summed lane by lane (a loop that vectorises), the lanes
+			 * folded into their entries after: the same integer sums. */
+			const uint64_t per = (32 + E - 1) / E, L = per * E;
+			uint64_t acc[64] = {0};
+			for (; i + L <= n; i += L, periods += per)
+				for (uint64_t k = 0; k < L; k++)
+					acc[k] += tok[i + k];
+			for (uint64_t k = 0; k < L; k++)
+				sum[k % E] += acc[k];
+		}
 		for (; i + E <= n; i += E, periods++)
 			for (uint64_t k = 0; k < E; k++)
 				sum[k] += tok[i + k];
