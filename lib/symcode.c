@@ -15,7 +15,7 @@
  * only when a chunk needs more: allocating them per chunk cost page faults and zeroing
  * (model_refine's histograms alone: up to 4 MB a chunk). */
 enum {
-	SS_HIST, SS_HIST4, SS_TMP, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
+	SS_HIST, SS_HIST4, SS_COST, SS_NZT, SS_CNT, SS_FREQ, SS_ETAB, SS_RS,
 	SS_RH, SS_RCL, SS_RLP, SS_RCC, SS_RPT, SS_ROFF, SS_RPT1, SS_ROFF1, SS_RGRP, SS_RPOS,
 	SS_BSUM, SS_BLEN,
 	SS_SUM, SS_SUMCNT = SS_SUM + ALCM_QP_AXES, SS_MEAN = SS_SUMCNT + ALCM_QP_AXES,
@@ -773,20 +773,6 @@ static double table_bits(const uint32_t *cnt, unsigned ntok, uint64_t n)
 	return bits;
 }
 
-/* table_bits() of counts cnt whose nonzero ones are those of the ns tokens seen[] (in any
- * order), the largest of them last: 16 + 1.5 per absent token below last + 4.5 or 2.5 per
- * present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact whatever
- * its order: the same double as table_bits(), without walking the absent tokens. */
-static double merged_table_bits(const uint32_t *cnt, const uint16_t *seen, unsigned ns,
-                                unsigned last, uint64_t n)
-{
-	double inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
-	unsigned big = 0;
-	for (unsigned q = 0; q < ns; q++)
-		big += (double)cnt[seen[q]] * inv >= 8;
-	return 16 + 1.5 * (double)(last + 1 - ns) + 2.5 * (double)ns + 2.0 * (double)big;
-}
-
 /* Estimated bits of n tokens coded with their own table (entropy plus the table). */
 static double coded_bits(const uint32_t *cnt, unsigned ntok)
 {
@@ -980,13 +966,75 @@ typedef struct enc {
 	unsigned ntok, ntok_all;
 	axis ax[ALCM_QP_AXES];
 	double (*cost)[MAX_SUMS + 1];
-	uint32_t *hist, *tmp;
+	uint32_t *hist;
 	/* The model whose level histograms over the whole chunk hist holds (the last one
 	 * counted unsampled and not changed since), or NULL. */
 	const model *hist_of;
 	uint32_t *hist4; /* 4 x MAX_SUMS * ntok: four histograms filled in turn */
 	uint16_t *nzt; /* MAX_SUMS * ntok */
 } enc;
+
+/* One chain of merge_levels(): the tokens of the merged levels in the order first seen
+ * (tok), their counts (cnt) and n log n (lt) in that order, pos: token -> place (0xffff:
+ * not seen). */
+#define MERGE_CHAINS 4
+typedef struct merge_chain {
+	uint16_t pos[ALCM_RANS_MAX_TOKENS];
+	uint32_t cnt[ALCM_RANS_MAX_TOKENS];
+	double lt[ALCM_RANS_MAX_TOKENS];
+	unsigned ns, last;
+} merge_chain;
+
+/* Adds count c of token t to chain ch: s loses the token's old n log n and gains its new one
+ * (nlog2n(0) = 0 for a token not seen before), as merge_levels() always did. */
+ALCM_ALWAYS_INLINE void chain_add(merge_chain *restrict ch, double *restrict s,
+                                  uint64_t *restrict n, unsigned t, uint32_t c)
+{
+	unsigned p = ch->pos[t];
+	if (p == 0xffff) {
+		p = ch->ns++;
+		ch->pos[t] = (uint16_t)p;
+		ch->cnt[p] = 0;
+		ch->lt[p] = 0;
+		ch->last = t > ch->last ? t : ch->last;
+	}
+	*s -= ch->lt[p];
+	ch->cnt[p] += c;
+	ch->lt[p] = nlog2n_u(ch->cnt[p]);
+	*s += ch->lt[p];
+	*n += c;
+}
+
+/* table_bits() of a chain's counts: 16 + 1.5 per absent token below its last + 4.5 or 2.5
+ * per present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact
+ * whatever its order: the same double as table_bits(), without walking the absent tokens
+ * (and the counts contiguous: a loop that vectorises). */
+static inline int chain_big(uint32_t c, double inv)
+{
+	return (double)c * inv >= 8;
+}
+
+static double chain_table_bits(const merge_chain *ch, uint64_t n)
+{
+	double inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
+	unsigned big = 0;
+	/* (double)c * inv >= 8 holds from some count cmin on (the rounded product is monotone
+	 * in c): cmin found from 8 / inv and checked with that same product, then the counts
+	 * compared as integers (a loop that vectorises). */
+	if (inv > 0 && chain_big(UINT32_MAX, inv)) {
+		double g = ceil(8 / inv);
+		uint32_t cmin = g < 1 ? 1 : g >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)g;
+		while (cmin > 1 && chain_big(cmin - 1, inv))
+			cmin--;
+		while (!chain_big(cmin, inv))
+			cmin++;
+		const uint32_t *restrict cnt = ch->cnt;
+		for (unsigned q = 0; q < ch->ns; q++)
+			big += cnt[q] >= cmin;
+	}
+	return 16 + 1.5 * (double)(ch->last + 1 - ch->ns) + 2.5 * (double)ch->ns +
+	       2.0 * (double)big;
+}
 
 /* Merges contiguous levels (nlev, histograms of ntok tokens each) into at most 16 classes of
  * the least estimated size (dynamic programming over the cuts); scale multiplies the coded
@@ -1006,34 +1054,46 @@ static double merge_levels(enc *e, unsigned nlev, double scale, uint8_t *map, un
 				nzt[nz++] = (uint16_t)t;
 	}
 	nzoff[nlev] = (uint16_t)nz;
-	/* The merged counts' n log n kept beside them (the same value as computing it again),
-	 * and the tokens seen so far as a list, for the table's estimate (merged_table_bits). */
-	double lt[ALCM_RANS_MAX_TOKENS];
-	uint16_t seen[ALCM_RANS_MAX_TOKENS];
-	uint32_t *restrict tmp = e->tmp;
-	for (unsigned u = 0; u < nlev; u++) {
-		memset(tmp, 0, ntok * sizeof(uint32_t));
-		uint64_t n = 0;
-		unsigned ns = 0, last = 0;
-		double s = 0;
-		for (unsigned v = u + 1; v <= nlev; v++) {
+	/* The cost of each run of levels u..v-1: for each u, the levels from u on merged one at a
+	 * time, the merged counts' n log n kept beside them (the same value as computing it
+	 * again) and summed into s, one subtraction and one addition a token, in token order.
+	 * That chain of additions is serial, so MERGE_CHAINS values of u are merged side by side,
+	 * each chain its own arrays and its own additions in the same order as alone: the same
+	 * doubles, several chains in flight. A chain keeps its tokens in the order first seen
+	 * (pos: token -> place), their counts contiguous for the table's estimate. */
+	for (unsigned u0 = 0; u0 < nlev; u0 += MERGE_CHAINS) {
+		const unsigned G = MIN(MERGE_CHAINS, nlev - u0);
+		merge_chain ch[MERGE_CHAINS];
+		for (unsigned g = 0; g < G; g++) {
+			memset(ch[g].pos, 0xff, ntok * sizeof(uint16_t));
+			ch[g].ns = ch[g].last = 0;
+		}
+		double s[MERGE_CHAINS] = {0};
+		uint64_t n[MERGE_CHAINS] = {0};
+		for (unsigned v = u0 + 1; v <= nlev; v++) {
+			/* Chains u0 .. u0 + A - 1 take level v - 1. */
+			const unsigned A = MIN(G, v - u0);
 			const uint32_t *h = e->hist + (size_t)(v - 1) * ntok;
-			for (unsigned q = nzoff[v - 1]; q < nzoff[v]; q++) {
-				unsigned t = nzt[q];
-				if (!tmp[t]) {
-					lt[t] = 0; /* nlog2n(0) */
-					seen[ns++] = (uint16_t)t;
-					last = t > last ? t : last;
+			const unsigned q0 = nzoff[v - 1], q1 = nzoff[v];
+			if (A == MERGE_CHAINS) {
+				for (unsigned q = q0; q < q1; q++) {
+					const unsigned t = nzt[q];
+					const uint32_t c = h[t];
+					for (unsigned g = 0; g < MERGE_CHAINS; g++)
+						chain_add(&ch[g], &s[g], &n[g], t, c);
 				}
-				s -= lt[t];
-				tmp[t] += h[t];
-				lt[t] = nlog2n_u(tmp[t]);
-				s += lt[t];
-				n += h[t];
+			} else {
+				for (unsigned q = q0; q < q1; q++) {
+					const unsigned t = nzt[q];
+					const uint32_t c = h[t];
+					for (unsigned g = 0; g < A; g++)
+						chain_add(&ch[g], &s[g], &n[g], t, c);
+				}
 			}
-			cost[u][v] = n ? scale * (nlog2n_u(n) - s) +
-			                         merged_table_bits(tmp, seen, ns, last, n)
-			               : 0;
+			for (unsigned g = 0; g < A; g++)
+				cost[u0 + g][v] = n[g] ? scale * (nlog2n_u(n[g]) - s[g]) +
+				                             chain_table_bits(&ch[g], n[g])
+				                       : 0;
 		}
 	}
 	double best[ALCM_SYM_MAX_CLASSES + 1][MAX_SUMS + 1];
@@ -1162,6 +1222,18 @@ static void axis_sums(const enc *e, axis x, uint64_t *sum, uint64_t *cnt)
 			j = j + 1 == E ? 0 : j + 1;
 		}
 		uint64_t periods = 0;
+		if (E < 32) {
+			/* Few entries (a conv kernel's columns): blocks of L = a multiple of E of
+			 * 32 or more tokens summed lane by lane (a loop that vectorises), the lanes
+			 * folded into their entries after: the same integer sums. */
+			const uint64_t per = (32 + E - 1) / E, L = per * E;
+			uint64_t acc[64] = {0};
+			for (; i + L <= n; i += L, periods += per)
+				for (uint64_t k = 0; k < L; k++)
+					acc[k] += tok[i + k];
+			for (uint64_t k = 0; k < L; k++)
+				sum[k % E] += acc[k];
+		}
 		for (; i + E <= n; i += E, periods++)
 			for (uint64_t k = 0; k < E; k++)
 				sum[k] += tok[i + k];
@@ -1235,6 +1307,28 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 				for (; q < len1; q++, u++)
 					row[(u & 3) * LT + tp[k + q]]++;
 				axis_skip(&x[0], len1);
+				k += len1;
+			}
+			seen += ns;
+			continue;
+		}
+		if (md->naxes == 2 && !e->bits && x[1].run > 1) {
+			/* Two axes of runs (a conv tensor's output and input channels): the level
+			 * sum is the same over the stretches where neither axis moves, counted as
+			 * above (the same counts, without writing and reading every token's level). */
+			const uint8_t *l0 = md->lev[0], *l1 = md->lev[1];
+			unsigned u = 0;
+			while (k < ns) {
+				uint64_t len1 = MIN(MIN(x[0].run - x[0].r, x[1].run - x[1].r), ns - k);
+				uint64_t q = 0;
+				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j] + l1[x[1].j]] * ntok;
+				for (; q + 4 <= len1; q += 4)
+					for (unsigned w = 0; w < 4; w++)
+						row[((u + w) & 3) * LT + tp[k + q + w]]++;
+				for (; q < len1; q++, u++)
+					row[(u & 3) * LT + tp[k + q]]++;
+				axis_skip(&x[0], len1);
+				axis_skip(&x[1], len1);
 				k += len1;
 			}
 			seen += ns;
@@ -2138,10 +2232,9 @@ int alcm_symcode_encode(alcm_coder *c, alcm_buf *data, const alcm_qparams *qp,
 	/* Models: one table, or classes of channels. */
 	e.hist = ss_get(ss, a, SS_HIST, MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
 	e.hist4 = ss_get(ss, a, SS_HIST4, 4 * MAX_SUMS * (size_t)e.ntok * sizeof(uint32_t));
-	e.tmp = ss_get(ss, a, SS_TMP, (size_t)e.ntok * sizeof(uint32_t));
 	e.cost = ss_get(ss, a, SS_COST, (MAX_SUMS + 1) * sizeof(*e.cost));
 	e.nzt = ss_get(ss, a, SS_NZT, MAX_SUMS * (size_t)e.ntok * sizeof(uint16_t));
-	if (!e.hist || !e.hist4 || !e.tmp || !e.cost || !e.nzt) {
+	if (!e.hist || !e.hist4 || !e.cost || !e.nzt) {
 		st = ALCM_E_NOMEM;
 		goto out;
 	}
