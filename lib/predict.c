@@ -140,36 +140,38 @@ static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, 
 }
 
 /* Element i as double, and whether alcm_is_special() holds for it (the value is then
- * meaningless); one copy per dtype through ALCM_FLOAT_DISPATCH. A zero or normal half
- * widens as alcm_half_to_float() widens it (exponent rebased), without its call. */
+ * meaningless); one copy per dtype through ALCM_FLOAT_DISPATCH. An element is not special
+ * when it is +0 or its magnitude's bits lie in [smallest normal, infinity), one unsigned
+ * comparison. A zero or normal half widens as alcm_half_to_float() widens it (exponent
+ * rebased), without its call. */
 ALCM_ALWAYS_INLINE double load_value(int dtype, const uint8_t *src, uint64_t i, int *special)
 {
 	uint32_t u;
 	float f;
 	switch (dtype) {
 	case ALCM_DTYPE_F16: {
-		uint32_t h = alcm_load16(src + 2 * i), e = h & 0x7c00;
-		*special = e == 0x7c00 || (e == 0 && h != 0);
+		uint32_t h = alcm_load16(src + 2 * i);
+		*special = !(((h & 0x7fff) - 0x0400u < 0x7800u) | (h == 0));
 		u = ((h & 0x8000) << 16) | (((h & 0x7fff) << 13) + (112u << 23));
 		u &= 0u - (uint32_t)(h != 0);
 		break;
 	}
 	case ALCM_DTYPE_BF16: {
-		uint32_t h = alcm_load16(src + 2 * i), e = h & 0x7f80;
-		*special = e == 0x7f80 || (e == 0 && h != 0);
+		uint32_t h = alcm_load16(src + 2 * i);
+		*special = !(((h & 0x7fff) - 0x0080u < 0x7f00u) | (h == 0));
 		u = h << 16;
 		break;
 	}
-	case ALCM_DTYPE_F32: {
+	case ALCM_DTYPE_F32:
 		u = alcm_load32(src + 4 * i);
-		uint32_t e = u & 0x7f800000u;
-		*special = e == 0x7f800000u || (e == 0 && u != 0);
+		*special = !(((u & 0x7fffffffu) - 0x00800000u < 0x7f000000u) | (u == 0));
 		break;
-	}
 	default: {
-		uint64_t b = alcm_load64(src + 8 * i), e = b & 0x7ff0000000000000ull;
+		uint64_t b = alcm_load64(src + 8 * i);
 		double d;
-		*special = e == 0x7ff0000000000000ull || (e == 0 && b != 0);
+		*special = !(((b & 0x7fffffffffffffffull) - 0x0010000000000000ull <
+		              0x7fe0000000000000ull) |
+		             (b == 0));
 		memcpy(&d, &b, 8);
 		return d;
 	}
@@ -465,16 +467,32 @@ static size_t run_end(const double *v, size_t n, size_t i, double inv, double q,
 	return hi;
 }
 
-/* Whether the sorted sample has at most max(n / ENT_SPARSE, ENT_SPARSE) distinct symbols
- * at a step, as entropy_feature asks. There are no more than the span from the first
- * symbol to the last allows (most coarse steps); else the runs are counted until one too
- * many (at the fine steps of a profile nearly every value is distinct). */
+/* Whether the sorted sample has at most max(n / ENT_SPARSE, ENT_SPARSE) runs of equal
+ * symbols (distinct symbols) at a step, as entropy_feature asks. There are no more than
+ * the span from the first symbol to the last allows (most coarse steps), and no fewer than
+ * one plus the changes of symbol between lim + 1 values spread over the sample (most fine
+ * steps, where nearly every value is distinct); else the runs are counted until one too
+ * many. */
 static int sample_sparse(const double *v, size_t n, double step)
 {
 	double inv = 1 / step, q = symbol(v[0], inv);
 	size_t lim = n / ENT_SPARSE > ENT_SPARSE ? n / ENT_SPARSE : ENT_SPARSE, d = 0;
 	if (symbol(v[n - 1], inv) - q < (double)lim)
 		return 1;
+	size_t gap = (n - 1) / lim, mid = lim / 2 * gap;
+	if (gap && symbol(v[mid], inv) != symbol(v[mid + gap], inv)) {
+		/* lim + 1 values gap apart, the last one at n - 1; first the two at the median,
+		 * where symbols are densest */
+		size_t j = 1;
+		for (double prev = q; j <= lim; j++) {
+			double s = symbol(v[j < lim ? j * gap : n - 1], inv);
+			if (s == prev)
+				break;
+			prev = s;
+		}
+		if (j > lim)
+			return 0;
+	}
 	for (size_t i = 0; i < n && d <= lim; d++)
 		i = run_end(v, n, i, inv, q, (q + 0.5) * step, &q);
 	return d <= lim;
