@@ -142,7 +142,14 @@ static double ref_channels(const alcm_tensor *t, uint64_t N, const uint64_t *idx
 }
 
 /* The seven features of t at step s, everything computed for this step alone. */
-static void ref_features(const alcm_tensor *t, double s, float f[NF])
+/* The sorted entropy sample, which does not depend on the step: sorted on the first call
+ * for a tensor, kept for its other steps. */
+typedef struct ref_sorted {
+	double *v;
+	size_t c;
+} ref_sorted;
+
+static void ref_features(const alcm_tensor *t, double s, float f[NF], ref_sorted *rs)
 {
 	size_t w = alcm_dtype_size(t->dtype);
 	uint64_t N = t->nbytes / w, T;
@@ -216,12 +223,16 @@ static void ref_features(const alcm_tensor *t, double s, float f[NF])
 	f[3] = (float)((double)small * inv);
 
 	/* Entropy sample, sorted. */
-	size_t m = (n + 4095) / 4096, c = 0;
-	double *v = malloc(4096 * sizeof(double));
-	assert_non_null(v);
-	for (size_t i = 0; i < n && c < 4096; i += m)
-		v[c++] = x[i];
-	qsort(v, c, sizeof(double), cmp_double);
+	if (!rs->v) {
+		size_t m = (n + 4095) / 4096;
+		rs->v = malloc(4096 * sizeof(double));
+		assert_non_null(rs->v);
+		for (size_t i = 0; i < n && rs->c < 4096; i += m)
+			rs->v[rs->c++] = x[i];
+		qsort(rs->v, rs->c, sizeof(double), cmp_double);
+	}
+	const double *v = rs->v;
+	size_t c = rs->c;
 	double tt = s, H, H2, E;
 	size_t D;
 	int j = 0;
@@ -258,7 +269,6 @@ static void ref_features(const alcm_tensor *t, double s, float f[NF])
 		C = u0 && u1 ? (c1 > c0 ? c1 : c0) : u0 ? c0 : u1 ? c1 : 0;
 	}
 	f[6] = ref_clamp((1 - esc) * C, -8, 8);
-	free(v);
 	free(el);
 	free(x);
 	free(idx);
@@ -306,11 +316,12 @@ static void check_steps(const alcm_tensor *t, const double *step, int ns, const 
 {
 	float got[ALCM_BUDGET_STEPS][NF], one[NF], want[NF];
 	alcm_pred_escapes e1, e2;
+	ref_sorted rs = {NULL, 0};
 	assert_int_equal(alcm_tensor_features_esc(t, step, ns, got, &e1), ALCM_OK);
 	assert_int_equal(alcm_tensor_escapes(t, &e2), ALCM_OK);
 	assert_memory_equal(&e1, &e2, sizeof(e1));
 	for (int k = 0; k < ns; k++) {
-		ref_features(t, step[k], want);
+		ref_features(t, step[k], want, &rs);
 		assert_int_equal(alcm_tensor_features(t, step[k], one), ALCM_OK);
 		for (int q = 0; q < NF; q++)
 			if (memcmp(&got[k][q], &want[q], 4) || memcmp(&one[q], &want[q], 4))
@@ -319,6 +330,7 @@ static void check_steps(const alcm_tensor *t, const double *step, int ns, const 
 				         what, k, step[k], q, (double)got[k][q], (double)one[q],
 				         (double)want[q]);
 	}
+	free(rs.v);
 }
 
 static alcm_tensor tensor_of(int dtype, const uint8_t *buf, uint64_t n, int ndim,
@@ -368,8 +380,8 @@ static void test_features_match_reference(void **state)
 	(void)state;
 	static const int dtypes[] = {ALCM_DTYPE_F32, ALCM_DTYPE_F16, ALCM_DTYPE_BF16,
 	                             ALCM_DTYPE_F64};
-	/* every element read up to 8192; runs of 16 above, 512 of them up to 262143 */
-	static const uint64_t sizes[] = {1, 7, 17, 300, 4096, 8192, 8193, 40000, 300007};
+	/* every element read up to 8192; 512 runs of 16 above (more in the [64, 4096] below) */
+	static const uint64_t sizes[] = {1, 7, 17, 300, 4096, 8192, 8193, 40000};
 	uint64_t seed = 1;
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
 		for (size_t d = 0; d < 4; d++)
