@@ -290,18 +290,51 @@ static double lanes(const double *v)
 }
 
 /* The share of a sample under each half step: hist[k] counts the values with k halves at
- * or below |x| (the smallest k with |x| < half[k]), by a branchless search over the
- * increasing halves padded with +inf to HALVES (the counts are integers: their sums do not
- * depend on the order the values come in). */
+ * or below |x| (the smallest k with |x| < half[k]; the counts are integers: their sums do
+ * not depend on the order the values come in). The halves, increasing, are padded with
+ * +inf to HALVES. A value's binary exponent gives the halves at or below the start of its
+ * binade (first[], over the binades from the smallest half's to the largest's); the few
+ * halves inside the binade are then compared (a profile's are half an octave apart). */
 #define HALVES 64
 
-static void count_small(const double *x, size_t n, const double *hp, uint64_t *hist)
+typedef struct halves {
+	const double *hp;
+	int elo, ehi; /* biased exponents of the smallest and largest half */
+	uint8_t first[2048];
+} halves;
+
+static int exponent_of(double a)
 {
+	uint64_t u;
+	memcpy(&u, &a, 8);
+	return (int)((u >> 52) & 0x7ff);
+}
+
+static void halves_init(halves *h, const double *hp, int nstep)
+{
+	h->hp = hp;
+	h->elo = exponent_of(hp[0]);
+	h->ehi = exponent_of(hp[nstep - 1]);
+	int k = 0;
+	for (int e = h->elo; e <= h->ehi; e++) {
+		uint64_t u = (uint64_t)e << 52; /* the binade's first value; 0 for the subnormals */
+		double lo;
+		memcpy(&lo, &u, 8);
+		while (k < nstep && hp[k] <= lo)
+			k++;
+		h->first[e] = (uint8_t)k;
+	}
+}
+
+static void count_small(const double *x, size_t n, const halves *h, int nstep, uint64_t *hist)
+{
+	const double *hp = h->hp;
 	for (size_t j = 0; j < n; j++) {
 		double a = fabs(x[j]);
-		size_t p = 0;
-		for (size_t s = HALVES / 2; s; s /= 2)
-			p += hp[p + s - 1] <= a ? s : 0;
+		int e = exponent_of(a);
+		size_t p = e < h->elo ? 0 : e > h->ehi ? (size_t)nstep : h->first[e];
+		while (hp[p] <= a)
+			p++;
 		hist[p]++;
 	}
 }
@@ -848,6 +881,8 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	chan_axis ch[2];
 	uint64_t idx[BLOCK];
 	segs sg;
+	halves hv;
+	halves_init(&hv, half, nstep);
 	int use_ch = t->ndim >= 2;
 	if (use_ch) {
 		chan_init(&ch[0], t->shape[0], n / t->shape[0], a.cnt);
@@ -865,7 +900,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 				chan_add_run(&ch[ax], buf + off, sg.start[j], sg.len);
 		}
 		pass2(buf, got, mean, &c);
-		count_small(buf, got, half, hist);
+		count_small(buf, got, &hv, nstep, hist);
 		uint64_t j = skip;
 		for (; j < got && ne < ENT_MAX; j += every)
 			ent[ne++] = buf[j];
