@@ -139,18 +139,92 @@ static size_t decode(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, 
 	return m;
 }
 
-/* Number of blocks, and the values of block b that are not special in out. */
+/* Element i as double, and whether alcm_is_special() holds for it (the value is then
+ * meaningless); one copy per dtype through ALCM_FLOAT_DISPATCH. An element is not special
+ * when it is +0 or its magnitude's bits lie in [smallest normal, infinity), one unsigned
+ * comparison. A zero or normal half widens as alcm_half_to_float() widens it (exponent
+ * rebased), without its call. */
+ALCM_ALWAYS_INLINE double load_value(int dtype, const uint8_t *src, uint64_t i, int *special)
+{
+	uint32_t u;
+	float f;
+	switch (dtype) {
+	case ALCM_DTYPE_F16: {
+		uint32_t h = alcm_load16(src + 2 * i);
+		*special = !(((h & 0x7fff) - 0x0400u < 0x7800u) | (h == 0));
+		u = ((h & 0x8000) << 16) | (((h & 0x7fff) << 13) + (112u << 23));
+		u &= 0u - (uint32_t)(h != 0);
+		break;
+	}
+	case ALCM_DTYPE_BF16: {
+		uint32_t h = alcm_load16(src + 2 * i);
+		*special = !(((h & 0x7fff) - 0x0080u < 0x7f00u) | (h == 0));
+		u = h << 16;
+		break;
+	}
+	case ALCM_DTYPE_F32:
+		u = alcm_load32(src + 4 * i);
+		*special = !(((u & 0x7fffffffu) - 0x00800000u < 0x7f000000u) | (u == 0));
+		break;
+	default: {
+		uint64_t b = alcm_load64(src + 8 * i);
+		double d;
+		*special = !(((b & 0x7fffffffffffffffull) - 0x0010000000000000ull <
+		              0x7fe0000000000000ull) |
+		             (b == 0));
+		memcpy(&d, &b, 8);
+		return d;
+	}
+	}
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* decode() without idx and sv. */
+ALCM_ALWAYS_INLINE size_t decode_plain_dt(int dtype, const uint8_t *src, uint64_t i, size_t cnt,
+                                          double *out, size_t m)
+{
+	for (size_t j = 0; j < cnt; j++) {
+		int special;
+		out[m] = load_value(dtype, src, i + j, &special);
+		m += !special;
+	}
+	return m;
+}
+
+static size_t decode_plain(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m)
+{
+	return ALCM_FLOAT_DISPATCH(t->dtype, decode_plain_dt, (const uint8_t *)t->data, i, cnt, out,
+	                           m);
+}
+
+/* The elements a block reads: n runs of len consecutive elements from start[j]. */
+typedef struct segs {
+	uint64_t start[BLOCK / RUN];
+	size_t n, len;
+} segs;
+
+/* Number of blocks, and the values of block b that are not special in out; decode() with
+ * idx and sv when either is given, else decode_plain(). `sg` (may be NULL) gets the
+ * elements read. */
 static uint64_t blocks(const sampler *sp)
 {
 	return sp->all ? (sp->n + BLOCK - 1) / BLOCK : (sp->runs + BLOCK / RUN - 1) / (BLOCK / RUN);
 }
 
 static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double *out,
-                    uint64_t *idx, specials *sv)
+                    uint64_t *idx, specials *sv, segs *sg)
 {
+	int plain = !idx && !sv;
 	if (sp->all) {
 		uint64_t i = b * BLOCK;
-		return decode(t, i, sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK, out, idx, 0, sv);
+		size_t cnt = sp->n - i < BLOCK ? (size_t)(sp->n - i) : BLOCK;
+		if (sg) {
+			sg->start[0] = i;
+			sg->n = 1;
+			sg->len = cnt;
+		}
+		return plain ? decode_plain(t, i, cnt, out, 0) : decode(t, i, cnt, out, idx, 0, sv);
 	}
 	/* Runs are far apart: ask for all of their cache lines before decoding any. */
 	uint64_t start[BLOCK / RUN], k0 = b * (BLOCK / RUN);
@@ -162,8 +236,14 @@ static size_t block(const alcm_tensor *t, const sampler *sp, uint64_t b, double 
 		__builtin_prefetch(p);
 		__builtin_prefetch(p + RUN * w - 1);
 	}
+	if (sg) {
+		memcpy(sg->start, start, nr * sizeof(start[0]));
+		sg->n = nr;
+		sg->len = RUN;
+	}
 	for (size_t j = 0; j < nr; j++)
-		m = decode(t, start[j], RUN, out, idx, m, sv);
+		m = plain ? decode_plain(t, start[j], RUN, out, m)
+		          : decode(t, start[j], RUN, out, idx, m, sv);
 	return m;
 }
 
@@ -173,42 +253,34 @@ static float clampf(double v, double lo, double hi)
 }
 
 /* Sums over the sample in four interleaved lanes, in a fixed order (results never vary
- * from run to run). */
+ * from run to run); each block's values start again at lane 0. */
 typedef struct moments {
 	double s1[4], s2[4];
-	uint64_t small[4], cnt;
+	uint64_t cnt;
 } moments;
 
 static void pass1(const double *x, size_t n, double shift, moments *mo)
 {
 	size_t j = 0;
 	for (; j + 4 <= n; j += 4)
-		for (int l = 0; l < 4; l++) {
-			double d = x[j + l] - shift;
-			mo->s1[l] += d;
-			mo->s2[l] += d * d;
-		}
-	for (; j < n; j++) {
-		double d = x[j] - shift;
-		mo->s1[0] += d;
-		mo->s2[0] += d * d;
-	}
+		for (int l = 0; l < 4; l++)
+			mo->s1[l] += x[j + l] - shift;
+	for (; j < n; j++)
+		mo->s1[0] += x[j] - shift;
 	mo->cnt += n;
 }
 
-static void pass2(const double *x, size_t n, double mean, double half, moments *mo)
+static void pass2(const double *x, size_t n, double mean, moments *mo)
 {
 	size_t j = 0;
 	for (; j + 4 <= n; j += 4)
 		for (int l = 0; l < 4; l++) {
 			double d = x[j + l] - mean;
 			mo->s2[l] += d * d;
-			mo->small[l] += fabs(x[j + l]) < half;
 		}
 	for (; j < n; j++) {
 		double d = x[j] - mean;
 		mo->s2[0] += d * d;
-		mo->small[0] += fabs(x[j]) < half;
 	}
 }
 
@@ -217,22 +289,53 @@ static double lanes(const double *v)
 	return (v[0] + v[1]) + (v[2] + v[3]);
 }
 
-/* The first share of a sample under each half step: the smallest k with |x| < half[k], by
- * bisection over the increasing halves, counted once per value (the counts are integers, so
- * they equal pass2's however the values are visited). */
-static void count_small(const double *x, size_t n, const double *half, int nstep, uint64_t *hist)
+/* The share of a sample under each half step: hist[k] counts the values with k halves at
+ * or below |x| (the smallest k with |x| < half[k]; the counts are integers: their sums do
+ * not depend on the order the values come in). The halves, increasing, are padded with
+ * +inf to HALVES. A value's binary exponent gives the halves at or below the start of its
+ * binade (first[], over the binades from the smallest half's to the largest's); the few
+ * halves inside the binade are then compared (a profile's are half an octave apart). */
+#define HALVES 64
+
+typedef struct halves {
+	const double *hp;
+	int elo, ehi; /* biased exponents of the smallest and largest half */
+	uint8_t first[2048];
+} halves;
+
+static int exponent_of(double a)
 {
+	uint64_t u;
+	memcpy(&u, &a, 8);
+	return (int)((u >> 52) & 0x7ff);
+}
+
+static void halves_init(halves *h, const double *hp, int nstep)
+{
+	h->hp = hp;
+	h->elo = exponent_of(hp[0]);
+	h->ehi = exponent_of(hp[nstep - 1]);
+	int k = 0;
+	for (int e = h->elo; e <= h->ehi; e++) {
+		uint64_t u = (uint64_t)e << 52; /* the binade's first value; 0 for the subnormals */
+		double lo;
+		memcpy(&lo, &u, 8);
+		while (k < nstep && hp[k] <= lo)
+			k++;
+		h->first[e] = (uint8_t)k;
+	}
+}
+
+static void count_small(const double *x, size_t n, const halves *h, int nstep, uint64_t *hist)
+{
+	const double *hp = h->hp;
 	for (size_t j = 0; j < n; j++) {
 		double a = fabs(x[j]);
-		int lo = 0, hi = nstep;
-		while (lo < hi) {
-			int mid = (lo + hi) / 2;
-			if (a < half[mid])
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
-		hist[lo]++;
+		int e = exponent_of(a);
+		size_t p = e < h->elo ? 0 : e > h->ehi ? (size_t)nstep : h->first[e];
+		while (hp[p] <= a)
+			p++;
+		hist[p]++;
 	}
 }
 
@@ -250,50 +353,98 @@ static void count_small(const double *x, size_t n, const double *half, int nstep
 #define ENT_SPARSE 16
 #define ENT_DOUBLINGS 64
 
-/* Sorts n <= ENT_MAX finite doubles ascending: an LSD radix sort of their bits mapped to
- * unsigned order (negative: all bits flipped; positive: the sign bit set), 8 passes of 8
- * bits. A profile sorts one sample per tensor; qsort's comparator calls were 9% of
+/* Sorts n <= ENT_MAX finite values ascending: an LSD radix sort of their bits mapped to
+ * unsigned order (negative: all bits flipped; positive: the sign bit set), 8 bits a pass,
+ * the passes' counts taken in one read and a pass skipped when every key has the same byte
+ * there (the low bytes of widened float32, float16 and bfloat16 values). Values of a dtype
+ * of at most 32 bits sort as float32 keys, exactly (they are float32 values), in half the
+ * passes. A profile sorts one sample per tensor; qsort's comparator calls were 9% of
  * alcm-pack --ratio on faceapi. */
-static void sort_values(double *v, size_t n)
+#define SORT_BODY(T, BITS, LOAD, STORE)                                                     \
+	do {                                                                                     \
+		T a[ENT_MAX], b[ENT_MAX];                                                            \
+		uint32_t cnt[BITS / 8][256];                                                         \
+		memset(cnt, 0, sizeof(cnt));                                                         \
+		const T top = (T)1 << (BITS - 1);                                                    \
+		for (size_t i = 0; i < n; i++) {                                                     \
+			T u = LOAD(v[i]);                                                                \
+			u = u & top ? ~u : u | top;                                                      \
+			a[i] = u;                                                                        \
+			for (int p = 0; p < BITS / 8; p++)                                               \
+				cnt[p][(u >> (8 * p)) & 255]++;                                              \
+		}                                                                                    \
+		T *src = a, *dst = b, k0 = a[0];                                                     \
+		for (int p = 0; p < BITS / 8; p++) {                                                 \
+			uint32_t *c = cnt[p], sum = 0;                                                   \
+			int sh = 8 * p;                                                                  \
+			if (c[(k0 >> sh) & 255] == n)                                                    \
+				continue; /* every key has this byte: the order stands */                   \
+			for (int k = 0; k < 256; k++) {                                                  \
+				uint32_t x = c[k];                                                           \
+				c[k] = sum;                                                                  \
+				sum += x;                                                                    \
+			}                                                                                \
+			for (size_t i = 0; i < n; i++)                                                   \
+				dst[c[(src[i] >> sh) & 255]++] = src[i];                                     \
+			T *tmp = src;                                                                    \
+			src = dst;                                                                       \
+			dst = tmp;                                                                       \
+		}                                                                                    \
+		for (size_t i = 0; i < n; i++)                                                       \
+			v[i] = STORE(src[i] & top ? src[i] & ~top : ~src[i]);                            \
+	} while (0)
+
+static uint32_t f32_bits(double d)
 {
-	uint64_t a[ENT_MAX], b[ENT_MAX];
-	for (size_t i = 0; i < n; i++) {
-		uint64_t u;
-		memcpy(&u, &v[i], 8);
-		a[i] = u >> 63 ? ~u : u | (1ull << 63);
-	}
-	uint64_t *src = a, *dst = b;
-	for (int shift = 0; shift < 64; shift += 8) {
-		size_t cnt[257] = {0};
-		for (size_t i = 0; i < n; i++)
-			cnt[((src[i] >> shift) & 255) + 1]++;
-		if (cnt[((src[0] >> shift) & 255) + 1] == n)
-			continue; /* every key has this byte: the order stands */
-		for (int k = 0; k < 256; k++)
-			cnt[k + 1] += cnt[k];
-		for (size_t i = 0; i < n; i++)
-			dst[cnt[(src[i] >> shift) & 255]++] = src[i];
-		uint64_t *t = src;
-		src = dst;
-		dst = t;
-	}
-	for (size_t i = 0; i < n; i++) {
-		uint64_t u = src[i] >> 63 ? src[i] & ~(1ull << 63) : ~src[i];
-		memcpy(&v[i], &u, 8);
-	}
+	float f = (float)d;
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
 }
 
-/* Distinct symbols of the sorted sample at a step, counted up to just past what
- * entropy_feature compares them with (more than max(n / ENT_SPARSE, ENT_SPARSE)): at the fine
- * steps of a profile nearly every value is distinct, and the count stops a sixteenth of the
- * way (the distinct counts were most of alcm-pack --ratio's profile). */
+static double f32_value(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static uint64_t f64_bits(double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, 8);
+	return u;
+}
+
+static double f64_value(uint64_t u)
+{
+	double d;
+	memcpy(&d, &u, 8);
+	return d;
+}
+
+static void sort_values(double *v, size_t n, int narrow)
+{
+	if (!n)
+		return;
+	if (narrow)
+		SORT_BODY(uint32_t, 32, f32_bits, f32_value);
+	else
+		SORT_BODY(uint64_t, 64, f64_bits, f64_value);
+}
+
+static double symbol(double v, double inv)
+{
+	return floor(v * inv + 0.5);
+}
+
 /* The end of the run of symbol q that starts at i in the sorted sample: the symbols never
  * decrease, so a galloping search finds it in O(log run) evaluations of the same
  * expression, with the same result as a scan (coarse steps have long runs). */
-static size_t run_end(const double *v, size_t n, size_t i, double inv, double q)
+static size_t run_end_exact(const double *v, size_t n, size_t i, double inv, double q)
 {
 	size_t lo = i, hi = i + 1, gap = 1; /* symbol(v[lo]) == q */
-	while (hi < n && floor(v[hi] * inv + 0.5) == q) {
+	while (hi < n && symbol(v[hi], inv) == q) {
 		lo = hi;
 		gap *= 2;
 		hi = i + gap;
@@ -302,7 +453,7 @@ static size_t run_end(const double *v, size_t n, size_t i, double inv, double q)
 		hi = n;
 	while (hi - lo > 1) { /* symbol(v[lo]) == q; hi == n or symbol(v[hi]) != q */
 		size_t mid = lo + (hi - lo) / 2;
-		if (floor(v[mid] * inv + 0.5) == q)
+		if (symbol(v[mid], inv) == q)
 			lo = mid;
 		else
 			hi = mid;
@@ -310,34 +461,97 @@ static size_t run_end(const double *v, size_t n, size_t i, double inv, double q)
 	return hi;
 }
 
-static size_t sample_distinct(const double *v, size_t n, double step)
+/* run_end_exact(), and the symbol at the end (*qend, unless the end is n). The same
+ * galloping search compares values with `edge`, where the run should end ((q + 1/2) step),
+ * instead of evaluating symbols; two symbols check the guess: the last value before it
+ * has symbol q (then so has every value from i, as symbols never decrease) and the value
+ * at it has not. When rounding puts a value on the wrong side of the edge (or the
+ * symbols are past 2^53, infinite or NaN) the check fails and the exact search decides. */
+static size_t run_end(const double *v, size_t n, size_t i, double inv, double q, double edge,
+                      double *qend)
 {
-	double inv = 1 / step;
-	size_t d = 0, stop = (n / ENT_SPARSE > ENT_SPARSE ? n / ENT_SPARSE : ENT_SPARSE) + 1;
-	for (size_t i = 0; i < n && d < stop; d++)
-		i = run_end(v, n, i, inv, floor(v[i] * inv + 0.5));
-	return d;
+	size_t lo = i, hi = i + 1, gap = 1;
+	while (hi < n && v[hi] <= edge) {
+		lo = hi;
+		gap *= 2;
+		hi = i + gap;
+	}
+	if (hi > n)
+		hi = n;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] <= edge)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (hi - 1 == i || symbol(v[hi - 1], inv) == q) {
+		if (hi == n)
+			return n;
+		double s = symbol(v[hi], inv);
+		if (s != q) {
+			*qend = s;
+			return hi;
+		}
+	}
+	hi = run_end_exact(v, n, i, inv, q);
+	if (hi < n)
+		*qend = symbol(v[hi], inv);
+	return hi;
+}
+
+/* Whether the sorted sample has at most max(n / ENT_SPARSE, ENT_SPARSE) runs of equal
+ * symbols (distinct symbols) at a step, as entropy_feature asks. There are no more than
+ * the span from the first symbol to the last allows (most coarse steps), and no fewer than
+ * one plus the changes of symbol between lim + 1 values spread over the sample (most fine
+ * steps, where nearly every value is distinct); else the runs are counted until one too
+ * many. */
+static int sample_sparse(const double *v, size_t n, double step)
+{
+	double inv = 1 / step, q = symbol(v[0], inv);
+	size_t lim = n / ENT_SPARSE > ENT_SPARSE ? n / ENT_SPARSE : ENT_SPARSE, d = 0;
+	if (symbol(v[n - 1], inv) - q < (double)lim)
+		return 1;
+	size_t gap = (n - 1) / lim, mid = lim / 2 * gap;
+	if (gap && symbol(v[mid], inv) != symbol(v[mid + gap], inv)) {
+		/* lim + 1 values gap apart, the last one at n - 1; first the two at the median,
+		 * where symbols are densest */
+		size_t j = 1;
+		for (double prev = q; j <= lim; j++) {
+			double s = symbol(v[j < lim ? j * gap : n - 1], inv);
+			if (s == prev)
+				break;
+			prev = s;
+		}
+		if (j > lim)
+			return 0;
+	}
+	for (size_t i = 0; i < n && d <= lim; d++)
+		i = run_end(v, n, i, inv, q, (q + 0.5) * step, &q);
+	return d <= lim;
 }
 
 static double sample_entropy(const double *v, size_t n, double step)
 {
-	double inv = 1 / step, h = 0;
+	double inv = 1 / step, h = 0, q = symbol(v[0], inv);
 	for (size_t i = 0; i < n;) {
-		double q = floor(v[i] * inv + 0.5);
-		size_t j = run_end(v, n, i, inv, q);
-		double c = (double)(j - i);
-		h += c * log2(c);
+		size_t j = run_end(v, n, i, inv, q, (q + 0.5) * step, &q);
+		if (j - i > 1) { /* a run of one adds 1 log2(1) = 0 */
+			double c = (double)(j - i);
+			h += c * log2(c);
+		}
 		i = j;
 	}
 	return log2((double)n) - h / (double)n;
 }
 
-/* D and H of the sample at the grid's steps, each computed once: a profile asks for 41
- * steps half an octave apart, and the doublings of step k land on step k + 2 exactly. */
+/* Sparseness and H of the sample at the grid's steps, each computed once: a profile asks
+ * for 41 steps half an octave apart, and the doublings of step k land on step k + 2
+ * exactly. */
 typedef struct ent_memo {
 	const double *step;
 	int nstep;
-	size_t d[ALCM_BUDGET_STEPS];
+	signed char sparse[ALCM_BUDGET_STEPS]; /* 0 not known yet, 1 sparse, -1 not */
 	double h[ALCM_BUDGET_STEPS];
 } ent_memo;
 
@@ -347,13 +561,13 @@ static int memo_next(const ent_memo *em, int k, double t)
 	return k >= 0 && k + 2 < em->nstep && em->step[k + 2] == t ? k + 2 : -1;
 }
 
-static size_t memo_distinct(ent_memo *em, int k, const double *v, size_t n, double t)
+static int memo_sparse(ent_memo *em, int k, const double *v, size_t n, double t)
 {
 	if (k < 0)
-		return sample_distinct(v, n, t);
-	if (!em->d[k])
-		em->d[k] = sample_distinct(v, n, t);
-	return em->d[k];
+		return sample_sparse(v, n, t);
+	if (!em->sparse[k])
+		em->sparse[k] = sample_sparse(v, n, t) ? 1 : -1;
+	return em->sparse[k] > 0;
 }
 
 static double memo_entropy(ent_memo *em, int k, const double *v, size_t n, double t)
@@ -372,8 +586,7 @@ static double entropy_feature(ent_memo *em, int k, const double *v, size_t n)
 	double step = em->step[k];
 	int j = 0;
 	for (; j < ENT_DOUBLINGS && isfinite(step * 4); j++) {
-		size_t d = memo_distinct(em, k, v, n, step);
-		if (d * ENT_SPARSE <= n || d <= ENT_SPARSE) /* a tiny sample is taken as it is */
+		if (memo_sparse(em, k, v, n, step)) /* a tiny sample is taken as it is */
 			break;
 		step *= 2;
 		k = memo_next(em, k, step);
@@ -472,6 +685,10 @@ typedef struct chan_axis {
 	size_t nb;                  /* buckets; < 2: the axis is not used */
 	double s2[CH_BUCKETS];
 	uint64_t n[CH_BUCKETS];
+	/* chan_prepare(): the nu buckets with values, s2 then 2 pi e times their mean square */
+	size_t nu;
+	int ok;
+	double tot, pool;
 } chan_axis;
 
 static void chan_init(chan_axis *ca, uint64_t count, uint64_t run, uint64_t sampled)
@@ -507,27 +724,67 @@ static void chan_add(chan_axis *ca, const double *x, const uint64_t *idx, size_t
 	}
 }
 
-static double gauss_rate(double m2, double step)
+/* chan_add() for the values of elements start, start + 1, ...: the channel and its bucket
+ * follow the element by counting, without chan_add's divisions per value. */
+static void chan_add_run(chan_axis *ca, const double *x, uint64_t start, size_t n)
 {
-	return 0.5 * log2(1 + TWO_PI_E * m2 / (step * step));
+	if (ca->nb < 2 || !n)
+		return;
+	uint64_t q = ca->run == 1 ? start : start / ca->run;
+	uint64_t c = q < ca->count ? q : q % ca->count, r = ca->run == 1 ? 0 : start % ca->run;
+	uint64_t b = c / ca->width, cw = c % ca->width;
+	for (size_t j = 0; j < n; j++) {
+		ca->s2[b] += x[j] * x[j];
+		ca->n[b]++;
+		if (++r < ca->run)
+			continue;
+		r = 0;
+		if (++c == ca->count)
+			c = b = cw = 0;
+		else if (++cw == ca->width) {
+			cw = 0;
+			b++;
+		}
+	}
 }
 
-static double chan_saving(const chan_axis *ca, double step, uint64_t elems, int *used)
+/* 2 pi e times a mean square over step^2 gives a Gaussian's rate. */
+static double gauss_rate(double c, double step2)
+{
+	return 0.5 * log2(1 + c / step2);
+}
+
+/* What chan_saving needs at every step, once: the pooled and per-bucket mean squares times
+ * 2 pi e, the empty buckets left out. */
+static void chan_prepare(chan_axis *ca)
 {
 	if (ca->nb < 2)
-		return 0;
-	double s2 = 0, tot = 0, h = 0;
+		return;
+	double s2 = 0, tot = 0;
 	for (size_t b = 0; b < ca->nb; b++) {
 		s2 += ca->s2[b];
 		tot += (double)ca->n[b];
 	}
-	if (!(tot > 0) || !(s2 > 0) || !isfinite(s2))
-		return 0;
+	ca->ok = tot > 0 && s2 > 0 && isfinite(s2);
+	ca->tot = tot;
+	ca->pool = TWO_PI_E * (s2 / tot);
+	ca->nu = 0;
 	for (size_t b = 0; b < ca->nb; b++)
-		if (ca->n[b])
-			h += (double)ca->n[b] * gauss_rate(ca->s2[b] / (double)ca->n[b], step);
+		if (ca->n[b]) {
+			ca->s2[ca->nu] = TWO_PI_E * (ca->s2[b] / (double)ca->n[b]);
+			ca->n[ca->nu++] = ca->n[b];
+		}
+}
+
+static double chan_saving(const chan_axis *ca, double step, uint64_t elems, int *used)
+{
+	if (ca->nb < 2 || !ca->ok)
+		return 0;
+	double step2 = step * step, h = 0;
+	for (size_t b = 0; b < ca->nu; b++)
+		h += (double)ca->n[b] * gauss_rate(ca->s2[b], step2);
 	/* Spreads beyond 2^1000 steps overflow the squares: no saving then (spec 6.7.2). */
-	double c = gauss_rate(s2 / tot, step) - h / tot -
+	double c = gauss_rate(ca->pool, step2) - h / ca->tot -
 	           CH_CLASS_BITS * (double)ca->count / (double)elems;
 	if (!isfinite(c))
 		return 0;
@@ -554,12 +811,14 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	    alcm_mul_u64(n, alcm_dtype_size(t->dtype), &nb) || nb != t->nbytes ||
 	    (!t->data && n))
 		return ALCM_E_ARG;
-	double half[ALCM_BUDGET_STEPS];
+	double half[HALVES];
 	for (int k = 0; k < nstep; k++) {
 		if (!(step[k] > 0) || !isfinite(step[k]) || (k && !(step[k] > step[k - 1])))
 			return ALCM_E_ARG;
 		half[k] = step[k] / 2;
 	}
+	for (int k = nstep; k < HALVES; k++)
+		half[k] = INFINITY;
 	sampler sp;
 	sampler_init(&sp, n);
 	uint64_t nblk = blocks(&sp);
@@ -570,7 +829,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	memset(&a, 0, sizeof(a));
 	double shift = 0;
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf, NULL, NULL);
+		size_t got = block(t, &sp, b, buf, NULL, NULL, NULL);
 		if (!a.cnt && got)
 			shift = buf[0];
 		pass1(buf, got, shift, &a);
@@ -590,7 +849,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 		eo->share = eo->bits = 0;
 	if (!a.cnt) {
 		for (uint64_t b = 0; b < nblk && eo && n; b++)
-			block(t, &sp, b, buf, NULL, &sv);
+			block(t, &sp, b, buf, NULL, &sv, NULL);
 		if (eo && n) {
 			eo->share = 1;
 			eo->bits = escape_bits(&sv, alcm_dtype_size(t->dtype), 1);
@@ -609,35 +868,49 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	double inv = 1.0 / (double)a.cnt, s1 = lanes(a.s1) * inv;
 	double mean = shift + s1;
 
-	/* Pass 2: the spread about the mean, the share under half a step, the entropy sample. */
+	/* Pass 2: the spread about the mean, the share under half a step, the entropy sample
+	 * (every `every`-th value), the channels' spreads. Without special values (pass 1 saw
+	 * as many values as it read) the blocks' values are the elements of their runs in
+	 * order, and the channels follow the runs; else decode() gives each value's element. */
 	moments c;
 	memset(&c, 0, sizeof(c));
-	uint64_t hist[ALCM_BUDGET_STEPS + 1] = {0};
+	uint64_t hist[HALVES] = {0};
 	double ent[ENT_MAX];
-	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, seen = 0;
+	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, skip = 0;
 	size_t ne = 0;
 	chan_axis ch[2];
 	uint64_t idx[BLOCK];
+	segs sg;
+	halves hv;
+	halves_init(&hv, half, nstep);
 	int use_ch = t->ndim >= 2;
 	if (use_ch) {
 		chan_init(&ch[0], t->shape[0], n / t->shape[0], a.cnt);
 		chan_init(&ch[1], t->shape[t->ndim - 1], 1, a.cnt);
 	}
 	for (uint64_t b = 0; b < nblk; b++) {
-		size_t got = block(t, &sp, b, buf, idx, &sv);
-		if (use_ch) {
-			chan_add(&ch[0], buf, idx, got);
-			chan_add(&ch[1], buf, idx, got);
+		size_t got = nspecial ? block(t, &sp, b, buf, idx, &sv, NULL)
+		                      : block(t, &sp, b, buf, NULL, NULL, &sg);
+		for (int ax = 0; ax < 2 && use_ch; ax++) {
+			if (nspecial) {
+				chan_add(&ch[ax], buf, idx, got);
+				continue;
+			}
+			for (size_t j = 0, off = 0; j < sg.n && off + sg.len <= got; j++, off += sg.len)
+				chan_add_run(&ch[ax], buf + off, sg.start[j], sg.len);
 		}
-		pass2(buf, got, mean, half[0], &c);
-		if (nstep > 1)
-			count_small(buf, got, half, nstep, hist);
-		for (size_t j = 0; j < got; j++, seen++)
-			if (seen % every == 0 && ne < ENT_MAX)
-				ent[ne++] = buf[j];
+		pass2(buf, got, mean, &c);
+		count_small(buf, got, &hv, nstep, hist);
+		uint64_t j = skip;
+		for (; j < got && ne < ENT_MAX; j += every)
+			ent[ne++] = buf[j];
+		skip = j < got ? 0 : j - got;
 	}
-	if (ne)
-		sort_values(ent, ne);
+	sort_values(ent, ne, alcm_dtype_size(t->dtype) <= 4);
+	if (use_ch) {
+		chan_prepare(&ch[0]);
+		chan_prepare(&ch[1]);
+	}
 	double maxabs = ne ? fmax(fabs(ent[0]), fabs(ent[ne - 1])) : 0;
 	if (eo && esc > 0) {
 		eo->share = esc;
@@ -646,12 +919,12 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	double hesc = esc > 0 ? pattern_entropy(sv.v, sv.n) : 0;
 	double m2 = lanes(c.s2) * inv;
 	double sd = sqrt(m2);
-	uint64_t small = (c.small[0] + c.small[1]) + (c.small[2] + c.small[3]);
+	uint64_t small = hist[0];
 	ent_memo em;
 	em.step = step;
 	em.nstep = nstep;
 	for (int k = 0; k < nstep; k++) {
-		em.d[k] = 0;
+		em.sparse[k] = 0;
 		em.h[k] = -1;
 	}
 	for (int k = 0; k < nstep; k++) {
