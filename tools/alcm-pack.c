@@ -936,8 +936,20 @@ static double budget_signal(int dtype, const uint8_t *p, uint64_t n)
 {
 	double s[4] = {0, 0, 0, 0};
 	switch (dtype) {
-	case ALCM_DTYPE_F32:
-		for (uint64_t i = 0; i < n; i++) {
+	case ALCM_DTYPE_F32: {
+		/* Four values at a time into their lanes, as the tail does: the same sums, and a
+		 * loop the compiler vectorizes (faceapi's profile pass at -T1: 9-11 -> 7 ms). */
+		uint64_t i = 0;
+		for (; i + 4 <= n; i += 4)
+			for (int l = 0; l < 4; l++) {
+				uint32_t u;
+				float f;
+				memcpy(&u, p + 4 * (i + l), 4);
+				memcpy(&f, &u, 4);
+				uint32_t e = u & 0x7f800000u;
+				s[l] += e == 0x7f800000u || e == 0 ? 0.0 : (double)f * f;
+			}
+		for (; i < n; i++) {
 			uint32_t u;
 			float f;
 			memcpy(&u, p + 4 * i, 4);
@@ -946,6 +958,7 @@ static double budget_signal(int dtype, const uint8_t *p, uint64_t n)
 			s[i & 3] += e == 0x7f800000u || e == 0 ? 0.0 : (double)f * f;
 		}
 		break;
+	}
 	case ALCM_DTYPE_F64:
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t u;
@@ -1325,6 +1338,7 @@ static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_samp
 	t.nbytes = n * vw;
 	alcm_tensor_report rep;
 	uint64_t pad = (SECTION_ALIGN - alcm_writer_bytes(w) % SECTION_ALIGN) % SECTION_ALIGN;
+	uint32_t nsec = alcm_writer_section_count(w);
 	int st = alcm_encoder_set_mode(e, ALCM_MODE_MAX_ERROR, bound, 0, 0);
 	if (!st)
 		st = alcm_encoder_add(e, &t, &rep);
@@ -1332,6 +1346,11 @@ static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_samp
 		*sse = budget_sq_error(&rep, budget_signal(t.dtype, t.data, n));
 	if (!st)
 		*bytes = (double)(rep.stored_bytes - pad) + SECTION_ALIGN / 2;
+	/* Only its size was wanted: the writer drops its sections, so that its memory stays
+	 * one sample's instead of growing with every sample coded (faceapi --ratio 8: ~100
+	 * page faults fewer of ~6900). The same sizes: a sample's leave out the padding. */
+	if (!st)
+		st = alcm_writer_rollback(w, nsec);
 	return st;
 }
 
