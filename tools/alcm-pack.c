@@ -1012,6 +1012,7 @@ typedef struct budget_sample {
 	double at;     /* the bound it was last coded at, or 0 */
 	int dtype;
 	int whole;     /* the whole tensor (fewer than SAMPLE_WHOLE values), in its own shape */
+	int slope;     /* a tensor under SAMPLE_MIN values: its sample measures lam only */
 	double lam;    /* squared error saved per byte spent over the octave below `at`, or 0 */
 	double alpha;  /* log2 of its squared error at `at` over that at half of it */
 	double rise;   /* bits per value more at half of `at` */
@@ -1031,6 +1032,7 @@ typedef struct budget_state {
 	double sse;     /* total squared error of the last attempt, over float values */
 	double nq;      /* float values that can be quantized */
 	double wall_enc; /* seconds spent in budget_encode */
+	int slope_only;  /* budget_sample_calibrate codes the slope samples only */
 } budget_state;
 
 /* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
@@ -1106,7 +1108,7 @@ static int budget_equal_in(const budget_state *b, size_t i)
 {
 	const budget_sample *sm = &b->samp[i];
 	return b->shape[i] > 0 && sm->lam > 0 && sm->at > 0 && sm->alpha <= EQUAL_ALPHA_MAX &&
-	       sm->rise > 0;
+	       sm->rise > 0 && (!sm->slope || fabs(log2(b->shape[i] / sm->at)) <= EQUAL_MOVE_MAX);
 }
 
 /* Bound i at slope 2^c (log2 of squared error per byte), from its sample's measurement. */
@@ -1223,8 +1225,10 @@ static double budget_predict_plan(budget_state *b, double budget)
 #define SAMPLE_MAX ((uint64_t)1 << 18)
 #define SAMPLE_RUNS ((uint64_t)64)
 #define SAMPLE_ROUNDS 3
+#define SLOPE_ROUNDS 3
 #define SAMPLE_COLS ((uint64_t)16)
 #define SAMPLE_FLAT_SHARE ((uint64_t)4)
+#define SAMPLE_SLOPE_SHARE ((uint64_t)4)
 #define SECTION_ALIGN 64 /* sections start at multiples of it (alcm_section_info) */
 
 static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p,
@@ -1244,9 +1248,11 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
 		memcpy(s->shape, t->shape, sizeof(s->shape));
 		return 0;
 	}
-	if (!p->lossy || p->elements < SAMPLE_MIN)
+	if (!p->lossy || p->elements < SAMPLE_WHOLE)
 		return 0;
-	uint64_t run = (n / 16 < SAMPLE_MAX ? n / 16 : SAMPLE_MAX) / SAMPLE_RUNS;
+	s->slope = n < SAMPLE_MIN; /* a quarter, for its squared error per byte only */
+	uint64_t share = s->slope ? SAMPLE_SLOPE_SHARE : 16;
+	uint64_t run = (n / share < SAMPLE_MAX ? n / share : SAMPLE_MAX) / SAMPLE_RUNS;
 	uint64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 1;
 	uint64_t slice = 0; /* values of an entry of axis 0, for a 2-D sample */
 	if (cols >= SAMPLE_COLS && run >= 2 * cols) {
@@ -1388,7 +1394,7 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 	budget_sample *s = &b->samp[i];
 	alcm_budget_profile *p = &b->prof[i];
 	int st;
-	if (!s->data || !(b->bound[i] > 0) ||
+	if (!s->data || !(b->bound[i] > 0) || (b->slope_only && !s->slope && !s->whole) ||
 	    (s->at > 0 && fabs(log2(b->bound[i] / s->at)) < 0.5)) /* coded near there */
 		return 0;
 	s->at = b->bound[i];
@@ -1403,6 +1409,21 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 			p->bits[k] = fmax(0, p->bits[k] + off);
 		/* And at half the bound, for its squared error per byte (budget_equalise). */
 		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i] / 2, &fine, &nall,
+		                             &sse_fine)))
+			return st;
+		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
+		                                                      : 0;
+		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
+		s->rise = 8 * (fine - all) / (double)s->n;
+	} else if (s->slope) {
+		if (s->flat2) {
+			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall,
+			                             &sse2)))
+				return st;
+			if (all2 < all)
+				all = all2, sse = sse2, two = 1;
+		}
+		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
 		                             &sse_fine)))
 			return st;
 		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
@@ -1532,7 +1553,7 @@ static int budget_sample_calibrate(const pack_args *a, budget_state *b, size_t *
 	for (size_t i = 0; i < b->n; i++) {
 		const budget_sample *s = &b->samp[i];
 		total += b->prof[i].lossy ? (double)b->prof[i].elements : 0;
-		todo += s->data && b->bound[i] > 0 &&
+		todo += s->data && b->bound[i] > 0 && !(b->slope_only && !s->slope && !s->whole) &&
 		        !(s->at > 0 && fabs(log2(b->bound[i] / s->at)) < 0.5);
 	}
 	unsigned nth = budget_threads(a), started = 0;
@@ -2019,6 +2040,18 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 				t_samp += cli_now() - t1;
 				predicted = budget_predict_plan(&b, target - over);
 				memcpy(b.bound, b.shape, b.n * sizeof(double));
+			}
+			coded = 1;
+			for (int r = 0; !rc && ntry == 0 && b.lossy && coded && r < SLOPE_ROUNDS; r++) {
+				b.slope_only = 1, coded = 0;
+				t1 = cli_now();
+				rc = budget_sample_calibrate(a, &b, &coded);
+				t_samp += cli_now() - t1;
+				b.slope_only = 0;
+				if (!rc && coded) {
+					predicted = budget_predict_plan(&b, target - over);
+					memcpy(b.bound, b.shape, b.n * sizeof(double));
+				}
 			}
 			if (rc)
 				break;
