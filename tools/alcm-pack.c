@@ -1033,6 +1033,7 @@ typedef struct budget_state {
 	double nq;      /* float values that can be quantized */
 	double wall_enc; /* seconds spent in budget_encode */
 	int slope_only;  /* budget_sample_calibrate codes the slope samples only */
+	double near;     /* octaves the whole and slope samples' bounds may move, or 0: EQUAL_MOVE_MAX */
 } budget_state;
 
 /* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
@@ -1116,7 +1117,8 @@ static double budget_equal_bound(const budget_state *b, size_t i, double c)
 {
 	const budget_sample *sm = &b->samp[i];
 	double d = (c - log2(sm->lam)) / fmax(sm->alpha, 0.25);
-	return sm->at * exp2(fmin(fmax(d, -EQUAL_MOVE_MAX), EQUAL_MOVE_MAX));
+	double m = b->near > 0 && (sm->whole || sm->slope) ? b->near : EQUAL_MOVE_MAX;
+	return sm->at * exp2(fmin(fmax(d, -m), m));
 }
 
 static void budget_equalise(budget_state *b)
@@ -1226,6 +1228,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 #define SAMPLE_RUNS ((uint64_t)64)
 #define SAMPLE_ROUNDS 3
 #define SLOPE_ROUNDS 3
+#define SLOPE_NEAR 0.49
 #define SAMPLE_COLS ((uint64_t)16)
 #define SAMPLE_FLAT_SHARE ((uint64_t)4)
 #define SAMPLE_SLOPE_SHARE ((uint64_t)4)
@@ -2049,7 +2052,10 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 				t_samp += cli_now() - t1;
 				b.slope_only = 0;
 				if (!rc && coded) {
+					/* the last: their sizes as measured, within half an octave */
+					b.near = r + 1 == SLOPE_ROUNDS ? SLOPE_NEAR : 0;
 					predicted = budget_predict_plan(&b, target - over);
+					b.near = 0;
 					memcpy(b.bound, b.shape, b.n * sizeof(double));
 				}
 			}
