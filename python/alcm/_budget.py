@@ -30,7 +30,12 @@ other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a q
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape at its bound (no half) and at half of it
-(its squared error per byte: it takes part in budget_equalise). Equalise only when the
+(its squared error per byte: it takes part in budget_equalise); of a lossy tensor of 4096 to
+65535 values a quarter (the same runs) is coded at its bound and half of it, for its squared
+error per byte only (its predicted curve stays), and after the sample rounds up to 3 more
+code only these and the whole small tensors whose bound moved by half an octave, the last
+plan moving them under half an octave (SLOPE_NEAR) from where they were coded. Equalise
+only when the
 budget is within reach (the predicted size at the finest steps over it).
 A sample's bytes are its section's and half the alignment (not the padding before it, which
 depends on the sample before), in a writer raised to format 1.1 before the first (a tensor's
