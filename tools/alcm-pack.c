@@ -1226,8 +1226,8 @@ static double budget_predict_plan(budget_state *b, double budget)
  * 3.4% under the budget and a second pack followed; 256 such tensors coded whole cost 0.03 s
  * (--ratio 6 wall 0.57 -> 0.40 s, one attempt at -1.9%). */
 #define SAMPLE_WHOLE ((uint64_t)4096)
-/* A lossy tensor of SAMPLE_WHOLE to SAMPLE_MIN values (s->slope) keeps a quarter of it
- * (SAMPLE_SLOPE_SHARE, in SAMPLE_RUNS runs as the large ones' samples), coded at its bound
+/* A lossy tensor of more than SLOPE_MIN values and under SAMPLE_MIN (s->slope) keeps a quarter
+ * of it (SAMPLE_SLOPE_SHARE, in SAMPLE_RUNS runs as the large ones' samples), coded at its bound
  * and at half of it for its squared error per byte only (the tables' cost falls out of the
  * difference; its predicted curve stays: a quarter's size estimate landed the torch MLP,
  * transformer and digits CNN 5-7% under, see above), so that budget_equalise moves it with
@@ -1240,7 +1240,10 @@ static double budget_predict_plan(budget_state *b, double budget)
  * moving them SLOPE_NEAR octave at most, so that their planned sizes are measured ones.
  * Only before a measured attempt (budget_calibrate): after it, their samples' slopes moved
  * the second attempt of torch's transformer weights at --size raw / 16 8% over the budget,
- * and 8 attempts followed (that one keeping its first, 7% under).
+ * and 8 attempts followed (that one keeping its first, 7% under). Not of SLOPE_MIN values or
+ * fewer (a quarter of 4096 values or fewer): with torch's transformer gradients' [64, 256]
+ * tensors sampled, its --ratio 16 first attempt landed 10% under the budget, 3 attempts
+ * (3.5% under, 2 attempts, without them; b1a1262 3.0% under, 1 attempt).
  * faceapi --size 4600000 squared error 3.89e-7 -> 1.19e-7 (1171e16 3.75e-7), --size 4500000
  * 1.18e-6 -> 5.06e-7, one attempt each (tools/bench/budget_passes.py --sweep: bud16 report). */
 #define SAMPLE_MAX ((uint64_t)1 << 18)
@@ -1251,6 +1254,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 #define SAMPLE_COLS ((uint64_t)16)
 #define SAMPLE_FLAT_SHARE ((uint64_t)4)
 #define SAMPLE_SLOPE_SHARE ((uint64_t)4)
+#define SLOPE_MIN ((uint64_t)16384) /* tensors of more values only */
 #define SECTION_ALIGN 64 /* sections start at multiples of it (alcm_section_info) */
 
 static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p,
@@ -1270,7 +1274,7 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
 		memcpy(s->shape, t->shape, sizeof(s->shape));
 		return 0;
 	}
-	if (!p->lossy || p->elements < SAMPLE_WHOLE)
+	if (!p->lossy || p->elements <= SLOPE_MIN)
 		return 0;
 	s->slope = n < SAMPLE_MIN; /* a quarter, for its squared error per byte only */
 	uint64_t share = s->slope ? SAMPLE_SLOPE_SHARE : 16;

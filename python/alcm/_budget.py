@@ -30,11 +30,11 @@ other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a q
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape at its bound (no half) and at half of it
-(its squared error per byte: it takes part in budget_equalise); of a lossy tensor of 4096 to
+(its squared error per byte: it takes part in budget_equalise); of a lossy tensor of 16385 to
 65535 values a quarter (the same runs) is coded at its bound and half of it, for its squared
 error per byte only (its predicted curve stays), and after the sample rounds up to 3 more
 code only these and the whole small tensors whose bound moved by half an octave, the last
-plan moving them under half an octave (SLOPE_NEAR) from where they were coded (the 4096 to
+plan moving them under half an octave (SLOPE_NEAR) from where they were coded (the 16385 to
 65535 ones only before a measured attempt: after it, their sample's slope moved the second
 attempt of torch's transformer weights --ratio 16 8% over and 8 attempts followed). Equalise
 only when the
@@ -68,6 +68,7 @@ SAMPLE_FLAT_SHARE = 4
 SAMPLE_SLOPE_SHARE = 4  # SAMPLE_SLOPE_SHARE, SLOPE_ROUNDS, SLOPE_NEAR
 SLOPE_ROUNDS = 3
 SLOPE_NEAR = 0.49
+SLOPE_MIN = 16384  # alcm-pack.c's SLOPE_MIN: tensors of more values only
 SECTION_ALIGN = 64
 EQUAL_ALPHA_MAX = 4.0  # alcm-pack.c's EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
 EQUAL_MOVE_MAX = 1.0
@@ -181,7 +182,7 @@ class _Search:
         # tensor: (squared error saved per byte over the octave below that bound, log2 of the
         # squared error there over that at half of it, bits per value more at the half)
         self.slope: dict[int, tuple[float, float, float]] = {}
-        self.mid: set[int] = set()  # tensors of SAMPLE_WHOLE to SAMPLE_MIN values sampled
+        self.mid: set[int] = set()  # tensors of over SLOPE_MIN, under SAMPLE_MIN values, sampled
         self.near = 0.0  # octaves the tensors under SAMPLE_MIN values may move, or 0
         self.calibrated = False  # the plan is made from a measured attempt
 
@@ -266,9 +267,9 @@ class _Search:
         """As budget_sample_calibrate: each large tensor's sample, and half of it, coded at
         its bound (unless it was coded within half an octave of it); the size estimated from
         the two shifts its predicted curve; the sample at half the bound finds saturation.
-        A tensor of SAMPLE_WHOLE to SAMPLE_MIN values has a quarter sample coded at its bound
-        and half of it, for its squared error per byte only (its predicted curve stays). With
-        `slope_only`, only those and the whole small tensors are coded.
+        A tensor of over SLOPE_MIN and under SAMPLE_MIN values has a quarter sample coded at
+        its bound and half of it, for its squared error per byte only (its predicted curve
+        stays). With `slope_only`, only those and the whole small tensors are coded.
         Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
         # As budget_sample_worker: the writer at format 1.1 from the start, so that a small
@@ -293,7 +294,7 @@ class _Search:
         try:
             for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
                 whole = 0 < p[0] < SAMPLE_WHOLE
-                mid = SAMPLE_WHOLE <= p[0] < SAMPLE_MIN
+                mid = SLOPE_MIN < p[0] < SAMPLE_MIN
                 if not p[1] or not p[0] > 0 or not bounds[i] > 0 \
                         or (slope_only and not whole and not mid):
                     continue

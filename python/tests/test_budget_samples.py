@@ -258,7 +258,7 @@ def _mid_tensors():
 
 
 def test_mid_size_tensors_join_the_equal_slope(tmp_path, monkeypatch):
-    # A tensor of SAMPLE_WHOLE to SAMPLE_MIN values has a quarter of it coded at its bound and
+    # A tensor of over SLOPE_MIN, under SAMPLE_MIN values has a quarter of it coded at its bound and
     # at half of it before the first attempt: its squared error per byte is measured and
     # budget_equalise moves its bound with the others'. Before, it kept the predictor's plan:
     # just under full precision faceapi's [3, 3, 64, 64] filters were bound at ~2e-7 against
