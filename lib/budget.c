@@ -16,6 +16,44 @@
 		cnt++;                                                                              \
 	}
 
+/* spread() of float32 values: the same sums in the same lanes (so the same result to the
+ * bit), without a branch: a special value adds 0 to its lane and to the count. SPREAD_LOOP
+ * stays scalar and branching: faceapi's 7M values at -T1 took 19-22 ms, this 13 ms (0.93 ->
+ * 0.57 ns a value in cache). */
+static double spread_f32(const uint8_t *src, uint64_t n, double shift)
+{
+	double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};
+	uint64_t cnt[4] = {0, 0, 0, 0}, i = 0;
+	for (; i + 4 <= n; i += 4)
+		for (int l = 0; l < 4; l++) {
+			uint32_t u = alcm_load32(src + 4 * (i + l)), e = u & 0x7f800000u;
+			float f;
+			memcpy(&f, &u, 4);
+			int ok = e != 0x7f800000u && (e != 0 || u == 0);
+			double d = ok ? (double)f - shift : 0.0;
+			s1[l] += d;
+			s2[l] += d * d;
+			cnt[l] += (uint64_t)ok;
+		}
+	for (; i < n; i++) {
+		uint32_t u = alcm_load32(src + 4 * i), e = u & 0x7f800000u;
+		float f;
+		memcpy(&f, &u, 4);
+		if (e == 0x7f800000u || (e == 0 && u != 0))
+			continue;
+		double d = (double)f - shift;
+		s1[i & 3] += d;
+		s2[i & 3] += d * d;
+		cnt[0]++;
+	}
+	uint64_t c = (cnt[0] + cnt[1]) + (cnt[2] + cnt[3]);
+	if (c < 2)
+		return 0;
+	double m1 = ((s1[0] + s1[1]) + (s1[2] + s1[3])) / (double)c;
+	double v = ((s2[0] + s2[1]) + (s2[2] + s2[3])) / (double)c - m1 * m1;
+	return v > 0 ? v : 0;
+}
+
 /* Variance of the finite, normal values (shifted by the first of them against
  * cancellation); 0 for fewer than two. */
 static double spread(int dtype, const uint8_t *src, uint64_t n)
@@ -29,7 +67,7 @@ static double spread(int dtype, const uint8_t *src, uint64_t n)
 	switch (dtype) {
 	case ALCM_DTYPE_F16: SPREAD_LOOP(alcm_half_to_float(alcm_load16(src + 2 * i))) break;
 	case ALCM_DTYPE_BF16: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_BF16, src, i)) break;
-	case ALCM_DTYPE_F32: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_F32, src, i)) break;
+	case ALCM_DTYPE_F32: return spread_f32(src, n, shift);
 	default: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_F64, src, i)) break;
 	}
 	if (cnt < 2)

@@ -30,7 +30,14 @@ other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a q
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape at its bound (no half) and at half of it
-(its squared error per byte: it takes part in budget_equalise). Equalise only when the
+(its squared error per byte: it takes part in budget_equalise); of a lossy tensor of 16385 to
+65535 values a quarter (the same runs) is coded at its bound and half of it, for its squared
+error per byte only (its predicted curve stays), and after the sample rounds up to 3 more
+code only these and the whole small tensors whose bound moved by half an octave, the last
+plan moving them under half an octave (SLOPE_NEAR) from where they were coded (the 16385 to
+65535 ones only before a measured attempt: after it, their sample's slope moved the second
+attempt of torch's transformer weights --ratio 16 8% over and 8 attempts followed). Equalise
+only when the
 budget is within reach (the predicted size at the finest steps over it).
 A sample's bytes are its section's and half the alignment (not the padding before it, which
 depends on the sample before), in a writer raised to format 1.1 before the first (a tensor's
@@ -58,21 +65,26 @@ SAMPLE_RUNS = 64
 SAMPLE_ROUNDS = 3  # SAMPLE_ROUNDS, SAMPLE_COLS, SAMPLE_FLAT_SHARE, SECTION_ALIGN
 SAMPLE_COLS = 16
 SAMPLE_FLAT_SHARE = 4
+SAMPLE_SLOPE_SHARE = 4  # SAMPLE_SLOPE_SHARE, SLOPE_ROUNDS, SLOPE_NEAR
+SLOPE_ROUNDS = 3
+SLOPE_NEAR = 0.49
+SLOPE_MIN = 16384  # alcm-pack.c's SLOPE_MIN: tensors of more values only
 SECTION_ALIGN = 64
 EQUAL_ALPHA_MAX = 4.0  # alcm-pack.c's EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
 EQUAL_MOVE_MAX = 1.0
 
 
-def _sample(a: Any) -> Any:
+def _sample(a: Any, share: int = 16) -> Any:
     """As budget_sample_take: SAMPLE_RUNS runs spread over the values, a sixteenth of them;
     whole rows of the last axis, shaped (runs, rows, last axis), when it has SAMPLE_COLS
     values or more and a run holds two rows. Otherwise, for a tensor of 2 dimensions or more
     with SAMPLE_COLS entries or more in axis 0, a quarter (SAMPLE_FLAT_SHARE), each run
     within one entry of axis 0, shaped (runs, values): coded both as it is and flat
-    (budget_sample_calibrate keeps the smaller)."""
+    (budget_sample_calibrate keeps the smaller). A tensor under SAMPLE_MIN values keeps
+    a quarter (`share` SAMPLE_SLOPE_SHARE) instead of a sixteenth."""
     flat = a.reshape(-1)
     n = flat.size
-    run = min(n // 16, SAMPLE_MAX) // SAMPLE_RUNS
+    run = min(n // share, SAMPLE_MAX) // SAMPLE_RUNS
     cols = a.shape[-1] if a.ndim >= 2 else 1
     sl = 0
     if cols >= SAMPLE_COLS and run >= 2 * cols:
@@ -170,6 +182,9 @@ class _Search:
         # tensor: (squared error saved per byte over the octave below that bound, log2 of the
         # squared error there over that at half of it, bits per value more at the half)
         self.slope: dict[int, tuple[float, float, float]] = {}
+        self.mid: set[int] = set()  # tensors of over SLOPE_MIN, under SAMPLE_MIN values, sampled
+        self.near = 0.0  # octaves the tensors under SAMPLE_MIN values may move, or 0
+        self.calibrated = False  # the plan is made from a measured attempt
 
     def encode(self, bounds: list[float]) -> tuple[float, float, list[float]]:
         """One attempt: (committed size, squared error, stored bytes per tensor)."""
@@ -221,14 +236,17 @@ class _Search:
         per byte is the same, each at most EQUAL_MOVE_MAX octaves from where its sample was
         coded, their bytes (at the measured rise per octave) as planned."""
         ins = [i for i, (lam, alpha, rise) in self.slope.items()
-               if self.shape[i] > 0 and lam > 0 and alpha <= EQUAL_ALPHA_MAX and rise > 0]
+               if self.shape[i] > 0 and lam > 0 and alpha <= EQUAL_ALPHA_MAX and rise > 0
+               and (i not in self.mid or (not self.calibrated and abs(
+                   math.log2(self.shape[i] / self.sampled[i])) <= EQUAL_MOVE_MAX))]
         if not ins:
             return
 
         def bound(i: int, c: float) -> float:
             lam, alpha, _rise = self.slope[i]
             d = (c - math.log2(lam)) / max(alpha, 0.25)
-            return self.sampled[i] * _exp2(min(max(d, -EQUAL_MOVE_MAX), EQUAL_MOVE_MAX))
+            m = self.near if self.near > 0 and self.profs[i][0] < SAMPLE_MIN else EQUAL_MOVE_MAX
+            return self.sampled[i] * _exp2(min(max(d, -m), m))
 
         lo = min(math.log2(self.slope[i][0]) for i in ins) - 64
         hi = max(math.log2(self.slope[i][0]) for i in ins) + 64
@@ -245,10 +263,13 @@ class _Search:
         for i in ins:
             self.shape[i] = bound(i, hi)
 
-    def sample_calibrate(self, bounds: list[float]) -> int:
+    def sample_calibrate(self, bounds: list[float], slope_only: bool = False) -> int:
         """As budget_sample_calibrate: each large tensor's sample, and half of it, coded at
         its bound (unless it was coded within half an octave of it); the size estimated from
         the two shifts its predicted curve; the sample at half the bound finds saturation.
+        A tensor of over SLOPE_MIN and under SAMPLE_MIN values has a quarter sample coded at
+        its bound and half of it, for its squared error per byte only (its predicted curve
+        stays). With `slope_only`, only those and the whole small tensors are coded.
         Returns how many samples were coded."""
         pk = _core.Packer(None, False, mode=0, threads=self.job.threads)
         # As budget_sample_worker: the writer at format 1.1 from the start, so that a small
@@ -273,7 +294,9 @@ class _Search:
         try:
             for i, (it, p) in enumerate(zip(self.job.items, self.profs)):
                 whole = 0 < p[0] < SAMPLE_WHOLE
-                if not p[1] or (p[0] < SAMPLE_MIN and not whole) or not bounds[i] > 0:
+                mid = SLOPE_MIN < p[0] < SAMPLE_MIN
+                if not p[1] or not p[0] > 0 or not bounds[i] > 0 \
+                        or (slope_only and not whole and not mid):
                     continue
                 at = self.sampled.get(i, 0.0)
                 if at > 0 and abs(math.log2(bounds[i] / at)) < 0.5:
@@ -295,7 +318,7 @@ class _Search:
                                      8 * (fine1 - got0) / p[0])
                     coded += 1
                     continue
-                smp = _sample(it.array)
+                smp = _sample(it.array, SAMPLE_SLOPE_SHARE if mid else 16)
                 two = smp.ndim == 2
                 flat = smp.reshape(-1) if two else smp
                 all1 = code(f"sample{i}/0/0/{bounds[i]!r}", flat, it.code, bounds[i], True)
@@ -307,6 +330,18 @@ class _Search:
                         sse = sq[0]
                 if not two:
                     smp = flat
+                if mid:  # squared error per byte only: its predicted curve stays
+                    all0 = all2 if two else all1
+                    fine1 = code(f"sample{i}/0/{int(two)}/{bounds[i] / 2!r}", smp, it.code,
+                                 bounds[i] / 2, True)
+                    fine = sq[0]
+                    lam = (sse - fine) / (fine1 - all0) \
+                        if fine1 > all0 and sse > fine and fine > 0 else 0.0
+                    self.slope[i] = (lam, math.log2(sse / fine) if lam > 0 else 0.0,
+                                     8 * (fine1 - all0) / smp.size)
+                    self.mid.add(i)
+                    coded += 1
+                    continue
                 half = _half(smp if two else flat, two)
                 got = [all2 if two else all1,
                        code(f"sample{i}/1/{int(two)}/{bounds[i]!r}", half, it.code, bounds[i]),
@@ -330,6 +365,7 @@ class _Search:
         return coded
 
     def calibrate(self, bounds: list[float], actual: list[float]) -> None:
+        self.calibrated = True
         for i, p in enumerate(self.profs):
             if not p[1] or not bounds[i] > 0:
                 p[5] = actual[i]
@@ -412,6 +448,15 @@ def pack(job: Any, target: float) -> tuple[Any, list]:
                     if not s.sample_calibrate(bounds):
                         break
                     s.predict_plan(target - over)
+                    bounds = list(s.shape)
+                # then the tensors under SAMPLE_MIN values only, while their bounds move
+                for r in range(SLOPE_ROUNDS if not tries and s.lossy else 0):
+                    if not s.sample_calibrate(bounds, True):
+                        break
+                    # the last: their sizes as measured, within half an octave
+                    s.near = SLOPE_NEAR if r + 1 == SLOPE_ROUNDS else 0.0
+                    s.predict_plan(target - over)
+                    s.near = 0.0
                     bounds = list(s.shape)
             if len(tries) >= 2 and lossless is None and tries[-1]["got"] < target \
                     and tries[-1]["got"] * LOSSLESS_PROBE >= s.raw:
