@@ -1266,6 +1266,21 @@ static void model_score(enc *e, model *md, const uint64_t *entries, double scale
 		md->bits += (double)entries[k] * (log2((double)md->nlev) + 0.5) + 24;
 }
 
+/* Counts a stretch of tokens of one level sum into row's four histograms (lt apart), each
+ * token to the next histogram in turn from *u. */
+static inline void count_stretch(uint32_t *restrict row, size_t lt, const uint8_t *restrict tp,
+                                 uint64_t len, unsigned *u)
+{
+	uint64_t q = 0;
+	unsigned v = *u;
+	for (; q + 4 <= len; q += 4)
+		for (unsigned w = 0; w < 4; w++)
+			row[((v + w) & 3) * lt + tp[q + w]]++;
+	for (; q < len; q++, v++)
+		row[(v & 3) * lt + tp[q]]++;
+	*u = v;
+}
+
 /* Histograms of tokens per level sum of model md over the chunk, or over SAMPLE_BLOCKS
  * blocks spread over it when it is long; then its classes and estimated size. */
 static void model_eval(enc *e, model *md, const uint64_t *entries)
@@ -1299,13 +1314,8 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 			const uint8_t *l0 = md->lev[0];
 			unsigned u = 0;
 			while (k < ns) {
-				uint64_t len1 = MIN(x[0].run - x[0].r, ns - k), q = 0;
-				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j]] * ntok;
-				for (; q + 4 <= len1; q += 4)
-					for (unsigned w = 0; w < 4; w++)
-						row[((u + w) & 3) * LT + tp[k + q + w]]++;
-				for (; q < len1; q++, u++)
-					row[(u & 3) * LT + tp[k + q]]++;
+				uint64_t len1 = MIN(x[0].run - x[0].r, ns - k);
+				count_stretch(h4 + (size_t)id[l0[x[0].j]] * ntok, LT, tp + k, len1, &u);
 				axis_skip(&x[0], len1);
 				k += len1;
 			}
@@ -1320,13 +1330,8 @@ static void model_eval(enc *e, model *md, const uint64_t *entries)
 			unsigned u = 0;
 			while (k < ns) {
 				uint64_t len1 = MIN(MIN(x[0].run - x[0].r, x[1].run - x[1].r), ns - k);
-				uint64_t q = 0;
-				uint32_t *restrict row = h4 + (size_t)id[l0[x[0].j] + l1[x[1].j]] * ntok;
-				for (; q + 4 <= len1; q += 4)
-					for (unsigned w = 0; w < 4; w++)
-						row[((u + w) & 3) * LT + tp[k + q + w]]++;
-				for (; q < len1; q++, u++)
-					row[(u & 3) * LT + tp[k + q]]++;
+				count_stretch(h4 + (size_t)id[l0[x[0].j] + l1[x[1].j]] * ntok, LT, tp + k,
+				              len1, &u);
 				axis_skip(&x[0], len1);
 				axis_skip(&x[1], len1);
 				k += len1;

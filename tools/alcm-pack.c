@@ -1429,41 +1429,18 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 	int two = 0;
 	if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall, &sse)))
 		return st;
+	int sized = !s->whole && !s->slope; /* the sample also corrects the size curve */
 	if (s->whole) {
 		double off = 8 * (all - predicted_at(p, 2 * b->bound[i])) / (double)p->elements;
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 			p->bits[k] = fmax(0, p->bits[k] + off);
-		/* And at half the bound, for its squared error per byte (budget_equalise). */
-		if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i] / 2, &fine, &nall,
-		                             &sse_fine)))
+	} else if (s->flat2) {
+		if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall, &sse2)))
 			return st;
-		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
-		                                                      : 0;
-		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
-		s->rise = 8 * (fine - all) / (double)s->n;
-	} else if (s->slope) {
-		if (s->flat2) {
-			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall,
-			                             &sse2)))
-				return st;
-			if (all2 < all)
-				all = all2, sse = sse2, two = 1;
-		}
-		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
-		                             &sse_fine)))
-			return st;
-		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
-		                                                      : 0;
-		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
-		s->rise = 8 * (fine - all) / (double)s->n;
-	} else {
-		if (s->flat2) {
-			if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall,
-			                             &sse2)))
-				return st;
-			if (all2 < all)
-				all = all2, sse = sse2, two = 1;
-		}
+		if (all2 < all)
+			all = all2, sse = sse2, two = 1;
+	}
+	if (sized) {
 		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf,
 		                             NULL)))
 			return st;
@@ -1472,17 +1449,18 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 		double off = est - 8 * predicted_at(p, 2 * b->bound[i]) / (double)p->elements;
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 			p->bits[k] = fmax(0, p->bits[k] + off);
-		if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
-		                             &sse_fine)))
-			return st;
-		s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all)
-		                                                      : 0;
-		s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
-		double got = 8 * (fine - all) / (double)s->n;
-		s->rise = got;
+	}
+	/* At half the bound, for its squared error per byte (budget_equalise). */
+	if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
+	                             &sse_fine)))
+		return st;
+	s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all) : 0;
+	s->alpha = s->lam > 0 ? log2(sse / sse_fine) : 0;
+	s->rise = 8 * (fine - all) / (double)s->n;
+	if (sized) {
 		double want = 8 * (predicted_at(p, b->bound[i]) - predicted_at(p, 2 * b->bound[i])) /
 		              (double)p->elements;
-		budget_saturate(p, 2 * b->bound[i], got, want);
+		budget_saturate(p, 2 * b->bound[i], s->rise, want);
 	}
 	(*used)++;
 	*seen += (double)p->elements;
