@@ -1731,12 +1731,18 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 		j->copied = copy;
 		if (copy) {
 			if (t.nbytes > j->cap) {
-				uint8_t *nb = realloc(j->buf, (size_t)t.nbytes);
-				if (!nb) {
+				/* Whole huge pages from 256 KiB (cli_alloc): a slot's growths fault in
+				 * a few of them, not every 4 KiB page (alcm_io_reserve does the same). */
+				size_t want = (size_t)t.nbytes, huge = (size_t)2 << 20;
+				if (want >= ((size_t)256 << 10) && want <= SIZE_MAX - huge)
+					want = (want + huge - 1) & ~(huge - 1);
+				free(j->buf);
+				j->cap = 0;
+				if (!(j->buf = cli_alloc(want))) {
 					rc = EXIT_NOMEM;
 					break;
 				}
-				j->buf = nb, j->cap = t.nbytes;
+				j->cap = want;
 			}
 			if (t.nbytes)
 				memcpy(j->buf, t.data, (size_t)t.nbytes);
