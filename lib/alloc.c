@@ -176,6 +176,16 @@ int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t ne
 	return ALCM_OK;
 }
 
+void *alcm_mem_alloc_whole(const alcm_allocator *a, size_t n, size_t *cap)
+{
+	size_t want = n ? n : 1;
+	if (want >= ALCM_WHOLE_FROM && want <= SIZE_MAX - ALCM_HUGE_BLOCK)
+		want = (want + ALCM_HUGE_BLOCK - 1) & ~(ALCM_HUGE_BLOCK - 1);
+	void *p = want >= ALCM_HUGE_BLOCK ? alcm_mem_alloc_filled(a, want) : alcm_mem_alloc(a, want);
+	*cap = p ? want : 0;
+	return p;
+}
+
 size_t alcm_release_memory(void)
 {
 	cache_lock();

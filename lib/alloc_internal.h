@@ -50,6 +50,13 @@ void alcm_block_give(const alcm_allocator *a, void *p, size_t cap);
  * `filled` says its user fills all of it (decoded chunks, sections read), not a bound that
  * it may use a little of (scratch). ALCM_E_NOMEM leaves *p NULL and *cap 0, or unchanged. */
 int alcm_block_grow(const alcm_allocator *a, uint8_t **p, size_t *cap, size_t need, int filled);
+/* A block of at least n bytes that its user fills whole and keeps for larger needs later (a
+ * reader's tensor buffer, an encoder's whole-tensor buffer): from ALCM_WHOLE_FROM bytes on,
+ * rounded up to whole huge pages (alcm_mem_alloc_filled), so that growing it faults in a few
+ * huge pages rather than every 4 KiB page, and the next needs up to that size reuse it.
+ * Its capacity in *cap; NULL (and *cap 0) when out of memory. */
+#define ALCM_WHOLE_FROM ((size_t)256 << 10)
+void *alcm_mem_alloc_whole(const alcm_allocator *a, size_t n, size_t *cap);
 /* Frees every cached block of both caches (tests; also run when the library is unloaded). */
 void alcm_block_cache_clear(void);
 /* Bytes held by the cache of `kind` now, for tests. */

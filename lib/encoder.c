@@ -1,4 +1,5 @@
 /* The encoder: tensor parameters, chunk jobs on the pool, sections, directory (spec 6). */
+#include "alloc_internal.h"
 #include "codec_internal.h"
 #include "series_internal.h"
 
@@ -1560,10 +1561,7 @@ static int buf_hold(alcm_buf *b, uint64_t n)
 	if (n > SIZE_MAX)
 		return ALCM_E_NOMEM;
 	alcm_buf_free(b);
-	if (!(b->p = alcm_mem_alloc_filled(b->a, n ? (size_t)n : 1)))
-		return ALCM_E_NOMEM;
-	b->cap = (size_t)n;
-	return ALCM_OK;
+	return (b->p = alcm_mem_alloc_whole(b->a, (size_t)n, &b->cap)) ? ALCM_OK : ALCM_E_NOMEM;
 }
 
 int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)

@@ -6,6 +6,7 @@
  * is disabled the advice is refused and the coders work as before. A caller's allocator is
  * never bypassed: with one, every block of the coders is its own and comes back.
  */
+#include "alloc_internal.h"
 #include "format_internal.h"
 #include "testutil.h"
 
@@ -162,6 +163,49 @@ static void test_filled_blocks(void **state)
 	uint8_t *c = alcm_mem_alloc_filled(&ta.a, 3 * MIB);
 	assert_non_null(c);
 	assert_int_equal(ta.live, 1);
+	alcm_mem_free(&ta.a, c);
+	assert_int_equal(ta.live, 0);
+}
+
+/* Buffers kept for the larger tensors that come later (alcm_mem_alloc_whole: the readers'
+ * tensor buffer, the encoder's whole-tensor buffer) are their size under 256 KiB, and from
+ * there whole huge pages, aligned and advised: the capacity returned is usable to its last
+ * byte (ASan checks it) and covers what was asked. A caller's allocator gets the call. */
+static void test_whole_blocks(void **state)
+{
+	(void)state;
+	alcm_allocator libc;
+	alcm_alloc_copy(&libc, NULL);
+	const alcm_allocator *as[2] = {NULL, &libc};
+	size_t cap;
+	for (int k = 0; k < 2; k++) {
+		uint8_t *p = alcm_mem_alloc_whole(as[k], ALCM_WHOLE_FROM - 1, &cap);
+		assert_non_null(p);
+		assert_int_equal(cap, ALCM_WHOLE_FROM - 1);
+		alcm_mem_free(as[k], p);
+		size_t sizes[] = {ALCM_WHOLE_FROM, ALCM_HUGE_BLOCK, ALCM_HUGE_BLOCK + 1, 3 * MIB + 77};
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			p = alcm_mem_alloc_whole(as[k], sizes[i], &cap);
+			assert_non_null(p);
+			assert_true(cap >= sizes[i] && cap < sizes[i] + ALCM_HUGE_BLOCK);
+			assert_int_equal(cap % ALCM_HUGE_BLOCK, 0);
+			assert_true(aligned(p));
+			assert_true(advised(p) != 0);
+			fill(p, cap, 8);
+			assert_true(same(p, cap, 8));
+			alcm_mem_free(as[k], p);
+		}
+		assert_non_null(p = alcm_mem_alloc_whole(as[k], 0, &cap));
+		assert_int_equal(cap, 1);
+		alcm_mem_free(as[k], p);
+	}
+	tu_alloc ta;
+	tu_alloc_init(&ta, 0);
+	uint8_t *c = alcm_mem_alloc_whole(&ta.a, MIB, &cap);
+	assert_non_null(c);
+	assert_int_equal(cap, ALCM_HUGE_BLOCK);
+	assert_int_equal(ta.live, 1);
+	fill(c, cap, 9);
 	alcm_mem_free(&ta.a, c);
 	assert_int_equal(ta.live, 0);
 }
@@ -353,6 +397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_blocks),
 		cmocka_unit_test(test_filled_blocks),
+		cmocka_unit_test(test_whole_blocks),
 		cmocka_unit_test(test_thp_disabled),
 		cmocka_unit_test(test_caller_allocator_sees_every_block),
 	};

@@ -1,4 +1,5 @@
 /* Tensor file formats: detection, the alcm_input and alcm_output objects, shared helpers. */
+#include "alloc_internal.h"
 #include "io_internal.h"
 
 #include <errno.h>
@@ -109,9 +110,6 @@ int alcm_io_read(alcm_input *in, void *dst, size_t n, uint64_t off)
 	return ALCM_OK;
 }
 
-/* Tensor buffers of this many bytes or more are whole huge pages (alcm_io_reserve). */
-#define IO_HUGE_FROM ((size_t)256 << 10)
-
 int alcm_io_reserve(alcm_input *in, uint64_t n)
 {
 	if (in->buf && n <= in->buf_cap)
@@ -119,22 +117,14 @@ int alcm_io_reserve(alcm_input *in, uint64_t n)
 	if (n > SIZE_MAX)
 		return alcm_io_fail(in, ALCM_E_LIMIT, "%llu bytes do not fit in memory",
 		                    (unsigned long long)n);
-	/* free + alloc rather than realloc: the old contents are not needed. From IO_HUGE_FROM
-	 * bytes the block is whole huge pages (at least one), filled by the reads: each growth
-	 * faults in a few huge pages instead of every 4 KiB page of the new block, and the next
-	 * tensors up to that size reuse it. faceapi (313 tensors up to 2.4 MB) packed with
-	 * --ratio 12: 6260 -> 3900 minor faults, one --max-error pack 4250 -> 4000. */
-	size_t want = (size_t)n;
-	if (want >= IO_HUGE_FROM && want <= SIZE_MAX - ALCM_HUGE_BLOCK)
-		want = (want + ALCM_HUGE_BLOCK - 1) & ~(ALCM_HUGE_BLOCK - 1);
+	/* free + alloc rather than realloc: the old contents are not needed. Whole huge pages from
+	 * 256 KiB (alcm_mem_alloc_whole): faceapi (313 tensors up to 2.4 MB) packed with --ratio
+	 * 12, 6260 -> 3900 minor faults; one --max-error pack 4250 -> 4000. */
 	alcm_mem_free(&in->alloc, in->buf);
-	in->buf_cap = 0;
-	in->buf = want >= ALCM_HUGE_BLOCK ? alcm_mem_alloc_filled(&in->alloc, want)
-	                                  : alcm_mem_alloc(&in->alloc, want);
+	in->buf = alcm_mem_alloc_whole(&in->alloc, (size_t)n, &in->buf_cap);
 	if (!in->buf)
 		return alcm_io_fail(in, ALCM_E_NOMEM, "out of memory for %llu bytes of tensor data",
 		                    (unsigned long long)n);
-	in->buf_cap = want;
 	return ALCM_OK;
 }
 
