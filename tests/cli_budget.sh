@@ -6,23 +6,15 @@
 # under the smallest archive is refused, leaving no file.
 # Usage: cli_budget.sh BIN_DIR SOURCE_DIR
 set -u
-B=$(cd "$1" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export TMPDIR=$T/tmp
-mkdir -p "$TMPDIR"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/testlib.sh"
 cd "$T" || exit 1
-python3 - <<'PY'
-import struct
+python3 - "$S/tests" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from npyfile import npy
 n = 5000
-hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }" % n
-hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
 with open("lin.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
-    f.write(struct.pack("<%df" % n, *[i / (n - 1) for i in range(n)]))
+    f.write(npy((n,), [i / (n - 1) for i in range(n)]))
 PY
 # json FILE KEY: a number of the first tensor in alcm-inspect --json
 json() { "$B/alcm-inspect" --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['tensors'][0]['$2'])"; }
@@ -38,15 +30,14 @@ done
 # A format 1.1 archive (normal values: modelled symbols) carries no PRED, with --ratio as with
 # --max-error: readers of format 1.0 refuse any PRED but version 1 (spec 6.7.1), and this
 # build's default weights are version 2.
-python3 - <<'PY'
-import random, struct
+python3 - "$S/tests" <<'PY'
+import random, sys
+sys.path.insert(0, sys.argv[1])
+from npyfile import npy
 random.seed(5)
 n = 20000
-hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }" % n
-hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
 with open("nrm.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
-    f.write(struct.pack("<%df" % n, *[random.gauss(0, 0.02) for _ in range(n)]))
+    f.write(npy((n,), [random.gauss(0, 0.02) for _ in range(n)]))
 PY
 "$B/alcm-pack" -f --ratio 6 nrm.npy -o r.alcm 2>err || bad "--ratio 6: $(cat err)"
 "$B/alcm-inspect" r.alcm >out 2>&1

@@ -8,22 +8,13 @@
 # lands it within 3% in one attempt.
 # Usage: cli_budget_flat.sh BIN_DIR SOURCE_DIR
 set -u
-B=$(cd "$1" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export TMPDIR=$T/tmp
-mkdir -p "$TMPDIR"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/testlib.sh"
 cd "$T" || exit 1
-python3 - <<'PY'
-import random, struct, zipfile
+python3 - "$S/tests" <<'PY'
+import random, sys, zipfile
+sys.path.insert(0, sys.argv[1])
+from npyfile import npy
 random.seed(11)
-def npy(shape, vals):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join("%d," % d for d in shape)
-    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals)
 def scales(n, dead):
     return [0.0 if random.random() < dead else 1e-5 * 2 ** random.uniform(-3, 3) for _ in range(n)]
 ro, co = scales(256, 0.35), scales(512, 0.25)

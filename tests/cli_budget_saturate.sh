@@ -7,22 +7,13 @@
 # whole pack followed.
 # Usage: cli_budget_saturate.sh BIN_DIR SOURCE_DIR
 set -u
-B=$(cd "$1" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export TMPDIR=$T/tmp
-mkdir -p "$TMPDIR"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/testlib.sh"
 cd "$T" || exit 1
-python3 - <<'PY'
-import random, struct, zipfile
+python3 - "$S/tests" <<'PY'
+import random, sys, zipfile
+sys.path.insert(0, sys.argv[1])
+from npyfile import npy
 random.seed(7)
-def npy(shape, vals):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join("%d," % d for d in shape)
-    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals)
 cols = [0.0005 * 2 ** random.uniform(-1, 1) for _ in range(256)]
 q = [max(-127, min(127, round(random.gauss(0, 25)))) * cols[i % 256] for i in range(3 * 3 * 256 * 256)]
 g = [random.gauss(0, 0.02) for _ in range(256 * 512)]

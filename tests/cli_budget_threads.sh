@@ -7,22 +7,13 @@
 # tensor's signal energy) is the one the archive decodes to.
 # Usage: cli_budget_threads.sh BIN_DIR SOURCE_DIR
 set -u
-B=$(cd "$1" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export TMPDIR=$T/tmp
-mkdir -p "$TMPDIR"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/testlib.sh"
 cd "$T" || exit 1
-python3 - <<'PY'
-import random, struct, zipfile
+python3 - "$S/tests" <<'PY'
+import random, struct, sys, zipfile
+sys.path.insert(0, sys.argv[1])
+from npyfile import npy
 random.seed(11)
-def npy(shape, vals):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join("%d," % d for d in shape)
-    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals)
 with zipfile.ZipFile("t.npz", "w") as z:
     for i in range(24):  # small tensors first: each thread's first sample is a small one
         n = random.randint(64, 3000)

@@ -5,14 +5,7 @@
 # payload reaches the decoders). Also: "-" as INPUT and "-o -" for every tool and format.
 # Usage: cli_exitcodes.sh BIN_DIR SOURCE_DIR
 set -u
-B=$(cd "$1" && pwd)
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export TMPDIR=$T/tmp
-mkdir -p "$TMPDIR"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/testlib.sh"
 # row CODE WHAT CMD...: CMD (run by bash -c, stopped after 120 s: exit 124) exits CODE;
 # stderr is kept in $T/err.
 row() {

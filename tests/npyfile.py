@@ -1,0 +1,12 @@
+"""A float32 .npy file in bytes, without numpy, for the shell tests' inputs."""
+
+import struct
+
+
+def npy(shape, vals):
+    """The .npy bytes of a C-order float32 array of `shape` holding `vals` (a flat list)."""
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join(
+        "%d," % d for d in shape)
+    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+    return (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() +
+            struct.pack("<%df" % len(vals), *vals))
