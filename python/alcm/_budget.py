@@ -296,7 +296,8 @@ class _Search:
                 whole = 0 < p[0] < SAMPLE_WHOLE
                 mid = SLOPE_MIN < p[0] < SAMPLE_MIN
                 if not p[1] or not p[0] > 0 or not bounds[i] > 0 \
-                        or (slope_only and not whole and not mid):
+                        or (slope_only and not whole and not mid) \
+                        or SAMPLE_WHOLE <= p[0] <= SLOPE_MIN:  # as budget_sample_take: none
                     continue
                 at = self.sampled.get(i, 0.0)
                 if at > 0 and abs(math.log2(bounds[i] / at)) < 0.5:
