@@ -30,11 +30,12 @@ other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a q
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape at its bound (no half) and at half of it
-(its squared error per byte: it takes part in budget_equalise); of a lossy tensor of 16385 to
+(its squared error per byte: it takes part in budget_equalise); one of 4096 to 8192 values has
+no sample (its predicted curve and the plan's bound stay); of a lossy tensor of 8193 to
 65535 values a quarter (the same runs) is coded at its bound and half of it, for its squared
 error per byte only (its predicted curve stays), and after the sample rounds up to 3 more
 code only these and the whole small tensors whose bound moved by half an octave, the last
-plan moving them under half an octave (SLOPE_NEAR) from where they were coded (the 16385 to
+plan moving them under half an octave (SLOPE_NEAR) from where they were coded (the 8193 to
 65535 ones only before a measured attempt: after it, their sample's slope moved the second
 attempt of torch's transformer weights --ratio 16 8% over and 8 attempts followed). Equalise
 only when the
@@ -68,7 +69,7 @@ SAMPLE_FLAT_SHARE = 4
 SAMPLE_SLOPE_SHARE = 4  # SAMPLE_SLOPE_SHARE, SLOPE_ROUNDS, SLOPE_NEAR
 SLOPE_ROUNDS = 3
 SLOPE_NEAR = 0.49
-SLOPE_MIN = 16384  # alcm-pack.c's SLOPE_MIN: tensors of more values only
+SLOPE_MIN = 8192  # alcm-pack.c's SLOPE_MIN: tensors of more values only
 SECTION_ALIGN = 64
 EQUAL_ALPHA_MAX = 4.0  # alcm-pack.c's EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
 EQUAL_MOVE_MAX = 1.0

@@ -243,7 +243,7 @@ def test_ratio_error_no_worse_than_one_common_bound(tmp_path):
 
 
 def _mid_tensors():
-    """faceapi-like: convolutions of 4K to 64K values ([3, 3, 64, 64]: 36,864), values once
+    """faceapi-like: convolutions of 8K to 64K values ([3, 3, 64, 64]: 36,864), values once
     quantized and not, next to small biases and one large tensor."""
     rng = np.random.default_rng(11)
     t = {}
@@ -253,6 +253,9 @@ def _mid_tensors():
             w = np.round(w * 2048) / 2048
         t[f"conv{i}"] = w.astype(np.float32)
         t[f"bias{i}"] = (rng.standard_normal(64) * 0.1).astype(np.float32)
+    # a transformer's [256, 64] and [192, 64] gradients: 16,384 and 12,288 values
+    t["conv_ff"] = (rng.standard_normal((256, 64)) * 0.01).astype(np.float32)
+    t["conv_qkv"] = (rng.standard_normal((192, 64)) * 0.03).astype(np.float32)
     t["big"] = (rng.standard_normal((256, 512)) * 0.02).astype(np.float32)
     return t
 
@@ -263,7 +266,8 @@ def test_mid_size_tensors_join_the_equal_slope(tmp_path, monkeypatch):
     # budget_equalise moves its bound with the others'. Before, it kept the predictor's plan:
     # just under full precision faceapi's [3, 3, 64, 64] filters were bound at ~2e-7 against
     # 1171e16's ~7e-7 (8.6 KB more for 6e-9 less squared error) while 256-value biases were
-    # starved, and --size 4600000 had 3.9e-7 squared error (now 1.2e-7).
+    # starved, and --size 4600000 had 3.9e-7 squared error (now 1.2e-7). Tensors of 8K to 16K
+    # values too: a transformer's [256, 64] gradient kept a plan 3x coarser than 1171e16's.
     t = _mid_tensors()
     seen = []
     enc = _budget._Search.encode
