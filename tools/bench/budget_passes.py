@@ -12,17 +12,19 @@ each search lands somewhere within 3% of its budget. "x cpu" is the same ratio i
 which other load on the machine does not take away.
 
 Targets (issue 20), printed as holds/misses: the budget archive within 3% of raw / R (or
-lossless and under it), its
-wall time at most 2x the single pack's, and (with --old) its squared error no worse than the
-old one's at equal bytes (1% slack for ties; an old search that could not fit counts as infinite error).
+lossless and under it), its wall time at most 2x the single pack's, and (with --old) its
+squared error no worse than the old one's at equal bytes (1% slack for ties; an old search
+that could not fit counts as infinite error).
 
 With --sweep K (and --old), both alcm-packs are also run with --size at 2K+1 sizes spread
 evenly over raw / R * (1 +- 0.024), and each one's log squared error fitted against log size
 (least squares): "fit vs old" is this one's fitted error over the old one's at the middle
-size. The single archive's comparison moves by several percent with where its search lands:
-sizes are not monotone in the bound (the coder's choices: the digits CNN gradients' conv2
-took 9648 bytes at 7.78e-7, 10352 at 7.95e-7, 9584 at 8.13e-7), and one percent of bytes is
-6 to 20 percent of squared error on those gradients, so the fit says more of the plan.
+size, with its own holds/misses (the same 1% slack; a row where only the old one can be
+fitted misses). The single archive's comparison moves by several percent with where its
+search lands: sizes are not monotone in the bound (the coder's choices: the digits CNN
+gradients' conv2 took 9712 bytes at 7.9e-7 and 10416 at 7.95e-7: its token alphabet is
+chosen by one table's cost, its classes then priced with several), and at --ratio 4 one
+percent of bytes is 10 to 20 percent of squared error, so the fit says more of the plan.
 
 usage: budget_passes.py [--bin DIR] [--old PATH] [--ratios 4,6,8,12,16] [--runs 3]
                         [--sweep K] INPUT...
@@ -144,7 +146,7 @@ def main():
     pack, inspect = os.path.join(a.bin, "alcm-pack"), os.path.join(a.bin, "alcm-inspect")
     tmp = tempfile.mkdtemp(prefix="budget_passes.")
     out, one, old = (os.path.join(tmp, f) for f in ("b.alcm", "e.alcm", "o.alcm"))
-    ok_size, ok_time, ok_sse = True, True, True
+    ok_size, ok_time, ok_sse, ok_fit = True, True, True, True
     print("| input | R | attempts | off budget | --ratio wall s | one pack s | x | x cpu | SSE "
           "| old SSE | old SSE, equal bytes | old off | old wall s |" +
           (" fit vs old |" if a.sweep else ""))
@@ -197,8 +199,10 @@ def main():
                     mid = (fn[0] + fo[0]) / 2
                     d = (fn[1] + fn[2] * (mid - fn[0])) - (fo[1] + fo[2] * (mid - fo[0]))
                     fit = f" {(math.exp(d) - 1) * 100:+.1f}% |"
-                else:
+                    ok_fit &= math.exp(d) <= 1.01
+                else:  # a miss where only the old one could be fitted
                     fit = " |"
+                    ok_fit &= not (fo and not fn)
             off = (size - want) / want
             ok_size &= abs(off) <= 0.03 or (sse == 0 and off < 0)  # lossless, under budget
             ok_time &= not x > 2
@@ -218,7 +222,11 @@ def main():
     print(f"--ratio wall time <= 2x one pack at the chosen bound: "
           f"{'holds' if ok_time else 'misses'}")
     if a.old:
-        print(f"squared error no worse than {a.old}'s: {'holds' if ok_sse else 'misses'}")
+        print(f"squared error no worse than {a.old}'s, single archive at equal bytes: "
+              f"{'holds' if ok_sse else 'misses'}")
+    if a.sweep:
+        print(f"squared error no worse than {a.old}'s, fitted over nearby sizes: "
+              f"{'holds' if ok_fit else 'misses'}")
 
 
 if __name__ == "__main__":
