@@ -1900,6 +1900,23 @@ static double refine_bound(const uint32_t *pt, const uint64_t *off, uint64_t ent
 	return b + (double)entries * (log2((double)K) + 0.5) + 24;
 }
 
+/* Whether models() tries axis k (entries of x) for a chunk of nsym symbols: not a single
+ * channel, nor channels too short to pay for their level; and in a tensor of 3 dimensions or
+ * more (qp offers axes past the first two), no axis but axis 0 of fewer than
+ * KERNEL_ENTRIES entries: a convolution's kernel rows, columns and positions (3, 3 and 9 in
+ * a 3 x 3 kernel). Their models cost a pass over the chunk each (most of the time a conv
+ * weight or gradient spent in models(): 16-18% of the lossy pack of the digits CNN) and
+ * did not win on the files of tools/bench/entropy.sh and the size checks (12 files x 6
+ * modes: those archives the same bytes, faceapi 0.15% smaller: the one model refined
+ * after axis 0 and the last, the best of the others, is no longer a kernel position's). */
+#define KERNEL_ENTRIES 10
+static int axis_tried(const alcm_qparams *qp, unsigned k, const axis *x, uint64_t nsym)
+{
+	if (x->entries < 2 || x->entries * 16 > nsym)
+		return 0;
+	return k == 0 || qp->naxes <= 2 || x->entries >= KERNEL_ENTRIES;
+}
+
 /* Candidates besides one table: classes along each axis the caller offers, and along the
  * two best of them (the first's mean token plus the second's mean of what the first leaves).
  * Fills md[1..], @return their count + 1. */
@@ -1925,7 +1942,7 @@ static int models(enc *e, model *md, unsigned *nm)
 	for (unsigned k = 0; k < nax; k++) {
 		axis x;
 		if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
-		    x.entries < 2 || x.entries * 16 > e->nsym)
+		    !axis_tried(qp, k, &x, e->nsym))
 			continue;
 		cand |= 1u << MIN(k, 2);
 		ncand++;
@@ -1948,7 +1965,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		for (unsigned k = 0; k < nax; k++) {
 			axis x;
 			if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
-			    x.entries < 2 || x.entries * 16 > e->nsym || x.run < 2)
+			    !axis_tried(qp, k, &x, e->nsym) || x.run < 2)
 				continue;
 			if (!pass) {
 				rmin = !rmin || x.run < rmin ? x.run : rmin;
@@ -1985,8 +2002,7 @@ static int models(enc *e, model *md, unsigned *nm)
 	for (unsigned k = 0; k < nax; k++) {
 		if (axis_init(&e->ax[k], qp->axis_run[k], qp->axis_count[k], e->first, e->elems))
 			continue;
-		/* One channel, or channels too short to pay for their level. */
-		if (e->ax[k].entries < 2 || e->ax[k].entries * 16 > e->nsym)
+		if (!axis_tried(qp, k, &e->ax[k], e->nsym))
 			continue;
 		entries[k] = e->ax[k].entries;
 		sum[k] = ss_get(e->ss, a, SS_SUM + k, (size_t)entries[k] * sizeof(uint64_t));
