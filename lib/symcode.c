@@ -1902,19 +1902,21 @@ static double refine_bound(const uint32_t *pt, const uint64_t *off, uint64_t ent
 
 /* Whether models() tries axis k (entries of x) for a chunk of nsym symbols: not a single
  * channel, nor channels too short to pay for their level; and in a tensor of 3 dimensions or
- * more (qp offers axes past the first two), no axis but axis 0 of fewer than
- * KERNEL_ENTRIES entries: a convolution's kernel rows, columns and positions (3, 3 and 9 in
- * a 3 x 3 kernel). Their models cost a pass over the chunk each (most of the time a conv
- * weight or gradient spent in models(): 16-18% of the lossy pack of the digits CNN) and
- * did not win on the files of tools/bench/entropy.sh and the size checks (12 files x 6
- * modes: those archives the same bytes, faceapi 0.15% smaller: the one model refined
- * after axis 0 and the last, the best of the others, is no longer a kernel position's). */
+ * more (qp offers axes past the first two), no axis but axis 0 of fewer than KERNEL_ENTRIES
+ * entries each a run of fewer than KERNEL_ENTRIES elements: a PyTorch convolution's kernel
+ * rows, columns and positions ([out, in, 3, 3]: 3 entries of runs of 3, 3 of 1, 9 of 1).
+ * Their models cost a pass over the chunk each, a few elements at a time (a sixth of the
+ * lossy pack of the digits CNN), and did not win on the files of the size checks (96
+ * archives the same bytes). A TF convolution's kernel axes ([3, 3, in, out]: runs of in x
+ * out) are tried still: their passes are cheap (a run at a time), and leaving them out
+ * changed faceapi's archives (tools/bench/run.sh ratios -0.03 to -0.05% in 5 of 6 modes). */
 #define KERNEL_ENTRIES 10
 static int axis_tried(const alcm_qparams *qp, unsigned k, const axis *x, uint64_t nsym)
 {
 	if (x->entries < 2 || x->entries * 16 > nsym)
 		return 0;
-	return k == 0 || qp->naxes <= 2 || x->entries >= KERNEL_ENTRIES;
+	return k == 0 || qp->naxes <= 2 || x->entries >= KERNEL_ENTRIES ||
+	       x->run >= KERNEL_ENTRIES;
 }
 
 /* Candidates besides one table: classes along each axis the caller offers, and along the
