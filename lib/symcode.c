@@ -1900,6 +1900,28 @@ static double refine_bound(const uint32_t *pt, const uint64_t *off, uint64_t ent
 	return b + (double)entries * (log2((double)K) + 0.5) + 24;
 }
 
+/* Whether models() tries axis k (entries of x) for a chunk of nsym symbols: not a single
+ * channel, nor channels too short to pay for their level; and where cols (a tensor of 3
+ * dimensions or more whose axes include one of columns: runs of one element, at least
+ * KERNEL_ENTRIES entries), no axis but axis 0 of fewer than KERNEL_ENTRIES entries each a
+ * run of fewer than KERNEL_ENTRIES elements: a PyTorch convolution's kernel rows, columns
+ * and positions ([out, in, 3, 3]: 3 entries of runs of 3, 3 of 1, 9 of 1), whose classes
+ * the columns (in, kh, kw) can take too. Their models cost a pass over the chunk each, a few
+ * elements at a time (a sixth of the lossy pack of the digits CNN), and did not win on the
+ * files of the size checks (96 archives the same bytes). A depthwise convolution ([C, 1, 3,
+ * 3]: no columns but the positions) tries them still (one whose centre taps are 6x its
+ * corners: 2.8% smaller than one table with them, no smaller without: test_symcode_axes),
+ * and so does a TF convolution ([3, 3, in, out]: runs of in x out, passes a run at a time;
+ * leaving them out changed faceapi's archives, tools/bench/run.sh ratios -0.03 to -0.05% in
+ * 5 of 6 modes). */
+#define KERNEL_ENTRIES 10
+static int axis_tried(unsigned k, const axis *x, uint64_t nsym, int cols)
+{
+	if (x->entries < 2 || x->entries * 16 > nsym)
+		return 0;
+	return k == 0 || !cols || x->entries >= KERNEL_ENTRIES || x->run >= KERNEL_ENTRIES;
+}
+
 /* Candidates besides one table: classes along each axis the caller offers, and along the
  * two best of them (the first's mean token plus the second's mean of what the first leaves).
  * Fills md[1..], @return their count + 1. */
@@ -1922,10 +1944,16 @@ static int models(enc *e, model *md, unsigned *nm)
 	 * two-axis model is built from the same axes whatever their estimates (both are the two
 	 * best; their order is by run, which must differ), so it is the same model. */
 	unsigned ncand = 0, cand = 0;
+	int cols = 0;
+	for (unsigned k = 2; k < nax; k++) {
+		axis x;
+		cols |= !axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) &&
+		        x.run == 1 && x.entries >= KERNEL_ENTRIES && axis_tried(k, &x, e->nsym, 0);
+	}
 	for (unsigned k = 0; k < nax; k++) {
 		axis x;
 		if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
-		    x.entries < 2 || x.entries * 16 > e->nsym)
+		    !axis_tried(k, &x, e->nsym, cols))
 			continue;
 		cand |= 1u << MIN(k, 2);
 		ncand++;
@@ -1948,7 +1976,7 @@ static int models(enc *e, model *md, unsigned *nm)
 		for (unsigned k = 0; k < nax; k++) {
 			axis x;
 			if (axis_init(&x, qp->axis_run[k], qp->axis_count[k], e->first, e->elems) ||
-			    x.entries < 2 || x.entries * 16 > e->nsym || x.run < 2)
+			    !axis_tried(k, &x, e->nsym, cols) || x.run < 2)
 				continue;
 			if (!pass) {
 				rmin = !rmin || x.run < rmin ? x.run : rmin;
@@ -1985,8 +2013,7 @@ static int models(enc *e, model *md, unsigned *nm)
 	for (unsigned k = 0; k < nax; k++) {
 		if (axis_init(&e->ax[k], qp->axis_run[k], qp->axis_count[k], e->first, e->elems))
 			continue;
-		/* One channel, or channels too short to pay for their level. */
-		if (e->ax[k].entries < 2 || e->ax[k].entries * 16 > e->nsym)
+		if (!axis_tried(k, &e->ax[k], e->nsym, cols))
 			continue;
 		entries[k] = e->ax[k].entries;
 		sum[k] = ss_get(e->ss, a, SS_SUM + k, (size_t)entries[k] * sizeof(uint64_t));

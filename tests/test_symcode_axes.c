@@ -155,6 +155,29 @@ static void test_torch_conv_inputs(void **state)
 	free(x);
 }
 
+/* A PyTorch depthwise convolution [2048, 1, 3, 3] whose centre taps are 6 times its corners
+ * (edges twice): its only view of the kernel positions is their own axis (no columns (in, kh,
+ * kw) of more entries take them), which must be tried. Against one table (the same values as
+ * 1-D), at least 2% smaller (2.8%); with the kernel axes left out as for an [out, in, 3, 3]
+ * one, it was no smaller (13872 bytes both). */
+static void test_torch_depthwise_positions(void **state)
+{
+	(void)state;
+	const uint64_t c = 2048, n = c * 9;
+	static const double tap[9] = {1, 2, 1, 2, 6, 2, 1, 2, 1};
+	float *x = malloc(n * sizeof(float));
+	for (uint64_t i = 0; i < n; i++)
+		x[i] = (float)laplace(0.01 * tap[i % 9]);
+	double bound = 0.001;
+	uint64_t s4[4] = {c, 1, 3, 3}, s1[1] = {n};
+	packed a4 = pack_checked(x, 4, s4, bound), a1 = pack_checked(x, 1, s1, bound);
+	if (!(a4.len * 100 <= a1.len * 98))
+		fail_msg("[2048, 1, 3, 3]: %zu bytes, as 1-D: %zu", a4.len, a1.len);
+	free(a4.p);
+	free(a1.p);
+	free(x);
+}
+
 /* The first byte of the first chunk of the first tensor (section 0 starts at 192). */
 static uint8_t coding_of(const packed *a)
 {
@@ -309,6 +332,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tf_conv_rows),
 		cmocka_unit_test(test_torch_conv_inputs),
+		cmocka_unit_test(test_torch_depthwise_positions),
 		cmocka_unit_test(test_coarse_lattice),
 		cmocka_unit_test(test_lanes_rule),
 		cmocka_unit_test(test_rans_lanes_avx2),
