@@ -1259,10 +1259,59 @@ static double budget_predict_plan(budget_state *b, double budget)
 #define SLOPE_MIN ((uint64_t)8192) /* tensors of more values only */
 #define SECTION_ALIGN 64 /* sections start at multiples of it (alcm_section_info) */
 
+/*
+ * The order in which budget_sample_take() spreads its runs over the entries of axis 0 of
+ * tensor t (n values of w bytes): where some entries are all zeros, +0.0 or -0.0 (the
+ * gradient rows of dead units) and some not, the live ones first, in order, then the dead ones, so that the sample
+ * holds each kind in its share; else none (*order NULL: the tensor's own order). With the
+ * tensor's own order the evenly spaced runs of the digits CNN gradients' fc1 ([256, 512], 88
+ * rows dead) caught 26 dead rows of 64 where 22 is their share, its size estimate 16% under
+ * (46721 bytes predicted, 54186 coded at --ratio 8): the first attempt landed 4.1% over the
+ * budget and a second followed. In their share, 50369 predicted and 50374 coded, one attempt
+ * at R 4 to 16 (squared error at equal bytes against 1171e16, single archive: R 4 +1.4% ->
+ * -2.4%, R 8 +0.5% -> -1.7%). Taking the live rows only, the dead as free, was 9% over: dead
+ * rows still cost (fc1's 88 take 3.7 KB of 54 KB at 1.25e-7). Sets *ent, an entry's values.
+ */
+static int sample_order(const alcm_tensor *t, uint64_t n, uint64_t w, uint64_t **order,
+                        uint64_t *ent)
+{
+	*order = NULL;
+	if (t->ndim < 2 || t->shape[0] < SAMPLE_COLS)
+		return 0;
+	uint64_t rows = t->shape[0], e = n / rows, nlive = 0;
+	uint64_t *o = malloc((size_t)rows * sizeof(uint64_t));
+	uint8_t *dead = malloc((size_t)rows);
+	if (!o || !dead) {
+		free(o);
+		free(dead);
+		return EXIT_NOMEM;
+	}
+	for (uint64_t r = 0; r < rows; r++) { /* +0.0 or -0.0 (little-endian: the sign bit is
+	                                         * the top bit of an element's last byte) */
+		const uint8_t *q = (const uint8_t *)t->data + r * e * w;
+		uint64_t j = 0;
+		while (j < e * w && !(q[j] & ((j + 1) % w ? 0xff : 0x7f)))
+			j++;
+		dead[r] = j == e * w;
+		nlive += !dead[r];
+	}
+	if (nlive && nlive < rows) {
+		uint64_t a = 0, b = nlive;
+		for (uint64_t r = 0; r < rows; r++)
+			o[dead[r] ? b++ : a++] = r;
+		*order = o, *ent = e;
+	} else {
+		free(o);
+	}
+	free(dead);
+	return 0;
+}
+
 static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p,
                               budget_sample *s)
 {
 	memset(s, 0, sizeof(*s));
+	int st;
 	uint64_t n = p->elements, w = alcm_dtype_size(t->dtype);
 	if (p->lossy && n > 0 && n < SAMPLE_WHOLE) {
 		if (!(s->data = malloc((size_t)(n * w))))
@@ -1279,6 +1328,9 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
 	if (!p->lossy || p->elements <= SLOPE_MIN)
 		return 0;
 	s->slope = n < SAMPLE_MIN; /* a quarter, for its squared error per byte only */
+	uint64_t *order = NULL, ent = 0;
+	if ((st = sample_order(t, n, w, &order, &ent)))
+		return st;
 	uint64_t share = s->slope ? SAMPLE_SLOPE_SHARE : 16;
 	uint64_t run = (n / share < SAMPLE_MAX ? n / share : SAMPLE_MAX) / SAMPLE_RUNS;
 	uint64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 1;
@@ -1293,15 +1345,25 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
 			run = r4, slice = n / t->shape[0];
 	}
 	uint64_t m = run * SAMPLE_RUNS;
-	if (!(s->data = malloc((size_t)(m * w))))
+	if (!(s->data = malloc((size_t)(m * w)))) {
+		free(order);
 		return EXIT_NOMEM;
+	}
 	for (uint64_t k = 0; k < SAMPLE_RUNS; k++) {
 		uint64_t at = k * ((n - run) / (SAMPLE_RUNS - 1));
 		at -= at % cols;
 		if (slice && at % slice + run > slice) /* within one entry of axis 0 */
 			at += slice - at % slice - run;
-		memcpy(s->data + k * run * w, (const uint8_t *)t->data + at * w, (size_t)(run * w));
+		for (uint64_t v = at, left = run; left;) { /* v: a place in the entries' order */
+			uint64_t o = order ? v % ent : v, len = order && ent - o < left ? ent - o : left;
+			uint64_t from = order ? order[v / ent] * ent + o : o;
+			memcpy(s->data + (k * run + v - at) * w, (const uint8_t *)t->data + from * w,
+			       (size_t)(len * w));
+			v += len;
+			left -= len;
+		}
 	}
+	free(order);
 	s->n = m;
 	s->cols = cols;
 	s->flat2 = slice > 0;

@@ -82,8 +82,17 @@ def _sample(a: Any, share: int = 16) -> Any:
     with SAMPLE_COLS entries or more in axis 0, a quarter (SAMPLE_FLAT_SHARE), each run
     within one entry of axis 0, shaped (runs, values): coded both as it is and flat
     (budget_sample_calibrate keeps the smaller). A tensor under SAMPLE_MIN values keeps
-    a quarter (`share` SAMPLE_SLOPE_SHARE) instead of a sixteenth."""
+    a quarter (`share` SAMPLE_SLOPE_SHARE) instead of a sixteenth. As sample_order: where
+    some entries of axis 0 (SAMPLE_COLS or more) are all zeros and some not, the runs are
+    spread over the live entries then the dead ones (all +0.0 or -0.0), each kind in its
+    share."""
     flat = a.reshape(-1)
+    if a.ndim >= 2 and a.shape[0] >= SAMPLE_COLS:
+        rows = np.ascontiguousarray(a).reshape(a.shape[0], -1)
+        u = rows.view(np.dtype(f"<u{a.itemsize}"))  # the bits, less the sign
+        dead = ~(u & ~np.array(1 << (8 * a.itemsize - 1), u.dtype)).astype(bool).any(axis=1)
+        if 0 < dead.sum() < a.shape[0]:
+            flat = np.concatenate([rows[~dead], rows[dead]]).reshape(-1)
     n = flat.size
     run = min(n // share, SAMPLE_MAX) // SAMPLE_RUNS
     cols = a.shape[-1] if a.ndim >= 2 else 1

@@ -65,6 +65,8 @@ def test_ratio_plans_as_the_tool_does(tmp):
     t = {"small": rng.normal(size=300) * 0.1, "none": rng.normal(size=(64, 128)) * 0.01,
          "mid": rng.normal(size=(128, 96)) * 0.02, "big": rng.normal(size=(256, 512)) * 0.02,
          "grid": np.round(rng.normal(size=(96, 100)) * 40) / 2048}
+    t["big"][rng.random(256) < 0.35] = 0  # dead units' rows: sampled in their share
+    t["mid"][::3] = -0.0  # -0.0 is as dead
     t = {k: v.astype(np.float32) for k, v in t.items()}
     np.savez("in.npz", **t)
     subprocess.run([tool("alcm-pack"), "-q", "--ratio", "6", "in.npz", "-o", "c.alcm"],
