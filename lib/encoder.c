@@ -433,25 +433,47 @@ static double ulp_at(int dtype, double m)
 	return fmax(ldexp(1.0, e - 1 - 10), ldexp(1.0, -24)); /* float16; subnormal spacing */
 }
 
+/* rounding_escapes() for one dtype, a constant where it is called, so that the dtype's
+ * switches fold away, and alcm_round_small() for nearbyint() (the same integer under 2^30,
+ * where it is used; a libm call before). The same counts, so the same steps and archives:
+ * alcm-pack --max-error 0.1 of the torch transformer's bfloat16 weights 50.2M -> 47.4M
+ * instructions (cachegrind). */
+static inline __attribute__((always_inline)) uint64_t
+rounding_escapes_dt(int dtype, const uint8_t *data, uint64_t n, uint64_t stride, double s,
+                    double b, uint64_t *seen)
+{
+	uint64_t esc = 0, k = 0;
+	double inv = 1 / s;
+	for (uint64_t i = 0; i < n; i += stride) {
+		k++;
+		if (alcm_is_special(dtype, data, i))
+			continue;
+		double x = alcm_load_float(dtype, data, i), y = x * inv;
+		if (!(fabs(y) < (double)((int64_t)1 << 30)))
+			continue; /* an outlier escapes whatever the step */
+		double q = alcm_round_small(y);
+		if (fabs(q) >= (double)((int64_t)1 << 30))
+			continue;
+		double err = fabs(x - alcm_quant_value(dtype, (int64_t)q, s));
+		for (int d = -1; d <= 1 && err > b; d += 2)
+			err = fmin(err, fabs(x - alcm_quant_value(dtype, (int64_t)q + d, s)));
+		esc += err > b;
+	}
+	*seen = k;
+	return esc;
+}
+
 /* Values of t that quantizing with step s would leave outside bound b once the
  * reconstruction is rounded to the dtype (the quantizer stores them as escapes), counted on
  * at most 2^16 evenly spaced values and scaled to the whole tensor. */
 static double rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double b)
 {
-	uint64_t esc = 0, seen = 0, stride = n > 65536 ? n / 65536 : 1;
-	double inv = 1 / s;
-	for (uint64_t i = 0; i < n; i += stride) {
-		seen++;
-		if (alcm_is_special(t->dtype, t->data, i))
-			continue;
-		double x = alcm_load_float(t->dtype, t->data, i), q = nearbyint(x * inv);
-		if (fabs(q) >= (double)((int64_t)1 << 30))
-			continue; /* an outlier escapes whatever the step */
-		double err = fabs(x - alcm_quant_value(t->dtype, (int64_t)q, s));
-		for (int d = -1; d <= 1 && err > b; d += 2)
-			err = fmin(err, fabs(x - alcm_quant_value(t->dtype, (int64_t)q + d, s)));
-		esc += err > b;
-	}
+	uint64_t esc, seen = 0, stride = n > 65536 ? n / 65536 : 1;
+	const uint8_t *d = t->data;
+	if (t->dtype == ALCM_DTYPE_BF16)
+		esc = rounding_escapes_dt(ALCM_DTYPE_BF16, d, n, stride, s, b, &seen);
+	else
+		esc = rounding_escapes_dt(ALCM_DTYPE_F16, d, n, stride, s, b, &seen);
 	return seen ? (double)esc * (double)n / (double)seen : 0;
 }
 
