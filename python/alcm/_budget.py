@@ -157,7 +157,7 @@ def _overhead(n: int, names: int) -> float:
     """Bytes besides the tensors' sections (metadata, directory with the names, table): an
     estimate for the first attempt (alcm-pack.c: overhead_bytes); the measured size replaces
     it."""
-    return 900.0 + 112.0 * n + 0.15 * names
+    return 650.0 + 84.0 * n + 0.2 * names
 
 
 def _predicted_at(p: list, step: float) -> float:
@@ -417,6 +417,12 @@ class _Search:
             if same:
                 q = min(same, key=lambda t: abs(t["u"] - p["u"]))
                 s = (yp - math.log(max(q["tensors"], 1))) / (p["u"] - q["u"])
+                # flatter than a quarter of the curves' own slope there: not a size that
+                # stopped moving (alcm-pack.c: budget_next_u)
+                sm = (math.log(max(self.predicted_moved(p["u"] + 0.25), 1))
+                      - math.log(max(self.predicted_moved(p["u"] - 0.25), 1))) / 0.5
+                if sm < 0 and not s < 0.25 * sm:
+                    s = sm
                 du = (yt - yp) / min(s, -0.02)  # flat or rising: a long step
             else:
                 du = (p["tensors"] - want) * 8 / max(self.nq, 1.0)

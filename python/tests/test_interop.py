@@ -69,11 +69,17 @@ def test_ratio_plans_as_the_tool_does(tmp):
     t["mid"][::3] = -0.0  # -0.0 is as dead
     t = {k: v.astype(np.float32) for k, v in t.items()}
     np.savez("in.npz", **t)
-    subprocess.run([tool("alcm-pack"), "-q", "--ratio", "6", "in.npz", "-o", "c.alcm"],
-                   check=True)
-    alcm.save("p.alcm", t, ratio=6)
-    with alcm.open("c.alcm") as c, alcm.open("p.alcm") as p:
-        for k in t:
-            # the bounds to the last bits or so: C and numpy sum in different orders
-            assert p.info(k).bound == pytest.approx(c.info(k).bound, rel=1e-12), k
-            assert p.info(k).stored_bytes == c.info(k).stored_bytes, k
+    # ratio 6 keeps the first attempt; ratio 16 the second, planned again from the first
+    # one's measured sizes, which include the metadata: alcm-pack's (producer, source
+    # format) pads to 64 bytes more than save()'s, which moves the bounds by under 1%
+    for ratio, attempts, rel in ((6, 1, 1e-12), (16, 2, 1e-2)):
+        r = subprocess.run([tool("alcm-pack"), "-v", "-f", "--ratio", str(ratio), "in.npz",
+                            "-o", "c.alcm"], check=True, capture_output=True, text=True)
+        assert r.stderr.count("budget, attempt") == attempts, r.stderr
+        alcm.save("p.alcm", t, ratio=ratio, overwrite=True)
+        with alcm.open("c.alcm") as c, alcm.open("p.alcm") as p:
+            for k in t:
+                # the bounds to the last bits or so: C and numpy sum in different orders
+                assert p.info(k).bound == pytest.approx(c.info(k).bound, rel=rel), (ratio, k)
+                if attempts == 1:
+                    assert p.info(k).stored_bytes == c.info(k).stored_bytes, (ratio, k)
