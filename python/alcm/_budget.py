@@ -23,9 +23,11 @@ that octave has reached what its values hold, and its curve below is flattened a
 it: after each plan, the sampled tensors' bounds move (at most an octave from where their
 samples were coded) to where the squared error saved per byte is the same for all of them,
 their bytes kept at the measured rise per octave (budget_equalise; samples that fall more than
-2^4-fold over the octave, values once quantized on a grid the half bound meets, are left
-alone). Samples of a tensor whose last axis has 16 values or more are whole rows
-of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
+2^4-fold over the octave, values once quantized on a grid the half bound meets, or (but a
+whole small tensor) less than 2^0.5-fold, a bound over most of the values, are left alone; a
+sample of a tensor of 65536 values or more, coded again after its bound moved half an octave
+or more, moves back at most halfway to where it was coded before). Samples of a tensor
+whose last axis has 16 values or more are whole rows of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
 other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
 each run within one entry of axis 0,
 coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
@@ -71,7 +73,8 @@ SLOPE_ROUNDS = 3
 SLOPE_NEAR = 0.49
 SLOPE_MIN = 8192  # alcm-pack.c's SLOPE_MIN: tensors of more values only
 SECTION_ALIGN = 64
-EQUAL_ALPHA_MAX = 4.0  # alcm-pack.c's EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
+EQUAL_ALPHA_MIN = 0.5  # alcm-pack.c's EQUAL_ALPHA_MIN, EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
+EQUAL_ALPHA_MAX = 4.0
 EQUAL_MOVE_MAX = 1.0
 
 
@@ -189,6 +192,7 @@ class _Search:
         self.packer: Any = None  # the last attempt, not committed
         self.reps: list = []
         self.sampled: dict[int, float] = {}  # tensor: the bound its sample was last coded at
+        self.prev: dict[int, float] = {}  # tensor: the bound its sample was coded at before
         # tensor: (squared error saved per byte over the octave below that bound, log2 of the
         # squared error there over that at half of it, bits per value more at the half)
         self.slope: dict[int, tuple[float, float, float]] = {}
@@ -247,6 +251,7 @@ class _Search:
         coded, their bytes (at the measured rise per octave) as planned."""
         ins = [i for i, (lam, alpha, rise) in self.slope.items()
                if self.shape[i] > 0 and lam > 0 and alpha <= EQUAL_ALPHA_MAX and rise > 0
+               and (alpha >= EQUAL_ALPHA_MIN or self.profs[i][0] < SAMPLE_WHOLE)
                and (i not in self.mid or (not self.calibrated and abs(
                    math.log2(self.shape[i] / self.sampled[i])) <= EQUAL_MOVE_MAX))]
         if not ins:
@@ -256,7 +261,15 @@ class _Search:
             lam, alpha, _rise = self.slope[i]
             d = (c - math.log2(lam)) / max(alpha, 0.25)
             m = self.near if self.near > 0 and self.profs[i][0] < SAMPLE_MIN else EQUAL_MOVE_MAX
-            return self.sampled[i] * _exp2(min(max(d, -m), m))
+            lo, hi = -m, m
+            if self.profs[i][0] >= SAMPLE_MIN and self.prev.get(i, 0.0) > 0:
+                # not back beyond halfway to where it was coded before (budget_equal_bound)
+                back = math.log2(self.prev[i] / self.sampled[i])
+                if back <= -0.5:
+                    lo = max(lo, back / 2)
+                elif back >= 0.5:
+                    hi = min(hi, back / 2)
+            return self.sampled[i] * _exp2(min(max(d, lo), hi))
 
         lo = min(math.log2(self.slope[i][0]) for i in ins) - 64
         hi = max(math.log2(self.slope[i][0]) for i in ins) + 64
@@ -312,6 +325,7 @@ class _Search:
                 at = self.sampled.get(i, 0.0)
                 if at > 0 and abs(math.log2(bounds[i] / at)) < 0.5:
                     continue
+                self.prev[i] = at
                 self.sampled[i] = bounds[i]
                 if whole:  # the whole tensor in its own shape: its size, not an estimate
                     got0 = code(f"sample{i}/0/0/{bounds[i]!r}", it.array, it.code, bounds[i],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import subprocess
 
 import numpy as np
 import pytest
 
 import alcm
+from conftest import torch_or_skip
 
 BIN = os.environ.get("ALCM_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..",
                                                   "build", "bin"))
@@ -83,3 +86,47 @@ def test_ratio_plans_as_the_tool_does(tmp):
                 assert p.info(k).bound == pytest.approx(c.info(k).bound, rel=rel), (ratio, k)
                 if attempts == 1:
                     assert p.info(k).stored_bytes == c.info(k).stored_bytes, (ratio, k)
+
+
+def test_ratio_plans_bfloat16_as_the_tool_does(tmp):
+    # A small bfloat16 network whose linear1 weights are mostly far under the bounds of high
+    # ratios (3% of them large): their samples' squared error falls less than 2^0.5-fold over
+    # the octave below the bound (EQUAL_ALPHA_MIN), so no local slope moves their bounds.
+    # save() of the torch tensors and alcm-pack of the same .safetensors plan alike.
+    torch = torch_or_skip()
+    import alcm.torch
+    rng = np.random.default_rng(7)
+    sd = {"embed.weight": rng.normal(0, 0.3, (64, 8)), "embed.bias": rng.normal(0, 0.05, 64)}
+    for layer in range(2):
+        p = f"enc.{layer}."
+        sd[p + "attn.in_proj.weight"] = rng.normal(0, 0.1, (192, 64))
+        sd[p + "attn.in_proj.bias"] = rng.normal(0, 0.01, 192)
+        sd[p + "attn.out_proj.weight"] = rng.normal(0, 0.1, (64, 64))
+        w = rng.normal(0, 0.01, (256, 64))
+        big = rng.random((256, 64)) < 0.03
+        w[big] = rng.normal(0, 0.3, big.sum())
+        sd[p + "linear1.weight"] = w
+        sd[p + "linear1.bias"] = rng.normal(0, 0.02, 256)
+        sd[p + "linear2.weight"] = rng.normal(0, 0.05, (64, 256))
+        sd[p + "norm1.weight"] = rng.normal(1, 0.1, 64)
+    sd["head.weight"] = rng.normal(0, 0.2, (10, 64))
+    sd = {k: torch.from_numpy(np.asarray(v, np.float32)).to(torch.bfloat16) for k, v in sd.items()}
+    # the .safetensors the tool reads: bfloat16 bytes as torch holds them
+    header, blobs, off = {}, [], 0
+    for k, v in sd.items():
+        b = v.view(torch.int16).numpy().tobytes()
+        header[k] = {"dtype": "BF16", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open("in.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    for ratio in (8, 12, 16):
+        subprocess.run([tool("alcm-pack"), "-q", "-f", "--ratio", str(ratio), "in.safetensors",
+                        "-o", "c.alcm"], check=True)
+        alcm.torch.save("p.alcm", sd, ratio=ratio, overwrite=True)
+        with alcm.open("c.alcm") as c, alcm.open("p.alcm") as p:
+            for k in sd:
+                assert p.info(k).bound == pytest.approx(c.info(k).bound, rel=1e-12), (ratio, k)
+                assert p.info(k).stored_bytes == c.info(k).stored_bytes, (ratio, k)
