@@ -83,7 +83,8 @@ def _sample(a: Any, share: int = 16) -> Any:
     whole rows of the last axis, shaped (runs, rows, last axis), when it has SAMPLE_COLS
     values or more and a run holds two rows. Otherwise, for a tensor of 2 dimensions or more
     with SAMPLE_COLS entries or more in axis 0, a quarter (SAMPLE_FLAT_SHARE), each run
-    within one entry of axis 0, shaped (runs, values): coded both as it is and flat
+    within one entry of axis 0 (a matrix's shorter than its rows at the same place in each,
+    the rows spread evenly), shaped (runs, values): coded both as it is and flat
     (budget_sample_calibrate keeps the smaller). A tensor under SAMPLE_MIN values keeps
     a quarter (`share` SAMPLE_SLOPE_SHARE) instead of a sixteenth. As sample_order: where
     some entries of axis 0 (SAMPLE_COLS or more) are all zeros and some not, the runs are
@@ -109,7 +110,15 @@ def _sample(a: Any, share: int = 16) -> Any:
             run, sl = r4, n // a.shape[0]
     at = [k * ((n - run) // (SAMPLE_RUNS - 1)) for k in range(SAMPLE_RUNS)]
     at = [x - x % cols for x in at]
-    if sl:
+    if sl and a.ndim == 2 and run < sl:  # a matrix's columns in place, the rows spread
+        rows = n // sl
+        nb = (SAMPLE_RUNS + rows - 1) // rows
+        at = []
+        for k in range(SAMPLE_RUNS):
+            blk = k % nb
+            cnt = (SAMPLE_RUNS - blk + nb - 1) // nb
+            at.append((k // nb * (rows - 1) // (cnt - 1) if cnt > 1 else 0) * sl + blk * run)
+    elif sl:
         at = [x + sl - x % sl - run if x % sl + run > sl else x for x in at]
     s = np.ascontiguousarray(np.concatenate([flat[x:x + run] for x in at]))
     if sl:
