@@ -1101,14 +1101,14 @@ static double predicted_moved(const budget_state *b, double u)
  * once quantized on a grid the half bound meets: faceapi's 8-bit weights, 2^45 to 2^57)
  * measured no local slope: their plan stands (budget_saturate). So does a sample (not a whole
  * small tensor, whose size is measured) whose squared error fell less than
- * 2^EQUAL_ALPHA_MIN-fold: its bound is over most of its values,
- * which quantize to zero at half of it as well, and the slope of that octave says nothing of
- * where bytes start to buy error. The torch transformer's bfloat16 linear1 weights at
- * --ratio 12 (0.24 bit per value, the fall 2^0.05 and 2^0.09) were moved by the octave the
- * slope allowed, and the first attempt's squared error was 12% over what the plan made again
- * from its measured sizes gave at equal bytes (the old overhead estimate had always forced
- * that second plan); over nearby sizes against 1171e16, +6.4% -> -1.7%, other check files
- * within 0.5% (tools/bench/budget_passes.py --sweep 5).
+ * 2^EQUAL_ALPHA_MIN-fold: its bound is over most of its values, which quantize to zero at
+ * half of it as well, and the slope of that octave says nothing of where bytes start to buy
+ * error. The torch transformer's bfloat16 linear1 weights at --ratio 12 (0.24 bit per value,
+ * the fall 2^0.05 and 2^0.09) were moved by the octave the slope allowed, and the first
+ * attempt's squared error was 12% over what the plan made again from its measured sizes gave
+ * at equal bytes (the old overhead estimate had always forced that second plan); over nearby
+ * sizes against 1171e16, +6.4% -> -1.4%, other check files within 0.5%
+ * (tools/bench/budget_passes.py --sweep 5).
  * Tensors under SAMPLE_WHOLE values, coded whole, are measured at half their bound too and
  * take part (a bound may then fall below the profiled steps): faceapi's 236 of them kept
  * the plan's bounds before, and --ratio 6 had 1.6 times the squared error at the same bytes
@@ -1253,9 +1253,9 @@ static double budget_predict_plan(budget_state *b, double budget)
  * spread evenly, so that a column of the (runs, values) sample is one of the matrix's
  * columns, whose classes the coder takes (a TF layout's output channels). Spread evenly over
  * the values they started 12 columns further into each row: the digits MLP1024 gradients'
- * [64, 1024] weights (1024 hidden units as columns, a third of them dead) were estimated 11%
- * over, and every first attempt landed 4 to 11% under (two attempts at each of R 4 to 16);
- * now within 1.2%, one attempt each (tests/cli_budget_tf.sh). Not a convolution's rows:
+ * [64, 1024] weights (1024 hidden units as columns) were estimated 11% over, and every
+ * first attempt landed 4 to 11% under (two attempts at each of R 4 to 16); now within 1.2%,
+ * one attempt each (tests/cli_budget_tf.sh). Not a convolution's rows:
  * half of each row of the (runs, values) sample then held half its input channels, and
  * cli_budget_flat.sh's, whose scales span 2^6, took 7 attempts over R 4 to 16 (5 before).
  */
