@@ -27,10 +27,11 @@ their bytes kept at the measured rise per octave (budget_equalise; samples that 
 whole small tensor) less than 2^0.5-fold, a bound over most of the values, are left alone; a
 sample of a tensor of 65536 values or more, coded again after its bound moved half an octave
 or more, moves back at most halfway to where it was coded before). Samples of a tensor
-whose last axis has 16 values or more are whole rows of it, coded as (runs, rows, last axis) so that per-channel classes apply as in the tensor;
-other tensors of 2 dimensions or more with 16 entries or more in axis 0 keep a quarter,
-each run within one entry of axis 0,
-coded both flat and as (runs, values), the smaller kept. A lossy tensor of fewer than 4096
+whose last axis has 16 values or more are whole rows of it, coded as (runs, rows, last
+axis) so that per-channel classes apply as in the tensor; other tensors of 2 dimensions or
+more with 16 entries or more in axis 0 keep a quarter, each run within one entry of axis 0
+(a matrix's at the same place in each), coded both flat and as (runs, values), the smaller
+kept. A lossy tensor of fewer than 4096
 values is its own sample, coded whole in its shape at its bound (no half) and at half of it
 (its squared error per byte: it takes part in budget_equalise); one of 4096 to 8192 values has
 no sample (its predicted curve and the plan's bound stay); of a lossy tensor of 8193 to
