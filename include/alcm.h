@@ -1481,6 +1481,10 @@ typedef struct alcm_budget_profile {
 	double step[ALCM_BUDGET_STEPS];
 	double bits[ALCM_BUDGET_STEPS];
 	double fixed_bytes;                 /**< bytes of a tensor that stays lossless */
+	/** Float tensors: the sum of the squares of the values that are not special (NaN,
+	 * infinities, -0, subnormals), the signal a coding's SNR is measured against
+	 * (alcm_tensor_report.snr_db): its squared error is signal / 10^(snr_db / 10). */
+	double signal;
 } alcm_budget_profile;
 
 /**

@@ -4,62 +4,110 @@
 
 #include <math.h>
 
-/* Sums of one dtype's values shifted by `shift`, skipping the special ones (NaN, inf, -0,
- * subnormals), in four lanes: a loop per dtype, as this pass reads every value. */
+int alcm_budget_scalar_only = 0;
+
+/* A profile's sums in four lanes (value i in lane i % 4): the values shifted by the first
+ * finite one (s1, s2) and the values themselves (sq: the signal energy), over the values
+ * that are not special (NaN, infinities, -0, subnormals: the quantizer's signal). */
+typedef struct spread_lanes {
+	double s1[4], s2[4], sq[4];
+	uint64_t cnt[4];
+} spread_lanes;
+
+/* The same sums as the lanes' fold, whatever the loop (it adds 0 in a special value's
+ * lane): the variance, and the signal into *signal. */
+static double spread_fold(const spread_lanes *L, double *signal)
+{
+	*signal = (L->sq[0] + L->sq[1]) + (L->sq[2] + L->sq[3]);
+	uint64_t c = (L->cnt[0] + L->cnt[1]) + (L->cnt[2] + L->cnt[3]);
+	if (c < 2)
+		return 0;
+	double m1 = ((L->s1[0] + L->s1[1]) + (L->s1[2] + L->s1[3])) / (double)c;
+	double v = ((L->s2[0] + L->s2[1]) + (L->s2[2] + L->s2[3])) / (double)c - m1 * m1;
+	return v > 0 ? v : 0;
+}
+
+/* One float32 value i into its lane, without a branch: a special value adds 0 (and its
+ * square 0) to its lane and to the count. */
+ALCM_ALWAYS_INLINE void spread_f32_one(spread_lanes *L, const uint8_t *src, uint64_t i,
+                                       double shift)
+{
+	uint32_t u = alcm_load32(src + 4 * i), e = u & 0x7f800000u;
+	float f;
+	memcpy(&f, &u, 4);
+	int ok = e != 0x7f800000u && (e != 0 || u == 0), l = (int)(i & 3);
+	double d = ok ? (double)f - shift : 0.0;
+	L->s1[l] += d;
+	L->s2[l] += d * d;
+	L->sq[l] += ok ? (double)f * f : 0.0;
+	L->cnt[l] += (uint64_t)ok;
+}
+
+static void spread_f32_portable(spread_lanes *L, const uint8_t *src, uint64_t n4, double shift)
+{
+	for (uint64_t i = 0; i < n4; i += 4)
+		for (uint64_t l = 0; l < 4; l++)
+			spread_f32_one(L, src, i + l, shift);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* spread_f32_portable() with the four lanes as one vector of doubles: the same additions in
+ * the same order, so the same sums to the bit (tests/test_budget.c). faceapi's 7M values
+ * took 17 instructions each (spread, then the signal pass of alcm-pack, 15 more). */
+__attribute__((target("avx2"))) static void spread_f32_avx2(spread_lanes *L,
+                                                            const uint8_t *src, uint64_t n4,
+                                                            double shift)
+{
+	__m256d s1 = _mm256_loadu_pd(L->s1), s2 = _mm256_loadu_pd(L->s2);
+	__m256d sq = _mm256_loadu_pd(L->sq), sh = _mm256_set1_pd(shift);
+	__m256i cnt = _mm256_loadu_si256((const __m256i *)(const void *)L->cnt);
+	const __m128i em = _mm_set1_epi32(0x7f800000), zero = _mm_setzero_si128();
+	for (uint64_t i = 0; i < n4; i += 4) {
+		__m128i u = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * i));
+		__m128i e = _mm_and_si128(u, em);
+		/* not inf/NaN, and normal or +0 */
+		__m128i ok32 = _mm_andnot_si128(_mm_cmpeq_epi32(e, em),
+		                                _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi32(e, zero),
+		                                                              _mm_set1_epi32(-1)),
+		                                             _mm_cmpeq_epi32(u, zero)));
+		__m256i ok = _mm256_cvtepi32_epi64(ok32);
+		__m256d okd = _mm256_castsi256_pd(ok);
+		__m256d f = _mm256_cvtps_pd(_mm_castsi128_ps(u));
+		__m256d d = _mm256_and_pd(_mm256_sub_pd(f, sh), okd);
+		s1 = _mm256_add_pd(s1, d);
+		s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
+		sq = _mm256_add_pd(sq, _mm256_and_pd(_mm256_mul_pd(f, f), okd));
+		cnt = _mm256_sub_epi64(cnt, ok);
+	}
+	_mm256_storeu_pd(L->s1, s1);
+	_mm256_storeu_pd(L->s2, s2);
+	_mm256_storeu_pd(L->sq, sq);
+	_mm256_storeu_si256((__m256i *)(void *)L->cnt, cnt);
+}
+#define HAVE_SPREAD_AVX2 1
+#endif
+
+/* The 16- and 64-bit dtypes: the same lanes, skipping the special values. */
 #define SPREAD_LOOP(LOAD)                                                                   \
 	for (uint64_t i = 0; i < n; i++) {                                                      \
 		if (alcm_is_special(dtype, src, i))                                                 \
 			continue;                                                                       \
-		double d = (LOAD) - shift;                                                          \
-		s1[i & 3] += d;                                                                     \
-		s2[i & 3] += d * d;                                                                 \
-		cnt++;                                                                              \
+		double x = (LOAD), d = x - shift;                                                   \
+		L.s1[i & 3] += d;                                                                   \
+		L.s2[i & 3] += d * d;                                                               \
+		L.sq[i & 3] += x * x;                                                               \
+		L.cnt[i & 3]++;                                                                     \
 	}
-
-/* spread() of float32 values: the same sums in the same lanes (so the same result to the
- * bit), without a branch: a special value adds 0 to its lane and to the count. SPREAD_LOOP
- * stays scalar and branching: faceapi's 7M values at -T1 took 19-22 ms, this 13 ms (0.93 ->
- * 0.57 ns a value in cache). */
-static double spread_f32(const uint8_t *src, uint64_t n, double shift)
-{
-	double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};
-	uint64_t cnt[4] = {0, 0, 0, 0}, i = 0;
-	for (; i + 4 <= n; i += 4)
-		for (int l = 0; l < 4; l++) {
-			uint32_t u = alcm_load32(src + 4 * (i + l)), e = u & 0x7f800000u;
-			float f;
-			memcpy(&f, &u, 4);
-			int ok = e != 0x7f800000u && (e != 0 || u == 0);
-			double d = ok ? (double)f - shift : 0.0;
-			s1[l] += d;
-			s2[l] += d * d;
-			cnt[l] += (uint64_t)ok;
-		}
-	for (; i < n; i++) {
-		uint32_t u = alcm_load32(src + 4 * i), e = u & 0x7f800000u;
-		float f;
-		memcpy(&f, &u, 4);
-		if (e == 0x7f800000u || (e == 0 && u != 0))
-			continue;
-		double d = (double)f - shift;
-		s1[i & 3] += d;
-		s2[i & 3] += d * d;
-		cnt[0]++;
-	}
-	uint64_t c = (cnt[0] + cnt[1]) + (cnt[2] + cnt[3]);
-	if (c < 2)
-		return 0;
-	double m1 = ((s1[0] + s1[1]) + (s1[2] + s1[3])) / (double)c;
-	double v = ((s2[0] + s2[1]) + (s2[2] + s2[3])) / (double)c - m1 * m1;
-	return v > 0 ? v : 0;
-}
 
 /* Variance of the finite, normal values (shifted by the first of them against
- * cancellation); 0 for fewer than two. */
-static double spread(int dtype, const uint8_t *src, uint64_t n)
+ * cancellation; 0 for fewer than two), and their sum of squares into *signal. */
+static double spread(int dtype, const uint8_t *src, uint64_t n, double *signal)
 {
-	double shift = 0, s1[4] = {0}, s2[4] = {0};
-	uint64_t cnt = 0, first = 0;
+	spread_lanes L;
+	memset(&L, 0, sizeof(L));
+	double shift = 0;
+	uint64_t first = 0;
 	while (first < n && alcm_is_special(dtype, src, first))
 		first++;
 	if (first < n)
@@ -67,14 +115,21 @@ static double spread(int dtype, const uint8_t *src, uint64_t n)
 	switch (dtype) {
 	case ALCM_DTYPE_F16: SPREAD_LOOP(alcm_half_to_float(alcm_load16(src + 2 * i))) break;
 	case ALCM_DTYPE_BF16: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_BF16, src, i)) break;
-	case ALCM_DTYPE_F32: return spread_f32(src, n, shift);
+	case ALCM_DTYPE_F32: {
+		uint64_t n4 = n - n % 4;
+#ifdef HAVE_SPREAD_AVX2
+		if (!alcm_budget_scalar_only && __builtin_cpu_supports("avx2"))
+			spread_f32_avx2(&L, src, n4, shift);
+		else
+#endif
+			spread_f32_portable(&L, src, n4, shift);
+		for (uint64_t i = n4; i < n; i++)
+			spread_f32_one(&L, src, i, shift);
+		break;
+	}
 	default: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_F64, src, i)) break;
 	}
-	if (cnt < 2)
-		return 0;
-	double m1 = ((s1[0] + s1[1]) + (s1[2] + s1[3])) / (double)cnt;
-	double v = ((s2[0] + s2[1]) + (s2[2] + s2[3])) / (double)cnt - m1 * m1;
-	return v > 0 ? v : 0;
+	return spread_fold(&L, signal);
 }
 
 int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
@@ -90,7 +145,7 @@ int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
 	prof->fixed_bytes = lossless_bytes;
 	if (!alcm_dtype_is_float(t->dtype) || prof->elements == 0)
 		return ALCM_OK;
-	prof->variance = spread(t->dtype, t->data, prof->elements);
+	prof->variance = spread(t->dtype, t->data, prof->elements, &prof->signal);
 	if (!(prof->variance > 0) || !isfinite(prof->variance))
 		return ALCM_OK;
 	prof->lossy = 1;
@@ -125,30 +180,51 @@ static double rate_bytes(const alcm_budget_profile *p, int k, double scale)
 	return (double)p->elements * p->bits[k] * scale / 8.0;
 }
 
-/* Each tensor's best step at slope lambda; returns the total predicted bytes. */
-static double pick(const alcm_budget_profile *prof, size_t n, const double *scale,
-                   double lambda, int *k_out)
+/* Each tensor's squared error and bytes at each step, computed once for
+ * the bisection's picks: pick() took 7.6M instructions of a 170M --ratio 8 of the torch
+ * transformer (29 tensors, 40 picks a solve, 10 solves). */
+typedef struct cost_row {
+	double d[ALCM_BUDGET_STEPS], r[ALCM_BUDGET_STEPS]; /* r[0]: a lossless tensor's bytes */
+	int lossy;
+} cost_row;
+
+static void cost_rows(const alcm_budget_profile *prof, size_t n, const double *scale,
+                      cost_row *row)
 {
-	double total = 0;
 	for (size_t i = 0; i < n; i++) {
 		const alcm_budget_profile *p = &prof[i];
 		double sc = scale ? scale[i] : 1;
-		if (!p->lossy) {
-			total += p->fixed_bytes;
+		row[i].lossy = p->lossy;
+		row[i].r[0] = p->fixed_bytes;
+		for (int k = 0; k < ALCM_BUDGET_STEPS && p->lossy; k++) {
+			row[i].d[k] = distortion(p, k);
+			row[i].r[k] = rate_bytes(p, k, sc);
+		}
+	}
+}
+
+/* Each tensor's best step at slope lambda; returns the total predicted bytes. */
+static double pick(const cost_row *row, size_t n, double lambda, int *k_out)
+{
+	double total = 0;
+	for (size_t i = 0; i < n; i++) {
+		const cost_row *c = &row[i];
+		if (!c->lossy) {
+			total += c->r[0];
 			k_out[i] = -1;
 			continue;
 		}
 		int best = ALCM_BUDGET_STEPS - 1;
 		double bcost = INFINITY;
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
-			double c = distortion(p, k) + lambda * rate_bytes(p, k, sc);
-			if (c < bcost) {
-				bcost = c;
+			double v = c->d[k] + lambda * c->r[k];
+			if (v < bcost) {
+				bcost = v;
 				best = k;
 			}
 		}
 		k_out[i] = best;
-		total += rate_bytes(p, best, sc);
+		total += c->r[best];
 	}
 	return total;
 }
@@ -159,30 +235,35 @@ int alcm_budget_solve(const alcm_budget_profile *prof, size_t n, double budget_b
 	if ((!prof && n) || !bound || !(budget_bytes > 0))
 		return ALCM_E_ARG;
 	int *k = alcm_mem_calloc(NULL, n ? n : 1, sizeof(int));
-	if (!k)
+	cost_row *row = k ? alcm_mem_calloc(NULL, n ? n : 1, sizeof(cost_row)) : NULL;
+	if (!row) {
+		alcm_mem_free(NULL, k);
 		return ALCM_E_NOMEM;
+	}
+	cost_rows(prof, n, scale, row);
 	/* Slopes span squared error per byte from far below to far above any tensor's. */
 	double lo = 1e-300, hi = 1e300, total;
-	total = pick(prof, n, scale, hi, k);
+	total = pick(row, n, hi, k);
 	int st = ALCM_OK;
 	if (total > budget_bytes) {
 		st = ALCM_E_BOUND;
 	} else {
 		for (int it = 0; it < 200; it++) {
 			double mid = sqrt(lo * hi);
-			if (pick(prof, n, scale, mid, k) > budget_bytes)
+			if (pick(row, n, mid, k) > budget_bytes)
 				lo = mid;
 			else
 				hi = mid;
 			if (hi / lo < 1 + 1e-9)
 				break;
 		}
-		total = pick(prof, n, scale, hi, k);
+		total = pick(row, n, hi, k);
 	}
 	for (size_t i = 0; i < n; i++)
 		bound[i] = k[i] < 0 ? 0 : prof[i].step[k[i]] / 2;
 	if (predicted)
 		*predicted = total;
+	alcm_mem_free(NULL, row);
 	alcm_mem_free(NULL, k);
 	return st;
 }

@@ -162,6 +162,13 @@ int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nst
 int alcm_tensor_features_esc(const alcm_tensor *t, const double *step, int nstep,
                              float (*feat)[ALCM_PRED_FEATURES], alcm_pred_escapes *esc);
 
+/* Tests set it to 1 to run alcm_budget_profile_make()'s portable float32 loop where the
+ * AVX2 one would run (x86-64). */
+extern int alcm_budget_scalar_only;
+
+/* The tanh of the predictor's hidden units at inference (within 4e-16 of libm's). */
+double alcm_pred_tanh(double a);
+
 /* The PRED version 1 default weights (lib/predict_default_v1.h) that format 1.0 archives
  * store: readers of 1.0 refuse any other PRED version (spec 6.7.1). */
 const alcm_predictor *alcm_predictor_default_v1(void);

@@ -1028,7 +1028,7 @@ typedef struct budget_sample {
 typedef struct budget_state {
 	alcm_budget_profile *prof;
 	double *bound, *actual, *shape;
-	double *sig;    /* each tensor's signal energy (budget_signal) */
+	double *sig;    /* each tensor's signal energy (its profile's: budget_signal) */
 	budget_sample *samp;
 	size_t n;
 	double names;   /* bytes of the tensors' names */
@@ -1712,7 +1712,7 @@ static void budget_profile_job(const pack_args *a, prof_job *j)
 	 * and the first attempt's measured size replaces the estimate. */
 	j->st = alcm_budget_profile_make(a->o.predictor, t, (double)t->nbytes, &j->prof);
 	j->rc = j->st ? 0 : budget_sample_take(t, &j->prof, &j->samp);
-	j->sig = !j->st && j->prof.lossy ? budget_signal(t->dtype, t->data, j->prof.elements) : 0;
+	j->sig = !j->st && j->prof.lossy ? j->prof.signal : 0;
 }
 
 /*
