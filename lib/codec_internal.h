@@ -284,8 +284,13 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, 
 /* The bit pattern, sign cleared, of the largest magnitude among the n float32 values at src
  * that are normal or zero (NaN, infinities and subnormals count as zero). */
 uint32_t alcm_quant_absmax_f32(const uint8_t *src, uint64_t n);
-/* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64). */
+/* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64): here and
+ * in alcm_rounding_escapes(). */
 extern int alcm_quant_scalar_only;
+/* Float16 or bfloat16 tensor t (n values): how many of its values quantizing with step s
+ * would leave outside bound b once the reconstruction is rounded to the dtype, counted on at
+ * most 2^16 evenly spaced values and scaled to n (lib/encoder.c, dtype_step). */
+double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double b);
 /* For the n float32 values at src, if they lie on a lattice o + j d (at most 256 distinct
  * finite values) with d under twice the bound b: the step (a multiple of d above 2 b) and
  * offset whose cells hold the most lattice points while every value stays within b of its
