@@ -465,12 +465,17 @@ rounding_escapes_dt(int dtype, const uint8_t *data, uint64_t n, uint64_t stride,
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* The bfloat16 reconstructions of symbols q (doubles, integral) at step s, as
- * alcm_quant_value() makes them: q s rounded to float, then to bfloat16 (nearest even; a NaN
- * kept quiet), back in double. */
-__attribute__((target("avx2"))) static inline __m256d bf16_values(__m256d q, __m256d s)
+/* The reconstructions of symbols q (doubles, integral) at step s, as alcm_quant_value()
+ * makes them: q s rounded to float, then to the dtype (nearest even: bfloat16 by adding
+ * 0x7fff and the last bit kept, a NaN kept quiet; float16 by F16C's conversion, which rounds
+ * as alcm_float_to_half() does, subnormals and overflow included), back in double. */
+__attribute__((target("avx2,f16c"))) static inline __m256d esc_values(const int bf, __m256d q,
+                                                                     __m256d s)
 {
-	__m128i u = _mm_castps_si128(_mm256_cvtpd_ps(_mm256_mul_pd(q, s)));
+	__m128 f = _mm256_cvtpd_ps(_mm256_mul_pd(q, s));
+	if (!bf)
+		return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT)));
+	__m128i u = _mm_castps_si128(f);
 	__m128i nan = _mm_cmpgt_epi32(_mm_and_si128(u, _mm_set1_epi32(0x7fffffff)),
 	                              _mm_set1_epi32(0x7f800000));
 	__m128i odd = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
@@ -480,20 +485,21 @@ __attribute__((target("avx2"))) static inline __m256d bf16_values(__m256d q, __m
 	return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(r, 16)));
 }
 
-/* rounding_escapes_dt() for bfloat16, four values at a time: the same tests in double on
- * each value (the neighbours' errors taken for all four, where the loop takes them only past
- * the bound: the minimum of the three is over the bound exactly when the loop finds it so),
- * so the same count (tests/test_rounding_escapes.c). The portable loop was half the
- * instructions of a bfloat16 max-error pack: the torch transformer's weights at 0.0585,
+/* rounding_escapes_dt() four values at a time (bf: bfloat16, else float16): the same tests
+ * in double on each value (the neighbours' errors taken for all four, where the loop takes
+ * them only past the bound: the minimum of the three is over the bound exactly when the loop
+ * finds it so), so the same count (tests/test_rounding_escapes.c). The portable loop was half
+ * the instructions of a bfloat16 max-error pack: the torch transformer's weights at 0.0585,
  * 51.0M -> 33.2M instructions (callgrind, -T1), its --ratio 8 151.7M -> 127.2M. */
-__attribute__((target("avx2"))) static uint64_t
-rounding_escapes_bf16_avx2(const uint8_t *data, uint64_t n, uint64_t stride, double s, double b)
+__attribute__((target("avx2,f16c"))) static inline uint64_t
+rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stride, double s,
+                    double b)
 {
 	const __m256d vinv = _mm256_set1_pd(1 / s), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
 	const __m256d lim = _mm256_set1_pd((double)((int64_t)1 << 30)), one = _mm256_set1_pd(1);
 	const __m256d big = _mm256_set1_pd(6755399441055744.0);
 	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
-	const __m128i em = _mm_set1_epi32(0x7f80), zero = _mm_setzero_si128();
+	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
 	__m256i acc = _mm256_setzero_si256();
 	uint64_t i = 0, esc = 0;
 	for (; n >= 4 * stride && i <= n - 4 * stride; i += 4 * stride) {
@@ -504,14 +510,18 @@ rounding_escapes_bf16_avx2(const uint8_t *data, uint64_t n, uint64_t stride, dou
 		/* special (alcm_is_special): exponent all ones, or zero with bits (-0, subnormal) */
 		__m128i sp = _mm_or_si128(_mm_cmpeq_epi32(e, em),
 		                          _mm_andnot_si128(_mm_cmpeq_epi32(h, zero), _mm_cmpeq_epi32(e, zero)));
-		__m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(h, 16)));
+		__m128 xf = bf ? _mm_castsi128_ps(_mm_slli_epi32(h, 16))
+		               : _mm_cvtph_ps(_mm_packus_epi32(h, zero));
+		__m256d x = _mm256_cvtps_pd(xf);
 		__m256d y = _mm256_mul_pd(x, vinv);
 		__m256d ok = _mm256_cmp_pd(_mm256_and_pd(y, absm), lim, _CMP_LT_OQ);
 		__m256d q = _mm256_sub_pd(_mm256_add_pd(y, big), big); /* alcm_round_small */
 		ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_and_pd(q, absm), lim, _CMP_LT_OQ));
-		__m256d e0 = _mm256_and_pd(_mm256_sub_pd(x, bf16_values(q, vs)), absm);
-		__m256d e1 = _mm256_and_pd(_mm256_sub_pd(x, bf16_values(_mm256_sub_pd(q, one), vs)), absm);
-		__m256d e2 = _mm256_and_pd(_mm256_sub_pd(x, bf16_values(_mm256_add_pd(q, one), vs)), absm);
+		__m256d e0 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, q, vs)), absm);
+		__m256d e1 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_sub_pd(q, one), vs)),
+		                           absm);
+		__m256d e2 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_add_pd(q, one), vs)),
+		                           absm);
 		__m256d m = _mm256_min_pd(e0, _mm256_min_pd(e1, e2));
 		ok = _mm256_and_pd(ok, _mm256_cmp_pd(m, vb, _CMP_GT_OQ));
 		ok = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(sp)), ok);
@@ -522,8 +532,17 @@ rounding_escapes_bf16_avx2(const uint8_t *data, uint64_t n, uint64_t stride, dou
 	esc = (lane[0] + lane[1]) + (lane[2] + lane[3]);
 	uint64_t seen;
 	if (i < n)
-		esc += rounding_escapes_dt(ALCM_DTYPE_BF16, data + 2 * i, n - i, stride, s, b, &seen);
+		esc += rounding_escapes_dt(bf ? ALCM_DTYPE_BF16 : ALCM_DTYPE_F16, data + 2 * i, n - i,
+		                           stride, s, b, &seen);
 	return esc;
+}
+
+__attribute__((target("avx2,f16c"))) static uint64_t
+rounding_escapes_avx2(int dtype, const uint8_t *data, uint64_t n, uint64_t stride, double s,
+                      double b)
+{
+	return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x4(1, data, n, stride, s, b)
+	                                : rounding_escapes_x4(0, data, n, stride, s, b);
 }
 #define HAVE_ESC_AVX2 1
 #endif
@@ -535,17 +554,17 @@ double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double 
 {
 	uint64_t esc, seen = 0, stride = n > 65536 ? n / 65536 : 1;
 	const uint8_t *d = t->data;
-	if (t->dtype == ALCM_DTYPE_BF16) {
 #ifdef HAVE_ESC_AVX2
-		if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2")) {
-			esc = rounding_escapes_bf16_avx2(d, n, stride, s, b);
-			seen = (n + stride - 1) / stride;
-		} else
+	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2") &&
+	    __builtin_cpu_supports("f16c")) {
+		esc = rounding_escapes_avx2(t->dtype, d, n, stride, s, b);
+		seen = (n + stride - 1) / stride;
+	} else
 #endif
-			esc = rounding_escapes_dt(ALCM_DTYPE_BF16, d, n, stride, s, b, &seen);
-	} else {
+	if (t->dtype == ALCM_DTYPE_BF16)
+		esc = rounding_escapes_dt(ALCM_DTYPE_BF16, d, n, stride, s, b, &seen);
+	else
 		esc = rounding_escapes_dt(ALCM_DTYPE_F16, d, n, stride, s, b, &seen);
-	}
 	return seen ? (double)esc * (double)n / (double)seen : 0;
 }
 
