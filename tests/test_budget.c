@@ -139,12 +139,7 @@ static void profile_signal(void **state)
 					alcm_store32(buf + 4 * i, odd[i % 4]);
 				}
 			alcm_tensor t;
-			memset(&t, 0, sizeof(t));
-			t.dtype = dt[d];
-			t.ndim = 1;
-			t.shape[0] = n;
-			t.data = buf;
-			t.nbytes = n * w;
+			tu_vector(&t, dt[d], buf, n);
 			alcm_budget_profile p, q;
 			alcm_budget_scalar_only = 0;
 			assert_int_equal(alcm_budget_profile_make(NULL, &t, (double)t.nbytes, &p), ALCM_OK);

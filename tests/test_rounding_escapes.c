@@ -54,12 +54,7 @@ static void avx2_equals_portable(int dtype)
 			for (uint64_t i = 0; i < n; i++)
 				v[i] = value(dtype, &rng, sds[d]);
 			alcm_tensor t;
-			memset(&t, 0, sizeof(t));
-			t.dtype = dtype;
-			t.ndim = 1;
-			t.shape[0] = n;
-			t.data = v;
-			t.nbytes = n * 2;
+			tu_vector(&t, dtype, v, n);
 			/* bounds from far under the values' spacing to over them; steps at twice the
 			 * bound (off the grid) and at grid-like fractions of it */
 			for (double b = sds[d] * 1e-4; b < sds[d] * 4; b *= 3.7)
@@ -102,12 +97,7 @@ static void test_bf16_counts_rounding(void **state)
 	for (int i = 0; i < 8; i++)
 		v[i] = alcm_float_to_bf16((float)(1 + i / 128.0));
 	alcm_tensor t;
-	memset(&t, 0, sizeof(t));
-	t.dtype = ALCM_DTYPE_BF16;
-	t.ndim = 1;
-	t.shape[0] = 8;
-	t.data = v;
-	t.nbytes = sizeof(v);
+	tu_vector(&t, ALCM_DTYPE_BF16, v, 8);
 	double fast = count(&t, 8, 0.01, 0.005, 0), slow = count(&t, 8, 0.01, 0.005, 1);
 	assert_true(fast == slow);
 	assert_true(slow > 0 && slow < 8);

@@ -272,17 +272,25 @@ void tu_check_golden_paths(struct alcm_buf *out, const uint64_t *golden, size_t 
 		alcm_buf_free(&out[p]);
 }
 
-void tu_matrix_f32(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols)
+void tu_vector(alcm_tensor *t, int dtype, const void *data, uint64_t n)
 {
 	memset(t, 0, sizeof(*t));
-	t->name = "w";
+	t->name = "v";
 	t->name_len = 1;
-	t->dtype = ALCM_DTYPE_F32;
+	t->dtype = dtype;
+	t->ndim = 1;
+	t->shape[0] = n;
+	t->data = (const uint8_t *)data;
+	t->nbytes = n * alcm_dtype_size(dtype);
+}
+
+void tu_matrix_f32(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols)
+{
+	tu_vector(t, ALCM_DTYPE_F32, x, rows * cols);
+	t->name = "w";
 	t->ndim = 2;
 	t->shape[0] = rows;
 	t->shape[1] = cols;
-	t->data = (const uint8_t *)x;
-	t->nbytes = rows * cols * sizeof(float);
 }
 
 uint32_t tu_zigzag(long q)

@@ -69,6 +69,8 @@ void tu_plain_dir(uint8_t **img, size_t *n);
 
 /* *t describes the rows x cols float32 matrix x (row-major), named "w"; the rest zeroed. */
 void tu_matrix_f32(alcm_tensor *t, const float *x, uint64_t rows, uint64_t cols);
+/* A 1-D tensor "v" of n values of dtype at data. */
+void tu_vector(alcm_tensor *t, int dtype, const void *data, uint64_t n);
 /* The zigzag symbol of q (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), as the quantizer makes them. */
 uint32_t tu_zigzag(long q);
 
