@@ -544,6 +544,22 @@ rounding_escapes_avx2(int dtype, const uint8_t *data, uint64_t n, uint64_t strid
 	return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x4(1, data, n, stride, s, b)
 	                                : rounding_escapes_x4(0, data, n, stride, s, b);
 }
+#include <cpuid.h>
+static int esc_simd;
+static void esc_simd_init(void)
+{
+	unsigned a, b, c, d;
+	/* F16C: CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c") */
+	esc_simd = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) &&
+	           ((c >> 29) & 1);
+}
+/* Whether the CPU runs rounding_escapes_avx2() (AVX2 and F16C), tested once. */
+static int esc_simd_ok(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, esc_simd_init);
+	return esc_simd;
+}
 #define HAVE_ESC_AVX2 1
 #endif
 
@@ -555,8 +571,7 @@ double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double 
 	uint64_t esc, seen = 0, stride = n > 65536 ? n / 65536 : 1;
 	const uint8_t *d = t->data;
 #ifdef HAVE_ESC_AVX2
-	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2") &&
-	    __builtin_cpu_supports("f16c")) {
+	if (!alcm_quant_scalar_only && esc_simd_ok()) {
 		esc = rounding_escapes_avx2(t->dtype, d, n, stride, s, b);
 		seen = (n + stride - 1) / stride;
 	} else
