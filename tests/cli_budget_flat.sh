@@ -14,10 +14,10 @@ cd "$T" || exit 1
 python3 - "$S/tests" <<'PY'
 import random, sys, zipfile
 sys.path.insert(0, sys.argv[1])
-from npyfile import npy
+from npyfile import npy, channel_scales
 random.seed(11)
 def scales(n, dead):
-    return [0.0 if random.random() < dead else 1e-5 * 2 ** random.uniform(-3, 3) for _ in range(n)]
+    return channel_scales(n, dead, 1e-5, 3)
 ro, co = scales(256, 0.35), scales(512, 0.25)
 fc = [ro[i] * co[j] * random.gauss(0, 1) for i in range(256) for j in range(512)]
 out, inn = scales(128, 0.2), scales(64, 0.1)

@@ -13,11 +13,9 @@ cd "$T" || exit 1
 python3 - "$S/tests" <<'PY'
 import random, sys
 sys.path.insert(0, sys.argv[1])
-from npyfile import npy
+from npyfile import npy, channel_scales
 random.seed(5)
-def scales(n, dead):
-    return [0.0 if random.random() < dead else 1e-3 * 2 ** random.uniform(-2, 2) for _ in range(n)]
-ro, co = scales(64, 0.1), scales(1024, 0.3)
+ro, co = channel_scales(64, 0.1, 1e-3, 2), channel_scales(1024, 0.3, 1e-3, 2)
 w = [ro[i] * co[j] * random.gauss(0, 1) for i in range(64) for j in range(1024)]
 open("tf.npy", "wb").write(npy((64, 1024), w))
 PY

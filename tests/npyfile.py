@@ -1,6 +1,14 @@
 """A float32 .npy file in bytes, without numpy, for the shell tests' inputs."""
 
+import random
 import struct
+
+
+def channel_scales(n, dead, base, octaves):
+    """n channel scales from the global random state: 0 (a dead unit) with probability
+    `dead`, else base * 2^u, u uniform in [-octaves, octaves]."""
+    return [0.0 if random.random() < dead else base * 2 ** random.uniform(-octaves, octaves)
+            for _ in range(n)]
 
 
 def npy(shape, vals):
