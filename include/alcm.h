@@ -546,10 +546,13 @@ ALCM_API int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tens
  *
  * Memory: a lossless tensor larger than one chunk (alcm_pack_options.chunk_bytes) is copied
  * chunk by chunk into threads + 1 slots of chunk_bytes, each coded by the encoder's threads
- * as soon as it is full; append waits while every slot is in use. Other tensors are copied
- * into a buffer of their size (two such buffers, used in turn) and queued whole at the end:
- * lossy coding chooses its steps from statistics of the whole tensor, and a small tensor
- * before any large one is coded in the caller's thread (as alcm_encoder_queue() does).
+ * as soon as it is full; append waits while every slot is in use. So is a float32 or float64
+ * tensor under ALCM_MODE_MAX_ERROR without pruning, unless its first chunk holds at most 256
+ * distinct values (it may be on a lattice, which takes the whole tensor to tell: spec
+ * 6.5.11). Other tensors are copied into a buffer of their size (two such buffers, used in
+ * turn) and queued whole at the end: the other lossy codings choose their steps from
+ * statistics of the whole tensor, and a small tensor before any large one is coded in the
+ * caller's thread (as alcm_encoder_queue() does).
  *
  * No other call on the encoder may come between begin and end (ALCM_E_STATE). *rep is
  * borrowed as in alcm_encoder_queue(): it is filled by the time the end of the NEXT tensor,

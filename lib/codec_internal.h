@@ -267,6 +267,9 @@ typedef struct alcm_qstats {
 	uint64_t pruned, escapes;
 	uint64_t modelled; /* chunks coded with the modelled symbol coding (format 1.1) */
 	double max_err, sig, noise;
+	/* A tensor given in pieces (alcm_tparams.bits_late): the bit pattern of the largest
+	 * magnitude among its normal finite values so far (0: none). */
+	uint64_t absmax;
 } alcm_qstats;
 
 /* Codes elements [first, first+elems) of the tensor at src (the whole tensor's base). */
@@ -274,6 +277,11 @@ typedef struct alcm_qstats {
 int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_qparams *qp,
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *st,
                       uint8_t *recon);
+/* The same, with piece holding the chunk's values alone (element first at piece[0]): a
+ * tensor given in pieces (alcm_encoder_queue_begin). The same bytes. */
+int alcm_quant_encode_piece(alcm_coder *c, alcm_buf *data, alcm_buf *mask,
+                            const alcm_qparams *qp, const uint8_t *piece, uint64_t first,
+                            uint64_t elems, alcm_qstats *st);
 /* Quantizes float32 values from src (n of them) at step s and offset o (inv = 1 / s > 0),
  * bound b, until the first that is special, out of the symbol range, or not within b of its
  * nearest reconstruction: those need alcm_quant_encode()'s careful path. Writes their zigzag
@@ -454,10 +462,15 @@ typedef struct alcm_tparams {
 	uint64_t elems, nch, inner;
 	double *step, *bound;
 	alcm_qparams qp;
+	/* Max-error on float32 or float64 values that come later, in pieces (alcm_lossy_params()
+	 * got no data): bits, the width reported for the symbols, waits for the chunks' largest
+	 * magnitude (alcm_qstats.absmax). Nothing else depends on the data. */
+	int bits_late;
 } alcm_tparams;
 
 /* Fills p (elems set by the caller, the rest zeroed) for a float tensor with elements under
- * the lossy mode of o; free with alcm_lossy_params_free() also on failure. */
+ * the lossy mode of o; free with alcm_lossy_params_free() also on failure. t->data may be
+ * NULL only under max-error, for float32 or float64 without pruning (p->bits_late). */
 int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const alcm_tensor *t,
                       alcm_tparams *p);
 void alcm_lossy_params_free(const alcm_allocator *a, alcm_tparams *p);

@@ -38,13 +38,16 @@ struct alcm_encoder {
 	int can_undo;
 	int minor1; /* alcm_writer_can_require_minor(w, 1) at creation */
 	/* alcm_encoder_queue_begin(): the tensor being given in pieces. 1: into the queue's
-	 * chunk slots (lossless), 2: into whole[turn], queued whole at the end (lossy, or small
-	 * before any queue). Names and whole buffers alternate: tensor N's are in use until the
-	 * end of tensor N + 1 has finished it. */
+	 * chunk slots (lossless, and max-error on float32 or float64), 2: into whole[turn],
+	 * queued whole at the end (other lossy modes, or small before any queue), 3: its first
+	 * chunk into a slot, which decides between 1 and 2 (late_decide). Names and whole
+	 * buffers alternate: tensor N's are in use until the end of tensor N + 1 has finished
+	 * it. */
 	int piece;
 	alcm_tensor pt;
 	alcm_tensor_report *prep;
 	uint64_t pgot;
+	uint64_t pshown; /* the queue's chunks written when progress was last told (slot_wait) */
 	alcm_buf pname[2], whole[2];
 	unsigned turn;
 	int finished, poisoned;
@@ -217,10 +220,8 @@ typedef alcm_tparams tparams;
 /* On the bits: for non-negative floats the order of the bit patterns is the order of the
  * values, so the largest magnitude is the largest pattern with the sign cleared, among the
  * normal ones (specials: infinities, NaN, subnormals are left out; zero counts as 0). */
-ALCM_ALWAYS_INLINE int channel_max_t(const int dtype, const alcm_tensor *t, const tparams *p,
-                                     double *mx)
+ALCM_ALWAYS_INLINE uint64_t absmax_t(const int dtype, const uint8_t *src, uint64_t n)
 {
-	const uint8_t *src = t->data;
 	const uint64_t lo_n = dtype == ALCM_DTYPE_F16    ? 0x0400u
 	                      : dtype == ALCM_DTYPE_BF16 ? 0x0080u
 	                      : dtype == ALCM_DTYPE_F32  ? 0x00800000u
@@ -230,27 +231,52 @@ ALCM_ALWAYS_INLINE int channel_max_t(const int dtype, const alcm_tensor *t, cons
 	                     : dtype == ALCM_DTYPE_F32  ? 0x7f800000u
 	                                                : 0x7ff0000000000000ull;
 	const size_t w = alcm_dtype_size(dtype);
+	if (w == 4) /* float32, the common case: eight lanes at a time where the CPU has AVX2 */
+		return alcm_quant_absmax_f32(src, n);
+	uint64_t m = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t v = w == 2 ? alcm_load16(src + 2 * i) : alcm_load64(src + 8 * i);
+		uint64_t a = v & (inf | (inf - 1)); /* sign cleared */
+		a = a >= lo_n && a < inf ? a : 0;
+		m = a > m ? a : m;
+	}
+	return m;
+}
+
+/* The value of such a pattern. */
+static double pattern_value(int dtype, uint64_t m)
+{
+	uint8_t b[8];
+	for (size_t k = 0; k < 8; k++)
+		b[k] = (uint8_t)(m >> (8 * k));
+	return alcm_load_float(dtype, b, 0);
+}
+
+ALCM_ALWAYS_INLINE int channel_max_t(const int dtype, const alcm_tensor *t, const tparams *p,
+                                     double *mx)
+{
+	const uint8_t *src = t->data;
+	const size_t w = alcm_dtype_size(dtype);
 	for (uint64_t c = 0; c < p->nch; c++) {
 		uint64_t lo = p->nch == 1 ? 0 : c * p->inner;
 		uint64_t hi = p->nch == 1 ? p->elems : lo + p->inner;
-		uint64_t m = 0;
-		if (w == 4) {
-			/* float32, the common case: eight lanes at a time where the CPU has AVX2. */
-			m = alcm_quant_absmax_f32(src + 4 * lo, hi - lo);
-		} else {
-			for (uint64_t i = lo; i < hi; i++) {
-				uint64_t v = w == 2 ? alcm_load16(src + 2 * i) : alcm_load64(src + 8 * i);
-				uint64_t a = v & (inf | (inf - 1)); /* sign cleared */
-				a = a >= lo_n && a < inf ? a : 0;
-				m = a > m ? a : m;
-			}
-		}
-		uint8_t b[8];
-		for (size_t k = 0; k < 8; k++)
-			b[k] = (uint8_t)(m >> (8 * k));
-		mx[c] = alcm_load_float(dtype, b, 0);
+		mx[c] = pattern_value(dtype, absmax_t(dtype, src + w * lo, hi - lo));
 	}
 	return 0;
+}
+
+static uint64_t absmax_pattern(int dtype, const uint8_t *src, uint64_t n)
+{
+	return ALCM_FLOAT_DISPATCH(dtype, absmax_t, src, n);
+}
+
+/* The width reported for the symbols: qmax (the largest magnitude over the step) is
+ * infinite or huge when the range of the values dwarfs the step (1e300 with a bound of
+ * 1e-300): escapes carry those, report 64. */
+static unsigned symbol_width(const alcm_pack_options *o, double qmax)
+{
+	double w = ceil(log2(2 * ceil(qmax) + 1));
+	return o->mode == ALCM_MODE_BITS ? o->bits : w < 64 ? (unsigned)w : 64;
 }
 
 static void channel_max(const alcm_tensor *t, const tparams *p, double *mx)
@@ -672,6 +698,10 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 	case ALCM_MODE_MAX_ERROR:
 		p->step[0] = 2 * o->bound;
 		p->bound[0] = o->bound;
+		if (!t->data) { /* float32 or float64 in pieces: the width at the end */
+			p->bits_late = 1;
+			break;
+		}
 		channel_max(t, p, &qmax);
 		dtype_step(t, p, qmax);
 		qmax /= p->step[0];
@@ -705,10 +735,7 @@ int alcm_lossy_params(const alcm_allocator *a, const alcm_pack_options *o, const
 	for (uint64_t c = 0; c < p->nch; c++)
 		if (!(p->step[c] <= DBL_MAX))
 			p->step[c] = isnan(p->step[c]) ? 0 : DBL_MAX;
-	/* Reported width of the symbols. qmax is infinite or huge when the range of the values
-	 * dwarfs the step (1e300 with a bound of 1e-300): escapes carry those, report 64. */
-	double w = ceil(log2(2 * ceil(qmax) + 1));
-	p->bits = o->mode == ALCM_MODE_BITS ? o->bits : w < 64 ? (unsigned)w : 64;
+	p->bits = symbol_width(o, qmax);
 	p->qp.dtype = t->dtype;
 	p->qp.step = p->step;
 	p->qp.nsteps = p->nch;
@@ -797,6 +824,8 @@ static int write_job(alcm_encoder *e, job *jb, alcm_buf *ctab, alcm_buf *masks,
 	tot->noise += jb->st.noise;
 	if (jb->st.max_err > tot->max_err)
 		tot->max_err = jb->st.max_err;
+	if (jb->st.absmax > tot->absmax)
+		tot->absmax = jb->st.absmax;
 	memset(&jb->st, 0, sizeof(jb->st));
 	return 0;
 }
@@ -820,11 +849,15 @@ static void code_chunk(const alcm_encoder *e, const alcm_tensor *t, const tparam
 		if ((jb->data.p = alcm_mem_alloc_filled(jb->data.a, cap)))
 			jb->data.cap = cap;
 	}
-	if (piece) { /* the chunk alone, given in pieces (lossless only) */
+	if (piece && p->mode == ALCM_MODE_LOSSLESS) { /* the chunk alone, given in pieces */
 		alcm_lplan plan = alcm_lossless_choose(c, &jb->data, t->dtype, piece, n, e->opt.level);
 		jb->data.len = 0;
 		jb->status = alcm_lossless_encode(c, &jb->data, t->dtype, &plan, piece, n,
 		                                  e->opt.level);
+	} else if (piece) { /* the same, lossy: max-error on float32 or float64 (bits_late) */
+		jb->status = alcm_quant_encode_piece(c, &jb->data, &jb->mask, &p->qp, piece, first, n,
+		                                     &jb->st);
+		jb->st.absmax = absmax_pattern(t->dtype, piece, n);
 	} else if (ref) {
 		jb->status = p->mode == ALCM_MODE_LOSSLESS
 		                 ? alcm_delta_encode(c, &jb->data, t->dtype, src + first * w,
@@ -1168,7 +1201,8 @@ static int tensor_prepare(alcm_encoder *e, const alcm_tensor *t, const uint8_t *
 			/* Values on a lattice (weights saved dequantized from 8 bits): cells of
 			 * several lattice points, a step above twice the bound (spec 6.5.11). */
 			if (s->p.qp.symcoding && !ref && s->p.mode == ALCM_MODE_MAX_ERROR &&
-			    t->dtype == ALCM_DTYPE_F32 && s->p.nch == 1 && !(s->p.qp.prune_below > 0))
+			    t->dtype == ALCM_DTYPE_F32 && s->p.nch == 1 && !(s->p.qp.prune_below > 0) &&
+			    !s->p.bits_late)
 				alcm_quant_lattice(t->data, elems, s->p.bound[0], &s->p.step[0],
 				                   &s->p.qp.offset);
 		}
@@ -1201,6 +1235,9 @@ static int tensor_close(alcm_encoder *e, tstate *s)
 	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
 	alcm_buf sc = {NULL, 0, 0, &e->alloc};
 	int st = ALCM_OK;
+	if (p->bits_late) /* as alcm_lossy_params() computes it from the whole tensor */
+		p->bits = symbol_width(&e->opt, pattern_value(t->dtype, s->tot.absmax) /
+		                                    (2 * e->opt.bound));
 	for (uint64_t c = 0; p->mode != ALCM_MODE_LOSSLESS && c < p->nch && !st; c++)
 		st = put_f64(&sc, p->step[c]);
 	if (st)
@@ -1509,6 +1546,20 @@ static int queue_start(alcm_encoder *e)
 	return ALCM_OK;
 }
 
+/* The progress callback for the head tensor s, `written` chunks of it written; called with
+ * the queue's lock held, which it lets go meanwhile (only the caller's thread moves the
+ * head). */
+static void head_progress(alcm_encoder *e, const tstate *s, uint64_t written)
+{
+	alcm_equeue *q = e->queue;
+	uint64_t end = written * s->chunk_elems;
+	size_t w = alcm_dtype_size(s->t.dtype);
+	pthread_mutex_unlock(&q->mu);
+	e->opt.progress(e->opt.progress_opaque, (end < s->p.elems ? end : s->p.elems) * w,
+	                s->t.nbytes);
+	pthread_mutex_lock(&q->mu);
+}
+
 /* Closes finished tensors, oldest first, until at most `keep` are in flight; opens the next
  * one's data section each time. On a failure, waits for the chunks being coded (the caller's
  * buffers must not be read once it returns) and poisons the encoder. */
@@ -1525,12 +1576,7 @@ static int queue_settle(alcm_encoder *e, unsigned keep)
 		if (!q->open || s->written < s->nchunks) {
 			if (e->opt.progress && s->written != shown && s->written) {
 				shown = s->written;
-				uint64_t end = s->written * s->chunk_elems;
-				size_t w = alcm_dtype_size(s->t.dtype);
-				pthread_mutex_unlock(&q->mu);
-				e->opt.progress(e->opt.progress_opaque,
-				                (end < s->p.elems ? end : s->p.elems) * w, s->t.nbytes);
-				pthread_mutex_lock(&q->mu);
+				head_progress(e, s, shown);
 				continue;
 			}
 			pthread_cond_wait(&q->done, &q->mu);
@@ -1660,9 +1706,12 @@ int alcm_encoder_queue(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report
 /* ---- tensors given in pieces (alcm_encoder_queue_begin) ----------------------------------
  * A lossless tensor larger than a chunk goes to the queue at once, its chunks copied into the
  * queue's slots as the bytes come and taken by the threads as each fills: only a few chunks
- * are in memory. Any other tensor (lossy coding reads the whole tensor for its statistics;
- * a small one before the queue started is coded in the caller's thread) is gathered whole
- * and given to alcm_encoder_queue() at the end: the same archive bytes either way. */
+ * are in memory. So does a max-error one of float32 or float64 values without pruning, unless
+ * its first chunk may be on a lattice (late_decide): its step needs no statistics, and the
+ * width its report gives is taken from the chunks as they are coded. Any other tensor (the
+ * other lossy modes read the whole tensor for their statistics; a small one before the queue
+ * started is coded in the caller's thread) is gathered whole and given to
+ * alcm_encoder_queue() at the end: the same archive bytes either way. */
 
 static int slots_ensure(alcm_encoder *e)
 {
@@ -1692,6 +1741,9 @@ static int buf_hold(alcm_buf *b, uint64_t n)
 	return (b->p = alcm_mem_alloc_whole(b->a, (size_t)n, &b->cap)) ? ALCM_OK : ALCM_E_NOMEM;
 }
 
+static int gather_whole(alcm_encoder *e);
+static int queue_pieces_open(alcm_encoder *e);
+
 int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_report *rep)
 {
 	if (!e || !t)
@@ -1712,21 +1764,42 @@ int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_
 	e->pgot = 0;
 	int lossless = e->opt.mode == ALCM_MODE_LOSSLESS || !alcm_dtype_is_float(t->dtype) ||
 	               elems == 0;
-	if (!lossless || (!e->queue && t->nbytes <= e->opt.chunk_bytes)) {
-		if (buf_hold(&e->whole[e->turn], t->nbytes))
-			return efail(e, ALCM_E_NOMEM, "out of memory for %llu bytes",
-			             (unsigned long long)t->nbytes);
-		e->piece = 2;
-		return ALCM_OK;
-	}
+	/* Max-error on float32 or float64 without pruning needs no statistics of the whole
+	 * tensor but the lattice test (float32), which its first chunk settles (piece 3). */
+	int late = !lossless && e->opt.mode == ALCM_MODE_MAX_ERROR && !(e->opt.prune > 0) &&
+	           (t->dtype == ALCM_DTYPE_F32 || t->dtype == ALCM_DTYPE_F64) &&
+	           t->nbytes > e->opt.chunk_bytes;
+	if ((!lossless && !late) || (!e->queue && t->nbytes <= e->opt.chunk_bytes))
+		return gather_whole(e);
 	if ((st = queue_start(e)) || (st = slots_ensure(e)))
 		return st;
 	if ((st = queue_settle(e, QUEUE_MAX - 1)))
 		return st;
+	if (late) {
+		e->piece = 3;
+		return ALCM_OK;
+	}
+	return queue_pieces_open(e);
+}
+
+/* The tensor in pieces goes whole to alcm_encoder_queue() at its end (piece 2). */
+static int gather_whole(alcm_encoder *e)
+{
+	if (buf_hold(&e->whole[e->turn], e->pt.nbytes))
+		return efail(e, ALCM_E_NOMEM, "out of memory for %llu bytes",
+		             (unsigned long long)e->pt.nbytes);
+	e->piece = 2;
+	return ALCM_OK;
+}
+
+/* Admits the tensor in pieces to the queue, its chunks to come into the slots (piece 1). */
+static int queue_pieces_open(alcm_encoder *e)
+{
 	alcm_equeue *q = e->queue;
 	tstate s;
 	int first;
-	if ((st = queue_admit(e, &e->pt, rep, 1, &s, &first)))
+	int st = queue_admit(e, &e->pt, e->prep, 1, &s, &first);
+	if (st)
 		return st;
 	s.pieces = 1;
 	pthread_mutex_lock(&q->mu);
@@ -1741,6 +1814,47 @@ int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_
 	return ALCM_OK;
 }
 
+static void slot_release(alcm_equeue *q, uint64_t g)
+{
+	pthread_mutex_lock(&q->mu);
+	q->slot_busy[g % q->nslots] = 0;
+	pthread_cond_broadcast(&q->done);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Piece 3: the first chunk is in slot g (its `len` bytes). A float32 one of at most
+ * LAT_MAX distinct values may be on a lattice (alcm_quant_lattice(), which needs the whole
+ * tensor): the tensor is gathered whole, as before. Otherwise it goes to the queue in
+ * pieces, this chunk first: alcm_quant_lattice() stops at the same value on the whole. */
+static int late_decide(alcm_encoder *e, uint64_t g, size_t len)
+{
+	alcm_equeue *q = e->queue;
+	const uint8_t *c = q->slot[g % q->nslots];
+	int scan = e->pt.dtype == ALCM_DTYPE_F32 && e->opt.max_minor >= 1 && e->minor1;
+	if (scan) {
+		uint32_t key[ALCM_LAT_SLOTS], used = 0;
+		uint64_t cnt[ALCM_LAT_SLOTS];
+		memset(key, 0xff, sizeof(key)); /* ALCM_LAT_EMPTY */
+		scan = alcm_quant_lattice_scan(c, len / 4, key, cnt, &used);
+	}
+	int st;
+	if (scan) {
+		if (!(st = gather_whole(e)))
+			memcpy(e->whole[e->turn].p, c, len);
+		slot_release(q, g);
+		return st;
+	}
+	if ((st = queue_pieces_open(e))) {
+		slot_release(q, g);
+		return st;
+	}
+	pthread_mutex_lock(&q->mu);
+	q->queued++; /* chunk 0 of the tensor: its slot is g */
+	pthread_cond_broadcast(&q->work);
+	pthread_mutex_unlock(&q->mu);
+	return ALCM_OK;
+}
+
 /* Waits until slot g is free, closing the tensors ahead of the open one meanwhile as they
  * complete (the writer writes only the head tensor: until it is closed, the next tensor's
  * coded chunks hold their jobs, and the threads stop taking chunks njobs past the writer). */
@@ -1748,10 +1862,19 @@ static int slot_wait(alcm_encoder *e, uint64_t g)
 {
 	alcm_equeue *q = e->queue;
 	pthread_mutex_lock(&q->mu);
-	while (q->slot_busy[g % q->nslots] && !q->fail) {
+	for (;;) {
+		const tstate *h = &q->q[q->head];
+		/* The chunks written since the last call, for the progress callback: a tensor
+		 * given in pieces is coded while its bytes come (q->wnext counts across tensors). */
+		if (e->opt.progress && q->count && q->open && q->wnext != e->pshown) {
+			e->pshown = q->wnext;
+			head_progress(e, h, h->written);
+			continue;
+		}
+		if (!q->slot_busy[g % q->nslots] || q->fail)
+			break;
 		/* Only a head that is complete is closed here (at once): waiting for the whole head
 		 * to be written kept the next chunks from being filled meanwhile. */
-		const tstate *h = &q->q[q->head];
 		if (q->count > 1 && q->open && h->written == h->nchunks) {
 			pthread_mutex_unlock(&q->mu);
 			int st = queue_settle(e, 1);
@@ -1796,13 +1919,34 @@ int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
 		             (unsigned long long)e->pt.nbytes);
 	}
 	const uint8_t *p = data;
+	alcm_equeue *q = e->queue;
+	if (e->piece == 3 && len) { /* the first chunk, into the slot that becomes chunk
+	                             * q->queued's */
+		uint64_t g = q->queued, cb = e->opt.chunk_bytes / alcm_dtype_size(e->pt.dtype) *
+		                                 alcm_dtype_size(e->pt.dtype);
+		int st;
+		if (e->pgot == 0 && ((st = queue_close_done(e)) || (st = slot_wait(e, g)))) {
+			e->piece = 0;
+			return st;
+		}
+		size_t n = len < cb - e->pgot ? len : (size_t)(cb - e->pgot);
+		memcpy(q->slot[g % q->nslots] + e->pgot, p, n);
+		p += n;
+		len -= n;
+		e->pgot += n;
+		if (e->pgot < cb)
+			return ALCM_OK;
+		if ((st = late_decide(e, g, (size_t)cb))) {
+			e->piece = 0;
+			return st;
+		}
+	}
 	if (e->piece == 2) {
 		if (len)
 			memcpy(e->whole[e->turn].p + e->pgot, p, len);
 		e->pgot += len;
 		return ALCM_OK;
 	}
-	alcm_equeue *q = e->queue;
 	tstate *s = &q->q[(q->head + q->count - 1) % QUEUE_MAX];
 	uint64_t cb = s->chunk_elems * alcm_dtype_size(s->t.dtype);
 	while (len) {
@@ -1846,6 +1990,8 @@ int alcm_encoder_queue_end(alcm_encoder *e)
 		               (unsigned long long)e->pgot, (unsigned long long)e->pt.nbytes);
 		if (mode == 1) /* its chunks are queued: the archive cannot be finished */
 			e->poisoned = 1;
+		if (mode == 3 && e->pgot) /* its first chunk's slot */
+			slot_release(e->queue, e->queue->queued);
 		return st;
 	}
 	unsigned turn = e->turn;

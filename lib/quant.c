@@ -316,7 +316,8 @@ ALCM_ALWAYS_INLINE void memo_sum(const int dtype, memo *m, qsum *sum)
 	memset(m->count, 0, sizeof(m->count));
 }
 
-/* The chunk coder, one copy per float dtype (ALCM_FLOAT_DISPATCH). */
+/* The chunk coder, one copy per float dtype (ALCM_FLOAT_DISPATCH). src holds the chunk's
+ * values (element first at src[0]); recon is the whole tensor's. */
 ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *data,
                                       alcm_buf *mask, const alcm_qparams *qp,
                                       const uint8_t *src, uint64_t first, uint64_t elems,
@@ -354,7 +355,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 		int fast = dtype == ALCM_DTYPE_F32 && !bits && s > 0;
 		for (; i < seg_end; i++) {
 			if (fast) {
-				uint64_t n = alcm_quant_run_f32(src + 4 * (first + i), seg_end - i, s, o, inv, b,
+				uint64_t n = alcm_quant_run_f32(src + 4 * i, seg_end - i, s, o, inv, b,
 				                                sym + nsym, recon ? recon + 4 * (first + i) : NULL,
 				                                &sum.sig, &sum.noise, &sum.maxe);
 				i += n;
@@ -367,10 +368,10 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 			double x = 0, err = 0;
 			int kind;
 			if (mm) {
-				uint16_t pat = alcm_load16(src + 2 * k);
+				uint16_t pat = alcm_load16(src + 2 * i);
 				uint32_t code = mm->code[pat];
 				if (code == MEMO_UNSEEN)
-					code = memo_fill(dtype, mm, src, k, s, o, inv, b, pb);
+					code = memo_fill(dtype, mm, src, i, s, o, inv, b, pb);
 				mm->count[pat]++;
 				if (code < MEMO_EXACT) {
 					sym[nsym++] = code;
@@ -380,7 +381,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 				}
 				kind = code == MEMO_PRUNED ? Q_PRUNED : Q_MISS;
 			} else {
-				kind = classify(dtype, src, k, s, o, inv, b, pb, &q, &x, &err);
+				kind = classify(dtype, src, i, s, o, inv, b, pb, &q, &x, &err);
 				if (kind != Q_SPECIAL)
 					sum.sig += x * x;
 			}
@@ -399,14 +400,14 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 				/* Special, outlier or bound miss: store the value exactly. */
 				st = alcm_buf_put_varint(&esc, i - last - (nesc ? 1 : 0));
 				if (!st)
-					st = alcm_buf_put(&escval, src + k * w, w);
+					st = alcm_buf_put(&escval, src + i * w, w);
 				if (st)
 					break;
 				last = i;
 				nesc++;
 				sym[nsym++] = 0;
 				if (recon)
-					memcpy(recon + k * w, src + k * w, w);
+					memcpy(recon + k * w, src + i * w, w);
 				continue;
 			}
 			sum.maxe = err > sum.maxe ? err : sum.maxe;
@@ -452,8 +453,17 @@ int alcm_quant_encode(alcm_coder *c, alcm_buf *data, alcm_buf *mask, const alcm_
                       const uint8_t *src, uint64_t first, uint64_t elems, alcm_qstats *stt,
                       uint8_t *recon)
 {
-	return ALCM_FLOAT_DISPATCH(qp->dtype, quant_encode_t, c, data, mask, qp, src, first, elems,
-	                           stt, recon);
+	size_t w = alcm_dtype_size(qp->dtype);
+	return ALCM_FLOAT_DISPATCH(qp->dtype, quant_encode_t, c, data, mask, qp,
+	                           src ? src + first * w : NULL, first, elems, stt, recon);
+}
+
+int alcm_quant_encode_piece(alcm_coder *c, alcm_buf *data, alcm_buf *mask,
+                            const alcm_qparams *qp, const uint8_t *piece, uint64_t first,
+                            uint64_t elems, alcm_qstats *stt)
+{
+	return ALCM_FLOAT_DISPATCH(qp->dtype, quant_encode_t, c, data, mask, qp, piece, first, elems,
+	                           stt, NULL);
 }
 
 /* ---- chunk decoder ---------------------------------------------------------------------- */

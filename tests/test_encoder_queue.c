@@ -71,6 +71,8 @@ static void free_set(set *s)
 		free(s->data[i]);
 }
 
+/* lossy: 0 lossless, 1 max-error with pruning (gathered whole when given in pieces), 2
+ * max-error alone (float32 and float64 tensors go to the queue in pieces). */
 static alcm_pack_options opts(int lossy, unsigned threads)
 {
 	alcm_pack_options o;
@@ -80,9 +82,32 @@ static alcm_pack_options opts(int lossy, unsigned threads)
 	if (lossy) {
 		o.mode = ALCM_MODE_MAX_ERROR;
 		o.bound = 1e-3;
-		o.prune = 0.05;
+		o.prune = lossy == 1 ? 0.05 : 0;
 	}
 	return o;
+}
+
+/* For max-error alone: tensor 0 (float32, 5000 values) on a lattice of 201 points, which
+ * alcm_quant_lattice() takes (its first chunk decides for the whole tensor); tensor 7 made
+ * float32, its first chunk (1024 values) on that lattice and the rest not (the first chunk
+ * alone cannot decide: gathered whole). */
+static void lattice_variants(set *s)
+{
+	uint64_t r = 7;
+	float *a = (float *)(void *)s->data[0];
+	for (uint64_t k = 0; k < 5000; k++)
+		a[k] = (float)((double)(rng_next(&r) % 201) * 0.004 - 0.4);
+	alcm_tensor *t = &s->t[7];
+	free(s->data[7]);
+	t->dtype = ALCM_DTYPE_F32;
+	t->nbytes = 12345 * 4;
+	float *b = malloc((size_t)t->nbytes);
+	assert_non_null(b);
+	for (uint64_t k = 0; k < 12345; k++)
+		b[k] = k < 1024 ? (float)((double)(rng_next(&r) % 201) * 0.004 - 0.4)
+		                : (float)(((double)(rng_next(&r) % 20001) - 10000) / 1e5);
+	s->data[7] = (uint8_t *)b;
+	t->data = b;
 }
 
 /* Packs s with add (queued = 0) or queue, an extra section after tensor 4; the archive in
@@ -305,11 +330,13 @@ static int pack_pieces(const set *s, int lossy, unsigned threads, const size_t *
 
 /* Pieces of every size (one byte, odd sizes, a chunk exactly, more than a chunk, a whole
  * tensor) give the archive alcm_encoder_add() gives, and the same reports, at 1 to 3
- * threads; lossless and lossy (gathered whole). */
+ * threads; lossless, lossy gathered whole, and max-error in the queue's slots. */
 static void pieces_same_bytes(int lossy)
 {
 	set s;
 	make_set(&s);
+	if (lossy == 2)
+		lattice_variants(&s);
 	uint8_t *ref, *got;
 	size_t rlen, glen;
 	alcm_tensor_report rr[NT], gr[NT];
@@ -331,6 +358,8 @@ static void pieces_same_bytes(int lossy)
 				assert_int_equal(gr[i].raw_bytes, s.t[i].nbytes);
 				assert_true(gr[i].max_abs_error == rr[i].max_abs_error);
 				assert_int_equal(gr[i].downgraded, rr[i].downgraded);
+				assert_int_equal(gr[i].bits, rr[i].bits);
+				assert_int_equal(gr[i].escapes, rr[i].escapes);
 			}
 			free(got);
 		}
@@ -348,6 +377,100 @@ static void test_pieces_lossy(void **state)
 {
 	(void)state;
 	pieces_same_bytes(1);
+}
+
+static void test_pieces_max_error(void **state)
+{
+	(void)state;
+	pieces_same_bytes(2);
+}
+
+/* An allocator that knows the bytes it has out, and their peak (the encoder's threads call
+ * it at once). */
+typedef struct peak_alloc {
+	alcm_allocator a;
+	size_t now, peak;
+} peak_alloc;
+
+static void *pa_malloc(void *o, size_t n)
+{
+	peak_alloc *p = o;
+	size_t *b = malloc(n + 16);
+	if (!b)
+		return NULL;
+	b[0] = n;
+	size_t now = __atomic_add_fetch(&p->now, n, __ATOMIC_SEQ_CST);
+	size_t peak = __atomic_load_n(&p->peak, __ATOMIC_SEQ_CST);
+	while (now > peak && !__atomic_compare_exchange_n(&p->peak, &peak, now, 0, __ATOMIC_SEQ_CST,
+	                                                  __ATOMIC_SEQ_CST))
+		;
+	return (uint8_t *)b + 16;
+}
+
+static void pa_free(void *o, void *q)
+{
+	peak_alloc *p = o;
+	if (!q)
+		return;
+	size_t *b = (size_t *)(void *)((uint8_t *)q - 16);
+	__atomic_sub_fetch(&p->now, b[0], __ATOMIC_SEQ_CST);
+	free(b);
+}
+
+static void *pa_realloc(void *o, void *q, size_t n)
+{
+	void *r = pa_malloc(o, n);
+	if (r && q) {
+		size_t old = ((size_t *)(void *)((uint8_t *)q - 16))[0];
+		memcpy(r, q, old < n ? old : n);
+		pa_free(o, q);
+	}
+	return r;
+}
+
+/* A max-error float32 tensor given in pieces is coded chunk by chunk: the encoder never
+ * holds it whole (it did, gathered for statistics, until the first chunk could settle them);
+ * one with pruning still is. */
+static void test_pieces_max_error_memory(void **state)
+{
+	(void)state;
+	enum { N = 1 << 20 }; /* 4 MiB of float32 */
+	float *x = malloc(N * sizeof(float));
+	assert_non_null(x);
+	uint64_t r = 5;
+	for (size_t i = 0; i < N; i++)
+		x[i] = (float)(((double)(rng_next(&r) % 200001) - 100000) / 1e6);
+	for (int lossy = 1; lossy <= 2; lossy++) {
+		peak_alloc pa = {{pa_malloc, pa_realloc, pa_free, NULL}, 0, 0};
+		pa.a.opaque = &pa;
+		alcm_writer *w = NULL;
+		alcm_encoder *e = NULL;
+		alcm_pack_options o = opts(lossy, 2);
+		alcm_tensor t = {.name = "big", .name_len = 3, .dtype = ALCM_DTYPE_F32, .ndim = 2,
+		                 .shape = {1024, 1024}, .nbytes = N * sizeof(float)};
+		alcm_tensor_report rep;
+		assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+		assert_int_equal(alcm_encoder_new(&e, w, &o, &pa.a), ALCM_OK);
+		for (int k = 0; k < 2; k++) { /* two, as a checkpoint has many */
+			t.name = k ? "big2" : "big";
+			t.name_len = k ? 4 : 3;
+			assert_int_equal(alcm_encoder_queue_begin(e, &t, &rep), ALCM_OK);
+			for (size_t at = 0; at < t.nbytes; at += 5000) {
+				size_t n = t.nbytes - at < 5000 ? (size_t)(t.nbytes - at) : 5000;
+				assert_int_equal(alcm_encoder_queue_append(e, (uint8_t *)x + at, n), ALCM_OK);
+			}
+			assert_int_equal(alcm_encoder_queue_end(e), ALCM_OK);
+		}
+		assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+		alcm_encoder_free(e);
+		alcm_writer_free(w);
+		assert_int_equal(pa.now, 0);
+		if (lossy == 2)
+			assert_true(pa.peak < N * sizeof(float) / 2);
+		else
+			assert_true(pa.peak >= N * sizeof(float));
+	}
+	free(x);
 }
 
 /* Wrong totals and calls out of order. */
@@ -449,6 +572,8 @@ int main(void)
 		cmocka_unit_test(test_abandon),
 		cmocka_unit_test(test_pieces_lossless),
 		cmocka_unit_test(test_pieces_lossy),
+		cmocka_unit_test(test_pieces_max_error),
+		cmocka_unit_test(test_pieces_max_error_memory),
 		cmocka_unit_test(test_pieces_errors),
 		cmocka_unit_test(test_pieces_alloc),
 	};
