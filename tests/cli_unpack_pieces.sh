@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# alcm-unpack with threads writes lossless tensors chunk by chunk as they decode
+# alcm-unpack writes lossless tensors chunk by chunk as they decode
 # (alcm_archive_decode_pieces): a digest error in a later tensor, whose first chunks were
 # already written to the temporary output, still leaves no output (file, .npy of one tensor,
 # standard output) and exits 5, and so does one in the last section that only its digest
@@ -70,5 +70,19 @@ for th in 1 2 3; do
 	done
 done
 ls -a | grep -q '^\.[dl][0-9]' && bad "temporary files left: $(ls -a)"
+# At -T1 too the tensor goes out chunk by chunk: one tensor of 48 MB unpacks in less memory
+# than its own size (4 MiB chunks; whole, it took 64 MiB).
+if [ -x /usr/bin/time ]; then
+	/usr/bin/python3 -c '
+import numpy as np
+np.save("big.npy", np.random.default_rng(8).normal(0, 0.02, 12 << 20).astype(np.float32))' || exit 1
+	"$bin/alcm-pack" -q -T1 big.npy -o big.alcm || exit 1
+	for ext in npy safetensors; do
+		/usr/bin/time -o rss -f %M "$bin/alcm-unpack" -q -T1 big.alcm -o big1.$ext ||
+			bad "unpack -T1 big.alcm -o .$ext failed"
+		[ "$(cat rss)" -lt 40000 ] || bad "unpack -T1 of a 48 MB tensor to .$ext: peak RSS $(cat rss) kB"
+	done
+	cmp -s big.npy big1.npy || bad "unpack -T1 of big.alcm differs from its input"
+fi
 [ $fail = 0 ] && echo "cli_unpack_pieces: ok"
 exit $fail

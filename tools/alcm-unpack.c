@@ -628,11 +628,13 @@ int main(int argc, char **argv)
 	/* With more than one thread, a writer thread writes tensor j (CRC-32, file) while this
 	 * one decodes tensor j + 1 into the other buffer. The HDF5 bridge keeps to this thread. */
 	int overlap = threads != 1 && nsel > 1 && k.o && !wr_start(&wr, &k);
-	/* With more than one thread, a lossless tensor goes to the output chunk by chunk as it
-	 * decodes (a chunk is written while the next ones decode): a few chunks in memory, not
-	 * two tensors. Its digests are checked before its last chunk is written; a later digest
-	 * error leaves the output uncommitted, so nothing unverified is published. */
-	int pieces = threads != 1 && k.o;
+	/* A lossless tensor goes to the output chunk by chunk as it decodes (a chunk is written
+	 * while the next ones decode): a few chunks in memory, not one or two tensors. Its
+	 * digests are checked before its last chunk is written; a later digest error leaves the
+	 * output uncommitted, so nothing unverified is published. At -T1 too: a whole tensor
+	 * handed to the output at once waited for the disk (the output's writer thread takes
+	 * two 4 MiB blocks): e2e.npz's archive to .safetensors, 1.04-1.12 -> 0.84-0.93 s. */
+	int pieces = k.o != NULL;
 	for (size_t j = 0; j < nsel; j++) {
 		alcm_tensor_info ti;
 		alcm_archive_tensor_info(a, sel[j], &ti);
