@@ -385,6 +385,42 @@ static void test_pieces_max_error(void **state)
 	pieces_same_bytes(2);
 }
 
+/* A max-error tensor ended short inside its first chunk (which holds a slot until it decides)
+ * is dropped and leaves the slot free: the next tensors in pieces, on the same slot, go on. */
+static void test_pieces_max_error_short(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s);
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	alcm_pack_options o = opts(2, 2);
+	alcm_tensor_report rep[3];
+	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	const alcm_tensor *t0 = &s.t[0]; /* float32, 20000 bytes: five chunks */
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(alcm_encoder_queue_begin(e, t0, &rep[0]), ALCM_OK);
+		assert_int_equal(alcm_encoder_queue_append(e, s.data[0], 1000), ALCM_OK);
+		assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_ARG);
+		assert_non_null(strstr(alcm_encoder_detail(e), "1000 of its 20000 bytes"));
+	}
+	for (int k = 0; k < 2; k++) {
+		alcm_tensor t = k ? s.t[5] : *t0; /* float32, then float64 */
+		assert_int_equal(alcm_encoder_queue_begin(e, &t, &rep[k]), ALCM_OK);
+		assert_int_equal(alcm_encoder_queue_append(e, s.data[k ? 5 : 0], (size_t)t.nbytes),
+		                 ALCM_OK);
+		assert_int_equal(alcm_encoder_queue_end(e), ALCM_OK);
+	}
+	assert_int_equal(alcm_encoder_finish(e), ALCM_OK);
+	assert_int_equal(rep[0].raw_bytes, t0->nbytes);
+	assert_int_equal(rep[1].raw_bytes, s.t[5].nbytes);
+	assert_true(rep[0].max_abs_error <= 1e-3 && rep[1].max_abs_error <= 1e-3);
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	free_set(&s);
+}
+
 /* An allocator that knows the bytes it has out, and their peak (the encoder's threads call
  * it at once). */
 typedef struct peak_alloc {
@@ -574,6 +610,7 @@ int main(void)
 		cmocka_unit_test(test_pieces_lossy),
 		cmocka_unit_test(test_pieces_max_error),
 		cmocka_unit_test(test_pieces_max_error_memory),
+		cmocka_unit_test(test_pieces_max_error_short),
 		cmocka_unit_test(test_pieces_errors),
 		cmocka_unit_test(test_pieces_alloc),
 	};
