@@ -273,6 +273,62 @@ static void test_pieces_damaged(void **state)
 	free_set(&s);
 }
 
+/* Decoded as one list at two and three threads (tensor 0's last wave is handed on during
+ * tensor 1's first): a damaged byte anywhere in tensor 1's section gives its digest
+ * mismatch, tensor 0 comes out whole, and tensor 1's last piece and anything after it never
+ * reach the function. */
+static void test_pieces_damaged_list(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 17, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(p.buf, p.len, 1, &r, &a);
+	alcm_tensor_info ti;
+	assert_int_equal(alcm_archive_tensor_info(a, 1, &ti), ALCM_OK);
+	uint32_t k0, k1;
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
+	alcm_section_info si;
+	assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	char want[64];
+	snprintf(want, sizeof(want), "digest mismatch in section %u", k1);
+	size_t list[NT];
+	for (size_t i = 0; i < NT; i++)
+		list[i] = i;
+	/* In chunk 0 (about 220 KB each), chunk 1, the middle (chunk 2), the last byte. */
+	const uint64_t ats[] = {8, 200000, 300000, si.length / 2, si.length - 1};
+	for (int where = 0; where < 5; where++) {
+		uint8_t *bad = malloc(p.len);
+		memcpy(bad, p.buf, p.len);
+		uint64_t at = ats[where];
+		bad[si.offset + at] ^= 0x10;
+		for (unsigned th = 2; th <= 3; th++) {
+			open_archive(bad, p.len, th, &r, &a);
+			size_t cap = (size_t)ti.raw_bytes * NT;
+			sink k = {malloc(cap), 0, cap, 0, 0, 0, 0, {0}};
+			assert_int_equal(alcm_archive_decode_pieces(a, list, NT, collect, &k),
+			                 ALCM_E_DIGEST);
+			assert_non_null(strstr(alcm_archive_detail(a), want));
+			assert_int_equal(k.per[0], ti.raw_bytes);
+			assert_memory_equal(k.buf, s.data[0], (size_t)ti.raw_bytes);
+			assert_true(k.per[1] < ti.raw_bytes);
+			assert_int_equal(k.per[2] + k.per[3], 0);
+			free(k.buf);
+			alcm_archive_free(a);
+			alcm_reader_free(r);
+		}
+		free(bad);
+	}
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
 /* The function's status stops the decode and comes back as it is; the archive goes on. */
 static void test_pieces_fn_status(void **state)
 {
@@ -427,6 +483,7 @@ int main(void)
 		cmocka_unit_test(test_pieces_same_bytes),
 		cmocka_unit_test(test_pieces_list),
 		cmocka_unit_test(test_pieces_damaged),
+		cmocka_unit_test(test_pieces_damaged_list),
 		cmocka_unit_test(test_pieces_fn_status),
 		cmocka_unit_test(test_pieces_small_no_thread),
 		cmocka_unit_test(test_output_pieces),
