@@ -224,6 +224,22 @@ static void test_pieces_list(void **state)
 	free_set(&s);
 }
 
+/* Tensor 1 of the lossless archive p: its info and its data section (the second LDAT). */
+static uint32_t tensor1_section(const packed *p, alcm_tensor_info *ti, alcm_section_info *si)
+{
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(p->buf, p->len, 1, &r, &a);
+	assert_int_equal(alcm_archive_tensor_info(a, 1, ti), ALCM_OK);
+	uint32_t k0, k1;
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
+	assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
+	assert_int_equal(alcm_reader_section_info(r, k1, si), ALCM_OK);
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	return k1;
+}
+
 /* A damaged byte in chunk c of tensor 1's section: a digest mismatch, and the tensor's last
  * piece never reaches the function (so a writer behind it never has the whole tensor). */
 static void test_pieces_damaged(void **state)
@@ -235,16 +251,9 @@ static void test_pieces_damaged(void **state)
 	pack_mode(&s, 0, &p);
 	alcm_reader *r;
 	alcm_archive *a;
-	open_archive(p.buf, p.len, 1, &r, &a);
 	alcm_tensor_info ti;
-	assert_int_equal(alcm_archive_tensor_info(a, 1, &ti), ALCM_OK);
-	uint32_t k0, k1;
-	assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
-	assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
 	alcm_section_info si;
-	assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
-	alcm_archive_free(a);
-	alcm_reader_free(r);
+	(void)tensor1_section(&p, &ti, &si);
 	for (int where = 0; where < 3; where++) {
 		uint8_t *bad = malloc(p.len);
 		memcpy(bad, p.buf, p.len);
@@ -286,16 +295,9 @@ static void test_pieces_damaged_list(void **state)
 	pack_mode(&s, 0, &p);
 	alcm_reader *r;
 	alcm_archive *a;
-	open_archive(p.buf, p.len, 1, &r, &a);
 	alcm_tensor_info ti;
-	assert_int_equal(alcm_archive_tensor_info(a, 1, &ti), ALCM_OK);
-	uint32_t k0, k1;
-	assert_int_equal(alcm_reader_find_section(r, "LDAT", 0, &k0), ALCM_OK);
-	assert_int_equal(alcm_reader_find_section(r, "LDAT", k0 + 1, &k1), ALCM_OK);
 	alcm_section_info si;
-	assert_int_equal(alcm_reader_section_info(r, k1, &si), ALCM_OK);
-	alcm_archive_free(a);
-	alcm_reader_free(r);
+	uint32_t k1 = tensor1_section(&p, &ti, &si);
 	char want[64];
 	snprintf(want, sizeof(want), "digest mismatch in section %u", k1);
 	size_t list[NT];

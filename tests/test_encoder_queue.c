@@ -110,6 +110,16 @@ static void lattice_variants(set *s)
 	t->data = b;
 }
 
+/* A memory writer and an encoder on it with opts(lossy, threads). */
+static void enc_open(int lossy, unsigned threads, alcm_writer **w, alcm_encoder **e)
+{
+	alcm_pack_options o = opts(lossy, threads);
+	*w = NULL;
+	*e = NULL;
+	assert_int_equal(alcm_writer_open_memory(w, 0, NULL), ALCM_OK);
+	assert_int_equal(alcm_encoder_new(e, *w, &o, NULL), ALCM_OK);
+}
+
 /* Packs s with add (queued = 0) or queue, an extra section after tensor 4; the archive in
  * *out (malloc'd). With `scribble`, each tensor's buffer is overwritten as soon as the
  * contract frees it (the next call returned), and restored before the end. */
@@ -209,12 +219,10 @@ static void test_names(void **state)
 	(void)state;
 	set s;
 	make_set(&s);
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	alcm_pack_options o = opts(0, 2);
+	alcm_writer *w;
+	alcm_encoder *e;
 	alcm_tensor_report rep[3];
-	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	enc_open(0, 2, &w, &e);
 	assert_int_equal(alcm_encoder_queue(e, &s.t[0], &rep[0]), ALCM_OK);
 	assert_int_equal(alcm_encoder_queue(e, &s.t[3], &rep[1]), ALCM_OK);
 	alcm_tensor dup = s.t[6];
@@ -392,12 +400,10 @@ static void test_pieces_max_error_short(void **state)
 	(void)state;
 	set s;
 	make_set(&s);
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	alcm_pack_options o = opts(2, 2);
+	alcm_writer *w;
+	alcm_encoder *e;
 	alcm_tensor_report rep[3];
-	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	enc_open(2, 2, &w, &e);
 	const alcm_tensor *t0 = &s.t[0]; /* float32, 20000 bytes: five chunks */
 	for (int k = 0; k < 3; k++) {
 		assert_int_equal(alcm_encoder_queue_begin(e, t0, &rep[0]), ALCM_OK);
@@ -515,12 +521,10 @@ static void test_pieces_errors(void **state)
 	(void)state;
 	set s;
 	make_set(&s);
-	alcm_writer *w = NULL;
-	alcm_encoder *e = NULL;
-	alcm_pack_options o = opts(0, 2);
+	alcm_writer *w;
+	alcm_encoder *e;
 	alcm_tensor_report rep[4];
-	assert_int_equal(alcm_writer_open_memory(&w, 0, NULL), ALCM_OK);
-	assert_int_equal(alcm_encoder_new(&e, w, &o, NULL), ALCM_OK);
+	enc_open(0, 2, &w, &e);
 	assert_int_equal(alcm_encoder_queue_append(e, s.data[0], 1), ALCM_E_STATE);
 	assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_STATE);
 	assert_int_equal(alcm_encoder_queue_begin(NULL, &s.t[0], &rep[0]), ALCM_E_ARG);
