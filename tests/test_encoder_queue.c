@@ -110,9 +110,10 @@ static void lattice_variants(set *s)
 	t->data = b;
 }
 
-/* A memory writer and an encoder on it with opts(lossy, threads). */
-static void enc_open(int lossy, unsigned threads, alcm_writer **w, alcm_encoder **e)
+/* The set s made, a memory writer and an encoder on it with opts(lossy, threads). */
+static void enc_open(set *s, int lossy, unsigned threads, alcm_writer **w, alcm_encoder **e)
 {
+	make_set(s);
 	alcm_pack_options o = opts(lossy, threads);
 	*w = NULL;
 	*e = NULL;
@@ -218,11 +219,10 @@ static void test_names(void **state)
 {
 	(void)state;
 	set s;
-	make_set(&s);
 	alcm_writer *w;
 	alcm_encoder *e;
+	enc_open(&s, 0, 2, &w, &e);
 	alcm_tensor_report rep[3];
-	enc_open(0, 2, &w, &e);
 	assert_int_equal(alcm_encoder_queue(e, &s.t[0], &rep[0]), ALCM_OK);
 	assert_int_equal(alcm_encoder_queue(e, &s.t[3], &rep[1]), ALCM_OK);
 	alcm_tensor dup = s.t[6];
@@ -399,11 +399,10 @@ static void test_pieces_max_error_short(void **state)
 {
 	(void)state;
 	set s;
-	make_set(&s);
 	alcm_writer *w;
 	alcm_encoder *e;
+	enc_open(&s, 2, 2, &w, &e);
 	alcm_tensor_report rep[3];
-	enc_open(2, 2, &w, &e);
 	const alcm_tensor *t0 = &s.t[0]; /* float32, 20000 bytes: five chunks */
 	for (int k = 0; k < 3; k++) {
 		assert_int_equal(alcm_encoder_queue_begin(e, t0, &rep[0]), ALCM_OK);
@@ -520,11 +519,10 @@ static void test_pieces_errors(void **state)
 {
 	(void)state;
 	set s;
-	make_set(&s);
 	alcm_writer *w;
 	alcm_encoder *e;
+	enc_open(&s, 0, 2, &w, &e);
 	alcm_tensor_report rep[4];
-	enc_open(0, 2, &w, &e);
 	assert_int_equal(alcm_encoder_queue_append(e, s.data[0], 1), ALCM_E_STATE);
 	assert_int_equal(alcm_encoder_queue_end(e), ALCM_E_STATE);
 	assert_int_equal(alcm_encoder_queue_begin(NULL, &s.t[0], &rep[0]), ALCM_E_ARG);
