@@ -159,8 +159,8 @@ int alcm_budget_profile_make(const alcm_predictor *p, const alcm_tensor *t,
 	int st = alcm_tensor_features_esc(t, prof->step, ALCM_BUDGET_STEPS, f, &esc);
 	if (st)
 		return st;
-	for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
-		prof->bits[k] = alcm_predict_bits_escapes(pr, f[k], &esc);
+	alcm_predict_bits_steps(pr, (const float(*)[ALCM_PRED_FEATURES])f, ALCM_BUDGET_STEPS, &esc,
+	                        prof->bits);
 	/* A coarser step never costs more: keep the curve monotone against predictor noise. */
 	for (int k = 1; k < ALCM_BUDGET_STEPS; k++)
 		if (prof->bits[k] > prof->bits[k - 1])

@@ -162,6 +162,14 @@ int alcm_tensor_features_steps(const alcm_tensor *t, const double *step, int nst
 int alcm_tensor_features_esc(const alcm_tensor *t, const double *step, int nstep,
                              float (*feat)[ALCM_PRED_FEATURES], alcm_pred_escapes *esc);
 
+/* alcm_predict_bits_escapes() of each of feat[0..n) into out[], bit for bit, the network
+ * run on several steps at once (the version-1 predictor and bad arguments give 64). */
+void alcm_predict_bits_steps(const alcm_predictor *p, const float (*feat)[ALCM_PRED_FEATURES],
+                             int n, const alcm_pred_escapes *esc, double *out);
+/* Tests set it to 1 to run alcm_predict_bits_steps()'s portable lanes where the AVX2 ones
+ * would run (x86-64). */
+extern int alcm_predict_scalar_only;
+
 /* Tests set it to 1 to run alcm_budget_profile_make()'s portable float32 loop where the
  * AVX2 one would run (x86-64). */
 extern int alcm_budget_scalar_only;

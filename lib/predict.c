@@ -294,7 +294,10 @@ static double lanes(const double *v)
  * not depend on the order the values come in). The halves, increasing, are padded with
  * +inf to HALVES. A value's binary exponent gives the halves at or below the start of its
  * binade (first[], over the binades from the smallest half's to the largest's); the few
- * halves inside the binade are then compared (a profile's are half an octave apart). */
+ * halves inside the binade are then compared (a profile's are half an octave apart: two
+ * at most, compared without a branch). The counts go to four histograms in turn (part[],
+ * summed at the end), so that values landing on the same half do not wait for each
+ * other's increment. */
 #define HALVES 64
 
 typedef struct halves {
@@ -326,16 +329,19 @@ static void halves_init(halves *h, const double *hp, int nstep)
 	}
 }
 
-static void count_small(const double *x, size_t n, const halves *h, int nstep, uint64_t *hist)
+static void count_small(const double *x, size_t n, const halves *h, int nstep,
+                        uint32_t (*part)[HALVES])
 {
 	const double *hp = h->hp;
 	for (size_t j = 0; j < n; j++) {
 		double a = fabs(x[j]);
 		int e = exponent_of(a);
 		size_t p = e < h->elo ? 0 : e > h->ehi ? (size_t)nstep : h->first[e];
+		p += hp[p] <= a;
+		p += hp[p] <= a;
 		while (hp[p] <= a)
 			p++;
-		hist[p]++;
+		part[j & 3][p]++;
 	}
 }
 
@@ -733,19 +739,32 @@ static void chan_add_run(chan_axis *ca, const double *x, uint64_t start, size_t 
 	uint64_t q = ca->run == 1 ? start : start / ca->run;
 	uint64_t c = q < ca->count ? q : q % ca->count, r = ca->run == 1 ? 0 : start % ca->run;
 	uint64_t b = c / ca->width, cw = c % ca->width;
+	/* The bucket's sum and count in registers while the bucket stays (the same additions
+	 * in the same order: the same sums). */
+	double s2 = ca->s2[b];
+	uint64_t cnt = ca->n[b];
 	for (size_t j = 0; j < n; j++) {
-		ca->s2[b] += x[j] * x[j];
-		ca->n[b]++;
+		s2 += x[j] * x[j];
+		cnt++;
 		if (++r < ca->run)
 			continue;
 		r = 0;
+		uint64_t was = b;
 		if (++c == ca->count)
 			c = b = cw = 0;
 		else if (++cw == ca->width) {
 			cw = 0;
 			b++;
 		}
+		if (b != was) {
+			ca->s2[was] = s2;
+			ca->n[was] = cnt;
+			s2 = ca->s2[b];
+			cnt = ca->n[b];
+		}
 	}
+	ca->s2[b] = s2;
+	ca->n[b] = cnt;
 }
 
 /* 2 pi e times a mean square over step^2 gives a Gaussian's rate. */
@@ -874,7 +893,8 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	 * order, and the channels follow the runs; else decode() gives each value's element. */
 	moments c;
 	memset(&c, 0, sizeof(c));
-	uint64_t hist[HALVES] = {0};
+	uint32_t part[4][HALVES];
+	memset(part, 0, sizeof(part));
 	double ent[ENT_MAX];
 	uint64_t every = (a.cnt + ENT_MAX - 1) / ENT_MAX, skip = 0;
 	size_t ne = 0;
@@ -900,7 +920,7 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 				chan_add_run(&ch[ax], buf + off, sg.start[j], sg.len);
 		}
 		pass2(buf, got, mean, &c);
-		count_small(buf, got, &hv, nstep, hist);
+		count_small(buf, got, &hv, nstep, part);
 		uint64_t j = skip;
 		for (; j < got && ne < ENT_MAX; j += every)
 			ent[ne++] = buf[j];
@@ -919,6 +939,9 @@ static int features_at(const alcm_tensor *t, const double *step, int nstep,
 	double hesc = esc > 0 ? pattern_entropy(sv.v, sv.n) : 0;
 	double m2 = lanes(c.s2) * inv;
 	double sd = sqrt(m2);
+	uint64_t hist[HALVES];
+	for (int k = 0; k < HALVES; k++)
+		hist[k] = (uint64_t)part[0][k] + part[1][k] + part[2][k] + part[3][k];
 	uint64_t small = hist[0];
 	ent_memo em;
 	em.step = step;
@@ -1063,6 +1086,81 @@ static double forward(const alcm_predictor *p, const float *f)
 	return y;
 }
 
+/*
+ * forward() of PRED_LANES feature vectors at once, one per lane: each lane takes the same
+ * operations in the same order as forward() (no fused multiply-add: -ffp-contract=off), so
+ * the same results bit for bit (tests/test_predict.c). A profile predicts at 41 steps: the
+ * network was a fifth of alcm_budget_profile_make()'s time, one step at a time (a[j]'s sum
+ * over the features and y's over the units are chains of dependent additions).
+ */
+#define PRED_LANES 4
+int alcm_predict_scalar_only = 0;
+typedef double vdbl __attribute__((vector_size(8 * PRED_LANES)));
+typedef uint64_t vu64 __attribute__((vector_size(8 * PRED_LANES)));
+
+#define FORWARD_LANES_BODY                                                                  \
+	do {                                                                                     \
+		const vu64 sign = (vu64){0} + 0x8000000000000000ull;                                 \
+		int nf = pred_nf(p->version);                                                        \
+		vdbl z[NF], h[NH];                                                                   \
+		for (int k = 0; k < nf; k++)                                                         \
+			for (int l = 0; l < PRED_LANES; l++)                                             \
+				z[k][l] = ((double)f[l][k] - p->mean[k]) / p->scale[k];                      \
+		for (int j = 0; j < NH; j++) {                                                       \
+			vdbl a = (vdbl){0} + (double)p->b1[j];                                           \
+			for (int k = 0; k < nf; k++)                                                     \
+				a += (double)p->w1[j][k] * z[k];                                             \
+			/* tanh_edge(): |a| > TANH_EDGE takes TANH_EDGE with a's sign */                  \
+			vu64 ab = (vu64)a, mag = ab & ~sign;                                             \
+			vu64 big = (vu64)((vdbl)mag > TANH_EDGE);                                        \
+			vu64 edge = (vu64)((vdbl){0} + TANH_EDGE) | (ab & sign);                         \
+			a = (vdbl)((big & edge) | (~big & ab));                                          \
+			/* tanh_fast() */                                                                \
+			vdbl x = -2 * (vdbl)((vu64)a & ~sign);                                           \
+			vdbl kd = x * 1.4426950408889634 + 0x1.8p52;                                     \
+			vdbl kf = kd - 0x1.8p52;                                                         \
+			vdbl r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10; \
+			vdbl e = (vdbl){0} + 1.0 / 479001600;                                            \
+			e = e * r + 1.0 / 39916800;                                                      \
+			e = e * r + 1.0 / 3628800;                                                       \
+			e = e * r + 1.0 / 362880;                                                        \
+			e = e * r + 1.0 / 40320;                                                         \
+			e = e * r + 1.0 / 5040;                                                          \
+			e = e * r + 1.0 / 720;                                                           \
+			e = e * r + 1.0 / 120;                                                           \
+			e = e * r + 1.0 / 24;                                                            \
+			e = e * r + 1.0 / 6;                                                             \
+			e = e * r + 0.5;                                                                 \
+			e = e * r + 1;                                                                   \
+			e = e * r + 1;                                                                   \
+			vu64 sb = ((vu64)kd - 0x4338000000000000ull + 1023u) << 52;                      \
+			vdbl t = e * (vdbl)sb;                                                           \
+			vdbl th = (1 - t) / (1 + t);                                                     \
+			h[j] = (vdbl)((vu64)th | ((vu64)a & sign));                                      \
+		}                                                                                    \
+		vdbl y = (vdbl){0} + (double)p->b2;                                                  \
+		for (int j = 0; j < NH; j++)                                                         \
+			y += (double)p->w2[j] * h[j];                                                    \
+		for (int l = 0; l < PRED_LANES; l++)                                                 \
+			out[l] = y[l];                                                                   \
+	} while (0)
+
+static void forward_lanes(const alcm_predictor *p, const float *const f[PRED_LANES],
+                          double out[PRED_LANES])
+{
+	FORWARD_LANES_BODY;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_FORWARD_AVX2 1
+__attribute__((target("avx2"))) static void
+forward_lanes_avx2(const alcm_predictor *p, const float *const f[PRED_LANES],
+                   double out[PRED_LANES])
+{
+	FORWARD_LANES_BODY;
+}
+#endif
+
 /* An escape leaves symbol 0 in the symbol stream: what the stream costs more than the
  * other values' symbols alone, per value, when a share q0 of those are symbol 0 too
  * (feature 3): the entropy of the mixture less theirs. Nothing when they are all 0. */
@@ -1095,6 +1193,57 @@ double alcm_predict_bits_escapes(const alcm_predictor *p, const float feat[ALCM_
 	double y = (share > 0 ? (1 - share) * r + share * eb + placeholders(share, feat[3]) : r) +
 	           fixed_bits(feat[0]);
 	return y < 64 ? y : 64;
+}
+
+/* alcm_predict_bits_escapes() of feat[0..n), into out[]: the network runs on PRED_LANES
+ * steps at a time (forward_lanes), the same results. */
+void alcm_predict_bits_steps(const alcm_predictor *p, const float (*feat)[ALCM_PRED_FEATURES],
+                             int n, const alcm_pred_escapes *esc, double *out)
+{
+	int ok = p && feat && p->version != PRED_VERSION_OLD;
+	double share = esc ? esc->share : 0, eb = esc ? esc->bits : 0;
+	ok = ok && share >= 0 && share <= 1 && eb >= 0 && isfinite(eb);
+	/* The steps the network runs on (finite features, feature 1 above its floor); the
+	 * others, and the lanes left over, run the first of them again, unused. */
+	int run[ALCM_BUDGET_STEPS], nr = 0;
+	for (int i = 0; i < n; i++) {
+		int fin = ok;
+		for (int k = 0; fin && k < pred_nf(p->version); k++)
+			fin = isfinite(feat[i][k]);
+		out[i] = fin ? 0 : 64;
+		if (fin && feat[i][1] > -30 && i < ALCM_BUDGET_STEPS)
+			run[nr++] = i;
+	}
+	double r[ALCM_BUDGET_STEPS];
+	for (int b = 0; b < nr; b += PRED_LANES) {
+		const float *f[PRED_LANES];
+		double y[PRED_LANES];
+		for (int l = 0; l < PRED_LANES; l++)
+			f[l] = feat[run[b + l < nr ? b + l : b]];
+#ifdef HAVE_FORWARD_AVX2
+		if (!alcm_predict_scalar_only && __builtin_cpu_supports("avx2"))
+			forward_lanes_avx2(p, f, y);
+		else
+#endif
+			forward_lanes(p, f, y);
+		for (int l = 0; l < PRED_LANES && b + l < nr; l++)
+			r[b + l] = y[l];
+	}
+	for (int i = 0, q = 0; i < n; i++) {
+		if (out[i] == 64)
+			continue;
+		if (i >= ALCM_BUDGET_STEPS) { /* not batched */
+			out[i] = alcm_predict_bits_escapes(p, feat[i], esc);
+			continue;
+		}
+		double v = feat[i][1] <= -30 ? 0 : r[q++];
+		if (!(v > 0))
+			v = isnan(v) ? 64 : 0;
+		double y = (share > 0 ? (1 - share) * v + share * eb + placeholders(share, feat[i][3])
+		                      : v) +
+		           fixed_bits(feat[i][0]);
+		out[i] = y < 64 ? y : 64;
+	}
 }
 
 double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])

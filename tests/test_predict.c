@@ -537,6 +537,57 @@ static void test_predict_clamps(void **state)
 	assert_float_equal(alcm_predict_bits(NULL, f), 64, 0);
 }
 
+/* alcm_predict_bits_steps(), several steps through the network at once, gives what
+ * alcm_predict_bits_escapes() gives for each, bit for bit (profiles must not change with the
+ * batching, nor between machines with and without AVX2): the default weights, version 2's,
+ * and weights large enough to reach tanh's clamp, with and without escapes, on features
+ * that skip the network (feature 1 at its floor, a NaN, an infinity), for every count. */
+static void test_predict_steps_bitwise(void **state)
+{
+	(void)state;
+	alcm_predictor big = *alcm_predictor_default();
+	uint64_t seed = 20;
+	for (int j = 0; j < ALCM_PRED_HIDDEN; j++)
+		for (int k = 0; k < ALCM_PRED_FEATURES; k++)
+			big.w1[j][k] = (float)(tu_gauss(&seed) * (j % 3 ? 1 : 200));
+	const alcm_predictor *preds[] = {alcm_predictor_default(), &pred_v2, &big};
+	const alcm_pred_escapes esc[] = {{0, 0}, {0.3, 11}, {2, 11}};
+	float f[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES];
+	for (int i = 0; i < ALCM_BUDGET_STEPS; i++) {
+		f[i][0] = (float)(4 + 20 * tu_gauss(&seed) * tu_gauss(&seed));
+		for (int k = 1; k < ALCM_PRED_FEATURES; k++)
+			f[i][k] = (float)(6 * tu_gauss(&seed));
+	}
+	f[3][1] = -30;
+	f[7][1] = -31;
+	f[8][2] = NAN;
+	f[20][5] = INFINITY;
+	f[40][0] = -INFINITY;
+	int diff = 0, net = 0;
+	for (int scalar = 0; scalar < 2; scalar++) {
+		alcm_predict_scalar_only = scalar;
+		for (size_t p = 0; p < sizeof(preds) / sizeof(preds[0]); p++)
+			for (int e = -1; e < 3; e++)
+				for (int n = 1; n <= ALCM_BUDGET_STEPS; n++) {
+					double got[ALCM_BUDGET_STEPS];
+					const alcm_pred_escapes *ep = e < 0 ? NULL : &esc[e];
+					alcm_predict_bits_steps(preds[p], (const float(*)[ALCM_PRED_FEATURES])f, n,
+					                        ep, got);
+					for (int i = 0; i < n; i++) {
+						double want = alcm_predict_bits_escapes(preds[p], f[i], ep);
+						diff += memcmp(&want, &got[i], sizeof(double)) != 0;
+						net += want > 0 && want < 64;
+					}
+				}
+	}
+	alcm_predict_scalar_only = 0;
+	assert_int_equal(diff, 0);
+	assert_true(net > 1000); /* most went through the network */
+	double one;
+	alcm_predict_bits_steps(NULL, (const float(*)[ALCM_PRED_FEATURES])f, 1, NULL, &one);
+	assert_true(one == 64);
+}
+
 /* A smooth target of the six inputs (uniform in [-2, 2)), between 1 and 17 so that the
  * clamp of alcm_predict_bits() never bites. */
 static void synthetic(size_t n, float (*x)[ALCM_PRED_FEATURES], float *y)
@@ -728,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_load_refuses),
 		cmocka_unit_test(test_archive_carries_weights),
 		cmocka_unit_test(test_predict_clamps),
+		cmocka_unit_test(test_predict_steps_bitwise),
 		cmocka_unit_test(test_train_deterministic_and_fits),
 		cmocka_unit_test(test_default_against_encoder),
 		cmocka_unit_test(test_default_on_lattice),
