@@ -2275,8 +2275,8 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 		rc = EXIT_BOUND;
 	}
 	if (!rc)
-		cli_info("budget: wall time: profile %.3f s, samples %.3f s, attempts %.3f s, in all "
-		         "%.3f s", t_prof, t_samp, b.wall_enc, cli_now() - t0);
+		cli_info("budget: wall time: profile %.4f s, samples %.4f s, attempts %.4f s, in all "
+		         "%.4f s", t_prof, t_samp, b.wall_enc, cli_now() - t0);
 	free(tb);
 	for (size_t i = 0; b.samp && i < b.n; i++)
 		free(b.samp[i].data);
