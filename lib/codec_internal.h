@@ -166,6 +166,13 @@ int alcm_tensor_features_esc(const alcm_tensor *t, const double *step, int nstep
  * run on several steps at once (the version-1 predictor and bad arguments give 64). */
 void alcm_predict_bits_steps(const alcm_predictor *p, const float (*feat)[ALCM_PRED_FEATURES],
                              int n, const alcm_pred_escapes *esc, double *out);
+/* Tests: alcm_hash_ahead_wait = 1 makes a tensor decoded in pieces wait for the hasher to
+ * finish the chunks it was given (lib/archive.c) before taking them; the hasher stops once it
+ * has hashed alcm_hash_ahead_limit bytes (0: no limit; it stops at a multiple of 256 KiB);
+ * alcm_hash_ahead_taken counts the bytes taken so. */
+extern int alcm_hash_ahead_wait;
+extern uint64_t alcm_hash_ahead_limit, alcm_hash_ahead_taken;
+
 /* Tests set it to 1 to run alcm_predict_bits_steps()'s portable lanes where the AVX2 ones
  * would run (x86-64). */
 extern int alcm_predict_scalar_only;

@@ -3,6 +3,7 @@
  * a damaged section never gets its last piece out; a status of the caller's function stops
  * the decode without poisoning the archive. */
 #include "testutil.h"
+#include "codec_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,88 @@ static void test_pieces_list(void **state)
 	free_set(&s);
 }
 
+/* Decoding in pieces at two and three threads, the next tensor's first chunks read and hashed
+ * ahead by the archive's hasher (made to finish them before they are taken, and in one case to
+ * stop inside a chunk): the same bytes; a damaged byte in tensor 1, in a chunk hashed ahead (the
+ * first, and the fourth: chunks of about 0.9 MB), beyond them, or in its last byte, or in the
+ * first chunk of tensor 2 (hashed ahead while tensor 1 decodes): a digest mismatch naming the
+ * section, the tensors before it whole, not its last piece, nothing after it. */
+static void test_pieces_hash_ahead(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 1500000, 37, 0);
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.chunk_bytes = (uint64_t)1 << 20;
+	packed p;
+	assert_int_equal(tu_pack(s.t, NT, &o, &p, NULL), ALCM_OK);
+	alcm_section_info si, s2;
+	memset(&si, 0, sizeof(si));
+	uint32_t k1 = tensor1_section(&p, &si), k2 = k1 + 1;
+	{
+		alcm_reader *r;
+		alcm_archive *a;
+		open_archive(p.buf, p.len, 1, &r, &a);
+		assert_int_equal(alcm_reader_find_section(r, "LDAT", k1 + 1, &k2), ALCM_OK);
+		assert_int_equal(alcm_reader_section_info(r, k2, &s2), ALCM_OK);
+		alcm_archive_free(a);
+		alcm_reader_free(r);
+	}
+	static const size_t order[NT] = {0, 1, 2, 3};
+	uint64_t total = 0;
+	for (int i = 0; i < NT; i++)
+		total += s.t[i].nbytes;
+	alcm_hash_ahead_wait = 1;
+	/* bad: -1 none; 0..3 offsets into tensor 1's section; 4 tensor 2's first byte */
+	for (int bad = -1; bad < 5; bad++)
+		for (unsigned th = 2; th <= 3; th++)
+			for (int lim = 0; lim < 2; lim++) {
+				const uint64_t ats[] = {8, 3 * (si.length / 5), si.length - 300000,
+				                        si.length - 1, 0};
+				uint8_t *buf = malloc(p.len);
+				memcpy(buf, p.buf, p.len);
+				if (bad >= 0)
+					buf[(bad < 4 ? si.offset : s2.offset) + ats[bad]] ^= 0x10;
+				alcm_hash_ahead_limit = lim ? 300000 : 0; /* stops inside chunk 0 */
+				uint64_t taken = alcm_hash_ahead_taken;
+				alcm_reader *r;
+				alcm_archive *a;
+				open_archive(buf, p.len, th, &r, &a);
+				sink k = {malloc(total), 0, total, 0, 0, 0, 0, {0}};
+				int st = alcm_archive_decode_pieces(a, order, NT, collect, &k);
+				assert_true(alcm_hash_ahead_taken - taken >= (lim ? 300000 : 3000000));
+				if (bad < 0) {
+					assert_int_equal(st, ALCM_OK);
+					assert_int_equal(k.len, total);
+					for (int i = 0, at = 0; i < NT; at += (int)s.t[i].nbytes, i++)
+						assert_memory_equal(k.buf + at, s.data[i], (size_t)s.t[i].nbytes);
+				} else {
+					int t = bad < 4 ? 1 : 2;
+					char want[64];
+					snprintf(want, sizeof(want), "digest mismatch in section %u", t == 1 ? k1
+					                                                                   : k2);
+					assert_int_equal(st, ALCM_E_DIGEST);
+					assert_non_null(strstr(alcm_archive_detail(a), want));
+					for (int i = 0, at = 0; i < t; at += (int)s.t[i].nbytes, i++) {
+						assert_int_equal(k.per[i], s.t[i].nbytes);
+						assert_memory_equal(k.buf + at, s.data[i], (size_t)s.t[i].nbytes);
+					}
+					assert_true(k.per[t] < s.t[t].nbytes);
+					for (int i = t + 1; i < NT; i++)
+						assert_int_equal(k.per[i], 0);
+				}
+				free(k.buf);
+				alcm_archive_free(a);
+				alcm_reader_free(r);
+				free(buf);
+			}
+	alcm_hash_ahead_wait = 0;
+	alcm_hash_ahead_limit = 0;
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
 /* A damaged byte in chunk c of tensor 1's section: a digest mismatch, and the tensor's last
  * piece never reaches the function (so a writer behind it never has the whole tensor). */
 static void test_pieces_damaged(void **state)
@@ -436,6 +519,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pieces_same_bytes),
 		cmocka_unit_test(test_pieces_list),
+		cmocka_unit_test(test_pieces_hash_ahead),
 		cmocka_unit_test(test_pieces_damaged),
 		cmocka_unit_test(test_pieces_fn_status),
 		cmocka_unit_test(test_pieces_small_no_thread),
