@@ -958,6 +958,29 @@ static int take_next(dec *d)
 	return ALCM_OK;
 }
 
+/* Whether a tensor's first read of n chunks and the hand-on of the wave before (d->wave is
+ * that wave's) are too few bytes to wake a thread for (HASH_ALONE_MIN, as pieces_small). */
+static int first_small(const dec *d, size_t n)
+{
+	uint64_t bytes = 0;
+	for (size_t j = 0; j < n; j++)
+		bytes += d->slots[j].nk < d->pre_n ? 0 : d->slots[j].ndl;
+	for (size_t i = 0; i < d->emit_n; i++)
+		bytes += d->slots[i].olen[d->wave % 2];
+	return bytes < HASH_ALONE_MIN;
+}
+
+/* A tensor's first read (job 0) and the hand-on of the last wave before it (job 1). */
+static void run_first(void *arg, size_t j, unsigned worker)
+{
+	dec *d = arg;
+	(void)worker;
+	if (j == 0)
+		read_next(d);
+	else
+		emit_wave(d, d->wave);
+}
+
 /* A wave of one chunk with few bytes to hash, hand on and read runs on the caller, as in
  * wave_inline: a file of small tensors never wakes or joins a thread for them. */
 static int pieces_small(const dec *d, size_t n, size_t nn)
@@ -1147,8 +1170,17 @@ static int decode_chunks_pieces(dec *d)
 		return afail(d->a, ALCM_E_NOMEM, "out of memory");
 	d->next_n = n;
 	d->wave--;
-	read_next(d);
+	if (d->emit_n && d->a->ncoders >= 2 && !first_small(d, n)) {
+		/* The read beside the hand-on of the tensor before's last chunks (its digests are
+		 * checked), which wave 0 would do: the read no longer waits alone. */
+		alcm_pool_run(d->a->pool, run_first, d, 2);
+		d->emit_n = 0;
+	} else {
+		read_next(d);
+	}
 	d->wave++;
+	if (d->fn_st)
+		return d->fn_st;
 	for (uint64_t k0 = 0; k0 < te->info.chunks; k0 += n) {
 		if (d->read_st)
 			return afail(d->a, d->read_st, "%s", alcm_reader_detail(d->a->r));
