@@ -1031,9 +1031,19 @@ static void *hasher_main(void *arg)
 		int stop = 0;
 		for (uint64_t k = 0; k < n && !stop; k++) {
 			uint64_t dl = alcm_load64(ctab + 16 * k);
-			if (dl > want - off ||
-			    alcm_reader_section_pread(hs->r, sec, off, hs->buf + off, (size_t)dl))
-				break; /* the caller reads it again, and names a failure */
+			if (dl > want - off)
+				break;
+			/* Read whole before any of it is hashed (the caller decodes from buf every
+			 * chunk it takes a digest of), a piece at a time: at idle priority on a busy
+			 * machine a piece may take long, and a stop waits for the piece. */
+			for (uint64_t p = 0; p < dl && !stop; p += HASH_AHEAD_PIECE) {
+				size_t len = dl - p < HASH_AHEAD_PIECE ? (size_t)(dl - p) : HASH_AHEAD_PIECE;
+				if (alcm_reader_section_pread(hs->r, sec, off + p, hs->buf + off + p, len))
+					stop = 1; /* the caller reads it again, and names the failure */
+				pthread_mutex_lock(&hs->mu);
+				stop |= hs->stop;
+				pthread_mutex_unlock(&hs->mu);
+			}
 			for (uint64_t p = 0; p < dl && !stop; p += HASH_AHEAD_PIECE) {
 				size_t len = dl - p < HASH_AHEAD_PIECE ? (size_t)(dl - p) : HASH_AHEAD_PIECE;
 				alcm_blake2b_update(&h, hs->buf + off + p, len);
@@ -1069,8 +1079,9 @@ static void hasher_give(alcm_archive *a, size_t index)
 			break;
 		want += dl;
 	}
-	/* Not worth a thread, or more than a read-ahead may hold (spec 5.6's decode memory) */
-	if (want < HASH_ALONE_MIN || want > ahead_max(a, nx))
+	/* Not worth a thread, or a first chunk too large to hold twice, or more than a
+	 * read-ahead may hold (spec 5.6's decode memory) */
+	if (want < HASH_ALONE_MIN || want > 2 * HASH_AHEAD_MAX || want > ahead_max(a, nx))
 		return;
 	if (!hs->started) {
 		if (pthread_mutex_init(&hs->mu, NULL))
