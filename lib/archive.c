@@ -958,15 +958,22 @@ static int take_next(dec *d)
 	return ALCM_OK;
 }
 
+/* The bytes of the chunks decoded in `wave` that are still to hand on. */
+static uint64_t emit_bytes(const dec *d, uint64_t wave)
+{
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < d->emit_n; i++)
+		bytes += d->slots[i].olen[wave % 2];
+	return bytes;
+}
+
 /* Whether a tensor's first read of n chunks and the hand-on of the wave before (d->wave is
  * that wave's) are too few bytes to wake a thread for (HASH_ALONE_MIN, as pieces_small). */
 static int first_small(const dec *d, size_t n)
 {
-	uint64_t bytes = 0;
+	uint64_t bytes = emit_bytes(d, d->wave);
 	for (size_t j = 0; j < n; j++)
 		bytes += d->slots[j].nk < d->pre_n ? 0 : d->slots[j].ndl;
-	for (size_t i = 0; i < d->emit_n; i++)
-		bytes += d->slots[i].olen[d->wave % 2];
 	return bytes < HASH_ALONE_MIN;
 }
 
@@ -987,9 +994,7 @@ static int pieces_small(const dec *d, size_t n, size_t nn)
 {
 	if (n > 1)
 		return 0;
-	uint64_t bytes = d->slots[0].dl + (nn ? d->slots[0].ndl : 0);
-	for (size_t i = 0; i < d->emit_n; i++)
-		bytes += d->slots[i].olen[(d->wave - 1) % 2];
+	uint64_t bytes = d->slots[0].dl + (nn ? d->slots[0].ndl : 0) + emit_bytes(d, d->wave - 1);
 	return bytes < HASH_ALONE_MIN;
 }
 
