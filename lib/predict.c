@@ -1011,22 +1011,40 @@ int alcm_tensor_escapes(const alcm_tensor *t, alcm_pred_escapes *esc)
 /* ---- inference -------------------------------------------------------------------------- */
 
 /*
- * tanh for inference: (1 - t) / (1 + t) with t = e^(-2|a|), e^x as 2^k e^r (|r| <= ln2 / 2,
- * its Taylor series to r^12, under 2e-16 off), 2^k made from the bits of the rounding, so
- * that the loop over the hidden units vectorises: no branches, calls or conversions. Within
- * 4e-16 of libm's tanh over [-40, 40] (tests/test_predict.c); libm's tanh (expm1) took 8M
- * of the 39M instructions of the torch transformer's 29 profiles (alcm-pack --ratio 8,
- * callgrind), as a profile predicts at 41 steps through 64 units.
+ * The network runs on PRED_LANES feature vectors at once, one per lane of GCC's vector
+ * extensions (AVX2 where the CPU has it, else SSE2): each lane takes the same operations in
+ * the same order, with no fused multiply-add (-ffp-contract=off), so a step's prediction
+ * does not depend on the lane it runs in nor on the CPU (tests/test_predict.c). A profile
+ * predicts at 41 steps: one step at a time the network was a fifth of
+ * alcm_budget_profile_make()'s time (a[j]'s sum over the features and y's over the units
+ * are chains of dependent additions).
  */
-static inline double tanh_fast(double a) /* |a| <= TANH_EDGE (or NaN) */
+#define PRED_LANES 4
+int alcm_predict_scalar_only = 0;
+typedef double vdbl __attribute__((vector_size(8 * PRED_LANES)));
+typedef uint64_t vu64 __attribute__((vector_size(8 * PRED_LANES)));
+
+/*
+ * tanh for inference: (1 - t) / (1 + t) with t = e^(-2|a|), e^x as 2^k e^r (|r| <= ln2 / 2,
+ * its Taylor series to r^12, under 2e-16 off), 2^k made from the bits of the rounding: no
+ * branches, calls or conversions. Within 4e-16 of libm's tanh over [-40, 40]
+ * (tests/test_predict.c); libm's tanh (expm1) took 8M of the 39M instructions of the torch
+ * transformer's 29 profiles (alcm-pack --ratio 8, callgrind). tanh is +-1 to the last bit
+ * beyond |a| = 19.1: |a| over TANH_EDGE is clamped to it first (a NaN stays a NaN).
+ */
+#define TANH_EDGE 350.0
+/* In place: a vector argument or result would change the ABI between targets. */
+static inline __attribute__((always_inline)) void tanh_lanes(vdbl *a)
 {
-	double x = -2 * fabs(a);
-	double kd = x * 1.4426950408889634 + 0x1.8p52; /* x / ln 2 rounded, in the low bits */
-	uint64_t kb;
-	memcpy(&kb, &kd, 8);
-	double kf = kd - 0x1.8p52;
-	double r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
-	double e = 1.0 / 479001600;
+	const vu64 sign = (vu64){0} + 0x8000000000000000ull;
+	vu64 ab = (vu64)*a;
+	vu64 big = (vu64)((vdbl)(ab & ~sign) > TANH_EDGE);
+	ab = (big & ((vu64)((vdbl){0} + TANH_EDGE) | (ab & sign))) | (~big & ab);
+	vdbl x = -2 * (vdbl)(ab & ~sign);
+	vdbl kd = x * 1.4426950408889634 + 0x1.8p52; /* x / ln 2 rounded, in the low bits */
+	vdbl kf = kd - 0x1.8p52;
+	vdbl r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
+	vdbl e = (vdbl){0} + 1.0 / 479001600;
 	e = e * r + 1.0 / 39916800;
 	e = e * r + 1.0 / 3628800;
 	e = e * r + 1.0 / 362880;
@@ -1039,68 +1057,21 @@ static inline double tanh_fast(double a) /* |a| <= TANH_EDGE (or NaN) */
 	e = e * r + 0.5;
 	e = e * r + 1;
 	e = e * r + 1;
-	/* 2^k: k + 1023 in the exponent field (kb's low bits hold k + 2^51 + 2^52) */
-	uint64_t sb = (kb - 0x4338000000000000ull + 1023u) << 52;
-	double scale, t, h;
-	memcpy(&scale, &sb, 8);
-	t = e * scale;
-	h = (1 - t) / (1 + t);
-	uint64_t hb, ab;
-	memcpy(&hb, &h, 8);
-	memcpy(&ab, &a, 8);
-	hb |= ab & 0x8000000000000000ull;
-	memcpy(&h, &hb, 8);
-	return h;
-}
-
-/* tanh is +-1 to the last bit beyond it (from |a| = 19.1); clamped first, in the loop that
- * does not vectorise anyway, since a clamp in tanh_fast() stopped GCC (-ftrapping-math). */
-#define TANH_EDGE 350.0
-static inline double tanh_edge(double a)
-{
-	return fabs(a) > TANH_EDGE ? copysign(TANH_EDGE, a) : a;
+	/* 2^k: k + 1023 in the exponent field (kd's low bits hold k + 2^51 + 2^52) */
+	vdbl t = e * (vdbl)(((vu64)kd - 0x4338000000000000ull + 1023u) << 52);
+	vdbl h = (1 - t) / (1 + t);
+	*a = (vdbl)((vu64)h | (ab & sign));
 }
 
 double alcm_pred_tanh(double a)
 {
-	return tanh_fast(tanh_edge(a));
+	vdbl v = (vdbl){0} + a;
+	tanh_lanes(&v);
+	return v[0];
 }
-
-static double forward(const alcm_predictor *p, const float *f)
-{
-	double z[NF], a[NH], h[NH];
-	int nf = pred_nf(p->version);
-	for (int k = 0; k < nf; k++)
-		z[k] = ((double)f[k] - p->mean[k]) / p->scale[k];
-	for (int j = 0; j < NH; j++) {
-		a[j] = p->b1[j];
-		for (int k = 0; k < nf; k++)
-			a[j] += p->w1[j][k] * z[k];
-		a[j] = tanh_edge(a[j]);
-	}
-	for (int j = 0; j < NH; j++)
-		h[j] = tanh_fast(a[j]);
-	double y = p->b2;
-	for (int j = 0; j < NH; j++)
-		y += p->w2[j] * h[j];
-	return y;
-}
-
-/*
- * forward() of PRED_LANES feature vectors at once, one per lane: each lane takes the same
- * operations in the same order as forward() (no fused multiply-add: -ffp-contract=off), so
- * the same results bit for bit (tests/test_predict.c). A profile predicts at 41 steps: the
- * network was a fifth of alcm_budget_profile_make()'s time, one step at a time (a[j]'s sum
- * over the features and y's over the units are chains of dependent additions).
- */
-#define PRED_LANES 4
-int alcm_predict_scalar_only = 0;
-typedef double vdbl __attribute__((vector_size(8 * PRED_LANES)));
-typedef uint64_t vu64 __attribute__((vector_size(8 * PRED_LANES)));
 
 #define FORWARD_LANES_BODY                                                                  \
 	do {                                                                                     \
-		const vu64 sign = (vu64){0} + 0x8000000000000000ull;                                 \
 		int nf = pred_nf(p->version);                                                        \
 		vdbl z[NF], h[NH];                                                                   \
 		for (int k = 0; k < nf; k++)                                                         \
@@ -1110,33 +1081,8 @@ typedef uint64_t vu64 __attribute__((vector_size(8 * PRED_LANES)));
 			vdbl a = (vdbl){0} + (double)p->b1[j];                                           \
 			for (int k = 0; k < nf; k++)                                                     \
 				a += (double)p->w1[j][k] * z[k];                                             \
-			/* tanh_edge(): |a| > TANH_EDGE takes TANH_EDGE with a's sign */                  \
-			vu64 ab = (vu64)a, mag = ab & ~sign;                                             \
-			vu64 big = (vu64)((vdbl)mag > TANH_EDGE);                                        \
-			vu64 edge = (vu64)((vdbl){0} + TANH_EDGE) | (ab & sign);                         \
-			a = (vdbl)((big & edge) | (~big & ab));                                          \
-			/* tanh_fast() */                                                                \
-			vdbl x = -2 * (vdbl)((vu64)a & ~sign);                                           \
-			vdbl kd = x * 1.4426950408889634 + 0x1.8p52;                                     \
-			vdbl kf = kd - 0x1.8p52;                                                         \
-			vdbl r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10; \
-			vdbl e = (vdbl){0} + 1.0 / 479001600;                                            \
-			e = e * r + 1.0 / 39916800;                                                      \
-			e = e * r + 1.0 / 3628800;                                                       \
-			e = e * r + 1.0 / 362880;                                                        \
-			e = e * r + 1.0 / 40320;                                                         \
-			e = e * r + 1.0 / 5040;                                                          \
-			e = e * r + 1.0 / 720;                                                           \
-			e = e * r + 1.0 / 120;                                                           \
-			e = e * r + 1.0 / 24;                                                            \
-			e = e * r + 1.0 / 6;                                                             \
-			e = e * r + 0.5;                                                                 \
-			e = e * r + 1;                                                                   \
-			e = e * r + 1;                                                                   \
-			vu64 sb = ((vu64)kd - 0x4338000000000000ull + 1023u) << 52;                      \
-			vdbl t = e * (vdbl)sb;                                                           \
-			vdbl th = (1 - t) / (1 + t);                                                     \
-			h[j] = (vdbl)((vu64)th | ((vu64)a & sign));                                      \
+			tanh_lanes(&a);                                                                  \
+			h[j] = a;                                                                        \
 		}                                                                                    \
 		vdbl y = (vdbl){0} + (double)p->b2;                                                  \
 		for (int j = 0; j < NH; j++)                                                         \
@@ -1152,7 +1098,6 @@ static void forward_lanes(const alcm_predictor *p, const float *const f[PRED_LAN
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_FORWARD_AVX2 1
 __attribute__((target("avx2"))) static void
 forward_lanes_avx2(const alcm_predictor *p, const float *const f[PRED_LANES],
                    double out[PRED_LANES])
@@ -1160,6 +1105,18 @@ forward_lanes_avx2(const alcm_predictor *p, const float *const f[PRED_LANES],
 	FORWARD_LANES_BODY;
 }
 #endif
+
+static void forward(const alcm_predictor *p, const float *const f[PRED_LANES],
+                    double out[PRED_LANES])
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_predict_scalar_only && __builtin_cpu_supports("avx2")) {
+		forward_lanes_avx2(p, f, out);
+		return;
+	}
+#endif
+	forward_lanes(p, f, out);
+}
 
 /* An escape leaves symbol 0 in the symbol stream: what the stream costs more than the
  * other values' symbols alone, per value, when a share q0 of those are symbol 0 too
@@ -1172,78 +1129,56 @@ static double placeholders(double share, double q0)
 	return h > 0 ? h : 0;
 }
 
-/* The network's rate applies to the values that are not escapes (spec 6.7.3). */
-double alcm_predict_bits_escapes(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES],
-                                 const alcm_pred_escapes *esc)
-{
-	if (!p || !feat || p->version == PRED_VERSION_OLD)
-		return 64;
-	for (int k = 0; k < pred_nf(p->version); k++)
-		if (!isfinite(feat[k]))
-			return 64;
-	double share = esc ? esc->share : 0, eb = esc ? esc->bits : 0;
-	if (!(share >= 0 && share <= 1) || !(eb >= 0) || !isfinite(eb))
-		return 64;
-	/* A spread under 2^-30 of the step (feature 1 at its floor) quantizes to one symbol:
-	 * such values cost nothing but the fixed bytes, and they are rare in training (the
-	 * zeros among subnormal gradients are). */
-	double r = feat[1] <= -30 ? 0 : forward(p, feat);
-	if (!(r > 0)) /* also NaN from a hand-made predictor */
-		r = isnan(r) ? 64 : 0;
-	double y = (share > 0 ? (1 - share) * r + share * eb + placeholders(share, feat[3]) : r) +
-	           fixed_bits(feat[0]);
-	return y < 64 ? y : 64;
-}
-
-/* alcm_predict_bits_escapes() of feat[0..n), into out[]: the network runs on PRED_LANES
- * steps at a time (forward_lanes), the same results. */
+/* The network's rate applies to the values that are not escapes (spec 6.7.3). A spread under
+ * 2^-30 of the step (feature 1 at its floor) quantizes to one symbol: such values cost
+ * nothing but the fixed bytes, and they are rare in training (the zeros among subnormal
+ * gradients are); those steps, a feature that is not finite (64), and the lanes left over
+ * in the last group of PRED_LANES take no lane of their own. */
 void alcm_predict_bits_steps(const alcm_predictor *p, const float (*feat)[ALCM_PRED_FEATURES],
                              int n, const alcm_pred_escapes *esc, double *out)
 {
-	int ok = p && feat && p->version != PRED_VERSION_OLD;
 	double share = esc ? esc->share : 0, eb = esc ? esc->bits : 0;
-	ok = ok && share >= 0 && share <= 1 && eb >= 0 && isfinite(eb);
-	/* The steps the network runs on (finite features, feature 1 above its floor); the
-	 * others, and the lanes left over, run the first of them again, unused. */
-	int run[ALCM_BUDGET_STEPS], nr = 0;
+	int ok = p && feat && p->version != PRED_VERSION_OLD && share >= 0 && share <= 1 &&
+	         eb >= 0 && isfinite(eb);
+	int run[PRED_LANES], nr = 0;
 	for (int i = 0; i < n; i++) {
 		int fin = ok;
 		for (int k = 0; fin && k < pred_nf(p->version); k++)
 			fin = isfinite(feat[i][k]);
-		out[i] = fin ? 0 : 64;
-		if (fin && feat[i][1] > -30 && i < ALCM_BUDGET_STEPS)
+		out[i] = fin ? 0 : -1; /* -1: not finite; 0: no network; else the network's */
+		if (fin && feat[i][1] > -30)
 			run[nr++] = i;
+		if (nr == PRED_LANES || (i + 1 == n && nr)) {
+			const float *f[PRED_LANES];
+			double y[PRED_LANES];
+			for (int l = 0; l < PRED_LANES; l++)
+				f[l] = feat[run[l < nr ? l : 0]];
+			forward(p, f, y);
+			for (int l = 0; l < nr; l++)
+				out[run[l]] = isnan(y[l]) ? 64 : y[l] > 0 ? y[l] : 0; /* a hand-made NaN */
+			nr = 0;
+		}
 	}
-	double r[ALCM_BUDGET_STEPS];
-	for (int b = 0; b < nr; b += PRED_LANES) {
-		const float *f[PRED_LANES];
-		double y[PRED_LANES];
-		for (int l = 0; l < PRED_LANES; l++)
-			f[l] = feat[run[b + l < nr ? b + l : b]];
-#ifdef HAVE_FORWARD_AVX2
-		if (!alcm_predict_scalar_only && __builtin_cpu_supports("avx2"))
-			forward_lanes_avx2(p, f, y);
-		else
-#endif
-			forward_lanes(p, f, y);
-		for (int l = 0; l < PRED_LANES && b + l < nr; l++)
-			r[b + l] = y[l];
-	}
-	for (int i = 0, q = 0; i < n; i++) {
-		if (out[i] == 64)
-			continue;
-		if (i >= ALCM_BUDGET_STEPS) { /* not batched */
-			out[i] = alcm_predict_bits_escapes(p, feat[i], esc);
+	for (int i = 0; i < n; i++) {
+		if (out[i] < 0) {
+			out[i] = 64;
 			continue;
 		}
-		double v = feat[i][1] <= -30 ? 0 : r[q++];
-		if (!(v > 0))
-			v = isnan(v) ? 64 : 0;
-		double y = (share > 0 ? (1 - share) * v + share * eb + placeholders(share, feat[i][3])
-		                      : v) +
+		double r = out[i];
+		double y = (share > 0 ? (1 - share) * r + share * eb + placeholders(share, feat[i][3])
+		                      : r) +
 		           fixed_bits(feat[i][0]);
 		out[i] = y < 64 ? y : 64;
 	}
+}
+
+double alcm_predict_bits_escapes(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES],
+                                 const alcm_pred_escapes *esc)
+{
+	double y = 64;
+	if (feat)
+		alcm_predict_bits_steps(p, (const float(*)[ALCM_PRED_FEATURES])feat, 1, esc, &y);
+	return y;
 }
 
 double alcm_predict_bits(const alcm_predictor *p, const float feat[ALCM_PRED_FEATURES])
