@@ -489,34 +489,24 @@ rounding_escapes_dt(int dtype, const uint8_t *data, uint64_t n, uint64_t stride,
 	return esc;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "h16_simd.h"
+#ifdef ALCM_H16_SIMD
 /* The reconstructions of symbols q (doubles, integral) at step s, as alcm_quant_value()
- * makes them: q s rounded to float, then to the dtype (nearest even: bfloat16 by adding
- * 0x7fff and the last bit kept, a NaN kept quiet; float16 by F16C's conversion, which rounds
- * as alcm_float_to_half() does, subnormals and overflow included), back in double. */
+ * makes them, back in double. */
 __attribute__((target("avx2,f16c"))) static inline __m256d esc_values(const int bf, __m256d q,
                                                                      __m256d s)
 {
-	__m128 f = _mm256_cvtpd_ps(_mm256_mul_pd(q, s));
-	if (!bf)
-		return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT)));
-	__m128i u = _mm_castps_si128(f);
-	__m128i nan = _mm_cmpgt_epi32(_mm_and_si128(u, _mm_set1_epi32(0x7fffffff)),
-	                              _mm_set1_epi32(0x7f800000));
-	__m128i odd = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-	__m128i r = _mm_srli_epi32(_mm_add_epi32(u, _mm_add_epi32(_mm_set1_epi32(0x7fff), odd)), 16);
-	__m128i qn = _mm_or_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(0x40));
-	r = _mm_blendv_epi8(r, qn, nan);
-	return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(r, 16)));
+	return alcm_h16_value_x4(bf, alcm_h16_round_x4(bf, _mm256_mul_pd(q, s)));
 }
 
 /* rounding_escapes_dt() four values at a time (bf: bfloat16, else float16): the same tests
- * in double on each value (the neighbours' errors taken for all four, where the loop takes
- * them only past the bound: the minimum of the three is over the bound exactly when the loop
- * finds it so), so the same count (tests/test_rounding_escapes.c). The portable loop was half
- * the instructions of a bfloat16 max-error pack: the torch transformer's weights at 0.0585,
- * 51.0M -> 33.2M instructions (callgrind, -T1), its --ratio 8 151.7M -> 127.2M. */
+ * in double on each value (the neighbours' errors taken for all four when one of them is
+ * past the bound, where the loop takes them for that one: the minimum of the three is over
+ * the bound exactly when the loop finds it so), so the same count
+ * (tests/test_rounding_escapes.c). The portable loop was half the instructions of a bfloat16
+ * max-error pack: the torch transformer's weights at 0.0585, 51.0M -> 33.2M instructions
+ * (callgrind, -T1), its --ratio 8 151.7M -> 127.2M. Most groups have no value past the
+ * bound at its nearest symbol: their neighbours are not computed. */
 __attribute__((target("avx2,f16c"))) static inline uint64_t
 rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stride, double s,
                     double b)
@@ -529,9 +519,13 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 	__m256i acc = _mm256_setzero_si256();
 	uint64_t i = 0, esc = 0;
 	for (; n >= 4 * stride && i <= n - 4 * stride; i += 4 * stride) {
-		__m128i h = _mm_setr_epi32(alcm_load16(data + 2 * i), alcm_load16(data + 2 * (i + stride)),
-		                           alcm_load16(data + 2 * (i + 2 * stride)),
-		                           alcm_load16(data + 2 * (i + 3 * stride)));
+		__m128i h = stride == 1
+		                ? _mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(
+		                      data + 2 * i)))
+		                : _mm_setr_epi32(alcm_load16(data + 2 * i),
+		                                 alcm_load16(data + 2 * (i + stride)),
+		                                 alcm_load16(data + 2 * (i + 2 * stride)),
+		                                 alcm_load16(data + 2 * (i + 3 * stride)));
 		__m128i e = _mm_and_si128(h, em);
 		/* special (alcm_is_special): exponent all ones, or zero with bits (-0, subnormal) */
 		__m128i sp = _mm_or_si128(_mm_cmpeq_epi32(e, em),
@@ -544,13 +538,15 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 		__m256d q = _mm256_sub_pd(_mm256_add_pd(y, big), big); /* alcm_round_small */
 		ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_and_pd(q, absm), lim, _CMP_LT_OQ));
 		__m256d e0 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, q, vs)), absm);
+		ok = _mm256_and_pd(ok, _mm256_cmp_pd(e0, vb, _CMP_GT_OQ));
+		ok = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(sp)), ok);
+		if (_mm256_testz_pd(ok, ok))
+			continue;
 		__m256d e1 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_sub_pd(q, one), vs)),
 		                           absm);
 		__m256d e2 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_add_pd(q, one), vs)),
 		                           absm);
-		__m256d m = _mm256_min_pd(e0, _mm256_min_pd(e1, e2));
-		ok = _mm256_and_pd(ok, _mm256_cmp_pd(m, vb, _CMP_GT_OQ));
-		ok = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(sp)), ok);
+		ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_min_pd(e1, e2), vb, _CMP_GT_OQ));
 		acc = _mm256_sub_epi64(acc, _mm256_castpd_si256(ok));
 	}
 	uint64_t lane[4];
@@ -570,22 +566,6 @@ rounding_escapes_avx2(int dtype, const uint8_t *data, uint64_t n, uint64_t strid
 	return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x4(1, data, n, stride, s, b)
 	                                : rounding_escapes_x4(0, data, n, stride, s, b);
 }
-#include <cpuid.h>
-static int esc_simd;
-static void esc_simd_init(void)
-{
-	unsigned a, b, c, d;
-	/* F16C: CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c") */
-	esc_simd = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) &&
-	           ((c >> 29) & 1);
-}
-/* Whether the CPU runs rounding_escapes_avx2() (AVX2 and F16C), tested once. */
-static int esc_simd_ok(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, esc_simd_init);
-	return esc_simd;
-}
 #define HAVE_ESC_AVX2 1
 #endif
 
@@ -597,7 +577,7 @@ double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double 
 	uint64_t esc, seen = 0, stride = n > 65536 ? n / 65536 : 1;
 	const uint8_t *d = t->data;
 #ifdef HAVE_ESC_AVX2
-	if (!alcm_quant_scalar_only && esc_simd_ok()) {
+	if (!alcm_quant_scalar_only && alcm_cpu_avx2_f16c()) {
 		esc = rounding_escapes_avx2(t->dtype, d, n, stride, s, b);
 		seen = (n + stride - 1) / stride;
 	} else

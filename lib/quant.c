@@ -352,12 +352,18 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 		double inv = s > 0 ? 1.0 / s : 0.0;
 		double b = qp->bound_c ? qp->bound_c[ch] : INFINITY;
 		memo *mm = m && seg_end - i >= MEMO_MIN_ELEMS ? m : NULL;
-		int fast = dtype == ALCM_DTYPE_F32 && !bits && s > 0;
+		/* Float16 and bfloat16 channels the memo takes are not run: its sums are in the
+		 * patterns' order. */
+		int fast = (dtype == ALCM_DTYPE_F32 || (w == 2 && !mm)) && !bits && s > 0;
 		for (; i < seg_end; i++) {
 			if (fast) {
-				uint64_t n = alcm_quant_run_f32(src + 4 * i, seg_end - i, s, o, inv, b,
-				                                sym + nsym, recon ? recon + 4 * (first + i) : NULL,
-				                                &sum.sig, &sum.noise, &sum.maxe);
+				uint8_t *rp = recon ? recon + w * (first + i) : NULL;
+				uint64_t n = w == 4 ? alcm_quant_run_f32(src + 4 * i, seg_end - i, s, o, inv, b,
+				                                         sym + nsym, rp, &sum.sig, &sum.noise,
+				                                         &sum.maxe)
+				                    : alcm_quant_run_h16(dtype, src + 2 * i, seg_end - i, s, o,
+				                                         inv, b, sym + nsym, rp, &sum.sig,
+				                                         &sum.noise, &sum.maxe);
 				i += n;
 				nsym += n;
 				if (i == seg_end)

@@ -139,6 +139,121 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, 
 	return run_f32(src, n, s, o, inv, b, sym, recon, sig, noise, maxe);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <pthread.h>
+static int avx2_f16c;
+static void avx2_f16c_init(void)
+{
+	unsigned a, b, c, d;
+	/* F16C: CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c") */
+	avx2_f16c = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) &&
+	            ((c >> 29) & 1);
+}
+#endif
+
+int alcm_cpu_avx2_f16c(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, avx2_f16c_init);
+	return avx2_f16c;
+#else
+	return 0;
+#endif
+}
+
+/* ---- float16 and bfloat16 ------------------------------------------------------------------ */
+
+#include "h16_simd.h"
+#ifdef ALCM_H16_SIMD
+/* Whole groups of eight 2-byte values (bf: bfloat16, else float16) that need no care, with
+ * quant.c's classify() arithmetic: t = (x - o) / s as x * inv, the symbol alcm_round_small(t),
+ * its value q s + o rounded to float then to the dtype, the error |x - value|. The statistics
+ * are added one value at a time in order, as quant.c adds them, so the sums are its own to
+ * the bit. */
+__attribute__((target("avx2,f16c"))) static inline uint64_t
+run_h16_x8(const int bf, const uint8_t *src, uint64_t n, double s, double o, double inv,
+           double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise, double *maxe)
+{
+	const __m128i em = _mm_set1_epi16((short)(bf ? 0x7f80 : 0x7c00)), zero = _mm_setzero_si128();
+	const __m256d vinv = _mm256_set1_pd(inv), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
+	const __m256d vo = _mm256_set1_pd(o), big = _mm256_set1_pd(6755399441055744.0);
+	const __m256d lim = _mm256_set1_pd(0x1p30 - 1);
+	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
+	double sg = *sig, ns = *noise, mx = *maxe;
+	uint64_t k = 0;
+	for (; k + 8 <= n; k += 8) {
+		__m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * k));
+		__m128i e = _mm_and_si128(h, em);
+		/* NaN, infinities, subnormals and -0 are escapes (alcm_is_special()) */
+		__m128i sp = _mm_or_si128(_mm_cmpeq_epi16(e, em),
+		                          _mm_andnot_si128(_mm_cmpeq_epi16(h, zero),
+		                                           _mm_cmpeq_epi16(e, zero)));
+		if (!_mm_testz_si128(sp, sp))
+			break;
+		__m256 f = alcm_h16_float_x8(bf, h);
+		__m256d x[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(f)),
+		                _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1))};
+		__m256d q[2], err[2];
+		__m128i p[2];
+		int ok = 1;
+		for (int j = 0; j < 2; j++) {
+			__m256d t = _mm256_mul_pd(_mm256_sub_pd(x[j], vo), vinv);
+			ok &= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(t, absm), lim, _CMP_LT_OQ)) == 15;
+			q[j] = _mm256_sub_pd(_mm256_add_pd(t, big), big); /* alcm_round_small */
+			/* + o: q s is never -0 (q is +0 or not 0), so adding +0 changes nothing */
+			p[j] = alcm_h16_round_x4(bf, _mm256_add_pd(_mm256_mul_pd(q[j], vs), vo));
+			err[j] = _mm256_and_pd(_mm256_sub_pd(x[j], alcm_h16_value_x4(bf, p[j])), absm);
+			ok &= _mm256_movemask_pd(_mm256_cmp_pd(err[j], vb, _CMP_LE_OQ)) == 15;
+		}
+		if (!ok)
+			break; /* a neighbour may fit, or a value escapes: the careful path decides */
+		double xx[8], ee[8];
+		for (int j = 0; j < 2; j++) {
+			_mm256_storeu_pd(xx + 4 * j, _mm256_mul_pd(x[j], x[j]));
+			_mm256_storeu_pd(ee + 4 * j, err[j]);
+		}
+		for (int l = 0; l < 8; l++) {
+			sg += xx[l];
+			ns += ee[l] * ee[l];
+			mx = ee[l] > mx ? ee[l] : mx;
+		}
+		__m256i qi = _mm256_set_m128i(_mm256_cvtpd_epi32(q[1]), _mm256_cvtpd_epi32(q[0]));
+		__m256i z = _mm256_xor_si256(_mm256_slli_epi32(qi, 1), _mm256_srai_epi32(qi, 31));
+		_mm256_storeu_si256((__m256i *)(void *)(sym + k), z);
+		if (recon)
+			_mm_storeu_si128((__m128i *)(void *)(recon + 2 * k), _mm_packus_epi32(p[0], p[1]));
+	}
+	*sig = sg;
+	*noise = ns;
+	*maxe = mx;
+	return k;
+}
+
+__attribute__((target("avx2,f16c"))) static uint64_t
+run_h16_avx2(int dtype, const uint8_t *src, uint64_t n, double s, double o, double inv,
+             double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise, double *maxe)
+{
+	return dtype == ALCM_DTYPE_BF16
+	           ? run_h16_x8(1, src, n, s, o, inv, b, sym, recon, sig, noise, maxe)
+	           : run_h16_x8(0, src, n, s, o, inv, b, sym, recon, sig, noise, maxe);
+}
+#endif
+
+uint64_t alcm_quant_run_h16(int dtype, const uint8_t *src, uint64_t n, double s, double o,
+                            double inv, double b, uint32_t *sym, uint8_t *recon, double *sig,
+                            double *noise, double *maxe)
+{
+#ifdef ALCM_H16_SIMD
+	if (!alcm_quant_scalar_only && alcm_cpu_avx2_f16c())
+		return run_h16_avx2(dtype, src, n, s, o, inv, b, sym, recon, sig, noise, maxe);
+#endif
+	(void)dtype, (void)src, (void)n, (void)s, (void)o, (void)inv, (void)b, (void)sym;
+	(void)recon, (void)sig, (void)noise, (void)maxe;
+	return 0;
+}
+
 /* ---- the largest magnitude of float32 values ------------------------------------------------ */
 
 /* On the bits: for non-negative floats the order of the bit patterns is the order of the
