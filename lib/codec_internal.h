@@ -177,9 +177,12 @@ extern uint64_t alcm_hash_ahead_limit, alcm_hash_ahead_taken;
  * would run (x86-64). */
 extern int alcm_predict_scalar_only;
 
-/* Tests set it to 1 to run alcm_budget_profile_make()'s portable float32 loop where the
- * AVX2 one would run (x86-64). */
+/* Tests set it to 1 to run alcm_budget_profile_make()'s portable loops (the float32 sums, the
+ * entropy sample's run scan) where the AVX2 ones would run (x86-64). */
 extern int alcm_budget_scalar_only;
+/* Tests set it to 1 to find every run of the entropy feature's sample by a search, as
+ * before the scan (lib/predict.c, runs_scan). */
+extern int alcm_predict_search_only;
 
 /* The tanh of the predictor's hidden units at inference (within 4e-16 of libm's). */
 double alcm_pred_tanh(double a);

@@ -153,6 +153,70 @@ static void profile_signal(void **state)
 		}
 }
 
+/* Values of several shapes for the entropy feature's runs: Gaussian (short runs at fine
+ * steps), on a lattice of 37 points (long runs at every step), heavy-tailed (a few far
+ * values: symbols spread, runs long in the middle), and 0 * inf symbols at a step of
+ * 1e-310 (float64: NaN symbols, each a run of its own). */
+static void fill_shape(uint8_t *p, uint64_t n, int shape, uint64_t seed)
+{
+	uint64_t s = seed;
+	for (uint64_t i = 0; i < n; i++) {
+		double g = tu_gauss(&s), x = shape == 1 ? floor(g * 6) / 64
+		                                  : shape == 2 ? g * g * g * 1e-3
+		                                               : g * 0.02;
+		memcpy(p + 8 * i, &x, 8);
+	}
+}
+
+/* The runs of equal symbols scanned value by value (past the first few searched) give the
+ * profiles the searches alone give, to the bit: float32 and float64 tensors read whole and
+ * sampled, at every step of a profile (steps from far under the values' spacing to over
+ * their range), with AVX2 and without. */
+static void profile_runs_scanned(void **state)
+{
+	(void)state;
+	static const uint64_t sizes[] = {5, 70, 700, 5000, 40000, 300000};
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++)
+		for (int shape = 0; shape < 3; shape++)
+			for (int dt = 0; dt < 2; dt++) {
+				uint64_t n = sizes[z];
+				double *v = malloc(n * 8);
+				assert_non_null(v);
+				fill_shape((uint8_t *)v, n, shape, n * 3 + (uint64_t)shape);
+				float *f = (float *)(void *)v; /* float32 in place, from the front */
+				for (uint64_t i = 0; dt == 0 && i < n; i++)
+					f[i] = (float)v[i];
+				alcm_tensor t;
+				tu_vector(&t, dt ? ALCM_DTYPE_F64 : ALCM_DTYPE_F32, v, n);
+				alcm_budget_profile scan[2], search;
+				for (int scalar = 0; scalar < 2; scalar++) {
+					alcm_budget_scalar_only = scalar;
+					assert_int_equal(alcm_budget_profile_make(NULL, &t, 1, &scan[scalar]), 0);
+				}
+				alcm_predict_search_only = 1;
+				assert_int_equal(alcm_budget_profile_make(NULL, &t, 1, &search), ALCM_OK);
+				alcm_predict_search_only = 0;
+				alcm_budget_scalar_only = 0;
+				assert_memory_equal(&scan[0], &search, sizeof(search));
+				assert_memory_equal(&scan[1], &search, sizeof(search));
+				free(v);
+			}
+	/* Steps so fine that 1 / step is infinite: the symbol of 0 is NaN. */
+	double x[64];
+	uint64_t s = 5;
+	for (int i = 0; i < 64; i++)
+		x[i] = i % 3 ? tu_gauss(&s) * 1e-300 : 0;
+	alcm_tensor t;
+	tu_vector(&t, ALCM_DTYPE_F64, x, 64);
+	double step[3] = {1e-320, 1e-310, 1e-300};
+	float a[3][ALCM_PRED_FEATURES], b[3][ALCM_PRED_FEATURES];
+	assert_int_equal(alcm_tensor_features_steps(&t, step, 3, a), ALCM_OK);
+	alcm_predict_search_only = 1;
+	assert_int_equal(alcm_tensor_features_steps(&t, step, 3, b), ALCM_OK);
+	alcm_predict_search_only = 0;
+	assert_memory_equal(a, b, sizeof(a));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +224,7 @@ int main(void)
 		cmocka_unit_test(steps_must_increase),
 		cmocka_unit_test(profile_variance),
 		cmocka_unit_test(profile_signal),
+		cmocka_unit_test(profile_runs_scanned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
