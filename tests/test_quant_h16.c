@@ -13,27 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint16_t value(int dtype, uint64_t *rng, double sd, unsigned special_in)
-{
-	uint64_t r = tu_rand(rng);
-	int bf = dtype == ALCM_DTYPE_BF16;
-	switch (special_in ? r % special_in : 99) {
-	case 0: return bf ? 0x7fc0 : 0x7e00;                         /* NaN */
-	case 1: return bf ? 0xff80 : 0xfc00;                         /* -inf */
-	case 2: return 0x8000;                                       /* -0 */
-	case 3: return (uint16_t)(0x0001 + r % (bf ? 0x7f : 0x3ff)); /* subnormal */
-	case 4: return 0x0000;                                       /* +0 */
-	default: {
-		/* sd < 0: scales over 2^24 (float16) or 2^60, so that the squares' sums round and
-		 * their order shows */
-		if (sd < 0)
-			sd = exp2((double)(tu_rand(rng) % 1000) / 1000 * (bf ? 60 : 24) - (bf ? 30 : 12));
-		float f = (float)(tu_gauss(rng) * sd);
-		return bf ? alcm_float_to_bf16(f) : alcm_float_to_half(f);
-	}
-	}
-}
-
 typedef struct coded {
 	alcm_buf data;
 	alcm_qstats st;
@@ -70,7 +49,7 @@ static void same_as_careful(int dtype)
 		for (size_t d = 0; d < sizeof(sds) / sizeof(sds[0]); d++)
 			for (size_t p = 0; p < sizeof(specials) / sizeof(specials[0]); p++) {
 				for (uint64_t i = 0; i < n; i++)
-					v[i] = value(dtype, &rng, sds[d], specials[p]);
+					v[i] = tu_h16_value(dtype, &rng, sds[d], specials[p]);
 				double sd = sds[d] > 0 ? sds[d] : 1;
 				for (double b = sd * 1e-3; b < sd * 4; b *= 5.3)
 					for (int k = 0; k < 4; k++) {
@@ -132,7 +111,7 @@ static void test_run_stops_at_care(void **state)
 	uint32_t sym[64];
 	uint64_t rng = 7;
 	for (int i = 0; i < 64; i++)
-		v[i] = value(ALCM_DTYPE_BF16, &rng, 0.02, 0);
+		v[i] = tu_h16_value(ALCM_DTYPE_BF16, &rng, 0.02, 0);
 	v[37] = 0x7fc0; /* NaN */
 	double sig = 0, noise = 0, maxe = 0;
 	uint64_t got = alcm_quant_run_h16(ALCM_DTYPE_BF16, (const uint8_t *)v, 64, 0x1p-9, 0, 512,

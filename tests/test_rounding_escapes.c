@@ -14,23 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint16_t value(int dtype, uint64_t *rng, double sd)
-{
-	uint64_t r = tu_rand(rng);
-	int bf = dtype == ALCM_DTYPE_BF16;
-	switch (r % 64) {
-	case 0: return bf ? 0x7fc0 : 0x7e00;                               /* NaN */
-	case 1: return bf ? 0xff80 : 0xfc00;                               /* -inf */
-	case 2: return 0x8000;                                             /* -0 */
-	case 3: return (uint16_t)(0x0001 + r % (bf ? 0x7f : 0x3ff));       /* subnormal */
-	case 4: return 0x0000;                                             /* +0 */
-	default: {
-		float f = (float)(tu_gauss(rng) * sd);
-		return bf ? alcm_float_to_bf16(f) : alcm_float_to_half(f);
-	}
-	}
-}
-
 static double count(const alcm_tensor *t, uint64_t n, double s, double b, int scalar)
 {
 	int keep = alcm_quant_scalar_only;
@@ -52,7 +35,7 @@ static void avx2_equals_portable(int dtype)
 		assert_non_null(v);
 		for (size_t d = 0; d < sizeof(sds) / sizeof(sds[0]); d++) {
 			for (uint64_t i = 0; i < n; i++)
-				v[i] = value(dtype, &rng, sds[d]);
+				v[i] = tu_h16_value(dtype, &rng, sds[d], 64);
 			alcm_tensor t;
 			tu_vector(&t, dtype, v, n);
 			/* bounds from far under the values' spacing to over them; steps at twice the

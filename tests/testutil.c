@@ -130,6 +130,25 @@ double tu_gauss(uint64_t *s)
 	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+uint16_t tu_h16_value(int dtype, uint64_t *s, double sd, unsigned special_in)
+{
+	uint64_t r = tu_rand(s);
+	int bf = dtype == ALCM_DTYPE_BF16;
+	switch (special_in ? r % special_in : 99) {
+	case 0: return bf ? 0x7fc0 : 0x7e00;                         /* NaN */
+	case 1: return bf ? 0xff80 : 0xfc00;                         /* -inf */
+	case 2: return 0x8000;                                       /* -0 */
+	case 3: return (uint16_t)(0x0001 + r % (bf ? 0x7f : 0x3ff)); /* subnormal */
+	case 4: return 0x0000;                                       /* +0 */
+	default: {
+		if (sd < 0)
+			sd = exp2((double)(tu_rand(s) % 1000) / 1000 * (bf ? 60 : 24) - (bf ? 30 : 12));
+		float f = (float)(tu_gauss(s) * sd);
+		return bf ? alcm_float_to_bf16(f) : alcm_float_to_half(f);
+	}
+	}
+}
+
 double tu_measured_bits(const alcm_tensor *t, double step)
 {
 	alcm_pack_options o;

@@ -77,4 +77,8 @@ uint32_t tu_zigzag(long q);
 /* Deterministic generator (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 double tu_gauss(uint64_t *state);
+/* A float16 or bfloat16 (dtype) bit pattern: with special_in > 0, one in special_in is NaN,
+ * -inf, -0, a subnormal or +0 (each one in 5 of those); the others N(0, sd^2) rounded to
+ * the dtype, sd < 0 taking a scale over 2^24 (float16) or 2^60 (bfloat16) for each value. */
+uint16_t tu_h16_value(int dtype, uint64_t *state, double sd, unsigned special_in);
 #endif

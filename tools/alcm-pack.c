@@ -346,6 +346,13 @@ static int roundtrip_ok(const alcm_tensor *x, const alcm_tensor_info *ti, const 
 	return alcm_error_within(es, ti->mode, ti->bound);
 }
 
+/* The input's next tensor (*has 0 at the end), or the failure's exit code, said. */
+static int next_tensor(const pack_args *a, cli_input *in, alcm_tensor *t, int *has)
+{
+	int st = cli_input_next(in, t, has);
+	return st ? cli_input_fail(in, st, a->in) : 0;
+}
+
 static int check_roundtrip(const pack_args *a, int lossless)
 {
 	cli_input *in = NULL;
@@ -373,10 +380,8 @@ static int check_roundtrip(const pack_args *a, int lossless)
 	for (;; i++) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
+		if ((rc = next_tensor(a, in, &t, &has)))
 			goto out;
-		}
 		if (!has)
 			break;
 		alcm_tensor_info ti;
@@ -763,10 +768,8 @@ static int pack_frame(pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
+		if ((rc = next_tensor(a, in, &t, &has)))
 			goto out;
-		}
 		if (!has)
 			break;
 		if (frame_add(&f, &t)) {
@@ -873,10 +876,8 @@ static int pack_series(pack_args *a, cli_input *in, alcm_writer *w, alcm_reader 
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
+		if ((rc = next_tensor(a, in, &t, &has)))
 			goto out;
-		}
 		if (!has)
 			break;
 		alcm_tensor_report rep;
@@ -1992,15 +1993,11 @@ static int budget_profile_all(const pack_args *a, budget_state *b, cli_input *in
 	memset(&pa, 0, sizeof(pa));
 	pa.a = a;
 	size_t cap = 0;
-	int st, rc = 0;
+	int rc = 0;
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
-			break;
-		}
-		if (!has)
+		if ((rc = next_tensor(a, in, &t, &has)) || !has)
 			break;
 		if (pa.n == cap) {
 			size_t nc = cap ? 2 * cap : 64;
@@ -2055,7 +2052,7 @@ static int budget_profile_all(const pack_args *a, budget_state *b, cli_input *in
 static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 {
 	cli_input *in = NULL;
-	int st, rc = cli_input_open_or_fail(&in, a->in);
+	int rc = cli_input_open_or_fail(&in, a->in);
 	if (rc)
 		return rc;
 	b->in_bytes = cli_input_size(in);
@@ -2084,11 +2081,7 @@ static int budget_profile(const pack_args *a, budget_state *b, uint64_t *raw)
 	for (;;) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
-			break;
-		}
-		if (!has)
+		if ((rc = next_tensor(a, in, &t, &has)) || !has)
 			break;
 		int copy = started && t.nbytes <= PROF_INFLIGHT;
 		/* A slot, and room for the copy: the oldest jobs taken back first; all of them
@@ -2189,10 +2182,8 @@ static int budget_encode(const pack_args *a, budget_state *b, alcm_writer *w, to
 	for (size_t i = 0;; i++) {
 		alcm_tensor t;
 		int has;
-		if ((st = cli_input_next(in, &t, &has))) {
-			rc = cli_input_fail(in, st, a->in);
+		if ((rc = next_tensor(a, in, &t, &has)))
 			goto out;
-		}
 		if (!has)
 			break;
 		if (i >= b->n) {
