@@ -1604,13 +1604,13 @@ static unsigned budget_threads(const pack_args *a, uint64_t in_bytes)
 }
 
 /* Threads of the crew: --threads, or the CPUs it may use, but one for an input under
- * BUDGET_CREW_MIN bytes (a file of a few small tensors never starts a thread). An input under
- * BUDGET_ONE_THREAD bytes starts it for its profiles and samples only when it has
- * CREW_MIN_TENSORS of them: with fewer, one or two of them are most of the work, and a
- * second thread cost more than it took (the digits CNN's 10 tensors, the digits MLP's 6:
- * --ratio 4 to 16 took 5-10% longer). */
+ * BUDGET_CREW_MIN bytes (a file of a few small tensors never starts a thread), and none to
+ * start for fewer than CREW_MIN_TENSORS profiles or samples. Started from 16 tensors only,
+ * --ratio of the digits CNN's gradients (10 tensors, 900 KB) took 3-7% longer than from two
+ * (perf stat -r 25 alternating, R 4 and 12), its two largest samples on a thread each; the
+ * digits MLP's (6), the torch MLP's and CNN's (6 and 8) within 2% either way. */
 #define BUDGET_CREW_MIN ((uint64_t)128 << 10)
-#define CREW_MIN_TENSORS 16
+#define CREW_MIN_TENSORS 2
 static unsigned budget_crew_threads(const pack_args *a, uint64_t in_bytes)
 {
 	unsigned n = a->o.threads ? a->o.threads : in_bytes < BUDGET_CREW_MIN ? 1 : alcm_cpu_count();
