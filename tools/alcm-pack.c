@@ -1432,9 +1432,9 @@ static int budget_sample_take(const alcm_tensor *t, const alcm_budget_profile *p
  (SECTION_ALIGN) on average: a sample's size with its padding, which depends on where the
  * last one ended, moved the estimate (which takes 30 times the sample-minus-half
  * difference) by up to 10% of a tensor at --ratio 16. */
-static int budget_sample_code(alcm_encoder *e, alcm_writer *w, uint64_t *seq,
-                              const budget_sample *s, size_t i, int half, int two, uint8_t *tmp,
-                              double bound, double *bytes, uint64_t *values, double *sse)
+static int budget_sample_code(alcm_encoder *e, alcm_writer *w, const budget_sample *s,
+                              size_t i, int half, int two, uint8_t *tmp, double bound,
+                              double *bytes, uint64_t *values, double *sse)
 {
 	size_t vw = alcm_dtype_size(s->dtype);
 	uint64_t run = s->n / SAMPLE_RUNS, n = 0;
@@ -1462,9 +1462,8 @@ static int budget_sample_code(alcm_encoder *e, alcm_writer *w, uint64_t *seq,
 	*values = n;
 	alcm_tensor t;
 	memset(&t, 0, sizeof(t));
-	char name[96]; /* names are unique in an archive: the encoder codes many rounds */
-	snprintf(name, sizeof(name), "sample%zu/%d/%d/%a/%llu", i, half, two, bound,
-	         (unsigned long long)(*seq)++);
+	char name[96]; /* names are unique in an archive (the encoder codes one round) */
+	snprintf(name, sizeof(name), "sample%zu/%d/%d/%a", i, half, two, bound);
 	t.name = name;
 	t.name_len = strlen(name);
 	t.dtype = s->dtype;
@@ -1532,7 +1531,7 @@ static void budget_saturate(alcm_budget_profile *p, double x0, double got, doubl
  * 1 to *used and the tensor's values to *seen when it was coded. Touches tensor i's profile
  * and sample only, so that threads may take different tensors. */
 static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_writer *w,
-                             uint64_t *seq, uint8_t *tmp, size_t *used, double *seen)
+                             uint8_t *tmp, size_t *used, double *seen)
 {
 	budget_sample *s = &b->samp[i];
 	alcm_budget_profile *p = &b->prof[i];
@@ -1545,7 +1544,7 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 	double all, half, fine, all2, sse = 0, sse2 = 0, sse_fine = 0;
 	uint64_t nall, nhalf;
 	int two = 0;
-	if ((st = budget_sample_code(e, w, seq, s, i, 0, 0, tmp, b->bound[i], &all, &nall, &sse)))
+	if ((st = budget_sample_code(e, w, s, i, 0, 0, tmp, b->bound[i], &all, &nall, &sse)))
 		return st;
 	int sized = !s->whole && !s->slope; /* the sample also corrects the size curve */
 	if (s->whole) {
@@ -1553,13 +1552,13 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
 			p->bits[k] = fmax(0, p->bits[k] + off);
 	} else if (s->flat2) {
-		if ((st = budget_sample_code(e, w, seq, s, i, 0, 1, tmp, b->bound[i], &all2, &nall, &sse2)))
+		if ((st = budget_sample_code(e, w, s, i, 0, 1, tmp, b->bound[i], &all2, &nall, &sse2)))
 			return st;
 		if (all2 < all)
 			all = all2, sse = sse2, two = 1;
 	}
 	if (sized) {
-		if ((st = budget_sample_code(e, w, seq, s, i, 1, two, tmp, b->bound[i], &half, &nhalf,
+		if ((st = budget_sample_code(e, w, s, i, 1, two, tmp, b->bound[i], &half, &nhalf,
 		                             NULL)))
 			return st;
 		double rate = fmax(0, 8 * (all - half) / (double)(nall - nhalf));
@@ -1569,7 +1568,7 @@ static int budget_sample_one(budget_state *b, size_t i, alcm_encoder *e, alcm_wr
 			p->bits[k] = fmax(0, p->bits[k] + off);
 	}
 	/* At half the bound, for its squared error per byte (budget_equalise). */
-	if ((st = budget_sample_code(e, w, seq, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
+	if ((st = budget_sample_code(e, w, s, i, 0, two, tmp, b->bound[i] / 2, &fine, &nall,
 	                             &sse_fine)))
 		return st;
 	s->lam = fine > all && sse > sse_fine && sse_fine > 0 ? (sse - sse_fine) / (fine - all) : 0;
@@ -1730,23 +1729,20 @@ static void crew_stop(budget_crew *c)
 	free(c);
 }
 
-/* A thread's sample coder, kept from round to round: an encoder into a memory writer. */
+/* A thread's sample coder: an encoder into a memory writer, made anew for each round. */
 typedef struct sample_coder {
 	alcm_writer *w;
 	alcm_encoder *e;
-	uint8_t *tmp;
-	uint64_t seq; /* samples coded: their names' last part */
-	int st;
+	uint8_t *tmp; /* kept from round to round */
 } sample_coder;
 
 static int sample_coder_open(const pack_args *a, sample_coder *sc)
 {
-	if (sc->e || sc->st)
-		return sc->st;
 	alcm_pack_options o = a->o;
 	o.mode = ALCM_MODE_LOSSLESS;
 	o.threads = 1; /* samples are under a chunk: the threads are the crew's */
-	sc->tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8));
+	if (!sc->tmp)
+		sc->tmp = malloc((size_t)(SAMPLE_MAX / 2 * 8));
 	int st = sc->tmp ? alcm_writer_open_memory(&sc->w, ALCM_WRITE_NO_SYNC, NULL) : ALCM_E_NOMEM;
 	/* A format 1.0 archive stores a tensor's steps in a SCAL section of their own (~33
 	 * bytes more for a small tensor), a 1.1 one at the end of its QDAT (spec 6.5.13); an
@@ -1757,7 +1753,7 @@ static int sample_coder_open(const pack_args *a, sample_coder *sc)
 		st = alcm_writer_require_minor(sc->w, 1);
 	if (!st)
 		st = alcm_encoder_new(&sc->e, sc->w, &o, NULL);
-	return sc->st = st;
+	return st;
 }
 
 static void sample_coder_close(sample_coder *sc)
@@ -1784,6 +1780,12 @@ static void budget_sample_worker(void *arg, unsigned who)
 {
 	sample_work *sw = arg;
 	sample_coder *sc = &sw->b->coder[who];
+	/* A fresh encoder each round: the one before holds a directory entry and a name for
+	 * every sample it coded (its sections are dropped), which over six rounds of a model of
+	 * thousands of tensors would be megabytes; names then need only be unique in a round. */
+	alcm_encoder_free(sc->e);
+	alcm_writer_free(sc->w);
+	sc->e = NULL, sc->w = NULL;
 	int st = sample_coder_open(sw->a, sc);
 	size_t used = 0;
 	double seen = 0;
@@ -1795,8 +1797,7 @@ static void budget_sample_worker(void *arg, unsigned who)
 		pthread_mutex_unlock(&sw->mu);
 		if (k >= sw->b->n)
 			break;
-		st = budget_sample_one(sw->b, sw->b->sorder[k], sc->e, sc->w, &sc->seq, sc->tmp, &used,
-		                       &seen);
+		st = budget_sample_one(sw->b, sw->b->sorder[k], sc->e, sc->w, sc->tmp, &used, &seen);
 	}
 	pthread_mutex_lock(&sw->mu);
 	sw->used += used;
