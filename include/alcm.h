@@ -744,11 +744,16 @@ typedef int (*alcm_piece_fn)(void *ctx, size_t pos, const void *data, size_t len
  * right. On any error, discard what fn was given for the tensor that failed (an output
  * written through alcm_output_append() is then not committed).
  * Quantized tensors and series deltas are decoded whole and handed on in one piece.
- * With two threads or more and digests on, one more thread, at idle priority (SCHED_IDLE on
- * Linux: it runs only on a core the others leave idle), reads and hashes the next tensor's
- * first chunks (about 4 MiB) while this one decodes, so that two sections are hashed at once;
- * that tensor then decodes those very bytes. It lives until the archive is freed or its
- * thread count set again.
+ * With two threads or more and digests on, consecutive lossless tensors (not series deltas)
+ * of 256 KiB to 24 MiB stored go round the threads instead: each reads one tensor's whole data
+ * section and checks its digest, so that several sections are hashed at once, then, in its
+ * turn, decodes those very bytes and hands them on; fn gets nothing of such a tensor before
+ * its digest is right. Memory: one section per thread (at most 48 MiB in all) and one chunk.
+ * For other lossless tensors, one more thread, at idle priority (SCHED_IDLE on Linux: it runs
+ * only on a core the others leave idle), reads and hashes the next tensor's first chunks
+ * (about 4 MiB) while this one decodes, so that two sections are hashed at once; that tensor
+ * then decodes those very bytes. It lives until the archive is freed or its thread count set
+ * again.
  * @return ALCM_OK, fn's status, or as alcm_archive_decode() (a status of fn does not poison
  *         the archive).
  */

@@ -867,33 +867,34 @@ static int decode_chunks(dec *d)
 	return ALCM_OK;
 }
 
+/* Names chunk k of te (at offset dpos of its data section), which failed with status st. */
+static int chunk_fail(alcm_archive *a, const tentry *te, uint64_t k, uint64_t dpos, int st)
+{
+	char q[96];
+	alcm_detail_quote(q, sizeof(q), te->info.name, te->info.name_len);
+	if (st == ALCM_E_CORRUPT)
+		return afail(a, st, "tensor '%s': chunk %llu at offset %llu of section %u is "
+		             "malformed", q, (unsigned long long)k, (unsigned long long)dpos,
+		             te->data_idx);
+	if (st == ALCM_E_UNSUPPORTED) {
+		unsigned major, minor;
+		alcm_reader_version(a->r, &major, &minor);
+		return afail(a, st, "tensor '%s': chunk %llu at offset %llu of section %u uses a "
+		             "coding this reader does not know (archive format %u.%u, reader "
+		             "%u.%u)", q, (unsigned long long)k, (unsigned long long)dpos,
+		             te->data_idx, major, minor, ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
+	}
+	return afail(a, st, "tensor '%s': chunk %llu: %s", q, (unsigned long long)k,
+	             alcm_strerror(st));
+}
+
 /* The first failed chunk of a wave of nj, named. */
 static int wave_status(dec *d, size_t nj)
 {
-	tentry *te = d->te;
-	alcm_tensor_info *ti = &te->info;
-	char q[96];
-	alcm_detail_quote(q, sizeof(q), ti->name, ti->name_len);
-	for (size_t j = 0; j < nj; j++) {
-		dslot *sl = &d->slots[j];
-		if (!sl->status)
-			continue;
-		if (sl->status == ALCM_E_CORRUPT)
-			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-			             "section %u is malformed", q, (unsigned long long)sl->k,
-			             (unsigned long long)sl->dpos, te->data_idx);
-		if (sl->status == ALCM_E_UNSUPPORTED) {
-			unsigned major, minor;
-			alcm_reader_version(d->a->r, &major, &minor);
-			return afail(d->a, sl->status, "tensor '%s': chunk %llu at offset %llu of "
-			             "section %u uses a coding this reader does not know (archive "
-			             "format %u.%u, reader %u.%u)", q, (unsigned long long)sl->k,
-			             (unsigned long long)sl->dpos, te->data_idx, major, minor,
-			             ALCM_FORMAT_MAJOR, ALCM_FORMAT_MINOR);
-		}
-		return afail(d->a, sl->status, "tensor '%s': chunk %llu: %s", q,
-		             (unsigned long long)sl->k, alcm_strerror(sl->status));
-	}
+	for (size_t j = 0; j < nj; j++)
+		if (d->slots[j].status)
+			return chunk_fail(d->a, d->te, d->slots[j].k, d->slots[j].dpos,
+			                  d->slots[j].status);
 	return ALCM_OK;
 }
 
@@ -1596,6 +1597,241 @@ static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
 	return st;
 }
 
+/*
+ * The relay: decoding a list in pieces on T >= 2 threads with digests on, the chunk waves
+ * above leave one thread hashing a section (one sequential BLAKE2b stream, the larger part of
+ * a lossless tensor's decode) while the others wait for it. For a run of lossless tensors of
+ * RELAY_MIN to RELAY_MAX stored bytes, each thread instead takes the next tensor of the run,
+ * reads its whole data section and hashes it, then, in its turn (the tensors before it handed
+ * on), decodes those very bytes chunk by chunk and hands them on: T sections are hashed at
+ * once, and nothing of a tensor is handed on before its digest is right. Memory: one section
+ * per thread (RELAY_MEM in all) and one chunk's output and scratch, used by the thread whose
+ * turn it is.
+ */
+#define RELAY_MIN HASH_ALONE_MIN
+#define RELAY_MEM ((uint64_t)48 << 20)
+#define RELAY_MAX (RELAY_MEM / 2)
+
+int alcm_relay_off = 0;
+uint64_t alcm_relay_taken = 0;
+
+typedef struct relay {
+	alcm_archive *a;
+	const size_t *index; /* the run */
+	size_t n, pos;       /* its length; the list position of index[0] */
+	alcm_piece_fn fn;
+	void *ctx;
+	uint8_t **sec;       /* a section buffer per job */
+	size_t *scap;
+	uint8_t *obuf, *scratch; /* the turn's */
+	size_t ocap, xcap;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next, turn;   /* the next tensor to take; the one handed on now */
+	size_t bad;          /* the first tensor whose read or digest failed (n: none) */
+	int fn_st;           /* fn's status */
+	int dec_st;          /* a chunk that failed to decode (in tensor `turn`) */
+	uint64_t dec_k, dec_pos;
+} relay;
+
+/* Whether tensor index of a list decoded in pieces can go in a relay; its section's length. */
+static int relay_fits(alcm_archive *a, size_t index, uint64_t *len)
+{
+	const tentry *te = &a->t[index];
+	alcm_section_info si;
+	if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || te->mask_idx != ALCM_NONE ||
+	    !te->info.chunks || alcm_reader_section_info(a->r, te->data_idx, &si) ||
+	    si.length < RELAY_MIN || si.length > RELAY_MAX)
+		return 0;
+	uint64_t sum = 0;
+	for (uint64_t k = 0; k < te->info.chunks; k++) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * k);
+		if (alcm_load64(te->ctab + 16 * k + 8) || dl > si.length - sum)
+			return 0; /* what the usual path names */
+		sum += dl;
+	}
+	*len = si.length;
+	return sum == si.length;
+}
+
+/* Reads tensor t's data section into job j's buffer and checks its digest, a piece at a time
+ * (each piece hashed while it is in the cache). @return ALCM_OK or a failure to name again. */
+static int relay_read(relay *r, size_t j, size_t t)
+{
+	alcm_archive *a = r->a;
+	const tentry *te = &a->t[r->index[t]];
+	alcm_section_info si;
+	if (alcm_reader_section_info(a->r, te->data_idx, &si))
+		return ALCM_E_IO;
+	alcm_blake2b h;
+	alcm_blake2b_init(&h, 32);
+	for (uint64_t p = 0; p < si.length; p += HASH_AHEAD_PIECE) {
+		size_t len = si.length - p < HASH_AHEAD_PIECE ? (size_t)(si.length - p)
+		                                              : HASH_AHEAD_PIECE;
+		if (alcm_reader_section_pread(a->r, te->data_idx, p, r->sec[j] + p, len))
+			return ALCM_E_IO;
+		alcm_blake2b_update(&h, r->sec[j] + p, len);
+	}
+	uint8_t out[32];
+	alcm_blake2b_final(&h, out);
+	return sodium_memcmp(out, si.digest, 32) ? ALCM_E_DIGEST : ALCM_OK;
+}
+
+/* Decodes tensor t from job j's buffer and hands it on, a chunk at a time. @return ALCM_OK,
+ * fn's status (*fn_st set), or a chunk's (*k at *dpos). */
+static int relay_out(relay *r, size_t j, size_t t, unsigned worker, int *fn_st, uint64_t *k,
+                     uint64_t *dpos)
+{
+	alcm_archive *a = r->a;
+	const tentry *te = &a->t[r->index[t]];
+	size_t w = alcm_dtype_size(te->info.dtype);
+	*dpos = 0;
+	for (*k = 0; *k < te->info.chunks; ++*k) {
+		uint64_t dl = alcm_load64(te->ctab + 16 * *k), first = *k * te->chunk_elems;
+		uint64_t n = te->info.elements - first < te->chunk_elems ? te->info.elements - first
+		                                                         : te->chunk_elems;
+		alcm_cursor dc = {r->sec[j] + *dpos, (size_t)dl, 0};
+		int st = alcm_lossless_decode(a->coders[worker], &dc, te->info.dtype, r->obuf, n,
+		                              r->scratch);
+		if (!st && dc.pos != dc.len)
+			st = ALCM_E_CORRUPT;
+		if (st)
+			return st;
+		if ((*fn_st = r->fn(r->ctx, r->pos + t, r->obuf, (size_t)(n * w))))
+			return *fn_st;
+		*dpos += dl;
+	}
+	return ALCM_OK;
+}
+
+/* A relay job: tensors one after another until the run is taken or stopped. */
+static void relay_job(void *arg, size_t j, unsigned worker)
+{
+	relay *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		if (r->next >= r->bad || r->fn_st || r->dec_st)
+			break;
+		size_t t = r->next++;
+		pthread_mutex_unlock(&r->mu);
+		int st = relay_read(r, j, t);
+		pthread_mutex_lock(&r->mu);
+		if (st && t < r->bad)
+			r->bad = t;
+		while (r->turn != t && t < r->bad && !r->fn_st && !r->dec_st)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->turn != t || t >= r->bad || r->fn_st || r->dec_st)
+			break;
+		pthread_mutex_unlock(&r->mu);
+		int fn_st = ALCM_OK;
+		uint64_t k, dpos;
+		st = relay_out(r, j, t, worker, &fn_st, &k, &dpos);
+		pthread_mutex_lock(&r->mu);
+		if (fn_st) {
+			r->fn_st = fn_st;
+		} else if (st) {
+			r->dec_st = st;
+			r->dec_k = k;
+			r->dec_pos = dpos;
+		} else {
+			r->turn = t + 1;
+		}
+		pthread_cond_broadcast(&r->cv);
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* The run of tensors from index[0] that a relay takes: at least two, on `jobs` threads
+ * (0: none). */
+static size_t relay_run(alcm_archive *a, const size_t *index, size_t n, unsigned *jobs)
+{
+	*jobs = 0;
+	if (alcm_relay_off || a->ncoders < 2 || a->shared || a->slot_owner || a->link ||
+	    (alcm_reader_open_flags(a->r) & ALCM_READ_NO_VERIFY))
+		return 0;
+	uint64_t most = 0, len;
+	size_t m = 0;
+	while (m < n && relay_fits(a, index[m], &len)) {
+		most = len > most ? len : most;
+		m++;
+	}
+	uint64_t fit = RELAY_MEM / (most ? most : 1);
+	*jobs = (unsigned)(fit < a->ncoders ? fit : a->ncoders);
+	if (*jobs > m)
+		*jobs = (unsigned)m;
+	return *jobs >= 2 ? m : 0;
+}
+
+/* Decodes index[0..m) as a relay on `jobs` threads. @return the tensors handed on whole (all
+ * m, or those before one that failed to read once but reads and verifies right when read
+ * again), or SIZE_MAX with *st set (fn's status, a chunk that failed, a section that does not
+ * read or verify, named as the usual path names it, no memory). */
+static size_t relay_decode(alcm_archive *a, const size_t *index, size_t m, unsigned jobs,
+                           dec *c, int *st)
+{
+	relay r;
+	memset(&r, 0, sizeof(r));
+	r.a = a;
+	r.index = index;
+	r.n = m;
+	r.bad = m;
+	r.pos = c->pos;
+	r.fn = c->fn;
+	r.ctx = c->ctx;
+	*st = ALCM_OK;
+	/* The chunk slots of the usual path, and its hasher, are not used here. */
+	slots_free(a);
+	r.sec = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r.sec));
+	r.scap = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r.scap));
+	uint64_t most = 0, out = 0, scratch = 0;
+	for (size_t t = 0; t < m; t++) {
+		const tentry *te = &a->t[index[t]];
+		alcm_section_info si;
+		alcm_reader_section_info(a->r, te->data_idx, &si);
+		size_t w = alcm_dtype_size(te->info.dtype);
+		uint64_t ce = te->chunk_elems < te->info.elements ? te->chunk_elems : te->info.elements;
+		most = si.length > most ? si.length : most;
+		out = ce * w > out ? ce * w : out;
+		scratch = alcm_lossless_scratch(ce, w) > scratch ? alcm_lossless_scratch(ce, w) : scratch;
+	}
+	int bad = !r.sec || !r.scap || grow(a, &r.obuf, &r.ocap, out) ||
+	          grow_scratch(a, &r.scratch, &r.xcap, scratch ? scratch : 1);
+	for (unsigned j = 0; j < jobs && !bad; j++)
+		bad = grow(a, &r.sec[j], &r.scap[j], most);
+	if (!bad && pthread_mutex_init(&r.mu, NULL))
+		bad = 1;
+	else if (!bad && pthread_cond_init(&r.cv, NULL)) {
+		pthread_mutex_destroy(&r.mu);
+		bad = 1;
+	}
+	size_t done = SIZE_MAX;
+	if (bad) {
+		*st = afail(a, ALCM_E_NOMEM, "out of memory");
+	} else {
+		alcm_pool_run(a->pool, relay_job, &r, jobs);
+		pthread_cond_destroy(&r.cv);
+		pthread_mutex_destroy(&r.mu);
+		if (r.fn_st)
+			*st = r.fn_st;
+		else if (r.dec_st)
+			*st = chunk_fail(a, &a->t[index[r.turn]], r.dec_k, r.dec_pos, r.dec_st);
+		else if (r.bad < m && (*st = alcm_reader_verify_section(a->r,
+		                                                        a->t[index[r.bad]].data_idx)))
+			*st = afail(a, *st, "%s", alcm_reader_detail(a->r));
+		else
+			done = r.turn; /* r.bad if it read right this time: the usual path goes on */
+		alcm_relay_taken += r.turn; /* tests only: one archive at a time */
+	}
+	for (unsigned j = 0; r.sec && j < jobs; j++)
+		alcm_block_give(&a->alloc, r.sec[j], r.scap[j]);
+	alcm_mem_free(&a->alloc, r.sec);
+	alcm_mem_free(&a->alloc, r.scap);
+	alcm_block_give(&a->alloc, r.obuf, r.ocap);
+	alcm_block_give(&a->alloc, r.scratch, r.xcap);
+	return done;
+}
+
 int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, alcm_piece_fn fn,
                                void *ctx)
 {
@@ -1610,13 +1846,31 @@ int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, a
 	memset(&c, 0, sizeof(c));
 	c.fn = fn;
 	c.ctx = ctx;
-	int st = ALCM_OK;
+	int st = ensure_pool(a);
 	for (size_t i = 0; i < n && !st; i++) {
 		const tentry *te = &a->t[index[i]];
 		c.pos = i;
+		unsigned jobs;
+		size_t m = relay_run(a, index + i, n - i, &jobs);
+		if (m && !(st = flush_pieces(&c))) {
+			size_t done = relay_decode(a, index + i, m, jobs, &c, &st);
+			if (done == SIZE_MAX)
+				break;
+			if (done == m) {
+				i += m - 1;
+				continue;
+			}
+			i += done; /* decoded again below, to name its failure */
+			te = &a->t[index[i]];
+			c.pos = i;
+		}
+		if (st)
+			break;
 		const tentry *nx = i + 1 < n ? &a->t[index[i + 1]] : NULL;
+		unsigned nj;
 		c.next_index = nx && !nx->delta && nx->info.mode == ALCM_MODE_LOSSLESS && !a->link &&
-		                       !a->shared && !a->slot_owner && index[i + 1] != index[i]
+		                       !a->shared && !a->slot_owner && index[i + 1] != index[i] &&
+		                       !relay_run(a, index + i + 1, n - i - 1, &nj)
 		                   ? index[i + 1]
 		                   : SIZE_MAX;
 		if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || a->link) {

@@ -172,6 +172,10 @@ void alcm_predict_bits_steps(const alcm_predictor *p, const float (*feat)[ALCM_P
  * alcm_hash_ahead_taken counts the bytes taken so. */
 extern int alcm_hash_ahead_wait;
 extern uint64_t alcm_hash_ahead_limit, alcm_hash_ahead_taken;
+/* Tests: alcm_relay_off = 1 keeps lists decoded in pieces on the chunk waves (and the hasher)
+ * instead of the relay (lib/archive.c); alcm_relay_taken counts the tensors relays hand on. */
+extern int alcm_relay_off;
+extern uint64_t alcm_relay_taken;
 
 /* Tests set it to 1 to run alcm_predict_bits_steps()'s portable lanes where the AVX2 ones
  * would run (x86-64). */

@@ -200,3 +200,35 @@ int fg_archive_file(const char *path, const fg_section *s, size_t n, unsigned wf
 	alcm_writer_free(w);
 	return st;
 }
+
+uint8_t *fg_flip(const uint8_t *buf, size_t len, uint32_t sec, uint64_t at, uint8_t x,
+                 size_t *out_len)
+{
+	alcm_reader *r = NULL;
+	if (alcm_reader_open_memory(&r, buf, len, "flip", NULL, NULL, 0) != ALCM_OK)
+		die("fg_flip: the archive does not open");
+	uint32_t n = alcm_reader_section_count(r);
+	fg_section *s = calloc(n ? n : 1, sizeof(*s));
+	alcm_section_info *si = calloc(n ? n : 1, sizeof(*si));
+	uint8_t **pay = calloc(n ? n : 1, sizeof(*pay));
+	if (!s || !si || !pay)
+		die("out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		if (alcm_reader_section_info(r, i, &si[i]) != ALCM_OK ||
+		    !(pay[i] = malloc(si[i].length ? si[i].length : 1)) ||
+		    alcm_reader_section_read(r, i, pay[i], si[i].length) != ALCM_OK)
+			die("fg_flip: a section does not read");
+		if (i == sec && at < si[i].length)
+			pay[i][at] ^= x;
+		s[i] = (fg_section){si[i].type, (si[i].flags & ALCM_SECTION_CRITICAL) != 0, si[i].tag,
+		                    pay[i], (size_t)si[i].length};
+	}
+	uint8_t *out = fg_archive(s, n, 0, out_len);
+	for (uint32_t i = 0; i < n; i++)
+		free(pay[i]);
+	free(pay);
+	free(si);
+	free(s);
+	alcm_reader_free(r);
+	return out;
+}

@@ -61,4 +61,12 @@ typedef struct fg_section {
 uint8_t *fg_archive(const fg_section *s, size_t n, unsigned wflags, size_t *len);
 int fg_archive_file(const char *path, const fg_section *s, size_t n, unsigned wflags);
 
+/*
+ * The archive buf of len bytes written again with byte `at` of section `sec` XORed with x and
+ * every digest made to match, so that the changed byte reaches the decoders.
+ * @return malloc'd bytes (*out_len set), or NULL if the writer refused.
+ */
+uint8_t *fg_flip(const uint8_t *buf, size_t len, uint32_t sec, uint64_t at, uint8_t x,
+                 size_t *out_len);
+
 #endif

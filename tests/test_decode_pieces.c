@@ -4,6 +4,7 @@
  * the decode without poisoning the archive. */
 #include "testutil.h"
 #include "codec_internal.h"
+#include "forge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +276,7 @@ static void test_pieces_hash_ahead(void **state)
 	for (int i = 0; i < NT; i++)
 		total += s.t[i].nbytes;
 	alcm_hash_ahead_wait = 1;
+	alcm_relay_off = 1;
 	/* bad: -1 none; 0..3 offsets into tensor 1's section; 4 tensor 2's first byte */
 	for (int bad = -1; bad < 5; bad++)
 		for (unsigned th = 2; th <= 3; th++)
@@ -320,6 +322,7 @@ static void test_pieces_hash_ahead(void **state)
 			}
 	alcm_hash_ahead_wait = 0;
 	alcm_hash_ahead_limit = 0;
+	alcm_relay_off = 0;
 	alcm_writer_free(p.w);
 	free_set(&s);
 }
@@ -391,6 +394,144 @@ static void test_pieces_fn_status(void **state)
 			alcm_archive_free(a);
 			alcm_reader_free(r);
 		}
+	alcm_writer_free(p.w);
+	free_set(&s);
+}
+
+/* Decodes the list 0..NT-1 of archive buf in pieces at th threads into k (cap: total bytes).
+ * @return the status; *taken: the tensors relays handed on. */
+static int relay_list(const uint8_t *buf, size_t len, unsigned th, sink *k, uint64_t cap,
+                      char *detail, size_t dcap, uint64_t *taken)
+{
+	static const size_t order[NT] = {0, 1, 2, 3};
+	alcm_reader *r;
+	alcm_archive *a;
+	open_archive(buf, len, th, &r, &a);
+	memset(k, 0, sizeof(*k));
+	k->buf = malloc(cap);
+	k->cap = cap;
+	uint64_t before = alcm_relay_taken;
+	int st = alcm_archive_decode_pieces(a, order, NT, collect, k);
+	*taken = alcm_relay_taken - before;
+	snprintf(detail, dcap, "%s", alcm_archive_detail(a));
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	return st;
+}
+
+/* The relay (two threads or more, digests on, lossless sections of 256 KiB or more): each
+ * thread verifies a whole tensor, then hands it on in its turn. The same pieces as at one
+ * thread; a damaged byte in tensor 2: a digest mismatch naming its section, tensors 0 and 1
+ * whole and nothing of tensor 2 (its digest is checked before any of it goes out); a chunk of
+ * tensor 2 that does not decode, its digests made to match: the status and message of one
+ * thread, tensors 0 and 1 whole, tensor 2 short, nothing of tensor 3; the function's status
+ * stops the relay as it is. */
+static void test_pieces_relay(void **state)
+{
+	(void)state;
+	set s;
+	make_set(&s, 250000, 41, 0);
+	packed p;
+	pack_mode(&s, 0, &p);
+	uint64_t total = 0, taken;
+	for (int i = 0; i < NT; i++)
+		total += s.t[i].nbytes;
+	alcm_section_info si;
+	uint32_t k2;
+	{
+		alcm_reader *r;
+		alcm_archive *a;
+		open_archive(p.buf, p.len, 1, &r, &a);
+		k2 = 0; /* the third LDAT */
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(alcm_reader_find_section(r, "LDAT", i ? k2 + 1 : 0, &k2), ALCM_OK);
+		assert_int_equal(alcm_reader_section_info(r, k2, &si), ALCM_OK);
+		assert_true(si.length >= ((uint64_t)256 << 10));
+		alcm_archive_free(a);
+		alcm_reader_free(r);
+	}
+	char d1[512], d[512], want[64];
+	snprintf(want, sizeof(want), "digest mismatch in section %u", k2);
+	uint8_t *bad = malloc(p.len);
+	memcpy(bad, p.buf, p.len);
+	bad[si.offset + si.length / 2] ^= 0x10;
+	/* chunk 1 of tensor 2 starts after chunk 0: its first byte names its coding */
+	size_t flen;
+	uint64_t c1;
+	{
+		/* chunk 0's length: what decoding it from the section's start takes */
+		alcm_limits lim;
+		alcm_limits_default(&lim);
+		alcm_coder *c = alcm_coder_new(NULL, &lim);
+		uint64_t n0 = ((uint64_t)1 << 18) / 4;
+		uint8_t *out = malloc(n0 * 4), *x = malloc(alcm_lossless_scratch(n0, 4));
+		alcm_cursor cur = {p.buf + si.offset, (size_t)si.length, 0};
+		assert_int_equal(alcm_lossless_decode(c, &cur, ALCM_DTYPE_F32, out, n0, x), ALCM_OK);
+		assert_memory_equal(out, s.data[2], n0 * 4);
+		c1 = cur.pos;
+		free(out);
+		free(x);
+		alcm_coder_free(c);
+	}
+	uint8_t *forged = fg_flip(p.buf, p.len, k2, c1, 0xff, &flen);
+	assert_non_null(forged);
+	int st1 = 0;
+	for (unsigned th = 1; th <= 3; th++) {
+		sink k;
+		assert_int_equal(relay_list(p.buf, p.len, th, &k, total, d, sizeof(d), &taken), ALCM_OK);
+		assert_int_equal(taken, th == 1 ? 0 : NT);
+		assert_int_equal(k.len, total);
+		assert_int_equal(k.pieces, NT * 4);
+		for (int i = 0, at = 0; i < NT; at += (int)s.t[i].nbytes, i++)
+			assert_memory_equal(k.buf + at, s.data[i], (size_t)s.t[i].nbytes);
+		free(k.buf);
+
+		assert_int_equal(relay_list(bad, p.len, th, &k, total, d, sizeof(d), &taken),
+		                 ALCM_E_DIGEST);
+		assert_non_null(strstr(d, want));
+		assert_int_equal(k.per[0] + k.per[1], s.t[0].nbytes + s.t[1].nbytes);
+		assert_memory_equal(k.buf, s.data[0], (size_t)s.t[0].nbytes);
+		assert_true(k.per[2] < s.t[2].nbytes);
+		if (th > 1)
+			assert_int_equal(k.per[2], 0);
+		assert_int_equal(k.per[3], 0);
+		free(k.buf);
+
+		int st = relay_list(forged, flen, th, &k, total, th == 1 ? d1 : d, sizeof(d), &taken);
+		if (th == 1)
+			st1 = st;
+		assert_true(st == ALCM_E_CORRUPT || st == ALCM_E_UNSUPPORTED);
+		assert_int_equal(st, st1);
+		if (th > 1) {
+			assert_string_equal(d, d1);
+			assert_int_equal(taken, 2);
+		}
+		assert_non_null(strstr(th == 1 ? d1 : d, "chunk 1 at offset"));
+		assert_int_equal(k.per[0] + k.per[1], s.t[0].nbytes + s.t[1].nbytes);
+		assert_true(k.per[2] < s.t[2].nbytes);
+		assert_int_equal(k.per[3], 0);
+		free(k.buf);
+	}
+	/* The function fails at the second chunk of tensor 1, then nothing more is decoded. */
+	for (unsigned th = 2; th <= 3; th++) {
+		alcm_reader *r;
+		alcm_archive *a;
+		open_archive(p.buf, p.len, th, &r, &a);
+		static const size_t order[NT] = {0, 1, 2, 3};
+		sink k = {malloc(total), 0, total, 0, 6, ALCM_E_IO, 0, {0}};
+		assert_int_equal(alcm_archive_decode_pieces(a, order, NT, collect, &k), ALCM_E_IO);
+		assert_int_equal(k.pieces, 5);
+		k.len = k.pieces = k.last = 0;
+		k.fail_at = 0;
+		memset(k.per, 0, sizeof(k.per));
+		assert_int_equal(alcm_archive_decode_pieces(a, order, NT, collect, &k), ALCM_OK);
+		assert_int_equal(k.len, total);
+		free(k.buf);
+		alcm_archive_free(a);
+		alcm_reader_free(r);
+	}
+	free(forged);
+	free(bad);
 	alcm_writer_free(p.w);
 	free_set(&s);
 }
@@ -522,6 +663,7 @@ int main(void)
 		cmocka_unit_test(test_pieces_hash_ahead),
 		cmocka_unit_test(test_pieces_damaged),
 		cmocka_unit_test(test_pieces_fn_status),
+		cmocka_unit_test(test_pieces_relay),
 		cmocka_unit_test(test_pieces_small_no_thread),
 		cmocka_unit_test(test_output_pieces),
 	};
