@@ -1601,19 +1601,18 @@ static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
  * The relay: decoding a list in pieces on T >= 2 threads with digests on, the chunk waves
  * above leave one thread hashing a section (one sequential BLAKE2b stream, the larger part of
  * a lossless tensor's decode) while the others wait for it. For a run of lossless tensors of
- * RELAY_MIN to RELAY_MAX stored bytes, each thread instead takes the next tensor of the run,
+ * alcm_relay_min to RELAY_MAX stored bytes, each thread instead takes the next tensor of the run,
  * reads its whole data section and hashes it, then, in its turn (the tensors before it handed
  * on), decodes those very bytes chunk by chunk and hands them on: T sections are hashed at
  * once, and nothing of a tensor is handed on before its digest is right. Memory: one section
  * per thread (RELAY_MEM in all) and one chunk's output and scratch, used by the thread whose
  * turn it is.
  */
-#define RELAY_MIN HASH_ALONE_MIN
 #define RELAY_MEM ((uint64_t)48 << 20)
 #define RELAY_MAX (RELAY_MEM / 2)
 
 int alcm_relay_off = 0;
-uint64_t alcm_relay_taken = 0;
+uint64_t alcm_relay_taken = 0, alcm_relay_min = HASH_ALONE_MIN;
 
 typedef struct relay {
 	alcm_archive *a;
@@ -1641,7 +1640,7 @@ static int relay_fits(alcm_archive *a, size_t index, uint64_t *len)
 	alcm_section_info si;
 	if (te->delta || te->info.mode != ALCM_MODE_LOSSLESS || te->mask_idx != ALCM_NONE ||
 	    !te->info.chunks || alcm_reader_section_info(a->r, te->data_idx, &si) ||
-	    si.length < RELAY_MIN || si.length > RELAY_MAX)
+	    si.length < alcm_relay_min || si.length > RELAY_MAX)
 		return 0;
 	uint64_t sum = 0;
 	for (uint64_t k = 0; k < te->info.chunks; k++) {
@@ -1770,15 +1769,8 @@ static size_t relay_run(alcm_archive *a, const size_t *index, size_t n, unsigned
 static size_t relay_decode(alcm_archive *a, const size_t *index, size_t m, unsigned jobs,
                            dec *c, int *st)
 {
-	relay r;
-	memset(&r, 0, sizeof(r));
-	r.a = a;
-	r.index = index;
-	r.n = m;
-	r.bad = m;
-	r.pos = c->pos;
-	r.fn = c->fn;
-	r.ctx = c->ctx;
+	relay r = {.a = a, .index = index, .n = m, .bad = m, .pos = c->pos, .fn = c->fn,
+	           .ctx = c->ctx};
 	*st = ALCM_OK;
 	/* The chunk slots of the usual path, and its hasher, are not used here. */
 	slots_free(a);
