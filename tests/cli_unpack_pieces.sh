@@ -3,7 +3,8 @@
 # (alcm_archive_decode_pieces): a digest error in a later tensor, whose first chunks were
 # already written to the temporary output, still leaves no output (file, .npy of one tensor,
 # standard output) and exits 5, and so does one in the last section that only its digest
-# shows (found by a verifier thread with -T2+); the outputs of a good archive are -T1's, byte for byte.
+# shows (with -T2+ each thread checks a whole section before it decodes it: the relay); the
+# outputs of a good archive are -T1's, byte for byte.
 # Usage: cli_unpack_pieces.sh BIN_DIR SOURCE_DIR
 set -u
 bin=$(cd "$1" && pwd)
@@ -52,9 +53,9 @@ for th in 2 1; do
 	[ $? = 5 ] && [ ! -s out.bin ] || bad "-T$th to standard output: bytes written"
 done
 # Damage the LAST section (w3's LDAT) where the chunks still decode (--no-verify unpacks it):
-# only its digest tells. With threads, large sections are hashed by verifier threads of their
-# own, apart from the decoding; the error found there must still come before w3's last piece
-# is written, and leave nothing.
+# only its digest tells. With threads, sections are hashed whole by the thread that then decodes
+# them, apart from the tensor being written; the error found there must still come before
+# w3's last piece is written, and leave nothing.
 read -r off len < <("$bin/alcm-inspect" a.alcm | awk '$2 == "LDAT" && ++n == 4 {print $5, $6}')
 cp a.alcm l.alcm
 printf '\x55' | dd of=l.alcm bs=1 seek=$((off + len - 100)) conv=notrunc status=none
