@@ -1813,7 +1813,8 @@ static size_t relay_decode(alcm_archive *a, const size_t *index, size_t m, unsig
 			*st = afail(a, *st, "%s", alcm_reader_detail(a->r));
 		else
 			done = r.turn; /* r.bad if it read right this time: the usual path goes on */
-		alcm_relay_taken += r.turn; /* tests only: one archive at a time */
+		/* for the tests; atomic, as archives may decode in several threads at once */
+		__atomic_fetch_add(&alcm_relay_taken, (uint64_t)r.turn, __ATOMIC_RELAXED);
 	}
 	for (unsigned j = 0; r.sec && j < jobs; j++)
 		alcm_block_give(&a->alloc, r.sec[j], r.scap[j]);
