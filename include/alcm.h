@@ -745,7 +745,7 @@ typedef int (*alcm_piece_fn)(void *ctx, size_t pos, const void *data, size_t len
  * written through alcm_output_append() is then not committed).
  * Quantized tensors and series deltas are decoded whole and handed on in one piece.
  * With two threads or more and digests on, consecutive lossless tensors (not series deltas)
- * of 256 KiB to 24 MiB stored go round the threads instead: each reads one tensor's whole data
+ * of 12 KiB to 24 MiB stored go round the threads instead: each reads one tensor's whole data
  * section and checks its digest, so that several sections are hashed at once, then, in its
  * turn, decodes those very bytes and hands them on; fn gets nothing of such a tensor before
  * its digest is right. Memory: one section per thread (at most 48 MiB in all) and one chunk.

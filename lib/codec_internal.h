@@ -174,7 +174,7 @@ extern int alcm_hash_ahead_wait;
 extern uint64_t alcm_hash_ahead_limit, alcm_hash_ahead_taken;
 /* Tests: alcm_relay_off = 1 keeps lists decoded in pieces on the chunk waves (and the hasher)
  * instead of the relay (lib/archive.c); alcm_relay_taken counts the tensors relays hand on;
- * alcm_relay_min (default 256 KiB) is the least data section a relay takes (the fuzz harness
+ * alcm_relay_min (default 12 KiB) is the least data section a relay takes (the fuzz harness
  * lowers it so that its small inputs reach the relay). */
 extern int alcm_relay_off;
 extern uint64_t alcm_relay_taken, alcm_relay_min;
