@@ -761,6 +761,23 @@ ALCM_API int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, si
                                         alcm_piece_fn fn, void *ctx);
 
 /**
+ * Decodes the tensors index[0..n) into out[0..n) (out[i] holds cap[i] bytes, at least the
+ * tensor's raw_bytes), as alcm_archive_decode() would one after another, but with two threads
+ * or more and digests on, consecutive lossless tensors (not series deltas) of 12 KiB to 24 MiB
+ * stored are decoded several at once: each thread reads one tensor's whole data section,
+ * checks its digest, then decodes those very bytes into its buffer. Memory: one section and
+ * one chunk's scratch per thread (at most 48 MiB of sections in all). The result is the same
+ * for any thread count; on an error, the status and message are those of the first tensor of
+ * the list that fails (its position in *failed, when failed is not NULL; n if none or if the
+ * arguments are refused), the buffers of the tensors before it are complete and the others'
+ * contents are unspecified.
+ * @return ALCM_OK, ALCM_E_ARG (an index out of range, a buffer too small or NULL), or as
+ *         alcm_archive_decode().
+ */
+ALCM_API int alcm_archive_decode_list(alcm_archive *a, const size_t *index, size_t n,
+                                      void *const *out, const size_t *cap, size_t *failed);
+
+/**
  * Decodes with `threads` threads (0: all cores; default 1). Chunks of a tensor are decoded in
  * parallel and the digest is computed beside them; the result is the same for any count.
  */

@@ -1601,12 +1601,14 @@ static int decode_whole_piece(alcm_archive *a, size_t index, dec *c)
  * The relay: decoding a list in pieces on T >= 2 threads with digests on, the chunk waves
  * above leave one thread hashing a section (one sequential BLAKE2b stream, the larger part of
  * a lossless tensor's decode) while the others wait for it. For a run of lossless tensors of
- * alcm_relay_min to RELAY_MAX stored bytes, each thread instead takes the next tensor of the run,
- * reads its whole data section and hashes it, then, in its turn (the tensors before it handed
- * on), decodes those very bytes chunk by chunk and hands them on: T sections are hashed at
- * once, and nothing of a tensor is handed on before its digest is right. Memory: one section
- * per thread (RELAY_MEM in all) and one chunk's output and scratch, used by the thread whose
- * turn it is.
+ * alcm_relay_min to RELAY_MAX stored bytes, each thread instead takes the next tensor of the
+ * run, reads its whole data section and hashes it, then, in its turn (the tensors before it
+ * handed on), decodes those very bytes chunk by chunk and hands them on: T sections are hashed
+ * at once, and nothing of a tensor is handed on before its digest is right. Memory: one
+ * section per thread (RELAY_MEM in all) and one chunk's output and scratch, used by the
+ * thread whose turn it is. Decoding a list into the caller's buffers
+ * (alcm_archive_decode_list), there is no turn: each thread decodes its tensor into its
+ * buffer once verified, with a scratch of its own.
  */
 /* Below about 9 KiB a section's hash and decode take less than handing the turn from thread
  * to thread: 3000 tensors of 6.9 KiB stored took 37 ms at -T2 in a relay against 26 ms on the
@@ -1623,22 +1625,27 @@ typedef struct relay {
 	alcm_archive *a;
 	const size_t *index; /* the run */
 	size_t n, pos;       /* its length; the list position of index[0] */
-	alcm_piece_fn fn;
+	alcm_piece_fn fn;    /* in pieces: fn takes each chunk, in order */
 	void *ctx;
+	void *const *out;    /* else: each tensor's buffer */
 	uint8_t **sec;       /* a section buffer per job */
 	size_t *scap;
-	uint8_t *obuf, *scratch; /* the turn's */
-	size_t ocap, xcap;
+	uint8_t **scratch;   /* the turn's (in pieces), or one per job */
+	size_t *xcap;
+	uint8_t *obuf;       /* the turn's decoded chunk (in pieces) */
+	size_t ocap;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	size_t next, turn;   /* the next tensor to take; the one handed on now */
+	size_t next, turn;   /* the next tensor to take; (in pieces) the one handed on now */
+	size_t done;         /* tensors decoded (into buffers) */
 	size_t bad;          /* the first tensor whose read or digest failed (n: none) */
 	int fn_st;           /* fn's status */
-	int dec_st;          /* a chunk that failed to decode (in tensor `turn`) */
-	uint64_t dec_k, dec_pos;
+	size_t dec_t;        /* the first tensor a chunk of which failed to decode (n: none), */
+	int dec_st;          /* its status, */
+	uint64_t dec_k, dec_pos; /* the chunk */
 } relay;
 
-/* Whether tensor index of a list decoded in pieces can go in a relay; its section's length. */
+/* Whether tensor index can go in a relay; its section's length. */
 static int relay_fits(alcm_archive *a, size_t index, uint64_t *len)
 {
 	const tentry *te = &a->t[index];
@@ -1681,31 +1688,39 @@ static int relay_read(relay *r, size_t j, size_t t)
 	return sodium_memcmp(out, si.digest, 32) ? ALCM_E_DIGEST : ALCM_OK;
 }
 
-/* Decodes tensor t from job j's buffer and hands it on, a chunk at a time. @return ALCM_OK,
- * fn's status (*fn_st set), or a chunk's (*k at *dpos). */
+/* Decodes tensor t from job j's buffer, a chunk at a time: into its buffer, or handed on.
+ * @return ALCM_OK, fn's status (*fn_st set), or a chunk's (*k at *dpos). */
 static int relay_out(relay *r, size_t j, size_t t, unsigned worker, int *fn_st, uint64_t *k,
                      uint64_t *dpos)
 {
 	alcm_archive *a = r->a;
 	const tentry *te = &a->t[r->index[t]];
 	size_t w = alcm_dtype_size(te->info.dtype);
+	uint8_t *scratch = r->scratch[r->out ? j : 0];
 	*dpos = 0;
 	for (*k = 0; *k < te->info.chunks; ++*k) {
 		uint64_t dl = alcm_load64(te->ctab + 16 * *k), first = *k * te->chunk_elems;
 		uint64_t n = te->info.elements - first < te->chunk_elems ? te->info.elements - first
 		                                                         : te->chunk_elems;
+		uint8_t *dst = r->out ? (uint8_t *)r->out[t] + first * w : r->obuf;
 		alcm_cursor dc = {r->sec[j] + *dpos, (size_t)dl, 0};
-		int st = alcm_lossless_decode(a->coders[worker], &dc, te->info.dtype, r->obuf, n,
-		                              r->scratch);
+		int st = alcm_lossless_decode(a->coders[worker], &dc, te->info.dtype, dst, n, scratch);
 		if (!st && dc.pos != dc.len)
 			st = ALCM_E_CORRUPT;
 		if (st)
 			return st;
-		if ((*fn_st = r->fn(r->ctx, r->pos + t, r->obuf, (size_t)(n * w))))
+		if (!r->out && (*fn_st = r->fn(r->ctx, r->pos + t, dst, (size_t)(n * w))))
 			return *fn_st;
 		*dpos += dl;
 	}
 	return ALCM_OK;
+}
+
+/* Whether tensor t may still be decoded (before the first failure; in pieces, its turn
+ * come). Under the lock. */
+static int relay_go(const relay *r, size_t t)
+{
+	return t < r->bad && t < r->dec_t && !r->fn_st && (r->out || r->turn == t);
 }
 
 /* A relay job: tensors one after another until the run is taken or stopped. */
@@ -1713,18 +1728,16 @@ static void relay_job(void *arg, size_t j, unsigned worker)
 {
 	relay *r = arg;
 	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		if (r->next >= r->bad || r->fn_st || r->dec_st)
-			break;
+	while (r->next < r->bad && r->next < r->dec_t && !r->fn_st) {
 		size_t t = r->next++;
 		pthread_mutex_unlock(&r->mu);
 		int st = relay_read(r, j, t);
 		pthread_mutex_lock(&r->mu);
 		if (st && t < r->bad)
 			r->bad = t;
-		while (r->turn != t && t < r->bad && !r->fn_st && !r->dec_st)
+		while (!relay_go(r, t) && t < r->bad && t < r->dec_t && !r->fn_st)
 			pthread_cond_wait(&r->cv, &r->mu);
-		if (r->turn != t || t >= r->bad || r->fn_st || r->dec_st)
+		if (!relay_go(r, t))
 			break;
 		pthread_mutex_unlock(&r->mu);
 		int fn_st = ALCM_OK;
@@ -1733,12 +1746,14 @@ static void relay_job(void *arg, size_t j, unsigned worker)
 		pthread_mutex_lock(&r->mu);
 		if (fn_st) {
 			r->fn_st = fn_st;
-		} else if (st) {
+		} else if (st && t < r->dec_t) {
+			r->dec_t = t;
 			r->dec_st = st;
 			r->dec_k = k;
 			r->dec_pos = dpos;
-		} else {
+		} else if (!st) {
 			r->turn = t + 1;
+			r->done++;
 		}
 		pthread_cond_broadcast(&r->cv);
 	}
@@ -1767,23 +1782,14 @@ static size_t relay_run(alcm_archive *a, const size_t *index, size_t n, unsigned
 	return *jobs >= 2 ? m : 0;
 }
 
-/* Decodes index[0..m) as a relay on `jobs` threads. @return the tensors handed on whole (all
- * m, or those before one that failed to read once but reads and verifies right when read
- * again), or SIZE_MAX with *st set (fn's status, a chunk that failed, a section that does not
- * read or verify, named as the usual path names it, no memory). */
-static size_t relay_decode(alcm_archive *a, const size_t *index, size_t m, unsigned jobs,
-                           dec *c, int *st)
+/* Allocates what r's `jobs` threads need for index[0..m). @return 0 or nonzero (no memory). */
+static int relay_alloc(relay *r, unsigned jobs)
 {
-	relay r = {.a = a, .index = index, .n = m, .bad = m, .pos = c->pos, .fn = c->fn,
-	           .ctx = c->ctx};
-	*st = ALCM_OK;
-	/* The chunk slots of the usual path, and its hasher, are not used here. */
-	slots_free(a);
-	r.sec = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r.sec));
-	r.scap = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r.scap));
+	alcm_archive *a = r->a;
+	unsigned nx = r->out ? jobs : 1;
 	uint64_t most = 0, out = 0, scratch = 0;
-	for (size_t t = 0; t < m; t++) {
-		const tentry *te = &a->t[index[t]];
+	for (size_t t = 0; t < r->n; t++) {
+		const tentry *te = &a->t[r->index[t]];
 		alcm_section_info si;
 		alcm_reader_section_info(a->r, te->data_idx, &si);
 		size_t w = alcm_dtype_size(te->info.dtype);
@@ -1792,41 +1798,81 @@ static size_t relay_decode(alcm_archive *a, const size_t *index, size_t m, unsig
 		out = ce * w > out ? ce * w : out;
 		scratch = alcm_lossless_scratch(ce, w) > scratch ? alcm_lossless_scratch(ce, w) : scratch;
 	}
-	int bad = !r.sec || !r.scap || grow(a, &r.obuf, &r.ocap, out) ||
-	          grow_scratch(a, &r.scratch, &r.xcap, scratch ? scratch : 1);
-	for (unsigned j = 0; j < jobs && !bad; j++)
-		bad = grow(a, &r.sec[j], &r.scap[j], most);
-	if (!bad && pthread_mutex_init(&r.mu, NULL))
-		bad = 1;
-	else if (!bad && pthread_cond_init(&r.cv, NULL)) {
-		pthread_mutex_destroy(&r.mu);
-		bad = 1;
-	}
+	r->sec = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->sec));
+	r->scap = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->scap));
+	r->scratch = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->scratch));
+	r->xcap = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->xcap));
+	if (!r->sec || !r->scap || !r->scratch || !r->xcap ||
+	    (!r->out && grow(a, &r->obuf, &r->ocap, out)))
+		return 1;
+	for (unsigned j = 0; j < jobs; j++)
+		if (grow(a, &r->sec[j], &r->scap[j], most) ||
+		    (j < nx && grow_scratch(a, &r->scratch[j], &r->xcap[j], scratch ? scratch : 1)))
+			return 1;
+	return 0;
+}
+
+static void relay_free(relay *r, unsigned jobs)
+{
+	alcm_archive *a = r->a;
+	for (unsigned j = 0; r->sec && j < jobs; j++)
+		alcm_block_give(&a->alloc, r->sec[j], r->scap[j]);
+	for (unsigned j = 0; r->scratch && j < (r->out ? jobs : 1); j++)
+		alcm_block_give(&a->alloc, r->scratch[j], r->xcap[j]);
+	alcm_mem_free(&a->alloc, r->sec);
+	alcm_mem_free(&a->alloc, r->scap);
+	alcm_mem_free(&a->alloc, r->scratch);
+	alcm_mem_free(&a->alloc, r->xcap);
+	alcm_block_give(&a->alloc, r->obuf, r->ocap);
+}
+
+/* Names the failure of section sec, which failed to read or verify in a relay, as the usual
+ * path does: read again on the caller. @return its status, or ALCM_OK if it reads right now. */
+static int relay_failed(alcm_archive *a, uint32_t sec)
+{
+	int st = alcm_reader_verify_section(a->r, sec);
+	alcm_section_info si;
+	if (st == ALCM_E_DIGEST && !alcm_reader_section_info(a->r, sec, &si))
+		return afail(a, st, "digest mismatch in section %u (%s) at offset %llu", sec, si.type,
+		             (unsigned long long)si.offset);
+	return st ? afail(a, st, "%s", alcm_reader_detail(a->r)) : ALCM_OK;
+}
+
+/* Decodes r's run on `jobs` threads. @return the tensors decoded whole before the first that
+ * failed (all of the run, or those before one that failed to read once but reads and verifies
+ * right when read again: the caller decodes it again), or SIZE_MAX with *st set (fn's status,
+ * a chunk that failed, a section that does not read or verify, named as the usual path names
+ * it, no memory). */
+static size_t relay_decode(relay *r, unsigned jobs, int *st)
+{
+	alcm_archive *a = r->a;
+	size_t m = r->n;
+	r->bad = r->dec_t = m;
+	*st = ALCM_OK;
+	/* The chunk slots of the usual path, and its hasher, are not used here. */
+	slots_free(a);
 	size_t done = SIZE_MAX;
-	if (bad) {
+	if (relay_alloc(r, jobs) || pthread_mutex_init(&r->mu, NULL)) {
+		*st = afail(a, ALCM_E_NOMEM, "out of memory");
+	} else if (pthread_cond_init(&r->cv, NULL)) {
+		pthread_mutex_destroy(&r->mu);
 		*st = afail(a, ALCM_E_NOMEM, "out of memory");
 	} else {
-		alcm_pool_run(a->pool, relay_job, &r, jobs);
-		pthread_cond_destroy(&r.cv);
-		pthread_mutex_destroy(&r.mu);
-		if (r.fn_st)
-			*st = r.fn_st;
-		else if (r.dec_st)
-			*st = chunk_fail(a, &a->t[index[r.turn]], r.dec_k, r.dec_pos, r.dec_st);
-		else if (r.bad < m && (*st = alcm_reader_verify_section(a->r,
-		                                                        a->t[index[r.bad]].data_idx)))
-			*st = afail(a, *st, "%s", alcm_reader_detail(a->r));
-		else
-			done = r.turn; /* r.bad if it read right this time: the usual path goes on */
+		alcm_pool_run(a->pool, relay_job, r, jobs);
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		if (r->fn_st)
+			*st = r->fn_st;
+		else if (r->dec_t < r->bad)
+			*st = chunk_fail(a, &a->t[r->index[r->dec_t]], r->dec_k, r->dec_pos, r->dec_st);
+		else if (r->bad < m)
+			*st = relay_failed(a, a->t[r->index[r->bad]].data_idx);
+		if (!*st)
+			done = r->bad; /* m, or one the usual path decodes again */
 		/* for the tests; atomic, as archives may decode in several threads at once */
-		__atomic_fetch_add(&alcm_relay_taken, (uint64_t)r.turn, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&alcm_relay_taken, (uint64_t)r->done, __ATOMIC_RELAXED);
 	}
-	for (unsigned j = 0; r.sec && j < jobs; j++)
-		alcm_block_give(&a->alloc, r.sec[j], r.scap[j]);
-	alcm_mem_free(&a->alloc, r.sec);
-	alcm_mem_free(&a->alloc, r.scap);
-	alcm_block_give(&a->alloc, r.obuf, r.ocap);
-	alcm_block_give(&a->alloc, r.scratch, r.xcap);
+	relay_free(r, jobs);
 	return done;
 }
 
@@ -1851,7 +1897,8 @@ int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, a
 		unsigned jobs;
 		size_t m = relay_run(a, index + i, n - i, &jobs);
 		if (m && !(st = flush_pieces(&c))) {
-			size_t done = relay_decode(a, index + i, m, jobs, &c, &st);
+			relay r = {.a = a, .index = index + i, .n = m, .pos = i, .fn = fn, .ctx = ctx};
+			size_t done = relay_decode(&r, jobs, &st);
 			if (done == SIZE_MAX)
 				break;
 			if (done == m) {
@@ -1880,6 +1927,44 @@ int alcm_archive_decode_pieces(alcm_archive *a, const size_t *index, size_t n, a
 		}
 	}
 	return st ? st : flush_pieces(&c);
+}
+
+int alcm_archive_decode_list(alcm_archive *a, const size_t *index, size_t n, void *const *out,
+                             const size_t *cap, size_t *failed)
+{
+	if (failed)
+		*failed = n;
+	if (!a || (n && (!index || !out || !cap)))
+		return ALCM_E_ARG;
+	for (size_t i = 0; i < n; i++)
+		if (index[i] >= a->count || cap[i] < a->t[index[i]].info.raw_bytes ||
+		    (!out[i] && a->t[index[i]].info.raw_bytes))
+			return ALCM_E_ARG;
+	if (a->poisoned)
+		return ALCM_E_STATE;
+	int st = ensure_pool(a);
+	size_t i = 0;
+	while (i < n && !st) {
+		unsigned jobs;
+		size_t m = relay_run(a, index + i, n - i, &jobs);
+		if (m) {
+			relay r = {.a = a, .index = index + i, .n = m, .out = out + i};
+			size_t done = relay_decode(&r, jobs, &st);
+			if (done == SIZE_MAX) {
+				i += r.dec_t < r.bad ? r.dec_t : r.bad;
+				break;
+			}
+			i += done;
+			if (done == m)
+				continue;
+		}
+		if ((st = alcm_archive_decode(a, index[i], out[i], cap[i])))
+			break;
+		i++;
+	}
+	if (st && failed)
+		*failed = i < n ? i : n;
+	return st;
 }
 
 /* Decodes into out, or in pieces (carry: the state handed from one tensor of the list to
