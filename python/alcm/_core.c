@@ -717,6 +717,18 @@ static PyObject *Archive_frame(ArchiveObject *self, PyObject *Py_UNUSED(arg))
 	return PyLong_FromUnsignedLong(f);
 }
 
+/* Raises the failure st of decoding tensor ti (as "decode tensor 'NAME' of PATH"). */
+static void raise_decode(int st, const alcm_tensor_info *ti, ArchiveObject *self)
+{
+	PyObject *name = PyUnicode_DecodeUTF8(ti->name, (Py_ssize_t)ti->name_len, "replace");
+	PyObject *verb = name ? PyUnicode_FromFormat("decode tensor '%U' of", name) : NULL;
+	if (verb)
+		raise_status(st, PyUnicode_AsUTF8(verb), self->reader->path,
+		             alcm_archive_detail(self->a));
+	Py_XDECREF(verb);
+	Py_XDECREF(name);
+}
+
 /* decode(index) -> ndarray: allocated once, decoded into with the GIL released. */
 static PyObject *Archive_decode(ArchiveObject *self, PyObject *arg)
 {
@@ -742,17 +754,82 @@ static PyObject *Archive_decode(ArchiveObject *self, PyObject *arg)
 	Py_END_ALLOW_THREADS
 	if (st) {
 		Py_CLEAR(arr);
-		PyObject *name = PyUnicode_DecodeUTF8(ti.name, (Py_ssize_t)ti.name_len, "replace");
-		PyObject *verb = name ? PyUnicode_FromFormat("decode tensor '%U' of", name) : NULL;
-		if (verb)
-			raise_status(st, PyUnicode_AsUTF8(verb), self->reader->path,
-			             alcm_archive_detail(self->a));
-		Py_XDECREF(verb);
-		Py_XDECREF(name);
+		raise_decode(st, &ti, self);
 	}
 out:
 	PyThread_release_lock(self->reader->lock);
 	return (PyObject *)arr;
+}
+
+/* decode_many(indices) -> [ndarray]: each allocated once, all decoded into with the GIL
+ * released, several at once on the archive's threads (alcm_archive_decode_list). */
+static PyObject *Archive_decode_many(ArchiveObject *self, PyObject *arg)
+{
+	PyObject *seq = PySequence_Fast(arg, "decode_many() takes a sequence of tensor indices");
+	if (!seq)
+		return NULL;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	size_t *idx = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*idx));
+	size_t *caps = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*caps));
+	void **outs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*outs));
+	PyObject *list = PyList_New(n);
+	int entered = 0;
+	if (!idx || !caps || !outs || !list) {
+		PyErr_NoMemory();
+		goto fail;
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		Py_ssize_t v = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, i));
+		if (v == -1 && PyErr_Occurred())
+			goto fail;
+		idx[i] = v < 0 ? SIZE_MAX : (size_t)v;
+	}
+	if (archive_enter(self))
+		goto fail;
+	entered = 1;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		alcm_tensor_info ti;
+		if (alcm_archive_tensor_info(self->a, idx[i], &ti)) {
+			PyErr_SetString(PyExc_IndexError, "tensor index out of range");
+			goto fail;
+		}
+		PyArrayObject *arr = array_for(&ti, self->reader->path);
+		if (!arr)
+			goto fail;
+		PyList_SET_ITEM(list, i, (PyObject *)arr);
+		outs[i] = PyArray_DATA(arr);
+		caps[i] = (size_t)ti.raw_bytes;
+	}
+	int st;
+	size_t failed;
+	Py_BEGIN_ALLOW_THREADS
+	nogil_note();
+	st = alcm_archive_decode_list(self->a, idx, (size_t)n, outs, caps, &failed);
+	Py_END_ALLOW_THREADS
+	if (st) {
+		alcm_tensor_info ti;
+		if (failed < (size_t)n && !alcm_archive_tensor_info(self->a, idx[failed], &ti))
+			raise_decode(st, &ti, self);
+		else
+			raise_status(st, "decode tensors of", self->reader->path,
+			             alcm_archive_detail(self->a));
+		goto fail;
+	}
+	PyThread_release_lock(self->reader->lock);
+	PyMem_Free(idx);
+	PyMem_Free(caps);
+	PyMem_Free(outs);
+	Py_DECREF(seq);
+	return list;
+fail:
+	if (entered)
+		PyThread_release_lock(self->reader->lock);
+	PyMem_Free(idx);
+	PyMem_Free(caps);
+	PyMem_Free(outs);
+	Py_XDECREF(list);
+	Py_DECREF(seq);
+	return NULL;
 }
 
 /* set_threads(n): decoding threads (alcm_archive_set_threads). */
@@ -780,6 +857,8 @@ static PyMethodDef Archive_methods[] = {
 	{"meta", (PyCFunction)Archive_meta, METH_NOARGS, "META pairs as (key, value) bytes."},
 	{"frame", (PyCFunction)Archive_frame, METH_NOARGS, "The frame this directory belongs to."},
 	{"decode", (PyCFunction)Archive_decode, METH_O, "Decodes tensor i into a new array."},
+	{"decode_many", (PyCFunction)Archive_decode_many, METH_O,
+	 "Decodes tensors [i, ...] into new arrays, several at once."},
 	{"set_threads", (PyCFunction)Archive_set_threads, METH_O, "Decoding threads."},
 	{NULL, NULL, 0, NULL}
 };
