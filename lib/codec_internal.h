@@ -178,6 +178,9 @@ extern uint64_t alcm_hash_ahead_limit, alcm_hash_ahead_taken;
  * lowers it so that its small inputs reach the relay). */
 extern int alcm_relay_off;
 extern uint64_t alcm_relay_taken, alcm_relay_min;
+/* Tests: read-aheads of a next tensor's sections planned by whole decodes (lib/archive.c,
+ * ahead_take). */
+extern uint64_t alcm_ahead_planned;
 
 /* Tests set it to 1 to run alcm_predict_bits_steps()'s portable lanes where the AVX2 ones
  * would run (x86-64). */
