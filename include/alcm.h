@@ -715,8 +715,10 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
                                size_t *index);
 
 /**
- * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads only that
- * tensor's sections; verifies their digests unless the reader skips them. The archive keeps
+ * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads that tensor's
+ * sections (and, on 2+ threads when `index` follows the tensor decoded last, the next
+ * tensor's, verified while this one decodes: spec 5.6); verifies their digests unless the
+ * reader skips them. The archive keeps
  * its chunk buffers (about twice the chunk size per decoding thread) for the next call,
  * until alcm_archive_free(). A tensor of a checkpoint series stored as a delta is decoded
  * through its reference chain (spec 6.12.6): one tensor in memory, whatever the chain.
