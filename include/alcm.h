@@ -718,10 +718,10 @@ ALCM_API int alcm_archive_find(const alcm_archive *a, const char *name, size_t n
  * Decodes tensor `index` into `out` (capacity `cap` >= info.raw_bytes). Reads that tensor's
  * sections (and, on 2+ threads when `index` follows the tensor decoded last, the next
  * tensor's, verified while this one decodes: spec 5.6); verifies their digests unless the
- * reader skips them. The archive keeps
- * its chunk buffers (about twice the chunk size per decoding thread) for the next call,
- * until alcm_archive_free(). A tensor of a checkpoint series stored as a delta is decoded
- * through its reference chain (spec 6.12.6): one tensor in memory, whatever the chain.
+ * reader skips them. The archive keeps its chunk buffers (about twice the chunk size per
+ * decoding thread) for the next call, until alcm_archive_free(). A tensor of a checkpoint
+ * series stored as a delta is decoded through its reference chain (spec 6.12.6): one tensor
+ * in memory, whatever the chain.
  * @return ALCM_OK, ALCM_E_ARG, ALCM_E_CORRUPT, ALCM_E_DIGEST, ALCM_E_LIMIT, ALCM_E_IO,
  *         ALCM_E_NOMEM. On a corrupt or digest error the archive is poisoned.
  */
