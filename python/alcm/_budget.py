@@ -77,6 +77,8 @@ SECTION_ALIGN = 64
 EQUAL_ALPHA_MIN = 0.5  # alcm-pack.c's EQUAL_ALPHA_MIN, EQUAL_ALPHA_MAX, EQUAL_MOVE_MAX
 EQUAL_ALPHA_MAX = 4.0
 EQUAL_MOVE_MAX = 1.0
+BUDGET_BELOW = 8.0  # alcm-pack.c's BUDGET_BELOW, UNIFORM_SUSPECT
+UNIFORM_SUSPECT = 4.0
 
 
 def _sample(a: Any, share: int = 16) -> Any:
@@ -180,7 +182,9 @@ def _predicted_at(p: list, step: float) -> float:
     if not lossy:
         return fixed
     x = 2 * math.log2(step / steps[0])
-    if not x > 0:
+    if x < 0:  # below the profiled steps (alcm-pack.c: BUDGET_BELOW)
+        b = min(bits[0] - x * max(bits[0] - bits[1], 0.0), max(8 * fixed / elements, bits[0]))
+    elif not x > 0:
         b = bits[0]
     elif x >= STEPS - 1:
         b = bits[STEPS - 1]
@@ -188,6 +192,21 @@ def _predicted_at(p: list, step: float) -> float:
         k = int(x)
         b = bits[k] + (x - k) * (bits[k + 1] - bits[k])
     return elements * b / 8
+
+
+def _floor(p: list) -> float:
+    """The least bound of profile p (alcm-pack.c: bound_floor)."""
+    return p[3][0] / 2 * _exp2(-BUDGET_BELOW)
+
+
+def _model_sse(profs: list, bounds: list[float]) -> float:
+    """Squared error of `bounds` by the plan's distortion model (alcm-pack.c:
+    budget_model_sse): step^2 / 12 a value, at most the tensor's variance."""
+    d = 0.0
+    for p, x in zip(profs, bounds):
+        if x > 0:
+            d += p[0] * min(x * x / 3, p[2])
+    return d
 
 
 class _Search:
@@ -227,7 +246,7 @@ class _Search:
         if not self.shape[i] > 0:
             return 0.0
         steps = self.profs[i][3]
-        return min(max(self.shape[i] * _exp2(u), steps[0] / 2), steps[STEPS - 1] / 2)
+        return min(max(self.shape[i] * _exp2(u), _floor(self.profs[i])), steps[STEPS - 1] / 2)
 
     def predicted_moved(self, u: float) -> float:
         return sum(_predicted_at(p, 2 * self.moved(i, u)) if self.shape[i] > 0 else p[5]
@@ -253,7 +272,39 @@ class _Search:
         self.shape = [self.moved(i, hi) for i in range(len(self.profs))]
         if self.predicted_moved(-20.0) > budget:  # else every bound is at its finest
             self.equalise()
-        return self.predicted_moved(0)
+        return self.guard(budget, self.predicted_moved(0))
+
+    def guard(self, budget: float, predicted: float) -> float:
+        """As budget_guard: one bound for every quantized tensor in place of the plan when the
+        plan's squared error by the distortion model is UNIFORM_SUSPECT times that bound's at
+        the same predicted bytes."""
+        live = [i for i, x in enumerate(self.shape) if x > 0]
+        if not live:
+            return predicted
+        lo = min(_floor(self.profs[i]) for i in live)
+        hi = max(self.profs[i][3][STEPS - 1] / 2 for i in live)
+        if not hi > 0:
+            return predicted
+
+        def size(e: float) -> float:
+            return sum(_predicted_at(p, 2 * e) if self.shape[i] > 0 else p[5]
+                       for i, p in enumerate(self.profs))
+
+        if size(lo) <= budget or size(hi) >= budget:
+            return predicted  # beyond reach at every bound
+        lg, hg = math.log(lo), math.log(hi)
+        for _ in range(60):
+            mid = (lg + hg) / 2
+            if size(math.exp(mid)) > budget:
+                lg = mid
+            else:
+                hg = mid
+        e = math.exp(hg)
+        one = [e if x > 0 else 0.0 for x in self.shape]
+        if _model_sse(self.profs, self.shape) > UNIFORM_SUSPECT * _model_sse(self.profs, one):
+            self.shape = one
+            predicted = self.predicted_moved(0)
+        return predicted
 
     def equalise(self) -> None:
         """As budget_equalise: the sampled tensors' bounds where their measured squared error
@@ -454,7 +505,7 @@ class _Search:
         umin, umax = math.inf, -math.inf
         for i, pr in enumerate(self.profs):
             if self.shape[i] > 0:
-                umin = min(umin, math.log2(pr[3][0] / 2 / self.shape[i]))
+                umin = min(umin, math.log2(_floor(pr) / self.shape[i]))
                 umax = max(umax, math.log2(pr[3][STEPS - 1] / 2 / self.shape[i]))
         u = min(max(u, umin), umax)
         if any(abs(u - t["u"]) < 1e-3 for t in tries):
