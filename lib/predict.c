@@ -985,7 +985,8 @@ __attribute__((target("avx2"))) static double chan_sum_avx2(const double *s2, co
 	const __m256d bias = _mm256_set1_pd(1023);
 	const __m256i mant = _mm256_set1_epi64x(0x000fffffffffffffll);
 	const __m256i onebits = _mm256_set1_epi64x(0x3ff0000000000000ll);
-	const __m256i expmask = _mm256_set1_epi64x(0x7ff), magic = _mm256_set1_epi64x(0x4330000000000000ll);
+	const __m256i expmask = _mm256_set1_epi64x(0x7ff);
+	const __m256i magic = _mm256_set1_epi64x(0x4330000000000000ll);
 	__m256d h = _mm256_setzero_pd(), t = _mm256_setzero_pd();
 	size_t b = 0;
 	for (; b + 4 <= n; b += 4) {

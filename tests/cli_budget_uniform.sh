@@ -12,7 +12,8 @@
 set -u
 . "$(dirname "$0")/testlib.sh"
 cd "$T" || exit 1
-[ -x "$B/alcm-budget-bench" ] || { echo "cli_budget_uniform: no alcm-budget-bench, skipped"; exit 0; }
+[ -x "$B/alcm-budget-bench" ] ||
+	{ echo "cli_budget_uniform: no alcm-budget-bench, skipped"; exit 0; }
 python3 - "$S/tests" <<'PY'
 import random, sys, zipfile
 sys.path.insert(0, sys.argv[1])

@@ -1047,8 +1047,6 @@ typedef struct budget_state {
 	size_t *sorder;             /* the tensors, largest sample first */
 } budget_state;
 
-/* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
- * interpolated linearly in log step. */
 /* Octaves below its profiled steps (sd 2^-16 and up) a tensor's bound may go, its rate growing
  * there as the curve's first half octave does (flat for values on a lattice the finest step
  * meets, about a bit a value an octave for others), up to the dtype's raw bits. Near lossless
@@ -1063,6 +1061,8 @@ static double bound_floor(const alcm_budget_profile *p)
 	return p->step[0] / 2 * exp2(-BUDGET_BELOW);
 }
 
+/* Predicted bytes of a profiled tensor at quantization step `step`: the predicted curve
+ * interpolated linearly in log step (below it, as BUDGET_BELOW says). */
 static double predicted_at(const alcm_budget_profile *p, double step)
 {
 	if (!p->lossy)
@@ -1201,14 +1201,17 @@ static void budget_equalise(budget_state *b)
 			b->shape[i] = budget_equal_bound(b, i, hi);
 }
 
-/* Squared error of bounds `bound` by the plan's distortion model: step^2 / 12 a value (step
- * twice the bound), at most the tensor's variance. */
-static double budget_model_sse(const budget_state *b, const double *bound)
+/* Squared error of bounds `bound` (NULL: `one` for every tensor the plan quantizes) by the
+ * plan's distortion model: step^2 / 12 a value (step twice the bound), at most the tensor's
+ * variance. */
+static double budget_model_sse(const budget_state *b, const double *bound, double one)
 {
 	double d = 0;
-	for (size_t i = 0; i < b->n; i++)
-		if (bound[i] > 0)
-			d += (double)b->prof[i].elements * fmin(bound[i] * bound[i] / 3, b->prof[i].variance);
+	for (size_t i = 0; i < b->n; i++) {
+		double x = bound ? bound[i] : b->shape[i] > 0 ? one : 0;
+		if (x > 0)
+			d += (double)b->prof[i].elements * fmin(x * x / 3, b->prof[i].variance);
+	}
 	return d;
 }
 
@@ -1216,7 +1219,7 @@ static double budget_model_sse(const budget_state *b, const double *bound)
  * One bound for every quantized tensor in place of the plan when the plan's squared error is
  * UNIFORM_SUSPECT times what that bound gives at the same predicted bytes, both by the same
  * model (issue 6: no worse than one bound at the same size). The solver's steps stop at each
- * tensor's finest profiled one (sd 2^-16); near lossless the plan then held large tensors
+ * tensor's finest profiled one (bounds at sd 2^-17); near lossless the plan then held large tensors
  * there and gave small ones far finer bounds: faceapi --ratio 6 kept its pointwise filters
  * at 2.5e-6 and biases at 1e-13, 3.15e-7 of squared error, 353 times that of one bound at
  * the same size (alcm-budget-bench); with this and BUDGET_BELOW, one attempt as before, 5e-10
@@ -1245,25 +1248,21 @@ static double budget_guard(budget_state *b, double budget, double predicted)
 		}
 	if (!(hi > 0))
 		return predicted;
-	double l = log(lo), h = log(hi), *u;
-	if (uniform_bytes(b, lo) <= budget || uniform_bytes(b, hi) >= budget ||
-	    !(u = malloc(b->n * sizeof(double))))
-		return predicted; /* beyond reach at every bound, or out of memory */
+	double l = log(lo), h = log(hi);
+	if (uniform_bytes(b, lo) <= budget || uniform_bytes(b, hi) >= budget)
+		return predicted; /* beyond reach at every bound */
 	for (int it = 0; it < 60; it++) {
 		double mid = (l + h) / 2;
 		*(uniform_bytes(b, exp(mid)) > budget ? &l : &h) = mid;
 	}
-	double e = exp(h);
-	for (size_t i = 0; i < b->n; i++)
-		u[i] = b->shape[i] > 0 ? e : 0;
-	double plan = budget_model_sse(b, b->shape), one = budget_model_sse(b, u);
+	double e = exp(h), plan = budget_model_sse(b, b->shape, 0), one = budget_model_sse(b, NULL, e);
 	if (plan > UNIFORM_SUSPECT * one) {
 		cli_info("budget: one bound for all, %.4g: the plan's squared error by the model is "
 		         "%.3g, this bound's %.3g", e, plan, one);
-		memcpy(b->shape, u, b->n * sizeof(double));
+		for (size_t i = 0; i < b->n; i++)
+			b->shape[i] = b->shape[i] > 0 ? e : 0;
 		predicted = predicted_moved(b, 0);
 	}
-	free(u);
 	return predicted;
 }
 
