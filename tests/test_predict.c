@@ -339,6 +339,67 @@ static void test_feature_channels_all_steps(void **state)
 	free(g);
 }
 
+/* Feature 6 at the edges of the doubles (the before-stop attack on chan_sum): float64 rows
+ * of spread 1e-150, where the finest steps' squares are subnormal and 1 / step^2 overflows
+ * though spread^2 / step^2 does not: the saving is that of the same rows at spread 1 (0.35
+ * at the fine steps; the sums took the overflow for "no saving" at first); and one value
+ * of 1.33e154 alone in its bucket (its NaN neighbours are special values), whose 2 pi e
+ * square overflows: no saving at any step, every feature finite, as before the series (the
+ * lanes' 1 + inf * 0 was a NaN that log2_ge1 made 1024.6). */
+static void test_feature_channels_extremes(void **state)
+{
+	(void)state;
+	enum { R = 256, C = 64 };
+	double *x = malloc(R * C * sizeof(double)), *y = malloc(R * C * sizeof(double));
+	float *g = gauss_f32(R * C, 17, 1);
+	for (int i = 0; i < R * C; i++) {
+		y[i] = g[i] * (1 + (i / C) % 7);
+		x[i] = y[i] * 1e-150;
+	}
+	double sx[ALCM_BUDGET_STEPS], sy[ALCM_BUDGET_STEPS];
+	for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
+		sy[k] = 2.5 * exp2(k / 2.0 - 17);
+		sx[k] = sy[k] * 1e-150;
+	}
+	float fx[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES], fy[ALCM_BUDGET_STEPS][ALCM_PRED_FEATURES];
+	for (int scalar = 0; scalar < 2; scalar++) {
+		alcm_predict_scalar_only = scalar;
+		alcm_tensor tx = tensor_of(ALCM_DTYPE_F64, x, R * C);
+		alcm_tensor ty = tensor_of(ALCM_DTYPE_F64, y, R * C);
+		tx.ndim = ty.ndim = 2;
+		tx.shape[0] = ty.shape[0] = R;
+		tx.shape[1] = ty.shape[1] = C;
+		assert_int_equal(alcm_tensor_features_steps(&tx, sx, ALCM_BUDGET_STEPS, fx), ALCM_OK);
+		assert_int_equal(alcm_tensor_features_steps(&ty, sy, ALCM_BUDGET_STEPS, fy), ALCM_OK);
+		for (int k = 0; k < ALCM_BUDGET_STEPS; k++)
+			assert_float_equal(fx[k][6], fy[k][6], 1e-4);
+		assert_true(fx[0][6] > 0.3);
+	}
+	double z[128];
+	for (int i = 0; i < 128; i++)
+		z[i] = i < 64 ? NAN : sin(i * 1.7);
+	z[0] = 1.33e154;
+	alcm_tensor tz = tensor_of(ALCM_DTYPE_F64, z, 128);
+	tz.ndim = 2;
+	tz.shape[0] = 128;
+	tz.shape[1] = 1;
+	double sz[6] = {1e150, 1e153, 1e154, 1.4e154, 1e155, 1e200};
+	float fz[6][ALCM_PRED_FEATURES];
+	for (int scalar = 0; scalar < 2; scalar++) {
+		alcm_predict_scalar_only = scalar;
+		assert_int_equal(alcm_tensor_features_steps(&tz, sz, 6, fz), ALCM_OK);
+		for (int k = 0; k < 6; k++) {
+			assert_float_equal(fz[k][6], 0, 0);
+			for (int j = 0; j < ALCM_PRED_FEATURES; j++)
+				assert_true(isfinite(fz[k][j]));
+		}
+	}
+	alcm_predict_scalar_only = 0;
+	free(g);
+	free(x);
+	free(y);
+}
+
 /* ---- PRED payload ------------------------------------------------------------------------- */
 
 static void test_store_load(void **state)
@@ -835,6 +896,7 @@ int main(void)
 		cmocka_unit_test(test_features_arguments),
 		cmocka_unit_test(test_feature_channels),
 		cmocka_unit_test(test_feature_channels_all_steps),
+		cmocka_unit_test(test_feature_channels_extremes),
 		cmocka_unit_test(test_store_load),
 		cmocka_unit_test(test_pred_tanh),
 		cmocka_unit_test(test_version2_unchanged),
