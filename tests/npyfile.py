@@ -11,10 +11,11 @@ def channel_scales(n, dead, base, octaves):
             for _ in range(n)]
 
 
-def npy(shape, vals):
-    """The .npy bytes of a C-order float32 array of `shape` holding `vals` (a flat list)."""
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % "".join(
-        "%d," % d for d in shape)
+def npy(shape, vals, f64=False):
+    """The .npy bytes of a C-order float32 (float64 with f64) array of `shape` holding `vals`
+    (a flat list)."""
+    hdr = "{'descr': '<f%d', 'fortran_order': False, 'shape': (%s), }" % (8 if f64 else 4, "".join(
+        "%d," % d for d in shape))
     hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
     return (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() +
-            struct.pack("<%df" % len(vals), *vals))
+            struct.pack("<%d%s" % (len(vals), "d" if f64 else "f"), *vals))

@@ -262,6 +262,8 @@ class _Search:
         w = sum(p[0] for p, x in zip(self.profs, shape) if x > 0)
         m = sum(p[0] * math.log2(x) for p, x in zip(self.profs, shape) if x > 0) / w if w else 0
         self.shape = [_exp2(0.75 * math.log2(x) + 0.25 * m) if x > 0 else 0.0 for x in shape]
+        # within each tensor's bounds before the common move (as budget_predict_plan)
+        self.shape = [self.moved(i, 0.0) for i in range(len(self.profs))]
         lo, hi = -20.0, 20.0
         for _ in range(80):
             mid = (lo + hi) / 2
@@ -286,8 +288,12 @@ class _Search:
         if not hi > 0:
             return predicted
 
+        def at(i: int, e: float) -> float:  # as uniform_at: within tensor i's bounds
+            return min(max(e, _floor(self.profs[i])), self.profs[i][3][STEPS - 1] / 2) \
+                if self.shape[i] > 0 else 0.0
+
         def size(e: float) -> float:
-            return sum(_predicted_at(p, 2 * e) if self.shape[i] > 0 else p[5]
+            return sum(_predicted_at(p, 2 * at(i, e)) if self.shape[i] > 0 else p[5]
                        for i, p in enumerate(self.profs))
 
         if size(lo) <= budget or size(hi) >= budget:
@@ -300,7 +306,7 @@ class _Search:
             else:
                 hg = mid
         e = math.exp(hg)
-        one = [e if x > 0 else 0.0 for x in self.shape]
+        one = [at(i, e) for i in range(len(self.profs))]
         if _model_sse(self.profs, self.shape) > UNIFORM_SUSPECT * _model_sse(self.profs, one):
             self.shape = one
             predicted = self.predicted_moved(0)
