@@ -1092,14 +1092,22 @@ static double moved_bound(const budget_state *b, size_t i, double u)
 	return fmin(fmax(x, bound_floor(p)), p->step[ALCM_BUDGET_STEPS - 1] / 2);
 }
 
-/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u. */
-static double predicted_moved(const budget_state *b, double u)
+/* Predicted bytes of the tensors with bounds bound(b, i, x): the quantized ones' curves, the
+ * others' fixed bytes. */
+typedef double (*bound_fn)(const budget_state *b, size_t i, double x);
+static double predicted_with(const budget_state *b, bound_fn bound, double x)
 {
 	double total = 0;
 	for (size_t i = 0; i < b->n; i++)
-		total += b->shape[i] > 0 ? predicted_at(&b->prof[i], 2 * moved_bound(b, i, u))
+		total += b->shape[i] > 0 ? predicted_at(&b->prof[i], 2 * bound(b, i, x))
 		                         : b->prof[i].fixed_bytes;
 	return total;
+}
+
+/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u. */
+static double predicted_moved(const budget_state *b, double u)
+{
+	return predicted_with(b, moved_bound, u);
 }
 
 /*
@@ -1243,15 +1251,6 @@ static double budget_model_sse(const budget_state *b, const double *bound, doubl
  * @return the predicted bytes of the tensors under the plan kept.
  */
 #define UNIFORM_SUSPECT 4.0
-static double uniform_bytes(const budget_state *b, double e)
-{
-	double bytes = 0;
-	for (size_t i = 0; i < b->n; i++)
-		bytes += b->shape[i] > 0 ? predicted_at(&b->prof[i], 2 * uniform_at(b, i, e))
-		                         : b->prof[i].fixed_bytes;
-	return bytes;
-}
-
 static double budget_guard(budget_state *b, double budget, double predicted)
 {
 	double lo = INFINITY, hi = 0;
@@ -1263,11 +1262,11 @@ static double budget_guard(budget_state *b, double budget, double predicted)
 	if (!(hi > 0))
 		return predicted;
 	double l = log(lo), h = log(hi);
-	if (uniform_bytes(b, lo) <= budget || uniform_bytes(b, hi) >= budget)
+	if (predicted_with(b, uniform_at, lo) <= budget || predicted_with(b, uniform_at, hi) >= budget)
 		return predicted; /* beyond reach at every bound */
 	for (int it = 0; it < 60; it++) {
 		double mid = (l + h) / 2;
-		*(uniform_bytes(b, exp(mid)) > budget ? &l : &h) = mid;
+		*(predicted_with(b, uniform_at, exp(mid)) > budget ? &l : &h) = mid;
 	}
 	double e = exp(h), plan = budget_model_sse(b, b->shape, 0), one = budget_model_sse(b, NULL, e);
 	if (plan > UNIFORM_SUSPECT * one) {
