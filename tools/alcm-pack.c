@@ -1026,10 +1026,15 @@ typedef struct budget_sample {
 	uint64_t shape[ALCM_MAX_NDIM];
 } budget_sample;
 
+typedef struct equal_at {
+	double l2lam, lo, hi;
+} equal_at;
+
 typedef struct budget_state {
 	alcm_budget_profile *prof;
 	double *bound, *actual, *shape;
 	double *sig;    /* each tensor's signal energy (its profile's: budget_signal) */
+	struct equal_at *eq; /* budget_equalise's scratch, a tensor each */
 	budget_sample *samp;
 	size_t n;
 	double names;   /* bytes of the tensors' names */
@@ -1082,14 +1087,16 @@ static double predicted_at(const alcm_budget_profile *p, double step)
 	return (double)p->elements * bits / 8;
 }
 
+/* Bound x within tensor p's bounds: BUDGET_BELOW under its steps, half its coarsest step. */
+static double within_steps(const alcm_budget_profile *p, double x)
+{
+	return fmin(fmax(x, bound_floor(p)), p->step[ALCM_BUDGET_STEPS - 1] / 2);
+}
+
 /* Bound i of the plan `shape` moved by 2^u, within the profiled steps. */
 static double moved_bound(const budget_state *b, size_t i, double u)
 {
-	if (!(b->shape[i] > 0))
-		return 0;
-	const alcm_budget_profile *p = &b->prof[i];
-	double x = b->shape[i] * exp2(u);
-	return fmin(fmax(x, bound_floor(p)), p->step[ALCM_BUDGET_STEPS - 1] / 2);
+	return b->shape[i] > 0 ? within_steps(&b->prof[i], b->shape[i] * exp2(u)) : 0;
 }
 
 /* Predicted bytes of the tensors with bounds bound(b, i, x): the quantized ones' curves, the
@@ -1104,10 +1111,35 @@ static double predicted_with(const budget_state *b, bound_fn bound, double x)
 	return total;
 }
 
-/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u. */
+/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u: predicted_with(b,
+ * moved_bound, u) with 2^u taken once (the same bounds; a plan takes some 200 of these sums,
+ * and exp2 per tensor and sum was a tenth of --ratio's instructions on the torch
+ * transformer's 29 tensors). */
 static double predicted_moved(const budget_state *b, double u)
 {
-	return predicted_with(b, moved_bound, u);
+	double f = exp2(u), total = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const alcm_budget_profile *p = &b->prof[i];
+		if (!(b->shape[i] > 0)) {
+			total += p->fixed_bytes;
+			continue;
+		}
+		total += predicted_at(p, 2 * within_steps(p, b->shape[i] * f));
+	}
+	return total;
+}
+
+/* One step of a bisection between *lo and *hi at their midpoint: `above` moves *lo there,
+ * else *hi. @return 1 once the interval no longer changes (the midpoint is an end it was to
+ * replace), when every step left would change nothing either: stopping then gives the bounds
+ * of running all of them, in some 55 steps of the 80 (one sum of the tensors' curves each). */
+static int bisect_step(double *lo, double *hi, double mid, int above)
+{
+	double *end = above ? lo : hi;
+	if (*end == mid)
+		return 1;
+	*end = mid;
+	return 0;
 }
 
 /*
@@ -1160,11 +1192,11 @@ static int budget_equal_in(const budget_state *b, size_t i)
 	       (!sm->slope || (!b->calibrated && fabs(log2(b->shape[i] / sm->at)) <= EQUAL_MOVE_MAX));
 }
 
-/* Bound i at slope 2^c (log2 of squared error per byte), from its sample's measurement. */
-static double budget_equal_bound(const budget_state *b, size_t i, double c)
+/* Where bound i may go from its sample's measurement: log2 of its lam, and the octaves from
+ * where it was coded (lo, hi) its bound may move. */
+static void budget_equal_range(const budget_state *b, size_t i, equal_at *q)
 {
 	const budget_sample *sm = &b->samp[i];
-	double d = (c - log2(sm->lam)) / fmax(sm->alpha, 0.25);
 	double m = b->near > 0 && (sm->whole || sm->slope) ? b->near : EQUAL_MOVE_MAX;
 	/* A sample of SAMPLE_MIN values or more coded again after its bound moved by half an
 	 * octave or more goes back at most halfway to where it was coded before. The digits CNN
@@ -1182,31 +1214,48 @@ static double budget_equal_bound(const budget_state *b, size_t i, double c)
 		else if (back >= 0.5)
 			hi = fmin(hi, back / 2);
 	}
-	return sm->at * exp2(fmin(fmax(d, lo), hi));
+	q->l2lam = log2(sm->lam);
+	q->lo = lo;
+	q->hi = hi;
 }
 
+/* Bound i at slope 2^c (log2 of squared error per byte), from its sample's measurement. */
+static double budget_equal_bound(const budget_sample *sm, const equal_at *q, double c)
+{
+	double d = (c - q->l2lam) / fmax(sm->alpha, 0.25);
+	return sm->at * exp2(fmin(fmax(d, q->lo), q->hi));
+}
+
+/* The tensors that take part (budget_equal_in) and their ranges are found once (b->eq; lam
+ * NAN: not in), not in each of the bisection's sums. */
 static void budget_equalise(budget_state *b)
 {
 	double lo = INFINITY, hi = -INFINITY;
-	for (size_t i = 0; b->samp && i < b->n; i++)
+	equal_at *q = b->eq;
+	for (size_t i = 0; b->samp && i < b->n; i++) {
+		q[i].l2lam = NAN;
 		if (budget_equal_in(b, i)) {
-			lo = fmin(lo, log2(b->samp[i].lam));
-			hi = fmax(hi, log2(b->samp[i].lam));
+			budget_equal_range(b, i, &q[i]);
+			lo = fmin(lo, q[i].l2lam);
+			hi = fmax(hi, q[i].l2lam);
 		}
+	}
 	if (!(hi >= lo))
 		return;
 	lo -= 64, hi += 64; /* every bound at its limit at either end */
 	for (int it = 0; it < 80; it++) {
 		double mid = (lo + hi) / 2, got = 0;
 		for (size_t i = 0; i < b->n; i++)
-			if (budget_equal_in(b, i))
+			if (!isnan(q[i].l2lam))
 				got -= (double)b->prof[i].elements * b->samp[i].rise *
-				       log2(budget_equal_bound(b, i, mid) / b->shape[i]);
-		*(got > 0 ? &lo : &hi) = mid; /* a larger slope: coarser bounds, fewer bytes */
+				       log2(budget_equal_bound(&b->samp[i], &q[i], mid) / b->shape[i]);
+		/* a larger slope: coarser bounds, fewer bytes */
+		if (bisect_step(&lo, &hi, mid, got > 0))
+			break;
 	}
 	for (size_t i = 0; i < b->n; i++)
-		if (budget_equal_in(b, i))
-			b->shape[i] = budget_equal_bound(b, i, hi);
+		if (!isnan(q[i].l2lam))
+			b->shape[i] = budget_equal_bound(&b->samp[i], &q[i], hi);
 }
 
 /* One bound e for tensor i: within its bounds (BUDGET_BELOW under its steps, half its
@@ -1215,8 +1264,7 @@ static void budget_equalise(budget_state *b)
  * 30 octaves below its steps, said. */
 static double uniform_at(const budget_state *b, size_t i, double e)
 {
-	const alcm_budget_profile *p = &b->prof[i];
-	return b->shape[i] > 0 ? fmin(fmax(e, bound_floor(p)), p->step[ALCM_BUDGET_STEPS - 1] / 2) : 0;
+	return b->shape[i] > 0 ? within_steps(&b->prof[i], e) : 0;
 }
 
 /* Squared error of bounds `bound` (NULL: one bound `one`, as uniform_at() gives it) by the
@@ -1266,7 +1314,8 @@ static double budget_guard(budget_state *b, double budget, double predicted)
 		return predicted; /* beyond reach at every bound */
 	for (int it = 0; it < 60; it++) {
 		double mid = (l + h) / 2;
-		*(predicted_with(b, uniform_at, exp(mid)) > budget ? &l : &h) = mid;
+		if (bisect_step(&l, &h, mid, predicted_with(b, uniform_at, exp(mid)) > budget))
+			break;
 	}
 	double e = exp(h), plan = budget_model_sse(b, b->shape, 0), one = budget_model_sse(b, NULL, e);
 	if (plan > UNIFORM_SUSPECT * one) {
@@ -1315,7 +1364,8 @@ static double budget_predict_plan(budget_state *b, double budget)
 	double lo = -20, hi = 20;
 	for (int it = 0; it < 80; it++) {
 		double mid = (lo + hi) / 2;
-		*(predicted_moved(b, mid) > budget ? &lo : &hi) = mid;
+		if (bisect_step(&lo, &hi, mid, predicted_moved(b, mid) > budget))
+			break;
 	}
 	for (size_t i = 0; i < b->n; i++)
 		b->shape[i] = moved_bound(b, i, hi);
@@ -2052,7 +2102,8 @@ static int budget_alloc(budget_state *b)
 	b->bound = calloc(b->n + 1, sizeof(double));
 	b->actual = calloc(b->n + 1, sizeof(double));
 	b->shape = calloc(b->n + 1, sizeof(double));
-	return b->bound && b->actual && b->shape ? 0 : EXIT_NOMEM;
+	b->eq = calloc(b->n + 1, sizeof(*b->eq));
+	return b->bound && b->actual && b->shape && b->eq ? 0 : EXIT_NOMEM;
 }
 
 /* Pass 1 of an input under BUDGET_ONE_THREAD bytes: the tensors read (copied) in batches of
@@ -2703,6 +2754,7 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 	free(b.bound);
 	free(b.actual);
 	free(b.shape);
+	free(b.eq);
 	free(b.sig);
 	return rc;
 }
