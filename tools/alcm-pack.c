@@ -1093,11 +1093,6 @@ static double within_steps(const alcm_budget_profile *p, double x)
 	return fmin(fmax(x, bound_floor(p)), p->step[ALCM_BUDGET_STEPS - 1] / 2);
 }
 
-/* Bound i of the plan `shape` moved by 2^u, within the profiled steps. */
-static double moved_bound(const budget_state *b, size_t i, double u)
-{
-	return b->shape[i] > 0 ? within_steps(&b->prof[i], b->shape[i] * exp2(u)) : 0;
-}
 
 /* Predicted bytes of the tensors with bounds bound(b, i, x): the quantized ones' curves, the
  * others' fixed bytes. */
@@ -1111,21 +1106,18 @@ static double predicted_with(const budget_state *b, bound_fn bound, double x)
 	return total;
 }
 
-/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u: predicted_with(b,
- * moved_bound, u) with 2^u taken once: the same bounds, one exp2 a sum instead of one a
- * tensor (the torch transformer's --ratio 4: 461 sums of 29 tensors in its 7 plans). */
+/* Bound i of the plan `shape` times f, within the profiled steps. */
+static double scaled_bound(const budget_state *b, size_t i, double f)
+{
+	return b->shape[i] > 0 ? within_steps(&b->prof[i], b->shape[i] * f) : 0;
+}
+
+/* Predicted bytes of the tensors with every bound of `shape` moved by 2^u: 2^u taken once a
+ * sum, not once a tensor (the torch transformer's --ratio 4: 461 sums of 29 tensors in its 7
+ * plans). */
 static double predicted_moved(const budget_state *b, double u)
 {
-	double f = exp2(u), total = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		const alcm_budget_profile *p = &b->prof[i];
-		if (!(b->shape[i] > 0)) {
-			total += p->fixed_bytes;
-			continue;
-		}
-		total += predicted_at(p, 2 * within_steps(p, b->shape[i] * f));
-	}
-	return total;
+	return predicted_with(b, scaled_bound, exp2(u));
 }
 
 /* One step of a bisection between *lo and *hi at their midpoint: `above` moves *lo there,
@@ -1359,7 +1351,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 	 * floor by the others' mean (float64 spreads of 1e-100 and 1: hundreds of octaves) never
 	 * moves with them: --ratio 8 kept 1136 bytes of 19632, or could not fit. */
 	for (size_t i = 0; i < b->n; i++)
-		b->shape[i] = moved_bound(b, i, 0);
+		b->shape[i] = scaled_bound(b, i, 1);
 	double lo = -20, hi = 20;
 	for (int it = 0; it < 80; it++) {
 		double mid = (lo + hi) / 2;
@@ -1367,7 +1359,7 @@ static double budget_predict_plan(budget_state *b, double budget)
 			break;
 	}
 	for (size_t i = 0; i < b->n; i++)
-		b->shape[i] = moved_bound(b, i, hi);
+		b->shape[i] = scaled_bound(b, i, exp2(hi));
 	if (predicted_moved(b, -20) > budget) /* else every bound is at its finest already */
 		budget_equalise(b);
 	return budget_guard(b, budget, predicted_moved(b, 0));
@@ -2683,7 +2675,7 @@ static int pack_budget(const pack_args *a, alcm_writer **wp, unsigned wflags, to
 			if (!budget_next_u(&b, tr, ntry, target - over, &u))
 				break;
 			for (size_t i = 0; i < b.n; i++)
-				b.bound[i] = moved_bound(&b, i, u);
+				b.bound[i] = scaled_bound(&b, i, exp2(u));
 			if (budget_seen(&b, tb, ntry, b.bound))
 				break;
 			predicted = predicted_moved(&b, u);
