@@ -327,6 +327,9 @@ int alcm_cpu_avx2_f16c(void);
 /* The bit pattern, sign cleared, of the largest magnitude among the n float32 values at src
  * that are normal or zero (NaN, infinities and subnormals count as zero). */
 uint32_t alcm_quant_absmax_f32(const uint8_t *src, uint64_t n);
+/* The same for n bfloat16 (bf 1) or float16 (bf 0) values: the pattern of the largest
+ * normal magnitude, or 0. */
+uint16_t alcm_quant_absmax_h16(int bf, const uint8_t *src, uint64_t n);
 /* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64): here and
  * in alcm_rounding_escapes(). */
 extern int alcm_quant_scalar_only;

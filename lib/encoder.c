@@ -233,6 +233,8 @@ ALCM_ALWAYS_INLINE uint64_t absmax_t(const int dtype, const uint8_t *src, uint64
 	const size_t w = alcm_dtype_size(dtype);
 	if (w == 4) /* float32, the common case: eight lanes at a time where the CPU has AVX2 */
 		return alcm_quant_absmax_f32(src, n);
+	if (w == 2) /* float16 and bfloat16: sixteen lanes */
+		return alcm_quant_absmax_h16(dtype == ALCM_DTYPE_BF16, src, n);
 	uint64_t m = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t v = w == 2 ? alcm_load16(src + 2 * i) : alcm_load64(src + 8 * i);

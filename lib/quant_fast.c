@@ -306,3 +306,57 @@ uint32_t alcm_quant_absmax_f32(const uint8_t *src, uint64_t n)
 #endif
 	return absmax_f32(src, n);
 }
+
+/* ---- the largest magnitude of float16 and bfloat16 values ------------------------------- */
+
+/* The same on 16-bit patterns: normal from `lo` (the smallest normal's pattern) up to `inf`
+ * (the infinities'), exclusive; the sign cleared, every pattern fits a signed 16-bit lane. */
+static uint16_t absmax_h16(const uint8_t *src, uint64_t n, uint16_t lo, uint16_t inf)
+{
+	uint16_t m = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint16_t a = (uint16_t)(alcm_load16(src + 2 * i) & 0x7fffu);
+		a = a >= lo && a < inf ? a : 0;
+		m = a > m ? a : m;
+	}
+	return m;
+}
+
+#ifdef HAVE_AVX2_RUN
+/* Thirty-two values at a time (the scalar loop was 11 instructions a value, 7% of a lossy
+ * pack of bfloat16 weights). */
+__attribute__((target("avx2"))) static uint16_t absmax_h16_avx2(const uint8_t *src, uint64_t n,
+                                                                uint16_t lo, uint16_t inf)
+{
+	const __m256i keep = _mm256_set1_epi16(0x7fff), below = _mm256_set1_epi16((short)(lo - 1)),
+	              top = _mm256_set1_epi16((short)inf);
+	__m256i m0 = _mm256_setzero_si256(), m1 = m0;
+	uint64_t k = 0;
+	for (; k + 32 <= n; k += 32) {
+		__m256i a = _mm256_and_si256(
+			_mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * k)), keep);
+		__m256i b = _mm256_and_si256(
+			_mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * k + 32)), keep);
+		__m256i oka = _mm256_and_si256(_mm256_cmpgt_epi16(a, below), _mm256_cmpgt_epi16(top, a));
+		__m256i okb = _mm256_and_si256(_mm256_cmpgt_epi16(b, below), _mm256_cmpgt_epi16(top, b));
+		m0 = _mm256_max_epi16(m0, _mm256_and_si256(a, oka));
+		m1 = _mm256_max_epi16(m1, _mm256_and_si256(b, okb));
+	}
+	int16_t l[16];
+	_mm256_storeu_si256((__m256i *)(void *)l, _mm256_max_epi16(m0, m1));
+	uint16_t m = absmax_h16(src + 2 * k, n - k, lo, inf);
+	for (int h = 0; h < 16; h++)
+		m = (uint16_t)l[h] > m ? (uint16_t)l[h] : m;
+	return m;
+}
+#endif
+
+uint16_t alcm_quant_absmax_h16(int bf, const uint8_t *src, uint64_t n)
+{
+	uint16_t lo = bf ? 0x0080u : 0x0400u, inf = bf ? 0x7f80u : 0x7c00u;
+#ifdef HAVE_AVX2_RUN
+	if (!alcm_quant_scalar_only && __builtin_cpu_supports("avx2"))
+		return absmax_h16_avx2(src, n, lo, inf);
+#endif
+	return absmax_h16(src, n, lo, inf);
+}
