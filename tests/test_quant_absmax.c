@@ -185,6 +185,13 @@ static void test_half_widths(void **state)
 					memcpy(q + 2 * i, &v, 2);
 				}
 				check16(bf, q, n);
+				/* In a buffer of exactly n values: under ASan a read past the last
+				 * value is an error. */
+				uint8_t *x = malloc(n ? 2 * n : 1);
+				assert_non_null(x);
+				memcpy(x, q, 2 * n);
+				check16(bf, x, n);
+				free(x);
 			}
 		/* The largest normal at each position, under each sign, among specials and
 		 * smaller values; then all special. */
