@@ -1379,15 +1379,64 @@ static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
 }
 
 /* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
- * seldom zero where this runs); pt has room for one pair more. @return the new nz. */
-static inline uint64_t put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok)
+ * seldom zero where this runs); pt has room for ALCM_SYM_PAIRS_SLACK pairs more (writes past
+ * the last: one by the portable loop, up to three by the vectorised one). @return the new nz. */
+static inline uint64_t put_pairs_scalar(uint32_t *pt, uint64_t nz, const uint32_t *h,
+                                        unsigned t, unsigned ntok)
 {
-	for (unsigned t = 0; t < ntok; t++) {
+	for (; t < ntok; t++) {
 		pt[2 * nz] = t;
 		pt[2 * nz + 1] = h[t];
 		nz += h[t] != 0;
 	}
 	return nz;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Four counters at a time: each (token, count) pair a 64-bit lane, the nonzero ones moved to
+ * the front by a permutation looked up from their mask, all four stored (the same pairs; up to
+ * four written past the last). The torch MLP's weights (perf, in-process --max-error pack):
+ * the pairs from about 5% of the cycles to 2.4%. */
+__attribute__((target("avx2"))) static uint64_t put_pairs_avx2(uint32_t *pt, uint64_t nz,
+                                                               const uint32_t *h, unsigned ntok)
+{
+	static const int32_t perm[16][8] = {
+	    {0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7}, {2, 3, 0, 1, 4, 5, 6, 7},
+	    {0, 1, 2, 3, 4, 5, 6, 7}, {4, 5, 0, 1, 2, 3, 6, 7}, {0, 1, 4, 5, 2, 3, 6, 7},
+	    {2, 3, 4, 5, 0, 1, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7}, {6, 7, 0, 1, 2, 3, 4, 5},
+	    {0, 1, 6, 7, 2, 3, 4, 5}, {2, 3, 6, 7, 0, 1, 4, 5}, {0, 1, 2, 3, 6, 7, 4, 5},
+	    {4, 5, 6, 7, 0, 1, 2, 3}, {0, 1, 4, 5, 6, 7, 2, 3}, {2, 3, 4, 5, 6, 7, 0, 1},
+	    {0, 1, 2, 3, 4, 5, 6, 7}};
+	const __m256i four = _mm256_set1_epi64x(4), zero = _mm256_setzero_si256();
+	__m256i tv = _mm256_set_epi64x(3, 2, 1, 0);
+	unsigned t = 0;
+	for (; t + 4 <= ntok; t += 4) {
+		__m256i c = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(h + t)));
+		unsigned m = 15u ^ (unsigned)_mm256_movemask_pd(
+		                       _mm256_castsi256_pd(_mm256_cmpeq_epi64(c, zero)));
+		__m256i p = _mm256_or_si256(tv, _mm256_slli_epi64(c, 32));
+		p = _mm256_permutevar8x32_epi32(
+		    p, _mm256_loadu_si256((const __m256i *)(const void *)perm[m]));
+		_mm256_storeu_si256((__m256i *)(void *)(pt + 2 * nz), p);
+		nz += (uint64_t)__builtin_popcount(m);
+		tv = _mm256_add_epi64(tv, four);
+	}
+	return put_pairs_scalar(pt, nz, h, t, ntok);
+}
+#endif
+
+static inline uint64_t put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (!alcm_rans_scalar_only && __builtin_cpu_supports("avx2"))
+		return put_pairs_avx2(pt, nz, h, ntok);
+#endif
+	return put_pairs_scalar(pt, nz, h, 0, ntok);
+}
+
+uint64_t alcm_sym_put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok)
+{
+	return put_pairs(pt, nz, h, ntok);
 }
 
 /* entry_pairs() for a run-1 axis without mask (element i in entry i mod entries), counted
@@ -1454,7 +1503,7 @@ static uint64_t entry_pairs(enc *e, axis x, uint64_t entries, unsigned set, uint
 	const uint8_t *tok = e->tok;
 	uint64_t *off = ss_get(e->ss, a, set ? SS_ROFF1 : SS_ROFF,
 	                       (size_t)(entries + 1) * sizeof(uint64_t));
-	uint64_t cap = MIN(e->nsym, entries * ntok) + 1;
+	uint64_t cap = MIN(e->nsym, entries * ntok) + ALCM_SYM_PAIRS_SLACK;
 	uint32_t *pt = ss_get(e->ss, a, set ? SS_RPT1 : SS_RPT, (size_t)cap * 2 * sizeof(uint32_t));
 	*ptp = NULL;
 	*offp = off;

@@ -111,6 +111,13 @@ extern int alcm_sym_avx512;
  * by a lower bound (models() in lib/symcode.c): the bytes must be the same. */
 extern int alcm_sym_refine_all;
 
+/* The nonzero counts of h[0..ntok) as (token, count) pairs at pt[2 nz...], in token order,
+ * by the encoder's path (alcm_rans_scalar_only: the portable one), for tests. pt must have
+ * room for ALCM_SYM_PAIRS_SLACK pairs past the last (the vectorised path stores four at a
+ * time). @return the new nz. */
+#define ALCM_SYM_PAIRS_SLACK 4
+uint64_t alcm_sym_put_pairs(uint32_t *pt, uint64_t nz, const uint32_t *h, unsigned ntok);
+
 /* ---- chunk coder (lib/symcode.c) ------------------------------------------------------ */
 
 /* One token table (spec 6.5.8) alone, as a whole bit stream, for tests: the frequencies the

@@ -8,7 +8,8 @@
  * The bytes must also be those 1171e16 wrote (golden[]: a FNV-1a digest per chunk, in the
  * order the tests code them), so that a faster estimate that changes a choice shows here.
  * golden[] was made by this file built with -DGOLDEN_PRINT against 1171e16's libalcm.a, which
- * prints the digests instead.
+ * prints the digests instead. The pairs of a histogram (the encoder's per-channel counts) are
+ * also checked alone on each path.
  */
 #include "symcode_internal.h"
 #include "testutil.h"
@@ -179,10 +180,53 @@ static void test_palette_same_bytes(void **state)
 		same_bytes(&ks[i], 11);
 }
 
+/* The (token, count) pairs of a histogram, after pairs already listed, on each path: the
+ * nonzero counts in token order, the pairs before untouched, into an array of exactly the
+ * pairs plus ALCM_SYM_PAIRS_SLACK (ASan reports a store past it). Every token count up to
+ * the most, counts all zero, all nonzero, sparse, and nonzero only at either end. */
+static void test_pairs_every_length(void **state)
+{
+	(void)state;
+	uint64_t st = 41;
+	uint32_t h[ALCM_RANS_MAX_TOKENS];
+	for (unsigned ntok = 1; ntok <= ALCM_RANS_MAX_TOKENS; ntok++)
+		for (int kind = 0; kind < 5; kind++) {
+			uint64_t want = 0, before = tu_rand(&st) % 4;
+			for (unsigned t = 0; t < ntok; t++) {
+				int on = kind == 1 || (kind == 2 && tu_rand(&st) % 3 == 0) ||
+				         (kind == 3 && t == 0) || (kind == 4 && t + 1 == ntok);
+				h[t] = on ? 1 + (uint32_t)(tu_rand(&st) % 70000) : 0;
+				want += on;
+			}
+			size_t room = (size_t)(before + want + ALCM_SYM_PAIRS_SLACK) * 2;
+			for (int scalar = 0; scalar < 2; scalar++) {
+				uint32_t *pt = malloc(room * sizeof(uint32_t));
+				assert_non_null(pt);
+				for (uint64_t q = 0; q < 2 * before; q++)
+					pt[q] = 0xabc0000u + (uint32_t)q;
+				alcm_rans_scalar_only = scalar;
+				uint64_t nz = alcm_sym_put_pairs(pt, before, h, ntok);
+				alcm_rans_scalar_only = 0;
+				assert_int_equal(nz, before + want);
+				for (uint64_t q = 0; q < 2 * before; q++)
+					assert_int_equal(pt[q], 0xabc0000u + (uint32_t)q);
+				uint64_t q = before;
+				for (unsigned t = 0; t < ntok; t++)
+					if (h[t]) {
+						assert_int_equal(pt[2 * q], t);
+						assert_int_equal(pt[2 * q + 1], h[t]);
+						q++;
+					}
+				free(pt);
+			}
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classes_same_bytes),
+		cmocka_unit_test(test_pairs_every_length),
 		cmocka_unit_test(test_ties_same_bytes),
 		cmocka_unit_test(test_palette_same_bytes),
 	};
