@@ -252,6 +252,18 @@ int alcm_buf_reserve(alcm_buf *b, size_t extra)
 			return ALCM_E_NOMEM;
 		nc *= 2;
 	}
+	if (b->cache && (!b->a || alcm_alloc_is_libc(b->a))) { /* (another's: realloc) */
+		size_t got;
+		uint8_t *p = alcm_block_take_kind(b->a, b->cache - 1, nc, &got);
+		if (!p)
+			return ALCM_E_NOMEM;
+		if (b->len)
+			memcpy(p, b->p, b->len);
+		alcm_block_give_kind(b->a, b->cache - 1, b->p, b->cap);
+		b->p = p;
+		b->cap = got;
+		return ALCM_OK;
+	}
 	uint8_t *p = alcm_mem_realloc(b->a, b->p, nc);
 	if (!p)
 		return ALCM_E_NOMEM;
@@ -287,7 +299,10 @@ int alcm_buf_put_varint(alcm_buf *b, uint64_t v)
 
 void alcm_buf_free(alcm_buf *b)
 {
-	alcm_mem_free(b->a, b->p);
+	if (b->cache)
+		alcm_block_give_kind(b->a, b->cache - 1, b->p, b->cap);
+	else
+		alcm_mem_free(b->a, b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
@@ -406,7 +421,7 @@ int alcm_stream_put2(alcm_coder *c, alcm_buf *out, const uint8_t *src, size_t n,
 		clen = n;
 	}
 	uint8_t h[21];
-	alcm_buf hb = {h, 0, sizeof(h), NULL};
+	alcm_buf hb = {h, 0, sizeof(h), NULL, 0};
 	h[0] = (uint8_t)id;
 	hb.len = 1;
 	alcm_buf_put_varint(&hb, n);

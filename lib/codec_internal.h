@@ -70,6 +70,10 @@ typedef struct alcm_buf {
 	uint8_t *p;
 	size_t len, cap;
 	const alcm_allocator *a;
+	/* 0: storage by the allocator's realloc; else 1 + a block cache's kind (alloc_internal.h):
+	 * storage taken from that cache as it grows and given back to it when freed, so that the
+	 * next coder's buffers of that size fault no fresh pages in. */
+	int cache;
 } alcm_buf;
 
 int alcm_buf_reserve(alcm_buf *b, size_t extra);

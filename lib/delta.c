@@ -526,7 +526,7 @@ static int pick(alcm_coder *c, const alcm_allocator *a, int dtype, const uint8_t
 		return ALCM_E_NOMEM;
 	}
 	sample(smp, src, n, ns, w);
-	alcm_buf tmp = {NULL, 0, 0, a};
+	alcm_buf tmp = {NULL, 0, 0, a, 0};
 	size_t best = SIZE_MAX, plain = SIZE_MAX;
 	double budget = 0;
 	*kind = ALCM_DELTA_PLAIN;
@@ -731,7 +731,7 @@ static int put_chunk(alcm_coder *c, alcm_buf *out, const uint32_t *sym, uint64_t
 		st = alcm_stream_put_best(c, out, plane, (size_t)n, level);
 	}
 	alcm_mem_free(out->a, plane);
-	alcm_buf blk = {NULL, 0, 0, out->a};
+	alcm_buf blk = {NULL, 0, 0, out->a, 0};
 	if (!st)
 		st = alcm_buf_put_varint(&blk, nesc);
 	if (!st)
@@ -755,7 +755,7 @@ static int rel_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp, cons
 	int dtype = qp->dtype;
 	size_t w = alcm_dtype_size(dtype);
 	uint32_t *sym = alcm_mem_alloc(a, (size_t)(n ? n : 1) * sizeof(uint32_t));
-	alcm_buf gaps = {NULL, 0, 0, a}, vals = {NULL, 0, 0, a};
+	alcm_buf gaps = {NULL, 0, 0, a, 0}, vals = {NULL, 0, 0, a, 0};
 	if (!sym)
 		return ALCM_E_NOMEM;
 	uint64_t nesc = 0, last = 0;
@@ -816,7 +816,8 @@ int alcm_delta_quant_encode(alcm_coder *c, alcm_buf *out, const alcm_qparams *qp
                             uint64_t elems, alcm_qstats *stt, uint8_t *recon)
 {
 	size_t w = alcm_dtype_size(qp->dtype);
-	alcm_buf absb = {NULL, 0, 0, out->a}, relb = {NULL, 0, 0, out->a}, mask = {NULL, 0, 0, out->a};
+	alcm_buf absb = {NULL, 0, 0, out->a, 0}, relb = {NULL, 0, 0, out->a, 0};
+	alcm_buf mask = {NULL, 0, 0, out->a, 0};
 	alcm_qstats sa, sr;
 	memset(&sa, 0, sizeof(sa));
 	memset(&sr, 0, sizeof(sr));

@@ -770,8 +770,12 @@ static int jobs_ensure(alcm_encoder *e)
 	if (!(e->jobs = alcm_mem_calloc(&e->alloc, per, sizeof(job))))
 		return efail(e, ALCM_E_NOMEM, "out of memory");
 	e->njobs = per;
-	for (unsigned i = 0; i < per; i++)
+	/* Their buffers through the encoders' block cache: the next encoder (a training loop's
+	 * next save) finds them mapped. */
+	for (unsigned i = 0; i < per; i++) {
 		e->jobs[i].data.a = e->jobs[i].mask.a = &e->alloc;
+		e->jobs[i].data.cache = e->jobs[i].mask.cache = 1 + ALCM_BLOCK_ENC;
+	}
 	return ALCM_OK;
 }
 
@@ -1206,7 +1210,7 @@ static int tensor_close(alcm_encoder *e, tstate *s)
 	const alcm_tensor *t = &s->t;
 	tparams *p = &s->p;
 	uint32_t data_idx = ALCM_NONE, scal_idx = ALCM_NONE, mask_idx = ALCM_NONE;
-	alcm_buf sc = {NULL, 0, 0, &e->alloc};
+	alcm_buf sc = {NULL, 0, 0, &e->alloc, 0};
 	int st = ALCM_OK;
 	if (p->bits_late) /* as alcm_lossy_params() computes it from the whole tensor */
 		p->bits = symbol_width(&e->opt, pattern_value(t->dtype, s->tot.absmax) /
@@ -2018,7 +2022,7 @@ int alcm_encoder_finish(alcm_encoder *e)
 	char prod[64];
 	snprintf(prod, sizeof(prod), "libalcm %s", ALCM_VERSION_STRING);
 	const char *producer = e->opt.producer ? e->opt.producer : prod;
-	alcm_buf m = {NULL, 0, 0, &e->alloc};
+	alcm_buf m = {NULL, 0, 0, &e->alloc, 0};
 	st = put_u32(&m, e->nmeta + 1 + (e->opt.source_format ? 1 : 0));
 	const char *k1 = "alcm.producer", *k2 = "alcm.source_format";
 	if (!st)
@@ -2070,7 +2074,7 @@ int alcm_encoder_finish(alcm_encoder *e)
 	/* An archive that is 1.1 already stores its directory compressed when that is smaller
 	 * (spec 6.3.1): names and shapes repeat, and the directory is most of a small lossy
 	 * archive's overhead. A 1.0 archive keeps the TDIR its readers know. */
-	alcm_buf z = {NULL, 0, 0, &e->alloc};
+	alcm_buf z = {NULL, 0, 0, &e->alloc, 0};
 	if (!st && alcm_writer_minor(e->w) >= 1)
 		st = alcm_tdrz_pack(&e->alloc, &z, c, 4, e->tdir.p, e->tdir.len);
 	if (!st && z.len && z.len < 4 + e->tdir.len) {

@@ -328,8 +328,8 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	int st = ALCM_OK;
 	uint32_t *sym = alcm_coder_scratch(c, ALCM_SCRATCH_SYM, (size_t)elems * sizeof(uint32_t));
 	uint8_t *bits = qp->prune_below > 0 ? alcm_mem_calloc(a, 1, (size_t)(elems / 8 + 1)) : NULL;
-	alcm_buf esc = {NULL, 0, 0, a};
-	alcm_buf escval = {NULL, 0, 0, a};
+	alcm_buf esc = {NULL, 0, 0, a, 0};
+	alcm_buf escval = {NULL, 0, 0, a, 0};
 	memo *m = NULL;
 	if (w == 2 && (qp->nsteps == 1 ? elems : qp->inner) >= MEMO_MIN_ELEMS) {
 		m = alcm_mem_alloc(a, sizeof(*m));
@@ -427,7 +427,7 @@ ALCM_ALWAYS_INLINE int quant_encode_t(const int dtype, alcm_coder *c, alcm_buf *
 	}
 	if (!st) {
 		/* Escape block: count, gaps, then the raw values. */
-		alcm_buf blk = {NULL, 0, 0, a};
+		alcm_buf blk = {NULL, 0, 0, a, 0};
 		st = alcm_buf_put_varint(&blk, nesc);
 		if (!st)
 			st = alcm_buf_put(&blk, esc.p, esc.len);

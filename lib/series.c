@@ -1258,7 +1258,7 @@ int alcm_series_finish(alcm_series *s, alcm_series_report *rep)
 	}
 	uint8_t b[SERI_BYTES];
 	seri_store(b, &s->rec);
-	alcm_buf o = {NULL, 0, 0, &s->alloc};
+	alcm_buf o = {NULL, 0, 0, &s->alloc, 0};
 	const char *bn = s->base_name;
 	int st = opts_build(&o, &s->opt, s->has_base ? s->base_id : NULL, bn);
 	if (st) {

@@ -367,7 +367,7 @@ static int put_settings(alcm_stream *s, alcm_writer *w, alcm_encoder *e)
 		alcm_stream_options_default(&ref);
 	if (same_settings(&s->opt, &ref) || !alcm_writer_can_require_minor(w, 1))
 		return ALCM_OK;
-	alcm_buf b = {NULL, 0, 0, &s->alloc};
+	alcm_buf b = {NULL, 0, 0, &s->alloc, 0};
 	int st = alcm_stream_opts_build(&b, &s->opt);
 	if (!st)
 		st = alcm_writer_require_minor(w, 1);

@@ -54,6 +54,7 @@ static alcm_symstate *symstate(alcm_coder *c)
 		(*ss)->tw.a = a;
 		(*ss)->bw.a = a;
 		(*ss)->kind = alcm_coder_block_kind(c);
+		(*ss)->tw.cache = (*ss)->bw.cache = 1 + (*ss)->kind;
 	}
 	return *ss;
 }
@@ -616,7 +617,7 @@ static int table_get(bitr *r, unsigned ntok, uint32_t *freq, unsigned *lastp)
 /* One table as a whole bit stream (for tests of the table code). */
 int alcm_symtab_encode(alcm_buf *out, const uint64_t *cnt, unsigned ntok, uint32_t *freq)
 {
-	bitw w = {{NULL, 0, 0, out->a}, 0, 0, 0};
+	bitw w = {{NULL, 0, 0, out->a, 0}, 0, 0, 0};
 	table_put(&w, cnt, ntok, freq);
 	bitw_flush(&w);
 	int st = w.st ? w.st : alcm_buf_put(out, w.b.p, w.b.len);

@@ -43,7 +43,7 @@ static uint8_t *unpack_one(const packed *p, size_t i, alcm_tensor_info *info, in
 static size_t zstd_len(const void *data, size_t n, int level)
 {
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
-	alcm_buf b = {NULL, 0, 0, NULL};
+	alcm_buf b = {NULL, 0, 0, NULL, 0};
 	assert_int_equal(alcm_stream_put(c, &b, data, n, level), ALCM_OK);
 	size_t len = b.len;
 	alcm_buf_free(&b);
@@ -748,7 +748,7 @@ static void test_palette_fallback_not_worse(void **state)
 	{
 		/* The coder's own view: a palette planned, the fallback written. */
 		alcm_coder *c = alcm_coder_new(NULL, NULL);
-		alcm_buf b = {NULL, 0, 0, NULL};
+		alcm_buf b = {NULL, 0, 0, NULL, 0};
 		alcm_lplan plan = alcm_lossless_choose(c, &b, ALCM_DTYPE_F32, (const uint8_t *)p, n, 3);
 		assert_int_equal(plan.transform, ALCM_TRANSFORM_PALETTE);
 		assert_int_not_equal(plan.fb_transform, ALCM_TRANSFORM_PALETTE);
@@ -800,7 +800,7 @@ static void test_palette_hostile(void **state)
 		for (int j = 0; j < 3; j++)
 			for (size_t b = 0; b < w; b++)
 				pal[j * w + b] = (uint8_t)(cases[k].pal[j] >> (8 * b));
-		alcm_buf b = {NULL, 0, 0, NULL};
+		alcm_buf b = {NULL, 0, 0, NULL, 0};
 		uint8_t t = ALCM_TRANSFORM_PALETTE;
 		size_t plen = cases[k].m <= 3 ? (size_t)cases[k].m * w : 3 * w;
 		assert_int_equal(alcm_buf_put(&b, &t, 1), ALCM_OK);
@@ -886,7 +886,7 @@ static void test_sparse_hostile(void **state)
 	};
 	const uint32_t vals[4] = {0x3f800000u, 0x80000000u, 0x7fc00000u, 0x00000001u};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-		alcm_buf b = {NULL, 0, 0, NULL};
+		alcm_buf b = {NULL, 0, 0, NULL, 0};
 		uint8_t t = ALCM_TRANSFORM_SPARSE, planes[4][16] = {{0}};
 		for (size_t j = 0; j < 4; j++) {
 			uint32_t v = (vals[j] << 1) | (vals[j] >> 31); /* rotated as transform 2 */

@@ -66,7 +66,7 @@ static void test_escape_block_bound(void **state)
 	cap = 10 + n + n * w;
 	const uint64_t lens[] = {10 + n + n * w + 1, 10 + n * (10 + w)};
 	for (size_t k = 0; k < 2; k++) {
-		alcm_buf b = {NULL, 0, 0, NULL};
+		alcm_buf b = {NULL, 0, 0, NULL, 0};
 		chunk(enc, &b, n, lens[k]);
 		assert_true(b.len < 4096);
 		alcm_cursor cur = {b.p, b.len, 0};
@@ -76,7 +76,7 @@ static void test_escape_block_bound(void **state)
 	}
 	/* The largest legal length still reaches the block (here: refused as it holds no
 	 * escapes but declares bytes, not for memory). */
-	alcm_buf b = {NULL, 0, 0, NULL};
+	alcm_buf b = {NULL, 0, 0, NULL, 0};
 	chunk(enc, &b, n, 10 + n + n * w);
 	alcm_cursor cur = {b.p, b.len, 0};
 	assert_int_equal(alcm_delta_quant_decode(c, &cur, &qp, dst, 0, n, scratch, 4 * n),

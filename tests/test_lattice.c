@@ -48,7 +48,7 @@ static size_t roundtrip(const float *x, uint64_t n, double step, double offset, 
 	alcm_qparams qp;
 	params(&qp, &step, &bound, n);
 	qp.offset = offset;
-	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
+	alcm_buf data = {NULL, 0, 0, NULL, 0}, mask = {NULL, 0, 0, NULL, 0};
 	alcm_qstats st;
 	memset(&st, 0, sizeof(st));
 	float *rec = calloc(n, sizeof(float)), *y = calloc(n, sizeof(float));
@@ -218,7 +218,7 @@ static void test_spec_vector(void **state)
 	qp.symcoding = 2; /* the modelled coding even on 128 values */
 	qp.lanes = 32;    /* coding 17, as the vector */
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
-	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
+	alcm_buf data = {NULL, 0, 0, NULL, 0}, mask = {NULL, 0, 0, NULL, 0};
 	alcm_qstats st;
 	memset(&st, 0, sizeof(st));
 	assert_int_equal(alcm_quant_encode(c, &data, &mask, &qp, (const uint8_t *)x, 0, VN, &st,

@@ -23,7 +23,7 @@ static void code(const uint16_t *v, uint64_t n, const alcm_qparams *qp, int scal
 {
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
 	assert_non_null(c);
-	alcm_buf mask = {NULL, 0, 0, NULL};
+	alcm_buf mask = {NULL, 0, 0, NULL, 0};
 	memset(out, 0, sizeof(*out));
 	out->recon = calloc(n + 1, sizeof(uint16_t));
 	assert_non_null(out->recon);

@@ -56,7 +56,7 @@ static void round_trip(alcm_coder *c, int dtype, const uint8_t *src, const uint8
                        uint64_t n)
 {
 	size_t w = alcm_dtype_size(dtype);
-	alcm_buf b = {NULL, 0, 0, NULL};
+	alcm_buf b = {NULL, 0, 0, NULL, 0};
 	assert_int_equal(alcm_delta_encode(c, &b, dtype, src, ref, n, 1), ALCM_OK);
 	uint8_t *dst = malloc(n * w + 1);
 	uint8_t *scratch = malloc((size_t)alcm_delta_scratch(n, w));

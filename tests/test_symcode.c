@@ -140,7 +140,7 @@ static size_t chunk_roundtrip(const float *x, uint64_t rows, uint64_t cols, uint
 	qp.axis_count[0] = rows;
 	qp.axis_run[1] = 1;
 	qp.axis_count[1] = cols;
-	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
+	alcm_buf data = {NULL, 0, 0, NULL, 0}, mask = {NULL, 0, 0, NULL, 0};
 	alcm_qstats st;
 	memset(&st, 0, sizeof(st));
 	uint8_t *rec = calloc(rows * cols, sizeof(float));
@@ -220,7 +220,7 @@ static void test_chunk_roundtrip(void **state)
 static void table_roundtrip(const uint64_t *cnt, unsigned ntok)
 {
 	uint32_t f[ALCM_RANS_MAX_TOKENS], g[ALCM_RANS_MAX_TOKENS];
-	alcm_buf b = {NULL, 0, 0, NULL};
+	alcm_buf b = {NULL, 0, 0, NULL, 0};
 	assert_int_equal(alcm_symtab_encode(&b, cnt, ntok, f), ALCM_OK);
 	uint32_t sum = 0;
 	for (unsigned t = 0; t < ntok; t++) {
@@ -331,7 +331,7 @@ static void spec_vector(const char *heading, unsigned lanes)
 	vector_params(&qp, &step, &bound);
 	qp.lanes = lanes;
 	alcm_coder *c = alcm_coder_new(NULL, NULL);
-	alcm_buf data = {NULL, 0, 0, NULL}, mask = {NULL, 0, 0, NULL};
+	alcm_buf data = {NULL, 0, 0, NULL, 0}, mask = {NULL, 0, 0, NULL, 0};
 	alcm_qstats st;
 	memset(&st, 0, sizeof(st));
 	assert_int_equal(alcm_quant_encode(c, &data, &mask, &qp, (const uint8_t *)x, 0,

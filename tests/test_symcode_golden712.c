@@ -113,7 +113,7 @@ static size_t ngolden;
 static void same_bytes(const chunk *k, uint64_t seed)
 {
 	uint32_t *sym = symbols(k, seed);
-	alcm_buf out[3] = {{NULL, 0, 0, NULL}, {NULL, 0, 0, NULL}, {NULL, 0, 0, NULL}};
+	alcm_buf out[3] = {{NULL, 0, 0, NULL, 0}, {NULL, 0, 0, NULL, 0}, {NULL, 0, 0, NULL, 0}};
 	for (int p = 0; p < 3; p++)
 		encode(k, sym, p, &out[p]);
 	tu_check_golden_paths(out, GOLDEN_TABLE, &ngolden);

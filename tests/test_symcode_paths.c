@@ -127,7 +127,7 @@ static void same_bytes(const chunk *k, uint64_t seed)
 	uint32_t *sym = symbols(k, seed);
 	uint64_t nsym = k->rows * k->cols;
 	uint8_t *bits = k->prune ? prune(k, sym, &nsym) : NULL;
-	alcm_buf out[3] = {{NULL, 0, 0, NULL}, {NULL, 0, 0, NULL}, {NULL, 0, 0, NULL}};
+	alcm_buf out[3] = {{NULL, 0, 0, NULL, 0}, {NULL, 0, 0, NULL, 0}, {NULL, 0, 0, NULL, 0}};
 	for (int p = 0; p < 3; p++)
 		encode(k, sym, nsym, bits, p, &out[p]);
 	tu_check_golden_paths(out, GOLDEN_TABLE, &ngolden);

@@ -71,7 +71,7 @@ static void test_same_bytes(void **state)
 					chunk k = {shapes[s][0], shapes[s][1], tf, scales[n % 2],
 					           chans[a], rows[b]};
 					uint32_t *sym = symbols(&k, 1 + n);
-					alcm_buf out[2] = {{NULL, 0, 0, NULL}, {NULL, 0, 0, NULL}};
+					alcm_buf out[2] = {{NULL, 0, 0, NULL, 0}, {NULL, 0, 0, NULL, 0}};
 					encode(&k, sym, 0, &out[0]);
 					encode(&k, sym, 1, &out[1]);
 					assert_int_equal(out[0].len, out[1].len);

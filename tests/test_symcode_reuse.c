@@ -61,7 +61,7 @@ static void test_second_chunk_allocates_nothing(void **state)
 	alcm_coder *c = alcm_coder_new(&ta.a, NULL);
 	assert_non_null(c);
 	/* The output through the same allocator: the coder may take its arrays from either. */
-	alcm_buf out = {NULL, 0, 0, &ta.a}, fresh = {NULL, 0, 0, NULL};
+	alcm_buf out = {NULL, 0, 0, &ta.a, 0}, fresh = {NULL, 0, 0, NULL, 0};
 	/* Once each (the arrays grow to the larger need of the two), then again: no allocation. */
 	encode(c, &out, a);
 	encode(c, &out, b);
@@ -92,7 +92,7 @@ static void test_failed_allocation_then_reuse(void **state)
 	uint32_t *a = malloc(ROWS * COLS * sizeof(uint32_t));
 	assert_non_null(a);
 	symbols(a, 3);
-	alcm_buf ref = {NULL, 0, 0, NULL};
+	alcm_buf ref = {NULL, 0, 0, NULL, 0};
 	alcm_coder *c0 = alcm_coder_new(NULL, NULL);
 	assert_non_null(c0);
 	encode(c0, &ref, a);
@@ -105,7 +105,7 @@ static void test_failed_allocation_then_reuse(void **state)
 		alcm_coder *c = alcm_coder_new(&ta.a, NULL);
 		assert_non_null(c);
 		ta.fail_at = ta.calls + k;
-		alcm_buf out = {NULL, 0, 0, NULL};
+		alcm_buf out = {NULL, 0, 0, NULL, 0};
 		int st = alcm_symcode_encode(c, &out, &qp, a, ROWS * COLS, NULL, 0, ROWS * COLS, 32);
 		ta.fail_at = 0;
 		if (st == ALCM_OK) {

@@ -56,7 +56,7 @@ static void encode(const uint32_t *sym, uint64_t n, alcm_buf *out)
 /* The chunk's bytes with the AVX2 loops allowed and with the portable ones only. */
 static void same_bytes(const uint32_t *sym, uint64_t n)
 {
-	alcm_buf a = {NULL, 0, 0, NULL}, b = {NULL, 0, 0, NULL};
+	alcm_buf a = {NULL, 0, 0, NULL, 0}, b = {NULL, 0, 0, NULL, 0};
 	int keep = alcm_rans_scalar_only;
 	alcm_rans_scalar_only = 0;
 	encode(sym, n, &a);
