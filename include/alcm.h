@@ -128,8 +128,9 @@ typedef struct alcm_allocator {
 /**
  * Frees the memory the library keeps between calls and returns how many bytes that was.
  * Encoders and decoders keep their freed work arrays (symbol arrays, coder scratch, zstd
- * workspace; blocks of malloc only, never a caller's allocator's) in two process-wide caches,
- * up to 16 MiB for encoders and 2 MiB for decoders, so that the next one finds them mapped:
+ * workspace, an encoder's coded chunks; blocks of malloc only, never a caller's allocator's)
+ * in two process-wide caches, up to 16 MiB for encoders and 2 MiB for decoders, so that the
+ * next one finds them mapped:
  * a training loop that saves every step pays their page faults once. A process that is done
  * compressing for a while (after a checkpoint save) may call this to hand them back; the next
  * encoder or decoder then allocates them again. Thread-safe; blocks in use by live encoders
