@@ -252,7 +252,7 @@ int alcm_buf_reserve(alcm_buf *b, size_t extra)
 			return ALCM_E_NOMEM;
 		nc *= 2;
 	}
-	if (b->cache && (!b->a || alcm_alloc_is_libc(b->a))) { /* (another's: realloc) */
+	if (b->cache && (!b->a || alcm_alloc_is_libc(b->a))) { /* a caller's allocator: realloc */
 		size_t got;
 		uint8_t *p = alcm_block_take_kind(b->a, b->cache - 1, nc, &got);
 		if (!p)
