@@ -1381,7 +1381,9 @@ static void model_eval_pairs(enc *e, model *md, const uint64_t *entries,
 
 /* The nonzero counts of h[0..ntok) as pairs at pt[2 nz...], branch-free (counts are
  * seldom zero where this runs); pt has room for ALCM_SYM_PAIRS_SLACK pairs more (writes past
- * the last: one by the portable loop, up to three by the vectorised one). @return the new nz. */
+ * the last: one by the portable loop, up to four by the vectorised one, whose store of a group
+ * of zeros at the end lands wholly there: a slack of 3 is an ASan overflow in
+ * test_symcode_paths). @return the new nz. */
 static inline uint64_t put_pairs_scalar(uint32_t *pt, uint64_t nz, const uint32_t *h,
                                         unsigned t, unsigned ntok)
 {
