@@ -89,9 +89,50 @@ __attribute__((target("avx2"))) static void spread_f32_avx2(spread_lanes *L,
 #define HAVE_SPREAD_AVX2 1
 #endif
 
+#include "h16_simd.h"
+#ifdef ALCM_H16_SIMD
+/* The same for float16 and bfloat16 (bf), four values at a time: each value exactly a float
+ * (alcm_h16_float_x8()), special values (alcm_is_special()) adding 0 to their lane, as
+ * SPREAD_LOOP skips them. A sum is never -0 (x - shift is +0 when x is the shift; -0 is
+ * special), so adding +0 leaves it as skipping does: the same sums to the bit
+ * (tests/test_budget.c). The scalar loop took 18 instructions a value (callgrind): 2.9M of
+ * the 68.7M of alcm-pack -T1 --ratio 12 of the torch transformer's bfloat16 gradients, 0.6M
+ * now. */
+__attribute__((target("avx2,f16c"))) static void spread_h16_avx2(spread_lanes *L, const int bf,
+                                                                 const uint8_t *src,
+                                                                 uint64_t n4, double shift)
+{
+	__m256d s1 = _mm256_loadu_pd(L->s1), s2 = _mm256_loadu_pd(L->s2);
+	__m256d sq = _mm256_loadu_pd(L->sq), sh = _mm256_set1_pd(shift);
+	__m256i cnt = _mm256_loadu_si256((const __m256i *)(const void *)L->cnt);
+	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
+	for (uint64_t i = 0; i < n4; i += 4) {
+		__m128i h = _mm_loadl_epi64((const __m128i *)(const void *)(src + 2 * i));
+		__m128i u = _mm_cvtepu16_epi32(h), e = _mm_and_si128(u, em);
+		/* not inf/NaN, and normal or +0 */
+		__m128i ok32 = _mm_andnot_si128(_mm_cmpeq_epi32(e, em),
+		                                _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi32(e, zero),
+		                                                              _mm_set1_epi32(-1)),
+		                                             _mm_cmpeq_epi32(u, zero)));
+		__m256i ok = _mm256_cvtepi32_epi64(ok32);
+		__m256d okd = _mm256_castsi256_pd(ok);
+		__m256d f = _mm256_cvtps_pd(_mm256_castps256_ps128(alcm_h16_float_x8(bf, h)));
+		__m256d d = _mm256_and_pd(_mm256_sub_pd(f, sh), okd);
+		s1 = _mm256_add_pd(s1, d);
+		s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
+		sq = _mm256_add_pd(sq, _mm256_and_pd(_mm256_mul_pd(f, f), okd));
+		cnt = _mm256_sub_epi64(cnt, ok);
+	}
+	_mm256_storeu_pd(L->s1, s1);
+	_mm256_storeu_pd(L->s2, s2);
+	_mm256_storeu_pd(L->sq, sq);
+	_mm256_storeu_si256((__m256i *)(void *)L->cnt, cnt);
+}
+#endif
+
 /* The 16- and 64-bit dtypes: the same lanes, skipping the special values. */
 #define SPREAD_LOOP(LOAD)                                                                   \
-	for (uint64_t i = 0; i < n; i++) {                                                      \
+	for (uint64_t i = i0; i < n; i++) {                                                     \
 		if (alcm_is_special(dtype, src, i))                                                 \
 			continue;                                                                       \
 		double x = (LOAD), d = x - shift;                                                   \
@@ -113,6 +154,14 @@ static double spread(int dtype, const uint8_t *src, uint64_t n, double *signal)
 		first++;
 	if (first < n)
 		shift = alcm_load_float(dtype, src, first);
+	uint64_t i0 = 0; /* where SPREAD_LOOP starts: after the values done four at a time */
+#ifdef ALCM_H16_SIMD
+	if ((dtype == ALCM_DTYPE_F16 || dtype == ALCM_DTYPE_BF16) && !alcm_budget_scalar_only &&
+	    alcm_cpu_avx2_f16c()) {
+		i0 = n - n % 4;
+		spread_h16_avx2(&L, dtype == ALCM_DTYPE_BF16, src, i0, shift);
+	}
+#endif
 	switch (dtype) {
 	case ALCM_DTYPE_F16: SPREAD_LOOP(alcm_half_to_float(alcm_load16(src + 2 * i))) break;
 	case ALCM_DTYPE_BF16: SPREAD_LOOP(alcm_load_float(ALCM_DTYPE_BF16, src, i)) break;

@@ -120,9 +120,10 @@ static double lane_signal(int dtype, const uint8_t *p, uint64_t n)
 	return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-/* The profile's signal is that sum to the bit, for every float dtype, and a float32
- * tensor's variance and signal are the same doubles from the AVX2 loop as from the
- * portable one (n not a multiple of 4; NaN, infinities, -0 and subnormals among them). */
+/* The profile's signal is that sum to the bit, for every float dtype, and a float32,
+ * float16 or bfloat16 tensor's variance and signal are the same doubles from the AVX2 loop
+ * as from the portable one (n not a multiple of 4; NaN, infinities, -0 and subnormals among
+ * them). */
 static void profile_signal(void **state)
 {
 	(void)state;
@@ -138,6 +139,12 @@ static void profile_signal(void **state)
 					uint32_t odd[4] = {0x80000000u, 0x00000001u, 0x807fffffu, 0xff800000u};
 					alcm_store32(buf + 4 * i, odd[i % 4]);
 				}
+			/* -0, a subnormal, a negative one, an infinity and a NaN of each 2-byte dtype */
+			uint16_t odd16[2][5] = {{0x8000, 0x0001, 0x83ff, 0xfc00, 0x7e00},
+			                        {0x8000, 0x0001, 0x807f, 0xff80, 0x7fc0}};
+			if (w == 2)
+				for (uint64_t i = 3; i < n; i += 67)
+					alcm_store16(buf + 2 * i, odd16[dt[d] == ALCM_DTYPE_BF16][i % 5]);
 			alcm_tensor t;
 			tu_vector(&t, dt[d], buf, n);
 			alcm_budget_profile p, q;
