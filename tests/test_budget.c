@@ -224,6 +224,53 @@ static void profile_runs_scanned(void **state)
 	assert_memory_equal(a, b, sizeof(a));
 }
 
+/* A solve's picks are the same from the AVX2 loop as from the scalar one (the first step
+ * of least d + lambda r under infinity): profiles with flat runs of bits (ties between
+ * steps), steps past the variance (equal distortions), zero bits, NaN and infinite bits,
+ * tensors that stay lossless, at budgets from nothing to everything. */
+static void solve_same_picks(void **state)
+{
+	(void)state;
+	uint64_t rs = 12345;
+	for (int round = 0; round < 300; round++) {
+		size_t n = 1 + (size_t)(tu_rand(&rs) % 40);
+		alcm_budget_profile *p = calloc(n, sizeof(*p));
+		double *b0 = malloc(n * sizeof(double)), *b1 = malloc(n * sizeof(double));
+		assert_true(p && b0 && b1);
+		double raw = 0;
+		for (size_t i = 0; i < n; i++) {
+			p[i].elements = 1 + tu_rand(&rs) % 100000;
+			p[i].fixed_bytes = (double)(p[i].elements * 4);
+			p[i].lossy = tu_rand(&rs) % 8 != 0;
+			double sd = exp2((double)(tu_rand(&rs) % 40) - 20);
+			p[i].variance = sd * sd;
+			double bits = 20 + (double)(tu_rand(&rs) % 12);
+			for (int k = 0; k < ALCM_BUDGET_STEPS; k++) {
+				p[i].step[k] = sd * exp2(k / 2.0 - 16);
+				uint64_t r = tu_rand(&rs) % 16;
+				if (r < 6) /* else the same bits as the step before: a tie */
+					bits = fmax(0, bits - (double)(tu_rand(&rs) % 4) * 0.5);
+				p[i].bits[k] = r == 15 && round % 5 == 0 ? NAN
+				               : r == 14 && round % 7 == 0 ? INFINITY : bits;
+			}
+			raw += p[i].fixed_bytes;
+		}
+		for (int q = 0; q <= 20; q++) {
+			double budget = raw * exp2(-(double)q * 0.6), pr0 = 0, pr1 = 0;
+			alcm_budget_scalar_only = 1;
+			int s0 = alcm_budget_solve(p, n, budget, NULL, b0, &pr0);
+			alcm_budget_scalar_only = 0;
+			int s1 = alcm_budget_solve(p, n, budget, NULL, b1, &pr1);
+			assert_int_equal(s0, s1);
+			assert_memory_equal(b0, b1, n * sizeof(double));
+			assert_memory_equal(&pr0, &pr1, sizeof(double));
+		}
+		free(p);
+		free(b0);
+		free(b1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -232,6 +279,7 @@ int main(void)
 		cmocka_unit_test(profile_variance),
 		cmocka_unit_test(profile_signal),
 		cmocka_unit_test(profile_runs_scanned),
+		cmocka_unit_test(solve_same_picks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
