@@ -196,8 +196,67 @@ ALCM_ALWAYS_INLINE size_t decode_plain_dt(int dtype, const uint8_t *src, uint64_
 	return m;
 }
 
+#include "h16_simd.h"
+#ifdef ALCM_H16_SIMD
+/* decode_plain_dt() four values at a time where none of them is special (AVX2, F16C for
+ * float16: every normal or zero value of the three dtypes converts exactly), the others one
+ * at a time: the same values in out[m...]. Decoding was 20 instructions a value of the two
+ * passes over a bfloat16 sample; alcm-pack -T1 --ratio 12 of the torch transformer's
+ * gradients 62.8M -> 62.0M instructions (callgrind). */
+__attribute__((target("avx2,f16c"))) static size_t decode_plain_avx2(int dtype,
+                                                                    const uint8_t *src,
+                                                                    uint64_t i, size_t cnt,
+                                                                    double *out, size_t m)
+{
+	size_t j = 0;
+	if (dtype == ALCM_DTYPE_F32) {
+		const __m128i mag = _mm_set1_epi32(0x7fffffff), lo = _mm_set1_epi32(0x00800000);
+		const __m128i flip = _mm_set1_epi32(INT32_MIN), zero = _mm_setzero_si128();
+		/* 0x7f000000 with its top bit flipped: unsigned order as signed */
+		const __m128i top = _mm_set1_epi32(-0x01000000);
+		for (; j + 4 <= cnt; j += 4) {
+			__m128i u = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * (i + j)));
+			/* not special: |u| - lo < 0x7f000000 (unsigned: normal), or +0 (load_value) */
+			__m128i d = _mm_xor_si128(_mm_sub_epi32(_mm_and_si128(u, mag), lo), flip);
+			__m128i ok = _mm_or_si128(_mm_cmpgt_epi32(top, d), _mm_cmpeq_epi32(u, zero));
+			if (_mm_movemask_ps(_mm_castsi128_ps(ok)) != 15) {
+				m = decode_plain_dt(ALCM_DTYPE_F32, src, i + j, 4, out, m);
+				continue;
+			}
+			_mm256_storeu_pd(out + m, _mm256_cvtps_pd(_mm_castsi128_ps(u)));
+			m += 4;
+		}
+		return decode_plain_dt(ALCM_DTYPE_F32, src, i + j, cnt - j, out, m);
+	}
+	const int bf = dtype == ALCM_DTYPE_BF16;
+	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
+	for (; j + 4 <= cnt; j += 4) {
+		__m128i h = _mm_loadl_epi64((const __m128i *)(const void *)(src + 2 * (i + j)));
+		__m128i u = _mm_cvtepu16_epi32(h), e = _mm_and_si128(u, em);
+		/* special: exponent all ones, or zero with bits (-0, subnormals) */
+		__m128i sp = _mm_or_si128(_mm_cmpeq_epi32(e, em),
+		                          _mm_andnot_si128(_mm_cmpeq_epi32(u, zero),
+		                                           _mm_cmpeq_epi32(e, zero)));
+		if (_mm_movemask_ps(_mm_castsi128_ps(sp))) {
+			m = bf ? decode_plain_dt(ALCM_DTYPE_BF16, src, i + j, 4, out, m)
+			       : decode_plain_dt(ALCM_DTYPE_F16, src, i + j, 4, out, m);
+			continue;
+		}
+		_mm256_storeu_pd(out + m,
+		                 _mm256_cvtps_pd(_mm256_castps256_ps128(alcm_h16_float_x8(bf, h))));
+		m += 4;
+	}
+	return bf ? decode_plain_dt(ALCM_DTYPE_BF16, src, i + j, cnt - j, out, m)
+	          : decode_plain_dt(ALCM_DTYPE_F16, src, i + j, cnt - j, out, m);
+}
+#endif
+
 static size_t decode_plain(const alcm_tensor *t, uint64_t i, size_t cnt, double *out, size_t m)
 {
+#ifdef ALCM_H16_SIMD
+	if (t->dtype != ALCM_DTYPE_F64 && !alcm_budget_scalar_only && alcm_cpu_avx2_f16c())
+		return decode_plain_avx2(t->dtype, (const uint8_t *)t->data, i, cnt, out, m);
+#endif
 	return ALCM_FLOAT_DISPATCH(t->dtype, decode_plain_dt, (const uint8_t *)t->data, i, cnt, out,
 	                           m);
 }
