@@ -74,6 +74,7 @@ static void *ss_get(alcm_symstate *s, const alcm_allocator *a, unsigned slot, si
 
 int alcm_sym_avx512 = 1;
 int alcm_sym_refine_all = 0;
+int alcm_sym_rows_alike = 1;
 
 /* ---- tokens (spec 6.5.7) ------------------------------------------------------------------ */
 
@@ -1162,7 +1163,7 @@ static unsigned quantize_means(const double *m, const uint64_t *w, uint64_t n, u
 }
 
 /* The sum of rm[entry of axis y] over the elements of each entry of axis x, added into rsum
- * in element order (pruned elements left out). */
+ * (zero on entry) in element order (pruned elements left out). */
 static void residual_sums(const enc *e, axis x, axis y, const double *rm, double *rsum)
 {
 	if (e->bits) {
@@ -1172,6 +1173,24 @@ static void residual_sums(const enc *e, axis x, axis y, const double *rm, double
 			axis_next(&x);
 			axis_next(&y);
 		}
+		return;
+	}
+	/* Whole rows of y (runs of y.run elements from a run's start) in which x, moving every
+	 * element, passes each entry the same number of times from entry 0 (a matrix's columns
+	 * in whole rows): every entry of x takes the same additions in the same order, so the
+	 * same sum (rsum is zero on entry), made once: the digits MLP1024 gradients' [64, 1024]
+	 * took 10 instructions a value below (2.6% of its pack, callgrind). */
+	if (alcm_sym_rows_alike && x.run == 1 && x.j == 0 && y.r == 0 && y.run % x.entries == 0 &&
+	    e->elems % y.run == 0) {
+		double s = 0;
+		for (uint64_t i = 0; i < e->elems; i += y.run) {
+			const double v = rm[y.j];
+			for (uint64_t k = y.run / x.entries; k > 0; k--)
+				s += v;
+			axis_skip(&y, y.run);
+		}
+		for (uint64_t q = 0; q < x.entries; q++)
+			rsum[q] = s;
 		return;
 	}
 	/* Stretches where y's entry stays the same (and x's, unless x moves every element): the

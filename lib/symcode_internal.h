@@ -110,6 +110,10 @@ extern int alcm_sym_avx512;
 /* Tests set it to 1 to refine every candidate class model the encoder would leave unrefined
  * by a lower bound (models() in lib/symcode.c): the bytes must be the same. */
 extern int alcm_sym_refine_all;
+/* Tests set it to 0 to sum a two-axis model's residuals element by element where whole rows
+ * give every column the same sum (residual_sums() in lib/symcode.c): the bytes must be the
+ * same. */
+extern int alcm_sym_rows_alike;
 
 /* The nonzero counts of h[0..ntok) as (token, count) pairs at pt[2 nz...], in token order,
  * by the encoder's path (alcm_rans_scalar_only: the portable one), for tests. pt must have
