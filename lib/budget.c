@@ -52,6 +52,50 @@ static void spread_f32_portable(spread_lanes *L, const uint8_t *src, uint64_t n4
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+/* The lanes as vectors of doubles (and counts), for the AVX2 loops below. */
+typedef struct spread_vec {
+	__m256d s1, s2, sq, sh;
+	__m256i cnt;
+} spread_vec;
+
+__attribute__((target("avx2"))) static inline spread_vec spread_load(const spread_lanes *L,
+                                                                      double shift)
+{
+	spread_vec v = {_mm256_loadu_pd(L->s1), _mm256_loadu_pd(L->s2), _mm256_loadu_pd(L->sq),
+	                _mm256_set1_pd(shift),
+	                _mm256_loadu_si256((const __m256i *)(const void *)L->cnt)};
+	return v;
+}
+
+__attribute__((target("avx2"))) static inline void spread_store(spread_lanes *L,
+                                                                const spread_vec *v)
+{
+	_mm256_storeu_pd(L->s1, v->s1);
+	_mm256_storeu_pd(L->s2, v->s2);
+	_mm256_storeu_pd(L->sq, v->sq);
+	_mm256_storeu_si256((__m256i *)(void *)L->cnt, v->cnt);
+}
+
+/* Values f into their lanes where u (their bits, or 2-byte patterns, in 32-bit lanes; em the
+ * exponent's mask) is not special: not inf/NaN, and normal or +0. A special value adds 0. */
+__attribute__((target("avx2"))) static inline void spread_add4(spread_vec *v, __m256d f,
+                                                               __m128i u, __m128i em)
+{
+	const __m128i zero = _mm_setzero_si128();
+	__m128i e = _mm_and_si128(u, em);
+	__m128i ok32 = _mm_andnot_si128(_mm_cmpeq_epi32(e, em),
+	                                _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi32(e, zero),
+	                                                              _mm_set1_epi32(-1)),
+	                                             _mm_cmpeq_epi32(u, zero)));
+	__m256i ok = _mm256_cvtepi32_epi64(ok32);
+	__m256d okd = _mm256_castsi256_pd(ok);
+	__m256d d = _mm256_and_pd(_mm256_sub_pd(f, v->sh), okd);
+	v->s1 = _mm256_add_pd(v->s1, d);
+	v->s2 = _mm256_add_pd(v->s2, _mm256_mul_pd(d, d));
+	v->sq = _mm256_add_pd(v->sq, _mm256_and_pd(_mm256_mul_pd(f, f), okd));
+	v->cnt = _mm256_sub_epi64(v->cnt, ok);
+}
+
 /* spread_f32_portable() with the four lanes as one vector of doubles: the same additions in
  * the same order, so the same sums to the bit (tests/test_budget.c). faceapi's 7M values
  * took 17 instructions each here and 15 more in alcm-pack's signal pass; now the profiles'
@@ -60,31 +104,13 @@ __attribute__((target("avx2"))) static void spread_f32_avx2(spread_lanes *L,
                                                             const uint8_t *src, uint64_t n4,
                                                             double shift)
 {
-	__m256d s1 = _mm256_loadu_pd(L->s1), s2 = _mm256_loadu_pd(L->s2);
-	__m256d sq = _mm256_loadu_pd(L->sq), sh = _mm256_set1_pd(shift);
-	__m256i cnt = _mm256_loadu_si256((const __m256i *)(const void *)L->cnt);
-	const __m128i em = _mm_set1_epi32(0x7f800000), zero = _mm_setzero_si128();
+	spread_vec v = spread_load(L, shift);
+	const __m128i em = _mm_set1_epi32(0x7f800000);
 	for (uint64_t i = 0; i < n4; i += 4) {
 		__m128i u = _mm_loadu_si128((const __m128i *)(const void *)(src + 4 * i));
-		__m128i e = _mm_and_si128(u, em);
-		/* not inf/NaN, and normal or +0 */
-		__m128i ok32 = _mm_andnot_si128(_mm_cmpeq_epi32(e, em),
-		                                _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi32(e, zero),
-		                                                              _mm_set1_epi32(-1)),
-		                                             _mm_cmpeq_epi32(u, zero)));
-		__m256i ok = _mm256_cvtepi32_epi64(ok32);
-		__m256d okd = _mm256_castsi256_pd(ok);
-		__m256d f = _mm256_cvtps_pd(_mm_castsi128_ps(u));
-		__m256d d = _mm256_and_pd(_mm256_sub_pd(f, sh), okd);
-		s1 = _mm256_add_pd(s1, d);
-		s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
-		sq = _mm256_add_pd(sq, _mm256_and_pd(_mm256_mul_pd(f, f), okd));
-		cnt = _mm256_sub_epi64(cnt, ok);
+		spread_add4(&v, _mm256_cvtps_pd(_mm_castsi128_ps(u)), u, em);
 	}
-	_mm256_storeu_pd(L->s1, s1);
-	_mm256_storeu_pd(L->s2, s2);
-	_mm256_storeu_pd(L->sq, sq);
-	_mm256_storeu_si256((__m256i *)(void *)L->cnt, cnt);
+	spread_store(L, &v);
 }
 #define HAVE_SPREAD_AVX2 1
 #endif
@@ -102,31 +128,14 @@ __attribute__((target("avx2,f16c"))) static void spread_h16_avx2(spread_lanes *L
                                                                  const uint8_t *src,
                                                                  uint64_t n4, double shift)
 {
-	__m256d s1 = _mm256_loadu_pd(L->s1), s2 = _mm256_loadu_pd(L->s2);
-	__m256d sq = _mm256_loadu_pd(L->sq), sh = _mm256_set1_pd(shift);
-	__m256i cnt = _mm256_loadu_si256((const __m256i *)(const void *)L->cnt);
-	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
+	spread_vec v = spread_load(L, shift);
+	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00);
 	for (uint64_t i = 0; i < n4; i += 4) {
 		__m128i h = _mm_loadl_epi64((const __m128i *)(const void *)(src + 2 * i));
-		__m128i u = _mm_cvtepu16_epi32(h), e = _mm_and_si128(u, em);
-		/* not inf/NaN, and normal or +0 */
-		__m128i ok32 = _mm_andnot_si128(_mm_cmpeq_epi32(e, em),
-		                                _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi32(e, zero),
-		                                                              _mm_set1_epi32(-1)),
-		                                             _mm_cmpeq_epi32(u, zero)));
-		__m256i ok = _mm256_cvtepi32_epi64(ok32);
-		__m256d okd = _mm256_castsi256_pd(ok);
 		__m256d f = _mm256_cvtps_pd(_mm256_castps256_ps128(alcm_h16_float_x8(bf, h)));
-		__m256d d = _mm256_and_pd(_mm256_sub_pd(f, sh), okd);
-		s1 = _mm256_add_pd(s1, d);
-		s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
-		sq = _mm256_add_pd(sq, _mm256_and_pd(_mm256_mul_pd(f, f), okd));
-		cnt = _mm256_sub_epi64(cnt, ok);
+		spread_add4(&v, f, _mm_cvtepu16_epi32(h), em);
 	}
-	_mm256_storeu_pd(L->s1, s1);
-	_mm256_storeu_pd(L->s2, s2);
-	_mm256_storeu_pd(L->sq, sq);
-	_mm256_storeu_si256((__m256i *)(void *)L->cnt, cnt);
+	spread_store(L, &v);
 }
 #endif
 
