@@ -430,9 +430,9 @@ static void count_small(const double *x, size_t n, const halves *h, int nstep,
  * pass would order no two keys that the later ones leave tied (when keys of both signs
  * were mapped, the byte differed between them and the pass ran: 4 passes, not 2, for a
  * bfloat16 sample; the torch transformer's 29 profiles 0.9M instructions fewer, callgrind).
- * Values of a dtype of at most 32 bits sort as float32 keys, exactly
- * (they are float32 values), in half the passes. A profile sorts one sample per tensor;
- * qsort's comparator calls were 9% of alcm-pack --ratio on faceapi. */
+ * Values of a dtype of at most 32 bits sort as float32 keys, exactly (they are float32
+ * values), in half the passes. A profile sorts one sample per tensor; qsort's comparator
+ * calls were 9% of alcm-pack --ratio on faceapi. */
 #define SORT_BODY(T, BITS, LOAD, STORE)                                                     \
 	do {                                                                                     \
 		T a[ENT_MAX], b[ENT_MAX];                                                            \
