@@ -508,7 +508,7 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 	const __m256d lim = _mm256_set1_pd((double)((int64_t)1 << 30)), one = _mm256_set1_pd(1);
 	const __m256d big = _mm256_set1_pd(6755399441055744.0);
 	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
-	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
+	const __m128i zero = _mm_setzero_si128();
 	__m256i acc = _mm256_setzero_si256();
 	uint64_t i = 0, esc = 0;
 	for (; n >= 4 * stride && i <= n - 4 * stride; i += 4 * stride) {
@@ -519,10 +519,7 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 		                                 alcm_load16(data + 2 * (i + stride)),
 		                                 alcm_load16(data + 2 * (i + 2 * stride)),
 		                                 alcm_load16(data + 2 * (i + 3 * stride)));
-		__m128i e = _mm_and_si128(h, em);
-		/* special (alcm_is_special): exponent all ones, or zero with bits (-0, subnormal) */
-		__m128i sp = _mm_or_si128(_mm_cmpeq_epi32(e, em),
-		                          _mm_andnot_si128(_mm_cmpeq_epi32(h, zero), _mm_cmpeq_epi32(e, zero)));
+		__m128i sp = alcm_h16_special_x4(bf, h);
 		__m128 xf = bf ? _mm_castsi128_ps(_mm_slli_epi32(h, 16))
 		               : _mm_cvtph_ps(_mm_packus_epi32(h, zero));
 		__m256d x = _mm256_cvtps_pd(xf);

@@ -37,6 +37,17 @@ __attribute__((target("avx2,f16c"))) static inline __m256d alcm_h16_value_x4(con
 	return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(p, 16)));
 }
 
+/* All ones in the 32-bit lanes of the four patterns u (low 16 bits) that alcm_is_special()
+ * takes: exponent all ones (infinities, NaN), or zero with bits (-0, subnormals). */
+__attribute__((target("avx2,f16c"))) static inline __m128i alcm_h16_special_x4(const int bf,
+                                                                             __m128i u)
+{
+	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
+	__m128i e = _mm_and_si128(u, em);
+	return _mm_or_si128(_mm_cmpeq_epi32(e, em),
+	                    _mm_andnot_si128(_mm_cmpeq_epi32(u, zero), _mm_cmpeq_epi32(e, zero)));
+}
+
 /* Eight patterns (16-bit lanes) as floats: exact, every value of either dtype is a float. */
 __attribute__((target("avx2,f16c"))) static inline __m256 alcm_h16_float_x8(const int bf,
                                                                           __m128i h)

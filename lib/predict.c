@@ -229,14 +229,9 @@ __attribute__((target("avx2,f16c"))) static size_t decode_plain_avx2(int dtype,
 		return decode_plain_dt(ALCM_DTYPE_F32, src, i + j, cnt - j, out, m);
 	}
 	const int bf = dtype == ALCM_DTYPE_BF16;
-	const __m128i em = _mm_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm_setzero_si128();
 	for (; j + 4 <= cnt; j += 4) {
 		__m128i h = _mm_loadl_epi64((const __m128i *)(const void *)(src + 2 * (i + j)));
-		__m128i u = _mm_cvtepu16_epi32(h), e = _mm_and_si128(u, em);
-		/* special: exponent all ones, or zero with bits (-0, subnormals) */
-		__m128i sp = _mm_or_si128(_mm_cmpeq_epi32(e, em),
-		                          _mm_andnot_si128(_mm_cmpeq_epi32(u, zero),
-		                                           _mm_cmpeq_epi32(e, zero)));
+		__m128i sp = alcm_h16_special_x4(bf, _mm_cvtepu16_epi32(h));
 		if (_mm_movemask_ps(_mm_castsi128_ps(sp))) {
 			m = bf ? decode_plain_dt(ALCM_DTYPE_BF16, src, i + j, 4, out, m)
 			       : decode_plain_dt(ALCM_DTYPE_F16, src, i + j, 4, out, m);
