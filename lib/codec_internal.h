@@ -320,9 +320,9 @@ int alcm_quant_encode_piece(alcm_coder *c, alcm_buf *data, alcm_buf *mask,
 uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv,
                             double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise,
                             double *maxe);
-/* alcm_quant_run_f32() for float16 and bfloat16 (dtype): the same contract, and the
- * statistics added value by value in order, as alcm_quant_encode()'s careful path adds them.
- * Without AVX2 and F16C (or with alcm_quant_scalar_only) it does nothing and returns 0. */
+/* alcm_quant_run_f32() for float16 and bfloat16 (dtype): the same contract (the statistics
+ * summed in four lanes, as alcm_quant_run_f32() with AVX2 sums them). Without AVX2 and F16C
+ * (or with alcm_quant_scalar_only) it does nothing and returns 0. */
 uint64_t alcm_quant_run_h16(int dtype, const uint8_t *src, uint64_t n, double s, double o,
                             double inv, double b, uint32_t *sym, uint8_t *recon, double *sig,
                             double *noise, double *maxe);

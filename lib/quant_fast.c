@@ -49,6 +49,21 @@ static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double o, doub
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__FAST_MATH__)
 #include <immintrin.h>
 
+/* A run's lanes of signal, squared error and largest error added to the totals. */
+__attribute__((target("avx2"))) static inline void run_fold(__m256d sg, __m256d ns, __m256d mx,
+                                                            double *sig, double *noise,
+                                                            double *maxe)
+{
+	double a[4], c[4], m[4];
+	_mm256_storeu_pd(a, sg);
+	_mm256_storeu_pd(c, ns);
+	_mm256_storeu_pd(m, mx);
+	*sig += (a[0] + a[1]) + (a[2] + a[3]);
+	*noise += (c[0] + c[1]) + (c[2] + c[3]);
+	for (int h = 0; h < 4; h++)
+		*maxe = m[h] > *maxe ? m[h] : *maxe;
+}
+
 /* Whole groups of eight that need no care; the caller finishes with run_f32(). */
 __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src, uint64_t n,
                                                              double s, double o, double inv,
@@ -100,14 +115,7 @@ __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src,
 		if (recon)
 			_mm256_storeu_ps((float *)(void *)(recon + 4 * k), _mm256_set_m128(rf[1], rf[0]));
 	}
-	double a[4], c[4], m[4];
-	_mm256_storeu_pd(a, sg);
-	_mm256_storeu_pd(c, ns);
-	_mm256_storeu_pd(m, mx);
-	*sig += (a[0] + a[1]) + (a[2] + a[3]);
-	*noise += (c[0] + c[1]) + (c[2] + c[3]);
-	for (int h = 0; h < 4; h++)
-		*maxe = m[h] > *maxe ? m[h] : *maxe;
+	run_fold(sg, ns, mx, sig, noise, maxe);
 	return k;
 }
 #define HAVE_AVX2_RUN 1
@@ -170,8 +178,9 @@ int alcm_cpu_avx2_f16c(void)
 /* Whole groups of eight 2-byte values (bf: bfloat16, else float16) that need no care, with
  * quant.c's classify() arithmetic: t = (x - o) / s as x * inv, the symbol alcm_round_small(t),
  * its value q s + o rounded to float then to the dtype, the error |x - value|. The statistics
- * are added one value at a time in order, as quant.c adds them, so the sums are its own to
- * the bit. */
+ * are summed in four lanes, as run_f32_avx2() sums them, and added to the totals at the end.
+ * Added one value at a time in order (the careful path's sums to the bit), they were a chain
+ * of dependent additions, a fifth of a bfloat16 max-error pack's instructions. */
 __attribute__((target("avx2,f16c"))) static inline uint64_t
 run_h16_x8(const int bf, const uint8_t *src, uint64_t n, double s, double o, double inv,
            double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise, double *maxe)
@@ -181,7 +190,7 @@ run_h16_x8(const int bf, const uint8_t *src, uint64_t n, double s, double o, dou
 	const __m256d vo = _mm256_set1_pd(o), big = _mm256_set1_pd(6755399441055744.0);
 	const __m256d lim = _mm256_set1_pd(0x1p30 - 1);
 	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
-	double sg = *sig, ns = *noise, mx = *maxe;
+	__m256d sg = _mm256_setzero_pd(), ns = sg, mx = _mm256_set1_pd(*maxe);
 	uint64_t k = 0;
 	for (; k + 8 <= n; k += 8) {
 		__m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * k));
@@ -209,15 +218,10 @@ run_h16_x8(const int bf, const uint8_t *src, uint64_t n, double s, double o, dou
 		}
 		if (!ok)
 			break; /* a neighbour may fit, or a value escapes: the careful path decides */
-		double xx[8], ee[8];
 		for (int j = 0; j < 2; j++) {
-			_mm256_storeu_pd(xx + 4 * j, _mm256_mul_pd(x[j], x[j]));
-			_mm256_storeu_pd(ee + 4 * j, err[j]);
-		}
-		for (int l = 0; l < 8; l++) {
-			sg += xx[l];
-			ns += ee[l] * ee[l];
-			mx = ee[l] > mx ? ee[l] : mx;
+			sg = _mm256_add_pd(sg, _mm256_mul_pd(x[j], x[j]));
+			ns = _mm256_add_pd(ns, _mm256_mul_pd(err[j], err[j]));
+			mx = _mm256_max_pd(mx, err[j]);
 		}
 		__m256i qi = _mm256_set_m128i(_mm256_cvtpd_epi32(q[1]), _mm256_cvtpd_epi32(q[0]));
 		__m256i z = _mm256_xor_si256(_mm256_slli_epi32(qi, 1), _mm256_srai_epi32(qi, 31));
@@ -225,9 +229,7 @@ run_h16_x8(const int bf, const uint8_t *src, uint64_t n, double s, double o, dou
 		if (recon)
 			_mm_storeu_si128((__m128i *)(void *)(recon + 2 * k), _mm_packus_epi32(p[0], p[1]));
 	}
-	*sig = sg;
-	*noise = ns;
-	*maxe = mx;
+	run_fold(sg, ns, mx, sig, noise, maxe);
 	return k;
 }
 
