@@ -108,8 +108,11 @@ extern int alcm_rans_scalar_only;
 /* Tests set it to 0 to run the encoder's AVX2 paths where its AVX-512 ones would run. */
 extern int alcm_sym_avx512;
 /* Tests set it to 1 to refine every candidate class model the encoder would leave unrefined
- * by a lower bound (models() in lib/symcode.c): the bytes must be the same. */
+ * by a lower bound (models() in lib/symcode.c), and to run every refinement its six rounds
+ * where the rounds' gains show it cannot pay (model_refine()): the bytes must be the same. */
 extern int alcm_sym_refine_all;
+/* Refinements model_refine() stopped early, for tests (relaxed atomic increments). */
+extern _Atomic unsigned long alcm_sym_refine_stops;
 /* Tests set it to 0 to sum a two-axis model's residuals element by element where whole rows
  * give every column the same sum (residual_sums() in lib/symcode.c): the bytes must be the
  * same. */
