@@ -1911,7 +1911,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		entry_pairs(e, x, entries, 0, &pt, &off);
 	if (!pt)
 		return ALCM_E_NOMEM;
-	double bits = INFINITY, lv0 = (double)entries * (log2((double)K0) + 0.5) + 24, gain = 0;
+	double bits = INFINITY, lv = (double)entries * (log2((double)K0) + 0.5) + 24, gain = 0;
 	/* The counts per class, then kept up to date as entries move (integers: the same as
 	 * counting again each round). */
 	memset(cc, 0, (size_t)K0 * ntok * sizeof(uint64_t));
@@ -1944,7 +1944,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		 * projecting the last gain alone changed that archive. */
 		if (round > 0 && bits - b > gain)
 			gain = bits - b;
-		if (round > 1 && !alcm_sym_refine_all && b - gain * (double)(5 - round) + lv0 >= target) {
+		if (round > 1 && !alcm_sym_refine_all && b - gain * (double)(5 - round) + lv >= target) {
 			atomic_fetch_add_explicit(&alcm_sym_refine_stops, 1, memory_order_relaxed);
 			bits = INFINITY;
 			break;
@@ -1954,8 +1954,7 @@ static int model_refine(enc *e, model *md, uint64_t entries, uint32_t *pt, uint6
 		if (!moved)
 			break;
 	}
-	/* Classes as levels, with the map the identity. */
-	double lv = (double)entries * (log2((double)K0) + 0.5) + 24;
+	/* Classes as levels, with the map the identity (their list costs lv). */
 	if (bits + lv < md->bits) {
 		if (e->hist_of == md)
 			e->hist_of = NULL; /* its levels change */
@@ -2174,6 +2173,11 @@ static int models(enc *e, model *md, unsigned *nm)
 		 * the pairs are at hand, gives what refining after every evaluation would. */
 		if (k < 2) {
 			m->refined = 1;
+			/* Of use only under its own estimate, and, with no third axis to take its
+			 * place in the two-axis model (whose test is against 0.98 of one table's),
+			 * only under one table's: above it, it is neither chosen nor let into the
+			 * two-axis model, refined or not. */
+			double target = ncand <= 2 ? fmin(m->bits, md[0].bits) : m->bits;
 			/* Deferred where its estimate already passes the two-axis model's test (so
 			 * that the test comes out as after refining): see below. */
 			if (may_defer && pt && m->k >= 2 && m->bits < 0.98 * md[0].bits) {
@@ -2181,8 +2185,7 @@ static int models(enc *e, model *md, unsigned *nm)
 				pend[npend++] = mi;
 				ppt[k] = pt;
 				poff[k] = off;
-			} else if ((st = model_refine(e, m, entries[k], pt, off,
-			                              ncand <= 2 ? fmin(m->bits, md[0].bits) : m->bits))) {
+			} else if ((st = model_refine(e, m, entries[k], pt, off, target))) {
 				return st;
 			}
 		}
