@@ -144,9 +144,7 @@ static int dio_buffer(alcm_atomic *f, unsigned i)
 	return 0;
 }
 
-/* The alignments direct writes to fd need (statx STATX_DIOALIGN, else 4096 for both).
- * @return 0, or -1 where the file system does not do direct I/O. */
-static int dio_alignment(int fd, size_t *align, size_t *mem_align)
+int alcm_dio_alignment(int fd, size_t *align, size_t *mem_align)
 {
 	*align = 4096;
 	*mem_align = 4096;
@@ -174,7 +172,7 @@ static void dio_start(alcm_atomic *f, uint64_t off)
 	if (!f->sync || (env && strcmp(env, "0") == 0))
 		return;
 	size_t align, mem_align;
-	if (dio_alignment(f->fd, &align, &mem_align))
+	if (alcm_dio_alignment(f->fd, &align, &mem_align))
 		return;
 	struct alcm_dio *d = alcm_mem_calloc(f->alloc, 1, sizeof(*d));
 	if (!d)

@@ -168,5 +168,42 @@ int alcm_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 void alcm_write_behind(int fd, size_t len);
 /* Reads exactly len bytes at off. @return 0, errno, or -1 on a short file. */
 int alcm_pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* The alignments direct I/O on fd needs: of file offsets and lengths, and of buffer addresses
+ * (statx STATX_DIOALIGN, else 4096 for both; at most 4 MiB). @return 0, or -1 where the file
+ * system does not do direct I/O. */
+int alcm_dio_alignment(int fd, size_t *align, size_t *mem_align);
+/* Direct reads (format/reader.c): an archive of at least ALCM_DIO_FILE_MIN bytes, most of it
+ * not in the page cache, is read with O_DIRECT where a read allows it: at least
+ * ALCM_DIO_READ_MIN bytes into a buffer placed by alcm_reader_dio_shift(). ALCM_DIRECT_IO=0
+ * turns it off; tests set alcm_dio_read_force to read every file so. */
+#define ALCM_DIO_FILE_MIN ((uint64_t)32 << 20)
+#define ALCM_DIO_READ_MIN ((size_t)64 << 10)
+extern int alcm_dio_read_force;
+/* Tests: the direct reads of whole blocks done so far (one per read or part of a read). */
+extern uint64_t alcm_dio_reads;
+/* Whether at least half of the first size bytes of fd are in the page cache (mincore over a
+ * mapping that is never touched; a file that cannot be mapped counts as cached). */
+int alcm_file_mostly_cached(int fd, uint64_t size);
+/* The slack a buffer needs beyond the bytes it takes for alcm_reader_dio_shift() (0: the
+ * reader reads through the page cache). */
+size_t alcm_reader_dio_align(const alcm_reader *r);
+/* Where in buf the bytes from position pos of section i should start (an offset below
+ * alcm_reader_dio_align(r)) for the reader to read them with O_DIRECT: the file offset and
+ * the address then agree modulo the alignment. 0 when it reads through the page cache. */
+size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, const void *buf);
+/* Reads started now and waited for later, at most `depth` at a time (one thread's: Linux
+ * AIO on the reader's O_DIRECT descriptor). alcm_aio_new fails (ALCM_E_UNSUPPORTED) where the
+ * reader has no direct reads or the kernel no AIO: the caller then reads as before. */
+typedef struct alcm_aio alcm_aio;
+int alcm_aio_new(alcm_aio **q, alcm_reader *r, unsigned depth);
+/* Starts reading len (> 0) bytes at pos of section i into buf, best placed by
+ * alcm_reader_dio_shift (else it reads them now). @return ALCM_OK with *ticket, or ALCM_E_ARG
+ * (out of the section, or `depth` reads not yet waited for). */
+int alcm_aio_start(alcm_aio *q, uint32_t i, uint64_t pos, void *buf, size_t len,
+                   unsigned *ticket);
+/* Waits for the read of ticket. @return ALCM_OK or ALCM_E_IO (the reader's detail says). */
+int alcm_aio_wait(alcm_aio *q, unsigned ticket);
+/* Waits for every read still in flight, and frees q (NULL: nothing). */
+void alcm_aio_free(alcm_aio *q);
 
 #endif

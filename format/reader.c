@@ -7,15 +7,21 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct alcm_reader {
 	alcm_allocator alloc;
 	alcm_limits lim;
 	int fd;
+	int dfd;    /* the same file opened with O_DIRECT (-1: none) */
+	size_t dio; /* its alignment of offsets and addresses (0: none) */
 	const uint8_t *mem;
 	uint64_t size;
 	char *name;
@@ -44,6 +50,288 @@ static int fail(alcm_reader *r, int status, const char *fmt, ...)
 	return status;
 }
 
+int alcm_dio_read_force = 0;
+uint64_t alcm_dio_reads = 0;
+
+/* Reads len bytes at off, with O_DIRECT where the reader has it and buf agrees with off
+ * modulo its alignment (alcm_reader_dio_shift): the whole blocks between go straight from the
+ * disk into buf, the partial blocks at the two ends through the page cache. @return as
+ * alcm_pread_all. */
+static int direct_read(const alcm_reader *r, uint8_t *buf, size_t len, uint64_t off)
+{
+	uint64_t head = r->dio ? (r->dio - off % r->dio) % r->dio : 0;
+	if (r->dfd < 0 || len < ALCM_DIO_READ_MIN || head >= len ||
+	    ((uintptr_t)buf + head) % r->dio)
+		return alcm_pread_all(r->fd, buf, len, off);
+	size_t mid = (size_t)((len - head) & ~(uint64_t)(r->dio - 1));
+	int e = head ? alcm_pread_all(r->fd, buf, (size_t)head, off) : 0;
+	if (!e && mid) {
+		e = alcm_pread_all(r->dfd, buf + head, mid, off + head);
+		if (e == EINVAL) /* a file system that takes the open but not the read */
+			e = alcm_pread_all(r->fd, buf + head, mid, off + head);
+		else
+			__atomic_fetch_add(&alcm_dio_reads, 1, __ATOMIC_RELAXED);
+	}
+	if (!e && len > head + mid)
+		e = alcm_pread_all(r->fd, buf + head + mid, len - head - mid, off + head + mid);
+	return e;
+}
+
+int alcm_file_mostly_cached(int fd, uint64_t size)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	if (pg <= 0 || size == 0 || size > SIZE_MAX)
+		return 1;
+	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return 1;
+	/* Windows of 8 pages at up to 128 places spread over the file: the whole file took 6-12
+	 * ms for 705 MB (a page-cache lookup per page), 1024 pages take a few hundredths. */
+	enum { WIN = 8, PLACES = 128 };
+	unsigned char vec[WIN];
+	uint64_t pages = (size + (uint64_t)pg - 1) / (uint64_t)pg, in = 0, seen = 0;
+	uint64_t places = pages / WIN < PLACES ? (pages + WIN - 1) / WIN : PLACES;
+	int ok = 1;
+	for (uint64_t i = 0; i < places && ok; i++) {
+		uint64_t p = i * (pages / places), n = pages - p < WIN ? pages - p : WIN;
+		uint64_t len = p + n == pages ? size - p * (uint64_t)pg : n * (uint64_t)pg;
+		ok = mincore((uint8_t *)m + p * (uint64_t)pg, (size_t)len, vec) == 0;
+		for (uint64_t k = 0; ok && k < n; k++)
+			in += vec[k] & 1;
+		seen += n;
+	}
+	munmap(m, (size_t)size);
+	return !ok || 2 * in >= seen;
+}
+
+/* Opens the file again with O_DIRECT for direct_read, if it is large and mostly not cached
+ * (read through the page cache, each of its pages would be filled and then copied: on the
+ * project's machine an unpack of a 705 MB archive not in the cache took up to 1.3 s of system
+ * time, and 0.09-0.17 s when it was). Any failure leaves the reads as they were. */
+static void dio_open(alcm_reader *r)
+{
+	const char *env = getenv("ALCM_DIRECT_IO");
+	if ((env && strcmp(env, "0") == 0) ||
+	    (!alcm_dio_read_force &&
+	     (r->size < ALCM_DIO_FILE_MIN || alcm_file_mostly_cached(r->fd, r->size))))
+		return;
+	size_t align, mem_align;
+	char path[48];
+	struct stat a, b;
+	if (alcm_dio_alignment(r->fd, &align, &mem_align))
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r->fd);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_DIRECT);
+	if (fd < 0)
+		return;
+	if (fstat(r->fd, &a) || fstat(fd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(fd);
+		return;
+	}
+	r->dfd = fd;
+	r->dio = align > mem_align ? align : mem_align;
+}
+
+size_t alcm_reader_dio_align(const alcm_reader *r)
+{
+	return r && r->dfd >= 0 ? r->dio : 0;
+}
+
+size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, const void *buf)
+{
+	if (!r || r->dfd < 0 || !r->e || i >= r->count)
+		return 0;
+	return (size_t)((r->e[i].offset + pos - (uint64_t)(uintptr_t)buf) & (r->dio - 1));
+}
+
+/* ---- reads started now and waited for later (Linux AIO on the O_DIRECT descriptor) ---- */
+
+/* A read is up to three direct reads: the partial block at its start and the one at its end
+ * into blocks of their own (copied out when done), the whole blocks between straight into the
+ * caller's buffer. */
+enum { AIO_HEAD, AIO_MID, AIO_TAIL, AIO_PARTS };
+
+typedef struct aio_read {
+	struct iocb cb[AIO_PARTS];
+	uint8_t *blk[2];        /* the head's and the tail's blocks (of the queue's memory) */
+	uint8_t *dst;           /* the caller's buffer */
+	uint64_t off;           /* the file offset of dst[0] */
+	size_t len, head, mid;  /* dst[0, head) from blk[0], [head, head + mid) direct, the rest
+	                           from blk[1] */
+	unsigned pending;       /* parts submitted, not yet reaped */
+	int used, err;          /* err: 0, errno, or -1 (the file ended first) */
+} aio_read;
+
+struct alcm_aio {
+	alcm_reader *r;
+	aio_context_t ctx;
+	unsigned depth, inflight;
+	aio_read *q;
+	void *raw; /* the blocks: 2 per read */
+};
+
+int alcm_aio_new(alcm_aio **out, alcm_reader *r, unsigned depth)
+{
+	*out = NULL;
+	if (!r || r->dfd < 0 || !depth)
+		return ALCM_E_UNSUPPORTED;
+	alcm_aio *q = alcm_mem_calloc(&r->alloc, 1, sizeof(*q));
+	if (!q)
+		return ALCM_E_NOMEM;
+	q->r = r;
+	q->depth = depth;
+	q->q = alcm_mem_calloc(&r->alloc, depth, sizeof(*q->q));
+	q->raw = alcm_mem_alloc(&r->alloc, (2 * (size_t)depth + 1) * r->dio);
+	if (!q->q || !q->raw || syscall(SYS_io_setup, depth * AIO_PARTS, &q->ctx) != 0) {
+		alcm_mem_free(&r->alloc, q->q);
+		alcm_mem_free(&r->alloc, q->raw);
+		alcm_mem_free(&r->alloc, q);
+		return ALCM_E_UNSUPPORTED;
+	}
+	uint8_t *b = (uint8_t *)(((uintptr_t)q->raw + r->dio - 1) & ~(uintptr_t)(r->dio - 1));
+	for (unsigned i = 0; i < depth; i++)
+		for (int k = 0; k < 2; k++)
+			q->q[i].blk[k] = b + (2 * (size_t)i + (size_t)k) * r->dio;
+	*out = q;
+	return ALCM_OK;
+}
+
+/* Reaps at least one finished part. @return 0, or errno from io_getevents. */
+static int aio_reap(alcm_aio *q)
+{
+	struct io_event ev[16];
+	long n = syscall(SYS_io_getevents, q->ctx, 1L, 16L, ev, NULL);
+	if (n < 0)
+		return errno == EINTR ? 0 : errno;
+	for (long i = 0; i < n; i++) {
+		aio_read *a = &q->q[ev[i].data / AIO_PARTS];
+		unsigned part = (unsigned)(ev[i].data % AIO_PARTS);
+		uint64_t need = part == AIO_MID ? a->mid
+		                : part == AIO_HEAD ? a->off % q->r->dio + a->head
+		                                   : a->len - a->head - a->mid;
+		q->inflight--;
+		a->pending--;
+		if (ev[i].res < 0 && !a->err)
+			a->err = (int)-ev[i].res;
+		else if ((uint64_t)ev[i].res < need && !a->err)
+			a->err = -1;
+		else if (part == AIO_MID)
+			__atomic_fetch_add(&alcm_dio_reads, 1, __ATOMIC_RELAXED);
+		else if (part == AIO_HEAD)
+			memcpy(a->dst, a->blk[0] + a->off % q->r->dio, a->head);
+		else if (part == AIO_TAIL)
+			memcpy(a->dst + a->head + a->mid, a->blk[1], a->len - a->head - a->mid);
+	}
+	return 0;
+}
+
+static void aio_part(aio_read *a, unsigned slot, unsigned part, int fd, void *buf, size_t len,
+                     uint64_t off)
+{
+	struct iocb *cb = &a->cb[part];
+	memset(cb, 0, sizeof(*cb));
+	cb->aio_data = (uint64_t)slot * AIO_PARTS + part;
+	cb->aio_lio_opcode = IOCB_CMD_PREAD;
+	cb->aio_fildes = (uint32_t)fd;
+	cb->aio_buf = (uint64_t)(uintptr_t)buf;
+	cb->aio_nbytes = len;
+	cb->aio_offset = (int64_t)off;
+}
+
+int alcm_aio_start(alcm_aio *q, uint32_t i, uint64_t pos, void *buf, size_t len, unsigned *ticket)
+{
+	alcm_reader *r = q->r;
+	uint64_t end;
+	if (i >= r->count || alcm_add_u64(pos, len, &end) || end > r->e[i].length || !len)
+		return ALCM_E_ARG;
+	unsigned slot = 0;
+	while (slot < q->depth && q->q[slot].used)
+		slot++;
+	if (slot == q->depth)
+		return ALCM_E_ARG;
+	aio_read *a = &q->q[slot];
+	uint64_t off = r->e[i].offset + pos, A = r->dio;
+	a->used = 1;
+	a->err = 0;
+	a->pending = 0;
+	a->dst = buf;
+	a->off = off;
+	a->len = len;
+	a->head = (size_t)((A - off % A) % A);
+	if (a->head > len)
+		a->head = len;
+	a->mid = (size_t)((len - a->head) & ~(A - 1));
+	*ticket = slot;
+	if (((uintptr_t)a->dst + a->head) % A) { /* not placed by alcm_reader_dio_shift */
+		a->err = alcm_pread_all(r->fd, buf, len, off);
+		return ALCM_OK;
+	}
+	struct iocb *cbs[AIO_PARTS];
+	unsigned n = 0;
+	if (a->head) {
+		aio_part(a, slot, AIO_HEAD, r->dfd, a->blk[0], A, off - off % A);
+		cbs[n++] = &a->cb[AIO_HEAD];
+	}
+	if (a->mid) {
+		aio_part(a, slot, AIO_MID, r->dfd, a->dst + a->head, a->mid, off + a->head);
+		cbs[n++] = &a->cb[AIO_MID];
+	}
+	if (len > a->head + a->mid) {
+		aio_part(a, slot, AIO_TAIL, r->dfd, a->blk[1], A, off + a->head + a->mid);
+		cbs[n++] = &a->cb[AIO_TAIL];
+	}
+	long got = syscall(SYS_io_submit, q->ctx, (long)n, cbs);
+	got = got < 0 ? 0 : got;
+	a->pending = (unsigned)got;
+	q->inflight += (unsigned)got;
+	/* What was not taken, read now through the page cache */
+	for (unsigned k = (unsigned)got; k < n && !a->err; k++) {
+		struct iocb *cb = cbs[k];
+		unsigned part = (unsigned)(cb->aio_data % AIO_PARTS);
+		size_t at = part == AIO_HEAD ? 0 : part == AIO_MID ? a->head : a->head + a->mid;
+		size_t plen = part == AIO_HEAD ? a->head : part == AIO_MID ? a->mid : len - at;
+		a->err = alcm_pread_all(r->fd, a->dst + at, plen, off + at);
+	}
+	return ALCM_OK;
+}
+
+int alcm_aio_wait(alcm_aio *q, unsigned ticket)
+{
+	aio_read *a = &q->q[ticket];
+	while (a->pending) {
+		int e = aio_reap(q);
+		if (e) { /* cannot wait: nothing can be trusted of the context any more */
+			a->err = e;
+			break;
+		}
+	}
+	alcm_reader *r = q->r;
+	a->used = 0;
+	if (a->err == EINVAL) /* a file system that takes the open but not the read */
+		a->err = alcm_pread_all(r->fd, a->dst, a->len, a->off);
+	if (a->err == -1)
+		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
+		            (unsigned long long)a->off);
+	if (a->err)
+		return fail(r, ALCM_E_IO, "read error at offset %llu: %s",
+		            (unsigned long long)a->off, strerror(a->err));
+	return ALCM_OK;
+}
+
+void alcm_aio_free(alcm_aio *q)
+{
+	if (!q)
+		return;
+	while (q->inflight && aio_reap(q) == 0)
+		;
+	/* io_destroy waits for any read still in flight: the buffers may go after it */
+	syscall(SYS_io_destroy, q->ctx);
+	alcm_reader *r = q->r;
+	alcm_mem_free(&r->alloc, q->q);
+	alcm_mem_free(&r->alloc, q->raw);
+	alcm_mem_free(&r->alloc, q);
+}
+
 static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
 {
 	uint64_t end;
@@ -56,7 +344,7 @@ static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
 		memcpy(buf, r->mem + off, len);
 		return ALCM_OK;
 	}
-	int e = alcm_pread_all(r->fd, buf, len, off);
+	int e = direct_read(r, buf, len, off);
 	if (e == -1)
 		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
 		            (unsigned long long)off);
@@ -338,6 +626,7 @@ static int reader_new(alcm_reader **out, const char *name, const alcm_limits *li
 		return ALCM_E_NOMEM;
 	r->alloc = a;
 	r->fd = -1;
+	r->dfd = -1;
 	r->open_flags = flags;
 	if (lim)
 		r->lim = *lim;
@@ -410,7 +699,9 @@ int alcm_reader_open_file(alcm_reader **out, const char *path, const alcm_limits
 	if (!S_ISREG(sb.st_mode))
 		return fail(r, ALCM_E_IO, "not a regular file");
 	r->size = (uint64_t)sb.st_size;
-	return reader_parse(r);
+	if ((st = reader_parse(r)) == ALCM_OK)
+		dio_open(r);
+	return st;
 }
 
 int alcm_reader_open_fd(alcm_reader **out, int fd, const char *name, const alcm_limits *lim,
@@ -431,7 +722,9 @@ int alcm_reader_open_fd(alcm_reader **out, int fd, const char *name, const alcm_
 	if (!S_ISREG(sb.st_mode))
 		return fail(r, ALCM_E_IO, "not a regular file");
 	r->size = (uint64_t)sb.st_size;
-	return reader_parse(r);
+	if ((st = reader_parse(r)) == ALCM_OK)
+		dio_open(r);
+	return st;
 }
 
 int alcm_reader_open_memory(alcm_reader **out, const void *buf, size_t len,
@@ -454,6 +747,8 @@ void alcm_reader_free(alcm_reader *r)
 		return;
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->dfd >= 0)
+		close(r->dfd);
 	alcm_allocator a = r->alloc;
 	alcm_mem_free(&a, r->e);
 	alcm_mem_free(&a, r->name);

@@ -55,7 +55,8 @@ typedef struct hasher {
 	uint32_t sec;      /* its data section */
 	const uint8_t *ctab;
 	uint64_t nchunks, want; /* its chunks; bytes to read and hash at most */
-	uint8_t *buf;      /* its first chunks, as in the section */
+	uint8_t *buf;      /* its first chunks, as in the section, from base (inside buf) */
+	uint8_t *base;
 	size_t cap;
 	alcm_blake2b h;    /* published: the digest of the section's first `hashed` bytes */
 	uint64_t hashed;
@@ -94,6 +95,11 @@ struct alcm_archive {
 	ahead ah;
 	size_t next_whole; /* the tensor after the last one decoded whole (0: none decoded yet) */
 	hasher hs;
+	/* Decoding in pieces from a reader with direct reads: the next wave's reads, started
+	 * before the wave runs and waited for after it (NULL: read by a job of the wave). */
+	alcm_aio *aio;
+	size_t aio_depth;
+	int aio_tried;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -618,6 +624,9 @@ struct dslot {
 	uint8_t *cbuf1;
 	size_t ccap1;
 	uint64_t nk, ndl, ndpos;
+	size_t nshift; /* where in its buffer chunk nk starts (alcm_reader_dio_shift) */
+	unsigned ticket; /* its read, started (reading) and not yet waited for */
+	int reading;
 };
 
 typedef struct dec {
@@ -641,6 +650,7 @@ typedef struct dec {
 	size_t emit_n, next_n; /* chunks of the wave before, of the wave after */
 	size_t pos, emit_pos;  /* the list positions of this tensor and of the chunks handed on */
 	int fn_st, read_st;
+	int reading;           /* the next wave's reads are in flight (read_start) */
 	/* ... the tensor decoded next in pieces (SIZE_MAX: none), whose first chunks the hasher
 	 * takes once this one's are out of its buffer; this tensor's first pre_bytes bytes were
 	 * hashed by it, and its first pre_n chunks are in its buffer (pre_buf). */
@@ -749,7 +759,7 @@ static void run_piece(void *arg, size_t j, unsigned worker)
 		emit_wave(d, d->wave - 1);
 		return;
 	}
-	if (d->next_n && j-- == 0) {
+	if (d->next_n && !d->reading && j-- == 0) {
 		read_next(d);
 		return;
 	}
@@ -914,8 +924,12 @@ static size_t plan_next(dec *d, uint64_t k0, uint64_t dpos)
 		dpos += sl->ndl;
 		uint8_t **b = (d->wave + 1) % 2 ? &sl->cbuf1 : &sl->cbuf;
 		size_t *cap = (d->wave + 1) % 2 ? &sl->ccap1 : &sl->ccap;
-		if (sl->nk >= d->pre_n && grow(d->a, b, cap, sl->ndl ? sl->ndl : 1))
+		sl->nshift = 0;
+		if (sl->nk < d->pre_n)
+			continue;
+		if (grow(d->a, b, cap, (sl->ndl ? sl->ndl : 1) + alcm_reader_dio_align(d->a->r)))
 			return SIZE_MAX;
+		sl->nshift = alcm_reader_dio_shift(d->a->r, te->data_idx, sl->ndpos, *b);
 	}
 	return n;
 }
@@ -927,10 +941,39 @@ static void read_next(dec *d)
 		dslot *sl = &d->slots[j];
 		if (sl->nk < d->pre_n) /* read by the hasher */
 			continue;
-		uint8_t *b = (d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf;
+		uint8_t *b = ((d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf) + sl->nshift;
 		d->read_st = alcm_reader_section_pread(d->a->r, d->te->data_idx, sl->ndpos, b,
 		                                       (size_t)sl->ndl);
 	}
+}
+
+/* Starts the next wave's reads on the archive's queue (read_finish waits for them): the
+ * disk reads them while the wave decodes, and no thread of the pool waits for it. */
+static void read_start(dec *d)
+{
+	d->reading = 1;
+	for (size_t j = 0; j < d->next_n && !d->read_st; j++) {
+		dslot *sl = &d->slots[j];
+		if (sl->nk < d->pre_n || !sl->ndl)
+			continue;
+		uint8_t *b = ((d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf) + sl->nshift;
+		d->read_st = alcm_aio_start(d->a->aio, d->te->data_idx, sl->ndpos, b,
+		                            (size_t)sl->ndl, &sl->ticket);
+		sl->reading = !d->read_st;
+	}
+}
+
+static void read_finish(dec *d)
+{
+	for (size_t j = 0; j < d->next_n; j++) {
+		dslot *sl = &d->slots[j];
+		if (sl->reading) {
+			sl->reading = 0;
+			int st = alcm_aio_wait(d->a->aio, sl->ticket);
+			d->read_st = d->read_st ? d->read_st : st;
+		}
+	}
+	d->reading = 0;
 }
 
 /* Makes the chunks read for the next wave the current ones, with their output buffers (free:
@@ -950,7 +993,8 @@ static int take_next(dec *d)
 		sl->dl = sl->ndl;
 		sl->ml = 0;
 		sl->dpos = sl->ndpos;
-		sl->cdata = sl->k < d->pre_n ? d->pre_buf + sl->dpos : p ? sl->cbuf1 : sl->cbuf;
+		sl->cdata = sl->k < d->pre_n ? d->pre_buf + sl->dpos
+		                             : (p ? sl->cbuf1 : sl->cbuf) + sl->nshift;
 		sl->mdata = NULL;
 		if (grow(d->a, &sl->obuf[p], &sl->ocap[p], n * w) ||
 		    grow_scratch(d->a, &sl->scratch, &sl->scap, scratch))
@@ -1045,7 +1089,7 @@ static void *hasher_main(void *arg)
 			 * machine a piece may take long, and a stop waits for the piece. */
 			for (uint64_t p = 0; p < dl && !stop; p += HASH_AHEAD_PIECE) {
 				size_t len = dl - p < HASH_AHEAD_PIECE ? (size_t)(dl - p) : HASH_AHEAD_PIECE;
-				if (alcm_reader_section_pread(hs->r, sec, off + p, hs->buf + off + p, len))
+				if (alcm_reader_section_pread(hs->r, sec, off + p, hs->base + off + p, len))
 					stop = 1; /* the caller reads it again, and names the failure */
 				pthread_mutex_lock(&hs->mu);
 				stop |= hs->stop;
@@ -1053,7 +1097,7 @@ static void *hasher_main(void *arg)
 			}
 			for (uint64_t p = 0; p < dl && !stop; p += HASH_AHEAD_PIECE) {
 				size_t len = dl - p < HASH_AHEAD_PIECE ? (size_t)(dl - p) : HASH_AHEAD_PIECE;
-				alcm_blake2b_update(&h, hs->buf + off + p, len);
+				alcm_blake2b_update(&h, hs->base + off + p, len);
 				pthread_mutex_lock(&hs->mu);
 				stop = hs->stop;
 				if (!stop) {
@@ -1108,9 +1152,10 @@ static void hasher_give(alcm_archive *a, size_t index)
 	pthread_mutex_lock(&hs->mu);
 	int idle = !hs->busy && !hs->job;
 	pthread_mutex_unlock(&hs->mu);
-	if (!idle || grow(a, &hs->buf, &hs->cap, want))
+	if (!idle || grow(a, &hs->buf, &hs->cap, want + alcm_reader_dio_align(a->r)))
 		return;
 	pthread_mutex_lock(&hs->mu);
+	hs->base = hs->buf + alcm_reader_dio_shift(a->r, nx->data_idx, 0, hs->buf);
 	hs->r = a->r;
 	hs->index = index;
 	hs->sec = nx->data_idx;
@@ -1141,7 +1186,7 @@ static void hasher_take(dec *d)
 		if (hs->hashed) {
 			d->hd = hs->h;
 			d->pre_bytes = hs->hashed;
-			d->pre_buf = hs->buf;
+			d->pre_buf = hs->base;
 			if (alcm_hash_ahead_wait) /* tests only: one archive at a time */
 				alcm_hash_ahead_taken += hs->hashed;
 		}
@@ -1176,9 +1221,21 @@ static void hasher_quit(alcm_archive *a)
 static int decode_chunks_pieces(dec *d)
 {
 	const tentry *te = d->te;
+	alcm_archive *a = d->a;
 	uint64_t dpos = 0;
 	if (d->verify)
 		hasher_take(d);
+	if (a->aio && a->aio_depth < d->nslots) {
+		alcm_aio_free(a->aio);
+		a->aio = NULL;
+		a->aio_tried = 0;
+	}
+	if (!a->aio_tried) {
+		a->aio_tried = 1;
+		a->aio_depth = d->nslots;
+		if (alcm_aio_new(&a->aio, a->r, (unsigned)d->nslots))
+			a->aio = NULL;
+	}
 	/* The wave count goes on from the tensor before, whose last chunks are handed on during
 	 * this one's first wave (from the other buffers). */
 	d->wave--; /* plan_next and read_next work on wave + 1 */
@@ -1219,13 +1276,17 @@ static int decode_chunks_pieces(dec *d)
 			d->hs_given = 1;
 			hasher_give(d->a, d->next_index);
 		}
-		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn ? 1 : 0);
+		if (nn && a->aio)
+			read_start(d);
+		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn && !d->reading);
 		if (d->a->ncoders == 1 || pieces_small(d, n, nn)) {
 			for (size_t j = 0; j < njobs; j++)
 				run_piece(d, j, 0);
 		} else {
 			alcm_pool_run(d->a->pool, run_piece, d, njobs);
 		}
+		if (d->reading)
+			read_finish(d);
 		if (d->fn_st)
 			return d->fn_st;
 		if ((st = wave_status(d, n)))
@@ -1253,6 +1314,9 @@ static void slots_free(alcm_archive *a)
 	alcm_block_give(&a->alloc, a->ah.buf, a->ah.cap);
 	memset(&a->ah, 0, sizeof(a->ah));
 	hasher_quit(a);
+	alcm_aio_free(a->aio);
+	a->aio = NULL;
+	a->aio_tried = 0;
 }
 
 /* The slots' buffers are kept between tensors, but not when they are more than twice what
@@ -1637,8 +1701,10 @@ typedef struct relay {
 	alcm_piece_fn fn;    /* in pieces: fn takes each chunk, in order */
 	void *ctx;
 	void *const *out;    /* else: each tensor's buffer */
-	uint8_t **sec;       /* a section buffer per job */
+	uint8_t **sec;       /* a section buffer per job, */
 	size_t *scap;
+	size_t *shift;       /* where in it the section starts (alcm_reader_dio_shift), */
+	alcm_aio **aio;      /* and its reads' queue (NULL: none, read a piece at a time) */
 	uint8_t **scratch;   /* the turn's (in pieces), or one per job */
 	size_t *xcap;
 	uint8_t *obuf;       /* the turn's decoded chunk (in pieces) */
@@ -1674,6 +1740,40 @@ static int relay_fits(alcm_archive *a, size_t index, uint64_t *len)
 	return sum == si.length;
 }
 
+/* With direct reads, a relay job keeps this many pieces of its section in flight, and
+ * hashes each as it lands. */
+#define RELAY_AIO_PIECE ((size_t)1 << 20)
+#define RELAY_AIO_DEPTH 8
+
+/* Job j's section from the disk, RELAY_AIO_PIECE at a time, each hashed once read. */
+static int relay_read_aio(relay *r, size_t j, uint32_t sec, uint64_t len, alcm_blake2b *h)
+{
+	alcm_aio *q = r->aio[j];
+	uint8_t *b = r->sec[j] + r->shift[j];
+	unsigned tk[RELAY_AIO_DEPTH];
+	uint64_t next = 0, done = 0;
+	int st = ALCM_OK;
+	while (done < len) {
+		for (; !st && next < len && next - done < RELAY_AIO_DEPTH * RELAY_AIO_PIECE;
+		     next += RELAY_AIO_PIECE) {
+			size_t n = len - next < RELAY_AIO_PIECE ? (size_t)(len - next) : RELAY_AIO_PIECE;
+			st = alcm_aio_start(q, sec, next, b + next, n, &tk[next / RELAY_AIO_PIECE %
+			                                                     RELAY_AIO_DEPTH]);
+			if (st)
+				break;
+		}
+		if (done == next)
+			break; /* none started: st says why */
+		size_t n = len - done < RELAY_AIO_PIECE ? (size_t)(len - done) : RELAY_AIO_PIECE;
+		int ws = alcm_aio_wait(q, tk[done / RELAY_AIO_PIECE % RELAY_AIO_DEPTH]);
+		st = st ? st : ws;
+		if (!st)
+			alcm_blake2b_update(h, b + done, n);
+		done += n; /* after a failure, the reads in flight are waited for all the same */
+	}
+	return st ? ALCM_E_IO : ALCM_OK;
+}
+
 /* Reads tensor t's data section into job j's buffer and checks its digest, a piece at a time
  * (each piece hashed while it is in the cache). @return ALCM_OK or a failure to name again. */
 static int relay_read(relay *r, size_t j, size_t t)
@@ -1685,7 +1785,14 @@ static int relay_read(relay *r, size_t j, size_t t)
 		return ALCM_E_IO;
 	alcm_blake2b h;
 	alcm_blake2b_init(&h, 32);
-	for (uint64_t p = 0; p < si.length; p += HASH_AHEAD_PIECE) {
+	r->shift[j] = alcm_reader_dio_shift(a->r, te->data_idx, 0, r->sec[j]);
+	if (r->aio[j] && si.length) {
+		if (relay_read_aio(r, j, te->data_idx, si.length, &h))
+			return ALCM_E_IO;
+	} else {
+		r->shift[j] = 0;
+	}
+	for (uint64_t p = 0; !r->aio[j] && p < si.length; p += HASH_AHEAD_PIECE) {
 		size_t len = si.length - p < HASH_AHEAD_PIECE ? (size_t)(si.length - p)
 		                                              : HASH_AHEAD_PIECE;
 		if (alcm_reader_section_pread(a->r, te->data_idx, p, r->sec[j] + p, len))
@@ -1712,7 +1819,7 @@ static int relay_out(relay *r, size_t j, size_t t, unsigned worker, int *fn_st, 
 		uint64_t n = te->info.elements - first < te->chunk_elems ? te->info.elements - first
 		                                                         : te->chunk_elems;
 		uint8_t *dst = r->out ? (uint8_t *)r->out[t] + first * w : r->obuf;
-		alcm_cursor dc = {r->sec[j] + *dpos, (size_t)dl, 0};
+		alcm_cursor dc = {r->sec[j] + r->shift[j] + *dpos, (size_t)dl, 0};
 		int st = alcm_lossless_decode(a->coders[worker], &dc, te->info.dtype, dst, n, scratch);
 		if (!st && dc.pos != dc.len)
 			st = ALCM_E_CORRUPT;
@@ -1811,19 +1918,29 @@ static int relay_alloc(relay *r, unsigned jobs)
 	r->scap = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->scap));
 	r->scratch = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->scratch));
 	r->xcap = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->xcap));
-	if (!r->sec || !r->scap || !r->scratch || !r->xcap ||
+	r->shift = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->shift));
+	r->aio = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->aio));
+	if (!r->sec || !r->scap || !r->scratch || !r->xcap || !r->shift || !r->aio ||
 	    (!r->out && grow(a, &r->obuf, &r->ocap, out)))
 		return 1;
-	for (unsigned j = 0; j < jobs; j++)
-		if (grow(a, &r->sec[j], &r->scap[j], most) ||
+	size_t slack = alcm_reader_dio_align(a->r);
+	for (unsigned j = 0; j < jobs; j++) {
+		if (grow(a, &r->sec[j], &r->scap[j], most + slack) ||
 		    (j < nx && grow_scratch(a, &r->scratch[j], &r->xcap[j], scratch ? scratch : 1)))
 			return 1;
+		if (slack && alcm_aio_new(&r->aio[j], a->r, RELAY_AIO_DEPTH))
+			r->aio[j] = NULL;
+	}
 	return 0;
 }
 
 static void relay_free(relay *r, unsigned jobs)
 {
 	alcm_archive *a = r->a;
+	for (unsigned j = 0; r->aio && j < jobs; j++)
+		alcm_aio_free(r->aio[j]);
+	alcm_mem_free(&a->alloc, r->aio);
+	alcm_mem_free(&a->alloc, r->shift);
 	for (unsigned j = 0; r->sec && j < jobs; j++)
 		alcm_block_give(&a->alloc, r->sec[j], r->scap[j]);
 	for (unsigned j = 0; r->scratch && j < (r->out ? jobs : 1); j++)

@@ -56,14 +56,17 @@ tiny=$dir/e2e-tiny.npy
 
 median() { sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# measure KEY CMD...: runs CMD RUNS times (outputs are removed before each run); keeps the
-# medians of wall, user, sys (s), max RSS (kB) and minor faults in $T/KEY.
+# measure KEY CMD...: runs CMD RUNS times (outputs are removed before each run, and $before
+# is run, untimed, when set); keeps the medians of wall, user, sys (s), max RSS (kB) and minor
+# faults in $T/KEY.
+before=""
 measure() {
 	local key=$1
 	shift
 	: >"$T/$key.runs"
 	for ((i = 0; i < runs; i++)); do
 		rm -f "$dir"/e2e-out.*
+		[ -z "$before" ] || eval "$before"
 		if ! /usr/bin/time -o "$T/time" -f '%e %U %S %M %R' "$@" >/dev/null 2>"$T/err"; then
 			echo "e2e: failed: $*" >&2
 			cat "$T/err" >&2
@@ -114,16 +117,30 @@ suite() {
 		cmp -s "$a" "$dir/e2e-out.alcm" || same=0
 	done
 	echo "$same" >"$T/$tag-same"
+	# The unpacks, first with the archive in the page cache (read once before each run: what
+	# the runs after the first measured before the cold rows existed), then not (its pages
+	# dropped: an archive packed earlier, or copied from elsewhere).
+	before="cat '$a' '$q' >/dev/null"
 	for th in 1 2; do
 		measure "$tag-unpack-npz-$th" "$B/alcm-unpack" -q -f -T$th "$a" -o "$dir/e2e-out.npz"
 		measure "$tag-unpack-st-$th" "$B/alcm-unpack" -q -f -T$th "$a" \
 			-o "$dir/e2e-out.safetensors"
 		measure "$tag-unpackq-$th" "$B/alcm-unpack" -q -f -T$th "$q" -o "$dir/e2e-out.$ext"
 	done
+	before="dd if='$a' iflag=nocache count=0 status=none"
+	for th in 1 2; do
+		measure "$tag-cold-st-$th" "$B/alcm-unpack" -q -f -T$th "$a" \
+			-o "$dir/e2e-out.safetensors"
+	done
+	before=
 	measure "$tag-zstd-0" zstd -q -f -3 -T0 "$in" -o "$dir/e2e-out.zst"
 	measure "$tag-zstd-1" zstd -q -f -3 -T1 "$in" -o "$dir/e2e-out.zst"
 	zstd -q -f -3 "$in" -o "$dir/e2e-$tag.zst" || return 1
+	before="cat '$dir/e2e-$tag.zst' >/dev/null"
 	measure "$tag-unzstd" zstd -q -f -d "$dir/e2e-$tag.zst" -o "$dir/e2e-out.$ext"
+	before="dd if='$dir/e2e-$tag.zst' iflag=nocache count=0 status=none"
+	measure "$tag-cold-unzstd" zstd -q -f -d "$dir/e2e-$tag.zst" -o "$dir/e2e-out.$ext"
+	before=""
 	local raw
 	raw=$(stat -L -c %s "$in")
 	echo
@@ -151,6 +168,10 @@ suite() {
 		row "$tag-unpackq-$th" "alcm-unpack -T$th (max-error archive) -o .$ext" "$raw"
 	done
 	row "$tag-unzstd" "zstd -d" "$raw"
+	for th in 1 2; do
+		row "$tag-cold-st-$th" "alcm-unpack -T$th -o .safetensors, archive not cached" "$raw"
+	done
+	row "$tag-cold-unzstd" "zstd -d, .zst not cached" "$raw"
 	rm -f "$a" "$q" "$dir/e2e-$tag.zst"
 }
 
@@ -227,7 +248,7 @@ echo
 echo "Targets (839 MB file):"
 verdict "$(cat "$T/big-same") == 1" "lossless archives byte-identical at -T1, -T2 (default) and -T3"
 for k in big-pack-1 big-pack-2 big-packq-1 big-packq-2 big-unpack-npz-1 big-unpack-npz-2 \
-	big-unpack-st-1 big-unpack-st-2; do
+	big-unpack-st-1 big-unpack-st-2 big-cold-st-1 big-cold-st-2; do
 	verdict "$(get $k 3) <= 0.1 * $(get $k 2)" "sys <= 10% of user, $k: sys $(get $k 3) s, user $(get $k 2) s"
 done
 for k in big-pack big-packq big-unpack-npz big-unpack-st; do
