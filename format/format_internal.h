@@ -191,19 +191,20 @@ size_t alcm_reader_dio_align(const alcm_reader *r);
  * alcm_reader_dio_align(r)) for the reader to read them with O_DIRECT: the file offset and
  * the address then agree modulo the alignment. 0 when it reads through the page cache. */
 size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, const void *buf);
-/* Reads started now and waited for later, at most `depth` at a time (one thread's: Linux
- * AIO on the reader's O_DIRECT descriptor). alcm_aio_new fails (ALCM_E_UNSUPPORTED) where the
- * reader has no direct reads or the kernel no AIO: the caller then reads as before. */
-typedef struct alcm_aio alcm_aio;
-int alcm_aio_new(alcm_aio **q, alcm_reader *r, unsigned depth);
-/* Starts reading len (> 0) bytes at pos of section i into buf, best placed by
- * alcm_reader_dio_shift (else it reads them now). @return ALCM_OK with *ticket, or ALCM_E_ARG
- * (out of the section, or `depth` reads not yet waited for). */
-int alcm_aio_start(alcm_aio *q, uint32_t i, uint64_t pos, void *buf, size_t len,
-                   unsigned *ticket);
+/* Reads started now and waited for later, at most `depth` at a time, by a thread of their own
+ * (one user thread's queue), in the order started. alcm_readq_new fails
+ * (ALCM_E_UNSUPPORTED) where the reader has no direct reads: the caller then reads as before. */
+typedef struct alcm_readq alcm_readq;
+int alcm_readq_new(alcm_readq **q, alcm_reader *r, unsigned depth);
+/* Starts reading len (> 0) bytes at pos of section i into buf, placed by
+ * alcm_reader_dio_shift for a direct read. @return ALCM_OK with *ticket, or ALCM_E_ARG (out of
+ * the section, or `depth` reads not yet waited for). */
+int alcm_readq_start(alcm_readq *q, uint32_t i, uint64_t pos, void *buf, size_t len,
+                     unsigned *ticket);
 /* Waits for the read of ticket. @return ALCM_OK or ALCM_E_IO (the reader's detail says). */
-int alcm_aio_wait(alcm_aio *q, unsigned ticket);
-/* Waits for every read still in flight, and frees q (NULL: nothing). */
-void alcm_aio_free(alcm_aio *q);
+int alcm_readq_wait(alcm_readq *q, unsigned ticket);
+/* Ends q's thread (after the read under way; the reads not yet begun are dropped), frees q
+ * (NULL: nothing). */
+void alcm_readq_free(alcm_readq *q);
 
 #endif

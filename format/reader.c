@@ -7,13 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/aio_abi.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 struct alcm_reader {
@@ -130,6 +129,9 @@ static void dio_open(alcm_reader *r)
 	}
 	r->dfd = fd;
 	r->dio = align > mem_align ? align : mem_align;
+	/* What is still read through the page cache (the ends of direct reads, tables, small
+	 * sections) is read as asked, not ahead: the rest comes straight from the disk. */
+	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_RANDOM);
 }
 
 size_t alcm_reader_dio_align(const alcm_reader *r)
@@ -144,191 +146,172 @@ size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, con
 	return (size_t)((r->e[i].offset + pos - (uint64_t)(uintptr_t)buf) & (r->dio - 1));
 }
 
-/* ---- reads started now and waited for later (Linux AIO on the O_DIRECT descriptor) ---- */
+/* ---- reads started now and waited for later (a reading thread) ---- */
 
-/* A read is up to three direct reads: the partial block at its start and the one at its end
- * into blocks of their own (copied out when done), the whole blocks between straight into the
- * caller's buffer. */
-enum { AIO_HEAD, AIO_MID, AIO_TAIL, AIO_PARTS };
+/* Linux AIO would need no thread, but each io_destroy waits for an RCU grace period: 31-32
+ * ms a context on the project's machine, 63 ms at the end of every relay of two. */
+typedef struct readq_item {
+	uint8_t *dst;
+	uint64_t off, seq;
+	size_t len;
+	int state; /* RQ_FREE, RQ_QUEUED, RQ_READING, RQ_DONE */
+	int err;   /* as alcm_pread_all */
+} readq_item;
 
-typedef struct aio_read {
-	struct iocb cb[AIO_PARTS];
-	uint8_t *blk[2];        /* the head's and the tail's blocks (of the queue's memory) */
-	uint8_t *dst;           /* the caller's buffer */
-	uint64_t off;           /* the file offset of dst[0] */
-	size_t len, head, mid;  /* dst[0, head) from blk[0], [head, head + mid) direct, the rest
-	                           from blk[1] */
-	unsigned pending;       /* parts submitted, not yet reaped */
-	int used, err;          /* err: 0, errno, or -1 (the file ended first) */
-} aio_read;
+enum { RQ_FREE, RQ_QUEUED, RQ_READING, RQ_DONE };
 
-struct alcm_aio {
+struct alcm_readq {
 	alcm_reader *r;
-	aio_context_t ctx;
-	unsigned depth, inflight;
-	aio_read *q;
-	void *raw; /* the blocks: 2 per read */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned depth;
+	uint64_t seq;
+	int quit;
+	pid_t pid; /* the process whose thread reads (after a fork, the child reads itself) */
+	readq_item *q;
 };
 
-int alcm_aio_new(alcm_aio **out, alcm_reader *r, unsigned depth)
+/* The reading thread: the queued reads in the order they were started. */
+static void *readq_main(void *arg)
+{
+	alcm_readq *q = arg;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		readq_item *it = NULL;
+		for (unsigned i = 0; i < q->depth; i++)
+			if (q->q[i].state == RQ_QUEUED && (!it || q->q[i].seq < it->seq))
+				it = &q->q[i];
+		if (q->quit)
+			break;
+		if (!it) {
+			pthread_cond_wait(&q->cv, &q->mu);
+			continue;
+		}
+		it->state = RQ_READING;
+		pthread_mutex_unlock(&q->mu);
+		int e = direct_read(q->r, it->dst, it->len, it->off);
+		pthread_mutex_lock(&q->mu);
+		it->err = e;
+		it->state = RQ_DONE;
+		pthread_cond_broadcast(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+int alcm_readq_new(alcm_readq **out, alcm_reader *r, unsigned depth)
 {
 	*out = NULL;
 	if (!r || r->dfd < 0 || !depth)
 		return ALCM_E_UNSUPPORTED;
-	alcm_aio *q = alcm_mem_calloc(&r->alloc, 1, sizeof(*q));
+	alcm_readq *q = alcm_mem_calloc(&r->alloc, 1, sizeof(*q));
 	if (!q)
 		return ALCM_E_NOMEM;
 	q->r = r;
 	q->depth = depth;
+	q->pid = getpid();
 	q->q = alcm_mem_calloc(&r->alloc, depth, sizeof(*q->q));
-	q->raw = alcm_mem_alloc(&r->alloc, (2 * (size_t)depth + 1) * r->dio);
-	if (!q->q || !q->raw || syscall(SYS_io_setup, depth * AIO_PARTS, &q->ctx) != 0) {
-		alcm_mem_free(&r->alloc, q->q);
-		alcm_mem_free(&r->alloc, q->raw);
-		alcm_mem_free(&r->alloc, q);
-		return ALCM_E_UNSUPPORTED;
+	int st = q->q ? ALCM_OK : ALCM_E_NOMEM;
+	if (!st && pthread_mutex_init(&q->mu, NULL))
+		st = ALCM_E_NOMEM;
+	if (!st && pthread_cond_init(&q->cv, NULL)) {
+		pthread_mutex_destroy(&q->mu);
+		st = ALCM_E_NOMEM;
 	}
-	uint8_t *b = (uint8_t *)(((uintptr_t)q->raw + r->dio - 1) & ~(uintptr_t)(r->dio - 1));
-	for (unsigned i = 0; i < depth; i++)
-		for (int k = 0; k < 2; k++)
-			q->q[i].blk[k] = b + (2 * (size_t)i + (size_t)k) * r->dio;
+	if (!st && pthread_create(&q->th, NULL, readq_main, q)) {
+		pthread_cond_destroy(&q->cv);
+		pthread_mutex_destroy(&q->mu);
+		st = ALCM_E_NOMEM;
+	}
+	if (st) {
+		alcm_mem_free(&r->alloc, q->q);
+		alcm_mem_free(&r->alloc, q);
+		return st;
+	}
 	*out = q;
 	return ALCM_OK;
 }
 
-/* Reaps at least one finished part. @return 0, or errno from io_getevents. */
-static int aio_reap(alcm_aio *q)
-{
-	struct io_event ev[16];
-	long n = syscall(SYS_io_getevents, q->ctx, 1L, 16L, ev, NULL);
-	if (n < 0)
-		return errno == EINTR ? 0 : errno;
-	for (long i = 0; i < n; i++) {
-		aio_read *a = &q->q[ev[i].data / AIO_PARTS];
-		unsigned part = (unsigned)(ev[i].data % AIO_PARTS);
-		uint64_t need = part == AIO_MID ? a->mid
-		                : part == AIO_HEAD ? a->off % q->r->dio + a->head
-		                                   : a->len - a->head - a->mid;
-		q->inflight--;
-		a->pending--;
-		if (ev[i].res < 0 && !a->err)
-			a->err = (int)-ev[i].res;
-		else if ((uint64_t)ev[i].res < need && !a->err)
-			a->err = -1;
-		else if (part == AIO_MID)
-			__atomic_fetch_add(&alcm_dio_reads, 1, __ATOMIC_RELAXED);
-		else if (part == AIO_HEAD)
-			memcpy(a->dst, a->blk[0] + a->off % q->r->dio, a->head);
-		else if (part == AIO_TAIL)
-			memcpy(a->dst + a->head + a->mid, a->blk[1], a->len - a->head - a->mid);
-	}
-	return 0;
-}
-
-static void aio_part(aio_read *a, unsigned slot, unsigned part, int fd, void *buf, size_t len,
-                     uint64_t off)
-{
-	struct iocb *cb = &a->cb[part];
-	memset(cb, 0, sizeof(*cb));
-	cb->aio_data = (uint64_t)slot * AIO_PARTS + part;
-	cb->aio_lio_opcode = IOCB_CMD_PREAD;
-	cb->aio_fildes = (uint32_t)fd;
-	cb->aio_buf = (uint64_t)(uintptr_t)buf;
-	cb->aio_nbytes = len;
-	cb->aio_offset = (int64_t)off;
-}
-
-int alcm_aio_start(alcm_aio *q, uint32_t i, uint64_t pos, void *buf, size_t len, unsigned *ticket)
+int alcm_readq_start(alcm_readq *q, uint32_t i, uint64_t pos, void *buf, size_t len,
+                     unsigned *ticket)
 {
 	alcm_reader *r = q->r;
 	uint64_t end;
 	if (i >= r->count || alcm_add_u64(pos, len, &end) || end > r->e[i].length || !len)
 		return ALCM_E_ARG;
+	/* A child of fork() has no reading thread, and maybe a lock held for ever: it reads
+	 * now, alone, without the lock (a Python data loader forks beside open archives). */
+	int forked = getpid() != q->pid;
+	if (!forked)
+		pthread_mutex_lock(&q->mu);
 	unsigned slot = 0;
-	while (slot < q->depth && q->q[slot].used)
+	while (slot < q->depth && q->q[slot].state != RQ_FREE)
 		slot++;
-	if (slot == q->depth)
-		return ALCM_E_ARG;
-	aio_read *a = &q->q[slot];
-	uint64_t off = r->e[i].offset + pos, A = r->dio;
-	a->used = 1;
-	a->err = 0;
-	a->pending = 0;
-	a->dst = buf;
-	a->off = off;
-	a->len = len;
-	a->head = (size_t)((A - off % A) % A);
-	if (a->head > len)
-		a->head = len;
-	a->mid = (size_t)((len - a->head) & ~(A - 1));
-	*ticket = slot;
-	if (((uintptr_t)a->dst + a->head) % A) { /* not placed by alcm_reader_dio_shift */
-		a->err = alcm_pread_all(r->fd, buf, len, off);
-		return ALCM_OK;
+	if (slot < q->depth) {
+		readq_item *it = &q->q[slot];
+		it->dst = buf;
+		it->off = r->e[i].offset + pos;
+		it->len = len;
+		it->seq = q->seq++;
+		it->err = 0;
+		it->state = forked ? RQ_DONE : RQ_QUEUED;
+		*ticket = slot;
+		if (forked)
+			it->err = direct_read(r, it->dst, it->len, it->off);
+		else
+			pthread_cond_broadcast(&q->cv);
 	}
-	struct iocb *cbs[AIO_PARTS];
-	unsigned n = 0;
-	if (a->head) {
-		aio_part(a, slot, AIO_HEAD, r->dfd, a->blk[0], A, off - off % A);
-		cbs[n++] = &a->cb[AIO_HEAD];
-	}
-	if (a->mid) {
-		aio_part(a, slot, AIO_MID, r->dfd, a->dst + a->head, a->mid, off + a->head);
-		cbs[n++] = &a->cb[AIO_MID];
-	}
-	if (len > a->head + a->mid) {
-		aio_part(a, slot, AIO_TAIL, r->dfd, a->blk[1], A, off + a->head + a->mid);
-		cbs[n++] = &a->cb[AIO_TAIL];
-	}
-	long got = syscall(SYS_io_submit, q->ctx, (long)n, cbs);
-	got = got < 0 ? 0 : got;
-	a->pending = (unsigned)got;
-	q->inflight += (unsigned)got;
-	/* What was not taken, read now through the page cache */
-	for (unsigned k = (unsigned)got; k < n && !a->err; k++) {
-		struct iocb *cb = cbs[k];
-		unsigned part = (unsigned)(cb->aio_data % AIO_PARTS);
-		size_t at = part == AIO_HEAD ? 0 : part == AIO_MID ? a->head : a->head + a->mid;
-		size_t plen = part == AIO_HEAD ? a->head : part == AIO_MID ? a->mid : len - at;
-		a->err = alcm_pread_all(r->fd, a->dst + at, plen, off + at);
-	}
-	return ALCM_OK;
+	if (!forked)
+		pthread_mutex_unlock(&q->mu);
+	return slot < q->depth ? ALCM_OK : ALCM_E_ARG;
 }
 
-int alcm_aio_wait(alcm_aio *q, unsigned ticket)
+int alcm_readq_wait(alcm_readq *q, unsigned ticket)
 {
-	aio_read *a = &q->q[ticket];
-	while (a->pending) {
-		int e = aio_reap(q);
-		if (e) { /* cannot wait: nothing can be trusted of the context any more */
-			a->err = e;
-			break;
-		}
+	readq_item *it = &q->q[ticket];
+	int forked = getpid() != q->pid, e = -1;
+	uint64_t off = it->off;
+	if (forked) { /* done by alcm_readq_start, or lost with the parent's thread */
+		if (it->state == RQ_DONE)
+			e = it->err;
+		else if (it->state != RQ_FREE)
+			e = direct_read(q->r, it->dst, it->len, it->off);
+		it->state = RQ_FREE;
+	} else {
+		pthread_mutex_lock(&q->mu);
+		while (it->state != RQ_DONE)
+			pthread_cond_wait(&q->cv, &q->mu);
+		e = it->err;
+		it->state = RQ_FREE;
+		pthread_mutex_unlock(&q->mu);
 	}
-	alcm_reader *r = q->r;
-	a->used = 0;
-	if (a->err == EINVAL) /* a file system that takes the open but not the read */
-		a->err = alcm_pread_all(r->fd, a->dst, a->len, a->off);
-	if (a->err == -1)
-		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
-		            (unsigned long long)a->off);
-	if (a->err)
-		return fail(r, ALCM_E_IO, "read error at offset %llu: %s",
-		            (unsigned long long)a->off, strerror(a->err));
+	if (e == -1)
+		return fail(q->r, ALCM_E_IO, "file shrank while reading at offset %llu",
+		            (unsigned long long)off);
+	if (e)
+		return fail(q->r, ALCM_E_IO, "read error at offset %llu: %s",
+		            (unsigned long long)off, strerror(e));
 	return ALCM_OK;
 }
 
-void alcm_aio_free(alcm_aio *q)
+void alcm_readq_free(alcm_readq *q)
 {
 	if (!q)
 		return;
-	while (q->inflight && aio_reap(q) == 0)
-		;
-	/* io_destroy waits for any read still in flight: the buffers may go after it */
-	syscall(SYS_io_destroy, q->ctx);
+	/* A read under way ends before the join; the queued ones are dropped. In a child of
+	 * fork() there is no thread to stop (and the lock may be held): only memory to free. */
+	if (getpid() == q->pid) {
+		pthread_mutex_lock(&q->mu);
+		q->quit = 1;
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		pthread_join(q->th, NULL);
+		pthread_cond_destroy(&q->cv);
+		pthread_mutex_destroy(&q->mu);
+	}
 	alcm_reader *r = q->r;
 	alcm_mem_free(&r->alloc, q->q);
-	alcm_mem_free(&r->alloc, q->raw);
 	alcm_mem_free(&r->alloc, q);
 }
 

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sodium.h>
+#include <unistd.h>
 
 typedef struct tentry {
 	alcm_tensor_info info;
@@ -47,6 +48,7 @@ typedef struct ahead {
 typedef struct hasher {
 	pthread_t th;
 	int started;
+	pid_t pid; /* where it runs: a child of fork() forgets it (hasher_forked) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int job, busy, stop, quit;
@@ -97,9 +99,9 @@ struct alcm_archive {
 	hasher hs;
 	/* Decoding in pieces from a reader with direct reads: the next wave's reads, started
 	 * before the wave runs and waited for after it (NULL: read by a job of the wave). */
-	alcm_aio *aio;
-	size_t aio_depth;
-	int aio_tried;
+	alcm_readq *rq;
+	size_t rq_depth;
+	int rq_tried;
 	int poisoned;
 	char detail[ALCM_DETAIL_MAX];
 };
@@ -957,7 +959,7 @@ static void read_start(dec *d)
 		if (sl->nk < d->pre_n || !sl->ndl)
 			continue;
 		uint8_t *b = ((d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf) + sl->nshift;
-		d->read_st = alcm_aio_start(d->a->aio, d->te->data_idx, sl->ndpos, b,
+		d->read_st = alcm_readq_start(d->a->rq, d->te->data_idx, sl->ndpos, b,
 		                            (size_t)sl->ndl, &sl->ticket);
 		sl->reading = !d->read_st;
 	}
@@ -969,7 +971,7 @@ static void read_finish(dec *d)
 		dslot *sl = &d->slots[j];
 		if (sl->reading) {
 			sl->reading = 0;
-			int st = alcm_aio_wait(d->a->aio, sl->ticket);
+			int st = alcm_readq_wait(d->a->rq, sl->ticket);
 			d->read_st = d->read_st ? d->read_st : st;
 		}
 	}
@@ -1117,6 +1119,14 @@ static void *hasher_main(void *arg)
 	return NULL;
 }
 
+/* In a child of fork() the hasher stayed with the parent (its lock maybe held): forget it,
+ * buffer and all (the parent's), so that a new one starts if needed and none is joined. */
+static void hasher_forked(alcm_archive *a)
+{
+	if (a->hs.started && a->hs.pid != getpid())
+		memset(&a->hs, 0, sizeof(a->hs));
+}
+
 /* Gives the hasher tensor `index` (its first chunks: HASH_AHEAD_MAX), if it is idle (else
  * nothing: the tensor hashes its own chunks). */
 static void hasher_give(alcm_archive *a, size_t index)
@@ -1134,6 +1144,7 @@ static void hasher_give(alcm_archive *a, size_t index)
 	 * read-ahead may hold (spec 5.6's decode memory) */
 	if (want < HASH_ALONE_MIN || want > 2 * HASH_AHEAD_MAX || want > ahead_max(a, nx))
 		return;
+	hasher_forked(a);
 	if (!hs->started) {
 		if (pthread_mutex_init(&hs->mu, NULL))
 			return;
@@ -1142,6 +1153,7 @@ static void hasher_give(alcm_archive *a, size_t index)
 			return;
 		}
 		hs->index = SIZE_MAX;
+		hs->pid = getpid();
 		if (pthread_create(&hs->th, NULL, hasher_main, a)) {
 			pthread_cond_destroy(&hs->cv);
 			pthread_mutex_destroy(&hs->mu);
@@ -1174,6 +1186,7 @@ static void hasher_take(dec *d)
 {
 	alcm_archive *a = d->a;
 	hasher *hs = &a->hs;
+	hasher_forked(a);
 	if (!hs->started)
 		return;
 	pthread_mutex_lock(&hs->mu);
@@ -1201,6 +1214,7 @@ static void hasher_take(dec *d)
 static void hasher_quit(alcm_archive *a)
 {
 	hasher *hs = &a->hs;
+	hasher_forked(a);
 	if (hs->started) {
 		pthread_mutex_lock(&hs->mu);
 		hs->quit = hs->stop = 1;
@@ -1225,16 +1239,16 @@ static int decode_chunks_pieces(dec *d)
 	uint64_t dpos = 0;
 	if (d->verify)
 		hasher_take(d);
-	if (a->aio && a->aio_depth < d->nslots) {
-		alcm_aio_free(a->aio);
-		a->aio = NULL;
-		a->aio_tried = 0;
+	if (a->rq && a->rq_depth < d->nslots) {
+		alcm_readq_free(a->rq);
+		a->rq = NULL;
+		a->rq_tried = 0;
 	}
-	if (!a->aio_tried) {
-		a->aio_tried = 1;
-		a->aio_depth = d->nslots;
-		if (alcm_aio_new(&a->aio, a->r, (unsigned)d->nslots))
-			a->aio = NULL;
+	if (!a->rq_tried) {
+		a->rq_tried = 1;
+		a->rq_depth = d->nslots;
+		if (alcm_readq_new(&a->rq, a->r, (unsigned)d->nslots))
+			a->rq = NULL;
 	}
 	/* The wave count goes on from the tensor before, whose last chunks are handed on during
 	 * this one's first wave (from the other buffers). */
@@ -1276,7 +1290,7 @@ static int decode_chunks_pieces(dec *d)
 			d->hs_given = 1;
 			hasher_give(d->a, d->next_index);
 		}
-		if (nn && a->aio)
+		if (nn && a->rq)
 			read_start(d);
 		size_t njobs = n + (d->verify ? 1 : 0) + (d->emit_n ? 1 : 0) + (nn && !d->reading);
 		if (d->a->ncoders == 1 || pieces_small(d, n, nn)) {
@@ -1314,9 +1328,9 @@ static void slots_free(alcm_archive *a)
 	alcm_block_give(&a->alloc, a->ah.buf, a->ah.cap);
 	memset(&a->ah, 0, sizeof(a->ah));
 	hasher_quit(a);
-	alcm_aio_free(a->aio);
-	a->aio = NULL;
-	a->aio_tried = 0;
+	alcm_readq_free(a->rq);
+	a->rq = NULL;
+	a->rq_tried = 0;
 }
 
 /* The slots' buffers are kept between tensors, but not when they are more than twice what
@@ -1704,7 +1718,7 @@ typedef struct relay {
 	uint8_t **sec;       /* a section buffer per job, */
 	size_t *scap;
 	size_t *shift;       /* where in it the section starts (alcm_reader_dio_shift), */
-	alcm_aio **aio;      /* and its reads' queue (NULL: none, read a piece at a time) */
+	alcm_readq **rq;       /* and its reads' queue (NULL: none, read a piece at a time) */
 	uint8_t **scratch;   /* the turn's (in pieces), or one per job */
 	size_t *xcap;
 	uint8_t *obuf;       /* the turn's decoded chunk (in pieces) */
@@ -1742,30 +1756,30 @@ static int relay_fits(alcm_archive *a, size_t index, uint64_t *len)
 
 /* With direct reads, a relay job keeps this many pieces of its section in flight, and
  * hashes each as it lands. */
-#define RELAY_AIO_PIECE ((size_t)1 << 20)
-#define RELAY_AIO_DEPTH 8
+#define RELAY_RQ_PIECE ((size_t)1 << 20)
+#define RELAY_RQ_DEPTH 8
 
-/* Job j's section from the disk, RELAY_AIO_PIECE at a time, each hashed once read. */
-static int relay_read_aio(relay *r, size_t j, uint32_t sec, uint64_t len, alcm_blake2b *h)
+/* Job j's section from the disk, RELAY_RQ_PIECE at a time, each hashed once read. */
+static int relay_read_queued(relay *r, size_t j, uint32_t sec, uint64_t len, alcm_blake2b *h)
 {
-	alcm_aio *q = r->aio[j];
+	alcm_readq *q = r->rq[j];
 	uint8_t *b = r->sec[j] + r->shift[j];
-	unsigned tk[RELAY_AIO_DEPTH];
+	unsigned tk[RELAY_RQ_DEPTH];
 	uint64_t next = 0, done = 0;
 	int st = ALCM_OK;
 	while (done < len) {
-		for (; !st && next < len && next - done < RELAY_AIO_DEPTH * RELAY_AIO_PIECE;
-		     next += RELAY_AIO_PIECE) {
-			size_t n = len - next < RELAY_AIO_PIECE ? (size_t)(len - next) : RELAY_AIO_PIECE;
-			st = alcm_aio_start(q, sec, next, b + next, n, &tk[next / RELAY_AIO_PIECE %
-			                                                     RELAY_AIO_DEPTH]);
+		for (; !st && next < len && next - done < RELAY_RQ_DEPTH * RELAY_RQ_PIECE;
+		     next += RELAY_RQ_PIECE) {
+			size_t n = len - next < RELAY_RQ_PIECE ? (size_t)(len - next) : RELAY_RQ_PIECE;
+			st = alcm_readq_start(q, sec, next, b + next, n, &tk[next / RELAY_RQ_PIECE %
+			                                                     RELAY_RQ_DEPTH]);
 			if (st)
 				break;
 		}
 		if (done == next)
 			break; /* none started: st says why */
-		size_t n = len - done < RELAY_AIO_PIECE ? (size_t)(len - done) : RELAY_AIO_PIECE;
-		int ws = alcm_aio_wait(q, tk[done / RELAY_AIO_PIECE % RELAY_AIO_DEPTH]);
+		size_t n = len - done < RELAY_RQ_PIECE ? (size_t)(len - done) : RELAY_RQ_PIECE;
+		int ws = alcm_readq_wait(q, tk[done / RELAY_RQ_PIECE % RELAY_RQ_DEPTH]);
 		st = st ? st : ws;
 		if (!st)
 			alcm_blake2b_update(h, b + done, n);
@@ -1786,13 +1800,13 @@ static int relay_read(relay *r, size_t j, size_t t)
 	alcm_blake2b h;
 	alcm_blake2b_init(&h, 32);
 	r->shift[j] = alcm_reader_dio_shift(a->r, te->data_idx, 0, r->sec[j]);
-	if (r->aio[j] && si.length) {
-		if (relay_read_aio(r, j, te->data_idx, si.length, &h))
+	if (r->rq[j] && si.length) {
+		if (relay_read_queued(r, j, te->data_idx, si.length, &h))
 			return ALCM_E_IO;
 	} else {
 		r->shift[j] = 0;
 	}
-	for (uint64_t p = 0; !r->aio[j] && p < si.length; p += HASH_AHEAD_PIECE) {
+	for (uint64_t p = 0; !r->rq[j] && p < si.length; p += HASH_AHEAD_PIECE) {
 		size_t len = si.length - p < HASH_AHEAD_PIECE ? (size_t)(si.length - p)
 		                                              : HASH_AHEAD_PIECE;
 		if (alcm_reader_section_pread(a->r, te->data_idx, p, r->sec[j] + p, len))
@@ -1919,8 +1933,8 @@ static int relay_alloc(relay *r, unsigned jobs)
 	r->scratch = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->scratch));
 	r->xcap = alcm_mem_calloc(&a->alloc, nx, sizeof(*r->xcap));
 	r->shift = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->shift));
-	r->aio = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->aio));
-	if (!r->sec || !r->scap || !r->scratch || !r->xcap || !r->shift || !r->aio ||
+	r->rq = alcm_mem_calloc(&a->alloc, jobs, sizeof(*r->rq));
+	if (!r->sec || !r->scap || !r->scratch || !r->xcap || !r->shift || !r->rq ||
 	    (!r->out && grow(a, &r->obuf, &r->ocap, out)))
 		return 1;
 	size_t slack = alcm_reader_dio_align(a->r);
@@ -1928,8 +1942,8 @@ static int relay_alloc(relay *r, unsigned jobs)
 		if (grow(a, &r->sec[j], &r->scap[j], most + slack) ||
 		    (j < nx && grow_scratch(a, &r->scratch[j], &r->xcap[j], scratch ? scratch : 1)))
 			return 1;
-		if (slack && alcm_aio_new(&r->aio[j], a->r, RELAY_AIO_DEPTH))
-			r->aio[j] = NULL;
+		if (slack && alcm_readq_new(&r->rq[j], a->r, RELAY_RQ_DEPTH))
+			r->rq[j] = NULL;
 	}
 	return 0;
 }
@@ -1937,9 +1951,9 @@ static int relay_alloc(relay *r, unsigned jobs)
 static void relay_free(relay *r, unsigned jobs)
 {
 	alcm_archive *a = r->a;
-	for (unsigned j = 0; r->aio && j < jobs; j++)
-		alcm_aio_free(r->aio[j]);
-	alcm_mem_free(&a->alloc, r->aio);
+	for (unsigned j = 0; r->rq && j < jobs; j++)
+		alcm_readq_free(r->rq[j]);
+	alcm_mem_free(&a->alloc, r->rq);
 	alcm_mem_free(&a->alloc, r->shift);
 	for (unsigned j = 0; r->sec && j < jobs; j++)
 		alcm_block_give(&a->alloc, r->sec[j], r->scap[j]);

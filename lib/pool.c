@@ -17,6 +17,7 @@ struct alcm_pool {
 	size_t njobs, next, finished;
 	unsigned long round;
 	int quit;
+	pid_t pid; /* the process the threads run in: a child of fork() has only its caller */
 };
 
 typedef struct worker_arg {
@@ -77,6 +78,7 @@ int alcm_pool_new(alcm_pool **out, unsigned threads, const alcm_allocator *a)
 	p->a = a;
 	p->nthreads = 1;
 	p->want = threads;
+	p->pid = getpid();
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->go, NULL);
 	pthread_cond_init(&p->done, NULL);
@@ -113,9 +115,12 @@ void alcm_pool_run(alcm_pool *p, alcm_pool_fn fn, void *arg, size_t njobs)
 {
 	if (njobs == 0)
 		return;
-	if (njobs > 1 && p->nthreads < p->want)
+	/* In a child of fork() (a Python data loader forks beside open archives) the threads
+	 * stayed with the parent, and a lock may be held for ever: the caller runs every job. */
+	int forked = getpid() != p->pid;
+	if (njobs > 1 && p->nthreads < p->want && !forked)
 		start_threads(p);
-	if (p->nthreads == 1 || njobs == 1) {
+	if (p->nthreads == 1 || njobs == 1 || forked) {
 		for (size_t j = 0; j < njobs; j++)
 			fn(arg, j, 0);
 		return;
@@ -145,15 +150,19 @@ void alcm_pool_free(alcm_pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->quit = 1;
-	pthread_cond_broadcast(&p->go);
-	pthread_mutex_unlock(&p->mu);
-	for (unsigned i = 1; i < p->nthreads; i++)
-		pthread_join(p->th[i], NULL);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->go);
-	pthread_cond_destroy(&p->done);
+	/* A child of fork() has no threads to stop (joining them, or destroying a condition
+	 * they waited on, would wait for ever): only memory to free. */
+	if (getpid() == p->pid) {
+		pthread_mutex_lock(&p->mu);
+		p->quit = 1;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->mu);
+		for (unsigned i = 1; i < p->nthreads; i++)
+			pthread_join(p->th[i], NULL);
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->go);
+		pthread_cond_destroy(&p->done);
+	}
 	alcm_mem_free(p->a, p->th);
 	alcm_mem_free(p->a, p);
 }
