@@ -960,7 +960,7 @@ static void read_start(dec *d)
 			continue;
 		uint8_t *b = ((d->wave + 1) % 2 ? sl->cbuf1 : sl->cbuf) + sl->nshift;
 		d->read_st = alcm_readq_start(d->a->rq, d->te->data_idx, sl->ndpos, b,
-		                            (size_t)sl->ndl, &sl->ticket);
+		                              (size_t)sl->ndl, &sl->ticket);
 		sl->reading = !d->read_st;
 	}
 }
@@ -1718,7 +1718,7 @@ typedef struct relay {
 	uint8_t **sec;       /* a section buffer per job, */
 	size_t *scap;
 	size_t *shift;       /* where in it the section starts (alcm_reader_dio_shift), */
-	alcm_readq **rq;       /* and its reads' queue (NULL: none, read a piece at a time) */
+	alcm_readq **rq;     /* and its reads' queue (NULL: none, read a piece at a time) */
 	uint8_t **scratch;   /* the turn's (in pieces), or one per job */
 	size_t *xcap;
 	uint8_t *obuf;       /* the turn's decoded chunk (in pieces) */
@@ -1799,13 +1799,9 @@ static int relay_read(relay *r, size_t j, size_t t)
 		return ALCM_E_IO;
 	alcm_blake2b h;
 	alcm_blake2b_init(&h, 32);
-	r->shift[j] = alcm_reader_dio_shift(a->r, te->data_idx, 0, r->sec[j]);
-	if (r->rq[j] && si.length) {
-		if (relay_read_queued(r, j, te->data_idx, si.length, &h))
-			return ALCM_E_IO;
-	} else {
-		r->shift[j] = 0;
-	}
+	r->shift[j] = r->rq[j] ? alcm_reader_dio_shift(a->r, te->data_idx, 0, r->sec[j]) : 0;
+	if (r->rq[j] && si.length && relay_read_queued(r, j, te->data_idx, si.length, &h))
+		return ALCM_E_IO;
 	for (uint64_t p = 0; !r->rq[j] && p < si.length; p += HASH_AHEAD_PIECE) {
 		size_t len = si.length - p < HASH_AHEAD_PIECE ? (size_t)(si.length - p)
 		                                              : HASH_AHEAD_PIECE;
