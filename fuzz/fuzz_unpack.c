@@ -13,8 +13,10 @@
  */
 #include "fuzz_common.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S "unpack"
 
@@ -26,6 +28,8 @@
 /* The least data section the archive's relay takes (lib/codec_internal.h): 1 byte here, so
  * that the list decoded with 2 threads goes through the relay whatever the input's size. */
 extern uint64_t alcm_relay_min;
+/* format/reader.c: direct reads for every file reader (tests only). */
+extern int alcm_dio_read_force;
 
 /* Collects the pieces of one tensor (list position pos_want), or only counts them (buf
  * NULL: a list of several tensors, whose pieces must come in list order). */
@@ -214,6 +218,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	alcm_reader_free(r);
+	/* With ALCM_FUZZ_DIRECT=DIR (the replay test fuzz_replay_unpack_direct), the same bytes
+	 * once more from a file in DIR, read with O_DIRECT into placed buffers: the direct
+	 * reads, the reading threads and the relay's queued pieces meet the hostile archives. */
+	const char *dir = getenv("ALCM_FUZZ_DIRECT");
+	char path[4096];
+	FILE *f;
+	if (dir && snprintf(path, sizeof(path), "%s/fuzz-%ld.alcm", dir, (long)getpid()) <
+	               (int)sizeof(path) && (f = fopen(path, "wb"))) {
+		int ok = fwrite(buf, 1, size, f) == size;
+		ok &= fclose(f) == 0;
+		alcm_dio_read_force = 1;
+		if (ok && alcm_reader_open_file(&r, path, &lim, NULL, flags) == ALCM_OK)
+			open_and_decode(r, 0, 0, &lim, (opt & OPT_THREADS) != 0, 0);
+		alcm_dio_read_force = 0;
+		alcm_reader_free(r);
+		unlink(path);
+	}
 	free(buf);
 	return 0;
 }
