@@ -12,37 +12,12 @@ typedef tu_packed packed;
 
 #define NT 4
 
-typedef struct set {
-	char names[NT][8];
-	alcm_tensor t[NT];
-	float *data[NT];
-} set;
+typedef tu_set set;
 
 /* NT float32 tensors of n values each, N(0, 0.05). */
 static void make_set(set *s, uint64_t n, uint64_t seed)
 {
-	memset(s, 0, sizeof(*s));
-	for (int i = 0; i < NT; i++) {
-		snprintf(s->names[i], sizeof(s->names[i]), "t%d", i);
-		s->data[i] = malloc(n * 4);
-		for (uint64_t k = 0; k < n; k++)
-			s->data[i][k] = (float)(tu_gauss(&seed) * 0.05);
-		alcm_tensor *t = &s->t[i];
-		t->name = s->names[i];
-		t->name_len = strlen(s->names[i]);
-		t->dtype = ALCM_DTYPE_F32;
-		t->ndim = 2;
-		t->shape[0] = 100;
-		t->shape[1] = n / 100;
-		t->data = s->data[i];
-		t->nbytes = n * 4;
-	}
-}
-
-static void free_set(set *s)
-{
-	for (int i = 0; i < NT; i++)
-		free(s->data[i]);
+	tu_set_make(s, NT, n, seed, -1);
 }
 
 /* Threads of this process, from /proc/self/status. */
@@ -112,7 +87,7 @@ static void test_small_tensors_start_no_thread(void **state)
 		}
 		alcm_writer_free(p.w);
 	}
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Two shapes of file: tensors of 250000 values in 4 chunks (the next tensor's sections are
@@ -162,7 +137,7 @@ static void test_ahead_same_result(void **state)
 			free(ref[i]);
 		alcm_writer_free(p.w);
 	}
-	free_set(&s);
+	tu_set_free(&s);
 	}
 }
 
@@ -215,7 +190,7 @@ static void test_ahead_damaged_next(void **state)
 			free(bad);
 			alcm_writer_free(p.w);
 		}
-	free_set(&s);
+	tu_set_free(&s);
 	}
 }
 
@@ -255,7 +230,7 @@ static void test_ahead_only_in_order(void **state)
 		alcm_reader_free(r);
 	}
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* The archive in `src` rewritten section by section with byte `at` of section `idx` set to
@@ -333,7 +308,7 @@ static void test_ahead_bad_chunk_same_error(void **state)
 		alcm_writer_free(bad.w);
 		alcm_writer_free(p.w);
 	}
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 int main(void)

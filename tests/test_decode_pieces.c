@@ -14,38 +14,12 @@ typedef tu_packed packed;
 
 #define NT 4
 
-typedef struct set {
-	char names[NT][8];
-	alcm_tensor t[NT];
-	float *data[NT];
-} set;
+typedef tu_set set;
 
 /* NT float32 tensors of n values each, N(0, 0.05); tensor 2 has no elements when empty2. */
 static void make_set(set *s, uint64_t n, uint64_t seed, int empty2)
 {
-	memset(s, 0, sizeof(*s));
-	for (int i = 0; i < NT; i++) {
-		uint64_t m = empty2 && i == 2 ? 0 : n;
-		snprintf(s->names[i], sizeof(s->names[i]), "t%d", i);
-		s->data[i] = malloc(m ? m * 4 : 1);
-		for (uint64_t k = 0; k < m; k++)
-			s->data[i][k] = (float)(tu_gauss(&seed) * 0.05);
-		alcm_tensor *t = &s->t[i];
-		t->name = s->names[i];
-		t->name_len = strlen(s->names[i]);
-		t->dtype = ALCM_DTYPE_F32;
-		t->ndim = 2;
-		t->shape[0] = m ? 100 : 0;
-		t->shape[1] = n / 100;
-		t->data = s->data[i];
-		t->nbytes = m * 4;
-	}
-}
-
-static void free_set(set *s)
-{
-	for (int i = 0; i < NT; i++)
-		free(s->data[i]);
+	tu_set_make(s, NT, n, seed, empty2 ? 2 : -1);
 }
 
 /* Chunks of 2^18 bytes: a tensor of 250000 values has 4. */
@@ -149,7 +123,7 @@ static void test_pieces_same_bytes(void **state)
 				}
 			alcm_writer_free(p.w);
 		}
-		free_set(&s);
+		tu_set_free(&s);
 	}
 }
 
@@ -240,7 +214,7 @@ static void test_pieces_list(void **state)
 		}
 		alcm_writer_free(p.w);
 	}
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Decoding in pieces at two and three threads, the next tensor's first chunks read and hashed
@@ -324,7 +298,7 @@ static void test_pieces_hash_ahead(void **state)
 	alcm_hash_ahead_limit = 0;
 	alcm_relay_off = 0;
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* A damaged byte in chunk c of tensor 1's section: a digest mismatch, and the tensor's last
@@ -366,7 +340,7 @@ static void test_pieces_damaged(void **state)
 		free(bad);
 	}
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* The function's status stops the decode and comes back as it is; the archive goes on. */
@@ -395,7 +369,7 @@ static void test_pieces_fn_status(void **state)
 			alcm_reader_free(r);
 		}
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Decodes the list 0..NT-1 of archive buf in pieces at th threads into k (cap: total bytes).
@@ -524,7 +498,7 @@ static void test_pieces_relay(void **state)
 	free(forged);
 	free(bad);
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Decodes list[0..n) of archive buf at th threads with alcm_archive_decode_list into bufs
@@ -625,7 +599,7 @@ static void test_decode_list(void **state)
 	free(forged);
 	free(bad);
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Threads of this process, from /proc/self/status. */
@@ -665,7 +639,7 @@ static void test_pieces_small_no_thread(void **state)
 	alcm_archive_free(a);
 	alcm_reader_free(r);
 	alcm_writer_free(p.w);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Writes the set whole, or in pieces of `step` bytes (0: whole), to path. */
@@ -744,7 +718,7 @@ static void test_output_pieces(void **state)
 	assert_int_equal(alcm_output_commit(o), ALCM_OK);
 	alcm_output_free(o);
 	remove(tu_path("pieces.pt"));
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 int main(void)

@@ -15,38 +15,11 @@
 #define NT 4
 #define N 250000
 
-typedef struct set {
-	char names[NT][16];
-	alcm_tensor t[NT];
-	float *data[NT];
-	uint64_t total;
-} set;
+typedef tu_set set;
 
 static void make_set(set *s, uint64_t seed)
 {
-	memset(s, 0, sizeof(*s));
-	for (int i = 0; i < NT; i++) {
-		snprintf(s->names[i], sizeof(s->names[i]), "t%d", i);
-		s->data[i] = malloc(N * 4);
-		for (uint64_t k = 0; k < N; k++)
-			s->data[i][k] = (float)(tu_gauss(&seed) * 0.05);
-		alcm_tensor *t = &s->t[i];
-		t->name = s->names[i];
-		t->name_len = strlen(s->names[i]);
-		t->dtype = ALCM_DTYPE_F32;
-		t->ndim = 2;
-		t->shape[0] = 100;
-		t->shape[1] = N / 100;
-		t->data = s->data[i];
-		t->nbytes = N * 4;
-		s->total += t->nbytes;
-	}
-}
-
-static void free_set(set *s)
-{
-	for (int i = 0; i < NT; i++)
-		free(s->data[i]);
+	tu_set_make(s, NT, N, seed, -1);
 }
 
 /* The set packed (chunks of 2^18 bytes: sections of about 0.9 MB, chunks at odd offsets) into
@@ -172,7 +145,7 @@ static void test_direct_parts(void **state)
 	alcm_reader_free(r);
 	free(raw);
 	free(file);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Decoding the set from its file with direct reads: in pieces at 1 to 3 threads (the relay at
@@ -225,7 +198,7 @@ static void test_direct_decode(void **state)
 		free(file);
 		unlink(path);
 	}
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Decodes the lossless set's file in pieces with direct reads at th threads. @return the
@@ -279,7 +252,7 @@ static void test_direct_damaged(void **state)
 	}
 	unlink(path);
 	free(file);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* The file cut short while a reader has it open (another process truncating it): every thread
@@ -310,7 +283,7 @@ static void test_direct_shrunk(void **state)
 	}
 	unlink(path);
 	free(file);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* Direct reads only where they pay: not for a file under ALCM_DIO_FILE_MIN, not with
@@ -346,7 +319,7 @@ static void test_direct_when(void **state)
 	close(fd);
 	free(buf);
 	unlink(path);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 /* A child of fork() decodes and frees an archive whose threads (reading, pool, hasher)
@@ -395,7 +368,7 @@ static void test_direct_fork(void **state)
 	}
 	alcm_relay_off = 0;
 	unlink(path);
-	free_set(&s);
+	tu_set_free(&s);
 }
 
 int main(void)

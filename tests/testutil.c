@@ -130,6 +130,35 @@ double tu_gauss(uint64_t *s)
 	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+void tu_set_make(tu_set *s, int n, uint64_t values, uint64_t seed, int empty)
+{
+	memset(s, 0, sizeof(*s));
+	s->n = n;
+	for (int i = 0; i < n; i++) {
+		uint64_t m = i == empty ? 0 : values;
+		snprintf(s->names[i], sizeof(s->names[i]), "t%d", i);
+		s->data[i] = malloc(m ? m * 4 : 1);
+		for (uint64_t k = 0; k < m; k++)
+			s->data[i][k] = (float)(tu_gauss(&seed) * 0.05);
+		alcm_tensor *t = &s->t[i];
+		t->name = s->names[i];
+		t->name_len = strlen(s->names[i]);
+		t->dtype = ALCM_DTYPE_F32;
+		t->ndim = 2;
+		t->shape[0] = m ? 100 : 0;
+		t->shape[1] = values / 100;
+		t->data = s->data[i];
+		t->nbytes = m * 4;
+		s->total += t->nbytes;
+	}
+}
+
+void tu_set_free(tu_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->data[i]);
+}
+
 uint16_t tu_h16_value(int dtype, uint64_t *s, double sd, unsigned special_in)
 {
 	uint64_t r = tu_rand(s);

@@ -74,6 +74,19 @@ void tu_vector(alcm_tensor *t, int dtype, const void *data, uint64_t n);
 /* The zigzag symbol of q (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...), as the quantizer makes them. */
 uint32_t tu_zigzag(long q);
 
+/* Up to TU_SET_MAX float32 tensors "t0", "t1", ... of [100, values / 100], N(0, 0.05) from
+ * seed; tensor `empty` (-1: none) has no elements. total: their bytes. */
+#define TU_SET_MAX 8
+typedef struct tu_set {
+	int n;
+	char names[TU_SET_MAX][16];
+	alcm_tensor t[TU_SET_MAX];
+	float *data[TU_SET_MAX];
+	uint64_t total;
+} tu_set;
+void tu_set_make(tu_set *s, int n, uint64_t values, uint64_t seed, int empty);
+void tu_set_free(tu_set *s);
+
 /* Deterministic generator (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 double tu_gauss(uint64_t *state);
