@@ -58,49 +58,43 @@ uint64_t alcm_dio_reads = 0;
  * alcm_pread_all. */
 static int direct_read(const alcm_reader *r, uint8_t *buf, size_t len, uint64_t off)
 {
-	uint64_t head = r->dio ? (r->dio - off % r->dio) % r->dio : 0;
-	if (r->dfd < 0 || len < ALCM_DIO_READ_MIN || head >= len ||
-	    ((uintptr_t)buf + head) % r->dio)
+	uint64_t A = r->dfd >= 0 ? r->dio : 1, head = (A - off % A) % A;
+	if (r->dfd < 0 || len < head + ALCM_DIO_READ_MIN || ((uintptr_t)buf + head) % A)
 		return alcm_pread_all(r->fd, buf, len, off);
-	size_t mid = (size_t)((len - head) & ~(uint64_t)(r->dio - 1));
-	int e = head ? alcm_pread_all(r->fd, buf, (size_t)head, off) : 0;
-	if (!e && mid) {
-		e = alcm_pread_all(r->dfd, buf + head, mid, off + head);
-		if (e == EINVAL) /* a file system that takes the open but not the read */
-			e = alcm_pread_all(r->fd, buf + head, mid, off + head);
-		else
-			__atomic_fetch_add(&alcm_dio_reads, 1, __ATOMIC_RELAXED);
-	}
-	if (!e && len > head + mid)
+	size_t mid = (size_t)((len - head) / A * A); /* 0 only where A > ALCM_DIO_READ_MIN */
+	int e = alcm_pread_all(r->fd, buf, (size_t)head, off);
+	if (!e && (e = alcm_pread_all(r->dfd, buf + head, mid, off + head)) == EINVAL)
+		e = alcm_pread_all(r->fd, buf + head, mid, off + head); /* refused after the open */
+	if (!e) {
+		__atomic_fetch_add(&alcm_dio_reads, 1, __ATOMIC_RELAXED);
 		e = alcm_pread_all(r->fd, buf + head + mid, len - head - mid, off + head + mid);
+	}
 	return e;
 }
 
 int alcm_file_mostly_cached(int fd, uint64_t size)
 {
-	long pg = sysconf(_SC_PAGESIZE);
-	if (pg <= 0 || size == 0 || size > SIZE_MAX)
-		return 1;
-	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	uint64_t pg = (uint64_t)getpagesize();
+	void *m = size ? mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
 	if (m == MAP_FAILED)
 		return 1;
 	/* Windows of 8 pages at up to 128 places spread over the file: the whole file took 6-12
 	 * ms for 705 MB (a page-cache lookup per page), 1024 pages take a few hundredths. */
 	enum { WIN = 8, PLACES = 128 };
 	unsigned char vec[WIN];
-	uint64_t pages = (size + (uint64_t)pg - 1) / (uint64_t)pg, in = 0, seen = 0;
+	uint64_t pages = (size + pg - 1) / pg, in = 0, seen = 0;
 	uint64_t places = pages / WIN < PLACES ? (pages + WIN - 1) / WIN : PLACES;
-	int ok = 1;
-	for (uint64_t i = 0; i < places && ok; i++) {
+	for (uint64_t i = 0; i < places; i++) {
 		uint64_t p = i * (pages / places), n = pages - p < WIN ? pages - p : WIN;
-		uint64_t len = p + n == pages ? size - p * (uint64_t)pg : n * (uint64_t)pg;
-		ok = mincore((uint8_t *)m + p * (uint64_t)pg, (size_t)len, vec) == 0;
-		for (uint64_t k = 0; ok && k < n; k++)
+		uint64_t len = p + n == pages ? size - p * pg : n * pg;
+		memset(vec, 1, sizeof(vec)); /* a failed mincore counts as cached */
+		(void)mincore((uint8_t *)m + p * pg, (size_t)len, vec);
+		for (uint64_t k = 0; k < n; k++)
 			in += vec[k] & 1;
 		seen += n;
 	}
 	munmap(m, (size_t)size);
-	return !ok || 2 * in >= seen;
+	return 2 * in >= seen;
 }
 
 /* Opens the file again with O_DIRECT for direct_read, if it is large and mostly not cached
@@ -116,15 +110,17 @@ static void dio_open(alcm_reader *r)
 		return;
 	size_t align, mem_align;
 	char path[48];
-	struct stat a, b;
 	if (alcm_dio_alignment(r->fd, &align, &mem_align))
 		return;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", r->fd);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_DIRECT);
-	if (fd < 0)
-		return;
-	if (fstat(r->fd, &a) || fstat(fd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		close(fd);
+	struct stat a, b;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0xff, sizeof(b)); /* a failed open or fstat leaves them apart */
+	(void)fstat(r->fd, &a);
+	(void)fstat(fd, &b);
+	if ((a.st_dev != b.st_dev) | (a.st_ino != b.st_ino)) { /* not the same file */
+		(void)close(fd);
 		return;
 	}
 	r->dfd = fd;
@@ -136,14 +132,26 @@ static void dio_open(alcm_reader *r)
 
 size_t alcm_reader_dio_align(const alcm_reader *r)
 {
-	return r && r->dfd >= 0 ? r->dio : 0;
+	return r->dfd >= 0 ? r->dio : 0;
 }
 
 size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, const void *buf)
 {
-	if (!r || r->dfd < 0 || !r->e || i >= r->count)
+	if (r->dfd < 0 || i >= r->count)
 		return 0;
 	return (size_t)((r->e[i].offset + pos - (uint64_t)(uintptr_t)buf) & (r->dio - 1));
+}
+
+/* A read's outcome e (as alcm_pread_all's) at offset off, said. */
+static int read_result(alcm_reader *r, int e, uint64_t off)
+{
+	if (e == -1)
+		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
+		            (unsigned long long)off);
+	if (e)
+		return fail(r, ALCM_E_IO, "read error at offset %llu: %s",
+		            (unsigned long long)off, strerror(e));
+	return ALCM_OK;
 }
 
 /* ---- reads started now and waited for later (a reading thread) ---- */
@@ -203,31 +211,28 @@ static void *readq_main(void *arg)
 int alcm_readq_new(alcm_readq **out, alcm_reader *r, unsigned depth)
 {
 	*out = NULL;
-	if (!r || r->dfd < 0 || !depth)
+	if (r->dfd < 0)
 		return ALCM_E_UNSUPPORTED;
 	alcm_readq *q = alcm_mem_calloc(&r->alloc, 1, sizeof(*q));
-	if (!q)
+	readq_item *items = alcm_mem_calloc(&r->alloc, depth, sizeof(*items));
+	if (!q || !items) {
+		alcm_mem_free(&r->alloc, items);
+		alcm_mem_free(&r->alloc, q);
 		return ALCM_E_NOMEM;
+	}
 	q->r = r;
 	q->depth = depth;
 	q->pid = getpid();
-	q->q = alcm_mem_calloc(&r->alloc, depth, sizeof(*q->q));
-	int st = q->q ? ALCM_OK : ALCM_E_NOMEM;
-	if (!st && pthread_mutex_init(&q->mu, NULL))
-		st = ALCM_E_NOMEM;
-	if (!st && pthread_cond_init(&q->cv, NULL)) {
-		pthread_mutex_destroy(&q->mu);
-		st = ALCM_E_NOMEM;
-	}
-	if (!st && pthread_create(&q->th, NULL, readq_main, q)) {
+	q->q = items;
+	/* with default attributes these two cannot fail (glibc) */
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	if (pthread_create(&q->th, NULL, readq_main, q)) {
 		pthread_cond_destroy(&q->cv);
 		pthread_mutex_destroy(&q->mu);
-		st = ALCM_E_NOMEM;
-	}
-	if (st) {
-		alcm_mem_free(&r->alloc, q->q);
+		alcm_mem_free(&r->alloc, items);
 		alcm_mem_free(&r->alloc, q);
-		return st;
+		return ALCM_E_NOMEM;
 	}
 	*out = q;
 	return ALCM_OK;
@@ -270,29 +275,20 @@ int alcm_readq_start(alcm_readq *q, uint32_t i, uint64_t pos, void *buf, size_t 
 int alcm_readq_wait(alcm_readq *q, unsigned ticket)
 {
 	readq_item *it = &q->q[ticket];
-	int forked = getpid() != q->pid, e = -1;
-	uint64_t off = it->off;
-	if (forked) { /* done by alcm_readq_start, or lost with the parent's thread */
-		if (it->state == RQ_DONE)
-			e = it->err;
-		else if (it->state != RQ_FREE)
-			e = direct_read(q->r, it->dst, it->len, it->off);
-		it->state = RQ_FREE;
-	} else {
+	/* In a child of fork() the read was done by alcm_readq_start: a caller waits only for
+	 * its own reads, and the caller that forked had none in flight (every call that starts
+	 * reads waits for them before it returns). */
+	int forked = getpid() != q->pid;
+	if (!forked) {
 		pthread_mutex_lock(&q->mu);
 		while (it->state != RQ_DONE)
 			pthread_cond_wait(&q->cv, &q->mu);
-		e = it->err;
-		it->state = RQ_FREE;
-		pthread_mutex_unlock(&q->mu);
 	}
-	if (e == -1)
-		return fail(q->r, ALCM_E_IO, "file shrank while reading at offset %llu",
-		            (unsigned long long)off);
-	if (e)
-		return fail(q->r, ALCM_E_IO, "read error at offset %llu: %s",
-		            (unsigned long long)off, strerror(e));
-	return ALCM_OK;
+	int e = it->err;
+	it->state = RQ_FREE;
+	if (!forked)
+		pthread_mutex_unlock(&q->mu);
+	return read_result(q->r, e, it->off);
 }
 
 void alcm_readq_free(alcm_readq *q)
@@ -327,14 +323,7 @@ static int src_read(alcm_reader *r, uint64_t off, void *buf, size_t len)
 		memcpy(buf, r->mem + off, len);
 		return ALCM_OK;
 	}
-	int e = direct_read(r, buf, len, off);
-	if (e == -1)
-		return fail(r, ALCM_E_IO, "file shrank while reading at offset %llu",
-		            (unsigned long long)off);
-	if (e)
-		return fail(r, ALCM_E_IO, "read error at offset %llu: %s",
-		            (unsigned long long)off, strerror(e));
-	return ALCM_OK;
+	return read_result(r, direct_read(r, buf, len, off), off);
 }
 
 /*

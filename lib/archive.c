@@ -1119,12 +1119,14 @@ static void *hasher_main(void *arg)
 	return NULL;
 }
 
-/* In a child of fork() the hasher stayed with the parent (its lock maybe held): forget it,
- * buffer and all (the parent's), so that a new one starts if needed and none is joined. */
+/* In a child of fork() the hasher stayed with the parent (its lock maybe held): forget it
+ * (its buffer given back), so that a new one starts if needed and none is joined. */
 static void hasher_forked(alcm_archive *a)
 {
-	if (a->hs.started && a->hs.pid != getpid())
+	if (a->hs.started && a->hs.pid != getpid()) {
+		alcm_block_give(&a->alloc, a->hs.buf, a->hs.cap);
 		memset(&a->hs, 0, sizeof(a->hs));
+	}
 }
 
 /* Gives the hasher tensor `index` (its first chunks: HASH_AHEAD_MAX), if it is idle (else
