@@ -43,6 +43,9 @@ void alcm_blake2b_init(alcm_blake2b *s, size_t outlen);
 void alcm_blake2b_update(alcm_blake2b *s, const void *data, size_t len);
 /* Writes s->outlen bytes. */
 void alcm_blake2b_final(alcm_blake2b *s, uint8_t *out);
+/* Tests: 0 (default) the faster of the two compression functions, timed once a process; 1 the
+ * plain one, 2 the AVX2 one where the CPU has it. */
+extern int alcm_blake2b_kind;
 
 /* A section whose digest its writer computes elsewhere (the encoder hashes the sections of
  * several tensors at once, on its threads): bytes written without hashing, then the section

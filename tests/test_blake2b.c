@@ -1,5 +1,6 @@
 /* format/blake2b.c: the section digests equal libsodium's BLAKE2b on every length around the
- * block size, however the input is split into updates, and RFC 7693's vector. */
+ * block size, however the input is split into updates, and RFC 7693's vector; each test runs
+ * with the compression function the process picks, the plain one and the AVX2 one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,12 +98,30 @@ static void test_large_uneven(void **state)
 	free(p);
 }
 
+static int kind_setup(void **state)
+{
+	alcm_blake2b_kind = (int)(intptr_t)*state;
+	return 0;
+}
+
+static int kind_teardown(void **state)
+{
+	(void)state;
+	alcm_blake2b_kind = 0;
+	return 0;
+}
+
+#define KINDS(t)                                                                           \
+	cmocka_unit_test_prestate_setup_teardown(t, kind_setup, kind_teardown, (void *)0),  \
+	cmocka_unit_test_prestate_setup_teardown(t, kind_setup, kind_teardown, (void *)1),  \
+	cmocka_unit_test_prestate_setup_teardown(t, kind_setup, kind_teardown, (void *)2)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rfc_vector),
-		cmocka_unit_test(test_against_libsodium),
-		cmocka_unit_test(test_large_uneven),
+		KINDS(test_rfc_vector),
+		KINDS(test_against_libsodium),
+		KINDS(test_large_uneven),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
