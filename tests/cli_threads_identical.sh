@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Archives are byte-identical whatever the thread count, now that alcm-pack queues tensors
-# piece by piece (alcm_input_next_begin, alcm_encoder_queue_begin) when -T is not 1: a
+# piece by piece (alcm_input_next_begin, alcm_encoder_queue_begin): a
 # multi-tensor .npz (stored and deflated) and .safetensors of several dtypes, tensors of many
 # chunks and of none, one larger than a 1 MiB read piece, one in Fortran order (read whole),
-# a lone .npy, lossless, --max-error, --bits and --rel-error, packed at -T1/2/3. A .npz
+# a lone .npy, lossless, --max-error, --bits and --rel-error, packed at -T1/2/3 (-T1 queues
+# the lossless and --max-error tensors in pieces too, and codes them on one thread). A .npz
 # member whose CRC-32 fails in its last piece fails the pack and leaves no archive.
 # alcm-unpack writes the same .npz and .safetensors at -T1 (no writer thread) and -T2/3
 # (the writer thread writes a tensor while the next is decoded).
@@ -28,6 +29,7 @@ t["ids"] = rng.integers(0, 1000, 20000).astype(np.int32)
 t["half"] = rng.normal(0, 1, 30000).astype(np.float16)
 t["one"] = np.ones(1, np.float64)
 t["big"] = rng.normal(0, 0.02, (600, 1000)).astype(np.float32)
+t["big2"] = rng.normal(0, 0.02, (400, 1000)).astype(np.float32)
 t["fortran"] = np.asfortranarray(rng.normal(0, 0.02, (300, 200)).astype(np.float32))
 np.savez(d + "/in.npz", **t)
 np.savez_compressed(d + "/inz.npz", **t)

@@ -606,7 +606,8 @@ static int queue_pieces(cli_input *in, alcm_encoder *e, alcm_tensor *t, alcm_ten
  * one thread, and an input read by alcm_input in pieces (.npy, .npz, .safetensors), tensors
  * are queued piece by piece (alcm_encoder_queue_begin): the encoder's threads code each chunk
  * as it is read, across tensor boundaries, and only a few chunks are in memory. Same
- * archive bytes. */
+ * archive bytes. One thread codes so too, for the modes that stream; the caller's thread
+ * reads meanwhile. */
 static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals *tot)
 {
 	alcm_encoder *e = NULL;
@@ -614,7 +615,13 @@ static int pack_plain(const pack_args *a, cli_input *in, alcm_writer *w, totals 
 	cli_progress_start(&cp.bar, "packing", cli_input_size(in), (uint64_t)100 << 20);
 	cli_progress *bar = &cp.bar;
 	alcm_pack_options o = a->o;
-	int queued = o.threads != 1 && cli_input_keep_previous(in) == ALCM_OK;
+	/* On one thread too where the tensors stream through the queue (lossless, max-error
+	 * without pruning): the caller reads each piece while the thread codes, and no tensor
+	 * is whole in memory. Other lossy modes gather each tensor whole: in the caller's
+	 * thread, one at a time. */
+	int streams = o.mode == ALCM_MODE_LOSSLESS ||
+	              (o.mode == ALCM_MODE_MAX_ERROR && !(o.prune > 0));
+	int queued = (o.threads != 1 || streams) && cli_input_keep_previous(in) == ALCM_OK;
 	o.progress = on_chunk; /* queued: called for the oldest tensor in flight, whose
 	                        * predecessors cp.before counts */
 	o.progress_opaque = &cp;
