@@ -195,9 +195,9 @@ size_t alcm_reader_dio_align(const alcm_reader *r);
  * the address then agree modulo the alignment. 0 when it reads through the page cache. */
 size_t alcm_reader_dio_shift(const alcm_reader *r, uint32_t i, uint64_t pos, const void *buf);
 /* Reads started now and waited for later, at most `depth` (> 0) at a time, by a thread of
- * their own (one user thread's queue), in the order started. alcm_readq_new fails
- * (ALCM_E_UNSUPPORTED) where the reader has no direct reads: the caller then reads as before;
- * ALCM_E_NOMEM. */
+ * their own (one user thread's queue), in the order started: direct reads where the reader
+ * has them, else through the page cache. alcm_readq_new fails (ALCM_E_UNSUPPORTED) for a
+ * reader of memory: the caller then reads as before; ALCM_E_NOMEM. */
 typedef struct alcm_readq alcm_readq;
 int alcm_readq_new(alcm_readq **q, alcm_reader *r, unsigned depth);
 /* Starts reading len (> 0) bytes at pos of section i into buf, placed by

@@ -211,7 +211,7 @@ static void *readq_main(void *arg)
 int alcm_readq_new(alcm_readq **out, alcm_reader *r, unsigned depth)
 {
 	*out = NULL;
-	if (r->dfd < 0)
+	if (r->fd < 0)
 		return ALCM_E_UNSUPPORTED;
 	alcm_readq *q = alcm_mem_calloc(&r->alloc, 1, sizeof(*q));
 	readq_item *items = alcm_mem_calloc(&r->alloc, depth, sizeof(*items));

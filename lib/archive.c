@@ -1246,7 +1246,11 @@ static int decode_chunks_pieces(dec *d)
 		a->rq = NULL;
 		a->rq_tried = 0;
 	}
-	if (!a->rq_tried) {
+	/* A reading thread for a tensor of more than one wave: the next wave's chunks are read
+	 * (copied from the page cache, or read directly) while this one decodes, off the
+	 * decoding threads. alcm-unpack -T1 of e2e.npz's archive, in the cache: 1.24 -> 1.17 s
+	 * (medians of 7 alternating runs). */
+	if (!a->rq_tried && te->info.chunks > d->nslots) {
 		a->rq_tried = 1;
 		a->rq_depth = d->nslots;
 		if (alcm_readq_new(&a->rq, a->r, (unsigned)d->nslots))

@@ -315,10 +315,24 @@ static void test_direct_when(void **state)
 	assert_int_equal(alcm_reader_dio_align(r), 0);
 	uint8_t odd[3];
 	assert_int_equal(alcm_reader_dio_shift(r, 0, 1, odd + 1), 0);
+	/* A reading thread reads through the page cache then; a reader of memory has none. */
 	alcm_readq *q;
+	assert_int_equal(alcm_readq_new(&q, r, 2), ALCM_OK);
+	uint8_t got[100], want[100];
+	unsigned tk;
+	assert_int_equal(alcm_readq_start(q, 0, 5, got, sizeof(got), &tk), ALCM_OK);
+	assert_int_equal(alcm_readq_wait(q, tk), ALCM_OK);
+	assert_int_equal(alcm_reader_section_pread(r, 0, 5, want, sizeof(want)), ALCM_OK);
+	assert_memory_equal(got, want, sizeof(got));
+	alcm_readq_free(q);
+	alcm_reader_free(r);
+	size_t mlen;
+	uint8_t *mem = tu_read_file(path, &mlen);
+	assert_int_equal(alcm_reader_open_memory(&r, mem, mlen, "when", NULL, NULL, 0), ALCM_OK);
 	assert_int_equal(alcm_readq_new(&q, r, 2), ALCM_E_UNSUPPORTED);
 	assert_null(q);
 	alcm_reader_free(r);
+	free(mem);
 	setenv("ALCM_DIRECT_IO", "0", 1);
 	alcm_dio_read_force = 1;
 	assert_int_equal(alcm_reader_open_file(&r, path, NULL, NULL, 0), ALCM_OK);
