@@ -573,17 +573,6 @@ ALCM_API int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t,
 ALCM_API int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len);
 ALCM_API int alcm_encoder_queue_end(alcm_encoder *e);
 /**
- * alcm_encoder_queue_append() without its copy: *dst is where the next bytes of the tensor
- * begun go, *room how many fit there (at least one while bytes remain, 0 once all were
- * given); write n <= *room bytes there, then alcm_encoder_queue_commit(e, n). It waits for a
- * free chunk slot as append does. For reading a file straight into the encoder's slots
- * (alcm_input_piece_into()). The same archive bytes as append.
- * @return ALCM_OK; ALCM_E_STATE outside a tensor in pieces, or a commit with no space
- *         offered; ALCM_E_ARG for n > *room (nothing is taken); else as append.
- */
-ALCM_API int alcm_encoder_queue_space(alcm_encoder *e, void **dst, size_t *room);
-ALCM_API int alcm_encoder_queue_commit(alcm_encoder *e, size_t n);
-/**
  * Finishes every queued tensor (fills their reports); their data is then free. Call it
  * before using the encoder's writer directly (alcm_writer_require_minor() and the like).
  * @return ALCM_OK, or the error of a queued tensor.
@@ -1000,13 +989,6 @@ ALCM_API int alcm_input_keep_previous(alcm_input *in);
  */
 ALCM_API int alcm_input_next_begin(alcm_input *in, alcm_tensor *t, int *has);
 ALCM_API int alcm_input_piece(alcm_input *in, const void **data, size_t *len);
-/**
- * alcm_input_piece() into the caller's buffer: reads the next min(cap, bytes left) bytes of
- * the tensor begun into dst (any size: no piece of 1 MiB in between), *len the bytes read
- * (0 once all were given). A .npz member's CRC-32 is checked by the read that ends it.
- * @return as alcm_input_piece(); ALCM_E_ARG for a NULL dst with cap > 0.
- */
-ALCM_API int alcm_input_piece_into(alcm_input *in, void *dst, size_t cap, size_t *len);
 ALCM_API void alcm_input_free(alcm_input *in);
 ALCM_API const char *alcm_input_detail(const alcm_input *in);
 

@@ -47,8 +47,6 @@ struct alcm_encoder {
 	alcm_tensor pt;
 	alcm_tensor_report *prep;
 	uint64_t pgot;
-	uint64_t proom;  /* alcm_encoder_queue_space(): the bytes it offered (0: none offered) */
-	uint64_t pslot;  /* 1 + the chunk whose slot it took (slot_wait), so as not to wait twice */
 	uint64_t pshown; /* the queue's chunks written when progress was last told (slot_wait) */
 	alcm_buf pname[2], whole[2];
 	unsigned turn;
@@ -1738,8 +1736,6 @@ int alcm_encoder_queue_begin(alcm_encoder *e, const alcm_tensor *t, alcm_tensor_
 	e->pt.data = NULL;
 	e->prep = rep;
 	e->pgot = 0;
-	e->proom = 0;
-	e->pslot = 0;
 	int lossless = e->opt.mode == ALCM_MODE_LOSSLESS || !alcm_dtype_is_float(t->dtype) ||
 	               elems == 0;
 	/* Max-error on float32 or float64 without pruning needs no statistics of the whole
@@ -1883,95 +1879,6 @@ static int queue_close_done(alcm_encoder *e)
 	return ready ? queue_settle(e, 1) : ALCM_OK;
 }
 
-/* The bytes of chunk slot `g`'s chunk the tensor in pieces may fill from offset `off`: waits
- * for the slot when the chunk starts there (off 0). */
-static int space_in_slot(alcm_encoder *e, uint64_t g, uint64_t off, uint64_t cb, void **dst,
-                         size_t *room)
-{
-	alcm_equeue *q = e->queue;
-	int st;
-	if (off == 0 && e->pslot != g + 1) {
-		if ((st = queue_close_done(e)) || (st = slot_wait(e, g))) {
-			e->piece = 0;
-			return st;
-		}
-		e->pslot = g + 1;
-	}
-	uint64_t n = cb - off;
-	if (n > e->pt.nbytes - e->pgot)
-		n = e->pt.nbytes - e->pgot;
-	*dst = q->slot[g % q->nslots] + off;
-	*room = (size_t)n;
-	return ALCM_OK;
-}
-
-int alcm_encoder_queue_space(alcm_encoder *e, void **dst, size_t *room)
-{
-	if (dst)
-		*dst = NULL;
-	if (room)
-		*room = 0;
-	if (!e || !dst || !room)
-		return ALCM_E_ARG;
-	if (e->finished || e->poisoned || !e->piece)
-		return ALCM_E_STATE;
-	e->proom = 0;
-	if (e->pgot == e->pt.nbytes)
-		return ALCM_OK;
-	alcm_equeue *q = e->queue;
-	int st;
-	if (e->piece == 3) { /* the first chunk, into the slot that becomes chunk q->queued's */
-		uint64_t cb = e->opt.chunk_bytes / alcm_dtype_size(e->pt.dtype) *
-		              alcm_dtype_size(e->pt.dtype);
-		st = space_in_slot(e, q->queued, e->pgot, cb, dst, room);
-	} else if (e->piece == 2) {
-		*dst = e->whole[e->turn].p + e->pgot;
-		*room = (size_t)(e->pt.nbytes - e->pgot);
-		st = ALCM_OK;
-	} else {
-		const tstate *s = &q->q[(q->head + q->count - 1) % QUEUE_MAX];
-		uint64_t cb = s->chunk_elems * alcm_dtype_size(s->t.dtype);
-		st = space_in_slot(e, s->first + e->pgot / cb, e->pgot % cb, cb, dst, room);
-	}
-	if (!st)
-		e->proom = *room;
-	return st;
-}
-
-int alcm_encoder_queue_commit(alcm_encoder *e, size_t n)
-{
-	if (!e)
-		return ALCM_E_ARG;
-	if (e->finished || e->poisoned || !e->piece)
-		return ALCM_E_STATE;
-	if (n > e->proom)
-		return n && !e->proom ? ALCM_E_STATE : ALCM_E_ARG;
-	if (!n)
-		return ALCM_OK;
-	e->proom = 0;
-	alcm_equeue *q = e->queue;
-	e->pgot += n;
-	if (e->piece == 3) {
-		uint64_t cb = e->opt.chunk_bytes / alcm_dtype_size(e->pt.dtype) *
-		              alcm_dtype_size(e->pt.dtype);
-		int st = e->pgot < cb ? ALCM_OK : late_decide(e, q->queued, (size_t)cb);
-		if (st)
-			e->piece = 0;
-		return st;
-	}
-	if (e->piece == 1) {
-		const tstate *s = &q->q[(q->head + q->count - 1) % QUEUE_MAX];
-		uint64_t cb = s->chunk_elems * alcm_dtype_size(s->t.dtype);
-		if (e->pgot % cb == 0 || e->pgot == e->pt.nbytes) {
-			pthread_mutex_lock(&q->mu);
-			q->queued++;
-			pthread_cond_broadcast(&q->work);
-			pthread_mutex_unlock(&q->mu);
-		}
-	}
-	return ALCM_OK;
-}
-
 int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
 {
 	if (!e || (!data && len))
@@ -1986,18 +1893,58 @@ int alcm_encoder_queue_append(alcm_encoder *e, const void *data, size_t len)
 		             (unsigned long long)e->pt.nbytes);
 	}
 	const uint8_t *p = data;
-	while (len) {
-		void *dst;
-		size_t room;
-		int st = alcm_encoder_queue_space(e, &dst, &room);
-		if (st)
+	alcm_equeue *q = e->queue;
+	if (e->piece == 3 && len) { /* the first chunk, into the slot that becomes chunk
+	                             * q->queued's */
+		uint64_t g = q->queued, cb = e->opt.chunk_bytes / alcm_dtype_size(e->pt.dtype) *
+		                                 alcm_dtype_size(e->pt.dtype);
+		int st;
+		if (e->pgot == 0 && ((st = queue_close_done(e)) || (st = slot_wait(e, g)))) {
+			e->piece = 0;
 			return st;
-		size_t n = len < room ? len : room;
-		memcpy(dst, p, n);
-		if ((st = alcm_encoder_queue_commit(e, n)))
-			return st;
+		}
+		size_t n = len < cb - e->pgot ? len : (size_t)(cb - e->pgot);
+		memcpy(q->slot[g % q->nslots] + e->pgot, p, n);
 		p += n;
 		len -= n;
+		e->pgot += n;
+		if (e->pgot < cb)
+			return ALCM_OK;
+		if ((st = late_decide(e, g, (size_t)cb))) {
+			e->piece = 0;
+			return st;
+		}
+	}
+	if (e->piece == 2) {
+		if (len)
+			memcpy(e->whole[e->turn].p + e->pgot, p, len);
+		e->pgot += len;
+		return ALCM_OK;
+	}
+	tstate *s = &q->q[(q->head + q->count - 1) % QUEUE_MAX];
+	uint64_t cb = s->chunk_elems * alcm_dtype_size(s->t.dtype);
+	while (len) {
+		uint64_t k = e->pgot / cb, off = e->pgot % cb, g = s->first + k;
+		int st;
+		if (off == 0 && ((st = queue_close_done(e)) || (st = slot_wait(e, g)))) {
+			e->piece = 0;
+			return st;
+		}
+		uint64_t n = cb - off;
+		if (n > e->pt.nbytes - e->pgot)
+			n = e->pt.nbytes - e->pgot;
+		if (n > len)
+			n = len;
+		memcpy(q->slot[g % q->nslots] + off, p, (size_t)n);
+		p += n;
+		len -= (size_t)n;
+		e->pgot += n;
+		if (off + n == cb || e->pgot == e->pt.nbytes) {
+			pthread_mutex_lock(&q->mu);
+			q->queued++;
+			pthread_cond_broadcast(&q->work);
+			pthread_mutex_unlock(&q->mu);
+		}
 	}
 	return ALCM_OK;
 }
@@ -2010,7 +1957,6 @@ int alcm_encoder_queue_end(alcm_encoder *e)
 		return ALCM_E_STATE;
 	int mode = e->piece;
 	e->piece = 0;
-	e->proom = e->pslot = 0;
 	if (e->pgot != e->pt.nbytes) {
 		char q[96];
 		alcm_detail_quote(q, sizeof(q), e->pt.name, e->pt.name_len);

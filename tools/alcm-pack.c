@@ -576,8 +576,7 @@ static void tensor_done(totals *tot, const alcm_tensor *t, const alcm_tensor_rep
 }
 
 /* Reads the next tensor piece by piece into the encoder (alcm_encoder_queue_begin): only a
- * few chunks of it are in memory, read straight into the encoder's chunk slots
- * (alcm_encoder_queue_space). *in_failed tells whose error it is. */
+ * few chunks of it are in memory. *in_failed tells whose error it is. */
 static int queue_pieces(cli_input *in, alcm_encoder *e, alcm_tensor *t, alcm_tensor_report *rep,
                         int *has, int *in_failed)
 {
@@ -589,17 +588,15 @@ static int queue_pieces(cli_input *in, alcm_encoder *e, alcm_tensor *t, alcm_ten
 	if ((st = alcm_encoder_queue_begin(e, t, rep)))
 		return st;
 	for (;;) {
-		void *dst;
-		size_t room, len;
-		if ((st = alcm_encoder_queue_space(e, &dst, &room)))
-			return st;
-		if ((st = cli_input_piece_into(in, dst, room, &len))) {
+		const void *p;
+		size_t len;
+		if ((st = cli_input_piece(in, &p, &len))) {
 			*in_failed = 1;
 			return st;
 		}
 		if (!len)
 			break;
-		if ((st = alcm_encoder_queue_commit(e, len)))
+		if ((st = alcm_encoder_queue_append(e, p, len)))
 			return st;
 	}
 	return alcm_encoder_queue_end(e);

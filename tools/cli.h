@@ -148,11 +148,11 @@ extern unsigned cli_h5_flags;
 int cli_input_open(cli_input **in, const char *path);
 int cli_input_next(cli_input *in, alcm_tensor *t, int *has);
 /* alcm_input_keep_previous() for the core's readers; ALCM_E_UNSUPPORTED for HDF5. */
-int cli_input_piece_into(cli_input *in, void *dst, size_t cap, size_t *len);
 int cli_input_keep_previous(cli_input *in);
 /* Tensors in pieces (alcm_input_next_begin, alcm_input_piece); ALCM_E_UNSUPPORTED for
  * inputs not read by alcm_input (HDF5). */
 int cli_input_next_begin(cli_input *in, alcm_tensor *t, int *has);
+int cli_input_piece(cli_input *in, const void **data, size_t *len);
 int cli_input_format(const cli_input *in);
 uint64_t cli_input_size(const cli_input *in);
 const char *cli_input_detail(const cli_input *in);

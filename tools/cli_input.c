@@ -100,9 +100,9 @@ int cli_input_next_begin(cli_input *in, alcm_tensor *t, int *has)
 	return in->core ? alcm_input_next_begin(in->core, t, has) : ALCM_E_UNSUPPORTED;
 }
 
-int cli_input_piece_into(cli_input *in, void *dst, size_t cap, size_t *len)
+int cli_input_piece(cli_input *in, const void **data, size_t *len)
 {
-	return in->core ? alcm_input_piece_into(in->core, dst, cap, len) : ALCM_E_UNSUPPORTED;
+	return in->core ? alcm_input_piece(in->core, data, len) : ALCM_E_UNSUPPORTED;
 }
 
 int cli_input_keep_previous(cli_input *in)

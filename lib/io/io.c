@@ -482,26 +482,6 @@ int alcm_input_next_begin(alcm_input *in, alcm_tensor *t, int *has)
 	return ALCM_OK;
 }
 
-/* The next n bytes of the tensor begun: read into dst (a piece read by ops->piece), or, when
- * it was read whole (piece 2), copied there if dst is not NULL. */
-static int piece_take(alcm_input *in, void *dst, size_t n)
-{
-	if (in->piece == 2) {
-		if (dst)
-			memcpy(dst, in->piece_src + in->piece_at, n);
-	} else {
-		int rc = in->ops->piece(in, dst, in->piece_at, n, n == in->piece_left);
-		if (rc) {
-			in->poisoned = 1;
-			in->piece_left = 0;
-			return rc;
-		}
-	}
-	in->piece_at += n;
-	in->piece_left -= n;
-	return ALCM_OK;
-}
-
 int alcm_input_piece(alcm_input *in, const void **data, size_t *len)
 {
 	if (data)
@@ -515,35 +495,23 @@ int alcm_input_piece(alcm_input *in, const void **data, size_t *len)
 	if (!in->piece_left)
 		return ALCM_OK;
 	size_t n = in->piece_left < ALCM_IO_PIECE ? (size_t)in->piece_left : ALCM_IO_PIECE;
-	const uint8_t *at = in->piece == 2 ? in->piece_src + in->piece_at : NULL;
-	int rc = at ? ALCM_OK : alcm_io_reserve(in, ALCM_IO_PIECE);
-	if (rc) {
-		in->poisoned = 1;
-		in->piece_left = 0;
-		return rc;
+	if (in->piece == 2) {
+		*data = in->piece_src + in->piece_at;
+	} else {
+		int rc = alcm_io_reserve(in, ALCM_IO_PIECE);
+		if (!rc)
+			rc = in->ops->piece(in, in->buf, in->piece_at, n, n == in->piece_left);
+		if (rc) {
+			in->poisoned = 1;
+			in->piece_left = 0;
+			return rc;
+		}
+		*data = in->buf;
 	}
-	if ((rc = piece_take(in, at ? NULL : in->buf, n)))
-		return rc;
-	*data = at ? at : in->buf;
 	*len = n;
+	in->piece_at += n;
+	in->piece_left -= n;
 	return ALCM_OK;
-}
-
-int alcm_input_piece_into(alcm_input *in, void *dst, size_t cap, size_t *len)
-{
-	if (len)
-		*len = 0;
-	if (!in || !len || (!dst && cap))
-		return ALCM_E_ARG;
-	if (in->poisoned)
-		return ALCM_E_STATE;
-	if (!in->piece_left || !cap)
-		return ALCM_OK;
-	size_t n = in->piece_left < cap ? (size_t)in->piece_left : cap;
-	int rc = piece_take(in, dst, n);
-	if (!rc)
-		*len = n;
-	return rc;
 }
 
 int alcm_input_keep_previous(alcm_input *in)
