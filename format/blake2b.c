@@ -188,9 +188,15 @@ __attribute__((target("avx2"), aligned(256))) static void compress_avx2(alcm_bla
 typedef void (*compress_fn)(alcm_blake2b *s, const uint8_t *p, size_t nblocks, uint64_t inc,
                             int last);
 int alcm_blake2b_kind = 0;
-static compress_fn picked = compress_plain;
+static compress_fn picked = compress_plain; /* atomic: read by short updates meanwhile */
 static pthread_once_t pick_once = PTHREAD_ONCE_INIT;
 
+/* The faster of the two on PICK_BYTES (into a scratch state; their time does not depend on the
+ * bytes), best of PICK_ROUNDS each, alternating: about 0.1 ms, once a process, at its first
+ * update of PICK_BYTES or more. */
+#define PICK_BYTES ((size_t)16 << 10)
+#define PICK_ROUNDS 3
+#ifdef HAVE_COMPRESS_AVX2
 static double seconds(void)
 {
 	struct timespec ts;
@@ -198,13 +204,10 @@ static double seconds(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The faster of the two on PICK_BYTES (into a scratch state; their time does not depend on the
- * bytes), best of PICK_ROUNDS each, alternating: about 0.1 ms, once a process, at its first
- * update of PICK_BYTES or more. */
-#define PICK_BYTES ((size_t)16 << 10)
-#define PICK_ROUNDS 3
 static uint8_t pick_data[PICK_BYTES];
 static volatile uint64_t pick_sink; /* so that the timed calls are not left out */
+#endif
+
 static void pick(void)
 {
 #ifdef HAVE_COMPRESS_AVX2
@@ -223,7 +226,7 @@ static void pick(void)
 				best[k] = t;
 		}
 	if (best[1] < best[0])
-		picked = compress_avx2;
+		__atomic_store_n(&picked, compress_avx2, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -242,7 +245,7 @@ static void compress(alcm_blake2b *s, const uint8_t *p, size_t nblocks, uint64_t
 	}
 	if (nblocks >= PICK_BYTES / 128)
 		pthread_once(&pick_once, pick);
-	picked(s, p, nblocks, inc, last);
+	__atomic_load_n(&picked, __ATOMIC_RELAXED)(s, p, nblocks, inc, last);
 }
 
 void alcm_blake2b_init(alcm_blake2b *s, size_t outlen)
