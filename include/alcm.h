@@ -127,11 +127,11 @@ typedef struct alcm_allocator {
 
 /**
  * Frees the memory the library keeps between calls and returns how many bytes that was.
- * Encoders and decoders keep their freed work arrays (symbol arrays, coder scratch, zstd
- * workspace, an encoder's coded chunks; blocks of malloc only, never a caller's allocator's)
- * in two process-wide caches, up to 16 MiB for encoders and 2 MiB for decoders, so that the
- * next one finds them mapped:
- * a training loop that saves every step pays their page faults once. A process that is done
+ * Encoders and decoders keep their freed work arrays (symbol arrays, coder scratch, an
+ * encoder's coded chunks; blocks of malloc only, never a caller's allocator's) in two
+ * process-wide caches, up to 16 MiB for encoders and 2 MiB for decoders, and their zstd
+ * contexts with their workspace (up to 8 MiB), so that the next one finds them mapped and
+ * made: a training loop that saves every step pays their page faults once. A process that is done
  * compressing for a while (after a checkpoint save) may call this to hand them back; the next
  * encoder or decoder then allocates them again. Thread-safe; blocks in use by live encoders
  * and decoders are not touched and go to the caches when those are freed.

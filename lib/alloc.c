@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 typedef struct {
@@ -22,6 +23,14 @@ static struct pool {
 	                    ALCM_BLOCK_ENC_MAX},
 };
 static uint64_t cache_misses;
+/* The idle objects (alcm_obj_give), also under cache_mu. */
+static struct obj {
+	void *p;
+	size_t bytes;
+	void (*drop)(void *);
+} objs[ALCM_OBJ_KINDS][ALCM_OBJ_SLOTS];
+static unsigned nobjs[ALCM_OBJ_KINDS];
+static size_t objs_held;
 
 /* fork() while another thread holds cache_mu would leave the child's copy locked for ever
  * (a Python data loader forks beside compressing threads): the handlers take the lock
@@ -186,10 +195,67 @@ void *alcm_mem_alloc_whole(const alcm_allocator *a, size_t n, size_t *cap)
 	return p;
 }
 
-size_t alcm_release_memory(void)
+/* Last in, first out: an encoder's coder takes the context its coder of the previous encoder
+ * gave back last (after the tensor directory's), so each keeps the workspace its level made. */
+void *alcm_obj_take(int kind)
+{
+	void *p = NULL;
+	cache_lock();
+	if (nobjs[kind]) {
+		struct obj *o = &objs[kind][--nobjs[kind]];
+		p = o->p;
+		objs_held -= o->bytes;
+		memset(o, 0, sizeof(*o));
+	}
+	pthread_mutex_unlock(&cache_mu);
+	return p;
+}
+
+void alcm_obj_give(int kind, void *p, size_t bytes, void (*drop)(void *))
+{
+	if (!p)
+		return;
+	if (bytes <= ALCM_OBJ_MAX) {
+		cache_lock();
+		if (nobjs[kind] < ALCM_OBJ_SLOTS && objs_held + bytes <= ALCM_OBJ_BYTES) {
+			objs[kind][nobjs[kind]++] = (struct obj){p, bytes, drop};
+			objs_held += bytes;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&cache_mu);
+	}
+	if (p)
+		drop(p);
+}
+
+size_t alcm_obj_cache_held(void)
 {
 	cache_lock();
-	size_t n = pools[0].held + pools[1].held;
+	size_t n = objs_held;
+	pthread_mutex_unlock(&cache_mu);
+	return n;
+}
+
+size_t alcm_release_memory(void)
+{
+	struct obj idle[ALCM_OBJ_KINDS * ALCM_OBJ_SLOTS];
+	unsigned ni = 0;
+	cache_lock();
+	size_t n = pools[0].held + pools[1].held + objs_held;
+	for (unsigned i = 0; i < ALCM_OBJ_KINDS; i++) {
+		for (unsigned k = 0; k < nobjs[i]; k++) {
+			idle[ni++] = objs[i][k];
+			memset(&objs[i][k], 0, sizeof(objs[i][k]));
+		}
+		nobjs[i] = 0;
+	}
+	objs_held = 0;
+	pthread_mutex_unlock(&cache_mu);
+	/* Outside the lock: a zstd context gives its workspace back to the blocks' cache,
+	 * which takes the lock (and is emptied next; its bytes were counted with the object). */
+	for (unsigned k = 0; k < ni; k++)
+		idle[k].drop(idle[k].p);
+	cache_lock();
 	for (unsigned i = 0; i < 2; i++) {
 		for (unsigned k = 0; k < pools[i].n; k++) {
 			free(pools[i].s[k].p);

@@ -6,6 +6,8 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include <stdatomic.h>
+
 struct alcm_coder {
 	const alcm_allocator *a;
 	ZSTD_CCtx *cctx;
@@ -38,35 +40,106 @@ static ZSTD_customMem zstd_mem(const alcm_allocator *a)
 	return (ZSTD_customMem){zstd_alloc, zstd_free, (void *)a};
 }
 
-/* An encoder's zstd contexts (its coders' and the tensor directory's) take their workspace
- * from the encoders' block cache, so that the next encoder finds it mapped (a training loop
- * saving small tensors every step paid the context's fresh pages on every save). A header
- * before the block keeps its capacity for zstd_enc_free. */
-#define ZSTD_ENC_HDR 64
+/* zstd contexts. With the default allocator: an idle one if there is one (alloc_internal.h),
+ * else a new one whose memory does not name the coder's allocator struct (the context may
+ * outlive it in the cache): a compressing one's workspace from the encoders' block cache, so
+ * that a context that grows or shrinks its workspace (the tensor directory's level, then a
+ * coder's) finds the blocks mapped; a decompressing one's from malloc (a decoder's blocks stay
+ * out of that cache: alloc_internal.h). Back to the cache when freed, so that the next encoder,
+ * or the next decoding thread, finds it with its workspace. With another allocator: made and
+ * freed through it, never cached. A header before each block keeps its capacity. */
+#define ZSTD_BLK_HDR 64
 
-static void *zstd_enc_alloc(void *opaque, size_t size)
+static void *zstd_blk_alloc(void *opaque, size_t size)
 {
+	(void)opaque;
 	size_t cap;
-	uint8_t *p = alcm_block_take_kind(opaque, ALCM_BLOCK_ENC, size + ZSTD_ENC_HDR, &cap);
+	uint8_t *p = alcm_block_take_kind(NULL, ALCM_BLOCK_ENC, size + ZSTD_BLK_HDR, &cap);
 	if (!p)
 		return NULL;
 	memcpy(p, &cap, sizeof(cap));
-	return p + ZSTD_ENC_HDR;
+	return p + ZSTD_BLK_HDR;
 }
 
-static void zstd_enc_free(void *opaque, void *q)
+static void zstd_blk_free(void *opaque, void *q)
 {
+	(void)opaque;
 	if (!q)
 		return;
-	uint8_t *p = (uint8_t *)q - ZSTD_ENC_HDR;
+	uint8_t *p = (uint8_t *)q - ZSTD_BLK_HDR;
 	size_t cap;
 	memcpy(&cap, p, sizeof(cap));
-	alcm_block_give_kind(opaque, ALCM_BLOCK_ENC, p, cap);
+	alcm_block_give_kind(NULL, ALCM_BLOCK_ENC, p, cap);
 }
 
-static ZSTD_customMem zstd_enc_mem(const alcm_allocator *a)
+static const ZSTD_customMem zstd_blk_mem = {zstd_blk_alloc, zstd_blk_free, NULL};
+static const ZSTD_customMem zstd_sys_mem = {zstd_alloc, zstd_free, NULL};
+static atomic_ulong contexts_made;
+
+static int libc_alloc(const alcm_allocator *a)
 {
-	return (ZSTD_customMem){zstd_enc_alloc, zstd_enc_free, (void *)a};
+	return !a || !a->malloc_fn || alcm_alloc_is_libc(a);
+}
+
+static void cctx_drop(void *p)
+{
+	ZSTD_freeCCtx(p);
+}
+
+static void dctx_drop(void *p)
+{
+	ZSTD_freeDCtx(p);
+}
+
+static ZSTD_CCtx *cctx_new(const alcm_allocator *a)
+{
+	if (!libc_alloc(a))
+		return ZSTD_createCCtx_advanced(zstd_mem(a));
+	ZSTD_CCtx *c = alcm_obj_take(ALCM_OBJ_ZSTD_C);
+	if (c) {
+		ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+		return c;
+	}
+	atomic_fetch_add_explicit(&contexts_made, 1, memory_order_relaxed);
+	return ZSTD_createCCtx_advanced(zstd_blk_mem);
+}
+
+static void cctx_free(const alcm_allocator *a, ZSTD_CCtx *c)
+{
+	if (c && libc_alloc(a))
+		alcm_obj_give(ALCM_OBJ_ZSTD_C, c, ZSTD_sizeof_CCtx(c), cctx_drop);
+	else
+		ZSTD_freeCCtx(c);
+}
+
+/* A decoding context with a window of at most 2^wlog bytes. */
+static ZSTD_DCtx *dctx_new(const alcm_allocator *a, unsigned wlog)
+{
+	ZSTD_DCtx *d = NULL;
+	if (!libc_alloc(a)) {
+		d = ZSTD_createDCtx_advanced(zstd_mem(a));
+	} else if ((d = alcm_obj_take(ALCM_OBJ_ZSTD_D))) {
+		ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+	} else {
+		atomic_fetch_add_explicit(&contexts_made, 1, memory_order_relaxed);
+		d = ZSTD_createDCtx_advanced(zstd_sys_mem);
+	}
+	if (d)
+		ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, (int)wlog);
+	return d;
+}
+
+static void dctx_free(const alcm_allocator *a, ZSTD_DCtx *d)
+{
+	if (d && libc_alloc(a))
+		alcm_obj_give(ALCM_OBJ_ZSTD_D, d, ZSTD_sizeof_DCtx(d), dctx_drop);
+	else
+		ZSTD_freeDCtx(d);
+}
+
+uint64_t alcm_zstd_contexts_made(void)
+{
+	return atomic_load_explicit(&contexts_made, memory_order_relaxed);
 }
 
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
@@ -75,13 +148,7 @@ alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim)
 	if (!c)
 		return NULL;
 	c->a = a;
-	c->dctx = ZSTD_createDCtx_advanced(zstd_mem(a));
-	if (!c->dctx) {
-		alcm_mem_free(a, c);
-		return NULL;
-	}
 	c->wlog_max = lim ? lim->zstd_window_log_max : 27;
-	ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax, (int)c->wlog_max);
 	return c;
 }
 
@@ -121,9 +188,9 @@ void alcm_coder_free(alcm_coder *c)
 {
 	if (!c)
 		return;
-	ZSTD_freeCCtx(c->cctx);
-	ZSTD_freeDCtx(c->dctx);
-	ZSTD_freeDCtx(c->sdctx);
+	cctx_free(c->a, c->cctx);
+	dctx_free(c->a, c->dctx);
+	dctx_free(c->a, c->sdctx);
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_symstate_free(c->a, c->sym);
 	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
@@ -166,8 +233,7 @@ static int zstd_encode(alcm_coder *c, uint8_t *dst, size_t cap, const uint8_t *s
                        int level, size_t *out_len)
 {
 	if (!c->cctx) {
-		c->cctx = ZSTD_createCCtx_advanced(c->kind == ALCM_BLOCK_ENC ? zstd_enc_mem(c->a)
-		                                                             : zstd_mem(c->a));
+		c->cctx = cctx_new(c->a);
 		if (!c->cctx)
 			return ALCM_E_NOMEM;
 		c->level = 0;
@@ -215,6 +281,8 @@ static int zstd_decode(alcm_coder *c, uint8_t *dst, size_t exact, const uint8_t 
 	int st = zstd_frame_ok(c, exact, src, n);
 	if (st)
 		return st;
+	if (!c->dctx && !(c->dctx = dctx_new(c->a, c->wlog_max)))
+		return ALCM_E_NOMEM;
 	size_t r = ZSTD_decompressDCtx(c->dctx, dst, exact, src, n);
 	if (ZSTD_isError(r)) {
 		ZSTD_ErrorCode e = ZSTD_getErrorCode(r);
@@ -564,11 +632,8 @@ int alcm_sreader_open(alcm_sreader *s, alcm_coder *c, alcm_cursor *cur, uint64_t
 		return clen == raw ? ALCM_OK : ALCM_E_CORRUPT;
 	if ((st = zstd_frame_ok(c, (size_t)raw, p, (size_t)clen)))
 		return st;
-	if (!c->sdctx) {
-		if (!(c->sdctx = ZSTD_createDCtx_advanced(zstd_mem(c->a))))
-			return ALCM_E_NOMEM;
-		ZSTD_DCtx_setParameter(c->sdctx, ZSTD_d_windowLogMax, (int)c->wlog_max);
-	}
+	if (!c->sdctx && !(c->sdctx = dctx_new(c->a, c->wlog_max)))
+		return ALCM_E_NOMEM;
 	if (!c->sbuf && !(c->sbuf = alcm_mem_alloc(c->a, ALCM_SREADER_BUF)))
 		return ALCM_E_NOMEM;
 	ZSTD_DCtx_reset(c->sdctx, ZSTD_reset_session_only);
@@ -675,7 +740,7 @@ int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, 
 	int st = alcm_buf_reserve(out, 8 + ZSTD_compressBound(raw));
 	if (st)
 		return st;
-	ZSTD_CCtx *cc = ZSTD_createCCtx_advanced(zstd_enc_mem(a));
+	ZSTD_CCtx *cc = cctx_new(a);
 	if (!cc)
 		return ALCM_E_NOMEM;
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, ALCM_TDRZ_LEVEL);
@@ -689,7 +754,7 @@ int alcm_tdrz_pack(const alcm_allocator *a, alcm_buf *out, const uint8_t *head, 
 	size_t r = ZSTD_compressStream2(cc, &o, &i1, ZSTD_e_continue);
 	if (!ZSTD_isError(r))
 		r = ZSTD_compressStream2(cc, &o, &i2, ZSTD_e_end);
-	ZSTD_freeCCtx(cc);
+	cctx_free(a, cc);
 	/* The output was reserved at the bound, so the frame ends in one call and zstd can
 	 * only fail for want of memory. */
 	if (ZSTD_isError(r) || r != 0)
@@ -721,10 +786,8 @@ int alcm_tdrz_unpack(const alcm_allocator *a, const uint8_t *src, size_t n, uint
 	 * memory than the bytes that decompress (at most twice, and at most the limit). */
 	size_t cap = raw < 65536 ? (size_t)raw : 65536;
 	uint8_t *buf = alcm_mem_alloc(a, cap ? cap : 1);
-	ZSTD_DCtx *dc = buf ? ZSTD_createDCtx_advanced(zstd_mem(a)) : NULL;
+	ZSTD_DCtx *dc = buf ? dctx_new(a, 27) : NULL;
 	int st = dc ? ALCM_OK : ALCM_E_NOMEM;
-	if (dc)
-		ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, 27);
 	ZSTD_inBuffer in = {src + 8, n - 8, 0};
 	ZSTD_outBuffer o = {buf, cap, 0};
 	uint8_t extra;
@@ -765,7 +828,7 @@ int alcm_tdrz_unpack(const alcm_allocator *a, const uint8_t *src, size_t n, uint
 		*why = o.pos != raw ? "yields fewer bytes than it declares"
 		                    : "has bytes after its zstd frame";
 	}
-	ZSTD_freeDCtx(dc);
+	dctx_free(a, dc);
 	if (st) {
 		alcm_mem_free(a, buf);
 		return st;

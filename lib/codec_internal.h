@@ -50,6 +50,9 @@ const alcm_backend *alcm_backend_get(unsigned id);
 
 alcm_coder *alcm_coder_new(const alcm_allocator *a, const alcm_limits *lim);
 void alcm_coder_free(alcm_coder *c);
+/* zstd contexts made (not taken idle from the cache of alloc_internal.h) since the process
+ * started, with the default allocator; for tests. */
+uint64_t alcm_zstd_contexts_made(void);
 const alcm_allocator *alcm_coder_alloc(const alcm_coder *c);
 /* Marks c as an encoder's coder: its work arrays go back to the encoders' block cache
  * (alloc_internal.h), kept between encoders. Call before the first use. */
