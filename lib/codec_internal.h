@@ -324,7 +324,7 @@ uint64_t alcm_quant_run_f32(const uint8_t *src, uint64_t n, double s, double o, 
                             double b, uint32_t *sym, uint8_t *recon, double *sig, double *noise,
                             double *maxe);
 /* alcm_quant_run_f32() for float16 and bfloat16 (dtype): the same contract (the statistics
- * summed in four lanes, as alcm_quant_run_f32() with AVX2 sums them). Without AVX2 and F16C
+ * summed in lanes, as alcm_quant_run_f32() with AVX2 sums them). Without AVX2 and F16C
  * (or with alcm_quant_scalar_only) it does nothing and returns 0. */
 uint64_t alcm_quant_run_h16(int dtype, const uint8_t *src, uint64_t n, double s, double o,
                             double inv, double b, uint32_t *sym, uint8_t *recon, double *sig,
@@ -340,6 +340,9 @@ uint16_t alcm_quant_absmax_h16(int bf, const uint8_t *src, uint64_t n);
 /* Tests set it to 1 to run the portable loop where the AVX2 one would run (x86-64): here and
  * in alcm_rounding_escapes(). */
 extern int alcm_quant_scalar_only;
+/* Tests set it to 0 to run alcm_quant_run_f32()'s AVX2 loop where its AVX-512 one would run
+ * (the same symbols, reconstructions, largest error and sums). */
+extern int alcm_quant_avx512;
 /* Float16 or bfloat16 tensor t (n values): how many of its values quantizing with step s
  * would leave outside bound b once the reconstruction is rounded to the dtype, counted on at
  * most 2^16 evenly spaced values and scaled to n (lib/encoder.c, dtype_step). */
