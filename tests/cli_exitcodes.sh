@@ -62,7 +62,7 @@ head -c $((sz - 10)) m.alcm >truncated.alcm
 # ---- alcm-pack ----------------------------------------------------------------------
 row 0 "pack: zero-element [2^61+5, 0]" "$P" huge0.npy -o p1.alcm --check
 row 0 "pack: zero-element, lossy with --check" "$P" huge0.npy -o p2.alcm --rel-error 0.01 --check
-row 10 "pack: zero-element under --size (cannot fit 1000 bytes)" "$P" huge0.npy -o p3.alcm --size 1000
+row 10 "pack: zero-element under --size (cannot fit 200 bytes)" "$P" huge0.npy -o p3.alcm --size 200
 absent p3.alcm
 row 6 "pack: shape overflowing 64 bits" "$P" overflow.npy -o x.alcm
 row 4 "pack: .npy payload cut short" "$P" short.npy -o x.alcm

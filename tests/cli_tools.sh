@@ -142,11 +142,19 @@ expect 0 "$B/alcm-inspect" --verify "$T/st.alcm"
 has "frames:   2" out
 expect 2 "$B/alcm-pack" "$T/m2.npz" -o "$T/st.alcm" --append -f
 
-# inspect shows the predictor the archive carries and, with --features, what it sees. A
-# lossless (format 1.0) archive carries the version 1 default weights, which readers of 1.0
-# accept (they refuse other versions); a 1.1 one only a predictor the caller named (spec 6.7).
-expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/q.alcm"
+# inspect shows the predictor the archive carries and, with --features, what it sees. An
+# archive carries one only when the caller named it (spec 6.7): alcm-pack names none, and the
+# features are then those this build's default weights see. Lossless archives (format 1.0)
+# carried the version 1 default weights until 2026-12-07 (alcm-test-forge pred-v1 writes one
+# so): readers still show them.
+expect 0 "$B/alcm-pack" "$T/m.safetensors" -o "$T/q0.alcm"
+expect 0 "$B/alcm-inspect" --features "$T/q0.alcm"
+has "predictor: none stored" out
+if grep -E '^  embed\.weight +0\.002 +16\.97 ' "$T/out" >/dev/null; then ok; else bad "no features row for embed.weight: $(grep embed "$T/out")"; fi
+if "$B/alcm-inspect" "$T/q0.alcm" | grep -q "PRED"; then bad "alcm-pack stored a PRED"; else ok; fi
+expect 0 "$B/alcm-test-forge" pred-v1 "$T/m.safetensors" "$T/q.alcm"
 expect 0 "$B/alcm-inspect" --features "$T/q.alcm"
+has "format:   1.0" out
 has "predictor: 6-64-1 MLP in PRED version 1" out
 has "feature mean:" out
 if grep -E '^  embed\.weight +0\.002 +16\.97 ' "$T/out" >/dev/null; then ok; else bad "no features row for embed.weight: $(grep embed "$T/out")"; fi

@@ -14,11 +14,15 @@
  *                                       frame asking for a window of 2^WLOG bytes
  *   alcm-test-forge flip IN OUT TYPE POS XOR
  *       IN rewritten with byte POS of its last TYPE section xored with XOR (digests match)
+ *   alcm-test-forge pred-v1 IN OUT
+ *       IN's tensors packed lossless with the version 1 default predictor named: a format 1.0
+ *       archive carrying PRED version 1, as every lossless archive did until 2026-12-07
  *   alcm-test-forge classes OUT ELEMS CHUNK_ELEMS K
  *       one float32 tensor of ELEMS zeros at max-error in chunks of CHUNK_ELEMS elements,
  *       each a modelled chunk (QDAT coding 16) declaring K classes (K >= 2: over an axis
  *       of run 1), or with K = 0 byte planes of width 1: the same tensor, for comparison
  */
+#include "codec_internal.h"
 #include "forge.h"
 
 #include <stdio.h>
@@ -28,7 +32,7 @@
 static int usage(void)
 {
 	fputs("usage: alcm-test-forge escape|zero-lossy|chunk-len|dup|attr|names|window|flip|classes"
-	      " OUT ...\n", stderr);
+	      "|pred-v1 OUT ...\n", stderr);
 	return 2;
 }
 
@@ -251,6 +255,46 @@ static int classes(const char *out, uint64_t elems, uint64_t ce, unsigned K)
 	return rc;
 }
 
+static int pred_v1(const char *in, const char *out)
+{
+	alcm_pack_options o;
+	alcm_pack_options_default(&o);
+	o.predictor = alcm_predictor_default_v1();
+	alcm_input *ai = NULL;
+	alcm_writer *w = NULL;
+	alcm_encoder *e = NULL;
+	int has = 1, st = alcm_input_open(&ai, in, NULL, NULL);
+	if (!st)
+		st = alcm_writer_open_memory(&w, 0, NULL);
+	if (!st)
+		st = alcm_encoder_new(&e, w, &o, NULL);
+	while (!st && has) {
+		alcm_tensor t;
+		if ((st = alcm_input_next(ai, &t, &has)) || !has)
+			break;
+		st = alcm_encoder_add(e, &t, NULL);
+	}
+	if (!st)
+		st = alcm_encoder_finish(e);
+	if (!st)
+		st = alcm_writer_commit(w);
+	const void *buf = NULL;
+	size_t len = 0;
+	if (!st)
+		st = alcm_writer_memory(w, &buf, &len);
+	FILE *f = st ? NULL : fopen(out, "wb");
+	if (!st && (!f || fwrite(buf, 1, len, f) != len))
+		st = ALCM_E_IO;
+	if (f && fclose(f))
+		st = ALCM_E_IO;
+	alcm_encoder_free(e);
+	alcm_writer_free(w);
+	alcm_input_free(ai);
+	if (st)
+		fprintf(stderr, "alcm-test-forge: pred-v1 '%s' -> '%s': %s\n", in, out, alcm_strerror(st));
+	return st ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -281,6 +325,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "classes") == 0 && argc == 6)
 		return classes(out, strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0),
 		               (unsigned)atoi(argv[5]));
+	if (strcmp(cmd, "pred-v1") == 0 && argc == 4)
+		return pred_v1(argv[2], argv[3]);
 	if (strcmp(cmd, "names") == 0)
 		return named(out, (const char *const *)argv + 3, (size_t)(argc - 3), NULL, 0, 0);
 	return usage();

@@ -598,11 +598,12 @@ static void test_archive_carries_weights(void **state)
 		alcm_archive *a = NULL;
 		assert_int_equal(alcm_reader_open_memory(&r, buf, len, "t", NULL, NULL, 0), ALCM_OK);
 		assert_int_equal(alcm_archive_open(&a, r, NULL), ALCM_OK);
-		/* No predictor named: a 1.0 archive with the version 1 default weights, which readers
-		 * of 1.0 accept (they refuse other versions). Version 3 or version 2 weights named:
-		 * stored (2372 or 2108 bytes), and the archive is 1.1. */
+		/* No predictor named: a 1.0 archive without PRED (the default is known from the
+		 * producer; until 2026-12-07 it stored the version 1 default weights, 2108 of the
+		 * 3.3 KB here). Version 3 or version 2 weights named: stored (2372 or 2108 bytes),
+		 * and the archive is 1.1. */
 		alcm_predictor got;
-		assert_int_equal(alcm_archive_predictor(a, &got), ALCM_OK);
+		assert_int_equal(alcm_archive_predictor(a, &got), pass ? ALCM_OK : ALCM_E_NOTFOUND);
 		alcm_section_info si;
 		int found = 0;
 		for (uint32_t k = 0; k < alcm_reader_section_count(r); k++) {
@@ -612,13 +613,9 @@ static void test_archive_carries_weights(void **state)
 				found++;
 			}
 		}
-		assert_int_equal(found, 1);
-		if (pass) {
+		assert_int_equal(found, pass ? 1 : 0);
+		if (pass)
 			assert_memory_equal(&got, pass == 1 ? &mine : &pred_v2, sizeof(got));
-		} else {
-			assert_int_equal(got.version, 1);
-			assert_memory_not_equal(&got, alcm_predictor_default(), sizeof(got));
-		}
 		assert_int_equal(alcm_writer_minor(w), pass ? 1 : 0);
 		alcm_archive_free(a);
 		alcm_reader_free(r);
