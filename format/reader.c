@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -366,7 +365,7 @@ static int parse_fixed(alcm_reader *r, const uint8_t *h)
 		            "supported (this reader knows %u.x)", r->major, r->minor,
 		            ALCM_FORMAT_MAJOR);
 	alcm_digest(d, h, 32);
-	if (sodium_memcmp(d, h + 32, ALCM_DIGEST_LEN) != 0)
+	if (alcm_digest_differs(d, h + 32))
 		return fail(r, ALCM_E_DIGEST, "header digest mismatch at offset 32");
 	r->hflags = alcm_load32(h + 12);
 	if (r->hflags & ~ALCM_KNOWN_HEADER_FLAGS)
@@ -402,7 +401,7 @@ static int slot_state(const uint8_t *fixed, const uint8_t *s)
 	memcpy(buf, fixed, ALCM_FIXED_SIZE);
 	memcpy(buf + ALCM_FIXED_SIZE, s, 32);
 	alcm_digest(d, buf, sizeof(buf));
-	if (sodium_memcmp(d, s + 32, ALCM_DIGEST_LEN) != 0)
+	if (alcm_digest_differs(d, s + 32))
 		return SLOT_TORN;
 	if (alcm_load64(s) == 0 || alcm_load64(s + 24) != 0)
 		return SLOT_BAD;
@@ -537,7 +536,7 @@ static int parse_table(alcm_reader *r)
 	if (st)
 		goto out;
 	alcm_digest(d, t, n - ALCM_DIGEST_LEN);
-	if (sodium_memcmp(d, t + n - ALCM_DIGEST_LEN, ALCM_DIGEST_LEN) != 0) {
+	if (alcm_digest_differs(d, t + n - ALCM_DIGEST_LEN)) {
 		st = fail(r, ALCM_E_DIGEST, "table digest mismatch at offset %llu",
 		          (unsigned long long)(r->table_offset + n - ALCM_DIGEST_LEN));
 		goto out;
@@ -795,7 +794,7 @@ int alcm_reader_find_section(const alcm_reader *r, const char *type, uint32_t st
 static int digest_result(alcm_reader *r, uint32_t i, const uint8_t *d)
 {
 	alcm_entry *e = &r->e[i];
-	if (sodium_memcmp(d, e->digest, ALCM_DIGEST_LEN) != 0) {
+	if (alcm_digest_differs(d, e->digest)) {
 		e->state = ALCM_DIGEST_BAD;
 		char t[5] = {e->type[0], e->type[1], e->type[2], e->type[3], 0};
 		return fail(r, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu", i,

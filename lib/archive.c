@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <sodium.h>
 #include <unistd.h>
 
 typedef struct tentry {
@@ -718,7 +717,7 @@ static int ahead_section(alcm_archive *a, uint32_t idx, uint8_t *p, uint64_t len
 	alcm_blake2b_init(&s, 32);
 	alcm_blake2b_update(&s, p, (size_t)len);
 	alcm_blake2b_final(&s, h);
-	return sodium_memcmp(h, si.digest, 32) ? ALCM_E_DIGEST : ALCM_OK;
+	return alcm_digest_differs(h, si.digest) ? ALCM_E_DIGEST : ALCM_OK;
 }
 
 static void ahead_run(alcm_archive *a, ahead *ah)
@@ -1425,7 +1424,7 @@ static int check_digest(dec *d, uint32_t idx, alcm_blake2b *h)
 		return ALCM_OK;
 	alcm_blake2b_final(h, out);
 	alcm_reader_section_info(d->a->r, idx, &si);
-	if (sodium_memcmp(out, si.digest, 32) != 0)
+	if (alcm_digest_differs(out, si.digest))
 		return afail(d->a, ALCM_E_DIGEST, "digest mismatch in section %u (%s) at offset %llu",
 		             idx, si.type, (unsigned long long)si.offset);
 	return ALCM_OK;
@@ -1817,7 +1816,7 @@ static int relay_read(relay *r, size_t j, size_t t)
 	}
 	uint8_t out[32];
 	alcm_blake2b_final(&h, out);
-	return sodium_memcmp(out, si.digest, 32) ? ALCM_E_DIGEST : ALCM_OK;
+	return alcm_digest_differs(out, si.digest) ? ALCM_E_DIGEST : ALCM_OK;
 }
 
 /* Decodes tensor t from job j's buffer, a chunk at a time: into its buffer, or handed on.

@@ -5,7 +5,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -816,7 +815,7 @@ static void *digest_run(void *arg)
 		pos += n;
 	}
 	alcm_blake2b_final(&hs, d);
-	if (!j->status && sodium_memcmp(d, si.digest, sizeof(d)) != 0)
+	if (!j->status && alcm_digest_differs(d, si.digest))
 		j->status = ALCM_E_DIGEST;
 	return NULL;
 }
