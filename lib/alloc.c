@@ -252,7 +252,8 @@ size_t alcm_release_memory(void)
 	objs_held = 0;
 	pthread_mutex_unlock(&cache_mu);
 	/* Outside the lock: a zstd context gives its workspace back to the blocks' cache,
-	 * which takes the lock (and is emptied next; its bytes were counted with the object). */
+	 * which takes the lock (and is emptied next; its bytes were counted with the object).
+	 * Blocks another thread gives back meanwhile are freed too, not counted. */
 	for (unsigned k = 0; k < ni; k++)
 		idle[k].drop(idle[k].p);
 	cache_lock();

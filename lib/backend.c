@@ -104,10 +104,13 @@ static ZSTD_CCtx *cctx_new(const alcm_allocator *a)
 	return ZSTD_createCCtx_advanced(zstd_blk_mem);
 }
 
+/* A compressing context is charged what its memory may really be: its workspace is a block
+ * of the encoders' cache, which may hold up to twice the size asked and 64 KiB more. */
 static void cctx_free(const alcm_allocator *a, ZSTD_CCtx *c)
 {
 	if (c && libc_alloc(a))
-		alcm_obj_give(ALCM_OBJ_ZSTD_C, c, ZSTD_sizeof_CCtx(c), cctx_drop);
+		alcm_obj_give(ALCM_OBJ_ZSTD_C, c, 2 * ZSTD_sizeof_CCtx(c) + ((size_t)64 << 10),
+		              cctx_drop);
 	else
 		ZSTD_freeCCtx(c);
 }
@@ -129,9 +132,13 @@ static ZSTD_DCtx *dctx_new(const alcm_allocator *a, unsigned wlog)
 	return d;
 }
 
-static void dctx_free(const alcm_allocator *a, ZSTD_DCtx *d)
+/* Cached only without stream buffers (a one-shot context is about 94 KiB): a context that
+ * streamed keeps its buffers, which the next reader taking it would hold whatever its own
+ * window limit (alcm_sreader's memory bound). `keep` 0: freed (alcm_sreader's own). */
+#define DCTX_KEEP_MAX ((size_t)160 << 10)
+static void dctx_free(const alcm_allocator *a, ZSTD_DCtx *d, int keep)
 {
-	if (d && libc_alloc(a))
+	if (d && keep && libc_alloc(a) && ZSTD_sizeof_DCtx(d) <= DCTX_KEEP_MAX)
 		alcm_obj_give(ALCM_OBJ_ZSTD_D, d, ZSTD_sizeof_DCtx(d), dctx_drop);
 	else
 		ZSTD_freeDCtx(d);
@@ -189,8 +196,8 @@ void alcm_coder_free(alcm_coder *c)
 	if (!c)
 		return;
 	cctx_free(c->a, c->cctx);
-	dctx_free(c->a, c->dctx);
-	dctx_free(c->a, c->sdctx);
+	dctx_free(c->a, c->dctx, 1);
+	dctx_free(c->a, c->sdctx, 0);
 	alcm_mem_free(c->a, c->sbuf);
 	alcm_symstate_free(c->a, c->sym);
 	for (unsigned k = 0; k < ALCM_CODER_SCRATCH; k++)
@@ -828,7 +835,7 @@ int alcm_tdrz_unpack(const alcm_allocator *a, const uint8_t *src, size_t n, uint
 		*why = o.pos != raw ? "yields fewer bytes than it declares"
 		                    : "has bytes after its zstd frame";
 	}
-	dctx_free(a, dc);
+	dctx_free(a, dc, 1);
 	if (st) {
 		alcm_mem_free(a, buf);
 		return st;

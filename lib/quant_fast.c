@@ -6,6 +6,15 @@
 
 #include <math.h>
 
+/* The loops below promise the same symbols, reconstructions and sums on every path: no
+ * multiply and add fused into one rounding, whatever flags a build passes (the AVX-512 target
+ * has FMA, the AVX2 one does not; CMakeLists.txt passes -ffp-contract=off too). */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 int alcm_quant_scalar_only = 0;
 
 static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double o, double inv, double b,

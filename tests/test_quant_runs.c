@@ -6,7 +6,10 @@
  * reconstructions and largest error; AVX2 and AVX-512 sum the signal and the squared error in
  * the same lanes in the same order, so their sums are the same to the bit (the portable loop
  * adds in another order: within a relative 1e-12). On values at a step with specials and
- * values at cell edges spread among them, at every length of a run and every start.
+ * values at cell edges spread among them, at every length of a run and every start, with
+ * offsets (a lattice's) and without, finite bounds and none (INFINITY: no per-channel
+ * bound), with and without reconstructions. The file is built with -ffp-contract=off as the
+ * library is, and lib/quant_fast.c forbids fused multiply-adds itself.
  */
 #include "codec_internal.h"
 #include "testutil.h"
@@ -55,8 +58,9 @@ typedef struct run {
 } run;
 
 /* path 0: portable, 1: AVX2, 2: AVX-512 (each falls back to the one before it where the CPU
- * lacks it: then the comparison holds trivially). */
-static void quantize(int path, const uint8_t *src, uint64_t n, double s, double b, run *r)
+ * lacks it: then the comparison holds trivially); offset o, reconstructions if `rec`. */
+static void quantize(int path, const uint8_t *src, uint64_t n, double s, double o, double b,
+                     int rec, run *r)
 {
 	int keep_s = alcm_quant_scalar_only, keep_w = alcm_quant_avx512;
 	alcm_quant_scalar_only = path == 0;
@@ -66,17 +70,17 @@ static void quantize(int path, const uint8_t *src, uint64_t n, double s, double 
 	assert_non_null(r->sym);
 	assert_non_null(r->recon);
 	r->sig = 1.5, r->noise = 0.25, r->maxe = 0; /* totals from earlier runs */
-	r->done = alcm_quant_run_f32(src, n, s, 0, 1 / s, b, r->sym, r->recon, &r->sig, &r->noise,
-	                             &r->maxe);
+	r->done = alcm_quant_run_f32(src, n, s, o, 1 / s, b, r->sym, rec ? r->recon : NULL, &r->sig,
+	                             &r->noise, &r->maxe);
 	alcm_quant_scalar_only = keep_s;
 	alcm_quant_avx512 = keep_w;
 }
 
-static void compare(const uint8_t *src, uint64_t n, double s, double b)
+static void compare_one(const uint8_t *src, uint64_t n, double s, double o, double b, int rec)
 {
 	run r[3];
 	for (int p = 0; p < 3; p++)
-		quantize(p, src, n, s, b, &r[p]);
+		quantize(p, src, n, s, o, b, rec, &r[p]);
 	for (int p = 1; p < 3; p++) {
 		assert_int_equal(r[p].done, r[0].done);
 		assert_memory_equal(r[p].sym, r[0].sym, (size_t)r[0].done * 4);
@@ -90,6 +94,16 @@ static void compare(const uint8_t *src, uint64_t n, double s, double b)
 	for (int p = 0; p < 3; p++) {
 		free(r[p].sym);
 		free(r[p].recon);
+	}
+}
+
+/* Offset 0 and a lattice's offset (a third of a step), bound b and none, with and without
+ * reconstructions. */
+static void compare(const uint8_t *src, uint64_t n, double s, double b)
+{
+	for (int k = 0; k < 2; k++) {
+		compare_one(src, n, s, k ? s / 3 : 0, b, 1);
+		compare_one(src, n, s, k ? -0.37 * s : 0, INFINITY, k);
 	}
 }
 

@@ -191,8 +191,8 @@ def release_memory() -> int:
     """Frees the work arrays alcm keeps between calls; returns how many bytes that was.
 
     Saving and loading keep their freed work arrays (up to 16 MiB for saving, 2 MiB for
-    loading) so that the next call finds them mapped: a training loop that saves every step
-    pays for them once. Call this after a save when the process will not compress again for
+    loading) and their zstd contexts (up to 8 MiB) so that the next call finds them mapped
+    and made: a training loop that saves every step pays for them once. Call this after a save when the process will not compress again for
     a while; the next save or load allocates them again. Arrays in use by an open
     :class:`Archive` or :class:`Stream` are not touched.
 
