@@ -58,6 +58,18 @@ static uint64_t run_f32(const uint8_t *src, uint64_t n, double s, double o, doub
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__FAST_MATH__)
 #include <immintrin.h>
 
+/* Whether any of eight float32 patterns is special (alcm_is_special(): NaN, infinities,
+ * subnormals, -0): those stop a run. */
+__attribute__((target("avx2"))) static inline int special_f32_x8(__m256i u)
+{
+	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
+	__m256i ex = _mm256_and_si256(u, expm);
+	__m256i sp = _mm256_or_si256(_mm256_cmpeq_epi32(ex, expm),
+	                             _mm256_andnot_si256(_mm256_cmpeq_epi32(u, zero),
+	                                                 _mm256_cmpeq_epi32(ex, zero)));
+	return !_mm256_testz_si256(sp, sp);
+}
+
 /* A group of eight values' statistics into a run's lanes: the signal and squared error of its
  * first four into sg[0] and ns[0], of its last four into sg[1] and ns[1] (two chains of
  * dependent additions each instead of one: 2-3% of a max-error pack of small float32
@@ -97,7 +109,6 @@ __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src,
                                                              double *sig, double *noise,
                                                              double *maxe)
 {
-	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
 	const __m256d vinv = _mm256_set1_pd(inv), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
 	const __m256d vo = _mm256_set1_pd(o);
 	const __m256d lim = _mm256_set1_pd(0x1p30 - 1);
@@ -107,11 +118,7 @@ __attribute__((target("avx2"))) static uint64_t run_f32_avx2(const uint8_t *src,
 	uint64_t k = 0;
 	for (; k + 8 <= n; k += 8) {
 		__m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * k));
-		__m256i ex = _mm256_and_si256(u, expm);
-		__m256i sp = _mm256_or_si256(_mm256_cmpeq_epi32(ex, expm),
-		                             _mm256_andnot_si256(_mm256_cmpeq_epi32(u, zero),
-		                                                 _mm256_cmpeq_epi32(ex, zero)));
-		if (!_mm256_testz_si256(sp, sp))
+		if (special_f32_x8(u))
 			break;
 		__m256 f = _mm256_castsi256_ps(u);
 		__m256d x[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(f)),
@@ -154,18 +161,13 @@ __attribute__((target("avx512f"))) static uint64_t run_f32_avx512(const uint8_t 
                                                                   uint8_t *recon, double *sig,
                                                                   double *noise, double *maxe)
 {
-	const __m256i expm = _mm256_set1_epi32(0x7f800000), zero = _mm256_setzero_si256();
 	const __m512d vinv = _mm512_set1_pd(inv), vs = _mm512_set1_pd(s), vb = _mm512_set1_pd(b);
 	const __m512d vo = _mm512_set1_pd(o), lim = _mm512_set1_pd(0x1p30 - 1);
 	__m512d sg = _mm512_setzero_pd(), ns = sg, mx = _mm512_set1_pd(*maxe);
 	uint64_t k = 0;
 	for (; k + 8 <= n; k += 8) {
 		__m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(src + 4 * k));
-		__m256i ex = _mm256_and_si256(u, expm);
-		__m256i sp = _mm256_or_si256(_mm256_cmpeq_epi32(ex, expm),
-		                             _mm256_andnot_si256(_mm256_cmpeq_epi32(u, zero),
-		                                                 _mm256_cmpeq_epi32(ex, zero)));
-		if (!_mm256_testz_si256(sp, sp))
+		if (special_f32_x8(u))
 			break;
 		__m512d x = _mm512_cvtps_pd(_mm256_castsi256_ps(u));
 		__m512d t = _mm512_mul_pd(_mm512_sub_pd(x, vo), vinv);
