@@ -1563,6 +1563,26 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Tensor t packed with options o into a new in-memory archive *w (encoder *e, both for the
+ * caller to free), its bytes at *buf, *len: alcm.compress()'s library calls, made without the
+ * GIL. *enc_st: alcm_encoder_new()'s status. */
+static int pack_one_memory(const alcm_pack_options *o, const alcm_tensor *t, alcm_writer **w,
+                           alcm_encoder **e, const void **buf, size_t *len, int *enc_st)
+{
+	int st = alcm_writer_open_memory(w, 0, NULL);
+	if (!st)
+		*enc_st = st = alcm_encoder_new(e, *w, o, NULL);
+	if (!st)
+		st = alcm_encoder_add(*e, t, NULL);
+	if (!st)
+		st = alcm_encoder_finish(*e);
+	if (!st)
+		st = alcm_writer_commit(*w);
+	if (!st)
+		st = alcm_writer_memory(*w, buf, len);
+	return st;
+}
+
 /*
  * compress_one(array, dtype, mode, bound, bits, prune, threads, producer) -> bytes: one tensor
  * named "tensor" packed into an in-memory archive, as Packer(None, ...), add(), finish() and
@@ -1596,17 +1616,7 @@ static PyObject *mod_compress_one(PyObject *Py_UNUSED(m), PyObject *args)
 	int st, enc_st = ALCM_OK;
 	Py_BEGIN_ALLOW_THREADS
 	nogil_note();
-	st = alcm_writer_open_memory(&w, 0, NULL);
-	if (!st)
-		enc_st = st = alcm_encoder_new(&e, w, &o, NULL);
-	if (!st)
-		st = alcm_encoder_add(e, &t, NULL);
-	if (!st)
-		st = alcm_encoder_finish(e);
-	if (!st)
-		st = alcm_writer_commit(w);
-	if (!st)
-		st = alcm_writer_memory(w, &buf, &len);
+	st = pack_one_memory(&o, &t, &w, &e, &buf, &len, &enc_st);
 	Py_END_ALLOW_THREADS
 	PyObject *res = NULL;
 	if (st) {
@@ -1659,17 +1669,8 @@ static PyObject *mod_bench_roundtrip(PyObject *Py_UNUSED(m), PyObject *args)
 		o.threads = 1;
 		const void *buf;
 		size_t len;
-		st = alcm_writer_open_memory(&w, 0, NULL);
-		if (!st)
-			st = alcm_encoder_new(&e, w, &o, NULL);
-		if (!st)
-			st = alcm_encoder_add(e, &t, NULL);
-		if (!st)
-			st = alcm_encoder_finish(e);
-		if (!st)
-			st = alcm_writer_commit(w);
-		if (!st)
-			st = alcm_writer_memory(w, &buf, &len);
+		int enc_st;
+		st = pack_one_memory(&o, &t, &w, &e, &buf, &len, &enc_st);
 		if (!st)
 			st = alcm_reader_open_memory(&r, buf, len, NULL, NULL, NULL, 0);
 		if (!st)
