@@ -428,19 +428,12 @@ def _encode_one(array: np.ndarray, name: str, mode: tuple[int, float, int, float
 
 
 def _decode_one(data: Any) -> np.ndarray:
-    reader = _core.Reader("<bytes>", data)
-    try:
-        arch = _core.Archive(reader)
-        try:
-            n = len(arch.entries())
-            if n != 1:
-                raise _errors.make(_errors.FormatError,
-                                   f"cannot decompress: the archive holds {n} tensors, not one")
-            return arch.decode(0)
-        finally:
-            arch.close()
-    finally:
-        reader.close()
+    # Reader("<bytes>", data), Archive(reader) and decode(0), with their messages, in one call.
+    got = _core.decompress_one(data)
+    if isinstance(got, int):
+        raise _errors.make(_errors.FormatError,
+                           f"cannot decompress: the archive holds {got} tensors, not one")
+    return got
 
 
 def compress(array: Any, *, max_error: Optional[float] = None,

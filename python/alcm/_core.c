@@ -718,15 +718,20 @@ static PyObject *Archive_frame(ArchiveObject *self, PyObject *Py_UNUSED(arg))
 }
 
 /* Raises the failure st of decoding tensor ti (as "decode tensor 'NAME' of PATH"). */
-static void raise_decode(int st, const alcm_tensor_info *ti, ArchiveObject *self)
+static void raise_decode_at(int st, const alcm_tensor_info *ti, PyObject *path,
+                            const alcm_archive *a)
 {
 	PyObject *name = PyUnicode_DecodeUTF8(ti->name, (Py_ssize_t)ti->name_len, "replace");
 	PyObject *verb = name ? PyUnicode_FromFormat("decode tensor '%U' of", name) : NULL;
 	if (verb)
-		raise_status(st, PyUnicode_AsUTF8(verb), self->reader->path,
-		             alcm_archive_detail(self->a));
+		raise_status(st, PyUnicode_AsUTF8(verb), path, alcm_archive_detail(a));
 	Py_XDECREF(verb);
 	Py_XDECREF(name);
+}
+
+static void raise_decode(int st, const alcm_tensor_info *ti, ArchiveObject *self)
+{
+	raise_decode_at(st, ti, self->reader->path, self->a);
 }
 
 /* decode(index) -> ndarray: allocated once, decoded into with the GIL released. */
@@ -1563,6 +1568,61 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/*
+ * decompress_one(data) -> ndarray, or the archive's tensor count (an int) when it is not 1:
+ * what Reader("<bytes>", data), Archive(reader), entries() and decode(0) do, with their
+ * messages, in one call (alcm.decompress).
+ */
+static PyObject *mod_decompress_one(PyObject *Py_UNUSED(m), PyObject *data)
+{
+	Py_buffer buf;
+	if (PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE))
+		return NULL;
+	PyObject *path = PyUnicode_FromString("<bytes>"), *res = NULL;
+	alcm_limits lim;
+	if (!path || limits_from(Py_None, &lim)) {
+		Py_XDECREF(path);
+		PyBuffer_Release(&buf);
+		return NULL;
+	}
+	alcm_reader *r = NULL;
+	alcm_archive *a = NULL;
+	int st, ast = ALCM_OK;
+	Py_BEGIN_ALLOW_THREADS
+	nogil_note();
+	st = alcm_reader_open_memory(&r, buf.buf, (size_t)buf.len, "<bytes>", &lim, NULL, 0);
+	if (!st)
+		ast = st = alcm_archive_open(&a, r, NULL);
+	Py_END_ALLOW_THREADS
+	size_t n = st ? 0 : alcm_archive_tensor_count(a);
+	alcm_tensor_info ti;
+	PyArrayObject *arr = NULL;
+	if (st) {
+		raise_status(st, "read", path,
+		             ast ? (a ? alcm_archive_detail(a) : "") : r ? alcm_reader_detail(r) : "");
+	} else if (n != 1) {
+		res = PyLong_FromSize_t(n);
+	} else if (alcm_archive_tensor_info(a, 0, &ti)) {
+		PyErr_SetString(PyExc_IndexError, "tensor index out of range");
+	} else if ((arr = array_for(&ti, path))) {
+		void *out = PyArray_DATA(arr);
+		Py_BEGIN_ALLOW_THREADS
+		nogil_note();
+		st = alcm_archive_decode(a, 0, out, (size_t)ti.raw_bytes);
+		Py_END_ALLOW_THREADS
+		if (st) {
+			Py_CLEAR(arr);
+			raise_decode_at(st, &ti, path, a);
+		}
+		res = (PyObject *)arr;
+	}
+	alcm_archive_free(a);
+	alcm_reader_free(r);
+	Py_DECREF(path);
+	PyBuffer_Release(&buf);
+	return res;
+}
+
 /* Tensor t packed with options o into a new in-memory archive *w (encoder *e, both for the
  * caller to free), its bytes at *buf, *len: alcm.compress()'s library calls, made without the
  * GIL. *enc_st: alcm_encoder_new()'s status. */
@@ -1715,6 +1775,8 @@ static PyMethodDef module_methods[] = {
 	 "Library calls made so far with the GIL released (for tests)."},
 	{"compress_one", mod_compress_one, METH_VARARGS,
 	 "One tensor into an in-memory archive (alcm.compress)."},
+	{"decompress_one", mod_decompress_one, METH_O,
+	 "The one tensor of an in-memory archive (alcm.decompress)."},
 	{"_bench_roundtrip", mod_bench_roundtrip, METH_VARARGS,
 	 "Seconds for n in-memory round trips of one tensor, in C only (for the benchmark)."},
 	{NULL, NULL, 0, NULL}

@@ -29,8 +29,8 @@ def test_codec_calls_run_without_the_gil(tmp):
     alcm.load("a.alcm")  # open reader, open archive, one decode of both tensors
     n2 = _core._nogil_calls()
     assert n2 - n1 >= 3
-    alcm.decompress(alcm.compress(x))  # compress: one call; decompress: open, open, decode
-    assert _core._nogil_calls() - n2 >= 4
+    alcm.decompress(alcm.compress(x))  # compress: one call; decompress: opening, decoding
+    assert _core._nogil_calls() - n2 >= 3
     with alcm.Stream("s.alcm", max_error=1e-3) as s:
         n3 = _core._nogil_calls()
         s.append({"x": x})
