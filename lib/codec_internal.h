@@ -347,6 +347,14 @@ extern int alcm_quant_avx512;
  * would leave outside bound b once the reconstruction is rounded to the dtype, counted on at
  * most 2^16 evenly spaced values and scaled to n (lib/encoder.c, dtype_step). */
 double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double b);
+/* The magnitude (a 16-bit pattern, sign cleared) under which no bfloat16 (bf 1) or float16
+ * value can escape at step s and bound b, or 0: alcm_rounding_escapes() tests only the
+ * others. Tests set alcm_escape_floor_off to 1 to test every value (the same count). */
+uint32_t alcm_escape_floor(int bf, double s, double b);
+extern int alcm_escape_floor_off;
+/* Tests set it to 0 to run alcm_rounding_escapes()'s AVX2 loop where its AVX-512 one would
+ * run (the same count). */
+extern int alcm_escapes_avx512;
 /* For the n float32 values at src, if they lie on a lattice o + j d (at most 256 distinct
  * finite values) with d under twice the bound b: the step (a multiple of d above 2 b) and
  * offset whose cells hold the most lattice points while every value stays within b of its

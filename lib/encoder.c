@@ -452,20 +452,64 @@ static double ulp_at(int dtype, double m)
 	return fmax(ldexp(1.0, e - 1 - 10), ldexp(1.0, -24)); /* float16; subnormal spacing */
 }
 
+/*
+ * The magnitudes (16-bit patterns, sign cleared) under which no float16 or bfloat16 value can
+ * escape at step s and bound b: 0 when every value must be tested. With s <= 2 b, let g be the
+ * largest power of two dividing s, P the dtype's significand bits (8 or 11) and L = min(g 2^P,
+ * 2^16 or 2^128). Every multiple of g under L in magnitude is a value of the dtype when g is at
+ * least its finest spacing (2^-24 or 2^-133). A value x with |x| < L - s / 2 has its nearest
+ * symbol q* among the three the count tries (its q is at most 2^-22 off x / s), with |q* s| <=
+ * |x| + s / 2 < L: its reconstruction is q* s exactly (q* s / g is an integer under 2^P, exact in
+ * double, float and the dtype), at most s / 2 <= b from x, so x is not counted. The count
+ * (escapes_dt(), the AVX2 loop) then tests only magnitudes at or above the returned pattern,
+ * and gives the count of every value tested. dtype_step()'s steps k g (g the spacing at the
+ * tensor's largest magnitude, or a fraction of it) leave most values under it: the torch
+ * transformer's bfloat16 gradients spent 41% of a max-error pack counting escapes. (The
+ * finest-spacing test only keeps the argument whole: under it every value below the floor
+ * is subnormal, which the count leaves out anyway.)
+ */
+uint32_t alcm_escape_floor(int bf, double s, double b)
+{
+	if (!(s > 0) || !(s <= 2 * b) || !isfinite(s))
+		return 0;
+	int e;
+	double f = frexp(s, &e); /* s = f 2^e, f in [0.5, 1): f 2^53 is an integer */
+	uint64_t m = (uint64_t)ldexp(f, 53);
+	int tz = __builtin_ctzll(m);
+	double g = ldexp(1.0, e - 53 + tz);
+	if (g < (bf ? 0x1p-133 : 0x1p-24))
+		return 0;
+	double lim = fmin(ldexp(g, bf ? 8 : 11), bf ? 0x1p128 : 0x1p16);
+	double floor_mag = (lim - s / 2) * (1 - 0x1p-30); /* under the bound, whatever rounds */
+	if (!(floor_mag > 0))
+		return 0;
+	uint32_t lo = 0, hi = bf ? 0x7f80 : 0x7c00; /* infinity: at or above any floor */
+	while (lo < hi) { /* the first pattern whose magnitude reaches floor_mag */
+		uint32_t mid = (lo + hi) / 2;
+		float v = bf ? alcm_bf16_to_float_i((uint16_t)mid) : alcm_half_to_float((uint16_t)mid);
+		if (v >= floor_mag)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
 /* alcm_rounding_escapes() for one dtype, a constant where it is called, so that the dtype's
  * switches fold away, and alcm_round_small() for nearbyint() (the same integer under 2^30,
  * where it is used; a libm call before). The same counts, so the same steps and archives:
  * alcm-pack --max-error 0.1 of the torch transformer's bfloat16 weights 50.2M -> 47.4M
- * instructions (cachegrind). */
+ * instructions (cachegrind). Magnitudes under the pattern `thr` are not tested
+ * (alcm_escape_floor()). */
 static inline __attribute__((always_inline)) uint64_t
 rounding_escapes_dt(int dtype, const uint8_t *data, uint64_t n, uint64_t stride, double s,
-                    double b, uint64_t *seen)
+                    double b, uint32_t thr, uint64_t *seen)
 {
 	uint64_t esc = 0, k = 0;
 	double inv = 1 / s;
 	for (uint64_t i = 0; i < n; i += stride) {
 		k++;
-		if (alcm_is_special(dtype, data, i))
+		if ((alcm_load16(data + 2 * i) & 0x7fffu) < thr || alcm_is_special(dtype, data, i))
 			continue;
 		double x = alcm_load_float(dtype, data, i), y = x * inv;
 		if (!(fabs(y) < (double)((int64_t)1 << 30)))
@@ -492,25 +536,75 @@ __attribute__((target("avx2,f16c"))) static inline __m256d esc_values(const int 
 	return alcm_h16_value_x4(bf, alcm_h16_round_x4(bf, _mm256_mul_pd(q, s)));
 }
 
-/* rounding_escapes_dt() four values at a time (bf: bfloat16, else float16): the same tests
- * in double on each value (the neighbours' errors taken for all four when one of them is
- * past the bound, where the loop takes them for that one: the minimum of the three is over
- * the bound exactly when the loop finds it so), so the same count
- * (tests/test_rounding_escapes.c). The portable loop was half the instructions of a bfloat16
- * max-error pack: the torch transformer's weights at 0.0585, 51.0M -> 33.2M instructions
- * (callgrind, -T1), its --ratio 8 151.7M -> 127.2M. Most groups have no value past the
- * bound at its nearest symbol: their neighbours are not computed. */
+/* The constants of esc_x4(). */
+typedef struct esc_consts {
+	__m256d inv, s, b, lim, one, big, absm;
+} esc_consts;
+
+/* rounding_escapes_dt()'s test on four patterns h (low 16 bits of 32-bit lanes): all ones in
+ * the 64-bit lanes of the values it counts. The same tests in double on each value (the
+ * neighbours' errors taken for all four when one of them is past the bound, where the loop
+ * takes them for that one: the minimum of the three is over the bound exactly when the loop
+ * finds it so), so the same count (tests/test_rounding_escapes.c). */
+__attribute__((target("avx2,f16c"))) static inline __m256i esc_x4(const int bf, __m128i h,
+                                                                  const esc_consts *c)
+{
+	__m128i sp = alcm_h16_special_x4(bf, h);
+	__m128 xf = bf ? _mm_castsi128_ps(_mm_slli_epi32(h, 16))
+	               : _mm_cvtph_ps(_mm_packus_epi32(h, _mm_setzero_si128()));
+	__m256d x = _mm256_cvtps_pd(xf);
+	__m256d y = _mm256_mul_pd(x, c->inv);
+	__m256d ok = _mm256_cmp_pd(_mm256_and_pd(y, c->absm), c->lim, _CMP_LT_OQ);
+	__m256d q = _mm256_sub_pd(_mm256_add_pd(y, c->big), c->big); /* alcm_round_small */
+	ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_and_pd(q, c->absm), c->lim, _CMP_LT_OQ));
+	__m256d e0 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, q, c->s)), c->absm);
+	ok = _mm256_and_pd(ok, _mm256_cmp_pd(e0, c->b, _CMP_GT_OQ));
+	ok = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(sp)), ok);
+	if (_mm256_testz_pd(ok, ok))
+		return _mm256_setzero_si256();
+	__m256d e1 = _mm256_and_pd(
+		_mm256_sub_pd(x, esc_values(bf, _mm256_sub_pd(q, c->one), c->s)), c->absm);
+	__m256d e2 = _mm256_and_pd(
+		_mm256_sub_pd(x, esc_values(bf, _mm256_add_pd(q, c->one), c->s)), c->absm);
+	ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_min_pd(e1, e2), c->b, _CMP_GT_OQ));
+	return _mm256_castpd_si256(ok);
+}
+
+/* rounding_escapes_dt() four values at a time (bf: bfloat16, else float16), the values
+ * under the pattern thr (alcm_escape_floor()) skipped sixteen at a time where the tensor is read
+ * whole. The portable loop was half the instructions of a bfloat16 max-error pack: the torch
+ * transformer's weights at 0.0585, 51.0M -> 33.2M instructions (callgrind, -T1), its --ratio
+ * 8 151.7M -> 127.2M. Most groups have no value past the bound at its nearest symbol: their
+ * neighbours are not computed. */
 __attribute__((target("avx2,f16c"))) static inline uint64_t
 rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stride, double s,
-                    double b)
+                    double b, uint32_t thr)
 {
-	const __m256d vinv = _mm256_set1_pd(1 / s), vs = _mm256_set1_pd(s), vb = _mm256_set1_pd(b);
-	const __m256d lim = _mm256_set1_pd((double)((int64_t)1 << 30)), one = _mm256_set1_pd(1);
-	const __m256d big = _mm256_set1_pd(6755399441055744.0);
-	const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
-	const __m128i zero = _mm_setzero_si128();
+	const esc_consts c = {_mm256_set1_pd(1 / s),
+	                      _mm256_set1_pd(s),
+	                      _mm256_set1_pd(b),
+	                      _mm256_set1_pd((double)((int64_t)1 << 30)),
+	                      _mm256_set1_pd(1),
+	                      _mm256_set1_pd(6755399441055744.0),
+	                      _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll))};
+	const __m128i th4 = _mm_set1_epi32((int)thr - 1), mag4 = _mm_set1_epi32(0x7fff);
 	__m256i acc = _mm256_setzero_si256();
 	uint64_t i = 0, esc = 0;
+	if (stride == 1 && thr) {
+		const __m256i th = _mm256_set1_epi16((short)(thr - 1)), mag = _mm256_set1_epi16(0x7fff);
+		for (; n >= 16 && i <= n - 16; i += 16) {
+			__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(data + 2 * i));
+			uint32_t hit = (uint32_t)_mm256_movemask_epi8(
+				_mm256_cmpgt_epi16(_mm256_and_si256(h, mag), th));
+			for (int g = 0; hit; g++, hit >>= 8)
+				if (hit & 0xff)
+					acc = _mm256_sub_epi64(
+						acc, esc_x4(bf,
+						            _mm_cvtepu16_epi32(_mm_loadl_epi64(
+							            (const __m128i *)(const void *)(data + 2 * (i + 4 * g)))),
+						            &c));
+		}
+	}
 	for (; n >= 4 * stride && i <= n - 4 * stride; i += 4 * stride) {
 		__m128i h = stride == 1
 		                ? _mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(
@@ -519,25 +613,10 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 		                                 alcm_load16(data + 2 * (i + stride)),
 		                                 alcm_load16(data + 2 * (i + 2 * stride)),
 		                                 alcm_load16(data + 2 * (i + 3 * stride)));
-		__m128i sp = alcm_h16_special_x4(bf, h);
-		__m128 xf = bf ? _mm_castsi128_ps(_mm_slli_epi32(h, 16))
-		               : _mm_cvtph_ps(_mm_packus_epi32(h, zero));
-		__m256d x = _mm256_cvtps_pd(xf);
-		__m256d y = _mm256_mul_pd(x, vinv);
-		__m256d ok = _mm256_cmp_pd(_mm256_and_pd(y, absm), lim, _CMP_LT_OQ);
-		__m256d q = _mm256_sub_pd(_mm256_add_pd(y, big), big); /* alcm_round_small */
-		ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_and_pd(q, absm), lim, _CMP_LT_OQ));
-		__m256d e0 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, q, vs)), absm);
-		ok = _mm256_and_pd(ok, _mm256_cmp_pd(e0, vb, _CMP_GT_OQ));
-		ok = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(sp)), ok);
-		if (_mm256_testz_pd(ok, ok))
+		if (thr && _mm_testz_si128(_mm_cmpgt_epi32(_mm_and_si128(h, mag4), th4),
+		                           _mm_set1_epi32(-1)))
 			continue;
-		__m256d e1 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_sub_pd(q, one), vs)),
-		                           absm);
-		__m256d e2 = _mm256_and_pd(_mm256_sub_pd(x, esc_values(bf, _mm256_add_pd(q, one), vs)),
-		                           absm);
-		ok = _mm256_and_pd(ok, _mm256_cmp_pd(_mm256_min_pd(e1, e2), vb, _CMP_GT_OQ));
-		acc = _mm256_sub_epi64(acc, _mm256_castpd_si256(ok));
+		acc = _mm256_sub_epi64(acc, esc_x4(bf, h, &c));
 	}
 	uint64_t lane[4];
 	_mm256_storeu_si256((__m256i *)(void *)lane, acc);
@@ -545,16 +624,123 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 	uint64_t seen;
 	if (i < n)
 		esc += rounding_escapes_dt(bf ? ALCM_DTYPE_BF16 : ALCM_DTYPE_F16, data + 2 * i, n - i,
-		                           stride, s, b, &seen);
+		                           stride, s, b, thr, &seen);
 	return esc;
 }
 
+/* esc_values() for eight values: q times s rounded to float, then to the dtype (bfloat16 as
+ * alcm_h16_round_x4() rounds it, eight lanes), back in double. */
+__attribute__((target("avx512f,avx2,f16c"))) static inline __m512d esc_values8(const int bf,
+                                                                              __m512d q,
+                                                                              __m512d s)
+{
+	__m256 f = _mm512_cvtpd_ps(_mm512_mul_pd(q, s));
+	if (!bf)
+		return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT)));
+	__m256i u = _mm256_castps_si256(f);
+	__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+	                                 _mm256_set1_epi32(0x7f800000));
+	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+	__m256i p = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+	                                                                  odd)),
+	                              16);
+	__m256i qn = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+	p = _mm256_blendv_epi8(p, qn, nan);
+	return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(p, 16)));
+}
+
+/* esc_x4() on eight patterns h (low 16 bits of 32-bit lanes): the mask of the values it
+ * counts. The same operations on each value in double, so the same count. */
+__attribute__((target("avx512f,avx2,f16c"))) static inline __mmask8 esc_x8(const int bf,
+                                                                          __m256i h,
+                                                                          const __m512d *c)
+{
+	const __m256i em = _mm256_set1_epi32(bf ? 0x7f80 : 0x7c00), zero = _mm256_setzero_si256();
+	__m256i e = _mm256_and_si256(h, em);
+	__m256i sp = _mm256_or_si256(_mm256_cmpeq_epi32(e, em),
+	                             _mm256_andnot_si256(_mm256_cmpeq_epi32(h, zero),
+	                                                 _mm256_cmpeq_epi32(e, zero)));
+	__m256 xf = bf ? _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+	               : _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(
+	                     _mm256_packus_epi32(h, zero), 0x08)));
+	__m512d x = _mm512_cvtps_pd(xf);
+	__m512d y = _mm512_mul_pd(x, c[0]);
+	__mmask8 ok = _mm512_cmp_pd_mask(_mm512_abs_pd(y), c[3], _CMP_LT_OQ);
+	__m512d q = _mm512_sub_pd(_mm512_add_pd(y, c[4]), c[4]); /* alcm_round_small */
+	ok &= _mm512_cmp_pd_mask(_mm512_abs_pd(q), c[3], _CMP_LT_OQ);
+	__m512d e0 = _mm512_abs_pd(_mm512_sub_pd(x, esc_values8(bf, q, c[1])));
+	ok &= _mm512_cmp_pd_mask(e0, c[2], _CMP_GT_OQ);
+	ok &= (__mmask8)~_mm256_movemask_ps(_mm256_castsi256_ps(sp));
+	if (!ok)
+		return 0;
+	const __m512d one = _mm512_set1_pd(1);
+	__m512d e1 = _mm512_abs_pd(_mm512_sub_pd(x, esc_values8(bf, _mm512_sub_pd(q, one), c[1])));
+	__m512d e2 = _mm512_abs_pd(_mm512_sub_pd(x, esc_values8(bf, _mm512_add_pd(q, one), c[1])));
+	return ok & _mm512_cmp_pd_mask(_mm512_min_pd(e1, e2), c[2], _CMP_GT_OQ);
+}
+
+/* rounding_escapes_x4() eight values at a time (AVX-512): the same count. The torch
+ * transformer's 29 bfloat16 tensors, each packed alone in-process (medians of 300): its
+ * gradients at --max-error 7.8e-6 1.34-1.45 ms (before the floor) -> 1.16-1.19 (the floor)
+ * -> 1.00-1.01 (this loop), its weights at 0.056 0.83-0.84 -> 0.77-0.78 ms. */
+__attribute__((target("avx512f,avx2,f16c"))) static inline uint64_t
+rounding_escapes_x8(const int bf, const uint8_t *data, uint64_t n, uint64_t stride, double s,
+                    double b, uint32_t thr)
+{
+	const __m512d c[5] = {_mm512_set1_pd(1 / s), _mm512_set1_pd(s), _mm512_set1_pd(b),
+	                      _mm512_set1_pd((double)((int64_t)1 << 30)),
+	                      _mm512_set1_pd(6755399441055744.0)};
+	const __m256i th8 = _mm256_set1_epi32((int)thr - 1), mag8 = _mm256_set1_epi32(0x7fff);
+	uint64_t i = 0, esc = 0;
+	if (stride == 1 && thr) {
+		const __m256i th = _mm256_set1_epi16((short)(thr - 1)), mag = _mm256_set1_epi16(0x7fff);
+		for (; n >= 16 && i <= n - 16; i += 16) {
+			__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(data + 2 * i));
+			uint32_t hit = (uint32_t)_mm256_movemask_epi8(
+				_mm256_cmpgt_epi16(_mm256_and_si256(h, mag), th));
+			for (int g = 0; hit; g++, hit >>= 16)
+				if (hit & 0xffff)
+					esc += (uint64_t)__builtin_popcount(esc_x8(
+						bf,
+						_mm256_cvtepu16_epi32(_mm_loadu_si128(
+							(const __m128i *)(const void *)(data + 2 * (i + 8 * g)))),
+						c));
+		}
+	}
+	for (; n >= 8 * stride && i <= n - 8 * stride; i += 8 * stride) {
+		__m256i h;
+		if (stride == 1) {
+			h = _mm256_cvtepu16_epi32(
+				_mm_loadu_si128((const __m128i *)(const void *)(data + 2 * i)));
+		} else {
+			int v[8];
+			for (int l = 0; l < 8; l++)
+				v[l] = alcm_load16(data + 2 * (i + (uint64_t)l * stride));
+			h = _mm256_loadu_si256((const __m256i *)(void *)v);
+		}
+		if (thr && _mm256_testz_si256(_mm256_cmpgt_epi32(_mm256_and_si256(h, mag8), th8),
+		                              _mm256_set1_epi32(-1)))
+			continue;
+		esc += (uint64_t)__builtin_popcount(esc_x8(bf, h, c));
+	}
+	uint64_t seen;
+	if (i < n)
+		esc += rounding_escapes_dt(bf ? ALCM_DTYPE_BF16 : ALCM_DTYPE_F16, data + 2 * i, n - i,
+		                           stride, s, b, thr, &seen);
+	return esc;
+}
+
+int alcm_escapes_avx512 = 1;
+
 __attribute__((target("avx2,f16c"))) static uint64_t
 rounding_escapes_avx2(int dtype, const uint8_t *data, uint64_t n, uint64_t stride, double s,
-                      double b)
+                      double b, uint32_t thr)
 {
-	return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x4(1, data, n, stride, s, b)
-	                                : rounding_escapes_x4(0, data, n, stride, s, b);
+	if (alcm_escapes_avx512 && __builtin_cpu_supports("avx512f"))
+		return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x8(1, data, n, stride, s, b, thr)
+		                                : rounding_escapes_x8(0, data, n, stride, s, b, thr);
+	return dtype == ALCM_DTYPE_BF16 ? rounding_escapes_x4(1, data, n, stride, s, b, thr)
+	                                : rounding_escapes_x4(0, data, n, stride, s, b, thr);
 }
 #define HAVE_ESC_AVX2 1
 #endif
@@ -562,20 +748,23 @@ rounding_escapes_avx2(int dtype, const uint8_t *data, uint64_t n, uint64_t strid
 /* Values of t that quantizing with step s would leave outside bound b once the
  * reconstruction is rounded to the dtype (the quantizer stores them as escapes), counted on
  * at most 2^16 evenly spaced values and scaled to the whole tensor. */
+int alcm_escape_floor_off = 0;
+
 double alcm_rounding_escapes(const alcm_tensor *t, uint64_t n, double s, double b)
 {
 	uint64_t esc, seen = 0, stride = n > 65536 ? n / 65536 : 1;
 	const uint8_t *d = t->data;
+	uint32_t thr = alcm_escape_floor_off ? 0 : alcm_escape_floor(t->dtype == ALCM_DTYPE_BF16, s, b);
 #ifdef HAVE_ESC_AVX2
 	if (!alcm_quant_scalar_only && alcm_cpu_avx2_f16c()) {
-		esc = rounding_escapes_avx2(t->dtype, d, n, stride, s, b);
+		esc = rounding_escapes_avx2(t->dtype, d, n, stride, s, b, thr);
 		seen = (n + stride - 1) / stride;
 	} else
 #endif
 	if (t->dtype == ALCM_DTYPE_BF16)
-		esc = rounding_escapes_dt(ALCM_DTYPE_BF16, d, n, stride, s, b, &seen);
+		esc = rounding_escapes_dt(ALCM_DTYPE_BF16, d, n, stride, s, b, thr, &seen);
 	else
-		esc = rounding_escapes_dt(ALCM_DTYPE_F16, d, n, stride, s, b, &seen);
+		esc = rounding_escapes_dt(ALCM_DTYPE_F16, d, n, stride, s, b, thr, &seen);
 	return seen ? (double)esc * (double)n / (double)seen : 0;
 }
 
