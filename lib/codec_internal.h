@@ -192,6 +192,9 @@ extern uint64_t alcm_ahead_planned;
 /* Tests set it to 1 to run alcm_predict_bits_steps()'s portable lanes where the AVX2 ones
  * would run (x86-64). */
 extern int alcm_predict_scalar_only;
+/* Tests set it to 0 to run a profile's predictions four at a time (AVX2) where eight at a
+ * time (AVX-512) would run: the same predictions. */
+extern int alcm_predict_avx512;
 
 /* Tests set it to 1 to run alcm_budget_profile_make()'s portable loops (the float32 sums, the
  * entropy sample's run scan) where the AVX2 ones would run (x86-64). */

@@ -656,9 +656,9 @@ static void test_predict_clamps(void **state)
 /* alcm_predict_bits_steps(), several steps through the network at once, gives what
  * alcm_predict_bits_escapes() gives for each step alone on the portable lanes, bit for bit
  * (a prediction must not depend on the lane a step runs in, on the steps beside it, nor on
- * whether the CPU has AVX2): the default weights, version 2's, and weights large enough to
- * reach tanh's clamp, with and without escapes, on features that skip the network (feature
- * 1 at its floor, a NaN, an infinity), for every count. */
+ * whether the CPU has AVX2 or AVX-512): the default weights, version 2's, and weights large
+ * enough to reach tanh's clamp, with and without escapes, on features that skip the network
+ * (feature 1 at its floor, a NaN, an infinity), for every count. */
 static void test_predict_steps_bitwise(void **state)
 {
 	(void)state;
@@ -681,8 +681,11 @@ static void test_predict_steps_bitwise(void **state)
 	f[20][5] = INFINITY;
 	f[40][0] = -INFINITY;
 	int diff = 0, net = 0;
-	for (int scalar = 0; scalar < 2; scalar++) {
+	for (int mode = 0; mode < 3; mode++) { /* AVX-512 (eight lanes) where the CPU has it,
+	                                        * the portable lanes, AVX2 */
+		int scalar = mode == 1;
 		alcm_predict_scalar_only = scalar;
+		alcm_predict_avx512 = mode != 2;
 		for (size_t p = 0; p < sizeof(preds) / sizeof(preds[0]); p++)
 			for (int e = -1; e < 3; e++)
 				for (int n = 1; n <= ALCM_BUDGET_STEPS; n++) {
@@ -699,6 +702,7 @@ static void test_predict_steps_bitwise(void **state)
 					alcm_predict_scalar_only = scalar;
 				}
 	}
+	alcm_predict_avx512 = 1;
 	alcm_predict_scalar_only = 0;
 	assert_int_equal(diff, 0);
 	assert_true(net > 1000); /* most went through the network */
