@@ -458,7 +458,8 @@ static double ulp_at(int dtype, double m)
  * largest power of two dividing s, P the dtype's significand bits (8 or 11) and L = min(g 2^P,
  * 2^16 or 2^128). Every multiple of g under L in magnitude is a value of the dtype when g is at
  * least its finest spacing (2^-24 or 2^-133). A value x with |x| < L - s / 2 has its nearest
- * symbol q* among the three the count tries (its q is at most 2^-22 off x / s), with |q* s| <=
+ * symbol q* among the three the count tries (x times 1 / s, as computed, is at most 2^-22 off
+ * x / s, so its q is at most 1/2 + 2^-22 off), with |q* s| <=
  * |x| + s / 2 < L: its reconstruction is q* s exactly (q* s / g is an integer under 2^P, exact in
  * double, float and the dtype), at most s / 2 <= b from x, so x is not counted. The count
  * (escapes_dt(), the AVX2 loop) then tests only magnitudes at or above the returned pattern,
