@@ -811,9 +811,9 @@ int alcm_quant_lattice(const uint8_t *src, uint64_t n, double b, double *step, d
 	enum { HS = LAT_HS };
 	uint32_t key[HS], used = 0;
 	uint64_t cnt[HS];
-	memset(key, 0xff, sizeof(key)); /* LAT_EMPTY */
 	if (!(b > 0) || !isfinite(b) || n < 2 * LAT_MAX)
-		return 0;
+		return 0; /* before clearing the table: 16 KB for a tensor of a few values */
+	memset(key, 0xff, sizeof(key)); /* LAT_EMPTY */
 	if (!alcm_quant_lattice_scan(src, n, key, cnt, &used))
 		return 0;
 	if (used < 3)

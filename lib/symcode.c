@@ -811,12 +811,21 @@ static uint32_t fine_rep(unsigned b)
 	return (uint32_t)(8 + (b - 256) % 8) << (e - 3);
 }
 
-/* The hybrid configuration (s, m) with the fewest estimated bits. */
+/* The hybrid configuration (s, m) with the fewest estimated bits. Each of the 30
+ * configurations walks the non-empty bins only (listed once: their representatives and
+ * counts, in bin order, so the same sums in the same order): a 64-value float32 tensor at
+ * --max-error 1e-3 spent a third of its pack walking a few hundred bins, most empty, 30
+ * times. */
 static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, double *rawp)
 {
-	unsigned maxbin = 0;
+	unsigned maxbin = 0, nz = 0;
+	uint32_t rep[FINE_BINS], cnt_of[FINE_BINS];
 	for (unsigned b = 0; b < FINE_BINS; b++)
-		maxbin = fine[b] ? b : maxbin;
+		if (fine[b]) {
+			maxbin = b;
+			rep[nz] = fine_rep(b);
+			cnt_of[nz++] = fine[b];
+		}
 	double best = INFINITY;
 	*bs = 4;
 	*bm = 3;
@@ -832,12 +841,10 @@ static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, do
 			uint32_t cnt[ALCM_RANS_MAX_TOKENS];
 			memset(cnt, 0, nt * sizeof(uint32_t));
 			double raw = 0;
-			for (unsigned b = 0; b <= maxbin; b++) {
-				if (!fine[b])
-					continue;
-				unsigned t = tok_of(fine_rep(b), s, m, &nb);
-				cnt[t] += fine[b];
-				raw += (double)fine[b] * nb;
+			for (unsigned k = 0; k < nz; k++) {
+				unsigned t = tok_of(rep[k], s, m, &nb);
+				cnt[t] += cnt_of[k];
+				raw += (double)cnt_of[k] * nb;
 			}
 			double c = coded_bits(cnt, nt) + raw;
 			if (c < best) {
