@@ -537,6 +537,16 @@ __attribute__((target("avx2,f16c"))) static inline __m256d esc_values(const int 
 	return alcm_h16_value_x4(bf, alcm_h16_round_x4(bf, _mm256_mul_pd(q, s)));
 }
 
+/* Two bits for each of the sixteen float16 or bfloat16 patterns at p whose magnitude is at
+ * or above the floor (th: the floor pattern minus 1 in every 16-bit lane). */
+__attribute__((target("avx2,f16c"))) static inline uint32_t floor_hits16(const uint8_t *p,
+                                                                        __m256i th)
+{
+	__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
+	return (uint32_t)_mm256_movemask_epi8(
+		_mm256_cmpgt_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7fff)), th));
+}
+
 /* The constants of esc_x4(). */
 typedef struct esc_consts {
 	__m256d inv, s, b, lim, one, big, absm;
@@ -592,11 +602,9 @@ rounding_escapes_x4(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 	__m256i acc = _mm256_setzero_si256();
 	uint64_t i = 0, esc = 0;
 	if (stride == 1 && thr) {
-		const __m256i th = _mm256_set1_epi16((short)(thr - 1)), mag = _mm256_set1_epi16(0x7fff);
+		const __m256i th = _mm256_set1_epi16((short)(thr - 1));
 		for (; n >= 16 && i <= n - 16; i += 16) {
-			__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(data + 2 * i));
-			uint32_t hit = (uint32_t)_mm256_movemask_epi8(
-				_mm256_cmpgt_epi16(_mm256_and_si256(h, mag), th));
+			uint32_t hit = floor_hits16(data + 2 * i, th);
 			for (int g = 0; hit; g++, hit >>= 8)
 				if (hit & 0xff)
 					acc = _mm256_sub_epi64(
@@ -694,11 +702,9 @@ rounding_escapes_x8(const int bf, const uint8_t *data, uint64_t n, uint64_t stri
 	const __m256i th8 = _mm256_set1_epi32((int)thr - 1), mag8 = _mm256_set1_epi32(0x7fff);
 	uint64_t i = 0, esc = 0;
 	if (stride == 1 && thr) {
-		const __m256i th = _mm256_set1_epi16((short)(thr - 1)), mag = _mm256_set1_epi16(0x7fff);
+		const __m256i th = _mm256_set1_epi16((short)(thr - 1));
 		for (; n >= 16 && i <= n - 16; i += 16) {
-			__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(data + 2 * i));
-			uint32_t hit = (uint32_t)_mm256_movemask_epi8(
-				_mm256_cmpgt_epi16(_mm256_and_si256(h, mag), th));
+			uint32_t hit = floor_hits16(data + 2 * i, th);
 			for (int g = 0; hit; g++, hit >>= 16)
 				if (hit & 0xffff)
 					esc += (uint64_t)__builtin_popcount(esc_x8(
