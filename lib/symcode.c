@@ -789,6 +789,26 @@ static double coded_bits(const uint32_t *cnt, unsigned ntok)
 	return n ? nlog2n_u(n) - s + table_bits(cnt, ntok, n) : 0;
 }
 
+/* coded_bits() of counts whose total n is known (choose_tokens: every configuration counts
+ * the same symbols): one pass, the same additions in the same order, so the same double. */
+static double coded_bits_n(const uint32_t *cnt, unsigned ntok, uint64_t n)
+{
+	if (!n)
+		return 0;
+	double s = 0, bits = 16, pending = 0, inv = (double)ALCM_RANS_TOTAL / (double)n;
+	for (unsigned t = 0; t < ntok; t++) {
+		uint32_t c = cnt[t];
+		s += nlog2n_u(c);
+		if (!c) {
+			pending += 1.5;
+			continue;
+		}
+		bits += pending + ((double)c * inv >= 8 ? 4.5 : 2.5);
+		pending = 0;
+	}
+	return nlog2n_u(n) - s + bits;
+}
+
 /* ---- encoder: the token alphabet ------------------------------------------------------------ */
 
 /* A fine histogram: symbols under 256 as themselves, larger ones by exponent and three top
@@ -820,11 +840,13 @@ static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, do
 {
 	unsigned maxbin = 0, nz = 0;
 	uint32_t rep[FINE_BINS], cnt_of[FINE_BINS];
+	uint64_t total = 0;
 	for (unsigned b = 0; b < FINE_BINS; b++)
 		if (fine[b]) {
 			maxbin = b;
 			rep[nz] = fine_rep(b);
 			cnt_of[nz++] = fine[b];
+			total += fine[b];
 		}
 	double best = INFINITY;
 	*bs = 4;
@@ -846,7 +868,7 @@ static double choose_tokens(const uint32_t *fine, unsigned *bs, unsigned *bm, do
 				cnt[t] += cnt_of[k];
 				raw += (double)cnt_of[k] * nb;
 			}
-			double c = coded_bits(cnt, nt) + raw;
+			double c = coded_bits_n(cnt, nt, total) + raw;
 			if (c < best) {
 				best = c;
 				*bs = s;
