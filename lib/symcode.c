@@ -760,37 +760,11 @@ static inline double log2h_u(uint64_t c)
 	return c < LOG_TAB ? log2h_tab[c] : fast_log2((double)c + 0.5);
 }
 
-/* Estimated bits of a table for counts cnt (total n) of ntok tokens: the code of 6.5.8 takes
- * about 4.5 bits for a frequency of 8 or more, 2.5 for a smaller one, 1.5 for an absent
- * token inside the range. */
-static double table_bits(const uint32_t *cnt, unsigned ntok, uint64_t n)
-{
-	double bits = 16, pending = 0, inv = n ? (double)ALCM_RANS_TOTAL / (double)n : 0;
-	for (unsigned t = 0; t < ntok; t++) {
-		if (!cnt[t]) {
-			pending += 1.5;
-			continue;
-		}
-		bits += pending + ((double)cnt[t] * inv >= 8 ? 4.5 : 2.5);
-		pending = 0;
-	}
-	return bits;
-}
-
-/* Estimated bits of n tokens coded with their own table (entropy plus the table). */
-static double coded_bits(const uint32_t *cnt, unsigned ntok)
-{
-	uint64_t n = 0;
-	double s = 0;
-	for (unsigned t = 0; t < ntok; t++) {
-		n += cnt[t];
-		s += nlog2n_u(cnt[t]);
-	}
-	return n ? nlog2n_u(n) - s + table_bits(cnt, ntok, n) : 0;
-}
-
-/* coded_bits() of counts whose total n is known (choose_tokens: every configuration counts
- * the same symbols): one pass, the same additions in the same order, so the same double. */
+/* Estimated bits of ntok tokens of counts cnt (total n) coded with their own table: their
+ * entropy plus the table's bits, the code of 6.5.8 taking about 4.5 bits for a frequency of
+ * 8 or more, 2.5 for a smaller one, 1.5 for an absent token inside the range (table bits:
+ * 16 and those). One pass; choose_tokens() knows n before its counts (every configuration
+ * counts the same symbols). */
 static double coded_bits_n(const uint32_t *cnt, unsigned ntok, uint64_t n)
 {
 	if (!n)
@@ -807,6 +781,15 @@ static double coded_bits_n(const uint32_t *cnt, unsigned ntok, uint64_t n)
 		pending = 0;
 	}
 	return nlog2n_u(n) - s + bits;
+}
+
+/* coded_bits_n() of counts whose total is not known yet. */
+static double coded_bits(const uint32_t *cnt, unsigned ntok)
+{
+	uint64_t n = 0;
+	for (unsigned t = 0; t < ntok; t++)
+		n += cnt[t];
+	return coded_bits_n(cnt, ntok, n);
 }
 
 /* ---- encoder: the token alphabet ------------------------------------------------------------ */
@@ -1000,7 +983,7 @@ typedef struct enc {
 	uint8_t *tok, *lvl; /* tokens; level sums (work array) */
 	/* Tokens the estimates count: those up to the last that occurs in the chunk (the
 	 * tokens after it are absent from every histogram, and add nothing to an estimate:
-	 * coded_bits() and table_bits() give the same doubles without them). ntok_all: the
+	 * coded_bits() gives the same doubles without them). ntok_all: the
 	 * alphabet's, which the refinement's smoothing and its size limits use. */
 	unsigned ntok, ntok_all;
 	axis ax[ALCM_QP_AXES];
@@ -1044,10 +1027,10 @@ ALCM_ALWAYS_INLINE void chain_add(merge_chain *restrict ch, double *restrict s,
 	*n += c;
 }
 
-/* table_bits() of a chain's counts: 16 + 1.5 per absent token below its last + 4.5 or 2.5
- * per present one. Every term is a multiple of 1/2 far below 2^52, so the sum is exact
- * whatever its order: the same double as table_bits(), without walking the absent tokens
- * (and the counts contiguous: a loop that vectorises). */
+/* The table bits of coded_bits_n() for a chain's counts: 16 + 1.5 per absent token below
+ * its last + 4.5 or 2.5 per present one. Every term is a multiple of 1/2 far below 2^52, so
+ * the sum is exact whatever its order: the same double as coded_bits_n()'s, without walking
+ * the absent tokens (and the counts contiguous: a loop that vectorises). */
 static inline int chain_big(uint32_t c, double inv)
 {
 	return (double)c * inv >= 8;
