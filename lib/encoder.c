@@ -454,20 +454,21 @@ static double ulp_at(int dtype, double m)
 
 /*
  * The magnitudes (16-bit patterns, sign cleared) under which no float16 or bfloat16 value can
- * escape at step s and bound b: 0 when every value must be tested. With s <= 2 b, let g be the
- * largest power of two dividing s, P the dtype's significand bits (8 or 11) and L = min(g 2^P,
- * 2^16 or 2^128). Every multiple of g under L in magnitude is a value of the dtype when g is at
- * least its finest spacing (2^-24 or 2^-133). A value x with |x| < L - s / 2 has its nearest
- * symbol q* among the three the count tries (x times 1 / s, as computed, is at most 2^-22 off
- * x / s, so its q is at most 1/2 + 2^-22 off), with |q* s| <=
- * |x| + s / 2 < L: its reconstruction is q* s exactly (q* s / g is an integer under 2^P, exact in
- * double, float and the dtype), at most s / 2 <= b from x, so x is not counted. The count
- * (escapes_dt(), the AVX2 loop) then tests only magnitudes at or above the returned pattern,
- * and gives the count of every value tested. dtype_step()'s steps k g (g the spacing at the
- * tensor's largest magnitude, or a fraction of it) leave most values under it: the torch
- * transformer's bfloat16 gradients spent 41% of a max-error pack counting escapes. (The
- * finest-spacing test only keeps the argument whole: under it every value below the floor
- * is subnormal, which the count leaves out anyway.)
+ * escape at step s and bound b: 0 when every value must be tested. With s <= 2 b, let g be
+ * the largest power of two dividing s, P the dtype's significand bits (8 or 11) and L =
+ * min(g 2^P, 2^16 or 2^128). Every multiple of g under L in magnitude is a value of the dtype
+ * when g is at least its finest spacing (2^-24 or 2^-133). Take a value x with |x| < L - s / 2.
+ * x times 1 / s, as computed, is at most 2^-22 off x / s, so its q is at most 1/2 + 2^-22 off
+ * and its nearest symbol q* is among the three the count tries; |q* s| <= |x| + s / 2 < L, so
+ * the reconstruction is q* s exactly (q* s / g is an integer under 2^P: exact in double, float
+ * and the dtype), at most s / 2 <= b from x, and x is not counted. The counts
+ * (rounding_escapes_dt() and the AVX2 and AVX-512 loops) test only the magnitudes at or above
+ * the returned pattern, and are those of testing every value. dtype_step()'s steps k g (g the
+ * spacing at the tensor's largest magnitude, or a fraction of it) leave most values under it:
+ * the torch transformer's bfloat16 gradients spent 41% of a max-error pack counting escapes.
+ * (The finest-spacing test only keeps the argument whole: under it every value below the
+ * floor is subnormal, which the count leaves out anyway. The margin of 2^-30 is not needed
+ * either, a dtype's value being a double: it costs at most one pattern.)
  */
 uint32_t alcm_escape_floor(int bf, double s, double b)
 {
@@ -582,8 +583,8 @@ __attribute__((target("avx2,f16c"))) static inline __m256i esc_x4(const int bf, 
 }
 
 /* rounding_escapes_dt() four values at a time (bf: bfloat16, else float16), the values
- * under the pattern thr (alcm_escape_floor()) skipped sixteen at a time where the tensor is read
- * whole. The portable loop was half the instructions of a bfloat16 max-error pack: the torch
+ * under the pattern thr (alcm_escape_floor()) skipped sixteen at a time where the tensor is
+ * read whole. The portable loop was half the instructions of a bfloat16 max-error pack: the torch
  * transformer's weights at 0.0585, 51.0M -> 33.2M instructions (callgrind, -T1), its --ratio
  * 8 151.7M -> 127.2M. Most groups have no value past the bound at its nearest symbol: their
  * neighbours are not computed. */
